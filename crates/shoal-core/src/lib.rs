@@ -1,0 +1,16 @@
+//! The shoal scheduler core: a pure state machine.
+//!
+//! [`Core`] receives [`Event`]s (a client submitted tasks, a worker finished
+//! one, a worker was lost, ...) and answers with [`Command`]s (send this task
+//! to that worker, tell that client its key is ready). It performs no I/O,
+//! reads no clock and spawns nothing, so every transition can be driven and
+//! checked from unit tests. The server crate wraps it in a thin tokio shell.
+
+mod core;
+mod events;
+mod placement;
+mod task;
+mod worker;
+
+pub use crate::core::{Core, CoreConfig, TaskStateKind};
+pub use events::{Command, Event};

@@ -1,0 +1,182 @@
+//! Choosing which ready task runs where.
+//!
+//! Ready tasks wait in one priority queue (higher `priority` first, then
+//! submission order). Each worker accepts its threads' worth of running tasks
+//! plus a window of queued ones sized from the mean task duration, so a worker
+//! with short tasks never idles for a round trip while one with long tasks
+//! does not hoard work that an idle peer could run.
+
+use std::cmp::Ordering;
+
+use shoal_proto::{ComputeTask, DepLocation, SchedulerToWorker, TaskId, WorkerId};
+
+use crate::core::Core;
+use crate::events::Command;
+use crate::task::{Task, TaskState};
+use crate::worker::Worker;
+
+/// An entry of the ready queue. Stale entries (the task moved on) are skipped
+/// when popped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadyEntry {
+    priority: i32,
+    seq: u64,
+    id: TaskId,
+}
+
+impl ReadyEntry {
+    pub fn of(t: &Task, id: TaskId) -> Self {
+        ReadyEntry {
+            priority: t.priority,
+            seq: t.seq,
+            id,
+        }
+    }
+}
+
+impl Ord for ReadyEntry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+            .then_with(|| other.id.cmp(&self.id))
+    }
+}
+
+impl PartialOrd for ReadyEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Core {
+    /// Queued tasks a worker may hold per thread beyond the running one.
+    pub(crate) fn queued_per_thread(&self) -> u32 {
+        match self.mean_duration {
+            None => 1,
+            Some(d) if d <= 0.0 => self.config.max_queued_per_thread,
+            Some(d) => {
+                let n = (self.config.queue_target / d).ceil();
+                n.clamp(1.0, self.config.max_queued_per_thread as f64) as u32
+            }
+        }
+    }
+
+    fn slots(&self, w: &Worker, per_thread: u32) -> usize {
+        let n = w.info.nthreads.max(1) as usize;
+        n * (1 + per_thread as usize)
+    }
+
+    /// Hands ready tasks to workers with free slots. Call after every batch
+    /// of events.
+    pub fn schedule(&mut self, out: &mut Vec<Command>) {
+        if self.workers.is_empty() {
+            return;
+        }
+        let per_thread = self.queued_per_thread();
+        let mut free: usize = self
+            .workers
+            .values()
+            .map(|w| self.slots(w, per_thread).saturating_sub(w.assigned.len()))
+            .sum();
+        let mut deferred = Vec::new();
+        while free > 0 {
+            let Some(entry) = self.ready.pop() else {
+                break;
+            };
+            let id = entry_id(&entry);
+            match self.tasks.get(&id) {
+                Some(t) if t.state == TaskState::Ready => {}
+                _ => continue,
+            }
+            match self.pick_worker(id, per_thread) {
+                Some(w) => {
+                    self.assign(id, w, out);
+                    free -= 1;
+                }
+                None => deferred.push(entry),
+            }
+        }
+        self.ready.extend(deferred);
+    }
+
+    /// The worker with a free slot holding most of the task's input bytes,
+    /// then the least loaded one.
+    fn pick_worker(&self, id: TaskId, per_thread: u32) -> Option<WorkerId> {
+        let t = &self.tasks[&id];
+        let mut best: Option<(WorkerId, u64, f64)> = None;
+        for (&wid, w) in &self.workers {
+            if w.assigned.len() >= self.slots(w, per_thread) || !w.matches(&t.restrictions) {
+                continue;
+            }
+            let local: u64 = t
+                .deps
+                .iter()
+                .filter(|d| w.holds.contains(d))
+                .map(|d| self.tasks[d].nbytes.max(1))
+                .sum();
+            let load = w.assigned.len() as f64 / w.info.nthreads.max(1) as f64;
+            let better = match best {
+                None => true,
+                Some((_, bl, bload)) => local > bl || (local == bl && load < bload),
+            };
+            if better {
+                best = Some((wid, local, load));
+            }
+        }
+        best.map(|(w, _, _)| w)
+    }
+
+    fn assign(&mut self, id: TaskId, w: WorkerId, out: &mut Vec<Command>) {
+        let t = self.tasks.get_mut(&id).expect("ready task exists");
+        t.state = TaskState::Assigned {
+            worker: w,
+            started: false,
+        };
+        let func = t.func;
+        let worker = self.workers.get_mut(&w).expect("picked worker exists");
+        worker.assigned.insert(id);
+        if func != shoal_proto::LITERAL_FUNC && worker.functions.insert(func) {
+            if let Some(def) = self.functions.get(&func) {
+                out.push(Command::ToWorker(
+                    w,
+                    SchedulerToWorker::Functions(vec![def.clone()]),
+                ));
+            }
+        }
+        let t = &self.tasks[&id];
+        let deps = t
+            .deps
+            .iter()
+            .map(|d| {
+                let dt = &self.tasks[d];
+                let holders = match &dt.state {
+                    TaskState::Memory { holders } => holders
+                        .iter()
+                        .filter_map(|h| self.workers.get(h).map(|w| w.info.data_address.clone()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                DepLocation {
+                    key: dt.key.to_string(),
+                    holders,
+                }
+            })
+            .collect();
+        out.push(Command::ToWorker(
+            w,
+            SchedulerToWorker::Compute(ComputeTask {
+                id,
+                key: t.key.to_string(),
+                func: t.func,
+                args: t.args.clone(),
+                deps,
+                priority: t.priority,
+            }),
+        ));
+    }
+}
+
+fn entry_id(e: &ReadyEntry) -> TaskId {
+    e.id
+}

@@ -1,0 +1,33 @@
+//! The scheduler's record of one connected worker.
+
+use rustc_hash::FxHashSet;
+use shoal_proto::{FuncHash, TaskId, WorkerInfo};
+
+pub(crate) struct Worker {
+    pub info: WorkerInfo,
+    /// Tasks sent to this worker and not finished.
+    pub assigned: FxHashSet<TaskId>,
+    /// Tasks whose result this worker holds.
+    pub holds: FxHashSet<TaskId>,
+    /// Functions already sent to this worker.
+    pub functions: FxHashSet<FuncHash>,
+}
+
+impl Worker {
+    pub fn new(info: WorkerInfo) -> Self {
+        Worker {
+            info,
+            assigned: FxHashSet::default(),
+            holds: FxHashSet::default(),
+            functions: FxHashSet::default(),
+        }
+    }
+
+    /// Whether a task restricted to `names` may run here.
+    pub fn matches(&self, names: &[String]) -> bool {
+        names.is_empty()
+            || names
+                .iter()
+                .any(|n| *n == self.info.name || *n == self.info.data_address || *n == self.info.host)
+    }
+}

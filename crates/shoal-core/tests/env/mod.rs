@@ -1,0 +1,218 @@
+//! A test environment for the scheduler core: builders for tasks and workers,
+//! and helpers that play the part of clients and workers.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use shoal_core::{Command, Core, CoreConfig, Event, TaskStateKind};
+use shoal_proto::*;
+
+pub const FUNC: FuncHash = 42;
+
+/// A task under construction.
+pub struct TaskBuilder(TaskSpec);
+
+pub fn task(key: &str) -> TaskBuilder {
+    TaskBuilder(TaskSpec {
+        key: key.to_string(),
+        func: FUNC,
+        args: Payload::single(Bytes::from(key.as_bytes().to_vec())),
+        deps: vec![],
+        wanted: true,
+        priority: 0,
+        retries: 0,
+        workers: vec![],
+    })
+}
+
+impl TaskBuilder {
+    pub fn deps(mut self, deps: &[&str]) -> Self {
+        self.0.deps = deps.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn unwanted(mut self) -> Self {
+        self.0.wanted = false;
+        self
+    }
+    pub fn priority(mut self, p: i32) -> Self {
+        self.0.priority = p;
+        self
+    }
+    pub fn retries(mut self, r: u32) -> Self {
+        self.0.retries = r;
+        self
+    }
+    pub fn on(mut self, workers: &[&str]) -> Self {
+        self.0.workers = workers.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn func(mut self, f: FuncHash) -> Self {
+        self.0.func = f;
+        self
+    }
+    pub fn build(self) -> TaskSpec {
+        self.0
+    }
+}
+
+/// The core plus everything it said so far.
+pub struct Env {
+    pub core: Core,
+    pub out: Vec<Command>,
+    next_worker: WorkerId,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env::with_config(CoreConfig::default())
+    }
+
+    pub fn with_config(config: CoreConfig) -> Self {
+        let mut env = Env {
+            core: Core::new(config),
+            out: vec![],
+            next_worker: 1,
+        };
+        env.event(Event::ClientConnected(1));
+        env.send(
+            1,
+            ClientToScheduler::Functions(vec![FunctionDef {
+                hash: FUNC,
+                name: "f".into(),
+                bytes: Bytes::from_static(b"pickled f"),
+            }]),
+        );
+        env
+    }
+
+    /// Applies an event and schedules, like the server shell does.
+    pub fn event(&mut self, e: Event) {
+        self.core.handle(e, &mut self.out);
+        self.core.schedule(&mut self.out);
+    }
+
+    pub fn send(&mut self, client: ClientId, msg: ClientToScheduler) {
+        self.event(Event::FromClient(client, msg));
+    }
+
+    pub fn worker(&mut self, nthreads: u32) -> WorkerId {
+        let id = self.next_worker;
+        self.next_worker += 1;
+        self.event(Event::WorkerConnected(
+            id,
+            WorkerInfo {
+                name: format!("w{id}"),
+                data_address: format!("127.0.0.1:{}", 9000 + id),
+                nthreads,
+                memory: 1 << 30,
+                pid: id as u32,
+                host: "127.0.0.1".into(),
+            },
+        ));
+        id
+    }
+
+    pub fn submit(&mut self, tasks: Vec<TaskBuilder>) {
+        self.submit_as(1, tasks);
+    }
+
+    pub fn submit_as(&mut self, client: ClientId, tasks: Vec<TaskBuilder>) {
+        let specs = tasks.into_iter().map(TaskBuilder::build).collect();
+        self.send(client, ClientToScheduler::Submit(specs));
+    }
+
+    pub fn release(&mut self, keys: &[&str]) {
+        let keys = keys.iter().map(|s| s.to_string()).collect();
+        self.send(1, ClientToScheduler::Release(keys));
+    }
+
+    pub fn id(&self, key: &str) -> TaskId {
+        self.core.id_of(key).unwrap_or_else(|| panic!("{key} unknown"))
+    }
+
+    pub fn state(&self, key: &str) -> Option<TaskStateKind> {
+        self.core.state_of(key)
+    }
+
+    pub fn start(&mut self, w: WorkerId, key: &str) {
+        let id = self.id(key);
+        self.event(Event::FromWorker(w, WorkerToScheduler::TaskStarted { ids: vec![id] }));
+    }
+
+    pub fn finish(&mut self, w: WorkerId, key: &str) {
+        self.finish_with(w, key, 10, 0.001);
+    }
+
+    pub fn finish_with(&mut self, w: WorkerId, key: &str, nbytes: u64, duration: f64) {
+        let id = self.id(key);
+        self.event(Event::FromWorker(
+            w,
+            WorkerToScheduler::TaskFinished {
+                id,
+                nbytes,
+                type_name: "int".into(),
+                inline: Some(Payload::single(Bytes::from_static(b"r"))),
+                duration,
+            },
+        ));
+    }
+
+    pub fn fail(&mut self, w: WorkerId, key: &str) {
+        let id = self.id(key);
+        self.event(Event::FromWorker(
+            w,
+            WorkerToScheduler::TaskFailed {
+                id,
+                error: TaskError::Raised {
+                    exception: Payload::default(),
+                    type_name: "ZeroDivisionError".into(),
+                    message: "boom".into(),
+                    traceback: String::new(),
+                },
+            },
+        ));
+    }
+
+    pub fn lose(&mut self, w: WorkerId) {
+        self.event(Event::WorkerLost(w));
+    }
+
+    /// Takes the commands said so far.
+    pub fn take(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Keys sent to worker `w` for computing, in order, taking all commands.
+    pub fn computes(&mut self) -> Vec<(WorkerId, String)> {
+        self.take()
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::ToWorker(w, SchedulerToWorker::Compute(t)) => Some((w, t.key)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Messages to client 1, taking all commands.
+    pub fn client_msgs(&mut self) -> Vec<SchedulerToClient> {
+        self.take()
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::ToClient(1, m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Keys freed on each worker, taking all commands.
+    pub fn frees(&mut self) -> Vec<(WorkerId, String)> {
+        self.take()
+            .into_iter()
+            .flat_map(|c| match c {
+                Command::ToWorker(w, SchedulerToWorker::Free { keys }) => {
+                    keys.into_iter().map(|k| (w, k)).collect()
+                }
+                _ => vec![],
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,192 @@
+//! Failures: exceptions, retries, dead workers, lost data.
+
+mod env;
+
+use env::{task, Env};
+use shoal_core::Command;
+use shoal_core::TaskStateKind::*;
+use shoal_proto::{SchedulerToClient, SchedulerToWorker, TaskError, WorkerToScheduler};
+
+#[test]
+fn an_exception_errs_the_task_and_every_dependent() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("a"), task("b").deps(&["a"]), task("c").deps(&["b"])]);
+    env.take();
+    env.fail(w, "a");
+    assert_eq!(env.state("a"), Some(Erred));
+    assert_eq!(env.state("b"), Some(Erred));
+    assert_eq!(env.state("c"), Some(Erred));
+    let msgs = env.client_msgs();
+    let erred: Vec<&str> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            SchedulerToClient::KeyErred { key, error: TaskError::Raised { type_name, .. } } => {
+                assert_eq!(type_name, "ZeroDivisionError");
+                Some(key.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(erred.len(), 3);
+}
+
+#[test]
+fn a_task_submitted_on_an_erred_input_errs_at_once() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.fail(w, "a");
+    env.submit(vec![task("b").deps(&["a"])]);
+    assert_eq!(env.state("b"), Some(Erred));
+}
+
+#[test]
+fn retries_run_a_failed_task_again_then_give_up() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("a").retries(1)]);
+    env.take();
+    env.fail(w, "a");
+    assert_eq!(env.state("a"), Some(Assigned(w)));
+    assert_eq!(env.computes().len(), 1);
+    env.fail(w, "a");
+    assert_eq!(env.state("a"), Some(Erred));
+}
+
+#[test]
+fn tasks_of_a_lost_worker_run_elsewhere() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    assert_eq!(env.state("a"), Some(Assigned(w1)));
+    let w2 = env.worker(1);
+    env.take();
+    env.lose(w1);
+    assert_eq!(env.state("a"), Some(Assigned(w2)));
+    let msgs = env.take();
+    assert!(msgs.iter().any(|c| matches!(c, Command::ToClient(1, SchedulerToClient::WorkerRemoved { .. }))));
+    assert!(msgs.iter().any(|c| matches!(c, Command::ToWorker(w, SchedulerToWorker::Compute(_)) if *w == w2)));
+}
+
+#[test]
+fn a_task_that_kills_three_workers_errs_with_killed_worker() {
+    let mut env = Env::new();
+    env.submit(vec![task("bomb")]);
+    for round in 0..3 {
+        let w = env.worker(1);
+        assert_eq!(env.state("bomb"), Some(Assigned(w)), "round {round}");
+        env.start(w, "bomb");
+        env.take();
+        env.lose(w);
+    }
+    assert_eq!(env.state("bomb"), Some(Erred));
+    let msgs = env.client_msgs();
+    assert!(msgs.iter().any(|m| matches!(m,
+        SchedulerToClient::KeyErred { error: TaskError::KilledWorker { key, attempts: 3, .. }, .. } if key == "bomb")));
+}
+
+#[test]
+fn queued_tasks_of_a_lost_worker_do_not_count_as_suspects() {
+    let mut env = Env::new();
+    env.submit(vec![task("a")]);
+    for _ in 0..5 {
+        let w = env.worker(1);
+        env.lose(w);
+    }
+    assert_eq!(env.state("a"), Some(Ready));
+}
+
+#[test]
+fn lost_data_that_is_still_wanted_is_recomputed_with_its_released_inputs() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a").unwanted(), task("b").deps(&["a"])]);
+    env.finish(w1, "a");
+    env.finish(w1, "b");
+    assert_eq!(env.state("a"), Some(Released));
+    let w2 = env.worker(1);
+    env.take();
+    env.lose(w1);
+    let msgs = env.take();
+    assert!(msgs.iter().any(|c| matches!(c, Command::ToClient(1, SchedulerToClient::KeyLost { key }) if key == "b")));
+    assert_eq!(env.state("a"), Some(Assigned(w2)));
+    assert_eq!(env.state("b"), Some(Waiting));
+    env.finish(w2, "a");
+    env.finish(w2, "b");
+    assert_eq!(env.state("b"), Some(Memory));
+    assert!(env.client_msgs().iter().any(|m| matches!(m, SchedulerToClient::KeyMemory { key, .. } if key == "b")));
+}
+
+#[test]
+fn a_ready_dependent_waits_again_when_its_input_is_lost() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    // w1 has two slots; the blockers keep c from being assigned.
+    env.submit(vec![task("a").unwanted(), task("block1"), task("block2"), task("c").deps(&["a"])]);
+    // A long duration keeps the window at one queued task.
+    env.finish_with(w1, "a", 10, 10.0);
+    assert_eq!(env.state("c"), Some(Ready));
+    env.lose(w1);
+    assert_eq!(env.state("c"), Some(Waiting));
+    assert_eq!(env.state("a"), Some(Ready));
+    let w2 = env.worker(4);
+    assert_eq!(env.state("a"), Some(Assigned(w2)));
+    env.finish(w2, "a");
+    assert_eq!(env.state("c"), Some(Assigned(w2)));
+}
+
+#[test]
+fn unneeded_data_on_a_lost_worker_is_just_forgotten() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w1, "a");
+    env.release(&["a"]);
+    env.lose(w1);
+    assert_eq!(env.core.task_count(), 0);
+}
+
+#[test]
+fn missing_dependencies_reported_by_a_worker_are_recomputed() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w1, "a");
+    let w2 = env.worker(1);
+    env.submit(vec![task("b").deps(&["a"]).on(&["w2"])]);
+    assert_eq!(env.state("b"), Some(Assigned(w2)));
+    let b = env.id("b");
+    env.take();
+    env.event(shoal_core::Event::FromWorker(
+        w2,
+        WorkerToScheduler::MissingDeps { id: b, keys: vec!["a".into()] },
+    ));
+    assert!(matches!(env.state("a"), Some(Assigned(_))));
+    assert_eq!(env.state("b"), Some(Waiting));
+    let aw = match env.state("a") {
+        Some(Assigned(w)) => w,
+        _ => unreachable!(),
+    };
+    env.finish(aw, "a");
+    assert_eq!(env.state("b"), Some(Assigned(w2)));
+}
+
+#[test]
+fn a_result_from_a_superseded_assignment_is_accepted() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    let a = env.id("a");
+    let w2 = env.worker(1);
+    // Pretend a was lost from w1's view and rescheduled: simulate by the
+    // worker reporting the finish while the scheduler already moved it.
+    env.event(shoal_core::Event::FromWorker(
+        w1,
+        WorkerToScheduler::MissingDeps { id: a, keys: vec![] },
+    ));
+    assert!(matches!(env.state("a"), Some(Assigned(_))));
+    env.finish(w1, "a");
+    assert_eq!(env.state("a"), Some(Memory));
+    assert_eq!(env.core.assigned_to(w1) + env.core.assigned_to(w2), 0);
+}

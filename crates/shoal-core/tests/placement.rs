@@ -1,0 +1,73 @@
+//! Which task runs where and when.
+
+mod env;
+
+use env::{task, Env};
+use shoal_core::TaskStateKind::*;
+
+#[test]
+fn higher_priority_runs_first_then_submission_order() {
+    let mut env = Env::new();
+    env.submit(vec![task("low1"), task("low2"), task("high").priority(10)]);
+    let w = env.worker(1);
+    // One thread plus one queued slot while durations are unknown.
+    let keys: Vec<String> = env.computes().into_iter().map(|(_, k)| k).collect();
+    assert_eq!(keys, vec!["high".to_string(), "low1".to_string()]);
+    env.finish(w, "high");
+    let keys: Vec<String> = env.computes().into_iter().map(|(_, k)| k).collect();
+    assert_eq!(keys, vec!["low2".to_string()]);
+}
+
+#[test]
+fn work_is_spread_over_workers_by_load() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    let w2 = env.worker(1);
+    env.submit((0..4).map(|i| task(&format!("t{i}"))).collect());
+    assert_eq!(env.core.assigned_to(w1), 2);
+    assert_eq!(env.core.assigned_to(w2), 2);
+}
+
+#[test]
+fn short_tasks_widen_the_window_and_long_ones_narrow_it() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit((0..500).map(|i| task(&format!("t{i}"))).collect());
+    assert_eq!(env.core.assigned_to(w), 2, "unknown durations: one queued");
+    env.finish_with(w, "t0", 8, 0.000_01);
+    assert_eq!(env.core.assigned_to(w), 65, "tiny tasks: the full window");
+    for i in 1..60 {
+        env.finish_with(w, &format!("t{i}"), 8, 10.0);
+    }
+    assert_eq!(env.core.assigned_to(w), 6, "window never drops below one queued");
+}
+
+#[test]
+fn restricted_tasks_run_only_where_allowed_and_wait_for_that_worker() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("pinned").on(&["w2"]), task("free")]);
+    assert_eq!(env.state("pinned"), Some(Ready));
+    assert_eq!(env.state("free"), Some(Assigned(w1)));
+    let w2 = env.worker(1);
+    assert_eq!(env.state("pinned"), Some(Assigned(w2)));
+}
+
+#[test]
+fn restriction_by_address_works_too() {
+    let mut env = Env::new();
+    env.worker(1);
+    let w2 = env.worker(1);
+    env.submit(vec![task("pinned").on(&["127.0.0.1:9002"])]);
+    assert_eq!(env.state("pinned"), Some(Assigned(w2)));
+}
+
+#[test]
+fn a_blocked_restricted_task_does_not_hold_up_others() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("pinned").on(&["nowhere"]).priority(5), task("a"), task("b")]);
+    assert_eq!(env.state("a"), Some(Assigned(w1)));
+    assert_eq!(env.state("b"), Some(Assigned(w1)));
+    assert_eq!(env.state("pinned"), Some(Ready));
+}

@@ -1,0 +1,12 @@
+//! The shoal wire protocol: message types exchanged between clients, the
+//! scheduler and workers, and the length-prefixed framing that carries them.
+//!
+//! Every connection carries *frames*. A frame is a little-endian `u32` length
+//! followed by that many bytes of MessagePack encoding a `Vec` of messages, so
+//! whatever is queued for a connection goes out in one write.
+
+pub mod frame;
+pub mod messages;
+
+pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+pub use messages::*;

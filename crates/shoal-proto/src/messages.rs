@@ -1,0 +1,222 @@
+//! Every message of the protocol. Keys are the user-visible task names
+//! (strings); `TaskId`s are the scheduler's compact handles, used only on the
+//! scheduler <-> worker link.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The scheduler's handle for a task on the scheduler <-> worker link.
+pub type TaskId = u64;
+/// The scheduler's handle for a connected worker.
+pub type WorkerId = u64;
+/// The scheduler's handle for a connected client.
+pub type ClientId = u64;
+/// A function's identity: a hash of its pickled bytes.
+pub type FuncHash = u64;
+
+/// `func` of a task whose "result" is its own argument payload (scatter).
+pub const LITERAL_FUNC: FuncHash = 0;
+
+/// A serialized Python value: pickle protocol 5, frame 0 is the pickle stream
+/// and frames 1.. are its out-of-band buffers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Payload {
+    pub frames: Vec<Bytes>,
+}
+
+impl Payload {
+    /// A payload made of one frame.
+    pub fn single(frame: Bytes) -> Self {
+        Payload {
+            frames: vec![frame],
+        }
+    }
+
+    /// Total size of all frames in bytes.
+    pub fn nbytes(&self) -> u64 {
+        self.frames.iter().map(|f| f.len() as u64).sum()
+    }
+}
+
+/// The first message on every connection to the scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Hello {
+    Client { name: String },
+    Worker(WorkerInfo),
+}
+
+/// What a worker tells the scheduler about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Human-readable name (defaults to the data address).
+    pub name: String,
+    /// Address of the worker's data server, `host:port`.
+    pub data_address: String,
+    pub nthreads: u32,
+    /// Total memory of the worker's machine in bytes.
+    pub memory: u64,
+    pub pid: u32,
+    pub host: String,
+}
+
+/// The scheduler's answer to `Hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Welcome {
+    Client { id: ClientId },
+    Worker { id: WorkerId },
+    Refused { reason: String },
+}
+
+/// A pickled function, sent once per client connection and cached by hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDef {
+    pub hash: FuncHash,
+    pub name: String,
+    pub bytes: Bytes,
+}
+
+/// One task as the client describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub key: String,
+    /// Function hash, or `LITERAL_FUNC` for data whose value is `args`.
+    pub func: FuncHash,
+    /// Pickled `(args, kwargs)`; futures inside refer to `deps` by key.
+    pub args: Payload,
+    /// Keys this task needs; each is earlier in the same batch or already known.
+    pub deps: Vec<String>,
+    /// Whether the submitting client holds a future for this key.
+    pub wanted: bool,
+    pub priority: i32,
+    pub retries: u32,
+    /// Worker names or data addresses the task may run on (empty: any).
+    pub workers: Vec<String>,
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TaskError {
+    /// The user's function raised. `exception` is the pickled exception (empty
+    /// if it could not be pickled), `traceback` the formatted remote traceback.
+    Raised {
+        exception: Payload,
+        type_name: String,
+        message: String,
+        traceback: String,
+    },
+    /// The task was running on `attempts` workers that all died.
+    KilledWorker {
+        key: String,
+        last_worker: String,
+        attempts: u32,
+    },
+    /// A dependency of the task failed; carries that dependency's key and error.
+    Dependency { key: String, error: Box<TaskError> },
+}
+
+/// Client -> scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientToScheduler {
+    Functions(Vec<FunctionDef>),
+    Submit(Vec<TaskSpec>),
+    /// The client no longer holds futures for these keys.
+    Release(Vec<String>),
+    /// Ask about the cluster; answered with `Workers`.
+    Identify,
+    /// Stop the scheduler and every worker.
+    Shutdown,
+}
+
+/// Scheduler -> client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SchedulerToClient {
+    /// A wanted key is in memory. `inline` carries small results.
+    KeyMemory {
+        key: String,
+        nbytes: u64,
+        type_name: String,
+        inline: Option<Payload>,
+        holders: Vec<String>,
+    },
+    KeyErred {
+        key: String,
+        error: TaskError,
+    },
+    /// A wanted key's data was lost and is being computed again.
+    KeyLost {
+        key: String,
+    },
+    Workers(Vec<WorkerInfo>),
+    WorkerAdded(WorkerInfo),
+    WorkerRemoved {
+        data_address: String,
+    },
+    ShuttingDown,
+}
+
+/// Where a dependency's data can be fetched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DepLocation {
+    pub key: String,
+    pub holders: Vec<String>,
+}
+
+/// A task handed to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputeTask {
+    pub id: TaskId,
+    pub key: String,
+    pub func: FuncHash,
+    pub args: Payload,
+    pub deps: Vec<DepLocation>,
+    pub priority: i32,
+}
+
+/// Scheduler -> worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SchedulerToWorker {
+    /// Functions the worker has not been sent yet; always precede their tasks.
+    Functions(Vec<FunctionDef>),
+    Compute(ComputeTask),
+    /// Drop these tasks if they have not started.
+    Cancel { ids: Vec<TaskId> },
+    /// Drop this data from the worker's store.
+    Free { keys: Vec<String> },
+    Shutdown,
+}
+
+/// Worker -> scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkerToScheduler {
+    TaskStarted {
+        ids: Vec<TaskId>,
+    },
+    TaskFinished {
+        id: TaskId,
+        nbytes: u64,
+        type_name: String,
+        inline: Option<Payload>,
+        duration: f64,
+    },
+    TaskFailed {
+        id: TaskId,
+        error: TaskError,
+    },
+    /// The worker could not fetch these dependencies of task `id` from any holder.
+    MissingDeps {
+        id: TaskId,
+        keys: Vec<String>,
+    },
+}
+
+/// A request to a worker's data server (from a peer worker or a client).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GetData {
+    pub keys: Vec<String>,
+}
+
+/// The data server's answer: one entry per requested key, `None` if absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataResponse {
+    pub items: Vec<(String, Option<Payload>)>,
+}
