@@ -702,8 +702,16 @@ impl Core {
         let Some(t) = self.tasks.get_mut(&id) else {
             return;
         };
-        if t.state != (TaskState::Assigned { worker: w, started: true })
-            && t.state != (TaskState::Assigned { worker: w, started: false })
+        if t.state
+            != (TaskState::Assigned {
+                worker: w,
+                started: true,
+            })
+            && t.state
+                != (TaskState::Assigned {
+                    worker: w,
+                    started: false,
+                })
         {
             return;
         }

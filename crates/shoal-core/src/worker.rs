@@ -26,8 +26,8 @@ impl Worker {
     /// Whether a task restricted to `names` may run here.
     pub fn matches(&self, names: &[String]) -> bool {
         names.is_empty()
-            || names
-                .iter()
-                .any(|n| *n == self.info.name || *n == self.info.data_address || *n == self.info.host)
+            || names.iter().any(|n| {
+                *n == self.info.name || *n == self.info.data_address || *n == self.info.host
+            })
     }
 }

@@ -11,7 +11,11 @@ use shoal_proto::{SchedulerToClient, SchedulerToWorker, TaskError, WorkerToSched
 fn an_exception_errs_the_task_and_every_dependent() {
     let mut env = Env::new();
     let w = env.worker(1);
-    env.submit(vec![task("a"), task("b").deps(&["a"]), task("c").deps(&["b"])]);
+    env.submit(vec![
+        task("a"),
+        task("b").deps(&["a"]),
+        task("c").deps(&["b"]),
+    ]);
     env.take();
     env.fail(w, "a");
     assert_eq!(env.state("a"), Some(Erred));
@@ -21,7 +25,10 @@ fn an_exception_errs_the_task_and_every_dependent() {
     let erred: Vec<&str> = msgs
         .iter()
         .filter_map(|m| match m {
-            SchedulerToClient::KeyErred { key, error: TaskError::Raised { type_name, .. } } => {
+            SchedulerToClient::KeyErred {
+                key,
+                error: TaskError::Raised { type_name, .. },
+            } => {
                 assert_eq!(type_name, "ZeroDivisionError");
                 Some(key.as_str())
             }
@@ -65,8 +72,13 @@ fn tasks_of_a_lost_worker_run_elsewhere() {
     env.lose(w1);
     assert_eq!(env.state("a"), Some(Assigned(w2)));
     let msgs = env.take();
-    assert!(msgs.iter().any(|c| matches!(c, Command::ToClient(1, SchedulerToClient::WorkerRemoved { .. }))));
-    assert!(msgs.iter().any(|c| matches!(c, Command::ToWorker(w, SchedulerToWorker::Compute(_)) if *w == w2)));
+    assert!(msgs.iter().any(|c| matches!(
+        c,
+        Command::ToClient(1, SchedulerToClient::WorkerRemoved { .. })
+    )));
+    assert!(msgs
+        .iter()
+        .any(|c| matches!(c, Command::ToWorker(w, SchedulerToWorker::Compute(_)) if *w == w2)));
 }
 
 #[test]
@@ -109,13 +121,18 @@ fn lost_data_that_is_still_wanted_is_recomputed_with_its_released_inputs() {
     env.take();
     env.lose(w1);
     let msgs = env.take();
-    assert!(msgs.iter().any(|c| matches!(c, Command::ToClient(1, SchedulerToClient::KeyLost { key }) if key == "b")));
+    assert!(msgs.iter().any(
+        |c| matches!(c, Command::ToClient(1, SchedulerToClient::KeyLost { key }) if key == "b")
+    ));
     assert_eq!(env.state("a"), Some(Assigned(w2)));
     assert_eq!(env.state("b"), Some(Waiting));
     env.finish(w2, "a");
     env.finish(w2, "b");
     assert_eq!(env.state("b"), Some(Memory));
-    assert!(env.client_msgs().iter().any(|m| matches!(m, SchedulerToClient::KeyMemory { key, .. } if key == "b")));
+    assert!(env
+        .client_msgs()
+        .iter()
+        .any(|m| matches!(m, SchedulerToClient::KeyMemory { key, .. } if key == "b")));
 }
 
 #[test]
@@ -123,7 +140,12 @@ fn a_ready_dependent_waits_again_when_its_input_is_lost() {
     let mut env = Env::new();
     let w1 = env.worker(1);
     // w1 has two slots; the blockers keep c from being assigned.
-    env.submit(vec![task("a").unwanted(), task("block1"), task("block2"), task("c").deps(&["a"])]);
+    env.submit(vec![
+        task("a").unwanted(),
+        task("block1"),
+        task("block2"),
+        task("c").deps(&["a"]),
+    ]);
     // A long duration keeps the window at one queued task.
     env.finish_with(w1, "a", 10, 10.0);
     assert_eq!(env.state("c"), Some(Ready));
@@ -160,7 +182,10 @@ fn missing_dependencies_reported_by_a_worker_are_recomputed() {
     env.take();
     env.event(shoal_core::Event::FromWorker(
         w2,
-        WorkerToScheduler::MissingDeps { id: b, keys: vec!["a".into()] },
+        WorkerToScheduler::MissingDeps {
+            id: b,
+            keys: vec!["a".into()],
+        },
     ));
     assert!(matches!(env.state("a"), Some(Assigned(_))));
     assert_eq!(env.state("b"), Some(Waiting));
@@ -183,7 +208,10 @@ fn a_result_from_a_superseded_assignment_is_accepted() {
     // worker reporting the finish while the scheduler already moved it.
     env.event(shoal_core::Event::FromWorker(
         w1,
-        WorkerToScheduler::MissingDeps { id: a, keys: vec![] },
+        WorkerToScheduler::MissingDeps {
+            id: a,
+            keys: vec![],
+        },
     ));
     assert!(matches!(env.state("a"), Some(Assigned(_))));
     env.finish(w1, "a");

@@ -4,9 +4,9 @@
 mod env;
 
 use env::{task, Env};
+use shoal_core::Command;
 use shoal_core::TaskStateKind::*;
 use shoal_proto::{ClientToScheduler, Payload, SchedulerToClient, SchedulerToWorker};
-use shoal_core::Command;
 
 #[test]
 fn a_task_runs_and_its_result_reaches_the_client_inline() {
@@ -83,7 +83,11 @@ fn an_intermediate_is_freed_once_its_dependents_are_done_and_forgotten_with_them
     assert!(env.frees().is_empty(), "a is still needed by b");
     env.finish(w, "b");
     assert_eq!(env.frees(), vec![(w, "a".to_string())]);
-    assert_eq!(env.state("a"), Some(Released), "kept to recompute b if needed");
+    assert_eq!(
+        env.state("a"),
+        Some(Released),
+        "kept to recompute b if needed"
+    );
     env.release(&["b"]);
     assert_eq!(env.frees(), vec![(w, "b".to_string())]);
     assert_eq!(env.core.task_count(), 0);
@@ -98,7 +102,10 @@ fn releasing_a_pending_task_cancels_it_on_its_worker() {
     env.take();
     env.release(&["a"]);
     let cmds = env.take();
-    assert!(cmds.contains(&Command::ToWorker(w, SchedulerToWorker::Cancel { ids: vec![id] })));
+    assert!(cmds.contains(&Command::ToWorker(
+        w,
+        SchedulerToWorker::Cancel { ids: vec![id] }
+    )));
     assert_eq!(env.core.task_count(), 0);
     assert_eq!(env.core.assigned_to(w), 0);
 }
@@ -164,8 +171,10 @@ fn an_unknown_dependency_errs_the_task_clearly() {
     env.take();
     env.submit(vec![task("b").deps(&["nope"])]);
     let msgs = env.client_msgs();
-    assert!(matches!(&msgs[..], [SchedulerToClient::KeyErred { key, error: shoal_proto::TaskError::Raised { type_name, message, .. } }]
-        if key == "b" && type_name == "KeyError" && message.contains("nope")));
+    assert!(
+        matches!(&msgs[..], [SchedulerToClient::KeyErred { key, error: shoal_proto::TaskError::Raised { type_name, message, .. } }]
+        if key == "b" && type_name == "KeyError" && message.contains("nope"))
+    );
 }
 
 #[test]
@@ -180,7 +189,11 @@ fn a_task_whose_function_was_never_sent_errs() {
 fn a_released_key_submitted_again_is_recomputed_from_released_inputs() {
     let mut env = Env::new();
     let w = env.worker(1);
-    env.submit(vec![task("a").unwanted(), task("b").deps(&["a"]), task("c").deps(&["a"])]);
+    env.submit(vec![
+        task("a").unwanted(),
+        task("b").deps(&["a"]),
+        task("c").deps(&["a"]),
+    ]);
     env.finish(w, "a");
     env.finish(w, "b");
     env.finish(w, "c");

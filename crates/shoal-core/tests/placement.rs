@@ -39,7 +39,11 @@ fn short_tasks_widen_the_window_and_long_ones_narrow_it() {
     for i in 1..60 {
         env.finish_with(w, &format!("t{i}"), 8, 10.0);
     }
-    assert_eq!(env.core.assigned_to(w), 6, "window never drops below one queued");
+    assert_eq!(
+        env.core.assigned_to(w),
+        6,
+        "window never drops below one queued"
+    );
 }
 
 #[test]
@@ -66,7 +70,11 @@ fn restriction_by_address_works_too() {
 fn a_blocked_restricted_task_does_not_hold_up_others() {
     let mut env = Env::new();
     let w1 = env.worker(1);
-    env.submit(vec![task("pinned").on(&["nowhere"]).priority(5), task("a"), task("b")]);
+    env.submit(vec![
+        task("pinned").on(&["nowhere"]).priority(5),
+        task("a"),
+        task("b"),
+    ]);
     assert_eq!(env.state("a"), Some(Assigned(w1)));
     assert_eq!(env.state("b"), Some(Assigned(w1)));
     assert_eq!(env.state("pinned"), Some(Ready));

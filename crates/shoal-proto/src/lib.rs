@@ -6,7 +6,9 @@
 //! whatever is queued for a connection goes out in one write.
 
 pub mod frame;
+pub mod io;
 pub mod messages;
 
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+pub use io::{get_data, reader, writer, FetchError};
 pub use messages::*;

@@ -179,9 +179,13 @@ pub enum SchedulerToWorker {
     Functions(Vec<FunctionDef>),
     Compute(ComputeTask),
     /// Drop these tasks if they have not started.
-    Cancel { ids: Vec<TaskId> },
+    Cancel {
+        ids: Vec<TaskId>,
+    },
     /// Drop this data from the worker's store.
-    Free { keys: Vec<String> },
+    Free {
+        keys: Vec<String>,
+    },
     Shutdown,
 }
 

@@ -126,7 +126,9 @@ impl Env {
     }
 
     pub fn id(&self, key: &str) -> TaskId {
-        self.core.id_of(key).unwrap_or_else(|| panic!("{key} unknown"))
+        self.core
+            .id_of(key)
+            .unwrap_or_else(|| panic!("{key} unknown"))
     }
 
     pub fn state(&self, key: &str) -> Option<TaskStateKind> {
@@ -135,7 +137,10 @@ impl Env {
 
     pub fn start(&mut self, w: WorkerId, key: &str) {
         let id = self.id(key);
-        self.event(Event::FromWorker(w, WorkerToScheduler::TaskStarted { ids: vec![id] }));
+        self.event(Event::FromWorker(
+            w,
+            WorkerToScheduler::TaskStarted { ids: vec![id] },
+        ));
     }
 
     pub fn finish(&mut self, w: WorkerId, key: &str) {

@@ -1,0 +1,199 @@
+//! Scheduler, workers and client over real sockets, with a Rust executor that
+//! "computes" a task by concatenating its argument with its inputs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shoal_client::{ClientConfig, ClientCore, CompletionQueue, Outcome};
+use shoal_proto::{FunctionDef, Payload, TaskError, TaskSpec, LITERAL_FUNC};
+use shoal_worker::{WorkerConfig, WorkerRuntime};
+
+const CONCAT: u64 = 7;
+const FAIL: u64 = 8;
+
+fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
+    let rt = WorkerRuntime::start(WorkerConfig {
+        scheduler: format!("tcp://{addr}"),
+        nthreads: 1,
+        name: None,
+        listen_host: None,
+        connect_timeout: Duration::from_secs(5),
+    })
+    .expect("worker starts");
+    let exec = rt.clone();
+    std::thread::spawn(move || {
+        while let Some(a) = exec.next_task() {
+            if a.func == FAIL {
+                exec.fail(
+                    a.id,
+                    TaskError::Raised {
+                        exception: Payload::default(),
+                        type_name: "ValueError".into(),
+                        message: "no".into(),
+                        traceback: String::new(),
+                    },
+                );
+                continue;
+            }
+            assert!(a.function.is_some(), "function bytes reach the worker");
+            let mut out = a.args.frames[0].to_vec();
+            for (_, p) in a.deps {
+                out.extend_from_slice(&p.frames[0]);
+            }
+            exec.finish(
+                a.id,
+                a.key,
+                Payload::single(Bytes::from(out)),
+                "bytes".into(),
+                0.0,
+            );
+        }
+    });
+    rt
+}
+
+fn spec(key: &str, arg: &[u8], deps: &[&str]) -> TaskSpec {
+    TaskSpec {
+        key: key.into(),
+        func: CONCAT,
+        args: Payload::single(Bytes::from(arg.to_vec())),
+        deps: deps.iter().map(|s| s.to_string()).collect(),
+        wanted: true,
+        priority: 0,
+        retries: 0,
+        workers: vec![],
+    }
+}
+
+fn funcs() -> Vec<FunctionDef> {
+    vec![
+        FunctionDef {
+            hash: CONCAT,
+            name: "concat".into(),
+            bytes: Bytes::from_static(b"f"),
+        },
+        FunctionDef {
+            hash: FAIL,
+            name: "fail".into(),
+            bytes: Bytes::from_static(b"g"),
+        },
+    ]
+}
+
+fn value(o: &Outcome) -> Vec<u8> {
+    match o {
+        Outcome::Value(p) => p.frames[0].to_vec(),
+        other => panic!("expected a value, got {other:?}"),
+    }
+}
+
+#[test]
+fn tasks_run_across_workers_and_results_come_back() {
+    let server = shoal_server::start("127.0.0.1", 0).expect("scheduler starts");
+    let addr = server.address().to_string();
+    let _w1 = start_worker(&addr);
+    let _w2 = start_worker(&addr);
+    let client = ClientCore::connect(ClientConfig {
+        address: addr.clone(),
+        name: "test".into(),
+        connect_timeout: Duration::from_secs(5),
+    })
+    .expect("client connects");
+    assert!(client
+        .wait_for_workers(2, Some(Duration::from_secs(10)))
+        .unwrap());
+
+    let mut specs: Vec<TaskSpec> = (0..50)
+        .map(|i| spec(&format!("t{i}"), format!("{i},").as_bytes(), &[]))
+        .collect();
+    specs.push(spec("sum", b"sum:", &["t1", "t2", "t3"]));
+    client.submit(funcs(), specs).unwrap();
+    let keys: Vec<String> = (0..50)
+        .map(|i| format!("t{i}"))
+        .chain(["sum".to_string()])
+        .collect();
+    let out = client
+        .gather(&keys, Some(Duration::from_secs(20)))
+        .unwrap()
+        .expect("no timeout");
+    assert_eq!(value(&out[7]), b"7,");
+    assert_eq!(value(&out[50]), b"sum:1,2,3,");
+
+    // as_completed-style watching.
+    let q = Arc::new(CompletionQueue::default());
+    client
+        .submit(funcs(), vec![spec("late", b"x", &[])])
+        .unwrap();
+    client.watch(&["late".to_string(), "t0".to_string()], &q);
+    let mut seen = vec![
+        q.pop(Some(Duration::from_secs(10))).unwrap(),
+        q.pop(Some(Duration::from_secs(10))).unwrap(),
+    ];
+    seen.sort();
+    assert_eq!(seen, vec!["late".to_string(), "t0".to_string()]);
+}
+
+#[test]
+fn errors_and_scattered_data() {
+    let server = shoal_server::start("127.0.0.1", 0).unwrap();
+    let addr = server.address().to_string();
+    let _w = start_worker(&addr);
+    let client = ClientCore::connect(ClientConfig {
+        address: addr,
+        name: "test".into(),
+        connect_timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let mut bad = spec("bad", b"", &[]);
+    bad.func = FAIL;
+    let mut lit = spec("data", b"scattered", &[]);
+    lit.func = LITERAL_FUNC;
+    client
+        .submit(funcs(), vec![bad, lit, spec("use", b"use:", &["data"])])
+        .unwrap();
+    let keys = vec!["bad".to_string(), "data".to_string(), "use".to_string()];
+    let out = client
+        .gather(&keys, Some(Duration::from_secs(20)))
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&out[0], Outcome::Error(TaskError::Raised { type_name, .. }) if type_name == "ValueError")
+    );
+    assert_eq!(value(&out[1]), b"scattered");
+    assert_eq!(value(&out[2]), b"use:scattered");
+}
+
+#[test]
+fn large_results_are_fetched_from_the_worker() {
+    let server = shoal_server::start("127.0.0.1", 0).unwrap();
+    let addr = server.address().to_string();
+    let _w = start_worker(&addr);
+    let client = ClientCore::connect(ClientConfig {
+        address: addr,
+        name: "test".into(),
+        connect_timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let big = vec![b'z'; 1 << 20];
+    client
+        .submit(funcs(), vec![spec("big", &big, &[])])
+        .unwrap();
+    let out = client
+        .gather(&["big".to_string()], Some(Duration::from_secs(20)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(value(&out[0]).len(), 1 << 20);
+}
+
+#[test]
+fn connecting_to_nothing_fails_within_the_timeout() {
+    let err = ClientCore::connect(ClientConfig {
+        address: "tcp://127.0.0.1:1".into(),
+        name: "test".into(),
+        connect_timeout: Duration::from_secs(2),
+    })
+    .err()
+    .expect("no scheduler there");
+    assert!(err.to_string().contains("could not connect"), "{err}");
+}

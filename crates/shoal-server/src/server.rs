@@ -1,0 +1,308 @@
+//! The accept loop and the core task.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use shoal_core::{Core, Event};
+use shoal_proto::{
+    read_frame, write_frame, ClientToScheduler, Hello, SchedulerToClient, SchedulerToWorker,
+    Welcome, WorkerToScheduler,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+
+use crate::comm::{route, ConnectionComm};
+use shoal_proto::{reader, writer};
+
+/// How long a new connection may take to introduce itself.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most events applied before the core schedules and flushes.
+const MAX_EVENTS_PER_TURN: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("could not start the scheduler's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("the scheduler thread stopped before it was ready")]
+    Died,
+}
+
+enum Input {
+    Event(Event),
+    Worker(
+        u64,
+        shoal_proto::WorkerInfo,
+        UnboundedSender<SchedulerToWorker>,
+        JoinHandle<()>,
+    ),
+    Client(u64, UnboundedSender<SchedulerToClient>, JoinHandle<()>),
+    Stop,
+}
+
+/// A scheduler running on its own thread. Dropping it stops the scheduler.
+pub struct ServerHandle {
+    address: SocketAddr,
+    input: UnboundedSender<Input>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address clients and workers connect to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Tells every worker and client to go, then waits for the thread.
+    pub fn stop(&mut self) {
+        let _ = self.input.send(Input::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Starts a scheduler on a new thread, listening on `host:port` (port 0 picks
+/// a free one), and returns once it accepts connections.
+pub fn start(host: &str, port: u16) -> Result<ServerHandle, ServerError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (input_tx, input_rx) = unbounded_channel();
+    let host = host.to_string();
+    let input = input_tx.clone();
+    let thread = std::thread::Builder::new()
+        .name("shoal-scheduler".into())
+        .spawn(move || {
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match bind(&host, port).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let addr = listener.local_addr();
+                let _ = ready_tx.send(addr.map_err(ServerError::Runtime));
+                serve(listener, input, input_rx).await;
+            });
+        })
+        .map_err(ServerError::Runtime)?;
+    let address = ready_rx.recv().map_err(|_| ServerError::Died)??;
+    Ok(ServerHandle {
+        address,
+        input: input_tx,
+        thread: Some(thread),
+    })
+}
+
+/// Runs a scheduler on the calling thread until a client asks it to shut
+/// down. `on_ready` is called with the bound address.
+pub fn run_blocking(
+    host: &str,
+    port: u16,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = bind(host, port).await?;
+        on_ready(listener.local_addr().map_err(ServerError::Runtime)?);
+        let (tx, rx) = unbounded_channel();
+        serve(listener, tx, rx).await;
+        Ok(())
+    })
+}
+
+async fn serve(listener: TcpListener, input: UnboundedSender<Input>, rx: UnboundedReceiver<Input>) {
+    let ids = Arc::new(AtomicU64::new(1));
+    let accept = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(handshake(stream, peer, input.clone(), ids.clone()));
+                }
+                Err(e) => tracing::warn!("accept failed: {e}"),
+            }
+        }
+    });
+    let writers = core_loop(rx).await;
+    accept.abort();
+    // Let the writers deliver the goodbyes, but never hang on a stuck peer.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        for w in writers {
+            let _ = w.await;
+        }
+    })
+    .await;
+}
+
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    input: UnboundedSender<Input>,
+    ids: Arc<AtomicU64>,
+) {
+    let (mut r, mut w) = stream.into_split();
+    let mut buf = Vec::new();
+    let hello =
+        match tokio::time::timeout(HELLO_TIMEOUT, read_frame::<_, Hello>(&mut r, &mut buf)).await {
+            Ok(Ok(Some(h))) => h,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!("{peer} did not introduce itself: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("{peer} did not introduce itself in time");
+                return;
+            }
+        };
+    let id = ids.fetch_add(1, Ordering::Relaxed);
+    match hello {
+        Hello::Client { .. } => {
+            if write_frame(&mut w, &Welcome::Client { id }).await.is_err() {
+                return;
+            }
+            let (tx, rx) = unbounded_channel();
+            let handle = tokio::spawn(writer(w, rx, |m| {
+                matches!(m, SchedulerToClient::ShuttingDown)
+            }));
+            let _ = input.send(Input::Client(id, tx, handle));
+            reader::<_, ClientToScheduler, _>(
+                r,
+                input,
+                move |m| Input::Event(Event::FromClient(id, m)),
+                Input::Event(Event::ClientDisconnected(id)),
+                peer.to_string(),
+            )
+            .await;
+        }
+        Hello::Worker(info) => {
+            if write_frame(&mut w, &Welcome::Worker { id }).await.is_err() {
+                return;
+            }
+            tracing::info!("worker {} connected from {peer}", info.name);
+            let (tx, rx) = unbounded_channel();
+            let handle = tokio::spawn(writer(w, rx, |m| matches!(m, SchedulerToWorker::Shutdown)));
+            let _ = input.send(Input::Worker(id, info, tx, handle));
+            reader::<_, WorkerToScheduler, _>(
+                r,
+                input,
+                move |m| Input::Event(Event::FromWorker(id, m)),
+                Input::Event(Event::WorkerLost(id)),
+                peer.to_string(),
+            )
+            .await;
+        }
+    }
+}
+
+/// Owns the core. Returns when asked to stop, with the writer tasks still
+/// flushing their last messages.
+async fn core_loop(mut rx: UnboundedReceiver<Input>) -> Vec<JoinHandle<()>> {
+    let mut core = Core::default();
+    let mut comm = ConnectionComm::default();
+    let mut writers = HashMap::new();
+    let mut out = Vec::new();
+    let mut stop = false;
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(input) = next.take() {
+            stop |= apply(&mut core, &mut comm, &mut writers, input, &mut out);
+            n += 1;
+            if n < MAX_EVENTS_PER_TURN {
+                next = rx.try_recv().ok();
+            }
+        }
+        core.schedule(&mut out);
+        stop |= route(&mut comm, &mut out);
+        if stop {
+            break;
+        }
+    }
+    tracing::info!("scheduler shutting down");
+    for tx in comm.workers.values() {
+        let _ = tx.send(SchedulerToWorker::Shutdown);
+    }
+    for tx in comm.clients.values() {
+        let _ = tx.send(SchedulerToClient::ShuttingDown);
+    }
+    // Writers end after their final message; dropping the senders ends idle ones.
+    comm.workers.clear();
+    comm.clients.clear();
+    writers.into_values().collect()
+}
+
+fn apply(
+    core: &mut Core,
+    comm: &mut ConnectionComm,
+    writers: &mut HashMap<u64, JoinHandle<()>>,
+    input: Input,
+    out: &mut Vec<shoal_core::Command>,
+) -> bool {
+    match input {
+        Input::Stop => return true,
+        Input::Client(id, tx, handle) => {
+            comm.clients.insert(id, tx);
+            writers.insert(id, handle);
+            core.handle(Event::ClientConnected(id), out);
+        }
+        Input::Worker(id, info, tx, handle) => {
+            comm.workers.insert(id, tx);
+            writers.insert(id, handle);
+            core.handle(Event::WorkerConnected(id, info), out);
+        }
+        Input::Event(e) => {
+            match &e {
+                Event::ClientDisconnected(c) => {
+                    comm.clients.remove(c);
+                    writers.remove(c);
+                }
+                Event::WorkerLost(w) => {
+                    comm.workers.remove(w);
+                    writers.remove(w);
+                    tracing::info!("worker {w} lost");
+                }
+                _ => {}
+            }
+            core.handle(e, out);
+        }
+    }
+    false
+}

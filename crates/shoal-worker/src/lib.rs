@@ -1,0 +1,16 @@
+//! The shoal worker runtime.
+//!
+//! A worker process runs one [`WorkerRuntime`]: a tokio thread that holds the
+//! scheduler connection, serves stored results to peers and clients, and
+//! fetches the inputs of assigned tasks. Executor threads (Python threads in
+//! a shoal worker) pull work with [`WorkerRuntime::next_task`], which blocks
+//! without holding any lock the networking side needs, and report back with
+//! [`WorkerRuntime::finish`] or [`WorkerRuntime::fail`]. The networking side
+//! never waits for an executor.
+
+pub mod lifeline;
+mod net;
+mod runtime;
+mod state;
+
+pub use runtime::{Assignment, WorkerConfig, WorkerError, WorkerRuntime, INLINE_LIMIT};

@@ -1,0 +1,202 @@
+//! The worker's networking: the scheduler link, the data server, and fetching
+//! of inputs from peers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::{
+    get_data, read_frame, write_frame, ComputeTask, DataResponse, GetData, SchedulerToWorker,
+    WorkerToScheduler, LITERAL_FUNC,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::runtime::{Shared, INLINE_LIMIT};
+use crate::state::ReadyTask;
+
+/// How long one fetch from a peer may take before trying the next holder.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    listener: TcpListener,
+    out_rx: UnboundedReceiver<WorkerToScheduler>,
+) {
+    let (mut r, w) = stream.into_split();
+    let writer = tokio::spawn(shoal_proto::writer(w, out_rx, |_| false));
+    let server = tokio::spawn(serve_data(shared.clone(), listener));
+    let mut buf = Vec::new();
+    loop {
+        match read_frame::<_, Vec<SchedulerToWorker>>(&mut r, &mut buf).await {
+            Ok(Some(msgs)) => {
+                let mut stop = false;
+                for m in msgs {
+                    stop |= handle(&shared, m);
+                }
+                if stop {
+                    break;
+                }
+            }
+            Ok(None) => {
+                tracing::info!("the scheduler closed the connection");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!("lost the scheduler: {e}");
+                break;
+            }
+        }
+    }
+    shared.close();
+    server.abort();
+    writer.abort();
+}
+
+/// Applies one scheduler message; true means shut down.
+fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
+    match msg {
+        SchedulerToWorker::Functions(defs) => {
+            let mut st = shared.state.lock();
+            for f in defs {
+                st.functions.insert(f.hash, f.bytes);
+            }
+        }
+        SchedulerToWorker::Compute(t) => compute(shared, t),
+        SchedulerToWorker::Cancel { ids } => {
+            let mut st = shared.state.lock();
+            for id in ids {
+                if st.active.contains(&id) {
+                    st.cancelled.insert(id);
+                }
+            }
+        }
+        SchedulerToWorker::Free { keys } => {
+            let mut st = shared.state.lock();
+            for k in keys {
+                st.store.remove(&k);
+            }
+        }
+        SchedulerToWorker::Shutdown => return true,
+    }
+    false
+}
+
+fn compute(shared: &Arc<Shared>, t: ComputeTask) {
+    if t.func == LITERAL_FUNC {
+        // Scattered data: the argument payload is the value.
+        let nbytes = t.args.nbytes();
+        let inline = (nbytes <= INLINE_LIMIT).then(|| t.args.clone());
+        shared.state.lock().store.insert(t.key, t.args);
+        let _ = shared.out.send(WorkerToScheduler::TaskFinished {
+            id: t.id,
+            nbytes,
+            type_name: String::new(),
+            inline,
+            duration: 0.0,
+        });
+        return;
+    }
+    let missing: Vec<_> = {
+        let mut st = shared.state.lock();
+        st.active.insert(t.id);
+        t.deps
+            .iter()
+            .filter(|d| !st.store.contains_key(&d.key))
+            .cloned()
+            .collect()
+    };
+    let ready = ReadyTask {
+        id: t.id,
+        key: t.key,
+        func: t.func,
+        args: t.args,
+        deps: t.deps.into_iter().map(|d| d.key).collect(),
+        priority: t.priority,
+        seq: 0,
+    };
+    if missing.is_empty() {
+        push_ready(shared, ready);
+        return;
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let mut lost = Vec::new();
+        for dep in missing {
+            if !fetch_one(&shared, &dep.key, &dep.holders).await {
+                lost.push(dep.key);
+            }
+        }
+        if lost.is_empty() {
+            push_ready(&shared, ready);
+        } else {
+            shared.state.lock().active.remove(&ready.id);
+            let _ = shared.out.send(WorkerToScheduler::MissingDeps {
+                id: ready.id,
+                keys: lost,
+            });
+        }
+    });
+}
+
+fn push_ready(shared: &Shared, mut t: ReadyTask) {
+    let mut st = shared.state.lock();
+    st.seq += 1;
+    t.seq = st.seq;
+    st.ready.push(t);
+    drop(st);
+    shared.work.notify_one();
+}
+
+/// Fetches `key` from the first holder that has it; true on success.
+async fn fetch_one(shared: &Shared, key: &str, holders: &[String]) -> bool {
+    for h in holders {
+        if shared.state.lock().store.contains_key(key) {
+            return true;
+        }
+        match get_data(h, vec![key.to_string()], FETCH_TIMEOUT).await {
+            Ok(items) => {
+                for (k, p) in items {
+                    if let Some(p) = p {
+                        shared.state.lock().store.insert(k, p);
+                        return true;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("fetching {key}: {e}"),
+        }
+    }
+    shared.state.lock().store.contains_key(key)
+}
+
+async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_peer(shared.clone(), stream));
+    }
+}
+
+async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    while let Ok(Some(req)) = read_frame::<_, GetData>(&mut stream, &mut buf).await {
+        let items = {
+            let st = shared.state.lock();
+            req.keys
+                .into_iter()
+                .map(|k| {
+                    let v = st.store.get(&k).cloned();
+                    (k, v)
+                })
+                .collect()
+        };
+        if write_frame(&mut stream, &DataResponse { items })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The runtime object executor threads talk to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use shoal_proto::{
+    read_frame, write_frame, FuncHash, Hello, Payload, TaskError, TaskId, Welcome, WorkerId,
+    WorkerInfo, WorkerToScheduler,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+use crate::state::State;
+
+/// Results up to this size travel with the completion message.
+pub const INLINE_LIMIT: u64 = 64 * 1024;
+
+/// How a worker is started.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The scheduler, `host:port` (a leading `tcp://` is accepted).
+    pub scheduler: String,
+    pub nthreads: u32,
+    pub name: Option<String>,
+    /// Host to serve data on; by default the address this machine uses to
+    /// reach the scheduler.
+    pub listen_host: Option<String>,
+    /// How long to keep trying to reach the scheduler.
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("could not reach the scheduler at {addr} within {secs:.1} s: {reason}")]
+    Connect {
+        addr: String,
+        secs: f64,
+        reason: String,
+    },
+    #[error("the scheduler at {0} refused this worker: {1}")]
+    Refused(String, String),
+    #[error("could not serve data on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("worker runtime failed to start: {0}")]
+    Start(String),
+}
+
+/// One task handed to an executor, with everything needed to run it.
+pub struct Assignment {
+    pub id: TaskId,
+    pub key: String,
+    pub func: FuncHash,
+    /// The pickled function; executors cache it by `func`.
+    pub function: Option<Bytes>,
+    pub args: Payload,
+    /// The results of the task's dependencies, by key.
+    pub deps: Vec<(String, Payload)>,
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub work: Condvar,
+    pub out: UnboundedSender<WorkerToScheduler>,
+}
+
+impl Shared {
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.work.notify_all();
+    }
+}
+
+/// A running worker runtime. Cheap to share between executor threads.
+pub struct WorkerRuntime {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    id: WorkerId,
+    data_address: String,
+}
+
+fn strip_scheme(addr: &str) -> &str {
+    addr.strip_prefix("tcp://").unwrap_or(addr)
+}
+
+fn total_memory() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 on failure.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && size > 0 {
+        pages as u64 * size as u64
+    } else {
+        0
+    }
+}
+
+async fn connect_with_retry(addr: &str, timeout: Duration) -> Result<TcpStream, WorkerError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await;
+        let reason = match attempt {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        if tokio::time::Instant::now() + delay >= deadline {
+            return Err(WorkerError::Connect {
+                addr: addr.to_string(),
+                secs: timeout.as_secs_f64(),
+                reason,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+impl WorkerRuntime {
+    /// Connects to the scheduler, starts serving data, and returns once the
+    /// scheduler has accepted this worker.
+    pub fn start(config: WorkerConfig) -> Result<Arc<WorkerRuntime>, WorkerError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (out_tx, out_rx) = unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            out: out_tx,
+        });
+        let net_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("shoal-worker-net".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(WorkerError::Start(e.to_string())));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let setup = setup(&config).await;
+                    let (stream, listener, id, address) = match setup {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            net_shared.close();
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok((id, address)));
+                    crate::net::run(net_shared.clone(), stream, listener, out_rx).await;
+                    net_shared.close();
+                });
+            })
+            .map_err(|e| WorkerError::Start(e.to_string()))?;
+        let (id, data_address) = ready_rx
+            .recv()
+            .map_err(|_| WorkerError::Start("the network thread died".into()))??;
+        Ok(Arc::new(WorkerRuntime {
+            shared,
+            thread: Mutex::new(Some(thread)),
+            id,
+            data_address,
+        }))
+    }
+
+    /// The scheduler's id for this worker.
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// Where this worker serves its data.
+    pub fn data_address(&self) -> &str {
+        &self.data_address
+    }
+
+    /// Blocks until a task is ready to run, or returns `None` once the worker
+    /// is shutting down.
+    pub fn next_task(&self) -> Option<Assignment> {
+        let mut st = self.shared.state.lock();
+        loop {
+            if st.closed {
+                return None;
+            }
+            let Some(t) = st.ready.pop() else {
+                self.shared.work.wait(&mut st);
+                continue;
+            };
+            if st.cancelled.remove(&t.id) {
+                st.active.remove(&t.id);
+                continue;
+            }
+            let mut deps = Vec::with_capacity(t.deps.len());
+            let mut missing = Vec::new();
+            for k in t.deps {
+                match st.store.get(&k) {
+                    Some(p) => deps.push((k, p.clone())),
+                    None => missing.push(k),
+                }
+            }
+            if !missing.is_empty() {
+                st.active.remove(&t.id);
+                let _ = self.shared.out.send(WorkerToScheduler::MissingDeps {
+                    id: t.id,
+                    keys: missing,
+                });
+                continue;
+            }
+            let function = st.functions.get(&t.func).cloned();
+            let _ = self
+                .shared
+                .out
+                .send(WorkerToScheduler::TaskStarted { ids: vec![t.id] });
+            return Some(Assignment {
+                id: t.id,
+                key: t.key,
+                func: t.func,
+                function,
+                args: t.args,
+                deps,
+            });
+        }
+    }
+
+    /// Stores a task's result and tells the scheduler.
+    pub fn finish(
+        &self,
+        id: TaskId,
+        key: String,
+        result: Payload,
+        type_name: String,
+        duration: f64,
+    ) {
+        let nbytes = result.nbytes();
+        let inline = (nbytes <= INLINE_LIMIT).then(|| result.clone());
+        {
+            let mut st = self.shared.state.lock();
+            st.active.remove(&id);
+            st.cancelled.remove(&id);
+            st.store.insert(key, result);
+        }
+        let _ = self.shared.out.send(WorkerToScheduler::TaskFinished {
+            id,
+            nbytes,
+            type_name,
+            inline,
+            duration,
+        });
+    }
+
+    /// Reports that a task raised.
+    pub fn fail(&self, id: TaskId, error: TaskError) {
+        {
+            let mut st = self.shared.state.lock();
+            st.active.remove(&id);
+            st.cancelled.remove(&id);
+        }
+        let _ = self
+            .shared
+            .out
+            .send(WorkerToScheduler::TaskFailed { id, error });
+    }
+
+    /// How many results this worker holds.
+    pub fn stored(&self) -> usize {
+        self.shared.state.lock().store.len()
+    }
+
+    /// Stops handing out work; executors' `next_task` returns `None`.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Whether the worker is shutting down.
+    pub fn is_closed(&self) -> bool {
+        self.shared.state.lock().closed
+    }
+
+    /// Blocks until the connection to the scheduler has ended.
+    pub fn wait_closed(&self) {
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+async fn setup(
+    config: &WorkerConfig,
+) -> Result<(TcpStream, TcpListener, WorkerId, String), WorkerError> {
+    let addr = strip_scheme(&config.scheduler).to_string();
+    let mut stream = connect_with_retry(&addr, config.connect_timeout).await?;
+    let _ = stream.set_nodelay(true);
+    let host = match &config.listen_host {
+        Some(h) => h.clone(),
+        None => stream
+            .local_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| "127.0.0.1".into()),
+    };
+    let listener = TcpListener::bind((host.as_str(), 0))
+        .await
+        .map_err(|source| WorkerError::Listen {
+            addr: format!("{host}:0"),
+            source,
+        })?;
+    let data_address = listener
+        .local_addr()
+        .map_err(|source| WorkerError::Listen {
+            addr: format!("{host}:0"),
+            source,
+        })?
+        .to_string();
+    let info = WorkerInfo {
+        name: config.name.clone().unwrap_or_else(|| data_address.clone()),
+        data_address: data_address.clone(),
+        nthreads: config.nthreads.max(1),
+        memory: total_memory(),
+        pid: std::process::id(),
+        host,
+    };
+    let refused = |reason: String| WorkerError::Refused(addr.clone(), reason);
+    write_frame(&mut stream, &Hello::Worker(info))
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    let mut buf = Vec::new();
+    let welcome: Option<Welcome> =
+        tokio::time::timeout(config.connect_timeout, read_frame(&mut stream, &mut buf))
+            .await
+            .map_err(|_| refused("no answer to the introduction".into()))?
+            .map_err(|e| refused(e.to_string()))?;
+    match welcome {
+        Some(Welcome::Worker { id }) => Ok((stream, listener, id, data_address)),
+        Some(Welcome::Refused { reason }) => Err(refused(reason)),
+        Some(other) => Err(refused(format!("unexpected answer {other:?}"))),
+        None => Err(refused("the connection closed".into())),
+    }
+}

@@ -1,0 +1,51 @@
+//! State shared between the networking thread and executor threads.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use bytes::Bytes;
+use shoal_proto::{FuncHash, Payload, TaskId};
+
+/// A task whose inputs are all local, waiting for an executor.
+pub(crate) struct ReadyTask {
+    pub id: TaskId,
+    pub key: String,
+    pub func: FuncHash,
+    pub args: Payload,
+    pub deps: Vec<String>,
+    pub priority: i32,
+    pub seq: u64,
+}
+
+impl PartialEq for ReadyTask {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for ReadyTask {}
+impl PartialOrd for ReadyTask {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ReadyTask {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub ready: BinaryHeap<ReadyTask>,
+    /// Results held by this worker, by key.
+    pub store: HashMap<String, Payload>,
+    pub functions: HashMap<FuncHash, Bytes>,
+    /// Tasks the scheduler took back before they started.
+    pub cancelled: HashSet<TaskId>,
+    /// Tasks assigned here and not yet finished (queued, fetching or running).
+    pub active: HashSet<TaskId>,
+    pub seq: u64,
+    pub closed: bool,
+}
