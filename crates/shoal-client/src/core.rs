@@ -62,6 +62,8 @@ struct State {
     /// Set once the connection is gone, with the reason.
     broken: Option<ClientError>,
     shutting_down: bool,
+    /// Whether the scheduler answered our first `Identify`.
+    identified: bool,
 }
 
 struct Inner {
@@ -101,6 +103,7 @@ impl ClientCore {
                 sent_functions: HashSet::new(),
                 broken: None,
                 shutting_down: false,
+                identified: false,
             }),
             changed: Condvar::new(),
             out: out_tx,
@@ -119,6 +122,16 @@ impl ClientCore {
             thread: Mutex::new(Some(thread)),
         };
         core.send(ClientToScheduler::Identify);
+        // Know the cluster before returning, so the first `workers()` is right.
+        let deadline = Instant::now() + config.connect_timeout;
+        let mut st = core.inner.state.lock();
+        while !st.identified {
+            core.check(&st)?;
+            if core.inner.changed.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        drop(st);
         Ok(core)
     }
 

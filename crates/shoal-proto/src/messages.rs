@@ -110,8 +110,6 @@ pub enum TaskError {
         last_worker: String,
         attempts: u32,
     },
-    /// A dependency of the task failed; carries that dependency's key and error.
-    Dependency { key: String, error: Box<TaskError> },
 }
 
 /// Client -> scheduler.

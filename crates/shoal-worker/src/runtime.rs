@@ -55,7 +55,8 @@ pub struct Assignment {
     pub id: TaskId,
     pub key: String,
     pub func: FuncHash,
-    /// The pickled function; executors cache it by `func`.
+    /// The pickled function, the first time it is handed out; executors
+    /// cache it by `func` (see [`WorkerRuntime::function`]).
     pub function: Option<Bytes>,
     pub args: Payload,
     /// The results of the task's dependencies, by key.
@@ -218,7 +219,12 @@ impl WorkerRuntime {
                 });
                 continue;
             }
-            let function = st.functions.get(&t.func).cloned();
+            // Executors cache functions; hand out the bytes once.
+            let function = if st.delivered.insert(t.func) {
+                st.functions.get(&t.func).cloned()
+            } else {
+                None
+            };
             let _ = self
                 .shared
                 .out
@@ -271,6 +277,11 @@ impl WorkerRuntime {
             .shared
             .out
             .send(WorkerToScheduler::TaskFailed { id, error });
+    }
+
+    /// The pickled function with this hash, if the scheduler sent it.
+    pub fn function(&self, hash: FuncHash) -> Option<Bytes> {
+        self.shared.state.lock().functions.get(&hash).cloned()
     }
 
     /// How many results this worker holds.

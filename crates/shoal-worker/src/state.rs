@@ -42,6 +42,8 @@ pub(crate) struct State {
     /// Results held by this worker, by key.
     pub store: HashMap<String, Payload>,
     pub functions: HashMap<FuncHash, Bytes>,
+    /// Functions already handed to an executor.
+    pub delivered: HashSet<FuncHash>,
     /// Tasks the scheduler took back before they started.
     pub cancelled: HashSet<TaskId>,
     /// Tasks assigned here and not yet finished (queued, fetching or running).

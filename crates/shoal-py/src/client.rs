@@ -1,0 +1,311 @@
+//! The client core for Python.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use shoal_client::{ClientConfig, ClientError, Outcome};
+use shoal_proto::{FunctionDef, TaskSpec};
+
+use crate::convert::{error_to_py, payload};
+
+fn to_py_err(e: ClientError) -> PyErr {
+    match e {
+        ClientError::Connect { .. } | ClientError::Refused { .. } | ClientError::Disconnected(_) => {
+            PyOSError::new_err(e.to_string())
+        }
+        ClientError::UnknownKey(_) => PyKeyError::new_err(e.to_string()),
+        _ => PyRuntimeError::new_err(e.to_string()),
+    }
+}
+
+fn timeout(t: Option<f64>) -> Option<Duration> {
+    t.map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// How often a blocked call looks for Ctrl-C.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// Runs `wait(slice)` in slices without the GIL, checking for signals (so
+/// Ctrl-C interrupts a long wait) until it reports true or `timeout` passes.
+fn wait_interruptibly(
+    py: Python<'_>,
+    timeout: Option<Duration>,
+    wait: impl Fn(Duration) -> Result<bool, ClientError> + Sync,
+) -> PyResult<bool> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_CHECK),
+            None => SIGNAL_CHECK,
+        };
+        if py.detach(|| wait(slice)).map_err(to_py_err)? {
+            return Ok(true);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+        py.check_signals()?;
+    }
+}
+
+/// Keys in the order they complete.
+#[pyclass(module = "shoal._engine", frozen)]
+pub struct CompletionQueue {
+    pub inner: Arc<shoal_client::CompletionQueue>,
+}
+
+#[pymethods]
+impl CompletionQueue {
+    #[new]
+    fn new() -> Self {
+        CompletionQueue {
+            inner: Arc::default(),
+        }
+    }
+
+    /// The next completed key, waiting up to `timeout` seconds (forever if
+    /// None); None on timeout.
+    #[pyo3(signature = (timeout=None))]
+    fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> Option<String> {
+        let t = self::timeout(timeout);
+        let q = self.inner.clone();
+        py.detach(move || q.pop(t))
+    }
+
+    /// Every completed key, without waiting.
+    fn drain(&self) -> Vec<String> {
+        self.inner.drain()
+    }
+
+    /// Adds a key (used to wake a reader).
+    fn push(&self, key: String) {
+        self.inner.push(key);
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+/// A connection to a scheduler and the table of keys this process holds.
+#[pyclass(module = "shoal._engine", frozen)]
+pub struct ClientCore {
+    inner: Arc<shoal_client::ClientCore>,
+}
+
+type TaskTuple = (String, u64, Vec<Bytes>, Vec<String>, bool, i32, u32, Vec<String>);
+
+#[pymethods]
+impl ClientCore {
+    #[new]
+    #[pyo3(signature = (address, timeout=10.0, name="client".to_string()))]
+    fn new(py: Python<'_>, address: String, timeout: f64, name: String) -> PyResult<Self> {
+        let config = ClientConfig {
+            address,
+            name,
+            connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
+        };
+        let core = py
+            .detach(move || shoal_client::ClientCore::connect(config))
+            .map_err(to_py_err)?;
+        Ok(ClientCore {
+            inner: Arc::new(core),
+        })
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        self.inner.id()
+    }
+
+    #[getter]
+    fn address(&self) -> String {
+        format!("tcp://{}", self.inner.address())
+    }
+
+    /// Sends functions `(hash, name, bytes)` and tasks
+    /// `(key, func, frames, deps, wanted, priority, retries, workers)`.
+    fn submit(&self, functions: Vec<(u64, String, Bytes)>, tasks: Vec<TaskTuple>) -> PyResult<()> {
+        let functions = functions
+            .into_iter()
+            .map(|(hash, name, bytes)| FunctionDef { hash, name, bytes })
+            .collect();
+        let tasks = tasks
+            .into_iter()
+            .map(
+                |(key, func, frames, deps, wanted, priority, retries, workers)| TaskSpec {
+                    key,
+                    func,
+                    args: payload(frames),
+                    deps,
+                    wanted,
+                    priority,
+                    retries,
+                    workers,
+                },
+            )
+            .collect();
+        self.inner.submit(functions, tasks).map_err(to_py_err)
+    }
+
+    /// Sends many tasks of one function that share every option.
+    #[allow(clippy::too_many_arguments)]
+    fn submit_many(
+        &self,
+        function: Option<(u64, String, Bytes)>,
+        func: u64,
+        keys: Vec<String>,
+        args: Vec<Vec<Bytes>>,
+        deps: Vec<Vec<String>>,
+        priority: i32,
+        retries: u32,
+        workers: Vec<String>,
+    ) -> PyResult<()> {
+        if keys.len() != args.len() || keys.len() != deps.len() {
+            return Err(PyRuntimeError::new_err("keys, args and deps differ in length"));
+        }
+        let functions = function
+            .into_iter()
+            .map(|(hash, name, bytes)| FunctionDef { hash, name, bytes })
+            .collect();
+        let tasks = keys
+            .into_iter()
+            .zip(args)
+            .zip(deps)
+            .map(|((key, frames), deps)| TaskSpec {
+                key,
+                func,
+                args: payload(frames),
+                deps,
+                wanted: true,
+                priority,
+                retries,
+                workers: workers.clone(),
+            })
+            .collect();
+        self.inner.submit(functions, tasks).map_err(to_py_err)
+    }
+
+    fn acquire(&self, key: &str) -> PyResult<()> {
+        self.inner.acquire(key).map_err(to_py_err)
+    }
+
+    fn release(&self, key: &str) {
+        self.inner.release(key);
+    }
+
+    fn cancel(&self, keys: Vec<String>) {
+        self.inner.cancel(&keys);
+    }
+
+    /// "pending", "finished", "error", "cancelled", or None if unknown.
+    fn status(&self, key: &str) -> Option<&'static str> {
+        self.inner.status(key).map(|s| s.as_str())
+    }
+
+    /// `(type_name, nbytes)` of a finished key.
+    fn result_info(&self, key: &str) -> Option<(String, u64)> {
+        self.inner.result_info(key)
+    }
+
+    /// The error tuple of an erred key (see `gather`).
+    fn error<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner
+            .error(key)
+            .map(|e| error_to_py(py, &e))
+            .transpose()
+    }
+
+    fn watch(&self, keys: Vec<String>, queue: &CompletionQueue) {
+        self.inner.watch(&keys, &queue.inner);
+    }
+
+    /// Waits until every key is done; False on timeout.
+    #[pyo3(signature = (keys, timeout=None))]
+    fn wait(&self, py: Python<'_>, keys: Vec<String>, timeout: Option<f64>) -> PyResult<bool> {
+        let inner = &self.inner;
+        wait_interruptibly(py, self::timeout(timeout), |t| inner.wait(&keys, Some(t)))
+    }
+
+    /// Waits until `count` keys are done; False on timeout.
+    #[pyo3(signature = (keys, count, timeout=None))]
+    fn wait_count(&self, py: Python<'_>, keys: Vec<String>, count: usize, timeout: Option<f64>) -> PyResult<bool> {
+        let inner = &self.inner;
+        wait_interruptibly(py, self::timeout(timeout), |t| {
+            inner.wait_count(&keys, count, Some(t))
+        })
+    }
+
+    /// Waits for every key. Returns None on timeout, else one tuple per key:
+    /// `(0, frames)` for a value, `(1, error)` for an error, `(2, None)` if
+    /// cancelled.
+    #[pyo3(signature = (keys, timeout=None))]
+    fn gather<'py>(&self, py: Python<'py>, keys: Vec<String>, timeout: Option<f64>) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        let inner = &self.inner;
+        let t = self::timeout(timeout);
+        let start = Instant::now();
+        if !wait_interruptibly(py, t, |slice| inner.wait(&keys, Some(slice)))? {
+            return Ok(None);
+        }
+        let left = t.map(|t| t.saturating_sub(start.elapsed()));
+        let outcomes = py.detach(|| inner.gather(&keys, left)).map_err(to_py_err)?;
+        let Some(outcomes) = outcomes else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            out.push(match o {
+                Outcome::Value(p) => (0, p.frames).into_pyobject(py)?.into_any(),
+                Outcome::Error(e) => (1, error_to_py(py, &e)?).into_pyobject(py)?.into_any(),
+                Outcome::Cancelled => (2, py.None()).into_pyobject(py)?.into_any(),
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// The connected workers, as dicts.
+    fn workers<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.inner
+            .workers()
+            .into_iter()
+            .map(|w| {
+                let d = PyDict::new(py);
+                d.set_item("name", w.name)?;
+                d.set_item("address", format!("tcp://{}", w.data_address))?;
+                d.set_item("nthreads", w.nthreads)?;
+                d.set_item("memory", w.memory)?;
+                d.set_item("pid", w.pid)?;
+                d.set_item("host", w.host)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    #[pyo3(signature = (n, timeout=None))]
+    fn wait_for_workers(&self, py: Python<'_>, n: usize, timeout: Option<f64>) -> PyResult<bool> {
+        let inner = &self.inner;
+        wait_interruptibly(py, self::timeout(timeout), |t| inner.wait_for_workers(n, Some(t)))
+    }
+
+    fn key_count(&self) -> usize {
+        self.inner.key_count()
+    }
+
+    #[getter]
+    fn connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    fn shutdown_cluster(&self) {
+        self.inner.shutdown_cluster();
+    }
+
+    fn close(&self, py: Python<'_>) {
+        let inner = self.inner.clone();
+        py.detach(move || inner.close());
+    }
+}

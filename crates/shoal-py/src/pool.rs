@@ -1,0 +1,206 @@
+//! Worker processes of a local cluster.
+//!
+//! Each worker is started (spawn + exec, never fork) and watched by its own
+//! monitor thread, which lives exactly as long as its child: the child's
+//! `PDEATHSIG` is tied to that thread. The monitor holds the write end of the
+//! child's stdin, the lifeline whose end-of-file makes the child exit if this
+//! process dies, even by SIGKILL. A worker that dies while the pool is open is
+//! started again, so a cluster keeps its size after a crash.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+
+struct Shared {
+    closing: AtomicBool,
+    pids: Mutex<Vec<Option<u32>>>,
+    restarts: AtomicU32,
+}
+
+/// A set of worker processes kept alive until closed.
+#[pyclass(module = "shoal._engine", frozen)]
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+    exited: Mutex<Option<Receiver<usize>>>,
+    size: usize,
+}
+
+fn spawn(program: &str, args: &[String], env: &[(String, String)]) -> std::io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .env("SHOAL_PARENT_PID", std::process::id().to_string())
+        // Own process group: a Ctrl-C in the terminal reaches the client,
+        // which then shuts the workers down in order.
+        .process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+}
+
+fn monitor(
+    shared: Arc<Shared>,
+    index: usize,
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    first: Sender<std::io::Result<()>>,
+    exited: Sender<usize>,
+) {
+    let mut first = Some(first);
+    let mut quick_failures = 0u32;
+    while !shared.closing.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        let mut child = match spawn(&program, &args, &env) {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(f) = first.take() {
+                    let _ = f.send(Err(e));
+                    break;
+                }
+                tracing::error!("could not restart worker {index}: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        shared.pids.lock()[index] = Some(child.id());
+        if let Some(f) = first.take() {
+            let _ = f.send(Ok(()));
+        }
+        // `Child::wait` would close stdin first, cutting the lifeline: hold
+        // it separately for as long as the child lives.
+        let lifeline = child.stdin.take();
+        let status = child.wait();
+        shared.pids.lock()[index] = None;
+        drop(lifeline);
+        if shared.closing.load(Ordering::SeqCst) {
+            break;
+        }
+        tracing::warn!("worker process {index} exited ({status:?}); starting a new one");
+        shared.restarts.fetch_add(1, Ordering::SeqCst);
+        if started.elapsed() < Duration::from_secs(2) {
+            quick_failures += 1;
+            // Back off on a worker that cannot stay up, but never give up.
+            std::thread::sleep(Duration::from_millis(100 * u64::from(quick_failures.min(50))));
+        } else {
+            quick_failures = 0;
+        }
+    }
+    let _ = exited.send(index);
+}
+
+#[pymethods]
+impl WorkerPool {
+    /// Starts `n` processes running `program args...` with `env` added.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        n: usize,
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> PyResult<Self> {
+        let shared = Arc::new(Shared {
+            closing: AtomicBool::new(false),
+            pids: Mutex::new(vec![None; n]),
+            restarts: AtomicU32::new(0),
+        });
+        let (exited_tx, exited_rx) = channel();
+        let pool = WorkerPool {
+            shared: shared.clone(),
+            exited: Mutex::new(Some(exited_rx)),
+            size: n,
+        };
+        let started = py.detach(|| {
+            let mut waits = Vec::new();
+            for i in 0..n {
+                let (tx, rx) = channel();
+                let (s, p, a, e, x) = (shared.clone(), program.clone(), args.clone(), env.clone(), exited_tx.clone());
+                std::thread::Builder::new()
+                    .name(format!("shoal-worker-monitor-{i}"))
+                    .spawn(move || monitor(s, i, p, a, e, tx, x))?;
+                waits.push(rx);
+            }
+            for rx in waits {
+                match rx.recv() {
+                    Ok(r) => r?,
+                    Err(_) => return Err(std::io::Error::other("a monitor thread died")),
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        if let Err(e) = started {
+            pool.close_now(Duration::from_secs(1));
+            return Err(PyOSError::new_err(format!(
+                "could not start worker processes ({program}): {e}"
+            )));
+        }
+        Ok(pool)
+    }
+
+    /// Process ids of the running workers.
+    fn pids(&self) -> Vec<u32> {
+        self.shared.pids.lock().iter().flatten().copied().collect()
+    }
+
+    /// How many times a worker was started again after dying.
+    #[getter]
+    fn restarts(&self) -> u32 {
+        self.shared.restarts.load(Ordering::SeqCst)
+    }
+
+    /// From now on, a worker that exits is not started again.
+    fn stop_restarting(&self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops restarting workers and waits up to `timeout` seconds for them
+    /// to exit (they exit when the scheduler says so); then kills the rest.
+    #[pyo3(signature = (timeout=2.0))]
+    fn close(&self, py: Python<'_>, timeout: f64) {
+        let t = Duration::from_secs_f64(timeout.max(0.0));
+        py.detach(|| self.close_now(t));
+    }
+}
+
+impl WorkerPool {
+    fn close_now(&self, timeout: Duration) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        let Some(rx) = self.exited.lock().take() else {
+            return;
+        };
+        let deadline = Instant::now() + timeout;
+        let mut left = self.size;
+        while left > 0 {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(_) => left -= 1,
+                Err(_) => break,
+            }
+        }
+        if left > 0 {
+            for pid in self.pids() {
+                // SAFETY: kill takes a pid and a signal number; the pid is a
+                // child this pool started and has not reaped.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+            while left > 0 && rx.recv_timeout(Duration::from_secs(5)).is_ok() {
+                left -= 1;
+            }
+        }
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.close_now(Duration::from_secs(2));
+    }
+}

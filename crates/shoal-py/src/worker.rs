@@ -1,0 +1,137 @@
+//! The worker runtime for Python executor threads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use shoal_proto::{Payload, TaskError};
+use shoal_worker::{WorkerConfig, WorkerRuntime as Runtime};
+
+use crate::convert::payload;
+
+/// `(id, key, func, function_bytes, arg_frames, [(dep_key, dep_frames)])`
+type TaskTuple = (u64, String, u64, Option<Bytes>, Vec<Bytes>, Vec<(String, Vec<Bytes>)>);
+
+/// The Rust half of a worker process: scheduler link, data store and data
+/// server. Python executor threads pull tasks from it.
+#[pyclass(module = "shoal._engine", frozen)]
+pub struct WorkerRuntime {
+    inner: Arc<Runtime>,
+}
+
+#[pymethods]
+impl WorkerRuntime {
+    #[new]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0))]
+    fn new(
+        py: Python<'_>,
+        scheduler: String,
+        nthreads: u32,
+        name: Option<String>,
+        listen_host: Option<String>,
+        timeout: f64,
+    ) -> PyResult<Self> {
+        let config = WorkerConfig {
+            scheduler,
+            nthreads,
+            name,
+            listen_host,
+            connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
+        };
+        let inner = py
+            .detach(move || Runtime::start(config))
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(WorkerRuntime { inner })
+    }
+
+    #[getter]
+    fn address(&self) -> String {
+        format!("tcp://{}", self.inner.data_address())
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        self.inner.id()
+    }
+
+    /// Blocks (without the GIL) until a task is ready; None at shutdown.
+    fn next_task(&self, py: Python<'_>) -> Option<TaskTuple> {
+        let inner = self.inner.clone();
+        let a = py.detach(move || inner.next_task())?;
+        Some((
+            a.id,
+            a.key,
+            a.func,
+            a.function,
+            a.args.frames,
+            a.deps.into_iter().map(|(k, p)| (k, p.frames)).collect(),
+        ))
+    }
+
+    /// Stores a result and reports it.
+    fn finish(&self, id: u64, key: String, frames: Vec<Bytes>, type_name: String, duration: f64) {
+        self.inner
+            .finish(id, key, payload(frames), type_name, duration);
+    }
+
+    /// Reports that a task raised.
+    fn fail(
+        &self,
+        id: u64,
+        exception: Vec<Bytes>,
+        type_name: String,
+        message: String,
+        traceback: String,
+    ) {
+        self.inner.fail(
+            id,
+            TaskError::Raised {
+                exception: Payload { frames: exception },
+                type_name,
+                message,
+                traceback,
+            },
+        );
+    }
+
+    /// The pickled function with this hash.
+    fn function(&self, hash: u64) -> Option<Bytes> {
+        self.inner.function(hash)
+    }
+
+    /// How many results this worker holds.
+    fn stored(&self) -> usize {
+        self.inner.stored()
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Blocks (without the GIL) until the scheduler connection has ended.
+    fn wait_closed(&self, py: Python<'_>) {
+        let inner = self.inner.clone();
+        py.detach(move || inner.wait_closed());
+    }
+}
+
+/// Exits this process as soon as stdin closes (the parent's lifeline).
+#[pyfunction]
+pub fn exit_on_stdin_eof() {
+    shoal_worker::lifeline::exit_on_stdin_eof();
+}
+
+/// Has the kernel kill this process when its parent dies; exits now if the
+/// parent is not `expected_parent` any more.
+#[pyfunction]
+#[pyo3(signature = (expected_parent=None))]
+pub fn die_with_parent(expected_parent: Option<u32>) {
+    shoal_worker::lifeline::die_with_parent(expected_parent);
+}

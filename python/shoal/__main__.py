@@ -1,0 +1,5 @@
+"""``python -m shoal`` is the ``shoal`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,184 @@
+"""``as_completed`` and ``wait``: reacting to futures as they finish."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+from . import _engine
+from ._future import Future
+
+ALL_COMPLETED = "ALL_COMPLETED"
+FIRST_COMPLETED = "FIRST_COMPLETED"
+FIRST_EXCEPTION = "FIRST_EXCEPTION"
+
+
+class DoneAndNotDoneFutures(NamedTuple):
+    """What :func:`wait` returns."""
+
+    done: set[Future]
+    not_done: set[Future]
+
+
+def _cores(futures: Iterable[Future]) -> dict[int, tuple[Any, list[Future]]]:
+    by_core: dict[int, tuple[Any, list[Future]]] = {}
+    for f in futures:
+        if not isinstance(f, Future):
+            raise TypeError(f"expected Futures, got {type(f).__name__}")
+        by_core.setdefault(id(f._core), (f._core, []))[1].append(f)
+    return by_core
+
+
+def wait(
+    fs: Future | Iterable[Future], timeout: float | None = None, return_when: str = ALL_COMPLETED
+) -> DoneAndNotDoneFutures:
+    """Wait until futures are done; return ``(done, not_done)`` sets.
+
+    ``return_when`` is ``"ALL_COMPLETED"`` (the default), ``"FIRST_COMPLETED"``
+    or ``"FIRST_EXCEPTION"``. With ``ALL_COMPLETED`` a timeout raises
+    ``TimeoutError``, as in Dask.
+    """
+    if isinstance(fs, Future):
+        fs = [fs]
+    fs = list(fs)
+    if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
+        raise ValueError(f"return_when must be one of ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION; got {return_when!r}")
+    groups = _cores(fs)
+    if return_when == ALL_COMPLETED:
+        for core, group in groups.values():
+            if not core.wait([f.key for f in group], timeout):
+                raise TimeoutError(f"futures not done within {timeout} s")
+    elif fs and not any(f.done() for f in fs) or return_when == FIRST_EXCEPTION:
+        queue = _engine.CompletionQueue()
+        for core, group in groups.values():
+            core.watch([f.key for f in group], queue)
+        remaining = {f.key for f in fs}
+        while remaining:
+            key = queue.pop(timeout)
+            if key is None:
+                break
+            remaining.discard(key)
+            if return_when == FIRST_COMPLETED:
+                break
+            if any(f.key == key and f.status == "error" for f in fs):
+                break
+    done = {f for f in fs if f.done()}
+    return DoneAndNotDoneFutures(done, set(fs) - done)
+
+
+class as_completed(Iterator[Any]):
+    """Iterate over futures in the order they complete.
+
+    ``with_results=True`` yields ``(future, result)`` pairs (raising the
+    task's exception unless ``raise_errors=False``, which yields the exception
+    as the result). More futures can be added while iterating.
+    """
+
+    def __init__(
+        self,
+        futures: Iterable[Future] | None = None,
+        loop: Any = None,
+        with_results: bool = False,
+        raise_errors: bool = True,
+        *,
+        timeout: float | None = None,
+    ):
+        self._queue = _engine.CompletionQueue()
+        self._futures: dict[str, list[Future]] = defaultdict(list)
+        self._ready: deque[Future] = deque()
+        self._lock = threading.Lock()
+        self.with_results = with_results
+        self.raise_errors = raise_errors
+        self.timeout = timeout
+        if futures is not None:
+            self.update(futures)
+
+    def add(self, future: Future) -> None:
+        """Add one future to the set being waited on."""
+        if not isinstance(future, Future):
+            raise TypeError(f"as_completed expects Futures, got {type(future).__name__}")
+        with self._lock:
+            self._futures[future.key].append(future)
+        future._core.watch([future.key], self._queue)
+
+    def update(self, futures: Iterable[Future]) -> None:
+        """Add several futures."""
+        for f in futures:
+            self.add(f)
+
+    def count(self) -> int:
+        """How many futures have not been yielded yet."""
+        with self._lock:
+            return sum(len(v) for v in self._futures.values()) + len(self._ready)
+
+    def is_empty(self) -> bool:
+        """Whether every future has been yielded."""
+        return self.count() == 0
+
+    def has_ready(self) -> bool:
+        """Whether a completed future is waiting to be yielded."""
+        return bool(self._ready) or len(self._queue) > 0
+
+    def _absorb(self, key: str) -> None:
+        with self._lock:
+            futures = self._futures.pop(key, [])
+        self._ready.extend(futures)
+
+    def _next_future(self, block: bool = True) -> Future | None:
+        while not self._ready:
+            if self.is_empty():
+                raise StopIteration
+            if not block and len(self._queue) == 0:
+                return None
+            key = self._queue.pop(self.timeout)
+            if key is None:
+                raise TimeoutError(f"no future completed within {self.timeout} s")
+            self._absorb(key)
+        return self._ready.popleft()
+
+    def _emit(self, f: Future) -> Any:
+        if not self.with_results:
+            return f
+        try:
+            return f, f.result()
+        except BaseException as e:
+            if self.raise_errors:
+                raise
+            return f, e
+
+    def __iter__(self) -> as_completed:
+        return self
+
+    def __next__(self) -> Any:
+        f = self._next_future()
+        assert f is not None
+        return self._emit(f)
+
+    def next_batch(self, block: bool = True) -> list[Any]:
+        """Every completed future, waiting for at least one if ``block``."""
+        for key in self._queue.drain():
+            self._absorb(key)
+        if not self._ready and block:
+            f = self._next_future()
+            if f is not None:
+                self._ready.appendleft(f)
+        out = []
+        while self._ready:
+            out.append(self._emit(self._ready.popleft()))
+        return out
+
+    def batches(self) -> Iterator[list[Any]]:
+        """Yield lists of completed futures, as many as are ready at a time."""
+        while not self.is_empty():
+            try:
+                yield self.next_batch(block=True)
+            except StopIteration:
+                return
+
+    def clear(self) -> None:
+        """Forget every future not yielded yet."""
+        with self._lock:
+            self._futures.clear()
+        self._ready.clear()

@@ -1,0 +1,50 @@
+"""The ``shoal`` command: ``shoal scheduler`` and ``shoal worker``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import _engine
+
+
+def _scheduler(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="shoal scheduler", description="Start a shoal scheduler.")
+    parser.add_argument("--host", default="0.0.0.0", help="interface to listen on (default all)")
+    parser.add_argument("--port", type=int, default=8786, help="port (default 8786, 0 for any)")
+    args = parser.parse_args(argv)
+    if os.environ.get("SHOAL_LOG"):
+        _engine.init_logging(os.environ["SHOAL_LOG"])
+
+    def ready(address: str) -> None:
+        print(f"Scheduler at: {address}", flush=True)
+
+    try:
+        _engine.run_scheduler(args.host, args.port, ready)
+    except OSError as e:
+        print(f"shoal scheduler: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch ``shoal scheduler ...`` and ``shoal worker ...``."""
+    argv = sys.argv[1:] if argv is None else argv
+    usage = "usage: shoal {scheduler,worker} [options]  (shoal COMMAND --help for more)"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        sys.exit(0 if argv else 2)
+    command, rest = argv[0], argv[1:]
+    if command == "scheduler":
+        _scheduler(rest)
+    elif command == "worker":
+        from .worker import main as worker_main
+
+        worker_main(rest)
+    else:
+        print(f"shoal: unknown command {command!r}\n{usage}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
