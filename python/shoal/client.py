@@ -368,9 +368,22 @@ class Client:
             raise RuntimeError(f"this client is {self.status}")
 
     def scheduler_info(self) -> dict[str, Any]:
-        """The scheduler's address and its workers, keyed by address."""
-        workers = {w["address"]: w for w in self._core.workers()}
-        return {"type": "Scheduler", "address": self.scheduler_address, "workers": workers}
+        """Ask the scheduler about itself: its address, how many tasks it
+        remembers, and its workers keyed by address (with how many results
+        each stores and how many tasks each has assigned)."""
+        workers, tasks = self._core.identify()
+        return {
+            "type": "Scheduler",
+            "address": self.scheduler_address,
+            "tasks": tasks,
+            "workers": {w["address"]: w for w in workers},
+        }
+
+    def who_has(self, futures: Any = None) -> dict[str, list[str]]:
+        """Which workers hold the result of each finished future, by key."""
+        keys: dict[str, None] = {}
+        _collect_keys(futures, keys)
+        return {k: self._core.who_has(k) for k in keys}
 
     def nthreads(self) -> dict[str, int]:
         """Threads per worker, keyed by worker address."""
@@ -378,9 +391,12 @@ class Client:
 
     ncores = nthreads
 
-    def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
-        """Block until ``n_workers`` workers are connected."""
-        if not self._core.wait_for_workers(n_workers, timeout):
+    def wait_for_workers(
+        self, n_workers: int, timeout: float | None = None, *, without: Iterable[str] = ()
+    ) -> None:
+        """Block until ``n_workers`` workers are connected (and, if given, none
+        of the worker addresses in ``without`` is)."""
+        if not self._core.wait_for_workers(n_workers, timeout, list(without)):
             raise TimeoutError(f"{n_workers} workers did not connect within {timeout} s")
 
     def __repr__(self) -> str:

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use shoal_proto::{
     get_data, read_frame, write_frame, ClientToScheduler, FuncHash, FunctionDef, Hello, Payload,
-    SchedulerToClient, TaskError, TaskSpec, Welcome, WorkerInfo,
+    SchedulerToClient, TaskError, TaskSpec, Welcome, WorkerInfo, WorkerStatus,
 };
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -62,8 +62,9 @@ struct State {
     /// Set once the connection is gone, with the reason.
     broken: Option<ClientError>,
     shutting_down: bool,
-    /// Whether the scheduler answered our first `Identify`.
-    identified: bool,
+    /// How many `Identity` answers arrived, and the latest.
+    identities: u64,
+    identity: (Vec<WorkerStatus>, u64),
 }
 
 struct Inner {
@@ -103,7 +104,8 @@ impl ClientCore {
                 sent_functions: HashSet::new(),
                 broken: None,
                 shutting_down: false,
-                identified: false,
+                identities: 0,
+                identity: (Vec::new(), 0),
             }),
             changed: Condvar::new(),
             out: out_tx,
@@ -125,7 +127,7 @@ impl ClientCore {
         // Know the cluster before returning, so the first `workers()` is right.
         let deadline = Instant::now() + config.connect_timeout;
         let mut st = core.inner.state.lock();
-        while !st.identified {
+        while st.identities == 0 {
             core.check(&st)?;
             if core.inner.changed.wait_until(&mut st, deadline).timed_out() {
                 break;
@@ -459,20 +461,48 @@ impl ClientCore {
         }
     }
 
+    /// Asks the scheduler for its workers' state and its task count.
+    pub fn identify(&self, timeout: Duration) -> Result<(Vec<WorkerStatus>, u64), ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.inner.state.lock();
+        let seen = st.identities;
+        self.send(ClientToScheduler::Identify);
+        while st.identities == seen {
+            self.check(&st)?;
+            if !self.wait_changed(&mut st, Some(deadline)) {
+                return Err(ClientError::Disconnected(
+                    "the scheduler did not answer in time".into(),
+                ));
+            }
+        }
+        Ok(st.identity.clone())
+    }
+
+    /// Data addresses of the workers holding a finished key.
+    pub fn who_has(&self, key: &str) -> Vec<String> {
+        let st = self.inner.state.lock();
+        match st.keys.get(key) {
+            Some(e) if e.status == KeyStatus::Finished => e.holders.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The workers the scheduler reported.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.inner.state.lock().workers.values().cloned().collect()
     }
 
-    /// Waits until at least `n` workers are connected; false on timeout.
+    /// Waits until at least `n` workers are connected and none of
+    /// `without` (data addresses) is; false on timeout.
     pub fn wait_for_workers(
         &self,
         n: usize,
+        without: &[String],
         timeout: Option<Duration>,
     ) -> Result<bool, ClientError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.inner.state.lock();
-        while st.workers.len() < n {
+        while st.workers.len() < n || without.iter().any(|a| st.workers.contains_key(a)) {
             self.check(&st)?;
             if !self.wait_changed(&mut st, deadline) {
                 return Ok(false);
@@ -504,7 +534,7 @@ impl ClientCore {
             if st.broken.is_none() {
                 st.broken = Some(ClientError::Closed);
             }
-            fail_pending(&mut st, "the client was closed");
+            fail_pending(&mut st, "CancelledError", "the client was closed");
         }
         self.inner.changed.notify_all();
         self.inner.stop.notify_one();
@@ -530,12 +560,13 @@ fn lost_error(key: &str) -> TaskError {
     }
 }
 
-fn fail_pending(st: &mut State, reason: &str) {
+/// Errs every pending key; `type_name` is the Python exception to raise.
+fn fail_pending(st: &mut State, type_name: &str, reason: &str) {
     for (k, e) in st.keys.iter_mut() {
         if e.status == KeyStatus::Pending {
             e.error = Some(TaskError::Raised {
                 exception: Payload::default(),
-                type_name: "CancelledError".into(),
+                type_name: type_name.into(),
                 message: format!("{k} was not computed: {reason}"),
                 traceback: String::new(),
             });
@@ -615,7 +646,7 @@ async fn run(inner: Arc<Inner>, stream: TcpStream, out_rx: UnboundedReceiver<Cli
     if st.broken.is_none() {
         st.broken = Some(ClientError::Disconnected(reason.clone()));
     }
-    fail_pending(&mut st, &reason);
+    fail_pending(&mut st, "ConnectionError", &reason);
     drop(st);
     inner.changed.notify_all();
 }
@@ -660,11 +691,13 @@ fn apply(st: &mut State, msg: SchedulerToClient) {
                 }
             }
         }
-        SchedulerToClient::Workers(infos) => {
-            st.workers = infos
-                .into_iter()
-                .map(|w| (w.data_address.clone(), w))
+        SchedulerToClient::Identity { workers, tasks } => {
+            st.identities += 1;
+            st.workers = workers
+                .iter()
+                .map(|w| (w.info.data_address.clone(), w.info.clone()))
                 .collect();
+            st.identity = (workers, tasks);
         }
         SchedulerToClient::WorkerAdded(info) => {
             st.workers.insert(info.data_address.clone(), info);

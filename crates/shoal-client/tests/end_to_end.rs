@@ -36,7 +36,8 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
                 );
                 continue;
             }
-            assert!(a.function.is_some(), "function bytes reach the worker");
+            let function = a.function.clone().or_else(|| exec.function(a.func));
+            assert!(function.is_some(), "function bytes reach the worker");
             let mut out = a.args.frames[0].to_vec();
             for (_, p) in a.deps {
                 out.extend_from_slice(&p.frames[0]);

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 use shoal_proto::{
     ClientId, ClientToScheduler, FuncHash, FunctionDef, SchedulerToClient, SchedulerToWorker,
-    TaskError, TaskId, TaskSpec, WorkerId, WorkerInfo, WorkerToScheduler, LITERAL_FUNC,
+    TaskError, TaskId, TaskSpec, WorkerId, WorkerInfo, WorkerStatus, WorkerToScheduler,
+    LITERAL_FUNC,
 };
 
 use crate::events::{Command, Event};
@@ -194,9 +195,21 @@ impl Core {
                 }
             }
             ClientToScheduler::Identify => {
+                let workers = self
+                    .workers
+                    .values()
+                    .map(|w| WorkerStatus {
+                        info: w.info.clone(),
+                        stored: w.holds.len() as u64,
+                        assigned: w.assigned.len() as u64,
+                    })
+                    .collect();
                 out.push(Command::ToClient(
                     c,
-                    SchedulerToClient::Workers(self.worker_infos()),
+                    SchedulerToClient::Identity {
+                        workers,
+                        tasks: self.tasks.len() as u64,
+                    },
                 ));
             }
             ClientToScheduler::Shutdown => out.push(Command::Shutdown),

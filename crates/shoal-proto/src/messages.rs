@@ -59,6 +59,16 @@ pub struct WorkerInfo {
     pub host: String,
 }
 
+/// A worker as the scheduler sees it now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub info: WorkerInfo,
+    /// Results held.
+    pub stored: u64,
+    /// Tasks assigned and not finished.
+    pub assigned: u64,
+}
+
 /// The scheduler's answer to `Hello`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Welcome {
@@ -119,7 +129,7 @@ pub enum ClientToScheduler {
     Submit(Vec<TaskSpec>),
     /// The client no longer holds futures for these keys.
     Release(Vec<String>),
-    /// Ask about the cluster; answered with `Workers`.
+    /// Ask about the cluster; answered with `Identity`.
     Identify,
     /// Stop the scheduler and every worker.
     Shutdown,
@@ -144,7 +154,12 @@ pub enum SchedulerToClient {
     KeyLost {
         key: String,
     },
-    Workers(Vec<WorkerInfo>),
+    /// The answer to `Identify`.
+    Identity {
+        workers: Vec<WorkerStatus>,
+        /// How many tasks the scheduler remembers.
+        tasks: u64,
+    },
     WorkerAdded(WorkerInfo),
     WorkerRemoved {
         data_address: String,

@@ -14,9 +14,9 @@ use crate::convert::{error_to_py, payload};
 
 fn to_py_err(e: ClientError) -> PyErr {
     match e {
-        ClientError::Connect { .. } | ClientError::Refused { .. } | ClientError::Disconnected(_) => {
-            PyOSError::new_err(e.to_string())
-        }
+        ClientError::Connect { .. }
+        | ClientError::Refused { .. }
+        | ClientError::Disconnected(_) => PyOSError::new_err(e.to_string()),
         ClientError::UnknownKey(_) => PyKeyError::new_err(e.to_string()),
         _ => PyRuntimeError::new_err(e.to_string()),
     }
@@ -39,7 +39,9 @@ fn wait_interruptibly(
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let slice = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(SIGNAL_CHECK),
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(SIGNAL_CHECK),
             None => SIGNAL_CHECK,
         };
         if py.detach(|| wait(slice)).map_err(to_py_err)? {
@@ -97,7 +99,16 @@ pub struct ClientCore {
     inner: Arc<shoal_client::ClientCore>,
 }
 
-type TaskTuple = (String, u64, Vec<Bytes>, Vec<String>, bool, i32, u32, Vec<String>);
+type TaskTuple = (
+    String,
+    u64,
+    Vec<Bytes>,
+    Vec<String>,
+    bool,
+    i32,
+    u32,
+    Vec<String>,
+);
 
 #[pymethods]
 impl ClientCore {
@@ -166,7 +177,9 @@ impl ClientCore {
         workers: Vec<String>,
     ) -> PyResult<()> {
         if keys.len() != args.len() || keys.len() != deps.len() {
-            return Err(PyRuntimeError::new_err("keys, args and deps differ in length"));
+            return Err(PyRuntimeError::new_err(
+                "keys, args and deps differ in length",
+            ));
         }
         let functions = function
             .into_iter()
@@ -233,7 +246,13 @@ impl ClientCore {
 
     /// Waits until `count` keys are done; False on timeout.
     #[pyo3(signature = (keys, count, timeout=None))]
-    fn wait_count(&self, py: Python<'_>, keys: Vec<String>, count: usize, timeout: Option<f64>) -> PyResult<bool> {
+    fn wait_count(
+        &self,
+        py: Python<'_>,
+        keys: Vec<String>,
+        count: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
         let inner = &self.inner;
         wait_interruptibly(py, self::timeout(timeout), |t| {
             inner.wait_count(&keys, count, Some(t))
@@ -244,7 +263,12 @@ impl ClientCore {
     /// `(0, frames)` for a value, `(1, error)` for an error, `(2, None)` if
     /// cancelled.
     #[pyo3(signature = (keys, timeout=None))]
-    fn gather<'py>(&self, py: Python<'py>, keys: Vec<String>, timeout: Option<f64>) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+    fn gather<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
         let inner = &self.inner;
         let t = self::timeout(timeout);
         let start = Instant::now();
@@ -267,28 +291,66 @@ impl ClientCore {
         Ok(Some(out))
     }
 
+    /// Asks the scheduler for `(workers, task_count)`; each worker is a dict
+    /// like `workers()` gives, plus `stored` and `assigned` counts.
+    #[pyo3(signature = (timeout=10.0))]
+    fn identify<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+    ) -> PyResult<(Vec<Bound<'py, PyDict>>, u64)> {
+        let inner = &self.inner;
+        let (workers, tasks) = py
+            .detach(|| inner.identify(Duration::from_secs_f64(timeout.max(0.0))))
+            .map_err(to_py_err)?;
+        let dicts = workers
+            .into_iter()
+            .map(|w| {
+                let d = worker_dict(py, w.info)?;
+                d.set_item("stored", w.stored)?;
+                d.set_item("assigned", w.assigned)?;
+                Ok(d)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((dicts, tasks))
+    }
+
+    /// Addresses (`tcp://...`) of the workers holding a finished key.
+    fn who_has(&self, key: &str) -> Vec<String> {
+        self.inner
+            .who_has(key)
+            .into_iter()
+            .map(|a| format!("tcp://{a}"))
+            .collect()
+    }
+
     /// The connected workers, as dicts.
     fn workers<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         self.inner
             .workers()
             .into_iter()
-            .map(|w| {
-                let d = PyDict::new(py);
-                d.set_item("name", w.name)?;
-                d.set_item("address", format!("tcp://{}", w.data_address))?;
-                d.set_item("nthreads", w.nthreads)?;
-                d.set_item("memory", w.memory)?;
-                d.set_item("pid", w.pid)?;
-                d.set_item("host", w.host)?;
-                Ok(d)
-            })
+            .map(|w| worker_dict(py, w))
             .collect()
     }
 
-    #[pyo3(signature = (n, timeout=None))]
-    fn wait_for_workers(&self, py: Python<'_>, n: usize, timeout: Option<f64>) -> PyResult<bool> {
+    /// Waits until `n` workers are connected and none of `without`
+    /// (addresses) is; False on timeout.
+    #[pyo3(signature = (n, timeout=None, without=Vec::new()))]
+    fn wait_for_workers(
+        &self,
+        py: Python<'_>,
+        n: usize,
+        timeout: Option<f64>,
+        without: Vec<String>,
+    ) -> PyResult<bool> {
         let inner = &self.inner;
-        wait_interruptibly(py, self::timeout(timeout), |t| inner.wait_for_workers(n, Some(t)))
+        let without: Vec<String> = without
+            .into_iter()
+            .map(|a| a.strip_prefix("tcp://").map(str::to_string).unwrap_or(a))
+            .collect();
+        wait_interruptibly(py, self::timeout(timeout), |t| {
+            inner.wait_for_workers(n, &without, Some(t))
+        })
     }
 
     fn key_count(&self) -> usize {
@@ -308,4 +370,15 @@ impl ClientCore {
         let inner = self.inner.clone();
         py.detach(move || inner.close());
     }
+}
+
+fn worker_dict(py: Python<'_>, w: shoal_proto::WorkerInfo) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("name", w.name)?;
+    d.set_item("address", format!("tcp://{}", w.data_address))?;
+    d.set_item("nthreads", w.nthreads)?;
+    d.set_item("memory", w.memory)?;
+    d.set_item("pid", w.pid)?;
+    d.set_item("host", w.host)?;
+    Ok(d)
 }

@@ -89,7 +89,9 @@ fn monitor(
         if started.elapsed() < Duration::from_secs(2) {
             quick_failures += 1;
             // Back off on a worker that cannot stay up, but never give up.
-            std::thread::sleep(Duration::from_millis(100 * u64::from(quick_failures.min(50))));
+            std::thread::sleep(Duration::from_millis(
+                100 * u64::from(quick_failures.min(50)),
+            ));
         } else {
             quick_failures = 0;
         }
@@ -123,7 +125,13 @@ impl WorkerPool {
             let mut waits = Vec::new();
             for i in 0..n {
                 let (tx, rx) = channel();
-                let (s, p, a, e, x) = (shared.clone(), program.clone(), args.clone(), env.clone(), exited_tx.clone());
+                let (s, p, a, e, x) = (
+                    shared.clone(),
+                    program.clone(),
+                    args.clone(),
+                    env.clone(),
+                    exited_tx.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("shoal-worker-monitor-{i}"))
                     .spawn(move || monitor(s, i, p, a, e, tx, x))?;

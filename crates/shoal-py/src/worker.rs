@@ -12,7 +12,14 @@ use shoal_worker::{WorkerConfig, WorkerRuntime as Runtime};
 use crate::convert::payload;
 
 /// `(id, key, func, function_bytes, arg_frames, [(dep_key, dep_frames)])`
-type TaskTuple = (u64, String, u64, Option<Bytes>, Vec<Bytes>, Vec<(String, Vec<Bytes>)>);
+type TaskTuple = (
+    u64,
+    String,
+    u64,
+    Option<Bytes>,
+    Vec<Bytes>,
+    Vec<(String, Vec<Bytes>)>,
+);
 
 /// The Rust half of a worker process: scheduler link, data store and data
 /// server. Python executor threads pull tasks from it.

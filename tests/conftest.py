@@ -1,0 +1,65 @@
+"""Shared fixtures: real local clusters, and helpers to watch processes."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+import pytest
+
+from shoal import Client
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A two-worker, one-thread-each local cluster shared by a test module."""
+    with Client(n_workers=2, threads_per_worker=1) as c:
+        yield c
+
+
+@pytest.fixture
+def fresh_client():
+    """A cluster of its own, for tests that kill workers."""
+    with Client(n_workers=2, threads_per_worker=1) as c:
+        yield c
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie has exited; only its entry is left for its parent to reap.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for_exit(pids: list[int], timeout: float) -> list[int]:
+    """Block until every pid has exited or ``timeout`` passes; return the
+    pids still alive. Uses pidfds, so it wakes on the exit itself."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + timeout
+    try:
+        while fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(list(fds), [], [], left)
+            for fd in ready:
+                os.close(fd)
+                del fds[fd]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return [p for p in pids if pid_alive(p)]

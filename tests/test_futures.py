@@ -1,0 +1,267 @@
+"""The futures API: submit, map, gather, Future, scatter, cancel, keys."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import threading
+
+import pytest
+from tasks import add, append_line, big_bytes, getpid, identity, inc, nested_sum, wait_for_file
+
+from shoal import Client, Future, FutureCancelledError, LocalCluster
+
+
+def test_submit_returns_a_future_whose_result_is_the_value(client):
+    f = client.submit(inc, 1)
+    assert isinstance(f, Future)
+    assert f.result(timeout=30) == 2
+    assert f.done()
+    assert f.status == "finished"
+    assert f.type == "int"
+    assert "finished" in repr(f) and f.key in repr(f)
+    assert "finished" in f._repr_html_()
+
+
+def test_keyword_arguments_reach_the_function(client):
+    assert client.submit(add, 1, y=10).result() == 11
+
+
+def test_map_and_gather_keep_order(client):
+    futures = client.map(inc, range(100))
+    assert client.gather(futures) == list(range(1, 101))
+
+
+def test_map_over_several_iterables_zips_them(client):
+    assert client.gather(client.map(add, [1, 2, 3], [10, 20, 30])) == [11, 22, 33]
+
+
+def test_map_passes_extra_keyword_arguments(client):
+    assert client.gather(client.map(add, [1, 2], y=5)) == [6, 7]
+
+
+def test_futures_as_arguments_are_replaced_by_results(client):
+    futures = client.map(inc, range(8))
+    total = client.submit(sum, futures)
+    assert total.result() == 36
+
+
+def test_futures_nested_in_dicts_tuples_and_lists(client):
+    a = client.submit(inc, 1)
+    b = client.submit(inc, 2)
+    c = client.submit(inc, 3)
+    f = client.submit(nested_sum, {"a": [a, b], "b": (c,), "c": [a]})
+    assert f.result() == 2 + 3 + 4 + 2
+
+
+def test_chained_futures(client):
+    x = client.submit(inc, 1)
+    for _ in range(10):
+        x = client.submit(inc, x)
+    assert x.result() == 12
+
+
+def test_gather_accepts_nested_structures_and_single_futures(client):
+    a, b = client.submit(inc, 1), client.submit(inc, 2)
+    assert client.gather({"x": [a, b], "y": (a, 5)}) == {"x": [2, 3], "y": (2, 5)}
+    assert client.gather(a) == 2
+    assert list(client.gather(iter([a, b]))) == [2, 3]
+
+
+def test_pure_calls_share_a_key_and_run_once(client, tmp_path):
+    log = tmp_path / "calls"
+    f1 = client.submit(append_line, str(log), "hello")
+    f2 = client.submit(append_line, str(log), "hello")
+    assert f1.key == f2.key
+    assert f1.key.startswith("append_line-")
+    assert client.gather([f1, f2]) == ["hello", "hello"]
+    assert log.read_text().splitlines() == ["hello"]
+
+
+def test_impure_calls_run_each_time(client, tmp_path):
+    log = tmp_path / "calls"
+    futures = [client.submit(append_line, str(log), "x", pure=False) for _ in range(3)]
+    assert len({f.key for f in futures}) == 3
+    client.gather(futures)
+    assert log.read_text().splitlines() == ["x", "x", "x"]
+
+
+def test_explicit_keys(client):
+    f = client.submit(inc, 41, key="the-answer")
+    assert f.key == "the-answer"
+    assert f.result() == 42
+    fs = client.map(inc, [1, 2], key=["k1", "k2"])
+    assert [f.key for f in fs] == ["k1", "k2"]
+    fs = client.map(inc, [1, 2], key="prefix")
+    assert all(f.key.startswith("prefix-") for f in fs)
+    with pytest.raises(ValueError):
+        client.map(inc, [1, 2, 3], key=["only-one"])
+
+
+def test_lambdas_and_closures_run(client):
+    offset = 100
+    assert client.gather(client.map(lambda p: p + offset, range(3))) == [100, 101, 102]
+
+    def local(x):
+        return x * offset
+
+    assert client.submit(local, 2).result() == 200
+
+
+def test_large_results_are_fetched_from_the_worker(client):
+    size = 5 * 1024 * 1024
+    f = client.submit(big_bytes, size)
+    data = f.result()
+    assert len(data) == size and data[:1] == b"x"
+    holders = client.who_has(f)[f.key]
+    assert len(holders) == 1 and holders[0] in client.scheduler_info()["workers"]
+
+
+def test_numpy_arrays_round_trip(client):
+    np = pytest.importorskip("numpy")
+    arr = np.arange(1_000_000, dtype="float64")
+    f = client.submit(lambda a: a * 2, arr)
+    out = f.result()
+    assert out.dtype == arr.dtype and (out == arr * 2).all()
+
+
+def test_pandas_dataframes_round_trip(client):
+    pd = pytest.importorskip("pandas")
+
+    def frame(n):
+        return pd.DataFrame({"page": [n] * 3, "views": [1, 2, 3]})
+
+    frames = client.gather(client.map(frame, range(4)))
+    total = pd.concat(frames)
+    assert list(total.columns) == ["page", "views"]
+    assert total["views"].sum() == 24
+
+
+def test_scatter_single_list_and_dict(client):
+    one = client.scatter(10)
+    assert isinstance(one, Future) and one.result() == 10
+    many = client.scatter([1, 2, 3])
+    assert [f.result() for f in many] == [1, 2, 3]
+    named = client.scatter({"a": 1, "b": 2})
+    assert named["a"].key == "a"
+    assert client.submit(add, named["a"], named["b"]).result() == 3
+    assert client.submit(sum, many).result() == 6
+
+
+def test_scatter_hash_gives_stable_keys(client):
+    assert client.scatter(123).key == client.scatter(123).key
+    assert client.scatter(123, hash=False).key != client.scatter(123, hash=False).key
+
+
+def test_workers_restriction_places_the_task(client):
+    info = client.scheduler_info()["workers"]
+    for address, w in info.items():
+        assert client.submit(getpid, address, workers=[address], pure=False).result() == w["pid"]
+
+
+def test_cancel_a_pending_future(client, tmp_path):
+    gate = tmp_path / "gate"
+    blockers = [client.submit(wait_for_file, str(gate), i, pure=False) for i in range(2)]
+    victim = client.submit(inc, 1000, pure=False)
+    victim.cancel()
+    assert victim.cancelled()
+    assert victim.status == "cancelled"
+    with pytest.raises(FutureCancelledError):
+        victim.result()
+    gate.write_text("go")
+    assert client.gather(blockers) == [0, 1]
+
+
+def test_result_timeout(client, tmp_path):
+    gate = tmp_path / "gate"
+    f = client.submit(wait_for_file, str(gate), pure=False)
+    with pytest.raises(TimeoutError):
+        f.result(timeout=0.05)
+    gate.write_text("go")
+    assert f.result(timeout=30) is None
+
+
+def test_done_callbacks_run_once_done(client):
+    seen = []
+    event = threading.Event()
+
+    def callback(fut):
+        seen.append(fut.result())
+        event.set()
+
+    f = client.submit(inc, 7)
+    f.add_done_callback(callback)
+    assert event.wait(30)
+    assert seen == [8]
+
+
+def test_released_futures_are_forgotten_by_the_cluster(client):
+    before = client.scheduler_info()["tasks"]
+    futures = client.map(identity, range(1000, 1050), pure=False)
+    client.gather(futures)
+    assert client.scheduler_info()["tasks"] >= before + 50
+    del futures
+    gc.collect()
+    info = client.scheduler_info()
+    assert info["tasks"] == before
+    assert sum(w["stored"] for w in info["workers"].values()) <= before
+
+
+def test_a_future_pickled_into_a_task_is_its_value_there(client):
+    a = client.submit(inc, 1)
+    # A future inside a custom container still becomes a dependency.
+    assert client.submit(lambda box: box[0] + 1, [a]).result() == 3
+
+
+def test_unpickling_a_future_outside_a_task_is_a_clear_error(client):
+    f = client.submit(inc, 1)
+    data = pickle.dumps(f)
+    with pytest.raises(RuntimeError, match="outside of a task"):
+        pickle.loads(data)
+
+
+def test_client_repr_reports_workers_threads_and_memory(client):
+    text = repr(client)
+    assert "processes=2" in text and "threads=2" in text and "GiB" in text
+    assert "<table>" in client._repr_html_()
+    assert client.nthreads() and all(n == 1 for n in client.nthreads().values())
+
+
+def test_local_cluster_object_and_threads_workers():
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False) as cluster:
+        assert "workers=1" in repr(cluster)
+        with Client(cluster) as c:
+            assert c.submit(inc, 1).result() == 2
+            # Threads of this process: the worker's pid is ours.
+            import os
+
+            assert c.submit(getpid, pure=False).result() == os.getpid()
+
+
+def test_default_sizes_follow_the_machine():
+    import os
+
+    with LocalCluster(processes=True) as cluster:
+        cpus = os.cpu_count() or 1
+        if cpus <= 4:
+            assert cluster.n_workers == cpus and cluster.threads_per_worker == 1
+
+
+def test_bad_arguments_are_clear_errors(client):
+    with pytest.raises(TypeError, match="callable"):
+        client.submit(1, 2)
+    with pytest.raises(TypeError, match="callable"):
+        client.map("nope", [1])
+    with pytest.raises(TypeError):
+        client.map(inc, 5)
+    with pytest.raises(ValueError):
+        client.gather([], errors="ignore")
+    with pytest.raises(TypeError, match="keyword"):
+        Client("tcp://127.0.0.1:1", n_workers=2)
+
+
+def test_a_closed_client_refuses_work():
+    c = Client(n_workers=1)
+    c.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        c.submit(inc, 1)

@@ -1,0 +1,203 @@
+"""Processes: start-up, shutdown, orphans, the CLI, scripts run as __main__."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import pid_alive, wait_for_exit
+from tasks import getpid, inc
+
+from shoal import Client
+
+PY = sys.executable
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+
+def _spawn(code: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PY, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        **kw,
+    )
+
+
+def test_close_leaves_no_worker_process():
+    c = Client(n_workers=2)
+    pids = c.cluster.worker_pids()
+    assert len(pids) == 2 and all(pid_alive(p) for p in pids)
+    assert sorted(c.gather(c.map(getpid, range(20), pure=False)))[0] in pids
+    c.close()
+    assert wait_for_exit(pids, 5) == []
+
+
+def test_sigkill_of_the_client_leaves_no_orphans():
+    proc = _spawn(
+        """
+        import sys
+        from shoal import Client
+        c = Client(n_workers=2)
+        print(" ".join(map(str, c.cluster.worker_pids())), flush=True)
+        sys.stdin.read()
+        """
+    )
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2 and all(pid_alive(p) for p in pids)
+    proc.kill()
+    proc.wait()
+    assert wait_for_exit(pids, 2) == []
+
+
+def _start_scheduler():
+    proc = subprocess.Popen(
+        [PY, "-m", "shoal", "scheduler", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    line = proc.stdout.readline()
+    assert line.startswith("Scheduler at: tcp://"), line
+    return proc, line.split(": ", 1)[1].strip()
+
+
+def _start_worker(address, *args):
+    return subprocess.Popen([PY, "-m", "shoal", "worker", address, *args], env=ENV)
+
+
+def test_remote_cluster_from_the_command_line_and_sigkill_of_the_scheduler():
+    sched, address = _start_scheduler()
+    workers = [_start_worker(address, "--nthreads", "2", "--name", f"w{i}") for i in range(2)]
+    try:
+        with Client(address) as c:
+            c.wait_for_workers(2, timeout=30)
+            info = c.scheduler_info()["workers"]
+            assert sorted(w["name"] for w in info.values()) == ["w0", "w1"]
+            assert all(w["nthreads"] == 2 for w in info.values())
+            assert c.gather(c.map(inc, range(10))) == list(range(1, 11))
+            sched.kill()
+            sched.wait()
+            assert wait_for_exit([w.pid for w in workers], 2) == []
+            with pytest.raises(OSError):
+                c.submit(inc, 1).result(timeout=10)
+    finally:
+        for p in [sched, *workers]:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_shutdown_stops_a_remote_scheduler_and_its_workers():
+    sched, address = _start_scheduler()
+    worker = _start_worker(address)
+    try:
+        c = Client(address)
+        c.wait_for_workers(1, timeout=30)
+        assert c.submit(inc, 1).result() == 2
+        c.shutdown()
+        assert sched.wait(timeout=10) == 0
+        assert worker.wait(timeout=10) == 0
+    finally:
+        for p in (sched, worker):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_a_worker_without_a_scheduler_gives_up_clearly():
+    proc = subprocess.run(
+        [PY, "-m", "shoal.worker", "tcp://127.0.0.1:1", "--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "could not reach the scheduler" in proc.stderr
+
+
+def test_the_cli_explains_itself():
+    out = subprocess.run([PY, "-m", "shoal", "--help"], capture_output=True, text=True, env=ENV)
+    assert out.returncode == 0 and "scheduler" in out.stdout
+    bad = subprocess.run([PY, "-m", "shoal", "fly"], capture_output=True, text=True, env=ENV)
+    assert bad.returncode == 2 and "unknown command" in bad.stderr
+
+
+def test_functions_and_classes_defined_in_main_run_on_workers(tmp_path):
+    script = tmp_path / "analysis.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from shoal import Client, as_completed
+
+            class Point:
+                def __init__(self, x):
+                    self.x = x
+
+            def square(p):
+                return Point(p.x * p.x)
+
+            if __name__ == "__main__":
+                with Client(n_workers=2) as client:
+                    pts = client.map(square, [Point(i) for i in range(5)])
+                    print([p.x for p in client.gather(pts)])
+                    print(client.gather(client.map(lambda v: v - 1, range(3))))
+                    print(sorted(f.result().x for f in as_completed(pts)))
+            """
+        )
+    )
+    out = subprocess.run(
+        [PY, str(script)], capture_output=True, text=True, env=ENV, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[0, 1, 4, 9, 16]", "[-1, 0, 1]", "[0, 1, 4, 9, 16]"]
+
+
+def test_nothing_is_left_in_the_temp_directory(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = subprocess.run(
+        [
+            PY,
+            "-c",
+            "from shoal import Client\n"
+            "with Client(n_workers=2) as c:\n"
+            "    assert c.submit(sum, c.map(abs, range(-5, 5))).result() == 25\n",
+        ],
+        env={**ENV, "TMPDIR": str(tmp)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert list(tmp.iterdir()) == []
+
+
+def test_ctrl_c_interrupts_a_wait_for_a_result(tmp_path):
+    gate = tmp_path / "gate"
+    proc = _spawn(
+        f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from tasks import wait_for_file
+        from shoal import Client
+        with Client(n_workers=1) as c:
+            f = c.submit(wait_for_file, {str(gate)!r})
+            try:
+                print("waiting", flush=True)
+                f.result()
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        """
+    )
+    assert proc.stdout.readline().strip() == "waiting"
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "interrupted"
+    gate.write_text("go")
+    assert proc.wait(timeout=30) == 0
