@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tasks import div, inc, wait_for_file
 
 from shoal import FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
+
+from tasks import div, inc, wait_for_file
 
 
 def test_as_completed_yields_every_future_once(client):
@@ -30,7 +31,9 @@ def test_as_completed_yields_in_completion_order(client, tmp_path):
 def test_as_completed_with_results_and_errors(client):
     good = client.submit(div, 1, 1)
     bad = client.submit(div, 1, 0)
-    results = dict((f.key, r) for f, r in as_completed([good, bad], with_results=True, raise_errors=False))
+    results = dict(
+        (f.key, r) for f, r in as_completed([good, bad], with_results=True, raise_errors=False)
+    )
     assert results[good.key] == 1.0
     assert isinstance(results[bad.key], ZeroDivisionError)
     with pytest.raises(ZeroDivisionError):

@@ -6,9 +6,10 @@ import threading
 import traceback
 
 import pytest
-from tasks import CustomError, div, fail_first, inc, raise_custom, unpicklable_result
 
 from shoal import Client
+
+from tasks import CustomError, div, fail_first, inc, raise_custom, unpicklable_result
 
 
 def test_the_original_exception_type_is_raised_with_the_remote_traceback(client):

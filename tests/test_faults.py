@@ -6,10 +6,11 @@ import os
 import signal
 
 import pytest
-from conftest import wait_for_exit
-from tasks import big_bytes, die, die_first, inc, wait_for_file
 
 from shoal import KilledWorker
+
+from conftest import wait_for_exit
+from tasks import big_bytes, die, die_first, inc, wait_for_file
 
 
 def _pid_of(client, address):

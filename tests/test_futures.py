@@ -7,9 +7,10 @@ import pickle
 import threading
 
 import pytest
-from tasks import add, append_line, big_bytes, getpid, identity, inc, nested_sum, wait_for_file
 
 from shoal import Client, Future, FutureCancelledError, LocalCluster
+
+from tasks import add, append_line, big_bytes, getpid, identity, inc, nested_sum, wait_for_file
 
 
 def test_submit_returns_a_future_whose_result_is_the_value(client):
@@ -265,3 +266,22 @@ def test_a_closed_client_refuses_work():
     c.close()
     with pytest.raises(RuntimeError, match="closed"):
         c.submit(inc, 1)
+
+
+def test_many_threads_submitting_new_functions_at_once(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def worker(t):
+        fn = eval(f"lambda x: x + {t}")  # a new function per thread
+        return client.gather([client.submit(fn, i) for i in range(50)])
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(worker, range(8)))
+    assert results == [[i + t for i in range(50)] for t in range(8)]
+
+
+def test_client_with_no_arguments_starts_a_local_cluster():
+    with Client() as c:
+        assert c.cluster is not None and c.cluster.status == "running"
+        assert c.submit(inc, 1).result() == 2
+    assert c.cluster.status == "closed"

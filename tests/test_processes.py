@@ -9,10 +9,11 @@ import sys
 import textwrap
 
 import pytest
-from conftest import pid_alive, wait_for_exit
-from tasks import getpid, inc
 
 from shoal import Client
+
+from conftest import pid_alive, wait_for_exit
+from tasks import getpid, inc
 
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

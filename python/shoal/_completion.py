@@ -44,7 +44,10 @@ def wait(
         fs = [fs]
     fs = list(fs)
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
-        raise ValueError(f"return_when must be one of ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION; got {return_when!r}")
+        raise ValueError(
+            "return_when must be one of ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION; "
+            f"got {return_when!r}"
+        )
     groups = _cores(fs)
     if return_when == ALL_COMPLETED:
         for core, group in groups.values():

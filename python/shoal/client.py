@@ -80,7 +80,9 @@ class Client:
         **kwargs: Any,
     ):
         if asynchronous:
-            raise NotImplementedError("shoal clients are synchronous; asynchronous=True is not supported")
+            raise NotImplementedError(
+                "shoal clients are synchronous; asynchronous=True is not supported"
+            )
         if security:
             raise NotImplementedError("TLS and authentication are not supported yet")
         if scheduler_file is not None:
@@ -112,7 +114,6 @@ class Client:
             if self._owns_cluster and self.cluster is not None:
                 self.cluster.close()
             raise
-        self._sent_functions: set[int] = set()
         self._callbacks = CallbackRunner(self._core)
         self.status = "running"
         _all_clients.add(self)
@@ -169,9 +170,10 @@ class Client:
 
     def _function(self, func: Callable[..., Any]) -> tuple[int, str, list[tuple[int, str, bytes]]]:
         h, name, data = _serialize.dumps_function(func)
-        if h in self._sent_functions:
+        # The core dedupes under its lock, so a task never overtakes its
+        # function; asking first only saves copying the bytes.
+        if self._core.has_function(h):
             return h, name, []
-        self._sent_functions.add(h)
         return h, name, [(h, name, data)]
 
     def submit(
@@ -306,7 +308,9 @@ class Client:
             try:
                 frames = _serialize.dumps(v)
             except Exception as e:
-                raise TypeError(f"Could not serialize scattered data of type {type(v).__name__}: {e}") from e
+                raise TypeError(
+                    f"Could not serialize scattered data of type {type(v).__name__}: {e}"
+                ) from e
             if k is None:
                 token = _engine.token(0, frames) if hash else uuid.uuid4().hex
                 k = f"{type(v).__name__}-{token}"
@@ -355,8 +359,11 @@ class Client:
         return _substitute(futures, values)
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:
-        """Cancel futures: they stop running if they have not started, and
-        their ``result()`` raises ``CancelledError``."""
+        """Cancel futures.
+
+        They stop running if they have not started, and their ``result()``
+        raises ``CancelledError``.
+        """
         keys: dict[str, None] = {}
         _collect_keys(futures, keys)
         self._core.cancel(list(keys))
@@ -368,9 +375,12 @@ class Client:
             raise RuntimeError(f"this client is {self.status}")
 
     def scheduler_info(self) -> dict[str, Any]:
-        """Ask the scheduler about itself: its address, how many tasks it
-        remembers, and its workers keyed by address (with how many results
-        each stores and how many tasks each has assigned)."""
+        """Ask the scheduler about itself.
+
+        Returns its address, how many tasks it remembers, and its workers
+        keyed by address (with how many results each stores and how many
+        tasks each has assigned).
+        """
         workers, tasks = self._core.identify()
         return {
             "type": "Scheduler",
@@ -394,8 +404,10 @@ class Client:
     def wait_for_workers(
         self, n_workers: int, timeout: float | None = None, *, without: Iterable[str] = ()
     ) -> None:
-        """Block until ``n_workers`` workers are connected (and, if given, none
-        of the worker addresses in ``without`` is)."""
+        """Block until ``n_workers`` workers are connected.
+
+        With ``without``, also until none of those worker addresses is.
+        """
         if not self._core.wait_for_workers(n_workers, timeout, list(without)):
             raise TimeoutError(f"{n_workers} workers did not connect within {timeout} s")
 

@@ -12,15 +12,23 @@ from . import _engine
 
 def format_bytes(n: int) -> str:
     """Human-readable size, e.g. ``'23.47 GiB'``."""
-    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("kiB", 2**10)):
+    for unit, size in (
+        ("PiB", 2**50),
+        ("TiB", 2**40),
+        ("GiB", 2**30),
+        ("MiB", 2**20),
+        ("kiB", 2**10),
+    ):
         if n >= size * 0.9:
             return f"{n / size:.2f} {unit}"
     return f"{n} B"
 
 
 def _processes_and_threads(cpus: int) -> tuple[int, int]:
-    """Split ``cpus`` into worker processes and threads as Dask does: one
-    thread per process up to 4 cores, then about sqrt(cpus) processes."""
+    """Split ``cpus`` into worker processes and threads as Dask does.
+
+    One thread per process up to 4 cores, then about sqrt(cpus) processes.
+    """
     if cpus <= 4:
         return cpus, 1
     processes = min(f for f in range(1, cpus + 1) if cpus % f == 0 and f >= math.sqrt(cpus))
@@ -68,14 +76,26 @@ class LocalCluster:
     ):
         if asynchronous:
             raise NotImplementedError("asynchronous clusters are not supported")
-        unknown = set(kwargs) - {"worker_class", "interface", "protocol", "security", "worker_dashboard_address", "resources", "env", "local_directory"}
+        unknown = set(kwargs) - {
+            "worker_class",
+            "interface",
+            "protocol",
+            "security",
+            "worker_dashboard_address",
+            "resources",
+            "env",
+            "local_directory",
+        }
         if unknown:
             raise TypeError(f"LocalCluster got unexpected keyword arguments {sorted(unknown)}")
         if n_workers is not None and n_workers < 0:
             raise ValueError("n_workers must be zero or more")
         if threads_per_worker is not None and threads_per_worker < 1:
             raise ValueError("threads_per_worker must be at least 1")
-        self.n_workers, self.threads_per_worker = _defaults(n_workers, threads_per_worker, processes)
+        self.n_workers, self.threads_per_worker = _defaults(
+            n_workers, threads_per_worker, processes
+        )
+        self.memory_limit = self._memory_limit(memory_limit)
         self.processes = processes
         self.status = "starting"
         self._pool: Any = None
@@ -95,6 +115,14 @@ class LocalCluster:
             raise
         self.status = "running"
 
+    def _memory_limit(self, memory_limit: Any) -> int:
+        """Per-worker memory: the machine's split evenly, as Dask does."""
+        from .worker import parse_bytes
+
+        if memory_limit in (None, "auto", 0):
+            return _engine.total_memory() // max(self.n_workers, 1)
+        return parse_bytes(memory_limit)
+
     def _start_workers(self, env: dict[str, str]) -> None:
         if self.n_workers == 0:
             return
@@ -102,7 +130,9 @@ class LocalCluster:
             from .worker import start_in_process
 
             self._threads = [
-                start_in_process(self.scheduler_address, self.threads_per_worker, name=str(i))
+                start_in_process(
+                    self.scheduler_address, self.threads_per_worker, str(i), self.memory_limit
+                )
                 for i in range(self.n_workers)
             ]
             return
@@ -112,6 +142,8 @@ class LocalCluster:
             self.scheduler_address,
             "--nthreads",
             str(self.threads_per_worker),
+            "--memory-limit",
+            str(self.memory_limit),
             "--lifeline",
         ]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}

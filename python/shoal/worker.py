@@ -98,11 +98,39 @@ def start_executors(rt: Any, nthreads: int) -> list[threading.Thread]:
     return threads
 
 
-def start_in_process(address: str, nthreads: int, name: str | None = None) -> Any:
+def start_in_process(
+    address: str, nthreads: int, name: str | None = None, memory_limit: int = 0
+) -> Any:
     """Start a worker on threads of this process; returns its runtime."""
-    rt = _engine.WorkerRuntime(address, nthreads, name, None, 10.0)
+    rt = _engine.WorkerRuntime(address, nthreads, name, None, 10.0, memory_limit)
     start_executors(rt, nthreads)
     return rt
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_bytes(text: str | int) -> int:
+    """``"4GiB"`` -> 4294967296; plain numbers are bytes."""
+    if isinstance(text, int):
+        return text
+    s = text.strip().lower().replace(" ", "")
+    number = s.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = s[len(number) :]
+    if unit not in _UNITS or not number:
+        raise ValueError(f"cannot read {text!r} as a size (examples: 1000000, 500MB, 4GiB)")
+    return int(float(number) * _UNITS[unit])
 
 
 def _extend_sys_path() -> None:
@@ -125,10 +153,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to keep trying to reach the scheduler"
     )
+    parser.add_argument(
+        "--memory-limit",
+        default="0",
+        help="memory this worker may use: bytes, or e.g. 4GiB, 500MB (default: the machine's)",
+    )
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.nthreads < 1:
         parser.error("--nthreads must be at least 1")
+    try:
+        memory_limit = parse_bytes(args.memory_limit)
+    except ValueError as e:
+        parser.error(str(e))
     if args.lifeline:
         _engine.exit_on_stdin_eof()
         parent = os.environ.get("SHOAL_PARENT_PID")
@@ -141,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         _engine.init_logging(os.environ["SHOAL_LOG"])
     try:
         rt = _engine.WorkerRuntime(
-            args.scheduler, args.nthreads, args.name, args.listen_host, args.timeout
+            args.scheduler, args.nthreads, args.name, args.listen_host, args.timeout, memory_limit
         )
     except OSError as e:
         print(f"shoal worker: {e}", file=sys.stderr)

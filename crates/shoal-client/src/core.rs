@@ -209,6 +209,12 @@ impl ClientCore {
         Ok(())
     }
 
+    /// Whether this connection already queued the function with this hash.
+    /// If so, its `Functions` message is ahead of anything queued now.
+    pub fn has_function(&self, hash: FuncHash) -> bool {
+        self.inner.state.lock().sent_functions.contains(&hash)
+    }
+
     /// Adds a reference to a key this client holds.
     pub fn acquire(&self, key: &str) -> Result<(), ClientError> {
         let mut st = self.inner.state.lock();

@@ -19,6 +19,7 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
         name: None,
         listen_host: None,
         connect_timeout: Duration::from_secs(5),
+        memory_limit: 0,
     })
     .expect("worker starts");
     let exec = rt.clone();
@@ -102,7 +103,7 @@ fn tasks_run_across_workers_and_results_come_back() {
     })
     .expect("client connects");
     assert!(client
-        .wait_for_workers(2, Some(Duration::from_secs(10)))
+        .wait_for_workers(2, &[], Some(Duration::from_secs(10)))
         .unwrap());
 
     let mut specs: Vec<TaskSpec> = (0..50)

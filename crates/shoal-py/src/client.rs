@@ -203,6 +203,11 @@ impl ClientCore {
         self.inner.submit(functions, tasks).map_err(to_py_err)
     }
 
+    /// Whether the function with this hash was already sent.
+    fn has_function(&self, hash: u64) -> bool {
+        self.inner.has_function(hash)
+    }
+
     fn acquire(&self, key: &str) -> PyResult<()> {
         self.inner.acquire(key).map_err(to_py_err)
     }

@@ -49,6 +49,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(init_logging, m)?)?;
     m.add_function(wrap_pyfunction!(worker::exit_on_stdin_eof, m)?)?;
     m.add_function(wrap_pyfunction!(worker::die_with_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::total_memory, m)?)?;
     m.add_function(wrap_pyfunction!(scheduler::run_scheduler, m)?)?;
     m.add_class::<scheduler::Scheduler>()?;
     m.add_class::<client::ClientCore>()?;

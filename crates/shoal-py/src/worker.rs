@@ -31,7 +31,7 @@ pub struct WorkerRuntime {
 #[pymethods]
 impl WorkerRuntime {
     #[new]
-    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0))]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory_limit=0))]
     fn new(
         py: Python<'_>,
         scheduler: String,
@@ -39,6 +39,7 @@ impl WorkerRuntime {
         name: Option<String>,
         listen_host: Option<String>,
         timeout: f64,
+        memory_limit: u64,
     ) -> PyResult<Self> {
         let config = WorkerConfig {
             scheduler,
@@ -46,6 +47,7 @@ impl WorkerRuntime {
             name,
             listen_host,
             connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
+            memory_limit,
         };
         let inner = py
             .detach(move || Runtime::start(config))
@@ -127,6 +129,12 @@ impl WorkerRuntime {
         let inner = self.inner.clone();
         py.detach(move || inner.wait_closed());
     }
+}
+
+/// The machine's physical memory in bytes.
+#[pyfunction]
+pub fn total_memory() -> u64 {
+    shoal_worker::total_memory()
 }
 
 /// Exits this process as soon as stdin closes (the parent's lifeline).

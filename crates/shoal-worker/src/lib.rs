@@ -13,4 +13,6 @@ mod net;
 mod runtime;
 mod state;
 
-pub use runtime::{Assignment, WorkerConfig, WorkerError, WorkerRuntime, INLINE_LIMIT};
+pub use runtime::{
+    total_memory, Assignment, WorkerConfig, WorkerError, WorkerRuntime, INLINE_LIMIT,
+};

@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     pub listen_host: Option<String>,
     /// How long to keep trying to reach the scheduler.
     pub connect_timeout: Duration,
+    /// Memory this worker may use, in bytes (0: the machine's memory).
+    pub memory_limit: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +90,8 @@ fn strip_scheme(addr: &str) -> &str {
     addr.strip_prefix("tcp://").unwrap_or(addr)
 }
 
-fn total_memory() -> u64 {
+/// The machine's physical memory in bytes (0 if unknown).
+pub fn total_memory() -> u64 {
     // SAFETY: sysconf has no preconditions; it returns -1 on failure.
     let (pages, size) = unsafe {
         (
@@ -338,7 +341,11 @@ async fn setup(
         name: config.name.clone().unwrap_or_else(|| data_address.clone()),
         data_address: data_address.clone(),
         nthreads: config.nthreads.max(1),
-        memory: total_memory(),
+        memory: if config.memory_limit > 0 {
+            config.memory_limit
+        } else {
+            total_memory()
+        },
         pid: std::process::id(),
         host,
     };

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Benchmarks shoal against dask.distributed, Ray and multiprocessing in one
+# run. Everything is installed into a throwaway virtualenv; the table is
+# printed and written to benches/results.md.
+#   bash benches/run.sh            # all frameworks
+#   bash benches/run.sh shoal dask # a subset
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="$(mktemp -d -t shoal-bench-XXXXXX)"
+trap 'rm -rf "$venv"' EXIT
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet . "dask[distributed]" ray pandas beautifulsoup4 requests
+"$venv/bin/python" benches/compare.py "$@"

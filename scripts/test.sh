@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every check and test of shoal. Works on a fresh machine with a Rust
+# toolchain and Python 3.9+: it builds shoal into a virtualenv (.venv, made
+# here unless one is already active) and installs the test dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+    [ -d .venv ] || python3 -m venv .venv
+    # shellcheck disable=SC1091
+    . .venv/bin/activate
+fi
+
+echo "== install (builds the Rust extension with maturin)"
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet ".[test]"
+
+echo "== rust: format, lints, unit and integration tests"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --exclude shoal-py --quiet
+
+echo "== python: lints"
+ruff check python tests examples benches
+ruff format --check python tests examples benches
+
+echo "== python: end-to-end tests against real clusters"
+# Run from outside the source tree so the installed package is the one tested.
+cd tests
+python -m pytest -q -p no:cacheprovider "$@"
