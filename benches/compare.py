@@ -37,6 +37,10 @@ def _time(fn):
     return time.perf_counter() - t, out
 
 
+def _summary(starts, closes, maps, submits):
+    return _summary(starts, closes, maps, submits)
+
+
 # ---- per-framework drivers (run inside the child process) -------------------
 
 
@@ -47,23 +51,15 @@ def bench_futures_client(make_client):
         t, client = _time(make_client)
         starts.append(t)
         client.gather(client.map(noop, range(100), pure=False))  # warm up
-        for _ in range(1):
-            t, out = _time(lambda c=client: c.gather(c.map(noop, range(N), pure=False)))
-            assert out[-1] == N - 1
-            maps.append(N / t)
-            t, out = _time(
-                lambda c=client: c.gather([c.submit(noop, i, pure=False) for i in range(N)])
-            )
-            assert out[-1] == N - 1
-            submits.append(N / t)
+        t, out = _time(lambda c=client: c.gather(c.map(noop, range(N), pure=False)))
+        assert out[-1] == N - 1
+        maps.append(N / t)
+        t, out = _time(lambda c=client: c.gather([c.submit(noop, i, pure=False) for i in range(N)]))
+        assert out[-1] == N - 1
+        submits.append(N / t)
         t, _ = _time(client.close)
         closes.append(t)
-    return {
-        "start_s": _median(starts),
-        "close_s": _median(closes),
-        "map_tps": _median(maps),
-        "submit_tps": _median(submits),
-    }
+    return _summary(starts, closes, maps, submits)
 
 
 def run_shoal():
@@ -100,12 +96,7 @@ def run_ray():
         submits.append(N / t)
         t, _ = _time(ray.shutdown)
         closes.append(t)
-    return {
-        "start_s": _median(starts),
-        "close_s": _median(closes),
-        "map_tps": _median(maps),
-        "submit_tps": _median(submits),
-    }
+    return _summary(starts, closes, maps, submits)
 
 
 def run_multiprocessing():
@@ -136,12 +127,7 @@ def run_multiprocessing():
 
         t, _ = _time(close)
         closes.append(t)
-    return {
-        "start_s": _median(starts),
-        "close_s": _median(closes),
-        "map_tps": _median(maps),
-        "submit_tps": _median(submits),
-    }
+    return _summary(starts, closes, maps, submits)
 
 
 # ---- the parent: run each framework in a subprocess, print the table -------

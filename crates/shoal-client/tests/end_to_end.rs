@@ -55,6 +55,29 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
     rt
 }
 
+/// A scheduler, `n` workers and a connected client.
+fn cluster(
+    n: usize,
+) -> (
+    shoal_server::ServerHandle,
+    Vec<Arc<WorkerRuntime>>,
+    ClientCore,
+) {
+    let server = shoal_server::start("127.0.0.1", 0).expect("scheduler starts");
+    let addr = server.address().to_string();
+    let workers = (0..n).map(|_| start_worker(&addr)).collect();
+    let client = ClientCore::connect(ClientConfig {
+        address: addr,
+        name: "test".into(),
+        connect_timeout: Duration::from_secs(5),
+    })
+    .expect("client connects");
+    assert!(client
+        .wait_for_workers(n, &[], Some(Duration::from_secs(10)))
+        .unwrap());
+    (server, workers, client)
+}
+
 fn spec(key: &str, arg: &[u8], deps: &[&str]) -> TaskSpec {
     TaskSpec {
         key: key.into(),
@@ -92,19 +115,7 @@ fn value(o: &Outcome) -> Vec<u8> {
 
 #[test]
 fn tasks_run_across_workers_and_results_come_back() {
-    let server = shoal_server::start("127.0.0.1", 0).expect("scheduler starts");
-    let addr = server.address().to_string();
-    let _w1 = start_worker(&addr);
-    let _w2 = start_worker(&addr);
-    let client = ClientCore::connect(ClientConfig {
-        address: addr.clone(),
-        name: "test".into(),
-        connect_timeout: Duration::from_secs(5),
-    })
-    .expect("client connects");
-    assert!(client
-        .wait_for_workers(2, &[], Some(Duration::from_secs(10)))
-        .unwrap());
+    let (_server, _workers, client) = cluster(2);
 
     let mut specs: Vec<TaskSpec> = (0..50)
         .map(|i| spec(&format!("t{i}"), format!("{i},").as_bytes(), &[]))
@@ -138,15 +149,7 @@ fn tasks_run_across_workers_and_results_come_back() {
 
 #[test]
 fn errors_and_scattered_data() {
-    let server = shoal_server::start("127.0.0.1", 0).unwrap();
-    let addr = server.address().to_string();
-    let _w = start_worker(&addr);
-    let client = ClientCore::connect(ClientConfig {
-        address: addr,
-        name: "test".into(),
-        connect_timeout: Duration::from_secs(5),
-    })
-    .unwrap();
+    let (_server, _workers, client) = cluster(1);
     let mut bad = spec("bad", b"", &[]);
     bad.func = FAIL;
     let mut lit = spec("data", b"scattered", &[]);
@@ -168,15 +171,7 @@ fn errors_and_scattered_data() {
 
 #[test]
 fn large_results_are_fetched_from_the_worker() {
-    let server = shoal_server::start("127.0.0.1", 0).unwrap();
-    let addr = server.address().to_string();
-    let _w = start_worker(&addr);
-    let client = ClientCore::connect(ClientConfig {
-        address: addr,
-        name: "test".into(),
-        connect_timeout: Duration::from_secs(5),
-    })
-    .unwrap();
+    let (_server, _workers, client) = cluster(1);
     let big = vec![b'z'; 1 << 20];
     client
         .submit(funcs(), vec![spec("big", &big, &[])])
