@@ -89,3 +89,31 @@ def raise_custom(msg):
 
 def nested_sum(d):
     return sum(d["a"]) + sum(x for x in d["b"]) + d["c"][0]
+
+
+def pair(x):
+    return x, x * 10
+
+
+def tree_sum(values):
+    """Pairwise reduction of a list of delayed values (a balanced tree)."""
+    from shoal import delayed
+
+    add_ = delayed(add, pure=True)
+    while len(values) > 1:
+        values = [
+            add_(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
+            for i in range(0, len(values), 2)
+        ]
+    return values[0]
+
+
+class Box:
+    def __init__(self, v):
+        self.v = v
+
+    def plus(self, n):
+        return Box(self.v + n)
+
+    def __eq__(self, other):
+        return isinstance(other, Box) and other.v == self.v

@@ -6,6 +6,12 @@ Start a cluster on this machine and run functions on it::
     client = Client()                   # a scheduler and one worker per core
     futures = client.map(inc, range(8)) # runs in parallel
     client.gather(futures)
+
+or build a lazy graph and compute it::
+
+    from shoal import delayed, compute
+    total = sum(delayed(inc)(x) for x in range(8))
+    total.compute()
 """
 
 from ._completion import (
@@ -16,7 +22,9 @@ from ._completion import (
     as_completed,
     wait,
 )
+from ._delayed import Delayed, delayed
 from ._future import Future
+from ._graph import compute, persist
 from .client import Client, default_client, get_client
 from .cluster import LocalCluster
 from .errors import FutureCancelledError, KilledWorker
@@ -28,13 +36,17 @@ __all__ = [
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "Client",
+    "Delayed",
     "DoneAndNotDoneFutures",
     "Future",
     "FutureCancelledError",
     "KilledWorker",
     "LocalCluster",
     "as_completed",
+    "compute",
     "default_client",
+    "delayed",
     "get_client",
+    "persist",
     "wait",
 ]

@@ -21,6 +21,10 @@ class Future:
 
     __slots__ = ("key", "client", "_core", "__weakref__")
 
+    #: dask's protocol for futures of third-party schedulers: dask refers to
+    #: the future's key in graphs instead of embedding the object.
+    __dask_future__ = True
+
     def __init__(self, key: str, client: Client | None = None, inform: bool = True):
         from .client import default_client
 
@@ -114,7 +118,7 @@ class Future:
     # ----- protocol --------------------------------------------------------
 
     def __reduce__(self) -> Any:
-        _serialize.record_dependency(self.key)
+        _serialize.record_dependency(self)
         return (_serialize.resolve_dependency, (self.key,))
 
     def __repr__(self) -> str:

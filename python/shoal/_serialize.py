@@ -102,12 +102,13 @@ def dumps_function(fn: Callable[..., Any]) -> tuple[int, str, bytes]:
     return h, name, data
 
 
-def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[str]]:
-    """Pickle ``(args, kwargs)``; returns the frames and the keys of futures found.
+def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[Any]]:
+    """Pickle ``(args, kwargs)``; returns the frames and the futures and
+    delayed objects found inside (each once).
 
     Raises ``TypeError`` naming ``what`` if the arguments cannot be pickled.
     """
-    deps: list[str] = []
+    deps: list[Any] = []
     previous = getattr(_local, "deps", None)
     _local.deps = deps
     try:
@@ -119,11 +120,13 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
     return frames, deps
 
 
-def record_dependency(key: str) -> None:
-    """Note that the arguments being pickled refer to the future ``key``."""
+def record_dependency(obj: Any) -> None:
+    """Note that the arguments being pickled refer to ``obj`` (a Future or a
+    Delayed), whose result the task needs.
+    """
     deps = getattr(_local, "deps", None)
-    if deps is not None and key not in deps:
-        deps.append(key)
+    if deps is not None and not any(d is obj for d in deps):
+        deps.append(obj)
 
 
 def set_dependency_values(values: dict[str, Any] | None) -> None:

@@ -10,7 +10,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 from . import _engine, _serialize
+from ._delayed import Delayed
 from ._future import CallbackRunner, Future
+from ._graph import graph_specs, persist, submit_graph
 from .cluster import LocalCluster, format_bytes
 from .errors import FutureCancelledError, rebuild
 
@@ -30,6 +32,14 @@ def default_client(c: Client | None = None) -> Client:
                 "Client() or Client('tcp://host:port')"
             )
         return _default_client
+
+
+def _current_default() -> Client | None:
+    """The default client if it is running, else None."""
+    with _default_lock:
+        if _default_client is not None and _default_client.status == "running":
+            return _default_client
+        return None
 
 
 def get_client() -> Client:
@@ -122,10 +132,16 @@ class Client:
 
     # ----- lifecycle ---------------------------------------------------------
 
+    #: Always False: shoal clients are synchronous (dask checks this).
+    asynchronous = False
+
     def _set_default(self) -> None:
         global _default_client
         with _default_lock:
             _default_client = self
+        from ._dask_interop import set_default_scheduler
+
+        set_default_scheduler(self)
 
     def __enter__(self) -> Client:
         return self
@@ -139,6 +155,9 @@ class Client:
         if self.status == "closed":
             return
         self.status = "closed"
+        from ._dask_interop import unset_default_scheduler
+
+        unset_default_scheduler(self)
         self._callbacks.close()
         self._core.close()
         if self._owns_cluster and self.cluster is not None:
@@ -207,9 +226,30 @@ class Client:
             key = f"{name}-{_engine.token(h, frames) if pure else uuid.uuid4().hex}"
         elif not isinstance(key, str):
             raise TypeError(f"key must be a string, not {type(key).__name__}")
-        task = (key, h, frames, deps, True, int(priority), int(retries or 0), _as_workers(workers))
-        self._core.submit(functions, [task])
+        functions, specs = self._graphs_of(deps, functions)
+        dep_keys = [d.key for d in deps]
+        task = (
+            key,
+            h,
+            frames,
+            dep_keys,
+            True,
+            int(priority),
+            int(retries or 0),
+            _as_workers(workers),
+        )
+        specs.append(task)
+        self._core.submit(functions, specs)
         return Future._adopt(key, self)
+
+    def _graphs_of(self, deps: list[Any], functions: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Specs for the graphs behind Delayed arguments (sent along)."""
+        lazy = [d for d in deps if isinstance(d, Delayed)]
+        if not lazy:
+            return functions, []
+        more, specs = graph_specs(lazy, set())
+        known = {f[0] for f in functions}
+        return functions + [f for f in more if f[0] not in known], specs
 
     def map(
         self,
@@ -249,8 +289,12 @@ class Client:
         keys: list[str] = []
         all_frames: list[list[bytes]] = []
         all_deps: list[list[str]] = []
+        lazy: list[Any] = []
         for i, args in enumerate(zip(*iterables)):
             frames, deps = _serialize.dumps_args(args, kwargs, name)
+            if deps:
+                lazy.extend(d for d in deps if isinstance(d, Delayed))
+                deps = [d.key for d in deps]
             if explicit is not None:
                 if i >= len(explicit):
                     raise ValueError("map was given fewer keys than elements")
@@ -264,6 +308,9 @@ class Client:
             all_deps.append(deps)
         if explicit is not None and len(explicit) != len(keys):
             raise ValueError(f"map was given {len(explicit)} keys for {len(keys)} elements")
+        if lazy:
+            more, specs = self._graphs_of(lazy, [])
+            self._core.submit(more, specs)
         function = functions[0] if functions else None
         self._core.submit_many(
             function,
@@ -358,6 +405,55 @@ class Client:
                 raise rebuild(val)
         return _substitute(futures, values)
 
+    def compute(
+        self,
+        collections: Any,
+        sync: bool = False,
+        optimize_graph: bool = True,
+        workers: Any = None,
+        allow_other_workers: bool = False,
+        resources: Any = None,
+        retries: int = 0,
+        priority: int = 0,
+        fifo_timeout: Any = "60s",
+        actors: Any = None,
+        traverse: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Start computing Delayed objects (or dask collections) in the cluster.
+
+        Returns a Future per collection (a single Future for a single
+        collection, a list for a list), or the results with ``sync=True``.
+        """
+        single = not isinstance(collections, (list, tuple, set, frozenset))
+        items = [collections] if single else list(collections)
+        lazy = [_as_lazy(x) for x in items]
+        self._check_running()
+        futures = submit_graph(self, [x for x in lazy if isinstance(x, Delayed)])
+        it = iter(futures)
+        out = [next(it) if isinstance(x, Delayed) else x for x in lazy]
+        if sync:
+            out = self.gather(out)
+        return out[0] if single else out
+
+    def persist(self, collections: Any, optimize_graph: bool = True, **kwargs: Any) -> Any:
+        """Start computing in the cluster and return Delayed objects backed by
+        the results, so later graphs reuse them instead of recomputing.
+        """
+        single = not isinstance(collections, (list, tuple, set, frozenset))
+        items = [collections] if single else list(collections)
+        out = list(persist(*items, traverse=False, scheduler=self))
+        return out[0] if single else out
+
+    def get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        """Run a dask-style task graph and return the values of ``keys``
+        (a key or a nested list of keys) -- the ``get`` protocol dask's
+        ``compute(scheduler=client)`` uses.
+        """
+        from ._dask_interop import run_dask_graph
+
+        return run_dask_graph(self, dsk, keys)
+
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:
         """Cancel futures.
 
@@ -435,6 +531,14 @@ class Client:
             "<table><tr><th>Worker</th><th>Address</th><th>Threads</th><th>Memory</th></tr>"
             f"{rows}</table></div>"
         )
+
+
+def _as_lazy(x: Any) -> Any:
+    from ._dask_interop import is_dask_collection, wrap_collection
+
+    if isinstance(x, Delayed) or not is_dask_collection(x):
+        return x
+    return wrap_collection(x)
 
 
 def _collect_keys(obj: Any, keys: dict[str, None]) -> None:

@@ -416,7 +416,7 @@ impl Core {
 
     /// Puts an assigned task back in the queue (its worker died or it is
     /// retried), keeping it counted as pending so its inputs stay put.
-    fn reschedule(&mut self, id: TaskId, out: &mut Vec<Command>) {
+    pub(crate) fn reschedule(&mut self, id: TaskId, out: &mut Vec<Command>) {
         if let Some(err) = self.first_erred_dep(id) {
             self.fail(id, err, out);
             return;
@@ -486,6 +486,7 @@ impl Core {
         if let TaskState::Assigned { worker, .. } = self.tasks[&id].state {
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.assigned.remove(&id);
+                w.stealing.remove(&id);
                 self.to_cancel.entry(worker).or_default().push(id);
             }
         }
@@ -635,6 +636,7 @@ impl Core {
             } => self.task_finished(w, id, nbytes, type_name, inline, duration, out),
             WorkerToScheduler::TaskFailed { id, error } => self.task_failed(w, id, error, out),
             WorkerToScheduler::MissingDeps { id, keys } => self.missing_deps(w, id, keys, out),
+            WorkerToScheduler::Released { ids } => self.released(w, ids, out),
         }
     }
 
@@ -672,9 +674,7 @@ impl Core {
                 return;
             }
             TaskState::Assigned { worker, .. } if *worker == w => {
-                if let Some(wk) = self.workers.get_mut(&w) {
-                    wk.assigned.remove(&id);
-                }
+                self.forget_assignment(w, id);
             }
             // Computed again elsewhere, or a recomputation raced an old
             // assignment: the result is valid, so take it.
@@ -728,9 +728,7 @@ impl Core {
         {
             return;
         }
-        if let Some(wk) = self.workers.get_mut(&w) {
-            wk.assigned.remove(&id);
-        }
+        self.forget_assignment(w, id);
         let t = self.tasks.get_mut(&id).expect("task exists");
         if t.retries_left > 0 {
             t.retries_left -= 1;
@@ -741,6 +739,12 @@ impl Core {
     }
 
     fn missing_deps(&mut self, w: WorkerId, id: TaskId, keys: Vec<String>, out: &mut Vec<Command>) {
+        // Only the worker the task is assigned to speaks for it; an answer
+        // about a task taken back since is stale.
+        match self.tasks.get(&id) {
+            Some(t) if matches!(t.state, TaskState::Assigned { worker, .. } if worker == w) => {}
+            _ => return,
+        }
         for key in keys {
             let Some(&d) = self.keys.get(key.as_str()) else {
                 continue;
@@ -756,13 +760,15 @@ impl Core {
             }
             self.lost(d, out);
         }
-        if let Some(t) = self.tasks.get(&id) {
-            if matches!(t.state, TaskState::Assigned { worker, .. } if worker == w) {
-                if let Some(wk) = self.workers.get_mut(&w) {
-                    wk.assigned.remove(&id);
-                }
-                self.reschedule(id, out);
-            }
+        self.forget_assignment(w, id);
+        self.reschedule(id, out);
+    }
+
+    /// Drops `id` from worker `w`'s books, without telling the worker.
+    pub(crate) fn forget_assignment(&mut self, w: WorkerId, id: TaskId) {
+        if let Some(wk) = self.workers.get_mut(&w) {
+            wk.assigned.remove(&id);
+            wk.stealing.remove(&id);
         }
     }
 

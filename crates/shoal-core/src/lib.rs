@@ -9,6 +9,7 @@
 mod core;
 mod events;
 mod placement;
+mod steal;
 mod task;
 mod worker;
 

@@ -98,6 +98,7 @@ impl Core {
             }
         }
         self.ready.extend(deferred);
+        self.balance(out);
     }
 
     /// The worker with a free slot holding most of the task's input bytes,

@@ -11,6 +11,10 @@ pub(crate) struct Worker {
     pub holds: FxHashSet<TaskId>,
     /// Functions already sent to this worker.
     pub functions: FxHashSet<FuncHash>,
+    /// Assigned tasks we asked this worker to give back, awaiting its answer.
+    pub stealing: FxHashSet<TaskId>,
+    /// `Steal` requests sent to this worker and not answered.
+    pub steal_requests: u32,
 }
 
 impl Worker {
@@ -20,6 +24,8 @@ impl Worker {
             assigned: FxHashSet::default(),
             holds: FxHashSet::default(),
             functions: FxHashSet::default(),
+            stealing: FxHashSet::default(),
+            steal_requests: 0,
         }
     }
 

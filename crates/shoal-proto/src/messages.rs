@@ -195,6 +195,10 @@ pub enum SchedulerToWorker {
     Cancel {
         ids: Vec<TaskId>,
     },
+    /// Give these tasks back if they have not started (answered by `Released`).
+    Steal {
+        ids: Vec<TaskId>,
+    },
     /// Drop this data from the worker's store.
     Free {
         keys: Vec<String>,
@@ -218,6 +222,10 @@ pub enum WorkerToScheduler {
     TaskFailed {
         id: TaskId,
         error: TaskError,
+    },
+    /// The answer to `Steal`: these tasks were given back and will not run here.
+    Released {
+        ids: Vec<TaskId>,
     },
     /// The worker could not fetch these dependencies of task `id` from any holder.
     MissingDeps {

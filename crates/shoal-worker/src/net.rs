@@ -71,6 +71,20 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                 }
             }
         }
+        SchedulerToWorker::Steal { ids } => {
+            let mut st = shared.state.lock();
+            let mut given = Vec::new();
+            for id in ids {
+                // Queued or still fetching inputs: not started, so give it back.
+                if st.active.contains(&id) && !st.running.contains(&id) {
+                    st.active.remove(&id);
+                    st.cancelled.insert(id);
+                    given.push(id);
+                }
+            }
+            drop(st);
+            let _ = shared.out.send(WorkerToScheduler::Released { ids: given });
+        }
         SchedulerToWorker::Free { keys } => {
             let mut st = shared.state.lock();
             for k in keys {

@@ -228,6 +228,7 @@ impl WorkerRuntime {
             } else {
                 None
             };
+            st.running.insert(t.id);
             let _ = self
                 .shared
                 .out
@@ -257,6 +258,7 @@ impl WorkerRuntime {
         {
             let mut st = self.shared.state.lock();
             st.active.remove(&id);
+            st.running.remove(&id);
             st.cancelled.remove(&id);
             st.store.insert(key, result);
         }
@@ -274,6 +276,7 @@ impl WorkerRuntime {
         {
             let mut st = self.shared.state.lock();
             st.active.remove(&id);
+            st.running.remove(&id);
             st.cancelled.remove(&id);
         }
         let _ = self

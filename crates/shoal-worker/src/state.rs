@@ -48,6 +48,8 @@ pub(crate) struct State {
     pub cancelled: HashSet<TaskId>,
     /// Tasks assigned here and not yet finished (queued, fetching or running).
     pub active: HashSet<TaskId>,
+    /// Tasks an executor has taken.
+    pub running: HashSet<TaskId>,
     pub seq: u64,
     pub closed: bool,
 }

@@ -1,0 +1,213 @@
+"""Turning Delayed graphs into tasks, and ``compute`` / ``persist``.
+
+The graph is materialised here, on the client: every node becomes one task
+spec, in depth-first post-order from the outputs, and the whole graph goes
+to the scheduler in one message. Only the outputs are *wanted*, so the
+scheduler frees each intermediate as soon as its dependents are done; the
+post-order is the submission order, which the scheduler's queue follows, so
+a reduction tree runs depth-first and never holds all its leaves at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import _engine
+from ._delayed import Delayed
+from ._future import Future
+
+if TYPE_CHECKING:
+    from .client import Client
+
+# One spec: (key, func hash, frames, dependency keys, wanted, priority, retries, workers)
+Spec = tuple[str, int, list[bytes], list[str], bool, int, int, list[str]]
+
+_default_lock = threading.Lock()
+_default_local: Client | None = None
+
+
+def _implicit_client() -> Client:
+    """The client ``compute`` uses when none is given.
+
+    The current default client if there is one; otherwise a cluster on
+    threads of this process, started on first use and reused: it starts in
+    milliseconds, and like Dask's default threaded scheduler it suits the
+    I/O-bound tasks (HTTP calls) that lazy graphs are often made of.
+    """
+    global _default_local
+    from .client import Client, _current_default
+
+    c = _current_default()
+    if c is not None:
+        return c
+    with _default_lock:
+        if _default_local is None or _default_local.status != "running":
+            _default_local = Client(
+                processes=False,
+                n_workers=1,
+                threads_per_worker=os.cpu_count() or 1,
+                set_as_default=False,
+            )
+        return _default_local
+
+
+@atexit.register
+def _close_implicit() -> None:
+    if _default_local is not None:
+        _default_local.close()
+
+
+def resolve_client(scheduler: Any = None) -> Client:
+    """The client to run on: ``scheduler`` if it is one, else the implicit one."""
+    from .client import Client
+
+    if isinstance(scheduler, Client):
+        return scheduler
+    if scheduler not in (None, "shoal", "distributed", "dask.distributed"):
+        raise ValueError(
+            f"shoal cannot run on scheduler={scheduler!r}; pass a shoal Client or nothing"
+        )
+    return _implicit_client()
+
+
+def graph_specs(
+    roots: list[Any], wanted: set[str]
+) -> tuple[list[tuple[int, str, bytes]], list[Spec]]:
+    """Functions and task specs for every Delayed reachable from ``roots``,
+    dependencies first (depth-first post-order). Keys in ``wanted`` are the
+    ones the client will hold futures for.
+    """
+    functions: dict[int, tuple[int, str, bytes]] = {}
+    specs: list[Spec] = []
+    seen: set[str] = set()
+    stack: list[tuple[Any, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            specs.append(_spec(node, node._key in wanted, functions))
+            continue
+        if not isinstance(node, Delayed) or node._key in seen:
+            continue
+        seen.add(node._key)
+        if node._future is not None:
+            continue  # persisted: its data is already in the cluster
+        stack.append((node, True))
+        for d in reversed(node._deps):
+            if isinstance(d, Delayed) and d._key not in seen:
+                stack.append((d, False))
+    return list(functions.values()), specs
+
+
+def _spec(node: Delayed, wanted: bool, functions: dict[int, tuple[int, str, bytes]]) -> Spec:
+    deps = [d._key if isinstance(d, Delayed) else d.key for d in node._deps]
+    if node._func is None:
+        return (node._key, _engine.LITERAL_FUNC, node._spec_frames(), [], wanted, 0, 0, [])
+    h = node._func[0]
+    functions.setdefault(h, node._func)
+    return (node._key, h, node._frames, deps, wanted, 0, 0, [])  # type: ignore[return-value]
+
+
+def collect(args: tuple, traverse: bool) -> list[Any]:
+    """Every Delayed (or dask collection) in ``args``, looking inside lists,
+    tuples, sets and dicts when ``traverse``.
+    """
+    from ._dask_interop import is_dask_collection
+
+    found: list[Any] = []
+    stack = list(reversed(args))
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Delayed) or is_dask_collection(x):
+            found.append(x)
+        elif traverse and isinstance(x, (list, tuple, set, frozenset)):
+            stack.extend(reversed(list(x)))
+        elif traverse and isinstance(x, dict):
+            stack.extend(reversed(list(x.values())))
+    return found
+
+
+def submit_graph(client: Client, delayeds: list[Delayed]) -> list[Future]:
+    """Send the graph behind ``delayeds``; return one Future per output."""
+    wanted = {d._key for d in delayeds}
+    functions, specs = graph_specs(delayeds, wanted)
+    functions = [f for f in functions if not client._core.has_function(f[0])]
+    client._check_running()
+    # Outputs already held (persisted, or computed earlier) get a reference.
+    held = [d for d in delayeds if d._future is not None]
+    client._core.submit(functions, specs)
+    for d in held:
+        client._core.acquire(d._key)
+    return [Future._adopt(d._key, client) for d in delayeds]
+
+
+def _substitute(obj: Any, values: dict[int, Any], traverse: bool) -> Any:
+    if id(obj) in values:
+        return values[id(obj)]
+    if not traverse:
+        return obj
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = [_substitute(x, values, traverse) for x in obj]
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            return type(obj)(*items)
+        return type(obj)(items)
+    if isinstance(obj, dict):
+        return {k: _substitute(v, values, traverse) for k, v in obj.items()}
+    return obj
+
+
+def _as_delayed(collections: list[Any]) -> list[Delayed]:
+    from ._dask_interop import wrap_collection
+
+    return [c if isinstance(c, Delayed) else wrap_collection(c) for c in collections]
+
+
+def compute(
+    *args: Any,
+    traverse: bool = True,
+    optimize_graph: bool = True,
+    scheduler: Any = None,
+    get: Any = None,
+    **kwargs: Any,
+) -> tuple:
+    """Compute Delayed objects (and dask collections) and return their values.
+
+    Returns a tuple with one entry per argument; arguments that are not lazy
+    come back unchanged, and with ``traverse`` lazy objects inside lists,
+    tuples and dicts are replaced by their values.
+    """
+    collections = collect(args, traverse)
+    if not collections:
+        return args
+    client = resolve_client(scheduler)
+    futures = submit_graph(client, _as_delayed(collections))
+    results = client.gather(futures)
+    values = {id(c): r for c, r in zip(collections, results)}
+    return tuple(_substitute(a, values, traverse) for a in args)
+
+
+def persist(*args: Any, traverse: bool = True, scheduler: Any = None, **kwargs: Any) -> tuple:
+    """Start computing in the cluster; return Delayed objects backed by the
+    results (one per argument, like :func:`compute`).
+    """
+    collections = [c for c in collect(args, traverse) if isinstance(c, Delayed)]
+    if not collections:
+        return args
+    client = resolve_client(scheduler)
+    futures = submit_graph(client, collections)
+    values = {id(c): persisted(c, f) for c, f in zip(collections, futures)}
+    return tuple(_substitute(a, values, traverse) for a in args)
+
+
+def persisted(d: Delayed, future: Future) -> Delayed:
+    """A Delayed whose value is the result ``future`` points at."""
+    out = Delayed(d._key, None, None, (future,), d._length)
+    object.__setattr__(out, "_future", future)
+    return out
+
+
+def dask_get(dsk: Any, keys: Any, scheduler: Any = None, **kwargs: Any) -> Any:
+    """Run a dask graph on the implicit client (``__dask_scheduler__``)."""
+    return resolve_client(scheduler).get(dsk, keys, **kwargs)
