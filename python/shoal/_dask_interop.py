@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _serialize
-from ._delayed import Delayed
+from ._delayed import Delayed, value_node
 
 
 def is_dask_collection(x: Any) -> bool:
@@ -94,7 +94,9 @@ def graph_to_delayed(dsk: Any, outputs: list[Any]) -> dict[Any, Delayed]:
         node = dsk[key]
         name = stringify(key)
         if isinstance(node, DataNode):
-            nodes[key] = Delayed(name, None, _serialize.dumps(node.value))
+            # Data may hold futures (dask wraps them this way): value_node
+            # makes those dependencies.
+            nodes[key] = value_node(node.value, name)
             continue
         refs = {d: _Ref(stringify(d)) for d in node.dependencies}
         frames, found = _serialize.dumps_args((node, refs), {}, f"dask task {name}")

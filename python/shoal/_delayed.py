@@ -281,23 +281,24 @@ def call(
     return Delayed(key, fn, frames, tuple(deps), length)
 
 
-def _has_dependencies(obj: Any) -> bool:
-    from ._future import Future
-
-    stack = [obj]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, (Delayed, Future)):
-            return True
-        if isinstance(x, (list, tuple, set, frozenset)):
-            stack.extend(x)
-        elif isinstance(x, dict):
-            stack.extend(x.values())
-    return False
-
-
 def _identity(x: Any) -> Any:
     return x
+
+
+def value_node(value: Any, key: str | None = None, length: int | None = None) -> Delayed:
+    """A Delayed whose value is ``value``.
+
+    Futures and Delayed objects anywhere inside become dependencies (the
+    node rebuilds the value on a worker); plain data is shipped as it is.
+    """
+    frames, deps = _serialize.dumps_args((value,), {}, f"the value {key or type(value).__name__}")
+    if deps:
+        fn = _serialize.dumps_function(_identity)
+        key = key or f"{type(value).__name__}-{uuid.uuid4()}"
+        return Delayed(key, fn, frames, tuple(deps), length)
+    data = _serialize.dumps(value)
+    key = key or f"{type(value).__name__}-{_engine.token(0, data)}"
+    return Delayed(key, None, data, (), length)
 
 
 def delayed(
@@ -324,17 +325,11 @@ def delayed(
 
     if is_dask_collection(obj):
         return wrap_collection(obj)
-    if traverse and isinstance(obj, (list, tuple, set, frozenset, dict)) and _has_dependencies(obj):
-        return call(
-            _identity, (obj,), {}, pure=bool(pure), key=name, name=type(obj).__name__, length=nout
-        )
     if callable(obj):
         h, fname, _ = _serialize.dumps_function(obj)
         key = name or f"{fname}-{h:016x}"
         return DelayedLeaf(obj, key, bool(pure), nout)
-    frames = _serialize.dumps(obj)
-    key = name or f"{type(obj).__name__}-{_engine.token(0, frames)}"
-    return Delayed(key, None, frames, (), nout)
+    return value_node(obj, name, nout)
 
 
 def _binary(
