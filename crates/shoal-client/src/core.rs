@@ -15,6 +15,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use crate::queue::CompletionQueue;
 use crate::table::{KeyEntry, KeyStatus, Table};
 
+/// Most tasks in one `Submit` message.
+const SUBMIT_CHUNK: usize = 10_000;
+
 /// How long one fetch of results from a worker may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -202,6 +205,14 @@ impl ClientCore {
         drop(st);
         if !new_funcs.is_empty() {
             self.send(ClientToScheduler::Functions(new_funcs));
+        }
+        // A large graph goes in parts, so neither side ever holds all of it
+        // encoded at once; the scheduler keeps the parts until the last one.
+        while fresh.len() > SUBMIT_CHUNK {
+            let rest = fresh.split_off(SUBMIT_CHUNK);
+            self.send(ClientToScheduler::SubmitPart(std::mem::replace(
+                &mut fresh, rest,
+            )));
         }
         if !fresh.is_empty() {
             self.send(ClientToScheduler::Submit(fresh));

@@ -17,7 +17,7 @@ use shoal_proto::{
 
 use crate::events::{Command, Event};
 use crate::placement::ReadyEntry;
-use crate::task::{Task, TaskState};
+use crate::task::{Dependents, Task, TaskState};
 use crate::worker::Worker;
 
 /// Tunables of the scheduler.
@@ -56,18 +56,23 @@ pub enum TaskStateKind {
 #[derive(Default)]
 struct ClientState {
     wants: FxHashSet<TaskId>,
+    /// Tasks of a graph still arriving in parts, pinned until it is whole.
+    staged: Vec<TaskId>,
 }
 
 /// The scheduler state machine.
 pub struct Core {
     pub(crate) config: CoreConfig,
-    pub(crate) tasks: FxHashMap<TaskId, Task>,
+    /// Boxed so the table stays small: it grows in powers of two.
+    pub(crate) tasks: FxHashMap<TaskId, Box<Task>>,
     keys: FxHashMap<Arc<str>, TaskId>,
     next_id: TaskId,
-    next_seq: u64,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     clients: BTreeMap<ClientId, ClientState>,
     pub(crate) functions: FxHashMap<FuncHash, FunctionDef>,
+    /// Result type names, shared between tasks (`Task::type_name` indexes).
+    type_names: Vec<Arc<str>>,
+    type_index: FxHashMap<Arc<str>, u32>,
     pub(crate) ready: BinaryHeap<ReadyEntry>,
     /// Exponential moving average of task run times, once any is known.
     pub(crate) mean_duration: Option<f64>,
@@ -92,10 +97,11 @@ impl Core {
             tasks: FxHashMap::default(),
             keys: FxHashMap::default(),
             next_id: 1,
-            next_seq: 0,
             workers: BTreeMap::new(),
             clients: BTreeMap::new(),
             functions: FxHashMap::default(),
+            type_names: Vec::new(),
+            type_index: FxHashMap::default(),
             ready: BinaryHeap::new(),
             mean_duration: None,
             to_check: Vec::new(),
@@ -155,11 +161,11 @@ impl Core {
     /// Which workers hold the result of `key`.
     pub fn holders_of(&self, key: &str) -> Vec<WorkerId> {
         match self.keys.get(key).and_then(|id| self.tasks.get(id)) {
-            Some(Task {
-                state: TaskState::Memory { holders },
-                ..
-            }) => holders.clone(),
-            _ => Vec::new(),
+            Some(t) => match &t.state {
+                TaskState::Memory { holders } => holders.clone(),
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
         }
     }
 
@@ -182,10 +188,19 @@ impl Core {
                     self.functions.insert(f.hash, f);
                 }
             }
+            ClientToScheduler::SubmitPart(specs) => {
+                for spec in specs {
+                    if let Some(id) = self.submit_one(c, spec, out) {
+                        self.tasks.get_mut(&id).expect("just submitted").pinned = true;
+                        self.clients.entry(c).or_default().staged.push(id);
+                    }
+                }
+            }
             ClientToScheduler::Submit(specs) => {
                 for spec in specs {
                     self.submit_one(c, spec, out);
                 }
+                self.unpin_staged(c);
             }
             ClientToScheduler::Release(keys) => {
                 for key in keys {
@@ -216,11 +231,26 @@ impl Core {
         }
     }
 
+    /// The graph is whole: its parts no longer need pins.
+    fn unpin_staged(&mut self, c: ClientId) {
+        let staged = match self.clients.get_mut(&c) {
+            Some(cs) => std::mem::take(&mut cs.staged),
+            None => return,
+        };
+        for id in staged {
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.pinned = false;
+                self.to_check.push(id);
+            }
+        }
+    }
+
     fn client_gone(&mut self, c: ClientId) {
+        self.unpin_staged(c);
         if let Some(state) = self.clients.remove(&c) {
             for id in state.wants {
                 if let Some(t) = self.tasks.get_mut(&id) {
-                    t.wanted_by.retain(|x| *x != c);
+                    t.wanted_by = without(&t.wanted_by, c);
                     self.to_check.push(id);
                 }
             }
@@ -229,7 +259,7 @@ impl Core {
 
     fn unwant(&mut self, c: ClientId, id: TaskId) {
         if let Some(t) = self.tasks.get_mut(&id) {
-            t.wanted_by.retain(|x| *x != c);
+            t.wanted_by = without(&t.wanted_by, c);
         }
         if let Some(cs) = self.clients.get_mut(&c) {
             cs.wants.remove(&id);
@@ -242,19 +272,27 @@ impl Core {
             return;
         };
         if !t.wanted_by.contains(&c) {
-            t.wanted_by.push(c);
+            let mut v = std::mem::take(&mut t.wanted_by).into_vec();
+            v.push(c);
+            t.wanted_by = v.into_boxed_slice();
         }
         self.clients.entry(c).or_default().wants.insert(id);
     }
 
-    fn submit_one(&mut self, c: ClientId, spec: TaskSpec, out: &mut Vec<Command>) {
+    /// Adds (or re-asks for) one task; returns its id.
+    fn submit_one(
+        &mut self,
+        c: ClientId,
+        spec: TaskSpec,
+        out: &mut Vec<Command>,
+    ) -> Option<TaskId> {
         if let Some(&id) = self.keys.get(spec.key.as_str()) {
             if spec.wanted {
                 self.want(c, id);
                 self.tell_client_current_state(c, id, out);
             }
             self.activate(id, out);
-            return;
+            return Some(id);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -274,29 +312,29 @@ impl Core {
             }
         }
         self.keys.insert(key.clone(), id);
-        let seq = self.bump_seq();
+        let no_type = self.intern("");
         self.tasks.insert(
             id,
-            Task {
+            Box::new(Task {
                 key,
                 func: spec.func,
-                args: spec.args,
-                deps,
-                dependents: Vec::new(),
+                args: crate::task::pack(&spec.args.frames),
+                deps: deps.into_boxed_slice(),
+                dependents: Dependents::None,
                 state: TaskState::Released,
                 waiting_on: 0,
                 pending_dependents: 0,
                 counted_pending: false,
-                wanted_by: Vec::new(),
+                pinned: false,
+                wanted_by: Box::new([]),
                 priority: spec.priority,
-                seq,
                 retries_left: spec.retries,
                 attempts: 0,
-                restrictions: spec.workers,
+                restrictions: (!spec.workers.is_empty()).then(|| spec.workers.into_boxed_slice()),
                 nbytes: 0,
-                type_name: Arc::from(""),
+                type_name: no_type,
                 error: None,
-            },
+            }),
         );
         if spec.wanted {
             self.want(c, id);
@@ -316,6 +354,19 @@ impl Core {
         } else {
             self.activate(id, out);
         }
+        Some(id)
+    }
+
+    /// One shared copy of each result type name.
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.type_index.get(name) {
+            return i;
+        }
+        let n: Arc<str> = Arc::from(name);
+        let i = self.type_names.len() as u32;
+        self.type_names.push(n.clone());
+        self.type_index.insert(n, i);
+        i
     }
 
     fn tell_client_current_state(&self, c: ClientId, id: TaskId, out: &mut Vec<Command>) {
@@ -326,7 +377,7 @@ impl Core {
                 SchedulerToClient::KeyMemory {
                     key: t.key.to_string(),
                     nbytes: t.nbytes,
-                    type_name: t.type_name.to_string(),
+                    type_name: self.type_names[t.type_name as usize].to_string(),
                     inline: None,
                     holders: self.addresses(holders),
                 },
@@ -351,11 +402,6 @@ impl Core {
             .iter()
             .filter_map(|w| self.workers.get(w).map(|w| w.info.data_address.clone()))
             .collect()
-    }
-
-    fn bump_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
     }
 
     // ----- the life of a task ---------------------------------------------
@@ -474,7 +520,7 @@ impl Core {
                     },
                 ));
             }
-            stack.extend(t.dependents.iter().copied());
+            stack.extend(t.dependents.iter());
             self.set_counted_pending(id, false);
             self.to_check.push(id);
         }
@@ -494,18 +540,17 @@ impl Core {
 
     /// The result of `id` now lives on `w`.
     fn finished(&mut self, w: WorkerId, id: TaskId, nbytes: u64, type_name: String) {
+        let type_name = self.intern(&type_name);
         let t = self.tasks.get_mut(&id).expect("task exists");
         t.state = TaskState::Memory { holders: vec![w] };
         t.nbytes = nbytes;
-        if *t.type_name != *type_name {
-            t.type_name = Arc::from(type_name);
-        }
+        t.type_name = type_name;
         if let Some(worker) = self.workers.get_mut(&w) {
             worker.holds.insert(id);
         }
         self.set_counted_pending(id, false);
         for i in 0..self.tasks[&id].dependents.len() {
-            let d = self.tasks[&id].dependents[i];
+            let d = self.tasks[&id].dependents.get(i);
             let dt = self.tasks.get_mut(&d).expect("dependent exists");
             if dt.state == TaskState::Waiting {
                 dt.waiting_on -= 1;
@@ -523,7 +568,7 @@ impl Core {
     fn lost(&mut self, id: TaskId, out: &mut Vec<Command>) {
         self.tasks.get_mut(&id).expect("task exists").state = TaskState::Released;
         for i in 0..self.tasks[&id].dependents.len() {
-            let d = self.tasks[&id].dependents[i];
+            let d = self.tasks[&id].dependents.get(i);
             let dt = self.tasks.get_mut(&d).expect("dependent exists");
             match dt.state {
                 TaskState::Waiting => dt.waiting_on += 1,
@@ -591,9 +636,7 @@ impl Core {
         self.keys.remove(&t.key);
         for d in t.deps {
             if let Some(dt) = self.tasks.get_mut(&d) {
-                if let Some(pos) = dt.dependents.iter().position(|x| *x == id) {
-                    dt.dependents.swap_remove(pos);
-                }
+                dt.dependents.remove(id);
                 if dt.dependents.is_empty() {
                     self.to_check.push(d);
                 }
@@ -818,6 +861,11 @@ impl Core {
             }
         }
     }
+}
+
+/// `ids` without `c`.
+fn without(ids: &[ClientId], c: ClientId) -> Box<[ClientId]> {
+    ids.iter().copied().filter(|x| *x != c).collect()
 }
 
 fn internal_error(type_name: &str, message: String) -> TaskError {

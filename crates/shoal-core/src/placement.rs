@@ -20,7 +20,7 @@ use crate::worker::Worker;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReadyEntry {
     priority: i32,
-    seq: u64,
+    /// Task ids grow in submission order, so they double as the sequence.
     id: TaskId,
 }
 
@@ -28,7 +28,6 @@ impl ReadyEntry {
     pub fn of(t: &Task, id: TaskId) -> Self {
         ReadyEntry {
             priority: t.priority,
-            seq: t.seq,
             id,
         }
     }
@@ -38,7 +37,6 @@ impl Ord for ReadyEntry {
     fn cmp(&self, other: &Self) -> Ordering {
         self.priority
             .cmp(&other.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
             .then_with(|| other.id.cmp(&self.id))
     }
 }
@@ -107,7 +105,7 @@ impl Core {
         let t = &self.tasks[&id];
         let mut best: Option<(WorkerId, u64, f64)> = None;
         for (&wid, w) in &self.workers {
-            if w.assigned.len() >= self.slots(w, per_thread) || !w.matches(&t.restrictions) {
+            if w.assigned.len() >= self.slots(w, per_thread) || !w.matches(t.restrictions()) {
                 continue;
             }
             let local: u64 = t
@@ -170,7 +168,7 @@ impl Core {
                 id,
                 key: t.key.to_string(),
                 func: t.func,
-                args: t.args.clone(),
+                args: t.payload(),
                 deps,
                 priority: t.priority,
             }),

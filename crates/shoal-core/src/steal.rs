@@ -44,8 +44,8 @@ impl Core {
                 let t = &self.tasks[id];
                 match t.state {
                     TaskState::Assigned { started: true, .. } => running += 1,
-                    _ if t.restrictions.is_empty() && !w.stealing.contains(id) => {
-                        queued.push((t.seq, *id))
+                    _ if t.restrictions.is_none() && !w.stealing.contains(id) => {
+                        queued.push((*id, *id))
                     }
                     _ => {}
                 }

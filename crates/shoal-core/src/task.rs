@@ -1,7 +1,9 @@
-//! The scheduler's record of one task.
+//! The scheduler's record of one task, kept small: a million of them must
+//! fit in a few hundred megabytes.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use shoal_proto::{ClientId, FuncHash, Payload, TaskError, TaskId, WorkerId};
 
 /// Where a task is in its life. See ARCHITECTURE.md for the diagram.
@@ -21,31 +23,96 @@ pub(crate) enum TaskState {
     Erred,
 }
 
+/// The tasks depending on one task: most have exactly one, stored inline.
+#[derive(Debug, Default)]
+pub(crate) enum Dependents {
+    #[default]
+    None,
+    One(TaskId),
+    Many(Vec<TaskId>),
+}
+
+impl Dependents {
+    pub fn push(&mut self, id: TaskId) {
+        *self = match std::mem::take(self) {
+            Dependents::None => Dependents::One(id),
+            Dependents::One(a) => Dependents::Many(vec![a, id]),
+            Dependents::Many(mut v) => {
+                v.push(id);
+                Dependents::Many(v)
+            }
+        };
+    }
+
+    pub fn remove(&mut self, id: TaskId) {
+        match self {
+            Dependents::One(a) if *a == id => *self = Dependents::None,
+            Dependents::Many(v) => {
+                if let Some(pos) = v.iter().position(|x| *x == id) {
+                    v.swap_remove(pos);
+                }
+                if v.len() == 1 {
+                    *self = Dependents::One(v[0]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Dependents::None)
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Dependents::None => 0,
+            Dependents::One(_) => 1,
+            Dependents::Many(v) => v.len(),
+        }
+    }
+
+    /// The `i`th dependent; `i < len()`.
+    pub fn get(&self, i: usize) -> TaskId {
+        match self {
+            Dependents::One(a) => *a,
+            Dependents::Many(v) => v[i],
+            Dependents::None => unreachable!("no dependents"),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = TaskId> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
 pub(crate) struct Task {
     pub key: Arc<str>,
     pub func: FuncHash,
-    pub args: Payload,
-    pub deps: Vec<TaskId>,
+    /// Pickled arguments: the frames of a `Payload`, packed (see [`pack`]).
+    pub args: Box<[u8]>,
+    pub deps: Box<[TaskId]>,
     /// Tasks that depend on this one and are not forgotten.
-    pub dependents: Vec<TaskId>,
+    pub dependents: Dependents,
     pub state: TaskState,
+    pub wanted_by: Box<[ClientId]>,
+    /// Worker names or addresses the task may run on (None: any).
+    pub restrictions: Option<Box<[String]>>,
+    pub error: Option<Box<TaskError>>,
+    pub nbytes: u64,
     /// In `Waiting`: how many dependencies are not yet in memory.
     pub waiting_on: u32,
     /// How many dependents are waiting, ready or assigned.
     pub pending_dependents: u32,
-    /// Whether this task counts in its dependencies' `pending_dependents`.
-    pub counted_pending: bool,
-    pub wanted_by: Vec<ClientId>,
     pub priority: i32,
-    /// Submission order; ties between equal priorities run first-in first-out.
-    pub seq: u64,
     pub retries_left: u32,
     /// How many workers died while running this task.
     pub attempts: u32,
-    pub restrictions: Vec<String>,
-    pub nbytes: u64,
-    pub type_name: Arc<str>,
-    pub error: Option<Box<TaskError>>,
+    /// Index of the result's type name in the core's table.
+    pub type_name: u32,
+    /// Whether this task counts in its dependencies' `pending_dependents`.
+    pub counted_pending: bool,
+    /// Kept until the rest of its graph has arrived (see `SubmitPart`).
+    pub pinned: bool,
 }
 
 impl Task {
@@ -57,8 +124,88 @@ impl Task {
         )
     }
 
-    /// Someone still needs the result: a client, or a pending dependent.
+    /// Someone still needs the result: a client, a pending dependent, or a
+    /// graph still arriving.
     pub fn is_needed(&self) -> bool {
-        !self.wanted_by.is_empty() || self.pending_dependents > 0
+        !self.wanted_by.is_empty() || self.pending_dependents > 0 || self.pinned
+    }
+
+    /// The arguments as a payload to send.
+    pub fn payload(&self) -> Payload {
+        unpack(&self.args)
+    }
+
+    pub fn restrictions(&self) -> &[String] {
+        self.restrictions.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Packs frames into one allocation: a `u32` count, the `u32` lengths, then
+/// the bytes.
+pub(crate) fn pack(frames: &[Bytes]) -> Box<[u8]> {
+    let data: usize = frames.iter().map(|f| f.len()).sum();
+    let mut out = Vec::with_capacity(4 + 4 * frames.len() + data);
+    out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    for f in frames {
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+    }
+    for f in frames {
+        out.extend_from_slice(f);
+    }
+    out.into_boxed_slice()
+}
+
+fn read_u32(b: &[u8], at: usize) -> usize {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(word) as usize
+}
+
+/// The inverse of [`pack`].
+pub(crate) fn unpack(packed: &[u8]) -> Payload {
+    let n = read_u32(packed, 0);
+    let mut at = 4 + 4 * n;
+    let frames = (0..n)
+        .map(|i| {
+            let len = read_u32(packed, 4 + 4 * i);
+            let f = Bytes::copy_from_slice(&packed[at..at + len]);
+            at += len;
+            f
+        })
+        .collect();
+    Payload { frames }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_round_trips() {
+        for frames in [
+            vec![],
+            vec![Bytes::from_static(b"")],
+            vec![Bytes::from_static(b"abc"), Bytes::from(vec![7u8; 1000])],
+        ] {
+            let p = Payload {
+                frames: frames.clone(),
+            };
+            assert_eq!(unpack(&pack(&frames)), p);
+        }
+    }
+
+    #[test]
+    fn dependents_grow_and_shrink() {
+        let mut d = Dependents::default();
+        assert!(d.is_empty());
+        d.push(1);
+        d.push(2);
+        d.push(3);
+        assert_eq!(d.iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+        d.remove(2);
+        d.remove(1);
+        assert!(matches!(d, Dependents::One(3)));
+        d.remove(3);
+        assert!(d.is_empty());
     }
 }

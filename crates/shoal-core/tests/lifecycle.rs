@@ -226,3 +226,41 @@ fn a_long_chain_is_released_and_forgotten_without_recursion() {
     assert_eq!(env.core.task_count(), 0);
     assert_eq!(env.core.assigned_to(w), 0);
 }
+
+#[test]
+fn a_graph_in_parts_keeps_early_results_until_it_is_whole() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    let part =
+        |keys: Vec<env::TaskBuilder>| keys.into_iter().map(env::TaskBuilder::build).collect();
+    env.send(
+        1,
+        ClientToScheduler::SubmitPart(part(vec![task("a").unwanted()])),
+    );
+    env.finish(w, "a");
+    assert_eq!(
+        env.state("a"),
+        Some(Memory),
+        "pinned: its dependent has not arrived"
+    );
+    env.send(
+        1,
+        ClientToScheduler::Submit(part(vec![task("b").deps(&["a"])])),
+    );
+    assert_eq!(env.state("b"), Some(Assigned(w)));
+    env.finish(w, "b");
+    assert_eq!(env.state("a"), Some(Released));
+}
+
+#[test]
+fn a_client_leaving_mid_graph_releases_the_parts() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.send(
+        1,
+        ClientToScheduler::SubmitPart(vec![task("a").unwanted().build()]),
+    );
+    env.finish(w, "a");
+    env.event(shoal_core::Event::ClientDisconnected(1));
+    assert_eq!(env.core.task_count(), 0);
+}

@@ -9,41 +9,39 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 
-use crate::frame::{encode_frame, read_frame, write_frame, FrameError};
+use crate::frame::{read_frame, write_frame, FrameError};
 use crate::messages::{DataResponse, GetData, Payload};
 
-/// Most messages packed into one frame; bounds latency of the first message.
-const MAX_BATCH: usize = 4096;
+/// A frame is closed once it holds this many bytes, so that no frame (and
+/// no decoding on the other side) grows without bound.
+pub const FRAME_SOFT_LIMIT: usize = 1 << 20;
 
-/// Writes everything queued in `rx` to `w`, one frame per wake-up, until the
-/// queue closes or `last` says a message is final.
+/// Writes everything queued in `rx` to `w`: each wake-up drains the queue
+/// into frames of at most about [`FRAME_SOFT_LIMIT`] bytes, until the queue
+/// closes or `last` says a message is final.
 pub async fn writer<W, M>(mut w: W, mut rx: UnboundedReceiver<M>, last: fn(&M) -> bool)
 where
     W: AsyncWrite + Unpin,
     M: Serialize,
 {
-    let mut batch = Vec::new();
     let mut buf = Vec::with_capacity(4096);
-    while let Some(first) = rx.recv().await {
+    let mut next = rx.recv().await;
+    while let Some(first) = next.take() {
+        let mut frame = FrameBuilder::new(&mut buf);
         let mut done = last(&first);
-        batch.push(first);
-        while !done && batch.len() < MAX_BATCH {
+        frame.push(&first);
+        while !done && frame.len() < FRAME_SOFT_LIMIT {
             match rx.try_recv() {
                 Ok(m) => {
                     done = last(&m);
-                    batch.push(m);
+                    frame.push(&m);
                 }
                 Err(_) => break,
             }
         }
-        buf.clear();
-        if let Err(e) = encode_frame(&batch, &mut buf) {
-            eprintln!("shoal: dropping a batch that could not be encoded: {e}");
-            batch.clear();
-            continue;
-        }
-        batch.clear();
+        frame.finish();
         if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
             return;
         }
@@ -51,15 +49,64 @@ where
             let _ = w.shutdown().await;
             return;
         }
+        // More may be queued already (a frame filled up); else wait.
+        next = match rx.try_recv() {
+            Ok(m) => Some(m),
+            Err(_) => rx.recv().await,
+        };
     }
 }
 
+/// Builds one frame holding a MessagePack array of messages, encoding each
+/// message as it is pushed.
+struct FrameBuilder<'a> {
+    buf: &'a mut Vec<u8>,
+    count: u32,
+}
+
+impl<'a> FrameBuilder<'a> {
+    fn new(buf: &'a mut Vec<u8>) -> Self {
+        buf.clear();
+        // Length prefix, then an array32 header whose count is patched later.
+        buf.extend_from_slice(&[0, 0, 0, 0, 0xdd, 0, 0, 0, 0]);
+        FrameBuilder { buf, count: 0 }
+    }
+
+    fn push<M: Serialize>(&mut self, msg: &M) {
+        let mark = self.buf.len();
+        match rmp_serde::encode::write_named(self.buf, msg) {
+            Ok(()) => self.count += 1,
+            Err(e) => {
+                self.buf.truncate(mark);
+                eprintln!("shoal: dropping a message that could not be encoded: {e}");
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn finish(self) {
+        let len = (self.buf.len() - 4) as u32;
+        self.buf[0..4].copy_from_slice(&len.to_le_bytes());
+        self.buf[5..9].copy_from_slice(&self.count.to_be_bytes());
+    }
+}
+
+/// A frame at least this large is followed by a barrier: the reader waits
+/// until the receiver has applied it before decoding the next one, so a
+/// large graph never sits decoded in a queue all at once.
+pub const BARRIER_ABOVE: usize = 256 * 1024;
+
 /// Reads frames of `M` and forwards each message, wrapped by `wrap`, until the
-/// peer closes or sends garbage. Then sends `gone`.
+/// peer closes or sends garbage; then sends `gone`. After a large frame it
+/// sends `barrier(ack)` and waits for `ack` before reading on.
 pub async fn reader<R, M, E>(
     mut r: R,
     tx: UnboundedSender<E>,
     wrap: impl Fn(M) -> E,
+    barrier: impl Fn(oneshot::Sender<()>) -> E,
     gone: E,
     peer: String,
 ) where
@@ -72,6 +119,12 @@ pub async fn reader<R, M, E>(
             Ok(Some(msgs)) => {
                 for m in msgs {
                     if tx.send(wrap(m)).is_err() {
+                        return;
+                    }
+                }
+                if buf.len() >= BARRIER_ABOVE {
+                    let (ack, applied) = oneshot::channel();
+                    if tx.send(barrier(ack)).is_err() || applied.await.is_err() {
                         return;
                     }
                 }
@@ -133,4 +186,46 @@ pub async fn get_data(
     tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| FetchError::Timeout(addr.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::WorkerToScheduler;
+
+    #[tokio::test]
+    async fn the_writer_splits_a_large_backlog_into_bounded_frames() {
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let n = 100_000u64;
+        for i in 0..n {
+            tx.send(WorkerToScheduler::TaskStarted {
+                ids: (i..i + 10).collect(),
+            })
+            .unwrap();
+        }
+        drop(tx);
+        tokio::spawn(writer(a, rx, |_| false));
+        let mut buf = Vec::new();
+        let mut got = 0u64;
+        let mut frames = 0;
+        while let Some(msgs) = read_frame::<_, Vec<WorkerToScheduler>>(&mut b, &mut buf)
+            .await
+            .unwrap()
+        {
+            assert!(buf.len() <= FRAME_SOFT_LIMIT + 1024);
+            for m in msgs {
+                assert_eq!(
+                    m,
+                    WorkerToScheduler::TaskStarted {
+                        ids: (got..got + 10).collect()
+                    }
+                );
+                got += 1;
+            }
+            frames += 1;
+        }
+        assert_eq!(got, n);
+        assert!(frames > 1, "a backlog this large spans several frames");
+    }
 }

@@ -126,6 +126,10 @@ pub enum TaskError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ClientToScheduler {
     Functions(Vec<FunctionDef>),
+    /// Part of a graph too large for one message; its tasks are kept (not
+    /// released early) until the `Submit` that completes it.
+    SubmitPart(Vec<TaskSpec>),
+    /// Tasks (the last part of a graph, or a whole one).
     Submit(Vec<TaskSpec>),
     /// The client no longer holds futures for these keys.
     Release(Vec<String>),

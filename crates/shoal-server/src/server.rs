@@ -46,6 +46,8 @@ enum Input {
         JoinHandle<()>,
     ),
     Client(u64, UnboundedSender<SchedulerToClient>, JoinHandle<()>),
+    /// Everything a connection sent before this has been applied.
+    Barrier(tokio::sync::oneshot::Sender<()>),
     Stop,
 }
 
@@ -207,6 +209,7 @@ async fn handshake(
                 r,
                 input,
                 move |m| Input::Event(Event::FromClient(id, m)),
+                Input::Barrier,
                 Input::Event(Event::ClientDisconnected(id)),
                 peer.to_string(),
             )
@@ -224,6 +227,7 @@ async fn handshake(
                 r,
                 input,
                 move |m| Input::Event(Event::FromWorker(id, m)),
+                Input::Barrier,
                 Input::Event(Event::WorkerLost(id)),
                 peer.to_string(),
             )
@@ -278,6 +282,9 @@ fn apply(
 ) -> bool {
     match input {
         Input::Stop => return true,
+        Input::Barrier(ack) => {
+            let _ = ack.send(());
+        }
         Input::Client(id, tx, handle) => {
             comm.clients.insert(id, tx);
             writers.insert(id, handle);

@@ -1,0 +1,81 @@
+"""A graph of about N tasks (a wide map, then a pairwise tree reduction) on a
+stand-alone scheduler process, reporting time and the scheduler's memory per
+task (its peak resident memory during the run, less its resident memory
+before).
+
+    python benches/big_graph.py [N]      # default 1,000,000
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from shoal import Client, delayed
+
+
+def noop(x):
+    return x
+
+
+def add(a, b):
+    return a + b
+
+
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def run(n_tasks: int) -> dict:
+    leaves_n = (n_tasks + 1) // 2
+    sched = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "scheduler", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    address = sched.stdout.readline().split(": ", 1)[1].strip()
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "shoal", "worker", address]) for _ in range(2)
+    ]
+    try:
+        with Client(address) as client:
+            client.wait_for_workers(2, timeout=60)
+            base = _status(sched.pid)["VmRSS"]
+            t0 = time.perf_counter()
+            vals = [delayed(noop)(i) for i in range(leaves_n)]
+            while len(vals) > 1:
+                vals = [
+                    delayed(add)(vals[i], vals[i + 1]) if i + 1 < len(vals) else vals[i]
+                    for i in range(0, len(vals), 2)
+                ]
+            t1 = time.perf_counter()
+            result = vals[0].compute()
+            t2 = time.perf_counter()
+            assert result == leaves_n * (leaves_n - 1) // 2
+            peak = _status(sched.pid)["VmHWM"]
+            tasks = 2 * leaves_n - 1
+            return {
+                "tasks": tasks,
+                "build_s": t1 - t0,
+                "compute_s": t2 - t1,
+                "total_s": t2 - t0,
+                "tasks_per_s": tasks / (t2 - t0),
+                "scheduler_bytes_per_task": (peak - base) / tasks,
+            }
+    finally:
+        for p in [sched, *workers]:
+            p.kill()
+            p.wait()
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    print(json.dumps(run(n), indent=1))
