@@ -16,8 +16,9 @@ use shoal_proto::{
 };
 
 use crate::events::{Command, Event};
+use crate::keys::KeyIndex;
 use crate::placement::ReadyEntry;
-use crate::task::{Dependents, Task, TaskState};
+use crate::task::{Dependents, Extra, Task, TaskState};
 use crate::worker::Worker;
 
 /// Tunables of the scheduler.
@@ -65,7 +66,7 @@ pub struct Core {
     pub(crate) config: CoreConfig,
     /// Boxed so the table stays small: it grows in powers of two.
     pub(crate) tasks: FxHashMap<TaskId, Box<Task>>,
-    keys: FxHashMap<Arc<str>, TaskId>,
+    keys: KeyIndex,
     next_id: TaskId,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     clients: BTreeMap<ClientId, ClientState>,
@@ -95,7 +96,7 @@ impl Core {
         Core {
             config,
             tasks: FxHashMap::default(),
-            keys: FxHashMap::default(),
+            keys: KeyIndex::default(),
             next_id: 1,
             workers: BTreeMap::new(),
             clients: BTreeMap::new(),
@@ -137,7 +138,7 @@ impl Core {
 
     /// The state of the task named `key`, if the scheduler knows it.
     pub fn state_of(&self, key: &str) -> Option<TaskStateKind> {
-        let t = self.tasks.get(self.keys.get(key)?)?;
+        let t = self.tasks.get(&self.lookup(key)?)?;
         Some(match &t.state {
             TaskState::Released => TaskStateKind::Released,
             TaskState::Waiting => TaskStateKind::Waiting,
@@ -148,9 +149,14 @@ impl Core {
         })
     }
 
+    fn lookup(&self, key: &str) -> Option<TaskId> {
+        self.keys
+            .get(key, |id| self.tasks.get(&id).map_or("", |t| t.key()))
+    }
+
     /// The scheduler's id for `key`.
     pub fn id_of(&self, key: &str) -> Option<TaskId> {
-        self.keys.get(key).copied()
+        self.lookup(key)
     }
 
     /// How many tasks the scheduler remembers.
@@ -160,7 +166,7 @@ impl Core {
 
     /// Which workers hold the result of `key`.
     pub fn holders_of(&self, key: &str) -> Vec<WorkerId> {
-        match self.keys.get(key).and_then(|id| self.tasks.get(id)) {
+        match self.lookup(key).and_then(|id| self.tasks.get(&id)) {
             Some(t) => match &t.state {
                 TaskState::Memory { holders } => holders.clone(),
                 _ => Vec::new(),
@@ -204,7 +210,7 @@ impl Core {
             }
             ClientToScheduler::Release(keys) => {
                 for key in keys {
-                    if let Some(&id) = self.keys.get(key.as_str()) {
+                    if let Some(id) = self.lookup(&key) {
                         self.unwant(c, id);
                     }
                 }
@@ -286,7 +292,7 @@ impl Core {
         spec: TaskSpec,
         out: &mut Vec<Command>,
     ) -> Option<TaskId> {
-        if let Some(&id) = self.keys.get(spec.key.as_str()) {
+        if let Some(id) = self.lookup(&spec.key) {
             if spec.wanted {
                 self.want(c, id);
                 self.tell_client_current_state(c, id, out);
@@ -296,12 +302,12 @@ impl Core {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let key: Arc<str> = Arc::from(spec.key);
+
         let mut deps = Vec::with_capacity(spec.deps.len());
         let mut missing = None;
         for d in &spec.deps {
-            match self.keys.get(d.as_str()) {
-                Some(&did) if !deps.contains(&did) => deps.push(did),
+            match self.lookup(d) {
+                Some(did) if !deps.contains(&did) => deps.push(did),
                 Some(_) => {}
                 None => missing = Some(d.clone()),
             }
@@ -311,14 +317,15 @@ impl Core {
                 dt.dependents.push(id);
             }
         }
-        self.keys.insert(key.clone(), id);
+        self.keys.insert(&spec.key, id);
+        let (blob, key_len) = Task::blob(&spec.key, &spec.args.frames);
         let no_type = self.intern("");
         self.tasks.insert(
             id,
             Box::new(Task {
-                key,
+                blob,
+                key_len,
                 func: spec.func,
-                args: crate::task::pack(&spec.args.frames),
                 deps: deps.into_boxed_slice(),
                 dependents: Dependents::None,
                 state: TaskState::Released,
@@ -330,10 +337,14 @@ impl Core {
                 priority: spec.priority,
                 retries_left: spec.retries,
                 attempts: 0,
-                restrictions: (!spec.workers.is_empty()).then(|| spec.workers.into_boxed_slice()),
+                extra: (!spec.workers.is_empty()).then(|| {
+                    Box::new(Extra {
+                        restrictions: spec.workers.into_boxed_slice(),
+                        error: None,
+                    })
+                }),
                 nbytes: 0,
                 type_name: no_type,
-                error: None,
             }),
         );
         if spec.wanted {
@@ -342,13 +353,13 @@ impl Core {
         if let Some(dep) = missing {
             let msg = format!(
                 "task {} depends on {dep}, which the scheduler does not know (was its future released?)",
-                self.tasks[&id].key
+                self.tasks[&id].key()
             );
             self.fail(id, internal_error("KeyError", msg), out);
         } else if spec.func != LITERAL_FUNC && !self.functions.contains_key(&spec.func) {
             let msg = format!(
                 "the function of task {} was never sent to the scheduler",
-                self.tasks[&id].key
+                self.tasks[&id].key()
             );
             self.fail(id, internal_error("RuntimeError", msg), out);
         } else {
@@ -375,7 +386,7 @@ impl Core {
             TaskState::Memory { holders } => out.push(Command::ToClient(
                 c,
                 SchedulerToClient::KeyMemory {
-                    key: t.key.to_string(),
+                    key: t.key().to_string(),
                     nbytes: t.nbytes,
                     type_name: self.type_names[t.type_name as usize].to_string(),
                     inline: None,
@@ -383,12 +394,12 @@ impl Core {
                 },
             )),
             TaskState::Erred => {
-                if let Some(e) = &t.error {
+                if let Some(e) = t.error() {
                     out.push(Command::ToClient(
                         c,
                         SchedulerToClient::KeyErred {
-                            key: t.key.to_string(),
-                            error: (**e).clone(),
+                            key: t.key().to_string(),
+                            error: e.clone(),
                         },
                     ))
                 }
@@ -445,7 +456,7 @@ impl Core {
     fn first_erred_dep(&self, id: TaskId) -> Option<TaskError> {
         self.tasks[&id].deps.iter().find_map(|d| {
             let dt = &self.tasks[d];
-            (dt.state == TaskState::Erred).then(|| dt.error.as_deref().cloned())?
+            (dt.state == TaskState::Erred).then(|| dt.error().cloned())?
         })
     }
 
@@ -510,12 +521,12 @@ impl Core {
             self.unassign(id);
             let t = self.tasks.get_mut(&id).expect("task exists");
             t.state = TaskState::Erred;
-            t.error = Some(Box::new(error.clone()));
+            t.set_error(error.clone());
             for &c in &t.wanted_by {
                 out.push(Command::ToClient(
                     c,
                     SchedulerToClient::KeyErred {
-                        key: t.key.to_string(),
+                        key: t.key().to_string(),
                         error: error.clone(),
                     },
                 ));
@@ -585,7 +596,7 @@ impl Core {
                 out.push(Command::ToClient(
                     c,
                     SchedulerToClient::KeyLost {
-                        key: t.key.to_string(),
+                        key: t.key().to_string(),
                     },
                 ));
             }
@@ -609,7 +620,7 @@ impl Core {
                     for &w in holders {
                         if let Some(worker) = self.workers.get_mut(&w) {
                             worker.holds.remove(&id);
-                            self.to_free.entry(w).or_default().push(t.key.to_string());
+                            self.to_free.entry(w).or_default().push(t.key().to_string());
                         }
                     }
                     self.tasks.get_mut(&id).expect("task exists").state = TaskState::Released;
@@ -633,7 +644,7 @@ impl Core {
         let Some(t) = self.tasks.remove(&id) else {
             return;
         };
-        self.keys.remove(&t.key);
+        self.keys.remove(t.key(), id);
         for d in t.deps {
             if let Some(dt) = self.tasks.get_mut(&d) {
                 dt.dependents.remove(id);
@@ -712,7 +723,7 @@ impl Core {
                 return;
             }
             TaskState::Released | TaskState::Erred => {
-                let key = t.key.to_string();
+                let key = t.key().to_string();
                 self.to_free.entry(w).or_default().push(key);
                 return;
             }
@@ -733,7 +744,7 @@ impl Core {
                 out.push(Command::ToClient(
                     c,
                     SchedulerToClient::KeyMemory {
-                        key: t.key.to_string(),
+                        key: t.key().to_string(),
                         nbytes,
                         type_name: type_name.clone(),
                         inline: inline.clone(),
@@ -789,7 +800,7 @@ impl Core {
             _ => return,
         }
         for key in keys {
-            let Some(&d) = self.keys.get(key.as_str()) else {
+            let Some(d) = self.lookup(&key) else {
                 continue;
             };
             let holders = match &mut self.tasks.get_mut(&d).expect("task exists").state {
@@ -851,7 +862,7 @@ impl Core {
             }
             if t.attempts >= self.config.allowed_failures {
                 let error = TaskError::KilledWorker {
-                    key: t.key.to_string(),
+                    key: t.key().to_string(),
                     last_worker: address.clone(),
                     attempts: t.attempts,
                 };

@@ -8,6 +8,7 @@
 
 mod core;
 mod events;
+mod keys;
 mod placement;
 mod steal;
 mod task;

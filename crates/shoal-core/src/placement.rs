@@ -157,7 +157,7 @@ impl Core {
                     _ => Vec::new(),
                 };
                 DepLocation {
-                    key: dt.key.to_string(),
+                    key: dt.key().to_string(),
                     holders,
                 }
             })
@@ -166,7 +166,7 @@ impl Core {
             w,
             SchedulerToWorker::Compute(ComputeTask {
                 id,
-                key: t.key.to_string(),
+                key: t.key().to_string(),
                 func: t.func,
                 args: t.payload(),
                 deps,

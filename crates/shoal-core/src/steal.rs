@@ -14,11 +14,11 @@ use crate::events::Command;
 use crate::task::TaskState;
 
 /// A worker with queued tasks beyond its free threads: how many too many,
-/// and its queued tasks as `(seq, id)`.
+/// and its queued tasks.
 struct Victim {
     surplus: usize,
     worker: WorkerId,
-    queued: Vec<(u64, TaskId)>,
+    queued: Vec<TaskId>,
 }
 
 impl Core {
@@ -44,8 +44,8 @@ impl Core {
                 let t = &self.tasks[id];
                 match t.state {
                     TaskState::Assigned { started: true, .. } => running += 1,
-                    _ if t.restrictions.is_none() && !w.stealing.contains(id) => {
-                        queued.push((*id, *id))
+                    _ if t.restrictions().is_empty() && !w.stealing.contains(id) => {
+                        queued.push(*id)
                     }
                     _ => {}
                 }
@@ -71,9 +71,9 @@ impl Core {
                 break;
             }
             let n = surplus.div_ceil(2).min(budget);
-            // The ones the victim would run last.
+            // The ones the victim would run last (ids follow submission order).
             queued.sort_unstable_by(|a, b| b.cmp(a));
-            let ids: Vec<TaskId> = queued.into_iter().take(n).map(|(_, id)| id).collect();
+            let ids: Vec<TaskId> = queued.into_iter().take(n).collect();
             let w = self.workers.get_mut(&wid).expect("victim exists");
             w.stealing.extend(ids.iter().copied());
             w.steal_requests += 1;

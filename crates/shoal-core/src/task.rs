@@ -1,8 +1,6 @@
 //! The scheduler's record of one task, kept small: a million of them must
 //! fit in a few hundred megabytes.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use shoal_proto::{ClientId, FuncHash, Payload, TaskError, TaskId, WorkerId};
 
@@ -85,19 +83,26 @@ impl Dependents {
     }
 }
 
+/// What few tasks have, kept out of line.
+#[derive(Debug, Default)]
+pub(crate) struct Extra {
+    /// Worker names or addresses the task may run on (empty: any).
+    pub restrictions: Box<[String]>,
+    pub error: Option<TaskError>,
+}
+
 pub(crate) struct Task {
-    pub key: Arc<str>,
+    /// The key's bytes, then the pickled arguments packed (see [`pack`]):
+    /// one allocation for both.
+    pub blob: Box<[u8]>,
+    pub key_len: u32,
     pub func: FuncHash,
-    /// Pickled arguments: the frames of a `Payload`, packed (see [`pack`]).
-    pub args: Box<[u8]>,
     pub deps: Box<[TaskId]>,
     /// Tasks that depend on this one and are not forgotten.
     pub dependents: Dependents,
     pub state: TaskState,
     pub wanted_by: Box<[ClientId]>,
-    /// Worker names or addresses the task may run on (None: any).
-    pub restrictions: Option<Box<[String]>>,
-    pub error: Option<Box<TaskError>>,
+    pub extra: Option<Box<Extra>>,
     pub nbytes: u64,
     /// In `Waiting`: how many dependencies are not yet in memory.
     pub waiting_on: u32,
@@ -130,21 +135,51 @@ impl Task {
         !self.wanted_by.is_empty() || self.pending_dependents > 0 || self.pinned
     }
 
+    /// The blob of a task named `key` with these argument frames.
+    pub fn blob(key: &str, frames: &[Bytes]) -> (Box<[u8]>, u32) {
+        let mut blob = Vec::with_capacity(key.len() + packed_len(frames));
+        blob.extend_from_slice(key.as_bytes());
+        pack_into(frames, &mut blob);
+        (blob.into_boxed_slice(), key.len() as u32)
+    }
+
+    pub fn key(&self) -> &str {
+        // The prefix was copied from a `String`, so it is valid UTF-8.
+        std::str::from_utf8(&self.blob[..self.key_len as usize]).unwrap_or_default()
+    }
+
     /// The arguments as a payload to send.
     pub fn payload(&self) -> Payload {
-        unpack(&self.args)
+        unpack(&self.blob[self.key_len as usize..])
     }
 
     pub fn restrictions(&self) -> &[String] {
-        self.restrictions.as_deref().unwrap_or(&[])
+        self.extra.as_ref().map_or(&[], |e| &e.restrictions)
     }
+
+    pub fn error(&self) -> Option<&TaskError> {
+        self.extra.as_ref()?.error.as_ref()
+    }
+
+    pub fn set_error(&mut self, error: TaskError) {
+        self.extra.get_or_insert_with(Box::default).error = Some(error);
+    }
+}
+
+fn packed_len(frames: &[Bytes]) -> usize {
+    4 + 4 * frames.len() + frames.iter().map(|f| f.len()).sum::<usize>()
 }
 
 /// Packs frames into one allocation: a `u32` count, the `u32` lengths, then
 /// the bytes.
+#[cfg(test)]
 pub(crate) fn pack(frames: &[Bytes]) -> Box<[u8]> {
-    let data: usize = frames.iter().map(|f| f.len()).sum();
-    let mut out = Vec::with_capacity(4 + 4 * frames.len() + data);
+    let mut out = Vec::with_capacity(packed_len(frames));
+    pack_into(frames, &mut out);
+    out.into_boxed_slice()
+}
+
+fn pack_into(frames: &[Bytes], out: &mut Vec<u8>) {
     out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
     for f in frames {
         out.extend_from_slice(&(f.len() as u32).to_le_bytes());
@@ -152,7 +187,6 @@ pub(crate) fn pack(frames: &[Bytes]) -> Box<[u8]> {
     for f in frames {
         out.extend_from_slice(f);
     }
-    out.into_boxed_slice()
 }
 
 fn read_u32(b: &[u8], at: usize) -> usize {
