@@ -18,13 +18,20 @@ import time
 from datetime import date
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 N = 10_000
+LEAVES = 4096  # a tree-sum of 2 * LEAVES - 1 = 8,191 tasks
+PAGES = 32
 ROUNDS = 3
 FRAMEWORKS = ["shoal", "dask", "ray", "multiprocessing"]
 
 
 def noop(x):
     return x
+
+
+def add(a, b):
+    return a + b
 
 
 def _median(xs):
@@ -46,7 +53,7 @@ def _summary(starts, closes, maps, submits):
     }
 
 
-# ---- per-framework drivers (run inside the child process) -------------------
+# ---- workloads shared by the Dask-style clients ----------------------------
 
 
 def bench_futures_client(make_client):
@@ -67,21 +74,89 @@ def bench_futures_client(make_client):
     return _summary(starts, closes, maps, submits)
 
 
-def run_shoal():
-    from shoal import Client
+def _tree(leaf, combine):
+    vals = [leaf(i) for i in range(LEAVES)]
+    while len(vals) > 1:
+        vals = [combine(vals[i], vals[i + 1]) for i in range(0, len(vals), 2)]
+    return vals[0]
 
-    return bench_futures_client(lambda: Client(n_workers=2, threads_per_worker=1))
+
+def bench_tree_sum(delayed_fn):
+    """Build and compute a delayed tree-sum of 8,191 tasks; tasks/s."""
+    rates = []
+    for _ in range(ROUNDS):
+        t = time.perf_counter()
+        total = _tree(delayed_fn(noop), delayed_fn(add))
+        assert total.compute() == LEAVES * (LEAVES - 1) // 2
+        rates.append((2 * LEAVES - 1) / (time.perf_counter() - t))
+    return _median(rates)
+
+
+def bench_from_delayed(client):
+    """The tutorial's last step: scraped pages as futures, made a dask
+    DataFrame with dd.from_delayed, then a column sum; seconds."""
+    import dask.dataframe as dd
+    import pandas as pd
+    import requests
+    from bs4 import BeautifulSoup
+
+    from fake_web import serve
+
+    base, server = serve(latency=0.1)
+
+    def scrape_tag(page_num, tag="dask"):
+        url = f"{base}/questions/tagged/{tag}?tab=Newest&page={page_num}&pagesize=50"
+        soup = BeautifulSoup(requests.get(url).text, "html.parser")
+        rows = []
+        for q in soup.select(".s-post-summary"):
+            stats = list(q.select_one(".s-post-summary--stats").stripped_strings)
+            views = stats[2].split()[0]
+            mult = {"k": 1e3, "m": 1e6}.get(views[-1], 1)
+            title = q.select_one(".s-post-summary--content-title").get_text(strip=True)
+            rows.append({"title": title, "views": int(float(views.rstrip("km")) * mult)})
+        return pd.DataFrame(rows)
+
+    meta = scrape_tag(1).head(0)
+    times = []
+    for _ in range(ROUNDS):
+        t = time.perf_counter()
+        futures = client.map(scrape_tag, range(1, PAGES + 1), pure=False)
+        total = dd.from_delayed(futures, meta=meta)["views"].sum().compute()
+        times.append(time.perf_counter() - t)
+        assert total > 0
+    server.shutdown()
+    return _median(times)
+
+
+# ---- per-framework drivers (run inside the child process) -------------------
+
+
+def run_shoal():
+    from shoal import Client, delayed
+
+    out = bench_futures_client(lambda: Client(n_workers=2, threads_per_worker=1))
+    with Client(n_workers=2, threads_per_worker=1) as client:
+        out["tree_tps"] = bench_tree_sum(delayed)
+        out["from_delayed_s"] = bench_from_delayed(client)
+    return out
 
 
 def run_dask():
     import logging
 
+    import dask
     from distributed import Client
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    return bench_futures_client(
-        lambda: Client(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    )
+
+    def make():
+        return Client(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+
+    out = bench_futures_client(make)
+    with make() as client:
+        out["tree_tps"] = bench_tree_sum(dask.delayed)
+        out["from_delayed_s"] = bench_from_delayed(client)
+    return out
 
 
 def run_ray():
@@ -101,7 +176,18 @@ def run_ray():
         submits.append(N / t)
         t, _ = _time(ray.shutdown)
         closes.append(t)
-    return _summary(starts, closes, maps, submits)
+    out = _summary(starts, closes, maps, submits)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    remote_noop, remote_add = ray.remote(noop), ray.remote(add)
+    rates = []
+    for _ in range(ROUNDS):
+        t = time.perf_counter()
+        total = _tree(remote_noop.remote, remote_add.remote)
+        assert ray.get(total) == LEAVES * (LEAVES - 1) // 2
+        rates.append((2 * LEAVES - 1) / (time.perf_counter() - t))
+    out["tree_tps"] = _median(rates)
+    ray.shutdown()
+    return out
 
 
 def run_multiprocessing():
@@ -142,6 +228,8 @@ ROWS = [
     ("close_s", "close (s)", "lower"),
     ("map_tps", f"{N:,} no-op tasks, map + gather (tasks/s)", "higher"),
     ("submit_tps", f"{N:,} no-op tasks, submit loop + gather (tasks/s)", "higher"),
+    ("tree_tps", f"delayed tree-sum of {2 * LEAVES - 1:,} tasks (tasks/s)", "higher"),
+    ("from_delayed_s", f"dd.from_delayed over {PAGES} scraped pages + sum (s)", "lower"),
 ]
 
 
@@ -169,29 +257,32 @@ def _fmt(key: str, v: float) -> str:
     return f"{v:.3f}" if key.endswith("_s") else f"{v:,.0f}"
 
 
+def _cell(key: str, better: str, v: float | None, base: float | None, is_base: bool) -> str:
+    if v is None:
+        return "–"
+    cell = _fmt(key, v)
+    if not is_base and base and v > 0:
+        ratio = v / base if better == "lower" else base / v
+        cell += f" ({ratio:.1f}x slower)" if ratio >= 1 else f" ({1 / ratio:.1f}x faster)"
+    return cell
+
+
 def print_table(results: dict) -> None:
     names = [n for n in FRAMEWORKS if n in results]
-    base = results.get("shoal")
-    head = "| benchmark | " + " | ".join(names) + " |"
-    sep = "|---|" + "---|" * len(names)
-    lines = [head, sep]
+    base = results.get("shoal", {})
+    lines = ["| benchmark | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for key, label, better in ROWS:
-        cells = []
-        for n in names:
-            v = results[n][key]
-            cell = _fmt(key, v)
-            if base and n != "shoal" and v > 0 and base[key] > 0:
-                ratio = v / base[key] if better == "lower" else base[key] / v
-                cell += f" ({ratio:.1f}x slower)" if ratio >= 1 else f" ({1 / ratio:.1f}x faster)"
-            cells.append(cell)
+        cells = [
+            _cell(key, better, results[n].get(key), base.get(key), n == "shoal") for n in names
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     cpu = platform.processor() or platform.machine()
     meta = (
         f"Date: {date.today()}. Command: `bash benches/run.sh`. Machine: {os.cpu_count()} cores, "
         f"{cpu}, Linux {platform.release()}, Python {platform.python_version()}. "
-        "2 workers x 1 thread each; medians of "
-        f"{ROUNDS} rounds. Ratios are relative to shoal."
+        f"2 workers x 1 thread each; medians of {ROUNDS} rounds. Ratios are relative to shoal; "
+        "– means the framework has no such API."
     )
     print(table)
     print()

@@ -10,5 +10,5 @@ venv="$(mktemp -d -t shoal-bench-XXXXXX)"
 trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet . "dask[distributed]" ray pandas beautifulsoup4 requests
+"$venv/bin/python" -m pip install --quiet . "dask[distributed,dataframe]" ray pandas beautifulsoup4 requests
 "$venv/bin/python" benches/compare.py "$@"
