@@ -1,10 +1,12 @@
 """The two seed workloads, sequential and on shoal.
 
 1. The blog post "Parallel general functions using Dask": fetch one JSON
-   document per day for 20 days.
-2. The tutorial "Parallelize your python code": scrape and clean 32 Stack
-   Overflow listing pages into pandas DataFrames with ``client.submit``,
-   ``client.map``, a lambda, and ``as_completed``.
+   document per day for 20 days with a for loop, ``map``, a
+   ``multiprocessing`` pool, and ``delayed`` + ``compute`` with no set-up.
+2. The tutorial "Parallelize your python code": futures and delayed on
+   ``Client(n_workers=4)``, then scrape and clean 32 Stack Overflow listing
+   pages into pandas DataFrames with ``client.submit``, ``client.map``, a
+   lambda, ``delayed``, ``as_completed`` and ``dd.from_delayed``.
 
 Both talk to a local server (``fake_web.py``) that answers like the real
 sites, with 0.1 s of latency per request. Run: ``python examples/demo.py``.
@@ -12,8 +14,10 @@ sites, with 0.1 s of latency per request. Run: ``python examples/demo.py``.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
+import time
 import timeit
 from datetime import datetime
 
@@ -22,7 +26,7 @@ import requests
 from bs4 import BeautifulSoup
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shoal import Client, as_completed  # noqa: E402
+from shoal import Client, as_completed, compute, delayed  # noqa: E402
 
 from fake_web import serve  # noqa: E402
 
@@ -86,6 +90,16 @@ def scrape_tag(page_num, tag="dask", query_filter="Newest", pagesize=50):
     return pd.DataFrame(extract_url_and_parse_html(url))
 
 
+def inc(x):
+    time.sleep(0.2)  # the tutorial sleeps 1 s; 0.2 s keeps the demo short
+    return x + 1
+
+
+@delayed
+def scrape_tag_delayed(page_num, tag="dask", query_filter="Newest", pagesize=50):
+    return scrape_tag(page_num, tag, query_filter, pagesize)
+
+
 def timed(label, fn):
     t1 = timeit.default_timer()
     out = fn()
@@ -93,17 +107,36 @@ def timed(label, fn):
     return out
 
 
-def main():
-    params = pd.date_range(datetime(2020, 1, 1), periods=20).tolist()
+def blog(params):
     print("Blog: 20 HTTP calls (0.1 s each)")
-    seq = timed("for loop", lambda: [fetch_results(p) for p in params])
+    fcn = fetch_results
+    results_for = timed("for loop", lambda: [fcn(p) for p in params])
+    timed("map", lambda: list(map(fcn, params)))
+    with multiprocessing.Pool(8) as mp:
+        results_mp = timed("multiprocessing.Pool(8)", lambda: mp.map(fcn, params))
 
-    t1 = timeit.default_timer()
-    client = Client(n_workers=4)
-    print(f"  {'Client(n_workers=4) start':<34} {timeit.default_timer() - t1:6.2f} s   {client}")
-    par = timed("client.map + gather", lambda: client.gather(client.map(fetch_results, params)))
-    assert par == seq
+    def with_delayed():
+        # The blog's code, with `dask` replaced by shoal's names; no Client.
+        results_dask = list(map(delayed(fcn), params))
+        return compute(results_dask)[0]
 
+    results_dask = timed("delayed + compute (no Client)", with_delayed)
+    assert results_for == results_mp == results_dask
+
+
+def tutorial_recap(client):
+    print("Tutorial recap: inc sleeps 0.2 s")
+    future = client.submit(inc, 1)
+    assert future.result() == 2
+    futures = client.map(inc, range(8))
+    total = timed("client.submit(sum, client.map(inc))", client.submit(sum, futures).result)
+    assert total == 36
+    inc_d = delayed(inc)
+    results = [inc_d(x) for x in range(8)]
+    assert timed("sum of delayed inc, compute", sum(results).compute) == 36
+
+
+def tutorial_scrape(client):
     print("Tutorial: scrape and clean 32 listing pages into DataFrames")
     pd_res = timed("sequential", lambda: [scrape_tag(page) for page in range(1, 33)])
 
@@ -122,6 +155,9 @@ def main():
         lambda: client.gather(client.map(lambda p: scrape_tag(p, tag="python"), range(1, 33))),
     )
     print(res_py[0].head(3).to_string(max_colwidth=40))
+    res_d = [scrape_tag_delayed(page) for page in range(1, 33)]
+    (r,) = timed("delayed pages, compute", lambda: compute(res_d))
+    assert all(a.equals(b) for a, b in zip(r, pd_res))
 
     def views_as_completed():
         tot_views = 0
@@ -130,10 +166,28 @@ def main():
         return tot_views
 
     tot = timed("as_completed, sum of views", views_as_completed)
+    try:
+        import dask.dataframe as dd
+    except ImportError:
+        print("  (dask.dataframe not installed: skipping dd.from_delayed)")
+        return
+    t15 = client.map(scrape_tag, range(15))
+    test_del = dd.from_delayed(t15, meta=pd_res[0].head(0))
+    tot_dd = timed("dd.from_delayed, views sum", test_del["views"].sum().compute)
+    assert tot_dd == tot
     print(f"  total views over 15 pages: {tot}")
+
+
+def main():
+    blog(pd.date_range(datetime(2020, 1, 1), periods=20).tolist())
+    t1 = timeit.default_timer()
+    client = Client(n_workers=4)
+    print(f"{'Client(n_workers=4) start':<36} {timeit.default_timer() - t1:6.2f} s   {client}")
+    tutorial_recap(client)
+    tutorial_scrape(client)
     t1 = timeit.default_timer()
     client.shutdown()
-    print(f"  {'client.shutdown()':<34} {timeit.default_timer() - t1:6.2f} s")
+    print(f"{'client.shutdown()':<36} {timeit.default_timer() - t1:6.2f} s")
 
 
 if __name__ == "__main__":

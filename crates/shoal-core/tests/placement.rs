@@ -79,3 +79,46 @@ fn a_blocked_restricted_task_does_not_hold_up_others() {
     assert_eq!(env.state("b"), Some(Assigned(w1)));
     assert_eq!(env.state("pinned"), Some(Ready));
 }
+
+#[test]
+fn a_reduction_tree_runs_depth_first_and_holds_few_results() {
+    let mut env = Env::new();
+    // 64 leaves and their pairwise sums, in the post-order the client uses.
+    fn build(lo: usize, hi: usize, out: &mut Vec<env::TaskBuilder>) -> String {
+        if hi - lo == 1 {
+            let k = format!("l{lo}");
+            out.push(task(&k).unwanted());
+            return k;
+        }
+        let mid = (lo + hi) / 2;
+        let a = build(lo, mid, out);
+        let b = build(mid, hi, out);
+        let k = format!("s{lo}-{hi}");
+        out.push(task(&k).deps(&[&a, &b]).unwanted());
+        k
+    }
+    let mut specs = Vec::new();
+    let root = build(0, 64, &mut specs);
+    let keys: Vec<String> = specs.iter().map(|t| t.clone_key()).collect();
+    let last = specs.pop().expect("root");
+    specs.push(env::TaskBuilder::from_spec(shoal_proto::TaskSpec {
+        wanted: true,
+        ..last.build()
+    }));
+    env.submit(specs);
+    let w = env.worker(1);
+    let mut most_held = 0;
+    while env.state(&root) != Some(Memory) {
+        let running = keys
+            .iter()
+            .find(|k| env.state(k) == Some(Assigned(w)))
+            .cloned()
+            .expect("something runs");
+        env.finish_with(w, &running, 8, 10.0);
+        let held = keys.iter().filter(|k| env.state(k) == Some(Memory)).count();
+        most_held = most_held.max(held);
+    }
+    // Depth-first: about one result per level (6) plus the lookahead, never
+    // the 64 leaves a breadth-first order would hold.
+    assert!(most_held <= 8, "held {most_held} results at once");
+}

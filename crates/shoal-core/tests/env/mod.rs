@@ -52,6 +52,12 @@ impl TaskBuilder {
     pub fn build(self) -> TaskSpec {
         self.0
     }
+    pub fn clone_key(&self) -> String {
+        self.0.key.clone()
+    }
+    pub fn from_spec(spec: TaskSpec) -> Self {
+        TaskBuilder(spec)
+    }
 }
 
 /// The core plus everything it said so far.
