@@ -215,3 +215,11 @@ def test_a_long_chain_and_a_wide_reduction(client):
         x = delayed(inc)(x)
     assert x.compute() == 300
     assert tree_sum([delayed(inc)(i) for i in range(1000)]).compute() == sum(range(1, 1001))
+
+
+def test_dask_scheduler_names_are_accepted_and_unknown_ones_refused(client):
+    x = delayed(inc)(1)
+    assert x.compute(scheduler="threads") == 2
+    assert compute(x, scheduler="sync") == (2,)
+    with pytest.raises(ValueError, match="cannot run on"):
+        x.compute(scheduler="processes-on-mars")

@@ -66,11 +66,27 @@ def resolve_client(scheduler: Any = None) -> Client:
 
     if isinstance(scheduler, Client):
         return scheduler
-    if scheduler not in (None, "shoal", "distributed", "dask.distributed"):
+    if scheduler not in _SCHEDULER_NAMES:
         raise ValueError(
-            f"shoal cannot run on scheduler={scheduler!r}; pass a shoal Client or nothing"
+            f"shoal cannot run on scheduler={scheduler!r}; pass a shoal Client, or one of "
+            f"{sorted(n for n in _SCHEDULER_NAMES if n)}"
         )
     return _implicit_client()
+
+
+# Names Dask users pass as ``scheduler=``: all run on the default client, or
+# on the in-process cluster (threads) when there is none.
+_SCHEDULER_NAMES = {
+    None,
+    "shoal",
+    "distributed",
+    "dask.distributed",
+    "threads",
+    "threading",
+    "sync",
+    "synchronous",
+    "single-threaded",
+}
 
 
 def graph_specs(
