@@ -34,8 +34,11 @@ def _implicit_client() -> Client:
 
     The current default client if there is one; otherwise a cluster on
     threads of this process, started on first use and reused: it starts in
-    milliseconds, and like Dask's default threaded scheduler it suits the
-    I/O-bound tasks (HTTP calls) that lazy graphs are often made of.
+    milliseconds and, like Dask's default threaded scheduler, suits the
+    I/O-bound tasks (HTTP calls) that lazy graphs are often made of. It has
+    as many threads as ``concurrent.futures.ThreadPoolExecutor`` would
+    (``min(32, cpus + 4)``): enough to overlap waiting on I/O, while
+    CPU-bound Python gains nothing from more threads either way.
     """
     global _default_local
     from .client import Client, _current_default
@@ -48,7 +51,7 @@ def _implicit_client() -> Client:
             _default_local = Client(
                 processes=False,
                 n_workers=1,
-                threads_per_worker=os.cpu_count() or 1,
+                threads_per_worker=min(32, (os.cpu_count() or 1) + 4),
                 set_as_default=False,
             )
         return _default_local
