@@ -57,26 +57,6 @@ def _run_node(node: Any, values: dict) -> Any:
     return node(values)
 
 
-def _topological(dsk: Mapping, outputs: list[Any]) -> list[Any]:
-    """Keys of ``dsk`` needed for ``outputs``, dependencies first."""
-    order: list[Any] = []
-    seen: set[Any] = set()
-    stack: list[tuple[Any, bool]] = [(k, False) for k in reversed(outputs)]
-    while stack:
-        key, expanded = stack.pop()
-        if expanded:
-            order.append(key)
-            continue
-        if key in seen or key not in dsk:
-            continue
-        seen.add(key)
-        stack.append((key, True))
-        for d in dsk[key].dependencies:
-            if d not in seen:
-                stack.append((d, False))
-    return order
-
-
 def graph_to_delayed(dsk: Any, outputs: list[Any]) -> dict[Any, Delayed]:
     """Shoal nodes for the part of a dask graph the ``outputs`` need.
 
@@ -90,7 +70,10 @@ def graph_to_delayed(dsk: Any, outputs: list[Any]) -> dict[Any, Delayed]:
     dsk = convert_legacy_graph(dsk)
     run_node = _serialize.dumps_function(_run_node)
     nodes: dict[Any, Delayed] = {}
-    for key in _topological(dsk, outputs):
+    from ._graph import post_order
+
+    needed = post_order(outputs, lambda k: k, lambda k: dsk[k].dependencies if k in dsk else None)
+    for key in needed:
         node = dsk[key]
         name = stringify(key)
         if isinstance(node, DataNode):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import _engine
 from ._delayed import Delayed
@@ -92,31 +92,51 @@ _SCHEDULER_NAMES = {
 }
 
 
-def graph_specs(
-    roots: list[Any], wanted: set[str]
-) -> tuple[list[tuple[int, str, bytes]], list[Spec]]:
-    """Functions and task specs for every Delayed reachable from ``roots``,
-    dependencies first (depth-first post-order). Keys in ``wanted`` are the
-    ones the client will hold futures for.
+def post_order(
+    roots: list[Any], key: Callable[[Any], Any], children: Callable[[Any], Any]
+) -> list[Any]:
+    """Nodes reachable from ``roots``, each once, dependencies first
+    (iterative depth-first post-order: deep graphs never recurse).
+
+    ``children(node)`` gives a node's dependencies, or None for a node that is
+    not part of the graph (it is skipped).
     """
-    functions: dict[int, tuple[int, str, bytes]] = {}
-    specs: list[Spec] = []
-    seen: set[str] = set()
+    order: list[Any] = []
+    seen: set[Any] = set()
     stack: list[tuple[Any, bool]] = [(r, False) for r in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
-            specs.append(_spec(node, node._key in wanted, functions))
+            order.append(node)
             continue
-        if not isinstance(node, Delayed) or node._key in seen:
+        k = key(node)
+        if k in seen:
             continue
-        seen.add(node._key)
-        if node._future is not None:
-            continue  # persisted: its data is already in the cluster
+        seen.add(k)
+        kids = children(node)
+        if kids is None:
+            continue
         stack.append((node, True))
-        for d in reversed(node._deps):
-            if isinstance(d, Delayed) and d._key not in seen:
-                stack.append((d, False))
+        stack.extend((c, False) for c in reversed(list(kids)))
+    return order
+
+
+def _delayed_children(node: Any) -> Any:
+    if not isinstance(node, Delayed) or node._future is not None:
+        return None  # a future, or persisted: its data is already in the cluster
+    return [d for d in node._deps if isinstance(d, Delayed)]
+
+
+def graph_specs(
+    roots: list[Any], wanted: set[str]
+) -> tuple[list[tuple[int, str, bytes]], list[Spec]]:
+    """Functions and task specs for every Delayed reachable from ``roots``,
+    dependencies first. Keys in ``wanted`` are the ones the client will hold
+    futures for.
+    """
+    functions: dict[int, tuple[int, str, bytes]] = {}
+    nodes = post_order(roots, lambda n: n.key, _delayed_children)
+    specs = [_spec(n, n._key in wanted, functions) for n in nodes]
     return list(functions.values()), specs
 
 
