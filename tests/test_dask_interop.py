@@ -121,3 +121,11 @@ def test_shoal_imports_and_runs_without_dask():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
+
+
+def test_closing_an_older_client_keeps_the_newer_one_as_dasks_scheduler():
+    with Client(n_workers=1) as a:
+        with Client(n_workers=1) as b:
+            a.close()
+            assert dask.config.get("scheduler") is b
+        assert dask.config.get("scheduler", None) is not b

@@ -190,7 +190,6 @@ def delayed_graph(roots: list[Delayed]) -> dict[str, Any]:
 
 # ----- the default scheduler for dask -----------------------------------------
 
-_configured: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _pending: list[weakref.ref[Any]] = []
 
 
@@ -204,19 +203,24 @@ def set_default_scheduler(client: Any) -> None:
 
 
 def unset_default_scheduler(client: Any) -> None:
-    """Undo :func:`set_default_scheduler` when the client closes."""
+    """When ``client`` closes: if dask uses it, hand dask the current default
+    shoal client instead, or dask's own default if there is none.
+    """
     _pending[:] = [r for r in _pending if r() is not None and r() is not client]
-    ctx = _configured.pop(client, None)
-    if ctx is not None:
-        ctx.__exit__(None, None, None)
+    dask = sys.modules.get("dask")
+    if dask is None or not hasattr(dask, "config"):
+        return
+    if dask.config.get("scheduler", None) is client:
+        from .client import _current_default
+
+        dask.config.set(scheduler=_current_default())
 
 
 def _configure(client: Any) -> None:
     import dask
 
-    if client in _configured or client.status != "running":
-        return
-    _configured[client] = dask.config.set(scheduler=client)
+    if client.status == "running":
+        dask.config.set(scheduler=client)
 
 
 class _DaskImportHook(importlib.abc.MetaPathFinder):
