@@ -9,7 +9,6 @@ which ships the whole graph to the scheduler in one message.
 from __future__ import annotations
 
 import operator
-import uuid
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -275,7 +274,8 @@ def call(
     label = name or fn[1]
     frames, deps = _serialize.dumps_args(args, kwargs, label)
     if key is None:
-        key = f"{label}-{_engine.token(fn[0], frames)}" if pure else f"{label}-{uuid.uuid4()}"
+        token = _engine.token(fn[0], frames) if pure else _serialize.unique_token()
+        key = f"{label}-{token}"
     elif not isinstance(key, str):
         raise TypeError(f"dask_key_name must be a string, not {type(key).__name__}")
     return Delayed(key, fn, frames, tuple(deps), length)
@@ -294,7 +294,7 @@ def value_node(value: Any, key: str | None = None, length: int | None = None) ->
     frames, deps = _serialize.dumps_args((value,), {}, f"the value {key or type(value).__name__}")
     if deps:
         fn = _serialize.dumps_function(_identity)
-        key = key or f"{type(value).__name__}-{uuid.uuid4()}"
+        key = key or f"{type(value).__name__}-{_serialize.unique_token()}"
         return Delayed(key, fn, frames, tuple(deps), length)
     data = _serialize.dumps(value)
     key = key or f"{type(value).__name__}-{_engine.token(0, data)}"
@@ -321,9 +321,9 @@ def delayed(
         return lambda o: delayed(o, name=name, pure=pure, nout=nout, traverse=traverse)
     if isinstance(obj, Delayed):
         return obj
-    from ._dask_interop import is_dask_collection, wrap_collection
+    if not isinstance(obj, type) and callable(getattr(type(obj), "__dask_graph__", None)):
+        from ._dask_interop import wrap_collection
 
-    if is_dask_collection(obj):
         return wrap_collection(obj)
     if callable(obj):
         h, fname, _ = _serialize.dumps_function(obj)

@@ -223,7 +223,7 @@ class Client:
         h, name, functions = self._function(func)
         frames, deps = _serialize.dumps_args(args, kwargs, name)
         if key is None:
-            key = f"{name}-{_engine.token(h, frames) if pure else uuid.uuid4().hex}"
+            key = f"{name}-{_engine.token(h, frames) if pure else _serialize.unique_token()}"
         elif not isinstance(key, str):
             raise TypeError(f"key must be a string, not {type(key).__name__}")
         functions, specs = self._graphs_of(deps, functions)
@@ -302,7 +302,7 @@ class Client:
             elif pure:
                 k = f"{prefix}-{_engine.token(h, frames)}"
             else:
-                k = f"{prefix}-{uuid.uuid4().hex}"
+                k = f"{prefix}-{_serialize.unique_token()}"
             keys.append(k)
             all_frames.append(frames)
             all_deps.append(deps)
@@ -359,7 +359,7 @@ class Client:
                     f"Could not serialize scattered data of type {type(v).__name__}: {e}"
                 ) from e
             if k is None:
-                token = _engine.token(0, frames) if hash else uuid.uuid4().hex
+                token = _engine.token(0, frames) if hash else _serialize.unique_token()
                 k = f"{type(v).__name__}-{token}"
             keys.append(k)
             tasks.append((k, _engine.LITERAL_FUNC, frames, [], True, 0, 0, _as_workers(workers)))
