@@ -129,3 +129,12 @@ def test_closing_an_older_client_keeps_the_newer_one_as_dasks_scheduler():
             a.close()
             assert dask.config.get("scheduler") is b
         assert dask.config.get("scheduler", None) is not b
+
+
+def test_persist_of_a_dask_collection_keeps_its_values(dclient):
+    x = da.arange(100, chunks=10) * 2
+    (px,) = shoal.persist(x, scheduler=dclient)
+    assert isinstance(px, da.Array)
+    assert int(px.sum().compute()) == 9900
+    py = dclient.persist(db.from_sequence(range(10), npartitions=2).map(inc))
+    assert sorted(py.compute()) == list(range(1, 11))

@@ -230,13 +230,28 @@ def compute(
 def persist(*args: Any, traverse: bool = True, scheduler: Any = None, **kwargs: Any) -> tuple:
     """Start computing in the cluster; return Delayed objects backed by the
     results (one per argument, like :func:`compute`).
+
+    Dask collections are persisted by dask itself with the shoal client as
+    its scheduler: they come back holding their computed partitions.
     """
-    collections = [c for c in collect(args, traverse) if isinstance(c, Delayed)]
-    if not collections:
+    found = collect(args, traverse)
+    if not found:
         return args
     client = resolve_client(scheduler)
-    futures = submit_graph(client, collections)
-    values = {id(c): persisted(c, f) for c, f in zip(collections, futures)}
+    lazy = [c for c in found if isinstance(c, Delayed)]
+    futures = submit_graph(client, lazy)
+    values = {id(c): persisted(c, f) for c, f in zip(lazy, futures)}
+    others = [c for c in found if not isinstance(c, Delayed)]
+    if others:
+        import dask
+
+        # A plain function, not the client: dask hands a client with a
+        # `persist` method the job back, and that is this function.
+        def get(dsk: Any, keys: Any, **kw: Any) -> Any:
+            return client.get(dsk, keys, **kw)
+
+        for c, p in zip(others, dask.persist(*others, scheduler=get)):
+            values[id(c)] = p
     return tuple(_substitute(a, values, traverse) for a in args)
 
 
