@@ -202,3 +202,20 @@ def test_ctrl_c_interrupts_a_wait_for_a_result(tmp_path):
     assert proc.stdout.readline().strip() == "interrupted"
     gate.write_text("go")
     assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_standalone_scheduler_stops_on_a_signal_and_takes_its_workers(sig):
+    sched, address = _start_scheduler()
+    worker = _start_worker(address)
+    try:
+        with Client(address) as c:
+            c.wait_for_workers(1, timeout=30)
+            sched.send_signal(sig)
+            assert sched.wait(timeout=10) == 0
+            assert worker.wait(timeout=10) == 0
+    finally:
+        for p in (sched, worker):
+            if p.poll() is None:
+                p.kill()
+            p.wait()

@@ -21,10 +21,15 @@ def _scheduler(argv: list[str]) -> None:
         print(f"Scheduler at: {address}", flush=True)
 
     try:
+        # Returns after a client's shutdown, or after SIGINT/SIGTERM, once
+        # workers and clients have been told.
         _engine.run_scheduler(args.host, args.port, ready)
     except OSError as e:
         print(f"shoal scheduler: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        # Python saw the Ctrl-C too; the engine already shut down cleanly.
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:

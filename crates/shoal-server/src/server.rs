@@ -133,7 +133,8 @@ pub fn start(host: &str, port: u16) -> Result<ServerHandle, ServerError> {
 }
 
 /// Runs a scheduler on the calling thread until a client asks it to shut
-/// down. `on_ready` is called with the bound address.
+/// down, or the process gets SIGINT (Ctrl-C) or SIGTERM; either way workers
+/// and clients are told first. `on_ready` is called with the bound address.
 pub fn run_blocking(
     host: &str,
     port: u16,
@@ -144,9 +145,31 @@ pub fn run_blocking(
         let listener = bind(host, port).await?;
         on_ready(listener.local_addr().map_err(ServerError::Runtime)?);
         let (tx, rx) = unbounded_channel();
+        let stop = tx.clone();
+        tokio::spawn(async move {
+            termination().await;
+            tracing::info!("signal received; shutting down");
+            let _ = stop.send(Input::Stop);
+        });
         serve(listener, tx, rx).await;
         Ok(())
     })
+}
+
+/// Resolves on SIGINT or SIGTERM (never, if neither can be watched).
+async fn termination() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }
 
 async fn serve(listener: TcpListener, input: UnboundedSender<Input>, rx: UnboundedReceiver<Input>) {
