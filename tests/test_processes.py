@@ -68,6 +68,14 @@ def _start_scheduler():
     return proc, line.split(": ", 1)[1].strip()
 
 
+def _reap(*procs: subprocess.Popen) -> None:
+    """Kill whatever is still running and wait for every process."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
 def _start_worker(address, *args):
     return subprocess.Popen([PY, "-m", "shoal", "worker", address, *args], env=ENV)
 
@@ -88,10 +96,7 @@ def test_remote_cluster_from_the_command_line_and_sigkill_of_the_scheduler():
             with pytest.raises(OSError):
                 c.submit(inc, 1).result(timeout=10)
     finally:
-        for p in [sched, *workers]:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        _reap(sched, *workers)
 
 
 def test_shutdown_stops_a_remote_scheduler_and_its_workers():
@@ -105,10 +110,7 @@ def test_shutdown_stops_a_remote_scheduler_and_its_workers():
         assert sched.wait(timeout=10) == 0
         assert worker.wait(timeout=10) == 0
     finally:
-        for p in (sched, worker):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        _reap(sched, worker)
 
 
 def test_a_worker_without_a_scheduler_gives_up_clearly():
@@ -215,7 +217,4 @@ def test_a_standalone_scheduler_stops_on_a_signal_and_takes_its_workers(sig):
             assert sched.wait(timeout=10) == 0
             assert worker.wait(timeout=10) == 0
     finally:
-        for p in (sched, worker):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        _reap(sched, worker)
