@@ -1,15 +1,17 @@
 //! The worker's networking: the scheduler link, the data server, and fetching
 //! of inputs from peers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    get_data, read_frame, write_frame, ComputeTask, DataResponse, GetData, SchedulerToWorker,
-    WorkerToScheduler, LITERAL_FUNC,
+    get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, GetData,
+    SchedulerToWorker, WorkerToScheduler, LITERAL_FUNC,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinSet;
 
 use crate::runtime::{Shared, INLINE_LIMIT};
 use crate::state::ReadyTask;
@@ -135,12 +137,7 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
     }
     let shared = shared.clone();
     tokio::spawn(async move {
-        let mut lost = Vec::new();
-        for dep in missing {
-            if !fetch_one(&shared, &dep.key, &dep.holders).await {
-                lost.push(dep.key);
-            }
-        }
+        let lost = fetch_all(&shared, missing).await;
         if lost.is_empty() {
             push_ready(&shared, ready);
         } else {
@@ -162,7 +159,54 @@ fn push_ready(shared: &Shared, mut t: ReadyTask) {
     shared.work.notify_one();
 }
 
-/// Fetches `key` from the first holder that has it; true on success.
+/// Fetches every missing input of a task: one request per holder, all
+/// holders at once; a key its first holder lacked is then tried at its other
+/// holders. Returns the keys no holder had.
+async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> Vec<String> {
+    let mut by_holder: HashMap<String, Vec<String>> = HashMap::new();
+    let mut fallback: Vec<(String, Vec<String>)> = Vec::with_capacity(missing.len());
+    for dep in missing {
+        let rest = match dep.holders.split_first() {
+            Some((first, rest)) => {
+                by_holder
+                    .entry(first.clone())
+                    .or_default()
+                    .push(dep.key.clone());
+                rest.to_vec()
+            }
+            None => Vec::new(),
+        };
+        fallback.push((dep.key, rest));
+    }
+    let mut requests = JoinSet::new();
+    for (addr, keys) in by_holder {
+        requests.spawn(async move { get_data(&addr, keys, FETCH_TIMEOUT).await });
+    }
+    while let Some(done) = requests.join_next().await {
+        match done {
+            Ok(Ok(items)) => {
+                let mut st = shared.state.lock();
+                for (k, v) in items {
+                    if let Some(p) = v {
+                        st.store.insert(k, p);
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("fetching inputs: {e}"),
+            Err(e) => tracing::warn!("fetching inputs: {e}"),
+        }
+    }
+    let mut lost = Vec::new();
+    for (key, others) in fallback {
+        if !fetch_one(shared, &key, &others).await {
+            lost.push(key);
+        }
+    }
+    lost
+}
+
+/// Fetches `key` from the first holder that has it; true on success (also
+/// if it is already here).
 async fn fetch_one(shared: &Shared, key: &str, holders: &[String]) -> bool {
     for h in holders {
         if shared.state.lock().store.contains_key(key) {
