@@ -53,22 +53,32 @@ def wait(
         for core, group in groups.values():
             if not core.wait([f.key for f in group], timeout):
                 raise TimeoutError(f"futures not done within {timeout} s")
-    elif fs and not any(f.done() for f in fs) or return_when == FIRST_EXCEPTION:
-        queue = _engine.CompletionQueue()
-        for core, group in groups.values():
-            core.watch([f.key for f in group], queue)
-        remaining = {f.key for f in fs}
-        while remaining:
-            key = queue.pop(timeout)
-            if key is None:
-                break
-            remaining.discard(key)
-            if return_when == FIRST_COMPLETED:
-                break
-            if any(f.key == key and f.status == "error" for f in fs):
-                break
+    else:
+        _wait_first(fs, groups, timeout, return_when)
     done = {f for f in fs if f.done()}
     return DoneAndNotDoneFutures(done, set(fs) - done)
+
+
+def _wait_first(fs: list[Future], groups: dict, timeout: float | None, return_when: str) -> None:
+    """Block until one future is done (FIRST_COMPLETED) or one erred or all
+    are done (FIRST_EXCEPTION), or ``timeout`` passes.
+    """
+    by_key = {f.key: f for f in fs}
+    if return_when == FIRST_COMPLETED and any(f.done() for f in fs):
+        return
+    if return_when == FIRST_EXCEPTION and any(f.status == "error" for f in fs):
+        return
+    queue = _engine.CompletionQueue()
+    for core, group in groups.values():
+        core.watch([f.key for f in group], queue)
+    remaining = set(by_key)
+    while remaining:
+        key = queue.pop(timeout)
+        if key is None:
+            return
+        remaining.discard(key)
+        if return_when == FIRST_COMPLETED or by_key[key].status == "error":
+            return
 
 
 class as_completed(Iterator[Any]):

@@ -152,8 +152,6 @@ class Delayed:
     def __bool__(self) -> bool:
         raise TypeError("Truth of Delayed objects is not supported")
 
-    __nonzero__ = __bool__
-
     def __call__(
         self, *args: Any, pure: bool | None = None, dask_key_name: str | None = None, **kwargs: Any
     ) -> Delayed:

@@ -172,10 +172,10 @@ class CallbackRunner:
         self._core.watch([future.key], self._queue)
 
     def _run(self) -> None:
-        while not self._closed:
-            key = self._queue.pop(0.5)
-            if key is None:
-                continue
+        while True:
+            key = self._queue.pop(None)
+            if self._closed:
+                return
             with self._lock:
                 entries = self._pending.pop(key, [])
             for fut, fn in entries:
@@ -188,3 +188,4 @@ class CallbackRunner:
 
     def close(self) -> None:
         self._closed = True
+        self._queue.push("")  # wake the thread so it sees the flag

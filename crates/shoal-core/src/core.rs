@@ -11,8 +11,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 use shoal_proto::{
     ClientId, ClientToScheduler, FuncHash, FunctionDef, SchedulerToClient, SchedulerToWorker,
-    TaskError, TaskId, TaskSpec, WorkerId, WorkerInfo, WorkerStatus, WorkerToScheduler,
-    LITERAL_FUNC,
+    TaskError, TaskId, TaskSpec, WorkerId, WorkerStatus, WorkerToScheduler, LITERAL_FUNC,
 };
 
 use crate::events::{Command, Event};
@@ -178,11 +177,6 @@ impl Core {
     /// How many tasks are assigned to worker `w`.
     pub fn assigned_to(&self, w: WorkerId) -> usize {
         self.workers.get(&w).map_or(0, |w| w.assigned.len())
-    }
-
-    /// Information about every connected worker.
-    pub fn worker_infos(&self) -> Vec<WorkerInfo> {
-        self.workers.values().map(|w| w.info.clone()).collect()
     }
 
     // ----- clients -------------------------------------------------------

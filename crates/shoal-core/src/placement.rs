@@ -82,7 +82,7 @@ impl Core {
             let Some(entry) = self.ready.pop() else {
                 break;
             };
-            let id = entry_id(&entry);
+            let id = entry.id;
             match self.tasks.get(&id) {
                 Some(t) if t.state == TaskState::Ready => {}
                 _ => continue,
@@ -174,8 +174,4 @@ impl Core {
             }),
         ));
     }
-}
-
-fn entry_id(e: &ReadyEntry) -> TaskId {
-    e.id
 }
