@@ -1,10 +1,16 @@
-//! The client's table of keys.
+//! The client's table of keys and what the scheduler told it about them.
+//!
+//! Only this module changes an entry's status. The network thread applies
+//! scheduler messages with [`State::apply`]; the blocking API reads entries
+//! with [`State::collect`] and reports results that vanished from their
+//! holders with [`State::lost`] — the same path a `KeyLost` message takes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use shoal_proto::{Payload, TaskError};
+use shoal_proto::{FuncHash, Payload, SchedulerToClient, TaskError, WorkerInfo, WorkerStatus};
 
+use crate::api::{ClientError, Outcome};
 use crate::queue::CompletionQueue;
 
 /// Where a key is, as far as this client knows.
@@ -67,6 +73,240 @@ impl KeyEntry {
             w.push(key.to_string());
         }
     }
+
+    /// The result held remotely is gone: wait for it to be computed again.
+    /// A result that came inline is still here, so it stays.
+    fn lost(&mut self) {
+        if self.status == KeyStatus::Finished && self.inline.is_none() {
+            self.status = KeyStatus::Pending;
+            self.holders.clear();
+        }
+    }
+
+    /// Whether scheduler reports about this key still matter to us.
+    fn listening(&self) -> bool {
+        self.status != KeyStatus::Cancelled && self.wanted
+    }
 }
 
-pub(crate) type Table = HashMap<String, KeyEntry>;
+/// What [`State::collect`] found.
+pub(crate) enum Collected {
+    /// Every key is done: outcomes, with `None` where the value must be
+    /// fetched from the worker at the address given in `remote`.
+    Done {
+        outcomes: Vec<Option<Outcome>>,
+        /// Holder address -> (position, key) of values to fetch there.
+        remote: BTreeMap<String, Vec<(usize, String)>>,
+    },
+    /// Some key is pending again (its result was lost meanwhile).
+    NotReady,
+}
+
+/// Everything the client knows, behind one lock.
+pub(crate) struct State {
+    pub keys: HashMap<String, KeyEntry>,
+    pub workers: BTreeMap<String, WorkerInfo>,
+    pub sent_functions: HashSet<FuncHash>,
+    /// Set once the connection is gone, with the reason.
+    pub broken: Option<ClientError>,
+    pub shutting_down: bool,
+    /// How many `Identity` answers arrived, and the latest.
+    pub identities: u64,
+    pub identity: (Vec<WorkerStatus>, u64),
+}
+
+impl State {
+    pub fn new() -> Self {
+        State {
+            keys: HashMap::new(),
+            workers: BTreeMap::new(),
+            sent_functions: HashSet::new(),
+            broken: None,
+            shutting_down: false,
+            identities: 0,
+            identity: (Vec::new(), 0),
+        }
+    }
+
+    /// Errs if the connection is gone.
+    pub fn check(&self) -> Result<(), ClientError> {
+        match &self.broken {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies one message from the scheduler.
+    pub fn apply(&mut self, msg: SchedulerToClient) {
+        match msg {
+            SchedulerToClient::KeyMemory {
+                key,
+                nbytes,
+                type_name,
+                inline,
+                holders,
+            } => {
+                if let Some(e) = self.keys.get_mut(&key).filter(|e| e.listening()) {
+                    e.nbytes = nbytes;
+                    e.type_name = type_name;
+                    e.holders = holders;
+                    if inline.is_some() {
+                        e.inline = inline;
+                    }
+                    e.error = None;
+                    e.complete(&key, KeyStatus::Finished);
+                }
+            }
+            SchedulerToClient::KeyErred { key, error } => {
+                if let Some(e) = self.keys.get_mut(&key).filter(|e| e.listening()) {
+                    e.error = Some(error);
+                    e.complete(&key, KeyStatus::Erred);
+                }
+            }
+            SchedulerToClient::KeyLost { key } => self.lost(&[key]),
+            SchedulerToClient::Identity { workers, tasks } => {
+                self.identities += 1;
+                self.workers = workers
+                    .iter()
+                    .map(|w| (w.info.data_address.clone(), w.info.clone()))
+                    .collect();
+                self.identity = (workers, tasks);
+            }
+            SchedulerToClient::WorkerAdded(info) => {
+                self.workers.insert(info.data_address.clone(), info);
+            }
+            SchedulerToClient::WorkerRemoved { data_address } => {
+                self.workers.remove(&data_address);
+            }
+            SchedulerToClient::ShuttingDown => {
+                self.broken = Some(ClientError::Disconnected("the scheduler shut down".into()));
+            }
+        }
+    }
+
+    /// These keys' remote results are gone (the scheduler said so, or no
+    /// holder had them): they are pending until computed again.
+    pub fn lost(&mut self, keys: &[String]) {
+        for k in keys {
+            if let Some(e) = self.keys.get_mut(k) {
+                e.lost();
+            }
+        }
+    }
+
+    /// What each key came to, if all are done.
+    pub fn collect(&self, keys: &[String]) -> Result<Collected, ClientError> {
+        let mut outcomes = Vec::with_capacity(keys.len());
+        let mut remote: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            let e = self
+                .keys
+                .get(k)
+                .ok_or_else(|| ClientError::UnknownKey(k.clone()))?;
+            outcomes.push(match e.status {
+                KeyStatus::Pending => return Ok(Collected::NotReady),
+                KeyStatus::Erred => Some(Outcome::Error(
+                    e.error.clone().unwrap_or_else(|| lost_error(k)),
+                )),
+                KeyStatus::Cancelled => Some(Outcome::Cancelled),
+                KeyStatus::Finished => match (&e.inline, e.holders.first()) {
+                    (Some(p), _) => Some(Outcome::Value(p.clone())),
+                    (None, Some(holder)) => {
+                        remote
+                            .entry(holder.clone())
+                            .or_default()
+                            .push((i, k.clone()));
+                        None
+                    }
+                    (None, None) => Some(Outcome::Error(lost_error(k))),
+                },
+            });
+        }
+        Ok(Collected::Done { outcomes, remote })
+    }
+
+    /// Errs every pending key; `type_name` is the Python exception to raise.
+    pub fn fail_pending(&mut self, type_name: &str, reason: &str) {
+        for (k, e) in self.keys.iter_mut() {
+            if e.status == KeyStatus::Pending {
+                e.error = Some(TaskError::Raised {
+                    exception: Payload::default(),
+                    type_name: type_name.into(),
+                    message: format!("{k} was not computed: {reason}"),
+                    traceback: String::new(),
+                });
+                e.complete(k, KeyStatus::Erred);
+            }
+        }
+    }
+}
+
+fn lost_error(key: &str) -> TaskError {
+    TaskError::Raised {
+        exception: Payload::default(),
+        type_name: "RuntimeError".into(),
+        message: format!("the result of {key} is unavailable"),
+        traceback: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished_remotely(st: &mut State, key: &str) {
+        st.keys.insert(key.into(), KeyEntry::new());
+        st.apply(SchedulerToClient::KeyMemory {
+            key: key.into(),
+            nbytes: 1 << 20,
+            type_name: "bytes".into(),
+            inline: None,
+            holders: vec!["127.0.0.1:9".into()],
+        });
+    }
+
+    /// `wait` saw the key finished and let go of the lock; a `KeyLost`
+    /// arrived before `gather` took it again. `gather` must wait again, not
+    /// assume every key is done.
+    #[test]
+    fn a_key_lost_between_wait_and_gather_is_not_ready() {
+        let mut st = State::new();
+        finished_remotely(&mut st, "big");
+        let keys = vec!["big".to_string()];
+        assert!(matches!(
+            st.collect(&keys),
+            Ok(Collected::Done { ref remote, .. }) if remote.len() == 1
+        ));
+        st.apply(SchedulerToClient::KeyLost { key: "big".into() });
+        assert!(matches!(st.collect(&keys), Ok(Collected::NotReady)));
+        // Then the recomputed result arrives.
+        st.apply(SchedulerToClient::KeyMemory {
+            key: "big".into(),
+            nbytes: 3,
+            type_name: "bytes".into(),
+            inline: Some(Payload::single(bytes::Bytes::from_static(b"abc"))),
+            holders: vec!["127.0.0.1:10".into()],
+        });
+        assert!(matches!(
+            st.collect(&keys),
+            Ok(Collected::Done { ref remote, .. }) if remote.is_empty()
+        ));
+    }
+
+    #[test]
+    fn an_inline_result_survives_the_loss_of_its_holder() {
+        let mut st = State::new();
+        st.keys.insert("small".into(), KeyEntry::new());
+        st.apply(SchedulerToClient::KeyMemory {
+            key: "small".into(),
+            nbytes: 1,
+            type_name: "int".into(),
+            inline: Some(Payload::single(bytes::Bytes::from_static(b"1"))),
+            holders: vec!["127.0.0.1:9".into()],
+        });
+        st.apply(SchedulerToClient::KeyLost {
+            key: "small".into(),
+        });
+        assert_eq!(st.keys["small"].status, KeyStatus::Finished);
+    }
+}

@@ -5,11 +5,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use shoal_client::{ClientConfig, ClientCore, CompletionQueue, Outcome};
+use shoal_client::{ClientConfig, ClientCore, ClientError, CompletionQueue, Outcome};
 use shoal_proto::{FunctionDef, Payload, TaskError, TaskSpec, LITERAL_FUNC};
 use shoal_worker::{WorkerConfig, WorkerRuntime};
 
 const CONCAT: u64 = 7;
+
+/// Runs a test body on its own thread and fails the test if it has not
+/// finished within `secs`: a hang is a bug, reported as one.
+fn within<T: Send + 'static>(secs: u64, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("hung for {secs} s"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the test body panicked"),
+    }
+}
 const FAIL: u64 = 8;
 
 fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
@@ -115,82 +129,111 @@ fn value(o: &Outcome) -> Vec<u8> {
 
 #[test]
 fn tasks_run_across_workers_and_results_come_back() {
-    let (_server, _workers, client) = cluster(2);
+    within(60, || {
+        let (_server, _workers, client) = cluster(2);
 
-    let mut specs: Vec<TaskSpec> = (0..50)
-        .map(|i| spec(&format!("t{i}"), format!("{i},").as_bytes(), &[]))
-        .collect();
-    specs.push(spec("sum", b"sum:", &["t1", "t2", "t3"]));
-    client.submit(funcs(), specs).unwrap();
-    let keys: Vec<String> = (0..50)
-        .map(|i| format!("t{i}"))
-        .chain(["sum".to_string()])
-        .collect();
-    let out = client
-        .gather(&keys, Some(Duration::from_secs(20)))
-        .unwrap()
-        .expect("no timeout");
-    assert_eq!(value(&out[7]), b"7,");
-    assert_eq!(value(&out[50]), b"sum:1,2,3,");
+        let mut specs: Vec<TaskSpec> = (0..50)
+            .map(|i| spec(&format!("t{i}"), format!("{i},").as_bytes(), &[]))
+            .collect();
+        specs.push(spec("sum", b"sum:", &["t1", "t2", "t3"]));
+        client.submit(funcs(), specs).unwrap();
+        let keys: Vec<String> = (0..50)
+            .map(|i| format!("t{i}"))
+            .chain(["sum".to_string()])
+            .collect();
+        let out = client
+            .gather(&keys, Some(Duration::from_secs(20)))
+            .unwrap()
+            .expect("no timeout");
+        assert_eq!(value(&out[7]), b"7,");
+        assert_eq!(value(&out[50]), b"sum:1,2,3,");
 
-    // as_completed-style watching.
-    let q = Arc::new(CompletionQueue::default());
-    client
-        .submit(funcs(), vec![spec("late", b"x", &[])])
-        .unwrap();
-    client.watch(&["late".to_string(), "t0".to_string()], &q);
-    let mut seen = vec![
-        q.pop(Some(Duration::from_secs(10))).unwrap(),
-        q.pop(Some(Duration::from_secs(10))).unwrap(),
-    ];
-    seen.sort();
-    assert_eq!(seen, vec!["late".to_string(), "t0".to_string()]);
+        // as_completed-style watching.
+        let q = Arc::new(CompletionQueue::default());
+        client
+            .submit(funcs(), vec![spec("late", b"x", &[])])
+            .unwrap();
+        client.watch(&["late".to_string(), "t0".to_string()], &q);
+        let mut seen = vec![
+            q.pop(Some(Duration::from_secs(10))).unwrap(),
+            q.pop(Some(Duration::from_secs(10))).unwrap(),
+        ];
+        seen.sort();
+        assert_eq!(seen, vec!["late".to_string(), "t0".to_string()]);
+    });
 }
 
 #[test]
 fn errors_and_scattered_data() {
-    let (_server, _workers, client) = cluster(1);
-    let mut bad = spec("bad", b"", &[]);
-    bad.func = FAIL;
-    let mut lit = spec("data", b"scattered", &[]);
-    lit.func = LITERAL_FUNC;
-    client
-        .submit(funcs(), vec![bad, lit, spec("use", b"use:", &["data"])])
-        .unwrap();
-    let keys = vec!["bad".to_string(), "data".to_string(), "use".to_string()];
-    let out = client
-        .gather(&keys, Some(Duration::from_secs(20)))
-        .unwrap()
-        .unwrap();
-    assert!(
-        matches!(&out[0], Outcome::Error(TaskError::Raised { type_name, .. }) if type_name == "ValueError")
-    );
-    assert_eq!(value(&out[1]), b"scattered");
-    assert_eq!(value(&out[2]), b"use:scattered");
+    within(60, || {
+        let (_server, _workers, client) = cluster(1);
+        let mut bad = spec("bad", b"", &[]);
+        bad.func = FAIL;
+        let mut lit = spec("data", b"scattered", &[]);
+        lit.func = LITERAL_FUNC;
+        client
+            .submit(funcs(), vec![bad, lit, spec("use", b"use:", &["data"])])
+            .unwrap();
+        let keys = vec!["bad".to_string(), "data".to_string(), "use".to_string()];
+        let out = client
+            .gather(&keys, Some(Duration::from_secs(20)))
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&out[0], Outcome::Error(TaskError::Raised { type_name, .. }) if type_name == "ValueError")
+        );
+        assert_eq!(value(&out[1]), b"scattered");
+        assert_eq!(value(&out[2]), b"use:scattered");
+    });
 }
 
 #[test]
 fn large_results_are_fetched_from_the_worker() {
-    let (_server, _workers, client) = cluster(1);
-    let big = vec![b'z'; 1 << 20];
-    client
-        .submit(funcs(), vec![spec("big", &big, &[])])
-        .unwrap();
-    let out = client
-        .gather(&["big".to_string()], Some(Duration::from_secs(20)))
-        .unwrap()
-        .unwrap();
-    assert_eq!(value(&out[0]).len(), 1 << 20);
+    within(60, || {
+        let (_server, _workers, client) = cluster(1);
+        let big = vec![b'z'; 1 << 20];
+        client
+            .submit(funcs(), vec![spec("big", &big, &[])])
+            .unwrap();
+        let out = client
+            .gather(&["big".to_string()], Some(Duration::from_secs(20)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(value(&out[0]).len(), 1 << 20);
+    });
 }
 
 #[test]
 fn connecting_to_nothing_fails_within_the_timeout() {
-    let err = ClientCore::connect(ClientConfig {
-        address: "tcp://127.0.0.1:1".into(),
-        name: "test".into(),
-        connect_timeout: Duration::from_secs(2),
-    })
-    .err()
-    .expect("no scheduler there");
-    assert!(err.to_string().contains("could not connect"), "{err}");
+    within(60, || {
+        let err = ClientCore::connect(ClientConfig {
+            address: "tcp://127.0.0.1:1".into(),
+            name: "test".into(),
+            connect_timeout: Duration::from_secs(2),
+        })
+        .err()
+        .expect("no scheduler there");
+        assert!(err.to_string().contains("could not connect"), "{err}");
+    });
+}
+
+#[test]
+fn a_fetch_after_the_scheduler_is_gone_fails_instead_of_hanging() {
+    within(60, || {
+        let (mut server, _workers, client) = cluster(1);
+        let big = vec![b'z'; 1 << 20];
+        client
+            .submit(funcs(), vec![spec("big", &big, &[])])
+            .unwrap();
+        let keys = vec!["big".to_string()];
+        assert!(client.wait(&keys, Some(Duration::from_secs(20))).unwrap());
+        server.stop();
+        // Blocks until the client has seen the connection end.
+        let seen = client.wait_for_workers(usize::MAX, &[], Some(Duration::from_secs(20)));
+        assert!(seen.is_err(), "the client notices the scheduler is gone");
+        // The result lives on a worker; the client's network thread, which
+        // would fetch it, has ended with the connection.
+        let got = client.gather(&keys, None);
+        assert!(matches!(got, Err(ClientError::Disconnected(_))), "{got:?}");
+    });
 }

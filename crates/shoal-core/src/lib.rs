@@ -6,13 +6,18 @@
 //! reads no clock and spawns nothing, so every transition can be driven and
 //! checked from unit tests. The server crate wraps it in a thin tokio shell.
 
+mod client_events;
 mod core;
 mod events;
+mod invariants;
 mod keys;
+mod lifecycle;
 mod placement;
 mod steal;
 mod task;
 mod worker;
+mod worker_events;
 
 pub use crate::core::{Core, CoreConfig, TaskStateKind};
 pub use events::{Command, Event};
+pub use invariants::InvariantViolation;

@@ -31,6 +31,10 @@ impl ReadyEntry {
             id,
         }
     }
+
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
 }
 
 impl Ord for ReadyEntry {
@@ -127,12 +131,14 @@ impl Core {
     }
 
     fn assign(&mut self, id: TaskId, w: WorkerId, out: &mut Vec<Command>) {
-        let t = self.tasks.get_mut(&id).expect("ready task exists");
-        t.state = TaskState::Assigned {
-            worker: w,
-            started: false,
-        };
-        let func = t.func;
+        self.transition(
+            id,
+            TaskState::Assigned {
+                worker: w,
+                started: false,
+            },
+        );
+        let func = self.tasks[&id].func;
         let worker = self.workers.get_mut(&w).expect("picked worker exists");
         worker.assigned.insert(id);
         if func != shoal_proto::LITERAL_FUNC && worker.functions.insert(func) {

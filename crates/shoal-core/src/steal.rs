@@ -4,7 +4,7 @@
 //! for the scheduler. When one of those queues sits behind a long task while
 //! another worker has nothing to do, the scheduler asks the busy worker to
 //! give tasks back (`Steal`). The worker answers with the ones that had not
-//! started (`Released`); only those are scheduled again, so a task never runs
+//! started (`GaveBack`); only those are scheduled again, so a task never runs
 //! twice. One request is in flight at a time.
 
 use shoal_proto::{SchedulerToWorker, TaskId, WorkerId};
@@ -83,18 +83,14 @@ impl Core {
     }
 
     /// A worker gave tasks back: queue them again.
-    pub(crate) fn released(&mut self, w: WorkerId, ids: Vec<TaskId>, out: &mut Vec<Command>) {
+    pub(crate) fn gave_back(&mut self, w: WorkerId, ids: Vec<TaskId>, out: &mut Vec<Command>) {
         if let Some(wk) = self.workers.get_mut(&w) {
             wk.steal_requests = wk.steal_requests.saturating_sub(1);
             // The tasks not given back have started; they stay.
             wk.stealing.clear();
         }
         for id in ids {
-            let assigned_here = matches!(
-                self.tasks.get(&id).map(|t| &t.state),
-                Some(TaskState::Assigned { worker, .. }) if *worker == w
-            );
-            if assigned_here {
+            if self.is_assigned_to(id, w) {
                 self.forget_assignment(w, id);
                 self.reschedule(id, out);
             }

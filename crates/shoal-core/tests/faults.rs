@@ -164,7 +164,7 @@ fn unneeded_data_on_a_lost_worker_is_just_forgotten() {
     let w1 = env.worker(1);
     env.submit(vec![task("a")]);
     env.finish(w1, "a");
-    env.release(&["a"]);
+    env.disown(&["a"]);
     env.lose(w1);
     assert_eq!(env.core.task_count(), 0);
 }
@@ -201,11 +201,13 @@ fn missing_dependencies_reported_by_a_worker_are_recomputed() {
 fn a_result_from_a_superseded_assignment_is_accepted() {
     let mut env = Env::new();
     let w1 = env.worker(1);
-    env.submit(vec![task("a")]);
-    let a = env.id("a");
+    env.submit(vec![task("a"), task("b")]);
+    assert_eq!(env.state("a"), Some(Assigned(w1)));
+    assert_eq!(env.state("b"), Some(Assigned(w1)));
     let w2 = env.worker(1);
-    // Pretend a was lost from w1's view and rescheduled: simulate by the
-    // worker reporting the finish while the scheduler already moved it.
+    // w1 reports a's inputs missing: the scheduler takes a back and, w1
+    // still being busy with b, gives it to w2.
+    let a = env.id("a");
     env.event(shoal_core::Event::FromWorker(
         w1,
         WorkerToScheduler::MissingDeps {
@@ -213,8 +215,16 @@ fn a_result_from_a_superseded_assignment_is_accepted() {
             keys: vec![],
         },
     ));
-    assert!(matches!(env.state("a"), Some(Assigned(_))));
+    assert_eq!(env.state("a"), Some(Assigned(w2)), "a moved to w2");
+    env.take();
+    // w1 had computed a after all: its result is valid and taken, and w2 is
+    // told to drop its copy of the assignment.
     env.finish(w1, "a");
     assert_eq!(env.state("a"), Some(Memory));
-    assert_eq!(env.core.assigned_to(w1) + env.core.assigned_to(w2), 0);
+    assert_eq!(env.core.holders_of("a"), vec![w1]);
+    assert_eq!(env.core.assigned_to(w2), 0);
+    let cancelled = env.take().into_iter().any(|c| {
+        matches!(c, Command::ToWorker(w, SchedulerToWorker::Cancel { ids }) if w == w2 && ids == vec![a])
+    });
+    assert!(cancelled, "w2 is told to drop a");
 }

@@ -88,7 +88,7 @@ fn an_intermediate_is_freed_once_its_dependents_are_done_and_forgotten_with_them
         Some(Released),
         "kept to recompute b if needed"
     );
-    env.release(&["b"]);
+    env.disown(&["b"]);
     assert_eq!(env.frees(), vec![(w, "b".to_string())]);
     assert_eq!(env.core.task_count(), 0);
 }
@@ -100,7 +100,7 @@ fn releasing_a_pending_task_cancels_it_on_its_worker() {
     env.submit(vec![task("a")]);
     let id = env.id("a");
     env.take();
-    env.release(&["a"]);
+    env.disown(&["a"]);
     let cmds = env.take();
     assert!(cmds.contains(&Command::ToWorker(
         w,
@@ -116,7 +116,7 @@ fn a_result_arriving_for_a_forgotten_task_is_ignored() {
     let w = env.worker(1);
     env.submit(vec![task("a")]);
     let id = env.id("a");
-    env.release(&["a"]);
+    env.disown(&["a"]);
     env.take();
     env.event(shoal_core::Event::FromWorker(
         w,
@@ -147,9 +147,9 @@ fn equal_keys_run_once_and_a_late_asker_learns_where_the_data_is() {
         Command::ToClient(2, SchedulerToClient::KeyMemory { key, inline: None, holders, .. })
             if key == "a" && holders.len() == 1)));
     // Both clients hold it: one release keeps it.
-    env.release(&["a"]);
+    env.disown(&["a"]);
     assert_eq!(env.state("a"), Some(Memory));
-    env.send(2, ClientToScheduler::Release(vec!["a".into()]));
+    env.send(2, ClientToScheduler::Disown(vec!["a".into()]));
     assert_eq!(env.state("a"), None);
 }
 
@@ -201,7 +201,7 @@ fn a_released_key_submitted_again_is_recomputed_from_released_inputs() {
     env.take();
     // b's data is released but c keeps a's spec alive; asking for b again
     // after release works from the spec.
-    env.release(&["b"]);
+    env.disown(&["b"]);
     env.submit(vec![task("b").deps(&["a"])]);
     let computes: Vec<String> = env.computes().into_iter().map(|(_, k)| k).collect();
     assert_eq!(computes, vec!["a".to_string()]);
@@ -222,7 +222,7 @@ fn a_long_chain_is_released_and_forgotten_without_recursion() {
     }
     env.submit(specs);
     env.take();
-    env.release(&[&names[n - 1]]);
+    env.disown(&[&names[n - 1]]);
     assert_eq!(env.core.task_count(), 0);
     assert_eq!(env.core.assigned_to(w), 0);
 }

@@ -49,7 +49,7 @@ fn an_idle_worker_steals_what_queues_behind_a_long_task() {
     assert_eq!(env.state(queued[0]), Some(Assigned(busy)));
     env.event(Event::FromWorker(
         busy,
-        WorkerToScheduler::Released {
+        WorkerToScheduler::GaveBack {
             ids: vec![env.id(queued[0])],
         },
     ));
@@ -68,7 +68,7 @@ fn a_task_that_started_before_the_answer_stays_put() {
     // w1 started q meanwhile and gives nothing back.
     env.event(Event::FromWorker(
         w1,
-        WorkerToScheduler::Released { ids: vec![] },
+        WorkerToScheduler::GaveBack { ids: vec![] },
     ));
     assert_eq!(env.state("q"), Some(Assigned(w1)));
     assert_eq!(env.core.assigned_to(w2), 0);

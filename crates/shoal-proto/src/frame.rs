@@ -62,9 +62,13 @@ where
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLarge(len));
     }
+    // Grow the buffer as bytes arrive, never by what the peer announced: a
+    // length prefix alone must not reserve memory.
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf).await?;
+    let got = (&mut *r).take(len as u64).read_to_end(buf).await?;
+    if got != len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(rmp_serde::from_slice(buf)?))
 }
 

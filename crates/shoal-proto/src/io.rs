@@ -78,7 +78,7 @@ impl<'a> FrameBuilder<'a> {
             Ok(()) => self.count += 1,
             Err(e) => {
                 self.buf.truncate(mark);
-                eprintln!("shoal: dropping a message that could not be encoded: {e}");
+                tracing::warn!("dropping a message that could not be encoded: {e}");
             }
         }
     }
@@ -131,7 +131,8 @@ pub async fn reader<R, M, E>(
             }
             Ok(None) => break,
             Err(e) => {
-                eprintln!("shoal: closing connection to {peer}: {e}");
+                // A peer that dies or is killed is an expected event.
+                tracing::debug!("closing connection to {peer}: {e}");
                 break;
             }
         }

@@ -5,6 +5,7 @@
 //! followed by that many bytes of MessagePack encoding a `Vec` of messages, so
 //! whatever is queued for a connection goes out in one write.
 
+pub mod addr;
 pub mod frame;
 pub mod io;
 pub mod messages;

@@ -131,8 +131,8 @@ pub enum ClientToScheduler {
     SubmitPart(Vec<TaskSpec>),
     /// Tasks (the last part of a graph, or a whole one).
     Submit(Vec<TaskSpec>),
-    /// The client no longer holds futures for these keys.
-    Release(Vec<String>),
+    /// The client no longer holds futures for these keys: it disowns them.
+    Disown(Vec<String>),
     /// Ask about the cluster; answered with `Identity`.
     Identify,
     /// Stop the scheduler and every worker.
@@ -199,7 +199,7 @@ pub enum SchedulerToWorker {
     Cancel {
         ids: Vec<TaskId>,
     },
-    /// Give these tasks back if they have not started (answered by `Released`).
+    /// Give these tasks back if they have not started (answered by `GaveBack`).
     Steal {
         ids: Vec<TaskId>,
     },
@@ -228,7 +228,7 @@ pub enum WorkerToScheduler {
         error: TaskError,
     },
     /// The answer to `Steal`: these tasks were given back and will not run here.
-    Released {
+    GaveBack {
         ids: Vec<TaskId>,
     },
     /// The worker could not fetch these dependencies of task `id` from any holder.

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use shoal_client::{ClientConfig, ClientError, Outcome};
-use shoal_proto::{FunctionDef, TaskSpec};
+use shoal_client::{ClientConfig, ClientError};
+use shoal_proto::addr::with_scheme;
+use shoal_proto::Payload;
 
-use crate::convert::{error_to_py, payload};
+use crate::types::{FunctionDef, Outcome, TaskError, TaskSpec};
 
 fn to_py_err(e: ClientError) -> PyErr {
     match e {
@@ -99,16 +100,6 @@ pub struct ClientCore {
     inner: Arc<shoal_client::ClientCore>,
 }
 
-type TaskTuple = (
-    String,
-    u64,
-    Vec<Bytes>,
-    Vec<String>,
-    bool,
-    i32,
-    u32,
-    Vec<String>,
-);
 
 #[pymethods]
 impl ClientCore {
@@ -135,39 +126,28 @@ impl ClientCore {
 
     #[getter]
     fn address(&self) -> String {
-        format!("tcp://{}", self.inner.address())
+        with_scheme(self.inner.address())
     }
 
-    /// Sends functions `(hash, name, bytes)` and tasks
-    /// `(key, func, frames, deps, wanted, priority, retries, workers)`.
-    fn submit(&self, functions: Vec<(u64, String, Bytes)>, tasks: Vec<TaskTuple>) -> PyResult<()> {
-        let functions = functions
-            .into_iter()
-            .map(|(hash, name, bytes)| FunctionDef { hash, name, bytes })
-            .collect();
-        let tasks = tasks
-            .into_iter()
-            .map(
-                |(key, func, frames, deps, wanted, priority, retries, workers)| TaskSpec {
-                    key,
-                    func,
-                    args: payload(frames),
-                    deps,
-                    wanted,
-                    priority,
-                    retries,
-                    workers,
-                },
-            )
-            .collect();
+    /// Sends functions and task specs; every wanted spec adds a reference
+    /// to its key.
+    fn submit(
+        &self,
+        functions: Vec<PyRef<'_, FunctionDef>>,
+        tasks: Vec<PyRef<'_, TaskSpec>>,
+    ) -> PyResult<()> {
+        let functions = functions.iter().map(|f| f.to_core()).collect();
+        let tasks = tasks.iter().map(|t| t.to_core()).collect();
         self.inner.submit(functions, tasks).map_err(to_py_err)
     }
 
-    /// Sends many tasks of one function that share every option.
+    /// Sends many wanted tasks of one function that share every option
+    /// (what `map` makes): one key, argument frames and dependency list each.
+    #[pyo3(signature = (function, func, keys, args, deps, priority=0, retries=0, workers=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn submit_many(
         &self,
-        function: Option<(u64, String, Bytes)>,
+        function: Option<PyRef<'_, FunctionDef>>,
         func: u64,
         keys: Vec<String>,
         args: Vec<Vec<Bytes>>,
@@ -181,18 +161,15 @@ impl ClientCore {
                 "keys, args and deps differ in length",
             ));
         }
-        let functions = function
-            .into_iter()
-            .map(|(hash, name, bytes)| FunctionDef { hash, name, bytes })
-            .collect();
+        let functions = function.iter().map(|f| f.to_core()).collect();
         let tasks = keys
             .into_iter()
             .zip(args)
             .zip(deps)
-            .map(|((key, frames), deps)| TaskSpec {
+            .map(|((key, frames), deps)| shoal_proto::TaskSpec {
                 key,
                 func,
-                args: payload(frames),
+                args: Payload { frames },
                 deps,
                 wanted: true,
                 priority,
@@ -208,12 +185,14 @@ impl ClientCore {
         self.inner.has_function(hash)
     }
 
-    fn acquire(&self, key: &str) -> PyResult<()> {
-        self.inner.acquire(key).map_err(to_py_err)
+    /// Adds a reference to a key this client holds.
+    fn add_ref(&self, key: &str) -> PyResult<()> {
+        self.inner.add_ref(key).map_err(to_py_err)
     }
 
-    fn release(&self, key: &str) {
-        self.inner.release(key);
+    /// Drops a reference; the last one disowns the key.
+    fn drop_ref(&self, key: &str) {
+        self.inner.drop_ref(key);
     }
 
     fn cancel(&self, keys: Vec<String>) {
@@ -230,12 +209,9 @@ impl ClientCore {
         self.inner.result_info(key)
     }
 
-    /// The error tuple of an erred key (see `gather`).
-    fn error<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.inner
-            .error(key)
-            .map(|e| error_to_py(py, &e))
-            .transpose()
+    /// The error of an erred key.
+    fn error(&self, key: &str) -> Option<TaskError> {
+        self.inner.error(key).map(|e| TaskError::from(&e))
     }
 
     fn watch(&self, keys: Vec<String>, queue: &CompletionQueue) {
@@ -249,31 +225,15 @@ impl ClientCore {
         wait_interruptibly(py, self::timeout(timeout), |t| inner.wait(&keys, Some(t)))
     }
 
-    /// Waits until `count` keys are done; False on timeout.
-    #[pyo3(signature = (keys, count, timeout=None))]
-    fn wait_count(
+    /// Waits for every key and returns one `Outcome` per key, or None on
+    /// timeout.
+    #[pyo3(signature = (keys, timeout=None))]
+    fn gather(
         &self,
         py: Python<'_>,
         keys: Vec<String>,
-        count: usize,
         timeout: Option<f64>,
-    ) -> PyResult<bool> {
-        let inner = &self.inner;
-        wait_interruptibly(py, self::timeout(timeout), |t| {
-            inner.wait_count(&keys, count, Some(t))
-        })
-    }
-
-    /// Waits for every key. Returns None on timeout, else one tuple per key:
-    /// `(0, frames)` for a value, `(1, error)` for an error, `(2, None)` if
-    /// cancelled.
-    #[pyo3(signature = (keys, timeout=None))]
-    fn gather<'py>(
-        &self,
-        py: Python<'py>,
-        keys: Vec<String>,
-        timeout: Option<f64>,
-    ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+    ) -> PyResult<Option<Vec<Outcome>>> {
         let inner = &self.inner;
         let t = self::timeout(timeout);
         let start = Instant::now();
@@ -282,18 +242,7 @@ impl ClientCore {
         }
         let left = t.map(|t| t.saturating_sub(start.elapsed()));
         let outcomes = py.detach(|| inner.gather(&keys, left)).map_err(to_py_err)?;
-        let Some(outcomes) = outcomes else {
-            return Ok(None);
-        };
-        let mut out = Vec::with_capacity(outcomes.len());
-        for o in outcomes {
-            out.push(match o {
-                Outcome::Value(p) => (0, p.frames).into_pyobject(py)?.into_any(),
-                Outcome::Error(e) => (1, error_to_py(py, &e)?).into_pyobject(py)?.into_any(),
-                Outcome::Cancelled => (2, py.None()).into_pyobject(py)?.into_any(),
-            });
-        }
-        Ok(Some(out))
+        Ok(outcomes.map(|o| o.into_iter().map(Outcome::from).collect()))
     }
 
     /// Asks the scheduler for `(workers, task_count)`; each worker is a dict
@@ -325,7 +274,7 @@ impl ClientCore {
         self.inner
             .who_has(key)
             .into_iter()
-            .map(|a| format!("tcp://{a}"))
+            .map(|a| with_scheme(&a))
             .collect()
     }
 
@@ -349,10 +298,6 @@ impl ClientCore {
         without: Vec<String>,
     ) -> PyResult<bool> {
         let inner = &self.inner;
-        let without: Vec<String> = without
-            .into_iter()
-            .map(|a| a.strip_prefix("tcp://").map(str::to_string).unwrap_or(a))
-            .collect();
         wait_interruptibly(py, self::timeout(timeout), |t| {
             inner.wait_for_workers(n, &without, Some(t))
         })
@@ -380,7 +325,7 @@ impl ClientCore {
 fn worker_dict(py: Python<'_>, w: shoal_proto::WorkerInfo) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("name", w.name)?;
-    d.set_item("address", format!("tcp://{}", w.data_address))?;
+    d.set_item("address", with_scheme(&w.data_address))?;
     d.set_item("nthreads", w.nthreads)?;
     d.set_item("memory", w.memory)?;
     d.set_item("pid", w.pid)?;

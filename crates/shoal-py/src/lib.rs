@@ -7,9 +7,9 @@
 use pyo3::prelude::*;
 
 mod client;
-mod convert;
 mod pool;
 mod scheduler;
+mod types;
 mod worker;
 
 /// A 64-bit hash of `data`, used to name functions.
@@ -31,22 +31,30 @@ fn token(func: u64, frames: Vec<bytes::Bytes>) -> String {
     format!("{:032x}", h.digest128())
 }
 
-/// Sends the engine's log lines at `level` and above (e.g. "info") to stderr.
-#[pyfunction]
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+/// Sends the engine's log lines to stderr: warnings a user can act on by
+/// default, more with `SHOAL_LOG` (a level such as `debug`, or a filter such
+/// as `shoal_server=debug`). An expected event — a worker killed, a peer
+/// disconnecting — is logged below the default level, so it stays quiet.
+fn init_logging() {
+    let filter = std::env::var("SHOAL_LOG").unwrap_or_default();
+    let filter = tracing_subscriber::EnvFilter::try_new(if filter.is_empty() {
+        "warn"
+    } else {
+        filter.as_str()
+    })
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_target(false)
         .with_writer(std::io::stderr)
         .try_init();
 }
 
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    init_logging();
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(token, m)?)?;
-    m.add_function(wrap_pyfunction!(init_logging, m)?)?;
     m.add_function(wrap_pyfunction!(worker::exit_on_stdin_eof, m)?)?;
     m.add_function(wrap_pyfunction!(worker::die_with_parent, m)?)?;
     m.add_function(wrap_pyfunction!(worker::total_memory, m)?)?;
@@ -56,6 +64,11 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::CompletionQueue>()?;
     m.add_class::<worker::WorkerRuntime>()?;
     m.add_class::<pool::WorkerPool>()?;
+    m.add_class::<types::FunctionDef>()?;
+    m.add_class::<types::TaskSpec>()?;
+    m.add_class::<types::ExecutorTask>()?;
+    m.add_class::<types::Outcome>()?;
+    m.add_class::<types::TaskError>()?;
     m.add("INLINE_LIMIT", shoal_worker::INLINE_LIMIT)?;
     m.add("LITERAL_FUNC", shoal_proto::LITERAL_FUNC)?;
     Ok(())

@@ -19,7 +19,7 @@ impl Scheduler {
         let handle = py
             .detach(move || shoal_server::start(&host, port))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        let address = format!("tcp://{}", handle.address());
+        let address = shoal_proto::addr::with_scheme(&handle.address().to_string());
         Ok(Scheduler {
             handle: parking_lot::Mutex::new(Some(handle)),
             address,
@@ -47,7 +47,7 @@ pub fn run_scheduler(py: Python<'_>, host: String, port: u16, on_ready: Py<PyAny
     py.detach(move || {
         shoal_server::run_blocking(&host, port, |addr| {
             Python::attach(|py| {
-                if let Err(e) = on_ready.call1(py, (format!("tcp://{addr}"),)) {
+                if let Err(e) = on_ready.call1(py, (shoal_proto::addr::with_scheme(&addr.to_string()),)) {
                     e.print(py);
                 }
             });

@@ -9,17 +9,7 @@ use pyo3::prelude::*;
 use shoal_proto::{Payload, TaskError};
 use shoal_worker::{WorkerConfig, WorkerRuntime as Runtime};
 
-use crate::convert::payload;
-
-/// `(id, key, func, function_bytes, arg_frames, [(dep_key, dep_frames)])`
-type TaskTuple = (
-    u64,
-    String,
-    u64,
-    Option<Bytes>,
-    Vec<Bytes>,
-    Vec<(String, Vec<Bytes>)>,
-);
+use crate::types::ExecutorTask;
 
 /// The Rust half of a worker process: scheduler link, data store and data
 /// server. Python executor threads pull tasks from it.
@@ -57,7 +47,7 @@ impl WorkerRuntime {
 
     #[getter]
     fn address(&self) -> String {
-        format!("tcp://{}", self.inner.data_address())
+        shoal_proto::addr::with_scheme(self.inner.data_address())
     }
 
     #[getter]
@@ -66,23 +56,15 @@ impl WorkerRuntime {
     }
 
     /// Blocks (without the GIL) until a task is ready; None at shutdown.
-    fn next_task(&self, py: Python<'_>) -> Option<TaskTuple> {
+    fn next_task(&self, py: Python<'_>) -> Option<ExecutorTask> {
         let inner = self.inner.clone();
-        let a = py.detach(move || inner.next_task())?;
-        Some((
-            a.id,
-            a.key,
-            a.func,
-            a.function,
-            a.args.frames,
-            a.deps.into_iter().map(|(k, p)| (k, p.frames)).collect(),
-        ))
+        py.detach(move || inner.next_task()).map(ExecutorTask::from)
     }
 
     /// Stores a result and reports it.
     fn finish(&self, id: u64, key: String, frames: Vec<Bytes>, type_name: String, duration: f64) {
         self.inner
-            .finish(id, key, payload(frames), type_name, duration);
+            .finish(id, key, Payload { frames }, type_name, duration);
     }
 
     /// Reports that a task raised.

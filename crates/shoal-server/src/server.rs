@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
-use crate::comm::{route, ConnectionComm};
+use crate::comm::Connections;
 use shoal_proto::{reader, writer};
 
 /// How long a new connection may take to introduce itself.
@@ -209,11 +209,11 @@ async fn handshake(
             Ok(Ok(Some(h))) => h,
             Ok(Ok(None)) => return,
             Ok(Err(e)) => {
-                tracing::warn!("{peer} did not introduce itself: {e}");
+                tracing::debug!("{peer} did not introduce itself: {e}");
                 return;
             }
             Err(_) => {
-                tracing::warn!("{peer} did not introduce itself in time");
+                tracing::debug!("{peer} did not introduce itself in time");
                 return;
             }
         };
@@ -242,7 +242,7 @@ async fn handshake(
             if write_frame(&mut w, &Welcome::Worker { id }).await.is_err() {
                 return;
             }
-            tracing::info!("worker {} connected from {peer}", info.name);
+            tracing::debug!("worker {} connected from {peer}", info.name);
             let (tx, rx) = unbounded_channel();
             let handle = tokio::spawn(writer(w, rx, |m| matches!(m, SchedulerToWorker::Shutdown)));
             let _ = input.send(Input::Worker(id, info, tx, handle));
@@ -263,7 +263,7 @@ async fn handshake(
 /// flushing their last messages.
 async fn core_loop(mut rx: UnboundedReceiver<Input>) -> Vec<JoinHandle<()>> {
     let mut core = Core::default();
-    let mut comm = ConnectionComm::default();
+    let mut conns = Connections::default();
     let mut writers = HashMap::new();
     let mut out = Vec::new();
     let mut stop = false;
@@ -271,34 +271,30 @@ async fn core_loop(mut rx: UnboundedReceiver<Input>) -> Vec<JoinHandle<()>> {
         let mut next = Some(first);
         let mut n = 0;
         while let Some(input) = next.take() {
-            stop |= apply(&mut core, &mut comm, &mut writers, input, &mut out);
+            stop |= apply(&mut core, &mut conns, &mut writers, input, &mut out);
             n += 1;
             if n < MAX_EVENTS_PER_TURN {
                 next = rx.try_recv().ok();
             }
         }
         core.schedule(&mut out);
-        stop |= route(&mut comm, &mut out);
+        #[cfg(debug_assertions)]
+        if let Err(e) = core.check_invariants() {
+            panic!("{e}");
+        }
+        stop |= conns.route(&mut out);
         if stop {
             break;
         }
     }
-    tracing::info!("scheduler shutting down");
-    for tx in comm.workers.values() {
-        let _ = tx.send(SchedulerToWorker::Shutdown);
-    }
-    for tx in comm.clients.values() {
-        let _ = tx.send(SchedulerToClient::ShuttingDown);
-    }
-    // Writers end after their final message; dropping the senders ends idle ones.
-    comm.workers.clear();
-    comm.clients.clear();
+    tracing::debug!("scheduler shutting down");
+    conns.say_goodbye();
     writers.into_values().collect()
 }
 
 fn apply(
     core: &mut Core,
-    comm: &mut ConnectionComm,
+    conns: &mut Connections,
     writers: &mut HashMap<u64, JoinHandle<()>>,
     input: Input,
     out: &mut Vec<shoal_core::Command>,
@@ -309,25 +305,25 @@ fn apply(
             let _ = ack.send(());
         }
         Input::Client(id, tx, handle) => {
-            comm.clients.insert(id, tx);
+            conns.clients.insert(id, tx);
             writers.insert(id, handle);
             core.handle(Event::ClientConnected(id), out);
         }
         Input::Worker(id, info, tx, handle) => {
-            comm.workers.insert(id, tx);
+            conns.workers.insert(id, tx);
             writers.insert(id, handle);
             core.handle(Event::WorkerConnected(id, info), out);
         }
         Input::Event(e) => {
             match &e {
                 Event::ClientDisconnected(c) => {
-                    comm.clients.remove(c);
+                    conns.clients.remove(c);
                     writers.remove(c);
                 }
                 Event::WorkerLost(w) => {
-                    comm.workers.remove(w);
+                    conns.workers.remove(w);
                     writers.remove(w);
-                    tracing::info!("worker {w} lost");
+                    tracing::debug!("worker {w} lost");
                 }
                 _ => {}
             }

@@ -13,6 +13,5 @@ mod net;
 mod runtime;
 mod state;
 
-pub use runtime::{
-    total_memory, Assignment, WorkerConfig, WorkerError, WorkerRuntime, INLINE_LIMIT,
-};
+pub use runtime::{total_memory, Assignment, WorkerConfig, WorkerError, WorkerRuntime};
+pub use state::INLINE_LIMIT;

@@ -13,8 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 
-use crate::runtime::{Shared, INLINE_LIMIT};
-use crate::state::ReadyTask;
+use crate::state::{ReadyTask, Shared, INLINE_LIMIT};
 
 /// How long one fetch from a peer may take before trying the next holder.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,7 +84,7 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                 }
             }
             drop(st);
-            let _ = shared.out.send(WorkerToScheduler::Released { ids: given });
+            let _ = shared.out.send(WorkerToScheduler::GaveBack { ids: given });
         }
         SchedulerToWorker::Free { keys } => {
             let mut st = shared.state.lock();

@@ -1,4 +1,6 @@
-//! The runtime object executor threads talk to.
+//! The runtime object executor threads talk to. It starts the network
+//! thread ([`crate::net`]) and shares [`Shared`] with it; neither calls the
+//! other back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +12,9 @@ use shoal_proto::{
     WorkerInfo, WorkerToScheduler,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::unbounded_channel;
 
-use crate::state::State;
-
-/// Results up to this size travel with the completion message.
-pub const INLINE_LIMIT: u64 = 64 * 1024;
+use crate::state::{Shared, State, INLINE_LIMIT};
 
 /// How a worker is started.
 #[derive(Debug, Clone)]
@@ -65,29 +64,12 @@ pub struct Assignment {
     pub deps: Vec<(String, Payload)>,
 }
 
-pub(crate) struct Shared {
-    pub state: Mutex<State>,
-    pub work: Condvar,
-    pub out: UnboundedSender<WorkerToScheduler>,
-}
-
-impl Shared {
-    pub fn close(&self) {
-        self.state.lock().closed = true;
-        self.work.notify_all();
-    }
-}
-
 /// A running worker runtime. Cheap to share between executor threads.
 pub struct WorkerRuntime {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     id: WorkerId,
     data_address: String,
-}
-
-fn strip_scheme(addr: &str) -> &str {
-    addr.strip_prefix("tcp://").unwrap_or(addr)
 }
 
 /// The machine's physical memory in bytes (0 if unknown).
@@ -317,7 +299,7 @@ impl WorkerRuntime {
 async fn setup(
     config: &WorkerConfig,
 ) -> Result<(TcpStream, TcpListener, WorkerId, String), WorkerError> {
-    let addr = strip_scheme(&config.scheduler).to_string();
+    let addr = shoal_proto::addr::strip_scheme(&config.scheduler).to_string();
     let mut stream = connect_with_retry(&addr, config.connect_timeout).await?;
     let _ = stream.set_nodelay(true);
     let host = match &config.listen_host {

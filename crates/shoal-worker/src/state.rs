@@ -4,7 +4,9 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use bytes::Bytes;
-use shoal_proto::{FuncHash, Payload, TaskId};
+use parking_lot::{Condvar, Mutex};
+use shoal_proto::{FuncHash, Payload, TaskId, WorkerToScheduler};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// A task whose inputs are all local, waiting for an executor.
 pub(crate) struct ReadyTask {
@@ -33,6 +35,25 @@ impl Ord for ReadyTask {
         self.priority
             .cmp(&other.priority)
             .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// Results up to this size travel with the completion message.
+pub const INLINE_LIMIT: u64 = 64 * 1024;
+
+/// What the network thread and the executor threads share.
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    /// Signalled when work arrives or the worker closes.
+    pub work: Condvar,
+    /// Messages to the scheduler.
+    pub out: UnboundedSender<WorkerToScheduler>,
+}
+
+impl Shared {
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.work.notify_all();
     }
 }
 

@@ -90,10 +90,21 @@ impl Env {
         env
     }
 
-    /// Applies an event and schedules, like the server shell does.
+    /// Applies an event and schedules, like the server shell does, then
+    /// checks every invariant of the core.
     pub fn event(&mut self, e: Event) {
+        let shown = format!("{e:?}");
         self.core.handle(e, &mut self.out);
+        self.check(&shown, "the event");
         self.core.schedule(&mut self.out);
+        self.check(&shown, "scheduling after the event");
+    }
+
+    fn check(&self, event: &str, when: &str) {
+        if let Err(e) = self.core.check_invariants() {
+            let event: String = event.chars().take(300).collect();
+            panic!("{e} (after {when} {event})");
+        }
     }
 
     pub fn send(&mut self, client: ClientId, msg: ClientToScheduler) {
@@ -126,9 +137,10 @@ impl Env {
         self.send(client, ClientToScheduler::Submit(specs));
     }
 
-    pub fn release(&mut self, keys: &[&str]) {
+    /// Client 1 disowns these keys (its last futures for them are gone).
+    pub fn disown(&mut self, keys: &[&str]) {
         let keys = keys.iter().map(|s| s.to_string()).collect();
-        self.send(1, ClientToScheduler::Release(keys));
+        self.send(1, ClientToScheduler::Disown(keys));
     }
 
     pub fn id(&self, key: &str) -> TaskId {

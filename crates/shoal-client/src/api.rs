@@ -1,0 +1,447 @@
+//! The blocking API callers use: submit, reference counting, waits, gathers.
+//!
+//! Callers block on the shared condition variable without holding any lock
+//! the network thread needs. Nothing here reads the socket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use shoal_proto::{
+    addr, ClientToScheduler, FuncHash, FunctionDef, Payload, TaskError, TaskSpec, WorkerInfo,
+    WorkerStatus,
+};
+use tokio::sync::mpsc::unbounded_channel;
+
+use crate::net::{self, Shared};
+use crate::queue::CompletionQueue;
+use crate::table::{Collected, KeyEntry, KeyStatus, State};
+
+/// Most tasks in one `Submit` message.
+const SUBMIT_CHUNK: usize = 10_000;
+
+/// How to reach the scheduler.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port`; a leading `tcp://` is accepted.
+    pub address: String,
+    pub name: String,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("could not connect to the scheduler at {addr} within {secs:.1} s: {reason}")]
+    Connect {
+        addr: String,
+        secs: f64,
+        reason: String,
+    },
+    #[error("the scheduler at {addr} refused the connection: {reason}")]
+    Refused { addr: String, reason: String },
+    #[error("lost the connection to the scheduler: {0}")]
+    Disconnected(String),
+    #[error("the client is closed")]
+    Closed,
+    #[error("{0} is not a key this client holds a future for")]
+    UnknownKey(String),
+    #[error("could not start the client's network thread: {0}")]
+    Start(String),
+}
+
+/// What a key came to.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Value(Payload),
+    Error(TaskError),
+    Cancelled,
+}
+
+/// A connection to a shoal scheduler.
+pub struct ClientCore {
+    shared: Arc<Shared>,
+    id: u64,
+    address: String,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ClientCore {
+    /// Connects and introduces this client.
+    pub fn connect(config: ClientConfig) -> Result<ClientCore, ClientError> {
+        let address = addr::strip_scheme(&config.address).to_string();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ClientError::Start(e.to_string()))?;
+        let (stream, id) = rt.block_on(net::handshake(&address, &config))?;
+        let (out_tx, out_rx) = unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new()),
+            changed: Condvar::new(),
+            out: out_tx,
+            runtime: rt.handle().clone(),
+            stop: tokio::sync::Notify::new(),
+        });
+        let for_net = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("shoal-client-net".into())
+            .spawn(move || rt.block_on(net::run(for_net, stream, out_rx)))
+            .map_err(|e| ClientError::Start(e.to_string()))?;
+        let core = ClientCore {
+            shared,
+            id,
+            address,
+            thread: Mutex::new(Some(thread)),
+        };
+        core.send(ClientToScheduler::Identify);
+        // Know the cluster before returning, so the first `workers()` is right.
+        let deadline = Instant::now() + config.connect_timeout;
+        let mut st = core.shared.state.lock();
+        while st.identities == 0 {
+            st.check()?;
+            if core
+                .shared
+                .changed
+                .wait_until(&mut st, deadline)
+                .timed_out()
+            {
+                break;
+            }
+        }
+        drop(st);
+        Ok(core)
+    }
+
+    /// The scheduler's id for this client.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The scheduler's address, `host:port`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn send(&self, msg: ClientToScheduler) {
+        let _ = self.shared.out.send(msg);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock()
+    }
+
+    /// Sends functions the scheduler has not seen from this client, then the
+    /// tasks whose keys this client does not already hold. Every wanted spec
+    /// adds one reference to its key (one per future handed to the user).
+    pub fn submit(
+        &self,
+        functions: Vec<FunctionDef>,
+        tasks: Vec<TaskSpec>,
+    ) -> Result<(), ClientError> {
+        let mut st = self.lock();
+        st.check()?;
+        let new_funcs: Vec<FunctionDef> = functions
+            .into_iter()
+            .filter(|f| st.sent_functions.insert(f.hash))
+            .collect();
+        let mut fresh = Vec::with_capacity(tasks.len());
+        for spec in tasks {
+            let wanted = spec.wanted;
+            match st.keys.get_mut(&spec.key) {
+                Some(e) => {
+                    if wanted {
+                        e.refs += 1;
+                    }
+                    if e.status == KeyStatus::Cancelled || !e.wanted {
+                        // Cancelled earlier: ask again.
+                        *e = KeyEntry {
+                            refs: e.refs,
+                            ..KeyEntry::new()
+                        };
+                        fresh.push(spec);
+                    }
+                }
+                None => {
+                    if wanted {
+                        let mut e = KeyEntry::new();
+                        e.refs = 1;
+                        st.keys.insert(spec.key.clone(), e);
+                    }
+                    fresh.push(spec);
+                }
+            }
+        }
+        drop(st);
+        if !new_funcs.is_empty() {
+            self.send(ClientToScheduler::Functions(new_funcs));
+        }
+        // A large graph goes in parts, so neither side ever holds all of it
+        // encoded at once; the scheduler keeps the parts until the last one.
+        while fresh.len() > SUBMIT_CHUNK {
+            let rest = fresh.split_off(SUBMIT_CHUNK);
+            self.send(ClientToScheduler::SubmitPart(std::mem::replace(
+                &mut fresh, rest,
+            )));
+        }
+        if !fresh.is_empty() {
+            self.send(ClientToScheduler::Submit(fresh));
+        }
+        Ok(())
+    }
+
+    /// Whether this connection already queued the function with this hash.
+    /// If so, its `Functions` message is ahead of anything queued now.
+    pub fn has_function(&self, hash: FuncHash) -> bool {
+        self.lock().sent_functions.contains(&hash)
+    }
+
+    /// Adds a reference to a key this client holds.
+    pub fn add_ref(&self, key: &str) -> Result<(), ClientError> {
+        let mut st = self.lock();
+        let e = st
+            .keys
+            .get_mut(key)
+            .ok_or_else(|| ClientError::UnknownKey(key.to_string()))?;
+        e.refs += 1;
+        Ok(())
+    }
+
+    /// Drops a reference; with the last one the client disowns the key and
+    /// the scheduler may forget it.
+    pub fn drop_ref(&self, key: &str) {
+        let mut st = self.lock();
+        let Some(e) = st.keys.get_mut(key) else {
+            return;
+        };
+        e.refs = e.refs.saturating_sub(1);
+        if e.refs > 0 {
+            return;
+        }
+        let wanted = e.wanted;
+        st.keys.remove(key);
+        drop(st);
+        if wanted {
+            self.send(ClientToScheduler::Disown(vec![key.to_string()]));
+        }
+    }
+
+    /// Marks keys cancelled and disowns them.
+    pub fn cancel(&self, keys: &[String]) {
+        let mut st = self.lock();
+        let mut disown = Vec::new();
+        for k in keys {
+            if let Some(e) = st.keys.get_mut(k) {
+                if e.status == KeyStatus::Pending || e.status == KeyStatus::Finished {
+                    e.inline = None;
+                    e.complete(k, KeyStatus::Cancelled);
+                }
+                if e.wanted {
+                    e.wanted = false;
+                    disown.push(k.clone());
+                }
+            }
+        }
+        drop(st);
+        self.shared.changed.notify_all();
+        if !disown.is_empty() {
+            self.send(ClientToScheduler::Disown(disown));
+        }
+    }
+
+    /// The status of a key, if this client holds it.
+    pub fn status(&self, key: &str) -> Option<KeyStatus> {
+        self.lock().keys.get(key).map(|e| e.status)
+    }
+
+    /// The type name and size of a finished key's result.
+    pub fn result_info(&self, key: &str) -> Option<(String, u64)> {
+        let st = self.lock();
+        let e = st.keys.get(key)?;
+        (e.status == KeyStatus::Finished).then(|| (e.type_name.clone(), e.nbytes))
+    }
+
+    /// The error of an erred key.
+    pub fn error(&self, key: &str) -> Option<TaskError> {
+        self.lock().keys.get(key)?.error.clone()
+    }
+
+    /// Pushes each key onto `queue` when it is done (at once if it already is).
+    pub fn watch(&self, keys: &[String], queue: &Arc<CompletionQueue>) {
+        let mut st = self.lock();
+        for k in keys {
+            match st.keys.get_mut(k) {
+                Some(e) if !e.status.is_done() => e.watchers.push(queue.clone()),
+                _ => queue.push(k.clone()),
+            }
+        }
+    }
+
+    /// Waits until every key is done; false on timeout. Errs if the
+    /// connection is gone while keys are still pending.
+    pub fn wait(&self, keys: &[String], timeout: Option<Duration>) -> Result<bool, ClientError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.lock();
+        Ok(self.wait_locked(&mut st, keys, deadline)?.is_some())
+    }
+
+    /// Waits, holding the lock between checks, until every key is done.
+    /// `None` on timeout.
+    fn wait_locked(
+        &self,
+        st: &mut MutexGuard<'_, State>,
+        keys: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Option<()>, ClientError> {
+        for k in keys {
+            loop {
+                let done = st.keys.get(k).is_none_or(|e| e.status.is_done());
+                if done {
+                    break;
+                }
+                st.check()?;
+                if !self.wait_changed(st, deadline) {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(()))
+    }
+
+    /// Waits for the next change of state; false once `deadline` passed.
+    fn wait_changed(&self, st: &mut MutexGuard<'_, State>, deadline: Option<Instant>) -> bool {
+        match deadline {
+            None => {
+                self.shared.changed.wait(st);
+                true
+            }
+            Some(d) => !self.shared.changed.wait_until(st, d).timed_out() || Instant::now() < d,
+        }
+    }
+
+    /// Waits for every key and returns what each came to, fetching results
+    /// that did not come inline from the workers holding them. `None` on
+    /// timeout.
+    pub fn gather(
+        &self,
+        keys: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<Option<Vec<Outcome>>, ClientError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let collected = {
+                let mut st = self.lock();
+                if self.wait_locked(&mut st, keys, deadline)?.is_none() {
+                    return Ok(None);
+                }
+                st.collect(keys)?
+            };
+            let (mut outcomes, remote) = match collected {
+                Collected::Done { outcomes, remote } => (outcomes, remote),
+                // A result was lost after the wait; wait for it again.
+                Collected::NotReady => continue,
+            };
+            let missing = if remote.is_empty() {
+                Vec::new()
+            } else {
+                net::fetch(&self.shared, remote, &mut outcomes)
+            };
+            if missing.is_empty() {
+                return Ok(Some(outcomes.into_iter().flatten().collect()));
+            }
+            // The data is gone from its holders: wait for the scheduler to
+            // compute it again (it tells us with KeyLost, then KeyMemory).
+            self.lock().lost(&missing);
+        }
+    }
+
+    /// Asks the scheduler for its workers' state and its task count.
+    pub fn identify(&self, timeout: Duration) -> Result<(Vec<WorkerStatus>, u64), ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        let seen = st.identities;
+        self.send(ClientToScheduler::Identify);
+        while st.identities == seen {
+            st.check()?;
+            if !self.wait_changed(&mut st, Some(deadline)) {
+                return Err(ClientError::Disconnected(
+                    "the scheduler did not answer in time".into(),
+                ));
+            }
+        }
+        Ok(st.identity.clone())
+    }
+
+    /// Data addresses of the workers holding a finished key.
+    pub fn who_has(&self, key: &str) -> Vec<String> {
+        let st = self.lock();
+        match st.keys.get(key) {
+            Some(e) if e.status == KeyStatus::Finished => e.holders.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The workers the scheduler reported.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.lock().workers.values().cloned().collect()
+    }
+
+    /// Waits until at least `n` workers are connected and none of
+    /// `without` (data addresses, with or without `tcp://`) is; false on
+    /// timeout.
+    pub fn wait_for_workers(
+        &self,
+        n: usize,
+        without: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<bool, ClientError> {
+        let without: Vec<&str> = without.iter().map(|a| addr::strip_scheme(a)).collect();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.lock();
+        while st.workers.len() < n || without.iter().any(|a| st.workers.contains_key(*a)) {
+            st.check()?;
+            if !self.wait_changed(&mut st, deadline) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// How many keys this client holds.
+    pub fn key_count(&self) -> usize {
+        self.lock().keys.len()
+    }
+
+    /// Whether the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.lock().broken.is_none()
+    }
+
+    /// Asks the scheduler to stop itself and every worker.
+    pub fn shutdown_cluster(&self) {
+        self.lock().shutting_down = true;
+        self.send(ClientToScheduler::Shutdown);
+    }
+
+    /// Closes the connection and waits for the network thread.
+    pub fn close(&self) {
+        {
+            let mut st = self.lock();
+            if st.broken.is_none() {
+                st.broken = Some(ClientError::Closed);
+            }
+            st.fail_pending("CancelledError", "the client was closed");
+        }
+        self.shared.changed.notify_all();
+        self.shared.stop.notify_one();
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for ClientCore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,168 @@
+//! The client's network thread: the handshake, the loop that applies the
+//! scheduler's messages to the key table, and fetches of large results from
+//! the workers that hold them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use shoal_proto::{
+    get_data, read_frame, write_frame, ClientToScheduler, Hello, Payload, SchedulerToClient,
+    Welcome,
+};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::api::{ClientConfig, ClientError, Outcome};
+use crate::table::State;
+
+/// How long one fetch of results from a worker may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the blocking API and the network thread share.
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    /// Signalled after every change of `state`.
+    pub changed: Condvar,
+    pub out: UnboundedSender<ClientToScheduler>,
+    pub runtime: tokio::runtime::Handle,
+    pub stop: tokio::sync::Notify,
+}
+
+/// Connects to the scheduler and introduces this client; returns the
+/// stream and the id the scheduler gave it.
+pub(crate) async fn handshake(
+    addr: &str,
+    config: &ClientConfig,
+) -> Result<(TcpStream, u64), ClientError> {
+    let secs = config.connect_timeout.as_secs_f64();
+    let connect_err = |reason: String| ClientError::Connect {
+        addr: addr.to_string(),
+        secs,
+        reason,
+    };
+    let work = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let hello = Hello::Client {
+            name: config.name.clone(),
+        };
+        write_frame(&mut stream, &hello)
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let mut buf = Vec::new();
+        let welcome: Option<Welcome> = read_frame(&mut stream, &mut buf)
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        match welcome {
+            Some(Welcome::Client { id }) => Ok((stream, id)),
+            Some(Welcome::Refused { reason }) => Err(ClientError::Refused {
+                addr: addr.to_string(),
+                reason,
+            }),
+            other => Err(connect_err(format!("unexpected answer {other:?}"))),
+        }
+    };
+    tokio::time::timeout(config.connect_timeout, work)
+        .await
+        .map_err(|_| connect_err("timed out".into()))?
+}
+
+/// Applies the scheduler's messages until the connection ends or the
+/// client closes; then errs every pending key.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    out_rx: UnboundedReceiver<ClientToScheduler>,
+) {
+    let (mut r, w) = stream.into_split();
+    let mut writer = tokio::spawn(shoal_proto::writer(w, out_rx, |m| {
+        matches!(m, ClientToScheduler::Shutdown)
+    }));
+    let mut buf = Vec::new();
+    let reason = loop {
+        let frame = tokio::select! {
+            f = read_frame::<_, Vec<SchedulerToClient>>(&mut r, &mut buf) => f,
+            _ = shared.stop.notified() => break "the client was closed".to_string(),
+        };
+        match frame {
+            Ok(Some(msgs)) => {
+                let mut st = shared.state.lock();
+                for m in msgs {
+                    st.apply(m);
+                }
+                drop(st);
+                shared.changed.notify_all();
+            }
+            Ok(None) => break "the scheduler closed the connection".to_string(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    if shared.state.lock().shutting_down {
+        // Deliver the shutdown request before hanging up.
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+    }
+    writer.abort();
+    let mut st = shared.state.lock();
+    if st.broken.is_none() {
+        st.broken = Some(ClientError::Disconnected(reason.clone()));
+    }
+    st.fail_pending("ConnectionError", &reason);
+    drop(st);
+    shared.changed.notify_all();
+}
+
+/// Fetches remote results into `outcomes`, one request per holder, all at
+/// once; returns the keys no holder had. If the network thread is gone the
+/// requests never run, and every key counts as missing.
+pub(crate) fn fetch(
+    shared: &Shared,
+    remote: BTreeMap<String, Vec<(usize, String)>>,
+    outcomes: &mut [Option<Outcome>],
+) -> Vec<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut missing = Vec::new();
+    let mut asked: HashMap<usize, Vec<(usize, String)>> = HashMap::new();
+    for (n, (addr, wanted)) in remote.into_iter().enumerate() {
+        let tx = tx.clone();
+        let keys = wanted.iter().map(|(_, k)| k.clone()).collect();
+        asked.insert(n, wanted);
+        shared.runtime.spawn(async move {
+            let res = get_data(&addr, keys, FETCH_TIMEOUT).await;
+            let _ = tx.send((n, res));
+        });
+    }
+    // Only the requests hold senders now: when they have all answered, or
+    // were dropped unrun, the channel closes.
+    drop(tx);
+    while let Ok((n, res)) = rx.recv() {
+        let Some(wanted) = asked.remove(&n) else {
+            continue;
+        };
+        match res {
+            Ok(items) => {
+                let mut got: HashMap<String, Payload> = items
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect();
+                for (i, k) in wanted {
+                    match got.remove(&k) {
+                        Some(p) => outcomes[i] = Some(Outcome::Value(p)),
+                        None => missing.push(k),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("{e}");
+                missing.extend(wanted.into_iter().map(|(_, k)| k));
+            }
+        }
+    }
+    for wanted in asked.into_values() {
+        missing.extend(wanted.into_iter().map(|(_, k)| k));
+    }
+    missing
+}

@@ -1,0 +1,245 @@
+//! What clients send: functions, graphs, keys they disown, questions.
+
+use shoal_proto::{
+    ClientId, ClientToScheduler, SchedulerToClient, TaskError, TaskId, TaskSpec, WorkerStatus,
+    LITERAL_FUNC,
+};
+
+use crate::core::Core;
+use crate::events::Command;
+use crate::task::{Dependents, Extra, Task, TaskState};
+
+impl Core {
+    pub(crate) fn client_message(
+        &mut self,
+        c: ClientId,
+        msg: ClientToScheduler,
+        out: &mut Vec<Command>,
+    ) {
+        match msg {
+            ClientToScheduler::Functions(defs) => {
+                for f in defs {
+                    self.functions.insert(f.hash, f);
+                }
+            }
+            ClientToScheduler::SubmitPart(specs) => {
+                for spec in specs {
+                    let id = self.submit_one(c, spec, out);
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        t.pinned = true;
+                        self.clients.entry(c).or_default().staged.push(id);
+                    }
+                }
+            }
+            ClientToScheduler::Submit(specs) => {
+                for spec in specs {
+                    self.submit_one(c, spec, out);
+                }
+                self.unpin_staged(c);
+            }
+            ClientToScheduler::Disown(keys) => {
+                for key in keys {
+                    if let Some(id) = self.id_of(&key) {
+                        self.unwant(c, id);
+                    }
+                }
+            }
+            ClientToScheduler::Identify => {
+                let workers = self
+                    .workers
+                    .values()
+                    .map(|w| WorkerStatus {
+                        info: w.info.clone(),
+                        stored: w.holds.len() as u64,
+                        assigned: w.assigned.len() as u64,
+                    })
+                    .collect();
+                out.push(Command::ToClient(
+                    c,
+                    SchedulerToClient::Identity {
+                        workers,
+                        tasks: self.tasks.len() as u64,
+                    },
+                ));
+            }
+            ClientToScheduler::Shutdown => out.push(Command::Shutdown),
+        }
+    }
+
+    /// The graph is whole: its parts no longer need pins.
+    fn unpin_staged(&mut self, c: ClientId) {
+        let staged = match self.clients.get_mut(&c) {
+            Some(cs) => std::mem::take(&mut cs.staged),
+            None => return,
+        };
+        for id in staged {
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.pinned = false;
+                self.to_check.push(id);
+            }
+        }
+    }
+
+    pub(crate) fn client_gone(&mut self, c: ClientId) {
+        self.unpin_staged(c);
+        if let Some(state) = self.clients.remove(&c) {
+            for id in state.wants {
+                if let Some(t) = self.tasks.get_mut(&id) {
+                    t.wanted_by = without(&t.wanted_by, c);
+                    self.to_check.push(id);
+                }
+            }
+        }
+    }
+
+    fn unwant(&mut self, c: ClientId, id: TaskId) {
+        if let Some(t) = self.tasks.get_mut(&id) {
+            t.wanted_by = without(&t.wanted_by, c);
+        }
+        if let Some(cs) = self.clients.get_mut(&c) {
+            cs.wants.remove(&id);
+        }
+        self.to_check.push(id);
+    }
+
+    fn want(&mut self, c: ClientId, id: TaskId) {
+        // Only a connected client can want anything.
+        let Some(cs) = self.clients.get_mut(&c) else {
+            return;
+        };
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        if !t.wanted_by.contains(&c) {
+            let mut v = std::mem::take(&mut t.wanted_by).into_vec();
+            v.push(c);
+            t.wanted_by = v.into_boxed_slice();
+        }
+        cs.wants.insert(id);
+    }
+
+    /// Adds (or re-asks for) one task; returns its id.
+    fn submit_one(&mut self, c: ClientId, spec: TaskSpec, out: &mut Vec<Command>) -> TaskId {
+        if let Some(id) = self.id_of(&spec.key) {
+            if spec.wanted {
+                self.want(c, id);
+                self.tell_client_current_state(c, id, out);
+            }
+            self.activate(id, out);
+            return id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+
+        let mut deps = Vec::with_capacity(spec.deps.len());
+        let mut missing = None;
+        for d in &spec.deps {
+            match self.id_of(d) {
+                Some(did) if !deps.contains(&did) => deps.push(did),
+                Some(_) => {}
+                None => missing = Some(d.clone()),
+            }
+        }
+        for &d in &deps {
+            if let Some(dt) = self.tasks.get_mut(&d) {
+                dt.dependents.push(id);
+            }
+        }
+        self.keys.insert(&spec.key, id);
+        let (blob, key_len) = Task::blob(&spec.key, &spec.args.frames);
+        let no_type = self.intern("");
+        self.tasks.insert(
+            id,
+            Box::new(Task {
+                blob,
+                key_len,
+                func: spec.func,
+                deps: deps.into_boxed_slice(),
+                dependents: Dependents::None,
+                state: TaskState::Released,
+                waiting_on: 0,
+                pending_dependents: 0,
+                counted_pending: false,
+                pinned: false,
+                wanted_by: Box::new([]),
+                priority: spec.priority,
+                retries_left: spec.retries,
+                attempts: 0,
+                extra: (!spec.workers.is_empty()).then(|| {
+                    Box::new(Extra {
+                        restrictions: spec.workers.into_boxed_slice(),
+                        error: None,
+                    })
+                }),
+                nbytes: 0,
+                type_name: no_type,
+            }),
+        );
+        if spec.wanted {
+            self.want(c, id);
+        }
+        if let Some(dep) = missing {
+            let msg = format!(
+                "task {} depends on {dep}, which the scheduler does not know (was its future released?)",
+                spec.key
+            );
+            self.fail(id, internal_error("KeyError", msg), out);
+        } else if spec.func != LITERAL_FUNC && !self.functions.contains_key(&spec.func) {
+            let msg = format!(
+                "the function of task {} was never sent to the scheduler",
+                spec.key
+            );
+            self.fail(id, internal_error("RuntimeError", msg), out);
+        } else {
+            self.activate(id, out);
+        }
+        // Nothing may want it (its client is gone): let the check decide.
+        self.to_check.push(id);
+        id
+    }
+
+    fn tell_client_current_state(&self, c: ClientId, id: TaskId, out: &mut Vec<Command>) {
+        let t = &self.tasks[&id];
+        match &t.state {
+            TaskState::Memory { holders } => out.push(Command::ToClient(
+                c,
+                SchedulerToClient::KeyMemory {
+                    key: t.key().to_string(),
+                    nbytes: t.nbytes,
+                    type_name: self.type_names[t.type_name as usize].to_string(),
+                    inline: None,
+                    holders: self.addresses(holders),
+                },
+            )),
+            TaskState::Erred => {
+                if let Some(e) = t.error() {
+                    out.push(Command::ToClient(
+                        c,
+                        SchedulerToClient::KeyErred {
+                            key: t.key().to_string(),
+                            error: e.clone(),
+                        },
+                    ))
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `ids` without `c`.
+fn without(
+    ids: &[shoal_proto::ClientId],
+    c: shoal_proto::ClientId,
+) -> Box<[shoal_proto::ClientId]> {
+    ids.iter().copied().filter(|x| *x != c).collect()
+}
+
+fn internal_error(type_name: &str, message: String) -> TaskError {
+    TaskError::Raised {
+        exception: Default::default(),
+        type_name: type_name.to_string(),
+        message,
+        traceback: String::new(),
+    }
+}

@@ -1,0 +1,200 @@
+//! The core's invariants, checked from the outside.
+//!
+//! [`Core::check_invariants`] recounts everything the handlers maintain
+//! incrementally and compares. The core's tests call it after every event,
+//! and debug builds of the scheduler call it after every scheduling pass, so
+//! a handler that forgets a book-keeping step fails where it happens instead
+//! of as a hang much later.
+
+use rustc_hash::FxHashSet;
+use shoal_proto::TaskId;
+
+use crate::core::Core;
+use crate::task::TaskState;
+
+/// A broken invariant: what and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scheduler invariant broken: {0}")]
+pub struct InvariantViolation(pub String);
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(InvariantViolation(format!($($fmt)+)));
+        }
+    };
+}
+
+impl Core {
+    /// Checks every invariant of the scheduler state. Costs a walk over all
+    /// tasks and workers: for tests and debug builds.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        self.check_tasks()?;
+        self.check_workers()?;
+        self.check_clients()?;
+        ensure!(
+            self.to_check.is_empty(),
+            "{} need checks left over after an event",
+            self.to_check.len()
+        );
+        Ok(())
+    }
+
+    fn check_tasks(&self) -> Result<(), InvariantViolation> {
+        let queued: FxHashSet<TaskId> = self.ready.iter().map(|e| e.id()).collect();
+        for (&id, t) in &self.tasks {
+            let key = t.key();
+            ensure!(self.id_of(key) == Some(id), "{key} is not found by its key");
+            // Graph edges are symmetric.
+            for d in t.deps.iter() {
+                let Some(dt) = self.tasks.get(d) else {
+                    return Err(InvariantViolation(format!(
+                        "{key} depends on forgotten task {d}"
+                    )));
+                };
+                ensure!(
+                    dt.dependents.iter().any(|x| x == id),
+                    "{key} is missing from the dependents of {}",
+                    dt.key()
+                );
+            }
+            for d in t.dependents.iter() {
+                let Some(dt) = self.tasks.get(&d) else {
+                    return Err(InvariantViolation(format!(
+                        "{key} lists forgotten dependent {d}"
+                    )));
+                };
+                ensure!(
+                    dt.deps.contains(&id),
+                    "{} is listed as a dependent of {key} but does not depend on it",
+                    dt.key()
+                );
+            }
+            // Pending tasks count in their inputs' need, and only they do.
+            ensure!(
+                t.counted_pending == t.is_pending(),
+                "{key} is {:?} but counted_pending is {}",
+                t.state,
+                t.counted_pending
+            );
+            let recount = t
+                .dependents
+                .iter()
+                .filter(|d| self.tasks[d].counted_pending)
+                .count() as u32;
+            ensure!(
+                recount == t.pending_dependents,
+                "{key} has {recount} pending dependents but counts {}",
+                t.pending_dependents
+            );
+            // Nothing unneeded is kept busy, and nothing unneeded and
+            // unreferenced is kept at all.
+            if !t.is_needed() {
+                ensure!(
+                    matches!(t.state, TaskState::Released | TaskState::Erred),
+                    "{key} is {:?} though nobody needs it",
+                    t.state
+                );
+                ensure!(
+                    !t.dependents.is_empty(),
+                    "{key} is kept though nobody needs it and nothing depends on it"
+                );
+            }
+            match &t.state {
+                TaskState::Waiting => {
+                    let missing = self.missing_inputs(id);
+                    ensure!(missing > 0, "{key} waits with every input in memory");
+                    ensure!(
+                        missing == t.waiting_on,
+                        "{key} waits on {} inputs but {missing} are missing",
+                        t.waiting_on
+                    );
+                }
+                TaskState::Ready => {
+                    ensure!(
+                        self.missing_inputs(id) == 0,
+                        "{key} is ready with inputs missing"
+                    );
+                    ensure!(queued.contains(&id), "{key} is ready but not queued");
+                }
+                TaskState::Assigned { worker, .. } => {
+                    // Its inputs may have been lost since: the worker then
+                    // reports them missing.
+                    let on_worker = self
+                        .workers
+                        .get(worker)
+                        .is_some_and(|w| w.assigned.contains(&id));
+                    ensure!(on_worker, "{key} is assigned to {worker}, which lacks it");
+                }
+                TaskState::Memory { holders } => {
+                    ensure!(!holders.is_empty(), "{key} is in memory nowhere");
+                    for h in holders {
+                        let holds = self.workers.get(h).is_some_and(|w| w.holds.contains(&id));
+                        ensure!(holds, "{key} names holder {h}, which does not hold it");
+                    }
+                }
+                TaskState::Erred => {
+                    ensure!(t.error().is_some(), "{key} erred without an error");
+                }
+                TaskState::Released => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Inputs of `id` not in memory.
+    fn missing_inputs(&self, id: TaskId) -> u32 {
+        self.tasks[&id]
+            .deps
+            .iter()
+            .filter(|d| !matches!(self.tasks[d].state, TaskState::Memory { .. }))
+            .count() as u32
+    }
+
+    fn check_workers(&self) -> Result<(), InvariantViolation> {
+        for (&wid, w) in &self.workers {
+            for id in &w.assigned {
+                let ok = matches!(
+                    self.tasks.get(id).map(|t| &t.state),
+                    Some(TaskState::Assigned { worker, .. }) if *worker == wid
+                );
+                ensure!(
+                    ok,
+                    "worker {wid} lists task {id}, which is not assigned to it"
+                );
+            }
+            for id in &w.holds {
+                let ok = matches!(
+                    self.tasks.get(id).map(|t| &t.state),
+                    Some(TaskState::Memory { holders }) if holders.contains(&wid)
+                );
+                ensure!(ok, "worker {wid} holds task {id}, whose holders omit it");
+            }
+            ensure!(
+                w.stealing.is_subset(&w.assigned),
+                "worker {wid} is asked to give back tasks it was not assigned"
+            );
+        }
+        Ok(())
+    }
+
+    fn check_clients(&self) -> Result<(), InvariantViolation> {
+        for (&c, cs) in &self.clients {
+            for id in &cs.wants {
+                let ok = self.tasks.get(id).is_some_and(|t| t.wanted_by.contains(&c));
+                ensure!(ok, "client {c} wants task {id}, which does not list it");
+            }
+        }
+        for (&id, t) in &self.tasks {
+            for c in t.wanted_by.iter() {
+                let ok = self.clients.get(c).is_some_and(|cs| cs.wants.contains(&id));
+                ensure!(
+                    ok,
+                    "{} is wanted by client {c}, which does not want it",
+                    t.key()
+                );
+            }
+        }
+        Ok(())
+    }
+}

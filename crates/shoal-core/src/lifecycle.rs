@@ -1,0 +1,324 @@
+//! The life cycle of a task, shared by every handler.
+//!
+//! [`Core::transition`] is the only place a task's state changes; it checks
+//! the move against the table of legal ones. The rest of this file decides
+//! *which* move to make: activating a needed task and its inputs, failing a
+//! task and everything downstream, taking in a result, losing one, and
+//! freeing what nobody needs.
+
+use shoal_proto::{SchedulerToClient, SchedulerToWorker, TaskError, TaskId, WorkerId};
+
+use crate::core::Core;
+use crate::events::Command;
+use crate::placement::ReadyEntry;
+use crate::task::TaskState;
+
+/// Whether a task may move from `from` to `to`.
+///
+/// ```text
+/// Released -> Waiting | Ready | Erred             activated, or an input erred
+/// Waiting  -> Ready | Released | Erred | Memory   inputs arrived; not needed; failed; a late result
+/// Ready    -> Assigned | Waiting | Released | Erred | Memory
+/// Assigned -> Memory | Erred | Waiting | Ready | Released
+/// Memory   -> Released                           freed, or its last copy lost
+/// Erred    -> (none: kept until forgotten)
+/// ```
+pub(crate) fn legal(from: &TaskState, to: &TaskState) -> bool {
+    use TaskState::*;
+    matches!(
+        (from, to),
+        (Released, Waiting | Ready | Erred)
+            | (Waiting, Ready | Released | Erred | Memory { .. })
+            | (
+                Ready,
+                Assigned { .. } | Waiting | Released | Erred | Memory { .. }
+            )
+            | (
+                Assigned { .. },
+                Memory { .. } | Erred | Waiting | Ready | Released
+            )
+            | (Memory { .. }, Released)
+    )
+}
+
+impl Core {
+    /// Moves task `id` to state `to`: the one place task state is written.
+    pub(crate) fn transition(&mut self, id: TaskId, to: TaskState) {
+        let t = self
+            .tasks
+            .get_mut(&id)
+            .expect("a task in transition exists");
+        debug_assert!(
+            legal(&t.state, &to),
+            "illegal transition of {}: {:?} -> {:?}",
+            t.key(),
+            t.state,
+            to
+        );
+        if to == TaskState::Ready {
+            self.ready.push(ReadyEntry::of(t, id));
+        }
+        t.state = to;
+    }
+
+    /// The workers holding `id`'s result (empty unless in memory).
+    pub(crate) fn holders(&self, id: TaskId) -> Vec<WorkerId> {
+        match &self.tasks[&id].state {
+            TaskState::Memory { holders } => holders.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Makes a released task (and, transitively, its released dependencies)
+    /// waiting or ready. Does nothing to tasks in any other state.
+    pub(crate) fn activate(&mut self, root: TaskId, out: &mut Vec<Command>) {
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            match self.tasks.get(&id) {
+                Some(t) if t.state == TaskState::Released => {}
+                _ => continue,
+            }
+            if let Some(err) = self.first_erred_dep(id) {
+                self.fail(id, err, out);
+                continue;
+            }
+            let waiting = self.count_missing_deps(id, &mut stack);
+            self.set_waiting_or_ready(id, waiting);
+            self.set_counted_pending(id, true);
+        }
+    }
+
+    /// Counts dependencies not in memory, pushing released ones on `stack`.
+    fn count_missing_deps(&self, id: TaskId, stack: &mut Vec<TaskId>) -> u32 {
+        let mut waiting = 0;
+        for d in &self.tasks[&id].deps {
+            match self.tasks[d].state {
+                TaskState::Memory { .. } => {}
+                TaskState::Released => {
+                    waiting += 1;
+                    stack.push(*d);
+                }
+                _ => waiting += 1,
+            }
+        }
+        waiting
+    }
+
+    fn first_erred_dep(&self, id: TaskId) -> Option<TaskError> {
+        self.tasks[&id].deps.iter().find_map(|d| {
+            let dt = &self.tasks[d];
+            (dt.state == TaskState::Erred).then(|| dt.error().cloned())?
+        })
+    }
+
+    fn set_waiting_or_ready(&mut self, id: TaskId, waiting: u32) {
+        self.tasks.get_mut(&id).expect("task exists").waiting_on = waiting;
+        let to = if waiting == 0 {
+            TaskState::Ready
+        } else {
+            TaskState::Waiting
+        };
+        self.transition(id, to);
+    }
+
+    /// Puts an assigned task back in the queue (its worker died, it is
+    /// retried, or it was given back), keeping it counted as pending so its
+    /// inputs stay put.
+    pub(crate) fn reschedule(&mut self, id: TaskId, out: &mut Vec<Command>) {
+        if let Some(err) = self.first_erred_dep(id) {
+            self.fail(id, err, out);
+            return;
+        }
+        let mut stack = Vec::new();
+        let waiting = self.count_missing_deps(id, &mut stack);
+        self.set_waiting_or_ready(id, waiting);
+        for d in stack {
+            self.activate(d, out);
+        }
+    }
+
+    /// Keeps dependencies' `pending_dependents` in step with whether `id` is
+    /// pending. Dependencies that stop being needed are queued for a check.
+    fn set_counted_pending(&mut self, id: TaskId, on: bool) {
+        let t = self.tasks.get_mut(&id).expect("task exists");
+        if t.counted_pending == on {
+            return;
+        }
+        t.counted_pending = on;
+        for i in 0..self.tasks[&id].deps.len() {
+            let d = self.tasks[&id].deps[i];
+            let dt = self.tasks.get_mut(&d).expect("dependency exists");
+            if on {
+                dt.pending_dependents += 1;
+            } else {
+                dt.pending_dependents -= 1;
+                if dt.pending_dependents == 0 {
+                    self.to_check.push(d);
+                }
+            }
+        }
+    }
+
+    /// Marks `root` and every pending task downstream of it as erred.
+    pub(crate) fn fail(&mut self, root: TaskId, error: TaskError, out: &mut Vec<Command>) {
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            let Some(t) = self.tasks.get(&id) else {
+                continue;
+            };
+            if id != root && !t.is_pending() {
+                continue;
+            }
+            if t.state == TaskState::Erred {
+                continue;
+            }
+            self.unassign(id);
+            self.transition(id, TaskState::Erred);
+            let t = self.tasks.get_mut(&id).expect("task exists");
+            t.set_error(error.clone());
+            for &c in &t.wanted_by {
+                out.push(Command::ToClient(
+                    c,
+                    SchedulerToClient::KeyErred {
+                        key: t.key().to_string(),
+                        error: error.clone(),
+                    },
+                ));
+            }
+            stack.extend(t.dependents.iter());
+            self.set_counted_pending(id, false);
+            self.to_check.push(id);
+        }
+    }
+
+    /// If `id` is assigned, forgets the assignment and tells the worker to
+    /// drop it (a no-op for the worker if it already ran).
+    pub(crate) fn unassign(&mut self, id: TaskId) {
+        if let TaskState::Assigned { worker, .. } = self.tasks[&id].state {
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.assigned.remove(&id);
+                w.stealing.remove(&id);
+                self.to_cancel.entry(worker).or_default().push(id);
+            }
+        }
+    }
+
+    /// The result of `id` now lives on `w`.
+    pub(crate) fn finished(&mut self, w: WorkerId, id: TaskId, nbytes: u64, type_name: &str) {
+        let type_name = self.intern(type_name);
+        self.transition(id, TaskState::Memory { holders: vec![w] });
+        let t = self.tasks.get_mut(&id).expect("task exists");
+        t.nbytes = nbytes;
+        t.type_name = type_name;
+        if let Some(worker) = self.workers.get_mut(&w) {
+            worker.holds.insert(id);
+        }
+        self.set_counted_pending(id, false);
+        for i in 0..self.tasks[&id].dependents.len() {
+            let d = self.tasks[&id].dependents.get(i);
+            let dt = self.tasks.get_mut(&d).expect("dependent exists");
+            if dt.state == TaskState::Waiting {
+                dt.waiting_on -= 1;
+                if dt.waiting_on == 0 {
+                    self.transition(d, TaskState::Ready);
+                }
+            }
+        }
+        self.to_check.push(id);
+    }
+
+    /// The last copy of `id`'s result is gone. Dependents that counted on it
+    /// wait again, and the task is computed anew if anyone needs it.
+    pub(crate) fn lost(&mut self, id: TaskId, out: &mut Vec<Command>) {
+        self.transition(id, TaskState::Released);
+        for i in 0..self.tasks[&id].dependents.len() {
+            let d = self.tasks[&id].dependents.get(i);
+            let dt = self.tasks.get_mut(&d).expect("dependent exists");
+            match dt.state {
+                TaskState::Waiting => dt.waiting_on += 1,
+                TaskState::Ready => {
+                    dt.waiting_on = 1;
+                    self.transition(d, TaskState::Waiting);
+                }
+                _ => {}
+            }
+        }
+        let t = &self.tasks[&id];
+        if t.is_needed() {
+            for &c in &t.wanted_by {
+                out.push(Command::ToClient(
+                    c,
+                    SchedulerToClient::KeyLost {
+                        key: t.key().to_string(),
+                    },
+                ));
+            }
+            self.activate(id, out);
+        } else {
+            self.to_check.push(id);
+        }
+    }
+
+    /// Frees (on the workers) or forgets every task whose need may have
+    /// dropped, then flushes the batched `Free` and `Cancel` messages.
+    pub(crate) fn free_unneeded(&mut self, out: &mut Vec<Command>) {
+        while let Some(id) = self.to_check.pop() {
+            let Some(t) = self.tasks.get(&id) else {
+                continue;
+            };
+            if t.is_needed() {
+                continue;
+            }
+            match &t.state {
+                TaskState::Memory { holders } => {
+                    for &w in holders {
+                        if let Some(worker) = self.workers.get_mut(&w) {
+                            worker.holds.remove(&id);
+                            self.to_free.entry(w).or_default().push(t.key().to_string());
+                        }
+                    }
+                    self.transition(id, TaskState::Released);
+                }
+                TaskState::Waiting | TaskState::Ready | TaskState::Assigned { .. } => {
+                    self.unassign(id);
+                    self.transition(id, TaskState::Released);
+                    self.set_counted_pending(id, false);
+                }
+                TaskState::Released | TaskState::Erred => {}
+            }
+            if self.tasks[&id].dependents.is_empty() {
+                self.forget(id);
+            }
+        }
+        self.flush_worker_batches(out);
+    }
+
+    /// Removes a task nobody wants and nothing depends on.
+    fn forget(&mut self, id: TaskId) {
+        let Some(t) = self.tasks.remove(&id) else {
+            return;
+        };
+        self.keys.remove(t.key(), id);
+        for d in t.deps {
+            if let Some(dt) = self.tasks.get_mut(&d) {
+                dt.dependents.remove(id);
+                if dt.dependents.is_empty() {
+                    self.to_check.push(d);
+                }
+            }
+        }
+    }
+
+    fn flush_worker_batches(&mut self, out: &mut Vec<Command>) {
+        for (w, keys) in std::mem::take(&mut self.to_free) {
+            if self.workers.contains_key(&w) {
+                out.push(Command::ToWorker(w, SchedulerToWorker::Free { keys }));
+            }
+        }
+        for (w, ids) in std::mem::take(&mut self.to_cancel) {
+            if self.workers.contains_key(&w) {
+                out.push(Command::ToWorker(w, SchedulerToWorker::Cancel { ids }));
+            }
+        }
+    }
+}

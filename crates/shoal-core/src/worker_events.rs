@@ -1,0 +1,234 @@
+//! What workers send, and workers joining and leaving.
+//!
+//! Worker reports can be stale: a result for a task that was reassigned, a
+//! failure from a worker the task was taken from, an answer to a steal that
+//! raced a finish. Each handler checks that the report still speaks for the
+//! task before acting on it.
+
+use shoal_proto::{
+    Payload, SchedulerToClient, TaskError, TaskId, WorkerId, WorkerInfo, WorkerToScheduler,
+};
+
+use crate::core::Core;
+use crate::events::Command;
+use crate::task::TaskState;
+use crate::worker::Worker;
+
+impl Core {
+    pub(crate) fn worker_joined(&mut self, w: WorkerId, info: WorkerInfo, out: &mut Vec<Command>) {
+        for c in self.clients.keys() {
+            out.push(Command::ToClient(
+                *c,
+                SchedulerToClient::WorkerAdded(info.clone()),
+            ));
+        }
+        self.workers.insert(w, Worker::new(info));
+    }
+
+    pub(crate) fn worker_message(
+        &mut self,
+        w: WorkerId,
+        msg: WorkerToScheduler,
+        out: &mut Vec<Command>,
+    ) {
+        if !self.workers.contains_key(&w) {
+            // A report that overtook the worker's loss: nothing speaks for it.
+            return;
+        }
+        match msg {
+            WorkerToScheduler::TaskStarted { ids } => {
+                for id in ids {
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        if let TaskState::Assigned { worker, started } = &mut t.state {
+                            if *worker == w {
+                                *started = true;
+                            }
+                        }
+                    }
+                }
+            }
+            WorkerToScheduler::TaskFinished {
+                id,
+                nbytes,
+                type_name,
+                inline,
+                duration,
+            } => self.task_finished(w, id, nbytes, &type_name, inline, duration, out),
+            WorkerToScheduler::TaskFailed { id, error } => self.task_failed(w, id, error, out),
+            WorkerToScheduler::MissingDeps { id, keys } => self.missing_deps(w, id, keys, out),
+            WorkerToScheduler::GaveBack { ids } => self.gave_back(w, ids, out),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn task_finished(
+        &mut self,
+        w: WorkerId,
+        id: TaskId,
+        nbytes: u64,
+        type_name: &str,
+        inline: Option<Payload>,
+        duration: f64,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(t) = self.tasks.get_mut(&id) else {
+            // Forgotten meanwhile: the worker should not keep the result.
+            return;
+        };
+        match &mut t.state {
+            TaskState::Memory { holders } => {
+                if !holders.contains(&w) {
+                    holders.push(w);
+                    if let Some(worker) = self.workers.get_mut(&w) {
+                        worker.holds.insert(id);
+                    }
+                }
+                return;
+            }
+            TaskState::Released | TaskState::Erred => {
+                let key = t.key().to_string();
+                self.to_free.entry(w).or_default().push(key);
+                return;
+            }
+            TaskState::Assigned { worker, .. } if *worker == w => {
+                self.forget_assignment(w, id);
+            }
+            // Computed again elsewhere, or a recomputation raced an old
+            // assignment: the result is valid, so take it.
+            TaskState::Assigned { .. } => self.unassign(id),
+            TaskState::Waiting | TaskState::Ready => {}
+        }
+        self.note_duration(duration);
+        self.finished(w, id, nbytes, type_name);
+        let t = &self.tasks[&id];
+        if !t.wanted_by.is_empty() {
+            let holders = self.addresses(&[w]);
+            for &c in &t.wanted_by {
+                out.push(Command::ToClient(
+                    c,
+                    SchedulerToClient::KeyMemory {
+                        key: t.key().to_string(),
+                        nbytes,
+                        type_name: type_name.to_string(),
+                        inline: inline.clone(),
+                        holders: holders.clone(),
+                    },
+                ));
+            }
+        }
+    }
+
+    fn note_duration(&mut self, d: f64) {
+        if !d.is_finite() || d < 0.0 {
+            return;
+        }
+        self.mean_duration = Some(match self.mean_duration {
+            None => d,
+            Some(m) => 0.9 * m + 0.1 * d,
+        });
+    }
+
+    fn task_failed(&mut self, w: WorkerId, id: TaskId, error: TaskError, out: &mut Vec<Command>) {
+        if !self.is_assigned_to(id, w) {
+            return;
+        }
+        self.forget_assignment(w, id);
+        let t = self.tasks.get_mut(&id).expect("an assigned task exists");
+        if t.retries_left > 0 {
+            t.retries_left -= 1;
+            self.reschedule(id, out);
+        } else {
+            self.fail(id, error, out);
+        }
+    }
+
+    fn missing_deps(&mut self, w: WorkerId, id: TaskId, keys: Vec<String>, out: &mut Vec<Command>) {
+        // Only the worker the task is assigned to speaks for it; an answer
+        // about a task taken back since is stale.
+        if !self.is_assigned_to(id, w) {
+            return;
+        }
+        for key in keys {
+            let Some(d) = self.id_of(&key) else {
+                continue;
+            };
+            if !matches!(self.tasks[&d].state, TaskState::Memory { .. }) {
+                continue;
+            }
+            let holders = self.holders(d);
+            for h in holders {
+                if let Some(worker) = self.workers.get_mut(&h) {
+                    worker.holds.remove(&d);
+                }
+            }
+            self.lost(d, out);
+        }
+        self.forget_assignment(w, id);
+        self.reschedule(id, out);
+    }
+
+    /// Whether `id` is assigned to worker `w` right now.
+    pub(crate) fn is_assigned_to(&self, id: TaskId, w: WorkerId) -> bool {
+        matches!(
+            self.tasks.get(&id).map(|t| &t.state),
+            Some(TaskState::Assigned { worker, .. }) if *worker == w
+        )
+    }
+
+    /// Drops `id` from worker `w`'s books, without telling the worker.
+    pub(crate) fn forget_assignment(&mut self, w: WorkerId, id: TaskId) {
+        if let Some(wk) = self.workers.get_mut(&w) {
+            wk.assigned.remove(&id);
+            wk.stealing.remove(&id);
+        }
+    }
+
+    pub(crate) fn worker_lost(&mut self, w: WorkerId, out: &mut Vec<Command>) {
+        let Some(worker) = self.workers.remove(&w) else {
+            return;
+        };
+        let address = worker.info.data_address.clone();
+        for c in self.clients.keys() {
+            out.push(Command::ToClient(
+                *c,
+                SchedulerToClient::WorkerRemoved {
+                    data_address: address.clone(),
+                },
+            ));
+        }
+        self.to_free.remove(&w);
+        self.to_cancel.remove(&w);
+        let mut held: Vec<TaskId> = worker.holds.into_iter().collect();
+        held.sort_unstable();
+        for id in held {
+            let t = self.tasks.get_mut(&id).expect("a held task exists");
+            if let TaskState::Memory { holders } = &mut t.state {
+                holders.retain(|h| *h != w);
+                if holders.is_empty() {
+                    self.lost(id, out);
+                }
+            }
+        }
+        let mut assigned: Vec<TaskId> = worker.assigned.into_iter().collect();
+        assigned.sort_unstable();
+        for id in assigned {
+            let t = self.tasks.get_mut(&id).expect("an assigned task exists");
+            let TaskState::Assigned { started, .. } = t.state else {
+                continue;
+            };
+            if started {
+                t.attempts += 1;
+            }
+            if t.attempts >= self.config.allowed_failures {
+                let error = TaskError::KilledWorker {
+                    key: t.key().to_string(),
+                    last_worker: address.clone(),
+                    attempts: t.attempts,
+                };
+                self.fail(id, error, out);
+            } else {
+                self.reschedule(id, out);
+            }
+        }
+    }
+}

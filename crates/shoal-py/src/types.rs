@@ -1,0 +1,269 @@
+//! The values that cross the boundary between the engine and Python, as
+//! classes with named fields: a function, a task spec, a task handed to an
+//! executor, an outcome, and a task error.
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+use shoal_client::Outcome as CoreOutcome;
+use shoal_proto::{Payload, TaskError as CoreError};
+
+/// A pickled function: its hash (its identity), a short name, its bytes.
+#[pyclass(module = "shoal._engine", frozen, get_all)]
+#[derive(Clone)]
+pub struct FunctionDef {
+    pub hash: u64,
+    pub name: String,
+    pub data: Bytes,
+}
+
+#[pymethods]
+impl FunctionDef {
+    #[new]
+    fn new(hash: u64, name: String, data: Bytes) -> Self {
+        FunctionDef { hash, name, data }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "FunctionDef(hash={:#018x}, name={:?}, {} bytes)",
+            self.hash,
+            self.name,
+            self.data.len()
+        )
+    }
+}
+
+impl FunctionDef {
+    pub fn to_core(&self) -> shoal_proto::FunctionDef {
+        shoal_proto::FunctionDef {
+            hash: self.hash,
+            name: self.name.clone(),
+            bytes: self.data.clone(),
+        }
+    }
+}
+
+/// One task as the client describes it to the scheduler.
+#[pyclass(module = "shoal._engine", frozen, get_all)]
+pub struct TaskSpec {
+    /// The task's key (its name in the cluster).
+    pub key: String,
+    /// The function's hash, or `LITERAL_FUNC` for data whose value is `frames`.
+    pub func: u64,
+    /// The pickled `(args, kwargs)` (or value), pickle protocol 5 frames.
+    pub frames: Vec<Bytes>,
+    /// Keys of the tasks whose results this one needs.
+    pub deps: Vec<String>,
+    /// Whether the client will hold a future for this key.
+    pub wanted: bool,
+    pub priority: i32,
+    pub retries: u32,
+    /// Worker names or addresses it may run on (empty: any).
+    pub workers: Vec<String>,
+}
+
+#[pymethods]
+impl TaskSpec {
+    #[new]
+    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, priority=0, retries=0, workers=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        key: String,
+        func: u64,
+        frames: Vec<Bytes>,
+        deps: Vec<String>,
+        wanted: bool,
+        priority: i32,
+        retries: u32,
+        workers: Vec<String>,
+    ) -> Self {
+        TaskSpec {
+            key,
+            func,
+            frames,
+            deps,
+            wanted,
+            priority,
+            retries,
+            workers,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TaskSpec(key={:?}, func={:#018x}, deps={:?}, wanted={}, priority={}, retries={}, workers={:?})",
+            self.key, self.func, self.deps, self.wanted, self.priority, self.retries, self.workers
+        )
+    }
+}
+
+impl TaskSpec {
+    pub fn to_core(&self) -> shoal_proto::TaskSpec {
+        shoal_proto::TaskSpec {
+            key: self.key.clone(),
+            func: self.func,
+            args: Payload {
+                frames: self.frames.clone(),
+            },
+            deps: self.deps.clone(),
+            wanted: self.wanted,
+            priority: self.priority,
+            retries: self.retries,
+            workers: self.workers.clone(),
+        }
+    }
+}
+
+/// A task handed to an executor thread, with everything needed to run it.
+#[pyclass(module = "shoal._engine", frozen, get_all)]
+pub struct ExecutorTask {
+    /// The scheduler's id for this task (pass it back to `finish`/`fail`).
+    pub id: u64,
+    pub key: String,
+    /// The function's hash.
+    pub func: u64,
+    /// The pickled function the first time this worker hands it out, else
+    /// None (executors cache functions by hash).
+    pub function: Option<Bytes>,
+    /// The pickled `(args, kwargs)`.
+    pub args: Vec<Bytes>,
+    /// The results of the task's dependencies: `(key, frames)` pairs.
+    pub deps: Vec<(String, Vec<Bytes>)>,
+}
+
+#[pymethods]
+impl ExecutorTask {
+    fn __repr__(&self) -> String {
+        let deps: Vec<&str> = self.deps.iter().map(|(k, _)| k.as_str()).collect();
+        format!(
+            "ExecutorTask(id={}, key={:?}, func={:#018x}, deps={:?})",
+            self.id, self.key, self.func, deps
+        )
+    }
+}
+
+impl From<shoal_worker::Assignment> for ExecutorTask {
+    fn from(a: shoal_worker::Assignment) -> Self {
+        ExecutorTask {
+            id: a.id,
+            key: a.key,
+            func: a.func,
+            function: a.function,
+            args: a.args.frames,
+            deps: a.deps.into_iter().map(|(k, p)| (k, p.frames)).collect(),
+        }
+    }
+}
+
+/// Why a task failed: it raised (`kind == "raised"`), or the workers running
+/// it kept dying (`kind == "killed"`).
+#[pyclass(module = "shoal._engine", frozen, get_all)]
+#[derive(Clone)]
+pub struct TaskError {
+    pub kind: &'static str,
+    /// The exception's type name (`"KilledWorker"` for a killed task).
+    pub type_name: String,
+    pub message: String,
+    /// The formatted remote traceback ("" if none).
+    pub traceback: String,
+    /// The pickled exception (empty if it could not be pickled).
+    pub exception: Vec<Bytes>,
+    /// For a killed task: its key, the last worker, and how many died.
+    pub key: String,
+    pub last_worker: String,
+    pub attempts: u32,
+}
+
+#[pymethods]
+impl TaskError {
+    fn __repr__(&self) -> String {
+        match self.kind {
+            "killed" => format!(
+                "TaskError(kind='killed', key={:?}, last_worker={:?}, attempts={})",
+                self.key, self.last_worker, self.attempts
+            ),
+            _ => format!(
+                "TaskError(kind='raised', type_name={:?}, message={:?})",
+                self.type_name, self.message
+            ),
+        }
+    }
+}
+
+impl From<&CoreError> for TaskError {
+    fn from(e: &CoreError) -> Self {
+        match e {
+            CoreError::Raised {
+                exception,
+                type_name,
+                message,
+                traceback,
+            } => TaskError {
+                kind: "raised",
+                type_name: type_name.clone(),
+                message: message.clone(),
+                traceback: traceback.clone(),
+                exception: exception.frames.clone(),
+                key: String::new(),
+                last_worker: String::new(),
+                attempts: 0,
+            },
+            CoreError::KilledWorker {
+                key,
+                last_worker,
+                attempts,
+            } => TaskError {
+                kind: "killed",
+                type_name: "KilledWorker".into(),
+                message: String::new(),
+                traceback: String::new(),
+                exception: Vec::new(),
+                key: key.clone(),
+                last_worker: shoal_proto::addr::with_scheme(last_worker),
+                attempts: *attempts,
+            },
+        }
+    }
+}
+
+/// What a key came to: a value (`kind == "value"`, its pickled `frames`),
+/// an error (`kind == "error"`, `error`), or `kind == "cancelled"`.
+#[pyclass(module = "shoal._engine", frozen, get_all)]
+pub struct Outcome {
+    pub kind: &'static str,
+    pub frames: Option<Vec<Bytes>>,
+    pub error: Option<TaskError>,
+}
+
+#[pymethods]
+impl Outcome {
+    fn __repr__(&self) -> String {
+        match (&self.frames, &self.error) {
+            (Some(f), _) => format!("Outcome(kind='value', {} frames)", f.len()),
+            (_, Some(e)) => format!("Outcome(kind='error', error={})", e.__repr__()),
+            _ => format!("Outcome(kind={:?})", self.kind),
+        }
+    }
+}
+
+impl From<CoreOutcome> for Outcome {
+    fn from(o: CoreOutcome) -> Self {
+        match o {
+            CoreOutcome::Value(p) => Outcome {
+                kind: "value",
+                frames: Some(p.frames),
+                error: None,
+            },
+            CoreOutcome::Error(e) => Outcome {
+                kind: "error",
+                frames: None,
+                error: Some(TaskError::from(&e)),
+            },
+            CoreOutcome::Cancelled => Outcome {
+                kind: "cancelled",
+                frames: None,
+                error: None,
+            },
+        }
+    }
+}
