@@ -12,9 +12,20 @@ or build a lazy graph and compute it::
     from shoal import delayed, compute
     total = sum(delayed(inc)(x) for x in range(8))
     total.compute()
+
+The package is layered; each layer imports only the ones below it:
+
+* ``shoal.core``: the engine handle (``Session``), task specs, keys, graph
+  submission, serialization, errors, the default-client registry;
+* ``shoal.futures``, ``shoal.completion``: ``Future``, ``as_completed``, ``wait``;
+* ``shoal.dask``: dask graphs on shoal and shoal objects in dask;
+* ``shoal.delayed``: ``delayed``, ``compute``, ``persist``;
+* ``shoal.worker``, ``shoal.deploy``: the worker process and ``LocalCluster``;
+* ``shoal.client``: ``Client``; ``shoal.cli``: the ``shoal`` command.
 """
 
-from ._completion import (
+from .client import Client, default_client, get_client
+from .completion import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
     FIRST_EXCEPTION,
@@ -22,12 +33,10 @@ from ._completion import (
     as_completed,
     wait,
 )
-from ._delayed import Delayed, delayed
-from ._future import Future
-from ._graph import compute, persist
-from .client import Client, default_client, get_client
-from .cluster import LocalCluster
-from .errors import FutureCancelledError, KilledWorker
+from .core.errors import FutureCancelledError, KilledWorker
+from .delayed import Delayed, compute, delayed, persist
+from .deploy.local import LocalCluster
+from .futures import Future
 
 __version__ = "0.1.0"
 

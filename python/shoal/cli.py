@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from . import _engine
+from .worker.main import main as worker_main
 
 
 def _scheduler(argv: list[str]) -> None:
@@ -14,8 +14,6 @@ def _scheduler(argv: list[str]) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="interface to listen on (default all)")
     parser.add_argument("--port", type=int, default=8786, help="port (default 8786, 0 for any)")
     args = parser.parse_args(argv)
-    if os.environ.get("SHOAL_LOG"):
-        _engine.init_logging(os.environ["SHOAL_LOG"])
 
     def ready(address: str) -> None:
         print(f"Scheduler at: {address}", flush=True)
@@ -43,8 +41,6 @@ def main(argv: list[str] | None = None) -> None:
     if command == "scheduler":
         _scheduler(rest)
     elif command == "worker":
-        from .worker import main as worker_main
-
         worker_main(rest)
     else:
         print(f"shoal: unknown command {command!r}\n{usage}", file=sys.stderr)

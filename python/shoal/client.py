@@ -3,72 +3,79 @@
 from __future__ import annotations
 
 import atexit
-import threading
+import json
+import os
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
-from . import _engine, _serialize
-from ._delayed import Delayed
-from ._future import CallbackRunner, Future
-from ._graph import graph_specs, persist, submit_graph
-from .cluster import LocalCluster, format_bytes
-from .errors import FutureCancelledError, rebuild
+from .core import arguments, context, keys, serialize
+from .core.arguments import UNSET
+from .core.graph import graph_specs
+from .core.session import Session, value_of
+from .core.sizes import format_bytes
+from .core.spec import LITERAL_FUNC, task_spec, worker_restrictions
+from .dask import config as dask_config
+from .dask.graphs import run_dask_graph
+from .delayed import Delayed, as_node, collect, delayed, persist, submit_nodes
+from .deploy.local import LocalCluster
+from .futures import Future
 
-_default_lock = threading.Lock()
-_default_client: Client | None = None
 _all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 def default_client(c: Client | None = None) -> Client:
-    """Return ``c`` or the current default client; raise if there is none."""
-    if c is not None:
-        return c
-    with _default_lock:
-        if _default_client is None or _default_client.status != "running":
-            raise ValueError(
-                "No clients found. Start a client and point it to a scheduler: "
-                "Client() or Client('tcp://host:port')"
-            )
-        return _default_client
+    """Return ``c`` or the current default client.
 
+    Raises
+    ------
+    ValueError
+        If there is no running default client.
 
-def _current_default() -> Client | None:
-    """The default client if it is running, else None."""
-    with _default_lock:
-        if _default_client is not None and _default_client.status == "running":
-            return _default_client
-        return None
+    """
+    return context.default_client(c)
 
 
 def get_client() -> Client:
     """Return the default client (the most recent one created)."""
-    return default_client()
+    return context.default_client()
 
 
-def _as_workers(workers: Any) -> list[str]:
-    if workers is None:
-        return []
-    if isinstance(workers, str):
-        workers = [workers]
-    out = []
-    for w in workers:
-        w = str(w)
-        out.append(w[len("tcp://") :] if w.startswith("tcp://") else w)
-    return out
-
-
-def _key_prefix(key: Any, fallback: str) -> str:
-    return key if isinstance(key, str) else fallback
+def _reject_task_options(
+    resources: Any, allow_other_workers: Any, fifo_timeout: Any, actor: Any, actors: Any
+) -> None:
+    arguments.reject("resources", resources)
+    arguments.reject("allow_other_workers", allow_other_workers)
+    arguments.reject("fifo_timeout", fifo_timeout)
+    arguments.reject("actor", actor)
+    arguments.reject("actors", actors)
 
 
 class Client:
     """Connect to a shoal cluster, or start a local one, and run tasks on it.
 
-    ``Client()`` starts a :class:`LocalCluster` on this machine (keyword
-    arguments such as ``n_workers`` and ``threads_per_worker`` go to it);
-    ``Client("tcp://host:port")`` connects to a running scheduler.
+    Parameters
+    ----------
+    address
+        ``"tcp://host:port"`` of a running scheduler, a :class:`LocalCluster`,
+        or None to start a local cluster (keyword arguments such as
+        ``n_workers`` and ``threads_per_worker`` go to it).
+    timeout
+        Seconds to wait for the connection.
+    set_as_default
+        Make this the client that futures, ``compute`` and dask use.
+    scheduler_file
+        A JSON file with the scheduler's ``"address"``.
+    name
+        This client's name, as the scheduler shows it.
+
+    Examples
+    --------
+    >>> client = Client(n_workers=4)  # doctest: +SKIP
+    >>> client.gather(client.map(inc, range(4)))  # doctest: +SKIP
+    [1, 2, 3, 4]
+
     """
 
     def __init__(
@@ -84,25 +91,29 @@ class Client:
         heartbeat_interval: Any = None,
         serializers: Any = None,
         deserializers: Any = None,
-        extensions: Any = None,
+        extensions: Any = UNSET,
         direct_to_workers: Any = None,
-        connection_limit: int = 512,
+        connection_limit: Any = UNSET,
         **kwargs: Any,
     ):
-        if asynchronous:
-            raise NotImplementedError(
-                "shoal clients are synchronous; asynchronous=True is not supported"
-            )
-        if security:
-            raise NotImplementedError("TLS and authentication are not supported yet")
-        if scheduler_file is not None:
-            import json
-
-            with open(scheduler_file) as f:
-                address = json.load(f)["address"]
+        self.status = "connecting"
         self.cluster: LocalCluster | None = None
         self._owns_cluster = False
-        self.status = "connecting"
+        for option, value in (
+            ("loop", loop),
+            ("security", security),
+            ("asynchronous", asynchronous),
+            ("heartbeat_interval", heartbeat_interval),
+            ("serializers", serializers),
+            ("deserializers", deserializers),
+            ("extensions", extensions),
+            ("direct_to_workers", direct_to_workers),
+            ("connection_limit", connection_limit),
+        ):
+            arguments.reject(option, value)
+        if scheduler_file is not None:
+            with open(scheduler_file) as f:
+                address = json.load(f)["address"]
         if address is None:
             self.cluster = LocalCluster(**kwargs)
             self._owns_cluster = True
@@ -119,29 +130,21 @@ class Client:
             raise TypeError(f"address must be a string like 'tcp://host:port', not {address!r}")
         self.id = f"Client-{uuid.uuid4()}"
         try:
-            self._core = _engine.ClientCore(address, float(timeout), name or self.id)
+            self._session = Session(address, float(timeout), name or self.id)
         except Exception:
             if self._owns_cluster and self.cluster is not None:
                 self.cluster.close()
             raise
-        self._callbacks = CallbackRunner(self._core)
         self.status = "running"
         _all_clients.add(self)
         if set_as_default:
-            self._set_default()
+            context.set_default(self)
+            dask_config.set_default_scheduler(self)
 
     # ----- lifecycle ---------------------------------------------------------
 
     #: Always False: shoal clients are synchronous (dask checks this).
     asynchronous = False
-
-    def _set_default(self) -> None:
-        global _default_client
-        with _default_lock:
-            _default_client = self
-        from ._dask_interop import set_default_scheduler
-
-        set_default_scheduler(self)
 
     def __enter__(self) -> Client:
         return self
@@ -150,26 +153,28 @@ class Client:
         self.close()
 
     def close(self, timeout: float | None = None) -> None:
-        """Close this client; also close the local cluster it started."""
-        global _default_client
-        if self.status == "closed":
+        """Close this client; also close the local cluster it started.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for a local cluster's worker processes to exit.
+
+        """
+        if self.status in ("closed", "connecting"):
+            self.status = "closed"
             return
         self.status = "closed"
-        from ._dask_interop import unset_default_scheduler
-
-        unset_default_scheduler(self)
-        self._callbacks.close()
-        self._core.close()
+        dask_config.unset_default_scheduler(self)
+        self._session.close()
         if self._owns_cluster and self.cluster is not None:
-            self.cluster.close()
-        with _default_lock:
-            if _default_client is self:
-                _default_client = None
+            self.cluster.close(timeout)
+        context.unset_default(self)
 
     def shutdown(self) -> None:
         """Shut down the scheduler and every worker of the cluster, then close."""
         if self.status == "running":
-            self._core.shutdown_cluster()
+            self._session.engine.shutdown_cluster()
         if self.cluster is not None:
             self.cluster.close()
         self.close()
@@ -183,17 +188,13 @@ class Client:
     @property
     def scheduler_address(self) -> str:
         """The scheduler's address, ``tcp://host:port``."""
-        return self._core.address
+        return self._session.address
+
+    def _check_running(self) -> None:
+        if self.status != "running":
+            raise RuntimeError(f"this client is {self.status}")
 
     # ----- submitting ------------------------------------------------------
-
-    def _function(self, func: Callable[..., Any]) -> tuple[int, str, list[tuple[int, str, bytes]]]:
-        h, name, data = _serialize.dumps_function(func)
-        # The core dedupes under its lock, so a task never overtakes its
-        # function; asking first only saves copying the bytes.
-        if self._core.has_function(h):
-            return h, name, []
-        return h, name, [(h, name, data)]
 
     def submit(
         self,
@@ -204,7 +205,7 @@ class Client:
         resources: Any = None,
         retries: int | None = None,
         priority: int = 0,
-        fifo_timeout: Any = "100 ms",
+        fifo_timeout: Any = UNSET,
         allow_other_workers: bool = False,
         actor: bool = False,
         actors: bool = False,
@@ -213,43 +214,74 @@ class Client:
     ) -> Future:
         """Run ``func(*args, **kwargs)`` on the cluster; return a Future at once.
 
-        Futures anywhere in the arguments are replaced by their results on the
-        worker. With ``pure=True`` (the default) equal calls share one key and
-        run once.
+        Parameters
+        ----------
+        func
+            The function to run.
+        *args, **kwargs
+            Its arguments. Futures and Delayed objects anywhere inside are
+            replaced by their values on the worker.
+        key
+            The task's key (default: the function's name and a token).
+        workers
+            Worker names or addresses the task may run on.
+        retries
+            Run a failed task again up to this many times.
+        priority
+            Higher priority tasks run first.
+        pure
+            Name the task by its inputs, so equal calls share one key and run
+            once (default).
+        resources, allow_other_workers, fifo_timeout, actor, actors
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        Future
+
+        Examples
+        --------
+        >>> client.submit(inc, 1).result()  # doctest: +SKIP
+        2
+
         """
         if not callable(func):
             raise TypeError("First input to submit must be a callable function")
+        _reject_task_options(resources, allow_other_workers, fifo_timeout, actor, actors)
         self._check_running()
-        h, name, functions = self._function(func)
-        frames, deps = _serialize.dumps_args(args, kwargs, name)
+        h, name, functions = self._session.function(func)
+        frames, deps = serialize.dumps_args(args, kwargs, name)
         if key is None:
-            key = f"{name}-{_engine.token(h, frames) if pure else _serialize.unique_token()}"
-        elif not isinstance(key, str):
-            raise TypeError(f"key must be a string, not {type(key).__name__}")
-        functions, specs = self._graphs_of(deps, functions)
-        dep_keys = [d.key for d in deps]
-        task = (
-            key,
-            h,
-            frames,
-            dep_keys,
-            True,
-            int(priority),
-            int(retries or 0),
-            _as_workers(workers),
+            key = keys.task_key(name, h, frames, pure)
+        else:
+            key = keys.check_key(key)
+        specs = self._graphs_of(deps, functions)
+        specs.append(
+            task_spec(
+                key,
+                h,
+                frames,
+                [d.key for d in deps],
+                priority=priority,
+                retries=retries or 0,
+                workers=worker_restrictions(workers),
+            )
         )
-        specs.append(task)
-        self._core.submit(functions, specs)
+        self._session.submit(functions, specs)
         return Future._adopt(key, self)
 
-    def _graphs_of(self, deps: list[Any], functions: list[Any]) -> tuple[list[Any], list[Any]]:
-        """Specs for the graphs behind Delayed arguments (sent along)."""
+    def _graphs_of(self, deps: list[Any], functions: list[Any]) -> list[Any]:
+        """Specs for the graphs behind Delayed arguments (sent along); adds
+        their functions to ``functions``.
+        """
         lazy = [d for d in deps if isinstance(d, Delayed)]
         if not lazy:
-            return functions, []
+            return []
         more, specs = graph_specs(lazy, set())
-        known = {f[0] for f in functions}
-        return functions + [f for f in more if f[0] not in known], specs
+        known = {f.hash for f in functions}
+        functions.extend(f for f in more if f.hash not in known)
+        return specs
 
     def map(
         self,
@@ -261,7 +293,7 @@ class Client:
         resources: Any = None,
         priority: int = 0,
         allow_other_workers: bool = False,
-        fifo_timeout: Any = "100 ms",
+        fifo_timeout: Any = UNSET,
         actor: bool = False,
         actors: bool = False,
         pure: bool = True,
@@ -270,8 +302,31 @@ class Client:
     ) -> list[Future]:
         """Run ``func`` on each element of the iterables; return a list of Futures.
 
-        The function is pickled once for the whole call. ``key`` may be a
-        prefix for the keys or a list of explicit keys.
+        Parameters
+        ----------
+        func
+            The function to run.
+        *iterables
+            Its positional arguments, element by element (as ``map``).
+        key
+            A prefix for the keys, or a list of explicit keys.
+        workers, retries, priority, pure
+            As for :meth:`submit`.
+        **kwargs
+            Keyword arguments passed to every call.
+        resources, allow_other_workers, fifo_timeout, actor, actors, batch_size
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        list of Future
+
+        Examples
+        --------
+        >>> client.gather(client.map(inc, range(3)))  # doctest: +SKIP
+        [1, 2, 3]
+
         """
         if not callable(func):
             raise TypeError("First input to map must be a callable function")
@@ -282,16 +337,18 @@ class Client:
                 raise TypeError(f"Dask-style map does not iterate over a {type(it).__name__}")
             if not isinstance(it, Iterable):
                 raise TypeError(f"{type(it).__name__} object is not iterable")
+        _reject_task_options(resources, allow_other_workers, fifo_timeout, actor, actors)
+        arguments.reject("batch_size", batch_size)
         self._check_running()
-        h, name, functions = self._function(func)
-        prefix = _key_prefix(key, name)
+        h, name, functions = self._session.function(func)
+        prefix = key if isinstance(key, str) else name
         explicit = key if isinstance(key, (list, tuple)) else None
-        keys: list[str] = []
+        all_keys: list[str] = []
         all_frames: list[list[bytes]] = []
         all_deps: list[list[str]] = []
         lazy: list[Any] = []
         for i, args in enumerate(zip(*iterables)):
-            frames, deps = _serialize.dumps_args(args, kwargs, name)
+            frames, deps = serialize.dumps_args(args, kwargs, name)
             if deps:
                 lazy.extend(d for d in deps if isinstance(d, Delayed))
                 deps = [d.key for d in deps]
@@ -299,30 +356,36 @@ class Client:
                 if i >= len(explicit):
                     raise ValueError("map was given fewer keys than elements")
                 k = str(explicit[i])
-            elif pure:
-                k = f"{prefix}-{_engine.token(h, frames)}"
             else:
-                k = f"{prefix}-{_serialize.unique_token()}"
-            keys.append(k)
+                k = keys.task_key(prefix, h, frames, pure)
+            all_keys.append(k)
             all_frames.append(frames)
             all_deps.append(deps)
-        if explicit is not None and len(explicit) != len(keys):
-            raise ValueError(f"map was given {len(explicit)} keys for {len(keys)} elements")
+        if explicit is not None and len(explicit) != len(all_keys):
+            raise ValueError(f"map was given {len(explicit)} keys for {len(all_keys)} elements")
         if lazy:
-            more, specs = self._graphs_of(lazy, [])
-            self._core.submit(more, specs)
-        function = functions[0] if functions else None
-        self._core.submit_many(
-            function,
+            # The graphs behind Delayed arguments go in the same message as
+            # the tasks that need them: a task nobody wants and nothing in
+            # its message depends on is dropped by the scheduler.
+            specs = self._graphs_of(lazy, functions)
+            restrictions = worker_restrictions(workers)
+            specs.extend(
+                task_spec(k, h, f, d, priority=priority, retries=retries or 0, workers=restrictions)
+                for k, f, d in zip(all_keys, all_frames, all_deps)
+            )
+            self._session.submit(functions, specs)
+            return [Future._adopt(k, self) for k in all_keys]
+        self._session.engine.submit_many(
+            functions[0] if functions else None,
             h,
-            keys,
+            all_keys,
             all_frames,
             all_deps,
             int(priority),
             int(retries or 0),
-            _as_workers(workers),
+            worker_restrictions(workers),
         )
-        return [Future._adopt(k, self) for k in keys]
+        return [Future._adopt(k, self) for k in all_keys]
 
     def scatter(
         self,
@@ -331,40 +394,66 @@ class Client:
         broadcast: bool = False,
         direct: Any = None,
         hash: bool = True,
-        timeout: Any = None,
+        timeout: Any = UNSET,
         asynchronous: Any = None,
     ) -> Any:
         """Move data into the cluster; return Futures pointing at it.
 
-        A list or tuple gives a list of Futures, a dict a dict of Futures
-        keyed like the input (its keys become the task keys), anything else
-        one Future. Scattered data that is lost with its worker is sent again
-        from the copy the scheduler keeps. ``broadcast`` is accepted for
-        compatibility; workers fetch the data from each other on first use.
+        Parameters
+        ----------
+        data
+            A list, tuple or set (a list of Futures back), a dict (a dict of
+            Futures, its keys becoming the task keys), or one value (one
+            Future).
+        workers
+            Workers the data may live on.
+        broadcast
+            Whether every worker will use the data. Workers fetch scattered
+            data from each other on first use, so each gets a copy either
+            way; data lost with its worker is sent again from the copy the
+            scheduler keeps.
+        hash
+            Name data by its content, so equal data shares one key.
+        direct
+            Data goes through the scheduler; ``direct=True`` is not supported.
+
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+        timeout, asynchronous
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        Future, or a list or dict of them.
+
         """
+        arguments.reject("direct", direct, unused=(None, False))
+        arguments.reject("timeout", timeout)
+        arguments.reject("asynchronous", asynchronous)
         self._check_running()
         if isinstance(data, dict):
-            items = [(str(k), v) for k, v in data.items()]
+            items: list[tuple[str | None, Any]] = [(str(k), v) for k, v in data.items()]
         elif isinstance(data, (list, tuple, set, frozenset)):
             items = [(None, v) for v in data]
         else:
             items = [(None, data)]
-        tasks = []
-        keys = []
+        restrictions = worker_restrictions(workers)
+        specs = []
+        names = []
         for k, v in items:
             try:
-                frames = _serialize.dumps(v)
+                frames = serialize.dumps(v)
             except Exception as e:
                 raise TypeError(
                     f"Could not serialize scattered data of type {type(v).__name__}: {e}"
                 ) from e
             if k is None:
-                token = _engine.token(0, frames) if hash else _serialize.unique_token()
-                k = f"{type(v).__name__}-{token}"
-            keys.append(k)
-            tasks.append((k, _engine.LITERAL_FUNC, frames, [], True, 0, 0, _as_workers(workers)))
-        self._core.submit([], tasks)
-        futures = [Future._adopt(k, self) for k in keys]
+                k = keys.task_key(type(v).__name__, 0, frames, hash)
+            names.append(k)
+            specs.append(task_spec(k, LITERAL_FUNC, frames, workers=restrictions))
+        self._session.submit([], specs)
+        futures = [Future._adopt(k, self) for k in names]
         if isinstance(data, dict):
             return dict(zip(data.keys(), futures))
         if isinstance(data, (list, tuple, set, frozenset)):
@@ -382,27 +471,42 @@ class Client:
     ) -> Any:
         """Wait for futures and return their results, in the same structure.
 
-        Futures may be nested in lists, tuples, sets and dicts. With
-        ``errors="skip"`` failed futures are left out instead of raising.
+        Parameters
+        ----------
+        futures
+            A Future, or lists, tuples, sets and dicts of them (nested), or an
+            iterator of them (gathered lazily).
+        errors
+            ``"raise"`` the first failed future's exception, or ``"skip"``
+            failed futures.
+        direct
+            Large results always come straight from the workers holding
+            them; ``direct=False`` is not supported.
+        asynchronous
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        The results, in the structure of ``futures``.
+
         """
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
+        arguments.reject("direct", direct, unused=(None, True))
+        arguments.reject("asynchronous", asynchronous)
         if isinstance(futures, Iterator):
             return (self.gather(f, errors=errors) for f in futures)
-        keys: dict[str, None] = {}
-        _collect_keys(futures, keys)
-        if not keys:
+        found: dict[str, None] = {}
+        _collect_keys(futures, found)
+        if not found:
             return futures
-        key_list = list(keys)
-        out = self._core.gather(key_list, None)
+        key_list = list(found)
+        outcomes = self._session.outcomes(key_list)
         values: dict[str, Any] = {}
-        for k, (kind, val) in zip(key_list, out):
-            if kind == 0:
-                values[k] = _serialize.loads(val)
-            elif errors == "raise":
-                if kind == 2:
-                    raise FutureCancelledError(k)
-                raise rebuild(val)
+        for k, outcome in zip(key_list, outcomes or []):
+            if outcome.kind == "value" or errors == "raise":
+                values[k] = value_of(k, outcome)
         return _substitute(futures, values)
 
     def compute(
@@ -415,69 +519,211 @@ class Client:
         resources: Any = None,
         retries: int = 0,
         priority: int = 0,
-        fifo_timeout: Any = "60s",
+        fifo_timeout: Any = UNSET,
         actors: Any = None,
         traverse: bool = True,
         **kwargs: Any,
     ) -> Any:
         """Start computing Delayed objects (or dask collections) in the cluster.
 
-        Returns a Future per collection (a single Future for a single
-        collection, a list for a list), or the results with ``sync=True``.
+        Parameters
+        ----------
+        collections
+            A Delayed or dask collection, or a list of them.
+        sync
+            Return the results instead of Futures.
+        optimize_graph
+            Optimize dask collections' graphs as dask would.
+        workers, retries, priority
+            As for :meth:`submit`, for every task of the graphs.
+        traverse
+            Look for lazy objects inside lists, tuples, sets and dicts among
+            ``collections`` (each such container becomes one Future).
+        resources, allow_other_workers, fifo_timeout, actors, **kwargs
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        A Future per collection (one Future for a single collection), or
+        the results with ``sync=True``.
+
         """
+        _reject_task_options(resources, allow_other_workers, fifo_timeout, False, actors)
+        if kwargs:
+            raise NotImplementedError(
+                f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
+                "leave them unset"
+            )
         single = not isinstance(collections, (list, tuple, set, frozenset))
         items = [collections] if single else list(collections)
-        lazy = [_as_lazy(x) for x in items]
+        lazy = [self._as_lazy(x, traverse) for x in items]
         self._check_running()
-        futures = submit_graph(self, [x for x in lazy if isinstance(x, Delayed)])
-        it = iter(futures)
-        out = [next(it) if isinstance(x, Delayed) else x for x in lazy]
+        nodes = [as_node(x) for x in lazy if x is not None]
+        futures = iter(
+            submit_nodes(
+                self,
+                nodes,
+                priority=priority,
+                retries=retries,
+                workers=worker_restrictions(workers),
+            )
+        )
+        out = [next(futures) if x is not None else item for item, x in zip(items, lazy)]
         if sync:
             out = self.gather(out)
         return out[0] if single else out
 
-    def persist(self, collections: Any, optimize_graph: bool = True, **kwargs: Any) -> Any:
-        """Start computing in the cluster and return Delayed objects backed by
-        the results, so later graphs reuse them instead of recomputing.
+    @staticmethod
+    def _as_lazy(x: Any, traverse: bool) -> Any:
+        """``x`` if lazy; a container of lazy objects as one Delayed (with
+        ``traverse``); else None.
         """
+        found = collect((x,), traverse)
+        if not found:
+            return None
+        if found[0] is x:
+            return x
+        return delayed(x)
+
+    def persist(
+        self,
+        collections: Any,
+        optimize_graph: bool = True,
+        workers: Any = None,
+        allow_other_workers: bool = False,
+        resources: Any = None,
+        retries: int | None = None,
+        priority: int = 0,
+        fifo_timeout: Any = UNSET,
+        actors: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start computing in the cluster and return objects backed by the
+        results, so later graphs reuse them instead of recomputing.
+
+        Parameters
+        ----------
+        collections
+            A Delayed or dask collection, or a list of them.
+        optimize_graph
+            Optimize dask collections' graphs as dask would.
+        workers, retries, priority, resources, allow_other_workers, fifo_timeout, actors
+            Dask's options that shoal does not support yet for ``persist``:
+            each raises ``NotImplementedError`` unless left unset.
+        **kwargs
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        The persisted collection(s), like ``collections``.
+
+        """
+        _reject_task_options(resources, allow_other_workers, fifo_timeout, False, actors)
+        for option, value in (("workers", workers), ("retries", retries), ("priority", priority)):
+            arguments.reject(option, value, unused=(None, 0))
+        if kwargs:
+            raise NotImplementedError(
+                f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
+                "leave them unset"
+            )
         single = not isinstance(collections, (list, tuple, set, frozenset))
         items = [collections] if single else list(collections)
         out = list(persist(*items, traverse=False, scheduler=self))
         return out[0] if single else out
 
-    def get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
-        """Run a dask-style task graph and return the values of ``keys``
-        (a key or a nested list of keys) -- the ``get`` protocol dask's
-        ``compute(scheduler=client)`` uses.
-        """
-        from ._dask_interop import run_dask_graph
+    def get(
+        self,
+        dsk: Any,
+        keys: Any,
+        workers: Any = None,
+        allow_other_workers: Any = None,
+        resources: Any = None,
+        sync: bool = True,
+        asynchronous: Any = None,
+        direct: Any = None,
+        retries: Any = None,
+        priority: int = 0,
+        fifo_timeout: Any = UNSET,
+        actors: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run a dask-style task graph and return the values of ``keys``.
 
-        return run_dask_graph(self, dsk, keys)
+        This is the protocol ``dask.compute(x, scheduler=client)`` calls.
+
+        Parameters
+        ----------
+        dsk
+            A dict graph (old-style tuples or task-spec nodes) or a graph
+            expression.
+        keys
+            A key or a nested list of keys.
+        workers, retries, priority
+            As for :meth:`submit`, for every task of the graph.
+        sync, asynchronous, direct, resources, allow_other_workers, fifo_timeout, actors
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+        **kwargs
+            None are accepted: an unknown option raises ``TypeError``.
+
+        Returns
+        -------
+        The values, nested like ``keys``.
+
+        """
+        _reject_task_options(resources, allow_other_workers, fifo_timeout, False, actors)
+        arguments.reject("sync", sync, unused=(True,))
+        arguments.reject("asynchronous", asynchronous)
+        arguments.reject("direct", direct, unused=(None, True))
+        if kwargs:
+            raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
+        self._check_running()
+        return run_dask_graph(
+            self,
+            dsk,
+            keys,
+            priority=priority,
+            retries=retries or 0,
+            workers=worker_restrictions(workers),
+        )
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:
         """Cancel futures.
 
         They stop running if they have not started, and their ``result()``
         raises ``CancelledError``.
+
+        Parameters
+        ----------
+        futures
+            A Future, or lists, tuples, sets and dicts of them.
+        asynchronous, force
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
         """
-        keys: dict[str, None] = {}
-        _collect_keys(futures, keys)
-        self._core.cancel(list(keys))
+        arguments.reject("asynchronous", asynchronous)
+        arguments.reject("force", force)
+        found: dict[str, None] = {}
+        _collect_keys(futures, found)
+        self._session.engine.cancel(list(found))
 
     # ----- the cluster ------------------------------------------------------
-
-    def _check_running(self) -> None:
-        if self.status != "running":
-            raise RuntimeError(f"this client is {self.status}")
 
     def scheduler_info(self) -> dict[str, Any]:
         """Ask the scheduler about itself.
 
-        Returns its address, how many tasks it remembers, and its workers
-        keyed by address (with how many results each stores and how many
-        tasks each has assigned).
+        Returns
+        -------
+        dict
+            Its ``address``, how many ``tasks`` it remembers, and its
+            ``workers`` keyed by address (each with how many results it
+            stores and how many tasks it has assigned).
+
         """
-        workers, tasks = self._core.identify()
+        workers, tasks = self._session.engine.identify()
         return {
             "type": "Scheduler",
             "address": self.scheduler_address,
@@ -487,13 +733,13 @@ class Client:
 
     def who_has(self, futures: Any = None) -> dict[str, list[str]]:
         """Which workers hold the result of each finished future, by key."""
-        keys: dict[str, None] = {}
-        _collect_keys(futures, keys)
-        return {k: self._core.who_has(k) for k in keys}
+        found: dict[str, None] = {}
+        _collect_keys(futures, found)
+        return {k: self._session.engine.who_has(k) for k in found}
 
     def nthreads(self) -> dict[str, int]:
         """Threads per worker, keyed by worker address."""
-        return {w["address"]: w["nthreads"] for w in self._core.workers()}
+        return {w["address"]: w["nthreads"] for w in self._session.engine.workers()}
 
     ncores = nthreads
 
@@ -502,13 +748,24 @@ class Client:
     ) -> None:
         """Block until ``n_workers`` workers are connected.
 
-        With ``without``, also until none of those worker addresses is.
+        Parameters
+        ----------
+        n_workers
+            How many workers to wait for.
+        timeout
+            Seconds to wait; raise ``TimeoutError`` after.
+        without
+            Also wait until none of these worker addresses is connected.
+
         """
-        if not self._core.wait_for_workers(n_workers, timeout, list(without)):
+        if not self._session.engine.wait_for_workers(n_workers, timeout, list(without)):
             raise TimeoutError(f"{n_workers} workers did not connect within {timeout} s")
 
+    def _workers(self) -> list[dict[str, Any]]:
+        return self._session.engine.workers() if self.status == "running" else []
+
     def __repr__(self) -> str:
-        workers = self._core.workers() if self.status == "running" else []
+        workers = self._workers()
         threads = sum(w["nthreads"] for w in workers)
         memory = sum(w["memory"] for w in workers)
         return (
@@ -517,7 +774,7 @@ class Client:
         )
 
     def _repr_html_(self) -> str:
-        workers = self._core.workers() if self.status == "running" else []
+        workers = self._workers()
         rows = "".join(
             f"<tr><td>{w['name']}</td><td>{w['address']}</td><td>{w['nthreads']}</td>"
             f"<td>{format_bytes(w['memory'])}</td></tr>"
@@ -533,23 +790,15 @@ class Client:
         )
 
 
-def _as_lazy(x: Any) -> Any:
-    from ._dask_interop import is_dask_collection, wrap_collection
-
-    if isinstance(x, Delayed) or not is_dask_collection(x):
-        return x
-    return wrap_collection(x)
-
-
-def _collect_keys(obj: Any, keys: dict[str, None]) -> None:
+def _collect_keys(obj: Any, found: dict[str, None]) -> None:
     if isinstance(obj, Future):
-        keys[obj.key] = None
+        found[obj.key] = None
     elif isinstance(obj, (list, tuple, set, frozenset)):
         for x in obj:
-            _collect_keys(x, keys)
+            _collect_keys(x, found)
     elif isinstance(obj, dict):
         for x in obj.values():
-            _collect_keys(x, keys)
+            _collect_keys(x, found)
 
 
 _SKIP = object()
@@ -572,8 +821,29 @@ def _substitute(obj: Any, values: dict[str, Any]) -> Any:
     return obj
 
 
+def _implicit_client() -> Client:
+    """The client ``compute`` uses when there is no default: a cluster on
+    threads of this process, started on first use and reused. It starts in
+    milliseconds and, like Dask's default threaded scheduler, suits the
+    I/O-bound tasks (HTTP calls) lazy graphs are often made of. It has as
+    many threads as ``concurrent.futures.ThreadPoolExecutor`` would
+    (``min(32, cpus + 4)``): enough to overlap waiting on I/O, while
+    CPU-bound Python gains nothing from more threads either way.
+    """
+    return Client(
+        processes=False,
+        n_workers=1,
+        threads_per_worker=min(32, (os.cpu_count() or 1) + 4),
+        set_as_default=False,
+    )
+
+
+context.set_implicit_factory(_implicit_client)
+
+
 @atexit.register
 def _close_all() -> None:
+    context.close_implicit()
     for c in list(_all_clients):
         try:
             c.close()

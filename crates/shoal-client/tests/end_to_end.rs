@@ -33,7 +33,7 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
         name: None,
         listen_host: None,
         connect_timeout: Duration::from_secs(5),
-        memory_limit: 0,
+        memory: 0,
     })
     .expect("worker starts");
     let exec = rt.clone();

@@ -29,11 +29,13 @@ impl Worker {
         }
     }
 
-    /// Whether a task restricted to `names` may run here.
+    /// Whether a task restricted to `names` (worker names, hosts, or data
+    /// addresses with or without `tcp://`) may run here.
     pub fn matches(&self, names: &[String]) -> bool {
         names.is_empty()
             || names.iter().any(|n| {
-                *n == self.info.name || *n == self.info.data_address || *n == self.info.host
+                let n = shoal_proto::addr::strip_scheme(n);
+                n == self.info.name || n == self.info.data_address || n == self.info.host
             })
     }
 }

@@ -93,7 +93,7 @@ impl Seen {
         }
         // Recent assignments are the likely ones to be live; old ones stale.
         let n = self.computes.len();
-        let i = if pick % 4 == 0 {
+        let i = if pick.is_multiple_of(4) {
             pick as usize % n
         } else {
             n - 1 - (pick as usize % n.min(8))

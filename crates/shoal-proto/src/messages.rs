@@ -129,7 +129,9 @@ pub enum ClientToScheduler {
     /// Part of a graph too large for one message; its tasks are kept (not
     /// released early) until the `Submit` that completes it.
     SubmitPart(Vec<TaskSpec>),
-    /// Tasks (the last part of a graph, or a whole one).
+    /// Tasks (the last part of a graph, or a whole one). A message is
+    /// self-contained: a task that is not wanted and that no task in the
+    /// message (or an earlier part) depends on is dropped at once.
     Submit(Vec<TaskSpec>),
     /// The client no longer holds futures for these keys: it disowns them.
     Disown(Vec<String>),

@@ -100,7 +100,6 @@ pub struct ClientCore {
     inner: Arc<shoal_client::ClientCore>,
 }
 
-
 #[pymethods]
 impl ClientCore {
     #[new]

@@ -47,7 +47,9 @@ pub fn run_scheduler(py: Python<'_>, host: String, port: u16, on_ready: Py<PyAny
     py.detach(move || {
         shoal_server::run_blocking(&host, port, |addr| {
             Python::attach(|py| {
-                if let Err(e) = on_ready.call1(py, (shoal_proto::addr::with_scheme(&addr.to_string()),)) {
+                if let Err(e) =
+                    on_ready.call1(py, (shoal_proto::addr::with_scheme(&addr.to_string()),))
+                {
                     e.print(py);
                 }
             });

@@ -21,7 +21,7 @@ pub struct WorkerRuntime {
 #[pymethods]
 impl WorkerRuntime {
     #[new]
-    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory_limit=0))]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory=0))]
     fn new(
         py: Python<'_>,
         scheduler: String,
@@ -29,7 +29,7 @@ impl WorkerRuntime {
         name: Option<String>,
         listen_host: Option<String>,
         timeout: f64,
-        memory_limit: u64,
+        memory: u64,
     ) -> PyResult<Self> {
         let config = WorkerConfig {
             scheduler,
@@ -37,7 +37,7 @@ impl WorkerRuntime {
             name,
             listen_host,
             connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
-            memory_limit,
+            memory,
         };
         let inner = py
             .detach(move || Runtime::start(config))

@@ -28,8 +28,9 @@ pub struct WorkerConfig {
     pub listen_host: Option<String>,
     /// How long to keep trying to reach the scheduler.
     pub connect_timeout: Duration,
-    /// Memory this worker may use, in bytes (0: the machine's memory).
-    pub memory_limit: u64,
+    /// Memory this worker reports to the scheduler, in bytes (0: the
+    /// machine's). It is not a limit: nothing enforces it yet.
+    pub memory: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,8 +327,8 @@ async fn setup(
         name: config.name.clone().unwrap_or_else(|| data_address.clone()),
         data_address: data_address.clone(),
         nthreads: config.nthreads.max(1),
-        memory: if config.memory_limit > 0 {
-            config.memory_limit
+        memory: if config.memory > 0 {
+            config.memory
         } else {
             total_memory()
         },

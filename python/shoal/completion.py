@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import _engine
-from ._future import Future
+from .futures import Future
 
 ALL_COMPLETED = "ALL_COMPLETED"
 FIRST_COMPLETED = "FIRST_COMPLETED"
@@ -22,13 +22,15 @@ class DoneAndNotDoneFutures(NamedTuple):
     not_done: set[Future]
 
 
-def _cores(futures: Iterable[Future]) -> dict[int, tuple[Any, list[Future]]]:
-    by_core: dict[int, tuple[Any, list[Future]]] = {}
+def _engines(futures: Iterable[Future]) -> dict[int, tuple[Any, list[Future]]]:
+    """Futures grouped by the engine handle of their client."""
+    by_engine: dict[int, tuple[Any, list[Future]]] = {}
     for f in futures:
         if not isinstance(f, Future):
             raise TypeError(f"expected Futures, got {type(f).__name__}")
-        by_core.setdefault(id(f._core), (f._core, []))[1].append(f)
-    return by_core
+        engine = f._session.engine
+        by_engine.setdefault(id(engine), (engine, []))[1].append(f)
+    return by_engine
 
 
 def wait(
@@ -48,7 +50,7 @@ def wait(
             "return_when must be one of ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION; "
             f"got {return_when!r}"
         )
-    groups = _cores(fs)
+    groups = _engines(fs)
     if return_when == ALL_COMPLETED:
         for core, group in groups.values():
             if not core.wait([f.key for f in group], timeout):
@@ -114,7 +116,7 @@ class as_completed(Iterator[Any]):
             raise TypeError(f"as_completed expects Futures, got {type(future).__name__}")
         with self._lock:
             self._futures[future.key].append(future)
-        future._core.watch([future.key], self._queue)
+        future._session.engine.watch([future.key], self._queue)
 
     def update(self, futures: Iterable[Future]) -> None:
         """Add several futures."""

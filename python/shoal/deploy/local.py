@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
 from typing import Any
 
-from . import _engine
-
-
-def format_bytes(n: int) -> str:
-    """Human-readable size, e.g. ``'23.47 GiB'``."""
-    for unit, size in (
-        ("PiB", 2**50),
-        ("TiB", 2**40),
-        ("GiB", 2**30),
-        ("MiB", 2**20),
-        ("kiB", 2**10),
-    ):
-        if n >= size * 0.9:
-            return f"{n / size:.2f} {unit}"
-    return f"{n} B"
+from .. import _engine
+from ..core import arguments
+from ..core.arguments import UNSET
+from ..core.session import Session
+from ..core.sizes import format_bytes
+from ..worker.executor import start_in_process
 
 
 def _processes_and_threads(cpus: int) -> tuple[int, int]:
@@ -57,7 +49,32 @@ class LocalCluster:
     Workers are separate Python processes started with spawn+exec. They exit
     when the cluster closes, when this process dies (even by SIGKILL), or
     when they lose the scheduler; a worker that crashes is started again.
-    With ``processes=False`` the workers run on threads of this process.
+
+    Parameters
+    ----------
+    n_workers
+        Worker processes (default: as Dask, one per core up to 4 cores).
+    threads_per_worker
+        Executor threads per worker.
+    processes
+        Run workers as processes (default) or as threads of this process.
+    host
+        Interface the scheduler listens on (default 127.0.0.1).
+    scheduler_port
+        Its port (0: any free one).
+    start_timeout
+        Seconds to wait for the workers to connect.
+    env
+        Environment variables for the worker processes.
+    silence_logs
+        Accepted for Dask compatibility at its default (warnings are shown).
+
+    Examples
+    --------
+    >>> with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:  # doctest: +SKIP
+    ...     client.submit(inc, 1).result()
+    2
+
     """
 
     def __init__(
@@ -68,26 +85,33 @@ class LocalCluster:
         host: str | None = None,
         scheduler_port: int = 0,
         start_timeout: float = 60.0,
-        silence_logs: Any = None,
-        dashboard_address: Any = None,
-        memory_limit: Any = None,
+        silence_logs: Any = logging.WARN,
+        dashboard_address: Any = UNSET,
+        memory_limit: Any = UNSET,
         asynchronous: bool = False,
+        env: dict[str, str] | None = None,
         **kwargs: Any,
     ):
-        if asynchronous:
-            raise NotImplementedError("asynchronous clusters are not supported")
-        unknown = set(kwargs) - {
+        arguments.reject("asynchronous", asynchronous)
+        arguments.reject("dashboard_address", dashboard_address)
+        arguments.reject("memory_limit", memory_limit, unused=(None, "auto", UNSET))
+        arguments.reject(
+            "silence_logs", silence_logs, unused=(None, False, logging.WARN, "warning", "WARN")
+        )
+        known = {
             "worker_class",
             "interface",
             "protocol",
             "security",
             "worker_dashboard_address",
             "resources",
-            "env",
             "local_directory",
         }
+        unknown = set(kwargs) - known
         if unknown:
             raise TypeError(f"LocalCluster got unexpected keyword arguments {sorted(unknown)}")
+        for name, value in kwargs.items():
+            arguments.reject(name, value)
         if n_workers is not None and n_workers < 0:
             raise ValueError("n_workers must be zero or more")
         if threads_per_worker is not None and threads_per_worker < 1:
@@ -95,17 +119,19 @@ class LocalCluster:
         self.n_workers, self.threads_per_worker = _defaults(
             n_workers, threads_per_worker, processes
         )
-        self.memory_limit = self._memory_limit(memory_limit)
+        # What each worker reports: the machine's memory split evenly, as Dask
+        # does. It is not enforced.
+        self.worker_memory = _engine.total_memory() // max(self.n_workers, 1)
         self.processes = processes
         self.status = "starting"
         self._pool: Any = None
         self._threads: list[Any] = []
-        self._monitor: Any = None
+        self._monitor: Session | None = None
         self._scheduler = _engine.Scheduler(host or "127.0.0.1", scheduler_port)
         try:
-            self._start_workers(kwargs.get("env") or {})
-            self._monitor = _engine.ClientCore(self.scheduler_address, 10.0, "cluster-monitor")
-            if not self._monitor.wait_for_workers(self.n_workers, start_timeout):
+            self._start_workers(env or {})
+            self._monitor = Session(self.scheduler_address, 10.0, "cluster-monitor")
+            if not self._monitor.engine.wait_for_workers(self.n_workers, start_timeout):
                 raise TimeoutError(
                     f"{self.n_workers} workers did not start within {start_timeout} s; "
                     "see their output above"
@@ -115,23 +141,13 @@ class LocalCluster:
             raise
         self.status = "running"
 
-    def _memory_limit(self, memory_limit: Any) -> int:
-        """Per-worker memory: the machine's split evenly, as Dask does."""
-        from .worker import parse_bytes
-
-        if memory_limit in (None, "auto", 0):
-            return _engine.total_memory() // max(self.n_workers, 1)
-        return parse_bytes(memory_limit)
-
     def _start_workers(self, env: dict[str, str]) -> None:
         if self.n_workers == 0:
             return
         if not self.processes:
-            from .worker import start_in_process
-
             self._threads = [
                 start_in_process(
-                    self.scheduler_address, self.threads_per_worker, str(i), self.memory_limit
+                    self.scheduler_address, self.threads_per_worker, str(i), self.worker_memory
                 )
                 for i in range(self.n_workers)
             ]
@@ -142,8 +158,8 @@ class LocalCluster:
             self.scheduler_address,
             "--nthreads",
             str(self.threads_per_worker),
-            "--memory-limit",
-            str(self.memory_limit),
+            "--memory",
+            str(self.worker_memory),
             "--lifeline",
         ]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
@@ -162,7 +178,7 @@ class LocalCluster:
         """The connected workers, keyed by address."""
         if self._monitor is None:
             return {}
-        return {w["address"]: w for w in self._monitor.workers()}
+        return {w["address"]: w for w in self._monitor.engine.workers()}
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (empty with ``processes=False``)."""

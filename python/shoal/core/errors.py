@@ -63,16 +63,15 @@ def _traceback_object(tb: str) -> Any:
         return None
 
 
-def rebuild(error: tuple) -> BaseException:
-    """Turn an engine error tuple into the exception to raise.
+def rebuild(error: Any) -> BaseException:
+    """Turn an engine :class:`shoal._engine.TaskError` into the exception to raise.
 
     The exception keeps its original type; its traceback is the remote one,
     so ``result()`` shows where on the worker the task failed.
     """
-    if error[0] == "killed":
-        _, key, last_worker, attempts = error
-        return KilledWorker(key, last_worker, attempts)
-    _, frames, type_name, message, tb = error
+    if error.kind == "killed":
+        return KilledWorker(error.key, error.last_worker, error.attempts)
+    frames = error.exception
     exc: BaseException | None = None
     if frames:
         try:
@@ -80,27 +79,30 @@ def rebuild(error: tuple) -> BaseException:
         except Exception:
             exc = None
     if not isinstance(exc, BaseException):
-        if type_name == "CancelledError":
-            exc = CancelledError(message)
-        else:
-            cls = getattr(builtins, type_name, None)
-            if isinstance(cls, type) and issubclass(cls, BaseException):
-                try:
-                    exc = cls(message)
-                except Exception:
-                    exc = None
-            if exc is None:
-                exc = RuntimeError(f"{type_name}: {message}")
-    tb_obj = _traceback_object(tb)
+        exc = _by_name(error.type_name, error.message)
+    tb_obj = _traceback_object(error.traceback)
     if tb_obj is not None:
         exc = exc.with_traceback(tb_obj)
-    elif tb:
-        exc.__cause__ = RemoteTraceback(tb)
+    elif error.traceback:
+        exc.__cause__ = RemoteTraceback(error.traceback)
     return exc
 
 
-def remote_traceback(error: tuple) -> Any:
+def _by_name(type_name: str, message: str) -> BaseException:
+    """An exception of the built-in type called ``type_name``, if there is one."""
+    if type_name == "CancelledError":
+        return CancelledError(message)
+    cls = getattr(builtins, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        try:
+            return cls(message)
+        except Exception:
+            pass
+    return RuntimeError(f"{type_name}: {message}")
+
+
+def remote_traceback(error: Any) -> Any:
     """The traceback object of a remote error (or None)."""
-    if error[0] != "raised":
+    if error.kind != "raised":
         return None
-    return _traceback_object(error[4])
+    return _traceback_object(error.traceback)

@@ -12,20 +12,14 @@ Futures inside arguments are recorded as dependencies while pickling (see
 
 from __future__ import annotations
 
-import itertools
-import os
 import pickle
 import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
-from . import _engine
+from .. import _engine
 
 _local = threading.local()
-# Unique names without a system call each: a random per-process prefix and a
-# counter (itertools.count is atomic under the GIL).
-_UNIQUE_PREFIX = os.urandom(8).hex()
-_unique_counter = itertools.count()
 _FUNC_CACHE_SIZE = 256
 _func_cache: OrderedDict[int, tuple[Any, int, str, bytes]] = OrderedDict()
 _func_lock = threading.Lock()
@@ -59,11 +53,6 @@ def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[bytes]:
         buffers.clear()
         data = _cloudpickle().dumps(obj, protocol=5, buffer_callback=buffers.append)
     return [data, *(bytes(b.raw()) for b in buffers)]
-
-
-def unique_token() -> str:
-    """A token no other call, in any process, returns (for impure keys)."""
-    return f"{_UNIQUE_PREFIX}-{next(_unique_counter):x}"
 
 
 def loads(frames: list[bytes]) -> Any:

@@ -1,0 +1,51 @@
+"""Dask arguments shoal accepts for compatibility but does not implement yet.
+
+Each raises :class:`NotImplementedError` naming the argument and what to do
+instead, unless it is left at a value that means "not used". No argument is
+accepted and then silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Default for arguments whose "not used" value must be told apart from any
+#: value a user passes.
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
+
+_ADVICE = {
+    "resources": "restrict tasks with workers=[...] instead",
+    "actor": "submit ordinary functions; actors are not supported yet",
+    "actors": "submit ordinary functions; actors are not supported yet",
+    "allow_other_workers": "leave it False (workers= restrictions are strict)",
+    "fifo_timeout": "leave it unset; shoal orders tasks by priority, then submission",
+    "asynchronous": "use the synchronous API (asynchronous clients are not supported yet)",
+    "security": "reach the scheduler over a trusted network; TLS is not supported yet",
+    "dashboard_address": "pass None or False; shoal has no dashboard yet",
+    "memory_limit": "leave it unset; memory limits are not enforced yet",
+    "loop": "leave it unset; shoal clients run their own network thread",
+    "heartbeat_interval": "leave it unset",
+    "serializers": "leave it unset; shoal pickles with pickle and cloudpickle",
+    "deserializers": "leave it unset; shoal pickles with pickle and cloudpickle",
+    "extensions": "leave it unset",
+    "connection_limit": "leave it unset",
+    "direct_to_workers": "leave it unset; large results always come from the workers directly",
+    "batch_size": "leave it unset; map sends its tasks in one batch",
+    "force": "leave it False",
+    "worker_class": "leave it unset",
+    "interface": "use host= instead",
+    "protocol": "leave it unset; shoal speaks tcp",
+    "worker_dashboard_address": "leave it unset",
+    "local_directory": "leave it unset; shoal workers write no files",
+}
+
+
+def reject(name: str, value: Any, unused: tuple[Any, ...] = (None, False, UNSET)) -> None:
+    """Raise ``NotImplementedError`` for ``name=value`` unless ``value`` is
+    one of the ``unused`` values.
+    """
+    for u in unused:
+        if value is u or (type(value) is type(u) and value == u):
+            return
+    advice = _ADVICE.get(name, "leave it unset")
+    raise NotImplementedError(f"shoal does not support {name}={value!r} yet: {advice}")

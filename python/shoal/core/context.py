@@ -1,0 +1,123 @@
+"""Which client runs work when none is named.
+
+A :class:`~shoal.Client` registers itself here when it becomes the default,
+and the client module registers how to start the implicit in-process
+cluster. Lower layers (futures, delayed graphs, dask interop) find their
+client here instead of importing the ``Client`` class, so imports only ever
+point down.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Protocol
+
+
+class Runner(Protocol):
+    """What lower layers need of a client: its session and its state."""
+
+    status: str
+
+    @property
+    def _session(self) -> Any: ...
+
+
+_lock = threading.Lock()
+_default: Any = None
+_implicit_factory: Callable[[], Any] | None = None
+_implicit: Any = None
+
+# Names Dask users pass as ``scheduler=``: all run on the default client, or
+# on the implicit in-process cluster when there is none.
+SCHEDULER_NAMES = frozenset(
+    {
+        None,
+        "shoal",
+        "distributed",
+        "dask.distributed",
+        "threads",
+        "threading",
+        "sync",
+        "synchronous",
+        "single-threaded",
+    }
+)
+
+
+def set_default(client: Any) -> None:
+    """Make ``client`` the default."""
+    global _default
+    with _lock:
+        _default = client
+
+
+def unset_default(client: Any) -> None:
+    """Forget ``client`` as the default, if it is."""
+    global _default
+    with _lock:
+        if _default is client:
+            _default = None
+
+
+def current_default() -> Any:
+    """The default client if it is running, else None."""
+    with _lock:
+        if _default is not None and _default.status == "running":
+            return _default
+        return None
+
+
+def default_client(c: Any = None) -> Any:
+    """Return ``c`` or the current default client; raise ``ValueError`` if
+    there is none.
+    """
+    if c is not None:
+        return c
+    client = current_default()
+    if client is None:
+        raise ValueError(
+            "No clients found. Start a client and point it to a scheduler: "
+            "Client() or Client('tcp://host:port')"
+        )
+    return client
+
+
+def set_implicit_factory(factory: Callable[[], Any]) -> None:
+    """How to start the client ``compute`` uses when there is no default."""
+    global _implicit_factory
+    _implicit_factory = factory
+
+
+def resolve(scheduler: Any = None) -> Any:
+    """The client to run on for ``scheduler=``.
+
+    A client is used as it is; a scheduler name (``None``, ``"threads"``,
+    ``"distributed"``, ...) means the default client, or else an implicit
+    in-process cluster started on first use and reused.
+    """
+    global _implicit
+    if scheduler is not None and hasattr(scheduler, "_session"):
+        return scheduler
+    if scheduler not in SCHEDULER_NAMES:
+        names = sorted(n for n in SCHEDULER_NAMES if n)
+        raise ValueError(
+            f"shoal cannot run on scheduler={scheduler!r}; pass a shoal Client, or one of {names}"
+        )
+    client = current_default()
+    if client is not None:
+        return client
+    with _lock:
+        if _implicit is None or _implicit.status != "running":
+            if _implicit_factory is None:
+                raise RuntimeError("import shoal to register its client")
+            _implicit = _implicit_factory()
+        return _implicit
+
+
+def close_implicit() -> None:
+    """Close the implicit cluster, if one was started."""
+    global _implicit
+    with _lock:
+        client, _implicit = _implicit, None
+    if client is not None:
+        client.close()

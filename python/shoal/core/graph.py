@@ -1,0 +1,201 @@
+"""Task graphs: nodes, their order, and their submission as task specs.
+
+A :class:`Node` is one task of a lazy graph: its key, its function (hash,
+name, pickled bytes), its pickled ``(args, kwargs)``, and the nodes and
+futures its arguments refer to. ``shoal.Delayed`` is the user-facing kind
+of node; dask graphs are converted into plain nodes.
+
+The graph is materialised on the client: every node becomes one task spec,
+in depth-first post-order from the outputs, and the whole graph goes to the
+scheduler at once. Only the outputs are *wanted*, so the scheduler frees
+each intermediate as soon as its dependents are done; the post-order is the
+submission order, which the scheduler's queue follows, so a reduction tree
+runs depth-first and never holds all its leaves at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import keys, serialize
+from .session import Session
+from .spec import LITERAL_FUNC, function_def, task_spec
+
+
+class Node:
+    """One task of a lazy graph (see the module's description)."""
+
+    __slots__ = ("_key", "_func", "_frames", "_deps", "_length", "_future", "__weakref__")
+
+    def __init__(
+        self,
+        key: str,
+        func: tuple[int, str, bytes] | None,
+        frames: list[bytes] | None,
+        deps: tuple = (),
+        length: int | None = None,
+    ):
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_func", func)
+        object.__setattr__(self, "_frames", frames)
+        object.__setattr__(self, "_deps", deps)
+        object.__setattr__(self, "_length", length)
+        object.__setattr__(self, "_future", None)
+
+    @property
+    def key(self) -> str:
+        """The key of the task that produces this value."""
+        return self._key
+
+    def _spec_frames(self) -> list[bytes]:
+        """The pickled arguments (or the pickled value, for a literal)."""
+        return self._frames  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._key!r})"
+
+
+def post_order(
+    roots: list[Any], key: Callable[[Any], Any], children: Callable[[Any], Any]
+) -> list[Any]:
+    """Nodes reachable from ``roots``, each once, dependencies first
+    (iterative depth-first post-order: deep graphs never recurse).
+
+    ``children(node)`` gives a node's dependencies, or None for a node that is
+    not part of the graph (it is skipped).
+    """
+    order: list[Any] = []
+    seen: set[Any] = set()
+    stack: list[tuple[Any, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        k = key(node)
+        if k in seen:
+            continue
+        seen.add(k)
+        kids = children(node)
+        if kids is None:
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in reversed(list(kids)))
+    return order
+
+
+def _children(node: Any) -> Any:
+    if not isinstance(node, Node) or node._future is not None:
+        return None  # a future, or persisted: its data is already in the cluster
+    return [d for d in node._deps if isinstance(d, Node)]
+
+
+def graph_specs(
+    roots: list[Node],
+    wanted: set[str],
+    *,
+    priority: int = 0,
+    retries: int = 0,
+    workers: list[str] | None = None,
+) -> tuple[list[Any], list[Any]]:
+    """Function definitions and task specs for every node reachable from
+    ``roots``, dependencies first. Keys in ``wanted`` are the ones the
+    client will hold futures for; ``priority``, ``retries`` and ``workers``
+    apply to every task.
+    """
+    functions: dict[int, tuple[int, str, bytes]] = {}
+    specs = []
+    for node in post_order(roots, lambda n: n.key, _children):
+        if node._func is None:
+            func, deps = LITERAL_FUNC, []
+        else:
+            func = node._func[0]
+            functions.setdefault(func, node._func)
+            deps = [d.key for d in node._deps]
+        specs.append(
+            task_spec(
+                node._key,
+                func,
+                node._spec_frames(),
+                deps,
+                wanted=node._key in wanted,
+                priority=priority,
+                retries=retries,
+                workers=workers,
+            )
+        )
+    return [function_def(*f) for f in functions.values()], specs
+
+
+def submit_graph(
+    session: Session,
+    roots: list[Node],
+    *,
+    priority: int = 0,
+    retries: int = 0,
+    workers: list[str] | None = None,
+) -> list[str]:
+    """Send the graph behind ``roots``; returns their keys, each holding one
+    new reference the caller hands to a future.
+    """
+    wanted = {n._key for n in roots}
+    functions, specs = graph_specs(
+        roots, wanted, priority=priority, retries=retries, workers=workers
+    )
+    functions = [f for f in functions if not session.engine.has_function(f.hash)]
+    session.submit(functions, specs)
+    # Outputs already held (persisted, or computed earlier), and outputs
+    # named twice, get a reference of their own.
+    seen: set[str] = set()
+    for n in roots:
+        if n._future is not None or n._key in seen:
+            session.engine.add_ref(n._key)
+        seen.add(n._key)
+    return [n._key for n in roots]
+
+
+def call_node(
+    func: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    *,
+    pure: bool = False,
+    key: str | None = None,
+    name: str | None = None,
+    length: int | None = None,
+    cls: type[Node] = Node,
+) -> Any:
+    """A node (of class ``cls``) for ``func(*args, **kwargs)``; nodes and
+    futures anywhere in the arguments become dependencies.
+    """
+    fn = serialize.dumps_function(func)
+    label = name or fn[1]
+    frames, deps = serialize.dumps_args(args, kwargs, label)
+    if key is None:
+        key = keys.task_key(label, fn[0], frames, pure)
+    else:
+        key = keys.check_key(key, "dask_key_name")
+    return cls(key, fn, frames, tuple(deps), length)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def value_node(
+    value: Any, key: str | None = None, length: int | None = None, cls: type[Node] = Node
+) -> Any:
+    """A node (of class ``cls``) whose value is ``value``.
+
+    Futures and nodes anywhere inside become dependencies (the node rebuilds
+    the value on a worker); plain data is shipped as it is.
+    """
+    what = f"the value {key or type(value).__name__}"
+    frames, deps = serialize.dumps_args((value,), {}, what)
+    if deps:
+        fn = serialize.dumps_function(_identity)
+        key = key or f"{type(value).__name__}-{keys.unique_token()}"
+        return cls(key, fn, frames, tuple(deps), length)
+    data = serialize.dumps(value)
+    key = key or keys.task_key(type(value).__name__, 0, data, pure=True)
+    return cls(key, None, data, (), length)

@@ -1,0 +1,54 @@
+"""Naming task keys: the one place a key is made.
+
+Pure calls are named by a hash of the function and the pickled arguments,
+so equal calls share a key and run once; impure calls get a token no other
+call in any process gets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from .. import _engine
+
+# Unique tokens without a system call each: a random per-process prefix and a
+# counter (itertools.count is atomic under the GIL).
+_UNIQUE_PREFIX = os.urandom(8).hex()
+_unique_counter = itertools.count()
+
+
+def unique_token() -> str:
+    """A token no other call, in any process, returns."""
+    return f"{_UNIQUE_PREFIX}-{next(_unique_counter):x}"
+
+
+def task_key(name: str, func_hash: int, frames: list[bytes], pure: bool) -> str:
+    """The key of a task calling a function (by hash) on pickled arguments.
+
+    Parameters
+    ----------
+    name
+        The key's prefix, usually the function's name.
+    func_hash
+        The function's hash (0 for data).
+    frames
+        The pickled arguments (or value).
+    pure
+        Name by content (equal calls share the key) or uniquely.
+
+    """
+    token = _engine.token(func_hash, frames) if pure else unique_token()
+    return f"{name}-{token}"
+
+
+def leaf_key(name: str, func_hash: int) -> str:
+    """The key of a function wrapped by ``delayed`` (the function itself)."""
+    return f"{name}-{func_hash:016x}"
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """``key`` if it is a string; raise ``TypeError`` naming ``what`` otherwise."""
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a string, not {type(key).__name__}")
+    return key

@@ -1,0 +1,137 @@
+"""A client's session: the one owner of its engine handle.
+
+The engine handle (:class:`shoal._engine.ClientCore`) is the Rust client
+core: the connection to the scheduler, the table of keys and their
+reference counts, waits and gathers. Futures, completion helpers, graph
+submission and the :class:`~shoal.Client` all reach it through a
+``Session``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from .. import _engine
+from . import serialize
+from .errors import FutureCancelledError, rebuild
+
+_log = logging.getLogger("shoal")
+
+
+class Session:
+    """The engine handle of one client, and the helpers built on it.
+
+    Parameters
+    ----------
+    address
+        The scheduler's address, ``tcp://host:port``.
+    timeout
+        Seconds to wait for the connection.
+    name
+        The client's name, as the scheduler shows it.
+
+    """
+
+    def __init__(self, address: str, timeout: float, name: str):
+        self.engine = _engine.ClientCore(address, float(timeout), name)
+        self._callbacks: Callbacks | None = None
+        self._callbacks_lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        """The scheduler's address, ``tcp://host:port``."""
+        return self.engine.address
+
+    def function(self, fn: Callable[..., Any]) -> tuple[int, str, list[Any]]:
+        """Pickle ``fn`` (cached); returns its hash, its name, and the
+        definitions to send along (none if this connection sent it already).
+        """
+        h, name, data = serialize.dumps_function(fn)
+        # The engine dedupes under its lock, so a task never overtakes its
+        # function; asking first only saves copying the bytes.
+        if self.engine.has_function(h):
+            return h, name, []
+        return h, name, [_engine.FunctionDef(h, name, data)]
+
+    def submit(self, functions: list[Any], specs: list[Any]) -> None:
+        """Send functions and task specs (see :mod:`.spec`)."""
+        self.engine.submit(functions, specs)
+
+    def outcomes(self, keys: list[str], timeout: float | None = None) -> list[Any] | None:
+        """Wait for ``keys``; one :class:`shoal._engine.Outcome` each, or
+        None on timeout.
+        """
+        return self.engine.gather(keys, timeout)
+
+    def result(self, key: str, timeout: float | None = None) -> Any:
+        """The value of ``key``, or raise its error; ``TimeoutError`` if not
+        done within ``timeout`` seconds.
+        """
+        out = self.outcomes([key], timeout)
+        if out is None:
+            raise TimeoutError(f"Future {key} not done within {timeout} s")
+        return value_of(key, out[0])
+
+    def add_done_callback(self, key: str, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` from a background thread once ``key`` is done."""
+        with self._callbacks_lock:
+            if self._callbacks is None:
+                self._callbacks = Callbacks(self.engine)
+            callbacks = self._callbacks
+        callbacks.add(key, fn)
+
+    def close(self) -> None:
+        """Close the connection and stop the callback thread."""
+        with self._callbacks_lock:
+            callbacks, self._callbacks = self._callbacks, None
+        if callbacks is not None:
+            callbacks.close()
+        self.engine.close()
+
+
+def value_of(key: str, outcome: Any) -> Any:
+    """The value an :class:`shoal._engine.Outcome` holds, or raise its error."""
+    if outcome.kind == "value":
+        return serialize.loads(outcome.frames)
+    if outcome.kind == "cancelled":
+        raise FutureCancelledError(key)
+    raise rebuild(outcome.error)
+
+
+class Callbacks:
+    """Runs done-callbacks on one background thread, in completion order."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+        self._queue = _engine.CompletionQueue()
+        self._pending: dict[str, list[Callable[[], Any]]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="shoal-callbacks", daemon=True)
+        self._thread.start()
+
+    def add(self, key: str, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` once ``key`` is done."""
+        with self._lock:
+            self._pending.setdefault(key, []).append(fn)
+        self._engine.watch([key], self._queue)
+
+    def _run(self) -> None:
+        while True:
+            key = self._queue.pop(None)
+            if self._closed:
+                return
+            with self._lock:
+                entries = self._pending.pop(key, [])
+            for fn in entries:
+                try:
+                    fn()
+                except Exception:
+                    _log.exception("Error in a done-callback")
+
+    def close(self) -> None:
+        """Stop the thread (callbacks not run yet are dropped)."""
+        self._closed = True
+        self._queue.push("")  # wake the thread so it sees the flag

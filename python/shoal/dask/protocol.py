@@ -1,0 +1,48 @@
+"""shoal graph nodes seen by dask: a ``Delayed``'s graph as dask task-spec
+nodes, so ``dd.from_delayed`` and ``dask.delayed`` accept shoal objects.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from ..core import serialize
+from ..core.graph import Node
+from ..futures import Future
+
+
+def _run_shoal_call(function: bytes, frames: list[bytes], values: dict) -> Any:
+    """Run a shoal node's call under a dask scheduler."""
+    fn = pickle.loads(function)
+    serialize.set_dependency_values(values)
+    try:
+        args, kwargs = serialize.loads(frames)
+    finally:
+        serialize.set_dependency_values(None)
+    return fn(*args, **kwargs)
+
+
+def _result_of(x: Any) -> Any:
+    return x.result() if isinstance(x, Future) else x
+
+
+def node_graph(roots: list[Node]) -> dict[str, Any]:
+    """The graph behind shoal nodes as dask task-spec nodes."""
+    from dask._task_spec import DataNode, Dict, Task, TaskRef
+
+    graph: dict[str, Any] = {}
+    stack = list(roots)
+    while stack:
+        d = stack.pop()
+        if d._key in graph:
+            continue
+        if d._future is not None:
+            graph[d._key] = Task(d._key, _result_of, d._future)
+        elif d._func is None:
+            graph[d._key] = DataNode(d._key, serialize.loads(d._spec_frames()))
+        else:
+            refs = Dict({dep.key: TaskRef(dep.key) for dep in d._deps})
+            graph[d._key] = Task(d._key, _run_shoal_call, d._func[2], d._frames, refs)
+        stack.extend(x for x in d._deps if isinstance(x, Node))
+    return graph

@@ -1,0 +1,71 @@
+"""The worker process: ``shoal worker tcp://scheduler:port --nthreads N``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from .. import _engine
+from ..core.sizes import parse_bytes
+from .executor import start_executors
+
+
+def _extend_sys_path() -> None:
+    """Make the modules the client could import importable here too."""
+    extra = os.environ.get("SHOAL_SYS_PATH")
+    if not extra:
+        return
+    for p in extra.split(os.pathsep):
+        if p and p not in sys.path:
+            sys.path.append(p)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m shoal.worker`` and ``shoal worker``.
+
+    Parameters
+    ----------
+    argv
+        The command line after ``shoal worker`` (``sys.argv[1:]`` if None).
+
+    """
+    parser = argparse.ArgumentParser(prog="shoal worker", description="Start a shoal worker.")
+    parser.add_argument("scheduler", help="scheduler address, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--nthreads", type=int, default=1, help="executor threads (default 1)")
+    parser.add_argument("--name", default=None, help="worker name (default: its address)")
+    parser.add_argument("--listen-host", default=None, help="host to serve data on")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to keep trying to reach the scheduler"
+    )
+    parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", default="0", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.nthreads < 1:
+        parser.error("--nthreads must be at least 1")
+    try:
+        memory = parse_bytes(args.memory)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.lifeline:
+        _engine.exit_on_stdin_eof()
+        parent = os.environ.get("SHOAL_PARENT_PID")
+        _engine.die_with_parent(int(parent) if parent else None)
+    # Ctrl-C or SIGTERM end the process at once: the scheduler notices and
+    # reruns its tasks elsewhere.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _extend_sys_path()
+    try:
+        rt = _engine.WorkerRuntime(
+            args.scheduler, args.nthreads, args.name, args.listen_host, args.timeout, memory
+        )
+    except OSError as e:
+        print(f"shoal worker: {e}", file=sys.stderr)
+        sys.exit(1)
+    start_executors(rt, args.nthreads)
+    rt.wait_closed()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Executor threads may be inside user code; do not wait for them.
+    os._exit(0)
