@@ -223,3 +223,13 @@ def test_dask_scheduler_names_are_accepted_and_unknown_ones_refused(client):
     assert compute(x, scheduler="sync") == (2,)
     with pytest.raises(ValueError, match="cannot run on"):
         x.compute(scheduler="processes-on-mars")
+
+
+def test_a_graph_larger_than_one_submission_part(client):
+    # More than 10,000 tasks: the graph reaches the scheduler in parts, and
+    # no early result is freed before its dependents arrive.
+    level = [delayed(inc)(i) for i in range(12_000)]
+    while len(level) > 1:
+        level = [delayed(add)(*level[i : i + 2]) for i in range(0, len(level), 2)]
+    (total,) = level
+    assert total.compute() == sum(range(1, 12_001))

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from shoal import KilledWorker
+from shoal import KilledWorker, wait
 
 from conftest import wait_for_exit
 from tasks import big_bytes, die, die_first, inc, wait_for_file
@@ -72,3 +72,16 @@ def test_a_killed_worker_is_replaced(fresh_client):
     assert client.submit(inc, 2).result(timeout=30) == 3
     pids = {w["pid"] for w in client.scheduler_info()["workers"].values()}
     assert victim not in pids and len(pids) == 2
+
+
+def test_a_large_result_lost_between_wait_and_gather_is_computed_again(fresh_client):
+    client = fresh_client
+    x = client.submit(big_bytes, 300_000, b"z", pure=False)
+    wait([x])
+    # Its only copy dies after the wait and before the gather.
+    (holder,) = client.who_has(x)[x.key]
+    pid = _pid_of(client, holder)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for_exit([pid], 10) == []
+    assert client.gather(x) == b"z" * 300_000
+    assert x.result(timeout=30) == b"z" * 300_000

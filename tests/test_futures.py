@@ -160,17 +160,30 @@ def test_workers_restriction_places_the_task(client):
         assert client.submit(getpid, address, workers=[address], pure=False).result() == w["pid"]
 
 
-def test_cancel_a_pending_future(client, tmp_path):
+def test_cancel_a_pending_future(fresh_client, tmp_path):
+    client = fresh_client
     gate = tmp_path / "gate"
+    log = tmp_path / "log"
     blockers = [client.submit(wait_for_file, str(gate), i, pure=False) for i in range(2)]
-    victim = client.submit(inc, 1000, pure=False)
+    # Queued behind the blockers on one of the two workers.
+    victim = client.submit(append_line, str(log), "victim", pure=False)
     victim.cancel()
     assert victim.cancelled()
     assert victim.status == "cancelled"
     with pytest.raises(FutureCancelledError):
         victim.result()
+    # The scheduler forgot it: only the two blockers are left.
+    assert client.scheduler_info()["tasks"] == 2
     gate.write_text("go")
     assert client.gather(blockers) == [0, 1]
+    # A marker on each worker runs after anything queued there before it:
+    # had the victim not been dropped, it would have run by now.
+    markers = [
+        client.submit(append_line, str(log), f"marker {w}", workers=[w], pure=False)
+        for w in client.nthreads()
+    ]
+    client.gather(markers)
+    assert sorted(log.read_text().split("\n")) == sorted(["", *(f.result() for f in markers)])
 
 
 def test_result_timeout(client, tmp_path):
@@ -240,12 +253,20 @@ def test_local_cluster_object_and_threads_workers():
 
 
 def test_default_sizes_follow_the_machine():
+    import math
     import os
 
     with LocalCluster(processes=True) as cluster:
         cpus = os.cpu_count() or 1
+        workers, threads = cluster.n_workers, cluster.threads_per_worker
+        # Every core used, as in Dask: a process per core up to 4 cores,
+        # then about sqrt(cores) processes.
+        assert workers * threads == cpus
         if cpus <= 4:
-            assert cluster.n_workers == cpus and cluster.threads_per_worker == 1
+            assert (workers, threads) == (cpus, 1)
+        else:
+            assert workers >= math.sqrt(cpus) and threads > 1
+        assert len(cluster.workers) == workers
 
 
 def test_bad_arguments_are_clear_errors(client):

@@ -93,8 +93,10 @@ def test_remote_cluster_from_the_command_line_and_sigkill_of_the_scheduler():
             sched.kill()
             sched.wait()
             assert wait_for_exit([w.pid for w in workers], 2) == []
-            with pytest.raises(OSError):
-                c.submit(inc, 1).result(timeout=10)
+            # The client notices: a lost connection, not a result that
+            # never comes (TimeoutError is an OSError too, but not this).
+            with pytest.raises(ConnectionError):
+                c.submit(inc, 1).result(timeout=30)
     finally:
         _reap(sched, *workers)
 
@@ -218,3 +220,33 @@ def test_a_standalone_scheduler_stops_on_a_signal_and_takes_its_workers(sig):
             assert worker.wait(timeout=10) == 0
     finally:
         _reap(sched, worker)
+
+
+def test_a_killed_worker_is_not_news_on_the_terminal(tmp_path):
+    script = """
+        import os, signal
+        from shoal import Client
+        from tasks import inc
+        with Client(n_workers=2) as c:
+            info = c.scheduler_info()["workers"]
+            address, w = next(iter(info.items()))
+            os.kill(w["pid"], signal.SIGKILL)
+            c.wait_for_workers(2, timeout=30, without=[address])
+            assert c.gather(c.map(inc, range(100))) == list(range(1, 101))
+        print("done")
+        """
+    quiet = subprocess.run(
+        [PY, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=ENV, timeout=60
+    )
+    assert quiet.stdout == "done\n", quiet.stderr
+    assert quiet.stderr == ""
+    # The same run with SHOAL_LOG=debug tells the story.
+    loud = subprocess.run(
+        [PY, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        env={**ENV, "SHOAL_LOG": "debug"},
+        timeout=60,
+    )
+    assert loud.stdout == "done\n", loud.stderr
+    assert "lost" in loud.stderr

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError};
+use pyo3::exceptions::{PyConnectionError, PyKeyError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use shoal_client::{ClientConfig, ClientError};
@@ -17,7 +17,7 @@ fn to_py_err(e: ClientError) -> PyErr {
     match e {
         ClientError::Connect { .. }
         | ClientError::Refused { .. }
-        | ClientError::Disconnected(_) => PyOSError::new_err(e.to_string()),
+        | ClientError::Disconnected(_) => PyConnectionError::new_err(e.to_string()),
         ClientError::UnknownKey(_) => PyKeyError::new_err(e.to_string()),
         _ => PyRuntimeError::new_err(e.to_string()),
     }

@@ -84,7 +84,7 @@ fn monitor(
         if shared.closing.load(Ordering::SeqCst) {
             break;
         }
-        tracing::warn!("worker process {index} exited ({status:?}); starting a new one");
+        tracing::info!("worker process {index} exited ({status:?}); starting a new one");
         shared.restarts.fetch_add(1, Ordering::SeqCst);
         if started.elapsed() < Duration::from_secs(2) {
             quick_failures += 1;

@@ -191,8 +191,8 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> Vec<Strin
                     }
                 }
             }
-            Ok(Err(e)) => tracing::warn!("fetching inputs: {e}"),
-            Err(e) => tracing::warn!("fetching inputs: {e}"),
+            Ok(Err(e)) => tracing::debug!("fetching inputs: {e}"),
+            Err(e) => tracing::debug!("fetching inputs: {e}"),
         }
     }
     let mut lost = Vec::new();
@@ -220,7 +220,7 @@ async fn fetch_one(shared: &Shared, key: &str, holders: &[String]) -> bool {
                     }
                 }
             }
-            Err(e) => tracing::warn!("fetching {key}: {e}"),
+            Err(e) => tracing::debug!("fetching {key}: {e}"),
         }
     }
     shared.state.lock().store.contains_key(key)

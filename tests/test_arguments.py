@@ -1,0 +1,88 @@
+"""Every Dask argument either works or says it is not supported."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal import Client, LocalCluster, compute, delayed
+
+from tasks import add, inc
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"resources": {"GPU": 1}},
+        {"actor": True},
+        {"actors": True},
+        {"allow_other_workers": True},
+        {"fifo_timeout": "1s"},
+    ],
+)
+def test_submit_and_map_refuse_what_they_do_not_do(client, option):
+    (name,) = option
+    with pytest.raises(NotImplementedError, match=name):
+        client.submit(inc, 1, **option)
+    with pytest.raises(NotImplementedError, match=name):
+        client.map(inc, [1], **option)
+    with pytest.raises(NotImplementedError, match=name):
+        client.compute(delayed(inc)(1), **option)
+
+
+def test_options_the_client_does_not_support_are_refused(client):
+    with pytest.raises(NotImplementedError, match="batch_size"):
+        client.map(inc, [1], batch_size=10)
+    with pytest.raises(NotImplementedError, match="force"):
+        client.cancel([], force=True)
+    with pytest.raises(NotImplementedError, match="direct"):
+        client.gather([], direct=False)
+    with pytest.raises(NotImplementedError, match="timeout"):
+        client.scatter(1, timeout=5)
+    with pytest.raises(NotImplementedError, match="asynchronous"):
+        Client(client.scheduler_address, asynchronous=True)
+    with pytest.raises(NotImplementedError, match="security"):
+        Client(client.scheduler_address, security=object())
+    with pytest.raises(NotImplementedError, match="traverse"):
+        delayed([1], traverse=False)
+    with pytest.raises(NotImplementedError, match="optimization"):
+        client.compute(delayed(inc)(1), some_optimizer_option=True)
+    with pytest.raises(TypeError, match="unexpected"):
+        compute(delayed(inc)(1), num_workers=4)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"memory_limit": "300MB"},
+        {"dashboard_address": ":8787"},
+        {"resources": {"GPU": 2}},
+        {"security": True},
+        {"local_directory": "/somewhere"},
+        {"silence_logs": 10},
+    ],
+)
+def test_local_cluster_refuses_what_it_does_not_do(option):
+    (name,) = option
+    with pytest.raises(NotImplementedError, match=name):
+        LocalCluster(n_workers=0, **option)
+    with pytest.raises(NotImplementedError, match=name):
+        Client(n_workers=0, **option)
+
+
+def test_unset_and_neutral_values_are_fine():
+    with LocalCluster(
+        n_workers=1, memory_limit="auto", dashboard_address=None, silence_logs=False
+    ) as cluster:
+        with Client(cluster, set_as_default=False) as c:
+            assert c.submit(inc, 1, resources=None, allow_other_workers=False).result() == 2
+
+
+def test_compute_options_apply_to_every_task(client):
+    (first, *_) = client.nthreads()
+    x = delayed(add)(delayed(inc)(1), 2)
+    f = client.compute(x, workers=[first], retries=1, priority=5)
+    assert f.result(timeout=30) == 4
+    assert client.who_has(f)[f.key] == [first]
+    # And through dask's get protocol.
+    dsk = {"a": (inc, 1), "b": (add, "a", 10)}
+    assert client.get(dsk, "b", workers=[first], retries=2) == 12
