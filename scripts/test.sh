@@ -18,7 +18,13 @@ python -m pip install --quiet ".[test]"
 echo "== rust: format, lints, unit and integration tests"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace --exclude shoal-py --quiet
+# nextest ends a hung test (see .config/nextest.toml); the end-to-end tests
+# also bound themselves, for plain `cargo test`.
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --exclude shoal-py --status-level fail
+else
+    cargo test --workspace --exclude shoal-py --quiet
+fi
 
 echo "== python: lints"
 ruff check python tests examples benches

@@ -60,7 +60,6 @@ pub enum Outcome {
 /// A connection to a shoal scheduler.
 pub struct ClientCore {
     shared: Arc<Shared>,
-    id: u64,
     address: String,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -74,6 +73,7 @@ impl ClientCore {
             .build()
             .map_err(|e| ClientError::Start(e.to_string()))?;
         let (stream, id) = rt.block_on(net::handshake(&address, &config))?;
+        tracing::debug!("connected to {address} as client {id}");
         let (out_tx, out_rx) = unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
@@ -89,7 +89,6 @@ impl ClientCore {
             .map_err(|e| ClientError::Start(e.to_string()))?;
         let core = ClientCore {
             shared,
-            id,
             address,
             thread: Mutex::new(Some(thread)),
         };
@@ -110,11 +109,6 @@ impl ClientCore {
         }
         drop(st);
         Ok(core)
-    }
-
-    /// The scheduler's id for this client.
-    pub fn id(&self) -> u64 {
-        self.id
     }
 
     /// The scheduler's address, `host:port`.
@@ -404,16 +398,6 @@ impl ClientCore {
             }
         }
         Ok(true)
-    }
-
-    /// How many keys this client holds.
-    pub fn key_count(&self) -> usize {
-        self.lock().keys.len()
-    }
-
-    /// Whether the connection is up.
-    pub fn is_connected(&self) -> bool {
-        self.lock().broken.is_none()
     }
 
     /// Asks the scheduler to stop itself and every worker.

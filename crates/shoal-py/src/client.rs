@@ -119,11 +119,6 @@ impl ClientCore {
     }
 
     #[getter]
-    fn id(&self) -> u64 {
-        self.inner.id()
-    }
-
-    #[getter]
     fn address(&self) -> String {
         with_scheme(self.inner.address())
     }
@@ -300,15 +295,6 @@ impl ClientCore {
         wait_interruptibly(py, self::timeout(timeout), |t| {
             inner.wait_for_workers(n, &without, Some(t))
         })
-    }
-
-    fn key_count(&self) -> usize {
-        self.inner.key_count()
-    }
-
-    #[getter]
-    fn connected(&self) -> bool {
-        self.inner.is_connected()
     }
 
     fn shutdown_cluster(&self) {

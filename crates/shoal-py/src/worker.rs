@@ -45,16 +45,6 @@ impl WorkerRuntime {
         Ok(WorkerRuntime { inner })
     }
 
-    #[getter]
-    fn address(&self) -> String {
-        shoal_proto::addr::with_scheme(self.inner.data_address())
-    }
-
-    #[getter]
-    fn id(&self) -> u64 {
-        self.inner.id()
-    }
-
     /// Blocks (without the GIL) until a task is ready; None at shutdown.
     fn next_task(&self, py: Python<'_>) -> Option<ExecutorTask> {
         let inner = self.inner.clone();
@@ -92,18 +82,8 @@ impl WorkerRuntime {
         self.inner.function(hash)
     }
 
-    /// How many results this worker holds.
-    fn stored(&self) -> usize {
-        self.inner.stored()
-    }
-
     fn close(&self) {
         self.inner.close();
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.inner.is_closed()
     }
 
     /// Blocks (without the GIL) until the scheduler connection has ended.

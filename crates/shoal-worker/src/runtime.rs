@@ -69,8 +69,6 @@ pub struct Assignment {
 pub struct WorkerRuntime {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    id: WorkerId,
-    data_address: String,
 }
 
 /// The machine's physical memory in bytes (0 if unknown).
@@ -146,31 +144,20 @@ impl WorkerRuntime {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok((id, address)));
+                    tracing::debug!("worker {id} serves data on {address}");
+                    let _ = ready_tx.send(Ok(()));
                     crate::net::run(net_shared.clone(), stream, listener, out_rx).await;
                     net_shared.close();
                 });
             })
             .map_err(|e| WorkerError::Start(e.to_string()))?;
-        let (id, data_address) = ready_rx
+        ready_rx
             .recv()
             .map_err(|_| WorkerError::Start("the network thread died".into()))??;
         Ok(Arc::new(WorkerRuntime {
             shared,
             thread: Mutex::new(Some(thread)),
-            id,
-            data_address,
         }))
-    }
-
-    /// The scheduler's id for this worker.
-    pub fn id(&self) -> WorkerId {
-        self.id
-    }
-
-    /// Where this worker serves its data.
-    pub fn data_address(&self) -> &str {
-        &self.data_address
     }
 
     /// Blocks until a task is ready to run, or returns `None` once the worker
@@ -273,19 +260,9 @@ impl WorkerRuntime {
         self.shared.state.lock().functions.get(&hash).cloned()
     }
 
-    /// How many results this worker holds.
-    pub fn stored(&self) -> usize {
-        self.shared.state.lock().store.len()
-    }
-
     /// Stops handing out work; executors' `next_task` returns `None`.
     pub fn close(&self) {
         self.shared.close();
-    }
-
-    /// Whether the worker is shutting down.
-    pub fn is_closed(&self) -> bool {
-        self.shared.state.lock().closed
     }
 
     /// Blocks until the connection to the scheduler has ended.
