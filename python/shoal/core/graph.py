@@ -194,7 +194,7 @@ def value_node(
     frames, deps = serialize.dumps_args((value,), {}, what)
     if deps:
         fn = serialize.dumps_function(_identity)
-        key = key or f"{type(value).__name__}-{keys.unique_token()}"
+        key = key or keys.task_key(type(value).__name__, 0, frames, pure=False)
         return cls(key, fn, frames, tuple(deps), length)
     data = serialize.dumps(value)
     key = key or keys.task_key(type(value).__name__, 0, data, pure=True)
