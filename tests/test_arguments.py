@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal import Client, LocalCluster, compute, delayed
+from shoal import Client, LocalCluster, as_completed, compute, delayed
 
 from tasks import add, inc
 
@@ -86,3 +86,17 @@ def test_compute_options_apply_to_every_task(client):
     # And through dask's get protocol.
     dsk = {"a": (inc, 1), "b": (add, "a", 10)}
     assert client.get(dsk, "b", workers=[first], retries=2) == 12
+
+
+def test_as_completed_refuses_an_event_loop(client):
+    with pytest.raises(NotImplementedError, match="loop"):
+        as_completed([client.submit(inc, 1)], loop=object())
+
+
+def test_optimize_graph_false_runs_the_graph_as_built(client):
+    da = pytest.importorskip("dask.array")
+    x = da.ones((10,), chunks=5) + 1
+    assert client.compute(x.sum(), optimize_graph=False).result() == 20
+    assert compute(x.sum(), optimize_graph=False) == (20,)
+    (p,) = client.persist([x], optimize_graph=False)
+    assert int(p.sum().compute()) == 20

@@ -559,7 +559,7 @@ class Client:
         items = [collections] if single else list(collections)
         lazy = [self._as_lazy(x, traverse) for x in items]
         self._check_running()
-        nodes = [as_node(x) for x in lazy if x is not None]
+        nodes = [as_node(x, optimize_graph) for x in lazy if x is not None]
         futures = iter(
             submit_nodes(
                 self,
@@ -630,7 +630,7 @@ class Client:
             )
         single = not isinstance(collections, (list, tuple, set, frozenset))
         items = [collections] if single else list(collections)
-        out = list(persist(*items, traverse=False, scheduler=self))
+        out = list(persist(*items, traverse=False, optimize_graph=optimize_graph, scheduler=self))
         return out[0] if single else out
 
     def get(

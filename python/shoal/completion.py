@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import _engine
+from .core import arguments
 from .futures import Future
 
 ALL_COMPLETED = "ALL_COMPLETED"
@@ -100,6 +101,7 @@ class as_completed(Iterator[Any]):
         *,
         timeout: float | None = None,
     ):
+        arguments.reject("loop", loop)
         self._queue = _engine.CompletionQueue()
         self._futures: dict[str, list[Future]] = defaultdict(list)
         self._ready: deque[Future] = deque()

@@ -383,9 +383,9 @@ def _substitute(obj: Any, values: dict[int, Any], traverse: bool) -> Any:
     return obj
 
 
-def as_node(x: Any) -> Node:
+def as_node(x: Any, optimize_graph: bool = True) -> Node:
     """A Delayed as it is; a dask collection as the node computing it."""
-    return x if isinstance(x, Node) else collection_node(x)
+    return x if isinstance(x, Node) else collection_node(x, optimize_graph)
 
 
 def submit_nodes(client: Any, nodes: list[Node], **options: Any) -> list[Future]:
@@ -399,7 +399,7 @@ def submit_nodes(client: Any, nodes: list[Node], **options: Any) -> list[Future]
     return [Future._adopt(k, client) for k in submitted]
 
 
-def _check_options(optimize_graph: bool, get: Any, kwargs: dict[str, Any], what: str) -> None:
+def _check_options(get: Any, kwargs: dict[str, Any], what: str) -> None:
     arguments.reject("get", get)
     if kwargs:
         raise TypeError(f"{what}() got unexpected keyword arguments {sorted(kwargs)}")
@@ -443,12 +443,12 @@ def compute(
     (2, 10)
 
     """
-    _check_options(optimize_graph, get, kwargs, "compute")
+    _check_options(get, kwargs, "compute")
     collections = collect(args, traverse)
     if not collections:
         return args
     client = context.resolve(scheduler)
-    futures = submit_nodes(client, [as_node(c) for c in collections])
+    futures = submit_nodes(client, [as_node(c, optimize_graph) for c in collections])
     results = client.gather(futures)
     values = {id(c): r for c, r in zip(collections, results)}
     return tuple(_substitute(a, values, traverse) for a in args)
@@ -480,7 +480,7 @@ def persist(
         One entry per argument, with lazy objects replaced by persisted ones.
 
     """
-    _check_options(optimize_graph, None, kwargs, "persist")
+    _check_options(None, kwargs, "persist")
     found = collect(args, traverse)
     if not found:
         return args
@@ -497,7 +497,8 @@ def persist(
         def get(dsk: Any, keys: Any, **kw: Any) -> Any:
             return client.get(dsk, keys, **kw)
 
-        for c, p in zip(others, dask.persist(*others, scheduler=get)):
+        persisted_others = dask.persist(*others, scheduler=get, optimize_graph=optimize_graph)
+        for c, p in zip(others, persisted_others):
             values[id(c)] = p
     return tuple(_substitute(a, values, traverse) for a in args)
 

@@ -122,14 +122,15 @@ def run_dask_graph(client: Any, dsk: Any, keys: Any, **options: Any) -> Any:
     return _repack(keys, dict(zip(unique, results)))
 
 
-def collection_node(collection: Any) -> Node:
+def collection_node(collection: Any, optimize_graph: bool = True) -> Node:
     """A shoal node computing a dask collection's final value (the same
-    optimized, finalized expression ``dask.compute`` would run).
+    finalized expression ``dask.compute`` would run, its graph optimized
+    unless ``optimize_graph`` is False).
     """
     from dask._expr import FinalizeCompute
     from dask.base import collections_to_expr
 
-    expr = FinalizeCompute(collections_to_expr([collection], True)).optimize()
+    expr = FinalizeCompute(collections_to_expr([collection], optimize_graph)).optimize()
     keys = _flatten(expr.__dask_keys__())
     if len(keys) != 1:
         raise ValueError(f"expected one output key from the finalized graph, got {len(keys)}")
