@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import uuid
 import weakref
@@ -45,6 +44,14 @@ def get_client() -> Client:
 def _reject_task_options(
     resources: Any, allow_other_workers: Any, fifo_timeout: Any, actor: Any, actors: Any
 ) -> None:
+    if (
+        resources is None
+        and fifo_timeout is UNSET
+        and not allow_other_workers
+        and not actor
+        and not actors
+    ):
+        return  # the common case, kept cheap: submit is called in tight loops
     arguments.reject("resources", resources)
     arguments.reject("allow_other_workers", allow_other_workers)
     arguments.reject("fifo_timeout", fifo_timeout)
@@ -112,6 +119,8 @@ class Client:
         ):
             arguments.reject(option, value)
         if scheduler_file is not None:
+            import json  # rarely needed: kept off the start-up path
+
             with open(scheduler_file) as f:
                 address = json.load(f)["address"]
         if address is None:
@@ -256,7 +265,7 @@ class Client:
             key = keys.task_key(name, h, frames, pure)
         else:
             key = keys.check_key(key)
-        specs = self._graphs_of(deps, functions)
+        specs = self._graphs_of(deps, functions) if deps else []
         specs.append(
             task_spec(
                 key,
@@ -268,7 +277,7 @@ class Client:
                 workers=worker_restrictions(workers),
             )
         )
-        self._session.submit(functions, specs)
+        self._session.engine.submit(functions, specs)
         return Future._adopt(key, self)
 
     def _graphs_of(self, deps: list[Any], functions: list[Any]) -> list[Any]:

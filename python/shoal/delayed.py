@@ -198,13 +198,14 @@ class DelayedLeaf(Delayed):
         self, *args: Any, pure: bool | None = None, dask_key_name: str | None = None, **kwargs: Any
     ) -> Delayed:
         """Record a call (a new task) instead of making it."""
-        return _call(
+        return call_node(
             self._obj,
             args,
             kwargs,
             pure=self._pure if pure is None else pure,
             key=dask_key_name,
             length=self._nout,
+            cls=Delayed,
         )
 
     @property
@@ -289,7 +290,8 @@ def delayed(
     2
 
     """
-    arguments.reject("traverse", traverse, unused=(True,))
+    if traverse is not True:
+        arguments.reject("traverse", traverse, unused=(True,))
     if obj is _NO_OBJECT:
         return lambda o: delayed(o, name=name, pure=pure, nout=nout, traverse=traverse)
     if isinstance(obj, Delayed):

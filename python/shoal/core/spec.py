@@ -52,10 +52,10 @@ def task_spec(
         key,
         func,
         frames,
-        list(deps),
+        deps if type(deps) is list else list(deps),
         wanted,
-        int(priority),
-        int(retries),
+        priority if type(priority) is int else int(priority),
+        retries if type(retries) is int else int(retries),
         workers or [],
     )
 
