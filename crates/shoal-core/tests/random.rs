@@ -115,6 +115,17 @@ fn raised() -> TaskError {
     }
 }
 
+/// A worker's report that task `id` finished with a small result.
+fn finished(id: TaskId) -> WorkerToScheduler {
+    WorkerToScheduler::TaskFinished {
+        id,
+        nbytes: 8,
+        type_name: "int".into(),
+        inline: None,
+        duration: 0.001,
+    }
+}
+
 fn from_worker(env: &mut Env, w: WorkerId, msg: WorkerToScheduler) {
     env.event(Event::FromWorker(w, msg));
 }
@@ -187,17 +198,7 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
         }
         Op::Finish(pick) => {
             if let Some((w, id, _, _)) = seen.compute(pick) {
-                from_worker(
-                    env,
-                    w,
-                    WorkerToScheduler::TaskFinished {
-                        id,
-                        nbytes: 8,
-                        type_name: "int".into(),
-                        inline: None,
-                        duration: 0.001,
-                    },
-                );
+                from_worker(env, w, finished(id));
             }
         }
         Op::Fail(pick) => {
@@ -265,17 +266,7 @@ fn settle(env: &mut Env, seen: &mut Seen) {
             if env.state(&key) != Some(TaskStateKind::Assigned(w)) {
                 continue;
             }
-            from_worker(
-                env,
-                w,
-                WorkerToScheduler::TaskFinished {
-                    id,
-                    nbytes: 8,
-                    type_name: "int".into(),
-                    inline: None,
-                    duration: 0.001,
-                },
-            );
+            from_worker(env, w, finished(id));
             progressed = true;
         }
         seen.absorb(env);
