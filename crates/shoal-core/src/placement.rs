@@ -64,8 +64,11 @@ impl Core {
         }
     }
 
+    /// Tasks a worker may hold: what it can run at once (its capacity,
+    /// which grows past its threads while its tasks wait on I/O) plus a
+    /// queue of `per_thread` for each.
     fn slots(&self, w: &Worker, per_thread: u32) -> usize {
-        let n = w.info.nthreads.max(1) as usize;
+        let n = w.capacity.max(1) as usize;
         n * (1 + per_thread as usize)
     }
 
@@ -118,7 +121,7 @@ impl Core {
                 .filter(|d| w.holds.contains(d))
                 .map(|d| self.tasks[d].nbytes.max(1))
                 .sum();
-            let load = w.assigned.len() as f64 / w.info.nthreads.max(1) as f64;
+            let load = w.assigned.len() as f64 / w.capacity.max(1) as f64;
             let better = match best {
                 None => true,
                 Some((_, bl, bload)) => local > bl || (local == bl && load < bload),

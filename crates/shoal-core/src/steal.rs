@@ -31,7 +31,7 @@ impl Core {
             .workers
             .values()
             .filter(|w| w.assigned.is_empty())
-            .map(|w| w.info.nthreads.max(1) as usize)
+            .map(|w| w.capacity.max(1) as usize)
             .sum();
         if budget == 0 {
             return;
@@ -50,7 +50,7 @@ impl Core {
                     _ => {}
                 }
             }
-            let free_threads = (w.info.nthreads.max(1) as usize).saturating_sub(running);
+            let free_threads = (w.capacity.max(1) as usize).saturating_sub(running);
             let surplus = queued.len().saturating_sub(free_threads);
             if surplus > 0 {
                 victims.push(Victim {

@@ -15,17 +15,21 @@ pub(crate) struct Worker {
     pub stealing: FxHashSet<TaskId>,
     /// `Steal` requests sent to this worker and not answered.
     pub steal_requests: u32,
+    /// How many tasks it can run at once, as it last reported (at first its
+    /// thread count).
+    pub capacity: u32,
 }
 
 impl Worker {
     pub fn new(info: WorkerInfo) -> Self {
         Worker {
-            info,
             assigned: FxHashSet::default(),
             holds: FxHashSet::default(),
             functions: FxHashSet::default(),
             stealing: FxHashSet::default(),
             steal_requests: 0,
+            capacity: info.nthreads.max(1),
+            info,
         }
     }
 

@@ -14,6 +14,9 @@ use crate::events::Command;
 use crate::task::TaskState;
 use crate::worker::Worker;
 
+/// The most tasks one worker may claim to run at once.
+pub const MAX_CAPACITY: u32 = 100_000;
+
 impl Core {
     pub(crate) fn worker_joined(&mut self, w: WorkerId, info: WorkerInfo, out: &mut Vec<Command>) {
         for c in self.clients.keys() {
@@ -57,6 +60,12 @@ impl Core {
             WorkerToScheduler::TaskFailed { id, error } => self.task_failed(w, id, error, out),
             WorkerToScheduler::MissingDeps { id, keys } => self.missing_deps(w, id, keys, out),
             WorkerToScheduler::GaveBack { ids } => self.gave_back(w, ids, out),
+            WorkerToScheduler::Capacity { slots } => {
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    // Never below one slot, never absurdly many.
+                    worker.capacity = slots.clamp(1, MAX_CAPACITY);
+                }
+            }
         }
     }
 

@@ -122,3 +122,39 @@ fn a_reduction_tree_runs_depth_first_and_holds_few_results() {
     // the 64 leaves a breadth-first order would hold.
     assert!(most_held <= 8, "held {most_held} results at once");
 }
+
+#[test]
+fn the_window_follows_the_capacity_a_worker_reports() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    let w2 = env.worker(1);
+    env.submit((0..100).map(|i| task(&format!("t{i}"))).collect());
+    assert_eq!(env.core.assigned_to(w1), 2, "one thread, one queued");
+    // w1's tasks wait on the network: it can run ten at once.
+    env.capacity(w1, 10);
+    assert_eq!(env.core.assigned_to(w1), 20, "ten running, ten queued");
+    assert_eq!(env.core.assigned_to(w2), 2);
+    // Back to CPU-bound work: it shrinks again, and keeps what it has.
+    env.capacity(w1, 1);
+    assert_eq!(env.core.assigned_to(w1), 20);
+    for i in 0..20 {
+        let key = format!("t{i}");
+        if env.state(&key) == Some(Assigned(w1)) {
+            // Long tasks: the queue per slot stays at one.
+            env.finish_with(w1, &key, 8, 10.0);
+        }
+    }
+    assert_eq!(env.core.assigned_to(w1), 2);
+}
+
+#[test]
+fn a_capacity_report_is_bounded() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.capacity(w, 0);
+    env.submit(vec![task("a"), task("b"), task("c")]);
+    assert_eq!(env.core.assigned_to(w), 2, "zero counts as one");
+    env.capacity(w, u32::MAX);
+    env.submit((0..10).map(|i| task(&format!("x{i}"))).collect());
+    assert_eq!(env.core.assigned_to(w), 13, "all of them, and no overflow");
+}

@@ -39,6 +39,8 @@ enum Op {
     AnswerSteal(u8, u8),
     /// A second client connects, asks for a key, and maybe leaves.
     OtherClient(u16, bool),
+    /// A worker reports how many tasks it can run at once.
+    Capacity(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -56,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u16>(), any::<u16>()).prop_map(|(a, b)| Op::Missing(a, b)),
         2 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::AnswerSteal(a, b)),
         1 => (any::<u16>(), any::<bool>()).prop_map(|(a, b)| Op::OtherClient(a, b)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Capacity(a, b)),
     ]
 }
 
@@ -227,6 +230,12 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                     .map(|(_, id)| id)
                     .collect();
                 from_worker(env, w, WorkerToScheduler::GaveBack { ids: given });
+            }
+        }
+        Op::Capacity(pick, slots) => {
+            if !seen.workers.is_empty() {
+                let w = seen.workers[pick as usize % seen.workers.len()];
+                env.capacity(w, slots as u32 % 20);
             }
         }
         Op::OtherClient(pick, leave) => {

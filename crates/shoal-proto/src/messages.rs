@@ -233,6 +233,13 @@ pub enum WorkerToScheduler {
     GaveBack {
         ids: Vec<TaskId>,
     },
+    /// How many tasks the worker can run at once now. It starts at its
+    /// thread count and grows while its running tasks are blocked (on the
+    /// network, a sleep, a subprocess) rather than using the CPU; the
+    /// scheduler sizes the worker's window from it.
+    Capacity {
+        slots: u32,
+    },
     /// The worker could not fetch these dependencies of task `id` from any holder.
     MissingDeps {
         id: TaskId,

@@ -195,6 +195,11 @@ impl Env {
         ));
     }
 
+    /// Worker `w` reports it can run `slots` tasks at once.
+    pub fn capacity(&mut self, w: WorkerId, slots: u32) {
+        self.event(Event::FromWorker(w, WorkerToScheduler::Capacity { slots }));
+    }
+
     pub fn lose(&mut self, w: WorkerId) {
         self.event(Event::WorkerLost(w));
     }
