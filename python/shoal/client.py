@@ -831,18 +831,16 @@ def _substitute(obj: Any, values: dict[str, Any]) -> Any:
 
 
 def _implicit_client() -> Client:
-    """The client ``compute`` uses when there is no default: a cluster on
+    """The client ``compute`` uses when there is no default: a worker on
     threads of this process, started on first use and reused. It starts in
-    milliseconds and, like Dask's default threaded scheduler, suits the
-    I/O-bound tasks (HTTP calls) lazy graphs are often made of. It has as
-    many threads as ``concurrent.futures.ThreadPoolExecutor`` would
-    (``min(32, cpus + 4)``): enough to overlap waiting on I/O, while
-    CPU-bound Python gains nothing from more threads either way.
+    milliseconds; like any shoal worker it runs one task per core while
+    tasks compute and more while they wait on I/O (HTTP calls, the usual
+    content of lazy graphs built without a cluster).
     """
     return Client(
         processes=False,
         n_workers=1,
-        threads_per_worker=min(32, (os.cpu_count() or 1) + 4),
+        threads_per_worker=os.cpu_count() or 1,
         set_as_default=False,
     )
 

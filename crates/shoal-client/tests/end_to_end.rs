@@ -34,6 +34,7 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
         listen_host: None,
         connect_timeout: Duration::from_secs(5),
         memory: 0,
+        max_threads: 1,
     })
     .expect("worker starts");
     let exec = rt.clone();

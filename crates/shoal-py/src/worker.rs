@@ -1,13 +1,13 @@
 //! The worker runtime for Python executor threads.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use shoal_proto::{Payload, TaskError};
-use shoal_worker::{WorkerConfig, WorkerRuntime as Runtime};
+use shoal_worker::{PacerHooks, WorkerConfig, WorkerRuntime as Runtime};
 
 use crate::types::ExecutorTask;
 
@@ -21,7 +21,8 @@ pub struct WorkerRuntime {
 #[pymethods]
 impl WorkerRuntime {
     #[new]
-    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory=0))]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory=0, max_threads=0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         scheduler: String,
@@ -30,6 +31,7 @@ impl WorkerRuntime {
         listen_host: Option<String>,
         timeout: f64,
         memory: u64,
+        max_threads: u32,
     ) -> PyResult<Self> {
         let config = WorkerConfig {
             scheduler,
@@ -38,6 +40,7 @@ impl WorkerRuntime {
             listen_host,
             connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
             memory,
+            max_threads,
         };
         let inner = py
             .detach(move || Runtime::start(config))
@@ -75,6 +78,42 @@ impl WorkerRuntime {
                 traceback,
             },
         );
+    }
+
+    /// The executor that took task `id` handed it to the event loop: it no
+    /// longer holds a thread.
+    fn hand_off(&self, id: u64) {
+        self.inner.hand_off(id);
+    }
+
+    /// Lets the worker run more tasks at once while its tasks wait on I/O
+    /// (see the pacer in `shoal-worker`). `spawn()` starts one more executor
+    /// thread; `cancel(ids)` stops handed-off tasks the scheduler cancelled.
+    fn start_pacer(&self, spawn: Py<PyAny>, cancel: Py<PyAny>) -> PyResult<()> {
+        let hooks = PacerHooks {
+            probe_gil: Box::new(|| {
+                let start = Instant::now();
+                Python::attach(|_| {});
+                start.elapsed()
+            }),
+            spawn_executor: Box::new(move || {
+                Python::attach(|py| {
+                    if let Err(e) = spawn.call0(py) {
+                        e.print(py);
+                    }
+                })
+            }),
+            cancel_detached: Box::new(move |ids| {
+                Python::attach(|py| {
+                    if let Err(e) = cancel.call1(py, (ids,)) {
+                        e.print(py);
+                    }
+                })
+            }),
+        };
+        self.inner
+            .start_pacer(hooks)
+            .map_err(|e| PyOSError::new_err(e.to_string()))
     }
 
     /// The pickled function with this hash.

@@ -10,8 +10,10 @@
 
 pub mod lifeline;
 mod net;
+pub mod pacer;
 mod runtime;
 mod state;
 
+pub use pacer::PacerHooks;
 pub use runtime::{total_memory, Assignment, WorkerConfig, WorkerError, WorkerRuntime};
 pub use state::INLINE_LIMIT;

@@ -71,13 +71,19 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                     st.cancelled.insert(id);
                 }
             }
+            // A handed-off task is stopped by the pacer's hook.
+            drop(st);
+            shared.pace.notify_one();
         }
         SchedulerToWorker::Steal { ids } => {
             let mut st = shared.state.lock();
             let mut given = Vec::new();
             for id in ids {
                 // Queued or still fetching inputs: not started, so give it back.
-                if st.active.contains(&id) && !st.running.contains(&id) {
+                if st.active.contains(&id)
+                    && !st.running.contains_key(&id)
+                    && !st.detached.contains(&id)
+                {
                     st.active.remove(&id);
                     st.cancelled.insert(id);
                     given.push(id);
@@ -156,6 +162,7 @@ fn push_ready(shared: &Shared, mut t: ReadyTask) {
     st.ready.push(t);
     drop(st);
     shared.work.notify_one();
+    shared.pace.notify_one();
 }
 
 /// Fetches every missing input of a task: one request per holder, all

@@ -14,6 +14,7 @@ use shoal_proto::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::unbounded_channel;
 
+use crate::pacer::{PacerHooks, Running};
 use crate::state::{Shared, State, INLINE_LIMIT};
 
 /// How a worker is started.
@@ -28,6 +29,9 @@ pub struct WorkerConfig {
     pub listen_host: Option<String>,
     /// How long to keep trying to reach the scheduler.
     pub connect_timeout: Duration,
+    /// The most executor threads the pacer may run at once while tasks wait
+    /// on I/O (at least `nthreads`).
+    pub max_threads: u32,
     /// Memory this worker reports to the scheduler, in bytes (0: the
     /// machine's). It is not a limit: nothing enforces it yet.
     pub memory: u64,
@@ -116,8 +120,9 @@ impl WorkerRuntime {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (out_tx, out_rx) = unbounded_channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(config.nthreads, config.max_threads)),
             work: Condvar::new(),
+            pace: Condvar::new(),
             out: out_tx,
         });
         let net_shared = shared.clone();
@@ -168,6 +173,12 @@ impl WorkerRuntime {
             if st.closed {
                 return None;
             }
+            // Room to run one more? (The pacer widens `allowed` while the
+            // running tasks are blocked.)
+            if st.running.len() as u32 >= st.allowed {
+                self.shared.work.wait(&mut st);
+                continue;
+            }
             let Some(t) = st.ready.pop() else {
                 self.shared.work.wait(&mut st);
                 continue;
@@ -198,7 +209,7 @@ impl WorkerRuntime {
             } else {
                 None
             };
-            st.running.insert(t.id);
+            st.running.insert(t.id, Running::now());
             let _ = self
                 .shared
                 .out
@@ -227,9 +238,7 @@ impl WorkerRuntime {
         let inline = (nbytes <= INLINE_LIMIT).then(|| result.clone());
         {
             let mut st = self.shared.state.lock();
-            st.active.remove(&id);
-            st.running.remove(&id);
-            st.cancelled.remove(&id);
+            st.done(id);
             st.store.insert(key, result);
         }
         let _ = self.shared.out.send(WorkerToScheduler::TaskFinished {
@@ -243,16 +252,42 @@ impl WorkerRuntime {
 
     /// Reports that a task raised.
     pub fn fail(&self, id: TaskId, error: TaskError) {
-        {
-            let mut st = self.shared.state.lock();
-            st.active.remove(&id);
-            st.running.remove(&id);
-            st.cancelled.remove(&id);
-        }
+        self.shared.state.lock().done(id);
         let _ = self
             .shared
             .out
             .send(WorkerToScheduler::TaskFailed { id, error });
+    }
+
+    /// The executor that took task `id` handed it off (a coroutine now on
+    /// the worker's event loop): it still runs, but holds no thread, so
+    /// another task may start. `finish` or `fail` reports it later.
+    pub fn hand_off(&self, id: TaskId) {
+        let capacity = {
+            let mut st = self.shared.state.lock();
+            if st.running.remove(&id).is_none() {
+                return;
+            }
+            st.detached.insert(id);
+            st.allowed + st.detached.len() as u32
+        };
+        self.shared.work.notify_one();
+        // The scheduler keeps the worker's window open for handed-off tasks.
+        let _ = self
+            .shared
+            .out
+            .send(WorkerToScheduler::Capacity { slots: capacity });
+    }
+
+    /// Starts the pacer (see [`crate::pacer`]): without it the worker runs
+    /// `nthreads` tasks at once, whatever they do.
+    pub fn start_pacer(self: &Arc<Self>, hooks: PacerHooks) -> Result<(), WorkerError> {
+        let shared = self.shared.clone();
+        std::thread::Builder::new()
+            .name("shoal-pacer".into())
+            .spawn(move || crate::pacer::run(shared, hooks))
+            .map(|_| ())
+            .map_err(|e| WorkerError::Start(e.to_string()))
     }
 
     /// The pickled function with this hash, if the scheduler sent it.

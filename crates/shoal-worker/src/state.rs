@@ -8,6 +8,8 @@ use parking_lot::{Condvar, Mutex};
 use shoal_proto::{FuncHash, Payload, TaskId, WorkerToScheduler};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::pacer::Running;
+
 /// A task whose inputs are all local, waiting for an executor.
 pub(crate) struct ReadyTask {
     pub id: TaskId,
@@ -44,8 +46,12 @@ pub const INLINE_LIMIT: u64 = 64 * 1024;
 /// What the network thread and the executor threads share.
 pub(crate) struct Shared {
     pub state: Mutex<State>,
-    /// Signalled when work arrives or the worker closes.
+    /// Signalled when work arrives, room to run it opens, or the worker
+    /// closes (executor threads wait on it).
     pub work: Condvar,
+    /// Signalled when work arrives or the worker closes (the pacer waits on
+    /// it while idle).
+    pub pace: Condvar,
     /// Messages to the scheduler.
     pub out: UnboundedSender<WorkerToScheduler>,
 }
@@ -54,10 +60,10 @@ impl Shared {
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.work.notify_all();
+        self.pace.notify_all();
     }
 }
 
-#[derive(Default)]
 pub(crate) struct State {
     pub ready: BinaryHeap<ReadyTask>,
     /// Results held by this worker, by key.
@@ -69,8 +75,49 @@ pub(crate) struct State {
     pub cancelled: HashSet<TaskId>,
     /// Tasks assigned here and not yet finished (queued, fetching or running).
     pub active: HashSet<TaskId>,
-    /// Tasks an executor has taken.
-    pub running: HashSet<TaskId>,
+    /// Tasks running on an executor thread, with that thread's clock.
+    pub running: HashMap<TaskId, Running>,
+    /// Tasks handed off by their executor (coroutines on the event loop):
+    /// running, but holding no thread.
+    pub detached: HashSet<TaskId>,
+    /// The worker's thread count: what it runs at once when tasks compute.
+    pub nthreads: u32,
+    /// How many tasks may run on threads at once now (see `pacer`).
+    pub allowed: u32,
+    /// Executor threads started.
+    pub threads: u32,
+    /// The most executor threads the pacer may start.
+    pub max_threads: u32,
     pub seq: u64,
     pub closed: bool,
+}
+
+impl State {
+    pub fn new(nthreads: u32, max_threads: u32) -> State {
+        let nthreads = nthreads.max(1);
+        State {
+            ready: BinaryHeap::new(),
+            store: HashMap::new(),
+            functions: HashMap::new(),
+            delivered: HashSet::new(),
+            cancelled: HashSet::new(),
+            active: HashSet::new(),
+            running: HashMap::new(),
+            detached: HashSet::new(),
+            nthreads,
+            allowed: nthreads,
+            threads: nthreads,
+            max_threads: max_threads.max(nthreads),
+            seq: 0,
+            closed: false,
+        }
+    }
+
+    /// The task is no longer running here (finished, failed or dropped).
+    pub fn done(&mut self, id: TaskId) {
+        self.active.remove(&id);
+        self.running.remove(&id);
+        self.detached.remove(&id);
+        self.cancelled.remove(&id);
+    }
 }

@@ -13,7 +13,7 @@ from ..core import arguments
 from ..core.arguments import UNSET
 from ..core.session import Session
 from ..core.sizes import format_bytes
-from ..worker.executor import start_in_process
+from ..worker.executor import default_max_threads, start_in_process
 
 
 def _processes_and_threads(cpus: int) -> tuple[int, int]:
@@ -66,6 +66,12 @@ class LocalCluster:
         Seconds to wait for the workers to connect.
     env
         Environment variables for the worker processes.
+    max_threads
+        The most tasks each worker runs at once while they wait on I/O: a
+        worker runs ``threads_per_worker`` tasks that compute, and more while
+        its running tasks are blocked (on the network, a sleep, a
+        subprocess), up to this (default: 16 per core, at most 64). Equal to
+        ``threads_per_worker``, it turns the overlap off.
     silence_logs
         Accepted for Dask compatibility at its default (warnings are shown).
 
@@ -90,6 +96,7 @@ class LocalCluster:
         memory_limit: Any = UNSET,
         asynchronous: bool = False,
         env: dict[str, str] | None = None,
+        max_threads: int | None = None,
         **kwargs: Any,
     ):
         arguments.reject("asynchronous", asynchronous)
@@ -119,6 +126,14 @@ class LocalCluster:
         self.n_workers, self.threads_per_worker = _defaults(
             n_workers, threads_per_worker, processes
         )
+        if max_threads is None:
+            max_threads = default_max_threads(self.threads_per_worker)
+        elif max_threads < self.threads_per_worker:
+            raise ValueError(
+                f"max_threads ({max_threads}) must be at least threads_per_worker "
+                f"({self.threads_per_worker})"
+            )
+        self.max_threads = max_threads
         # What each worker reports: the machine's memory split evenly, as Dask
         # does. It is not enforced.
         self.worker_memory = _engine.total_memory() // max(self.n_workers, 1)
@@ -147,7 +162,11 @@ class LocalCluster:
         if not self.processes:
             self._threads = [
                 start_in_process(
-                    self.scheduler_address, self.threads_per_worker, str(i), self.worker_memory
+                    self.scheduler_address,
+                    self.threads_per_worker,
+                    str(i),
+                    self.worker_memory,
+                    self.max_threads,
                 )
                 for i in range(self.n_workers)
             ]
@@ -160,6 +179,8 @@ class LocalCluster:
             str(self.threads_per_worker),
             "--memory",
             str(self.worker_memory),
+            "--max-threads",
+            str(self.max_threads),
             "--lifeline",
         ]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}

@@ -1,17 +1,35 @@
 """The executor threads of a worker: they pull tasks from the Rust runtime,
 call the user's function, and hand back the pickled result or the error.
+
+A worker starts ``nthreads`` executor threads. Its runtime's pacer (in
+Rust) lets more tasks run at once while the running ones wait on I/O, and
+asks for more executor threads as it needs them (up to ``max_threads``).
+A task whose function is ``async def`` runs on the worker's event loop: its
+executor hands it off and takes the next task, so thousands can await at
+once without holding a thread each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import os
 import pickle
 import threading
 import time
 import traceback
+from concurrent.futures import Future as ConcurrentFuture
 from typing import Any
 
 from .. import _engine
 from ..core import serialize
+
+
+def default_max_threads(nthreads: int) -> int:
+    """How many tasks a worker may run at once while they wait on I/O, by
+    default: 16 per core of the machine, at most 64, never below ``nthreads``.
+    """
+    return max(nthreads, min(64, 16 * (os.cpu_count() or 1)))
 
 
 def _format_traceback(exc: BaseException) -> str:
@@ -36,67 +54,139 @@ def _report_failure(rt: Any, tid: int, exc: BaseException) -> None:
     rt.fail(tid, _pickle_exception(exc), type(exc).__name__, str(exc), _format_traceback(exc))
 
 
-def _executor(rt: Any, functions: dict[int, Any]) -> None:
-    """Run tasks until the runtime shuts down."""
-    loads = serialize.loads
-    dumps = serialize.dumps
-    perf_counter = time.perf_counter
-    set_deps = serialize.set_dependency_values
-    while True:
-        task = rt.next_task()
-        if task is None:
-            return
-        tid, key = task.id, task.key
-        try:
-            fn = functions.get(task.func)
-            if fn is None:
-                data = task.function if task.function is not None else rt.function(task.func)
-                if data is None:
-                    raise RuntimeError(f"the function of task {key} never reached this worker")
-                fn = functions[task.func] = pickle.loads(data)
-            deps = task.deps
-            if deps:
-                set_deps({k: loads(f) for k, f in deps})
-            try:
-                args, kwargs = loads(task.args)
-            finally:
-                if deps:
-                    set_deps(None)
-            start = perf_counter()
-            result = fn(*args, **kwargs)
-            duration = perf_counter() - start
-        except BaseException as e:  # the task's failure, whatever it is, goes back
-            _report_failure(rt, tid, e)
-            continue
-        try:
-            frames = dumps(result)
-        except Exception as e:
-            err = TypeError(
-                f"Could not serialize the result of task {key} "
-                f"(type {type(result).__module__}.{type(result).__qualname__}): {e}"
-            )
-            _report_failure(rt, tid, err)
-            continue
-        rt.finish(tid, key, frames, type(result).__name__, duration)
-
-
-def start_executors(rt: Any, nthreads: int) -> list[threading.Thread]:
-    """Start ``nthreads`` daemon executor threads pulling from ``rt``."""
-    functions: dict[int, Any] = {}
-    threads = []
-    for i in range(nthreads):
-        t = threading.Thread(
-            target=_executor, args=(rt, functions), name=f"shoal-executor-{i}", daemon=True
+def _report_result(rt: Any, tid: int, key: str, result: Any, duration: float) -> None:
+    """Pickle ``result`` and hand it to the runtime (or report why not)."""
+    try:
+        frames = serialize.dumps(result)
+    except Exception as e:
+        err = TypeError(
+            f"Could not serialize the result of task {key} "
+            f"(type {type(result).__module__}.{type(result).__qualname__}): {e}"
         )
+        _report_failure(rt, tid, err)
+        return
+    rt.finish(tid, key, frames, type(result).__name__, duration)
+
+
+class Executors:
+    """The executor threads of one worker runtime, and its event loop.
+
+    Parameters
+    ----------
+    rt
+        The worker runtime (``shoal._engine.WorkerRuntime``).
+    nthreads
+        Executor threads to start now.
+    """
+
+    def __init__(self, rt: Any, nthreads: int):
+        self.rt = rt
+        self.functions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inflight: dict[int, ConcurrentFuture] = {}
+        self._count = 0
+        for _ in range(nthreads):
+            self.spawn()
+        rt.start_pacer(self.spawn, self.cancel)
+
+    def spawn(self) -> None:
+        """Start one more executor thread."""
+        with self._lock:
+            i = self._count
+            self._count += 1
+        t = threading.Thread(target=self._run, name=f"shoal-executor-{i}", daemon=True)
         t.start()
-        threads.append(t)
-    return threads
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The worker's event loop, started on first use on its own thread."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="shoal-event-loop", daemon=True
+                ).start()
+                self._loop = loop
+            return self._loop
+
+    def cancel(self, ids: list[int]) -> None:
+        """Stop handed-off coroutines the scheduler cancelled."""
+        for tid in ids:
+            cf = self._inflight.get(tid)
+            if cf is not None:
+                cf.cancel()
+
+    def _hand_off(self, tid: int, key: str, coro: Any, start: float) -> None:
+        """Run a coroutine on the event loop; report it when it is done."""
+        rt = self.rt
+        cf = asyncio.run_coroutine_threadsafe(coro, self._event_loop())
+        self._inflight[tid] = cf
+        rt.hand_off(tid)
+
+        def done(f: ConcurrentFuture) -> None:
+            self._inflight.pop(tid, None)
+            duration = time.perf_counter() - start
+            if f.cancelled():
+                # The scheduler took it back; this report is not awaited.
+                _report_failure(rt, tid, asyncio.CancelledError(f"{key} was cancelled"))
+                return
+            exc = f.exception()
+            if exc is not None:
+                _report_failure(rt, tid, exc)
+            else:
+                _report_result(rt, tid, key, f.result(), duration)
+
+        cf.add_done_callback(done)
+
+    def _run(self) -> None:
+        """Run tasks until the runtime shuts down."""
+        rt = self.rt
+        functions = self.functions
+        loads = serialize.loads
+        perf_counter = time.perf_counter
+        set_deps = serialize.set_dependency_values
+        iscoroutine = inspect.iscoroutine
+        while True:
+            task = rt.next_task()
+            if task is None:
+                return
+            tid, key = task.id, task.key
+            try:
+                fn = functions.get(task.func)
+                if fn is None:
+                    data = task.function if task.function is not None else rt.function(task.func)
+                    if data is None:
+                        raise RuntimeError(f"the function of task {key} never reached this worker")
+                    fn = functions[task.func] = pickle.loads(data)
+                deps = task.deps
+                if deps:
+                    set_deps({k: loads(f) for k, f in deps})
+                try:
+                    args, kwargs = loads(task.args)
+                finally:
+                    if deps:
+                        set_deps(None)
+                start = perf_counter()
+                result = fn(*args, **kwargs)
+                if iscoroutine(result):
+                    self._hand_off(tid, key, result, start)
+                    continue
+                duration = perf_counter() - start
+            except BaseException as e:  # the task's failure, whatever it is, goes back
+                _report_failure(rt, tid, e)
+                continue
+            _report_result(rt, tid, key, result, duration)
 
 
 def start_in_process(
-    address: str, nthreads: int, name: str | None = None, memory_limit: int = 0
+    address: str,
+    nthreads: int,
+    name: str | None = None,
+    memory: int = 0,
+    max_threads: int | None = None,
 ) -> Any:
     """Start a worker on threads of this process; returns its runtime."""
-    rt = _engine.WorkerRuntime(address, nthreads, name, None, 10.0, memory_limit)
-    start_executors(rt, nthreads)
+    limit = default_max_threads(nthreads) if max_threads is None else max_threads
+    rt = _engine.WorkerRuntime(address, nthreads, name, None, 10.0, memory, limit)
+    Executors(rt, nthreads)
     return rt

@@ -9,7 +9,7 @@ import sys
 
 from .. import _engine
 from ..core.sizes import parse_bytes
-from .executor import start_executors
+from .executor import Executors, default_max_threads
 
 
 def _extend_sys_path() -> None:
@@ -39,11 +39,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to keep trying to reach the scheduler"
     )
+    parser.add_argument(
+        "--max-threads",
+        type=int,
+        default=None,
+        help="most tasks run at once while they wait on I/O (default: 16 per core, at most 64; "
+        "equal to --nthreads turns the overlap off)",
+    )
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory", default="0", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.nthreads < 1:
         parser.error("--nthreads must be at least 1")
+    if args.max_threads is not None and args.max_threads < args.nthreads:
+        parser.error("--max-threads must be at least --nthreads")
+    max_threads = (
+        default_max_threads(args.nthreads) if args.max_threads is None else args.max_threads
+    )
     try:
         memory = parse_bytes(args.memory)
     except ValueError as e:
@@ -58,12 +70,18 @@ def main(argv: list[str] | None = None) -> None:
     _extend_sys_path()
     try:
         rt = _engine.WorkerRuntime(
-            args.scheduler, args.nthreads, args.name, args.listen_host, args.timeout, memory
+            args.scheduler,
+            args.nthreads,
+            args.name,
+            args.listen_host,
+            args.timeout,
+            memory,
+            max_threads,
         )
     except OSError as e:
         print(f"shoal worker: {e}", file=sys.stderr)
         sys.exit(1)
-    start_executors(rt, args.nthreads)
+    Executors(rt, args.nthreads)
     rt.wait_closed()
     sys.stdout.flush()
     sys.stderr.flush()

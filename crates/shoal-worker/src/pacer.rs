@@ -1,0 +1,342 @@
+//! The pacer: how many tasks this worker runs at once.
+//!
+//! A worker starts with `nthreads` executor threads. Tasks that wait — on a
+//! socket, a sleep, a subprocess, the disk — hold a thread while using no
+//! CPU, so the cluster idles while every thread waits. Every few
+//! milliseconds the pacer looks at the tasks running on threads:
+//!
+//! * each running thread's CPU clock says how much of the last tick it
+//!   computed; a task that has run a whole tick using little CPU is
+//!   *blocked*;
+//! * a thread waiting for Python's interpreter lock (GIL) also uses no CPU,
+//!   so before growing the pacer times how long it takes to get the GIL
+//!   itself (a hook the Python layer provides): a free GIL means the tasks
+//!   really wait on the outside world, a contended one means they compete
+//!   for the interpreter, and more threads would only slow them down.
+//!
+//! While tasks are queued, running ones are blocked, the CPU has room and
+//! the GIL is free, the pacer lets more tasks start (up to one per blocked
+//! task each tick, so concurrency can double every tick) and starts executor
+//! threads as needed, never more than the cap. When tasks compete for the
+//! CPU or the GIL it stops letting extra tasks start, and the worker drifts
+//! back to `nthreads` as they finish. Each change is reported to the
+//! scheduler (`Capacity`), which sizes the worker's window from it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_proto::WorkerToScheduler;
+
+use crate::state::Shared;
+
+/// How often the pacer looks while there is work.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// A running task that used less than this share of a tick computing is
+/// blocked.
+const BLOCKED_BELOW: f64 = 0.25;
+
+/// Taking the GIL slower than this means threads compete for it (a thread
+/// holding it is asked to let go after 5 ms).
+const GIL_BUSY: Duration = Duration::from_millis(2);
+
+/// What the Python layer lends the pacer.
+pub struct PacerHooks {
+    /// How long it took to take (and let go of) the interpreter lock.
+    pub probe_gil: Box<dyn Fn() -> Duration + Send + Sync>,
+    /// Starts one more executor thread.
+    pub spawn_executor: Box<dyn Fn() + Send + Sync>,
+    /// Stops handed-off tasks (coroutines) the scheduler cancelled.
+    pub cancel_detached: Box<dyn Fn(Vec<shoal_proto::TaskId>) + Send + Sync>,
+}
+
+/// A thread's CPU clock, read from any thread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ThreadClock(libc::clockid_t);
+
+impl ThreadClock {
+    /// The clock of the calling thread.
+    pub fn current() -> Option<ThreadClock> {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: pthread_self is always valid; the call only writes `id`.
+        let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+        (rc == 0).then_some(ThreadClock(id))
+    }
+
+    /// CPU time the thread has used.
+    pub fn now(self) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: writes only `ts`; a stale id makes it fail, not crash.
+        let rc = unsafe { libc::clock_gettime(self.0, &mut ts) };
+        if rc != 0 {
+            return Duration::ZERO;
+        }
+        Duration::new(
+            ts.tv_sec.max(0) as u64,
+            ts.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    }
+}
+
+/// A task running on an executor thread, as the pacer follows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Running {
+    pub clock: Option<ThreadClock>,
+    pub started: Instant,
+    /// The clock's reading and the time at the last look.
+    pub cpu_seen: Duration,
+    pub seen_at: Instant,
+}
+
+impl Running {
+    pub fn now() -> Running {
+        let clock = ThreadClock::current();
+        let now = Instant::now();
+        Running {
+            clock,
+            started: now,
+            cpu_seen: clock.map_or(Duration::ZERO, ThreadClock::now),
+            seen_at: now,
+        }
+    }
+}
+
+/// One look at the worker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Look {
+    pub nthreads: u32,
+    pub cap: u32,
+    /// How many tasks may run at once now.
+    pub allowed: u32,
+    /// Tasks running on threads.
+    pub running: u32,
+    /// Tasks waiting for a thread.
+    pub queued: u32,
+    /// Running tasks that used little CPU over a whole tick.
+    pub blocked: u32,
+    /// CPU used by running tasks over the tick, in cores.
+    pub busy: f64,
+}
+
+/// What to do after a look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Let this many run at once, if the GIL is free.
+    Grow(u32),
+    /// Let this many run at once.
+    Set(u32),
+}
+
+/// The policy, without clocks or locks.
+pub(crate) fn decide(l: Look) -> Step {
+    let floor = l.nthreads.max(1);
+    if l.queued == 0 {
+        // Nothing waits: let the extra room go as tasks finish.
+        return Step::Set(floor.max(l.running.min(l.allowed)));
+    }
+    let cpu_free = l.busy < f64::from(floor) - BLOCKED_BELOW;
+    if !cpu_free {
+        // Tasks compete for the CPU: start nothing beyond what runs.
+        return Step::Set(floor.max(l.running.min(l.allowed)));
+    }
+    let target = l.cap.min(l.running + l.blocked.min(l.queued)).max(floor);
+    if l.blocked > 0 && target > l.allowed {
+        Step::Grow(target)
+    } else {
+        Step::Set(l.allowed.max(floor))
+    }
+}
+
+/// Runs the pacer until the worker closes.
+pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
+    let mut reported = 0u32;
+    loop {
+        let look = {
+            let mut st = shared.state.lock();
+            loop {
+                if st.closed {
+                    return;
+                }
+                if !st.ready.is_empty() || !st.running.is_empty() || !st.detached.is_empty() {
+                    break;
+                }
+                // Idle: back to the threads' count, and sleep until work.
+                st.allowed = st.nthreads;
+                shared.pace.wait(&mut st);
+            }
+            look_at(&mut st)
+        };
+        let allowed = match decide(look) {
+            Step::Set(n) => n,
+            Step::Grow(n) => {
+                if (hooks.probe_gil)() < GIL_BUSY {
+                    n
+                } else {
+                    look.nthreads.max(look.running.min(look.allowed))
+                }
+            }
+        };
+        let (spawn, capacity) = {
+            let mut st = shared.state.lock();
+            let grew = allowed > st.allowed;
+            st.allowed = allowed;
+            let spawn = allowed.saturating_sub(st.threads);
+            st.threads += spawn;
+            if grew {
+                shared.work.notify_all();
+            }
+            (spawn, allowed + st.detached.len() as u32)
+        };
+        for _ in 0..spawn {
+            (hooks.spawn_executor)();
+        }
+        let cancelled = take_cancelled_detached(&shared);
+        if !cancelled.is_empty() {
+            (hooks.cancel_detached)(cancelled);
+        }
+        if capacity != reported {
+            reported = capacity;
+            let _ = shared
+                .out
+                .send(WorkerToScheduler::Capacity { slots: capacity });
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// Handed-off tasks the scheduler cancelled, each returned once.
+pub(crate) fn take_cancelled_detached(shared: &Shared) -> Vec<shoal_proto::TaskId> {
+    let mut st = shared.state.lock();
+    let ids: Vec<shoal_proto::TaskId> = st
+        .cancelled
+        .iter()
+        .copied()
+        .filter(|id| st.detached.contains(id))
+        .collect();
+    for id in &ids {
+        st.cancelled.remove(id);
+    }
+    ids
+}
+
+/// Reads the running tasks' clocks and sums up the worker.
+fn look_at(st: &mut crate::state::State) -> Look {
+    let now = Instant::now();
+    let mut blocked = 0;
+    let mut busy = 0.0;
+    for r in st.running.values_mut() {
+        let Some(clock) = r.clock else { continue };
+        let cpu = clock.now();
+        let wall = now.duration_since(r.seen_at).as_secs_f64();
+        let share = if wall > 0.0 {
+            (cpu.saturating_sub(r.cpu_seen).as_secs_f64() / wall).min(1.0)
+        } else {
+            1.0
+        };
+        r.cpu_seen = cpu;
+        r.seen_at = now;
+        busy += share;
+        if now.duration_since(r.started) >= TICK && share < BLOCKED_BELOW {
+            blocked += 1;
+        }
+    }
+    Look {
+        nthreads: st.nthreads,
+        cap: st.max_threads,
+        allowed: st.allowed,
+        running: st.running.len() as u32,
+        queued: st.ready.len() as u32,
+        blocked,
+        busy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn look(running: u32, queued: u32, blocked: u32, busy: f64) -> Look {
+        Look {
+            nthreads: 1,
+            cap: 32,
+            allowed: running.max(1),
+            running,
+            queued,
+            blocked,
+            busy,
+        }
+    }
+
+    #[test]
+    fn blocked_tasks_with_work_queued_let_more_start() {
+        assert_eq!(decide(look(1, 5, 1, 0.0)), Step::Grow(2));
+        assert_eq!(
+            decide(look(4, 50, 4, 0.1)),
+            Step::Grow(8),
+            "doubles per tick"
+        );
+        assert_eq!(
+            decide(look(4, 2, 4, 0.1)),
+            Step::Grow(6),
+            "no more than is queued"
+        );
+        assert_eq!(
+            decide(look(30, 50, 30, 0.1)),
+            Step::Grow(32),
+            "never past the cap"
+        );
+    }
+
+    #[test]
+    fn busy_tasks_start_nothing_extra() {
+        assert_eq!(
+            decide(look(1, 5, 0, 1.0)),
+            Step::Set(1),
+            "one CPU-bound task"
+        );
+        // Ten waiting and one computing on a one-thread worker: the CPU is
+        // taken, so no eleventh.
+        assert_eq!(decide(look(11, 5, 10, 1.0)), Step::Set(11));
+    }
+
+    #[test]
+    fn threads_sharing_the_gil_do_not_look_blocked() {
+        // Two CPU-bound tasks on a two-thread worker share the GIL: each
+        // computes half the time, which is not blocked.
+        let l = Look {
+            nthreads: 2,
+            cap: 32,
+            allowed: 2,
+            running: 2,
+            queued: 6,
+            blocked: 0,
+            busy: 1.0,
+        };
+        assert_eq!(decide(l), Step::Set(2));
+    }
+
+    #[test]
+    fn without_queued_work_the_extra_room_goes() {
+        assert_eq!(decide(look(0, 0, 0, 0.0)), Step::Set(1));
+        let l = Look {
+            allowed: 16,
+            ..look(3, 0, 3, 0.0)
+        };
+        assert_eq!(decide(l), Step::Set(3));
+    }
+
+    #[test]
+    fn a_thread_clock_counts_this_threads_work() {
+        let clock = ThreadClock::current().expect("a CPU clock");
+        let before = clock.now();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(clock.now() > before);
+    }
+}
