@@ -77,6 +77,7 @@ class Executors:
         The worker runtime (``shoal._engine.WorkerRuntime``).
     nthreads
         Executor threads to start now.
+
     """
 
     def __init__(self, rt: Any, nthreads: int):
