@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -117,3 +118,120 @@ class Box:
 
     def __eq__(self, other):
         return isinstance(other, Box) and other.v == self.v
+
+
+def rendezvous(directory, n, timeout=30.0):
+    """Arrive in ``directory`` and block (sleeping) until ``n`` tasks have
+    arrived: True if they all did, so all ran at once; False after
+    ``timeout`` if they did not."""
+    d = Path(directory)
+    (d / f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}").touch()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(d)) < n:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def rendezvous_in_subprocess(directory, n, timeout=30.0):
+    """``rendezvous``, but the waiting happens in a child process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, time\n"
+        "d, n, t = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])\n"
+        "open(os.path.join(d, str(os.getpid())), 'w').close()\n"
+        "end = time.monotonic() + t\n"
+        "while len(os.listdir(d)) < n and time.monotonic() < end:\n"
+        "    time.sleep(0.002)\n"
+        "sys.exit(0 if len(os.listdir(d)) >= n else 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(directory), str(n), str(timeout)])
+    return done.returncode == 0
+
+
+def fetch_url(url):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return r.read().decode()
+
+
+def spin(seconds):
+    """Compute (pure Python, holding the GIL) for ``seconds``; return where
+    and when it ran."""
+    start = time.time()
+    x = 0
+    while time.time() - start < seconds:
+        x += 1
+    return (os.getpid(), start, time.time())
+
+
+def max_overlap(spans):
+    """The most ``(pid, start, end)`` spans running at once."""
+    events = sorted([(s, 1) for _, s, _ in spans] + [(e, -1) for _, _, e in spans])
+    now = most = 0
+    for _, d in events:
+        now += d
+        most = max(most, now)
+    return most
+
+
+async def async_inc(x, delay=0.0):
+    import asyncio
+
+    await asyncio.sleep(delay)
+    return x + 1
+
+
+async def async_div(x, y):
+    import asyncio
+
+    await asyncio.sleep(0)
+    return x / y
+
+
+async def async_fail_first(path, times):
+    import asyncio
+
+    await asyncio.sleep(0)
+    return fail_first(path, times)
+
+
+_gathered = 0
+
+
+async def async_rendezvous(n, timeout=30.0):
+    """Await until ``n`` coroutines of this worker process have arrived."""
+    import asyncio
+
+    global _gathered
+    _gathered += 1
+    deadline = time.monotonic() + timeout
+    while _gathered < n:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.002)
+    return True
+
+
+async def async_wait_cancelled(started, marker):
+    """Leave ``started``, then await forever; leave ``marker`` behind when
+    cancelled."""
+    import asyncio
+
+    Path(started).write_text("started")
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        Path(marker).write_text("cancelled")
+        raise
+
+
+def nap(seconds):
+    """Block (sleeping) for ``seconds``; return where and when it ran."""
+    start = time.time()
+    time.sleep(seconds)
+    return (os.getpid(), start, time.time())

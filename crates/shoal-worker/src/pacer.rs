@@ -36,9 +36,16 @@ pub const TICK: Duration = Duration::from_millis(5);
 /// blocked.
 const BLOCKED_BELOW: f64 = 0.25;
 
-/// Taking the GIL slower than this means threads compete for it (a thread
-/// holding it is asked to let go after 5 ms).
-const GIL_BUSY: Duration = Duration::from_millis(2);
+/// A task that computed at least this share of its whole run (of at least a
+/// tick) marks its function as computing.
+const COMPUTED_ABOVE: f64 = 0.5;
+
+/// Taking the GIL slower than this means threads compete for it. A free GIL
+/// takes microseconds; a held one is let go within the 5 ms switch
+/// interval, so a single lucky probe can be quick: the GIL counts as free
+/// only if every one of `GIL_PROBES` probes is quick.
+const GIL_BUSY: Duration = Duration::from_micros(500);
+const GIL_PROBES: usize = 2;
 
 /// What the Python layer lends the pacer.
 pub struct PacerHooks {
@@ -84,23 +91,46 @@ impl ThreadClock {
 /// A task running on an executor thread, as the pacer follows it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Running {
+    pub func: shoal_proto::FuncHash,
+    /// The kernel's id of the thread running it.
+    pub tid: i32,
     pub clock: Option<ThreadClock>,
     pub started: Instant,
+    /// The clock's reading when the task started.
+    pub cpu_start: Duration,
     /// The clock's reading and the time at the last look.
     pub cpu_seen: Duration,
     pub seen_at: Instant,
 }
 
 impl Running {
-    pub fn now() -> Running {
+    /// A task of `func` starting on the calling thread.
+    pub fn now(func: shoal_proto::FuncHash) -> Running {
         let clock = ThreadClock::current();
         let now = Instant::now();
+        let cpu = clock.map_or(Duration::ZERO, ThreadClock::now);
         Running {
+            func,
+            // SAFETY: gettid has no preconditions.
+            tid: unsafe { libc::gettid() },
             clock,
             started: now,
-            cpu_seen: clock.map_or(Duration::ZERO, ThreadClock::now),
+            cpu_start: cpu,
+            cpu_seen: cpu,
             seen_at: now,
         }
+    }
+
+    /// Whether the task, ending now after at least a tick, computed most of
+    /// the time it ran.
+    pub fn computed_most(&self) -> bool {
+        let Some(clock) = self.clock else {
+            return false;
+        };
+        let wall = self.started.elapsed();
+        wall >= TICK
+            && clock.now().saturating_sub(self.cpu_start).as_secs_f64() / wall.as_secs_f64()
+                >= COMPUTED_ABOVE
     }
 }
 
@@ -113,7 +143,8 @@ pub(crate) struct Look {
     pub allowed: u32,
     /// Tasks running on threads.
     pub running: u32,
-    /// Tasks waiting for a thread.
+    /// Tasks waiting for a thread that may use room beyond `nthreads`
+    /// (their function is known to block).
     pub queued: u32,
     /// Running tasks that used little CPU over a whole tick.
     pub blocked: u32,
@@ -154,7 +185,7 @@ pub(crate) fn decide(l: Look) -> Step {
 pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
     let mut reported = 0u32;
     loop {
-        let look = {
+        let (look, blocked_funcs) = {
             let mut st = shared.state.lock();
             loop {
                 if st.closed {
@@ -169,19 +200,23 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
             }
             look_at(&mut st)
         };
+        // Tasks that wait with the GIL free wait on the outside world; with
+        // the GIL taken they may only be waiting for it.
+        let gil_free =
+            blocked_funcs.is_empty() || (0..GIL_PROBES).all(|_| (hooks.probe_gil)() < GIL_BUSY);
         let allowed = match decide(look) {
             Step::Set(n) => n,
-            Step::Grow(n) => {
-                if (hooks.probe_gil)() < GIL_BUSY {
-                    n
-                } else {
-                    look.nthreads.max(look.running.min(look.allowed))
-                }
-            }
+            Step::Grow(n) if gil_free => n,
+            Step::Grow(_) => look.nthreads.max(look.running.min(look.allowed)),
         };
         let (spawn, capacity) = {
             let mut st = shared.state.lock();
-            let grew = allowed > st.allowed;
+            let mut grew = allowed > st.allowed;
+            if gil_free {
+                for f in blocked_funcs {
+                    grew |= st.blocking.insert(f);
+                }
+            }
             st.allowed = allowed;
             let spawn = allowed.saturating_sub(st.threads);
             st.threads += spawn;
@@ -207,6 +242,30 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
     }
 }
 
+/// Whether thread `tid` of this process is asleep in the kernel waiting on
+/// something other than a futex: a socket, a timer, a child process, a pipe,
+/// the disk. A thread waiting for the GIL (or any lock) sleeps in a futex.
+/// Where the kernel does not say (no `/proc`), the answer is yes: the GIL
+/// probe still guards growth.
+fn waits_outside(tid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"));
+    let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan"));
+    let (Ok(stat), Ok(wchan)) = (stat, wchan) else {
+        return true;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    let asleep = matches!(state, Some("S") | Some("D"));
+    let wchan = wchan.trim();
+    if wchan.is_empty() || wchan == "0" {
+        return asleep;
+    }
+    asleep && !wchan.contains("futex")
+}
+
 /// Handed-off tasks the scheduler cancelled, each returned once.
 pub(crate) fn take_cancelled_detached(shared: &Shared) -> Vec<shoal_proto::TaskId> {
     let mut st = shared.state.lock();
@@ -222,10 +281,12 @@ pub(crate) fn take_cancelled_detached(shared: &Shared) -> Vec<shoal_proto::TaskI
     ids
 }
 
-/// Reads the running tasks' clocks and sums up the worker.
-fn look_at(st: &mut crate::state::State) -> Look {
+/// Reads the running tasks' clocks and sums up the worker; also returns the
+/// functions of the tasks seen blocked.
+fn look_at(st: &mut crate::state::State) -> (Look, Vec<shoal_proto::FuncHash>) {
     let now = Instant::now();
     let mut blocked = 0;
+    let mut funcs = Vec::new();
     let mut busy = 0.0;
     for r in st.running.values_mut() {
         let Some(clock) = r.clock else { continue };
@@ -239,19 +300,36 @@ fn look_at(st: &mut crate::state::State) -> Look {
         r.cpu_seen = cpu;
         r.seen_at = now;
         busy += share;
-        if now.duration_since(r.started) >= TICK && share < BLOCKED_BELOW {
+        // Blocked over the last tick and over its whole run so far: a thread
+        // that only waited its turn for the GIL during one tick has still
+        // computed a fair share overall.
+        let age = now.duration_since(r.started);
+        let overall = cpu.saturating_sub(r.cpu_start).as_secs_f64() / age.as_secs_f64().max(1e-9);
+        if age >= 2 * TICK && share < BLOCKED_BELOW && overall < BLOCKED_BELOW {
             blocked += 1;
+            // A function is learnt as blocking from a task seen asleep on
+            // the outside world, never from one waiting for the GIL.
+            if !st.blocking.contains(&r.func) && waits_outside(r.tid) {
+                funcs.push(r.func);
+            }
         }
     }
-    Look {
+    // Only tasks of functions known to block may use the room growth makes.
+    let queued = st
+        .ready
+        .iter()
+        .filter(|t| st.blocking.contains(&t.func) || funcs.contains(&t.func))
+        .count() as u32;
+    let look = Look {
         nthreads: st.nthreads,
         cap: st.max_threads,
         allowed: st.allowed,
         running: st.running.len() as u32,
-        queued: st.ready.len() as u32,
+        queued,
         blocked,
         busy,
-    }
+    };
+    (look, funcs)
 }
 
 #[cfg(test)]
@@ -326,6 +404,49 @@ mod tests {
             ..look(3, 0, 3, 0.0)
         };
         assert_eq!(decide(l), Step::Set(3));
+    }
+
+    #[test]
+    fn a_sleeping_thread_waits_outside_and_a_lock_waiter_does_not() {
+        use std::sync::{Arc, Barrier, Condvar, Mutex};
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sleeper = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::gettid() }).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let tid = rx.recv().unwrap();
+        // It may not be asleep yet: look until it is (bounded).
+        let seen = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            waits_outside(tid)
+        });
+        assert!(seen, "a sleeping thread waits outside");
+        sleeper.join().unwrap();
+
+        let pair = Arc::new((Mutex::new(false), Condvar::new()));
+        let ready = Arc::new(Barrier::new(2));
+        let (p, r) = (pair.clone(), ready.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::gettid() }).unwrap();
+            r.wait();
+            let (m, c) = &*p;
+            let mut done = m.lock().unwrap();
+            while !*done {
+                done = c.wait(done).unwrap();
+            }
+        });
+        let tid = rx.recv().unwrap();
+        ready.wait();
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(1));
+            assert!(!waits_outside(tid), "a lock waiter sleeps in a futex");
+        }
+        *pair.0.lock().unwrap() = true;
+        pair.1.notify_all();
+        waiter.join().unwrap();
     }
 
     #[test]

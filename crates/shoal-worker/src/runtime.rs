@@ -179,7 +179,7 @@ impl WorkerRuntime {
                 self.shared.work.wait(&mut st);
                 continue;
             }
-            let Some(t) = st.ready.pop() else {
+            let Some(t) = st.take_runnable() else {
                 self.shared.work.wait(&mut st);
                 continue;
             };
@@ -209,7 +209,7 @@ impl WorkerRuntime {
             } else {
                 None
             };
-            st.running.insert(t.id, Running::now());
+            st.running.insert(t.id, Running::now(t.func));
             let _ = self
                 .shared
                 .out

@@ -40,6 +40,10 @@ impl Ord for ReadyTask {
     }
 }
 
+/// How many queued tasks `take_runnable` looks through for one that may
+/// start beyond the base slots.
+const SCAN_LIMIT: usize = 256;
+
 /// Results up to this size travel with the completion message.
 pub const INLINE_LIMIT: u64 = 64 * 1024;
 
@@ -88,6 +92,10 @@ pub(crate) struct State {
     pub threads: u32,
     /// The most executor threads the pacer may start.
     pub max_threads: u32,
+    /// Functions whose tasks were seen blocked (waiting with the GIL free):
+    /// only their tasks run beyond `nthreads`. Others — computing, or not
+    /// seen yet — share the `nthreads` base slots.
+    pub blocking: HashSet<FuncHash>,
     pub seq: u64,
     pub closed: bool,
 }
@@ -108,13 +116,48 @@ impl State {
             allowed: nthreads,
             threads: nthreads,
             max_threads: max_threads.max(nthreads),
+            blocking: HashSet::new(),
             seq: 0,
             closed: false,
         }
     }
 
+    /// Running tasks of functions not known to block: they use base slots.
+    pub fn computing(&self) -> u32 {
+        self.running
+            .values()
+            .filter(|r| !self.blocking.contains(&r.func))
+            .count() as u32
+    }
+
+    /// Takes the first ready task that may start now: any task while a base
+    /// slot is free, else only tasks of functions known to block.
+    pub fn take_runnable(&mut self) -> Option<ReadyTask> {
+        let base_free = self.computing() < self.nthreads;
+        let mut skipped = Vec::new();
+        let mut found = None;
+        while let Some(t) = self.ready.pop() {
+            if base_free || self.blocking.contains(&t.func) || self.cancelled.contains(&t.id) {
+                found = Some(t);
+                break;
+            }
+            skipped.push(t);
+            if skipped.len() >= SCAN_LIMIT {
+                break;
+            }
+        }
+        self.ready.extend(skipped);
+        found
+    }
+
     /// The task is no longer running here (finished, failed or dropped).
+    /// A task that computed most of its time marks its function computing.
     pub fn done(&mut self, id: TaskId) {
+        if let Some(r) = self.running.get(&id) {
+            if r.computed_most() {
+                self.blocking.remove(&r.func);
+            }
+        }
         self.active.remove(&id);
         self.running.remove(&id);
         self.detached.remove(&id);
