@@ -235,3 +235,16 @@ def nap(seconds):
     start = time.time()
     time.sleep(seconds)
     return (os.getpid(), start, time.time())
+
+
+def wait_for_module(name, timeout=30.0):
+    """Whether module ``name`` shows up in this worker's ``sys.modules``
+    without this task importing it (it was preloaded)."""
+    import sys
+
+    deadline = time.monotonic() + timeout
+    while name not in sys.modules:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -259,6 +259,7 @@ class Client:
             raise TypeError("First input to submit must be a callable function")
         _reject_task_options(resources, allow_other_workers, fifo_timeout, actor, actors)
         self._check_running()
+        self._session.share_imports()
         h, name, functions = self._session.function(func)
         frames, deps = serialize.dumps_args(args, kwargs, name)
         if key is None:
@@ -349,6 +350,7 @@ class Client:
         _reject_task_options(resources, allow_other_workers, fifo_timeout, actor, actors)
         arguments.reject("batch_size", batch_size)
         self._check_running()
+        self._session.share_imports()
         h, name, functions = self._session.function(func)
         prefix = key if isinstance(key, str) else name
         explicit = key if isinstance(key, (list, tuple)) else None

@@ -397,6 +397,7 @@ def submit_nodes(client: Any, nodes: list[Node], **options: Any) -> list[Future]
     """
     if client.status != "running":
         raise RuntimeError(f"this client is {client.status}")
+    client._session.share_imports()
     submitted = submit_graph(client._session, nodes, **options)
     return [Future._adopt(k, client) for k in submitted]
 

@@ -183,6 +183,14 @@ impl ClientCore {
         Ok(())
     }
 
+    /// Asks every worker, now and later, to import these modules ahead of
+    /// need.
+    pub fn preload(&self, modules: Vec<String>) {
+        if !modules.is_empty() {
+            self.send(ClientToScheduler::Preload(modules));
+        }
+    }
+
     /// Whether this connection already queued the function with this hash.
     /// If so, its `Functions` message is ahead of anything queued now.
     pub fn has_function(&self, hash: FuncHash) -> bool {

@@ -1,8 +1,8 @@
 //! What clients send: functions, graphs, keys they disown, questions.
 
 use shoal_proto::{
-    ClientId, ClientToScheduler, SchedulerToClient, TaskError, TaskId, TaskSpec, WorkerStatus,
-    LITERAL_FUNC,
+    ClientId, ClientToScheduler, SchedulerToClient, SchedulerToWorker, TaskError, TaskId, TaskSpec,
+    WorkerStatus, LITERAL_FUNC,
 };
 
 use crate::core::Core;
@@ -41,6 +41,24 @@ impl Core {
                 for key in keys {
                     if let Some(id) = self.id_of(&key) {
                         self.unwant(c, id);
+                    }
+                }
+            }
+            ClientToScheduler::Preload(modules) => {
+                let fresh: Vec<String> = modules
+                    .into_iter()
+                    .filter(|m| is_module_name(m) && !self.preload.contains(m))
+                    .take(MAX_PRELOAD.saturating_sub(self.preload.len()))
+                    .collect();
+                if !fresh.is_empty() {
+                    self.preload.extend(fresh.iter().cloned());
+                    for &w in self.workers.keys() {
+                        out.push(Command::ToWorker(
+                            w,
+                            SchedulerToWorker::Preload {
+                                modules: fresh.clone(),
+                            },
+                        ));
                     }
                 }
             }
@@ -225,6 +243,22 @@ impl Core {
             _ => {}
         }
     }
+}
+
+/// The most modules the scheduler asks workers to preload.
+const MAX_PRELOAD: usize = 256;
+
+/// A dotted Python module name (`pandas`, `bs4.element`), nothing else.
+fn is_module_name(m: &str) -> bool {
+    !m.is_empty()
+        && m.len() <= 200
+        && m.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }
 
 /// `ids` without `c`.

@@ -70,6 +70,8 @@ pub struct Core {
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     pub(crate) clients: BTreeMap<ClientId, ClientState>,
     pub(crate) functions: FxHashMap<FuncHash, FunctionDef>,
+    /// Modules every worker imports ahead of need, in the order named.
+    pub(crate) preload: Vec<String>,
     /// Result type names, shared between tasks (`Task::type_name` indexes).
     pub(crate) type_names: Vec<Arc<str>>,
     type_index: FxHashMap<Arc<str>, u32>,
@@ -100,6 +102,7 @@ impl Core {
             workers: BTreeMap::new(),
             clients: BTreeMap::new(),
             functions: FxHashMap::default(),
+            preload: Vec::new(),
             type_names: Vec::new(),
             type_index: FxHashMap::default(),
             ready: BinaryHeap::new(),

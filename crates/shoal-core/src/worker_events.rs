@@ -6,7 +6,8 @@
 //! task before acting on it.
 
 use shoal_proto::{
-    Payload, SchedulerToClient, TaskError, TaskId, WorkerId, WorkerInfo, WorkerToScheduler,
+    Payload, SchedulerToClient, SchedulerToWorker, TaskError, TaskId, WorkerId, WorkerInfo,
+    WorkerToScheduler,
 };
 
 use crate::core::Core;
@@ -23,6 +24,14 @@ impl Core {
             out.push(Command::ToClient(
                 *c,
                 SchedulerToClient::WorkerAdded(info.clone()),
+            ));
+        }
+        if !self.preload.is_empty() {
+            out.push(Command::ToWorker(
+                w,
+                SchedulerToWorker::Preload {
+                    modules: self.preload.clone(),
+                },
             ));
         }
         self.workers.insert(w, Worker::new(info));

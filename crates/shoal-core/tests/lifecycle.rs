@@ -264,3 +264,38 @@ fn a_client_leaving_mid_graph_releases_the_parts() {
     env.event(shoal_core::Event::ClientDisconnected(1));
     assert_eq!(env.core.task_count(), 0);
 }
+
+#[test]
+fn preloaded_modules_reach_current_and_future_workers() {
+    use shoal_core::Command;
+    use shoal_proto::{ClientToScheduler, SchedulerToWorker};
+    let preloads = |cmds: Vec<Command>| -> Vec<(u64, Vec<String>)> {
+        cmds.into_iter()
+            .filter_map(|c| match c {
+                Command::ToWorker(w, SchedulerToWorker::Preload { modules }) => Some((w, modules)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.take();
+    env.send(
+        1,
+        ClientToScheduler::Preload(vec!["pandas".into(), "os; rm -rf".into(), "bs4".into()]),
+    );
+    let names = vec!["pandas".to_string(), "bs4".to_string()];
+    assert_eq!(
+        preloads(env.take()),
+        vec![(w1, names.clone())],
+        "bad names are dropped"
+    );
+    env.send(1, ClientToScheduler::Preload(vec!["pandas".into()]));
+    assert_eq!(preloads(env.take()), vec![], "nothing new, nothing sent");
+    let w2 = env.worker(1);
+    assert_eq!(
+        preloads(env.take()),
+        vec![(w2, names)],
+        "a new worker hears at once"
+    );
+}

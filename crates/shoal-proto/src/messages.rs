@@ -135,6 +135,10 @@ pub enum ClientToScheduler {
     Submit(Vec<TaskSpec>),
     /// The client no longer holds futures for these keys: it disowns them.
     Disown(Vec<String>),
+    /// Third-party modules the client has imported: workers import them
+    /// ahead of need, so the first task that uses one does not pay a cold
+    /// import on the user's clock.
+    Preload(Vec<String>),
     /// Ask about the cluster; answered with `Identity`.
     Identify,
     /// Stop the scheduler and every worker.
@@ -208,6 +212,11 @@ pub enum SchedulerToWorker {
     /// Drop this data from the worker's store.
     Free {
         keys: Vec<String>,
+    },
+    /// Import these modules in the background while idle (see
+    /// `ClientToScheduler::Preload`).
+    Preload {
+        modules: Vec<String>,
     },
     Shutdown,
 }

@@ -174,6 +174,12 @@ impl ClientCore {
         self.inner.submit(functions, tasks).map_err(to_py_err)
     }
 
+    /// Asks every worker, now and later, to import these modules in the
+    /// background.
+    fn preload(&self, modules: Vec<String>) {
+        self.inner.preload(modules);
+    }
+
     /// Whether the function with this hash was already sent.
     fn has_function(&self, hash: u64) -> bool {
         self.inner.has_function(hash)

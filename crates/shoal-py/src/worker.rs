@@ -88,8 +88,9 @@ impl WorkerRuntime {
 
     /// Lets the worker run more tasks at once while its tasks wait on I/O
     /// (see the pacer in `shoal-worker`). `spawn()` starts one more executor
-    /// thread; `cancel(ids)` stops handed-off tasks the scheduler cancelled.
-    fn start_pacer(&self, spawn: Py<PyAny>, cancel: Py<PyAny>) -> PyResult<()> {
+    /// thread; `cancel(ids)` stops handed-off tasks the scheduler cancelled;
+    /// `preload(modules)` imports modules in the background.
+    fn start_pacer(&self, spawn: Py<PyAny>, cancel: Py<PyAny>, preload: Py<PyAny>) -> PyResult<()> {
         let hooks = PacerHooks {
             probe_gil: Box::new(|| {
                 let start = Instant::now();
@@ -106,6 +107,13 @@ impl WorkerRuntime {
             cancel_detached: Box::new(move |ids| {
                 Python::attach(|py| {
                     if let Err(e) = cancel.call1(py, (ids,)) {
+                        e.print(py);
+                    }
+                })
+            }),
+            preload: Box::new(move |modules| {
+                Python::attach(|py| {
+                    if let Err(e) = preload.call1(py, (modules,)) {
                         e.print(py);
                     }
                 })

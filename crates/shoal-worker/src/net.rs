@@ -98,6 +98,10 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                 st.store.remove(&k);
             }
         }
+        SchedulerToWorker::Preload { modules } => {
+            shared.state.lock().preload.extend(modules);
+            shared.pace.notify_one();
+        }
         SchedulerToWorker::Shutdown => return true,
     }
     false

@@ -55,6 +55,8 @@ pub struct PacerHooks {
     pub spawn_executor: Box<dyn Fn() + Send + Sync>,
     /// Stops handed-off tasks (coroutines) the scheduler cancelled.
     pub cancel_detached: Box<dyn Fn(Vec<shoal_proto::TaskId>) + Send + Sync>,
+    /// Imports modules in the background (it must not block).
+    pub preload: Box<dyn Fn(Vec<String>) + Send + Sync>,
 }
 
 /// A thread's CPU clock, read from any thread.
@@ -190,6 +192,13 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
             loop {
                 if st.closed {
                     return;
+                }
+                if !st.preload.is_empty() {
+                    let modules = std::mem::take(&mut st.preload);
+                    drop(st);
+                    (hooks.preload)(modules);
+                    st = shared.state.lock();
+                    continue;
                 }
                 if !st.ready.is_empty() || !st.running.is_empty() || !st.detached.is_empty() {
                     break;

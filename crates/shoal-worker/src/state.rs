@@ -96,6 +96,8 @@ pub(crate) struct State {
     /// only their tasks run beyond `nthreads`. Others — computing, or not
     /// seen yet — share the `nthreads` base slots.
     pub blocking: HashSet<FuncHash>,
+    /// Modules to import ahead of need, not yet handed to the Python layer.
+    pub preload: Vec<String>,
     pub seq: u64,
     pub closed: bool,
 }
@@ -117,6 +119,7 @@ impl State {
             threads: nthreads,
             max_threads: max_threads.max(nthreads),
             blocking: HashSet::new(),
+            preload: Vec::new(),
             seq: 0,
             closed: false,
         }

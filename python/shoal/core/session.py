@@ -10,6 +10,7 @@ submission and the :class:`~shoal.Client` all reach it through a
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any, Callable
 
@@ -38,6 +39,9 @@ class Session:
         self.engine = _engine.ClientCore(address, float(timeout), name)
         self._callbacks: Callbacks | None = None
         self._callbacks_lock = threading.Lock()
+        self._modules_seen = 0
+        self._preloaded: set[str] = set()
+        self.share_imports()
 
     @property
     def address(self) -> str:
@@ -54,6 +58,20 @@ class Session:
         if self.engine.has_function(h):
             return h, name, []
         return h, name, [_engine.FunctionDef(h, name, data)]
+
+    def share_imports(self) -> None:
+        """Tell the workers about third-party packages this process has
+        imported since the last call, so they import them ahead of need.
+
+        Cheap when nothing was imported: it compares one length.
+        """
+        if len(sys.modules) == self._modules_seen:
+            return
+        self._modules_seen = len(sys.modules)
+        fresh = sorted(third_party_packages() - self._preloaded)
+        if fresh:
+            self._preloaded.update(fresh)
+            self.engine.preload(fresh)
 
     def submit(self, functions: list[Any], specs: list[Any]) -> None:
         """Send functions and task specs (see :mod:`.spec`)."""
@@ -89,6 +107,25 @@ class Session:
         if callbacks is not None:
             callbacks.close()
         self.engine.close()
+
+
+_NOT_SHARED = frozenset({"shoal", "__main__", "__mp_main__", "_engine"})
+
+
+def third_party_packages() -> set[str]:
+    """Top-level packages imported in this process that are neither the
+    standard library nor shoal, and that come from a file (so a worker can
+    import them too).
+    """
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    names = set()
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        if top in names or top in stdlib or top in _NOT_SHARED or top.startswith("_"):
+            continue
+        if name == top and getattr(module, "__file__", None):
+            names.add(top)
+    return names
 
 
 def value_of(key: str, outcome: Any) -> Any:

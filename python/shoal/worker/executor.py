@@ -12,7 +12,9 @@ once without holding a thread each.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
+import logging
 import os
 import pickle
 import threading
@@ -23,6 +25,8 @@ from typing import Any
 
 from .. import _engine
 from ..core import serialize
+
+_log = logging.getLogger("shoal")
 
 
 def default_max_threads(nthreads: int) -> int:
@@ -89,7 +93,7 @@ class Executors:
         self._count = 0
         for _ in range(nthreads):
             self.spawn()
-        rt.start_pacer(self.spawn, self.cancel)
+        rt.start_pacer(self.spawn, self.cancel, self.preload)
 
     def spawn(self) -> None:
         """Start one more executor thread."""
@@ -98,6 +102,21 @@ class Executors:
             self._count += 1
         t = threading.Thread(target=self._run, name=f"shoal-executor-{i}", daemon=True)
         t.start()
+
+    def preload(self, modules: list[str]) -> None:
+        """Import ``modules`` on a background thread, so the first task that
+        needs one finds it imported (or half-way: it then waits for the same
+        import instead of starting its own).
+        """
+
+        def run() -> None:
+            for name in modules:
+                try:
+                    importlib.import_module(name)
+                except Exception as e:  # not installed here, or broken: the task will say
+                    _log.debug("could not preload %s: %s", name, e)
+
+        threading.Thread(target=run, name="shoal-preload", daemon=True).start()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The worker's event loop, started on first use on its own thread."""
