@@ -91,6 +91,9 @@ class Executors:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: dict[int, ConcurrentFuture] = {}
         self._count = 0
+        # Clear while a preload batch imports (see `preload`).
+        self._imports_settled = threading.Event()
+        self._imports_settled.set()
         for _ in range(nthreads):
             self.spawn()
         rt.start_pacer(self.spawn, self.cancel, self.preload)
@@ -110,12 +113,18 @@ class Executors:
         """
 
         def run() -> None:
-            for name in modules:
-                try:
-                    importlib.import_module(name)
-                except Exception as e:  # not installed here, or broken: the task will say
-                    _log.debug("could not preload %s: %s", name, e)
+            try:
+                for name in modules:
+                    try:
+                        importlib.import_module(name)
+                    except Exception as e:  # not installed here, or broken: a task will say
+                        _log.debug("could not preload %s: %s", name, e)
+            finally:
+                self._imports_settled.set()
 
+        # Tasks wait for the batch: a package imported by two threads at once
+        # can be handed half-initialised to one of them.
+        self._imports_settled.clear()
         threading.Thread(target=run, name="shoal-preload", daemon=True).start()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
@@ -166,11 +175,14 @@ class Executors:
         perf_counter = time.perf_counter
         set_deps = serialize.set_dependency_values
         iscoroutine = inspect.iscoroutine
+        settled = self._imports_settled
         while True:
             task = rt.next_task()
             if task is None:
                 return
             tid, key = task.id, task.key
+            if not settled.is_set():
+                settled.wait()
             try:
                 fn = functions.get(task.func)
                 if fn is None:
