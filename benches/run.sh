@@ -10,5 +10,7 @@ venv="$(mktemp -d -t shoal-bench-XXXXXX)"
 trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet . "dask[distributed,dataframe]" ray pandas beautifulsoup4 requests
+"$venv/bin/python" -m pip install --quiet . "dask[distributed,dataframe]" ray pandas beautifulsoup4 requests lxml cssselect
 "$venv/bin/python" benches/compare.py "$@"
+# The seeds' real workloads, shoal and Dask side by side.
+"$venv/bin/python" benches/seeds.py

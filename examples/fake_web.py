@@ -109,10 +109,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    # A real site accepts many connections at once. http.server's default
+    # backlog of 5 drops the SYNs of a burst of parallel requests, which the
+    # client then resends only after a second.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def serve(latency: float = 0.1) -> tuple[str, ThreadingHTTPServer]:
     """Start the server on a free port; return its base URL and the server."""
     handler = type("Handler", (_Handler,), {"latency": latency})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", server

@@ -51,7 +51,10 @@ class _Barrier(BaseHTTPRequestHandler):
 
 def test_http_calls_overlap(one_thread):
     n = 10
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Barrier)
+    # A backlog for a burst of parallel connections (the default is 5).
+    server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 64})(
+        ("127.0.0.1", 0), _Barrier
+    )
     server.barrier = threading.Barrier(n, timeout=30)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -124,6 +124,11 @@ impl WorkerRuntime {
             .map_err(|e| PyOSError::new_err(e.to_string()))
     }
 
+    /// Whether any task is queued or running on this worker.
+    fn busy(&self) -> bool {
+        self.inner.busy()
+    }
+
     /// The pickled function with this hash.
     fn function(&self, hash: u64) -> Option<Bytes> {
         self.inner.function(hash)

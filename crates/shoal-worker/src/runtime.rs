@@ -279,6 +279,12 @@ impl WorkerRuntime {
             .send(WorkerToScheduler::Capacity { slots: capacity });
     }
 
+    /// Whether any task is queued or running here.
+    pub fn busy(&self) -> bool {
+        let st = self.shared.state.lock();
+        !st.ready.is_empty() || !st.running.is_empty() || !st.detached.is_empty()
+    }
+
     /// Starts the pacer (see [`crate::pacer`]): without it the worker runs
     /// `nthreads` tasks at once, whatever they do.
     pub fn start_pacer(self: &Arc<Self>, hooks: PacerHooks) -> Result<(), WorkerError> {

@@ -17,6 +17,7 @@ import inspect
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
 import traceback
@@ -94,6 +95,8 @@ class Executors:
         # Clear while a preload batch imports (see `preload`).
         self._imports_settled = threading.Event()
         self._imports_settled.set()
+        self._to_preload: list[str] = []
+        self._preloading = False
         for _ in range(nthreads):
             self.spawn()
         rt.start_pacer(self.spawn, self.cancel, self.preload)
@@ -107,25 +110,46 @@ class Executors:
         t.start()
 
     def preload(self, modules: list[str]) -> None:
-        """Import ``modules`` on a background thread, so the first task that
-        needs one finds it imported (or half-way: it then waits for the same
-        import instead of starting its own).
-        """
+        """Import ``modules`` on a background thread while the worker is
+        idle, so the first task that needs one finds it imported.
 
-        def run() -> None:
+        One module at a time, only while no task is queued or running: the
+        imports use idle time, not the tasks'. A task that arrives during an
+        import waits for that one import to finish (a package imported by two
+        threads at once can be handed half-initialised to one of them).
+        """
+        with self._lock:
+            self._to_preload.extend(m for m in modules if m not in self._to_preload)
+            if self._preloading:
+                return
+            self._preloading = True
+        threading.Thread(target=self._preload_run, name="shoal-preload", daemon=True).start()
+
+    def _preload_run(self) -> None:
+        rt = self.rt
+        while True:
+            with self._lock:
+                if not self._to_preload:
+                    self._preloading = False
+                    return
+                # Top-level packages first: they are what tasks need most.
+                self._to_preload.sort(key=lambda m: m.count("."))
+                name = self._to_preload.pop(0)
+            if name in sys.modules:
+                continue
+            # Close the gate, then look: a task that started before the gate
+            # closed is seen running, and the import waits for it.
+            self._imports_settled.clear()
+            while rt.busy():
+                self._imports_settled.set()
+                time.sleep(0.02)  # back off while tasks run; resume when idle
+                self._imports_settled.clear()
             try:
-                for name in modules:
-                    try:
-                        importlib.import_module(name)
-                    except Exception as e:  # not installed here, or broken: a task will say
-                        _log.debug("could not preload %s: %s", name, e)
+                importlib.import_module(name)
+            except Exception as e:  # not installed here, or broken: a task will say
+                _log.debug("could not preload %s: %s", name, e)
             finally:
                 self._imports_settled.set()
-
-        # Tasks wait for the batch: a package imported by two threads at once
-        # can be handed half-initialised to one of them.
-        self._imports_settled.clear()
-        threading.Thread(target=run, name="shoal-preload", daemon=True).start()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The worker's event loop, started on first use on its own thread."""
