@@ -98,40 +98,46 @@ pub(crate) struct Running {
     pub tid: i32,
     pub clock: Option<ThreadClock>,
     pub started: Instant,
-    /// The clock's reading when the task started.
-    pub cpu_start: Duration,
-    /// The clock's reading and the time at the last look.
+    /// The clock's reading when the pacer first looked (the start of what
+    /// it measures), and at its last look. Not read when the task starts:
+    /// tasks shorter than a tick never cost a clock read.
+    pub cpu_start: Option<(Duration, Instant)>,
     pub cpu_seen: Duration,
     pub seen_at: Instant,
+}
+
+thread_local! {
+    /// The calling thread's kernel id and CPU clock, found once per thread.
+    static THIS_THREAD: (i32, Option<ThreadClock>) =
+        // SAFETY: gettid has no preconditions.
+        (unsafe { libc::gettid() }, ThreadClock::current());
 }
 
 impl Running {
     /// A task of `func` starting on the calling thread.
     pub fn now(func: shoal_proto::FuncHash) -> Running {
-        let clock = ThreadClock::current();
+        let (tid, clock) = THIS_THREAD.with(|t| *t);
         let now = Instant::now();
-        let cpu = clock.map_or(Duration::ZERO, ThreadClock::now);
         Running {
             func,
-            // SAFETY: gettid has no preconditions.
-            tid: unsafe { libc::gettid() },
+            tid,
             clock,
             started: now,
-            cpu_start: cpu,
-            cpu_seen: cpu,
+            cpu_start: None,
+            cpu_seen: Duration::ZERO,
             seen_at: now,
         }
     }
 
     /// Whether the task, ending now after at least a tick, computed most of
-    /// the time it ran.
+    /// the time the pacer watched it.
     pub fn computed_most(&self) -> bool {
-        let Some(clock) = self.clock else {
+        let (Some(clock), Some((start, since))) = (self.clock, self.cpu_start) else {
             return false;
         };
-        let wall = self.started.elapsed();
-        wall >= TICK
-            && clock.now().saturating_sub(self.cpu_start).as_secs_f64() / wall.as_secs_f64()
+        let watched = since.elapsed();
+        watched >= TICK
+            && clock.now().saturating_sub(start).as_secs_f64() / watched.as_secs_f64()
                 >= COMPUTED_ABOVE
     }
 }
@@ -300,6 +306,13 @@ fn look_at(st: &mut crate::state::State) -> (Look, Vec<shoal_proto::FuncHash>) {
     for r in st.running.values_mut() {
         let Some(clock) = r.clock else { continue };
         let cpu = clock.now();
+        let Some((start, since)) = r.cpu_start else {
+            // First look: start measuring from here.
+            r.cpu_start = Some((cpu, now));
+            r.cpu_seen = cpu;
+            r.seen_at = now;
+            continue;
+        };
         let wall = now.duration_since(r.seen_at).as_secs_f64();
         let share = if wall > 0.0 {
             (cpu.saturating_sub(r.cpu_seen).as_secs_f64() / wall).min(1.0)
@@ -309,11 +322,12 @@ fn look_at(st: &mut crate::state::State) -> (Look, Vec<shoal_proto::FuncHash>) {
         r.cpu_seen = cpu;
         r.seen_at = now;
         busy += share;
-        // Blocked over the last tick and over its whole run so far: a thread
-        // that only waited its turn for the GIL during one tick has still
-        // computed a fair share overall.
+        // Blocked over the last tick and over all the pacer saw of it: a
+        // thread that only waited its turn for the GIL during one tick has
+        // still computed a fair share overall.
         let age = now.duration_since(r.started);
-        let overall = cpu.saturating_sub(r.cpu_start).as_secs_f64() / age.as_secs_f64().max(1e-9);
+        let watched = now.duration_since(since).as_secs_f64().max(1e-9);
+        let overall = cpu.saturating_sub(start).as_secs_f64() / watched;
         if age >= 2 * TICK && share < BLOCKED_BELOW && overall < BLOCKED_BELOW {
             blocked += 1;
             // A function is learnt as blocking from a task seen asleep on
