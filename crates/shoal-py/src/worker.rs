@@ -124,7 +124,7 @@ impl WorkerRuntime {
             .map_err(|e| PyOSError::new_err(e.to_string()))
     }
 
-    /// Whether any task is queued or running on this worker.
+    /// Whether tasks on this worker need the CPU (queued, or computing).
     fn busy(&self) -> bool {
         self.inner.busy()
     }

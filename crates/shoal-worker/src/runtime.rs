@@ -279,10 +279,12 @@ impl WorkerRuntime {
             .send(WorkerToScheduler::Capacity { slots: capacity });
     }
 
-    /// Whether any task is queued or running here.
+    /// Whether tasks here need the CPU: some wait for a slot, or run a
+    /// function not known to block. (Tasks blocked on I/O and handed-off
+    /// coroutines leave the CPU free.)
     pub fn busy(&self) -> bool {
         let st = self.shared.state.lock();
-        !st.ready.is_empty() || !st.running.is_empty() || !st.detached.is_empty()
+        !st.ready.is_empty() || st.computing() > 0
     }
 
     /// Starts the pacer (see [`crate::pacer`]): without it the worker runs

@@ -115,8 +115,9 @@ class Executors:
         """Import ``modules`` on a background thread while the worker is
         idle, so the first task that needs one finds it imported.
 
-        One module at a time, only while no task is queued or running: the
-        imports use idle time, not the tasks'. A task that arrives during an
+        One module at a time, only while no task is queued or computing
+        (tasks blocked on I/O leave the CPU free): the imports use spare
+        time, not the tasks'. A task that arrives during an
         import waits for that one import to finish (a package imported by two
         threads at once can be handed half-initialised to one of them).
         """
