@@ -238,19 +238,25 @@ def child(name: str) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def parent(names: list[str]) -> None:
+def run_children(script: str, names: list[str]) -> dict:
+    """Run ``script --child NAME`` for each framework in its own process;
+    collect the JSON each prints after ``RESULT``."""
     results = {}
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", name], capture_output=True, text=True
+            [sys.executable, script, "--child", name], capture_output=True, text=True
         )
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
             continue
         results[name] = json.loads(line[len("RESULT ") :])
-    print_table(results)
+    return results
+
+
+def parent(names: list[str]) -> None:
+    print_table(run_children(__file__, names))
 
 
 def _fmt(key: str, v: float) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -144,17 +143,9 @@ ROWS = [
 
 
 def main(names: list[str]) -> None:
-    results = {}
-    for name in names:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", name], capture_output=True, text=True
-        )
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-            continue
-        results[name] = json.loads(line[len("RESULT ") :])
+    from compare import run_children
+
+    results = run_children(__file__, names)
     names = [n for n in names if n in results]
     lines = ["| seed workload | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for key, label in ROWS:
