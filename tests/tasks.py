@@ -248,3 +248,25 @@ def wait_for_module(name, timeout=30.0):
             return False
         time.sleep(0.005)
     return True
+
+
+def fail_then_succeed(path, times, error="TimeoutError"):
+    """Record each attempt's start time in ``path``; raise ``error`` (a
+    built-in exception's name) for the first ``times`` attempts."""
+    import builtins
+
+    p = Path(path)
+    with open(p, "a") as f:
+        f.write(f"{time.time()}\n")
+    attempts = len(p.read_text().split())
+    if attempts <= times:
+        raise getattr(builtins, error)(f"attempt {attempts}")
+    return attempts
+
+
+async def async_fail_then_succeed(path, times, error="TimeoutError"):
+    return fail_then_succeed(path, times, error)
+
+
+def finish_time(_=None):
+    return time.time()

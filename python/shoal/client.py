@@ -12,6 +12,7 @@ from typing import Any, Callable
 from .core import arguments, context, keys, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
+from .core.retry import check_delays, retry_filter
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
 from .core.spec import LITERAL_FUNC, task_spec, worker_restrictions
@@ -219,6 +220,9 @@ class Client:
         actor: bool = False,
         actors: bool = False,
         pure: bool = True,
+        retry_delay: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_on: Any = None,
         **kwargs: Any,
     ) -> Future:
         """Run ``func(*args, **kwargs)`` on the cluster; return a Future at once.
@@ -241,6 +245,13 @@ class Client:
         pure
             Name the task by its inputs, so equal calls share one key and run
             once (default).
+        retry_delay, retry_max_delay
+            Make retries wait: ``retry_delay`` seconds before the first,
+            doubling (with jitter) up to ``retry_max_delay``. The task holds
+            no thread while it waits. Default: retry at once, as Dask.
+        retry_on
+            An exception class, or a tuple of them: only these errors are
+            retried; any other fails the task at once. Default: all.
         resources, allow_other_workers, fifo_timeout, actor, actors
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
@@ -260,6 +271,8 @@ class Client:
         _reject_task_options(resources, allow_other_workers, fifo_timeout, actor, actors)
         self._check_running()
         self._session.share_imports()
+        delay, most = check_delays(retry_delay, retry_max_delay)
+        func = retry_filter(func, retry_on)
         h, name, functions = self._session.function(func)
         frames, deps = serialize.dumps_args(args, kwargs, name)
         if key is None:
@@ -276,6 +289,8 @@ class Client:
                 priority=priority,
                 retries=retries or 0,
                 workers=worker_restrictions(workers),
+                retry_delay=delay,
+                retry_max_delay=most,
             )
         )
         self._session.engine.submit(functions, specs)
@@ -308,6 +323,9 @@ class Client:
         actors: bool = False,
         pure: bool = True,
         batch_size: int | None = None,
+        retry_delay: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_on: Any = None,
         **kwargs: Any,
     ) -> list[Future]:
         """Run ``func`` on each element of the iterables; return a list of Futures.
@@ -320,7 +338,7 @@ class Client:
             Its positional arguments, element by element (as ``map``).
         key
             A prefix for the keys, or a list of explicit keys.
-        workers, retries, priority, pure
+        workers, retries, priority, pure, retry_delay, retry_max_delay, retry_on
             As for :meth:`submit`.
         **kwargs
             Keyword arguments passed to every call.
@@ -351,6 +369,8 @@ class Client:
         arguments.reject("batch_size", batch_size)
         self._check_running()
         self._session.share_imports()
+        delay, most = check_delays(retry_delay, retry_max_delay)
+        func = retry_filter(func, retry_on)
         h, name, functions = self._session.function(func)
         prefix = key if isinstance(key, str) else name
         explicit = key if isinstance(key, (list, tuple)) else None
@@ -381,7 +401,17 @@ class Client:
             specs = self._graphs_of(lazy, functions)
             restrictions = worker_restrictions(workers)
             specs.extend(
-                task_spec(k, h, f, d, priority=priority, retries=retries or 0, workers=restrictions)
+                task_spec(
+                    k,
+                    h,
+                    f,
+                    d,
+                    priority=priority,
+                    retries=retries or 0,
+                    workers=restrictions,
+                    retry_delay=delay,
+                    retry_max_delay=most,
+                )
                 for k, f, d in zip(all_keys, all_frames, all_deps)
             )
             self._session.submit(functions, specs)
@@ -395,6 +425,8 @@ class Client:
             int(priority),
             int(retries or 0),
             worker_restrictions(workers),
+            delay,
+            most,
         )
         return [Future._adopt(k, self) for k in all_keys]
 

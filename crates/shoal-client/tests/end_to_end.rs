@@ -49,6 +49,7 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
                         message: "no".into(),
                         traceback: String::new(),
                     },
+                    true,
                 );
                 continue;
             }
@@ -103,6 +104,8 @@ fn spec(key: &str, arg: &[u8], deps: &[&str]) -> TaskSpec {
         priority: 0,
         retries: 0,
         workers: vec![],
+        retry_delay: 0.0,
+        retry_max_delay: 0.0,
     }
 }
 

@@ -183,10 +183,22 @@ impl Core {
                 priority: spec.priority,
                 retries_left: spec.retries,
                 attempts: 0,
-                extra: (!spec.workers.is_empty()).then(|| {
+                extra: (!spec.workers.is_empty() || spec.retry_delay > 0.0).then(|| {
+                    let delay = if spec.retry_delay.is_finite() {
+                        spec.retry_delay.clamp(0.0, MAX_RETRY_DELAY)
+                    } else {
+                        0.0
+                    };
+                    let most = if spec.retry_max_delay.is_finite() && spec.retry_max_delay > 0.0 {
+                        spec.retry_max_delay.clamp(delay, MAX_RETRY_DELAY)
+                    } else {
+                        MAX_RETRY_DELAY
+                    };
                     Box::new(Extra {
                         restrictions: spec.workers.into_boxed_slice(),
                         error: None,
+                        backoff: (delay > 0.0).then_some((delay, most)),
+                        retried: 0,
                     })
                 }),
                 nbytes: 0,
@@ -244,6 +256,9 @@ impl Core {
         }
     }
 }
+
+/// The longest a retry may be put off, in seconds (a day).
+const MAX_RETRY_DELAY: f64 = 86_400.0;
 
 /// The most modules the scheduler asks workers to preload.
 const MAX_PRELOAD: usize = 256;

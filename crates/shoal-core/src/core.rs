@@ -84,6 +84,12 @@ pub struct Core {
     pub(crate) to_free: BTreeMap<WorkerId, Vec<String>>,
     /// Tasks to cancel, per worker.
     pub(crate) to_cancel: BTreeMap<WorkerId, Vec<TaskId>>,
+    /// The time the shell last passed in ([`Core::advance`]), in seconds.
+    pub(crate) now: f64,
+    /// Tasks whose retry waits: when ready they stay out of the queue.
+    pub(crate) held: rustc_hash::FxHashSet<TaskId>,
+    /// When each held task may run (microseconds), soonest first.
+    pub(crate) timers: BinaryHeap<std::cmp::Reverse<(u64, TaskId)>>,
 }
 
 impl Default for Core {
@@ -110,7 +116,47 @@ impl Core {
             to_check: Vec::new(),
             to_free: BTreeMap::new(),
             to_cancel: BTreeMap::new(),
+            now: 0.0,
+            held: rustc_hash::FxHashSet::default(),
+            timers: BinaryHeap::new(),
         }
+    }
+
+    /// Tells the core the time (seconds on any clock that does not go
+    /// back). Retries whose wait is over join the ready queue; call
+    /// [`Core::schedule`] after.
+    pub fn advance(&mut self, now: f64) {
+        if now > self.now {
+            self.now = now;
+        }
+        let due = (self.now * 1e6) as u64;
+        while let Some(std::cmp::Reverse((at, id))) = self.timers.peek().copied() {
+            if at > due {
+                break;
+            }
+            self.timers.pop();
+            if self.held.remove(&id) {
+                if let Some(t) = self.tasks.get(&id) {
+                    if t.state == TaskState::Ready {
+                        self.ready.push(ReadyEntry::of(t, id));
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the core next needs [`Core::advance`] (a retry's wait ends), if
+    /// ever.
+    pub fn next_wakeup(&self) -> Option<f64> {
+        self.timers
+            .peek()
+            .map(|std::cmp::Reverse((at, _))| *at as f64 / 1e6)
+    }
+
+    /// Keeps task `id` out of the ready queue until `at` (seconds).
+    pub(crate) fn hold_until(&mut self, id: TaskId, at: f64) {
+        self.held.insert(id);
+        self.timers.push(std::cmp::Reverse(((at * 1e6) as u64, id)));
     }
 
     /// Applies one event. Call [`Core::schedule`] after a batch of events.

@@ -115,7 +115,10 @@ impl Core {
                         self.missing_inputs(id) == 0,
                         "{key} is ready with inputs missing"
                     );
-                    ensure!(queued.contains(&id), "{key} is ready but not queued");
+                    ensure!(
+                        queued.contains(&id) || self.held.contains(&id),
+                        "{key} is ready but neither queued nor waiting to retry"
+                    );
                 }
                 TaskState::Assigned { worker, .. } => {
                     // Its inputs may have been lost since: the worker then

@@ -55,7 +55,7 @@ impl Core {
             t.state,
             to
         );
-        if to == TaskState::Ready {
+        if to == TaskState::Ready && !self.held.contains(&id) {
             self.ready.push(ReadyEntry::of(t, id));
         }
         t.state = to;
@@ -298,6 +298,7 @@ impl Core {
         let Some(t) = self.tasks.remove(&id) else {
             return;
         };
+        self.held.remove(&id);
         self.keys.remove(t.key(), id);
         for d in t.deps {
             if let Some(dt) = self.tasks.get_mut(&d) {

@@ -89,6 +89,10 @@ pub(crate) struct Extra {
     /// Worker names or addresses the task may run on (empty: any).
     pub restrictions: Box<[String]>,
     pub error: Option<TaskError>,
+    /// Retries wait: seconds before the first, and at most.
+    pub backoff: Option<(f64, f64)>,
+    /// How many times the task was retried.
+    pub retried: u32,
 }
 
 pub(crate) struct Task {

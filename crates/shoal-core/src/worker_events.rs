@@ -15,6 +15,17 @@ use crate::events::Command;
 use crate::task::TaskState;
 use crate::worker::Worker;
 
+/// Seconds before retry number `n` (from 1): `first` doubled each time, at
+/// most `most`, scaled by a jitter in [0.5, 1) that spreads retries of
+/// tasks that failed together (drawn from the task and attempt, so the core
+/// stays deterministic).
+pub(crate) fn backoff_delay(first: f64, most: f64, n: u32, id: TaskId) -> f64 {
+    let full = (first * 2f64.powi(n.saturating_sub(1).min(60) as i32)).min(most);
+    let h = xxhash_rust::xxh3::xxh3_64(&[id.to_le_bytes(), u64::from(n).to_le_bytes()].concat());
+    let jitter = 0.5 + 0.5 * (h >> 11) as f64 / (1u64 << 53) as f64;
+    full * jitter
+}
+
 /// The most tasks one worker may claim to run at once.
 pub const MAX_CAPACITY: u32 = 100_000;
 
@@ -66,7 +77,11 @@ impl Core {
                 inline,
                 duration,
             } => self.task_finished(w, id, nbytes, &type_name, inline, duration, out),
-            WorkerToScheduler::TaskFailed { id, error } => self.task_failed(w, id, error, out),
+            WorkerToScheduler::TaskFailed {
+                id,
+                error,
+                retryable,
+            } => self.task_failed(w, id, error, retryable, out),
             WorkerToScheduler::MissingDeps { id, keys } => self.missing_deps(w, id, keys, out),
             WorkerToScheduler::GaveBack { ids } => self.gave_back(w, ids, out),
             WorkerToScheduler::Capacity { slots } => {
@@ -146,14 +161,28 @@ impl Core {
         });
     }
 
-    fn task_failed(&mut self, w: WorkerId, id: TaskId, error: TaskError, out: &mut Vec<Command>) {
+    fn task_failed(
+        &mut self,
+        w: WorkerId,
+        id: TaskId,
+        error: TaskError,
+        retryable: bool,
+        out: &mut Vec<Command>,
+    ) {
         if !self.is_assigned_to(id, w) {
             return;
         }
         self.forget_assignment(w, id);
         let t = self.tasks.get_mut(&id).expect("an assigned task exists");
-        if t.retries_left > 0 {
+        if t.retries_left > 0 && retryable {
             t.retries_left -= 1;
+            if let Some(delay) = t.extra.as_mut().and_then(|e| {
+                let (first, most) = e.backoff?;
+                e.retried += 1;
+                Some(backoff_delay(first, most, e.retried, id))
+            }) {
+                self.hold_until(id, self.now + delay);
+            }
             self.reschedule(id, out);
         } else {
             self.fail(id, error, out);

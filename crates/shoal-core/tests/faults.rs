@@ -228,3 +228,57 @@ fn a_result_from_a_superseded_assignment_is_accepted() {
     });
     assert!(cancelled, "w2 is told to drop a");
 }
+
+#[test]
+fn a_retry_with_back_off_waits_then_runs() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.advance(100.0);
+    env.submit(vec![task("a").retries(3).backoff(2.0, 5.0), task("b")]);
+    env.take();
+    env.fail(w, "a");
+    // Waiting out its back-off, a is not sent; b runs meanwhile.
+    assert!(env.computes().is_empty());
+    let first = env.core.next_wakeup().expect("a timer");
+    assert!(
+        (101.0..=102.0).contains(&first),
+        "first wait in [1, 2] s: {first}"
+    );
+    env.advance(first - 0.01);
+    assert!(env.computes().is_empty(), "not before its time");
+    env.advance(first);
+    assert_eq!(env.computes(), vec![(w, "a".to_string())]);
+    // The second retry waits about twice as long, the third is capped.
+    env.fail(w, "a");
+    let second = env.core.next_wakeup().unwrap() - first;
+    assert!((2.0..=4.0).contains(&second), "{second}");
+    env.advance(first + second);
+    env.fail(w, "a");
+    let third = env.core.next_wakeup().unwrap() - first - second;
+    assert!((2.5..=5.0).contains(&third), "capped at 5 s: {third}");
+    env.advance(first + second + third);
+    env.fail(w, "a");
+    assert_eq!(env.state("a"), Some(Erred), "out of retries");
+}
+
+#[test]
+fn an_error_the_filter_rejects_is_not_retried() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("a").retries(3)]);
+    env.fail_final(w, "a");
+    assert_eq!(env.state("a"), Some(Erred));
+}
+
+#[test]
+fn a_task_waiting_to_retry_can_be_forgotten() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("a").retries(1).backoff(10.0, 10.0)]);
+    env.fail(w, "a");
+    env.take();
+    env.disown(&["a"]);
+    assert_eq!(env.state("a"), None);
+    env.advance(60.0);
+    assert!(env.computes().is_empty());
+}

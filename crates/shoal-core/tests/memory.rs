@@ -43,6 +43,8 @@ fn spec(key: String, deps: Vec<String>, wanted: bool) -> TaskSpec {
         priority: 0,
         retries: 0,
         workers: vec![],
+        retry_delay: 0.0,
+        retry_max_delay: 0.0,
     }
 }
 

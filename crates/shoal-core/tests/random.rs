@@ -41,6 +41,8 @@ enum Op {
     OtherClient(u16, bool),
     /// A worker reports how many tasks it can run at once.
     Capacity(u8, u8),
+    /// Time passes (retries that waited become ready).
+    Advance(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -59,6 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::AnswerSteal(a, b)),
         1 => (any::<u16>(), any::<bool>()).prop_map(|(a, b)| Op::OtherClient(a, b)),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Capacity(a, b)),
+        1 => any::<u8>().prop_map(Op::Advance),
     ]
 }
 
@@ -72,6 +75,7 @@ struct Seen {
     /// Steal requests not answered yet.
     steals: Vec<(WorkerId, Vec<TaskId>)>,
     next_key: usize,
+    clock: f64,
 }
 
 impl Seen {
@@ -159,6 +163,9 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 }
                 let refs: Vec<&str> = dep_keys.iter().map(String::as_str).collect();
                 let mut b = task(&key).deps(&refs).retries(retries as u32);
+                if i % 2 == 1 {
+                    b = b.backoff(0.5, 2.0);
+                }
                 if unwanted & (1 << i) != 0 {
                     b = b.unwanted();
                 }
@@ -207,7 +214,15 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
         Op::Fail(pick) => {
             if let Some((w, id, _, _)) = seen.compute(pick) {
                 let error = raised();
-                from_worker(env, w, WorkerToScheduler::TaskFailed { id, error });
+                from_worker(
+                    env,
+                    w,
+                    WorkerToScheduler::TaskFailed {
+                        id,
+                        error,
+                        retryable: pick % 3 != 0,
+                    },
+                );
             }
         }
         Op::Missing(pick, dep) => {
@@ -231,6 +246,10 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                     .collect();
                 from_worker(env, w, WorkerToScheduler::GaveBack { ids: given });
             }
+        }
+        Op::Advance(tenths) => {
+            seen.clock += f64::from(tenths) / 10.0;
+            env.advance(seen.clock);
         }
         Op::Capacity(pick, slots) => {
             if !seen.workers.is_empty() {
@@ -260,6 +279,10 @@ fn settle(env: &mut Env, seen: &mut Seen) {
     }
     seen.absorb(env);
     for _ in 0..10_000 {
+        // Let every retry's wait run out.
+        seen.clock += 1_000.0;
+        env.advance(seen.clock);
+        seen.absorb(env);
         let mut progressed = false;
         while let Some((w, _ids)) = seen.steals.pop() {
             from_worker(env, w, WorkerToScheduler::GaveBack { ids: vec![] });

@@ -101,6 +101,12 @@ pub struct TaskSpec {
     pub retries: u32,
     /// Worker names or data addresses the task may run on (empty: any).
     pub workers: Vec<String>,
+    /// Seconds before the first retry (0: at once, as in Dask); each later
+    /// retry waits twice as long, with jitter, up to `retry_max_delay`.
+    #[serde(default)]
+    pub retry_delay: f64,
+    #[serde(default)]
+    pub retry_max_delay: f64,
 }
 
 /// Why a task failed.
@@ -221,6 +227,10 @@ pub enum SchedulerToWorker {
     Shutdown,
 }
 
+fn retry_by_default() -> bool {
+    true
+}
+
 /// Worker -> scheduler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WorkerToScheduler {
@@ -237,6 +247,9 @@ pub enum WorkerToScheduler {
     TaskFailed {
         id: TaskId,
         error: TaskError,
+        /// False if the task's retry filter says this error is final.
+        #[serde(default = "retry_by_default")]
+        retryable: bool,
     },
     /// The answer to `Steal`: these tasks were given back and will not run here.
     GaveBack {

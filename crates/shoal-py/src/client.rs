@@ -137,7 +137,7 @@ impl ClientCore {
 
     /// Sends many wanted tasks of one function that share every option
     /// (what `map` makes): one key, argument frames and dependency list each.
-    #[pyo3(signature = (function, func, keys, args, deps, priority=0, retries=0, workers=Vec::new()))]
+    #[pyo3(signature = (function, func, keys, args, deps, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn submit_many(
         &self,
@@ -149,6 +149,8 @@ impl ClientCore {
         priority: i32,
         retries: u32,
         workers: Vec<String>,
+        retry_delay: f64,
+        retry_max_delay: f64,
     ) -> PyResult<()> {
         if keys.len() != args.len() || keys.len() != deps.len() {
             return Err(PyRuntimeError::new_err(
@@ -169,6 +171,8 @@ impl ClientCore {
                 priority,
                 retries,
                 workers: workers.clone(),
+                retry_delay,
+                retry_max_delay,
             })
             .collect();
         self.inner.submit(functions, tasks).map_err(to_py_err)

@@ -60,12 +60,16 @@ pub struct TaskSpec {
     pub retries: u32,
     /// Worker names or addresses it may run on (empty: any).
     pub workers: Vec<String>,
+    /// Seconds before the first retry (0: at once), doubling, at most
+    /// `retry_max_delay` (0: no cap).
+    pub retry_delay: f64,
+    pub retry_max_delay: f64,
 }
 
 #[pymethods]
 impl TaskSpec {
     #[new]
-    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, priority=0, retries=0, workers=Vec::new()))]
+    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         key: String,
@@ -76,6 +80,8 @@ impl TaskSpec {
         priority: i32,
         retries: u32,
         workers: Vec<String>,
+        retry_delay: f64,
+        retry_max_delay: f64,
     ) -> Self {
         TaskSpec {
             key,
@@ -86,6 +92,8 @@ impl TaskSpec {
             priority,
             retries,
             workers,
+            retry_delay,
+            retry_max_delay,
         }
     }
 
@@ -110,6 +118,8 @@ impl TaskSpec {
             priority: self.priority,
             retries: self.retries,
             workers: self.workers.clone(),
+            retry_delay: self.retry_delay,
+            retry_max_delay: self.retry_max_delay,
         }
     }
 }

@@ -60,7 +60,9 @@ impl WorkerRuntime {
             .finish(id, key, Payload { frames }, type_name, duration);
     }
 
-    /// Reports that a task raised.
+    /// Reports that a task raised; `retryable=False` when its retry
+    /// filter says the error is final.
+    #[pyo3(signature = (id, exception, type_name, message, traceback, retryable=true))]
     fn fail(
         &self,
         id: u64,
@@ -68,6 +70,7 @@ impl WorkerRuntime {
         type_name: String,
         message: String,
         traceback: String,
+        retryable: bool,
     ) {
         self.inner.fail(
             id,
@@ -77,6 +80,7 @@ impl WorkerRuntime {
                 message,
                 traceback,
             },
+            retryable,
         );
     }
 

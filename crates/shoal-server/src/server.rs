@@ -267,8 +267,22 @@ async fn core_loop(mut rx: UnboundedReceiver<Input>) -> Vec<JoinHandle<()>> {
     let mut writers = HashMap::new();
     let mut out = Vec::new();
     let mut stop = false;
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
+    // The core gets the time from here: seconds since the scheduler started.
+    let started = tokio::time::Instant::now();
+    loop {
+        // Wake for the next input, or when a retry's wait ends.
+        let wakeup = core
+            .next_wakeup()
+            .map(|at| started + Duration::from_secs_f64(at.max(0.0)));
+        let first = tokio::select! {
+            input = rx.recv() => match input {
+                Some(input) => Some(input),
+                None => break,
+            },
+            _ = sleep_until_some(wakeup) => None,
+        };
+        core.advance(started.elapsed().as_secs_f64());
+        let mut next = first;
         let mut n = 0;
         while let Some(input) = next.take() {
             stop |= apply(&mut core, &mut conns, &mut writers, input, &mut out);
@@ -290,6 +304,14 @@ async fn core_loop(mut rx: UnboundedReceiver<Input>) -> Vec<JoinHandle<()>> {
     tracing::debug!("scheduler shutting down");
     conns.say_goodbye();
     writers.into_values().collect()
+}
+
+/// Sleeps until `at`, or for ever if there is no `at`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn apply(

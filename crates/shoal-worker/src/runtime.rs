@@ -250,13 +250,15 @@ impl WorkerRuntime {
         });
     }
 
-    /// Reports that a task raised.
-    pub fn fail(&self, id: TaskId, error: TaskError) {
+    /// Reports that a task raised; `retryable` is false when the task's
+    /// retry filter says the error is final.
+    pub fn fail(&self, id: TaskId, error: TaskError, retryable: bool) {
         self.shared.state.lock().done(id);
-        let _ = self
-            .shared
-            .out
-            .send(WorkerToScheduler::TaskFailed { id, error });
+        let _ = self.shared.out.send(WorkerToScheduler::TaskFailed {
+            id,
+            error,
+            retryable,
+        });
     }
 
     /// The executor that took task `id` handed it off (a coroutine now on

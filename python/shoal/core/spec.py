@@ -22,6 +22,8 @@ def task_spec(
     priority: int = 0,
     retries: int = 0,
     workers: list[str] | None = None,
+    retry_delay: float = 0.0,
+    retry_max_delay: float = 0.0,
 ) -> Any:
     """A task for the scheduler.
 
@@ -42,6 +44,9 @@ def task_spec(
         ``retries`` times.
     workers
         Worker names or addresses it may run on (None: any).
+    retry_delay, retry_max_delay
+        Seconds before the first retry (0: at once), doubling with jitter
+        up to ``retry_max_delay`` (0: no cap).
 
     Returns
     -------
@@ -57,6 +62,8 @@ def task_spec(
         priority if type(priority) is int else int(priority),
         retries if type(retries) is int else int(retries),
         workers or [],
+        retry_delay,
+        retry_max_delay,
     )
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _engine
 from ..core import serialize
+from ..core.retry import NotRetried
 
 if TYPE_CHECKING:
     import asyncio
@@ -57,8 +58,20 @@ def _pickle_exception(exc: BaseException) -> list[bytes]:
 
 
 def _report_failure(rt: Any, tid: int, exc: BaseException) -> None:
-    """Tell the runtime task ``tid`` raised ``exc``."""
-    rt.fail(tid, _pickle_exception(exc), type(exc).__name__, str(exc), _format_traceback(exc))
+    """Tell the runtime task ``tid`` raised ``exc`` (final if the task's
+    retry filter said so).
+    """
+    retryable = True
+    if isinstance(exc, NotRetried):
+        exc, retryable = exc.error, False
+    rt.fail(
+        tid,
+        _pickle_exception(exc),
+        type(exc).__name__,
+        str(exc),
+        _format_traceback(exc),
+        retryable,
+    )
 
 
 def _report_result(rt: Any, tid: int, key: str, result: Any, duration: float) -> None:

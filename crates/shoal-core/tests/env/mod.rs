@@ -21,6 +21,8 @@ pub fn task(key: &str) -> TaskBuilder {
         priority: 0,
         retries: 0,
         workers: vec![],
+        retry_delay: 0.0,
+        retry_max_delay: 0.0,
     })
 }
 
@@ -39,6 +41,12 @@ impl TaskBuilder {
     }
     pub fn retries(mut self, r: u32) -> Self {
         self.0.retries = r;
+        self
+    }
+    /// Retries wait `first` seconds, doubling up to `most`.
+    pub fn backoff(mut self, first: f64, most: f64) -> Self {
+        self.0.retry_delay = first;
+        self.0.retry_max_delay = most;
         self
     }
     pub fn on(mut self, workers: &[&str]) -> Self {
@@ -179,6 +187,34 @@ impl Env {
         ));
     }
 
+    /// Worker `w` reports `key` failed with an error its filter says is
+    /// not to be retried.
+    pub fn fail_final(&mut self, w: WorkerId, key: &str) {
+        let id = self.id(key);
+        self.event(Event::FromWorker(
+            w,
+            WorkerToScheduler::TaskFailed {
+                id,
+                error: TaskError::Raised {
+                    exception: Payload::default(),
+                    type_name: "ValueError".into(),
+                    message: "final".into(),
+                    traceback: String::new(),
+                },
+                retryable: false,
+            },
+        ));
+    }
+
+    /// The shell passes the time in, then schedules.
+    pub fn advance(&mut self, now: f64) {
+        self.core.advance(now);
+        self.core.schedule(&mut self.out);
+        if let Err(e) = self.core.check_invariants() {
+            panic!("{e} (after advancing to {now})");
+        }
+    }
+
     pub fn fail(&mut self, w: WorkerId, key: &str) {
         let id = self.id(key);
         self.event(Event::FromWorker(
@@ -191,6 +227,7 @@ impl Env {
                     message: "boom".into(),
                     traceback: String::new(),
                 },
+                retryable: true,
             },
         ));
     }
