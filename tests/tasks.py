@@ -270,3 +270,12 @@ async def async_fail_then_succeed(path, times, error="TimeoutError"):
 
 def finish_time(_=None):
     return time.time()
+
+
+def nap_span(seconds):
+    """``nap`` for spans: block, return (pid, start, end)."""
+    return nap(seconds)
+
+
+def start_time(_=None):
+    return time.time()

@@ -15,7 +15,7 @@ from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
-from .core.spec import LITERAL_FUNC, task_spec, worker_restrictions
+from .core.spec import LITERAL_FUNC, limit_names, task_spec, worker_restrictions
 from .dask import config as dask_config
 from .dask.graphs import run_dask_graph
 from .delayed import Delayed, as_node, collect, delayed, persist, submit_nodes
@@ -223,6 +223,7 @@ class Client:
         retry_delay: float | None = None,
         retry_max_delay: float | None = None,
         retry_on: Any = None,
+        limits: str | list[str] | None = None,
         **kwargs: Any,
     ) -> Future:
         """Run ``func(*args, **kwargs)`` on the cluster; return a Future at once.
@@ -252,6 +253,10 @@ class Client:
         retry_on
             An exception class, or a tuple of them: only these errors are
             retried; any other fails the task at once. Default: all.
+        limits
+            The name of a cluster-wide limit (see :meth:`set_limit`), or a
+            list of names: the task waits, holding no thread, until every one
+            lets it start.
         resources, allow_other_workers, fifo_timeout, actor, actors
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
@@ -291,6 +296,7 @@ class Client:
                 workers=worker_restrictions(workers),
                 retry_delay=delay,
                 retry_max_delay=most,
+                limits=limit_names(limits),
             )
         )
         self._session.engine.submit(functions, specs)
@@ -326,6 +332,7 @@ class Client:
         retry_delay: float | None = None,
         retry_max_delay: float | None = None,
         retry_on: Any = None,
+        limits: str | list[str] | None = None,
         **kwargs: Any,
     ) -> list[Future]:
         """Run ``func`` on each element of the iterables; return a list of Futures.
@@ -338,7 +345,7 @@ class Client:
             Its positional arguments, element by element (as ``map``).
         key
             A prefix for the keys, or a list of explicit keys.
-        workers, retries, priority, pure, retry_delay, retry_max_delay, retry_on
+        workers, retries, priority, pure, retry_delay, retry_max_delay, retry_on, limits
             As for :meth:`submit`.
         **kwargs
             Keyword arguments passed to every call.
@@ -371,6 +378,7 @@ class Client:
         self._session.share_imports()
         delay, most = check_delays(retry_delay, retry_max_delay)
         func = retry_filter(func, retry_on)
+        tags = limit_names(limits)
         h, name, functions = self._session.function(func)
         prefix = key if isinstance(key, str) else name
         explicit = key if isinstance(key, (list, tuple)) else None
@@ -411,6 +419,7 @@ class Client:
                     workers=restrictions,
                     retry_delay=delay,
                     retry_max_delay=most,
+                    limits=tags,
                 )
                 for k, f, d in zip(all_keys, all_frames, all_deps)
             )
@@ -427,6 +436,7 @@ class Client:
             worker_restrictions(workers),
             delay,
             most,
+            tags,
         )
         return [Future._adopt(k, self) for k in all_keys]
 
@@ -565,6 +575,7 @@ class Client:
         fifo_timeout: Any = UNSET,
         actors: Any = None,
         traverse: bool = True,
+        limits: str | list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Start computing Delayed objects (or dask collections) in the cluster.
@@ -582,6 +593,9 @@ class Client:
         traverse
             Look for lazy objects inside lists, tuples, sets and dicts among
             ``collections`` (each such container becomes one Future).
+        limits
+            Cluster-wide limits every task of the graphs counts against (see
+            :meth:`set_limit`).
         resources, allow_other_workers, fifo_timeout, actors, **kwargs
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
@@ -610,6 +624,7 @@ class Client:
                 priority=priority,
                 retries=retries,
                 workers=worker_restrictions(workers),
+                limits=limit_names(limits),
             )
         )
         out = [next(futures) if x is not None else item for item, x in zip(items, lazy)]
@@ -766,13 +781,66 @@ class Client:
             stores and how many tasks it has assigned).
 
         """
-        workers, tasks = self._session.engine.identify()
+        workers, tasks, limits = self._session.engine.identify()
         return {
             "type": "Scheduler",
             "address": self.scheduler_address,
             "tasks": tasks,
             "workers": {w["address"]: w for w in workers},
+            "limits": {lim.pop("name"): lim for lim in limits},
         }
+
+    def set_limit(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        burst: float | None = None,
+    ) -> None:
+        """Create or change a cluster-wide limit on tasks tagged ``limits=name``.
+
+        The scheduler enforces it for every client: a tagged task is not sent
+        to a worker until the limit lets it start, so it holds no thread while
+        it waits, and other work flows around it. Changes apply at once, also
+        to tasks already waiting; ``scheduler_info()["limits"]`` shows each
+        limit with its ``running`` and ``waiting`` tasks.
+
+        Parameters
+        ----------
+        name
+            The limit's name.
+        concurrency
+            At most this many tagged tasks run at once (0 pauses them).
+        rate
+            At most this many tagged tasks start per second...
+        burst
+            ... with bursts of up to this many (default 1).
+
+        Examples
+        --------
+        >>> client.set_limit("api", concurrency=8, rate=10, burst=5)  # doctest: +SKIP
+        >>> client.map(call_api, urls, limits="api")  # doctest: +SKIP
+
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a limit's name must be a non-empty string, not {name!r}")
+        if concurrency is None and rate is None:
+            raise ValueError("a limit needs a concurrency, a rate, or both")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 0
+        ):
+            raise ValueError(f"concurrency must be a whole number, 0 or more, not {concurrency!r}")
+        if rate is not None and not float(rate) > 0:
+            raise ValueError(f"rate must be a positive number of tasks per second, not {rate!r}")
+        if burst is not None and (rate is None or not float(burst) >= 1):
+            raise ValueError("burst goes with a rate and must be 1 or more")
+        self._check_running()
+        self._session.engine.set_limit(
+            name,
+            concurrency,
+            None if rate is None else float(rate),
+            None if burst is None else float(burst),
+        )
 
     def who_has(self, futures: Any = None) -> dict[str, list[str]]:
         """Which workers hold the result of each finished future, by key."""

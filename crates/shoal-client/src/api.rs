@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use shoal_proto::{
-    addr, ClientToScheduler, FuncHash, FunctionDef, Payload, TaskError, TaskSpec, WorkerInfo,
-    WorkerStatus,
+    addr, ClientToScheduler, FuncHash, FunctionDef, LimitSpec, LimitStatus, Payload, TaskError,
+    TaskSpec, WorkerInfo, WorkerStatus,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -356,8 +356,20 @@ impl ClientCore {
         }
     }
 
-    /// Asks the scheduler for its workers' state and its task count.
-    pub fn identify(&self, timeout: Duration) -> Result<(Vec<WorkerStatus>, u64), ClientError> {
+    /// Creates or changes a cluster-wide limit.
+    pub fn set_limit(&self, spec: LimitSpec) -> Result<(), ClientError> {
+        self.lock().check()?;
+        self.send(ClientToScheduler::SetLimit(spec));
+        Ok(())
+    }
+
+    /// Asks the scheduler for its workers' state, its task count and its
+    /// limits.
+    #[allow(clippy::type_complexity)]
+    pub fn identify(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Vec<WorkerStatus>, u64, Vec<LimitStatus>), ClientError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         let seen = st.identities;
@@ -370,7 +382,8 @@ impl ClientCore {
                 ));
             }
         }
-        Ok(st.identity.clone())
+        let (workers, tasks) = st.identity.clone();
+        Ok((workers, tasks, st.limits.clone()))
     }
 
     /// Data addresses of the workers holding a finished key.

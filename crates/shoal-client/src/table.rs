@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use shoal_proto::{FuncHash, Payload, SchedulerToClient, TaskError, WorkerInfo, WorkerStatus};
+use shoal_proto::{
+    FuncHash, LimitStatus, Payload, SchedulerToClient, TaskError, WorkerInfo, WorkerStatus,
+};
 
 use crate::api::{ClientError, Outcome};
 use crate::queue::CompletionQueue;
@@ -113,6 +115,8 @@ pub(crate) struct State {
     /// How many `Identity` answers arrived, and the latest.
     pub identities: u64,
     pub identity: (Vec<WorkerStatus>, u64),
+    /// Limits, as of the latest `Identity`.
+    pub limits: Vec<LimitStatus>,
 }
 
 impl State {
@@ -125,6 +129,7 @@ impl State {
             shutting_down: false,
             identities: 0,
             identity: (Vec::new(), 0),
+            limits: Vec::new(),
         }
     }
 
@@ -164,8 +169,13 @@ impl State {
                 }
             }
             SchedulerToClient::KeyLost { key } => self.lost(&[key]),
-            SchedulerToClient::Identity { workers, tasks } => {
+            SchedulerToClient::Identity {
+                workers,
+                tasks,
+                limits,
+            } => {
                 self.identities += 1;
+                self.limits = limits;
                 self.workers = workers
                     .iter()
                     .map(|w| (w.info.data_address.clone(), w.info.clone()))

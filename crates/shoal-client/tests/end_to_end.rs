@@ -106,6 +106,7 @@ fn spec(key: &str, arg: &[u8], deps: &[&str]) -> TaskSpec {
         workers: vec![],
         retry_delay: 0.0,
         retry_max_delay: 0.0,
+        limits: vec![],
     }
 }
 

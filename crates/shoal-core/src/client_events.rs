@@ -62,6 +62,7 @@ impl Core {
                     }
                 }
             }
+            ClientToScheduler::SetLimit(spec) => self.set_limit(spec),
             ClientToScheduler::Identify => {
                 let workers = self
                     .workers
@@ -77,6 +78,7 @@ impl Core {
                     SchedulerToClient::Identity {
                         workers,
                         tasks: self.tasks.len() as u64,
+                        limits: self.limit_status(),
                     },
                 ));
             }
@@ -164,6 +166,12 @@ impl Core {
             }
         }
         self.keys.insert(&spec.key, id);
+        let limits: Box<[std::sync::Arc<str>]> = spec
+            .limits
+            .iter()
+            .take(MAX_LIMITS_PER_TASK)
+            .map(|n| self.limit_name(n))
+            .collect();
         let (blob, key_len) = Task::blob(&spec.key, &spec.args.frames);
         let no_type = self.intern("");
         self.tasks.insert(
@@ -183,24 +191,28 @@ impl Core {
                 priority: spec.priority,
                 retries_left: spec.retries,
                 attempts: 0,
-                extra: (!spec.workers.is_empty() || spec.retry_delay > 0.0).then(|| {
-                    let delay = if spec.retry_delay.is_finite() {
-                        spec.retry_delay.clamp(0.0, MAX_RETRY_DELAY)
-                    } else {
-                        0.0
-                    };
-                    let most = if spec.retry_max_delay.is_finite() && spec.retry_max_delay > 0.0 {
-                        spec.retry_max_delay.clamp(delay, MAX_RETRY_DELAY)
-                    } else {
-                        MAX_RETRY_DELAY
-                    };
-                    Box::new(Extra {
-                        restrictions: spec.workers.into_boxed_slice(),
-                        error: None,
-                        backoff: (delay > 0.0).then_some((delay, most)),
-                        retried: 0,
-                    })
-                }),
+                extra: (!spec.workers.is_empty() || spec.retry_delay > 0.0 || !limits.is_empty())
+                    .then(|| {
+                        let delay = if spec.retry_delay.is_finite() {
+                            spec.retry_delay.clamp(0.0, MAX_RETRY_DELAY)
+                        } else {
+                            0.0
+                        };
+                        let most = if spec.retry_max_delay.is_finite() && spec.retry_max_delay > 0.0
+                        {
+                            spec.retry_max_delay.clamp(delay, MAX_RETRY_DELAY)
+                        } else {
+                            MAX_RETRY_DELAY
+                        };
+                        Box::new(Extra {
+                            restrictions: spec.workers.into_boxed_slice(),
+                            error: None,
+                            backoff: (delay > 0.0).then_some((delay, most)),
+                            retried: 0,
+                            limits,
+                            holds_limits: false,
+                        })
+                    }),
                 nbytes: 0,
                 type_name: no_type,
             }),
@@ -256,6 +268,9 @@ impl Core {
         }
     }
 }
+
+/// The most limits one task may count against.
+const MAX_LIMITS_PER_TASK: usize = 16;
 
 /// The longest a retry may be put off, in seconds (a day).
 const MAX_RETRY_DELAY: f64 = 86_400.0;

@@ -88,8 +88,11 @@ pub struct Core {
     pub(crate) now: f64,
     /// Tasks whose retry waits: when ready they stay out of the queue.
     pub(crate) held: rustc_hash::FxHashSet<TaskId>,
-    /// When each held task may run (microseconds), soonest first.
+    /// When each held task may run (microseconds), soonest first; id 0 is a
+    /// plain wake-up (a limit's next token).
     pub(crate) timers: BinaryHeap<std::cmp::Reverse<(u64, TaskId)>>,
+    /// Cluster-wide limits by name.
+    pub(crate) limits: FxHashMap<Arc<str>, crate::limits::Limit>,
 }
 
 impl Default for Core {
@@ -119,6 +122,7 @@ impl Core {
             now: 0.0,
             held: rustc_hash::FxHashSet::default(),
             timers: BinaryHeap::new(),
+            limits: FxHashMap::default(),
         }
     }
 
@@ -151,6 +155,20 @@ impl Core {
         self.timers
             .peek()
             .map(|std::cmp::Reverse((at, _))| *at as f64 / 1e6)
+    }
+
+    /// Asks the shell to wake the core at `at` (seconds).
+    pub(crate) fn wake_at(&mut self, at: f64) {
+        // Rounded up, and at least a microsecond on: time must pass.
+        let at = ((at * 1e6).ceil() as u64).max((self.now * 1e6) as u64 + 1);
+        if self
+            .timers
+            .iter()
+            .any(|std::cmp::Reverse((t, id))| *id == 0 && *t <= at)
+        {
+            return; // an earlier wake-up is already due
+        }
+        self.timers.push(std::cmp::Reverse((at, 0)));
     }
 
     /// Keeps task `id` out of the ready queue until `at` (seconds).

@@ -32,6 +32,7 @@ impl Core {
         self.check_tasks()?;
         self.check_workers()?;
         self.check_clients()?;
+        self.check_limits()?;
         ensure!(
             self.to_check.is_empty(),
             "{} need checks left over after an event",
@@ -115,9 +116,10 @@ impl Core {
                         self.missing_inputs(id) == 0,
                         "{key} is ready with inputs missing"
                     );
+                    let limited = self.limits.values().any(|l| l.waiting.contains(&id));
                     ensure!(
-                        queued.contains(&id) || self.held.contains(&id),
-                        "{key} is ready but neither queued nor waiting to retry"
+                        queued.contains(&id) || self.held.contains(&id) || limited,
+                        "{key} is ready but neither queued, waiting to retry nor held by a limit"
                     );
                 }
                 TaskState::Assigned { worker, .. } => {
@@ -177,6 +179,38 @@ impl Core {
                 w.stealing.is_subset(&w.assigned),
                 "worker {wid} is asked to give back tasks it was not assigned"
             );
+        }
+        Ok(())
+    }
+
+    /// Each limit's running count is the number of assigned tasks holding
+    /// one of its slots.
+    pub(crate) fn check_limits(&self) -> Result<(), InvariantViolation> {
+        for (name, limit) in &self.limits {
+            let recount = self
+                .tasks
+                .values()
+                .filter(|t| {
+                    t.extra
+                        .as_ref()
+                        .is_some_and(|e| e.holds_limits && e.limits.contains(name))
+                })
+                .count() as u32;
+            ensure!(
+                recount == limit.running,
+                "limit {name} counts {} running but {recount} tasks hold it",
+                limit.running
+            );
+        }
+        for t in self.tasks.values() {
+            if t.extra.as_ref().is_some_and(|e| e.holds_limits) {
+                ensure!(
+                    matches!(t.state, TaskState::Assigned { .. }),
+                    "{} holds limit slots but is {:?}",
+                    t.key(),
+                    t.state
+                );
+            }
         }
         Ok(())
     }

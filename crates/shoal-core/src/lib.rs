@@ -12,6 +12,7 @@ mod events;
 mod invariants;
 mod keys;
 mod lifecycle;
+mod limits;
 mod placement;
 mod steal;
 mod task;

@@ -58,7 +58,12 @@ impl Core {
         if to == TaskState::Ready && !self.held.contains(&id) {
             self.ready.push(ReadyEntry::of(t, id));
         }
+        let leaves_assigned = matches!(t.state, TaskState::Assigned { .. })
+            && !matches!(to, TaskState::Assigned { .. });
         t.state = to;
+        if leaves_assigned {
+            self.release_limits(id);
+        }
     }
 
     /// The workers holding `id`'s result (empty unless in memory).

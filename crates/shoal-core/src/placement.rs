@@ -78,6 +78,7 @@ impl Core {
         if self.workers.is_empty() {
             return;
         }
+        self.wake_limited();
         let per_thread = self.queued_per_thread();
         let mut free: usize = self
             .workers
@@ -95,10 +96,12 @@ impl Core {
                 _ => continue,
             }
             match self.pick_worker(id, per_thread) {
-                Some(w) => {
+                // A limit may hold it back: then it waits in that limit.
+                Some(w) if self.admit(id) => {
                     self.assign(id, w, out);
                     free -= 1;
                 }
+                Some(_) => {}
                 None => deferred.push(entry),
             }
         }

@@ -93,6 +93,10 @@ pub(crate) struct Extra {
     pub backoff: Option<(f64, f64)>,
     /// How many times the task was retried.
     pub retried: u32,
+    /// Cluster-wide limits it counts against.
+    pub limits: Box<[std::sync::Arc<str>]>,
+    /// Whether it holds a slot of each of `limits` (while assigned).
+    pub holds_limits: bool,
 }
 
 pub(crate) struct Task {

@@ -45,6 +45,7 @@ fn spec(key: String, deps: Vec<String>, wanted: bool) -> TaskSpec {
         workers: vec![],
         retry_delay: 0.0,
         retry_max_delay: 0.0,
+        limits: vec![],
     }
 }
 

@@ -43,6 +43,8 @@ enum Op {
     Capacity(u8, u8),
     /// Time passes (retries that waited become ready).
     Advance(u8),
+    /// The limit "L" is set: a concurrency (0..4, or none) and maybe a rate.
+    SetLimit(u8, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -62,6 +64,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u16>(), any::<bool>()).prop_map(|(a, b)| Op::OtherClient(a, b)),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Capacity(a, b)),
         1 => any::<u8>().prop_map(Op::Advance),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(c, r)| Op::SetLimit(c, r)),
     ]
 }
 
@@ -166,6 +169,9 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 if i % 2 == 1 {
                     b = b.backoff(0.5, 2.0);
                 }
+                if (deps >> i) & 4 != 0 {
+                    b = b.limits(&["L"]);
+                }
                 if unwanted & (1 << i) != 0 {
                     b = b.unwanted();
                 }
@@ -247,6 +253,11 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 from_worker(env, w, WorkerToScheduler::GaveBack { ids: given });
             }
         }
+        Op::SetLimit(c, rated) => {
+            let concurrency = (c % 5 != 4).then_some(u32::from(c % 5));
+            let rate = rated.then_some(2.0);
+            env.set_limit("L", concurrency, rate, Some(2.0));
+        }
         Op::Advance(tenths) => {
             seen.clock += f64::from(tenths) / 10.0;
             env.advance(seen.clock);
@@ -277,6 +288,8 @@ fn settle(env: &mut Env, seen: &mut Seen) {
         let w = env.worker(2);
         seen.workers.push(w);
     }
+    // Lift the limit: well-behaved workers then finish everything.
+    env.set_limit("L", None, None, None);
     seen.absorb(env);
     for _ in 0..10_000 {
         // Let every retry's wait run out.

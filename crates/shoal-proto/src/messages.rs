@@ -107,6 +107,30 @@ pub struct TaskSpec {
     pub retry_delay: f64,
     #[serde(default)]
     pub retry_max_delay: f64,
+    /// Names of cluster-wide limits the task counts against.
+    #[serde(default)]
+    pub limits: Vec<String>,
+}
+
+/// A cluster-wide limit on tasks tagged with its name: at most
+/// `concurrency` running at once, and/or at most `rate` starts per second
+/// with bursts of `burst`. `None` means no bound of that kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitSpec {
+    pub name: String,
+    pub concurrency: Option<u32>,
+    pub rate: Option<f64>,
+    pub burst: Option<f64>,
+}
+
+/// A limit and how busy it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitStatus {
+    pub spec: LimitSpec,
+    /// Tagged tasks on workers now.
+    pub running: u32,
+    /// Tagged tasks ready but held back by the limit.
+    pub waiting: u32,
 }
 
 /// Why a task failed.
@@ -145,6 +169,8 @@ pub enum ClientToScheduler {
     /// ahead of need, so the first task that uses one does not pay a cold
     /// import on the user's clock.
     Preload(Vec<String>),
+    /// Creates or changes a limit (it applies at once).
+    SetLimit(LimitSpec),
     /// Ask about the cluster; answered with `Identity`.
     Identify,
     /// Stop the scheduler and every worker.
@@ -175,6 +201,8 @@ pub enum SchedulerToClient {
         workers: Vec<WorkerStatus>,
         /// How many tasks the scheduler remembers.
         tasks: u64,
+        #[serde(default)]
+        limits: Vec<LimitStatus>,
     },
     WorkerAdded(WorkerInfo),
     WorkerRemoved {

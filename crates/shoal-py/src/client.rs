@@ -137,7 +137,7 @@ impl ClientCore {
 
     /// Sends many wanted tasks of one function that share every option
     /// (what `map` makes): one key, argument frames and dependency list each.
-    #[pyo3(signature = (function, func, keys, args, deps, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0))]
+    #[pyo3(signature = (function, func, keys, args, deps, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn submit_many(
         &self,
@@ -151,6 +151,7 @@ impl ClientCore {
         workers: Vec<String>,
         retry_delay: f64,
         retry_max_delay: f64,
+        limits: Vec<String>,
     ) -> PyResult<()> {
         if keys.len() != args.len() || keys.len() != deps.len() {
             return Err(PyRuntimeError::new_err(
@@ -173,6 +174,7 @@ impl ClientCore {
                 workers: workers.clone(),
                 retry_delay,
                 retry_max_delay,
+                limits: limits.clone(),
             })
             .collect();
         self.inner.submit(functions, tasks).map_err(to_py_err)
@@ -249,16 +251,18 @@ impl ClientCore {
         Ok(outcomes.map(|o| o.into_iter().map(Outcome::from).collect()))
     }
 
-    /// Asks the scheduler for `(workers, task_count)`; each worker is a dict
-    /// like `workers()` gives, plus `stored` and `assigned` counts.
+    /// Asks the scheduler for `(workers, task_count, limits)`; each worker
+    /// is a dict like `workers()` gives, plus `stored` and `assigned`
+    /// counts; each limit a dict of its settings, `running` and `waiting`.
     #[pyo3(signature = (timeout=10.0))]
+    #[allow(clippy::type_complexity)]
     fn identify<'py>(
         &self,
         py: Python<'py>,
         timeout: f64,
-    ) -> PyResult<(Vec<Bound<'py, PyDict>>, u64)> {
+    ) -> PyResult<(Vec<Bound<'py, PyDict>>, u64, Vec<Bound<'py, PyDict>>)> {
         let inner = &self.inner;
-        let (workers, tasks) = py
+        let (workers, tasks, limits) = py
             .detach(|| inner.identify(Duration::from_secs_f64(timeout.max(0.0))))
             .map_err(to_py_err)?;
         let dicts = workers
@@ -270,7 +274,39 @@ impl ClientCore {
                 Ok(d)
             })
             .collect::<PyResult<Vec<_>>>()?;
-        Ok((dicts, tasks))
+        let limits = limits
+            .into_iter()
+            .map(|l| {
+                let d = PyDict::new(py);
+                d.set_item("name", l.spec.name)?;
+                d.set_item("concurrency", l.spec.concurrency)?;
+                d.set_item("rate", l.spec.rate)?;
+                d.set_item("burst", l.spec.burst)?;
+                d.set_item("running", l.running)?;
+                d.set_item("waiting", l.waiting)?;
+                Ok(d)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((dicts, tasks, limits))
+    }
+
+    /// Creates or changes a cluster-wide limit.
+    #[pyo3(signature = (name, concurrency=None, rate=None, burst=None))]
+    fn set_limit(
+        &self,
+        name: String,
+        concurrency: Option<u32>,
+        rate: Option<f64>,
+        burst: Option<f64>,
+    ) -> PyResult<()> {
+        self.inner
+            .set_limit(shoal_proto::LimitSpec {
+                name,
+                concurrency,
+                rate,
+                burst,
+            })
+            .map_err(to_py_err)
     }
 
     /// Addresses (`tcp://...`) of the workers holding a finished key.

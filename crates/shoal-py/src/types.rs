@@ -64,12 +64,14 @@ pub struct TaskSpec {
     /// `retry_max_delay` (0: no cap).
     pub retry_delay: f64,
     pub retry_max_delay: f64,
+    /// Names of cluster-wide limits it counts against.
+    pub limits: Vec<String>,
 }
 
 #[pymethods]
 impl TaskSpec {
     #[new]
-    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0))]
+    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         key: String,
@@ -82,6 +84,7 @@ impl TaskSpec {
         workers: Vec<String>,
         retry_delay: f64,
         retry_max_delay: f64,
+        limits: Vec<String>,
     ) -> Self {
         TaskSpec {
             key,
@@ -94,6 +97,7 @@ impl TaskSpec {
             workers,
             retry_delay,
             retry_max_delay,
+            limits,
         }
     }
 
@@ -120,6 +124,7 @@ impl TaskSpec {
             workers: self.workers.clone(),
             retry_delay: self.retry_delay,
             retry_max_delay: self.retry_max_delay,
+            limits: self.limits.clone(),
         }
     }
 }

@@ -97,11 +97,12 @@ def graph_specs(
     priority: int = 0,
     retries: int = 0,
     workers: list[str] | None = None,
+    limits: list[str] | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """Function definitions and task specs for every node reachable from
     ``roots``, dependencies first. Keys in ``wanted`` are the ones the
-    client will hold futures for; ``priority``, ``retries`` and ``workers``
-    apply to every task.
+    client will hold futures for; ``priority``, ``retries``, ``workers`` and
+    ``limits`` apply to every task.
     """
     functions: dict[int, tuple[int, str, bytes]] = {}
     specs = []
@@ -122,6 +123,7 @@ def graph_specs(
                 priority=priority,
                 retries=retries,
                 workers=workers,
+                limits=limits,
             )
         )
     return [function_def(*f) for f in functions.values()], specs
@@ -134,13 +136,14 @@ def submit_graph(
     priority: int = 0,
     retries: int = 0,
     workers: list[str] | None = None,
+    limits: list[str] | None = None,
 ) -> list[str]:
     """Send the graph behind ``roots``; returns their keys, each holding one
     new reference the caller hands to a future.
     """
     wanted = {n._key for n in roots}
     functions, specs = graph_specs(
-        roots, wanted, priority=priority, retries=retries, workers=workers
+        roots, wanted, priority=priority, retries=retries, workers=workers, limits=limits
     )
     functions = [f for f in functions if not session.engine.has_function(f.hash)]
     session.submit(functions, specs)

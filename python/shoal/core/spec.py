@@ -24,6 +24,7 @@ def task_spec(
     workers: list[str] | None = None,
     retry_delay: float = 0.0,
     retry_max_delay: float = 0.0,
+    limits: list[str] | None = None,
 ) -> Any:
     """A task for the scheduler.
 
@@ -47,6 +48,8 @@ def task_spec(
     retry_delay, retry_max_delay
         Seconds before the first retry (0: at once), doubling with jitter
         up to ``retry_max_delay`` (0: no cap).
+    limits
+        Names of cluster-wide limits the task counts against.
 
     Returns
     -------
@@ -64,6 +67,7 @@ def task_spec(
         workers or [],
         retry_delay,
         retry_max_delay,
+        limits or [],
     )
 
 
@@ -79,3 +83,22 @@ def worker_restrictions(workers: Any) -> list[str]:
     if isinstance(workers, str):
         workers = [workers]
     return [str(w) for w in workers]
+
+
+def limit_names(limits: Any) -> list[str]:
+    """``limits=`` (a limit's name, or a list of names) as a list.
+
+    Raises
+    ------
+    TypeError
+        If it is not a name or names.
+
+    """
+    if limits is None:
+        return []
+    if isinstance(limits, str):
+        return [limits]
+    names = list(limits)
+    if not all(isinstance(n, str) and n for n in names):
+        raise TypeError(f"limits must be a limit's name or a list of names, not {limits!r}")
+    return names

@@ -23,6 +23,7 @@ pub fn task(key: &str) -> TaskBuilder {
         workers: vec![],
         retry_delay: 0.0,
         retry_max_delay: 0.0,
+        limits: vec![],
     })
 }
 
@@ -47,6 +48,11 @@ impl TaskBuilder {
     pub fn backoff(mut self, first: f64, most: f64) -> Self {
         self.0.retry_delay = first;
         self.0.retry_max_delay = most;
+        self
+    }
+    /// Counts against these limits.
+    pub fn limits(mut self, names: &[&str]) -> Self {
+        self.0.limits = names.iter().map(|s| s.to_string()).collect();
         self
     }
     pub fn on(mut self, workers: &[&str]) -> Self {
@@ -204,6 +210,25 @@ impl Env {
                 retryable: false,
             },
         ));
+    }
+
+    /// Client 1 sets a limit.
+    pub fn set_limit(
+        &mut self,
+        name: &str,
+        concurrency: Option<u32>,
+        rate: Option<f64>,
+        burst: Option<f64>,
+    ) {
+        self.send(
+            1,
+            ClientToScheduler::SetLimit(LimitSpec {
+                name: name.into(),
+                concurrency,
+                rate,
+                burst,
+            }),
+        );
     }
 
     /// The shell passes the time in, then schedules.

@@ -1,0 +1,69 @@
+"""Cluster-wide limits: concurrency and rate, enforced by the scheduler."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal import Client
+
+from tasks import inc, max_overlap, nap_span, start_time
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with Client(n_workers=2, threads_per_worker=1, set_as_default=False) as c:
+        yield c
+
+
+def test_concurrency_is_never_exceeded_across_the_cluster(cluster):
+    cluster.set_limit("db", concurrency=3)
+    spans = cluster.gather(cluster.map(nap_span, [0.1] * 12, limits="db", pure=False))
+    assert max_overlap(spans) <= 3
+    assert cluster.scheduler_info()["limits"]["db"]["running"] == 0
+
+
+def test_a_rate_is_never_exceeded_over_any_window(cluster):
+    rate, burst = 10.0, 2
+    cluster.set_limit("api", rate=rate, burst=burst)
+    starts = sorted(cluster.gather(cluster.map(start_time, range(12), limits="api", pure=False)))
+    # Any window of w seconds sees at most burst + rate * w starts, with
+    # 0.2 s of slack for the time a task takes to reach its worker on a busy
+    # machine. Without the limit all 12 would start within a few ms.
+    for i in range(len(starts)):
+        for j in range(i, len(starts)):
+            w = starts[j] - starts[i]
+            assert j - i + 1 <= burst + rate * (w + 0.2), (i, j, w)
+
+
+def test_a_limited_task_waits_without_blocking_others_and_limits_change_live(cluster):
+    cluster.set_limit("paused", concurrency=0)
+    held = cluster.submit(inc, 1, limits="paused", pure=False)
+    # Unlimited work flows around it on the same workers.
+    assert cluster.gather(cluster.map(inc, range(20), pure=False)) == list(range(1, 21))
+    assert held.status == "pending"
+    info = cluster.scheduler_info()["limits"]["paused"]
+    assert (info["concurrency"], info["waiting"]) == (0, 1)
+    cluster.set_limit("paused", concurrency=1)
+    assert held.result(timeout=30) == 2
+
+
+def test_limits_apply_to_graphs(cluster):
+    from shoal import delayed
+
+    cluster.set_limit("graph", concurrency=1)
+    parts = [delayed(nap_span, pure=False)(0.05) for _ in range(6)]
+    spans = cluster.compute(parts, limits="graph", sync=True)
+    assert max_overlap(spans) == 1
+
+
+def test_bad_limits_are_clear_errors(cluster):
+    with pytest.raises(ValueError, match="concurrency, a rate"):
+        cluster.set_limit("x")
+    with pytest.raises(ValueError, match="concurrency"):
+        cluster.set_limit("x", concurrency=-1)
+    with pytest.raises(ValueError, match="rate"):
+        cluster.set_limit("x", rate=0)
+    with pytest.raises(ValueError, match="burst"):
+        cluster.set_limit("x", concurrency=2, burst=3)
+    with pytest.raises(TypeError, match="limits"):
+        cluster.submit(inc, 1, limits=[1])
