@@ -196,20 +196,7 @@ impl Env {
     /// Worker `w` reports `key` failed with an error its filter says is
     /// not to be retried.
     pub fn fail_final(&mut self, w: WorkerId, key: &str) {
-        let id = self.id(key);
-        self.event(Event::FromWorker(
-            w,
-            WorkerToScheduler::TaskFailed {
-                id,
-                error: TaskError::Raised {
-                    exception: Payload::default(),
-                    type_name: "ValueError".into(),
-                    message: "final".into(),
-                    traceback: String::new(),
-                },
-                retryable: false,
-            },
-        ));
+        self.fail_with(w, key, "ValueError", false);
     }
 
     /// Client 1 sets a limit.
@@ -241,6 +228,11 @@ impl Env {
     }
 
     pub fn fail(&mut self, w: WorkerId, key: &str) {
+        self.fail_with(w, key, "ZeroDivisionError", true);
+    }
+
+    /// Worker `w` reports `key` raised a `type_name`.
+    pub fn fail_with(&mut self, w: WorkerId, key: &str, type_name: &str, retryable: bool) {
         let id = self.id(key);
         self.event(Event::FromWorker(
             w,
@@ -248,11 +240,11 @@ impl Env {
                 id,
                 error: TaskError::Raised {
                     exception: Payload::default(),
-                    type_name: "ZeroDivisionError".into(),
+                    type_name: type_name.into(),
                     message: "boom".into(),
                     traceback: String::new(),
                 },
-                retryable: true,
+                retryable,
             },
         ));
     }
