@@ -93,6 +93,9 @@ pub struct Core {
     pub(crate) timers: BinaryHeap<std::cmp::Reverse<(u64, TaskId)>>,
     /// Cluster-wide limits by name.
     pub(crate) limits: FxHashMap<Arc<str>, crate::limits::Limit>,
+    /// The earliest plain wake-up (id 0) in `timers`, if any: a later one
+    /// need not be added.
+    wake: Option<u64>,
 }
 
 impl Default for Core {
@@ -123,6 +126,7 @@ impl Core {
             held: rustc_hash::FxHashSet::default(),
             timers: BinaryHeap::new(),
             limits: FxHashMap::default(),
+            wake: None,
         }
     }
 
@@ -139,6 +143,9 @@ impl Core {
                 break;
             }
             self.timers.pop();
+            if id == 0 && self.wake == Some(at) {
+                self.wake = None;
+            }
             if self.held.remove(&id) {
                 if let Some(t) = self.tasks.get(&id) {
                     if t.state == TaskState::Ready {
@@ -161,13 +168,10 @@ impl Core {
     pub(crate) fn wake_at(&mut self, at: f64) {
         // Rounded up, and at least a microsecond on: time must pass.
         let at = ((at * 1e6).ceil() as u64).max((self.now * 1e6) as u64 + 1);
-        if self
-            .timers
-            .iter()
-            .any(|std::cmp::Reverse((t, id))| *id == 0 && *t <= at)
-        {
+        if self.wake.is_some_and(|w| w <= at) {
             return; // an earlier wake-up is already due
         }
+        self.wake = Some(at);
         self.timers.push(std::cmp::Reverse((at, 0)));
     }
 
