@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use shoal_proto::{
     addr, ClientToScheduler, FuncHash, FunctionDef, LimitSpec, LimitStatus, Payload, TaskError,
-    TaskSpec, WorkerInfo, WorkerStatus,
+    TaskRecord, TaskSpec, WorkerInfo, WorkerStatus,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -61,6 +61,7 @@ pub enum Outcome {
 pub struct ClientCore {
     shared: Arc<Shared>,
     address: String,
+    dashboard: Option<String>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -72,7 +73,7 @@ impl ClientCore {
             .enable_all()
             .build()
             .map_err(|e| ClientError::Start(e.to_string()))?;
-        let (stream, id) = rt.block_on(net::handshake(&address, &config))?;
+        let (stream, id, dashboard) = rt.block_on(net::handshake(&address, &config))?;
         tracing::debug!("connected to {address} as client {id}");
         let (out_tx, out_rx) = unbounded_channel();
         let shared = Arc::new(Shared {
@@ -90,6 +91,7 @@ impl ClientCore {
         let core = ClientCore {
             shared,
             address,
+            dashboard,
             thread: Mutex::new(Some(thread)),
         };
         core.send(ClientToScheduler::Identify);
@@ -114,6 +116,46 @@ impl ClientCore {
     /// The scheduler's address, `host:port`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Where the scheduler's dashboard listens, `host:port`, if it runs. A
+    /// dashboard on every interface is named by the scheduler's host as
+    /// this client reached it.
+    pub fn dashboard_address(&self) -> Option<String> {
+        let bound = self.dashboard.as_deref()?;
+        let (host, port) = bound.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let unspecified = host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified());
+        if !unspecified {
+            return Some(bound.to_string());
+        }
+        let (scheduler_host, _) = self.address.rsplit_once(':')?;
+        Some(format!("{scheduler_host}:{port}"))
+    }
+
+    /// Tasks that ran, from position `since` of the scheduler's task stream
+    /// (at most `limit`, the newest), and the position to ask from next.
+    pub fn task_stream(
+        &self,
+        since: u64,
+        limit: u32,
+        timeout: Duration,
+    ) -> Result<(Vec<TaskRecord>, u64), ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        let seen = st.task_streams;
+        self.send(ClientToScheduler::GetTaskStream { since, limit });
+        while st.task_streams == seen {
+            st.check()?;
+            if !self.wait_changed(&mut st, Some(deadline)) {
+                return Err(ClientError::Disconnected(
+                    "the scheduler did not answer in time".into(),
+                ));
+            }
+        }
+        Ok(std::mem::take(&mut st.task_stream))
     }
 
     fn send(&self, msg: ClientToScheduler) {

@@ -31,11 +31,11 @@ pub(crate) struct Shared {
 }
 
 /// Connects to the scheduler and introduces this client; returns the
-/// stream and the id the scheduler gave it.
+/// stream, the id the scheduler gave it, and where its dashboard listens.
 pub(crate) async fn handshake(
     addr: &str,
     config: &ClientConfig,
-) -> Result<(TcpStream, u64), ClientError> {
+) -> Result<(TcpStream, u64, Option<String>), ClientError> {
     let secs = config.connect_timeout.as_secs_f64();
     let connect_err = |reason: String| ClientError::Connect {
         addr: addr.to_string(),
@@ -58,7 +58,7 @@ pub(crate) async fn handshake(
             .await
             .map_err(|e| connect_err(e.to_string()))?;
         match welcome {
-            Some(Welcome::Client { id }) => Ok((stream, id)),
+            Some(Welcome::Client { id, dashboard }) => Ok((stream, id, dashboard)),
             Some(Welcome::Refused { reason }) => Err(ClientError::Refused {
                 addr: addr.to_string(),
                 reason,

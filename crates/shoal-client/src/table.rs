@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use shoal_proto::{
-    FuncHash, LimitStatus, Payload, SchedulerToClient, TaskError, WorkerInfo, WorkerStatus,
+    FuncHash, LimitStatus, Payload, SchedulerToClient, TaskError, TaskRecord, WorkerInfo,
+    WorkerStatus,
 };
 
 use crate::api::{ClientError, Outcome};
@@ -117,6 +118,9 @@ pub(crate) struct State {
     pub identity: (Vec<WorkerStatus>, u64),
     /// Limits, as of the latest `Identity`.
     pub limits: Vec<LimitStatus>,
+    /// How many `TaskStream` answers arrived, and the latest.
+    pub task_streams: u64,
+    pub task_stream: (Vec<TaskRecord>, u64),
 }
 
 impl State {
@@ -130,6 +134,8 @@ impl State {
             identities: 0,
             identity: (Vec::new(), 0),
             limits: Vec::new(),
+            task_streams: 0,
+            task_stream: (Vec::new(), 0),
         }
     }
 
@@ -181,6 +187,10 @@ impl State {
                     .map(|w| (w.info.data_address.clone(), w.info.clone()))
                     .collect();
                 self.identity = (workers, tasks);
+            }
+            SchedulerToClient::TaskStream { records, next } => {
+                self.task_streams += 1;
+                self.task_stream = (records, next);
             }
             SchedulerToClient::WorkerAdded(info) => {
                 self.workers.insert(info.data_address.clone(), info);

@@ -1,8 +1,8 @@
 //! What clients send: functions, graphs, keys they disown, questions.
 
 use shoal_proto::{
-    ClientId, ClientToScheduler, SchedulerToClient, SchedulerToWorker, TaskError, TaskId, TaskSpec,
-    WorkerStatus, LITERAL_FUNC,
+    ClientId, ClientToScheduler, SchedulerToClient, SchedulerToWorker, TaskError, TaskId,
+    TaskRecord, TaskSpec, Timing, WorkerStatus, LITERAL_FUNC,
 };
 
 use crate::core::Core;
@@ -80,6 +80,31 @@ impl Core {
                         tasks: self.tasks.len() as u64,
                         limits: self.limit_status(),
                     },
+                ));
+            }
+            ClientToScheduler::GetTaskStream { since, limit } => {
+                let (events, next) = self.task_stream(since, limit as usize);
+                let names = self.prefix_names();
+                let records = events
+                    .into_iter()
+                    .map(|e| TaskRecord {
+                        name: names
+                            .get(e.prefix as usize)
+                            .map_or_else(String::new, |n| n.to_string()),
+                        worker: e.worker.to_string(),
+                        key: e.key.into(),
+                        timing: Timing {
+                            start: e.start,
+                            stop: e.stop,
+                            thread: e.thread,
+                        },
+                        ok: e.ok,
+                        nbytes: e.nbytes,
+                    })
+                    .collect();
+                out.push(Command::ToClient(
+                    c,
+                    SchedulerToClient::TaskStream { records, next },
                 ));
             }
             ClientToScheduler::Shutdown => out.push(Command::Shutdown),
@@ -174,6 +199,8 @@ impl Core {
             .collect();
         let (blob, key_len) = Task::blob(&spec.key, &spec.args.frames);
         let no_type = self.intern("");
+        let prefix = self.stats.prefix_of(&spec.key);
+        self.stats.added(prefix, crate::stats::Bucket::Released);
         self.tasks.insert(
             id,
             Box::new(Task {
@@ -215,6 +242,7 @@ impl Core {
                     }),
                 nbytes: 0,
                 type_name: no_type,
+                prefix,
             }),
         );
         if spec.wanted {

@@ -30,6 +30,8 @@ pub struct CoreConfig {
     pub queue_target: f64,
     /// Upper bound on queued tasks per worker thread.
     pub max_queued_per_thread: u32,
+    /// Finished tasks remembered for the task stream (0: none).
+    pub task_stream_len: usize,
 }
 
 impl Default for CoreConfig {
@@ -38,6 +40,7 @@ impl Default for CoreConfig {
             allowed_failures: 3,
             queue_target: 0.005,
             max_queued_per_thread: 64,
+            task_stream_len: crate::stats::DEFAULT_STREAM_LEN,
         }
     }
 }
@@ -96,6 +99,8 @@ pub struct Core {
     /// The earliest plain wake-up (id 0) in `timers`, if any: a later one
     /// need not be added.
     wake: Option<u64>,
+    /// Counts per task prefix and the task stream (see [`crate::stats`]).
+    pub(crate) stats: crate::stats::Stats,
 }
 
 impl Default for Core {
@@ -107,6 +112,7 @@ impl Default for Core {
 impl Core {
     pub fn new(config: CoreConfig) -> Self {
         Core {
+            stats: crate::stats::Stats::new(config.task_stream_len),
             config,
             tasks: FxHashMap::default(),
             keys: KeyIndex::default(),

@@ -10,6 +10,7 @@ use rustc_hash::FxHashSet;
 use shoal_proto::TaskId;
 
 use crate::core::Core;
+use crate::stats::Bucket;
 use crate::task::TaskState;
 
 /// A broken invariant: what and where.
@@ -33,11 +34,49 @@ impl Core {
         self.check_workers()?;
         self.check_clients()?;
         self.check_limits()?;
+        self.check_stats()?;
         ensure!(
             self.to_check.is_empty(),
             "{} need checks left over after an event",
             self.to_check.len()
         );
+        Ok(())
+    }
+
+    /// The dashboard's counts per prefix and state match the tasks.
+    fn check_stats(&self) -> Result<(), InvariantViolation> {
+        let names = self.stats.prefix_names();
+        let mut counts = vec![[0u64; 6]; names.len()];
+        for t in self.tasks.values() {
+            ensure!(
+                (t.prefix as usize) < names.len(),
+                "{} has an unknown prefix",
+                t.key()
+            );
+            ensure!(
+                *names[t.prefix as usize] == *crate::stats::key_prefix(t.key()),
+                "{} is counted under prefix {}",
+                t.key(),
+                names[t.prefix as usize]
+            );
+            counts[t.prefix as usize][Bucket::of(&t.state) as usize] += 1;
+        }
+        for (p, c) in self.stats.prefixes().iter().zip(&counts) {
+            let s = &p.states;
+            let have = [
+                s.released,
+                s.waiting,
+                s.queued,
+                s.processing,
+                s.memory,
+                s.erred,
+            ];
+            ensure!(
+                have == *c,
+                "prefix {} counts {have:?} tasks by state, but there are {c:?}",
+                p.name
+            );
+        }
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use shoal_proto::{SchedulerToClient, SchedulerToWorker, TaskError, TaskId, Worke
 use crate::core::Core;
 use crate::events::Command;
 use crate::placement::ReadyEntry;
+use crate::stats::Bucket;
 use crate::task::TaskState;
 
 /// Whether a task may move from `from` to `to`.
@@ -60,6 +61,8 @@ impl Core {
         }
         let leaves_assigned = matches!(t.state, TaskState::Assigned { .. })
             && !matches!(to, TaskState::Assigned { .. });
+        self.stats
+            .moved(t.prefix, Bucket::of(&t.state), Bucket::of(&to));
         t.state = to;
         if leaves_assigned {
             self.release_limits(id);
@@ -303,6 +306,7 @@ impl Core {
         let Some(t) = self.tasks.remove(&id) else {
             return;
         };
+        self.stats.removed(t.prefix, Bucket::of(&t.state));
         self.held.remove(&id);
         self.keys.remove(t.key(), id);
         for d in t.deps {

@@ -126,6 +126,8 @@ pub(crate) struct Task {
     pub counted_pending: bool,
     /// Kept until the rest of its graph has arrived (see `SubmitPart`).
     pub pinned: bool,
+    /// Its key's prefix in the core's statistics.
+    pub prefix: u32,
 }
 
 impl Task {

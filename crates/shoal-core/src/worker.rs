@@ -1,10 +1,12 @@
 //! The scheduler's record of one connected worker.
 
 use rustc_hash::FxHashSet;
-use shoal_proto::{FuncHash, TaskId, WorkerInfo};
+use shoal_proto::{FuncHash, TaskId, WorkerInfo, WorkerMetrics};
 
 pub(crate) struct Worker {
     pub info: WorkerInfo,
+    /// `info.data_address`, shared with the task stream's events.
+    pub address: std::sync::Arc<str>,
     /// Tasks sent to this worker and not finished.
     pub assigned: FxHashSet<TaskId>,
     /// Tasks whose result this worker holds.
@@ -18,6 +20,8 @@ pub(crate) struct Worker {
     /// How many tasks it can run at once, as it last reported (at first its
     /// thread count).
     pub capacity: u32,
+    /// Its last health report.
+    pub metrics: WorkerMetrics,
 }
 
 impl Worker {
@@ -29,6 +33,8 @@ impl Worker {
             stealing: FxHashSet::default(),
             steal_requests: 0,
             capacity: info.nthreads.max(1),
+            metrics: WorkerMetrics::default(),
+            address: info.data_address.as_str().into(),
             info,
         }
     }

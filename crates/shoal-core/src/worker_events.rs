@@ -6,8 +6,8 @@
 //! task before acting on it.
 
 use shoal_proto::{
-    Payload, SchedulerToClient, SchedulerToWorker, TaskError, TaskId, WorkerId, WorkerInfo,
-    WorkerToScheduler,
+    Payload, SchedulerToClient, SchedulerToWorker, TaskError, TaskId, Timing, WorkerId,
+    WorkerInfo, WorkerToScheduler,
 };
 
 use crate::core::Core;
@@ -24,6 +24,13 @@ pub(crate) fn backoff_delay(first: f64, most: f64, n: u32, id: TaskId) -> f64 {
     let h = xxhash_rust::xxh3::xxh3_64(&[id.to_le_bytes(), u64::from(n).to_le_bytes()].concat());
     let jitter = 0.5 + 0.5 * (h >> 11) as f64 / (1u64 << 53) as f64;
     full * jitter
+}
+
+/// What a worker says about a computation that ended.
+struct Ran {
+    duration: f64,
+    timing: Option<Timing>,
+    nbytes: u64,
 }
 
 /// The most tasks one worker may claim to run at once.
@@ -76,12 +83,26 @@ impl Core {
                 type_name,
                 inline,
                 duration,
-            } => self.task_finished(w, id, nbytes, &type_name, inline, duration, out),
+                timing,
+            } => {
+                let ran = Ran {
+                    duration,
+                    timing,
+                    nbytes,
+                };
+                self.task_finished(w, id, &type_name, inline, ran, out)
+            }
             WorkerToScheduler::TaskFailed {
                 id,
                 error,
                 retryable,
-            } => self.task_failed(w, id, error, retryable, out),
+                timing,
+            } => self.task_failed(w, id, error, retryable, timing, out),
+            WorkerToScheduler::Metrics(m) => {
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    worker.metrics = m;
+                }
+            }
             WorkerToScheduler::MissingDeps { id, keys } => self.missing_deps(w, id, keys, out),
             WorkerToScheduler::GaveBack { ids } => self.gave_back(w, ids, out),
             WorkerToScheduler::Capacity { slots } => {
@@ -93,17 +114,20 @@ impl Core {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn task_finished(
         &mut self,
         w: WorkerId,
         id: TaskId,
-        nbytes: u64,
         type_name: &str,
         inline: Option<Payload>,
-        duration: f64,
+        ran: Ran,
         out: &mut Vec<Command>,
     ) {
+        let Ran {
+            duration,
+            timing,
+            nbytes,
+        } = ran;
         let Some(t) = self.tasks.get_mut(&id) else {
             // Forgotten meanwhile: the worker should not keep the result.
             return;
@@ -132,6 +156,18 @@ impl Core {
             TaskState::Waiting | TaskState::Ready => {}
         }
         self.note_duration(duration);
+        let t = &self.tasks[&id];
+        if let Some(worker) = self.workers.get(&w) {
+            self.stats.ran(
+                t.key(),
+                t.prefix,
+                &worker.address,
+                timing.as_ref(),
+                true,
+                nbytes,
+                duration,
+            );
+        }
         self.finished(w, id, nbytes, type_name);
         let t = &self.tasks[&id];
         if !t.wanted_by.is_empty() {
@@ -167,6 +203,7 @@ impl Core {
         id: TaskId,
         error: TaskError,
         retryable: bool,
+        timing: Option<Timing>,
         out: &mut Vec<Command>,
     ) {
         if !self.is_assigned_to(id, w) {
@@ -174,6 +211,17 @@ impl Core {
         }
         self.forget_assignment(w, id);
         let t = self.tasks.get_mut(&id).expect("an assigned task exists");
+        if let Some(worker) = self.workers.get(&w) {
+            self.stats.ran(
+                t.key(),
+                t.prefix,
+                &worker.address,
+                timing.as_ref(),
+                false,
+                0,
+                0.0,
+            );
+        }
         if t.retries_left > 0 && retryable {
             t.retries_left -= 1;
             if let Some(delay) = t.extra.as_mut().and_then(|e| {

@@ -126,6 +126,7 @@ fn a_result_arriving_for_a_forgotten_task_is_ignored() {
             type_name: "int".into(),
             inline: None,
             duration: 0.0,
+            timing: None,
         },
     ));
     assert!(env.client_msgs().is_empty());

@@ -133,6 +133,7 @@ fn finished(id: TaskId) -> WorkerToScheduler {
         type_name: "int".into(),
         inline: None,
         duration: 0.001,
+        timing: None,
     }
 }
 
@@ -227,6 +228,7 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                         id,
                         error,
                         retryable: pick % 3 != 0,
+                        timing: None,
                     },
                 );
             }

@@ -75,7 +75,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::{Payload, WorkerToScheduler};
+    use crate::messages::{Payload, Timing, WorkerToScheduler};
     use bytes::Bytes;
 
     #[tokio::test]
@@ -89,6 +89,11 @@ mod tests {
                 type_name: "int".into(),
                 inline: Some(Payload::single(Bytes::from_static(b"abc"))),
                 duration: 0.5,
+                timing: Some(Timing {
+                    start: 1.0,
+                    stop: 1.5,
+                    thread: 9,
+                }),
             },
         ];
         write_frame(&mut a, &msgs).await.unwrap();

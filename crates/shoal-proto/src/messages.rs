@@ -72,7 +72,12 @@ pub struct WorkerStatus {
 /// The scheduler's answer to `Hello`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Welcome {
-    Client { id: ClientId },
+    Client {
+        id: ClientId,
+        /// Where the scheduler's dashboard listens (`host:port`), if it runs.
+        #[serde(default)]
+        dashboard: Option<String>,
+    },
     Worker { id: WorkerId },
     Refused { reason: String },
 }
@@ -173,6 +178,9 @@ pub enum ClientToScheduler {
     SetLimit(LimitSpec),
     /// Ask about the cluster; answered with `Identity`.
     Identify,
+    /// Ask for finished tasks from position `since` of the task stream (at
+    /// most `limit`, the newest); answered with `TaskStream`.
+    GetTaskStream { since: u64, limit: u32 },
     /// Stop the scheduler and every worker.
     Shutdown,
 }
@@ -204,11 +212,31 @@ pub enum SchedulerToClient {
         #[serde(default)]
         limits: Vec<LimitStatus>,
     },
+    /// The answer to `GetTaskStream`: the tasks, and the position to ask
+    /// from next.
+    TaskStream {
+        records: Vec<TaskRecord>,
+        next: u64,
+    },
     WorkerAdded(WorkerInfo),
     WorkerRemoved {
         data_address: String,
     },
     ShuttingDown,
+}
+
+/// A task that ran, as the task stream records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub key: String,
+    /// The key's prefix (its function's name).
+    pub name: String,
+    /// The worker's data address.
+    pub worker: String,
+    pub timing: Timing,
+    /// False if it raised.
+    pub ok: bool,
+    pub nbytes: u64,
 }
 
 /// Where a dependency's data can be fetched.
@@ -259,6 +287,29 @@ fn retry_by_default() -> bool {
     true
 }
 
+/// When and where a task ran, by the worker's clock: seconds since the
+/// epoch, and the id of the thread that started it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub start: f64,
+    pub stop: f64,
+    pub thread: u64,
+}
+
+/// A worker's health, sent every half second or so.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerMetrics {
+    /// CPU use of the process since the last report, in percent of one core.
+    pub cpu: f64,
+    /// Resident memory of the process in bytes.
+    pub rss: u64,
+    /// Bytes of results the worker holds.
+    pub managed: u64,
+    /// Tasks running and waiting to run on the worker.
+    pub running: u32,
+    pub queued: u32,
+}
+
 /// Worker -> scheduler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WorkerToScheduler {
@@ -271,6 +322,8 @@ pub enum WorkerToScheduler {
         type_name: String,
         inline: Option<Payload>,
         duration: f64,
+        #[serde(default)]
+        timing: Option<Timing>,
     },
     TaskFailed {
         id: TaskId,
@@ -278,7 +331,11 @@ pub enum WorkerToScheduler {
         /// False if the task's retry filter says this error is final.
         #[serde(default = "retry_by_default")]
         retryable: bool,
+        #[serde(default)]
+        timing: Option<Timing>,
     },
+    /// The worker's health (see [`WorkerMetrics`]).
+    Metrics(WorkerMetrics),
     /// The answer to `Steal`: these tasks were given back and will not run here.
     GaveBack {
         ids: Vec<TaskId>,

@@ -123,6 +123,50 @@ impl ClientCore {
         with_scheme(self.inner.address())
     }
 
+    /// The dashboard's URL, `http://host:port`, or None if the scheduler
+    /// runs none.
+    #[getter]
+    fn dashboard(&self) -> Option<String> {
+        self.inner.dashboard_address().map(|a| format!("http://{a}"))
+    }
+
+    /// Tasks that ran, from position `since` of the scheduler's task stream
+    /// (at most `limit`, the newest), in Dask's record format; and the
+    /// position to ask from next.
+    #[pyo3(signature = (since=0, limit=100_000, timeout=10.0))]
+    fn task_stream<'py>(
+        &self,
+        py: Python<'py>,
+        since: u64,
+        limit: u32,
+        timeout: f64,
+    ) -> PyResult<(Vec<Bound<'py, PyDict>>, u64)> {
+        let inner = &self.inner;
+        let (records, next) = py
+            .detach(|| inner.task_stream(since, limit, Duration::from_secs_f64(timeout.max(0.0))))
+            .map_err(to_py_err)?;
+        let dicts = records
+            .into_iter()
+            .map(|r| {
+                let d = PyDict::new(py);
+                d.set_item("key", r.key)?;
+                d.set_item("name", r.name)?;
+                d.set_item("worker", with_scheme(&r.worker))?;
+                d.set_item("thread", r.timing.thread)?;
+                d.set_item("status", if r.ok { "OK" } else { "error" })?;
+                d.set_item("nbytes", r.nbytes)?;
+                let span = PyDict::new(py);
+                span.set_item("action", "compute")?;
+                span.set_item("start", r.timing.start)?;
+                span.set_item("stop", r.timing.stop)?;
+                d.set_item("startstops", pyo3::types::PyTuple::new(py, [span])?)?;
+                d.set_item("metadata", PyDict::new(py))?;
+                Ok(d)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((dicts, next))
+    }
+
     /// Sends functions and task specs; every wanted spec adds a reference
     /// to its key.
     fn submit(

@@ -1,6 +1,6 @@
 //! The scheduler, in-process or stand-alone.
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 /// A scheduler running on its own thread inside this process.
@@ -8,22 +8,44 @@ use pyo3::prelude::*;
 pub struct Scheduler {
     handle: parking_lot::Mutex<Option<shoal_server::ServerHandle>>,
     address: String,
+    dashboard: Option<String>,
+}
+
+/// The dashboard's bind address from a Dask-style spelling (None: no dashboard).
+fn dashboard_at(spec: Option<&str>, host: &str) -> PyResult<Option<shoal_server::DashboardAddress>> {
+    spec.map(|s| shoal_server::parse_address(s, host).map_err(PyValueError::new_err))
+        .transpose()
+}
+
+/// `http://host:port` for a bound dashboard.
+fn dashboard_url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}")
 }
 
 #[pymethods]
 impl Scheduler {
+    /// `dashboard` is where the dashboard listens (`":8787"`, `"host:port"`;
+    /// a taken port moves on to the next free one), or None for none.
     #[new]
-    #[pyo3(signature = (host="127.0.0.1", port=0))]
-    fn new(py: Python<'_>, host: &str, port: u16) -> PyResult<Self> {
+    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None))]
+    fn new(py: Python<'_>, host: &str, port: u16, dashboard: Option<&str>) -> PyResult<Self> {
+        let at = dashboard_at(dashboard, host)?;
         let host = host.to_string();
         let handle = py
-            .detach(move || shoal_server::start(&host, port))
+            .detach(move || shoal_server::start(&host, port, at))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         let address = shoal_proto::addr::with_scheme(&handle.address().to_string());
         Ok(Scheduler {
+            dashboard: handle.dashboard_address().map(dashboard_url),
             handle: parking_lot::Mutex::new(Some(handle)),
             address,
         })
+    }
+
+    /// The dashboard's URL, `http://host:port`, if it runs.
+    #[getter]
+    fn dashboard(&self) -> Option<String> {
+        self.dashboard.clone()
     }
 
     #[getter]
@@ -41,15 +63,25 @@ impl Scheduler {
 }
 
 /// Runs a scheduler on this thread until a client shuts it down. Calls
-/// `on_ready(address)` once it listens.
+/// `on_ready(address, dashboard_url_or_None)` once it listens.
 #[pyfunction]
-pub fn run_scheduler(py: Python<'_>, host: String, port: u16, on_ready: Py<PyAny>) -> PyResult<()> {
+#[pyo3(signature = (host, port, on_ready, dashboard=None))]
+pub fn run_scheduler(
+    py: Python<'_>,
+    host: String,
+    port: u16,
+    on_ready: Py<PyAny>,
+    dashboard: Option<&str>,
+) -> PyResult<()> {
+    let at = dashboard_at(dashboard, &host)?;
     py.detach(move || {
-        shoal_server::run_blocking(&host, port, |addr| {
+        shoal_server::run_blocking(&host, port, at, |addr, board| {
             Python::attach(|py| {
-                if let Err(e) =
-                    on_ready.call1(py, (shoal_proto::addr::with_scheme(&addr.to_string()),))
-                {
+                let args = (
+                    shoal_proto::addr::with_scheme(&addr.to_string()),
+                    board.map(dashboard_url),
+                );
+                if let Err(e) = on_ready.call1(py, args) {
                     e.print(py);
                 }
             });

@@ -8,6 +8,8 @@
 //! frame per write. There are no timers on the data path.
 
 mod comm;
+pub mod dashboard;
 mod server;
 
+pub use dashboard::{parse_address, DashboardAddress};
 pub use server::{run_blocking, start, ServerError, ServerHandle};

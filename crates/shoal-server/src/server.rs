@@ -17,6 +17,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
 use crate::comm::Connections;
+use crate::dashboard::{self, DashboardAddress, Publisher};
 use shoal_proto::{reader, writer};
 
 /// How long a new connection may take to introduce itself.
@@ -33,6 +34,11 @@ pub enum ServerError {
     },
     #[error("could not start the scheduler's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("could not start the dashboard on {addr}: {source} (pass dashboard_address=None to run without it)")]
+    Dashboard {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("the scheduler thread stopped before it was ready")]
     Died,
 }
@@ -54,6 +60,7 @@ enum Input {
 /// A scheduler running on its own thread. Dropping it stops the scheduler.
 pub struct ServerHandle {
     address: SocketAddr,
+    dashboard: Option<SocketAddr>,
     input: UnboundedSender<Input>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -62,6 +69,11 @@ impl ServerHandle {
     /// The address clients and workers connect to.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where the dashboard listens, if it runs.
+    pub fn dashboard_address(&self) -> Option<SocketAddr> {
+        self.dashboard
     }
 
     /// Tells every worker and client to go, then waits for the thread.
@@ -93,9 +105,31 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
+/// The dashboard, if asked for: its publisher and where it listens.
+async fn start_dashboard(
+    at: Option<&DashboardAddress>,
+) -> Result<(Option<Publisher>, Option<SocketAddr>), ServerError> {
+    let Some(at) = at else {
+        return Ok((None, None));
+    };
+    let (publisher, addr) =
+        dashboard::start(at)
+            .await
+            .map_err(|source| ServerError::Dashboard {
+                addr: format!("{}:{}", at.host, at.port),
+                source,
+            })?;
+    Ok((Some(publisher), Some(addr)))
+}
+
 /// Starts a scheduler on a new thread, listening on `host:port` (port 0 picks
-/// a free one), and returns once it accepts connections.
-pub fn start(host: &str, port: u16) -> Result<ServerHandle, ServerError> {
+/// a free one), with its dashboard at `dashboard` if given, and returns once
+/// it accepts connections.
+pub fn start(
+    host: &str,
+    port: u16,
+    dashboard: Option<DashboardAddress>,
+) -> Result<ServerHandle, ServerError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (input_tx, input_rx) = unbounded_channel();
     let host = host.to_string();
@@ -118,15 +152,23 @@ pub fn start(host: &str, port: u16) -> Result<ServerHandle, ServerError> {
                         return;
                     }
                 };
+                let (publisher, board) = match start_dashboard(dashboard.as_ref()).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
                 let addr = listener.local_addr();
-                let _ = ready_tx.send(addr.map_err(ServerError::Runtime));
-                serve(listener, input, input_rx).await;
+                let _ = ready_tx.send(addr.map(|a| (a, board)).map_err(ServerError::Runtime));
+                serve(listener, input, input_rx, publisher).await;
             });
         })
         .map_err(ServerError::Runtime)?;
-    let address = ready_rx.recv().map_err(|_| ServerError::Died)??;
+    let (address, dashboard) = ready_rx.recv().map_err(|_| ServerError::Died)??;
     Ok(ServerHandle {
         address,
+        dashboard,
         input: input_tx,
         thread: Some(thread),
     })
@@ -138,12 +180,14 @@ pub fn start(host: &str, port: u16) -> Result<ServerHandle, ServerError> {
 pub fn run_blocking(
     host: &str,
     port: u16,
-    on_ready: impl FnOnce(SocketAddr),
+    dashboard: Option<DashboardAddress>,
+    on_ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<(), ServerError> {
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = bind(host, port).await?;
-        on_ready(listener.local_addr().map_err(ServerError::Runtime)?);
+        let (publisher, board) = start_dashboard(dashboard.as_ref()).await?;
+        on_ready(listener.local_addr().map_err(ServerError::Runtime)?, board);
         let (tx, rx) = unbounded_channel();
         let stop = tx.clone();
         tokio::spawn(async move {
@@ -151,7 +195,7 @@ pub fn run_blocking(
             tracing::info!("signal received; shutting down");
             let _ = stop.send(Input::Stop);
         });
-        serve(listener, tx, rx).await;
+        serve(listener, tx, rx, publisher).await;
         Ok(())
     })
 }
@@ -172,20 +216,26 @@ async fn termination() {
     }
 }
 
-async fn serve(listener: TcpListener, input: UnboundedSender<Input>, rx: UnboundedReceiver<Input>) {
+async fn serve(
+    listener: TcpListener,
+    input: UnboundedSender<Input>,
+    rx: UnboundedReceiver<Input>,
+    publisher: Option<Publisher>,
+) {
+    let dashboard = publisher.as_ref().map(|p| p.address());
     let ids = Arc::new(AtomicU64::new(1));
     let accept = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(handshake(stream, peer, input.clone(), ids.clone()));
+                    tokio::spawn(handshake(stream, peer, input.clone(), ids.clone(), dashboard));
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
             }
         }
     });
-    let writers = core_loop(rx).await;
+    let writers = core_loop(rx, publisher).await;
     accept.abort();
     // Let the writers deliver the goodbyes, but never hang on a stuck peer.
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -201,6 +251,7 @@ async fn handshake(
     peer: SocketAddr,
     input: UnboundedSender<Input>,
     ids: Arc<AtomicU64>,
+    dashboard: Option<SocketAddr>,
 ) {
     let (mut r, mut w) = stream.into_split();
     let mut buf = Vec::new();
@@ -220,7 +271,11 @@ async fn handshake(
     let id = ids.fetch_add(1, Ordering::Relaxed);
     match hello {
         Hello::Client { .. } => {
-            if write_frame(&mut w, &Welcome::Client { id }).await.is_err() {
+            let welcome = Welcome::Client {
+                id,
+                dashboard: dashboard.map(|a| a.to_string()),
+            };
+            if write_frame(&mut w, &welcome).await.is_err() {
                 return;
             }
             let (tx, rx) = unbounded_channel();
@@ -261,7 +316,10 @@ async fn handshake(
 
 /// Owns the core. Returns when asked to stop, with the writer tasks still
 /// flushing their last messages.
-async fn core_loop(mut rx: UnboundedReceiver<Input>) -> Vec<JoinHandle<()>> {
+async fn core_loop(
+    mut rx: UnboundedReceiver<Input>,
+    mut publisher: Option<Publisher>,
+) -> Vec<JoinHandle<()>> {
     let mut core = Core::default();
     let mut conns = Connections::default();
     let mut writers = HashMap::new();
@@ -270,10 +328,19 @@ async fn core_loop(mut rx: UnboundedReceiver<Input>) -> Vec<JoinHandle<()>> {
     // The core gets the time from here: seconds since the scheduler started.
     let started = tokio::time::Instant::now();
     loop {
-        // Wake for the next input, or when a retry's wait ends.
+        // Wake for the next input, when a retry's wait ends, or when the
+        // dashboard is due a publication.
         let wakeup = core
             .next_wakeup()
             .map(|at| started + Duration::from_secs_f64(at.max(0.0)));
+        let due = publisher
+            .as_ref()
+            .and_then(|p| p.due())
+            .map(tokio::time::Instant::from_std);
+        let wakeup = match (wakeup, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let first = tokio::select! {
             input = rx.recv() => match input {
                 Some(input) => Some(input),
@@ -299,6 +366,9 @@ async fn core_loop(mut rx: UnboundedReceiver<Input>) -> Vec<JoinHandle<()>> {
         stop |= conns.route(&mut out);
         if stop {
             break;
+        }
+        if let Some(p) = publisher.as_mut() {
+            p.turn(&core);
         }
     }
     tracing::debug!("scheduler shutting down");

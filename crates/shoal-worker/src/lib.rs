@@ -8,6 +8,7 @@
 //! [`WorkerRuntime::finish`] or [`WorkerRuntime::fail`]. The networking side
 //! never waits for an executor.
 
+mod health;
 pub mod lifeline;
 mod net;
 pub mod pacer;

@@ -27,6 +27,7 @@ pub(crate) async fn run(
     let (mut r, w) = stream.into_split();
     let writer = tokio::spawn(shoal_proto::writer(w, out_rx, |_| false));
     let server = tokio::spawn(serve_data(shared.clone(), listener));
+    let health = tokio::spawn(crate::health::report(shared.clone()));
     let mut buf = Vec::new();
     loop {
         match read_frame::<_, Vec<SchedulerToWorker>>(&mut r, &mut buf).await {
@@ -50,6 +51,7 @@ pub(crate) async fn run(
         }
     }
     shared.close();
+    health.abort();
     server.abort();
     writer.abort();
 }
@@ -82,7 +84,7 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                 // Queued or still fetching inputs: not started, so give it back.
                 if st.active.contains(&id)
                     && !st.running.contains_key(&id)
-                    && !st.detached.contains(&id)
+                    && !st.detached.contains_key(&id)
                 {
                     st.active.remove(&id);
                     st.cancelled.insert(id);
@@ -119,6 +121,7 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
             type_name: String::new(),
             inline,
             duration: 0.0,
+            timing: None,
         });
         return;
     }

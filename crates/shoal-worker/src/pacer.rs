@@ -129,6 +129,18 @@ impl Running {
         }
     }
 
+    /// When it started and stopped (now), by the wall clock, and where.
+    pub fn timing(&self) -> shoal_proto::Timing {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        shoal_proto::Timing {
+            start: now - self.started.elapsed().as_secs_f64(),
+            stop: now,
+            thread: u64::try_from(self.tid).unwrap_or_default(),
+        }
+    }
+
     /// Whether the task, ending now after at least a tick, computed most of
     /// the time the pacer watched it.
     pub fn computed_most(&self) -> bool {
@@ -288,7 +300,7 @@ pub(crate) fn take_cancelled_detached(shared: &Shared) -> Vec<shoal_proto::TaskI
         .cancelled
         .iter()
         .copied()
-        .filter(|id| st.detached.contains(id))
+        .filter(|id| st.detached.contains_key(id))
         .collect();
     for id in &ids {
         st.cancelled.remove(id);

@@ -236,28 +236,31 @@ impl WorkerRuntime {
     ) {
         let nbytes = result.nbytes();
         let inline = (nbytes <= INLINE_LIMIT).then(|| result.clone());
-        {
+        let ran = {
             let mut st = self.shared.state.lock();
-            st.done(id);
+            let ran = st.done(id);
             st.store.insert(key, result);
-        }
+            ran
+        };
         let _ = self.shared.out.send(WorkerToScheduler::TaskFinished {
             id,
             nbytes,
             type_name,
             inline,
             duration,
+            timing: ran.map(|r| r.timing()),
         });
     }
 
     /// Reports that a task raised; `retryable` is false when the task's
     /// retry filter says the error is final.
     pub fn fail(&self, id: TaskId, error: TaskError, retryable: bool) {
-        self.shared.state.lock().done(id);
+        let ran = self.shared.state.lock().done(id);
         let _ = self.shared.out.send(WorkerToScheduler::TaskFailed {
             id,
             error,
             retryable,
+            timing: ran.map(|r| r.timing()),
         });
     }
 
@@ -267,10 +270,10 @@ impl WorkerRuntime {
     pub fn hand_off(&self, id: TaskId) {
         let capacity = {
             let mut st = self.shared.state.lock();
-            if st.running.remove(&id).is_none() {
+            let Some(r) = st.running.remove(&id) else {
                 return;
-            }
-            st.detached.insert(id);
+            };
+            st.detached.insert(id, r);
             st.allowed + st.detached.len() as u32
         };
         self.shared.work.notify_one();

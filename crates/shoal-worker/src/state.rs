@@ -83,7 +83,7 @@ pub(crate) struct State {
     pub running: HashMap<TaskId, Running>,
     /// Tasks handed off by their executor (coroutines on the event loop):
     /// running, but holding no thread.
-    pub detached: HashSet<TaskId>,
+    pub detached: HashMap<TaskId, Running>,
     /// The worker's thread count: what it runs at once when tasks compute.
     pub nthreads: u32,
     /// How many tasks may run on threads at once now (see `pacer`).
@@ -113,7 +113,7 @@ impl State {
             cancelled: HashSet::new(),
             active: HashSet::new(),
             running: HashMap::new(),
-            detached: HashSet::new(),
+            detached: HashMap::new(),
             nthreads,
             allowed: nthreads,
             threads: nthreads,
@@ -155,15 +155,17 @@ impl State {
 
     /// The task is no longer running here (finished, failed or dropped).
     /// A task that computed most of its time marks its function computing.
-    pub fn done(&mut self, id: TaskId) {
+    /// Returns how it ran, if it ran here.
+    pub fn done(&mut self, id: TaskId) -> Option<Running> {
         if let Some(r) = self.running.get(&id) {
             if r.computed_most() {
                 self.blocking.remove(&r.func);
             }
         }
         self.active.remove(&id);
-        self.running.remove(&id);
-        self.detached.remove(&id);
         self.cancelled.remove(&id);
+        self.running
+            .remove(&id)
+            .or_else(|| self.detached.remove(&id))
     }
 }

@@ -189,6 +189,11 @@ impl Env {
                 type_name: "int".into(),
                 inline: Some(Payload::single(Bytes::from_static(b"r"))),
                 duration,
+                timing: Some(shoal_proto::Timing {
+                    start: 100.0,
+                    stop: 100.0 + duration,
+                    thread: 1,
+                }),
             },
         ));
     }
@@ -245,6 +250,7 @@ impl Env {
                     traceback: String::new(),
                 },
                 retryable,
+                timing: None,
             },
         ));
     }
