@@ -20,6 +20,7 @@ The package is layered; each layer imports only the ones below it:
 * ``shoal.futures``, ``shoal.completion``: ``Future``, ``as_completed``, ``wait``;
 * ``shoal.dask``: dask graphs on shoal and shoal objects in dask;
 * ``shoal.delayed``: ``delayed``, ``compute``, ``persist``;
+* ``shoal.diagnostics``: ``progress``, ``get_task_stream``, ``performance_report``;
 * ``shoal.worker``, ``shoal.deploy``: the worker process and ``LocalCluster``;
 * ``shoal.client``: ``Client``; ``shoal.cli``: the ``shoal`` command.
 """
@@ -36,6 +37,7 @@ from .completion import (
 from .core.errors import FutureCancelledError, KilledWorker
 from .delayed import Delayed, compute, delayed, persist
 from .deploy.local import LocalCluster
+from .diagnostics import get_task_stream, performance_report, progress
 from .futures import Future
 
 __version__ = "0.1.0"
@@ -56,6 +58,9 @@ __all__ = [
     "default_client",
     "delayed",
     "get_client",
+    "get_task_stream",
+    "performance_report",
     "persist",
+    "progress",
     "wait",
 ]

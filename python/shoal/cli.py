@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import _engine
+from .deploy.local import DEFAULT_DASHBOARD, dashboard_spec
 from .worker.main import main as worker_main
 
 
@@ -13,16 +14,31 @@ def _scheduler(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="shoal scheduler", description="Start a shoal scheduler.")
     parser.add_argument("--host", default="0.0.0.0", help="interface to listen on (default all)")
     parser.add_argument("--port", type=int, default=8786, help="port (default 8786, 0 for any)")
+    parser.add_argument(
+        "--dashboard-address",
+        default=DEFAULT_DASHBOARD,
+        help="where the dashboard listens (default :8787 on --host; "
+        "a taken port moves on to the next free one)",
+    )
+    parser.add_argument(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the dashboard (default: yes)",
+    )
     args = parser.parse_args(argv)
 
-    def ready(address: str) -> None:
+    def ready(address: str, dashboard: str | None) -> None:
         print(f"Scheduler at: {address}", flush=True)
+        if dashboard is not None:
+            print(f"Dashboard at: {dashboard}/status", flush=True)
 
     try:
         # Returns after a client's shutdown, or after SIGINT/SIGTERM, once
         # workers and clients have been told.
-        _engine.run_scheduler(args.host, args.port, ready)
-    except OSError as e:
+        dashboard = dashboard_spec(args.dashboard_address) if args.dashboard else None
+        _engine.run_scheduler(args.host, args.port, ready, dashboard)
+    except (OSError, ValueError) as e:
         print(f"shoal scheduler: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

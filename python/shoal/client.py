@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import html
 import os
+import time
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator
@@ -872,6 +874,77 @@ class Client:
         if not self._session.engine.wait_for_workers(n_workers, timeout, list(without)):
             raise TimeoutError(f"{n_workers} workers did not connect within {timeout} s")
 
+    def get_task_stream(
+        self,
+        start: Any = None,
+        stop: Any = None,
+        count: int | None = None,
+        plot: Any = False,
+        filename: str = "task-stream.html",
+        bokeh_resources: Any = None,
+    ) -> Any:
+        """The tasks that ran recently, as Dask records them.
+
+        The scheduler keeps the most recent 50,000.
+
+        Parameters
+        ----------
+        start, stop
+            Only tasks that started after ``start`` and stopped before
+            ``stop``: seconds since the epoch, or a duration before now such
+            as ``"60s"`` or ``"500 ms"``.
+        count
+            Only the newest ``count`` of those.
+        plot
+            ``'save'`` also writes them to ``filename`` as a self-contained
+            HTML page, and returns ``(records, path)``.
+        filename
+            Where ``plot='save'`` writes.
+        bokeh_resources
+            Not supported (shoal draws no Bokeh figures): leave it None.
+
+        Returns
+        -------
+        list of dict
+            One per task: ``key``, ``name`` (its function), ``worker``,
+            ``thread``, ``status`` (``'OK'`` or ``'error'``), ``nbytes``,
+            ``startstops`` (``({'action': 'compute', 'start': ..., 'stop': ...},)``)
+            and ``metadata``.
+
+        Examples
+        --------
+        >>> client.gather(client.map(inc, range(10)))  # doctest: +SKIP
+        >>> len(client.get_task_stream(start="10 s"))  # doctest: +SKIP
+        10
+
+        """
+        from .diagnostics import report, task_stream
+
+        task_stream.check_plot(plot, bokeh_resources)
+        self._check_running()
+        start_time = time.time()
+        data = task_stream.select(task_stream.records_since(self._session, 0), start, stop, count)
+        if plot == "save":
+            first = min((r["startstops"][0]["start"] for r in data), default=start_time)
+            path = report.write_report(filename, data, first, time.time(), "task stream")
+            return data, path
+        return data
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's status page, ``http://host:port/status``, or None
+        if the scheduler runs no dashboard.
+
+        Examples
+        --------
+        >>> client = Client(n_workers=2)  # doctest: +SKIP
+        >>> client.dashboard_link  # doctest: +SKIP
+        'http://127.0.0.1:8787/status'
+
+        """
+        url = self._session.engine.dashboard
+        return None if url is None else f"{url}/status"
+
     def _workers(self) -> list[dict[str, Any]]:
         return self._session.engine.workers() if self.status == "running" else []
 
@@ -879,9 +952,10 @@ class Client:
         workers = self._workers()
         threads = sum(w["nthreads"] for w in workers)
         memory = sum(w["memory"] for w in workers)
+        dashboard = "" if self.dashboard_link is None else f" dashboard={self.dashboard_link!r}"
         return (
             f"<Client: {self.scheduler_address!r} processes={len(workers)} "
-            f"threads={threads}, memory={format_bytes(memory)}>"
+            f"threads={threads}, memory={format_bytes(memory)}{dashboard}>"
         )
 
     def _repr_html_(self) -> str:
@@ -891,8 +965,16 @@ class Client:
             f"<td>{format_bytes(w['memory'])}</td></tr>"
             for w in workers
         )
+        link = self.dashboard_link
+        dashboard = (
+            ""
+            if link is None
+            else f'<b>Dashboard:</b> <a href="{html.escape(link)}" target="_blank">'
+            f"{html.escape(link)}</a> &nbsp; "
+        )
         return (
             f"<div><h3>Client</h3><p><b>Scheduler:</b> {self.scheduler_address} &nbsp; "
+            f"{dashboard}"
             f"<b>Status:</b> {self.status} &nbsp; <b>Workers:</b> {len(workers)} &nbsp; "
             f"<b>Threads:</b> {sum(w['nthreads'] for w in workers)} &nbsp; "
             f"<b>Memory:</b> {format_bytes(sum(w['memory'] for w in workers))}</p>"

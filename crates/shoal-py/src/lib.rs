@@ -60,6 +60,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(worker::die_with_parent, m)?)?;
     m.add_function(wrap_pyfunction!(worker::total_memory, m)?)?;
     m.add_function(wrap_pyfunction!(scheduler::run_scheduler, m)?)?;
+    m.add_function(wrap_pyfunction!(scheduler::dashboard_asset, m)?)?;
+    m.add_function(wrap_pyfunction!(scheduler::key_prefix, m)?)?;
     m.add_class::<scheduler::Scheduler>()?;
     m.add_class::<client::ClientCore>()?;
     m.add_class::<client::CompletionQueue>()?;

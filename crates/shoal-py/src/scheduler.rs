@@ -89,3 +89,17 @@ pub fn run_scheduler(
     })
     .map_err(|e| PyOSError::new_err(e.to_string()))
 }
+
+/// A file of the dashboard's pages (`dashboard.js`, `style.css`, ...), as
+/// bundled into the engine; None for an unknown name.
+#[pyfunction]
+pub fn dashboard_asset(name: &str) -> Option<&'static str> {
+    shoal_server::dashboard::asset(name)
+}
+
+/// The prefix of a task key (its function's name), as the scheduler groups
+/// tasks: `inc-5f4e...` -> `inc`.
+#[pyfunction]
+pub fn key_prefix(key: &str) -> &str {
+    shoal_core::key_prefix(key)
+}

@@ -43,6 +43,26 @@ def _defaults(
     return n_workers, threads_per_worker
 
 
+DEFAULT_DASHBOARD = ":8787"
+
+
+def dashboard_spec(address: Any) -> str | None:
+    """The dashboard's bind address from Dask's spellings: ``":8787"``,
+    ``"host:port"``, a port number; ``None`` or ``False`` for no dashboard.
+    """
+    if address is None or address is False:
+        return None
+    if address is True or address is UNSET:
+        return DEFAULT_DASHBOARD
+    if isinstance(address, int):
+        return f":{address}"
+    if isinstance(address, str):
+        return address
+    raise TypeError(
+        f"dashboard_address must be a string like ':8787', a port, or None, not {address!r}"
+    )
+
+
 class LocalCluster:
     """A scheduler (on threads of this process) and worker processes.
 
@@ -72,6 +92,10 @@ class LocalCluster:
         its running tasks are blocked (on the network, a sleep, a
         subprocess), up to this (default: 16 per core, at most 64). Equal to
         ``threads_per_worker``, it turns the overlap off.
+    dashboard_address
+        Where the dashboard listens (default ``":8787"``, on the scheduler's
+        host; a port that is taken moves on to the next free one). ``None``
+        or ``False`` runs no dashboard.
     silence_logs
         Accepted for Dask compatibility at its default (warnings are shown).
 
@@ -100,7 +124,7 @@ class LocalCluster:
         **kwargs: Any,
     ):
         arguments.reject("asynchronous", asynchronous)
-        arguments.reject("dashboard_address", dashboard_address)
+        dashboard = dashboard_spec(dashboard_address)
         arguments.reject("memory_limit", memory_limit, unused=(None, "auto", UNSET))
         arguments.reject(
             "silence_logs", silence_logs, unused=(None, False, logging.WARN, "warning", "WARN")
@@ -142,7 +166,7 @@ class LocalCluster:
         self._pool: Any = None
         self._threads: list[Any] = []
         self._monitor: Session | None = None
-        self._scheduler = _engine.Scheduler(host or "127.0.0.1", scheduler_port)
+        self._scheduler = _engine.Scheduler(host or "127.0.0.1", scheduler_port, dashboard)
         try:
             self._start_workers(env or {})
             self._monitor = Session(self.scheduler_address, 10.0, "cluster-monitor")
@@ -195,6 +219,12 @@ class LocalCluster:
         return self._scheduler.address
 
     @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's status page, or None if it runs none."""
+        url = self._scheduler.dashboard
+        return None if url is None else f"{url}/status"
+
+    @property
     def workers(self) -> dict[str, dict[str, Any]]:
         """The connected workers, keyed by address."""
         if self._monitor is None:
@@ -243,7 +273,8 @@ class LocalCluster:
         workers = self.workers
         threads = sum(w["nthreads"] for w in workers.values())
         memory = sum(w["memory"] for w in workers.values())
+        dashboard = "" if self.dashboard_link is None else f", dashboard={self.dashboard_link!r}"
         return (
-            f"LocalCluster({self.scheduler_address!r}, workers={len(workers)}, "
+            f"LocalCluster({self.scheduler_address!r}{dashboard}, workers={len(workers)}, "
             f"threads={threads}, memory={format_bytes(memory)})"
         )

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use address::{parse_address, DashboardAddress};
+pub use routes::asset;
 
 /// The shortest time between two publications (and two page updates).
 pub const PERIOD: Duration = Duration::from_millis(250);

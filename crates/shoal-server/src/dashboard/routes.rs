@@ -21,6 +21,19 @@ const STATUS_HTML: &str = include_str!("assets/status.html");
 const WORKERS_HTML: &str = include_str!("assets/workers.html");
 const SCRIPT: &str = include_str!("assets/dashboard.js");
 const STYLE: &str = include_str!("assets/style.css");
+const REPORT_HTML: &str = include_str!("assets/report.html");
+
+/// A bundled file by name (for reports written outside the server).
+pub fn asset(name: &str) -> Option<&'static str> {
+    match name {
+        "status.html" => Some(STATUS_HTML),
+        "workers.html" => Some(WORKERS_HTML),
+        "report.html" => Some(REPORT_HTML),
+        "dashboard.js" => Some(SCRIPT),
+        "style.css" => Some(STYLE),
+        _ => None,
+    }
+}
 
 /// Events sent to a page per update, at most (the newest).
 const EVENTS_PER_UPDATE: usize = 1_000;

@@ -221,6 +221,50 @@
     }
   }
 
+  // ----- a saved report -----
+
+  function fmtSeconds(s) {
+    if (s < 1e-3) return (s * 1e6).toFixed(0) + " µs";
+    if (s < 1) return (s * 1e3).toFixed(1) + " ms";
+    return s.toFixed(2) + " s";
+  }
+
+  function drawReport(r) {
+    var groups = {}, workers = {}, total = 0, erred = 0;
+    r.events.forEach(function (e) {
+      var g = groups[e.name] = groups[e.name] || { n: 0, erred: 0, time: 0, max: 0 };
+      var d = Math.max(e.stop - e.start, 0);
+      g.n++; g.time += d; g.max = Math.max(g.max, d);
+      if (!e.ok) { g.erred++; erred++; }
+      total += d;
+      workers[e.worker] = true;
+    });
+    text("r-duration", fmtSeconds(Math.max(r.stop - r.start, 0)));
+    text("r-tasks", fmtInt(r.events.length));
+    text("r-erred", fmtInt(erred));
+    text("r-compute", fmtSeconds(total));
+    text("r-workers", fmtInt(Object.keys(workers).length));
+    if (r.code) {
+      $("code-section").hidden = false;
+      text("code", r.code);
+    }
+    var body = $("summary").tBodies[0];
+    body.textContent = "";
+    Object.keys(groups).sort(function (a, b) { return groups[b].time - groups[a].time; })
+      .forEach(function (name) {
+        var g = groups[name], tr = el("tr");
+        tr.dataset.prefix = name;
+        cell(tr, name);
+        cell(tr, fmtInt(g.n), "num");
+        cell(tr, fmtInt(g.erred), "num");
+        cell(tr, fmtSeconds(g.time), "num");
+        cell(tr, fmtSeconds(g.time / g.n), "num");
+        cell(tr, fmtSeconds(g.max), "num");
+        body.appendChild(tr);
+      });
+    drawStream();
+  }
+
   // ----- updates -----
 
   var pending = false;
@@ -271,11 +315,12 @@
 
   window.addEventListener("resize", schedule);
   if (state.report) {
-    state.status = state.report.status;
+    state.status = { workers: [], time: state.report.stop };
     state.events = state.report.events;
     var conn = $("connection");
-    if (conn) conn.textContent = state.report.title || "report";
-    render();
+    if (conn) conn.textContent = state.report.title || "";
+    drawReport(state.report);
+    window.addEventListener("resize", function () { drawStream(); });
   } else {
     connect();
   }
