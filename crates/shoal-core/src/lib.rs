@@ -16,8 +16,8 @@ mod limits;
 mod placement;
 mod stats;
 mod steal;
-mod views;
 mod task;
+mod views;
 mod worker;
 mod worker_events;
 

@@ -307,7 +307,10 @@ mod tests {
     #[test]
     fn prefixes_follow_dask_key_names() {
         assert_eq!(key_prefix("inc-5f4e3c2b1a0d9e8f"), "inc");
-        assert_eq!(key_prefix("scrape_tag-0a1b2c3d4e5f6789abcdef"), "scrape_tag");
+        assert_eq!(
+            key_prefix("scrape_tag-0a1b2c3d4e5f6789abcdef"),
+            "scrape_tag"
+        );
         assert_eq!(key_prefix("read-csv-5f4e3c2b1a0d9e8f"), "read-csv");
         assert_eq!(key_prefix("('sum-5f4e3c2b1a0d9e8f', 3)"), "sum");
         assert_eq!(key_prefix("x-1"), "x");

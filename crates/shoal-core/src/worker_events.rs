@@ -6,8 +6,8 @@
 //! task before acting on it.
 
 use shoal_proto::{
-    Payload, SchedulerToClient, SchedulerToWorker, TaskError, TaskId, Timing, WorkerId,
-    WorkerInfo, WorkerToScheduler,
+    Payload, SchedulerToClient, SchedulerToWorker, TaskError, TaskId, Timing, WorkerId, WorkerInfo,
+    WorkerToScheduler,
 };
 
 use crate::core::Core;

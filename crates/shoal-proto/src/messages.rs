@@ -78,8 +78,12 @@ pub enum Welcome {
         #[serde(default)]
         dashboard: Option<String>,
     },
-    Worker { id: WorkerId },
-    Refused { reason: String },
+    Worker {
+        id: WorkerId,
+    },
+    Refused {
+        reason: String,
+    },
 }
 
 /// A pickled function, sent once per client connection and cached by hash.
@@ -180,7 +184,10 @@ pub enum ClientToScheduler {
     Identify,
     /// Ask for finished tasks from position `since` of the task stream (at
     /// most `limit`, the newest); answered with `TaskStream`.
-    GetTaskStream { since: u64, limit: u32 },
+    GetTaskStream {
+        since: u64,
+        limit: u32,
+    },
     /// Stop the scheduler and every worker.
     Shutdown,
 }

@@ -127,7 +127,9 @@ impl ClientCore {
     /// runs none.
     #[getter]
     fn dashboard(&self) -> Option<String> {
-        self.inner.dashboard_address().map(|a| format!("http://{a}"))
+        self.inner
+            .dashboard_address()
+            .map(|a| format!("http://{a}"))
     }
 
     /// Tasks that ran, from position `since` of the scheduler's task stream

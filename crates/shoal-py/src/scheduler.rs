@@ -12,7 +12,10 @@ pub struct Scheduler {
 }
 
 /// The dashboard's bind address from a Dask-style spelling (None: no dashboard).
-fn dashboard_at(spec: Option<&str>, host: &str) -> PyResult<Option<shoal_server::DashboardAddress>> {
+fn dashboard_at(
+    spec: Option<&str>,
+    host: &str,
+) -> PyResult<Option<shoal_server::DashboardAddress>> {
     spec.map(|s| shoal_server::parse_address(s, host).map_err(PyValueError::new_err))
         .transpose()
 }

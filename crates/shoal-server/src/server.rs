@@ -229,7 +229,13 @@ async fn serve(
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(handshake(stream, peer, input.clone(), ids.clone(), dashboard));
+                    tokio::spawn(handshake(
+                        stream,
+                        peer,
+                        input.clone(),
+                        ids.clone(),
+                        dashboard,
+                    ));
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
             }

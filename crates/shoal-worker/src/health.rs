@@ -71,7 +71,11 @@ pub(crate) async fn report(shared: Arc<Shared>) {
             rss: process_rss(),
             ..metrics
         };
-        if shared.out.send(WorkerToScheduler::Metrics(metrics)).is_err() {
+        if shared
+            .out
+            .send(WorkerToScheduler::Metrics(metrics))
+            .is_err()
+        {
             return;
         }
     }

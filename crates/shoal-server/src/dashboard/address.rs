@@ -69,7 +69,9 @@ mod tests {
         assert_eq!(parse("http://10.0.0.1:80"), Ok(("10.0.0.1".into(), 80)));
         assert_eq!(parse("[::1]:8787"), Ok(("::1".into(), 8787)));
         assert_eq!(parse("myhost"), Ok(("myhost".into(), 8787)));
-        assert!(parse(":http").unwrap_err().contains("port must be a number"));
+        assert!(parse(":http")
+            .unwrap_err()
+            .contains("port must be a number"));
         assert!(parse(":70000").is_err());
     }
 

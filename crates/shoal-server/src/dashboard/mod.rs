@@ -117,11 +117,7 @@ impl Board {
     pub fn events_since(&self, since: u64, limit: usize) -> (Vec<StreamEvent>, u64) {
         let p = self.lock();
         let end = p.status.stream_end;
-        let skip_old = p
-            .events
-            .iter()
-            .take_while(|e| e.seq < since)
-            .count();
+        let skip_old = p.events.iter().take_while(|e| e.seq < since).count();
         let available = p.events.len() - skip_old;
         let skip = skip_old + available.saturating_sub(limit);
         (p.events.iter().skip(skip).cloned().collect(), end)
@@ -187,20 +183,23 @@ impl Publisher {
         let (events, next) = core.task_stream(self.cursor, BOARD_EVENTS);
         self.cursor = next;
         let names = core.prefix_names();
-        let fresh: Vec<StreamEvent> = events.into_iter().map(|e: TaskEvent| StreamEvent {
-            seq: e.seq,
-            name: names
-                .get(e.prefix as usize)
-                .cloned()
-                .unwrap_or_else(|| Arc::from("")),
-            worker: e.worker,
-            key: e.key,
-            thread: e.thread,
-            start: e.start,
-            stop: e.stop,
-            ok: e.ok,
-            nbytes: e.nbytes,
-        }).collect();
+        let fresh: Vec<StreamEvent> = events
+            .into_iter()
+            .map(|e: TaskEvent| StreamEvent {
+                seq: e.seq,
+                name: names
+                    .get(e.prefix as usize)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from("")),
+                worker: e.worker,
+                key: e.key,
+                thread: e.thread,
+                start: e.start,
+                stop: e.stop,
+                ok: e.ok,
+                nbytes: e.nbytes,
+            })
+            .collect();
         let status = Status {
             time: epoch_now(),
             started: self.started,

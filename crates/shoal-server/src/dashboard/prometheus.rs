@@ -4,6 +4,13 @@ use std::fmt::Write;
 
 use super::Status;
 
+/// A per-worker gauge: its name, its help, and how to read it.
+type PerWorker = (
+    &'static str,
+    &'static str,
+    fn(&shoal_core::WorkerView) -> f64,
+);
+
 /// A label value with `\`, `"` and newlines escaped.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -119,7 +126,7 @@ pub fn render(s: &Status) -> String {
             w.nthreads
         );
     }
-    let per_worker: [(&str, &str, fn(&shoal_core::WorkerView) -> f64); 6] = [
+    let per_worker: [PerWorker; 6] = [
         (
             "shoal_worker_memory_rss_bytes",
             "Resident memory of each worker process.",
@@ -154,7 +161,12 @@ pub fn render(s: &Status) -> String {
     for (name, help, value) in per_worker {
         family(&mut out, name, "gauge", help);
         for w in &snap.workers {
-            let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", label(&w.address), value(w));
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{}\"}} {}",
+                label(&w.address),
+                value(w)
+            );
         }
     }
     out

@@ -51,16 +51,17 @@ pub(super) fn router(board: Arc<Board>) -> Router {
         .route("/api/v1/task-stream", get(task_stream))
         .route("/api/v1/updates", get(updates))
         .route("/metrics", get(metrics))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page on the shoal dashboard\n") })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "no such page on the shoal dashboard\n",
+            )
+        })
         .with_state(board)
 }
 
 fn html(body: &'static str) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
 fn json(body: String) -> Response {
@@ -68,7 +69,11 @@ fn json(body: String) -> Response {
 }
 
 async fn script() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
 }
 
 async fn style() -> Response {
@@ -103,7 +108,10 @@ async fn task_stream(State(board): State<Arc<Board>>, Query(q): Query<Since>) ->
 
 async fn metrics(State(board): State<Arc<Board>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         prometheus::render(&board.status()),
     )
         .into_response()
