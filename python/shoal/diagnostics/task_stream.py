@@ -185,7 +185,7 @@ class performance_report:
         self.code = ""
 
     def __enter__(self) -> performance_report:
-        self.code = _caller_source(self.stacklevel + 1)
+        self.code = _caller_source(self.stacklevel)
         self._client = context.default_client(self.client)
         self._start = time.time()
         self._position = stream_position(self._client._session)

@@ -49,11 +49,16 @@ def progress_widget(tally: Any, multi: bool, interval: float) -> Any:
             for bar, _, _ in bars.values():
                 bar.bar_style = "danger"
 
+    drawn = threading.Event()
+
     def follow() -> None:
         while not tally.finished.wait(interval):
             draw()
         draw()
+        drawn.set()
 
+    # Set once the final state is drawn (every future done).
+    box.finished = drawn
     draw()
     threading.Thread(target=follow, name="shoal-progress-widget", daemon=True).start()
     return box
