@@ -11,6 +11,13 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
     . .venv/bin/activate
 fi
 
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+    echo "== system: chromium, for the dashboard's browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 echo "== install (builds the Rust extension with maturin)"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet ".[test]"

@@ -54,7 +54,6 @@ def test_options_the_client_does_not_support_are_refused(client):
     "option",
     [
         {"memory_limit": "300MB"},
-        {"dashboard_address": ":8787"},
         {"resources": {"GPU": 2}},
         {"security": True},
         {"local_directory": "/somewhere"},

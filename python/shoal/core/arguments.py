@@ -21,7 +21,6 @@ _ADVICE = {
     "fifo_timeout": "leave it unset; shoal orders tasks by priority, then submission",
     "asynchronous": "use the synchronous API (asynchronous clients are not supported yet)",
     "security": "reach the scheduler over a trusted network; TLS is not supported yet",
-    "dashboard_address": "pass None or False; shoal has no dashboard yet",
     "memory_limit": "leave it unset; memory limits are not enforced yet",
     "loop": "leave it unset; shoal clients run their own network thread",
     "heartbeat_interval": "leave it unset",
