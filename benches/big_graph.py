@@ -4,11 +4,16 @@ task (its peak resident memory during the run, less its resident memory
 before).
 
     python benches/big_graph.py [N]      # default 1,000,000
+
+``run(n, page=...)`` keeps a page of the scheduler's dashboard open in
+``page`` (a callable given the dashboard's URL, returning something with
+``close()``) while the graph computes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,7 +39,7 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def run(n_tasks: int) -> dict:
+def run(n_tasks: int, page=None) -> dict:
     leaves_n = (n_tasks + 1) // 2
     sched = subprocess.Popen(
         [sys.executable, "-m", "shoal", "scheduler", "--host", "127.0.0.1", "--port", "0"],
@@ -42,12 +47,20 @@ def run(n_tasks: int) -> dict:
         text=True,
     )
     address = sched.stdout.readline().split(": ", 1)[1].strip()
+    dashboard = sched.stdout.readline().split(": ", 1)[1].strip()
+    # Workers import this module's functions when it is imported by name.
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
     workers = [
-        subprocess.Popen([sys.executable, "-m", "shoal", "worker", address]) for _ in range(2)
+        subprocess.Popen([sys.executable, "-m", "shoal", "worker", address], env=env)
+        for _ in range(2)
     ]
+    viewer = None
     try:
         with Client(address) as client:
             client.wait_for_workers(2, timeout=60)
+            if page is not None:
+                viewer = page(dashboard)
             base = _status(sched.pid)["VmRSS"]
             t0 = time.perf_counter()
             vals = [delayed(noop)(i) for i in range(leaves_n)]
@@ -71,6 +84,8 @@ def run(n_tasks: int) -> dict:
                 "scheduler_bytes_per_task": (peak - base) / tasks,
             }
     finally:
+        if viewer is not None:
+            viewer.close()
         for p in [sched, *workers]:
             p.kill()
             p.wait()

@@ -27,14 +27,16 @@ pub use routes::asset;
 /// The shortest time between two publications (and two page updates).
 pub const PERIOD: Duration = Duration::from_millis(250);
 
-/// Task-stream events the board keeps for pages (the newest).
-const BOARD_EVENTS: usize = 2_000;
+/// Task-stream events the board keeps for pages (the newest). Pages draw
+/// a sample when tasks finish faster than this per period: at tens of
+/// thousands of tasks a second a bar is narrower than a pixel anyway.
+const BOARD_EVENTS: usize = 500;
 
-/// One finished task as pages receive it.
+/// One finished task as pages receive it (no key: pages show functions;
+/// clients get keys with `get_task_stream`).
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamEvent {
     pub seq: u64,
-    pub key: Box<str>,
     pub name: Arc<str>,
     pub worker: Arc<str>,
     pub thread: u64,
@@ -192,7 +194,6 @@ impl Publisher {
                     .cloned()
                     .unwrap_or_else(|| Arc::from("")),
                 worker: e.worker,
-                key: e.key,
                 thread: e.thread,
                 start: e.start,
                 stop: e.stop,

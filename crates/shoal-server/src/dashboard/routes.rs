@@ -36,7 +36,7 @@ pub fn asset(name: &str) -> Option<&'static str> {
 }
 
 /// Events sent to a page per update, at most (the newest).
-const EVENTS_PER_UPDATE: usize = 1_000;
+const EVENTS_PER_UPDATE: usize = 250;
 
 pub(super) fn router(board: Arc<Board>) -> Router {
     Router::new()

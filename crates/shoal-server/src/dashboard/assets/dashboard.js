@@ -6,7 +6,7 @@
   "use strict";
 
   var WINDOW_S = 15;          // the task stream shows this many seconds
-  var MAX_EVENTS = 20000;     // and keeps at most this many bars
+  var MAX_EVENTS = 5000;      // and keeps at most this many bars
   var page = document.body.dataset.page;
   var state = {
     status: null,
