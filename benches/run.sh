@@ -10,7 +10,11 @@ venv="$(mktemp -d -t shoal-bench-XXXXXX)"
 trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet . "dask[distributed,dataframe]" ray pandas beautifulsoup4 requests lxml cssselect
+"$venv/bin/python" -m pip install --quiet . "dask[distributed,dataframe]" ray pandas beautifulsoup4 requests lxml cssselect websocket-client
 "$venv/bin/python" benches/compare.py "$@"
 # The seeds' real workloads, shoal and Dask side by side.
 "$venv/bin/python" benches/seeds.py
+# What an open dashboard page costs (needs chromium).
+if command -v chromium >/dev/null 2>&1; then
+    "$venv/bin/python" benches/dashboard.py
+fi
