@@ -37,6 +37,7 @@ def test_pages_script_and_style_are_served(dash):
         ("/workers", "text/html", 'data-page="workers"'),
         ("/static/dashboard.js", "text/javascript", "EventSource"),
         ("/static/style.css", "text/css", "--memory"),
+        ("/health", "text/plain", "ok"),
     ]:
         status, got_kind, body = get(base + path)
         assert status == 200, path
