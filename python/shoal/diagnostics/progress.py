@@ -114,9 +114,9 @@ def progress(
 
     In a terminal it draws one line, updated in place, with the share done,
     counts, the rate and the time taken, and returns once every future is
-    done. In a Jupyter notebook it returns a live widget at once
-    (``ipywidgets`` is needed there), with one bar per function when
-    ``multi``.
+    done. In a Jupyter notebook it returns a live widget at once, with one
+    bar per function when ``multi`` (``pip install "shoal[notebook]"`` adds
+    the ``ipywidgets`` it needs).
 
     Parameters
     ----------
