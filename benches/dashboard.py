@@ -38,8 +38,12 @@ def open_page(url: str) -> Browser:
     if chromium is None:
         sys.exit("benches/dashboard.py needs chromium (Debian: apt-get install chromium)")
     b = Browser(chromium)
-    b.goto(url)
-    b.wait_for("window.shoalDashboard.updates > 0")
+    try:
+        b.goto(url)
+        b.wait_for("window.shoalDashboard.updates > 0")
+    except BaseException:
+        b.close()
+        raise
     # A page someone keeps open: let the browser finish starting (its first
     # second takes a whole core), until it uses under a tenth of a core.
     for _ in range(40):

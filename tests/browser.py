@@ -30,6 +30,9 @@ class Browser:
 
     def __init__(self, binary: str):
         self.profile = tempfile.mkdtemp(prefix="shoal-chromium-")
+        # Chromium's own temporary files go inside the profile, removed with it.
+        scratch = os.path.join(self.profile, "tmp")
+        os.mkdir(scratch)
         self.proc = subprocess.Popen(
             [
                 binary,
@@ -48,6 +51,7 @@ class Browser:
             text=True,
             # Its own process group: its helper processes go with it.
             start_new_session=True,
+            env={**os.environ, "TMPDIR": scratch},
         )
         self.errors: list[str] = []
         self.requests: list[str] = []
@@ -170,3 +174,21 @@ class Browser:
         except ProcessLookupError:
             pass
         self.proc.wait(10)
+        # Helpers reparented elsewhere die with the group; wait until they
+        # are gone, so none writes into the profile after it is removed.
+        deadline = time.monotonic() + 10
+        while self._group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _group_alive(self) -> bool:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid and fields[0] != "Z":
+                return True
+        return False
