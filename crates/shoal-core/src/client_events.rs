@@ -84,13 +84,10 @@ impl Core {
             }
             ClientToScheduler::GetTaskStream { since, limit } => {
                 let (events, next) = self.task_stream(since, limit as usize);
-                let names = self.prefix_names();
                 let records = events
                     .into_iter()
                     .map(|e| TaskRecord {
-                        name: names
-                            .get(e.prefix as usize)
-                            .map_or_else(String::new, |n| n.to_string()),
+                        name: e.name.to_string(),
                         worker: e.worker.to_string(),
                         key: e.key.into(),
                         timing: Timing {

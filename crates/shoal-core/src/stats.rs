@@ -84,14 +84,16 @@ pub struct PrefixStats {
     pub compute_seconds: f64,
 }
 
-/// A task that finished or failed on a worker.
+/// A task that finished or failed on a worker. Serialized for the
+/// dashboard's pages, which show functions, without its key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskEvent {
     /// Position in the stream since the scheduler started (from 0).
     pub seq: u64,
+    #[serde(skip)]
     pub key: Box<str>,
-    /// Index of the prefix in [`Stats::prefixes`].
-    pub prefix: u32,
+    /// Its key's prefix (its function's name).
+    pub name: Arc<str>,
     /// The data address of the worker it ran on.
     pub worker: Arc<str>,
     /// The worker's clock: seconds since the epoch; and its thread id.
@@ -100,6 +102,16 @@ pub struct TaskEvent {
     pub thread: u64,
     pub ok: bool,
     pub nbytes: u64,
+}
+
+/// What a worker said about a computation that ended.
+pub(crate) struct Ran {
+    /// False if it raised.
+    pub ok: bool,
+    /// Seconds it computed, as the worker measured.
+    pub duration: f64,
+    pub nbytes: u64,
+    pub timing: Option<Timing>,
 }
 
 /// Events kept when nothing else is said: a few megabytes.
@@ -200,22 +212,12 @@ impl Stats {
     }
 
     /// A computation of `key` ended on `worker`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn ran(
-        &mut self,
-        key: &str,
-        prefix: u32,
-        worker: &Arc<str>,
-        timing: Option<&Timing>,
-        ok: bool,
-        nbytes: u64,
-        duration: f64,
-    ) {
+    pub fn ran(&mut self, key: &str, prefix: u32, worker: &Arc<str>, ran: &Ran) {
         let p = prefix as usize;
-        if ok {
+        if ran.ok {
             self.completed[p] += 1;
-            if duration.is_finite() && duration > 0.0 {
-                self.seconds[p] += duration;
+            if ran.duration.is_finite() && ran.duration > 0.0 {
+                self.seconds[p] += ran.duration;
             }
         } else {
             self.failed[p] += 1;
@@ -223,7 +225,7 @@ impl Stats {
         if self.stream_len == 0 {
             return;
         }
-        let Some(t) = timing else {
+        let Some(t) = &ran.timing else {
             return;
         };
         if self.stream.len() >= self.stream_len {
@@ -232,13 +234,13 @@ impl Stats {
         self.stream.push_back(TaskEvent {
             seq: self.next_seq,
             key: key.into(),
-            prefix,
+            name: self.names[p].clone(),
             worker: worker.clone(),
             start: t.start,
             stop: t.stop,
             thread: t.thread,
-            ok,
-            nbytes,
+            ok: ran.ok,
+            nbytes: ran.nbytes,
         });
         self.next_seq += 1;
     }
@@ -296,11 +298,16 @@ impl Stats {
 mod tests {
     use super::*;
 
-    fn timing(start: f64) -> Timing {
-        Timing {
-            start,
-            stop: start + 1.0,
-            thread: 7,
+    fn ran(ok: bool, timing: Option<f64>) -> Ran {
+        Ran {
+            ok,
+            duration: 0.5,
+            nbytes: 8,
+            timing: timing.map(|start| Timing {
+                start,
+                stop: start + 1.0,
+                thread: 7,
+            }),
         }
     }
 
@@ -346,7 +353,7 @@ mod tests {
         let mut s = Stats::new(100);
         let p = s.prefix_of("f-1");
         for i in 0..100_000 {
-            s.ran("f-1", p, &w, Some(&timing(i as f64)), i % 7 != 0, 8, 0.5);
+            s.ran("f-1", p, &w, &ran(i % 7 != 0, Some(i as f64)));
             assert!(s.stream_len() <= 100);
         }
         assert_eq!(s.stream_end(), 100_000);
@@ -373,12 +380,12 @@ mod tests {
         let w: Arc<str> = "127.0.0.1:1".into();
         let mut s = Stats::new(0);
         let p = s.prefix_of("f-1");
-        s.ran("f-1", p, &w, Some(&timing(0.0)), true, 0, 0.1);
+        s.ran("f-1", p, &w, &ran(true, Some(0.0)));
         assert_eq!(s.stream_len(), 0);
         assert_eq!(s.prefixes()[0].completed, 1);
         let mut s = Stats::new(10);
         s.prefix_of("f-1");
-        s.ran("f-1", p, &w, None, true, 0, 0.1);
+        s.ran("f-1", p, &w, &ran(true, None));
         assert_eq!(s.stream_len(), 0);
     }
 }

@@ -1,8 +1,6 @@
 //! Read-only views of the core for the dashboard and diagnostics. Building
 //! one costs O(task prefixes + workers + limits), never O(tasks).
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use shoal_proto::{LimitStatus, WorkerId, WorkerMetrics};
 
@@ -77,10 +75,5 @@ impl Core {
     /// newest), and the position to ask from next.
     pub fn task_stream(&self, since: u64, limit: usize) -> (Vec<TaskEvent>, u64) {
         self.stats.stream_since(since, limit)
-    }
-
-    /// The names of task prefixes, indexed by [`TaskEvent::prefix`].
-    pub fn prefix_names(&self) -> &[Arc<str>] {
-        self.stats.prefix_names()
     }
 }

@@ -12,6 +12,7 @@ use shoal_proto::{
 
 use crate::core::Core;
 use crate::events::Command;
+use crate::stats::Ran;
 use crate::task::TaskState;
 use crate::worker::Worker;
 
@@ -24,13 +25,6 @@ pub(crate) fn backoff_delay(first: f64, most: f64, n: u32, id: TaskId) -> f64 {
     let h = xxhash_rust::xxh3::xxh3_64(&[id.to_le_bytes(), u64::from(n).to_le_bytes()].concat());
     let jitter = 0.5 + 0.5 * (h >> 11) as f64 / (1u64 << 53) as f64;
     full * jitter
-}
-
-/// What a worker says about a computation that ended.
-struct Ran {
-    duration: f64,
-    timing: Option<Timing>,
-    nbytes: u64,
 }
 
 /// The most tasks one worker may claim to run at once.
@@ -86,9 +80,10 @@ impl Core {
                 timing,
             } => {
                 let ran = Ran {
+                    ok: true,
                     duration,
-                    timing,
                     nbytes,
+                    timing,
                 };
                 self.task_finished(w, id, &type_name, inline, ran, out)
             }
@@ -123,11 +118,7 @@ impl Core {
         ran: Ran,
         out: &mut Vec<Command>,
     ) {
-        let Ran {
-            duration,
-            timing,
-            nbytes,
-        } = ran;
+        let nbytes = ran.nbytes;
         let Some(t) = self.tasks.get_mut(&id) else {
             // Forgotten meanwhile: the worker should not keep the result.
             return;
@@ -155,19 +146,8 @@ impl Core {
             TaskState::Assigned { .. } => self.unassign(id),
             TaskState::Waiting | TaskState::Ready => {}
         }
-        self.note_duration(duration);
-        let t = &self.tasks[&id];
-        if let Some(worker) = self.workers.get(&w) {
-            self.stats.ran(
-                t.key(),
-                t.prefix,
-                &worker.address,
-                timing.as_ref(),
-                true,
-                nbytes,
-                duration,
-            );
-        }
+        self.note_duration(ran.duration);
+        self.record_ran(w, id, &ran);
         self.finished(w, id, nbytes, type_name);
         let t = &self.tasks[&id];
         if !t.wanted_by.is_empty() {
@@ -184,6 +164,13 @@ impl Core {
                     },
                 ));
             }
+        }
+    }
+
+    /// Counts a computation of `id` that ended on `w`, for the dashboard.
+    fn record_ran(&mut self, w: WorkerId, id: TaskId, ran: &Ran) {
+        if let (Some(t), Some(worker)) = (self.tasks.get(&id), self.workers.get(&w)) {
+            self.stats.ran(t.key(), t.prefix, &worker.address, ran);
         }
     }
 
@@ -210,18 +197,14 @@ impl Core {
             return;
         }
         self.forget_assignment(w, id);
+        let ran = Ran {
+            ok: false,
+            duration: 0.0,
+            nbytes: 0,
+            timing,
+        };
+        self.record_ran(w, id, &ran);
         let t = self.tasks.get_mut(&id).expect("an assigned task exists");
-        if let Some(worker) = self.workers.get(&w) {
-            self.stats.ran(
-                t.key(),
-                t.prefix,
-                &worker.address,
-                timing.as_ref(),
-                false,
-                0,
-                0.0,
-            );
-        }
         if t.retries_left > 0 && retryable {
             t.retries_left -= 1;
             if let Some(delay) = t.extra.as_mut().and_then(|e| {

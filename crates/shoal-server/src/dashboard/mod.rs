@@ -32,20 +32,6 @@ pub const PERIOD: Duration = Duration::from_millis(250);
 /// thousands of tasks a second a bar is narrower than a pixel anyway.
 const BOARD_EVENTS: usize = 500;
 
-/// One finished task as pages receive it (no key: pages show functions;
-/// clients get keys with `get_task_stream`).
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamEvent {
-    pub seq: u64,
-    pub name: Arc<str>,
-    pub worker: Arc<str>,
-    pub thread: u64,
-    pub start: f64,
-    pub stop: f64,
-    pub ok: bool,
-    pub nbytes: u64,
-}
-
 /// What the pages show, as of the last publication.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -64,7 +50,7 @@ struct Published {
     status: Arc<Status>,
     /// `status` as JSON, made on first request.
     json: Option<Arc<str>>,
-    events: VecDeque<StreamEvent>,
+    events: VecDeque<TaskEvent>,
 }
 
 /// The latest publication, shared by the core loop and the HTTP handlers.
@@ -116,7 +102,7 @@ impl Board {
 
     /// Events from `since` on that the board still has (at most `limit`, the
     /// newest), and the position to ask from next.
-    pub fn events_since(&self, since: u64, limit: usize) -> (Vec<StreamEvent>, u64) {
+    pub fn events_since(&self, since: u64, limit: usize) -> (Vec<TaskEvent>, u64) {
         let p = self.lock();
         let end = p.status.stream_end;
         let skip_old = p.events.iter().take_while(|e| e.seq < since).count();
@@ -184,23 +170,6 @@ impl Publisher {
         };
         let (events, next) = core.task_stream(self.cursor, BOARD_EVENTS);
         self.cursor = next;
-        let names = core.prefix_names();
-        let fresh: Vec<StreamEvent> = events
-            .into_iter()
-            .map(|e: TaskEvent| StreamEvent {
-                seq: e.seq,
-                name: names
-                    .get(e.prefix as usize)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from("")),
-                worker: e.worker,
-                thread: e.thread,
-                start: e.start,
-                stop: e.stop,
-                ok: e.ok,
-                nbytes: e.nbytes,
-            })
-            .collect();
         let status = Status {
             time: epoch_now(),
             started: self.started,
@@ -212,7 +181,7 @@ impl Publisher {
             let mut p = self.board.lock();
             p.status = Arc::new(status);
             p.json = None;
-            p.events.extend(fresh);
+            p.events.extend(events);
             while p.events.len() > BOARD_EVENTS {
                 p.events.pop_front();
             }

@@ -4,6 +4,13 @@ use std::fmt::Write;
 
 use super::Status;
 
+/// A per-prefix counter: its name, its help, and how to read it.
+type PerPrefix = (
+    &'static str,
+    &'static str,
+    fn(&shoal_core::PrefixStats) -> f64,
+);
+
 /// A per-worker gauge: its name, its help, and how to read it.
 type PerWorker = (
     &'static str,
@@ -66,47 +73,28 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
-    family(
-        &mut out,
-        "shoal_tasks_completed_total",
-        "counter",
-        "Computations that finished, by key prefix.",
-    );
-    for p in &snap.prefixes {
-        let _ = writeln!(
-            out,
-            "shoal_tasks_completed_total{{prefix=\"{}\"}} {}",
-            label(&p.name),
-            p.completed
-        );
-    }
-    family(
-        &mut out,
-        "shoal_tasks_failed_total",
-        "counter",
-        "Computations that raised, by key prefix.",
-    );
-    for p in &snap.prefixes {
-        let _ = writeln!(
-            out,
-            "shoal_tasks_failed_total{{prefix=\"{}\"}} {}",
-            label(&p.name),
-            p.failed
-        );
-    }
-    family(
-        &mut out,
-        "shoal_task_compute_seconds_total",
-        "counter",
-        "Seconds spent computing finished tasks, by key prefix.",
-    );
-    for p in &snap.prefixes {
-        let _ = writeln!(
-            out,
-            "shoal_task_compute_seconds_total{{prefix=\"{}\"}} {}",
-            label(&p.name),
-            p.compute_seconds
-        );
+    let per_prefix: [PerPrefix; 3] = [
+        (
+            "shoal_tasks_completed_total",
+            "Computations that finished, by key prefix.",
+            |p| p.completed as f64,
+        ),
+        (
+            "shoal_tasks_failed_total",
+            "Computations that raised, by key prefix.",
+            |p| p.failed as f64,
+        ),
+        (
+            "shoal_task_compute_seconds_total",
+            "Seconds spent computing finished tasks, by key prefix.",
+            |p| p.compute_seconds,
+        ),
+    ];
+    for (name, help, value) in per_prefix {
+        family(&mut out, name, "counter", help);
+        for p in &snap.prefixes {
+            let _ = writeln!(out, "{name}{{prefix=\"{}\"}} {}", label(&p.name), value(p));
+        }
     }
     family(&mut out, "shoal_workers", "gauge", "Connected workers.");
     let _ = writeln!(out, "shoal_workers {}", snap.workers.len());
