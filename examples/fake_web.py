@@ -80,7 +80,21 @@ def intensity(date: str) -> dict:
     }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that answers with :meth:`reply` and logs nothing."""
+
+    def reply(self, status: int, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Handler(QuietHandler):
     latency = 0.1
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -99,14 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, body, ctype)
 
 
 class _Server(ThreadingHTTPServer):
@@ -117,10 +124,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-def serve(latency: float = 0.1) -> tuple[str, ThreadingHTTPServer]:
-    """Start the server on a free port; return its base URL and the server."""
-    handler = type("Handler", (_Handler,), {"latency": latency})
+def start(handler: type[BaseHTTPRequestHandler]) -> tuple[str, ThreadingHTTPServer]:
+    """Serve ``handler`` on a free loopback port from a daemon thread;
+    return the base URL and the server.
+    """
     server = _Server(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def serve(latency: float = 0.1) -> tuple[str, ThreadingHTTPServer]:
+    """Start the server on a free port; return its base URL and the server."""
+    return start(type("Handler", (_Handler,), {"latency": latency}))

@@ -14,9 +14,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from shoal import Client
+
+from fake_web import QuietHandler, start
 
 QUOTA = 20  # requests per second
 
@@ -25,7 +26,7 @@ class TooManyRequests(Exception):
     """The API said 429."""
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(QuietHandler):
     calls: list[float] = []
     lock = threading.Lock()
 
@@ -38,18 +39,7 @@ class _Api(BaseHTTPRequestHandler):
                 recent.append(now)
             type(self).calls = recent
         body = json.dumps({"item": self.path.rsplit("/", 1)[-1]}).encode()
-        self.send_response(200 if allowed else 429)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256
-    daemon_threads = True
+        self.reply(200 if allowed else 429, body, "application/json")
 
 
 def fetch(base: str, item: int) -> dict:
@@ -63,9 +53,7 @@ def fetch(base: str, item: int) -> dict:
 
 
 def main() -> None:
-    server = _Server(("127.0.0.1", 0), _Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    base, server = start(_Api)
     with Client(n_workers=2) as client:
         # A little under the quota, shared by every task on every worker.
         client.set_limit("api", rate=QUOTA * 0.9, burst=5)

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -128,9 +129,10 @@ class Browser:
                 awaitPromise=True,
             )
 
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by chromium and its helper processes."""
-        total = 0
+    def _group(self) -> Iterator[list[str]]:
+        """The ``/proc/PID/stat`` fields (after the name) of every process
+        in chromium's process group: its state, parent, group, ...
+        """
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -139,9 +141,13 @@ class Browser:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == self.proc.pid:  # its process group
-                total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+            if int(fields[2]) == self.proc.pid:
+                yield fields
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by chromium and its helper processes."""
+        ticks = sum(int(f[11]) + int(f[12]) for f in self._group())
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def screenshot(self, path: str) -> bytes:
         data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
@@ -177,18 +183,5 @@ class Browser:
         # Helpers reparented elsewhere die with the group; wait until they
         # are gone, so none writes into the profile after it is removed.
         deadline = time.monotonic() + 10
-        while self._group_alive() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and any(f[0] != "Z" for f in self._group()):
             time.sleep(0.05)
-
-    def _group_alive(self) -> bool:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid and fields[0] != "Z":
-                return True
-        return False
