@@ -922,12 +922,11 @@ class Client:
 
         task_stream.check_plot(plot, bokeh_resources)
         self._check_running()
-        start_time = time.time()
         data = task_stream.select(task_stream.records_since(self._session, 0), start, stop, count)
         if plot == "save":
-            first = min((r["startstops"][0]["start"] for r in data), default=start_time)
-            path = report.write_report(filename, data, first, time.time(), "task stream")
-            return data, path
+            # The page starts at the first task's start (see write_report).
+            now = time.time()
+            return data, report.write_report(filename, data, now, now, "task stream")
         return data
 
     @property

@@ -275,7 +275,7 @@ impl Stats {
     /// more), and the sequence number to ask from next time.
     pub fn stream_since(&self, since: u64, limit: usize) -> (Vec<TaskEvent>, u64) {
         let first = self.stream.front().map_or(self.next_seq, |e| e.seq);
-        let from = since.max(first);
+        let from = since.clamp(first, self.next_seq);
         let available = self.next_seq.saturating_sub(from) as usize;
         let skip = (from - first) as usize + available.saturating_sub(limit);
         let events = self.stream.iter().skip(skip).cloned().collect();

@@ -9,13 +9,14 @@ from ..core import arguments, context
 from ..core.times import parse_timedelta
 from .report import write_report
 
-#: Ask for everything the scheduler keeps.
-_ALL = 1 << 31
+#: More records than the scheduler keeps, and a position past any end.
+_ALL = (1 << 32) - 1
+_PAST_THE_END = (1 << 64) - 1
 
 
 def stream_position(session: Any) -> int:
     """Where the scheduler's task stream ends now."""
-    _, end = session.engine.task_stream(_ALL << 32, 0)
+    _, end = session.engine.task_stream(_PAST_THE_END, 0)
     return int(end)
 
 
@@ -131,7 +132,7 @@ class get_task_stream:
 
     def __enter__(self) -> get_task_stream:
         self._client = context.default_client(self.client)
-        self._start = time.time()
+        self.start = time.time()
         self._position = stream_position(self._client._session)
         return self
 
@@ -139,7 +140,7 @@ class get_task_stream:
         self.data[:] = records_since(self._client._session, self._position)
         if self.plot == "save":
             self.path = write_report(
-                self.filename, self.data, self._start, time.time(), "task stream"
+                self.filename, self.data, self.start, time.time(), "task stream"
             )
 
 
@@ -186,13 +187,16 @@ class performance_report:
 
     def __enter__(self) -> performance_report:
         self.code = _caller_source(self.stacklevel)
-        self._client = context.default_client(self.client)
-        self._start = time.time()
-        self._position = stream_position(self._client._session)
+        self._stream = get_task_stream(self.client).__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        records = records_since(self._client._session, self._position)
+        self._stream.__exit__(*exc)
         self.path = write_report(
-            self.filename, records, self._start, time.time(), "performance report", self.code
+            self.filename,
+            self._stream.data,
+            self._stream.start,
+            time.time(),
+            "performance report",
+            self.code,
         )
