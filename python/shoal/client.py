@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import html
 import os
 import time
 import uuid
@@ -958,6 +957,8 @@ class Client:
         )
 
     def _repr_html_(self) -> str:
+        import html  # only notebooks need it: kept off the start-up path
+
         workers = self._workers()
         rows = "".join(
             f"<tr><td>{w['name']}</td><td>{w['address']}</td><td>{w['nthreads']}</td>"

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +34,7 @@ _UNITS = {
     "weeks": 604800.0,
 }
 
-_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+_PATTERN = r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$"
 
 
 def parse_timedelta(value: Any, default: str = "seconds") -> float | None:
@@ -59,7 +58,9 @@ def parse_timedelta(value: Any, default: str = "seconds") -> float | None:
     if isinstance(value, (int, float)):
         return float(value) * _UNITS[default]
     if isinstance(value, str):
-        m = _PATTERN.match(value)
+        import re  # costs milliseconds at start-up; most durations are numbers
+
+        m = re.match(_PATTERN, value)
         if m is not None:
             number, unit = m.groups()
             factor = _UNITS.get(unit.lower() if unit else default)

@@ -4,7 +4,6 @@ own script and style inlined, no network needed to open it.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -38,6 +37,8 @@ def write_report(
     and ``stop`` (seconds since the epoch), and the ``code`` that ran them,
     to ``filename``; returns its path.
     """
+    import json  # only reports need it: kept off the start-up path
+
     events = [_page_event(r) for r in records]
     if events:
         start = min(start, min(e["start"] for e in events))
