@@ -86,7 +86,8 @@ def run(n_tasks: int, page=None) -> dict:
     finally:
         if viewer is not None:
             viewer.close()
-        for p in [sched, *workers]:
+        # Workers first: a worker that loses its scheduler says so.
+        for p in [*workers, sched]:
             p.kill()
             p.wait()
 
