@@ -108,8 +108,9 @@ def test_a_mix_of_computing_and_waiting(one_thread, tmp_path):
 def test_threads_in_this_process_overlap_too(tmp_path):
     with Client(processes=False, n_workers=1, threads_per_worker=1, set_as_default=False) as c:
         n = 8
-        futures = c.map(rendezvous, [str(tmp_path / "a")] * n, [n] * n, pure=False)
+        # The meeting place exists before any task can arrive in it.
         (tmp_path / "a").mkdir()
+        futures = c.map(rendezvous, [str(tmp_path / "a")] * n, [n] * n, pure=False)
         assert c.gather(futures) == [True] * n
 
 
