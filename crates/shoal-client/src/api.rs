@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use shoal_proto::{
-    addr, ClientToScheduler, FuncHash, FunctionDef, LimitSpec, LimitStatus, Payload, TaskError,
-    TaskRecord, TaskSpec, WorkerInfo, WorkerStatus,
+    addr, run_on_worker, ClientToScheduler, CoordOp, CoordReply, FuncHash, FunctionDef, LimitSpec,
+    LimitStatus, Payload, RunResponse, TaskError, TaskRecord, TaskSpec, WorkerInfo, WorkerStatus,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -239,14 +239,21 @@ impl ClientCore {
         self.lock().sent_functions.contains(&hash)
     }
 
-    /// Adds a reference to a key this client holds.
+    /// Adds a reference to a key. A key this client did not submit (a
+    /// future found in a result, a queue or a variable) is asked for: the
+    /// scheduler keeps it for this client and says where it is.
     pub fn add_ref(&self, key: &str) -> Result<(), ClientError> {
         let mut st = self.lock();
-        let e = st
-            .keys
-            .get_mut(key)
-            .ok_or_else(|| ClientError::UnknownKey(key.to_string()))?;
-        e.refs += 1;
+        if let Some(e) = st.keys.get_mut(key) {
+            e.refs += 1;
+            return Ok(());
+        }
+        st.check()?;
+        let mut e = KeyEntry::new();
+        e.refs = 1;
+        st.keys.insert(key.to_string(), e);
+        drop(st);
+        self.send(ClientToScheduler::Want(vec![key.to_string()]));
         Ok(())
     }
 
@@ -461,6 +468,100 @@ impl ClientCore {
             }
         }
         Ok(true)
+    }
+
+    /// Sends a coordination request; returns its number, for
+    /// [`ClientCore::wait_reply`]. The scheduler answers `TimedOut` after
+    /// `timeout` seconds if it cannot grant it by then.
+    pub fn request(&self, op: CoordOp, timeout: Option<f64>) -> Result<u64, ClientError> {
+        let mut st = self.lock();
+        st.check()?;
+        let req = st.next_request;
+        st.next_request += 1;
+        if let CoordOp::Subscribe { sub, .. } = &op {
+            st.published.entry(*sub).or_default();
+        }
+        if let CoordOp::Unsubscribe { sub } = &op {
+            st.published.remove(sub);
+        }
+        drop(st);
+        self.send(ClientToScheduler::Coord { req, op, timeout });
+        Ok(req)
+    }
+
+    /// Waits up to `slice` for the answer to request `req`; `None` if it has
+    /// not come yet.
+    pub fn wait_reply(&self, req: u64, slice: Duration) -> Result<Option<CoordReply>, ClientError> {
+        let deadline = Instant::now() + slice;
+        let mut st = self.lock();
+        loop {
+            if let Some(r) = st.replies.remove(&req) {
+                return Ok(Some(r));
+            }
+            st.check()?;
+            if !self.wait_changed(&mut st, Some(deadline)) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits up to `slice` for the next message of subscription `sub`.
+    pub fn next_published(
+        &self,
+        sub: u64,
+        slice: Duration,
+    ) -> Result<Option<Payload>, ClientError> {
+        let deadline = Instant::now() + slice;
+        let mut st = self.lock();
+        loop {
+            if let Some(m) = st.published.get_mut(&sub).and_then(|q| q.pop_front()) {
+                return Ok(Some(m));
+            }
+            st.check()?;
+            if !self.wait_changed(&mut st, Some(deadline)) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Messages of subscription `sub` received and not taken yet.
+    pub fn buffered(&self, sub: u64) -> usize {
+        self.lock().published.get(&sub).map_or(0, |q| q.len())
+    }
+
+    /// The scheduler's id and when it started (seconds since the epoch).
+    pub fn scheduler_identity(&self) -> (String, f64) {
+        self.lock().scheduler.clone()
+    }
+
+    /// Runs a pickled call on each worker (by data address) at once;
+    /// returns each worker's answer, or why it could not answer.
+    pub fn run_on_workers(
+        &self,
+        workers: Vec<String>,
+        call: Payload,
+        timeout: Option<Duration>,
+    ) -> Vec<(String, Result<RunResponse, String>)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, w) in workers.iter().enumerate() {
+            let tx = tx.clone();
+            let addr = addr::strip_scheme(w).to_string();
+            let call = call.clone();
+            self.shared.runtime.spawn(async move {
+                let res = run_on_worker(&addr, call, timeout).await;
+                let _ = tx.send((i, res.map_err(|e| e.to_string())));
+            });
+        }
+        drop(tx);
+        let mut answers: Vec<Option<Result<RunResponse, String>>> = vec![None; workers.len()];
+        while let Ok((i, res)) = rx.recv() {
+            answers[i] = Some(res);
+        }
+        workers
+            .into_iter()
+            .zip(answers)
+            .map(|(w, a)| (w, a.unwrap_or_else(|| Err("the client is closed".into()))))
+            .collect()
     }
 
     /// Asks the scheduler to stop itself and every worker.

@@ -5,12 +5,12 @@
 //! with [`State::collect`] and reports results that vanished from their
 //! holders with [`State::lost`] — the same path a `KeyLost` message takes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use shoal_proto::{
-    FuncHash, LimitStatus, Payload, SchedulerToClient, TaskError, TaskRecord, WorkerInfo,
-    WorkerStatus,
+    CoordReply, FuncHash, LimitStatus, Payload, SchedulerToClient, TaskError, TaskRecord,
+    WorkerInfo, WorkerStatus,
 };
 
 use crate::api::{ClientError, Outcome};
@@ -121,6 +121,13 @@ pub(crate) struct State {
     /// How many `TaskStream` answers arrived, and the latest.
     pub task_streams: u64,
     pub task_stream: (Vec<TaskRecord>, u64),
+    /// The scheduler's id and start time, from the latest `Identity`.
+    pub scheduler: (String, f64),
+    /// The number of the next `Coord` request, and answers not yet taken.
+    pub next_request: u64,
+    pub replies: HashMap<u64, CoordReply>,
+    /// Messages received for each subscription, not yet taken.
+    pub published: HashMap<u64, VecDeque<Payload>>,
 }
 
 impl State {
@@ -136,6 +143,10 @@ impl State {
             limits: Vec::new(),
             task_streams: 0,
             task_stream: (Vec::new(), 0),
+            scheduler: (String::new(), 0.0),
+            next_request: 1,
+            replies: HashMap::new(),
+            published: HashMap::new(),
         }
     }
 
@@ -179,8 +190,11 @@ impl State {
                 workers,
                 tasks,
                 limits,
+                scheduler_id,
+                started,
             } => {
                 self.identities += 1;
+                self.scheduler = (scheduler_id, started);
                 self.limits = limits;
                 self.workers = workers
                     .iter()
@@ -191,6 +205,15 @@ impl State {
             SchedulerToClient::TaskStream { records, next } => {
                 self.task_streams += 1;
                 self.task_stream = (records, next);
+            }
+            SchedulerToClient::CoordReply { req, reply } => {
+                self.replies.insert(req, reply);
+            }
+            SchedulerToClient::Published { sub, message } => {
+                // A subscription closed meanwhile takes nothing more.
+                if let Some(q) = self.published.get_mut(&sub) {
+                    q.push_back(message);
+                }
             }
             SchedulerToClient::WorkerAdded(info) => {
                 self.workers.insert(info.data_address.clone(), info);

@@ -65,6 +65,7 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
                 Payload::single(Bytes::from(out)),
                 "bytes".into(),
                 0.0,
+                false,
             );
         }
     });

@@ -79,6 +79,8 @@ impl Core {
                         workers,
                         tasks: self.tasks.len() as u64,
                         limits: self.limit_status(),
+                        scheduler_id: self.config.id.clone(),
+                        started: self.config.started,
                     },
                 ));
             }
@@ -104,6 +106,32 @@ impl Core {
                     SchedulerToClient::TaskStream { records, next },
                 ));
             }
+            ClientToScheduler::Want(keys) => {
+                for key in keys {
+                    match self.id_of(&key) {
+                        Some(id) => {
+                            self.want(c, id);
+                            self.tell_client_current_state(c, id, out);
+                        }
+                        None => {
+                            let msg = format!(
+                                "the scheduler does not know the key {key}: it was never \
+                                 submitted, or every future for it was released"
+                            );
+                            out.push(Command::ToClient(
+                                c,
+                                SchedulerToClient::KeyErred {
+                                    key,
+                                    error: internal_error("KeyError", msg),
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+            ClientToScheduler::Coord { req, op, timeout } => {
+                self.coord_request(c, req, op, timeout, out)
+            }
             ClientToScheduler::Shutdown => out.push(Command::Shutdown),
         }
     }
@@ -122,7 +150,11 @@ impl Core {
         }
     }
 
-    pub(crate) fn client_gone(&mut self, c: ClientId) {
+    pub(crate) fn client_gone(&mut self, c: ClientId, out: &mut Vec<Command>) {
+        if c == crate::coord::COORD_CLIENT {
+            return; // the scheduler's own: never connected, never gone
+        }
+        self.coord_client_gone(c, out);
         self.unpin_staged(c);
         if let Some(state) = self.clients.remove(&c) {
             for id in state.wants {
@@ -134,7 +166,7 @@ impl Core {
         }
     }
 
-    fn unwant(&mut self, c: ClientId, id: TaskId) {
+    pub(crate) fn unwant(&mut self, c: ClientId, id: TaskId) {
         if let Some(t) = self.tasks.get_mut(&id) {
             t.wanted_by = without(&t.wanted_by, c);
         }
@@ -144,7 +176,7 @@ impl Core {
         self.to_check.push(id);
     }
 
-    fn want(&mut self, c: ClientId, id: TaskId) {
+    pub(crate) fn want(&mut self, c: ClientId, id: TaskId) {
         // Only a connected client can want anything.
         let Some(cs) = self.clients.get_mut(&c) else {
             return;

@@ -32,6 +32,10 @@ pub struct CoreConfig {
     pub max_queued_per_thread: u32,
     /// Finished tasks remembered for the task stream (0: none).
     pub task_stream_len: usize,
+    /// The scheduler's id and start time (seconds since the epoch), as
+    /// clients are told; the shell sets them.
+    pub id: String,
+    pub started: f64,
 }
 
 impl Default for CoreConfig {
@@ -41,6 +45,8 @@ impl Default for CoreConfig {
             queue_target: 0.005,
             max_queued_per_thread: 64,
             task_stream_len: crate::stats::DEFAULT_STREAM_LEN,
+            id: String::new(),
+            started: 0.0,
         }
     }
 }
@@ -101,6 +107,9 @@ pub struct Core {
     wake: Option<u64>,
     /// Counts per task prefix and the task stream (see [`crate::stats`]).
     pub(crate) stats: crate::stats::Stats,
+    /// Queues, variables, locks, events, datasets, topics (see
+    /// [`crate::coord`]).
+    pub(crate) coord: crate::coord::Coord,
 }
 
 impl Default for Core {
@@ -133,7 +142,16 @@ impl Core {
             timers: BinaryHeap::new(),
             limits: FxHashMap::default(),
             wake: None,
+            coord: Default::default(),
         }
+        .with_coordinator()
+    }
+
+    /// The scheduler holds keys for values it keeps as a client of its own.
+    fn with_coordinator(mut self) -> Self {
+        self.clients
+            .insert(crate::coord::COORD_CLIENT, ClientState::default());
+        self
     }
 
     /// Tells the core the time (seconds on any clock that does not go
@@ -193,7 +211,7 @@ impl Core {
             Event::ClientConnected(c) => {
                 self.clients.entry(c).or_default();
             }
-            Event::ClientDisconnected(c) => self.client_gone(c),
+            Event::ClientDisconnected(c) => self.client_gone(c, out),
             Event::FromClient(c, msg) => self.client_message(c, msg, out),
             Event::WorkerConnected(w, info) => self.worker_joined(w, info, out),
             Event::WorkerLost(w) => self.worker_lost(w, out),

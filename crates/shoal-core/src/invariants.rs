@@ -35,6 +35,7 @@ impl Core {
         self.check_clients()?;
         self.check_limits()?;
         self.check_stats()?;
+        self.check_coord()?;
         ensure!(
             self.to_check.is_empty(),
             "{} need checks left over after an event",

@@ -7,6 +7,7 @@
 //! checked from unit tests. The server crate wraps it in a thin tokio shell.
 
 mod client_events;
+mod coord;
 mod core;
 mod events;
 mod invariants;
@@ -22,6 +23,7 @@ mod worker;
 mod worker_events;
 
 pub use crate::core::{Core, CoreConfig, TaskStateKind};
+pub use coord::COORD_CLIENT;
 pub use events::{Command, Event};
 pub use invariants::InvariantViolation;
 pub use stats::{key_prefix, PrefixStats, StateCounts, TaskEvent, DEFAULT_STREAM_LEN};

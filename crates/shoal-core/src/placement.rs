@@ -75,6 +75,7 @@ impl Core {
     /// Hands ready tasks to workers with free slots. Call after every batch
     /// of events.
     pub fn schedule(&mut self, out: &mut Vec<Command>) {
+        self.expire_waits(out);
         if self.workers.is_empty() {
             return;
         }

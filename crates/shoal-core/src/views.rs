@@ -67,7 +67,7 @@ impl Core {
                 })
                 .collect(),
             limits: self.limit_status(),
-            clients: self.clients.len(),
+            clients: self.clients.len() - 1, // not the scheduler's own (coord)
         }
     }
 

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use crate::frame::{read_frame, write_frame, FrameError};
-use crate::messages::{DataResponse, GetData, Payload};
+use crate::messages::{DataResponse, GetData, Payload, PeerRequest, RunResponse};
 
 /// A frame is closed once it holds this many bytes, so that no frame (and
 /// no decoding on the other side) grows without bound.
@@ -162,6 +162,32 @@ pub async fn get_data(
     keys: Vec<String>,
     timeout: Duration,
 ) -> Result<Vec<(String, Option<Payload>)>, FetchError> {
+    let resp: DataResponse = ask_peer(addr, &PeerRequest::Get(GetData { keys }), timeout).await?;
+    Ok(resp.items)
+}
+
+/// Runs a pickled call on the worker whose data server is at `addr`
+/// (`Client.run`), outside its task slots.
+pub async fn run_on_worker(
+    addr: &str,
+    call: Payload,
+    timeout: Option<Duration>,
+) -> Result<RunResponse, FetchError> {
+    let request = PeerRequest::Run { call };
+    match timeout {
+        Some(t) => ask_peer(addr, &request, t).await,
+        // No deadline: a year stands for ever.
+        None => ask_peer(addr, &request, Duration::from_secs(365 * 86_400)).await,
+    }
+}
+
+/// One request to a worker's data server and its answer, on a connection
+/// of its own.
+async fn ask_peer<R: DeserializeOwned>(
+    addr: &str,
+    request: &PeerRequest,
+    timeout: Duration,
+) -> Result<R, FetchError> {
     let work = async {
         let mut stream = TcpStream::connect(addr)
             .await
@@ -174,15 +200,12 @@ pub async fn get_data(
             addr: addr.to_string(),
             source,
         };
-        write_frame(&mut stream, &GetData { keys })
-            .await
-            .map_err(frame_err)?;
+        write_frame(&mut stream, request).await.map_err(frame_err)?;
         let mut buf = Vec::new();
-        let resp: DataResponse = read_frame(&mut stream, &mut buf)
+        read_frame(&mut stream, &mut buf)
             .await
             .map_err(frame_err)?
-            .ok_or_else(|| FetchError::Closed(addr.to_string()))?;
-        Ok(resp.items)
+            .ok_or_else(|| FetchError::Closed(addr.to_string()))
     };
     tokio::time::timeout(timeout, work)
         .await

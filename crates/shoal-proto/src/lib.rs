@@ -6,10 +6,12 @@
 //! whatever is queued for a connection goes out in one write.
 
 pub mod addr;
+pub mod coord;
 pub mod frame;
 pub mod io;
 pub mod messages;
 
+pub use coord::{CoordOp, CoordReply, Held};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
-pub use io::{get_data, reader, writer, FetchError};
+pub use io::{get_data, reader, run_on_worker, writer, FetchError};
 pub use messages::*;

@@ -188,6 +188,18 @@ pub enum ClientToScheduler {
         since: u64,
         limit: u32,
     },
+    /// The client holds futures for these keys, which it did not submit
+    /// (found in a result, a queue, a variable): keep them for it, and tell
+    /// it where they are.
+    Want(Vec<String>),
+    /// A request answered by one `CoordReply` with the same `req`; the
+    /// scheduler answers `TimedOut` after `timeout` seconds if it could not
+    /// grant it by then (`None`: wait as long as it takes).
+    Coord {
+        req: u64,
+        op: crate::coord::CoordOp,
+        timeout: Option<f64>,
+    },
     /// Stop the scheduler and every worker.
     Shutdown,
 }
@@ -218,12 +230,27 @@ pub enum SchedulerToClient {
         tasks: u64,
         #[serde(default)]
         limits: Vec<LimitStatus>,
+        /// The scheduler's id and when it started (seconds since the epoch).
+        #[serde(default)]
+        scheduler_id: String,
+        #[serde(default)]
+        started: f64,
     },
     /// The answer to `GetTaskStream`: the tasks, and the position to ask
     /// from next.
     TaskStream {
         records: Vec<TaskRecord>,
         next: u64,
+    },
+    /// The answer to `Coord { req, .. }`.
+    CoordReply {
+        req: u64,
+        reply: crate::coord::CoordReply,
+    },
+    /// A message published to a topic this client subscribed to as `sub`.
+    Published {
+        sub: u64,
+        message: Payload,
     },
     WorkerAdded(WorkerInfo),
     WorkerRemoved {
@@ -361,10 +388,31 @@ pub enum WorkerToScheduler {
     },
 }
 
-/// A request to a worker's data server (from a peer worker or a client).
+/// A request for data to a worker's data server (from a peer worker or a
+/// client).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GetData {
     pub keys: Vec<String>,
+}
+
+/// What a worker's data server is asked. Each request gets one answer:
+/// `DataResponse` for `Get`, `RunResponse` for `Run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    Get(GetData),
+    /// Run a pickled call on the worker, outside its task slots
+    /// (`Client.run`).
+    Run {
+        call: Payload,
+    },
+}
+
+/// The answer to `PeerRequest::Run`: the pickled return value, or what the
+/// call raised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RunResponse {
+    Value(Payload),
+    Raised(TaskError),
 }
 
 /// The data server's answer: one entry per requested key, `None` if absent.

@@ -389,6 +389,113 @@ impl ClientCore {
         })
     }
 
+    /// Sends a coordination request (see `shoal_proto::CoordOp`; `op` is
+    /// its name in snake case) and waits for the answer, `(kind, value)`
+    /// (see `coord::answer`). The scheduler answers `("timeout", None)`
+    /// after `timeout` seconds if it could not grant the request by then.
+    #[pyo3(signature = (op, name=String::new(), value=None, keys=Vec::new(), number=0, lease=0, names=Vec::new(), flag=false, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        op: &str,
+        name: String,
+        value: Option<Vec<Bytes>>,
+        keys: Vec<String>,
+        number: u64,
+        lease: u64,
+        names: Vec<String>,
+        flag: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        let args = crate::coord::Args {
+            name,
+            value,
+            keys,
+            number,
+            lease,
+            names,
+            flag,
+        };
+        let op = crate::coord::build(op, args)?;
+        let req = self.inner.request(op, timeout).map_err(to_py_err)?;
+        let inner = &self.inner;
+        loop {
+            let got = py
+                .detach(|| inner.wait_reply(req, SIGNAL_CHECK))
+                .map_err(to_py_err)?;
+            if let Some(reply) = got {
+                return crate::coord::answer(py, reply);
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// The next message of subscription `sub`, waiting up to `timeout`
+    /// seconds (forever if None); None on timeout.
+    #[pyo3(signature = (sub, timeout=None))]
+    fn next_published(
+        &self,
+        py: Python<'_>,
+        sub: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Vec<Bytes>>> {
+        let inner = &self.inner;
+        let deadline = self::timeout(timeout).map(|t| Instant::now() + t);
+        loop {
+            let slice = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(SIGNAL_CHECK),
+                None => SIGNAL_CHECK,
+            };
+            let got = py
+                .detach(|| inner.next_published(sub, slice))
+                .map_err(to_py_err)?;
+            if let Some(m) = got {
+                return Ok(Some(m.frames));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// How many messages of subscription `sub` are waiting.
+    fn buffered(&self, sub: u64) -> usize {
+        self.inner.buffered(sub)
+    }
+
+    /// `(id, started)`: the scheduler's id and start time.
+    fn scheduler_identity(&self) -> (String, f64) {
+        self.inner.scheduler_identity()
+    }
+
+    /// Runs a pickled call on each worker (by address) at once; returns
+    /// `[(address, (kind, value))]` (see `coord::run_answer`).
+    #[pyo3(signature = (workers, call, timeout=None))]
+    fn run_on_workers<'py>(
+        &self,
+        py: Python<'py>,
+        workers: Vec<String>,
+        call: Vec<Bytes>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<(String, Bound<'py, pyo3::types::PyTuple>)>> {
+        let inner = self.inner.clone();
+        let answers = py.detach(move || {
+            inner.run_on_workers(
+                workers,
+                Payload { frames: call },
+                crate::coord::duration(timeout),
+            )
+        });
+        answers
+            .into_iter()
+            .map(|(w, res)| Ok((with_scheme(&w), crate::coord::run_answer(py, res)?)))
+            .collect()
+    }
+
     fn shutdown_cluster(&self) {
         self.inner.shutdown_cluster();
     }

@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod client;
+mod coord;
 mod pool;
 mod scheduler;
 mod types;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
-use shoal_proto::{Payload, TaskError};
-use shoal_worker::{PacerHooks, WorkerConfig, WorkerRuntime as Runtime};
+use shoal_proto::{Payload, RunResponse, TaskError};
+use shoal_worker::{Control, PacerHooks, WorkerConfig, WorkerRuntime as Runtime};
 
 use crate::types::ExecutorTask;
 
@@ -48,16 +48,120 @@ impl WorkerRuntime {
         Ok(WorkerRuntime { inner })
     }
 
+    /// Where this worker's data server listens, `tcp://host:port`.
+    #[getter]
+    fn address(&self) -> String {
+        shoal_proto::addr::with_scheme(self.inner.address())
+    }
+
+    /// This worker's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name().to_string()
+    }
+
+    /// The scheduler's address, `tcp://host:port`.
+    #[getter]
+    fn scheduler(&self) -> String {
+        shoal_proto::addr::with_scheme(self.inner.scheduler())
+    }
+
+    /// How many tasks run at once here while they compute.
+    #[getter]
+    fn nthreads(&self) -> u32 {
+        self.inner.nthreads()
+    }
+
     /// Blocks (without the GIL) until a task is ready; None at shutdown.
     fn next_task(&self, py: Python<'_>) -> Option<ExecutorTask> {
         let inner = self.inner.clone();
         py.detach(move || inner.next_task()).map(ExecutorTask::from)
     }
 
-    /// Stores a result and reports it.
-    fn finish(&self, id: u64, key: String, frames: Vec<Bytes>, type_name: String, duration: f64) {
+    /// Stores a result and reports it. `holds_futures`: the caller keeps
+    /// futures alive for this result until `next_control` says it was freed.
+    #[pyo3(signature = (id, key, frames, type_name, duration, holds_futures=false))]
+    fn finish(
+        &self,
+        id: u64,
+        key: String,
+        frames: Vec<Bytes>,
+        type_name: String,
+        duration: f64,
+        holds_futures: bool,
+    ) {
+        self.inner.finish(
+            id,
+            key,
+            Payload { frames },
+            type_name,
+            duration,
+            holds_futures,
+        );
+    }
+
+    /// Task `id` leaves the worker's slots while it waits on other tasks;
+    /// True if no executor thread is free (start one).
+    fn secede(&self, id: u64) -> bool {
+        self.inner.secede(id)
+    }
+
+    /// Task `id` takes a slot again, waiting (without the GIL) for one.
+    fn rejoin(&self, py: Python<'_>, id: u64) -> bool {
+        let inner = self.inner.clone();
+        py.detach(move || inner.rejoin(id))
+    }
+
+    /// The next control work, waiting up to `timeout` seconds:
+    /// `("run", id, frames)` for a `Client.run` call, `("freed", keys,
+    /// None)` for freed results holding futures; None on timeout or once
+    /// the worker is closed.
+    #[allow(clippy::type_complexity)]
+    fn next_control(
+        &self,
+        py: Python<'_>,
+        timeout: f64,
+    ) -> Option<(&'static str, Py<PyAny>, Option<Vec<Bytes>>)> {
+        let inner = self.inner.clone();
+        let t = Duration::from_secs_f64(timeout.max(0.0));
+        match py.detach(move || inner.next_control(t))? {
+            Control::Run { id, call } => Some((
+                "run",
+                id.into_pyobject(py).ok()?.into_any().unbind(),
+                Some(call.frames),
+            )),
+            Control::Freed(keys) => Some((
+                "freed",
+                keys.into_pyobject(py).ok()?.into_any().unbind(),
+                None,
+            )),
+        }
+    }
+
+    /// Answers `Client.run` call `id` with a pickled value.
+    fn reply_value(&self, id: u64, frames: Vec<Bytes>) {
         self.inner
-            .finish(id, key, Payload { frames }, type_name, duration);
+            .reply_run(id, RunResponse::Value(Payload { frames }));
+    }
+
+    /// Answers `Client.run` call `id` with what it raised.
+    fn reply_error(
+        &self,
+        id: u64,
+        exception: Vec<Bytes>,
+        type_name: String,
+        message: String,
+        traceback: String,
+    ) {
+        self.inner.reply_run(
+            id,
+            RunResponse::Raised(TaskError::Raised {
+                exception: Payload { frames: exception },
+                type_name,
+                message,
+                traceback,
+            }),
+        );
     }
 
     /// Reports that a task raised; `retryable=False` when its retry

@@ -1,6 +1,7 @@
 //! The accept loop and the core task.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -326,7 +327,7 @@ async fn core_loop(
     mut rx: UnboundedReceiver<Input>,
     mut publisher: Option<Publisher>,
 ) -> Vec<JoinHandle<()>> {
-    let mut core = Core::default();
+    let mut core = Core::new(identity());
     let mut conns = Connections::default();
     let mut writers = HashMap::new();
     let mut out = Vec::new();
@@ -380,6 +381,23 @@ async fn core_loop(
     tracing::debug!("scheduler shutting down");
     conns.say_goodbye();
     writers.into_values().collect()
+}
+
+/// The core's configuration, with this scheduler's id and start time.
+fn identity() -> shoal_core::CoreConfig {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    // Unique enough to tell schedulers apart: the process, the instant, and
+    // a fresh hasher's random keys.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(started.to_bits());
+    shoal_core::CoreConfig {
+        id: format!("Scheduler-{:016x}", h.finish()),
+        started,
+        ..Default::default()
+    }
 }
 
 /// Sleeps until `at`, or for ever if there is no `at`.

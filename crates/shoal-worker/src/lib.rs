@@ -8,6 +8,7 @@
 //! [`WorkerRuntime::finish`] or [`WorkerRuntime::fail`]. The networking side
 //! never waits for an executor.
 
+pub mod control;
 mod health;
 pub mod lifeline;
 mod net;
@@ -15,6 +16,7 @@ pub mod pacer;
 mod runtime;
 mod state;
 
+pub use control::Control;
 pub use pacer::PacerHooks;
 pub use runtime::{total_memory, Assignment, WorkerConfig, WorkerError, WorkerRuntime};
 pub use state::INLINE_LIMIT;

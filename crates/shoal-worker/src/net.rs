@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, GetData,
+    get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, PeerRequest,
     SchedulerToWorker, WorkerToScheduler, LITERAL_FUNC,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -96,8 +96,12 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
         }
         SchedulerToWorker::Free { keys } => {
             let mut st = shared.state.lock();
-            for k in keys {
-                st.store.remove(&k);
+            for k in &keys {
+                st.store.remove(k);
+            }
+            drop(st);
+            if shared.control.lock().freed(&keys) {
+                shared.control_ready.notify_one();
             }
         }
         SchedulerToWorker::Preload { modules } => {
@@ -252,7 +256,20 @@ async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
 
 async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
     let mut buf = Vec::new();
-    while let Ok(Some(req)) = read_frame::<_, GetData>(&mut stream, &mut buf).await {
+    while let Ok(Some(req)) = read_frame::<_, PeerRequest>(&mut stream, &mut buf).await {
+        let req = match req {
+            PeerRequest::Get(req) => req,
+            PeerRequest::Run { call } => {
+                let answer = shared.control.lock().run(call);
+                shared.control_ready.notify_one();
+                // No answer means the worker is closing: hang up.
+                let Ok(response) = answer.await else { return };
+                if write_frame(&mut stream, &response).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
         let items = {
             let st = shared.state.lock();
             req.keys

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use shoal_proto::{
-    read_frame, write_frame, FuncHash, Hello, Payload, TaskError, TaskId, Welcome, WorkerId,
-    WorkerInfo, WorkerToScheduler,
+    read_frame, write_frame, FuncHash, Hello, Payload, RunResponse, TaskError, TaskId, Welcome,
+    WorkerId, WorkerInfo, WorkerToScheduler,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::unbounded_channel;
 
+use crate::control::Control;
 use crate::pacer::{PacerHooks, Running};
 use crate::state::{Shared, State, INLINE_LIMIT};
 
@@ -73,6 +74,12 @@ pub struct Assignment {
 pub struct WorkerRuntime {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Where its data server listens, `host:port`.
+    address: String,
+    /// Its name (its address unless named).
+    name: String,
+    /// The scheduler, `host:port`.
+    scheduler: String,
 }
 
 /// The machine's physical memory in bytes (0 if unknown).
@@ -119,13 +126,13 @@ impl WorkerRuntime {
     pub fn start(config: WorkerConfig) -> Result<Arc<WorkerRuntime>, WorkerError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (out_tx, out_rx) = unbounded_channel();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(config.nthreads, config.max_threads)),
-            work: Condvar::new(),
-            pace: Condvar::new(),
-            out: out_tx,
-        });
+        let shared = Arc::new(Shared::new(
+            State::new(config.nthreads, config.max_threads),
+            out_tx,
+        ));
         let net_shared = shared.clone();
+        let scheduler = shoal_proto::addr::strip_scheme(&config.scheduler).to_string();
+        let given_name = config.name.clone();
         let thread = std::thread::Builder::new()
             .name("shoal-worker-net".into())
             .spawn(move || {
@@ -150,19 +157,42 @@ impl WorkerRuntime {
                         }
                     };
                     tracing::debug!("worker {id} serves data on {address}");
-                    let _ = ready_tx.send(Ok(()));
+                    let _ = ready_tx.send(Ok(address));
                     crate::net::run(net_shared.clone(), stream, listener, out_rx).await;
                     net_shared.close();
                 });
             })
             .map_err(|e| WorkerError::Start(e.to_string()))?;
-        ready_rx
+        let address = ready_rx
             .recv()
             .map_err(|_| WorkerError::Start("the network thread died".into()))??;
         Ok(Arc::new(WorkerRuntime {
             shared,
             thread: Mutex::new(Some(thread)),
+            name: given_name.unwrap_or_else(|| address.clone()),
+            address,
+            scheduler,
         }))
+    }
+
+    /// Where this worker's data server listens, `host:port`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// This worker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The scheduler's address, `host:port`.
+    pub fn scheduler(&self) -> &str {
+        &self.scheduler
+    }
+
+    /// How many tasks run at once here while they compute.
+    pub fn nthreads(&self) -> u32 {
+        self.shared.state.lock().nthreads
     }
 
     /// Blocks until a task is ready to run, or returns `None` once the worker
@@ -175,12 +205,16 @@ impl WorkerRuntime {
             }
             // Room to run one more? (The pacer widens `allowed` while the
             // running tasks are blocked.)
-            if st.running.len() as u32 >= st.allowed {
+            if st.slots_full() {
+                st.idle += 1;
                 self.shared.work.wait(&mut st);
+                st.idle -= 1;
                 continue;
             }
             let Some(t) = st.take_runnable() else {
+                st.idle += 1;
                 self.shared.work.wait(&mut st);
+                st.idle -= 1;
                 continue;
             };
             if st.cancelled.remove(&t.id) {
@@ -225,7 +259,9 @@ impl WorkerRuntime {
         }
     }
 
-    /// Stores a task's result and tells the scheduler.
+    /// Stores a task's result and tells the scheduler. `holds_futures`: the
+    /// Python side keeps futures alive for this result until it is freed
+    /// (it learns when from [`WorkerRuntime::next_control`]).
     pub fn finish(
         &self,
         id: TaskId,
@@ -233,13 +269,20 @@ impl WorkerRuntime {
         result: Payload,
         type_name: String,
         duration: f64,
+        holds_futures: bool,
     ) {
         let nbytes = result.nbytes();
         let inline = (nbytes <= INLINE_LIMIT).then(|| result.clone());
+        if holds_futures {
+            self.shared.control.lock().holding.insert(key.clone());
+        }
         let ran = {
             let mut st = self.shared.state.lock();
             let ran = st.done(id);
             st.store.insert(key, result);
+            if st.rejoining > 0 {
+                self.shared.work.notify_all(); // a slot for a rejoining task
+            }
             ran
         };
         let _ = self.shared.out.send(WorkerToScheduler::TaskFinished {
@@ -255,7 +298,13 @@ impl WorkerRuntime {
     /// Reports that a task raised; `retryable` is false when the task's
     /// retry filter says the error is final.
     pub fn fail(&self, id: TaskId, error: TaskError, retryable: bool) {
-        let ran = self.shared.state.lock().done(id);
+        let ran = {
+            let mut st = self.shared.state.lock();
+            if st.rejoining > 0 {
+                self.shared.work.notify_all(); // a slot for a rejoining task
+            }
+            st.done(id)
+        };
         let _ = self.shared.out.send(WorkerToScheduler::TaskFailed {
             id,
             error,
@@ -282,6 +331,96 @@ impl WorkerRuntime {
             .shared
             .out
             .send(WorkerToScheduler::Capacity { slots: capacity });
+    }
+
+    /// Task `id`'s executor thread leaves the worker's slots while the task
+    /// waits on other tasks (`secede`): it keeps running but no longer
+    /// counts against the thread count, so another task may start. Returns
+    /// true if no executor thread is free to start one (start another).
+    pub fn secede(&self, id: TaskId) -> bool {
+        let (capacity, idle) = {
+            let mut st = self.shared.state.lock();
+            let Some(r) = st.running.remove(&id) else {
+                return false;
+            };
+            st.detached.insert(id, r);
+            (st.allowed + st.detached.len() as u32, st.idle)
+        };
+        self.shared.work.notify_one();
+        let _ = self
+            .shared
+            .out
+            .send(WorkerToScheduler::Capacity { slots: capacity });
+        idle == 0
+    }
+
+    /// Task `id`, seceded earlier, takes a slot again, waiting (without
+    /// holding any lock) until one is free. False if the worker closed.
+    pub fn rejoin(&self, id: TaskId) -> bool {
+        let mut st = self.shared.state.lock();
+        let mut waited = false;
+        loop {
+            if st.closed {
+                if waited {
+                    st.rejoining -= 1;
+                }
+                return false;
+            }
+            if !st.detached.contains_key(&id) {
+                return true; // not seceded: nothing to do
+            }
+            if (st.running.len() as u32) < st.allowed {
+                if let Some(r) = st.detached.remove(&id) {
+                    st.running.insert(id, r);
+                }
+                let capacity = st.allowed + st.detached.len() as u32;
+                if waited {
+                    st.rejoining -= 1;
+                }
+                drop(st);
+                let _ = self
+                    .shared
+                    .out
+                    .send(WorkerToScheduler::Capacity { slots: capacity });
+                return true;
+            }
+            if !waited {
+                waited = true;
+                st.rejoining += 1;
+            }
+            self.shared.work.wait(&mut st);
+        }
+    }
+
+    /// Blocks until there is control work (a `Client.run` call, freed
+    /// results holding futures) or `timeout` passes; `None` on timeout or
+    /// once the worker is closed.
+    pub fn next_control(&self, timeout: Duration) -> Option<Control> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut q = self.shared.control.lock();
+        loop {
+            if let Some(c) = q.items.pop_front() {
+                return Some(c);
+            }
+            if q.closed {
+                return None;
+            }
+            if self
+                .shared
+                .control_ready
+                .wait_until(&mut q, deadline)
+                .timed_out()
+            {
+                return q.items.pop_front();
+            }
+        }
+    }
+
+    /// Answers the `Client.run` call `id`.
+    pub fn reply_run(&self, id: u64, response: RunResponse) {
+        if let Some(tx) = self.shared.control.lock().waiting.remove(&id) {
+            let _ = tx.send(response);
+        }
     }
 
     /// Whether tasks here need the CPU: some wait for a slot, or run a

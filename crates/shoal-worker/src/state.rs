@@ -8,6 +8,7 @@ use parking_lot::{Condvar, Mutex};
 use shoal_proto::{FuncHash, Payload, TaskId, WorkerToScheduler};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::control::ControlQueue;
 use crate::pacer::Running;
 
 /// A task whose inputs are all local, waiting for an executor.
@@ -58,13 +59,35 @@ pub(crate) struct Shared {
     pub pace: Condvar,
     /// Messages to the scheduler.
     pub out: UnboundedSender<WorkerToScheduler>,
+    /// Work for the Python side that is not a task (see `control`).
+    pub control: Mutex<ControlQueue>,
+    /// Signalled when control work arrives or the worker closes.
+    pub control_ready: Condvar,
 }
 
 impl Shared {
+    pub fn new(state: State, out: UnboundedSender<WorkerToScheduler>) -> Self {
+        Shared {
+            state: Mutex::new(state),
+            work: Condvar::new(),
+            pace: Condvar::new(),
+            out,
+            control: Mutex::new(ControlQueue::default()),
+            control_ready: Condvar::new(),
+        }
+    }
+
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.work.notify_all();
         self.pace.notify_all();
+        // Calls nobody will run get no answer: their requesters see the
+        // connection close.
+        let mut control = self.control.lock();
+        control.closed = true;
+        control.waiting.clear();
+        drop(control);
+        self.control_ready.notify_all();
     }
 }
 
@@ -98,6 +121,11 @@ pub(crate) struct State {
     pub blocking: HashSet<FuncHash>,
     /// Modules to import ahead of need, not yet handed to the Python layer.
     pub preload: Vec<String>,
+    /// Executor threads waiting in `next_task` for work.
+    pub idle: u32,
+    /// Seceded tasks waiting in `rejoin` for a slot: they get the next
+    /// free slots before any new task starts.
+    pub rejoining: u32,
     pub seq: u64,
     pub closed: bool,
 }
@@ -120,6 +148,8 @@ impl State {
             max_threads: max_threads.max(nthreads),
             blocking: HashSet::new(),
             preload: Vec::new(),
+            idle: 0,
+            rejoining: 0,
             seq: 0,
             closed: false,
         }
@@ -167,5 +197,11 @@ impl State {
         self.running
             .remove(&id)
             .or_else(|| self.detached.remove(&id))
+    }
+
+    /// Whether every slot is taken (by running tasks, or promised to
+    /// seceded tasks rejoining).
+    pub fn slots_full(&self) -> bool {
+        self.running.len() as u32 + self.rejoining >= self.allowed
     }
 }

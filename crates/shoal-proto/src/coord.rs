@@ -1,0 +1,120 @@
+//! Requests a client makes of the scheduler and waits on: coordination
+//! between tasks and clients, held by the scheduler (queues,
+//! variables, locks, semaphores, events, published datasets and
+//! publish/subscribe), and questions about where data is. Clients ask with `ClientToScheduler::Coord` and get
+//! one `SchedulerToClient::CoordReply` per request — at once, when the
+//! request can be granted (a lock freed, an item put), or when its timeout
+//! ends.
+
+use serde::{Deserialize, Serialize};
+
+use crate::messages::Payload;
+
+/// A pickled value the scheduler keeps, and the keys of the futures inside
+/// it: while it is held, those results are kept too.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Held {
+    pub value: Payload,
+    pub keys: Vec<String>,
+}
+
+/// One coordination request. Names are per kind: a queue and a lock may
+/// share a name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CoordOp {
+    /// Creates the queue if needed (`maxsize` 0: unbounded; the first
+    /// creator's bound stands). Answered `Done`.
+    QueueCreate { name: String, maxsize: u32 },
+    /// Waits while the queue is full. Answered `Done`.
+    QueuePut { name: String, item: Held },
+    /// `count` 0: every item there now, without waiting; otherwise waits
+    /// for `count` items. Answered `Items`.
+    QueueGet { name: String, count: u32 },
+    /// Answered `Count`.
+    QueueSize { name: String },
+    /// Answered `Done`.
+    VariableSet { name: String, item: Held },
+    /// Waits until the variable is set. Answered `Items` (one).
+    VariableGet { name: String },
+    /// Answered `Done`.
+    VariableDelete { name: String },
+    /// Takes one of the semaphore's `max_leases` leases (the first acquirer's
+    /// count stands) as `lease`; waits while none is free. Answered `Done`.
+    /// A lease is returned when its client disconnects.
+    Acquire {
+        name: String,
+        max_leases: u32,
+        lease: u64,
+    },
+    /// Answered `Flag` (false if `lease` was not held).
+    Release { name: String, lease: u64 },
+    /// Leases of the semaphore held now. Answered `Count`.
+    Leases { name: String },
+    /// Holds `count` of the named locks at once as `lease`, waiting until
+    /// that many are free. Answered `Done`.
+    MultiAcquire {
+        names: Vec<String>,
+        count: u32,
+        lease: u64,
+    },
+    /// Answered `Flag` (false if `lease` held nothing).
+    MultiRelease { lease: u64 },
+    /// Whether any of these multi-locks is held. Answered `Flag`.
+    MultiLocked { names: Vec<String> },
+    /// Answered `Done`.
+    EventSet { name: String },
+    /// Answered `Done`.
+    EventClear { name: String },
+    /// Waits until the event is set. Answered `Done`.
+    EventWait { name: String },
+    /// Answered `Flag`.
+    EventIsSet { name: String },
+    /// Fails with `Exists` if the name is taken and `replace` is false.
+    /// Answered `Done`.
+    DatasetPublish {
+        name: String,
+        item: Held,
+        replace: bool,
+    },
+    /// Answered `Items` (one), or `Missing`.
+    DatasetGet { name: String },
+    /// Answered `Names`.
+    DatasetList,
+    /// Answered `Done`, or `Missing`.
+    DatasetDelete { name: String },
+    /// Starts delivering the topic's messages to this client as
+    /// `Published { sub }`. Answered `Done`.
+    Subscribe { topic: String, sub: u64 },
+    /// Answered `Done`.
+    Unsubscribe { sub: u64 },
+    /// Sends a message to every subscriber of the topic now. Answered
+    /// `Count` (how many got it).
+    Publish { topic: String, message: Payload },
+    /// Which workers hold each of these keys (every key in memory if
+    /// empty). Answered `Map` (key -> worker data addresses).
+    WhoHas { keys: Vec<String> },
+    /// The keys each worker holds. Answered `Map` (worker -> keys).
+    HasWhat,
+    /// The keys assigned to each worker and not finished. Answered `Map`.
+    Processing,
+}
+
+/// The answer to one `CoordOp`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CoordReply {
+    Done,
+    Items(Vec<Held>),
+    Count(u64),
+    Flag(bool),
+    Names(Vec<String>),
+    Map(Vec<(String, Vec<String>)>),
+    /// The request's timeout ended first; nothing was changed.
+    TimedOut,
+    /// No dataset of that name.
+    Missing,
+    /// A dataset of that name exists.
+    Exists,
+    /// The request cannot be served (a key the scheduler does not know, a
+    /// bad argument); the message says why.
+    Invalid(String),
+}
