@@ -61,11 +61,15 @@ impl Core {
         }
         let leaves_assigned = matches!(t.state, TaskState::Assigned { .. })
             && !matches!(to, TaskState::Assigned { .. });
+        let done = matches!(to, TaskState::Memory { .. } | TaskState::Erred);
         self.stats
             .moved(t.prefix, Bucket::of(&t.state), Bucket::of(&to));
         t.state = to;
         if leaves_assigned {
             self.release_limits(id);
+        }
+        if done {
+            self.forget_fired(id);
         }
     }
 

@@ -450,3 +450,19 @@ fn who_has_what_and_processing_name_workers_by_address() {
     );
     assert_eq!(r[2].2, CoordReply::Map(vec![(addr, vec!["b".into()])]));
 }
+
+#[test]
+fn a_fired_and_forgotten_task_runs_to_the_end_without_a_client() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("side-effect")]);
+    let ff = CoordOp::FireAndForget {
+        keys: vec!["side-effect".into()],
+    };
+    ask(&mut env, 1, 1, ff, None);
+    env.take();
+    env.event(Event::ClientDisconnected(1));
+    assert!(env.state("side-effect").is_some(), "still wanted: it runs");
+    env.finish(w, "side-effect");
+    assert!(env.state("side-effect").is_none(), "done: forgotten");
+}

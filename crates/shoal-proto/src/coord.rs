@@ -90,6 +90,9 @@ pub enum CoordOp {
     /// Sends a message to every subscriber of the topic now. Answered
     /// `Count` (how many got it).
     Publish { topic: String, message: Payload },
+    /// Keep these tasks until they finish, even if no client wants them
+    /// any more. Answered `Done`.
+    FireAndForget { keys: Vec<String> },
     /// Which workers hold each of these keys (every key in memory if
     /// empty). Answered `Map` (key -> worker data addresses).
     WhoHas { keys: Vec<String> },

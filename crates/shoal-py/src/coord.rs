@@ -99,6 +99,7 @@ pub fn build(op: &str, mut a: Args) -> PyResult<CoordOp> {
             topic: name,
             message: a.held().value,
         },
+        "fire_and_forget" => CoordOp::FireAndForget { keys: a.names },
         "who_has" => CoordOp::WhoHas { keys: a.names },
         "has_what" => CoordOp::HasWhat,
         "processing" => CoordOp::Processing,

@@ -68,6 +68,19 @@ impl Core {
                 "parked request {id:?} ({p:?}) is not listed where it waits"
             );
         }
+        for &id in &c.fire_and_forget {
+            let done = self.tasks.get(&id).is_none_or(|t| {
+                matches!(
+                    t.state,
+                    crate::task::TaskState::Memory { .. } | crate::task::TaskState::Erred
+                )
+            });
+            ensure!(!done, "task {id} is held to finish, but it is done");
+        }
+        let mut counts = counts;
+        for &id in &c.fire_and_forget {
+            *counts.entry(id).or_insert(0) += 1;
+        }
         ensure!(
             counts == c.held_keys,
             "held key counts {:?} differ from a recount {:?}",

@@ -63,8 +63,11 @@ pub(crate) struct Coord {
     pub parked: FxHashMap<WaitId, Parked>,
     /// Deadlines of parked requests (microseconds), soonest first.
     pub deadlines: BinaryHeap<Reverse<(u64, ClientId, u64)>>,
-    /// How many held values refer to each task.
+    /// How many held values refer to each task (a fire-and-forget task
+    /// counts once more).
     pub held_keys: FxHashMap<TaskId, u32>,
+    /// Tasks kept until they finish (`fire_and_forget`).
+    pub fire_and_forget: rustc_hash::FxHashSet<TaskId>,
 }
 
 impl Core {
@@ -226,6 +229,11 @@ impl Core {
                 reply(out, id, CoordReply::Count(subs.len() as u64));
                 None
             }
+            CoordOp::FireAndForget { keys } => {
+                self.fire_and_forget(&keys);
+                reply(out, id, CoordReply::Done);
+                None
+            }
             CoordOp::WhoHas { keys } => {
                 let map = self.who_has(keys);
                 reply(out, id, CoordReply::Map(map));
@@ -355,27 +363,61 @@ impl Core {
             }
         }
         for id in ids {
-            let n = self.coord.held_keys.entry(id).or_insert(0);
-            *n += 1;
-            if *n == 1 {
-                self.want(COORD_CLIENT, id);
-            }
+            self.hold_id(id);
         }
         Ok(())
+    }
+
+    fn hold_id(&mut self, id: TaskId) {
+        let n = self.coord.held_keys.entry(id).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            self.want(COORD_CLIENT, id);
+        }
+    }
+
+    fn unhold_id(&mut self, id: TaskId) {
+        let Some(n) = self.coord.held_keys.get_mut(&id) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.coord.held_keys.remove(&id);
+            self.unwant(COORD_CLIENT, id);
+        }
     }
 
     /// The scheduler no longer holds `item`.
     pub(crate) fn unhold(&mut self, item: &Held) {
         for k in &item.keys {
-            let Some(id) = self.id_of(k) else { continue };
-            let Some(n) = self.coord.held_keys.get_mut(&id) else {
-                continue;
-            };
-            *n -= 1;
-            if *n == 0 {
-                self.coord.held_keys.remove(&id);
-                self.unwant(COORD_CLIENT, id);
+            if let Some(id) = self.id_of(k) {
+                self.unhold_id(id);
             }
+        }
+    }
+
+    /// Keeps these tasks until they finish, whoever still wants them
+    /// (`fire_and_forget`). Keys the scheduler does not know are skipped.
+    fn fire_and_forget(&mut self, keys: &[String]) {
+        for k in keys {
+            let Some(id) = self.id_of(k) else { continue };
+            let done = self.tasks.get(&id).is_none_or(|t| {
+                matches!(
+                    t.state,
+                    crate::task::TaskState::Memory { .. } | crate::task::TaskState::Erred
+                )
+            });
+            if !done && self.coord.fire_and_forget.insert(id) {
+                self.hold_id(id);
+            }
+        }
+    }
+
+    /// Task `id` finished or failed: a fire-and-forget hold on it ends.
+    /// Called from `transition`; cheap when nothing is held that way.
+    pub(crate) fn forget_fired(&mut self, id: TaskId) {
+        if !self.coord.fire_and_forget.is_empty() && self.coord.fire_and_forget.remove(&id) {
+            self.unhold_id(id);
         }
     }
 
