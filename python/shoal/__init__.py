@@ -21,11 +21,15 @@ The package is layered; each layer imports only the ones below it:
 * ``shoal.dask``: dask graphs on shoal and shoal objects in dask;
 * ``shoal.delayed``: ``delayed``, ``compute``, ``persist``;
 * ``shoal.diagnostics``: ``progress``, ``get_task_stream``, ``performance_report``;
-* ``shoal.worker``, ``shoal.deploy``: the worker process and ``LocalCluster``;
+* ``shoal.coordination``: ``Queue``, ``Variable``, ``Lock``, ``Semaphore``,
+  ``MultiLock``, ``Event``, ``Pub``/``Sub``, held by the scheduler;
+* ``shoal.worker``, ``shoal.deploy``: the worker process (and, for tasks,
+  ``get_worker``, ``secede``, ``rejoin``, ``worker_client``) and ``LocalCluster``;
 * ``shoal.client``: ``Client``; ``shoal.cli``: the ``shoal`` command.
 """
 
 from .client import Client, default_client, get_client
+from .client_cluster import fire_and_forget
 from .completion import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
@@ -34,11 +38,13 @@ from .completion import (
     as_completed,
     wait,
 )
+from .coordination import Event, Lock, MultiLock, Pub, Queue, Semaphore, Sub, Variable
 from .core.errors import FutureCancelledError, KilledWorker
 from .delayed import Delayed, compute, delayed, persist
 from .deploy.local import LocalCluster
 from .diagnostics import get_task_stream, performance_report, progress
 from .futures import Future
+from .worker.context import get_worker, rejoin, secede, worker_client
 
 __version__ = "0.1.0"
 
@@ -49,18 +55,31 @@ __all__ = [
     "Client",
     "Delayed",
     "DoneAndNotDoneFutures",
+    "Event",
     "Future",
     "FutureCancelledError",
     "KilledWorker",
     "LocalCluster",
+    "Lock",
+    "MultiLock",
+    "Pub",
+    "Queue",
+    "Semaphore",
+    "Sub",
+    "Variable",
     "as_completed",
     "compute",
     "default_client",
     "delayed",
+    "fire_and_forget",
     "get_client",
     "get_task_stream",
+    "get_worker",
     "performance_report",
     "persist",
     "progress",
+    "rejoin",
+    "secede",
     "wait",
+    "worker_client",
 ]

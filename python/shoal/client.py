@@ -16,12 +16,15 @@ from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
+from .core.times import parse_timedelta
 from .core.spec import LITERAL_FUNC, limit_names, task_spec, worker_restrictions
 from .dask import config as dask_config
 from .dask.graphs import run_dask_graph
 from .delayed import Delayed, as_node, collect, delayed, persist, submit_nodes
 from .deploy.local import LocalCluster
+from .client_cluster import ClusterMethods
 from .futures import Future
+from .worker import context as worker_context
 
 _all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -38,8 +41,55 @@ def default_client(c: Client | None = None) -> Client:
     return context.default_client(c)
 
 
-def get_client() -> Client:
-    """Return the default client (the most recent one created)."""
+def get_client(address: str | None = None, timeout: Any = None, resolve_address: bool = True) -> Client:
+    """The client to use here: inside a task, the worker's own client (to
+    submit tasks from tasks); elsewhere the default client, or a client of
+    the scheduler at ``address``.
+
+    Parameters
+    ----------
+    address
+        A scheduler's address: a client connected to it (an existing one,
+        else a new one).
+    timeout
+        How long to wait to connect (seconds, or a string like ``"10 s"``).
+    resolve_address
+        Compare addresses without their ``tcp://`` (the default); False
+        compares them as given.
+
+    Returns
+    -------
+    Client
+
+    Raises
+    ------
+    ValueError
+        Outside a task, with no default client and no ``address``.
+
+    Examples
+    --------
+    >>> def fib(n):
+    ...     if n < 2:
+    ...         return n
+    ...     client = get_client()
+    ...     a, b = client.submit(fib, n - 1), client.submit(fib, n - 2)
+    ...     return a.result() + b.result()
+
+    """
+    seconds = parse_timedelta(timeout)
+    worker = worker_context.current_worker()
+    def same(a: str, b: str) -> bool:
+        if resolve_address:
+            return a.split("://")[-1] == b.split("://")[-1]
+        return a == b
+
+    if worker is not None and (address is None or same(address, worker.scheduler_address)):
+        return worker.client(timeout=10.0 if seconds is None else seconds)
+    if address is not None:
+        for c in list(_all_clients):
+            if c.status == "running" and same(c.scheduler_address, address):
+                return c
+        return Client(address, timeout=10.0 if seconds is None else seconds)
     return context.default_client()
 
 
@@ -61,7 +111,7 @@ def _reject_task_options(
     arguments.reject("actors", actors)
 
 
-class Client:
+class Client(ClusterMethods):
     """Connect to a shoal cluster, or start a local one, and run tasks on it.
 
     Parameters
@@ -91,7 +141,7 @@ class Client:
         self,
         address: str | LocalCluster | None = None,
         loop: Any = None,
-        timeout: float = 10.0,
+        timeout: Any = 10.0,
         set_as_default: bool = True,
         scheduler_file: str | None = None,
         security: Any = None,
@@ -141,11 +191,13 @@ class Client:
             raise TypeError(f"address must be a string like 'tcp://host:port', not {address!r}")
         self.id = f"Client-{uuid.uuid4()}"
         try:
-            self._session = Session(address, float(timeout), name or self.id)
+            seconds = parse_timedelta(timeout)
+            self._session = Session(address, 10.0 if seconds is None else seconds, name or self.id)
         except Exception:
             if self._owns_cluster and self.cluster is not None:
                 self.cluster.close()
             raise
+        self._session.owner = weakref.ref(self)
         self.status = "running"
         _all_clients.add(self)
         if set_as_default:
@@ -163,7 +215,7 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: Any = None) -> None:
         """Close this client; also close the local cluster it started.
 
         Parameters
@@ -179,7 +231,7 @@ class Client:
         dask_config.unset_default_scheduler(self)
         self._session.close()
         if self._owns_cluster and self.cluster is not None:
-            self.cluster.close(timeout)
+            self.cluster.close(parse_timedelta(timeout))
         context.unset_default(self)
 
     def shutdown(self) -> None:
@@ -189,6 +241,27 @@ class Client:
         if self.cluster is not None:
             self.cluster.close()
         self.close()
+
+    def start(self) -> None:
+        """Connect again after :meth:`close` (a no-op while running), to
+        the same scheduler.
+
+        Raises
+        ------
+        RuntimeError
+            If the client had started its own cluster, which closed with it.
+
+        """
+        if self.status == "running":
+            return
+        if self._owns_cluster:
+            raise RuntimeError(
+                "this client's local cluster closed with it: create a new Client()"
+            )
+        self._session = Session(self._session.address, 10.0, self.id)
+        self._session.owner = weakref.ref(self)
+        self.status = "running"
+        _all_clients.add(self)
 
     def __del__(self) -> None:
         try:
@@ -470,11 +543,12 @@ class Client:
             Name data by its content, so equal data shares one key.
         direct
             Data goes through the scheduler; ``direct=True`` is not supported.
-
-            Dask's options that shoal does not support yet: each raises
-            ``NotImplementedError`` unless left unset.
-        timeout, asynchronous
-            Dask's options that shoal does not support yet: each raises
+        timeout
+            Wait until the data is on a worker, at most this long (seconds,
+            or a string such as ``"5 s"``); raise ``TimeoutError`` after.
+            By default ``scatter`` returns at once.
+        asynchronous
+            Dask's option that shoal does not support yet: it raises
             ``NotImplementedError`` unless left unset.
 
         Returns
@@ -483,8 +557,8 @@ class Client:
 
         """
         arguments.reject("direct", direct, unused=(None, False))
-        arguments.reject("timeout", timeout)
         arguments.reject("asynchronous", asynchronous)
+        wait_for = None if timeout is UNSET else parse_timedelta(timeout)
         self._check_running()
         if isinstance(data, dict):
             items: list[tuple[str | None, Any]] = [(str(k), v) for k, v in data.items()]
@@ -508,6 +582,8 @@ class Client:
             specs.append(task_spec(k, LITERAL_FUNC, frames, workers=restrictions))
         self._session.submit([], specs)
         futures = [Future._adopt(k, self) for k in names]
+        if wait_for is not None and not self._session.engine.wait(names, wait_for):
+            raise TimeoutError(f"scattered data did not reach a worker within {timeout}")
         if isinstance(data, dict):
             return dict(zip(data.keys(), futures))
         if isinstance(data, (list, tuple, set, frozenset)):
@@ -560,7 +636,7 @@ class Client:
         values: dict[str, Any] = {}
         for k, outcome in zip(key_list, outcomes or []):
             if outcome.kind == "value" or errors == "raise":
-                values[k] = value_of(k, outcome)
+                values[k] = value_of(k, outcome, self)
         return _substitute(futures, values)
 
     def compute(
@@ -771,26 +847,6 @@ class Client:
 
     # ----- the cluster ------------------------------------------------------
 
-    def scheduler_info(self) -> dict[str, Any]:
-        """Ask the scheduler about itself.
-
-        Returns
-        -------
-        dict
-            Its ``address``, how many ``tasks`` it remembers, and its
-            ``workers`` keyed by address (each with how many results it
-            stores and how many tasks it has assigned).
-
-        """
-        workers, tasks, limits = self._session.engine.identify()
-        return {
-            "type": "Scheduler",
-            "address": self.scheduler_address,
-            "tasks": tasks,
-            "workers": {w["address"]: w for w in workers},
-            "limits": {lim.pop("name"): lim for lim in limits},
-        }
-
     def set_limit(
         self,
         name: str,
@@ -842,36 +898,6 @@ class Client:
             None if rate is None else float(rate),
             None if burst is None else float(burst),
         )
-
-    def who_has(self, futures: Any = None) -> dict[str, list[str]]:
-        """Which workers hold the result of each finished future, by key."""
-        found: dict[str, None] = {}
-        _collect_keys(futures, found)
-        return {k: self._session.engine.who_has(k) for k in found}
-
-    def nthreads(self) -> dict[str, int]:
-        """Threads per worker, keyed by worker address."""
-        return {w["address"]: w["nthreads"] for w in self._session.engine.workers()}
-
-    ncores = nthreads
-
-    def wait_for_workers(
-        self, n_workers: int, timeout: float | None = None, *, without: Iterable[str] = ()
-    ) -> None:
-        """Block until ``n_workers`` workers are connected.
-
-        Parameters
-        ----------
-        n_workers
-            How many workers to wait for.
-        timeout
-            Seconds to wait; raise ``TimeoutError`` after.
-        without
-            Also wait until none of these worker addresses is connected.
-
-        """
-        if not self._session.engine.wait_for_workers(n_workers, timeout, list(without)):
-            raise TimeoutError(f"{n_workers} workers did not connect within {timeout} s")
 
     def get_task_stream(
         self,
@@ -1030,6 +1056,7 @@ def _implicit_client() -> Client:
 
 
 context.set_implicit_factory(_implicit_client)
+context.set_client_class(Client)
 
 
 @atexit.register

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import _engine
-from .core import arguments
+from .core import arguments, context
+from .core.times import parse_timedelta
 from .futures import Future
 
 ALL_COMPLETED = "ALL_COMPLETED"
@@ -35,31 +36,56 @@ def _engines(futures: Iterable[Future]) -> dict[int, tuple[Any, list[Future]]]:
 
 
 def wait(
-    fs: Future | Iterable[Future], timeout: float | None = None, return_when: str = ALL_COMPLETED
+    fs: Future | Iterable[Future], timeout: Any = None, return_when: str = ALL_COMPLETED
 ) -> DoneAndNotDoneFutures:
     """Wait until futures are done; return ``(done, not_done)`` sets.
 
-    ``return_when`` is ``"ALL_COMPLETED"`` (the default), ``"FIRST_COMPLETED"``
-    or ``"FIRST_EXCEPTION"``. With ``ALL_COMPLETED`` a timeout raises
-    ``TimeoutError``, as in Dask.
+    Parameters
+    ----------
+    fs
+        A Future or an iterable of them.
+    timeout
+        Seconds, or a string such as ``"200 ms"``; forever if None. With
+        ``ALL_COMPLETED`` a timeout raises ``TimeoutError``, as in Dask.
+    return_when
+        ``"ALL_COMPLETED"`` (the default), ``"FIRST_COMPLETED"`` or
+        ``"FIRST_EXCEPTION"``.
+
+    Returns
+    -------
+    DoneAndNotDoneFutures
+        The ``done`` and ``not_done`` sets.
+
+    Examples
+    --------
+    >>> done, not_done = wait(client.map(inc, range(4)))  # doctest: +SKIP
+
     """
     if isinstance(fs, Future):
         fs = [fs]
     fs = list(fs)
+    timeout = parse_timedelta(timeout)
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(
             "return_when must be one of ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION; "
             f"got {return_when!r}"
         )
     groups = _engines(fs)
-    if return_when == ALL_COMPLETED:
-        for core, group in groups.values():
-            if not core.wait([f.key for f in group], timeout):
-                raise TimeoutError(f"futures not done within {timeout} s")
-    else:
-        _wait_first(fs, groups, timeout, return_when)
+    with context.blocking() if context.in_task() else _nothing():
+        if return_when == ALL_COMPLETED:
+            for core, group in groups.values():
+                if not core.wait([f.key for f in group], timeout):
+                    raise TimeoutError(f"futures not done within {timeout} s")
+        else:
+            _wait_first(fs, groups, timeout, return_when)
     done = {f for f in fs if f.done()}
     return DoneAndNotDoneFutures(done, set(fs) - done)
+
+
+def _nothing() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _wait_first(fs: list[Future], groups: dict, timeout: float | None, return_when: str) -> None:
@@ -99,7 +125,7 @@ class as_completed(Iterator[Any]):
         with_results: bool = False,
         raise_errors: bool = True,
         *,
-        timeout: float | None = None,
+        timeout: Any = None,
     ):
         arguments.reject("loop", loop)
         self._queue = _engine.CompletionQueue()
@@ -108,7 +134,7 @@ class as_completed(Iterator[Any]):
         self._lock = threading.Lock()
         self.with_results = with_results
         self.raise_errors = raise_errors
-        self.timeout = timeout
+        self.timeout = parse_timedelta(timeout)
         if futures is not None:
             self.update(futures)
 
@@ -149,7 +175,11 @@ class as_completed(Iterator[Any]):
                 raise StopIteration
             if not block and len(self._queue) == 0:
                 return None
-            key = self._queue.pop(self.timeout)
+            if context.in_task():
+                with context.blocking():
+                    key = self._queue.pop(self.timeout)
+            else:
+                key = self._queue.pop(self.timeout)
             if key is None:
                 raise TimeoutError(f"no future completed within {self.timeout} s")
             self._absorb(key)

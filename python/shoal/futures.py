@@ -7,6 +7,7 @@ from typing import Any, Callable
 from .core import context, serialize
 from .core.errors import rebuild, remote_traceback
 from .core.session import Session
+from .core.times import parse_timedelta
 
 
 class Future:
@@ -37,6 +38,7 @@ class Future:
     #: dask's protocol for futures of third-party schedulers: dask refers to
     #: the future's key in graphs instead of embedding the object.
     __dask_future__ = True
+    _is_future = True
 
     def __init__(self, key: str, client: Any = None, inform: bool = True):
         client = context.default_client(client)
@@ -78,13 +80,14 @@ class Future:
 
     # ----- results ---------------------------------------------------------
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: Any = None) -> Any:
         """Wait for the result and return it; re-raise the task's exception.
 
         Parameters
         ----------
         timeout
-            Seconds to wait; forever if None.
+            Seconds (or a string such as ``"200 ms"``) to wait; forever if
+            None. Inside a task the wait leaves the worker's thread pool.
 
         Returns
         -------
@@ -96,19 +99,24 @@ class Future:
             If it is not done within ``timeout``.
 
         """
-        return self._session.result(self.key, timeout)
+        return self._session.result(self.key, parse_timedelta(timeout))
 
-    def _wait(self, timeout: float | None) -> None:
-        if not self._session.engine.wait([self.key], timeout):
+    def _wait(self, timeout: Any) -> None:
+        timeout = parse_timedelta(timeout)
+        if self._session.engine.wait([self.key], 0.0):
+            return
+        with context.blocking():
+            done = self._session.engine.wait([self.key], timeout)
+        if not done:
             raise TimeoutError(f"Future {self.key} not done within {timeout} s")
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
+    def exception(self, timeout: Any = None) -> BaseException | None:
         """Wait and return the exception of a failed task, or None."""
         self._wait(timeout)
         err = self._session.engine.error(self.key)
         return None if err is None else rebuild(err)
 
-    def traceback(self, timeout: float | None = None) -> Any:
+    def traceback(self, timeout: Any = None) -> Any:
         """Wait and return the traceback object of a failed task, or None."""
         self._wait(timeout)
         err = self._session.engine.error(self.key)
@@ -154,6 +162,14 @@ class Future:
             f"<b>Future: {self.key}</b> <b>status:</b> "
             f'<span style="color: {colour}">{status}</span>{typ}'
         )
+
+
+def _unpickled_future(key: str, client: Any) -> Future:
+    """A future found while unpickling a result or a held value."""
+    return Future(key, client)
+
+
+serialize.set_future_factory(_unpickled_future)
 
 
 class _ReleasedEngine:

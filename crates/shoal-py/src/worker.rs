@@ -114,8 +114,8 @@ impl WorkerRuntime {
 
     /// The next control work, waiting up to `timeout` seconds:
     /// `("run", id, frames)` for a `Client.run` call, `("freed", keys,
-    /// None)` for freed results holding futures; None on timeout or once
-    /// the worker is closed.
+    /// None)` for freed results holding futures; None on timeout; and
+    /// `("closed", None, None)` once the worker is closed.
     #[allow(clippy::type_complexity)]
     fn next_control(
         &self,
@@ -124,7 +124,13 @@ impl WorkerRuntime {
     ) -> Option<(&'static str, Py<PyAny>, Option<Vec<Bytes>>)> {
         let inner = self.inner.clone();
         let t = Duration::from_secs_f64(timeout.max(0.0));
-        match py.detach(move || inner.next_control(t))? {
+        let for_wait = inner.clone();
+        let Some(item) = py.detach(move || for_wait.next_control(t)) else {
+            return inner
+                .is_closed()
+                .then(|| ("closed", py.None(), None));
+        };
+        match item {
             Control::Run { id, call } => Some((
                 "run",
                 id.into_pyobject(py).ok()?.into_any().unbind(),

@@ -416,6 +416,11 @@ impl WorkerRuntime {
         }
     }
 
+    /// Whether the worker has closed (its scheduler link ended).
+    pub fn is_closed(&self) -> bool {
+        self.shared.state.lock().closed
+    }
+
     /// Answers the `Client.run` call `id`.
     pub fn reply_run(&self, id: u64, response: RunResponse) {
         if let Some(tx) = self.shared.control.lock().waiting.remove(&id) {

@@ -9,6 +9,7 @@ point down.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, Callable, Protocol
 
@@ -26,6 +27,8 @@ _lock = threading.Lock()
 _default: Any = None
 _implicit_factory: Callable[[], Any] | None = None
 _implicit: Any = None
+_client_class: Any = None
+_worker_client: Callable[[], Any] | None = None
 
 # Names Dask users pass as ``scheduler=``: all run on the default client, or
 # on the implicit in-process cluster when there is none.
@@ -59,12 +62,72 @@ def unset_default(client: Any) -> None:
             _default = None
 
 
+def set_client_class(cls: Any) -> None:
+    """Register the ``Client`` class (it lives above this layer)."""
+    global _client_class
+    _client_class = cls
+
+
+def client_class() -> Any:
+    """The ``Client`` class."""
+    if _client_class is None:
+        raise RuntimeError("import shoal to register its client")
+    return _client_class
+
+
+def set_worker_client(factory: Callable[[], Any]) -> None:
+    """How to get the client of the worker running the calling thread (a
+    callable returning it, or None off a worker).
+    """
+    global _worker_client
+    _worker_client = factory
+
+
+_blocking: Callable[[], Any] | None = None
+
+
+def set_blocking(factory: Callable[[], Any]) -> None:
+    """Register what :func:`blocking` returns (the worker layer's secede
+    and rejoin).
+    """
+    global _blocking
+    _blocking = factory
+
+
+_in_task: Callable[[], bool] = lambda: False
+
+
+def set_in_task(check: Callable[[], bool]) -> None:
+    """Register how to tell whether the calling thread runs a task."""
+    global _in_task
+    _in_task = check
+
+
+def in_task() -> bool:
+    """Whether the calling thread runs a task on a worker."""
+    return _in_task()
+
+
+def blocking() -> Any:
+    """A context manager around a wait on the cluster: inside a task it
+    leaves the worker's thread pool while waiting (so the tasks waited on
+    can run, even on one thread); elsewhere it does nothing.
+    """
+    if _blocking is None:
+        return contextlib.nullcontext()
+    return _blocking()
+
+
 def current_default() -> Any:
-    """The default client if it is running, else None."""
+    """The default client if it is running; inside a task, the worker's
+    client; else None.
+    """
     with _lock:
         if _default is not None and _default.status == "running":
             return _default
-        return None
+    if _worker_client is not None:
+        return _worker_client()
+    return None
 
 
 def default_client(c: Any = None) -> Any:

@@ -120,6 +120,36 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
     return frames, deps
 
 
+def dumps_held(value: Any, what: str) -> tuple[list[bytes], list[str]]:
+    """Pickle a value the scheduler will hold (a queue item, a variable, a
+    dataset); returns the frames and the keys of the futures inside, which
+    the scheduler keeps while it holds the value. Futures inside stay
+    futures when the value is unpickled (see :func:`resolve_dependency`).
+    """
+    frames, deps = dumps_args_like(value, what)
+    for d in deps:
+        if not getattr(d, "_is_future", False):
+            raise TypeError(
+                f"{what} holds a lazy {type(d).__name__}: compute or persist it first, "
+                "and pass the futures"
+            )
+    return frames, [d.key for d in deps]
+
+
+def dumps_args_like(value: Any, what: str) -> tuple[list[bytes], list[Any]]:
+    """Pickle one value, recording the futures and delayed objects inside."""
+    deps: list[Any] = []
+    previous = getattr(_local, "deps", None)
+    _local.deps = deps
+    try:
+        frames = _dumps(value)
+    except Exception as e:
+        raise TypeError(f"Could not serialize {what}: {e}") from e
+    finally:
+        _local.deps = previous
+    return frames, deps
+
+
 def record_dependency(obj: Any) -> None:
     """Note that the arguments being pickled refer to ``obj`` (a Future or a
     Delayed), whose result the task needs.
@@ -134,12 +164,38 @@ def set_dependency_values(values: dict[str, Any] | None) -> None:
     _local.values = values
 
 
+_future_factory: Callable[[str, Any], Any] | None = None
+
+
+def set_future_factory(factory: Callable[[str, Any], Any]) -> None:
+    """How to make a Future for a key and a client (registered by
+    ``shoal.futures``, above this layer).
+    """
+    global _future_factory
+    _future_factory = factory
+
+
+def loads_for(frames: list[bytes], client: Any) -> Any:
+    """Unpickle a value that may hold futures (a result, a queue item):
+    they become futures of ``client``.
+    """
+    previous = getattr(_local, "client", None)
+    _local.client = client
+    try:
+        return pickle.loads(frames[0], buffers=frames[1:])
+    finally:
+        _local.client = previous
+
+
 def resolve_dependency(key: str) -> Any:
-    """Unpickling side of a future: its result, on the worker running the task."""
+    """Unpickling side of a future: in a task's arguments, its result (sent
+    along with the task); anywhere else — a result, a queue item, a
+    variable — a future for the key, of the client unpickling it (or the
+    default client).
+    """
     values = getattr(_local, "values", None)
-    if values is None or key not in values:
-        raise RuntimeError(
-            f"The future {key} was unpickled outside of a task that depends on it; "
-            "pass futures as task arguments so their results are sent along."
-        )
-    return values[key]
+    if values is not None and key in values:
+        return values[key]
+    if _future_factory is None:
+        raise RuntimeError("import shoal to unpickle futures")
+    return _future_factory(key, getattr(_local, "client", None))

@@ -15,7 +15,7 @@ import threading
 from typing import Any, Callable
 
 from .. import _engine
-from . import serialize
+from . import context, serialize
 from .errors import FutureCancelledError, rebuild
 
 _log = logging.getLogger("shoal")
@@ -37,6 +37,9 @@ class Session:
 
     def __init__(self, address: str, timeout: float, name: str):
         self.engine = _engine.ClientCore(address, float(timeout), name)
+        #: The client this session belongs to (a weak reference, set by the
+        #: client): futures found in results become its futures.
+        self.owner: Callable[[], Any] = _nobody
         self._callbacks: Callbacks | None = None
         self._callbacks_lock = threading.Lock()
         self._modules_seen = 0
@@ -79,8 +82,12 @@ class Session:
 
     def outcomes(self, keys: list[str], timeout: float | None = None) -> list[Any] | None:
         """Wait for ``keys``; one :class:`shoal._engine.Outcome` each, or
-        None on timeout.
+        None on timeout. Inside a task the wait leaves the worker's thread
+        pool (see :func:`.context.blocking`) unless the keys are done.
         """
+        if context.in_task() and not self.engine.wait(keys, 0.0):
+            with context.blocking():
+                return self.engine.gather(keys, timeout)
         return self.engine.gather(keys, timeout)
 
     def result(self, key: str, timeout: float | None = None) -> Any:
@@ -90,7 +97,7 @@ class Session:
         out = self.outcomes([key], timeout)
         if out is None:
             raise TimeoutError(f"Future {key} not done within {timeout} s")
-        return value_of(key, out[0])
+        return value_of(key, out[0], self.owner())
 
     def add_done_callback(self, key: str, fn: Callable[[], Any]) -> None:
         """Call ``fn()`` from a background thread once ``key`` is done."""
@@ -133,10 +140,16 @@ def third_party_packages() -> set[str]:
     return names
 
 
-def value_of(key: str, outcome: Any) -> Any:
-    """The value an :class:`shoal._engine.Outcome` holds, or raise its error."""
+def _nobody() -> Any:
+    return None
+
+
+def value_of(key: str, outcome: Any, client: Any = None) -> Any:
+    """The value an :class:`shoal._engine.Outcome` holds, or raise its
+    error. Futures inside the value become futures of ``client``.
+    """
     if outcome.kind == "value":
-        return serialize.loads(outcome.frames)
+        return serialize.loads_for(outcome.frames, client)
     if outcome.kind == "cancelled":
         raise FutureCancelledError(key)
     raise rebuild(outcome.error)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _engine
 from ..core import serialize
 from ..core.retry import NotRetried
+from . import context as task_context
 
 if TYPE_CHECKING:
     import asyncio
@@ -74,18 +75,29 @@ def _report_failure(rt: Any, tid: int, exc: BaseException) -> None:
     )
 
 
-def _report_result(rt: Any, tid: int, key: str, result: Any, duration: float) -> None:
-    """Pickle ``result`` and hand it to the runtime (or report why not)."""
+def _report_result(
+    rt: Any, tid: int, key: str, result: Any, duration: float, holding: dict[str, list[Any]]
+) -> None:
+    """Pickle ``result`` and hand it to the runtime (or report why not).
+
+    Futures inside the result (a task that submitted tasks and returns
+    their futures) are kept in ``holding`` until the scheduler frees the
+    result, so the tasks they point at outlive this task for whoever
+    receives the result.
+    """
     try:
-        frames = serialize.dumps(result)
+        frames, found = serialize.dumps_args_like(result, f"the result of task {key}")
     except Exception as e:
         err = TypeError(
             f"Could not serialize the result of task {key} "
-            f"(type {type(result).__module__}.{type(result).__qualname__}): {e}"
+            f"(type {type(result).__module__}.{type(result).__qualname__}): {e.__cause__ or e}"
         )
         _report_failure(rt, tid, err)
         return
-    rt.finish(tid, key, frames, type(result).__name__, duration)
+    futures = [f for f in found if getattr(f, "_is_future", False)] if found else None
+    if futures:
+        holding[key] = futures
+    rt.finish(tid, key, frames, type(result).__name__, duration, bool(futures))
 
 
 class Executors:
@@ -102,6 +114,9 @@ class Executors:
 
     def __init__(self, rt: Any, nthreads: int):
         self.rt = rt
+        self.worker = task_context.Worker(rt, self)
+        # Futures inside stored results, kept until the results are freed.
+        self.holding: dict[str, list[Any]] = {}
         self.functions: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # started on first use
@@ -115,6 +130,7 @@ class Executors:
         for _ in range(nthreads):
             self.spawn()
         rt.start_pacer(self.spawn, self.cancel, self.preload)
+        threading.Thread(target=self._control, name="shoal-control", daemon=True).start()
 
     def spawn(self) -> None:
         """Start one more executor thread."""
@@ -176,6 +192,7 @@ class Executors:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
+                loop.call_soon(task_context.bind_thread, self.worker)
                 threading.Thread(
                     target=loop.run_forever, name="shoal-event-loop", daemon=True
                 ).start()
@@ -209,7 +226,7 @@ class Executors:
             if exc is not None:
                 _report_failure(rt, tid, exc)
             else:
-                _report_result(rt, tid, key, f.result(), duration)
+                _report_result(rt, tid, key, f.result(), duration, self.holding)
 
         cf.add_done_callback(done)
 
@@ -221,11 +238,15 @@ class Executors:
         perf_counter = time.perf_counter
         set_deps = serialize.set_dependency_values
         settled = self._imports_settled
+        holding = self.holding
+        started, ended = task_context.task_started, task_context.task_done
+        task_context.bind_thread(self.worker)
         while True:
             task = rt.next_task()
             if task is None:
                 return
             tid, key = task.id, task.key
+            started(tid, key)
             if not settled.is_set():
                 settled.wait()
             try:
@@ -247,12 +268,73 @@ class Executors:
                 result = fn(*args, **kwargs)
                 if type(result) is CoroutineType:
                     self._hand_off(tid, key, result, start)
+                    ended()
                     continue
                 duration = perf_counter() - start
             except BaseException as e:  # the task's failure, whatever it is, goes back
                 _report_failure(rt, tid, e)
+                if ended():
+                    return  # it seceded: another thread took its place
                 continue
-            _report_result(rt, tid, key, result, duration)
+            _report_result(rt, tid, key, result, duration, holding)
+            if ended():
+                return  # it seceded: another thread took its place
+
+    def _control(self) -> None:
+        """Serve work that is not a task: ``Client.run`` calls (each on a
+        thread of its own), and freed results whose futures can go.
+        """
+        rt = self.rt
+        task_context.bind_thread(self.worker)
+        while True:
+            item = rt.next_control(3600.0)
+            if item is None:
+                continue
+            kind, what, frames = item
+            if kind == "closed":
+                self.holding.clear()
+                self.worker.close()
+                return
+            if kind == "freed":
+                for key in what:
+                    self.holding.pop(key, None)
+            elif kind == "run":
+                threading.Thread(
+                    target=self._run_call, args=(what, frames), name="shoal-run", daemon=True
+                ).start()
+
+    def _run_call(self, call_id: int, frames: list[bytes]) -> None:
+        """Run one ``Client.run`` call and answer it."""
+        rt = self.rt
+        task_context.bind_thread(self.worker)
+        try:
+            fn, args, kwargs = serialize.loads(frames)
+            if _takes_dask_worker(fn):
+                kwargs = {**kwargs, "dask_worker": self.worker}
+            result = fn(*args, **kwargs)
+            if type(result) is CoroutineType:
+                import asyncio
+
+                result = asyncio.run_coroutine_threadsafe(result, self._event_loop()).result()
+            out = serialize.dumps(result)
+        except BaseException as e:  # the caller gets the error
+            rt.reply_error(
+                call_id, _pickle_exception(e), type(e).__name__, str(e), _format_traceback(e)
+            )
+            return
+        rt.reply_value(call_id, out)
+
+
+def _takes_dask_worker(fn: Any) -> bool:
+    """Whether ``fn`` has a ``dask_worker`` parameter (``Client.run`` passes
+    the worker to it, as Dask does).
+    """
+    import inspect
+
+    try:
+        return "dask_worker" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def start_in_process(

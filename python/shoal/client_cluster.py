@@ -1,0 +1,433 @@
+"""The Client's calls about the cluster rather than single tasks: running
+functions on every worker, where data is, published datasets, and waiting
+for workers. A mixin of :class:`shoal.Client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import Any, Callable
+
+from .core import arguments, serialize
+from .core.errors import rebuild
+from .core.times import parse_timedelta
+from .futures import Future
+
+_NO_DEFAULT = object()
+
+
+def _scheme(address: str) -> str:
+    return address if "://" in address else f"tcp://{address}"
+
+
+class ClusterMethods:
+    """Methods of :class:`shoal.Client` about the cluster as a whole."""
+
+    _session: Any
+    status: str
+
+    def _check_running(self) -> None:  # provided by Client
+        raise NotImplementedError
+
+    def _request(self, op: str, **kwargs: Any) -> tuple[str, Any]:
+        self._check_running()
+        kind, value = self._session.engine.request(op, **kwargs)
+        if kind == "invalid":
+            raise ValueError(value)
+        return kind, value
+
+    # ----- functions on every worker ----------------------------------------
+
+    def run(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        workers: Any = None,
+        wait: bool = True,
+        nanny: bool = False,
+        on_error: str = "raise",
+        **kwargs: Any,
+    ) -> dict[str, Any] | None:
+        """Run ``function(*args, **kwargs)`` on every worker, outside the
+        task slots, and return the results by worker address.
+
+        A function with a ``dask_worker`` parameter gets the worker (see
+        :func:`shoal.get_worker`). ``async def`` functions are awaited on the
+        worker's event loop.
+
+        Parameters
+        ----------
+        function
+            The function to run.
+        *args, **kwargs
+            Its arguments.
+        workers
+            Addresses (or one address) of the workers to run on (default:
+            all).
+        wait
+            False: start the calls and return None at once.
+        nanny
+            Not supported (shoal workers have no nanny); leave False.
+        on_error
+            ``"raise"`` the first error, ``"return"`` it in place of the
+            result, or ``"ignore"`` the workers that failed.
+
+        Returns
+        -------
+        dict
+            ``{worker address: result}``, or None with ``wait=False``.
+
+        Examples
+        --------
+        >>> import os
+        >>> client.run(os.getpid)  # doctest: +SKIP
+        {'tcp://127.0.0.1:40123': 4021, 'tcp://127.0.0.1:40125': 4022}
+
+        """
+        if not callable(function):
+            raise TypeError("run needs a callable function")
+        arguments.reject("nanny", nanny)
+        if on_error not in ("raise", "return", "ignore"):
+            raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', not {on_error!r}")
+        self._check_running()
+        if workers is None:
+            targets = [w["address"] for w in self._session.engine.workers()]
+        else:
+            targets = [workers] if isinstance(workers, str) else list(workers)
+            targets = [_scheme(w) for w in targets]
+        try:
+            call = serialize.dumps((function, args, kwargs))
+        except Exception as e:
+            raise TypeError(f"Could not serialize the call to {function!r}: {e}") from e
+        if not wait:
+            import threading
+
+            engine = self._session.engine
+            threading.Thread(
+                target=engine.run_on_workers, args=(targets, call), daemon=True
+            ).start()
+            return None
+        results: dict[str, Any] = {}
+        for address, (kind, value) in self._session.engine.run_on_workers(targets, call):
+            if kind == "value":
+                results[address] = serialize.loads(value)
+                continue
+            if kind == "error":
+                error: BaseException = rebuild(value)
+            else:
+                error = OSError(f"could not run {function!r} on {address}: {value}")
+            if on_error == "raise":
+                raise error
+            if on_error == "return":
+                results[address] = error
+        return results
+
+    def run_on_scheduler(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Not possible on shoal: its scheduler is written in Rust and runs
+        no Python.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, naming what to use instead.
+
+        """
+        raise NotImplementedError(
+            "shoal's scheduler runs no Python, so run_on_scheduler cannot call "
+            f"{getattr(function, '__name__', function)!r}. Ask the scheduler with "
+            "client.scheduler_info(), who_has(), has_what() or processing(); run code on "
+            "the workers with client.run(); share state with Variable, Queue or "
+            "publish_dataset()"
+        )
+
+    # ----- where things are -------------------------------------------------
+
+    def who_has(self, futures: Any = None) -> dict[str, list[str]]:
+        """Which workers hold each result, by key.
+
+        Parameters
+        ----------
+        futures
+            Futures (or lists, dicts of them); every key in memory if None.
+
+        Returns
+        -------
+        dict
+            ``{key: [worker address, ...]}``.
+
+        """
+        found: dict[str, None] = {}
+        if futures is not None:
+            _collect_keys(futures, found)
+            if not found:
+                return {}
+        _, mapping = self._request("who_has", names=list(found))
+        return {k: [_scheme(a) for a in v] for k, v in mapping.items()}
+
+    def has_what(self, workers: Any = None) -> dict[str, list[str]]:
+        """The keys each worker holds.
+
+        Parameters
+        ----------
+        workers
+            Addresses to report on (default: all workers).
+
+        Returns
+        -------
+        dict
+            ``{worker address: [key, ...]}``.
+
+        """
+        return self._by_worker("has_what", workers)
+
+    def processing(self, workers: Any = None) -> dict[str, list[str]]:
+        """The keys assigned to each worker and not finished.
+
+        Returns
+        -------
+        dict
+            ``{worker address: [key, ...]}``.
+
+        """
+        return self._by_worker("processing", workers)
+
+    def _by_worker(self, op: str, workers: Any) -> dict[str, list[str]]:
+        _, mapping = self._request(op)
+        out = {_scheme(a): list(keys) for a, keys in mapping.items()}
+        if workers is None:
+            return out
+        wanted = {_scheme(w) for w in ([workers] if isinstance(workers, str) else workers)}
+        return {a: k for a, k in out.items() if a in wanted}
+
+    def nthreads(self, workers: Any = None) -> dict[str, int]:
+        """Threads per worker, by worker address."""
+        out = {w["address"]: w["nthreads"] for w in self._session.engine.workers()}
+        if workers is None:
+            return out
+        wanted = {_scheme(w) for w in ([workers] if isinstance(workers, str) else workers)}
+        return {a: n for a, n in out.items() if a in wanted}
+
+    ncores = nthreads
+
+    def scheduler_info(self, n_workers: int = -1) -> dict[str, Any]:
+        """The scheduler and its workers, in Dask's layout.
+
+        Parameters
+        ----------
+        n_workers
+            How many workers to list (all if -1).
+
+        Returns
+        -------
+        dict
+            ``type``, ``id``, ``address``, ``started`` (seconds since the
+            epoch), ``tasks`` (how many it remembers), ``limits``, and
+            ``workers`` keyed by address, each with ``name``, ``host``,
+            ``nthreads``, ``memory_limit``, ``pid``, ``id``, ``type`` and
+            ``metrics`` (``stored``, ``assigned``).
+
+        """
+        self._check_running()
+        workers, tasks, limits = self._session.engine.identify()
+        sid, started = self._session.engine.scheduler_identity()
+        if n_workers is not None and n_workers >= 0:
+            workers = workers[:n_workers]
+        return {
+            "type": "Scheduler",
+            "id": sid,
+            "address": self._session.address,
+            "started": started,
+            "tasks": tasks,
+            "n_workers": len(workers),
+            "total_threads": sum(w["nthreads"] for w in workers),
+            "workers": {
+                w["address"]: {
+                    "type": "Worker",
+                    "id": w["name"],
+                    "name": w["name"],
+                    "host": w["host"],
+                    "nthreads": w["nthreads"],
+                    "memory_limit": w["memory"],
+                    "pid": w["pid"],
+                    "metrics": {"stored": w["stored"], "assigned": w["assigned"]},
+                    # Kept for callers of shoal's earlier layout.
+                    "address": w["address"],
+                    "memory": w["memory"],
+                    "stored": w["stored"],
+                    "assigned": w["assigned"],
+                }
+                for w in workers
+            },
+            "limits": {lim.pop("name"): lim for lim in limits},
+        }
+
+    def wait_for_workers(
+        self, n_workers: int, timeout: Any = None, *, without: Iterable[str] = ()
+    ) -> None:
+        """Block until ``n_workers`` workers are connected.
+
+        Parameters
+        ----------
+        n_workers
+            How many workers to wait for.
+        timeout
+            Seconds, or a string such as ``"30 s"``; raise ``TimeoutError``
+            after.
+        without
+            Also wait until none of these worker addresses is connected.
+
+        """
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
+            raise ValueError(f"n_workers must be a whole number, not {n_workers!r}")
+        t = parse_timedelta(timeout)
+        self._check_running()
+        if not self._session.engine.wait_for_workers(n_workers, t, list(without)):
+            raise TimeoutError(f"{n_workers} workers did not connect within {timeout}")
+
+    # ----- published datasets -----------------------------------------------
+
+    def publish_dataset(self, *args: Any, name: str | None = None, override: bool = False, **kwargs: Any) -> None:
+        """Name data (futures, collections of them, or any value) so that
+        other clients can get it with :meth:`get_dataset`. The scheduler
+        keeps the futures' results while the name exists.
+
+        Parameters
+        ----------
+        *args
+            With ``name=``, the one value to publish.
+        name
+            The dataset's name.
+        override
+            Replace a dataset of that name instead of raising.
+        **kwargs
+            ``name=value`` pairs to publish.
+
+        Raises
+        ------
+        KeyError
+            If a dataset of that name exists and ``override`` is False.
+
+        Examples
+        --------
+        >>> client.publish_dataset(prices=client.submit(load_prices))  # doctest: +SKIP
+        >>> other_client.get_dataset("prices").result()  # doctest: +SKIP
+
+        """
+        if name is not None:
+            if len(args) != 1:
+                raise ValueError("publish_dataset(value, name=...) takes exactly one value")
+            kwargs[name] = args[0]
+        elif args:
+            raise ValueError("publish_dataset needs name=... for a positional value")
+        for key, value in kwargs.items():
+            frames, keys = serialize.dumps_held(value, f"dataset {key!r}")
+            kind, _ = self._request(
+                "dataset_publish", name=key, value=frames, keys=keys, flag=override
+            )
+            if kind == "exists":
+                raise KeyError(f"Dataset {key} already exists")
+
+    def get_dataset(self, name: str, default: Any = _NO_DEFAULT) -> Any:
+        """The dataset published as ``name`` (futures come back as this
+        client's futures).
+
+        Raises
+        ------
+        KeyError
+            If there is none and no ``default`` was given.
+
+        """
+        kind, items = self._request("dataset_get", name=name)
+        if kind == "missing":
+            if default is _NO_DEFAULT:
+                raise KeyError(f"Dataset '{name}' not found")
+            return default
+        return serialize.loads_for(items[0], self)
+
+    def list_datasets(self) -> list[str]:
+        """The names of the published datasets."""
+        return list(self._request("dataset_list")[1])
+
+    def unpublish_dataset(self, name: str) -> None:
+        """Remove a published dataset.
+
+        Raises
+        ------
+        KeyError
+            If there is none of that name.
+
+        """
+        kind, _ = self._request("dataset_delete", name=name)
+        if kind == "missing":
+            raise KeyError(f"Dataset '{name}' not found")
+
+    @property
+    def datasets(self) -> Datasets:
+        """The published datasets as a mutable mapping."""
+        return Datasets(self)
+
+
+class Datasets(MutableMapping[str, Any]):
+    """The published datasets of a cluster, as a mapping (``client.datasets``)."""
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def __getitem__(self, name: str) -> Any:
+        return self._client.get_dataset(name)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._client.publish_dataset(value, name=name, override=True)
+
+    def __delitem__(self, name: str) -> None:
+        self._client.unpublish_dataset(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._client.list_datasets())
+
+    def __len__(self) -> int:
+        return len(self._client.list_datasets())
+
+
+def _collect_keys(obj: Any, found: dict[str, None]) -> None:
+    if isinstance(obj, Future):
+        found[obj.key] = None
+    elif isinstance(obj, str):
+        found[obj] = None
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for x in obj:
+            _collect_keys(x, found)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            _collect_keys(x, found)
+
+
+def fire_and_forget(obj: Any) -> None:
+    """Run these futures to the end even if nothing keeps them: the
+    scheduler holds them until they finish, also after their client goes.
+
+    Parameters
+    ----------
+    obj
+        A Future, or lists, tuples, sets and dicts of them.
+
+    Examples
+    --------
+    >>> fire_and_forget(client.submit(write_to_database, record))  # doctest: +SKIP
+
+    """
+    by_client: dict[int, tuple[Any, list[str]]] = {}
+
+    def walk(x: Any) -> None:
+        if isinstance(x, Future):
+            by_client.setdefault(id(x.client), (x.client, []))[1].append(x.key)
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            for y in x:
+                walk(y)
+        elif isinstance(x, dict):
+            for y in x.values():
+                walk(y)
+
+    walk(obj)
+    for client, keys in by_client.values():
+        client._request("fire_and_forget", names=keys)

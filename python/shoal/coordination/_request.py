@@ -1,0 +1,61 @@
+"""What every coordination object shares: finding its client, asking the
+scheduler, and moving values (which may hold futures) in and out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+from ..core import context, serialize
+from ..core.times import parse_timedelta
+
+
+def client_of(client: Any) -> Any:
+    """``client``, or the default client (inside a task: the worker's)."""
+    return context.default_client(client)
+
+
+def new_name(kind: str) -> str:
+    """A fresh name for an unnamed object."""
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+def seconds(timeout: Any) -> float | None:
+    """A timeout in seconds (numbers, or Dask's strings like ``"200 ms"``)."""
+    t = parse_timedelta(timeout)
+    if t is not None and t < 0:
+        raise ValueError(f"timeout must not be negative, not {timeout!r}")
+    return t
+
+
+def ask(client: Any, op: str, *, waits: bool = False, **kwargs: Any) -> tuple[str, Any]:
+    """Send request ``op`` and return the scheduler's answer ``(kind, value)``.
+
+    ``waits``: the request may wait for other tasks to act (a queue item, a
+    variable, an event): inside a task, the thread leaves the worker's pool
+    while it waits.
+    """
+    if client.status != "running":
+        raise RuntimeError(f"the client is {client.status}")
+    engine = client._session.engine
+    with context.blocking() if waits and context.in_task() else contextlib.nullcontext():
+        kind, value = engine.request(op, **kwargs)
+    if kind == "invalid":
+        raise ValueError(value)
+    return kind, value
+
+
+def dump(value: Any, what: str) -> tuple[list[bytes], list[str]]:
+    """Pickle a value for the scheduler to hold; the keys of its futures."""
+    return serialize.dumps_held(value, what)
+
+
+def load(client: Any, frames: list[bytes]) -> Any:
+    """Unpickle a held value; futures inside become ``client``'s."""
+    return serialize.loads_for(frames, client)
+
+
+def timed_out(what: str, timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"{what} timed out after {timeout} s")

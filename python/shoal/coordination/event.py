@@ -1,0 +1,70 @@
+"""A cluster-wide event flag held by the scheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._request import ask, client_of, new_name, seconds
+
+
+class Event:
+    """A flag that clients and tasks can wait on, set and clear.
+
+    Parameters
+    ----------
+    name
+        Events with the same name are the same event (default: a new one).
+    client
+        The client to use (default: the default client; inside a task, the
+        worker's).
+
+    Examples
+    --------
+    >>> go = Event("go")  # doctest: +SKIP
+    >>> def worker_task(go=go):
+    ...     go.wait()
+    ...     return "started"
+    >>> go.set()  # doctest: +SKIP
+
+    """
+
+    def __init__(self, name: str | None = None, client: Any = None):
+        self.client = client_of(client)
+        self.name = name or new_name("event")
+
+    def set(self) -> None:
+        """Set the flag: every waiter wakes."""
+        ask(self.client, "event_set", name=self.name)
+
+    def clear(self) -> None:
+        """Clear the flag: later waits wait again."""
+        ask(self.client, "event_clear", name=self.name)
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return bool(ask(self.client, "event_is_set", name=self.name)[1])
+
+    def wait(self, timeout: Any = None) -> bool:
+        """Wait until the flag is set.
+
+        Parameters
+        ----------
+        timeout
+            Seconds (or ``"200 ms"``) to wait; forever if None.
+
+        Returns
+        -------
+        bool
+            True if it was set, False if the timeout passed first.
+
+        """
+        kind, _ = ask(
+            self.client, "event_wait", name=self.name, timeout=seconds(timeout), waits=True
+        )
+        return kind != "timeout"
+
+    def __reduce__(self) -> Any:
+        return (Event, (self.name,))
+
+    def __repr__(self) -> str:
+        return f"<Event: {self.name}>"

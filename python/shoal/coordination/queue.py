@@ -1,0 +1,121 @@
+"""A first-in first-out queue held by the scheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._request import ask, client_of, dump, load, new_name, seconds, timed_out
+
+
+class Queue:
+    """A queue shared by clients and tasks, held by the scheduler.
+
+    Items are any picklable values, futures included: a future in the
+    queue keeps its result in the cluster until someone takes it.
+
+    Parameters
+    ----------
+    name
+        Queues with the same name are the same queue (default: a new one).
+    client
+        The client to use (default: the default client; inside a task, the
+        worker's).
+    maxsize
+        ``put`` waits while the queue holds this many items (0: no bound).
+        The first ``Queue`` of a name sets it.
+
+    Examples
+    --------
+    >>> q = Queue("results")  # doctest: +SKIP
+    >>> q.put(client.submit(inc, 1))  # doctest: +SKIP
+    >>> q.get().result()  # doctest: +SKIP
+    2
+
+    """
+
+    def __init__(self, name: str | None = None, client: Any = None, maxsize: int = 0):
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
+            raise ValueError(f"maxsize must be a whole number, 0 or more, not {maxsize!r}")
+        self.client = client_of(client)
+        self.name = name or new_name("queue")
+        self.maxsize = maxsize
+        ask(self.client, "queue_create", name=self.name, number=maxsize)
+
+    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> None:
+        """Add ``value`` at the end, waiting while the queue is full.
+
+        Parameters
+        ----------
+        value
+            Any picklable value, or a Future.
+        timeout
+            Seconds (or ``"200 ms"``) to wait for room; forever if None.
+
+        Raises
+        ------
+        TimeoutError
+            If there was no room in time (nothing was put).
+
+        """
+        if kwargs:
+            raise TypeError(f"put() got unexpected keyword arguments {sorted(kwargs)}")
+        t = seconds(timeout)
+        frames, keys = dump(value, "a queue item")
+        kind, _ = ask(self.client, "queue_put", name=self.name, value=frames, keys=keys, timeout=t)
+        if kind == "timeout":
+            raise timed_out(f"put on queue {self.name!r}", t)
+
+    def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
+        """Take the first item, waiting until there is one.
+
+        Parameters
+        ----------
+        timeout
+            Seconds (or ``"200 ms"``) to wait; forever if None.
+        batch
+            ``True``: every item there now, as a list, without waiting; a
+            number ``n``: a list of ``n`` items, waiting until there are
+            that many.
+
+        Returns
+        -------
+        The item (futures come back as futures of this client), or a list.
+
+        Raises
+        ------
+        TimeoutError
+            If nothing came in time (nothing was taken).
+
+        """
+        if kwargs:
+            raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
+        t = seconds(timeout)
+        if batch is True:
+            count = 0
+        elif batch is False:
+            count = 1
+        elif isinstance(batch, int) and batch > 0:
+            count = batch
+        else:
+            raise ValueError(f"batch must be True, False or a positive number, not {batch!r}")
+        kind, items = ask(
+            self.client, "queue_get", name=self.name, number=count, timeout=t, waits=count > 0
+        )
+        if kind == "timeout":
+            raise timed_out(f"get from queue {self.name!r}", t)
+        values = [load(self.client, frames) for frames in items]
+        return values if batch is not False else values[0]
+
+    def qsize(self, **kwargs: Any) -> int:
+        """How many items the queue holds now."""
+        return int(ask(self.client, "queue_size", name=self.name)[1])
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (self.name, self.maxsize))
+
+    def __repr__(self) -> str:
+        return f"<Queue: {self.name}>"
+
+
+def _rebuild(name: str, maxsize: int) -> Queue:
+    return Queue(name, maxsize=maxsize)

@@ -1,0 +1,84 @@
+"""A named value held by the scheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._request import ask, client_of, dump, load, new_name, seconds, timed_out
+
+
+class Variable:
+    """A value shared by clients and tasks, held by the scheduler.
+
+    The value may be a future: the variable keeps its result in the
+    cluster until the variable is set to something else or deleted.
+
+    Parameters
+    ----------
+    name
+        Variables with the same name are the same variable.
+    client
+        The client to use (default: the default client; inside a task, the
+        worker's).
+
+    Examples
+    --------
+    >>> stop = Variable("stop")  # doctest: +SKIP
+    >>> stop.set(False)  # doctest: +SKIP
+    >>> stop.get()  # doctest: +SKIP
+    False
+
+    """
+
+    def __init__(self, name: str | None = None, client: Any = None):
+        self.client = client_of(client)
+        self.name = name or new_name("variable")
+
+    def set(self, value: Any, timeout: Any = None, **kwargs: Any) -> None:
+        """Set the value (any picklable value, or a Future).
+
+        Parameters
+        ----------
+        value
+            The new value.
+        timeout
+            Accepted for Dask's signature; setting never waits.
+
+        """
+        if kwargs:
+            raise TypeError(f"set() got unexpected keyword arguments {sorted(kwargs)}")
+        seconds(timeout)  # checked, though a set is answered at once
+        frames, keys = dump(value, "a variable's value")
+        ask(self.client, "variable_set", name=self.name, value=frames, keys=keys)
+
+    def get(self, timeout: Any = None, **kwargs: Any) -> Any:
+        """The value, waiting until one is set.
+
+        Parameters
+        ----------
+        timeout
+            Seconds (or ``"200 ms"``) to wait; forever if None.
+
+        Raises
+        ------
+        TimeoutError
+            If no value was set in time.
+
+        """
+        if kwargs:
+            raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
+        t = seconds(timeout)
+        kind, items = ask(self.client, "variable_get", name=self.name, timeout=t, waits=True)
+        if kind == "timeout":
+            raise timed_out(f"get of variable {self.name!r}", t)
+        return load(self.client, items[0])
+
+    def delete(self) -> None:
+        """Delete the variable (a future it held may then be released)."""
+        ask(self.client, "variable_delete", name=self.name)
+
+    def __reduce__(self) -> Any:
+        return (Variable, (self.name,))
+
+    def __repr__(self) -> str:
+        return f"<Variable: {self.name}>"

@@ -1,0 +1,256 @@
+"""What a running task can ask about where it runs, and how it launches
+tasks of its own: :func:`get_worker`, :func:`get_client`,
+:func:`secede`, :func:`rejoin` and :func:`worker_client`.
+
+Every executor thread knows its worker (several in-process workers may
+share a process) and the task it runs. A task that waits on tasks it
+submitted should :func:`secede` first (``worker_client`` does it): its
+thread then no longer counts against the worker's thread count, so the
+sub-tasks can run, even on a single-threaded cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ..core import context
+
+_current = threading.local()
+
+
+class Worker:
+    """The worker a task runs on, as :func:`get_worker` returns it.
+
+    Attributes
+    ----------
+    address : str
+        Its data server, ``tcp://host:port`` (how the scheduler and
+        ``Client.run`` name it).
+    name : str
+        Its name (its address unless it was named).
+    nthreads : int
+        Tasks it runs at once while they compute.
+    scheduler_address : str
+        The scheduler it belongs to.
+
+    """
+
+    def __init__(self, rt: Any, executors: Any):
+        self._rt = rt
+        self.executors = executors
+        self.address: str = rt.address
+        self.name: str = rt.name
+        self.scheduler_address: str = rt.scheduler
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        """Its name (Dask's ``Worker.id``)."""
+        return self.name
+
+    @property
+    def nthreads(self) -> int:
+        return int(self._rt.nthreads)
+
+    def client(self, timeout: float = 10.0) -> Any:
+        """This worker's client, connected on first use and shared by its
+        tasks.
+        """
+        with self._lock:
+            if self._client is None or self._client.status != "running":
+                cls = context.client_class()
+                self._client = cls(
+                    self.scheduler_address,
+                    timeout=timeout,
+                    set_as_default=False,
+                    name=f"worker-client-{self.name}",
+                )
+            return self._client
+
+    def close(self) -> None:
+        """Close this worker's client, if it started one."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.address!r}, name: {self.name!r}, threads: {self.nthreads}>"
+
+
+def bind_thread(worker: Worker) -> None:
+    """Make ``worker`` the worker of the calling thread (an executor thread,
+    the event loop or the control thread).
+    """
+    _current.worker = worker
+
+
+def task_started(tid: int, key: str) -> None:
+    """The calling executor thread now runs task ``tid``."""
+    _current.tid = tid
+    _current.key = key
+    _current.seceded = False
+    _current.left = False
+
+
+def task_done() -> bool:
+    """The calling executor thread's task ended. Returns True if the task
+    seceded at some point: a thread took its place in the pool, so this
+    one should end.
+    """
+    _current.tid = None
+    _current.key = None
+    _current.seceded = False
+    left = getattr(_current, "left", False)
+    _current.left = False
+    return left
+
+
+def current_worker() -> Worker | None:
+    """The worker of the calling thread, or None outside a worker."""
+    return getattr(_current, "worker", None)
+
+
+def get_worker() -> Worker:
+    """The worker running the current task.
+
+    Returns
+    -------
+    Worker
+        With its ``address``, ``name``, ``nthreads`` and ``scheduler_address``.
+
+    Raises
+    ------
+    ValueError
+        Outside a task (on the client).
+
+    Examples
+    --------
+    >>> def where():
+    ...     return get_worker().address
+    >>> client.submit(where).result()  # doctest: +SKIP
+    'tcp://127.0.0.1:40123'
+
+    """
+    worker = current_worker()
+    if worker is None:
+        raise ValueError("No worker found: get_worker() works only inside a task")
+    return worker
+
+
+def _worker_client_or_none() -> Any:
+    worker = current_worker()
+    return None if worker is None else worker.client()
+
+
+context.set_worker_client(_worker_client_or_none)
+
+
+@contextlib.contextmanager
+def _seceded_while_waiting() -> Iterator[None]:
+    if getattr(_current, "tid", None) is None or getattr(_current, "seceded", False):
+        yield  # not in a task, or already out of the pool
+        return
+    secede()
+    try:
+        yield
+    finally:
+        rejoin()
+
+
+def _blocking() -> Any:
+    if getattr(_current, "tid", None) is None:
+        return contextlib.nullcontext()
+    return _seceded_while_waiting()
+
+
+context.set_blocking(_blocking)
+context.set_in_task(lambda: getattr(_current, "tid", None) is not None)
+
+
+def get_task_key() -> str | None:
+    """The key of the task running on the calling thread, or None."""
+    return getattr(_current, "key", None)
+
+
+def secede() -> None:
+    """Leave the worker's thread pool while this task waits on others.
+
+    The task keeps running on its thread, but the thread no longer counts
+    against the worker's thread count, so another task can start. Call
+    :func:`rejoin` to take a slot again before computing heavily. A no-op
+    outside a task, and in a task that already seceded.
+
+    Examples
+    --------
+    >>> def fib(n):
+    ...     if n < 2:
+    ...         return n
+    ...     client = get_client()
+    ...     a, b = client.submit(fib, n - 1), client.submit(fib, n - 2)
+    ...     secede()
+    ...     return a.result() + b.result()
+
+    """
+    worker = current_worker()
+    tid = getattr(_current, "tid", None)
+    if worker is None or tid is None or getattr(_current, "seceded", False):
+        return
+    _current.seceded = True
+    _current.left = True
+    worker._rt.secede(tid)
+    # A new thread takes this one's place in the pool; this one ends with
+    # its task.
+    worker.executors.spawn()
+
+
+def rejoin() -> None:
+    """Take a slot in the worker's thread pool again after :func:`secede`,
+    waiting until one is free. A no-op if this task did not secede.
+    """
+    worker = current_worker()
+    tid = getattr(_current, "tid", None)
+    if worker is None or tid is None or not getattr(_current, "seceded", False):
+        return
+    worker._rt.rejoin(tid)
+    _current.seceded = False
+
+
+@contextlib.contextmanager
+def worker_client(timeout: Any = None, separate_thread: bool = True) -> Iterator[Any]:
+    """A client for launching and waiting on tasks from inside a task.
+
+    The task secedes from the worker's thread pool for the duration of
+    the block (so the tasks it waits on can run) and rejoins after.
+
+    Parameters
+    ----------
+    timeout
+        How long to wait to connect (seconds, or a string like ``"10 s"``).
+    separate_thread
+        Secede while in the block (the default). With False the task keeps
+        its slot: only safe if it never waits on its sub-tasks.
+
+    Examples
+    --------
+    >>> def total(xs):
+    ...     with worker_client() as client:
+    ...         return sum(client.gather(client.map(inc, xs)))
+
+    """
+    from ..core.times import parse_timedelta
+
+    worker = get_worker()
+    seconds = parse_timedelta(timeout) if timeout is not None else 10.0
+    client = worker.client(timeout=seconds)
+    if separate_thread:
+        secede()
+    try:
+        yield client
+    finally:
+        if separate_thread:
+            rejoin()
