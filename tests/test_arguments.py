@@ -36,8 +36,6 @@ def test_options_the_client_does_not_support_are_refused(client):
         client.cancel([], force=True)
     with pytest.raises(NotImplementedError, match="direct"):
         client.gather([], direct=False)
-    with pytest.raises(NotImplementedError, match="timeout"):
-        client.scatter(1, timeout=5)
     with pytest.raises(NotImplementedError, match="asynchronous"):
         Client(client.scheduler_address, asynchronous=True)
     with pytest.raises(NotImplementedError, match="security"):

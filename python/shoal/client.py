@@ -10,19 +10,19 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
+from .client_cluster import ClusterMethods
 from .core import arguments, context, keys, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
-from .core.times import parse_timedelta
 from .core.spec import LITERAL_FUNC, limit_names, task_spec, worker_restrictions
+from .core.times import parse_timedelta
 from .dask import config as dask_config
 from .dask.graphs import run_dask_graph
 from .delayed import Delayed, as_node, collect, delayed, persist, submit_nodes
 from .deploy.local import LocalCluster
-from .client_cluster import ClusterMethods
 from .futures import Future
 from .worker import context as worker_context
 
@@ -41,7 +41,9 @@ def default_client(c: Client | None = None) -> Client:
     return context.default_client(c)
 
 
-def get_client(address: str | None = None, timeout: Any = None, resolve_address: bool = True) -> Client:
+def get_client(
+    address: str | None = None, timeout: Any = None, resolve_address: bool = True
+) -> Client:
     """The client to use here: inside a task, the worker's own client (to
     submit tasks from tasks); elsewhere the default client, or a client of
     the scheduler at ``address``.
@@ -78,6 +80,7 @@ def get_client(address: str | None = None, timeout: Any = None, resolve_address:
     """
     seconds = parse_timedelta(timeout)
     worker = worker_context.current_worker()
+
     def same(a: str, b: str) -> bool:
         if resolve_address:
             return a.split("://")[-1] == b.split("://")[-1]
@@ -255,9 +258,7 @@ class Client(ClusterMethods):
         if self.status == "running":
             return
         if self._owns_cluster:
-            raise RuntimeError(
-                "this client's local cluster closed with it: create a new Client()"
-            )
+            raise RuntimeError("this client's local cluster closed with it: create a new Client()")
         self._session = Session(self._session.address, 10.0, self.id)
         self._session.owner = weakref.ref(self)
         self.status = "running"

@@ -286,7 +286,9 @@ class ClusterMethods:
 
     # ----- published datasets -----------------------------------------------
 
-    def publish_dataset(self, *args: Any, name: str | None = None, override: bool = False, **kwargs: Any) -> None:
+    def publish_dataset(
+        self, *args: Any, name: str | None = None, override: bool = False, **kwargs: Any
+    ) -> None:
         """Name data (futures, collections of them, or any value) so that
         other clients can get it with :meth:`get_dataset`. The scheduler
         keeps the futures' results while the name exists.

@@ -106,10 +106,10 @@ impl WorkerRuntime {
         self.inner.secede(id)
     }
 
-    /// Task `id` takes a slot again, waiting (without the GIL) for one.
-    fn rejoin(&self, py: Python<'_>, id: u64) -> bool {
-        let inner = self.inner.clone();
-        py.detach(move || inner.rejoin(id))
+    /// Task `id` counts against the worker's slots again (without
+    /// waiting for a free one).
+    fn rejoin(&self, id: u64) {
+        self.inner.rejoin(id);
     }
 
     /// The next control work, waiting up to `timeout` seconds:
@@ -126,9 +126,7 @@ impl WorkerRuntime {
         let t = Duration::from_secs_f64(timeout.max(0.0));
         let for_wait = inner.clone();
         let Some(item) = py.detach(move || for_wait.next_control(t)) else {
-            return inner
-                .is_closed()
-                .then(|| ("closed", py.None(), None));
+            return inner.is_closed().then(|| ("closed", py.None(), None));
         };
         match item {
             Control::Run { id, call } => Some((

@@ -280,9 +280,6 @@ impl WorkerRuntime {
             let mut st = self.shared.state.lock();
             let ran = st.done(id);
             st.store.insert(key, result);
-            if st.rejoining > 0 {
-                self.shared.work.notify_all(); // a slot for a rejoining task
-            }
             ran
         };
         let _ = self.shared.out.send(WorkerToScheduler::TaskFinished {
@@ -298,13 +295,7 @@ impl WorkerRuntime {
     /// Reports that a task raised; `retryable` is false when the task's
     /// retry filter says the error is final.
     pub fn fail(&self, id: TaskId, error: TaskError, retryable: bool) {
-        let ran = {
-            let mut st = self.shared.state.lock();
-            if st.rejoining > 0 {
-                self.shared.work.notify_all(); // a slot for a rejoining task
-            }
-            st.done(id)
-        };
+        let ran = self.shared.state.lock().done(id);
         let _ = self.shared.out.send(WorkerToScheduler::TaskFailed {
             id,
             error,
@@ -354,42 +345,24 @@ impl WorkerRuntime {
         idle == 0
     }
 
-    /// Task `id`, seceded earlier, takes a slot again, waiting (without
-    /// holding any lock) until one is free. False if the worker closed.
-    pub fn rejoin(&self, id: TaskId) -> bool {
-        let mut st = self.shared.state.lock();
-        let mut waited = false;
-        loop {
-            if st.closed {
-                if waited {
-                    st.rejoining -= 1;
-                }
-                return false;
-            }
-            if !st.detached.contains_key(&id) {
-                return true; // not seceded: nothing to do
-            }
-            if (st.running.len() as u32) < st.allowed {
-                if let Some(r) = st.detached.remove(&id) {
-                    st.running.insert(id, r);
-                }
-                let capacity = st.allowed + st.detached.len() as u32;
-                if waited {
-                    st.rejoining -= 1;
-                }
-                drop(st);
-                let _ = self
-                    .shared
-                    .out
-                    .send(WorkerToScheduler::Capacity { slots: capacity });
-                return true;
-            }
-            if !waited {
-                waited = true;
-                st.rejoining += 1;
-            }
-            self.shared.work.wait(&mut st);
-        }
+    /// Task `id`, seceded earlier, counts against the worker's slots
+    /// again. It does not wait for a free slot: a task that rejoins may
+    /// hold what the task in that slot waits for (a lock), so waiting could
+    /// deadlock. Until enough running tasks finish, the worker runs one
+    /// task more than its slots, and starts no new task meanwhile.
+    pub fn rejoin(&self, id: TaskId) {
+        let capacity = {
+            let mut st = self.shared.state.lock();
+            let Some(r) = st.detached.remove(&id) else {
+                return; // not seceded: nothing to do
+            };
+            st.running.insert(id, r);
+            st.allowed + st.detached.len() as u32
+        };
+        let _ = self
+            .shared
+            .out
+            .send(WorkerToScheduler::Capacity { slots: capacity });
     }
 
     /// Blocks until there is control work (a `Client.run` call, freed

@@ -123,9 +123,6 @@ pub(crate) struct State {
     pub preload: Vec<String>,
     /// Executor threads waiting in `next_task` for work.
     pub idle: u32,
-    /// Seceded tasks waiting in `rejoin` for a slot: they get the next
-    /// free slots before any new task starts.
-    pub rejoining: u32,
     pub seq: u64,
     pub closed: bool,
 }
@@ -149,7 +146,6 @@ impl State {
             blocking: HashSet::new(),
             preload: Vec::new(),
             idle: 0,
-            rejoining: 0,
             seq: 0,
             closed: false,
         }
@@ -199,9 +195,8 @@ impl State {
             .or_else(|| self.detached.remove(&id))
     }
 
-    /// Whether every slot is taken (by running tasks, or promised to
-    /// seceded tasks rejoining).
+    /// Whether every slot is taken.
     pub fn slots_full(&self) -> bool {
-        self.running.len() as u32 + self.rejoining >= self.allowed
+        self.running.len() as u32 >= self.allowed
     }
 }

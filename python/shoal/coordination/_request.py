@@ -4,7 +4,6 @@ scheduler, and moving values (which may hold futures) in and out.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from typing import Any
 
@@ -30,18 +29,16 @@ def seconds(timeout: Any) -> float | None:
     return t
 
 
-def ask(client: Any, op: str, *, waits: bool = False, **kwargs: Any) -> tuple[str, Any]:
+def ask(client: Any, op: str, **kwargs: Any) -> tuple[str, Any]:
     """Send request ``op`` and return the scheduler's answer ``(kind, value)``.
 
-    ``waits``: the request may wait for other tasks to act (a queue item, a
-    variable, an event): inside a task, the thread leaves the worker's pool
-    while it waits.
+    A task that waits here keeps its thread, as in Dask (a task holding a
+    lock may wait on a variable): to let other tasks run on its thread
+    while it waits for them, it calls ``secede()`` first.
     """
     if client.status != "running":
         raise RuntimeError(f"the client is {client.status}")
-    engine = client._session.engine
-    with context.blocking() if waits and context.in_task() else contextlib.nullcontext():
-        kind, value = engine.request(op, **kwargs)
+    kind, value = client._session.engine.request(op, **kwargs)
     if kind == "invalid":
         raise ValueError(value)
     return kind, value

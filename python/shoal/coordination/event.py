@@ -58,9 +58,7 @@ class Event:
             True if it was set, False if the timeout passed first.
 
         """
-        kind, _ = ask(
-            self.client, "event_wait", name=self.name, timeout=seconds(timeout), waits=True
-        )
+        kind, _ = ask(self.client, "event_wait", name=self.name, timeout=seconds(timeout))
         return kind != "timeout"
 
     def __reduce__(self) -> Any:

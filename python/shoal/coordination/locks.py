@@ -236,7 +236,9 @@ class MultiLock:
             raise TypeError("MultiLock names must be strings")
         self._lease: int | None = None
 
-    def acquire(self, blocking: bool = True, timeout: Any = None, num_locks: int | None = None) -> bool:
+    def acquire(
+        self, blocking: bool = True, timeout: Any = None, num_locks: int | None = None
+    ) -> bool:
         """Take ``num_locks`` of the locks (default: all), waiting until
         that many are free.
 

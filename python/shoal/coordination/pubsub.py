@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from ..core import context, serialize
+from ..core import serialize
 from ._request import ask, client_of, seconds, timed_out
 
 _subscriptions = itertools.count(1)
@@ -110,8 +110,7 @@ class Sub:
         if engine.buffered(self._sub):
             frames = engine.next_published(self._sub, 0.0)
         else:
-            with context.blocking() if context.in_task() else _nothing():
-                frames = engine.next_published(self._sub, t)
+            frames = engine.next_published(self._sub, t)
         if frames is None:
             raise timed_out(f"get from topic {self.name!r}", t)
         return serialize.loads(frames)
@@ -130,12 +129,6 @@ class Sub:
 
     def __repr__(self) -> str:
         return f"<Sub: {self.name}>"
-
-
-def _nothing() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _unsubscribe(client: Any, sub: int) -> None:

@@ -41,7 +41,7 @@ class Queue:
         self.maxsize = maxsize
         ask(self.client, "queue_create", name=self.name, number=maxsize)
 
-    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> None:
+    def put(self, value: Any, timeout: Any = None) -> None:
         """Add ``value`` at the end, waiting while the queue is full.
 
         Parameters
@@ -57,15 +57,13 @@ class Queue:
             If there was no room in time (nothing was put).
 
         """
-        if kwargs:
-            raise TypeError(f"put() got unexpected keyword arguments {sorted(kwargs)}")
         t = seconds(timeout)
         frames, keys = dump(value, "a queue item")
         kind, _ = ask(self.client, "queue_put", name=self.name, value=frames, keys=keys, timeout=t)
         if kind == "timeout":
             raise timed_out(f"put on queue {self.name!r}", t)
 
-    def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
+    def get(self, timeout: Any = None, batch: bool | int = False) -> Any:
         """Take the first item, waiting until there is one.
 
         Parameters
@@ -87,8 +85,6 @@ class Queue:
             If nothing came in time (nothing was taken).
 
         """
-        if kwargs:
-            raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
         t = seconds(timeout)
         if batch is True:
             count = 0
@@ -98,15 +94,13 @@ class Queue:
             count = batch
         else:
             raise ValueError(f"batch must be True, False or a positive number, not {batch!r}")
-        kind, items = ask(
-            self.client, "queue_get", name=self.name, number=count, timeout=t, waits=count > 0
-        )
+        kind, items = ask(self.client, "queue_get", name=self.name, number=count, timeout=t)
         if kind == "timeout":
             raise timed_out(f"get from queue {self.name!r}", t)
         values = [load(self.client, frames) for frames in items]
         return values if batch is not False else values[0]
 
-    def qsize(self, **kwargs: Any) -> int:
+    def qsize(self) -> int:
         """How many items the queue holds now."""
         return int(ask(self.client, "queue_size", name=self.name)[1])
 

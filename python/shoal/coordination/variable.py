@@ -34,7 +34,7 @@ class Variable:
         self.client = client_of(client)
         self.name = name or new_name("variable")
 
-    def set(self, value: Any, timeout: Any = None, **kwargs: Any) -> None:
+    def set(self, value: Any, timeout: Any = None) -> None:
         """Set the value (any picklable value, or a Future).
 
         Parameters
@@ -45,13 +45,11 @@ class Variable:
             Accepted for Dask's signature; setting never waits.
 
         """
-        if kwargs:
-            raise TypeError(f"set() got unexpected keyword arguments {sorted(kwargs)}")
         seconds(timeout)  # checked, though a set is answered at once
         frames, keys = dump(value, "a variable's value")
         ask(self.client, "variable_set", name=self.name, value=frames, keys=keys)
 
-    def get(self, timeout: Any = None, **kwargs: Any) -> Any:
+    def get(self, timeout: Any = None) -> Any:
         """The value, waiting until one is set.
 
         Parameters
@@ -65,10 +63,8 @@ class Variable:
             If no value was set in time.
 
         """
-        if kwargs:
-            raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
         t = seconds(timeout)
-        kind, items = ask(self.client, "variable_get", name=self.name, timeout=t, waits=True)
+        kind, items = ask(self.client, "variable_get", name=self.name, timeout=t)
         if kind == "timeout":
             raise timed_out(f"get of variable {self.name!r}", t)
         return load(self.client, items[0])

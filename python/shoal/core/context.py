@@ -94,7 +94,11 @@ def set_blocking(factory: Callable[[], Any]) -> None:
     _blocking = factory
 
 
-_in_task: Callable[[], bool] = lambda: False
+def _never() -> bool:
+    return False
+
+
+_in_task: Callable[[], bool] = _never
 
 
 def set_in_task(check: Callable[[], bool]) -> None:

@@ -31,8 +31,6 @@ class Worker:
         ``Client.run`` name it).
     name : str
         Its name (its address unless it was named).
-    nthreads : int
-        Tasks it runs at once while they compute.
     scheduler_address : str
         The scheduler it belongs to.
 
@@ -54,6 +52,7 @@ class Worker:
 
     @property
     def nthreads(self) -> int:
+        """Tasks it runs at once while they compute."""
         return int(self._rt.nthreads)
 
     def client(self, timeout: float = 10.0) -> Any:
@@ -209,8 +208,12 @@ def secede() -> None:
 
 
 def rejoin() -> None:
-    """Take a slot in the worker's thread pool again after :func:`secede`,
-    waiting until one is free. A no-op if this task did not secede.
+    """Count against the worker's thread pool again after :func:`secede`.
+
+    It does not wait for a free thread (this task may hold a lock another
+    task in the pool waits for): the worker runs one task more than its
+    threads until enough running tasks finish, and starts none meanwhile.
+    A no-op if this task did not secede.
     """
     worker = current_worker()
     tid = getattr(_current, "tid", None)

@@ -77,7 +77,6 @@ impl Core {
             });
             ensure!(!done, "task {id} is held to finish, but it is done");
         }
-        let mut counts = counts;
         for &id in &c.fire_and_forget {
             *counts.entry(id).or_insert(0) += 1;
         }

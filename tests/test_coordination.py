@@ -1,0 +1,281 @@
+"""Queue, Variable, Lock, Semaphore, MultiLock, Event, Pub/Sub and
+published datasets, held by the scheduler, from clients and from tasks."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+
+import pytest
+
+from shoal import (
+    Client,
+    Event,
+    Lock,
+    MultiLock,
+    Pub,
+    Queue,
+    Semaphore,
+    Sub,
+    Variable,
+    get_worker,
+    secede,
+)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        yield c
+
+
+def test_a_queue_carries_data_and_futures_between_clients(client):
+    q = Queue("carry", client=client)
+    q.put(1)
+    q.put(client.submit(lambda: "computed", pure=False))
+    other = Client(client.scheduler_address, set_as_default=False)
+    try:
+        q2 = Queue("carry", client=other)
+        assert q2.qsize() == 2
+        assert q2.get() == 1
+        future = q2.get(timeout="1 s")
+        assert future.client is other
+        assert future.result(timeout=30) == "computed"
+    finally:
+        other.close()
+
+
+def test_a_queue_get_times_out_with_dask_time_strings(client):
+    q = Queue(client=client)
+    with pytest.raises(TimeoutError, match="200 ms|0.2"):
+        q.get(timeout="200 ms")
+    q.put("late")
+    assert q.get(timeout=5) == "late", "the timed-out get took nothing"
+
+
+def test_batch_get(client):
+    q = Queue(client=client)
+    assert q.get(batch=True) == []
+    for i in range(5):
+        q.put(i)
+    assert q.get(batch=2) == [0, 1]
+    assert q.get(batch=True) == [2, 3, 4]
+    with pytest.raises(ValueError):
+        q.get(batch=-1)
+
+
+def test_a_bounded_queue_makes_put_wait(client):
+    q = Queue(client=client, maxsize=1)
+    q.put("a")
+    with pytest.raises(TimeoutError):
+        q.put("b", timeout=0.1)
+    assert q.get() == "a"
+    assert q.qsize() == 0
+
+
+def producer(q, n):
+    for i in range(n):
+        q.put(i)
+    return n
+
+
+def consumer(q, n):
+    secede()  # wait for the producer without holding a thread it may need
+    return sum(q.get(timeout=60) for _ in range(n))
+
+
+def test_tasks_talk_through_a_queue(client):
+    q = Queue(client=client)
+    # The consumer may start first and wait: it secedes, so the producer
+    # runs even if both share a worker.
+    total = client.submit(consumer, q, 10, pure=False)
+    produced = client.submit(producer, q, 10, pure=False)
+    assert total.result(timeout=60) == 45
+    assert produced.result(timeout=60) == 10
+
+
+def test_a_variable_holds_a_future_alive(client):
+    v = Variable("held", client=client)
+    f = client.submit(lambda: [1, 2, 3], pure=False)
+    key = f.key
+    v.set(f)
+    del f
+    got = v.get(timeout=5)
+    assert got.key == key and got.result(timeout=30) == [1, 2, 3]
+    v.delete()
+    with pytest.raises(TimeoutError):
+        v.get(timeout=0.1)
+
+
+def test_a_variable_get_waits_for_a_task_to_set_it(client):
+    def setter(name):
+        Variable(name).set(get_worker().address)
+
+    v = Variable(client=client)
+    done = client.submit(setter, v.name, pure=False)
+    assert v.get(timeout=60).startswith("tcp://")
+    done.result(timeout=60)
+
+
+def test_a_lock_serialises_tasks(client):
+    lock = Lock("counter-lock", client=client)
+    counter = Variable("counter", client=client)
+    counter.set(0)
+
+    def bump(lock=lock):
+        with lock:
+            c = Variable("counter")
+            c.set(c.get() + 1)
+
+    client.gather(client.map(lambda i: bump(), range(20), pure=False))
+    assert counter.get() == 20
+    assert not lock.locked()
+
+
+def test_lock_acquire_options(client):
+    lock = Lock(client=client)
+    assert lock.acquire(blocking=False)
+    other = Lock(lock.name, client=client)
+    assert not other.acquire(blocking=False)
+    assert not other.acquire(timeout="50 ms")
+    with pytest.raises(ValueError, match="non-blocking"):
+        other.acquire(blocking=False, timeout=1)
+    with pytest.raises(RuntimeError, match="released too often"):
+        other.release()
+    lock.release()
+    assert other.acquire(timeout=1)
+    other.release()
+
+
+def test_a_lock_held_by_a_task_whose_worker_is_killed_is_released():
+    with Client(
+        n_workers=1, threads_per_worker=2, dashboard_address=None, set_as_default=False
+    ) as c:
+        held = Event("held", client=c)
+
+        def hold_and_die():
+            Lock("doomed").acquire()
+            held.set()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        doomed = c.submit(hold_and_die, pure=False)
+        assert held.wait(60)
+        # The worker's client died with it: its lease comes back.
+        assert Lock("doomed", client=c).acquire(timeout=60)
+        del doomed  # (it would kill each worker it reaches)
+
+
+def test_a_semaphore_bounds_concurrency_across_workers(client):
+    sem = Semaphore(max_leases=1, name="one-at-a-time", client=client)
+    inside = Variable("inside", client=client)
+    inside.set(0)
+
+    def guarded(i, sem=sem):
+        with sem:
+            v = Variable("inside")
+            now = v.get() + 1
+            v.set(now)
+            seen = now
+            v.set(v.get() - 1)
+            return seen
+
+    assert max(client.gather(client.map(guarded, range(10), pure=False))) == 1
+    assert sem.get_value() == 0
+
+
+def test_a_multilock_takes_all_its_names(client):
+    a = MultiLock(["x", "y"], client=client)
+    b = MultiLock(["y", "z"], client=client)
+    assert a.acquire()
+    assert not b.acquire(timeout=0.1)
+    assert b.acquire(num_locks=1, timeout=1), "z alone is free"
+    b.release()
+    a.release()
+    assert not a.locked()
+
+
+def test_an_event_wakes_waiting_tasks(client):
+    go = Event("go", client=client)
+    waiting = client.map(lambda i, go=go: go.wait(60), range(2), pure=False)
+    assert not go.is_set()
+    go.set()
+    assert client.gather(waiting) == [True, True]
+    go.clear()
+    assert not go.wait(0.05)
+
+
+def test_pub_sub_delivers_to_current_subscribers(client):
+    sub = Sub("news", client=client)
+    Pub("news", client=client).put({"n": 1})
+
+    def publish():
+        Pub("news").put("from a task")
+
+    client.submit(publish, pure=False).result(timeout=60)
+    assert sub.get(timeout=5) == {"n": 1}
+    assert sub.get(timeout=5) == "from a task"
+    with pytest.raises(TimeoutError):
+        sub.get(timeout=0.05)
+    with pytest.raises(NotImplementedError):
+        Pub("news", worker="tcp://x:1")
+
+
+def test_objects_pickle_by_name(client):
+    for obj in (Queue("p"), Variable("p"), Lock("p"), Semaphore(3, "p"), Event("p")):
+        copy = pickle.loads(pickle.dumps(obj))
+        assert type(copy) is type(obj) and copy.name == obj.name
+    assert pickle.loads(pickle.dumps(Semaphore(3, "p"))).max_leases == 3
+
+
+def test_a_lazy_value_cannot_be_put(client):
+    from shoal import delayed
+
+    with pytest.raises(TypeError, match="compute or persist"):
+        Queue(client=client).put(delayed(len)([1]))
+
+
+def test_published_datasets(client):
+    client.publish_dataset(squares=client.submit(lambda: [0, 1, 4], pure=False))
+    with pytest.raises(KeyError, match="already exists"):
+        client.publish_dataset(squares=1)
+    client.publish_dataset(1, name="one")
+    assert sorted(client.list_datasets()) == ["one", "squares"]
+    other = Client(client.scheduler_address, set_as_default=False)
+    try:
+        assert other.get_dataset("squares").result(timeout=30) == [0, 1, 4]
+        assert other.datasets["one"] == 1
+    finally:
+        other.close()
+    client.unpublish_dataset("squares")
+    with pytest.raises(KeyError):
+        client.get_dataset("squares")
+    assert client.get_dataset("squares", default=None) is None
+    del client.datasets["one"]
+    assert client.list_datasets() == []
+
+
+def test_where_data_is(client):
+    f = client.submit(lambda: "here", pure=False)
+    f.result(timeout=30)
+    [holder] = client.who_has([f])[f.key]
+    assert holder in client.nthreads()
+    assert f.key in client.has_what()[holder]
+    assert set(client.processing()) == set(client.nthreads())
+    info = client.scheduler_info()
+    assert info["id"].startswith("Scheduler-") and info["started"] > 0
+    assert info["address"] == client.scheduler_address
+    w = info["workers"][holder]
+    assert w["nthreads"] == 1 and w["memory_limit"] > 0 and w["pid"] > 0
+
+
+def test_timeouts_accept_dask_strings(client):
+    f = client.submit(lambda: 1)
+    assert f.result(timeout="10 s") == 1
+    client.wait_for_workers(2, timeout="5 s")
+    with pytest.raises(TimeoutError):
+        client.wait_for_workers(3, timeout="10 ms")
+    with pytest.raises(ValueError, match="duration"):
+        f.result(timeout="soon")
+    futures = client.scatter([1, 2], timeout="30 s")
+    assert client.gather(futures) == [1, 2]
