@@ -227,10 +227,15 @@ def test_a_future_pickled_into_a_task_is_its_value_there(client):
     assert client.submit(lambda box: box[0] + 1, [a]).result() == 3
 
 
-def test_unpickling_a_future_outside_a_task_is_a_clear_error(client):
+def test_unpickling_a_future_outside_a_task_gives_a_future_of_the_default_client(client):
     f = client.submit(inc, 1)
     data = pickle.dumps(f)
-    with pytest.raises(RuntimeError, match="outside of a task"):
+    with Client(client.scheduler_address) as other:
+        copy = pickle.loads(data)
+        assert copy.key == f.key and copy.client is other
+        assert copy.result(timeout=30) == 2
+    # With no client at all, the error says how to get one.
+    with pytest.raises(ValueError, match="No clients found"):
         pickle.loads(data)
 
 
