@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
-from .client_cluster import ClusterMethods
+from .client_cluster import ClusterMethods, collect_keys
 from .core import arguments, context, keys, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
@@ -629,7 +629,7 @@ class Client(ClusterMethods):
         if isinstance(futures, Iterator):
             return (self.gather(f, errors=errors) for f in futures)
         found: dict[str, None] = {}
-        _collect_keys(futures, found)
+        collect_keys(futures, found)
         if not found:
             return futures
         key_list = list(found)
@@ -843,7 +843,7 @@ class Client(ClusterMethods):
         arguments.reject("asynchronous", asynchronous)
         arguments.reject("force", force)
         found: dict[str, None] = {}
-        _collect_keys(futures, found)
+        collect_keys(futures, found)
         self._session.engine.cancel(list(found))
 
     # ----- the cluster ------------------------------------------------------
@@ -1008,17 +1008,6 @@ class Client(ClusterMethods):
             "<table><tr><th>Worker</th><th>Address</th><th>Threads</th><th>Memory</th></tr>"
             f"{rows}</table></div>"
         )
-
-
-def _collect_keys(obj: Any, found: dict[str, None]) -> None:
-    if isinstance(obj, Future):
-        found[obj.key] = None
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for x in obj:
-            _collect_keys(x, found)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            _collect_keys(x, found)
 
 
 _SKIP = object()

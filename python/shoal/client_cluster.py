@@ -158,7 +158,7 @@ class ClusterMethods:
         """
         found: dict[str, None] = {}
         if futures is not None:
-            _collect_keys(futures, found)
+            collect_keys(futures, found, names=True)
             if not found:
                 return {}
         _, mapping = self._request("who_has", names=list(found))
@@ -391,17 +391,20 @@ class Datasets(MutableMapping[str, Any]):
         return len(self._client.list_datasets())
 
 
-def _collect_keys(obj: Any, found: dict[str, None]) -> None:
+def collect_keys(obj: Any, found: dict[str, None], names: bool = False) -> None:
+    """The keys of the futures in ``obj`` (a Future, or lists, tuples, sets
+    and dicts of them), into ``found``; with ``names``, strings are keys too.
+    """
     if isinstance(obj, Future):
         found[obj.key] = None
-    elif isinstance(obj, str):
+    elif names and isinstance(obj, str):
         found[obj] = None
     elif isinstance(obj, (list, tuple, set, frozenset)):
         for x in obj:
-            _collect_keys(x, found)
+            collect_keys(x, found, names)
     elif isinstance(obj, dict):
         for x in obj.values():
-            _collect_keys(x, found)
+            collect_keys(x, found, names)
 
 
 def fire_and_forget(obj: Any) -> None:

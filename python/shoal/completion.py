@@ -71,7 +71,7 @@ def wait(
             f"got {return_when!r}"
         )
     groups = _engines(fs)
-    with context.blocking() if context.in_task() else _nothing():
+    with context.blocking():
         if return_when == ALL_COMPLETED:
             for core, group in groups.values():
                 if not core.wait([f.key for f in group], timeout):
@@ -80,12 +80,6 @@ def wait(
             _wait_first(fs, groups, timeout, return_when)
     done = {f for f in fs if f.done()}
     return DoneAndNotDoneFutures(done, set(fs) - done)
-
-
-def _nothing() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _wait_first(fs: list[Future], groups: dict, timeout: float | None, return_when: str) -> None:
@@ -175,10 +169,7 @@ class as_completed(Iterator[Any]):
                 raise StopIteration
             if not block and len(self._queue) == 0:
                 return None
-            if context.in_task():
-                with context.blocking():
-                    key = self._queue.pop(self.timeout)
-            else:
+            with context.blocking():
                 key = self._queue.pop(self.timeout)
             if key is None:
                 raise TimeoutError(f"no future completed within {self.timeout} s")

@@ -37,6 +37,17 @@ fn wait_interruptibly(
     timeout: Option<Duration>,
     wait: impl Fn(Duration) -> Result<bool, ClientError> + Sync,
 ) -> PyResult<bool> {
+    let got = poll_interruptibly(py, timeout, |slice| Ok(wait(slice)?.then_some(())))?;
+    Ok(got.is_some())
+}
+
+/// Runs `poll(slice)` in slices without the GIL, checking for signals
+/// between them, until it returns something or `timeout` passes (`None`).
+fn poll_interruptibly<T: Send>(
+    py: Python<'_>,
+    timeout: Option<Duration>,
+    poll: impl Fn(Duration) -> Result<Option<T>, ClientError> + Sync,
+) -> PyResult<Option<T>> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let slice = match deadline {
@@ -45,11 +56,11 @@ fn wait_interruptibly(
                 .min(SIGNAL_CHECK),
             None => SIGNAL_CHECK,
         };
-        if py.detach(|| wait(slice)).map_err(to_py_err)? {
-            return Ok(true);
+        if let Some(got) = py.detach(|| poll(slice)).map_err(to_py_err)? {
+            return Ok(Some(got));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(false);
+            return Ok(None);
         }
         py.check_signals()?;
     }
@@ -420,15 +431,11 @@ impl ClientCore {
         let op = crate::coord::build(op, args)?;
         let req = self.inner.request(op, timeout).map_err(to_py_err)?;
         let inner = &self.inner;
-        loop {
-            let got = py
-                .detach(|| inner.wait_reply(req, SIGNAL_CHECK))
-                .map_err(to_py_err)?;
-            if let Some(reply) = got {
-                return crate::coord::answer(py, reply);
-            }
-            py.check_signals()?;
-        }
+        // The scheduler answers every request (`TimedOut` at its timeout),
+        // so this waits without a deadline of its own.
+        let reply = poll_interruptibly(py, None, |slice| inner.wait_reply(req, slice))?
+            .ok_or_else(|| PyRuntimeError::new_err("no answer from the scheduler"))?;
+        crate::coord::answer(py, reply)
     }
 
     /// The next message of subscription `sub`, waiting up to `timeout`
@@ -441,25 +448,10 @@ impl ClientCore {
         timeout: Option<f64>,
     ) -> PyResult<Option<Vec<Bytes>>> {
         let inner = &self.inner;
-        let deadline = self::timeout(timeout).map(|t| Instant::now() + t);
-        loop {
-            let slice = match deadline {
-                Some(d) => d
-                    .saturating_duration_since(Instant::now())
-                    .min(SIGNAL_CHECK),
-                None => SIGNAL_CHECK,
-            };
-            let got = py
-                .detach(|| inner.next_published(sub, slice))
-                .map_err(to_py_err)?;
-            if let Some(m) = got {
-                return Ok(Some(m.frames));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
-            }
-            py.check_signals()?;
-        }
+        let got = poll_interruptibly(py, self::timeout(timeout), |slice| {
+            inner.next_published(sub, slice)
+        })?;
+        Ok(got.map(|m| m.frames))
     }
 
     /// How many messages of subscription `sub` are waiting.

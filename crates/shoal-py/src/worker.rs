@@ -100,10 +100,10 @@ impl WorkerRuntime {
         );
     }
 
-    /// Task `id` leaves the worker's slots while it waits on other tasks;
-    /// True if no executor thread is free (start one).
-    fn secede(&self, id: u64) -> bool {
-        self.inner.secede(id)
+    /// Task `id` leaves the worker's slots while it waits on other tasks
+    /// (start an executor thread to take its place).
+    fn secede(&self, id: u64) {
+        self.inner.secede(id);
     }
 
     /// Task `id` counts against the worker's slots again (without

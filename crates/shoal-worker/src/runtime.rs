@@ -205,16 +205,12 @@ impl WorkerRuntime {
             }
             // Room to run one more? (The pacer widens `allowed` while the
             // running tasks are blocked.)
-            if st.slots_full() {
-                st.idle += 1;
+            if st.running.len() as u32 >= st.allowed {
                 self.shared.work.wait(&mut st);
-                st.idle -= 1;
                 continue;
             }
             let Some(t) = st.take_runnable() else {
-                st.idle += 1;
                 self.shared.work.wait(&mut st);
-                st.idle -= 1;
                 continue;
             };
             if st.cancelled.remove(&t.id) {
@@ -326,23 +322,22 @@ impl WorkerRuntime {
 
     /// Task `id`'s executor thread leaves the worker's slots while the task
     /// waits on other tasks (`secede`): it keeps running but no longer
-    /// counts against the thread count, so another task may start. Returns
-    /// true if no executor thread is free to start one (start another).
-    pub fn secede(&self, id: TaskId) -> bool {
-        let (capacity, idle) = {
+    /// counts against the thread count, so another task may start (the
+    /// caller starts an executor thread to take its place).
+    pub fn secede(&self, id: TaskId) {
+        let capacity = {
             let mut st = self.shared.state.lock();
             let Some(r) = st.running.remove(&id) else {
-                return false;
+                return;
             };
             st.detached.insert(id, r);
-            (st.allowed + st.detached.len() as u32, st.idle)
+            st.allowed + st.detached.len() as u32
         };
         self.shared.work.notify_one();
         let _ = self
             .shared
             .out
             .send(WorkerToScheduler::Capacity { slots: capacity });
-        idle == 0
     }
 
     /// Task `id`, seceded earlier, counts against the worker's slots

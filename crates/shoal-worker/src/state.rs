@@ -121,8 +121,6 @@ pub(crate) struct State {
     pub blocking: HashSet<FuncHash>,
     /// Modules to import ahead of need, not yet handed to the Python layer.
     pub preload: Vec<String>,
-    /// Executor threads waiting in `next_task` for work.
-    pub idle: u32,
     pub seq: u64,
     pub closed: bool,
 }
@@ -145,7 +143,6 @@ impl State {
             max_threads: max_threads.max(nthreads),
             blocking: HashSet::new(),
             preload: Vec::new(),
-            idle: 0,
             seq: 0,
             closed: false,
         }
@@ -193,10 +190,5 @@ impl State {
         self.running
             .remove(&id)
             .or_else(|| self.detached.remove(&id))
-    }
-
-    /// Whether every slot is taken.
-    pub fn slots_full(&self) -> bool {
-        self.running.len() as u32 >= self.allowed
     }
 }

@@ -108,16 +108,7 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
 
     Raises ``TypeError`` naming ``what`` if the arguments cannot be pickled.
     """
-    deps: list[Any] = []
-    previous = getattr(_local, "deps", None)
-    _local.deps = deps
-    try:
-        frames = _dumps((args, kwargs))
-    except Exception as e:
-        raise TypeError(f"Could not serialize the arguments of {what}: {e}") from e
-    finally:
-        _local.deps = previous
-    return frames, deps
+    return dumps_args_like((args, kwargs), f"the arguments of {what}")
 
 
 def dumps_held(value: Any, what: str) -> tuple[list[bytes], list[str]]:

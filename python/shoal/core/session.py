@@ -88,7 +88,7 @@ class Session:
         if context.in_task() and not self.engine.wait(keys, 0.0):
             with context.blocking():
                 return self.engine.gather(keys, timeout)
-        return self.engine.gather(keys, timeout)
+        return self.engine.gather(keys, timeout)  # done, or not in a task
 
     def result(self, key: str, timeout: float | None = None) -> Any:
         """The value of ``key``, or raise its error; ``TimeoutError`` if not

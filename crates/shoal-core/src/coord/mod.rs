@@ -240,12 +240,12 @@ impl Core {
                 None
             }
             CoordOp::HasWhat => {
-                let map = self.has_what();
+                let map = self.keys_by_worker(|w| &w.holds);
                 reply(out, id, CoordReply::Map(map));
                 None
             }
             CoordOp::Processing => {
-                let map = self.processing();
+                let map = self.keys_by_worker(|w| &w.assigned);
                 reply(out, id, CoordReply::Map(map));
                 None
             }
@@ -423,14 +423,17 @@ impl Core {
 
     /// Answers `id` with values: its client wants their keys from now on.
     pub(crate) fn deliver(&mut self, id: WaitId, items: Vec<Held>, out: &mut Vec<Command>) {
-        for item in &items {
-            for k in &item.keys {
-                if let Some(t) = self.id_of(k) {
-                    self.want(id.0, t);
-                }
+        self.adopt(id.0, &items);
+        reply(out, id, CoordReply::Items(items));
+    }
+
+    /// Client `c` wants the keys the values refer to.
+    pub(crate) fn adopt(&mut self, c: ClientId, items: &[Held]) {
+        for k in items.iter().flat_map(|item| &item.keys) {
+            if let Some(t) = self.id_of(k) {
+                self.want(c, t);
             }
         }
-        reply(out, id, CoordReply::Items(items));
     }
 
     fn who_has(&self, keys: Vec<String>) -> Vec<(String, Vec<String>)> {
@@ -456,27 +459,16 @@ impl Core {
             .collect()
     }
 
-    fn has_what(&self) -> Vec<(String, Vec<String>)> {
+    /// For each worker (by data address), the keys of the tasks in one of
+    /// its sets (`holds` or `assigned`), sorted.
+    fn keys_by_worker(
+        &self,
+        set: impl Fn(&crate::worker::Worker) -> &rustc_hash::FxHashSet<TaskId>,
+    ) -> Vec<(String, Vec<String>)> {
         self.workers
             .values()
             .map(|w| {
-                let mut keys: Vec<String> = w
-                    .holds
-                    .iter()
-                    .filter_map(|id| self.tasks.get(id).map(|t| t.key().to_string()))
-                    .collect();
-                keys.sort();
-                (w.info.data_address.clone(), keys)
-            })
-            .collect()
-    }
-
-    fn processing(&self) -> Vec<(String, Vec<String>)> {
-        self.workers
-            .values()
-            .map(|w| {
-                let mut keys: Vec<String> = w
-                    .assigned
+                let mut keys: Vec<String> = set(w)
                     .iter()
                     .filter_map(|id| self.tasks.get(id).map(|t| t.key().to_string()))
                     .collect();

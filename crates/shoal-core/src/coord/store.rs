@@ -91,11 +91,11 @@ impl Core {
     /// Gives items taken off a queue to `id`'s client; the queue's hold on
     /// their keys passes to it.
     fn hand_over(&mut self, id: WaitId, items: Vec<Held>, out: &mut Vec<Command>) {
-        let released = items.clone();
-        self.deliver(id, items, out);
-        for item in &released {
+        self.adopt(id.0, &items);
+        for item in &items {
             self.unhold(item);
         }
+        reply(out, id, CoordReply::Items(items));
     }
 
     /// Serves waiting getters and putters, in arrival order, while it can.
