@@ -279,3 +279,12 @@ def nap_span(seconds):
 
 def start_time(_=None):
     return time.time()
+
+
+def named_span(seconds):
+    """Block for ``seconds``; return (worker name, start, end)."""
+    from shoal import get_worker
+
+    start = time.time()
+    time.sleep(seconds)
+    return (get_worker().name, start, time.time())

@@ -12,10 +12,8 @@ from tasks import add, inc
 @pytest.mark.parametrize(
     "option",
     [
-        {"resources": {"GPU": 1}},
         {"actor": True},
         {"actors": True},
-        {"allow_other_workers": True},
         {"fifo_timeout": "1s"},
     ],
 )
@@ -52,7 +50,6 @@ def test_options_the_client_does_not_support_are_refused(client):
     "option",
     [
         {"memory_limit": "300MB"},
-        {"resources": {"GPU": 2}},
         {"security": True},
         {"local_directory": "/somewhere"},
         {"silence_logs": 10},

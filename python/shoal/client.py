@@ -17,7 +17,7 @@ from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
-from .core.spec import LITERAL_FUNC, limit_names, task_spec, worker_restrictions
+from .core.spec import LITERAL_FUNC, limit_names, placement, task_spec
 from .core.times import parse_timedelta
 from .dask import config as dask_config
 from .dask.graphs import run_dask_graph
@@ -96,22 +96,12 @@ def get_client(
     return context.default_client()
 
 
-def _reject_task_options(
-    resources: Any, allow_other_workers: Any, fifo_timeout: Any, actor: Any, actors: Any
-) -> None:
-    if (
-        resources is None
-        and fifo_timeout is UNSET
-        and not allow_other_workers
-        and not actor
-        and not actors
-    ):
+def _reject_task_options(fifo_timeout: Any, actors: Any, actor: Any = False) -> None:
+    if fifo_timeout is UNSET and not actors and not actor:
         return  # the common case, kept cheap: submit is called in tight loops
-    arguments.reject("resources", resources)
-    arguments.reject("allow_other_workers", allow_other_workers)
     arguments.reject("fifo_timeout", fifo_timeout)
-    arguments.reject("actor", actor)
     arguments.reject("actors", actors)
+    arguments.reject("actor", actor)
 
 
 class Client(ClusterMethods):
@@ -313,7 +303,13 @@ class Client(ClusterMethods):
         key
             The task's key (default: the function's name and a token).
         workers
-            Worker names or addresses the task may run on.
+            Worker names, hosts or addresses the task may run on.
+        resources
+            Abstract resources the task needs while it runs, like
+            ``{"GPU": 1}``: it goes only to a worker started with them (see
+            ``shoal worker --resources``) where they are free.
+        allow_other_workers
+            With ``workers``: run anywhere when none of them is connected.
         retries
             Run a failed task again up to this many times.
         priority
@@ -332,7 +328,7 @@ class Client(ClusterMethods):
             The name of a cluster-wide limit (see :meth:`set_limit`), or a
             list of names: the task waits, holding no thread, until every one
             lets it start.
-        resources, allow_other_workers, fifo_timeout, actor, actors
+        fifo_timeout, actor, actors
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
 
@@ -348,7 +344,8 @@ class Client(ClusterMethods):
         """
         if not callable(func):
             raise TypeError("First input to submit must be a callable function")
-        _reject_task_options(resources, allow_other_workers, fifo_timeout, actor, actors)
+        _reject_task_options(fifo_timeout, actors, actor)
+        where = placement(workers, resources, allow_other_workers)
         self._check_running()
         self._session.share_imports()
         delay, most = check_delays(retry_delay, retry_max_delay)
@@ -368,7 +365,7 @@ class Client(ClusterMethods):
                 [d.key for d in deps],
                 priority=priority,
                 retries=retries or 0,
-                workers=worker_restrictions(workers),
+                where=where,
                 retry_delay=delay,
                 retry_max_delay=most,
                 limits=limit_names(limits),
@@ -420,11 +417,13 @@ class Client(ClusterMethods):
             Its positional arguments, element by element (as ``map``).
         key
             A prefix for the keys, or a list of explicit keys.
-        workers, retries, priority, pure, retry_delay, retry_max_delay, retry_on, limits
+        workers, resources, allow_other_workers
+            As for :meth:`submit`.
+        retries, priority, pure, retry_delay, retry_max_delay, retry_on, limits
             As for :meth:`submit`.
         **kwargs
             Keyword arguments passed to every call.
-        resources, allow_other_workers, fifo_timeout, actor, actors, batch_size
+        fifo_timeout, actor, actors, batch_size
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
 
@@ -447,8 +446,9 @@ class Client(ClusterMethods):
                 raise TypeError(f"Dask-style map does not iterate over a {type(it).__name__}")
             if not isinstance(it, Iterable):
                 raise TypeError(f"{type(it).__name__} object is not iterable")
-        _reject_task_options(resources, allow_other_workers, fifo_timeout, actor, actors)
+        _reject_task_options(fifo_timeout, actors, actor)
         arguments.reject("batch_size", batch_size)
+        where = placement(workers, resources, allow_other_workers)
         self._check_running()
         self._session.share_imports()
         delay, most = check_delays(retry_delay, retry_max_delay)
@@ -482,7 +482,6 @@ class Client(ClusterMethods):
             # the tasks that need them: a task nobody wants and nothing in
             # its message depends on is dropped by the scheduler.
             specs = self._graphs_of(lazy, functions)
-            restrictions = worker_restrictions(workers)
             specs.extend(
                 task_spec(
                     k,
@@ -491,7 +490,7 @@ class Client(ClusterMethods):
                     d,
                     priority=priority,
                     retries=retries or 0,
-                    workers=restrictions,
+                    where=where,
                     retry_delay=delay,
                     retry_max_delay=most,
                     limits=tags,
@@ -508,10 +507,12 @@ class Client(ClusterMethods):
             all_deps,
             int(priority),
             int(retries or 0),
-            worker_restrictions(workers),
+            where.workers if where else [],
             delay,
             most,
             tags,
+            where.resources if where else [],
+            where.loose if where else False,
         )
         return [Future._adopt(k, self) for k in all_keys]
 
@@ -567,7 +568,7 @@ class Client(ClusterMethods):
             items = [(None, v) for v in data]
         else:
             items = [(None, data)]
-        restrictions = worker_restrictions(workers)
+        where = placement(workers)
         specs = []
         names = []
         for k, v in items:
@@ -580,7 +581,7 @@ class Client(ClusterMethods):
             if k is None:
                 k = keys.task_key(type(v).__name__, 0, frames, hash)
             names.append(k)
-            specs.append(task_spec(k, LITERAL_FUNC, frames, workers=restrictions))
+            specs.append(task_spec(k, LITERAL_FUNC, frames, where=where))
         self._session.submit([], specs)
         futures = [Future._adopt(k, self) for k in names]
         if wait_for is not None and not self._session.engine.wait(names, wait_for):
@@ -666,7 +667,7 @@ class Client(ClusterMethods):
             Return the results instead of Futures.
         optimize_graph
             Optimize dask collections' graphs as dask would.
-        workers, retries, priority
+        workers, resources, allow_other_workers, retries, priority
             As for :meth:`submit`, for every task of the graphs.
         traverse
             Look for lazy objects inside lists, tuples, sets and dicts among
@@ -674,7 +675,7 @@ class Client(ClusterMethods):
         limits
             Cluster-wide limits every task of the graphs counts against (see
             :meth:`set_limit`).
-        resources, allow_other_workers, fifo_timeout, actors, **kwargs
+        fifo_timeout, actors, **kwargs
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
 
@@ -684,7 +685,8 @@ class Client(ClusterMethods):
         the results with ``sync=True``.
 
         """
-        _reject_task_options(resources, allow_other_workers, fifo_timeout, False, actors)
+        _reject_task_options(fifo_timeout, actors)
+        where = placement(workers, resources, allow_other_workers)
         if kwargs:
             raise NotImplementedError(
                 f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
@@ -701,7 +703,7 @@ class Client(ClusterMethods):
                 nodes,
                 priority=priority,
                 retries=retries,
-                workers=worker_restrictions(workers),
+                where=where,
                 limits=limit_names(limits),
             )
         )
@@ -756,7 +758,9 @@ class Client(ClusterMethods):
         The persisted collection(s), like ``collections``.
 
         """
-        _reject_task_options(resources, allow_other_workers, fifo_timeout, False, actors)
+        _reject_task_options(fifo_timeout, actors)
+        arguments.reject("resources", resources)
+        arguments.reject("allow_other_workers", allow_other_workers)
         for option, value in (("workers", workers), ("retries", retries), ("priority", priority)):
             arguments.reject(option, value, unused=(None, 0))
         if kwargs:
@@ -796,9 +800,9 @@ class Client(ClusterMethods):
             expression.
         keys
             A key or a nested list of keys.
-        workers, retries, priority
+        workers, resources, allow_other_workers, retries, priority
             As for :meth:`submit`, for every task of the graph.
-        sync, asynchronous, direct, resources, allow_other_workers, fifo_timeout, actors
+        sync, asynchronous, direct, fifo_timeout, actors
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
         **kwargs
@@ -809,7 +813,8 @@ class Client(ClusterMethods):
         The values, nested like ``keys``.
 
         """
-        _reject_task_options(resources, allow_other_workers, fifo_timeout, False, actors)
+        _reject_task_options(fifo_timeout, actors)
+        where = placement(workers, resources, allow_other_workers)
         arguments.reject("sync", sync, unused=(True,))
         arguments.reject("asynchronous", asynchronous)
         arguments.reject("direct", direct, unused=(None, True))
@@ -822,7 +827,7 @@ class Client(ClusterMethods):
             keys,
             priority=priority,
             retries=retries or 0,
-            workers=worker_restrictions(workers),
+            where=where,
         )
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:

@@ -249,6 +249,7 @@ class ClusterMethods:
                     "nthreads": w["nthreads"],
                     "memory_limit": w["memory"],
                     "pid": w["pid"],
+                    "resources": w["resources"],
                     "metrics": {"stored": w["stored"], "assigned": w["assigned"]},
                     # Kept for callers of shoal's earlier layout.
                     "address": w["address"],

@@ -393,7 +393,7 @@ def as_node(x: Any, optimize_graph: bool = True) -> Node:
 def submit_nodes(client: Any, nodes: list[Node], **options: Any) -> list[Future]:
     """Submit the graph behind ``nodes`` on ``client``; one Future each.
 
-    ``options`` (``priority``, ``retries``, ``workers``) apply to every task.
+    ``options`` (``priority``, ``retries``, ``where``) apply to every task.
     """
     if client.status != "running":
         raise RuntimeError(f"this client is {client.status}")

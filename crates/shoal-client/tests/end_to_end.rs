@@ -35,6 +35,7 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
         connect_timeout: Duration::from_secs(5),
         memory: 0,
         max_threads: 1,
+        resources: vec![],
     })
     .expect("worker starts");
     let exec = rt.clone();
@@ -108,6 +109,8 @@ fn spec(key: &str, arg: &[u8], deps: &[&str]) -> TaskSpec {
         retry_delay: 0.0,
         retry_max_delay: 0.0,
         limits: vec![],
+        resources: vec![],
+        loose: false,
     }
 }
 

@@ -220,6 +220,12 @@ impl Core {
             }
         }
         self.keys.insert(&spec.key, id);
+        let resources: Box<[(std::sync::Arc<str>, f64)]> = spec
+            .resources
+            .iter()
+            .filter(|(_, n)| n.is_finite() && *n > 0.0)
+            .map(|(name, n)| (std::sync::Arc::from(name.as_str()), *n))
+            .collect();
         let limits: Box<[std::sync::Arc<str>]> = spec
             .limits
             .iter()
@@ -247,28 +253,32 @@ impl Core {
                 priority: spec.priority,
                 retries_left: spec.retries,
                 attempts: 0,
-                extra: (!spec.workers.is_empty() || spec.retry_delay > 0.0 || !limits.is_empty())
-                    .then(|| {
-                        let delay = if spec.retry_delay.is_finite() {
-                            spec.retry_delay.clamp(0.0, MAX_RETRY_DELAY)
-                        } else {
-                            0.0
-                        };
-                        let most = if spec.retry_max_delay.is_finite() && spec.retry_max_delay > 0.0
-                        {
-                            spec.retry_max_delay.clamp(delay, MAX_RETRY_DELAY)
-                        } else {
-                            MAX_RETRY_DELAY
-                        };
-                        Box::new(Extra {
-                            restrictions: spec.workers.into_boxed_slice(),
-                            error: None,
-                            backoff: (delay > 0.0).then_some((delay, most)),
-                            retried: 0,
-                            limits,
-                            holds_limits: false,
-                        })
-                    }),
+                extra: (!spec.workers.is_empty()
+                    || spec.retry_delay > 0.0
+                    || !limits.is_empty()
+                    || !resources.is_empty())
+                .then(|| {
+                    let delay = if spec.retry_delay.is_finite() {
+                        spec.retry_delay.clamp(0.0, MAX_RETRY_DELAY)
+                    } else {
+                        0.0
+                    };
+                    let most = if spec.retry_max_delay.is_finite() && spec.retry_max_delay > 0.0 {
+                        spec.retry_max_delay.clamp(delay, MAX_RETRY_DELAY)
+                    } else {
+                        MAX_RETRY_DELAY
+                    };
+                    Box::new(Extra {
+                        restrictions: spec.workers.into_boxed_slice(),
+                        error: None,
+                        backoff: (delay > 0.0).then_some((delay, most)),
+                        retried: 0,
+                        limits,
+                        holds_limits: false,
+                        resources,
+                        loose: spec.loose,
+                    })
+                }),
                 nbytes: 0,
                 type_name: no_type,
                 prefix,

@@ -219,6 +219,22 @@ impl Core {
                 w.stealing.is_subset(&w.assigned),
                 "worker {wid} is asked to give back tasks it was not assigned"
             );
+            for r in &w.resources {
+                let held: f64 = w
+                    .assigned
+                    .iter()
+                    .flat_map(|id| self.tasks[id].resources())
+                    .filter(|(name, _)| *name == r.name)
+                    .map(|(_, n)| n)
+                    .sum();
+                ensure!(
+                    (held - r.used).abs() < 1e-6 && r.used <= r.total + 1e-6,
+                    "worker {wid} counts {} of {} used (of {}) but its tasks hold {held}",
+                    r.used,
+                    r.name,
+                    r.total
+                );
+            }
         }
         Ok(())
     }

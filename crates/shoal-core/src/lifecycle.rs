@@ -59,17 +59,40 @@ impl Core {
         if to == TaskState::Ready && !self.held.contains(&id) {
             self.ready.push(ReadyEntry::of(t, id));
         }
-        let leaves_assigned = matches!(t.state, TaskState::Assigned { .. })
-            && !matches!(to, TaskState::Assigned { .. });
+        let leaves = match (&t.state, &to) {
+            (TaskState::Assigned { .. }, TaskState::Assigned { .. }) => None,
+            (TaskState::Assigned { worker, .. }, _) => Some(*worker),
+            _ => None,
+        };
+        let takes = match (&t.state, &to) {
+            (TaskState::Assigned { .. }, _) => None,
+            (_, TaskState::Assigned { worker, .. }) => Some(*worker),
+            _ => None,
+        };
         let done = matches!(to, TaskState::Memory { .. } | TaskState::Erred);
         self.stats
             .moved(t.prefix, Bucket::of(&t.state), Bucket::of(&to));
         t.state = to;
-        if leaves_assigned {
+        if let Some(w) = leaves {
             self.release_limits(id);
+            self.hold_resources(id, w, -1.0);
+        }
+        if let Some(w) = takes {
+            self.hold_resources(id, w, 1.0);
         }
         if done {
             self.forget_fired(id);
+        }
+    }
+
+    /// Takes (`sign` 1) or gives back (-1) task `id`'s resources on worker `w`.
+    fn hold_resources(&mut self, id: TaskId, w: WorkerId, sign: f64) {
+        let needs = self.tasks[&id].resources();
+        if needs.is_empty() {
+            return;
+        }
+        if let Some(worker) = self.workers.get_mut(&w) {
+            worker.hold(needs, sign);
         }
     }
 

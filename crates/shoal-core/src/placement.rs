@@ -110,13 +110,22 @@ impl Core {
         self.balance(out);
     }
 
-    /// The worker with a free slot holding most of the task's input bytes,
-    /// then the least loaded one.
+    /// The worker with a free slot (and the task's resources free) holding
+    /// most of the task's input bytes, then the least loaded one. Worker
+    /// restrictions hold unless they are loose and match no connected worker.
     fn pick_worker(&self, id: TaskId, per_thread: u32) -> Option<WorkerId> {
         let t = &self.tasks[&id];
+        let mut restrictions = t.restrictions();
+        if t.loose() && !self.workers.values().any(|w| w.matches(restrictions)) {
+            restrictions = &[];
+        }
+        let needs = t.resources();
         let mut best: Option<(WorkerId, u64, f64)> = None;
         for (&wid, w) in &self.workers {
-            if w.assigned.len() >= self.slots(w, per_thread) || !w.matches(t.restrictions()) {
+            if w.assigned.len() >= self.slots(w, per_thread)
+                || !w.matches(restrictions)
+                || !w.fits(needs)
+            {
                 continue;
             }
             let local: u64 = t

@@ -44,9 +44,7 @@ impl Core {
                 let t = &self.tasks[id];
                 match t.state {
                     TaskState::Assigned { started: true, .. } => running += 1,
-                    _ if t.restrictions().is_empty() && !w.stealing.contains(id) => {
-                        queued.push(*id)
-                    }
+                    _ if t.movable() && !w.stealing.contains(id) => queued.push(*id),
                     _ => {}
                 }
             }

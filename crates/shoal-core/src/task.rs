@@ -97,6 +97,10 @@ pub(crate) struct Extra {
     pub limits: Box<[std::sync::Arc<str>]>,
     /// Whether it holds a slot of each of `limits` (while assigned).
     pub holds_limits: bool,
+    /// Resources it takes on its worker while assigned there.
+    pub resources: Box<[(std::sync::Arc<str>, f64)]>,
+    /// Whether `restrictions` may be ignored when no such worker is connected.
+    pub loose: bool,
 }
 
 pub(crate) struct Task {
@@ -165,6 +169,23 @@ impl Task {
 
     pub fn restrictions(&self) -> &[String] {
         self.extra.as_ref().map_or(&[], |e| &e.restrictions)
+    }
+
+    /// Whether `restrictions` may be ignored when no such worker is connected.
+    pub fn loose(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.loose)
+    }
+
+    pub fn resources(&self) -> &[(std::sync::Arc<str>, f64)] {
+        self.extra.as_ref().map_or(&[], |e| &e.resources)
+    }
+
+    /// Whether it may move to any other worker (work stealing): it has no
+    /// worker restrictions and needs no resources.
+    pub fn movable(&self) -> bool {
+        self.extra
+            .as_ref()
+            .is_none_or(|e| e.restrictions.is_empty() && e.resources.is_empty())
     }
 
     pub fn error(&self) -> Option<&TaskError> {

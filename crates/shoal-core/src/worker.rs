@@ -22,6 +22,16 @@ pub(crate) struct Worker {
     pub capacity: u32,
     /// Its last health report.
     pub metrics: WorkerMetrics,
+    /// Resources it offers: name, total, and how much its assigned tasks hold.
+    pub resources: Vec<Resource>,
+}
+
+/// One kind of abstract resource on a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Resource {
+    pub name: std::sync::Arc<str>,
+    pub total: f64,
+    pub used: f64,
 }
 
 impl Worker {
@@ -34,8 +44,36 @@ impl Worker {
             steal_requests: 0,
             capacity: info.nthreads.max(1),
             metrics: WorkerMetrics::default(),
+            resources: info
+                .resources
+                .iter()
+                .filter(|(_, n)| n.is_finite() && *n > 0.0)
+                .map(|(name, n)| Resource {
+                    name: name.as_str().into(),
+                    total: *n,
+                    used: 0.0,
+                })
+                .collect(),
             address: info.data_address.as_str().into(),
             info,
+        }
+    }
+
+    /// Whether `needs` are free here now.
+    pub fn fits(&self, needs: &[(std::sync::Arc<str>, f64)]) -> bool {
+        needs.iter().all(|(name, n)| {
+            self.resources
+                .iter()
+                .any(|r| *r.name == **name && r.total - r.used >= *n - 1e-9)
+        })
+    }
+
+    /// Takes (`sign` 1) or gives back (`sign` -1) `needs`.
+    pub fn hold(&mut self, needs: &[(std::sync::Arc<str>, f64)], sign: f64) {
+        for (name, n) in needs {
+            if let Some(r) = self.resources.iter_mut().find(|r| *r.name == **name) {
+                r.used = (r.used + sign * n).max(0.0);
+            }
         }
     }
 

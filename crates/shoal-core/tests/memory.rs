@@ -46,6 +46,8 @@ fn spec(key: String, deps: Vec<String>, wanted: bool) -> TaskSpec {
         retry_delay: 0.0,
         retry_max_delay: 0.0,
         limits: vec![],
+        resources: vec![],
+        loose: false,
     }
 }
 

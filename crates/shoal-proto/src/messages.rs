@@ -57,6 +57,9 @@ pub struct WorkerInfo {
     pub memory: u64,
     pub pid: u32,
     pub host: String,
+    /// Abstract resources it offers (`"GPU"`, 2.0), as in Dask.
+    #[serde(default)]
+    pub resources: Vec<(String, f64)>,
 }
 
 /// A worker as the scheduler sees it now.
@@ -119,6 +122,14 @@ pub struct TaskSpec {
     /// Names of cluster-wide limits the task counts against.
     #[serde(default)]
     pub limits: Vec<String>,
+    /// Abstract resources (`"GPU"`, 1.0) the task holds on its worker while
+    /// it is there; it goes only where they are free.
+    #[serde(default)]
+    pub resources: Vec<(String, f64)>,
+    /// Whether `workers` is a preference: when none of them is connected,
+    /// the task may run anywhere (Dask's `allow_other_workers`).
+    #[serde(default)]
+    pub loose: bool,
 }
 
 /// A cluster-wide limit on tasks tagged with its name: at most

@@ -194,7 +194,7 @@ impl ClientCore {
 
     /// Sends many wanted tasks of one function that share every option
     /// (what `map` makes): one key, argument frames and dependency list each.
-    #[pyo3(signature = (function, func, keys, args, deps, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new()))]
+    #[pyo3(signature = (function, func, keys, args, deps, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new(), resources=Vec::new(), loose=false))]
     #[allow(clippy::too_many_arguments)]
     fn submit_many(
         &self,
@@ -209,6 +209,8 @@ impl ClientCore {
         retry_delay: f64,
         retry_max_delay: f64,
         limits: Vec<String>,
+        resources: Vec<(String, f64)>,
+        loose: bool,
     ) -> PyResult<()> {
         if keys.len() != args.len() || keys.len() != deps.len() {
             return Err(PyRuntimeError::new_err(
@@ -232,6 +234,8 @@ impl ClientCore {
                 retry_delay,
                 retry_max_delay,
                 limits: limits.clone(),
+                resources: resources.clone(),
+                loose,
             })
             .collect();
         self.inner.submit(functions, tasks).map_err(to_py_err)
@@ -506,5 +510,10 @@ fn worker_dict(py: Python<'_>, w: shoal_proto::WorkerInfo) -> PyResult<Bound<'_,
     d.set_item("memory", w.memory)?;
     d.set_item("pid", w.pid)?;
     d.set_item("host", w.host)?;
+    let resources = PyDict::new(py);
+    for (name, amount) in w.resources {
+        resources.set_item(name, amount)?;
+    }
+    d.set_item("resources", resources)?;
     Ok(d)
 }

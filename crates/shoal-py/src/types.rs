@@ -66,12 +66,16 @@ pub struct TaskSpec {
     pub retry_max_delay: f64,
     /// Names of cluster-wide limits it counts against.
     pub limits: Vec<String>,
+    /// Resources it needs on its worker (`"GPU"`, 1.0).
+    pub resources: Vec<(String, f64)>,
+    /// Whether `workers` may be ignored when none of them is connected.
+    pub loose: bool,
 }
 
 #[pymethods]
 impl TaskSpec {
     #[new]
-    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new()))]
+    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new(), resources=Vec::new(), loose=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         key: String,
@@ -85,6 +89,8 @@ impl TaskSpec {
         retry_delay: f64,
         retry_max_delay: f64,
         limits: Vec<String>,
+        resources: Vec<(String, f64)>,
+        loose: bool,
     ) -> Self {
         TaskSpec {
             key,
@@ -98,6 +104,8 @@ impl TaskSpec {
             retry_delay,
             retry_max_delay,
             limits,
+            resources,
+            loose,
         }
     }
 
@@ -125,6 +133,8 @@ impl TaskSpec {
             retry_delay: self.retry_delay,
             retry_max_delay: self.retry_max_delay,
             limits: self.limits.clone(),
+            resources: self.resources.clone(),
+            loose: self.loose,
         }
     }
 }

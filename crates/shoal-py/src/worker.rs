@@ -21,7 +21,7 @@ pub struct WorkerRuntime {
 #[pymethods]
 impl WorkerRuntime {
     #[new]
-    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory=0, max_threads=0))]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory=0, max_threads=0, resources=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -32,6 +32,7 @@ impl WorkerRuntime {
         timeout: f64,
         memory: u64,
         max_threads: u32,
+        resources: Vec<(String, f64)>,
     ) -> PyResult<Self> {
         let config = WorkerConfig {
             scheduler,
@@ -41,6 +42,7 @@ impl WorkerRuntime {
             connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
             memory,
             max_threads,
+            resources,
         };
         let inner = py
             .detach(move || Runtime::start(config))

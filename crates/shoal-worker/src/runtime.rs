@@ -36,6 +36,8 @@ pub struct WorkerConfig {
     /// Memory this worker reports to the scheduler, in bytes (0: the
     /// machine's). It is not a limit: nothing enforces it yet.
     pub memory: u64,
+    /// Abstract resources it offers (`"GPU"`, 2.0), as in Dask.
+    pub resources: Vec<(String, f64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -471,6 +473,7 @@ async fn setup(
         },
         pid: std::process::id(),
         host,
+        resources: config.resources.clone(),
     };
     let refused = |reason: String| WorkerError::Refused(addr.clone(), reason);
     write_frame(&mut stream, &Hello::Worker(info))

@@ -14,10 +14,10 @@ from typing import Any
 UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
 
 _ADVICE = {
-    "resources": "restrict tasks with workers=[...] instead",
+    "resources": "give resources= to submit, map or compute",
     "actor": "submit ordinary functions; actors are not supported yet",
     "actors": "submit ordinary functions; actors are not supported yet",
-    "allow_other_workers": "leave it False (workers= restrictions are strict)",
+    "allow_other_workers": "give it to submit, map or compute",
     "fifo_timeout": "leave it unset; shoal orders tasks by priority, then submission",
     "asynchronous": "use the synchronous API (asynchronous clients are not supported yet)",
     "security": "reach the scheduler over a trusted network; TLS is not supported yet",

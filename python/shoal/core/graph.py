@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from . import keys, serialize
 from .session import Session
-from .spec import LITERAL_FUNC, function_def, task_spec
+from .spec import LITERAL_FUNC, Placement, function_def, task_spec
 
 
 class Node:
@@ -96,12 +96,12 @@ def graph_specs(
     *,
     priority: int = 0,
     retries: int = 0,
-    workers: list[str] | None = None,
+    where: Placement | None = None,
     limits: list[str] | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """Function definitions and task specs for every node reachable from
     ``roots``, dependencies first. Keys in ``wanted`` are the ones the
-    client will hold futures for; ``priority``, ``retries``, ``workers`` and
+    client will hold futures for; ``priority``, ``retries``, ``where`` and
     ``limits`` apply to every task.
     """
     functions: dict[int, tuple[int, str, bytes]] = {}
@@ -122,7 +122,7 @@ def graph_specs(
                 wanted=node._key in wanted,
                 priority=priority,
                 retries=retries,
-                workers=workers,
+                where=where,
                 limits=limits,
             )
         )
@@ -135,7 +135,7 @@ def submit_graph(
     *,
     priority: int = 0,
     retries: int = 0,
-    workers: list[str] | None = None,
+    where: Placement | None = None,
     limits: list[str] | None = None,
 ) -> list[str]:
     """Send the graph behind ``roots``; returns their keys, each holding one
@@ -143,7 +143,7 @@ def submit_graph(
     """
     wanted = {n._key for n in roots}
     functions, specs = graph_specs(
-        roots, wanted, priority=priority, retries=retries, workers=workers, limits=limits
+        roots, wanted, priority=priority, retries=retries, where=where, limits=limits
     )
     functions = [f for f in functions if not session.engine.has_function(f.hash)]
     session.submit(functions, specs)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from .. import _engine
 
@@ -21,7 +21,7 @@ def task_spec(
     wanted: bool = True,
     priority: int = 0,
     retries: int = 0,
-    workers: list[str] | None = None,
+    where: Placement | None = None,
     retry_delay: float = 0.0,
     retry_max_delay: float = 0.0,
     limits: list[str] | None = None,
@@ -43,8 +43,8 @@ def task_spec(
     priority, retries
         As in Dask: higher priority runs first; a failed task runs again
         ``retries`` times.
-    workers
-        Worker names or addresses it may run on (None: any).
+    where
+        Where it may run (see :func:`placement`; None: anywhere).
     retry_delay, retry_max_delay
         Seconds before the first retry (0: at once), doubling with jitter
         up to ``retry_max_delay`` (0: no cap).
@@ -64,10 +64,12 @@ def task_spec(
         wanted,
         priority if type(priority) is int else int(priority),
         retries if type(retries) is int else int(retries),
-        workers or [],
+        where.workers if where else [],
         retry_delay,
         retry_max_delay,
         limits or [],
+        where.resources if where else [],
+        where.loose if where else False,
     )
 
 
@@ -76,13 +78,88 @@ def function_def(func_hash: int, name: str, data: bytes) -> Any:
     return _engine.FunctionDef(func_hash, name, data)
 
 
-def worker_restrictions(workers: Any) -> list[str]:
-    """Dask's ``workers=`` (an address, a name, or a list of them) as a list."""
-    if workers is None:
-        return []
+class Placement(NamedTuple):
+    """Where a task may run: worker restrictions, the resources it needs
+    there, and whether the restrictions are only a preference.
+    """
+
+    workers: list[str]
+    resources: list[tuple[str, float]]
+    loose: bool
+
+
+def placement(
+    workers: Any = None, resources: Any = None, allow_other_workers: bool = False
+) -> Placement | None:
+    """Dask's ``workers=``, ``resources=`` and ``allow_other_workers=``
+    checked, as one :class:`Placement` (None when they are all unset).
+
+    Raises
+    ------
+    TypeError
+        If ``resources`` is not a mapping of names to numbers.
+    ValueError
+        If a resource amount is negative or not finite, or
+        ``allow_other_workers`` is set without ``workers``.
+
+    """
+    if workers is None and resources is None and not allow_other_workers:
+        return None
     if isinstance(workers, str):
         workers = [workers]
-    return [str(w) for w in workers]
+    names = [str(w) for w in workers or ()]
+    if allow_other_workers and not names:
+        raise ValueError("Only use allow_other_workers= if using workers=")
+    return Placement(names, resource_amounts(resources), bool(allow_other_workers))
+
+
+def resource_amounts(resources: Any) -> list[tuple[str, float]]:
+    """``{"GPU": 1}`` as ``[("GPU", 1.0)]``, checked.
+
+    Raises
+    ------
+    TypeError
+        If it is not a mapping of names to numbers.
+    ValueError
+        If an amount is negative or not finite.
+
+    """
+    if resources is None:
+        return []
+    if not isinstance(resources, Mapping):
+        raise TypeError(f"resources must be a dict like {{'GPU': 1}}, not {resources!r}")
+    out = []
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"resource names must be non-empty strings, not {name!r}")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise TypeError(f"resource {name!r} must be a number, not {amount!r}")
+        if not amount >= 0 or amount == float("inf"):
+            raise ValueError(f"resource {name!r} must be a finite number >= 0, not {amount!r}")
+        out.append((name, float(amount)))
+    return out
+
+
+def parse_resources(text: str) -> list[tuple[str, float]]:
+    """``"GPU=2,MEM=10e9"`` (commas or spaces between pairs) as pairs.
+
+    Raises
+    ------
+    ValueError
+        If a pair is not ``NAME=NUMBER``.
+
+    """
+    out: dict[str, float] = {}
+    for pair in text.replace(",", " ").split():
+        name, sep, amount = pair.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = float("nan")
+        if not sep or not name or not value >= 0 or value == float("inf"):
+            raise ValueError(f"resources must look like 'GPU=2,MEM=10e9', not {text!r}")
+        out[name] = value
+    return list(out.items())
 
 
 def limit_names(limits: Any) -> list[str]:

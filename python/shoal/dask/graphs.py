@@ -111,7 +111,7 @@ def _repack(keys: Any, values: dict[Any, Any]) -> Any:
 def run_dask_graph(client: Any, dsk: Any, keys: Any, **options: Any) -> Any:
     """Run a dask graph (or graph expression) on ``client``; return the
     values of ``keys``, nested like ``keys``. ``options`` (``priority``,
-    ``retries``, ``workers``) apply to every task.
+    ``retries``, ``where``) apply to every task.
     """
     flat = _flatten(keys)
     nodes = graph_to_nodes(dsk, flat)

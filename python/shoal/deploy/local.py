@@ -13,6 +13,7 @@ from ..core import arguments
 from ..core.arguments import UNSET
 from ..core.session import Session
 from ..core.sizes import format_bytes
+from ..core.spec import resource_amounts
 from ..worker.executor import default_max_threads, start_in_process
 
 
@@ -96,6 +97,9 @@ class LocalCluster:
         Where the dashboard listens (default ``":8787"``, on the scheduler's
         host; a port that is taken moves on to the next free one). ``None``
         or ``False`` runs no dashboard.
+    resources
+        Abstract resources each worker offers, like ``{"GPU": 1}`` (see
+        :meth:`Client.submit`'s ``resources=``).
     silence_logs
         Accepted for Dask compatibility at its default (warnings are shown).
 
@@ -121,6 +125,7 @@ class LocalCluster:
         asynchronous: bool = False,
         env: dict[str, str] | None = None,
         max_threads: int | None = None,
+        resources: dict[str, float] | None = None,
         **kwargs: Any,
     ):
         arguments.reject("asynchronous", asynchronous)
@@ -135,7 +140,6 @@ class LocalCluster:
             "protocol",
             "security",
             "worker_dashboard_address",
-            "resources",
             "local_directory",
         }
         unknown = set(kwargs) - known
@@ -158,6 +162,7 @@ class LocalCluster:
                 f"({self.threads_per_worker})"
             )
         self.max_threads = max_threads
+        self.resources = resource_amounts(resources)
         # What each worker reports: the machine's memory split evenly, as Dask
         # does. It is not enforced.
         self.worker_memory = _engine.total_memory() // max(self.n_workers, 1)
@@ -191,6 +196,7 @@ class LocalCluster:
                     str(i),
                     self.worker_memory,
                     self.max_threads,
+                    self.resources,
                 )
                 for i in range(self.n_workers)
             ]
@@ -207,6 +213,8 @@ class LocalCluster:
             str(self.max_threads),
             "--lifeline",
         ]
+        if self.resources:
+            args += ["--resources", ",".join(f"{k}={v!r}" for k, v in self.resources)]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
         full_env.update({str(k): str(v) for k, v in env.items()})
         self._pool = _engine.WorkerPool(

@@ -9,6 +9,7 @@ import sys
 
 from .. import _engine
 from ..core.sizes import parse_bytes
+from ..core.spec import parse_resources
 from .executor import Executors, default_max_threads
 
 
@@ -46,6 +47,12 @@ def main(argv: list[str] | None = None) -> None:
         help="most tasks run at once while they wait on I/O (default: 16 per core, at most 64; "
         "equal to --nthreads turns the overlap off)",
     )
+    parser.add_argument(
+        "--resources",
+        default="",
+        help='abstract resources this worker offers, e.g. "GPU=2,MEM=10e9"; tasks submitted '
+        "with resources= run only where theirs are free",
+    )
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory", default="0", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         memory = parse_bytes(args.memory)
+        resources = parse_resources(args.resources)
     except ValueError as e:
         parser.error(str(e))
     if args.lifeline:
@@ -77,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             args.timeout,
             memory,
             max_threads,
+            resources,
         )
     except OSError as e:
         print(f"shoal worker: {e}", file=sys.stderr)

@@ -24,6 +24,8 @@ pub fn task(key: &str) -> TaskBuilder {
         retry_delay: 0.0,
         retry_max_delay: 0.0,
         limits: vec![],
+        resources: vec![],
+        loose: false,
     })
 }
 
@@ -53,6 +55,16 @@ impl TaskBuilder {
     /// Counts against these limits.
     pub fn limits(mut self, names: &[&str]) -> Self {
         self.0.limits = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    /// Needs these resources on its worker.
+    pub fn resources(mut self, needs: &[(&str, f64)]) -> Self {
+        self.0.resources = needs.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        self
+    }
+    /// Its worker restrictions are a preference (`allow_other_workers`).
+    pub fn loose(mut self) -> Self {
+        self.0.loose = true;
         self
     }
     pub fn on(mut self, workers: &[&str]) -> Self {
@@ -126,6 +138,11 @@ impl Env {
     }
 
     pub fn worker(&mut self, nthreads: u32) -> WorkerId {
+        self.worker_with(nthreads, &[])
+    }
+
+    /// A worker offering these resources.
+    pub fn worker_with(&mut self, nthreads: u32, resources: &[(&str, f64)]) -> WorkerId {
         let id = self.next_worker;
         self.next_worker += 1;
         self.event(Event::WorkerConnected(
@@ -137,6 +154,7 @@ impl Env {
                 memory: 1 << 30,
                 pid: id as u32,
                 host: "127.0.0.1".into(),
+                resources: resources.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
             },
         ));
         id
