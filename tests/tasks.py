@@ -288,3 +288,36 @@ def named_span(seconds):
     start = time.time()
     time.sleep(seconds)
     return (get_worker().name, start, time.time())
+
+
+class Counter:
+    """A stateful object for actor tests."""
+
+    label = "counter"
+
+    def __init__(self, start=0):
+        self.n = start
+        self.log = []
+
+    def increment(self, by=1):
+        self.n += by
+        return self.n
+
+    def append(self, x):
+        self.log.append(x)
+        return len(self.log)
+
+    def fail(self):
+        raise KeyError("no such thing")
+
+    def pid(self):
+        return os.getpid()
+
+    async def aincrement(self):
+        self.n += 1
+        return self.n
+
+
+def bump(counter, by):
+    """A task calling an actor it was given."""
+    return counter.increment(by).result()

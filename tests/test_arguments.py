@@ -34,8 +34,6 @@ def test_options_the_client_does_not_support_are_refused(client):
         client.cancel([], force=True)
     with pytest.raises(NotImplementedError, match="direct"):
         client.gather([], direct=False)
-    with pytest.raises(NotImplementedError, match="asynchronous"):
-        Client(client.scheduler_address, asynchronous=True)
     with pytest.raises(NotImplementedError, match="security"):
         Client(client.scheduler_address, security=object())
     with pytest.raises(NotImplementedError, match="traverse"):

@@ -18,8 +18,20 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 
 def _worker(address, name, resources):
     return subprocess.Popen(
-        [PY, "-m", "shoal", "worker", address, "--nthreads", "4", "--name", name,
-         "--resources", resources, "--lifeline"],
+        [
+            PY,
+            "-m",
+            "shoal",
+            "worker",
+            address,
+            "--nthreads",
+            "4",
+            "--name",
+            name,
+            "--resources",
+            resources,
+            "--lifeline",
+        ],
         env=ENV,
         stdin=subprocess.PIPE,
     )
@@ -40,9 +52,7 @@ def cluster():
 
 
 def test_tasks_run_only_where_their_resources_are_free(cluster):
-    spans = cluster.gather(
-        cluster.map(named_span, [0.1] * 6, resources={"GPU": 1}, pure=False)
-    )
+    spans = cluster.gather(cluster.map(named_span, [0.1] * 6, resources={"GPU": 1}, pure=False))
     assert {name for name, _, _ in spans} == {"gpu"}
     assert max_overlap(spans) <= 2, "two GPUs: at most two at once"
     whole = cluster.gather(cluster.map(named_span, [0.05] * 3, resources={"GPU": 2}, pure=False))
@@ -100,9 +110,12 @@ def test_bad_placement_arguments_raise_clear_errors(cluster):
 
 def test_local_cluster_resources_in_processes_and_threads():
     for processes in (True, False):
-        with LocalCluster(
-            n_workers=1, processes=processes, resources={"GPU": 1}, dashboard_address=None
-        ) as lc, Client(lc, set_as_default=False) as c:
+        with (
+            LocalCluster(
+                n_workers=1, processes=processes, resources={"GPU": 1}, dashboard_address=None
+            ) as lc,
+            Client(lc, set_as_default=False) as c,
+        ):
             info = c.scheduler_info()["workers"]
             assert [w["resources"] for w in info.values()] == [{"GPU": 1.0}]
             assert c.submit(inc, 1, resources={"GPU": 1}).result(timeout=30) == 2

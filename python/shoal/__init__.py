@@ -25,9 +25,11 @@ The package is layered; each layer imports only the ones below it:
   ``MultiLock``, ``Event``, ``Pub``/``Sub``, held by the scheduler;
 * ``shoal.worker``, ``shoal.deploy``: the worker process (and, for tasks,
   ``get_worker``, ``secede``, ``rejoin``, ``worker_client``) and ``LocalCluster``;
+* ``shoal.actor``: ``Actor`` handles on objects living on workers;
 * ``shoal.client``: ``Client``; ``shoal.cli``: the ``shoal`` command.
 """
 
+from .actor import Actor, ActorFuture
 from .client import Client, default_client, get_client
 from .client_cluster import fire_and_forget
 from .completion import (
@@ -52,6 +54,8 @@ __all__ = [
     "ALL_COMPLETED",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
+    "Actor",
+    "ActorFuture",
     "Client",
     "Delayed",
     "DoneAndNotDoneFutures",

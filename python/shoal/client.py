@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Callable
 
+from .actor import factory as actor_factory
 from .client_cluster import ClusterMethods, collect_keys
-from .core import arguments, context, keys, serialize
+from .core import aio, arguments, context, keys, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
@@ -96,12 +98,11 @@ def get_client(
     return context.default_client()
 
 
-def _reject_task_options(fifo_timeout: Any, actors: Any, actor: Any = False) -> None:
-    if fifo_timeout is UNSET and not actors and not actor:
+def _reject_task_options(fifo_timeout: Any, actors: Any) -> None:
+    if fifo_timeout is UNSET and not actors:
         return  # the common case, kept cheap: submit is called in tight loops
     arguments.reject("fifo_timeout", fifo_timeout)
     arguments.reject("actors", actors)
-    arguments.reject("actor", actor)
 
 
 class Client(ClusterMethods):
@@ -121,6 +122,12 @@ class Client(ClusterMethods):
         A JSON file with the scheduler's ``"address"``.
     name
         This client's name, as the scheduler shows it.
+    asynchronous
+        Make an asynchronous client, as in Dask: it connects when awaited
+        (``await Client(..., asynchronous=True)`` or ``async with``), its
+        waiting calls (``gather``, ``scatter``, ``Future.result``, ``run``,
+        ``close``, ...) return coroutines, and awaiting never blocks the
+        running event loop. ``await future`` works with any client.
 
     Examples
     --------
@@ -151,10 +158,10 @@ class Client(ClusterMethods):
         self.status = "connecting"
         self.cluster: LocalCluster | None = None
         self._owns_cluster = False
+        self._asynchronous = bool(asynchronous)
         for option, value in (
             ("loop", loop),
             ("security", security),
-            ("asynchronous", asynchronous),
             ("heartbeat_interval", heartbeat_interval),
             ("serializers", serializers),
             ("deserializers", deserializers),
@@ -163,6 +170,27 @@ class Client(ClusterMethods):
             ("connection_limit", connection_limit),
         ):
             arguments.reject(option, value)
+        self.id = f"Client-{uuid.uuid4()}"
+        start = functools.partial(
+            self._connect, address, timeout, set_as_default, scheduler_file, name, kwargs
+        )
+        if self._asynchronous:
+            # Connecting blocks: it happens on a thread when awaited.
+            self.status = "newly-created"
+            self._pending_start: Callable[[], None] | None = start
+        else:
+            self._pending_start = None
+            start()
+
+    def _connect(
+        self,
+        address: Any,
+        timeout: Any,
+        set_as_default: bool,
+        scheduler_file: str | None,
+        name: str | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         if scheduler_file is not None:
             import json  # rarely needed: kept off the start-up path
 
@@ -182,7 +210,6 @@ class Client(ClusterMethods):
             )
         if not isinstance(address, str):
             raise TypeError(f"address must be a string like 'tcp://host:port', not {address!r}")
-        self.id = f"Client-{uuid.uuid4()}"
         try:
             seconds = parse_timedelta(timeout)
             self._session = Session(address, 10.0 if seconds is None else seconds, name or self.id)
@@ -199,15 +226,43 @@ class Client(ClusterMethods):
 
     # ----- lifecycle ---------------------------------------------------------
 
-    #: Always False: shoal clients are synchronous (dask checks this).
-    asynchronous = False
+    @property
+    def asynchronous(self) -> bool:
+        """Whether calls that wait return coroutines to await (a client
+        made with ``asynchronous=True``), as in Dask.
+        """
+        return self._asynchronous and not aio.in_sync_call()
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._astart().__await__()
+
+    async def _astart(self) -> Client:
+        start, self._pending_start = self._pending_start, None
+        if start is not None:
+            try:
+                await aio.offload(start)
+            except BaseException:
+                self.status = "closed"
+                raise
+        return self
+
+    async def __aenter__(self) -> Client:
+        return await self._astart()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await aio.offload(self._close)
 
     def __enter__(self) -> Client:
+        if self._asynchronous:
+            raise RuntimeError(
+                "an asynchronous client is used with 'async with Client(asynchronous=True)'"
+            )
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    @aio.maybe_async
     def close(self, timeout: Any = None) -> None:
         """Close this client; also close the local cluster it started.
 
@@ -216,8 +271,16 @@ class Client(ClusterMethods):
         timeout
             Seconds to wait for a local cluster's worker processes to exit.
 
+        Returns
+        -------
+        None, or a coroutine to await with an asynchronous client.
+
         """
-        if self.status in ("closed", "connecting"):
+        self._close(timeout)
+
+    def _close(self, timeout: Any = None) -> None:
+        self._pending_start = None
+        if self.status in ("closed", "connecting", "newly-created"):
             self.status = "closed"
             return
         self.status = "closed"
@@ -256,7 +319,7 @@ class Client(ClusterMethods):
 
     def __del__(self) -> None:
         try:
-            self.close()
+            self._close()
         except Exception:
             pass
 
@@ -267,6 +330,11 @@ class Client(ClusterMethods):
 
     def _check_running(self) -> None:
         if self.status != "running":
+            if self.status == "newly-created":
+                raise RuntimeError(
+                    "this asynchronous client has not started: "
+                    "use 'await Client(..., asynchronous=True)' or 'async with'"
+                )
             raise RuntimeError(f"this client is {self.status}")
 
     # ----- submitting ------------------------------------------------------
@@ -328,8 +396,12 @@ class Client(ClusterMethods):
             The name of a cluster-wide limit (see :meth:`set_limit`), or a
             list of names: the task waits, holding no thread, until every one
             lets it start.
-        fifo_timeout, actor, actors
-            Dask's options that shoal does not support yet: each raises
+        actor, actors
+            ``func`` is a class: build one object of it on a worker and keep
+            it there; the future's result is an :class:`~shoal.Actor`
+            handle whose method calls run on that object.
+        fifo_timeout
+            Dask's option that shoal does not support yet: it raises
             ``NotImplementedError`` unless left unset.
 
         Returns
@@ -344,11 +416,13 @@ class Client(ClusterMethods):
         """
         if not callable(func):
             raise TypeError("First input to submit must be a callable function")
-        _reject_task_options(fifo_timeout, actors, actor)
+        _reject_task_options(fifo_timeout, None)
         where = placement(workers, resources, allow_other_workers)
         self._check_running()
         self._session.share_imports()
         delay, most = check_delays(retry_delay, retry_max_delay)
+        if actor or actors:
+            func, pure = actor_factory(func), False  # each call makes a new actor
         func = retry_filter(func, retry_on)
         h, name, functions = self._session.function(func)
         frames, deps = serialize.dumps_args(args, kwargs, name)
@@ -423,7 +497,9 @@ class Client(ClusterMethods):
             As for :meth:`submit`.
         **kwargs
             Keyword arguments passed to every call.
-        fifo_timeout, actor, actors, batch_size
+        actor, actors
+            Make one actor per element (see :meth:`submit`).
+        fifo_timeout, batch_size
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
 
@@ -446,12 +522,14 @@ class Client(ClusterMethods):
                 raise TypeError(f"Dask-style map does not iterate over a {type(it).__name__}")
             if not isinstance(it, Iterable):
                 raise TypeError(f"{type(it).__name__} object is not iterable")
-        _reject_task_options(fifo_timeout, actors, actor)
+        _reject_task_options(fifo_timeout, None)
         arguments.reject("batch_size", batch_size)
         where = placement(workers, resources, allow_other_workers)
         self._check_running()
         self._session.share_imports()
         delay, most = check_delays(retry_delay, retry_max_delay)
+        if actor or actors:
+            func, pure = actor_factory(func), False  # each call makes a new actor
         func = retry_filter(func, retry_on)
         tags = limit_names(limits)
         h, name, functions = self._session.function(func)
@@ -516,6 +594,7 @@ class Client(ClusterMethods):
         )
         return [Future._adopt(k, self) for k in all_keys]
 
+    @aio.maybe_async
     def scatter(
         self,
         data: Any,
@@ -627,6 +706,8 @@ class Client(ClusterMethods):
             raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
         arguments.reject("direct", direct, unused=(None, True))
         arguments.reject("asynchronous", asynchronous)
+        if self.asynchronous:
+            return self._agather(futures, errors)
         if isinstance(futures, Iterator):
             return (self.gather(f, errors=errors) for f in futures)
         found: dict[str, None] = {}
@@ -640,6 +721,12 @@ class Client(ClusterMethods):
             if outcome.kind == "value" or errors == "raise":
                 values[k] = value_of(k, outcome, self)
         return _substitute(futures, values)
+
+    async def _agather(self, futures: Any, errors: str) -> Any:
+        found: dict[str, None] = {}
+        collect_keys(futures, found)
+        await aio.keys_done([(self._session, k) for k in found])
+        return await aio.offload(self.gather, futures, errors)
 
     def compute(
         self,
@@ -830,6 +917,7 @@ class Client(ClusterMethods):
             where=where,
         )
 
+    @aio.maybe_async
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:
         """Cancel futures.
 
@@ -1059,6 +1147,6 @@ def _close_all() -> None:
     context.close_implicit()
     for c in list(_all_clients):
         try:
-            c.close()
+            c._close()
         except Exception:
             pass

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, Callable
 
-from .core import arguments, serialize
+from .core import aio, arguments, serialize
 from .core.errors import rebuild
 from .core.times import parse_timedelta
 from .futures import Future
@@ -38,6 +38,7 @@ class ClusterMethods:
 
     # ----- functions on every worker ----------------------------------------
 
+    @aio.maybe_async
     def run(
         self,
         function: Callable[..., Any],
@@ -142,6 +143,7 @@ class ClusterMethods:
 
     # ----- where things are -------------------------------------------------
 
+    @aio.maybe_async
     def who_has(self, futures: Any = None) -> dict[str, list[str]]:
         """Which workers hold each result, by key.
 
@@ -164,6 +166,7 @@ class ClusterMethods:
         _, mapping = self._request("who_has", names=list(found))
         return {k: [_scheme(a) for a in v] for k, v in mapping.items()}
 
+    @aio.maybe_async
     def has_what(self, workers: Any = None) -> dict[str, list[str]]:
         """The keys each worker holds.
 
@@ -180,6 +183,7 @@ class ClusterMethods:
         """
         return self._by_worker("has_what", workers)
 
+    @aio.maybe_async
     def processing(self, workers: Any = None) -> dict[str, list[str]]:
         """The keys assigned to each worker and not finished.
 
@@ -199,6 +203,7 @@ class ClusterMethods:
         wanted = {_scheme(w) for w in ([workers] if isinstance(workers, str) else workers)}
         return {a: k for a, k in out.items() if a in wanted}
 
+    @aio.maybe_async
     def nthreads(self, workers: Any = None) -> dict[str, int]:
         """Threads per worker, by worker address."""
         out = {w["address"]: w["nthreads"] for w in self._session.engine.workers()}
@@ -262,6 +267,7 @@ class ClusterMethods:
             "limits": {lim.pop("name"): lim for lim in limits},
         }
 
+    @aio.maybe_async
     def wait_for_workers(
         self, n_workers: int, timeout: Any = None, *, without: Iterable[str] = ()
     ) -> None:
@@ -287,6 +293,7 @@ class ClusterMethods:
 
     # ----- published datasets -----------------------------------------------
 
+    @aio.maybe_async
     def publish_dataset(
         self, *args: Any, name: str | None = None, override: bool = False, **kwargs: Any
     ) -> None:
@@ -330,6 +337,7 @@ class ClusterMethods:
             if kind == "exists":
                 raise KeyError(f"Dataset {key} already exists")
 
+    @aio.maybe_async
     def get_dataset(self, name: str, default: Any = _NO_DEFAULT) -> Any:
         """The dataset published as ``name`` (futures come back as this
         client's futures).
@@ -347,10 +355,12 @@ class ClusterMethods:
             return default
         return serialize.loads_for(items[0], self)
 
+    @aio.maybe_async
     def list_datasets(self) -> list[str]:
         """The names of the published datasets."""
         return list(self._request("dataset_list")[1])
 
+    @aio.maybe_async
     def unpublish_dataset(self, name: str) -> None:
         """Remove a published dataset.
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import _engine
-from .core import arguments, context
+from .core import aio, arguments, context
 from .core.times import parse_timedelta
 from .futures import Future
 
@@ -54,7 +54,8 @@ def wait(
     Returns
     -------
     DoneAndNotDoneFutures
-        The ``done`` and ``not_done`` sets.
+        The ``done`` and ``not_done`` sets (a coroutine returning them,
+        when the futures belong to an asynchronous client).
 
     Examples
     --------
@@ -71,6 +72,8 @@ def wait(
             f"got {return_when!r}"
         )
     groups = _engines(fs)
+    if fs and fs[0].client.asynchronous:
+        return _await(fs, timeout, return_when)  # type: ignore[return-value]
     with context.blocking():
         if return_when == ALL_COMPLETED:
             for core, group in groups.values():
@@ -78,6 +81,33 @@ def wait(
                     raise TimeoutError(f"futures not done within {timeout} s")
         else:
             _wait_first(fs, groups, timeout, return_when)
+    done = {f for f in fs if f.done()}
+    return DoneAndNotDoneFutures(done, set(fs) - done)
+
+
+async def _await(
+    fs: list[Future], timeout: float | None, return_when: str
+) -> DoneAndNotDoneFutures:
+    """``wait`` for an asynchronous client: holds no thread while waiting."""
+    if return_when == ALL_COMPLETED:
+        try:
+            await aio.all_done(fs, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"futures not done within {timeout} s") from None
+    else:
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pending = [f for f in fs if not f.done()]
+            if len(pending) < len(fs) and (
+                return_when == FIRST_COMPLETED or any(f.status == "error" for f in fs)
+            ):
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if not pending or (left is not None and left <= 0):
+                break
+            await aio.first_done(pending, left)
     done = {f for f in fs if f.done()}
     return DoneAndNotDoneFutures(done, set(fs) - done)
 
@@ -188,6 +218,32 @@ class as_completed(Iterator[Any]):
 
     def __iter__(self) -> as_completed:
         return self
+
+    def __aiter__(self) -> as_completed:
+        return self
+
+    async def __anext__(self) -> Any:
+        """``async for``: the next completed future, holding no thread while
+        it waits (results, with ``with_results``, are fetched off the loop).
+        """
+        import time
+
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            try:
+                f = self._next_future(block=False)
+            except StopIteration:
+                raise StopAsyncIteration from None
+            if f is not None:
+                break
+            with self._lock:
+                waiting = [fs[0] for fs in self._futures.values() if fs]
+            left = None if deadline is None else deadline - time.monotonic()
+            if (left is not None and left <= 0) or not await aio.first_done(waiting, left):
+                raise TimeoutError(f"no future completed within {self.timeout} s")
+        if not self.with_results:
+            return f
+        return await aio.offload(self._emit, f)
 
     def __next__(self) -> Any:
         f = self._next_future()

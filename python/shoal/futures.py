@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any, Callable
 
-from .core import context, serialize
+from .core import aio, context, serialize
 from .core.errors import rebuild, remote_traceback
 from .core.session import Session
 from .core.times import parse_timedelta
@@ -91,7 +92,8 @@ class Future:
 
         Returns
         -------
-        The task's return value.
+        The task's return value (a coroutine to await, with an asynchronous
+        client).
 
         Raises
         ------
@@ -99,7 +101,27 @@ class Future:
             If it is not done within ``timeout``.
 
         """
+        if self.client.asynchronous:
+            return self._aresult(parse_timedelta(timeout))
         return self._session.result(self.key, parse_timedelta(timeout))
+
+    async def _aresult(self, timeout: float | None = None) -> Any:
+        await self._adone(timeout)
+        return await aio.offload(self._session.result, self.key, 0.0)
+
+    async def _adone(self, timeout: float | None) -> None:
+        import asyncio  # loaded already: an event loop runs this
+
+        try:
+            await aio.keys_done([(self._session, self.key)], timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"Future {self.key} not done within {timeout} s") from None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await future`` waits for the result without blocking the event
+        loop, whatever the client.
+        """
+        return self._aresult().__await__()
 
     def _wait(self, timeout: Any) -> None:
         timeout = parse_timedelta(timeout)
@@ -111,16 +133,28 @@ class Future:
             raise TimeoutError(f"Future {self.key} not done within {timeout} s")
 
     def exception(self, timeout: Any = None) -> BaseException | None:
-        """Wait and return the exception of a failed task, or None."""
+        """Wait and return the exception of a failed task, or None (a
+        coroutine to await, with an asynchronous client).
+        """
+        if self.client.asynchronous:
+            return self._after(timeout, self.exception)  # type: ignore[return-value]
         self._wait(timeout)
         err = self._session.engine.error(self.key)
         return None if err is None else rebuild(err)
 
     def traceback(self, timeout: Any = None) -> Any:
-        """Wait and return the traceback object of a failed task, or None."""
+        """Wait and return the traceback object of a failed task, or None (a
+        coroutine to await, with an asynchronous client).
+        """
+        if self.client.asynchronous:
+            return self._after(timeout, self.traceback)
         self._wait(timeout)
         err = self._session.engine.error(self.key)
         return None if err is None else remote_traceback(err)
+
+    async def _after(self, timeout: Any, then: Callable[[], Any]) -> Any:
+        await self._adone(parse_timedelta(timeout))
+        return await aio.offload(then)
 
     @property
     def type(self) -> str | None:

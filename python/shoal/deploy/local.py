@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from .. import _engine
-from ..core import arguments
+from ..core import aio, arguments
 from ..core.arguments import UNSET
 from ..core.session import Session
 from ..core.sizes import format_bytes
@@ -100,6 +100,9 @@ class LocalCluster:
     resources
         Abstract resources each worker offers, like ``{"GPU": 1}`` (see
         :meth:`Client.submit`'s ``resources=``).
+    asynchronous
+        Start when awaited (``await LocalCluster(asynchronous=True)`` or
+        ``async with``), on a thread, so a running event loop is not blocked.
     silence_logs
         Accepted for Dask compatibility at its default (warnings are shown).
 
@@ -128,7 +131,6 @@ class LocalCluster:
         resources: dict[str, float] | None = None,
         **kwargs: Any,
     ):
-        arguments.reject("asynchronous", asynchronous)
         dashboard = dashboard_spec(dashboard_address)
         arguments.reject("memory_limit", memory_limit, unused=(None, "auto", UNSET))
         arguments.reject(
@@ -172,6 +174,35 @@ class LocalCluster:
         self._threads: list[Any] = []
         self._monitor: Session | None = None
         self._scheduler = _engine.Scheduler(host or "127.0.0.1", scheduler_port, dashboard)
+        self._asynchronous = bool(asynchronous)
+        self._pending_start: Any = None
+        if self._asynchronous:
+            # Starting workers blocks: it happens on a thread when awaited.
+            self._pending_start = lambda: self._start(env, start_timeout)
+            return
+        self._start(env, start_timeout)
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether it was made with ``asynchronous=True`` (to be awaited)."""
+        return self._asynchronous
+
+    def __await__(self) -> Any:
+        return self._astart().__await__()
+
+    async def _astart(self) -> LocalCluster:
+        start, self._pending_start = self._pending_start, None
+        if start is not None:
+            await aio.offload(start)
+        return self
+
+    async def __aenter__(self) -> LocalCluster:
+        return await self._astart()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await aio.offload(self.close)
+
+    def _start(self, env: dict[str, str] | None, start_timeout: float) -> None:
         try:
             self._start_workers(env or {})
             self._monitor = Session(self.scheduler_address, 10.0, "cluster-monitor")

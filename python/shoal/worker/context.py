@@ -44,6 +44,8 @@ class Worker:
         self.scheduler_address: str = rt.scheduler
         self._client: Any = None
         self._lock = threading.Lock()
+        #: Actors living here, by the key of the task that made each.
+        self.actors: dict[str, Any] = {}
 
     @property
     def id(self) -> str:
@@ -107,6 +109,11 @@ def task_done() -> bool:
     left = getattr(_current, "left", False)
     _current.left = False
     return left
+
+
+def current_key() -> str | None:
+    """The key of the task the calling thread runs, or None."""
+    return getattr(_current, "key", None)
 
 
 def current_worker() -> Worker | None:

@@ -95,9 +95,12 @@ def _report_result(
         _report_failure(rt, tid, err)
         return
     futures = [f for f in found if getattr(f, "_is_future", False)] if found else None
-    if futures:
-        holding[key] = futures
-    rt.finish(tid, key, frames, type(result).__name__, duration, bool(futures))
+    # An actor's handle: the worker hears when its key is freed, to drop
+    # the actor then.
+    keep = bool(futures) or getattr(type(result), "_keep_until_freed", False) is True
+    if keep:
+        holding[key] = futures or []
+    rt.finish(tid, key, frames, type(result).__name__, duration, keep)
 
 
 class Executors:
@@ -293,11 +296,13 @@ class Executors:
             kind, what, frames = item
             if kind == "closed":
                 self.holding.clear()
+                self.worker.actors.clear()
                 self.worker.close()
                 return
             if kind == "freed":
                 for key in what:
                     self.holding.pop(key, None)
+                    self.worker.actors.pop(key, None)
             elif kind == "run":
                 threading.Thread(
                     target=self._run_call, args=(what, frames), name="shoal-run", daemon=True
@@ -347,8 +352,6 @@ def start_in_process(
 ) -> Any:
     """Start a worker on threads of this process; returns its runtime."""
     limit = default_max_threads(nthreads) if max_threads is None else max_threads
-    rt = _engine.WorkerRuntime(
-        address, nthreads, name, None, 10.0, memory, limit, resources or []
-    )
+    rt = _engine.WorkerRuntime(address, nthreads, name, None, 10.0, memory, limit, resources or [])
     Executors(rt, nthreads)
     return rt

@@ -1,0 +1,135 @@
+"""The asynchronous client's plumbing: awaiting keys without holding a thread,
+and running the synchronous implementation of a call off the event loop.
+
+A session's done-callback thread (woken by the Rust client core when keys
+complete, or fail because the connection is gone) resolves the asyncio
+futures waiting on them with ``call_soon_threadsafe``. So ``await future``
+holds no thread while the task runs; only fetching a result that is done
+(which may read it from a worker) runs on a small thread pool, as do the
+client's other calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # asyncio is imported where an event loop already runs
+    import asyncio
+
+T = TypeVar("T")
+
+_local = threading.local()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def in_sync_call() -> bool:
+    """Whether this thread runs the synchronous body of an asynchronous call
+    (so nested calls must not return coroutines again).
+    """
+    return getattr(_local, "depth", 0) > 0
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="shoal-async")
+        return _pool
+
+
+def offload(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
+    """A coroutine running ``fn(*args, **kwargs)`` on shoal's thread pool, so
+    the event loop is never blocked by it.
+    """
+
+    def call() -> T:
+        _local.depth = getattr(_local, "depth", 0) + 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _local.depth -= 1
+
+    async def run() -> T:
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(_executor(), call)
+
+    return run()
+
+
+def maybe_async(method: Callable[..., T]) -> Callable[..., Any]:
+    """Make a client method return a coroutine when its client is
+    asynchronous (as Dask's do), and run it directly otherwise.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.asynchronous:
+            return offload(method, self, *args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _when_done(session: Any, key: str) -> asyncio.Future[None]:
+    """An asyncio future of the running loop, resolved once ``key`` of
+    ``session`` is done, by the session's callback thread.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        try:
+            loop.call_soon_threadsafe(_resolve, fut)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    session.add_done_callback(key, wake)
+    return fut
+
+
+async def all_done(futures: Iterable[Any], timeout: float | None = None) -> None:
+    """Return once every shoal Future is done, holding no thread meanwhile.
+
+    Raises
+    ------
+    TimeoutError
+        If they are not all done within ``timeout`` seconds.
+
+    """
+    await keys_done([(f._session, f.key) for f in futures if not f.done()], timeout)
+
+
+async def keys_done(keys: list[tuple[Any, str]], timeout: float | None = None) -> None:
+    """Return once every ``(session, key)`` is done (see :func:`all_done`)."""
+    import asyncio
+
+    waits = [_when_done(session, key) for session, key in keys]
+    if waits:
+        await asyncio.wait_for(asyncio.gather(*waits), timeout)
+
+
+async def first_done(futures: Iterable[Any], timeout: float | None = None) -> bool:
+    """Return once one shoal Future is done: True, or False after ``timeout``."""
+    import asyncio
+
+    futures = list(futures)
+    if not futures or any(f.done() for f in futures):
+        return True
+    waits = [_when_done(f._session, f.key) for f in futures]
+    done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for w in pending:
+        w.cancel()
+    return bool(done)
