@@ -12,8 +12,6 @@ from tasks import add, inc
 @pytest.mark.parametrize(
     "option",
     [
-        {"actor": True},
-        {"actors": True},
         {"fifo_timeout": "1s"},
     ],
 )

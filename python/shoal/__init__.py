@@ -46,9 +46,12 @@ from .delayed import Delayed, compute, delayed, persist
 from .deploy.local import LocalCluster
 from .diagnostics import get_task_stream, performance_report, progress
 from .futures import Future
+from .joblib_backend import install as _install_joblib_backend
 from .worker.context import get_worker, rejoin, secede, worker_client
 
 __version__ = "0.1.0"
+
+_install_joblib_backend()
 
 __all__ = [
     "ALL_COMPLETED",

@@ -12,6 +12,7 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Callable
 
 from .actor import factory as actor_factory
+from .cfexecutor import ClientExecutor
 from .client_cluster import ClusterMethods, collect_keys
 from .core import aio, arguments, context, keys, serialize
 from .core.arguments import UNSET
@@ -938,6 +939,30 @@ class Client(ClusterMethods):
         found: dict[str, None] = {}
         collect_keys(futures, found)
         self._session.engine.cancel(list(found))
+
+    def get_executor(self, **kwargs: Any) -> ClientExecutor:
+        """This cluster as a :class:`concurrent.futures.Executor`.
+
+        Parameters
+        ----------
+        **kwargs
+            Options for every task, as :meth:`submit` takes them
+            (``workers``, ``resources``, ``retries``, ``priority``, ``pure``,
+            ...); ``pure`` defaults to False, as in Dask.
+
+        Returns
+        -------
+        ClientExecutor
+            Its ``submit`` returns :class:`concurrent.futures.Future` objects.
+
+        Examples
+        --------
+        >>> with client.get_executor() as ex:  # doctest: +SKIP
+        ...     list(ex.map(inc, range(3)))
+        [1, 2, 3]
+
+        """
+        return ClientExecutor(self, **kwargs)
 
     # ----- the cluster ------------------------------------------------------
 
