@@ -5,6 +5,7 @@ for workers. A mixin of :class:`shoal.Client`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, Callable
 
@@ -12,6 +13,7 @@ from .core import aio, arguments, serialize
 from .core.errors import rebuild
 from .core.times import parse_timedelta
 from .futures import Future
+from .worker.uploads import wait_uploaded
 
 _NO_DEFAULT = object()
 
@@ -268,6 +270,93 @@ class ClusterMethods:
         }
 
     @aio.maybe_async
+    def upload_file(self, filename: str | os.PathLike, load: bool = True) -> None:
+        """Send a local file to every worker, now and later, and make it
+        importable there.
+
+        A ``.py`` file becomes an importable module (reloaded where an older
+        version was imported); a ``.egg`` or ``.zip`` goes on ``sys.path``.
+        Workers that join later get it too. Files live in each worker's own
+        directory, removed when the worker exits.
+
+        Parameters
+        ----------
+        filename
+            The file to send.
+        load
+            Import it on every current worker now (the module, or the
+            packages at the top of an archive), so an error in it is raised
+            here.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no such file.
+        Exception
+            Whatever importing it raised on a worker, with ``load``.
+
+        Examples
+        --------
+        >>> client.upload_file("helpers.py")  # doctest: +SKIP
+        >>> client.submit(lambda: __import__("helpers").VERSION).result()  # doctest: +SKIP
+
+        """
+        import hashlib
+
+        self._check_running()
+        path = os.fspath(filename)
+        with open(path, "rb") as f:
+            data = f.read()
+        name = os.path.basename(path)
+        self._session.engine.upload(name, data)
+        self.run(wait_uploaded, name, hashlib.sha256(data).hexdigest(), load, 60.0)
+
+    @aio.maybe_async
+    def restart(self, timeout: Any = "30 s", wait_for_workers: bool = True) -> None:
+        """Restart every worker process and cancel this client's futures.
+
+        As in Dask: the futures of this client are cancelled (their
+        ``result()`` raises ``CancelledError``), every worker process is
+        replaced by a fresh interpreter (so imported modules and global state
+        are gone), and the call returns once as many workers as before are
+        connected again. Tasks other clients hold run again on the new
+        workers.
+
+        Parameters
+        ----------
+        timeout
+            How long to wait for the workers to come back (seconds or a
+            string such as ``"30 s"``).
+        wait_for_workers
+            Wait for them (default); False returns once they were told.
+
+        Raises
+        ------
+        RuntimeError
+            If a worker is not a process of its own (a ``LocalCluster`` with
+            ``processes=False``): there is no fresh process to start.
+        TimeoutError
+            If the workers are not back within ``timeout``.
+
+        """
+        self._check_running()
+        seconds = parse_timedelta(timeout)
+        engine = self._session.engine
+        before = [w["address"] for w in engine.workers()]
+        if before:
+            own = self.run(_worker_is_process)
+            if not all(own.values()):
+                raise RuntimeError(
+                    "restart() needs workers that are processes of their own; this cluster "
+                    "runs workers as threads of one process (processes=False)"
+                )
+        engine.cancel(engine.keys())
+        # Each worker replaces itself at once, so its answer never comes.
+        self.run(_restart_worker_process, on_error="ignore")
+        if wait_for_workers:
+            self.wait_for_workers(len(before), seconds, without=before)
+
+    @aio.maybe_async
     def wait_for_workers(
         self, n_workers: int, timeout: Any = None, *, without: Iterable[str] = ()
     ) -> None:
@@ -378,6 +467,18 @@ class ClusterMethods:
     def datasets(self) -> Datasets:
         """The published datasets as a mutable mapping."""
         return Datasets(self)
+
+
+def _worker_is_process() -> bool:
+    from .worker import main
+
+    return main.is_process()
+
+
+def _restart_worker_process() -> None:
+    from .worker import main
+
+    main.restart_process()
 
 
 class Datasets(MutableMapping[str, Any]):

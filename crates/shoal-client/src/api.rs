@@ -299,6 +299,16 @@ impl ClientCore {
         }
     }
 
+    /// Sends a file for every worker, now and later, to save and import.
+    pub fn upload(&self, name: String, data: bytes::Bytes) {
+        self.send(ClientToScheduler::Upload { name, data });
+    }
+
+    /// Every key this client holds.
+    pub fn keys(&self) -> Vec<String> {
+        self.lock().keys.keys().cloned().collect()
+    }
+
     /// The status of a key, if this client holds it.
     pub fn status(&self, key: &str) -> Option<KeyStatus> {
         self.lock().keys.get(key).map(|e| e.status)

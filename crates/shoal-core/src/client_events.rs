@@ -44,6 +44,19 @@ impl Core {
                     }
                 }
             }
+            ClientToScheduler::Upload { name, data } => {
+                self.uploads.retain(|(n, _)| *n != name);
+                self.uploads.push((name.clone(), data.clone()));
+                for &w in self.workers.keys() {
+                    out.push(Command::ToWorker(
+                        w,
+                        SchedulerToWorker::Upload {
+                            name: name.clone(),
+                            data: data.clone(),
+                        },
+                    ));
+                }
+            }
             ClientToScheduler::Preload(modules) => {
                 let fresh: Vec<String> = modules
                     .into_iter()

@@ -81,6 +81,9 @@ pub struct Core {
     pub(crate) functions: FxHashMap<FuncHash, FunctionDef>,
     /// Modules every worker imports ahead of need, in the order named.
     pub(crate) preload: Vec<String>,
+    /// Files every worker saves and imports (`Client.upload_file`), by name;
+    /// a later upload of a name replaces the earlier one.
+    pub(crate) uploads: Vec<(String, bytes::Bytes)>,
     /// Result type names, shared between tasks (`Task::type_name` indexes).
     pub(crate) type_names: Vec<Arc<str>>,
     type_index: FxHashMap<Arc<str>, u32>,
@@ -130,6 +133,7 @@ impl Core {
             clients: BTreeMap::new(),
             functions: FxHashMap::default(),
             preload: Vec::new(),
+            uploads: Vec::new(),
             type_names: Vec::new(),
             type_index: FxHashMap::default(),
             ready: BinaryHeap::new(),

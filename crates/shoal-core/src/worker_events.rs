@@ -38,6 +38,15 @@ impl Core {
                 SchedulerToClient::WorkerAdded(info.clone()),
             ));
         }
+        for (name, data) in &self.uploads {
+            out.push(Command::ToWorker(
+                w,
+                SchedulerToWorker::Upload {
+                    name: name.clone(),
+                    data: data.clone(),
+                },
+            ));
+        }
         if !self.preload.is_empty() {
             out.push(Command::ToWorker(
                 w,

@@ -300,3 +300,44 @@ fn preloaded_modules_reach_current_and_future_workers() {
         "a new worker hears at once"
     );
 }
+
+#[test]
+fn uploaded_files_reach_current_and_future_workers_latest_version_only() {
+    use bytes::Bytes;
+    use shoal_core::Command;
+    use shoal_proto::{ClientToScheduler, SchedulerToWorker};
+    let uploads = |cmds: Vec<Command>| -> Vec<(u64, String, Bytes)> {
+        cmds.into_iter()
+            .filter_map(|c| match c {
+                Command::ToWorker(w, SchedulerToWorker::Upload { name, data }) => {
+                    Some((w, name, data))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let upload = |name: &str, data: &'static [u8]| ClientToScheduler::Upload {
+        name: name.into(),
+        data: Bytes::from_static(data),
+    };
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.take();
+    env.send(1, upload("a.py", b"v1"));
+    env.send(1, upload("b.zip", b"zip"));
+    env.send(1, upload("a.py", b"v2"));
+    assert_eq!(
+        uploads(env.take()).len(),
+        3,
+        "each goes out to {w1} at once"
+    );
+    let w2 = env.worker(1);
+    assert_eq!(
+        uploads(env.take()),
+        vec![
+            (w2, "b.zip".to_string(), Bytes::from_static(b"zip")),
+            (w2, "a.py".to_string(), Bytes::from_static(b"v2")),
+        ],
+        "a new worker gets the latest version of each"
+    );
+}

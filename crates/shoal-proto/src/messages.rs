@@ -189,6 +189,12 @@ pub enum ClientToScheduler {
     /// ahead of need, so the first task that uses one does not pay a cold
     /// import on the user's clock.
     Preload(Vec<String>),
+    /// A file (`.py`, `.egg`, `.zip`) for every worker, now and later, to
+    /// save and import (`Client.upload_file`).
+    Upload {
+        name: String,
+        data: Bytes,
+    },
     /// Creates or changes a limit (it applies at once).
     SetLimit(LimitSpec),
     /// Ask about the cluster; answered with `Identity`.
@@ -324,6 +330,11 @@ pub enum SchedulerToWorker {
     /// `ClientToScheduler::Preload`).
     Preload {
         modules: Vec<String>,
+    },
+    /// Save this file and make it importable (see `ClientToScheduler::Upload`).
+    Upload {
+        name: String,
+        data: Bytes,
     },
     Shutdown,
 }

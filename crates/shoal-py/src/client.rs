@@ -266,6 +266,16 @@ impl ClientCore {
         self.inner.cancel(&keys);
     }
 
+    /// Sends a file for every worker, now and later, to save and import.
+    fn upload(&self, name: String, data: &[u8]) {
+        self.inner.upload(name, Bytes::copy_from_slice(data));
+    }
+
+    /// Every key this client holds.
+    fn keys(&self) -> Vec<String> {
+        self.inner.keys()
+    }
+
     /// "pending", "finished", "error", "cancelled", or None if unknown.
     fn status(&self, key: &str) -> Option<&'static str> {
         self.inner.status(key).map(|s| s.as_str())

@@ -116,7 +116,8 @@ impl WorkerRuntime {
 
     /// The next control work, waiting up to `timeout` seconds:
     /// `("run", id, frames)` for a `Client.run` call, `("freed", keys,
-    /// None)` for freed results holding futures; None on timeout; and
+    /// None)` for freed results holding futures, `("upload", name,
+    /// [data])` for a file to save and import; None on timeout; and
     /// `("closed", None, None)` once the worker is closed.
     #[allow(clippy::type_complexity)]
     fn next_control(
@@ -140,6 +141,11 @@ impl WorkerRuntime {
                 "freed",
                 keys.into_pyobject(py).ok()?.into_any().unbind(),
                 None,
+            )),
+            Control::Upload { name, data } => Some((
+                "upload",
+                name.into_pyobject(py).ok()?.into_any().unbind(),
+                Some(vec![data]),
             )),
         }
     }

@@ -16,6 +16,8 @@ pub enum Control {
     Run { id: u64, call: Payload },
     /// These results were freed: let go of the futures inside them.
     Freed(Vec<String>),
+    /// Save this file and make it importable (`Client.upload_file`).
+    Upload { name: String, data: bytes::Bytes },
 }
 
 /// Control work waiting for the Python side, and calls waiting for answers.

@@ -104,6 +104,14 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                 shared.control_ready.notify_one();
             }
         }
+        SchedulerToWorker::Upload { name, data } => {
+            shared
+                .control
+                .lock()
+                .items
+                .push_back(crate::control::Control::Upload { name, data });
+            shared.control_ready.notify_one();
+        }
         SchedulerToWorker::Preload { modules } => {
             shared.state.lock().preload.extend(modules);
             shared.pace.notify_one();

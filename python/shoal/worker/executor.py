@@ -27,6 +27,7 @@ from .. import _engine
 from ..core import serialize
 from ..core.retry import NotRetried
 from . import context as task_context
+from .uploads import Uploads
 
 if TYPE_CHECKING:
     import asyncio
@@ -120,6 +121,8 @@ class Executors:
         self.worker = task_context.Worker(rt, self)
         # Futures inside stored results, kept until the results are freed.
         self.holding: dict[str, list[Any]] = {}
+        #: Files sent with ``Client.upload_file``.
+        self.uploads = Uploads()
         self.functions: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # started on first use
@@ -298,11 +301,17 @@ class Executors:
                 self.holding.clear()
                 self.worker.actors.clear()
                 self.worker.close()
+                self.uploads.remove()
                 return
             if kind == "freed":
                 for key in what:
                     self.holding.pop(key, None)
                     self.worker.actors.pop(key, None)
+            elif kind == "upload":
+                try:
+                    self.uploads.save(what, bytes(frames[0]))
+                except Exception:
+                    _log.exception("Could not load the uploaded file %s", what)
             elif kind == "run":
                 threading.Thread(
                     target=self._run_call, args=(what, frames), name="shoal-run", daemon=True

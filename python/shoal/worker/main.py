@@ -12,6 +12,35 @@ from ..core.sizes import parse_bytes
 from ..core.spec import parse_resources
 from .executor import Executors, default_max_threads
 
+#: This process's ``shoal worker`` arguments (None until it starts as one).
+_argv: list[str] | None = None
+_executors: Executors | None = None
+
+
+def is_process() -> bool:
+    """Whether this process is a worker started by :func:`main`."""
+    return _argv is not None
+
+
+def restart_process() -> None:
+    """Replace this worker process by a fresh one with the same arguments
+    (the same pid, a new interpreter): its connections close, so the
+    scheduler sees it leave, and the new one connects as a new worker.
+
+    Raises
+    ------
+    RuntimeError
+        In a process that is not a worker started by ``shoal worker``.
+
+    """
+    if _argv is None:
+        raise RuntimeError("this worker is not a worker process of its own")
+    if _executors is not None:
+        _executors.uploads.remove()  # exec skips atexit
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "shoal.worker", *_argv])
+
 
 def _extend_sys_path() -> None:
     """Make the modules the client could import importable here too."""
@@ -55,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory", default="0", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    global _argv, _executors
+    _argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_argv)
     if args.nthreads < 1:
         parser.error("--nthreads must be at least 1")
     if args.max_threads is not None and args.max_threads < args.nthreads:
@@ -90,8 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         print(f"shoal worker: {e}", file=sys.stderr)
         sys.exit(1)
-    Executors(rt, args.nthreads)
+    _executors = Executors(rt, args.nthreads)
     rt.wait_closed()
+    _executors.uploads.remove()
     sys.stdout.flush()
     sys.stderr.flush()
     # Executor threads may be inside user code; do not wait for them.

@@ -1,0 +1,128 @@
+"""Files sent with ``Client.upload_file``, saved where this worker can import
+them.
+
+Each worker process keeps its files in a directory of its own under one
+per-user root (``<tmp>/shoal-<uid>/worker-<pid>-<token>``), removed when
+the worker exits; directories of workers that died without removing theirs
+(SIGKILL) are removed by the next worker that needs the root.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+#: Suffixes put on ``sys.path`` themselves (zip imports).
+ARCHIVES = (".egg", ".zip")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _root() -> Path:
+    root = Path(tempfile.gettempdir()) / f"shoal-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    return root
+
+
+def _remove_stale(root: Path) -> None:
+    """Remove directories of workers whose process is gone."""
+    for d in root.glob("worker-*-*"):
+        try:
+            pid = int(d.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class Uploads:
+    """The files this worker was sent, and who waits for them."""
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._digests: dict[str, str] = {}
+        self._changed = threading.Condition()
+
+    @property
+    def directory(self) -> Path:
+        """This worker's directory (made on first use)."""
+        if self._dir is None:
+            root = _root()
+            _remove_stale(root)
+            self._dir = Path(tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=root))
+            atexit.register(self.remove)
+        return self._dir
+
+    def save(self, name: str, data: bytes) -> None:
+        """Save file ``name`` and make it importable; a module of that name
+        imported before is reloaded.
+        """
+        name = os.path.basename(name)
+        path = self.directory / name
+        path.write_bytes(data)
+        entry = str(path) if name.endswith(ARCHIVES) else str(self.directory)
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+        importlib.invalidate_caches()
+        stem = name.rsplit(".", 1)[0]
+        try:
+            if name.endswith(".py") and stem in sys.modules:
+                importlib.reload(sys.modules[stem])
+        finally:
+            with self._changed:
+                self._digests[name] = hashlib.sha256(data).hexdigest()
+                self._changed.notify_all()
+
+    def wait_for(self, name: str, digest: str, timeout: float) -> bool:
+        """Wait until this version of ``name`` is saved; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._digests.get(name) == digest, timeout)
+
+    def remove(self) -> None:
+        """Remove the directory and what is in it."""
+        d, self._dir = self._dir, None
+        if d is not None:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def wait_uploaded(name: str, digest: str, load: bool, timeout: float, dask_worker: object) -> str:
+    """Runs on each worker after an upload: waits for the file, then imports
+    it (a ``.py`` module, or the packages at the top of an archive) if
+    ``load``, so an error in it reaches the uploader.
+
+    Raises
+    ------
+    TimeoutError
+        If the file did not arrive within ``timeout`` seconds.
+
+    """
+    uploads: Uploads = dask_worker.executors.uploads  # type: ignore[attr-defined]
+    if not uploads.wait_for(name, digest, timeout):
+        raise TimeoutError(f"{name} did not reach this worker within {timeout} s")
+    if load and name.endswith(".py"):
+        importlib.import_module(name[: -len(".py")])
+    elif load and name.endswith(ARCHIVES):
+        import zipfile
+
+        with zipfile.ZipFile(uploads.directory / name) as z:
+            names = set(z.namelist())
+        for top in sorted({n.split("/")[0] for n in names}):
+            mod = top[: -len(".py")] if top.endswith(".py") else top
+            if mod.isidentifier() and (top.endswith(".py") or f"{top}/__init__.py" in names):
+                importlib.import_module(mod)
+    return name
