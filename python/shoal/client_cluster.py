@@ -269,6 +269,100 @@ class ClusterMethods:
             "limits": {lim.pop("name"): lim for lim in limits},
         }
 
+    def replicate(
+        self, futures: Any, n: int | None = None, workers: Any = None, **kwargs: Any
+    ) -> None:
+        """Not supported yet: raises ``NotImplementedError``.
+
+        shoal keeps one copy of each result (plus the copies workers fetch
+        to run tasks); a result lost with its worker is computed again.
+        """
+        raise NotImplementedError(
+            "replicate() is not supported yet: shoal keeps one copy of each result, workers "
+            "fetch the copies they need, and a result lost with its worker is computed again"
+        )
+
+    def _task_call(self, future: Future) -> tuple[Callable[..., Any], tuple, dict]:
+        """The function and arguments (with the dependencies' values) of the
+        task behind ``future``, fetched from the scheduler.
+        """
+        kind, value = self._request("task_call", name=future.key)
+        if kind != "items":
+            raise ValueError(f"the scheduler no longer knows task {future.key}")
+        (function,), frames, dep_keys = value
+        import pickle
+
+        func = pickle.loads(function)
+        deps = [k.decode() for k in dep_keys]
+        values = dict(zip(deps, self.gather([Future(k, self) for k in deps]))) if deps else {}
+        serialize.set_dependency_values(values)
+        try:
+            args, kwargs = serialize.loads(frames)
+        finally:
+            serialize.set_dependency_values(None)
+        return func, args, kwargs
+
+    def recreate_task_locally(self, future: Future) -> Any:
+        """Run the task behind ``future`` again, here, and return its result
+        (its dependencies' results come from the cluster).
+
+        Parameters
+        ----------
+        future
+            A future of a task (not of scattered data).
+
+        Returns
+        -------
+        What the task's function returns when called here.
+
+        Examples
+        --------
+        >>> f = client.submit(inc, 1)  # doctest: +SKIP
+        >>> client.recreate_task_locally(f)  # doctest: +SKIP
+        2
+
+        """
+        from .completion import wait
+
+        wait([future])
+        func, args, kwargs = self._task_call(future)
+        return func(*args, **kwargs)
+
+    def recreate_error_locally(self, future: Future) -> None:
+        """Run the failed task behind ``future`` here, so its exception is
+        raised in this process (where ``pdb`` can step into it). When it
+        failed because a dependency failed, that dependency runs instead.
+
+        Parameters
+        ----------
+        future
+            A future whose task failed.
+
+        Raises
+        ------
+        ValueError
+            If the future did not fail.
+        Exception
+            The task's exception, raised by running it here.
+
+        """
+        from .completion import wait
+
+        wait([future])
+        if future.status != "error":
+            raise ValueError(f"No errored futures passed ({future.key} is {future.status})")
+        culprit = future
+        while True:
+            kind, value = self._request("task_call", name=culprit.key)
+            deps = [k.decode() for k in value[2]] if kind == "items" else []
+            erred = [f for f in (Future(k, self) for k in deps) if f.status == "error"]
+            if not erred:
+                break
+            culprit = erred[0]
+        func, args, kwargs = self._task_call(culprit)
+        func(*args, **kwargs)
+        raise RuntimeError(f"task {culprit.key} failed in the cluster but succeeded when run here")
+
     @aio.maybe_async
     def upload_file(self, filename: str | os.PathLike, load: bool = True) -> None:
         """Send a local file to every worker, now and later, and make it

@@ -466,3 +466,29 @@ fn a_fired_and_forgotten_task_runs_to_the_end_without_a_client() {
     env.finish(w, "side-effect");
     assert!(env.state("side-effect").is_none(), "done: forgotten");
 }
+
+#[test]
+fn task_call_gives_back_what_a_task_runs() {
+    use shoal_proto::FunctionDef;
+    let mut env = Env::new();
+    env.send(
+        1,
+        ClientToScheduler::Functions(vec![FunctionDef {
+            hash: env::FUNC,
+            name: "f".into(),
+            bytes: Bytes::from_static(b"pickled f"),
+        }]),
+    );
+    env.submit(vec![task("a"), task("b").deps(&["a"])]);
+    env.take();
+    let call = |key: &str| CoordOp::TaskCall { key: key.into() };
+    ask(&mut env, 1, 1, call("b"), None);
+    ask(&mut env, 1, 2, call("nothing"), None);
+    let got = replies(&mut env);
+    let CoordReply::Items(items) = &got[0].2 else {
+        panic!("{got:?}");
+    };
+    let frames: Vec<&[u8]> = items.iter().map(|h| &h.value.frames[0][..]).collect();
+    assert_eq!(frames, vec![&b"pickled f"[..], &b"b"[..], &b"a"[..]]);
+    assert_eq!(got[1], (1, 2, CoordReply::Missing));
+}

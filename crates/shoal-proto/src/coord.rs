@@ -100,6 +100,11 @@ pub enum CoordOp {
     HasWhat,
     /// The keys assigned to each worker and not finished. Answered `Map`.
     Processing,
+    /// What task `key` runs, to run it again in the client
+    /// (`recreate_task_locally`): answered with `Items` of three values,
+    /// the pickled function, the pickled arguments, and the dependencies'
+    /// keys (one UTF-8 frame each).
+    TaskCall { key: String },
 }
 
 /// The answer to one `CoordOp`.

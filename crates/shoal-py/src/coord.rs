@@ -103,6 +103,7 @@ pub fn build(op: &str, mut a: Args) -> PyResult<CoordOp> {
         "who_has" => CoordOp::WhoHas { keys: a.names },
         "has_what" => CoordOp::HasWhat,
         "processing" => CoordOp::Processing,
+        "task_call" => CoordOp::TaskCall { key: name },
         other => {
             return Err(PyValueError::new_err(format!(
                 "unknown coordination request {other:?}"

@@ -249,6 +249,11 @@ impl Core {
                 reply(out, id, CoordReply::Map(map));
                 None
             }
+            CoordOp::TaskCall { key } => {
+                let answer = self.task_call(&key);
+                reply(out, id, answer);
+                None
+            }
         };
         let Some(p) = parked else { return };
         let queue = match &p {
@@ -489,4 +494,39 @@ pub(crate) fn reply(out: &mut Vec<Command>, id: WaitId, reply: CoordReply) {
         id.0,
         SchedulerToClient::CoordReply { req: id.1, reply },
     ));
+}
+
+impl Core {
+    /// What task `key` runs (see `CoordOp::TaskCall`).
+    fn task_call(&self, key: &str) -> CoordReply {
+        let Some(t) = self.id_of(key).and_then(|id| self.tasks.get(&id)) else {
+            return CoordReply::Missing;
+        };
+        if t.func == shoal_proto::LITERAL_FUNC {
+            return CoordReply::Invalid(format!("{key} is data, not the result of a task"));
+        }
+        let Some(def) = self.functions.get(&t.func) else {
+            return CoordReply::Missing;
+        };
+        let frame = |b: bytes::Bytes| Held {
+            value: shoal_proto::Payload { frames: vec![b] },
+            keys: Vec::new(),
+        };
+        let deps = t
+            .deps
+            .iter()
+            .map(|d| bytes::Bytes::from(self.tasks[d].key().to_string()))
+            .collect();
+        CoordReply::Items(vec![
+            frame(def.bytes.clone()),
+            Held {
+                value: t.payload(),
+                keys: Vec::new(),
+            },
+            Held {
+                value: shoal_proto::Payload { frames: deps },
+                keys: Vec::new(),
+            },
+        ])
+    }
 }
