@@ -15,6 +15,7 @@ from ..core.session import Session
 from ..core.sizes import format_bytes
 from ..core.spec import resource_amounts
 from ..worker.executor import default_max_threads, start_in_process
+from ..worker.uploads import remove_directories_of
 
 
 def _processes_and_threads(cpus: int) -> tuple[int, int]:
@@ -291,7 +292,9 @@ class LocalCluster:
             self._monitor.close()
         self._scheduler.stop()
         if self._pool is not None:
+            pids = self.worker_pids()
             self._pool.close(2.0 if timeout is None else float(timeout))
+            remove_directories_of(pids)
         for rt in self._threads:
             rt.close()
             rt.wait_closed()

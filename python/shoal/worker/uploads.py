@@ -50,6 +50,15 @@ def _remove_stale(root: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+def remove_directories_of(pids: list[int]) -> None:
+    """Remove the directories of these worker processes, once they exited
+    (a worker ended by its lifeline exits without removing its own)."""
+    root = Path(tempfile.gettempdir()) / f"shoal-{os.getuid()}"
+    for pid in pids:
+        for d in root.glob(f"worker-{pid}-*"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class Uploads:
     """The files this worker was sent, and who waits for them."""
 
@@ -74,12 +83,16 @@ class Uploads:
         """
         name = os.path.basename(name)
         path = self.directory / name
+        stem = name.rsplit(".", 1)[0]
+        # A new version of the same size written within the same second
+        # would otherwise be shadowed by the bytecode cached for the old one.
+        for cached in (self.directory / "__pycache__").glob(f"{stem}.*.pyc"):
+            cached.unlink(missing_ok=True)
         path.write_bytes(data)
         entry = str(path) if name.endswith(ARCHIVES) else str(self.directory)
         if entry not in sys.path:
             sys.path.insert(0, entry)
         importlib.invalidate_caches()
-        stem = name.rsplit(".", 1)[0]
         try:
             if name.endswith(".py") and stem in sys.modules:
                 importlib.reload(sys.modules[stem])
