@@ -52,7 +52,8 @@ def _remove_stale(root: Path) -> None:
 
 def remove_directories_of(pids: list[int]) -> None:
     """Remove the directories of these worker processes, once they exited
-    (a worker ended by its lifeline exits without removing its own)."""
+    (a worker ended by its lifeline exits without removing its own).
+    """
     root = Path(tempfile.gettempdir()) / f"shoal-{os.getuid()}"
     for pid in pids:
         for d in root.glob(f"worker-{pid}-*"):
