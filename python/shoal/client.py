@@ -99,7 +99,7 @@ def get_client(
     return context.default_client()
 
 
-def _reject_task_options(fifo_timeout: Any, actors: Any) -> None:
+def _reject_task_options(fifo_timeout: Any, actors: Any = None) -> None:
     if fifo_timeout is UNSET and not actors:
         return  # the common case, kept cheap: submit is called in tight loops
     arguments.reject("fifo_timeout", fifo_timeout)
@@ -417,7 +417,7 @@ class Client(ClusterMethods):
         """
         if not callable(func):
             raise TypeError("First input to submit must be a callable function")
-        _reject_task_options(fifo_timeout, None)
+        _reject_task_options(fifo_timeout)
         where = placement(workers, resources, allow_other_workers)
         self._check_running()
         self._session.share_imports()
@@ -523,7 +523,7 @@ class Client(ClusterMethods):
                 raise TypeError(f"Dask-style map does not iterate over a {type(it).__name__}")
             if not isinstance(it, Iterable):
                 raise TypeError(f"{type(it).__name__} object is not iterable")
-        _reject_task_options(fifo_timeout, None)
+        _reject_task_options(fifo_timeout)
         arguments.reject("batch_size", batch_size)
         where = placement(workers, resources, allow_other_workers)
         self._check_running()

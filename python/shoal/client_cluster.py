@@ -282,18 +282,26 @@ class ClusterMethods:
             "fetch the copies they need, and a result lost with its worker is computed again"
         )
 
-    def _task_call(self, future: Future) -> tuple[Callable[..., Any], tuple, dict]:
-        """The function and arguments (with the dependencies' values) of the
-        task behind ``future``, fetched from the scheduler.
+    def _task_parts(self, key: str) -> tuple[bytes, list[bytes], list[str]]:
+        """The pickled function and arguments of task ``key``, and the keys
+        of its dependencies, as the scheduler holds them.
         """
-        kind, value = self._request("task_call", name=future.key)
+        kind, value = self._request("task_call", name=key)
         if kind != "items":
-            raise ValueError(f"the scheduler no longer knows task {future.key}")
+            raise ValueError(f"the scheduler no longer knows task {key}")
         (function,), frames, dep_keys = value
+        return function, frames, [k.decode() for k in dep_keys]
+
+    def _task_call(
+        self, parts: tuple[bytes, list[bytes], list[str]]
+    ) -> tuple[Callable[..., Any], tuple, dict]:
+        """The function and arguments of a task (see :meth:`_task_parts`),
+        with its dependencies' values gathered from the cluster.
+        """
         import pickle
 
+        function, frames, deps = parts
         func = pickle.loads(function)
-        deps = [k.decode() for k in dep_keys]
         values = dict(zip(deps, self.gather([Future(k, self) for k in deps]))) if deps else {}
         serialize.set_dependency_values(values)
         try:
@@ -325,7 +333,7 @@ class ClusterMethods:
         from .completion import wait
 
         wait([future])
-        func, args, kwargs = self._task_call(future)
+        func, args, kwargs = self._task_call(self._task_parts(future.key))
         return func(*args, **kwargs)
 
     def recreate_error_locally(self, future: Future) -> None:
@@ -351,17 +359,17 @@ class ClusterMethods:
         wait([future])
         if future.status != "error":
             raise ValueError(f"No errored futures passed ({future.key} is {future.status})")
-        culprit = future
+        culprit = future.key
+        parts = self._task_parts(culprit)
         while True:
-            kind, value = self._request("task_call", name=culprit.key)
-            deps = [k.decode() for k in value[2]] if kind == "items" else []
-            erred = [f for f in (Future(k, self) for k in deps) if f.status == "error"]
+            erred = [f for f in (Future(k, self) for k in parts[2]) if f.status == "error"]
             if not erred:
                 break
-            culprit = erred[0]
-        func, args, kwargs = self._task_call(culprit)
+            culprit = erred[0].key
+            parts = self._task_parts(culprit)
+        func, args, kwargs = self._task_call(parts)
         func(*args, **kwargs)
-        raise RuntimeError(f"task {culprit.key} failed in the cluster but succeeded when run here")
+        raise RuntimeError(f"task {culprit} failed in the cluster but succeeded when run here")
 
     @aio.maybe_async
     def upload_file(self, filename: str | os.PathLike, load: bool = True) -> None:

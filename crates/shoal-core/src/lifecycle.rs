@@ -59,25 +59,25 @@ impl Core {
         if to == TaskState::Ready && !self.held.contains(&id) {
             self.ready.push(ReadyEntry::of(t, id));
         }
-        let leaves = match (&t.state, &to) {
-            (TaskState::Assigned { .. }, TaskState::Assigned { .. }) => None,
-            (TaskState::Assigned { worker, .. }, _) => Some(*worker),
-            _ => None,
+        // The worker a task leaves or joins, for what it holds there.
+        let (leaves, takes) = match (&t.state, &to) {
+            (TaskState::Assigned { .. }, TaskState::Assigned { .. }) => (None, None),
+            (TaskState::Assigned { worker, .. }, _) => (Some(*worker), None),
+            (_, TaskState::Assigned { worker, .. }) => (None, Some(*worker)),
+            _ => (None, None),
         };
-        let takes = match (&t.state, &to) {
-            (TaskState::Assigned { .. }, _) => None,
-            (_, TaskState::Assigned { worker, .. }) => Some(*worker),
-            _ => None,
-        };
+        let has_resources = !t.resources().is_empty();
         let done = matches!(to, TaskState::Memory { .. } | TaskState::Erred);
         self.stats
             .moved(t.prefix, Bucket::of(&t.state), Bucket::of(&to));
         t.state = to;
         if let Some(w) = leaves {
             self.release_limits(id);
-            self.hold_resources(id, w, -1.0);
+            if has_resources {
+                self.hold_resources(id, w, -1.0);
+            }
         }
-        if let Some(w) = takes {
+        if let (Some(w), true) = (takes, has_resources) {
             self.hold_resources(id, w, 1.0);
         }
         if done {
@@ -87,12 +87,8 @@ impl Core {
 
     /// Takes (`sign` 1) or gives back (-1) task `id`'s resources on worker `w`.
     fn hold_resources(&mut self, id: TaskId, w: WorkerId, sign: f64) {
-        let needs = self.tasks[&id].resources();
-        if needs.is_empty() {
-            return;
-        }
         if let Some(worker) = self.workers.get_mut(&w) {
-            worker.hold(needs, sign);
+            worker.hold(self.tasks[&id].resources(), sign);
         }
     }
 

@@ -306,6 +306,13 @@ impl WorkerRuntime {
     /// the worker's event loop): it still runs, but holds no thread, so
     /// another task may start. `finish` or `fail` reports it later.
     pub fn hand_off(&self, id: TaskId) {
+        self.detach(id);
+    }
+
+    /// Moves running task `id` out of the slots it counts against, lets
+    /// another task start, and tells the scheduler the larger capacity (so
+    /// it keeps the worker's window open for the detached task).
+    fn detach(&self, id: TaskId) {
         let capacity = {
             let mut st = self.shared.state.lock();
             let Some(r) = st.running.remove(&id) else {
@@ -315,7 +322,6 @@ impl WorkerRuntime {
             st.allowed + st.detached.len() as u32
         };
         self.shared.work.notify_one();
-        // The scheduler keeps the worker's window open for handed-off tasks.
         let _ = self
             .shared
             .out
@@ -327,19 +333,7 @@ impl WorkerRuntime {
     /// counts against the thread count, so another task may start (the
     /// caller starts an executor thread to take its place).
     pub fn secede(&self, id: TaskId) {
-        let capacity = {
-            let mut st = self.shared.state.lock();
-            let Some(r) = st.running.remove(&id) else {
-                return;
-            };
-            st.detached.insert(id, r);
-            st.allowed + st.detached.len() as u32
-        };
-        self.shared.work.notify_one();
-        let _ = self
-            .shared
-            .out
-            .send(WorkerToScheduler::Capacity { slots: capacity });
+        self.detach(id);
     }
 
     /// Task `id`, seceded earlier, counts against the worker's slots
