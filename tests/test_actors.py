@@ -101,6 +101,9 @@ def test_actor_calls_are_awaitable(client):
     async def main():
         async with Client(client.scheduler_address, asynchronous=True, set_as_default=False) as ac:
             counter = await ac.submit(Counter, actor=True)
+            # The handle holds its key through the client that received it
+            # (the submitting future is gone by now), not the default one.
+            assert counter._future.client is ac
             assert await counter.increment() == 1
             assert await counter.aincrement() == 2
 

@@ -174,7 +174,9 @@ def _unpickled_actor(cls: type, address: str, key: str) -> Actor:
     key, so the actor lives at least as long as the handle.
     """
     actor = Actor(cls, address, key)
-    client = context.current_default()
+    # The client receiving the handle (so its own future of the key is
+    # still held when the new one is made), else the default one.
+    client = serialize.unpickling_client() or context.current_default()
     if client is not None:
         from .futures import Future
 
@@ -218,8 +220,14 @@ class Actor:
         names.update(a for a in dir(self._cls) if not a.startswith("_"))
         return sorted(names)
 
+    def _client(self) -> Any:
+        """The client of the handle's future, else the default one."""
+        if self._future is not None and self._future.client.status == "running":
+            return self._future.client
+        return context.default_client()
+
     def _send(self, name: str, args: tuple, kwargs: dict) -> ConcurrentFuture:
-        client = context.default_client()
+        client = self._client()
         with self._lock:
             seq = next(self._seq)
             try:
@@ -258,7 +266,6 @@ class Actor:
             method.__doc__ = getattr(attr, "__doc__", None)
             return method
         future = ActorFuture(self._send(name, (), {}))
-        client = context.default_client()
-        if client.asynchronous:
+        if self._client().asynchronous:
             return future
         return future.result()

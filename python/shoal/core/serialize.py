@@ -178,6 +178,11 @@ def loads_for(frames: list[bytes], client: Any) -> Any:
         _local.client = previous
 
 
+def unpickling_client() -> Any:
+    """The client :func:`loads_for` is unpickling a value for, or None."""
+    return getattr(_local, "client", None)
+
+
 def resolve_dependency(key: str) -> Any:
     """Unpickling side of a future: in a task's arguments, its result (sent
     along with the task); anywhere else — a result, a queue item, a
