@@ -321,3 +321,9 @@ class Counter:
 def bump(counter, by):
     """A task calling an actor it was given."""
     return counter.increment(by).result()
+
+
+def made_once(path, n):
+    """``n`` bytes, noting in ``path`` that it ran."""
+    append_line(path, "ran")
+    return b"r" * n

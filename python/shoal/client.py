@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .actor import factory as actor_factory
 from .cfexecutor import ClientExecutor
-from .client_cluster import ClusterMethods, collect_keys
+from .client_cluster import ClusterMethods, collect_keys, worker_names
 from .core import aio, arguments, context, keys, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
@@ -617,10 +617,9 @@ class Client(ClusterMethods):
         workers
             Workers the data may live on.
         broadcast
-            Whether every worker will use the data. Workers fetch scattered
-            data from each other on first use, so each gets a copy either
-            way; data lost with its worker is sent again from the copy the
-            scheduler keeps.
+            Copy the data onto every worker (of ``workers``, if given)
+            before returning, as :meth:`replicate` does. Without it, workers
+            fetch the data from each other on first use.
         hash
             Name data by its content, so equal data shares one key.
         direct
@@ -666,6 +665,8 @@ class Client(ClusterMethods):
         futures = [Future._adopt(k, self) for k in names]
         if wait_for is not None and not self._session.engine.wait(names, wait_for):
             raise TimeoutError(f"scattered data did not reach a worker within {timeout}")
+        if broadcast:
+            self._replicate(names, None, worker_names(workers), 2)
         if isinstance(data, dict):
             return dict(zip(data.keys(), futures))
         if isinstance(data, (list, tuple, set, frozenset)):

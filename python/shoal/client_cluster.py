@@ -22,6 +22,22 @@ def _scheme(address: str) -> str:
     return address if "://" in address else f"tcp://{address}"
 
 
+def worker_names(workers: Any) -> list[str]:
+    """``workers=`` as a list of names, hosts or addresses."""
+    if workers is None:
+        return []
+    if isinstance(workers, str):
+        return [workers]
+    return [str(w) for w in workers]
+
+
+def _names_worker(worker: dict[str, Any], names: list[str]) -> bool:
+    """Whether one of ``names`` is this worker's name, host or address."""
+    address = worker["address"]
+    bare = address.split("://", 1)[-1]
+    return any(n in (worker["name"], worker["host"], address, bare) for n in names)
+
+
 class ClusterMethods:
     """Methods of :class:`shoal.Client` about the cluster as a whole."""
 
@@ -269,17 +285,76 @@ class ClusterMethods:
             "limits": {lim.pop("name"): lim for lim in limits},
         }
 
+    @aio.maybe_async
     def replicate(
-        self, futures: Any, n: int | None = None, workers: Any = None, **kwargs: Any
+        self,
+        futures: Any,
+        n: int | None = None,
+        workers: Any = None,
+        branching_factor: int = 2,
     ) -> None:
-        """Not supported yet: raises ``NotImplementedError``.
+        """Copy results onto more workers, and wait until they are there.
 
-        shoal keeps one copy of each result (plus the copies workers fetch
-        to run tasks); a result lost with its worker is computed again.
+        Waits for the futures first. Copies spread like a tree: each round,
+        every worker holding a result sends it to at most
+        ``branching_factor`` new workers. With ``n``, copies beyond ``n``
+        (among ``workers``) are dropped. Tasks then read a local copy, and a
+        result survives the loss of all but one of its holders.
+
+        Parameters
+        ----------
+        futures
+            Futures (or lists, dicts of them).
+        n
+            How many workers should hold each result (all of ``workers``
+            if None).
+        workers
+            Worker addresses, names or hosts that may hold copies (default:
+            every worker).
+        branching_factor
+            New copies per holder per round (at least 1).
+
+        Raises
+        ------
+        ValueError
+            If ``n`` or ``branching_factor`` is below 1, or ``workers``
+            names no connected worker.
+
+        Examples
+        --------
+        >>> x = client.scatter(table)  # doctest: +SKIP
+        >>> client.replicate(x)  # doctest: +SKIP
+        >>> len(client.who_has(x)[x.key]) == len(client.nthreads())  # doctest: +SKIP
+        True
+
         """
-        raise NotImplementedError(
-            "replicate() is not supported yet: shoal keeps one copy of each result, workers "
-            "fetch the copies they need, and a result lost with its worker is computed again"
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"n must be a positive number of workers, not {n!r}")
+        if isinstance(branching_factor, bool) or not isinstance(branching_factor, int):
+            raise TypeError(f"branching_factor must be an int, not {branching_factor!r}")
+        if branching_factor < 1:
+            raise ValueError(f"branching_factor must be at least 1, not {branching_factor}")
+        names = worker_names(workers)
+        if names and not any(_names_worker(w, names) for w in self._session.engine.workers()):
+            raise ValueError(f"workers={workers!r} names no connected worker")
+        found: dict[str, None] = {}
+        collect_keys(futures, found, names=True)
+        self._replicate(list(found), n, names, branching_factor)
+
+    def _replicate(
+        self, keys: list[str], n: int | None, workers: list[str], branching_factor: int
+    ) -> None:
+        """Waits for ``keys``, then replicates them (see :meth:`replicate`)."""
+        if not keys:
+            return
+        self._check_running()
+        self._session.engine.wait(keys, None)
+        self._request(
+            "replicate",
+            names=keys,
+            number=n or 0,
+            workers=workers,
+            branching=min(branching_factor, 2**32 - 1),
         )
 
     def _task_parts(self, key: str) -> tuple[bytes, list[bytes], list[str]]:

@@ -409,9 +409,14 @@ impl ClientCore {
             if missing.is_empty() {
                 return Ok(Some(outcomes.into_iter().flatten().collect()));
             }
-            // The data is gone from its holders: wait for the scheduler to
-            // compute it again (it tells us with KeyLost, then KeyMemory).
-            self.lock().lost(&missing);
+            // A holder did not give the data: try the key's other holders;
+            // when none is left, ask the scheduler where the key is now (a
+            // copy elsewhere), or wait for it to be computed again (it
+            // tells us with KeyLost, then KeyMemory).
+            let ask = self.lock().unreachable(&missing);
+            if !ask.is_empty() {
+                self.send(ClientToScheduler::Want(ask));
+            }
         }
     }
 

@@ -116,20 +116,21 @@ pub(crate) async fn run(
 }
 
 /// Fetches remote results into `outcomes`, one request per holder, all at
-/// once; returns the keys no holder had. If the network thread is gone the
-/// requests never run, and every key counts as missing.
+/// once; returns the keys that could not be had, each with the holder that
+/// failed to give it. If the network thread is gone the requests never
+/// run, and every key counts as missing.
 pub(crate) fn fetch(
     shared: &Shared,
     remote: BTreeMap<String, Vec<(usize, String)>>,
     outcomes: &mut [Option<Outcome>],
-) -> Vec<String> {
+) -> Vec<(String, String)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut missing = Vec::new();
-    let mut asked: HashMap<usize, Vec<(usize, String)>> = HashMap::new();
+    let mut asked: HashMap<usize, (String, Vec<(usize, String)>)> = HashMap::new();
     for (n, (addr, wanted)) in remote.into_iter().enumerate() {
         let tx = tx.clone();
         let keys = wanted.iter().map(|(_, k)| k.clone()).collect();
-        asked.insert(n, wanted);
+        asked.insert(n, (addr.clone(), wanted));
         shared.runtime.spawn(async move {
             let res = get_data(&addr, keys, FETCH_TIMEOUT).await;
             let _ = tx.send((n, res));
@@ -139,7 +140,7 @@ pub(crate) fn fetch(
     // were dropped unrun, the channel closes.
     drop(tx);
     while let Ok((n, res)) = rx.recv() {
-        let Some(wanted) = asked.remove(&n) else {
+        let Some((addr, wanted)) = asked.remove(&n) else {
             continue;
         };
         match res {
@@ -151,18 +152,18 @@ pub(crate) fn fetch(
                 for (i, k) in wanted {
                     match got.remove(&k) {
                         Some(p) => outcomes[i] = Some(Outcome::Value(p)),
-                        None => missing.push(k),
+                        None => missing.push((k, addr.clone())),
                     }
                 }
             }
             Err(e) => {
                 tracing::debug!("{e}");
-                missing.extend(wanted.into_iter().map(|(_, k)| k));
+                missing.extend(wanted.into_iter().map(|(_, k)| (k, addr.clone())));
             }
         }
     }
-    for wanted in asked.into_values() {
-        missing.extend(wanted.into_iter().map(|(_, k)| k));
+    for (addr, wanted) in asked.into_values() {
+        missing.extend(wanted.into_iter().map(|(_, k)| (k, addr.clone())));
     }
     missing
 }

@@ -237,6 +237,25 @@ impl State {
         }
     }
 
+    /// These results could not be had from these holders: forget those
+    /// holders; a key left with none is pending again. Returns those keys.
+    pub fn unreachable(&mut self, failed: &[(String, String)]) -> Vec<String> {
+        let mut none_left = Vec::new();
+        for (k, holder) in failed {
+            let Some(e) = self.keys.get_mut(k) else {
+                continue;
+            };
+            e.holders.retain(|h| h != holder);
+            if e.holders.is_empty() && e.status == KeyStatus::Finished && e.inline.is_none() {
+                e.lost();
+                if e.listening() && !none_left.contains(k) {
+                    none_left.push(k.clone());
+                }
+            }
+        }
+        none_left
+    }
+
     /// What each key came to, if all are done.
     pub fn collect(&self, keys: &[String]) -> Result<Collected, ClientError> {
         let mut outcomes = Vec::with_capacity(keys.len());
@@ -351,5 +370,30 @@ mod tests {
             key: "small".into(),
         });
         assert_eq!(st.keys["small"].status, KeyStatus::Finished);
+    }
+
+    /// A holder that cannot give a result is dropped and the next one is
+    /// tried; with none left the key is pending and asked for again.
+    #[test]
+    fn an_unreachable_holder_falls_back_to_the_next_then_asks_again() {
+        let mut st = State::new();
+        st.keys.insert("big".into(), KeyEntry::new());
+        st.apply(SchedulerToClient::KeyMemory {
+            key: "big".into(),
+            nbytes: 1 << 20,
+            type_name: "bytes".into(),
+            inline: None,
+            holders: vec!["127.0.0.1:9".into(), "127.0.0.1:10".into()],
+        });
+        let keys = vec!["big".to_string()];
+        let failed = vec![("big".to_string(), "127.0.0.1:9".to_string())];
+        assert!(st.unreachable(&failed).is_empty());
+        assert!(matches!(
+            st.collect(&keys),
+            Ok(Collected::Done { ref remote, .. }) if remote.contains_key("127.0.0.1:10")
+        ));
+        let failed = vec![("big".to_string(), "127.0.0.1:10".to_string())];
+        assert_eq!(st.unreachable(&failed), keys);
+        assert!(matches!(st.collect(&keys), Ok(Collected::NotReady)));
     }
 }

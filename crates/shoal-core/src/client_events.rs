@@ -168,6 +168,7 @@ impl Core {
             return; // the scheduler's own: never connected, never gone
         }
         self.coord_client_gone(c, out);
+        self.replicas_client_gone(c);
         self.unpin_staged(c);
         if let Some(state) = self.clients.remove(&c) {
             for id in state.wants {

@@ -113,6 +113,8 @@ pub struct Core {
     /// Queues, variables, locks, events, datasets, topics (see
     /// [`crate::coord`]).
     pub(crate) coord: crate::coord::Coord,
+    /// `replicate` requests in progress (see [`crate::replicas`]).
+    pub(crate) replications: crate::replicas::Replications,
 }
 
 impl Default for Core {
@@ -147,6 +149,7 @@ impl Core {
             limits: FxHashMap::default(),
             wake: None,
             coord: Default::default(),
+            replications: Default::default(),
         }
         .with_coordinator()
     }

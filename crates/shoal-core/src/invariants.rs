@@ -236,6 +236,14 @@ impl Core {
                 );
             }
         }
+        for (rid, r) in &self.replications {
+            for (id, w) in &r.in_flight {
+                ensure!(
+                    self.workers.contains_key(w),
+                    "replication {rid:?} waits for a copy of task {id} from worker {w}, which is gone"
+                );
+            }
+        }
         Ok(())
     }
 

@@ -15,6 +15,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod placement;
+mod replicas;
 mod stats;
 mod steal;
 mod task;

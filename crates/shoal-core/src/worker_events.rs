@@ -108,6 +108,7 @@ impl Core {
                 }
             }
             WorkerToScheduler::MissingDeps { id, keys } => self.missing_deps(w, id, keys, out),
+            WorkerToScheduler::Fetched { keys, missing } => self.fetched(w, keys, missing, out),
             WorkerToScheduler::GaveBack { ids } => self.gave_back(w, ids, out),
             WorkerToScheduler::Capacity { slots } => {
                 if let Some(worker) = self.workers.get_mut(&w) {
@@ -317,5 +318,6 @@ impl Core {
                 self.reschedule(id, out);
             }
         }
+        self.replicas_worker_lost(w, out);
     }
 }

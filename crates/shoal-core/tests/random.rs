@@ -1,7 +1,8 @@
 //! The core driven by random event sequences, valid and stale alike:
 //! duplicate, late and superseded worker reports, steals racing finishes,
 //! workers lost with retries, clients disowning keys while results arrive,
-//! graphs in parts. The test environment checks every invariant after each
+//! graphs in parts, copies fetched by workers and `replicate` rounds
+//! answered late or never. The test environment checks every invariant after each
 //! event; here we also check that the core never loses track of work: once
 //! the workers report everything they were given, every wanted key ends up
 //! in memory or erred.
@@ -45,6 +46,12 @@ enum Op {
     Advance(u8),
     /// The limit "L" is set: a concurrency (0..4, or none) and maybe a rate.
     SetLimit(u8, bool),
+    /// A worker reports a copy of a key it fetched (or could not fetch).
+    Fetched(u8, u16, bool),
+    /// Client 1 asks for copies of a key: `n` (0: all) and a branching factor.
+    Replicate(u16, u8, u8),
+    /// A worker answers one `Fetch` it was sent (with the copy, or without).
+    AnswerFetch(u16, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -65,6 +72,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Capacity(a, b)),
         1 => any::<u8>().prop_map(Op::Advance),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(c, r)| Op::SetLimit(c, r)),
+        1 => (any::<u8>(), any::<u16>(), any::<bool>()).prop_map(|(w, k, ok)| Op::Fetched(w, k, ok)),
+        1 => (any::<u16>(), 0u8..4, 0u8..3).prop_map(|(k, n, b)| Op::Replicate(k, n, b)),
+        2 => (any::<u16>(), any::<bool>()).prop_map(|(p, ok)| Op::AnswerFetch(p, ok)),
     ]
 }
 
@@ -77,6 +87,11 @@ struct Seen {
     computes: Vec<(WorkerId, TaskId, String, Vec<String>)>,
     /// Steal requests not answered yet.
     steals: Vec<(WorkerId, Vec<TaskId>)>,
+    /// `Fetch` requests not answered yet: (worker, key).
+    fetches: Vec<(WorkerId, String)>,
+    next_req: u64,
+    /// Requests of client 1 answered.
+    replied: usize,
     next_key: usize,
     clock: f64,
 }
@@ -91,6 +106,12 @@ impl Seen {
                 }
                 Command::ToWorker(w, SchedulerToWorker::Steal { ids }) => {
                     self.steals.push((w, ids));
+                }
+                Command::ToWorker(w, SchedulerToWorker::Fetch { deps }) => {
+                    self.fetches.extend(deps.into_iter().map(|d| (w, d.key)));
+                }
+                Command::ToClient(1, shoal_proto::SchedulerToClient::CoordReply { .. }) => {
+                    self.replied += 1;
                 }
                 _ => {}
             }
@@ -135,6 +156,16 @@ fn finished(id: TaskId) -> WorkerToScheduler {
         duration: 0.001,
         timing: None,
     }
+}
+
+/// A worker's report that it now holds a copy of `key` (or could not get one).
+fn fetch_answer(key: String, ok: bool) -> WorkerToScheduler {
+    let (keys, missing) = if ok {
+        (vec![key], vec![])
+    } else {
+        (vec![], vec![key])
+    };
+    WorkerToScheduler::Fetched { keys, missing }
 }
 
 fn from_worker(env: &mut Env, w: WorkerId, msg: WorkerToScheduler) {
@@ -270,6 +301,38 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 env.capacity(w, slots as u32 % 20);
             }
         }
+        Op::Fetched(pick, key, ok) => {
+            if let (Some(k), false) = (seen.key(key), seen.workers.is_empty()) {
+                let w = seen.workers[pick as usize % seen.workers.len()];
+                from_worker(env, w, fetch_answer(k, ok));
+            }
+        }
+        Op::Replicate(key, n, branching) => {
+            if let Some(k) = seen.key(key) {
+                seen.next_req += 1;
+                let op = shoal_proto::CoordOp::Replicate {
+                    keys: vec![k],
+                    n: u32::from(n),
+                    workers: vec![],
+                    branching: u32::from(branching),
+                };
+                let req = seen.next_req;
+                env.send(
+                    1,
+                    ClientToScheduler::Coord {
+                        req,
+                        op,
+                        timeout: None,
+                    },
+                );
+            }
+        }
+        Op::AnswerFetch(pick, ok) => {
+            if !seen.fetches.is_empty() {
+                let (w, k) = seen.fetches.remove(pick as usize % seen.fetches.len());
+                from_worker(env, w, fetch_answer(k, ok));
+            }
+        }
         Op::OtherClient(pick, leave) => {
             if let Some(k) = seen.key(pick) {
                 env.event(Event::ClientConnected(2));
@@ -301,6 +364,10 @@ fn settle(env: &mut Env, seen: &mut Seen) {
         let mut progressed = false;
         while let Some((w, _ids)) = seen.steals.pop() {
             from_worker(env, w, WorkerToScheduler::GaveBack { ids: vec![] });
+            progressed = true;
+        }
+        while let Some((w, key)) = seen.fetches.pop() {
+            from_worker(env, w, fetch_answer(key, true));
             progressed = true;
         }
         let live: Vec<(WorkerId, TaskId, String)> = seen
@@ -345,5 +412,7 @@ proptest! {
                 );
             }
         }
+        // Every replicate request was answered once its fetches were.
+        prop_assert_eq!(seen.replied as u64, seen.next_req);
     }
 }

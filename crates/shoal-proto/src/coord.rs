@@ -105,6 +105,19 @@ pub enum CoordOp {
     /// the pickled function, the pickled arguments, and the dependencies'
     /// keys (one UTF-8 frame each).
     TaskCall { key: String },
+    /// Copies each key in memory onto more workers until `n` of the
+    /// workers matching `workers` (names, hosts or addresses; every worker
+    /// if empty) hold it, all of them if `n` is 0, and drops copies beyond
+    /// `n` there. Each round, at most `branching` new workers per holder
+    /// fetch from the holders. Answered `Done` when every copy asked for
+    /// was made or could not be, `Invalid` for a key the scheduler does not
+    /// know.
+    Replicate {
+        keys: Vec<String>,
+        n: u32,
+        workers: Vec<String>,
+        branching: u32,
+    },
 }
 
 /// The answer to one `CoordOp`.

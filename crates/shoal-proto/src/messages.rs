@@ -331,6 +331,11 @@ pub enum SchedulerToWorker {
     Preload {
         modules: Vec<String>,
     },
+    /// Fetch a copy of each of these results from its holders and keep it
+    /// (`Client.replicate`); answered by `Fetched`.
+    Fetch {
+        deps: Vec<DepLocation>,
+    },
     /// Save this file and make it importable (see `ClientToScheduler::Upload`).
     Upload {
         name: String,
@@ -407,6 +412,14 @@ pub enum WorkerToScheduler {
     MissingDeps {
         id: TaskId,
         keys: Vec<String>,
+    },
+    /// The worker now keeps a copy of each of `keys`, fetched from another
+    /// worker (for a task's inputs, or asked by `Fetch`), so the scheduler
+    /// counts it as a holder and frees the copy with the key; it could not
+    /// get `missing` (asked by `Fetch`) from any holder.
+    Fetched {
+        keys: Vec<String>,
+        missing: Vec<String>,
     },
 }
 

@@ -418,7 +418,7 @@ impl ClientCore {
     /// its name in snake case) and waits for the answer, `(kind, value)`
     /// (see `coord::answer`). The scheduler answers `("timeout", None)`
     /// after `timeout` seconds if it could not grant the request by then.
-    #[pyo3(signature = (op, name=String::new(), value=None, keys=Vec::new(), number=0, lease=0, names=Vec::new(), flag=false, timeout=None))]
+    #[pyo3(signature = (op, name=String::new(), value=None, keys=Vec::new(), number=0, lease=0, names=Vec::new(), flag=false, workers=Vec::new(), branching=0, timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn request<'py>(
         &self,
@@ -431,6 +431,8 @@ impl ClientCore {
         lease: u64,
         names: Vec<String>,
         flag: bool,
+        workers: Vec<String>,
+        branching: u32,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
         let args = crate::coord::Args {
@@ -441,6 +443,8 @@ impl ClientCore {
             lease,
             names,
             flag,
+            workers,
+            branching,
         };
         let op = crate::coord::build(op, args)?;
         let req = self.inner.request(op, timeout).map_err(to_py_err)?;

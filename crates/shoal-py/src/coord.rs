@@ -20,6 +20,10 @@ pub struct Args {
     pub lease: u64,
     pub names: Vec<String>,
     pub flag: bool,
+    /// Worker names or addresses (`replicate`).
+    pub workers: Vec<String>,
+    /// Copies per holder per round (`replicate`).
+    pub branching: u32,
 }
 
 impl Args {
@@ -104,6 +108,12 @@ pub fn build(op: &str, mut a: Args) -> PyResult<CoordOp> {
         "has_what" => CoordOp::HasWhat,
         "processing" => CoordOp::Processing,
         "task_call" => CoordOp::TaskCall { key: name },
+        "replicate" => CoordOp::Replicate {
+            n: a.number_u32()?,
+            keys: a.names,
+            workers: a.workers,
+            branching: a.branching,
+        },
         other => {
             return Err(PyValueError::new_err(format!(
                 "unknown coordination request {other:?}"

@@ -104,6 +104,10 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                 shared.control_ready.notify_one();
             }
         }
+        SchedulerToWorker::Fetch { deps } => {
+            let shared = shared.clone();
+            tokio::spawn(async move { fetch_copies(&shared, deps).await });
+        }
         SchedulerToWorker::Upload { name, data } => {
             shared
                 .control
@@ -161,7 +165,11 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
     }
     let shared = shared.clone();
     tokio::spawn(async move {
+        let asked: Vec<String> = missing.iter().map(|d| d.key.clone()).collect();
         let lost = fetch_all(&shared, missing).await;
+        let got = asked.into_iter().filter(|k| !lost.contains(k)).collect();
+        // The lost ones are reported as `MissingDeps` below.
+        report_copies(&shared, got, Vec::new());
         if lost.is_empty() {
             push_ready(&shared, ready);
         } else {
@@ -182,6 +190,30 @@ fn push_ready(shared: &Shared, mut t: ReadyTask) {
     drop(st);
     shared.work.notify_one();
     shared.pace.notify_one();
+}
+
+/// Fetches copies the scheduler asked for (`Fetch`) and reports them.
+async fn fetch_copies(shared: &Arc<Shared>, deps: Vec<DepLocation>) {
+    let (here, missing): (Vec<_>, Vec<_>) = {
+        let st = shared.state.lock();
+        deps.into_iter()
+            .partition(|d| st.store.contains_key(&d.key))
+    };
+    let asked: Vec<String> = missing.iter().map(|d| d.key.clone()).collect();
+    let lost = fetch_all(shared, missing).await;
+    let mut got: Vec<String> = here.into_iter().map(|d| d.key).collect();
+    got.extend(asked.into_iter().filter(|k| !lost.contains(k)));
+    report_copies(shared, got, lost);
+}
+
+/// Tells the scheduler this worker now keeps copies of `keys` (so it frees
+/// them with their keys) and could not get `missing`.
+fn report_copies(shared: &Shared, keys: Vec<String>, missing: Vec<String>) {
+    if !keys.is_empty() || !missing.is_empty() {
+        let _ = shared
+            .out
+            .send(WorkerToScheduler::Fetched { keys, missing });
+    }
 }
 
 /// Fetches every missing input of a task: one request per holder, all

@@ -254,6 +254,15 @@ impl Core {
                 reply(out, id, answer);
                 None
             }
+            CoordOp::Replicate {
+                keys,
+                n,
+                workers,
+                branching,
+            } => {
+                self.replicate(id, keys, n, workers, branching, out);
+                None
+            }
         };
         let Some(p) = parked else { return };
         let queue = match &p {

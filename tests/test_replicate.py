@@ -1,0 +1,110 @@
+"""Client.replicate and scatter(broadcast=True): copies of results on more
+workers, made by the workers fetching from each other, counted and freed by
+the scheduler.
+"""
+
+import os
+import signal
+
+import pytest
+
+from shoal import Client
+
+from conftest import wait_for_exit
+from tasks import big_bytes, made_once
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def three():
+    with Client(n_workers=3, threads_per_worker=1) as c:
+        yield c
+
+
+def test_replicate_copies_onto_every_worker_and_the_copies_are_real(three, tmp_path):
+    client = three
+    runs = tmp_path / "runs"
+    x = client.submit(made_once, str(runs), 300_000, pure=False)
+    client.replicate(x)
+    holders = client.who_has(x)[x.key]
+    assert sorted(holders) == sorted(client.nthreads())
+    for address, keys in client.has_what().items():
+        assert x.key in keys, address
+    # Two of the three holders die: the third copy still serves the result,
+    # and the task did not run again.
+    victims = [client.scheduler_info()["workers"][a]["pid"] for a in holders[:2]]
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_for_exit(victims, 10) == []
+    client.wait_for_workers(3, timeout=30, without=holders[:2])
+    assert x.result(timeout=30) == b"r" * 300_000
+    assert runs.read_text().splitlines() == ["ran"]
+
+
+def test_replicate_to_n_adds_and_drops_copies(three):
+    client = three
+    x = client.submit(big_bytes, 100_000, pure=False)
+    client.replicate(x, n=2)
+    assert len(client.who_has(x)[x.key]) == 2
+    client.replicate(x)
+    assert len(client.who_has(x)[x.key]) == 3
+    client.replicate([x], n=1)
+    (holder,) = client.who_has(x)[x.key]
+    others = [a for a in client.nthreads() if a != holder]
+    assert all(x.key not in client.has_what()[a] for a in others)
+    assert x.result() == b"x" * 100_000
+
+
+def test_replicate_onto_named_workers(three):
+    client = three
+    first, second, third = sorted(client.nthreads())
+    x = client.submit(big_bytes, 1000, workers=[first], pure=False)
+    client.replicate(x, workers=[first, second], branching_factor=1)
+    assert sorted(client.who_has(x)[x.key]) == [first, second]
+
+
+def test_scatter_broadcast_puts_the_data_on_every_worker(three):
+    client = three
+    [x] = client.scatter([list(range(1000))], broadcast=True)
+    assert sorted(client.who_has(x)[x.key]) == sorted(client.nthreads())
+    [y] = client.scatter([b"only two"], broadcast=True, workers=sorted(client.nthreads())[:2])
+    assert sorted(client.who_has(y)[y.key]) == sorted(client.nthreads())[:2]
+
+
+def test_a_copy_fetched_for_a_task_is_counted_and_freed_with_its_key(three):
+    client = three
+    first, second, _ = sorted(client.nthreads())
+    x = client.submit(big_bytes, 200_000, workers=[first], pure=False)
+    n = client.submit(len, x, workers=[second], pure=False)
+    assert n.result() == 200_000
+    assert sorted(client.who_has(x)[x.key]) == [first, second]
+    key = x.key
+    del x, n
+    # Both copies go: the scheduler tells both holders to drop it.
+    client.submit(big_bytes, 1, pure=False).result()  # a round trip after the release
+    assert all(key not in keys for keys in client.has_what().values())
+
+
+def test_replicate_rejects_bad_arguments(three):
+    client = three
+    x = client.submit(big_bytes, 10, pure=False)
+    with pytest.raises(ValueError, match="n must be"):
+        client.replicate(x, n=0)
+    with pytest.raises(ValueError, match="branching_factor"):
+        client.replicate(x, branching_factor=0)
+    with pytest.raises(ValueError, match="names no connected worker"):
+        client.replicate(x, workers=["tcp://10.0.0.1:1"])
+    client.replicate([])  # nothing to do
+
+
+def test_replicate_with_an_asynchronous_client(three):
+    import asyncio
+
+    async def main():
+        async with Client(three.scheduler_address, asynchronous=True, set_as_default=False) as ac:
+            x = ac.submit(big_bytes, 5000, pure=False)
+            await ac.replicate(x)
+            return len((await ac.who_has(x))[x.key])
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == 3
