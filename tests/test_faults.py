@@ -25,10 +25,12 @@ def test_a_task_whose_worker_dies_runs_again_elsewhere(fresh_client, tmp_path):
     assert fresh_client.cluster.restarts >= 1
 
 
-def test_a_task_that_kills_three_workers_errs_with_killed_worker(fresh_client):
+def test_a_task_that_keeps_killing_workers_errs_with_killed_worker(fresh_client):
     f = fresh_client.submit(die)
-    with pytest.raises(KilledWorker, match="die"):
+    # As in Dask: more deaths than allowed-failures (3), so four.
+    with pytest.raises(KilledWorker, match="'die-.*' on 4 different workers") as info:
         f.result(timeout=60)
+    assert info.value.allowed_failures == 3
     # The cluster is still usable afterwards.
     fresh_client.wait_for_workers(2, timeout=30)
     assert fresh_client.submit(inc, 1).result(timeout=30) == 2
@@ -85,3 +87,31 @@ def test_a_large_result_lost_between_wait_and_gather_is_computed_again(fresh_cli
     assert wait_for_exit([pid], 10) == []
     assert client.gather(x) == b"z" * 300_000
     assert x.result(timeout=30) == b"z" * 300_000
+
+
+def test_a_hung_worker_is_declared_dead_its_task_runs_elsewhere_and_it_leaves(tmp_path):
+    from shoal import Client
+
+    gate = tmp_path / "gate"
+    with Client(
+        n_workers=2, threads_per_worker=1, scheduler_kwargs={"worker_ttl": "2 s"}
+    ) as client:
+        first, second = sorted(client.nthreads())
+        f = client.submit(wait_for_file, str(gate), 7, workers=[first], allow_other_workers=True)
+        # Submissions travel apart from questions: ask until it is there.
+        while f.key not in client.processing()[first]:
+            assert f.status == "pending"
+        pid = _pid_of(client, first)
+        os.kill(pid, signal.SIGSTOP)  # hung: its connection stays open, it says nothing
+        try:
+            gate.write_text("open")
+            # Declared dead after 2 s of silence; the task runs on the other.
+            assert f.result(timeout=60) == 7
+            assert client.who_has(f)[f.key] == [second]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # Back from the dead, it is told to leave, and a new worker replaces it.
+        assert wait_for_exit([pid], 30) == []
+        client.wait_for_workers(2, timeout=30, without=[first])
+        assert client.who_has(f)[f.key] == [second]
+        assert f.result() == 7

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import _engine
-from .deploy.local import DEFAULT_DASHBOARD, dashboard_spec
+from .deploy.local import DEFAULT_DASHBOARD, dashboard_spec, scheduler_options
 from .worker.main import main as worker_main
 
 
@@ -26,7 +26,25 @@ def _scheduler(argv: list[str]) -> None:
         default=True,
         help="run the dashboard (default: yes)",
     )
+    parser.add_argument(
+        "--worker-ttl",
+        default="5 minutes",
+        help="declare a worker dead after this long without a word from it, as "
+        "Dask's worker-ttl (default '5 minutes'; 'none' for never)",
+    )
+    parser.add_argument(
+        "--allowed-failures",
+        type=int,
+        default=3,
+        help="a task errs with KilledWorker once more workers than this died "
+        "running it (default 3)",
+    )
     args = parser.parse_args(argv)
+    try:
+        ttl = None if args.worker_ttl.lower() == "none" else args.worker_ttl
+        options = scheduler_options({"worker_ttl": ttl, "allowed_failures": args.allowed_failures})
+    except (TypeError, ValueError) as e:
+        parser.error(str(e))
 
     def ready(address: str, dashboard: str | None) -> None:
         print(f"Scheduler at: {address}", flush=True)
@@ -37,7 +55,7 @@ def _scheduler(argv: list[str]) -> None:
         # Returns after a client's shutdown, or after SIGINT/SIGTERM, once
         # workers and clients have been told.
         dashboard = dashboard_spec(args.dashboard_address) if args.dashboard else None
-        _engine.run_scheduler(args.host, args.port, ready, dashboard)
+        _engine.run_scheduler(args.host, args.port, ready, dashboard, **options)
     except (OSError, ValueError) as e:
         print(f"shoal scheduler: {e}", file=sys.stderr)
         sys.exit(1)

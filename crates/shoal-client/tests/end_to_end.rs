@@ -81,7 +81,8 @@ fn cluster(
     Vec<Arc<WorkerRuntime>>,
     ClientCore,
 ) {
-    let server = shoal_server::start("127.0.0.1", 0, None).expect("scheduler starts");
+    let server = shoal_server::start("127.0.0.1", 0, shoal_server::Options::default())
+        .expect("scheduler starts");
     let addr = server.address().to_string();
     let workers = (0..n).map(|_| start_worker(&addr)).collect();
     let client = ClientCore::connect(ClientConfig {

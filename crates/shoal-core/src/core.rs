@@ -23,7 +23,8 @@ use crate::worker::Worker;
 /// Tunables of the scheduler.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
-    /// A task running on this many workers that died errs with `KilledWorker`.
+    /// A task errs with `KilledWorker` once more workers than this died
+    /// while running it (Dask's `distributed.scheduler.allowed-failures`).
     pub allowed_failures: u32,
     /// How much queued work (in seconds of estimated run time) a worker should
     /// hold beyond its running tasks so it never idles waiting for us.
@@ -36,6 +37,9 @@ pub struct CoreConfig {
     /// clients are told; the shell sets them.
     pub id: String,
     pub started: f64,
+    /// A worker not heard from for this many seconds is declared dead
+    /// (Dask's `distributed.scheduler.worker-ttl`); never if None.
+    pub worker_ttl: Option<f64>,
 }
 
 impl Default for CoreConfig {
@@ -47,6 +51,7 @@ impl Default for CoreConfig {
             task_stream_len: crate::stats::DEFAULT_STREAM_LEN,
             id: String::new(),
             started: 0.0,
+            worker_ttl: Some(300.0),
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct Core {
     pub(crate) coord: crate::coord::Coord,
     /// `replicate` requests in progress (see [`crate::replicas`]).
     pub(crate) replications: crate::replicas::Replications,
+    /// When to look for silent workers next (see [`crate::silence`]).
+    pub(crate) silence_check: Option<f64>,
 }
 
 impl Default for Core {
@@ -150,6 +157,7 @@ impl Core {
             wake: None,
             coord: Default::default(),
             replications: Default::default(),
+            silence_check: None,
         }
         .with_coordinator()
     }

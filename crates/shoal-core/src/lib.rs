@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod placement;
 mod replicas;
+mod silence;
 mod stats;
 mod steal;
 mod task;

@@ -76,6 +76,7 @@ impl Core {
     /// of events.
     pub fn schedule(&mut self, out: &mut Vec<Command>) {
         self.expire_waits(out);
+        self.check_silence(out);
         if self.workers.is_empty() {
             return;
         }

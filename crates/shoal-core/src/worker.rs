@@ -24,6 +24,8 @@ pub(crate) struct Worker {
     pub metrics: WorkerMetrics,
     /// Resources it offers: name, total, and how much its assigned tasks hold.
     pub resources: Vec<Resource>,
+    /// When it was last heard from (the core's clock).
+    pub last_seen: f64,
 }
 
 /// One kind of abstract resource on a worker.
@@ -56,6 +58,7 @@ impl Worker {
                 .collect(),
             address: info.data_address.as_str().into(),
             info,
+            last_seen: 0.0,
         }
     }
 

@@ -56,6 +56,7 @@ impl Core {
             ));
         }
         self.workers.insert(w, Worker::new(info));
+        self.heard_from(w);
     }
 
     pub(crate) fn worker_message(
@@ -65,9 +66,11 @@ impl Core {
         out: &mut Vec<Command>,
     ) {
         if !self.workers.contains_key(&w) {
-            // A report that overtook the worker's loss: nothing speaks for it.
+            // A report that overtook the worker's loss (or came from a
+            // worker declared dead): nothing speaks for it.
             return;
         }
+        self.heard_from(w);
         match msg {
             WorkerToScheduler::TaskStarted { ids } => {
                 for id in ids {
@@ -307,7 +310,9 @@ impl Core {
             if started {
                 t.attempts += 1;
             }
-            if t.attempts >= self.config.allowed_failures {
+            // As in Dask: a task errs once more workers died running it
+            // than `allowed_failures`.
+            if t.attempts > self.config.allowed_failures {
                 let error = TaskError::KilledWorker {
                     key: t.key().to_string(),
                     last_worker: address.clone(),

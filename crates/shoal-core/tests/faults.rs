@@ -82,10 +82,10 @@ fn tasks_of_a_lost_worker_run_elsewhere() {
 }
 
 #[test]
-fn a_task_that_kills_three_workers_errs_with_killed_worker() {
+fn a_task_that_kills_four_workers_errs_with_killed_worker() {
     let mut env = Env::new();
     env.submit(vec![task("bomb")]);
-    for round in 0..3 {
+    for round in 0..4 {
         let w = env.worker(1);
         assert_eq!(env.state("bomb"), Some(Assigned(w)), "round {round}");
         env.start(w, "bomb");
@@ -95,7 +95,7 @@ fn a_task_that_kills_three_workers_errs_with_killed_worker() {
     assert_eq!(env.state("bomb"), Some(Erred));
     let msgs = env.client_msgs();
     assert!(msgs.iter().any(|m| matches!(m,
-        SchedulerToClient::KeyErred { error: TaskError::KilledWorker { key, attempts: 3, .. }, .. } if key == "bomb")));
+        SchedulerToClient::KeyErred { error: TaskError::KilledWorker { key, attempts: 4, .. }, .. } if key == "bomb")));
 }
 
 #[test]
@@ -281,4 +281,72 @@ fn a_task_waiting_to_retry_can_be_forgotten() {
     assert_eq!(env.state("a"), None);
     env.advance(60.0);
     assert!(env.computes().is_empty());
+}
+
+fn with_ttl(ttl: f64) -> Env {
+    Env::with_config(shoal_core::CoreConfig {
+        worker_ttl: Some(ttl),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_silent_worker_is_declared_dead_and_its_task_runs_elsewhere() {
+    let mut env = with_ttl(5.0);
+    let w1 = env.worker(1);
+    env.submit(vec![task("t").on(&["w1"]).loose()]);
+    assert_eq!(env.state("t"), Some(Assigned(w1)));
+    env.start(w1, "t");
+    let w2 = env.worker(1);
+    env.take();
+    // w2 keeps reporting; w1 says nothing.
+    for s in 1..=4 {
+        env.advance(f64::from(s));
+        env.capacity(w2, 1);
+    }
+    assert_eq!(
+        env.state("t"),
+        Some(Assigned(w1)),
+        "not silent long enough yet"
+    );
+    env.advance(5.0);
+    env.capacity(w2, 1);
+    assert_eq!(env.state("t"), Some(Assigned(w2)));
+    let said = env.take();
+    assert!(said
+        .iter()
+        .any(|c| matches!(c, Command::ToWorker(w, SchedulerToWorker::Shutdown) if *w == w1)));
+    // It wakes up and reports the task finished: ignored, it is gone.
+    env.finish(w1, "t");
+    assert_eq!(env.state("t"), Some(Assigned(w2)));
+    assert_eq!(env.core.holders_of("t"), vec![]);
+    env.finish(w2, "t");
+    assert_eq!(env.state("t"), Some(Memory));
+    assert_eq!(env.core.holders_of("t"), vec![w2]);
+}
+
+#[test]
+fn a_worker_that_reports_is_never_declared_dead() {
+    let mut env = with_ttl(1.0);
+    let w = env.worker(1);
+    for tenth in 1..100 {
+        env.advance(f64::from(tenth) / 10.0);
+        env.event(shoal_core::Event::FromWorker(
+            w,
+            shoal_proto::WorkerToScheduler::Capacity { slots: 1 },
+        ));
+    }
+    env.submit(vec![task("t")]);
+    assert_eq!(env.state("t"), Some(Assigned(w)));
+    // The core asks to be woken to check: the shell needs no timer of its own.
+    assert!(env.core.next_wakeup().is_some());
+}
+
+#[test]
+fn without_a_ttl_silence_is_never_held_against_a_worker() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("t")]);
+    env.advance(1e6);
+    assert_eq!(env.state("t"), Some(Assigned(w)));
 }

@@ -7,13 +7,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// refuse anything above 2 GiB to fail fast on a corrupt length prefix).
 pub const MAX_FRAME_LEN: usize = 2 << 30;
 
+/// The largest first frame a connection may send before it is known (a
+/// hello, or a request to a worker's data server is not one of these):
+/// nothing bigger is read from a peer that has not introduced itself.
+pub const MAX_HELLO_LEN: usize = 64 * 1024;
+
 /// What can go wrong reading or writing a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("peer sent a frame of {0} bytes, above the {MAX_FRAME_LEN} byte limit")]
-    TooLarge(usize),
+    #[error("peer announced a frame of {0} bytes, above the {1} byte limit")]
+    TooLarge(usize, usize),
     #[error("could not decode a message from the peer: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
     #[error("could not encode a message: {0}")]
@@ -27,7 +32,7 @@ pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Fram
     rmp_serde::encode::write_named(out, msg)?;
     let len = out.len() - start - 4;
     if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len));
+        return Err(FrameError::TooLarge(len, MAX_FRAME_LEN));
     }
     out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
@@ -52,6 +57,21 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    read_frame_limited(r, buf, MAX_FRAME_LEN).await
+}
+
+/// Reads one frame of at most `limit` bytes (a longer announced length is
+/// refused before anything else is read). Memory grows with the bytes that
+/// arrive, never with the length announced.
+pub async fn read_frame_limited<R, T>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<Option<T>, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -59,8 +79,8 @@ where
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len));
+    if len > limit {
+        return Err(FrameError::TooLarge(len, limit));
     }
     // Grow the buffer as bytes arrive, never by what the peer announced: a
     // length prefix alone must not reserve memory.
@@ -111,7 +131,36 @@ mod tests {
         a.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let got: Result<Option<Vec<WorkerToScheduler>>, _> = read_frame(&mut b, &mut buf).await;
-        assert!(matches!(got, Err(FrameError::TooLarge(_))));
+        assert!(matches!(got, Err(FrameError::TooLarge(..))));
+    }
+
+    #[tokio::test]
+    async fn a_first_frame_above_its_limit_is_refused_unread() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&(MAX_HELLO_LEN as u32 + 1).to_le_bytes())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let got: Result<Option<Vec<WorkerToScheduler>>, _> =
+            read_frame_limited(&mut b, &mut buf, MAX_HELLO_LEN).await;
+        assert!(
+            matches!(got, Err(FrameError::TooLarge(n, MAX_HELLO_LEN)) if n == MAX_HELLO_LEN + 1)
+        );
+        assert!(buf.capacity() < 1024);
+    }
+
+    /// A peer announcing a huge frame and sending a few bytes costs what it
+    /// sent, not what it announced.
+    #[tokio::test]
+    async fn a_lying_length_reserves_nothing() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&(1u32 << 30).to_le_bytes()).await.unwrap();
+        a.write_all(b"abc").await.unwrap();
+        drop(a);
+        let mut buf = Vec::new();
+        let got: Result<Option<Vec<WorkerToScheduler>>, _> = read_frame(&mut b, &mut buf).await;
+        assert!(matches!(got, Err(FrameError::Io(_))));
+        assert!(buf.capacity() < 1024, "{} bytes reserved", buf.capacity());
     }
 
     #[tokio::test]

@@ -130,6 +130,10 @@ pub async fn reader<R, M, E>(
                 }
             }
             Ok(None) => break,
+            Err(e @ FrameError::TooLarge(..)) => {
+                tracing::warn!("closing connection to {peer}: {e}");
+                break;
+            }
             Err(e) => {
                 // A peer that dies or is killed is an expected event.
                 tracing::debug!("closing connection to {peer}: {e}");

@@ -12,6 +12,8 @@ pub mod io;
 pub mod messages;
 
 pub use coord::{CoordOp, CoordReply, Held};
-pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+pub use frame::{
+    read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,
+};
 pub use io::{get_data, reader, run_on_worker, writer, FetchError};
 pub use messages::*;

@@ -5,9 +5,12 @@
 //! `PDEATHSIG` is tied to that thread. The monitor holds the write end of the
 //! child's stdin, the lifeline whose end-of-file makes the child exit if this
 //! process dies, even by SIGKILL. A worker that dies while the pool is open is
-//! started again, so a cluster keeps its size after a crash.
+//! started again at once, so a cluster keeps its size after a crash; only a
+//! worker that keeps exiting by itself soon after it started (it cannot
+//! start: a broken environment, a bad option) is started again after a
+//! growing pause. A worker killed by a signal is never held back.
 
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -86,14 +89,17 @@ fn monitor(
         }
         tracing::info!("worker process {index} exited ({status:?}); starting a new one");
         shared.restarts.fetch_add(1, Ordering::SeqCst);
-        if started.elapsed() < Duration::from_secs(2) {
+        // Killed from outside (SIGKILL, the OOM killer, a crash in a task):
+        // start again at once. Exited by itself soon after starting: it
+        // cannot start, so back off, but never give up.
+        let by_signal = status.as_ref().is_ok_and(|s| s.signal().is_some());
+        if by_signal || started.elapsed() >= Duration::from_secs(2) {
+            quick_failures = 0;
+        } else {
             quick_failures += 1;
-            // Back off on a worker that cannot stay up, but never give up.
             std::thread::sleep(Duration::from_millis(
                 100 * u64::from(quick_failures.min(50)),
             ));
-        } else {
-            quick_failures = 0;
         }
     }
     let _ = exited.send(index);

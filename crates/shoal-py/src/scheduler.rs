@@ -20,6 +20,25 @@ fn dashboard_at(
         .transpose()
 }
 
+/// The server's options from Python's arguments.
+fn options(
+    dashboard: Option<&str>,
+    host: &str,
+    worker_ttl: Option<f64>,
+    allowed_failures: u32,
+) -> PyResult<shoal_server::Options> {
+    if worker_ttl.is_some_and(|t| !t.is_finite() || t <= 0.0) {
+        return Err(PyValueError::new_err(
+            "worker_ttl must be a positive number of seconds, or None for never",
+        ));
+    }
+    Ok(shoal_server::Options {
+        dashboard: dashboard_at(dashboard, host)?,
+        worker_ttl,
+        allowed_failures,
+    })
+}
+
 /// `http://host:port` for a bound dashboard.
 fn dashboard_url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}")
@@ -28,14 +47,24 @@ fn dashboard_url(addr: std::net::SocketAddr) -> String {
 #[pymethods]
 impl Scheduler {
     /// `dashboard` is where the dashboard listens (`":8787"`, `"host:port"`;
-    /// a taken port moves on to the next free one), or None for none.
+    /// a taken port moves on to the next free one), or None for none;
+    /// `worker_ttl` the seconds of silence after which a worker is declared
+    /// dead (None: never); `allowed_failures` how many workers may die
+    /// running a task before it errs with `KilledWorker`.
     #[new]
-    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None))]
-    fn new(py: Python<'_>, host: &str, port: u16, dashboard: Option<&str>) -> PyResult<Self> {
-        let at = dashboard_at(dashboard, host)?;
+    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3))]
+    fn new(
+        py: Python<'_>,
+        host: &str,
+        port: u16,
+        dashboard: Option<&str>,
+        worker_ttl: Option<f64>,
+        allowed_failures: u32,
+    ) -> PyResult<Self> {
+        let options = options(dashboard, host, worker_ttl, allowed_failures)?;
         let host = host.to_string();
         let handle = py
-            .detach(move || shoal_server::start(&host, port, at))
+            .detach(move || shoal_server::start(&host, port, options))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         let address = shoal_proto::addr::with_scheme(&handle.address().to_string());
         Ok(Scheduler {
@@ -66,19 +95,22 @@ impl Scheduler {
 }
 
 /// Runs a scheduler on this thread until a client shuts it down. Calls
-/// `on_ready(address, dashboard_url_or_None)` once it listens.
+/// `on_ready(address, dashboard_url_or_None)` once it listens. The options
+/// are `Scheduler`'s.
 #[pyfunction]
-#[pyo3(signature = (host, port, on_ready, dashboard=None))]
+#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3))]
 pub fn run_scheduler(
     py: Python<'_>,
     host: String,
     port: u16,
     on_ready: Py<PyAny>,
     dashboard: Option<&str>,
+    worker_ttl: Option<f64>,
+    allowed_failures: u32,
 ) -> PyResult<()> {
-    let at = dashboard_at(dashboard, &host)?;
+    let options = options(dashboard, &host, worker_ttl, allowed_failures)?;
     py.detach(move || {
-        shoal_server::run_blocking(&host, port, at, |addr, board| {
+        shoal_server::run_blocking(&host, port, options, |addr, board| {
             Python::attach(|py| {
                 let args = (
                     shoal_proto::addr::with_scheme(&addr.to_string()),

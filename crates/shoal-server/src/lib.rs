@@ -12,4 +12,4 @@ pub mod dashboard;
 mod server;
 
 pub use dashboard::{parse_address, DashboardAddress};
-pub use server::{run_blocking, start, ServerError, ServerHandle};
+pub use server::{run_blocking, start, Options, ServerError, ServerHandle};

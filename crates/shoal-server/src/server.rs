@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use shoal_core::{Core, Event};
 use shoal_proto::{
-    read_frame, write_frame, ClientToScheduler, Hello, SchedulerToClient, SchedulerToWorker,
-    Welcome, WorkerToScheduler,
+    read_frame_limited, write_frame, ClientToScheduler, Hello, SchedulerToClient,
+    SchedulerToWorker, Welcome, WorkerToScheduler, MAX_HELLO_LEN,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -123,14 +123,33 @@ async fn start_dashboard(
     Ok((Some(publisher), Some(addr)))
 }
 
+/// How a scheduler runs, beyond where it listens.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the dashboard listens, if it runs.
+    pub dashboard: Option<DashboardAddress>,
+    /// Seconds of silence after which a worker is declared dead (None:
+    /// never).
+    pub worker_ttl: Option<f64>,
+    /// A task errs with `KilledWorker` once more workers than this died
+    /// while running it.
+    pub allowed_failures: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let core = shoal_core::CoreConfig::default();
+        Options {
+            dashboard: None,
+            worker_ttl: core.worker_ttl,
+            allowed_failures: core.allowed_failures,
+        }
+    }
+}
+
 /// Starts a scheduler on a new thread, listening on `host:port` (port 0 picks
-/// a free one), with its dashboard at `dashboard` if given, and returns once
-/// it accepts connections.
-pub fn start(
-    host: &str,
-    port: u16,
-    dashboard: Option<DashboardAddress>,
-) -> Result<ServerHandle, ServerError> {
+/// a free one), and returns once it accepts connections.
+pub fn start(host: &str, port: u16, options: Options) -> Result<ServerHandle, ServerError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (input_tx, input_rx) = unbounded_channel();
     let host = host.to_string();
@@ -153,7 +172,7 @@ pub fn start(
                         return;
                     }
                 };
-                let (publisher, board) = match start_dashboard(dashboard.as_ref()).await {
+                let (publisher, board) = match start_dashboard(options.dashboard.as_ref()).await {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -162,7 +181,7 @@ pub fn start(
                 };
                 let addr = listener.local_addr();
                 let _ = ready_tx.send(addr.map(|a| (a, board)).map_err(ServerError::Runtime));
-                serve(listener, input, input_rx, publisher).await;
+                serve(listener, input, input_rx, publisher, config(&options)).await;
             });
         })
         .map_err(ServerError::Runtime)?;
@@ -181,13 +200,13 @@ pub fn start(
 pub fn run_blocking(
     host: &str,
     port: u16,
-    dashboard: Option<DashboardAddress>,
+    options: Options,
     on_ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<(), ServerError> {
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = bind(host, port).await?;
-        let (publisher, board) = start_dashboard(dashboard.as_ref()).await?;
+        let (publisher, board) = start_dashboard(options.dashboard.as_ref()).await?;
         on_ready(listener.local_addr().map_err(ServerError::Runtime)?, board);
         let (tx, rx) = unbounded_channel();
         let stop = tx.clone();
@@ -196,7 +215,7 @@ pub fn run_blocking(
             tracing::info!("signal received; shutting down");
             let _ = stop.send(Input::Stop);
         });
-        serve(listener, tx, rx, publisher).await;
+        serve(listener, tx, rx, publisher, config(&options)).await;
         Ok(())
     })
 }
@@ -222,6 +241,7 @@ async fn serve(
     input: UnboundedSender<Input>,
     rx: UnboundedReceiver<Input>,
     publisher: Option<Publisher>,
+    config: shoal_core::CoreConfig,
 ) {
     let dashboard = publisher.as_ref().map(|p| p.address());
     let ids = Arc::new(AtomicU64::new(1));
@@ -242,7 +262,7 @@ async fn serve(
             }
         }
     });
-    let writers = core_loop(rx, publisher).await;
+    let writers = core_loop(rx, publisher, config).await;
     accept.abort();
     // Let the writers deliver the goodbyes, but never hang on a stuck peer.
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -262,19 +282,27 @@ async fn handshake(
 ) {
     let (mut r, mut w) = stream.into_split();
     let mut buf = Vec::new();
-    let hello =
-        match tokio::time::timeout(HELLO_TIMEOUT, read_frame::<_, Hello>(&mut r, &mut buf)).await {
-            Ok(Ok(Some(h))) => h,
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                tracing::debug!("{peer} did not introduce itself: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("{peer} did not introduce itself in time");
-                return;
-            }
-        };
+    let hello = match tokio::time::timeout(
+        HELLO_TIMEOUT,
+        read_frame_limited::<_, Hello>(&mut r, &mut buf, MAX_HELLO_LEN),
+    )
+    .await
+    {
+        Ok(Ok(Some(h))) => h,
+        Ok(Ok(None)) => return,
+        Ok(Err(e @ shoal_proto::FrameError::TooLarge(..))) => {
+            tracing::warn!("closing a connection from {peer}: {e} for a hello");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("{peer} did not introduce itself: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("{peer} did not introduce itself in time");
+            return;
+        }
+    };
     let id = ids.fetch_add(1, Ordering::Relaxed);
     match hello {
         Hello::Client { .. } => {
@@ -326,8 +354,9 @@ async fn handshake(
 async fn core_loop(
     mut rx: UnboundedReceiver<Input>,
     mut publisher: Option<Publisher>,
+    config: shoal_core::CoreConfig,
 ) -> Vec<JoinHandle<()>> {
-    let mut core = Core::new(identity());
+    let mut core = Core::new(config);
     let mut conns = Connections::default();
     let mut writers = HashMap::new();
     let mut out = Vec::new();
@@ -383,8 +412,9 @@ async fn core_loop(
     writers.into_values().collect()
 }
 
-/// The core's configuration, with this scheduler's id and start time.
-fn identity() -> shoal_core::CoreConfig {
+/// The core's configuration: the options, this scheduler's id and start
+/// time.
+fn config(options: &Options) -> shoal_core::CoreConfig {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -396,6 +426,8 @@ fn identity() -> shoal_core::CoreConfig {
     shoal_core::CoreConfig {
         id: format!("Scheduler-{:016x}", h.finish()),
         started,
+        worker_ttl: options.worker_ttl,
+        allowed_failures: options.allowed_failures,
         ..Default::default()
     }
 }

@@ -294,9 +294,29 @@ async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// How long a data connection may stay silent before it is closed.
+const PEER_IDLE: Duration = Duration::from_secs(30);
+
 async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
     let mut buf = Vec::new();
-    while let Ok(Some(req)) = read_frame::<_, PeerRequest>(&mut stream, &mut buf).await {
+    loop {
+        let read = tokio::time::timeout(
+            PEER_IDLE,
+            read_frame::<_, PeerRequest>(&mut stream, &mut buf),
+        );
+        let req = match read.await {
+            Ok(Ok(Some(req))) => req,
+            Ok(Err(e @ shoal_proto::FrameError::TooLarge(..))) => {
+                let peer = stream
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                tracing::warn!("closing a data connection from {peer}: {e}");
+                return;
+            }
+            // Closed, garbage, or silent for too long.
+            _ => return,
+        };
         let req = match req {
             PeerRequest::Get(req) => req,
             PeerRequest::Run { call } => {

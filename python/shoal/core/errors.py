@@ -11,13 +11,14 @@ from typing import Any
 class KilledWorker(Exception):
     """A task was running on every worker that died while it ran.
 
-    Raised after the task took down ``allowed_failures`` (3) workers, so that
-    a task that crashes its process cannot take down the whole cluster.
+    Raised once the task took down more than ``allowed_failures`` (3)
+    workers, as in Dask, so that a task that crashes its process cannot take
+    down the whole cluster.
     """
 
     def __init__(self, task: str, last_worker: str, allowed_failures: int = 3):
         super().__init__(
-            f"Attempted to run task {task!r} on {allowed_failures} different workers, "
+            f"Attempted to run task {task!r} on {allowed_failures + 1} different workers, "
             f"but all those workers died while running it. The last worker was at "
             f"{last_worker}."
         )
@@ -70,7 +71,7 @@ def rebuild(error: Any) -> BaseException:
     so ``result()`` shows where on the worker the task failed.
     """
     if error.kind == "killed":
-        return KilledWorker(error.key, error.last_worker, error.attempts)
+        return KilledWorker(error.key, error.last_worker, max(error.attempts - 1, 0))
     frames = error.exception
     exc: BaseException | None = None
     if frames:

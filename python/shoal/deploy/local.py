@@ -14,6 +14,7 @@ from ..core.arguments import UNSET
 from ..core.session import Session
 from ..core.sizes import format_bytes
 from ..core.spec import resource_amounts
+from ..core.times import parse_timedelta
 from ..worker.executor import default_max_threads, start_in_process
 from ..worker.uploads import remove_directories_of
 
@@ -65,6 +66,32 @@ def dashboard_spec(address: Any) -> str | None:
     )
 
 
+def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The engine's scheduler options from Dask's ``scheduler_kwargs``.
+
+    Raises
+    ------
+    TypeError
+        For an option shoal's scheduler does not have.
+
+    """
+    kwargs = dict(kwargs or {})
+    unknown = sorted(set(kwargs) - {"worker_ttl", "allowed_failures"})
+    if unknown:
+        raise TypeError(
+            f"shoal's scheduler has no option {unknown}; it takes worker_ttl and allowed_failures"
+        )
+    out: dict[str, Any] = {}
+    if "worker_ttl" in kwargs:
+        out["worker_ttl"] = parse_timedelta(kwargs["worker_ttl"])
+    if "allowed_failures" in kwargs:
+        n = kwargs["allowed_failures"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"allowed_failures must be a number of workers, not {n!r}")
+        out["allowed_failures"] = n
+    return out
+
+
 class LocalCluster:
     """A scheduler (on threads of this process) and worker processes.
 
@@ -104,6 +131,13 @@ class LocalCluster:
     asynchronous
         Start when awaited (``await LocalCluster(asynchronous=True)`` or
         ``async with``), on a thread, so a running event loop is not blocked.
+    scheduler_kwargs
+        The scheduler's options, by Dask's names: ``worker_ttl`` (a worker
+        silent this long — seconds or a string such as ``"30 s"`` — is
+        declared dead and its tasks run elsewhere; default ``"5 minutes"``,
+        None for never) and ``allowed_failures`` (a task errs with
+        :class:`~shoal.KilledWorker` once more workers than this died
+        running it; default 3).
     silence_logs
         Accepted for Dask compatibility at its default (warnings are shown).
 
@@ -130,6 +164,7 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         max_threads: int | None = None,
         resources: dict[str, float] | None = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
         dashboard = dashboard_spec(dashboard_address)
@@ -174,7 +209,9 @@ class LocalCluster:
         self._pool: Any = None
         self._threads: list[Any] = []
         self._monitor: Session | None = None
-        self._scheduler = _engine.Scheduler(host or "127.0.0.1", scheduler_port, dashboard)
+        self._scheduler = _engine.Scheduler(
+            host or "127.0.0.1", scheduler_port, dashboard, **scheduler_options(scheduler_kwargs)
+        )
         self._asynchronous = bool(asynchronous)
         self._pending_start: Any = None
         if self._asynchronous:

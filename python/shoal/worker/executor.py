@@ -248,6 +248,11 @@ class Executors:
         started, ended = task_context.task_started, task_context.task_done
         task_context.bind_thread(self.worker)
         while True:
+            # Take no task while a preload import runs (a fresh worker warming
+            # up): a task taken counts as started, and a worker killed while
+            # its task only waited for an import must not blame the task.
+            if not settled.is_set():
+                settled.wait()
             task = rt.next_task()
             if task is None:
                 return

@@ -94,8 +94,13 @@ pub struct Env {
 }
 
 impl Env {
+    /// A core that never declares silent workers dead (the clock here
+    /// jumps freely); tests of silence set `worker_ttl`.
     pub fn new() -> Self {
-        Env::with_config(CoreConfig::default())
+        Env::with_config(CoreConfig {
+            worker_ttl: None,
+            ..CoreConfig::default()
+        })
     }
 
     pub fn with_config(config: CoreConfig) -> Self {
