@@ -31,13 +31,6 @@ def worker_names(workers: Any) -> list[str]:
     return [str(w) for w in workers]
 
 
-def _names_worker(worker: dict[str, Any], names: list[str]) -> bool:
-    """Whether one of ``names`` is this worker's name, host or address."""
-    address = worker["address"]
-    bare = address.split("://", 1)[-1]
-    return any(n in (worker["name"], worker["host"], address, bare) for n in names)
-
-
 class ClusterMethods:
     """Methods of :class:`shoal.Client` about the cluster as a whole."""
 
@@ -335,8 +328,6 @@ class ClusterMethods:
         if branching_factor < 1:
             raise ValueError(f"branching_factor must be at least 1, not {branching_factor}")
         names = worker_names(workers)
-        if names and not any(_names_worker(w, names) for w in self._session.engine.workers()):
-            raise ValueError(f"workers={workers!r} names no connected worker")
         found: dict[str, None] = {}
         collect_keys(futures, found, names=True)
         self._replicate(list(found), n, names, branching_factor)

@@ -237,11 +237,17 @@ impl Core {
             }
         }
         for (rid, r) in &self.replications {
-            for (id, w) in &r.in_flight {
+            for (key, ws) in &r.in_flight {
                 ensure!(
-                    self.workers.contains_key(w),
-                    "replication {rid:?} waits for a copy of task {id} from worker {w}, which is gone"
+                    !ws.is_empty(),
+                    "replication {rid:?} waits on nobody for {key}"
                 );
+                for w in ws {
+                    ensure!(
+                        self.workers.contains_key(w),
+                        "replication {rid:?} waits for a copy of {key} from worker {w}, which is gone"
+                    );
+                }
             }
         }
         Ok(())

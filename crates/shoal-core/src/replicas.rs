@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use shoal_proto::{CoordReply, DepLocation, SchedulerToWorker, TaskId, WorkerId};
 
 use crate::coord::{reply, WaitId};
@@ -34,11 +34,11 @@ pub(crate) struct Replication {
     /// Which workers may hold copies (see `Worker::matches`).
     workers: Vec<String>,
     branching: usize,
-    /// Fetches asked for and not answered, by key (a key may be forgotten
-    /// and submitted again meanwhile).
-    pub in_flight: FxHashSet<(String, WorkerId)>,
-    /// Fetches that failed: not asked again.
-    failed: FxHashSet<(String, WorkerId)>,
+    /// Workers asked to fetch each key and not answered yet, by key (a
+    /// key may be forgotten and submitted again meanwhile); no empty lists.
+    pub in_flight: FxHashMap<String, Vec<WorkerId>>,
+    /// Workers whose fetch of each key failed: not asked again.
+    failed: FxHashMap<String, Vec<WorkerId>>,
 }
 
 /// Every replication in progress, by the request that started it.
@@ -63,6 +63,10 @@ impl Core {
             let why = format!("the scheduler does not know key {key}");
             return reply(out, id, CoordReply::Invalid(why));
         }
+        if !workers.is_empty() && !self.workers.values().any(|w| w.matches(&workers)) {
+            let why = format!("workers={workers:?} names no connected worker");
+            return reply(out, id, CoordReply::Invalid(why));
+        }
         let mut keys = keys;
         keys.sort_unstable();
         keys.dedup();
@@ -71,8 +75,8 @@ impl Core {
             target: (n > 0).then_some(n as usize),
             workers,
             branching: branching as usize,
-            in_flight: FxHashSet::default(),
-            failed: FxHashSet::default(),
+            in_flight: FxHashMap::default(),
+            failed: FxHashMap::default(),
         };
         self.replications.insert(id, r);
         self.pump_replication(id, out);
@@ -88,37 +92,22 @@ impl Core {
     ) {
         let mut answered = Vec::with_capacity(keys.len() + missing.len());
         for key in keys {
-            let id = self.id_of(&key);
-            let t = id.and_then(|id| Some((id, self.tasks.get_mut(&id)?)));
-            match t {
-                Some((id, t)) if matches!(t.state, TaskState::Memory { .. }) => {
-                    if let TaskState::Memory { holders } = &mut t.state {
-                        if !holders.contains(&w) {
-                            holders.push(w);
-                            if let Some(worker) = self.workers.get_mut(&w) {
-                                worker.holds.insert(id);
-                            }
-                        }
-                    }
-                    answered.push((key, true));
-                }
+            let kept = self.id_of(&key).is_some_and(|id| self.add_holder(id, w));
+            if !kept {
                 // Freed (or lost) meanwhile: the copy is not wanted.
-                _ => {
-                    self.to_free.entry(w).or_default().push(key.clone());
-                    answered.push((key, false));
-                }
+                self.to_free.entry(w).or_default().push(key.clone());
             }
+            answered.push((key, kept));
         }
         answered.extend(missing.into_iter().map(|k| (k, false)));
         let mut touched = Vec::new();
         for (rid, r) in self.replications.iter_mut() {
             let mut any = false;
             for (key, ok) in &answered {
-                let fetch = (key.clone(), w);
-                if r.in_flight.remove(&fetch) {
+                if take(&mut r.in_flight, key, w) {
                     any = true;
                     if !ok {
-                        r.failed.insert(fetch);
+                        r.failed.entry(key.clone()).or_default().push(w);
                     }
                 }
             }
@@ -135,9 +124,13 @@ impl Core {
     pub(crate) fn replicas_worker_lost(&mut self, w: WorkerId, out: &mut Vec<Command>) {
         let mut touched = Vec::new();
         for (rid, r) in self.replications.iter_mut() {
-            let before = r.in_flight.len();
-            r.in_flight.retain(|&(_, x)| x != w);
-            if r.in_flight.len() != before {
+            let mut any = false;
+            r.in_flight.retain(|_, ws| {
+                any |= ws.contains(&w);
+                ws.retain(|x| *x != w);
+                !ws.is_empty()
+            });
+            if any {
                 touched.push(*rid);
             }
         }
@@ -167,7 +160,7 @@ impl Core {
         let mut fetches: BTreeMap<WorkerId, Vec<DepLocation>> = BTreeMap::new();
         let keys = std::mem::take(&mut r.keys);
         for key in keys {
-            if r.in_flight.iter().any(|(k, _)| *k == key)
+            if r.in_flight.contains_key(&key)
                 || self.next_round(&mut r, &key, &eligible, &mut fetches)
             {
                 r.keys.push(key);
@@ -210,10 +203,11 @@ impl Core {
             self.drop_copies(id, &have, have.len() - target);
             return false;
         }
+        let failed = r.failed.get(key).map_or(&[][..], |v| v.as_slice());
         let mut candidates: Vec<WorkerId> = eligible
             .iter()
             .copied()
-            .filter(|w| !holders.contains(w) && !r.failed.contains(&(key.to_string(), *w)))
+            .filter(|w| !holders.contains(w) && !failed.contains(w))
             .collect();
         // The emptiest workers first.
         candidates.sort_by_key(|w| (self.workers[w].holds.len(), *w));
@@ -224,6 +218,7 @@ impl Core {
             return false;
         }
         let sources = self.addresses(holders);
+        let asked = &mut r.in_flight.entry(key.to_string()).or_default();
         for (i, &w) in candidates.iter().take(count).enumerate() {
             let mut from = sources.clone();
             from.rotate_left(i % sources.len());
@@ -231,7 +226,23 @@ impl Core {
                 key: key.to_string(),
                 holders: from,
             });
-            r.in_flight.insert((key.to_string(), w));
+            asked.push(w);
+        }
+        true
+    }
+
+    /// Counts worker `w` as a holder of `id` if it is in memory; false if
+    /// it is not (the copy is then not wanted).
+    pub(crate) fn add_holder(&mut self, id: TaskId, w: WorkerId) -> bool {
+        let Some(TaskState::Memory { holders }) = self.tasks.get_mut(&id).map(|t| &mut t.state)
+        else {
+            return false;
+        };
+        if !holders.contains(&w) {
+            holders.push(w);
+            if let Some(worker) = self.workers.get_mut(&w) {
+                worker.holds.insert(id);
+            }
         }
         true
     }
@@ -266,4 +277,19 @@ impl Core {
             self.to_free.entry(w).or_default().push(key.clone());
         }
     }
+}
+
+/// Removes `w` from the workers asked to fetch `key`; whether it was there.
+fn take(in_flight: &mut FxHashMap<String, Vec<WorkerId>>, key: &str, w: WorkerId) -> bool {
+    let Some(ws) = in_flight.get_mut(key) else {
+        return false;
+    };
+    let Some(i) = ws.iter().position(|x| *x == w) else {
+        return false;
+    };
+    ws.swap_remove(i);
+    if ws.is_empty() {
+        in_flight.remove(key);
+    }
+    true
 }

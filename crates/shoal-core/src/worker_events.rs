@@ -137,13 +137,8 @@ impl Core {
             return;
         };
         match &mut t.state {
-            TaskState::Memory { holders } => {
-                if !holders.contains(&w) {
-                    holders.push(w);
-                    if let Some(worker) = self.workers.get_mut(&w) {
-                        worker.holds.insert(id);
-                    }
-                }
+            TaskState::Memory { .. } => {
+                self.add_holder(id, w);
                 return;
             }
             TaskState::Released | TaskState::Erred => {

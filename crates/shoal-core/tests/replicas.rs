@@ -187,10 +187,14 @@ fn bad_requests_are_answered_invalid() {
     let (mut env, _) = cluster_with(2, "a");
     replicate(&mut env, 1, &["a", "nope"], 0, &[], 2);
     replicate(&mut env, 2, &["a"], 0, &[], 0);
+    replicate(&mut env, 3, &["a"], 0, &["w9"], 2);
     let s = said(&mut env);
     assert!(s.fetches.is_empty());
     assert!(matches!(&s.replies[0], (1, CoordReply::Invalid(m)) if m.contains("nope")));
     assert!(matches!(&s.replies[1], (2, CoordReply::Invalid(m)) if m.contains("branching")));
+    assert!(
+        matches!(&s.replies[2], (3, CoordReply::Invalid(m)) if m.contains("no connected worker"))
+    );
 }
 
 #[test]

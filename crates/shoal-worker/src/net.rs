@@ -165,9 +165,7 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
     }
     let shared = shared.clone();
     tokio::spawn(async move {
-        let asked: Vec<String> = missing.iter().map(|d| d.key.clone()).collect();
-        let lost = fetch_all(&shared, missing).await;
-        let got = asked.into_iter().filter(|k| !lost.contains(k)).collect();
+        let (got, lost) = fetch_all(&shared, missing).await;
         // The lost ones are reported as `MissingDeps` below.
         report_copies(&shared, got, Vec::new());
         if lost.is_empty() {
@@ -199,10 +197,8 @@ async fn fetch_copies(shared: &Arc<Shared>, deps: Vec<DepLocation>) {
         deps.into_iter()
             .partition(|d| st.store.contains_key(&d.key))
     };
-    let asked: Vec<String> = missing.iter().map(|d| d.key.clone()).collect();
-    let lost = fetch_all(shared, missing).await;
-    let mut got: Vec<String> = here.into_iter().map(|d| d.key).collect();
-    got.extend(asked.into_iter().filter(|k| !lost.contains(k)));
+    let (mut got, lost) = fetch_all(shared, missing).await;
+    got.extend(here.into_iter().map(|d| d.key));
     report_copies(shared, got, lost);
 }
 
@@ -218,8 +214,8 @@ fn report_copies(shared: &Shared, keys: Vec<String>, missing: Vec<String>) {
 
 /// Fetches every missing input of a task: one request per holder, all
 /// holders at once; a key its first holder lacked is then tried at its other
-/// holders. Returns the keys no holder had.
-async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> Vec<String> {
+/// holders. Returns the keys fetched, and the keys no holder had.
+async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<String>, Vec<String>) {
     let mut by_holder: HashMap<String, Vec<String>> = HashMap::new();
     let mut fallback: Vec<(String, Vec<String>)> = Vec::with_capacity(missing.len());
     for dep in missing {
@@ -253,13 +249,15 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> Vec<Strin
             Err(e) => tracing::debug!("fetching inputs: {e}"),
         }
     }
-    let mut lost = Vec::new();
+    let (mut got, mut lost) = (Vec::new(), Vec::new());
     for (key, others) in fallback {
-        if !fetch_one(shared, &key, &others).await {
+        if fetch_one(shared, &key, &others).await {
+            got.push(key);
+        } else {
             lost.push(key);
         }
     }
-    lost
+    (got, lost)
 }
 
 /// Fetches `key` from the first holder that has it; true on success (also
