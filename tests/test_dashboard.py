@@ -147,6 +147,25 @@ def test_updates_stream_carries_new_events_only_once(dash):
     assert set(range(first["next"], first["next"] + 50)) <= set(seqs)
 
 
+def test_a_page_behind_gets_every_event_the_board_still_has(dash):
+    client, base = dash
+    client.gather(client.map(inc, range(400), pure=False))
+    start = first_update(base, lambda u: True)["status"]["stream_end"]
+    client.gather(client.map(inc, range(400), pure=False))
+    end = first_update(base, lambda u: u["status"]["stream_end"] >= start + 400)["status"][
+        "stream_end"
+    ]
+    # More than one update's worth (250) is waiting: it comes in several.
+    since = end - 300
+    seen = []
+    for u in updates(base, since=since):
+        seen.extend(e["seq"] for e in u["events"])
+        if u["next"] >= end:
+            break
+    assert len(seen) == len(set(seen))
+    assert set(range(since, end)) <= set(seen)
+
+
 def test_metrics_are_prometheus_text(dash):
     client, base = dash
     client.gather(client.map(inc, range(20), pure=False))

@@ -111,6 +111,21 @@ impl Board {
         (p.events.iter().skip(skip).cloned().collect(), end)
     }
 
+    /// Events from `since` on, oldest first (at most `limit`), and the
+    /// position to ask from next: the end of the stream when all were
+    /// returned, else the first one left out. A page that fell behind gets
+    /// every event the board still has, `limit` at a time.
+    pub fn events_after(&self, since: u64, limit: usize) -> (Vec<TaskEvent>, u64) {
+        let p = self.lock();
+        let skip = p.events.iter().take_while(|e| e.seq < since).count();
+        let events: Vec<TaskEvent> = p.events.iter().skip(skip).take(limit).cloned().collect();
+        let next = match events.last() {
+            Some(e) if skip + events.len() < p.events.len() => e.seq + 1,
+            _ => p.status.stream_end,
+        };
+        (events, next)
+    }
+
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }

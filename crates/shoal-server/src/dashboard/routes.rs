@@ -119,27 +119,29 @@ async fn metrics(State(board): State<Arc<Board>>) -> Response {
 
 /// A page's stream: one `update` event per publication (at most one per
 /// [`super::PERIOD`]), each with the status and the task-stream events since the
-/// last one sent.
+/// last one sent. A page behind by more than [`EVENTS_PER_UPDATE`] events gets
+/// them in several updates at once, so none is skipped while the board has it.
 async fn updates(
     State(board): State<Arc<Board>>,
     Query(q): Query<Since>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = board.subscribe();
     let start = (board, rx, q.since, true);
-    let s = stream::unfold(start, |(board, mut rx, since, first)| async move {
-        if !first {
+    let s = stream::unfold(start, |(board, mut rx, since, now)| async move {
+        if !now {
             // The next publication (they come at most one per period).
             rx.changed().await.ok()?;
         }
         rx.borrow_and_update();
-        let (events, next) = board.events_since(since, EVENTS_PER_UPDATE);
+        let (events, next) = board.events_after(since, EVENTS_PER_UPDATE);
+        let behind = next < board.status().stream_end;
         let body = format!(
             "{{\"status\":{},\"events\":{},\"next\":{next}}}",
             board.status_json(),
             serde_json::to_string(&events).unwrap_or_else(|_| "[]".into())
         );
         let event = Event::default().event("update").data(body);
-        Some((Ok(event), (board, rx, next, false)))
+        Some((Ok(event), (board, rx, next, behind)))
     });
     Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
