@@ -330,7 +330,7 @@ impl Core {
                     key: t.key().to_string(),
                     nbytes: t.nbytes,
                     type_name: self.type_names[t.type_name as usize].to_string(),
-                    inline: None,
+                    inline: self.kept.get(id).cloned(),
                     holders: self.addresses(holders),
                 },
             )),

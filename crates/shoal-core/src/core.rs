@@ -40,6 +40,10 @@ pub struct CoreConfig {
     /// A worker not heard from for this many seconds is declared dead
     /// (Dask's `distributed.scheduler.worker-ttl`); never if None.
     pub worker_ttl: Option<f64>,
+    /// Bytes of small results (those workers send along, at most 64 KiB
+    /// each) the scheduler keeps a copy of while they are in memory, so a
+    /// worker's death does not lose them (see [`crate::kept`]); 0 keeps none.
+    pub keep_bytes: u64,
 }
 
 impl Default for CoreConfig {
@@ -52,6 +56,7 @@ impl Default for CoreConfig {
             id: String::new(),
             started: 0.0,
             worker_ttl: Some(300.0),
+            keep_bytes: crate::kept::DEFAULT_KEEP_BYTES,
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct Core {
     pub(crate) replications: crate::replicas::Replications,
     /// When to look for silent workers next (see [`crate::silence`]).
     pub(crate) silence_check: Option<f64>,
+    /// Copies of small results (see [`crate::kept`]).
+    pub(crate) kept: crate::kept::Kept,
 }
 
 impl Default for Core {
@@ -158,6 +165,7 @@ impl Core {
             coord: Default::default(),
             replications: Default::default(),
             silence_check: None,
+            kept: Default::default(),
         }
         .with_coordinator()
     }

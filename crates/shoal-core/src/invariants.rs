@@ -36,10 +36,31 @@ impl Core {
         self.check_limits()?;
         self.check_stats()?;
         self.check_coord()?;
+        self.check_kept()?;
         ensure!(
             self.to_check.is_empty(),
             "{} need checks left over after an event",
             self.to_check.len()
+        );
+        Ok(())
+    }
+
+    /// Kept copies belong to tasks in memory, within the budget, counted
+    /// right.
+    fn check_kept(&self) -> Result<(), InvariantViolation> {
+        for id in self.kept.ids() {
+            let ok = matches!(
+                self.tasks.get(&id).map(|t| &t.state),
+                Some(TaskState::Memory { .. })
+            );
+            ensure!(ok, "a copy of task {id} is kept, but it is not in memory");
+        }
+        ensure!(
+            self.kept.bytes() == self.kept.recount() && self.kept.bytes() <= self.config.keep_bytes,
+            "kept copies count {} bytes, hold {} (budget {})",
+            self.kept.bytes(),
+            self.kept.recount(),
+            self.config.keep_bytes
         );
         Ok(())
     }
@@ -172,7 +193,10 @@ impl Core {
                     ensure!(on_worker, "{key} is assigned to {worker}, which lacks it");
                 }
                 TaskState::Memory { holders } => {
-                    ensure!(!holders.is_empty(), "{key} is in memory nowhere");
+                    ensure!(
+                        !holders.is_empty() || self.kept.contains(id),
+                        "{key} is in memory nowhere"
+                    );
                     for h in holders {
                         let holds = self.workers.get(h).is_some_and(|w| w.holds.contains(&id));
                         ensure!(holds, "{key} names holder {h}, which does not hold it");

@@ -66,6 +66,8 @@ impl Core {
             (_, TaskState::Assigned { worker, .. }) => (None, Some(*worker)),
             _ => (None, None),
         };
+        let leaves_memory =
+            matches!(t.state, TaskState::Memory { .. }) && !matches!(to, TaskState::Memory { .. });
         let has_resources = !t.resources().is_empty();
         let done = matches!(to, TaskState::Memory { .. } | TaskState::Erred);
         self.stats
@@ -82,6 +84,9 @@ impl Core {
         }
         if done {
             self.forget_fired(id);
+        }
+        if leaves_memory {
+            self.kept.drop(id);
         }
     }
 

@@ -167,11 +167,17 @@ impl Core {
             }
         }
         let t = &self.tasks[&id];
+        let here = &self.workers[&w].holds;
         let deps = t
             .deps
             .iter()
             .map(|d| {
                 let dt = &self.tasks[d];
+                // A kept copy travels with the task unless the worker has one.
+                let inline = match here.contains(d) {
+                    true => None,
+                    false => self.kept.get(*d).cloned(),
+                };
                 let holders = match &dt.state {
                     TaskState::Memory { holders } => holders
                         .iter()
@@ -182,6 +188,7 @@ impl Core {
                 DepLocation {
                     key: dt.key().to_string(),
                     holders,
+                    inline,
                 }
             })
             .collect();

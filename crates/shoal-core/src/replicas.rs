@@ -211,20 +211,32 @@ impl Core {
             .collect();
         // The emptiest workers first.
         candidates.sort_by_key(|w| (self.workers[w].holds.len(), *w));
+        // With no holder left, a kept copy is the source: it travels in the
+        // request.
+        let inline = match holders.is_empty() {
+            true => self.kept.get(id).cloned(),
+            false => None,
+        };
+        let sources = self.addresses(holders);
         let count = (target - have.len())
-            .min(r.branching.saturating_mul(holders.len()))
+            .min(
+                r.branching
+                    .saturating_mul(sources.len().max(inline.iter().count())),
+            )
             .min(candidates.len());
         if count == 0 {
             return false;
         }
-        let sources = self.addresses(holders);
         let asked = &mut r.in_flight.entry(key.to_string()).or_default();
         for (i, &w) in candidates.iter().take(count).enumerate() {
             let mut from = sources.clone();
-            from.rotate_left(i % sources.len());
+            if !sources.is_empty() {
+                from.rotate_left(i % sources.len());
+            }
             fetches.entry(w).or_default().push(DepLocation {
                 key: key.to_string(),
                 holders: from,
+                inline: inline.clone(),
             });
             asked.push(w);
         }

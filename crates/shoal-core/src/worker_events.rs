@@ -157,6 +157,9 @@ impl Core {
         self.note_duration(ran.duration);
         self.record_ran(w, id, &ran);
         self.finished(w, id, nbytes, type_name);
+        if let Some(value) = &inline {
+            self.kept.keep(id, value, self.config.keep_bytes);
+        }
         let t = &self.tasks[&id];
         if !t.wanted_by.is_empty() {
             let holders = self.addresses(&[w]);
@@ -247,7 +250,16 @@ impl Core {
                     worker.holds.remove(&d);
                 }
             }
-            self.lost(d, out);
+            if self.kept.contains(d) {
+                // The task gets the kept copy when it is assigned again.
+                if let Some(TaskState::Memory { holders }) =
+                    self.tasks.get_mut(&d).map(|t| &mut t.state)
+                {
+                    holders.clear();
+                }
+            } else {
+                self.lost(d, out);
+            }
         }
         self.forget_assignment(w, id);
         self.reschedule(id, out);
@@ -290,7 +302,7 @@ impl Core {
             let t = self.tasks.get_mut(&id).expect("a held task exists");
             if let TaskState::Memory { holders } = &mut t.state {
                 holders.retain(|h| *h != w);
-                if holders.is_empty() {
+                if holders.is_empty() && !self.kept.contains(id) {
                     self.lost(id, out);
                 }
             }

@@ -114,8 +114,8 @@ fn lost_data_that_is_still_wanted_is_recomputed_with_its_released_inputs() {
     let mut env = Env::new();
     let w1 = env.worker(1);
     env.submit(vec![task("a").unwanted(), task("b").deps(&["a"])]);
-    env.finish(w1, "a");
-    env.finish(w1, "b");
+    env.finish_large(w1, "a");
+    env.finish_large(w1, "b");
     assert_eq!(env.state("a"), Some(Released));
     let w2 = env.worker(1);
     env.take();
@@ -147,7 +147,7 @@ fn a_ready_dependent_waits_again_when_its_input_is_lost() {
         task("c").deps(&["a"]),
     ]);
     // A long duration keeps the window at one queued task.
-    env.finish_with(w1, "a", 10, 10.0);
+    env.finish_with(w1, "a", 1 << 20, 10.0);
     assert_eq!(env.state("c"), Some(Ready));
     env.lose(w1);
     assert_eq!(env.state("c"), Some(Waiting));
@@ -174,7 +174,7 @@ fn missing_dependencies_reported_by_a_worker_are_recomputed() {
     let mut env = Env::new();
     let w1 = env.worker(1);
     env.submit(vec![task("a")]);
-    env.finish(w1, "a");
+    env.finish_large(w1, "a");
     let w2 = env.worker(1);
     env.submit(vec![task("b").deps(&["a"]).on(&["w2"])]);
     assert_eq!(env.state("b"), Some(Assigned(w2)));
@@ -349,4 +349,124 @@ fn without_a_ttl_silence_is_never_held_against_a_worker() {
     env.submit(vec![task("t")]);
     env.advance(1e6);
     assert_eq!(env.state("t"), Some(Assigned(w)));
+}
+
+/// The inputs of the `Compute` messages sent to `w`: (key, holders, whether
+/// the value came along).
+fn inputs_sent(env: &mut Env, w: shoal_proto::WorkerId) -> Vec<(String, Vec<String>, bool)> {
+    env.take()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::ToWorker(to, SchedulerToWorker::Compute(t)) if to == w => Some(t.deps),
+            _ => None,
+        })
+        .flatten()
+        .map(|d| (d.key, d.holders, d.inline.is_some()))
+        .collect()
+}
+
+#[test]
+fn a_small_result_outlives_every_worker_that_held_it() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w1, "a");
+    env.take();
+    env.lose(w1);
+    // Not lost: the scheduler kept the value, so nothing runs again and the
+    // client is told nothing.
+    assert_eq!(env.state("a"), Some(Memory));
+    assert!(env.core.holders_of("a").is_empty());
+    assert!(!env
+        .client_msgs()
+        .iter()
+        .any(|m| matches!(m, SchedulerToClient::KeyLost { .. })));
+    // A task that needs it gets the value with it.
+    let w2 = env.worker(1);
+    env.submit(vec![task("b").deps(&["a"])]);
+    assert_eq!(
+        inputs_sent(&mut env, w2),
+        vec![("a".to_string(), vec![], true)]
+    );
+    // Once the worker reports its copy, it is a holder again.
+    env.event(shoal_core::Event::FromWorker(
+        w2,
+        WorkerToScheduler::Fetched {
+            keys: vec!["a".into()],
+            missing: vec![],
+        },
+    ));
+    assert_eq!(env.core.holders_of("a"), vec![w2]);
+}
+
+#[test]
+fn a_worker_holding_the_input_gets_no_copy_of_it() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w1, "a");
+    env.take();
+    env.submit(vec![task("b").deps(&["a"])]);
+    assert_eq!(
+        inputs_sent(&mut env, w1),
+        vec![(
+            "a".to_string(),
+            vec![format!("127.0.0.1:{}", 9000 + w1)],
+            false
+        )]
+    );
+}
+
+#[test]
+fn an_input_a_worker_could_not_fetch_comes_with_the_task_when_kept() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w1, "a");
+    let w2 = env.worker(1);
+    env.submit(vec![task("b").deps(&["a"]).on(&["w2"])]);
+    let b = env.id("b");
+    env.take();
+    env.event(shoal_core::Event::FromWorker(
+        w2,
+        WorkerToScheduler::MissingDeps {
+            id: b,
+            keys: vec!["a".into()],
+        },
+    ));
+    assert_eq!(env.state("a"), Some(Memory));
+    assert_eq!(
+        inputs_sent(&mut env, w2),
+        vec![("a".to_string(), vec![], true)]
+    );
+}
+
+#[test]
+fn without_a_budget_nothing_is_kept_and_lost_results_run_again() {
+    let mut env = Env::with_config(shoal_core::CoreConfig {
+        worker_ttl: None,
+        keep_bytes: 0,
+        ..Default::default()
+    });
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w1, "a");
+    env.take();
+    let w2 = env.worker(1);
+    env.take();
+    env.lose(w1);
+    assert_eq!(env.state("a"), Some(Assigned(w2)));
+}
+
+#[test]
+fn a_released_result_is_no_longer_kept() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w1, "a");
+    env.disown(&["a"]);
+    env.take();
+    // Submitted again after its release: it runs again, as nothing is kept.
+    env.submit(vec![task("a")]);
+    assert_eq!(env.state("a"), Some(Assigned(w1)));
 }

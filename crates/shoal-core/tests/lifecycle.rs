@@ -133,7 +133,7 @@ fn a_result_arriving_for_a_forgotten_task_is_ignored() {
 }
 
 #[test]
-fn equal_keys_run_once_and_a_late_asker_learns_where_the_data_is() {
+fn equal_keys_run_once_and_a_late_asker_gets_the_kept_value_and_its_holders() {
     let mut env = Env::new();
     let w = env.worker(2);
     env.submit(vec![task("a")]);
@@ -145,7 +145,7 @@ fn equal_keys_run_once_and_a_late_asker_learns_where_the_data_is() {
     env.submit_as(2, vec![task("a")]);
     let cmds = env.take();
     assert!(cmds.iter().any(|c| matches!(c,
-        Command::ToClient(2, SchedulerToClient::KeyMemory { key, inline: None, holders, .. })
+        Command::ToClient(2, SchedulerToClient::KeyMemory { key, inline: Some(_), holders, .. })
             if key == "a" && holders.len() == 1)));
     // Both clients hold it: one release keeps it.
     env.disown(&["a"]);

@@ -230,3 +230,25 @@ fn a_client_leaving_ends_its_replications() {
     fetched(&mut env, ws[1], &["a"], &[]);
     assert_eq!(env.core.holders_of("a"), vec![ws[0], ws[1]]);
 }
+
+#[test]
+fn replicate_of_a_kept_result_with_no_holder_sends_the_value() {
+    let (mut env, ws) = cluster_with(3, "a");
+    env.lose(ws[0]);
+    env.take();
+    replicate(&mut env, 7, &["a"], 2, &[], 2);
+    let mut asked = Vec::new();
+    for c in env.take() {
+        if let Command::ToWorker(w, SchedulerToWorker::Fetch { deps }) = c {
+            for d in deps {
+                assert!(d.holders.is_empty() && d.inline.is_some());
+                asked.push(w);
+            }
+        }
+    }
+    assert_eq!(asked, vec![ws[1], ws[2]]);
+    fetched(&mut env, ws[1], &["a"], &[]);
+    fetched(&mut env, ws[2], &["a"], &[]);
+    assert_eq!(said(&mut env).replies, vec![(7, CoordReply::Done)]);
+    assert_eq!(env.core.holders_of("a"), vec![ws[1], ws[2]]);
+}

@@ -295,6 +295,10 @@ pub struct TaskRecord {
 pub struct DepLocation {
     pub key: String,
     pub holders: Vec<String>,
+    /// The value itself, when the scheduler has a copy and the worker is
+    /// not known to hold one (small results, see the core's `kept`).
+    #[serde(default)]
+    pub inline: Option<Payload>,
 }
 
 /// A task handed to a worker.

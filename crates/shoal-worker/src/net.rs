@@ -141,32 +141,31 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
         });
         return;
     }
-    let missing: Vec<_> = {
+    let keys = t.deps.iter().map(|d| d.key.clone()).collect();
+    let (missing, inlined) = {
         let mut st = shared.state.lock();
         st.active.insert(t.id);
-        t.deps
-            .iter()
-            .filter(|d| !st.store.contains_key(&d.key))
-            .cloned()
-            .collect()
+        store_inline(&mut st.store, t.deps)
     };
     let ready = ReadyTask {
         id: t.id,
         key: t.key,
         func: t.func,
         args: t.args,
-        deps: t.deps.into_iter().map(|d| d.key).collect(),
+        deps: keys,
         priority: t.priority,
         seq: 0,
     };
     if missing.is_empty() {
+        report_copies(shared, inlined, Vec::new());
         push_ready(shared, ready);
         return;
     }
     let shared = shared.clone();
     tokio::spawn(async move {
-        let (got, lost) = fetch_all(&shared, missing).await;
+        let (mut got, lost) = fetch_all(&shared, missing).await;
         // The lost ones are reported as `MissingDeps` below.
+        got.extend(inlined);
         report_copies(&shared, got, Vec::new());
         if lost.is_empty() {
             push_ready(&shared, ready);
@@ -197,9 +196,34 @@ async fn fetch_copies(shared: &Arc<Shared>, deps: Vec<DepLocation>) {
         deps.into_iter()
             .partition(|d| st.store.contains_key(&d.key))
     };
+    let (missing, inlined) = store_inline(&mut shared.state.lock().store, missing);
     let (mut got, lost) = fetch_all(shared, missing).await;
     got.extend(here.into_iter().map(|d| d.key));
+    got.extend(inlined);
     report_copies(shared, got, lost);
+}
+
+/// Stores the inputs that came with their value; returns the ones still
+/// missing (to fetch from their holders) and the keys stored.
+fn store_inline(
+    store: &mut HashMap<String, shoal_proto::Payload>,
+    deps: Vec<DepLocation>,
+) -> (Vec<DepLocation>, Vec<String>) {
+    let mut missing = Vec::new();
+    let mut stored = Vec::new();
+    for d in deps {
+        if store.contains_key(&d.key) {
+            continue;
+        }
+        match d.inline {
+            Some(value) => {
+                store.insert(d.key.clone(), value);
+                stored.push(d.key);
+            }
+            None => missing.push(d),
+        }
+    }
+    (missing, stored)
 }
 
 /// Tells the scheduler this worker now keeps copies of `keys` (so it frees

@@ -202,15 +202,24 @@ impl Env {
         self.finish_with(w, key, 10, 0.001);
     }
 
+    /// Worker `w` finished `key` with a result too large to travel with
+    /// the report (so the scheduler keeps no copy of it).
+    pub fn finish_large(&mut self, w: WorkerId, key: &str) {
+        self.finish_with(w, key, 1 << 20, 0.001);
+    }
+
+    /// Worker `w` finished `key`: results up to 64 KiB come along with the
+    /// report, as from a real worker.
     pub fn finish_with(&mut self, w: WorkerId, key: &str, nbytes: u64, duration: f64) {
         let id = self.id(key);
+        let inline = (nbytes <= 64 << 10).then(|| Payload::single(Bytes::from_static(b"r")));
         self.event(Event::FromWorker(
             w,
             WorkerToScheduler::TaskFinished {
                 id,
                 nbytes,
                 type_name: "int".into(),
-                inline: Some(Payload::single(Bytes::from_static(b"r"))),
+                inline,
                 duration,
                 timing: Some(shoal_proto::Timing {
                     start: 100.0,
