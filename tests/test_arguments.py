@@ -32,7 +32,7 @@ def test_options_the_client_does_not_support_are_refused(client):
         client.cancel([], force=True)
     with pytest.raises(NotImplementedError, match="direct"):
         client.gather([], direct=False)
-    with pytest.raises(NotImplementedError, match="security"):
+    with pytest.raises(TypeError, match="security"):
         Client(client.scheduler_address, security=object())
     with pytest.raises(NotImplementedError, match="traverse"):
         delayed([1], traverse=False)

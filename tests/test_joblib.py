@@ -41,6 +41,9 @@ def test_the_backend_is_registered_when_joblib_is_imported_after_shoal(client):
                 print(sum(joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(5))))
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "SHOAL_TOKEN": client.cluster.security.token}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "10"

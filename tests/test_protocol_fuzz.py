@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from wire import credentials, frame
 
 from conftest import wait_for_exit
 
@@ -25,40 +26,6 @@ pytestmark = pytest.mark.timeout(300)
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 FRAMES = 100_000
-
-
-# ----- a little MessagePack, enough for the corpus ---------------------------
-
-
-def pack(obj) -> bytes:
-    if obj is None:
-        return b"\xc0"
-    if obj is True or obj is False:
-        return b"\xc3" if obj else b"\xc2"
-    if isinstance(obj, int):
-        if 0 <= obj < 128:
-            return bytes([obj])
-        return b"\xcf" + struct.pack(">Q", obj)
-    if isinstance(obj, float):
-        return b"\xcb" + struct.pack(">d", obj)
-    if isinstance(obj, str):
-        data = obj.encode()
-        return (
-            bytes([0xA0 | len(data)]) if len(data) < 32 else b"\xda" + struct.pack(">H", len(data))
-        ) + data
-    if isinstance(obj, bytes):
-        return b"\xc4" + bytes([len(obj)]) + obj
-    if isinstance(obj, list):
-        return b"\xdc" + struct.pack(">H", len(obj)) + b"".join(pack(x) for x in obj)
-    if isinstance(obj, dict):
-        body = b"".join(pack(k) + pack(v) for k, v in obj.items())
-        return b"\xde" + struct.pack(">H", len(obj)) + body
-    raise TypeError(obj)
-
-
-def frame(obj) -> bytes:
-    body = pack(obj)
-    return struct.pack("<I", len(body)) + body
 
 
 WORKER_INFO = {
@@ -70,8 +37,8 @@ WORKER_INFO = {
     "host": "127.0.0.1",
 }
 SCHEDULER_CORPUS = [
-    frame({"Client": {"name": "fuzz"}}),
-    frame({"Worker": WORKER_INFO}),
+    frame({"credentials": credentials(), "role": {"Client": {"name": "fuzz"}}}),
+    frame({"credentials": credentials(), "role": {"Worker": WORKER_INFO}}),
     frame(["Identify"]),
     frame([{"Disown": ["a", "b"]}]),
     frame([{"Want": ["x"]}]),
@@ -83,6 +50,7 @@ SCHEDULER_CORPUS = [
     frame([{"Capacity": {"slots": 4}}]),
 ]
 DATA_CORPUS = [
+    frame(credentials()),
     frame({"Get": {"keys": ["a", "b", "c"]}}),
     frame({"Get": {"keys": []}}),
 ]

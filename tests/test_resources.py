@@ -16,7 +16,7 @@ PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 
 
-def _worker(address, name, resources):
+def _worker(address, name, resources, token):
     return subprocess.Popen(
         [
             PY,
@@ -32,7 +32,7 @@ def _worker(address, name, resources):
             resources,
             "--lifeline",
         ],
-        env=ENV,
+        env=ENV | {"SHOAL_TOKEN": token},
         stdin=subprocess.PIPE,
     )
 
@@ -41,7 +41,7 @@ def _worker(address, name, resources):
 def cluster():
     """One plain worker and one named "gpu" offering GPU=2, MEM=10e9."""
     with LocalCluster(n_workers=1, threads_per_worker=4, dashboard_address=None) as lc:
-        gpu = _worker(lc.scheduler_address, "gpu", "GPU=2 MEM=10e9")
+        gpu = _worker(lc.scheduler_address, "gpu", "GPU=2 MEM=10e9", lc.security.token)
         try:
             with Client(lc, set_as_default=False) as c:
                 c.wait_for_workers(2, timeout=30)
@@ -71,7 +71,7 @@ def test_a_task_waits_for_a_worker_with_its_resource(cluster):
     with pytest.raises(TimeoutError):
         wait([fut], timeout=0.5)
     assert fut.status == "pending"
-    tpu = _worker(cluster.scheduler_address, "tpu", "TPU=1")
+    tpu = _worker(cluster.scheduler_address, "tpu", "TPU=1", cluster.cluster.security.token)
     try:
         assert fut.result(timeout=30)[0] == "tpu"
     finally:

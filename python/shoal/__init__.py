@@ -42,6 +42,7 @@ from .completion import (
 )
 from .coordination import Event, Lock, MultiLock, Pub, Queue, Semaphore, Sub, Variable
 from .core.errors import FutureCancelledError, KilledWorker
+from .core.security import Security
 from .delayed import Delayed, compute, delayed, persist
 from .deploy.local import LocalCluster
 from .diagnostics import get_task_stream, performance_report, progress
@@ -71,6 +72,7 @@ __all__ = [
     "MultiLock",
     "Pub",
     "Queue",
+    "Security",
     "Semaphore",
     "Sub",
     "Variable",

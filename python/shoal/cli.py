@@ -6,13 +6,19 @@ import argparse
 import sys
 
 from . import _engine
+from .core import security
 from .deploy.local import DEFAULT_DASHBOARD, dashboard_spec, scheduler_options
 from .worker.main import main as worker_main
 
 
 def _scheduler(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="shoal scheduler", description="Start a shoal scheduler.")
-    parser.add_argument("--host", default="0.0.0.0", help="interface to listen on (default all)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1: this machine only; "
+        "--host 0.0.0.0 listens on every interface, with a token)",
+    )
     parser.add_argument("--port", type=int, default=8786, help="port (default 8786, 0 for any)")
     parser.add_argument(
         "--dashboard-address",
@@ -39,23 +45,42 @@ def _scheduler(argv: list[str]) -> None:
         help="a task errs with KilledWorker once more workers than this died "
         "running it (default 3)",
     )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="the token clients and workers must present (visible to `ps`: prefer "
+        "--token-file or SHOAL_TOKEN); required beyond loopback, generated if not given",
+    )
+    parser.add_argument("--token-file", default=None, help="a file holding the token")
     args = parser.parse_args(argv)
     try:
         ttl = None if args.worker_ttl.lower() == "none" else args.worker_ttl
         options = scheduler_options({"worker_ttl": ttl, "allowed_failures": args.allowed_failures})
+        token = security.given_token(args.token, args.token_file)
     except (TypeError, ValueError) as e:
         parser.error(str(e))
+    generated = token is None and not security.is_loopback(args.host)
+    if generated:
+        token = security.Security.temporary().token
 
     def ready(address: str, dashboard: str | None) -> None:
         print(f"Scheduler at: {address}", flush=True)
         if dashboard is not None:
             print(f"Dashboard at: {dashboard}/status", flush=True)
+        if generated:
+            print(f"Token: {token}", flush=True)
+            print(
+                "Clients and workers need it: set SHOAL_TOKEN (or pass --token-file to "
+                "'shoal worker', security=shoal.Security(token=...) to Client)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     try:
         # Returns after a client's shutdown, or after SIGINT/SIGTERM, once
         # workers and clients have been told.
         dashboard = dashboard_spec(args.dashboard_address) if args.dashboard else None
-        _engine.run_scheduler(args.host, args.port, ready, dashboard, **options)
+        _engine.run_scheduler(args.host, args.port, ready, dashboard, token=token, **options)
     except (OSError, ValueError) as e:
         print(f"shoal scheduler: {e}", file=sys.stderr)
         sys.exit(1)

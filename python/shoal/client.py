@@ -18,6 +18,7 @@ from .core import aio, arguments, context, keys, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
+from .core.security import resolve as resolve_token
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
 from .core.spec import LITERAL_FUNC, limit_names, placement, task_spec
@@ -123,6 +124,10 @@ class Client(ClusterMethods):
         A JSON file with the scheduler's ``"address"``.
     name
         This client's name, as the scheduler shows it.
+    security
+        A :class:`~shoal.Security` with the cluster's token. Without one the
+        token comes from ``SHOAL_TOKEN`` or the file ``SHOAL_TOKEN_FILE``
+        names; a cluster started in this process needs none.
     asynchronous
         Make an asynchronous client, as in Dask: it connects when awaited
         (``await Client(..., asynchronous=True)`` or ``async with``), its
@@ -162,7 +167,6 @@ class Client(ClusterMethods):
         self._asynchronous = bool(asynchronous)
         for option, value in (
             ("loop", loop),
-            ("security", security),
             ("heartbeat_interval", heartbeat_interval),
             ("serializers", serializers),
             ("deserializers", deserializers),
@@ -173,7 +177,7 @@ class Client(ClusterMethods):
             arguments.reject(option, value)
         self.id = f"Client-{uuid.uuid4()}"
         start = functools.partial(
-            self._connect, address, timeout, set_as_default, scheduler_file, name, kwargs
+            self._connect, address, timeout, set_as_default, scheduler_file, name, security, kwargs
         )
         if self._asynchronous:
             # Connecting blocks: it happens on a thread when awaited.
@@ -190,6 +194,7 @@ class Client(ClusterMethods):
         set_as_default: bool,
         scheduler_file: str | None,
         name: str | None,
+        security: Any,
         kwargs: dict[str, Any],
     ) -> None:
         if scheduler_file is not None:
@@ -198,7 +203,7 @@ class Client(ClusterMethods):
             with open(scheduler_file) as f:
                 address = json.load(f)["address"]
         if address is None:
-            self.cluster = LocalCluster(**kwargs)
+            self.cluster = LocalCluster(security=security, **kwargs)
             self._owns_cluster = True
             address = self.cluster.scheduler_address
         elif isinstance(address, LocalCluster):
@@ -212,8 +217,13 @@ class Client(ClusterMethods):
         if not isinstance(address, str):
             raise TypeError(f"address must be a string like 'tcp://host:port', not {address!r}")
         try:
+            if self.cluster is not None and security is None:
+                security = self.cluster.security
+            token = resolve_token(security, address)
             seconds = parse_timedelta(timeout)
-            self._session = Session(address, 10.0 if seconds is None else seconds, name or self.id)
+            self._session = Session(
+                address, 10.0 if seconds is None else seconds, name or self.id, token
+            )
         except Exception:
             if self._owns_cluster and self.cluster is not None:
                 self.cluster.close()
@@ -313,7 +323,7 @@ class Client(ClusterMethods):
             return
         if self._owns_cluster:
             raise RuntimeError("this client's local cluster closed with it: create a new Client()")
-        self._session = Session(self._session.address, 10.0, self.id)
+        self._session = Session(self._session.address, 10.0, self.id, self._session.token)
         self._session.owner = weakref.ref(self)
         self.status = "running"
         _all_clients.add(self)

@@ -27,6 +27,8 @@ pub struct ClientConfig {
     pub address: String,
     pub name: String,
     pub connect_timeout: Duration,
+    /// The cluster's secret, presented to the scheduler and to workers.
+    pub token: shoal_proto::Token,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -82,6 +84,7 @@ impl ClientCore {
             out: out_tx,
             runtime: rt.handle().clone(),
             stop: tokio::sync::Notify::new(),
+            token: config.token.clone(),
         });
         let for_net = shared.clone();
         let thread = std::thread::Builder::new()
@@ -562,8 +565,9 @@ impl ClientCore {
             let tx = tx.clone();
             let addr = addr::strip_scheme(w).to_string();
             let call = call.clone();
+            let token = self.shared.token.clone();
             self.shared.runtime.spawn(async move {
-                let res = run_on_worker(&addr, call, timeout).await;
+                let res = run_on_worker(&addr, &token, call, timeout).await;
                 let _ = tx.send((i, res.map_err(|e| e.to_string())));
             });
         }

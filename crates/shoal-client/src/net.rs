@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use shoal_proto::{
-    get_data, read_frame, write_frame, ClientToScheduler, Hello, Payload, SchedulerToClient,
+    get_data, read_frame, write_frame, ClientToScheduler, Hello, Payload, Role, SchedulerToClient,
     Welcome,
 };
 use tokio::net::TcpStream;
@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub out: UnboundedSender<ClientToScheduler>,
     pub runtime: tokio::runtime::Handle,
     pub stop: tokio::sync::Notify,
+    /// The cluster's secret, for fetches from workers.
+    pub token: shoal_proto::Token,
 }
 
 /// Connects to the scheduler and introduces this client; returns the
@@ -47,8 +49,11 @@ pub(crate) async fn handshake(
             .await
             .map_err(|e| connect_err(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let hello = Hello::Client {
-            name: config.name.clone(),
+        let hello = Hello {
+            credentials: config.token.credentials(),
+            role: Role::Client {
+                name: config.name.clone(),
+            },
         };
         write_frame(&mut stream, &hello)
             .await
@@ -131,8 +136,9 @@ pub(crate) fn fetch(
         let tx = tx.clone();
         let keys = wanted.iter().map(|(_, k)| k.clone()).collect();
         asked.insert(n, (addr.clone(), wanted));
+        let token = shared.token.clone();
         shared.runtime.spawn(async move {
-            let res = get_data(&addr, keys, FETCH_TIMEOUT).await;
+            let res = get_data(&addr, &token, keys, FETCH_TIMEOUT).await;
             let _ = tx.send((n, res));
         });
     }

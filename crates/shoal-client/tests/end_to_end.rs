@@ -26,8 +26,13 @@ fn within<T: Send + 'static>(secs: u64, body: impl FnOnce() -> T + Send + 'stati
 }
 const FAIL: u64 = 8;
 
-fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
-    let rt = WorkerRuntime::start(WorkerConfig {
+/// The secret of the test clusters.
+fn secret() -> shoal_proto::Token {
+    shoal_proto::Token::new("e2e-secret").unwrap()
+}
+
+fn worker_config(addr: &str, token: shoal_proto::Token) -> WorkerConfig {
+    WorkerConfig {
         scheduler: format!("tcp://{addr}"),
         nthreads: 1,
         name: None,
@@ -36,8 +41,21 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
         memory: 0,
         max_threads: 1,
         resources: vec![],
-    })
-    .expect("worker starts");
+        token,
+    }
+}
+
+fn client_config(addr: &str, token: shoal_proto::Token) -> ClientConfig {
+    ClientConfig {
+        address: addr.to_string(),
+        name: "test".into(),
+        connect_timeout: Duration::from_secs(5),
+        token,
+    }
+}
+
+fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
+    let rt = WorkerRuntime::start(worker_config(addr, secret())).expect("worker starts");
     let exec = rt.clone();
     std::thread::spawn(move || {
         while let Some(a) = exec.next_task() {
@@ -81,16 +99,14 @@ fn cluster(
     Vec<Arc<WorkerRuntime>>,
     ClientCore,
 ) {
-    let server = shoal_server::start("127.0.0.1", 0, shoal_server::Options::default())
-        .expect("scheduler starts");
+    let options = shoal_server::Options {
+        token: secret(),
+        ..Default::default()
+    };
+    let server = shoal_server::start("127.0.0.1", 0, options).expect("scheduler starts");
     let addr = server.address().to_string();
     let workers = (0..n).map(|_| start_worker(&addr)).collect();
-    let client = ClientCore::connect(ClientConfig {
-        address: addr,
-        name: "test".into(),
-        connect_timeout: Duration::from_secs(5),
-    })
-    .expect("client connects");
+    let client = ClientCore::connect(client_config(&addr, secret())).expect("client connects");
     assert!(client
         .wait_for_workers(n, &[], Some(Duration::from_secs(10)))
         .unwrap());
@@ -220,6 +236,7 @@ fn connecting_to_nothing_fails_within_the_timeout() {
             address: "tcp://127.0.0.1:1".into(),
             name: "test".into(),
             connect_timeout: Duration::from_secs(2),
+            token: secret(),
         })
         .err()
         .expect("no scheduler there");
@@ -245,5 +262,65 @@ fn a_fetch_after_the_scheduler_is_gone_fails_instead_of_hanging() {
         // would fetch it, has ended with the connection.
         let got = client.gather(&keys, None);
         assert!(matches!(got, Err(ClientError::Disconnected(_))), "{got:?}");
+    });
+}
+
+#[test]
+fn a_client_or_worker_without_the_right_token_is_refused() {
+    within(60, || {
+        let (server, _workers, _client) = cluster(1);
+        let addr = server.address().to_string();
+        let wrong = shoal_proto::Token::new("guess").unwrap();
+        for (token, why) in [
+            (wrong.clone(), "wrong token"),
+            (shoal_proto::Token::none(), "a token is required"),
+        ] {
+            let err = ClientCore::connect(client_config(&addr, token.clone()))
+                .err()
+                .expect("refused");
+            assert!(matches!(err, ClientError::Refused { .. }), "{err}");
+            assert!(err.to_string().contains(why), "{err}");
+            let err = WorkerRuntime::start(worker_config(&addr, token))
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        // The right one still gets in.
+        assert!(ClientCore::connect(client_config(&addr, secret())).is_ok());
+    });
+}
+
+#[test]
+fn a_data_fetch_without_the_token_is_refused() {
+    within(60, || {
+        let (_server, workers, client) = cluster(1);
+        let big = vec![b'z'; 1 << 17];
+        client
+            .submit(funcs(), vec![spec("big", &big, &[])])
+            .unwrap();
+        let keys = vec!["big".to_string()];
+        assert!(client.wait(&keys, Some(Duration::from_secs(20))).unwrap());
+        let data = workers[0].address().to_string();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ask = |token: shoal_proto::Token| {
+            rt.block_on(shoal_proto::get_data(
+                &data,
+                &token,
+                keys.clone(),
+                Duration::from_secs(5),
+            ))
+        };
+        let err = ask(shoal_proto::Token::none()).expect_err("refused");
+        assert!(
+            matches!(&err, shoal_proto::FetchError::Refused { reason, .. } if reason.contains("token")),
+            "{err}"
+        );
+        let err = ask(shoal_proto::Token::new("guess").unwrap()).expect_err("refused");
+        assert!(err.to_string().contains("wrong token"), "{err}");
+        let items = ask(secret()).expect("the token lets it in");
+        assert_eq!(items[0].1.as_ref().map(|p| p.nbytes()), Some(1 << 17));
     });
 }

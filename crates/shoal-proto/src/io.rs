@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::frame::{read_frame, write_frame, FrameError};
+use crate::auth::{Admission, Token};
+use crate::frame::{read_frame, read_frame_limited, write_frame, FrameError, MAX_HELLO_LEN};
 use crate::messages::{DataResponse, GetData, Payload, PeerRequest, RunResponse};
 
 /// A frame is closed once it holds this many bytes, so that no frame (and
@@ -158,15 +159,19 @@ pub enum FetchError {
     Frame { addr: String, source: FrameError },
     #[error("the worker at {0} closed the connection")]
     Closed(String),
+    #[error("the worker at {addr} refused the connection: {reason}")]
+    Refused { addr: String, reason: String },
 }
 
 /// Asks the data server at `addr` for `keys`; `None` for keys it lacks.
 pub async fn get_data(
     addr: &str,
+    token: &Token,
     keys: Vec<String>,
     timeout: Duration,
 ) -> Result<Vec<(String, Option<Payload>)>, FetchError> {
-    let resp: DataResponse = ask_peer(addr, &PeerRequest::Get(GetData { keys }), timeout).await?;
+    let request = PeerRequest::Get(GetData { keys });
+    let resp: DataResponse = ask_peer(addr, token, &request, timeout).await?;
     Ok(resp.items)
 }
 
@@ -174,21 +179,22 @@ pub async fn get_data(
 /// (`Client.run`), outside its task slots.
 pub async fn run_on_worker(
     addr: &str,
+    token: &Token,
     call: Payload,
     timeout: Option<Duration>,
 ) -> Result<RunResponse, FetchError> {
     let request = PeerRequest::Run { call };
-    match timeout {
-        Some(t) => ask_peer(addr, &request, t).await,
-        // No deadline: a year stands for ever.
-        None => ask_peer(addr, &request, Duration::from_secs(365 * 86_400)).await,
-    }
+    // No deadline: a year stands for ever.
+    let timeout = timeout.unwrap_or(Duration::from_secs(365 * 86_400));
+    ask_peer(addr, token, &request, timeout).await
 }
 
 /// One request to a worker's data server and its answer, on a connection
-/// of its own.
+/// of its own: the credentials go first, and the request only once they
+/// are admitted.
 async fn ask_peer<R: DeserializeOwned>(
     addr: &str,
+    token: &Token,
     request: &PeerRequest,
     timeout: Duration,
 ) -> Result<R, FetchError> {
@@ -204,8 +210,24 @@ async fn ask_peer<R: DeserializeOwned>(
             addr: addr.to_string(),
             source,
         };
-        write_frame(&mut stream, request).await.map_err(frame_err)?;
         let mut buf = Vec::new();
+        write_frame(&mut stream, &token.credentials())
+            .await
+            .map_err(frame_err)?;
+        let admission = read_frame_limited(&mut stream, &mut buf, MAX_HELLO_LEN)
+            .await
+            .map_err(frame_err)?;
+        match admission {
+            Some(Admission::Admitted) => {}
+            Some(Admission::Refused { reason }) => {
+                return Err(FetchError::Refused {
+                    addr: addr.to_string(),
+                    reason,
+                })
+            }
+            None => return Err(FetchError::Closed(addr.to_string())),
+        }
+        write_frame(&mut stream, request).await.map_err(frame_err)?;
         read_frame(&mut stream, &mut buf)
             .await
             .map_err(frame_err)?

@@ -6,11 +6,14 @@
 //! whatever is queued for a connection goes out in one write.
 
 pub mod addr;
+pub mod auth;
 pub mod coord;
 pub mod frame;
 pub mod io;
 pub mod messages;
+pub mod throttle;
 
+pub use auth::{Admission, Credentials, Refusal, Token, TokenError};
 pub use coord::{CoordOp, CoordReply, Held};
 pub use frame::{
     read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,

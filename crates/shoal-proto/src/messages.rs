@@ -38,9 +38,17 @@ impl Payload {
     }
 }
 
-/// The first message on every connection to the scheduler.
+/// The first message on every connection to the scheduler: who calls,
+/// checked before anything else is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Hello {
+pub struct Hello {
+    pub credentials: crate::auth::Credentials,
+    pub role: Role,
+}
+
+/// What kind of peer says hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Role {
     Client { name: String },
     Worker(WorkerInfo),
 }

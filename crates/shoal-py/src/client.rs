@@ -114,12 +114,19 @@ pub struct ClientCore {
 #[pymethods]
 impl ClientCore {
     #[new]
-    #[pyo3(signature = (address, timeout=10.0, name="client".to_string()))]
-    fn new(py: Python<'_>, address: String, timeout: f64, name: String) -> PyResult<Self> {
+    #[pyo3(signature = (address, timeout=10.0, name="client".to_string(), token=None))]
+    fn new(
+        py: Python<'_>,
+        address: String,
+        timeout: f64,
+        name: String,
+        token: Option<&str>,
+    ) -> PyResult<Self> {
         let config = ClientConfig {
             address,
             name,
             connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
+            token: crate::types::token(token)?,
         };
         let core = py
             .detach(move || shoal_client::ClientCore::connect(config))

@@ -26,6 +26,7 @@ fn options(
     host: &str,
     worker_ttl: Option<f64>,
     allowed_failures: u32,
+    token: Option<&str>,
 ) -> PyResult<shoal_server::Options> {
     if worker_ttl.is_some_and(|t| !t.is_finite() || t <= 0.0) {
         return Err(PyValueError::new_err(
@@ -36,6 +37,7 @@ fn options(
         dashboard: dashboard_at(dashboard, host)?,
         worker_ttl,
         allowed_failures,
+        token: crate::types::token(token)?,
     })
 }
 
@@ -50,9 +52,10 @@ impl Scheduler {
     /// a taken port moves on to the next free one), or None for none;
     /// `worker_ttl` the seconds of silence after which a worker is declared
     /// dead (None: never); `allowed_failures` how many workers may die
-    /// running a task before it errs with `KilledWorker`.
+    /// running a task before it errs with `KilledWorker`; `token` the
+    /// secret every client and worker must present (None: none).
     #[new]
-    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3))]
+    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None))]
     fn new(
         py: Python<'_>,
         host: &str,
@@ -60,8 +63,9 @@ impl Scheduler {
         dashboard: Option<&str>,
         worker_ttl: Option<f64>,
         allowed_failures: u32,
+        token: Option<&str>,
     ) -> PyResult<Self> {
-        let options = options(dashboard, host, worker_ttl, allowed_failures)?;
+        let options = options(dashboard, host, worker_ttl, allowed_failures, token)?;
         let host = host.to_string();
         let handle = py
             .detach(move || shoal_server::start(&host, port, options))
@@ -98,7 +102,8 @@ impl Scheduler {
 /// `on_ready(address, dashboard_url_or_None)` once it listens. The options
 /// are `Scheduler`'s.
 #[pyfunction]
-#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3))]
+#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None))]
+#[allow(clippy::too_many_arguments)]
 pub fn run_scheduler(
     py: Python<'_>,
     host: String,
@@ -107,8 +112,9 @@ pub fn run_scheduler(
     dashboard: Option<&str>,
     worker_ttl: Option<f64>,
     allowed_failures: u32,
+    token: Option<&str>,
 ) -> PyResult<()> {
-    let options = options(dashboard, &host, worker_ttl, allowed_failures)?;
+    let options = options(dashboard, &host, worker_ttl, allowed_failures, token)?;
     py.detach(move || {
         shoal_server::run_blocking(&host, port, options, |addr, board| {
             Python::attach(|py| {

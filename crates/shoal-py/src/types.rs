@@ -292,3 +292,12 @@ impl From<CoreOutcome> for Outcome {
         }
     }
 }
+
+/// A token from Python (None: no token); a bad one is a `ValueError`.
+pub(crate) fn token(text: Option<&str>) -> PyResult<shoal_proto::Token> {
+    match text {
+        None => Ok(shoal_proto::Token::none()),
+        Some(t) => shoal_proto::Token::new(t)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("bad token: {e}"))),
+    }
+}

@@ -21,7 +21,7 @@ pub struct WorkerRuntime {
 #[pymethods]
 impl WorkerRuntime {
     #[new]
-    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory=0, max_threads=0, resources=Vec::new()))]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory=0, max_threads=0, resources=Vec::new(), token=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -33,6 +33,7 @@ impl WorkerRuntime {
         memory: u64,
         max_threads: u32,
         resources: Vec<(String, f64)>,
+        token: Option<&str>,
     ) -> PyResult<Self> {
         let config = WorkerConfig {
             scheduler,
@@ -43,6 +44,7 @@ impl WorkerRuntime {
             memory,
             max_threads,
             resources,
+            token: crate::types::token(token)?,
         };
         let inner = py
             .detach(move || Runtime::start(config))

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use shoal_core::{Core, Event};
 use shoal_proto::{
-    read_frame_limited, write_frame, ClientToScheduler, Hello, SchedulerToClient,
+    read_frame_limited, write_frame, ClientToScheduler, Hello, Role, SchedulerToClient,
     SchedulerToWorker, Welcome, WorkerToScheduler, MAX_HELLO_LEN,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -134,6 +134,9 @@ pub struct Options {
     /// A task errs with `KilledWorker` once more workers than this died
     /// while running it.
     pub allowed_failures: u32,
+    /// The secret every client and worker must present (none: anyone who
+    /// reaches the port may connect).
+    pub token: shoal_proto::Token,
 }
 
 impl Default for Options {
@@ -143,6 +146,7 @@ impl Default for Options {
             dashboard: None,
             worker_ttl: core.worker_ttl,
             allowed_failures: core.allowed_failures,
+            token: shoal_proto::Token::none(),
         }
     }
 }
@@ -181,7 +185,16 @@ pub fn start(host: &str, port: u16, options: Options) -> Result<ServerHandle, Se
                 };
                 let addr = listener.local_addr();
                 let _ = ready_tx.send(addr.map(|a| (a, board)).map_err(ServerError::Runtime));
-                serve(listener, input, input_rx, publisher, config(&options)).await;
+                let token = options.token.clone();
+                serve(
+                    listener,
+                    input,
+                    input_rx,
+                    publisher,
+                    config(&options),
+                    token,
+                )
+                .await;
             });
         })
         .map_err(ServerError::Runtime)?;
@@ -215,7 +228,15 @@ pub fn run_blocking(
             tracing::info!("signal received; shutting down");
             let _ = stop.send(Input::Stop);
         });
-        serve(listener, tx, rx, publisher, config(&options)).await;
+        serve(
+            listener,
+            tx,
+            rx,
+            publisher,
+            config(&options),
+            options.token.clone(),
+        )
+        .await;
         Ok(())
     })
 }
@@ -242,6 +263,7 @@ async fn serve(
     rx: UnboundedReceiver<Input>,
     publisher: Option<Publisher>,
     config: shoal_core::CoreConfig,
+    token: shoal_proto::Token,
 ) {
     let dashboard = publisher.as_ref().map(|p| p.address());
     let ids = Arc::new(AtomicU64::new(1));
@@ -256,6 +278,7 @@ async fn serve(
                         input.clone(),
                         ids.clone(),
                         dashboard,
+                        token.clone(),
                     ));
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
@@ -279,6 +302,7 @@ async fn handshake(
     input: UnboundedSender<Input>,
     ids: Arc<AtomicU64>,
     dashboard: Option<SocketAddr>,
+    token: shoal_proto::Token,
 ) {
     let (mut r, mut w) = stream.into_split();
     let mut buf = Vec::new();
@@ -291,7 +315,17 @@ async fn handshake(
         Ok(Ok(Some(h))) => h,
         Ok(Ok(None)) => return,
         Ok(Err(e @ shoal_proto::FrameError::TooLarge(..))) => {
-            tracing::warn!("closing a connection from {peer}: {e} for a hello");
+            shoal_proto::throttle::warn(format_args!(
+                "closing a connection from {peer}: {e} for a hello"
+            ));
+            return;
+        }
+        Ok(Err(shoal_proto::FrameError::Decode(e))) => {
+            shoal_proto::throttle::warn(format_args!(
+                "refused a connection from {peer}: its hello could not be read ({e})"
+            ));
+            let reason = shoal_proto::Refusal::Unreadable.to_string();
+            let _ = write_frame(&mut w, &Welcome::Refused { reason }).await;
             return;
         }
         Ok(Err(e)) => {
@@ -303,9 +337,19 @@ async fn handshake(
             return;
         }
     };
+    if let Err(refusal) = token.check(&hello.credentials) {
+        let who = match &hello.role {
+            Role::Client { .. } => "client",
+            Role::Worker(_) => "worker",
+        };
+        shoal_proto::throttle::warn(format_args!("refused a {who} from {peer}: {refusal}"));
+        let reason = refusal.to_string();
+        let _ = write_frame(&mut w, &Welcome::Refused { reason }).await;
+        return;
+    }
     let id = ids.fetch_add(1, Ordering::Relaxed);
-    match hello {
-        Hello::Client { .. } => {
+    match hello.role {
+        Role::Client { .. } => {
             let welcome = Welcome::Client {
                 id,
                 dashboard: dashboard.map(|a| a.to_string()),
@@ -328,7 +372,7 @@ async fn handshake(
             )
             .await;
         }
-        Hello::Worker(info) => {
+        Role::Worker(info) => {
             if write_frame(&mut w, &Welcome::Worker { id }).await.is_err() {
                 return;
             }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, PeerRequest,
-    SchedulerToWorker, WorkerToScheduler, LITERAL_FUNC,
+    get_data, read_frame, read_frame_limited, write_frame, Admission, ComputeTask, Credentials,
+    DataResponse, DepLocation, FrameError, PeerRequest, Refusal, SchedulerToWorker,
+    WorkerToScheduler, LITERAL_FUNC, MAX_HELLO_LEN,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -257,7 +258,8 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<Stri
     }
     let mut requests = JoinSet::new();
     for (addr, keys) in by_holder {
-        requests.spawn(async move { get_data(&addr, keys, FETCH_TIMEOUT).await });
+        let token = shared.token.clone();
+        requests.spawn(async move { get_data(&addr, &token, keys, FETCH_TIMEOUT).await });
     }
     while let Some(done) = requests.join_next().await {
         match done {
@@ -291,7 +293,7 @@ async fn fetch_one(shared: &Shared, key: &str, holders: &[String]) -> bool {
         if shared.state.lock().store.contains_key(key) {
             return true;
         }
-        match get_data(h, vec![key.to_string()], FETCH_TIMEOUT).await {
+        match get_data(h, &shared.token, vec![key.to_string()], FETCH_TIMEOUT).await {
             Ok(items) => {
                 for (k, p) in items {
                     if let Some(p) = p {
@@ -319,8 +321,43 @@ async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
 /// How long a data connection may stay silent before it is closed.
 const PEER_IDLE: Duration = Duration::from_secs(30);
 
+/// Reads a peer's credentials (a small first frame, within the idle
+/// limit) and answers them; true if the peer may ask for data.
+async fn admit(shared: &Shared, stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let read = tokio::time::timeout(
+        PEER_IDLE,
+        read_frame_limited::<_, Credentials>(stream, buf, MAX_HELLO_LEN),
+    );
+    let refusal = match read.await {
+        Ok(Ok(Some(c))) => match shared.token.check(&c) {
+            Ok(()) => return write_frame(stream, &Admission::Admitted).await.is_ok(),
+            Err(r) => r,
+        },
+        Ok(Err(FrameError::Decode(_))) => Refusal::Unreadable,
+        Ok(Err(e @ FrameError::TooLarge(..))) => {
+            shoal_proto::throttle::warn(format_args!("closing a data connection from {peer}: {e}"));
+            return false;
+        }
+        // Closed or silent for too long.
+        _ => return false,
+    };
+    shoal_proto::throttle::warn(format_args!(
+        "refused a data connection from {peer}: {refusal}"
+    ));
+    let reason = refusal.to_string();
+    let _ = write_frame(stream, &Admission::Refused { reason }).await;
+    false
+}
+
 async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
     let mut buf = Vec::new();
+    if !admit(&shared, &mut stream, &mut buf).await {
+        return;
+    }
     loop {
         let read = tokio::time::timeout(
             PEER_IDLE,
@@ -333,7 +370,9 @@ async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
                     .peer_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                tracing::warn!("closing a data connection from {peer}: {e}");
+                shoal_proto::throttle::warn(format_args!(
+                    "closing a data connection from {peer}: {e}"
+                ));
                 return;
             }
             // Closed, garbage, or silent for too long.

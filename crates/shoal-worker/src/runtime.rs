@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use shoal_proto::{
-    read_frame, write_frame, FuncHash, Hello, Payload, RunResponse, TaskError, TaskId, Welcome,
-    WorkerId, WorkerInfo, WorkerToScheduler,
+    read_frame, write_frame, FuncHash, Hello, Payload, Role, RunResponse, TaskError, TaskId,
+    Welcome, WorkerId, WorkerInfo, WorkerToScheduler,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::unbounded_channel;
@@ -38,6 +38,9 @@ pub struct WorkerConfig {
     pub memory: u64,
     /// Abstract resources it offers (`"GPU"`, 2.0), as in Dask.
     pub resources: Vec<(String, f64)>,
+    /// The cluster's secret: presented to the scheduler and to peers, and
+    /// required of whoever asks this worker's data server.
+    pub token: shoal_proto::Token,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +134,7 @@ impl WorkerRuntime {
         let shared = Arc::new(Shared::new(
             State::new(config.nthreads, config.max_threads),
             out_tx,
+            config.token.clone(),
         ));
         let net_shared = shared.clone();
         let scheduler = shoal_proto::addr::strip_scheme(&config.scheduler).to_string();
@@ -470,7 +474,11 @@ async fn setup(
         resources: config.resources.clone(),
     };
     let refused = |reason: String| WorkerError::Refused(addr.clone(), reason);
-    write_frame(&mut stream, &Hello::Worker(info))
+    let hello = Hello {
+        credentials: config.token.credentials(),
+        role: Role::Worker(info),
+    };
+    write_frame(&mut stream, &hello)
         .await
         .map_err(|e| refused(e.to_string()))?;
     let mut buf = Vec::new();

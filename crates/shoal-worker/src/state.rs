@@ -63,10 +63,16 @@ pub(crate) struct Shared {
     pub control: Mutex<ControlQueue>,
     /// Signalled when control work arrives or the worker closes.
     pub control_ready: Condvar,
+    /// The cluster's secret (see `WorkerConfig::token`).
+    pub token: shoal_proto::Token,
 }
 
 impl Shared {
-    pub fn new(state: State, out: UnboundedSender<WorkerToScheduler>) -> Self {
+    pub fn new(
+        state: State,
+        out: UnboundedSender<WorkerToScheduler>,
+        token: shoal_proto::Token,
+    ) -> Self {
         Shared {
             state: Mutex::new(state),
             work: Condvar::new(),
@@ -74,6 +80,7 @@ impl Shared {
             out,
             control: Mutex::new(ControlQueue::default()),
             control_ready: Condvar::new(),
+            token,
         }
     }
 

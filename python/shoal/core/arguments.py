@@ -19,7 +19,6 @@ _ADVICE = {
     "actors": "submit ordinary functions; actors are not supported yet",
     "allow_other_workers": "give it to submit, map or compute",
     "fifo_timeout": "leave it unset; shoal orders tasks by priority, then submission",
-    "security": "reach the scheduler over a trusted network; TLS is not supported yet",
     "memory_limit": "leave it unset; memory limits are not enforced yet",
     "loop": "leave it unset; shoal clients run their own network thread",
     "heartbeat_interval": "leave it unset",

@@ -32,11 +32,14 @@ class Session:
         Seconds to wait for the connection.
     name
         The client's name, as the scheduler shows it.
+    token
+        The cluster's secret, if it has one (see :mod:`shoal.core.security`).
 
     """
 
-    def __init__(self, address: str, timeout: float, name: str):
-        self.engine = _engine.ClientCore(address, float(timeout), name)
+    def __init__(self, address: str, timeout: float, name: str, token: str | None = None):
+        self.token = token
+        self.engine = _engine.ClientCore(address, float(timeout), name, token)
         #: The client this session belongs to (a weak reference, set by the
         #: client): futures found in results become its futures.
         self.owner: Callable[[], Any] = _nobody

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import _engine
 from ..core import aio, arguments
+from ..core import security as security_
 from ..core.arguments import UNSET
 from ..core.session import Session
 from ..core.sizes import format_bytes
@@ -138,6 +139,11 @@ class LocalCluster:
         None for never) and ``allowed_failures`` (a task errs with
         :class:`~shoal.KilledWorker` once more workers than this died
         running it; default 3).
+    security
+        A :class:`~shoal.Security` whose token the cluster requires of every
+        client and worker. By default the cluster makes a random one; it is
+        passed to the workers in their environment, never on a command line,
+        and is in ``cluster.security.token`` for clients in other processes.
     silence_logs
         Accepted for Dask compatibility at its default (warnings are shown).
 
@@ -165,6 +171,7 @@ class LocalCluster:
         max_threads: int | None = None,
         resources: dict[str, float] | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
+        security: Any = None,
         **kwargs: Any,
     ):
         dashboard = dashboard_spec(dashboard_address)
@@ -176,7 +183,6 @@ class LocalCluster:
             "worker_class",
             "interface",
             "protocol",
-            "security",
             "worker_dashboard_address",
             "local_directory",
         }
@@ -209,9 +215,15 @@ class LocalCluster:
         self._pool: Any = None
         self._threads: list[Any] = []
         self._monitor: Session | None = None
+        self.security = _cluster_security(security)
         self._scheduler = _engine.Scheduler(
-            host or "127.0.0.1", scheduler_port, dashboard, **scheduler_options(scheduler_kwargs)
+            host or "127.0.0.1",
+            scheduler_port,
+            dashboard,
+            token=self.security.token,
+            **scheduler_options(scheduler_kwargs),
         )
+        security_.remember(self._scheduler.address, self.security.token)
         self._asynchronous = bool(asynchronous)
         self._pending_start: Any = None
         if self._asynchronous:
@@ -243,7 +255,9 @@ class LocalCluster:
     def _start(self, env: dict[str, str] | None, start_timeout: float) -> None:
         try:
             self._start_workers(env or {})
-            self._monitor = Session(self.scheduler_address, 10.0, "cluster-monitor")
+            self._monitor = Session(
+                self.scheduler_address, 10.0, "cluster-monitor", self.security.token
+            )
             if not self._monitor.engine.wait_for_workers(self.n_workers, start_timeout):
                 raise TimeoutError(
                     f"{self.n_workers} workers did not start within {start_timeout} s; "
@@ -266,6 +280,7 @@ class LocalCluster:
                     self.worker_memory,
                     self.max_threads,
                     self.resources,
+                    self.security.token,
                 )
                 for i in range(self.n_workers)
             ]
@@ -286,6 +301,8 @@ class LocalCluster:
             args += ["--resources", ",".join(f"{k}={v!r}" for k, v in self.resources)]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
         full_env.update({str(k): str(v) for k, v in env.items()})
+        # In the environment, where `ps` does not show it.
+        full_env[security_.TOKEN_ENV] = self.security.token
         self._pool = _engine.WorkerPool(
             self.n_workers, sys.executable, args, list(full_env.items())
         )
@@ -328,6 +345,7 @@ class LocalCluster:
         if self._monitor is not None:
             self._monitor.close()
         self._scheduler.stop()
+        security_.forget(self.scheduler_address)
         if self._pool is not None:
             pids = self.worker_pids()
             self._pool.close(2.0 if timeout is None else float(timeout))
@@ -357,3 +375,17 @@ class LocalCluster:
             f"LocalCluster({self.scheduler_address!r}{dashboard}, workers={len(workers)}, "
             f"threads={threads}, memory={format_bytes(memory)})"
         )
+
+
+def _cluster_security(security: Any) -> security_.Security:
+    """A local cluster's credentials: the token given, or a new one."""
+    if security is True:
+        raise NotImplementedError(
+            "shoal does not support security=True yet: in Dask it means TLS, which shoal "
+            "does not speak; every local cluster already requires its own token"
+        )
+    if security is None:
+        return security_.Security.temporary()
+    if isinstance(security, security_.Security):
+        return security if security.token else security_.Security.temporary()
+    raise TypeError(f"security must be a shoal.Security, not {type(security).__name__}")

@@ -363,9 +363,12 @@ def start_in_process(
     memory: int = 0,
     max_threads: int | None = None,
     resources: list[tuple[str, float]] | None = None,
+    token: str | None = None,
 ) -> Any:
     """Start a worker on threads of this process; returns its runtime."""
     limit = default_max_threads(nthreads) if max_threads is None else max_threads
-    rt = _engine.WorkerRuntime(address, nthreads, name, None, 10.0, memory, limit, resources or [])
+    rt = _engine.WorkerRuntime(
+        address, nthreads, name, None, 10.0, memory, limit, resources or [], token
+    )
     Executors(rt, nthreads)
     return rt

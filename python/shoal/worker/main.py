@@ -8,6 +8,7 @@ import signal
 import sys
 
 from .. import _engine
+from ..core import security
 from ..core.sizes import parse_bytes
 from ..core.spec import parse_resources
 from .executor import Executors, default_max_threads
@@ -15,6 +16,9 @@ from .executor import Executors, default_max_threads
 #: This process's ``shoal worker`` arguments (None until it starts as one).
 _argv: list[str] | None = None
 _executors: Executors | None = None
+#: The cluster's token (kept out of this process's environment, where tasks
+#: would see it).
+_token: str | None = None
 
 
 def is_process() -> bool:
@@ -39,7 +43,10 @@ def restart_process() -> None:
         _executors.uploads.remove()  # exec skips atexit
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "shoal.worker", *_argv])
+    env = dict(os.environ)
+    if _token is not None:
+        env[security.TOKEN_ENV] = _token
+    os.execve(sys.executable, [sys.executable, "-m", "shoal.worker", *_argv], env)
 
 
 def _extend_sys_path() -> None:
@@ -82,9 +89,16 @@ def main(argv: list[str] | None = None) -> None:
         help='abstract resources this worker offers, e.g. "GPU=2,MEM=10e9"; tasks submitted '
         "with resources= run only where theirs are free",
     )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="the cluster's token (visible to `ps`: prefer --token-file or the "
+        "SHOAL_TOKEN environment variable)",
+    )
+    parser.add_argument("--token-file", default=None, help="a file holding the cluster's token")
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory", default="0", help=argparse.SUPPRESS)
-    global _argv, _executors
+    global _argv, _executors, _token
     _argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_argv)
     if args.nthreads < 1:
@@ -97,8 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         memory = parse_bytes(args.memory)
         resources = parse_resources(args.resources)
+        token = security.given_token(args.token, args.token_file)
     except ValueError as e:
         parser.error(str(e))
+    # Tasks and the processes they start need not see it.
+    os.environ.pop(security.TOKEN_ENV, None)
+    _token = token
+    if token is not None:
+        # A client a task makes (get_client, worker_client) presents it.
+        security.remember(args.scheduler, token)
     if args.lifeline:
         _engine.exit_on_stdin_eof()
         parent = os.environ.get("SHOAL_PARENT_PID")
@@ -117,8 +138,9 @@ def main(argv: list[str] | None = None) -> None:
             memory,
             max_threads,
             resources,
+            token,
         )
-    except OSError as e:
+    except (OSError, ValueError) as e:
         print(f"shoal worker: {e}", file=sys.stderr)
         sys.exit(1)
     _executors = Executors(rt, args.nthreads)

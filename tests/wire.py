@@ -1,0 +1,78 @@
+"""Just enough of shoal's wire format to speak it from a test by hand.
+
+A frame is a 4-byte little-endian length and a MessagePack body; structs
+are maps by field name, enums maps from the variant's name.
+"""
+
+import socket
+import struct
+
+import shoal
+
+#: The wire protocol version of this build (``shoal_proto::auth::PROTOCOL``).
+PROTOCOL = 2
+
+
+def pack(obj) -> bytes:
+    """MessagePack for None, bools, ints, floats, str, bytes, lists, dicts."""
+    if obj is None:
+        return b"\xc0"
+    if obj is True or obj is False:
+        return b"\xc3" if obj else b"\xc2"
+    if isinstance(obj, int):
+        if 0 <= obj < 128:
+            return bytes([obj])
+        return b"\xcf" + struct.pack(">Q", obj)
+    if isinstance(obj, float):
+        return b"\xcb" + struct.pack(">d", obj)
+    if isinstance(obj, str):
+        data = obj.encode()
+        return (
+            bytes([0xA0 | len(data)]) if len(data) < 32 else b"\xda" + struct.pack(">H", len(data))
+        ) + data
+    if isinstance(obj, bytes):
+        return b"\xc4" + bytes([len(obj)]) + obj
+    if isinstance(obj, list):
+        return b"\xdc" + struct.pack(">H", len(obj)) + b"".join(pack(x) for x in obj)
+    if isinstance(obj, dict):
+        body = b"".join(pack(k) + pack(v) for k, v in obj.items())
+        return b"\xde" + struct.pack(">H", len(obj)) + body
+    raise TypeError(obj)
+
+
+def frame(obj) -> bytes:
+    body = pack(obj)
+    return struct.pack("<I", len(body)) + body
+
+
+def credentials(token: str = "", protocol: int = PROTOCOL) -> dict:
+    return {"protocol": protocol, "version": shoal.__version__, "token": token}
+
+
+def exchange(address: str, first: bytes, *rest: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``first``, wait for one answer frame, then send ``rest`` (as a
+    real peer does: nothing more before it is admitted); return everything
+    answered until the connection closes.
+    """
+    host, port = address.split("://")[-1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(first)
+        out = _read_exactly(s, 4)
+        if len(out) == 4:
+            (n,) = struct.unpack("<I", out)
+            out += _read_exactly(s, n)
+        try:
+            s.sendall(b"".join(rest))
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            return out  # refused and closed
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def _read_exactly(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n and (chunk := s.recv(n - len(out))):
+        out += chunk
+    return out
