@@ -8,7 +8,10 @@ processes (chosen at random) every ``--every`` seconds until the gather
 returns. Reported: the wall time, whether every result was right, how many
 workers were killed, and the error if the gather failed.
 
-Usage: ``python benches/chaos.py [shoal] [dask] [--every 0.5] [--tasks 10000]``
+A framework that has not finished after ``--timeout`` seconds (default
+600) is stopped and reported as such.
+
+Usage: ``python benches/chaos.py [shoal] [dask] [--every 0.5] [--tasks 10000] [--timeout 600]``
 """
 
 from __future__ import annotations
@@ -97,13 +100,15 @@ def run(framework: str, every: float, tasks: int) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    every, tasks, names = 0.5, 10_000, []
+    every, tasks, timeout, names = 0.5, 10_000, 600.0, []
     it = iter(argv)
     for a in it:
         if a == "--every":
             every = float(next(it))
         elif a == "--tasks":
             tasks = int(next(it))
+        elif a == "--timeout":
+            timeout = float(next(it))
         else:
             names.append(a)
     import subprocess
@@ -112,7 +117,11 @@ def main(argv: list[str]) -> None:
     for name in names or ["shoal", "dask"]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         args = [sys.executable, __file__, "--child", name, str(every), str(tasks)]
-        proc = subprocess.run(args, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rows.append(f"| {name} | > {timeout:.0f} | — | — | did not finish in {timeout:.0f} s |")
+            continue
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
             print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)

@@ -14,6 +14,10 @@ python3 -m venv "$venv"
 "$venv/bin/python" benches/compare.py "$@"
 # The seeds' real workloads, shoal and Dask side by side.
 "$venv/bin/python" benches/seeds.py
+# Faults under load: a worker SIGKILLed every 0.5 s during a 10,000-task map.
+"$venv/bin/python" benches/chaos.py shoal dask
+# What the token costs on a 10,000-task map.
+"$venv/bin/python" benches/token_cost.py
 # What an open dashboard page costs (needs chromium).
 if command -v chromium >/dev/null 2>&1; then
     "$venv/bin/python" benches/dashboard.py

@@ -10,7 +10,7 @@ import pytest
 from shoal import KilledWorker, wait
 
 from conftest import wait_for_exit
-from tasks import big_bytes, die, die_first, inc, wait_for_file
+from tasks import append_line, big_bytes, die, die_first, inc, wait_for_file
 
 
 def _pid_of(client, address):
@@ -50,6 +50,21 @@ def test_lost_results_still_needed_are_recomputed(fresh_client):
     assert dependent.result(timeout=30) == 200_000
     assert x.result(timeout=30) == b"y" * 200_000
     assert client.who_has(x)[x.key] != [holder]
+
+
+def test_small_results_outlive_their_worker_without_running_again(fresh_client, tmp_path):
+    client = fresh_client
+    log = tmp_path / "runs"
+    x = client.submit(append_line, str(log), "ran", pure=False)
+    assert x.result() == "ran"
+    (holder,) = client.who_has(x)[x.key]
+    pid = _pid_of(client, holder)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for_exit([pid], 10) == []
+    # The scheduler kept the small result: a new dependent gets it, and the
+    # task did not run again.
+    assert client.submit(len, x).result(timeout=30) == 3
+    assert log.read_text().splitlines() == ["ran"]
 
 
 def test_queued_work_of_a_killed_worker_is_not_lost(fresh_client, tmp_path):
