@@ -117,14 +117,21 @@ def main(argv: list[str]) -> None:
     for name in names or ["shoal", "dask"]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         args = [sys.executable, __file__, "--child", name, str(every), str(tasks)]
+        # A session of its own, so a framework stopped at the timeout takes
+        # its worker processes with it.
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+            out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             rows.append(f"| {name} | > {timeout:.0f} | — | — | did not finish in {timeout:.0f} s |")
             continue
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
-            print(f"{name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            print(f"{name} failed:\n{err[-3000:]}", file=sys.stderr)
             continue
         r = json.loads(line[len("RESULT ") :])
         rows.append(
