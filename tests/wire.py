@@ -61,13 +61,15 @@ def exchange(address: str, first: bytes, *rest: bytes, timeout: float = 10.0) ->
         if len(out) == 4:
             (n,) = struct.unpack("<I", out)
             out += _read_exactly(s, n)
+        if not rest:
+            return out
         try:
             s.sendall(b"".join(rest))
             s.shutdown(socket.SHUT_WR)
+            while chunk := s.recv(65536):
+                out += chunk
         except OSError:
-            return out  # refused and closed
-        while chunk := s.recv(65536):
-            out += chunk
+            pass  # refused and closed: what came before is the answer
     return out
 
 

@@ -101,7 +101,24 @@ def _report_result(
     keep = bool(futures) or getattr(type(result), "_keep_until_freed", False) is True
     if keep:
         holding[key] = futures or []
+    if futures:
+        _applied(futures)
     rt.finish(tid, key, frames, type(result).__name__, duration, keep)
+
+
+def _applied(futures: list[Any]) -> None:
+    """Return once the scheduler has applied everything the futures'
+    clients sent (their submissions): whoever receives this result asks
+    for the keys, and must not ask before the scheduler knows them. A
+    round trip on each client's connection is that barrier, since a
+    connection's messages are applied in order.
+    """
+    clients = {id(f.client): f.client for f in futures if getattr(f, "client", None) is not None}
+    for client in clients.values():
+        try:
+            client._request("who_has", names=[])
+        except Exception:
+            pass  # a closed client: the result reports what it can
 
 
 class Executors:
