@@ -62,4 +62,6 @@ def wait_for_exit(pids: list[int], timeout: float) -> list[int]:
     finally:
         for fd in fds:
             os.close(fd)
-    return [p for p in pids if pid_alive(p)]
+    # By the pidfds, not by number: a pid that exited may already belong to
+    # a new process (pids wrap around on a busy machine).
+    return [p for p in pids if p in fds.values()]

@@ -45,13 +45,11 @@ def _scheduler(argv: list[str]) -> None:
         help="a task errs with KilledWorker once more workers than this died "
         "running it (default 3)",
     )
-    parser.add_argument(
-        "--token",
-        default=None,
-        help="the token clients and workers must present (visible to `ps`: prefer "
-        "--token-file or SHOAL_TOKEN); required beyond loopback, generated if not given",
+    security.add_token_options(
+        parser,
+        "the token clients and workers must present; required beyond loopback, "
+        "generated if not given",
     )
-    parser.add_argument("--token-file", default=None, help="a file holding the token")
     args = parser.parse_args(argv)
     try:
         ttl = None if args.worker_ttl.lower() == "none" else args.worker_ttl

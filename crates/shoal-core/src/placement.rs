@@ -168,26 +168,27 @@ impl Core {
         }
         let t = &self.tasks[&id];
         let here = &self.workers[&w].holds;
+        let mut inlined = Vec::new();
         let deps = t
             .deps
             .iter()
             .map(|d| {
                 let dt = &self.tasks[d];
                 // A kept copy travels with the task unless the worker has one.
-                let inline = match here.contains(d) {
-                    true => None,
-                    false => self.kept.get(*d).cloned(),
+                let inline = if here.contains(d) {
+                    None
+                } else {
+                    self.kept.get(*d).cloned()
                 };
-                let holders = match &dt.state {
-                    TaskState::Memory { holders } => holders
-                        .iter()
-                        .filter_map(|h| self.workers.get(h).map(|w| w.info.data_address.clone()))
-                        .collect(),
-                    _ => Vec::new(),
-                };
+                if inline.is_some() {
+                    inlined.push(*d);
+                }
                 DepLocation {
                     key: dt.key().to_string(),
-                    holders,
+                    holders: match &dt.state {
+                        TaskState::Memory { holders } => self.addresses(holders),
+                        _ => Vec::new(),
+                    },
                     inline,
                 }
             })
@@ -203,5 +204,11 @@ impl Core {
                 priority: t.priority,
             }),
         ));
+        // The worker stores what came along before it reads anything after
+        // this message: it holds a copy from now on, and later tasks there
+        // need none.
+        for d in inlined {
+            self.add_holder(d, w);
+        }
     }
 }

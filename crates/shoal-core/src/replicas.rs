@@ -213,16 +213,15 @@ impl Core {
         candidates.sort_by_key(|w| (self.workers[w].holds.len(), *w));
         // With no holder left, a kept copy is the source: it travels in the
         // request.
-        let inline = match holders.is_empty() {
-            true => self.kept.get(id).cloned(),
-            false => None,
+        let inline = if holders.is_empty() {
+            self.kept.get(id).cloned()
+        } else {
+            None
         };
         let sources = self.addresses(holders);
+        let seeds = sources.len() + usize::from(inline.is_some());
         let count = (target - have.len())
-            .min(
-                r.branching
-                    .saturating_mul(sources.len().max(inline.iter().count())),
-            )
+            .min(r.branching.saturating_mul(seeds))
             .min(candidates.len());
         if count == 0 {
             return false;

@@ -470,3 +470,20 @@ fn a_released_result_is_no_longer_kept() {
     env.submit(vec![task("a")]);
     assert_eq!(env.state("a"), Some(Assigned(w1)));
 }
+
+#[test]
+fn a_kept_input_travels_to_a_worker_once() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w1, "a");
+    env.lose(w1);
+    let w2 = env.worker(4);
+    env.take();
+    env.submit(vec![task("b").deps(&["a"]), task("c").deps(&["a"])]);
+    let sent = inputs_sent(&mut env, w2);
+    // The first task carries the value; the worker holds it from then on.
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent.iter().filter(|(_, _, inline)| *inline).count(), 1);
+    assert_eq!(env.core.holders_of("a"), vec![w2]);
+}

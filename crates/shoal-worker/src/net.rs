@@ -143,7 +143,8 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
         return;
     }
     let keys = t.deps.iter().map(|d| d.key.clone()).collect();
-    let (missing, inlined) = {
+    // The scheduler counts this worker as a holder of what came along.
+    let (missing, _) = {
         let mut st = shared.state.lock();
         st.active.insert(t.id);
         store_inline(&mut st.store, t.deps)
@@ -158,15 +159,13 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
         seq: 0,
     };
     if missing.is_empty() {
-        report_copies(shared, inlined, Vec::new());
         push_ready(shared, ready);
         return;
     }
     let shared = shared.clone();
     tokio::spawn(async move {
-        let (mut got, lost) = fetch_all(&shared, missing).await;
+        let (got, lost) = fetch_all(&shared, missing).await;
         // The lost ones are reported as `MissingDeps` below.
-        got.extend(inlined);
         report_copies(&shared, got, Vec::new());
         if lost.is_empty() {
             push_ready(&shared, ready);

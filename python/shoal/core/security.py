@@ -79,6 +79,18 @@ def token_from_environment() -> str | None:
     return None
 
 
+def add_token_options(parser: Any, what: str) -> None:
+    """Add ``--token`` and ``--token-file`` to a command's ``parser``
+    (read back with :func:`given_token`); ``what`` says what the token is.
+    """
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"{what} (visible to `ps`: prefer --token-file or {TOKEN_ENV})",
+    )
+    parser.add_argument("--token-file", default=None, help="a file holding the token")
+
+
 def given_token(token: str | None, token_file: str | None) -> str | None:
     """The token of a command line: ``--token``, else ``--token-file``,
     else the environment's.

@@ -89,13 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         help='abstract resources this worker offers, e.g. "GPU=2,MEM=10e9"; tasks submitted '
         "with resources= run only where theirs are free",
     )
-    parser.add_argument(
-        "--token",
-        default=None,
-        help="the cluster's token (visible to `ps`: prefer --token-file or the "
-        "SHOAL_TOKEN environment variable)",
-    )
-    parser.add_argument("--token-file", default=None, help="a file holding the cluster's token")
+    security.add_token_options(parser, "the cluster's token")
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory", default="0", help=argparse.SUPPRESS)
     global _argv, _executors, _token
