@@ -84,6 +84,8 @@ impl Core {
                         info: w.info.clone(),
                         stored: w.holds.len() as u64,
                         assigned: w.assigned.len() as u64,
+                        metrics: w.metrics.clone(),
+                        paused: w.paused,
                     })
                     .collect();
                 out.push(Command::ToClient(

@@ -85,6 +85,7 @@ impl Core {
         let mut free: usize = self
             .workers
             .values()
+            .filter(|w| !w.paused)
             .map(|w| self.slots(w, per_thread).saturating_sub(w.assigned.len()))
             .sum();
         let mut deferred = Vec::new();
@@ -123,7 +124,8 @@ impl Core {
         let needs = t.resources();
         let mut best: Option<(WorkerId, u64, f64)> = None;
         for (&wid, w) in &self.workers {
-            if w.assigned.len() >= self.slots(w, per_thread)
+            if w.paused
+                || w.assigned.len() >= self.slots(w, per_thread)
                 || !w.matches(restrictions)
                 || !w.fits(needs)
             {

@@ -30,7 +30,7 @@ impl Core {
         let mut budget: usize = self
             .workers
             .values()
-            .filter(|w| w.assigned.is_empty())
+            .filter(|w| w.assigned.is_empty() && !w.paused)
             .map(|w| w.capacity.max(1) as usize)
             .sum();
         if budget == 0 {
@@ -48,7 +48,12 @@ impl Core {
                     _ => {}
                 }
             }
-            let free_threads = (w.capacity.max(1) as usize).saturating_sub(running);
+            // A paused worker starts nothing: all it holds queued may move.
+            let free_threads = if w.paused {
+                0
+            } else {
+                (w.capacity.max(1) as usize).saturating_sub(running)
+            };
             let surplus = queued.len().saturating_sub(free_threads);
             if surplus > 0 {
                 victims.push(Victim {

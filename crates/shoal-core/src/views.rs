@@ -25,6 +25,8 @@ pub struct WorkerView {
     pub stored: u64,
     /// Its own last report.
     pub metrics: WorkerMetrics,
+    /// `"running"`, or `"paused"` while it is short of memory.
+    pub status: &'static str,
 }
 
 /// Everything the dashboard's pages show, at one moment.
@@ -64,6 +66,7 @@ impl Core {
                     assigned: w.assigned.len() as u64,
                     stored: w.holds.len() as u64,
                     metrics: w.metrics.clone(),
+                    status: if w.paused { "paused" } else { "running" },
                 })
                 .collect(),
             limits: self.limit_status(),

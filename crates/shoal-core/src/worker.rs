@@ -26,6 +26,10 @@ pub(crate) struct Worker {
     pub resources: Vec<Resource>,
     /// When it was last heard from (the core's clock).
     pub last_seen: f64,
+    /// Short of memory: it starts nothing, so it is sent nothing.
+    pub paused: bool,
+    /// Why it said it leaves (it restarts), if it did.
+    pub leaving: Option<String>,
 }
 
 /// One kind of abstract resource on a worker.
@@ -59,6 +63,8 @@ impl Worker {
             address: info.data_address.as_str().into(),
             info,
             last_seen: 0.0,
+            paused: false,
+            leaving: None,
         }
     }
 

@@ -113,6 +113,18 @@ impl Core {
             WorkerToScheduler::MissingDeps { id, keys } => self.missing_deps(w, id, keys, out),
             WorkerToScheduler::Fetched { keys, missing } => self.fetched(w, keys, missing, out),
             WorkerToScheduler::GaveBack { ids } => self.gave_back(w, ids, out),
+            WorkerToScheduler::Paused { paused } => {
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    worker.paused = paused;
+                }
+            }
+            WorkerToScheduler::Leaving { reason } => {
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    worker.leaving = Some(reason);
+                    // It starts nothing more; its connection closes next.
+                    worker.paused = true;
+                }
+            }
             WorkerToScheduler::Capacity { slots } => {
                 if let Some(worker) = self.workers.get_mut(&w) {
                     // Never below one slot, never absurdly many.
@@ -324,6 +336,7 @@ impl Core {
                     key: t.key().to_string(),
                     last_worker: address.clone(),
                     attempts: t.attempts,
+                    cause: worker.leaving.clone().unwrap_or_default(),
                 };
                 self.fail(id, error, out);
             } else {

@@ -487,3 +487,64 @@ fn a_kept_input_travels_to_a_worker_once() {
     assert_eq!(sent.iter().filter(|(_, _, inline)| *inline).count(), 1);
     assert_eq!(env.core.holders_of("a"), vec![w2]);
 }
+
+#[test]
+fn a_paused_worker_is_sent_nothing_and_its_queue_moves_away() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.event(shoal_core::Event::FromWorker(
+        w1,
+        WorkerToScheduler::Paused { paused: true },
+    ));
+    env.submit(vec![task("a"), task("b")]);
+    assert_eq!(env.state("a"), Some(Ready), "nothing goes to a paused worker");
+    let w2 = env.worker(1);
+    assert_eq!(env.state("a"), Some(Assigned(w2)));
+    env.event(shoal_core::Event::FromWorker(
+        w1,
+        WorkerToScheduler::Paused { paused: false },
+    ));
+    env.finish(w2, "a");
+    assert!(matches!(env.state("b"), Some(Assigned(_))));
+    // Paused with work queued: what has not started is asked back.
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("x"), task("y")]);
+    assert_eq!(env.state("y"), Some(Assigned(w1)));
+    env.start(w1, "x");
+    env.take();
+    env.event(shoal_core::Event::FromWorker(
+        w1,
+        WorkerToScheduler::Paused { paused: true },
+    ));
+    let _w2 = env.worker(1);
+    let steals = env.take();
+    assert!(steals
+        .iter()
+        .any(|c| matches!(c, Command::ToWorker(w, SchedulerToWorker::Steal { .. }) if *w == w1)));
+}
+
+#[test]
+fn killed_worker_names_the_cause_the_last_worker_gave() {
+    let mut env = Env::new();
+    env.submit(vec![task("hog")]);
+    for _ in 0..4 {
+        let w = env.worker(1);
+        env.start(w, "hog");
+        env.event(shoal_core::Event::FromWorker(
+            w,
+            WorkerToScheduler::Leaving {
+                reason: "it used 980 MiB of memory".into(),
+            },
+        ));
+        env.take();
+        env.lose(w);
+    }
+    let msgs = env.client_msgs();
+    assert!(
+        msgs.iter().any(|m| matches!(m,
+        SchedulerToClient::KeyErred { error: TaskError::KilledWorker { cause, .. }, .. }
+            if cause.contains("980 MiB"))),
+        "{msgs:?}"
+    );
+}

@@ -90,6 +90,7 @@ fn a_workers_health_report_shows_in_the_snapshot() {
             cpu: 50.0,
             rss: 1 << 20,
             managed: 7,
+            spilled: 3,
             running: 1,
             queued: 2,
         }),

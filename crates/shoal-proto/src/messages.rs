@@ -78,6 +78,12 @@ pub struct WorkerStatus {
     pub stored: u64,
     /// Tasks assigned and not finished.
     pub assigned: u64,
+    /// Its last health report (memory: rss, managed, spilled).
+    #[serde(default)]
+    pub metrics: WorkerMetrics,
+    /// Short of memory: it starts no task.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// The scheduler's answer to `Hello`.
@@ -177,6 +183,9 @@ pub enum TaskError {
         key: String,
         last_worker: String,
         attempts: u32,
+        /// Why the last worker left, if it said (memory), else empty.
+        #[serde(default)]
+        cause: String,
     },
 }
 
@@ -376,8 +385,11 @@ pub struct WorkerMetrics {
     pub cpu: f64,
     /// Resident memory of the process in bytes.
     pub rss: u64,
-    /// Bytes of results the worker holds.
+    /// Bytes of results the worker holds in memory.
     pub managed: u64,
+    /// Bytes of results it spilled to disk.
+    #[serde(default)]
+    pub spilled: u64,
     /// Tasks running and waiting to run on the worker.
     pub running: u32,
     pub queued: u32,
@@ -432,6 +444,16 @@ pub enum WorkerToScheduler {
     Fetched {
         keys: Vec<String>,
         missing: Vec<String>,
+    },
+    /// Memory is short (above its pause fraction): the worker starts no
+    /// task until it says `paused: false`, so send it none.
+    Paused {
+        paused: bool,
+    },
+    /// The worker's last message: it restarts, for `reason` (above its
+    /// memory's terminate fraction). Tasks running on it count this death.
+    Leaving {
+        reason: String,
     },
 }
 

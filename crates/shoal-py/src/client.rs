@@ -349,6 +349,10 @@ impl ClientCore {
                 let d = worker_dict(py, w.info)?;
                 d.set_item("stored", w.stored)?;
                 d.set_item("assigned", w.assigned)?;
+                d.set_item("rss", w.metrics.rss)?;
+                d.set_item("managed", w.metrics.managed)?;
+                d.set_item("spilled", w.metrics.spilled)?;
+                d.set_item("status", if w.paused { "paused" } else { "running" })?;
                 Ok(d)
             })
             .collect::<PyResult<Vec<_>>>()?;

@@ -237,10 +237,11 @@ impl From<&CoreError> for TaskError {
                 key,
                 last_worker,
                 attempts,
+                cause,
             } => TaskError {
                 kind: "killed",
                 type_name: "KilledWorker".into(),
-                message: String::new(),
+                message: cause.clone(),
                 traceback: String::new(),
                 exception: Vec::new(),
                 key: key.clone(),

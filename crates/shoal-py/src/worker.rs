@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use shoal_proto::{Payload, RunResponse, TaskError};
-use shoal_worker::{Control, PacerHooks, WorkerConfig, WorkerRuntime as Runtime};
+use shoal_worker::{Control, MemoryPolicy, PacerHooks, WorkerConfig, WorkerRuntime as Runtime};
+
+/// Dask's memory target, spill, pause and terminate fractions.
+type Fractions = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
 
 use crate::types::ExecutorTask;
 
@@ -20,8 +23,14 @@ pub struct WorkerRuntime {
 
 #[pymethods]
 impl WorkerRuntime {
+    /// `memory_limit` is in bytes (0: none); `fractions` are Dask's
+    /// memory target, spill, pause and terminate fractions of it (None:
+    /// that step is off); spilled files go under `spill_root`.
+    /// `whole_process`: this process is the worker's alone, so its resident
+    /// memory may pause or restart it; `kill_on_leave`: a restart for
+    /// memory ends the process (a supervisor starts it again).
     #[new]
-    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory=0, max_threads=0, resources=Vec::new(), token=None))]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory_limit=0, max_threads=0, resources=Vec::new(), token=None, fractions=(None, None, None, None), spill_root=None, whole_process=false, kill_on_leave=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -30,18 +39,39 @@ impl WorkerRuntime {
         name: Option<String>,
         listen_host: Option<String>,
         timeout: f64,
-        memory: u64,
+        memory_limit: u64,
         max_threads: u32,
         resources: Vec<(String, f64)>,
         token: Option<&str>,
+        fractions: Fractions,
+        spill_root: Option<std::path::PathBuf>,
+        whole_process: bool,
+        kill_on_leave: bool,
     ) -> PyResult<Self> {
+        let (target, spill, pause, terminate) = fractions;
+        for f in [target, spill, pause, terminate].into_iter().flatten() {
+            if !(f > 0.0 && f.is_finite()) {
+                return Err(PyValueError::new_err(format!(
+                    "memory fractions must be above 0, not {f}"
+                )));
+            }
+        }
         let config = WorkerConfig {
             scheduler,
             nthreads,
             name,
             listen_host,
             connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
-            memory,
+            memory: MemoryPolicy {
+                limit: memory_limit,
+                target,
+                spill,
+                pause,
+                terminate,
+                whole_process,
+            },
+            spill_root: spill_root.unwrap_or_else(std::env::temp_dir),
+            kill_on_leave,
             max_threads,
             resources,
             token: crate::types::token(token)?,
@@ -68,6 +98,17 @@ impl WorkerRuntime {
     #[getter]
     fn scheduler(&self) -> String {
         shoal_proto::addr::with_scheme(self.inner.scheduler())
+    }
+
+    /// Why this worker left to restart (its memory), or None.
+    #[getter]
+    fn leaving(&self) -> Option<String> {
+        self.inner.leaving()
+    }
+
+    /// Bytes of results held here: (in memory, spilled to disk).
+    fn stored_bytes(&self) -> (u64, u64) {
+        self.inner.stored_bytes()
     }
 
     /// How many tasks run at once here while they compute.

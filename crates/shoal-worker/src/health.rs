@@ -46,6 +46,7 @@ pub fn process_rss() -> u64 {
 /// Sends a report every [`PERIOD`] until the worker closes.
 pub(crate) async fn report(shared: Arc<Shared>) {
     let mut last = (Instant::now(), process_cpu());
+    let mut stored = (0, 0);
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -61,14 +62,20 @@ pub(crate) async fn report(shared: Arc<Shared>) {
             }
             WorkerMetrics {
                 cpu: if wall > 0.0 { 100.0 * used / wall } else { 0.0 },
-                rss: 0,
-                managed: st.store.values().map(|p| p.nbytes()).sum(),
                 running: (st.running.len() + st.detached.len()) as u32,
                 queued: st.ready.len() as u32,
+                ..WorkerMetrics::default()
             }
         };
+        // Never wait on a spill in progress: report the last figures.
+        if let Some(store) = shared.store.try_lock() {
+            stored = (store.memory_bytes(), store.disk_bytes());
+        }
+        let (managed, spilled) = stored;
         let metrics = WorkerMetrics {
             rss: process_rss(),
+            managed,
+            spilled,
             ..metrics
         };
         if shared

@@ -11,12 +11,16 @@
 pub mod control;
 mod health;
 pub mod lifeline;
+pub mod memory;
 mod net;
 pub mod pacer;
 mod runtime;
+mod spill;
 mod state;
+mod store;
 
 pub use control::Control;
+pub use memory::MemoryPolicy;
 pub use pacer::PacerHooks;
 pub use runtime::{total_memory, Assignment, WorkerConfig, WorkerError, WorkerRuntime};
 pub use state::INLINE_LIMIT;

@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 
+use crate::memory::MemoryPolicy;
 use crate::state::{ReadyTask, Shared, INLINE_LIMIT};
+use crate::store::DataStore;
 
 /// How long one fetch from a peer may take before trying the next holder.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,14 +26,24 @@ pub(crate) async fn run(
     stream: TcpStream,
     listener: TcpListener,
     out_rx: UnboundedReceiver<WorkerToScheduler>,
+    memory: MemoryPolicy,
 ) {
     let (mut r, w) = stream.into_split();
-    let writer = tokio::spawn(shoal_proto::writer(w, out_rx, |_| false));
+    // `Leaving` is the last message: the writer sends it and hangs up.
+    let mut writer = tokio::spawn(shoal_proto::writer(w, out_rx, |m| {
+        matches!(m, WorkerToScheduler::Leaving { .. })
+    }));
     let server = tokio::spawn(serve_data(shared.clone(), listener));
     let health = tokio::spawn(crate::health::report(shared.clone()));
+    let monitor = tokio::spawn(crate::memory::monitor(shared.clone(), memory));
     let mut buf = Vec::new();
     loop {
-        match read_frame::<_, Vec<SchedulerToWorker>>(&mut r, &mut buf).await {
+        let read = tokio::select! {
+            read = read_frame::<_, Vec<SchedulerToWorker>>(&mut r, &mut buf) => read,
+            // The link broke, or this worker said it leaves.
+            _ = &mut writer => break,
+        };
+        match read {
             Ok(Some(msgs)) => {
                 let mut stop = false;
                 for m in msgs {
@@ -52,6 +64,7 @@ pub(crate) async fn run(
         }
     }
     shared.close();
+    monitor.abort();
     health.abort();
     server.abort();
     writer.abort();
@@ -96,11 +109,11 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
             let _ = shared.out.send(WorkerToScheduler::GaveBack { ids: given });
         }
         SchedulerToWorker::Free { keys } => {
-            let mut st = shared.state.lock();
+            let mut store = shared.store.lock();
             for k in &keys {
-                st.store.remove(k);
+                store.remove(k);
             }
-            drop(st);
+            drop(store);
             if shared.control.lock().freed(&keys) {
                 shared.control_ready.notify_one();
             }
@@ -131,7 +144,7 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
         // Scattered data: the argument payload is the value.
         let nbytes = t.args.nbytes();
         let inline = (nbytes <= INLINE_LIMIT).then(|| t.args.clone());
-        shared.state.lock().store.insert(t.key, t.args);
+        shared.store.lock().insert(t.key, t.args);
         let _ = shared.out.send(WorkerToScheduler::TaskFinished {
             id: t.id,
             nbytes,
@@ -144,11 +157,8 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
     }
     let keys = t.deps.iter().map(|d| d.key.clone()).collect();
     // The scheduler counts this worker as a holder of what came along.
-    let (missing, _) = {
-        let mut st = shared.state.lock();
-        st.active.insert(t.id);
-        store_inline(&mut st.store, t.deps)
-    };
+    shared.state.lock().active.insert(t.id);
+    let (missing, _) = store_inline(&mut shared.store.lock(), t.deps);
     let ready = ReadyTask {
         id: t.id,
         key: t.key,
@@ -192,11 +202,10 @@ fn push_ready(shared: &Shared, mut t: ReadyTask) {
 /// Fetches copies the scheduler asked for (`Fetch`) and reports them.
 async fn fetch_copies(shared: &Arc<Shared>, deps: Vec<DepLocation>) {
     let (here, missing): (Vec<_>, Vec<_>) = {
-        let st = shared.state.lock();
-        deps.into_iter()
-            .partition(|d| st.store.contains_key(&d.key))
+        let store = shared.store.lock();
+        deps.into_iter().partition(|d| store.contains_key(&d.key))
     };
-    let (missing, inlined) = store_inline(&mut shared.state.lock().store, missing);
+    let (missing, inlined) = store_inline(&mut shared.store.lock(), missing);
     let (mut got, lost) = fetch_all(shared, missing).await;
     got.extend(here.into_iter().map(|d| d.key));
     got.extend(inlined);
@@ -206,7 +215,7 @@ async fn fetch_copies(shared: &Arc<Shared>, deps: Vec<DepLocation>) {
 /// Stores the inputs that came with their value; returns the ones still
 /// missing (to fetch from their holders) and the keys stored.
 fn store_inline(
-    store: &mut HashMap<String, shoal_proto::Payload>,
+    store: &mut DataStore,
     deps: Vec<DepLocation>,
 ) -> (Vec<DepLocation>, Vec<String>) {
     let mut missing = Vec::new();
@@ -263,10 +272,10 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<Stri
     while let Some(done) = requests.join_next().await {
         match done {
             Ok(Ok(items)) => {
-                let mut st = shared.state.lock();
+                let mut store = shared.store.lock();
                 for (k, v) in items {
                     if let Some(p) = v {
-                        st.store.insert(k, p);
+                        store.insert(k, p);
                     }
                 }
             }
@@ -289,14 +298,14 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<Stri
 /// if it is already here).
 async fn fetch_one(shared: &Shared, key: &str, holders: &[String]) -> bool {
     for h in holders {
-        if shared.state.lock().store.contains_key(key) {
+        if shared.store.lock().contains_key(key) {
             return true;
         }
         match get_data(h, &shared.token, vec![key.to_string()], FETCH_TIMEOUT).await {
             Ok(items) => {
                 for (k, p) in items {
                     if let Some(p) = p {
-                        shared.state.lock().store.insert(k, p);
+                        shared.store.lock().insert(k, p);
                         return true;
                     }
                 }
@@ -304,7 +313,7 @@ async fn fetch_one(shared: &Shared, key: &str, holders: &[String]) -> bool {
             Err(e) => tracing::debug!("fetching {key}: {e}"),
         }
     }
-    shared.state.lock().store.contains_key(key)
+    shared.store.lock().contains_key(key)
 }
 
 async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
@@ -390,16 +399,19 @@ async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
                 continue;
             }
         };
-        let items = {
-            let st = shared.state.lock();
+        // Values spilled to disk are read back off the network thread.
+        let store_of = shared.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut store = store_of.store.lock();
             req.keys
                 .into_iter()
                 .map(|k| {
-                    let v = st.store.get(&k).cloned();
+                    let v = store.get(&k);
                     (k, v)
                 })
                 .collect()
-        };
+        });
+        let Ok(items) = read.await else { return };
         if write_frame(&mut stream, &DataResponse { items })
             .await
             .is_err()

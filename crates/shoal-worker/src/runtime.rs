@@ -15,8 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::control::Control;
+use crate::memory::MemoryPolicy;
 use crate::pacer::{PacerHooks, Running};
-use crate::state::{Shared, State, INLINE_LIMIT};
+use crate::state::{ReadyTask, Shared, State, INLINE_LIMIT};
+use crate::store::DataStore;
 
 /// How a worker is started.
 #[derive(Debug, Clone)]
@@ -33,9 +35,17 @@ pub struct WorkerConfig {
     /// The most executor threads the pacer may run at once while tasks wait
     /// on I/O (at least `nthreads`).
     pub max_threads: u32,
-    /// Memory this worker reports to the scheduler, in bytes (0: the
-    /// machine's). It is not a limit: nothing enforces it yet.
-    pub memory: u64,
+    /// The memory limit and what happens near it (see [`crate::memory`]).
+    /// The limit is what the worker reports; without one, the machine's
+    /// memory.
+    pub memory: MemoryPolicy,
+    /// The per-user directory under which this worker's spill directory is
+    /// made on first use.
+    pub spill_root: std::path::PathBuf,
+    /// Whether to end this process (SIGKILL) when the worker restarts for
+    /// memory, so that the process supervising it starts a fresh one; else
+    /// the worker only closes and [`WorkerRuntime::leaving`] says why.
+    pub kill_on_leave: bool,
     /// Abstract resources it offers (`"GPU"`, 2.0), as in Dask.
     pub resources: Vec<(String, f64)>,
     /// The cluster's secret: presented to the scheduler and to peers, and
@@ -135,6 +145,7 @@ impl WorkerRuntime {
             State::new(config.nthreads, config.max_threads),
             out_tx,
             config.token.clone(),
+            DataStore::new(config.memory.store_target(), config.spill_root.clone()),
         ));
         let net_shared = shared.clone();
         let scheduler = shoal_proto::addr::strip_scheme(&config.scheduler).to_string();
@@ -164,8 +175,14 @@ impl WorkerRuntime {
                     };
                     tracing::debug!("worker {id} serves data on {address}");
                     let _ = ready_tx.send(Ok(address));
-                    crate::net::run(net_shared.clone(), stream, listener, out_rx).await;
+                    let policy = config.memory.clone();
+                    crate::net::run(net_shared.clone(), stream, listener, out_rx, policy).await;
                     net_shared.close();
+                    if config.kill_on_leave && net_shared.leaving.lock().is_some() {
+                        // The supervisor starts a fresh process at once.
+                        // SAFETY: kill has no memory preconditions.
+                        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                    }
                 });
             })
             .map_err(|e| WorkerError::Start(e.to_string()))?;
@@ -204,48 +221,36 @@ impl WorkerRuntime {
     /// Blocks until a task is ready to run, or returns `None` once the worker
     /// is shutting down.
     pub fn next_task(&self) -> Option<Assignment> {
-        let mut st = self.shared.state.lock();
         loop {
-            if st.closed {
-                return None;
-            }
-            // Room to run one more? (The pacer widens `allowed` while the
-            // running tasks are blocked.)
-            if st.running.len() as u32 >= st.allowed {
-                self.shared.work.wait(&mut st);
-                continue;
-            }
-            let Some(t) = st.take_runnable() else {
-                self.shared.work.wait(&mut st);
-                continue;
-            };
-            if st.cancelled.remove(&t.id) {
-                st.active.remove(&t.id);
-                continue;
-            }
+            let (t, function) = self.take_task()?;
+            // Inputs are read outside the state lock: one spilled to disk
+            // takes a while to read back.
             let mut deps = Vec::with_capacity(t.deps.len());
             let mut missing = Vec::new();
-            for k in t.deps {
-                match st.store.get(&k) {
-                    Some(p) => deps.push((k, p.clone())),
-                    None => missing.push(k),
+            {
+                let mut store = self.shared.store.lock();
+                for k in t.deps {
+                    match store.get(&k) {
+                        Some(p) => deps.push((k, p)),
+                        None => missing.push(k),
+                    }
                 }
             }
             if !missing.is_empty() {
+                let mut st = self.shared.state.lock();
+                st.running.remove(&t.id);
                 st.active.remove(&t.id);
+                if function.is_some() {
+                    st.delivered.remove(&t.func);
+                }
+                drop(st);
+                self.shared.work.notify_one();
                 let _ = self.shared.out.send(WorkerToScheduler::MissingDeps {
                     id: t.id,
                     keys: missing,
                 });
                 continue;
             }
-            // Executors cache functions; hand out the bytes once.
-            let function = if st.delivered.insert(t.func) {
-                st.functions.get(&t.func).cloned()
-            } else {
-                None
-            };
-            st.running.insert(t.id, Running::now(t.func));
             let _ = self
                 .shared
                 .out
@@ -258,6 +263,41 @@ impl WorkerRuntime {
                 args: t.args,
                 deps,
             });
+        }
+    }
+
+    /// Waits for a task that may start now and counts it as running;
+    /// `None` once the worker closes. Returns the function's bytes the first
+    /// time its tasks are handed out.
+    fn take_task(&self) -> Option<(ReadyTask, Option<Bytes>)> {
+        let mut st = self.shared.state.lock();
+        loop {
+            if st.closed {
+                return None;
+            }
+            // Room to run one more? (The pacer widens `allowed` while the
+            // running tasks are blocked.) Nothing starts while memory is
+            // short.
+            if st.paused || st.running.len() as u32 >= st.allowed {
+                self.shared.work.wait(&mut st);
+                continue;
+            }
+            let Some(t) = st.take_runnable() else {
+                self.shared.work.wait(&mut st);
+                continue;
+            };
+            if st.cancelled.remove(&t.id) {
+                st.active.remove(&t.id);
+                continue;
+            }
+            // Executors cache functions; hand out the bytes once.
+            let function = if st.delivered.insert(t.func) {
+                st.functions.get(&t.func).cloned()
+            } else {
+                None
+            };
+            st.running.insert(t.id, Running::now(t.func));
+            return Some((t, function));
         }
     }
 
@@ -278,12 +318,8 @@ impl WorkerRuntime {
         if holds_futures {
             self.shared.control.lock().holding.insert(key.clone());
         }
-        let ran = {
-            let mut st = self.shared.state.lock();
-            let ran = st.done(id);
-            st.store.insert(key, result);
-            ran
-        };
+        let ran = self.shared.state.lock().done(id);
+        self.shared.store.lock().insert(key, result);
         let _ = self.shared.out.send(WorkerToScheduler::TaskFinished {
             id,
             nbytes,
@@ -384,6 +420,17 @@ impl WorkerRuntime {
         }
     }
 
+    /// Why the worker left to restart (memory), if it did.
+    pub fn leaving(&self) -> Option<String> {
+        self.shared.leaving.lock().clone()
+    }
+
+    /// Bytes of results held in memory and on disk.
+    pub fn stored_bytes(&self) -> (u64, u64) {
+        let store = self.shared.store.lock();
+        (store.memory_bytes(), store.disk_bytes())
+    }
+
     /// Whether the worker has closed (its scheduler link ended).
     pub fn is_closed(&self) -> bool {
         self.shared.state.lock().closed
@@ -464,8 +511,8 @@ async fn setup(
         name: config.name.clone().unwrap_or_else(|| data_address.clone()),
         data_address: data_address.clone(),
         nthreads: config.nthreads.max(1),
-        memory: if config.memory > 0 {
-            config.memory
+        memory: if config.memory.limit > 0 {
+            config.memory.limit
         } else {
             total_memory()
         },

@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
+
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use shoal_proto::{FuncHash, Payload, TaskId, WorkerToScheduler};
@@ -10,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::control::ControlQueue;
 use crate::pacer::Running;
+use crate::store::DataStore;
 
 /// A task whose inputs are all local, waiting for an executor.
 pub(crate) struct ReadyTask {
@@ -65,6 +67,11 @@ pub(crate) struct Shared {
     pub control_ready: Condvar,
     /// The cluster's secret (see `WorkerConfig::token`).
     pub token: shoal_proto::Token,
+    /// Results held here. Locked after `state` when both are needed, never
+    /// before; spilling writes to disk under this lock only.
+    pub store: Mutex<DataStore>,
+    /// Why this worker restarts, once it decided to (see `memory`).
+    pub leaving: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -72,6 +79,7 @@ impl Shared {
         state: State,
         out: UnboundedSender<WorkerToScheduler>,
         token: shoal_proto::Token,
+        store: DataStore,
     ) -> Self {
         Shared {
             state: Mutex::new(state),
@@ -81,11 +89,40 @@ impl Shared {
             control: Mutex::new(ControlQueue::default()),
             control_ready: Condvar::new(),
             token,
+            store: Mutex::new(store),
+            leaving: Mutex::new(None),
         }
+    }
+
+    /// Takes no new task while `paused` (memory is short), and says so to
+    /// the scheduler when that changes.
+    pub fn set_paused(&self, paused: bool) {
+        let mut st = self.state.lock();
+        if st.paused == paused || st.closed {
+            return;
+        }
+        st.paused = paused;
+        drop(st);
+        if paused {
+            tracing::debug!("paused: memory is short");
+        } else {
+            tracing::debug!("resumed");
+            self.work.notify_all();
+        }
+        let _ = self.out.send(WorkerToScheduler::Paused { paused });
+    }
+
+    /// Leaves the cluster to restart, for `reason`: the scheduler is told
+    /// why in the last message this worker sends it.
+    pub fn leave(&self, reason: String) {
+        *self.leaving.lock() = Some(reason.clone());
+        let _ = self.out.send(WorkerToScheduler::Leaving { reason });
     }
 
     pub fn close(&self) {
         self.state.lock().closed = true;
+        // Nothing here is asked for again: free it, remove spilled files.
+        self.store.lock().close();
         self.work.notify_all();
         self.pace.notify_all();
         // Calls nobody will run get no answer: their requesters see the
@@ -100,8 +137,6 @@ impl Shared {
 
 pub(crate) struct State {
     pub ready: BinaryHeap<ReadyTask>,
-    /// Results held by this worker, by key.
-    pub store: HashMap<String, Payload>,
     pub functions: HashMap<FuncHash, Bytes>,
     /// Functions already handed to an executor.
     pub delivered: HashSet<FuncHash>,
@@ -129,6 +164,8 @@ pub(crate) struct State {
     /// Modules to import ahead of need, not yet handed to the Python layer.
     pub preload: Vec<String>,
     pub seq: u64,
+    /// Memory is short: no task starts (see `memory`).
+    pub paused: bool,
     pub closed: bool,
 }
 
@@ -137,7 +174,6 @@ impl State {
         let nthreads = nthreads.max(1);
         State {
             ready: BinaryHeap::new(),
-            store: HashMap::new(),
             functions: HashMap::new(),
             delivered: HashSet::new(),
             cancelled: HashSet::new(),
@@ -151,6 +187,7 @@ impl State {
             blocking: HashSet::new(),
             preload: Vec::new(),
             seq: 0,
+            paused: false,
             closed: false,
         }
     }

@@ -114,7 +114,7 @@ pub fn render(s: &Status) -> String {
             w.nthreads
         );
     }
-    let per_worker: [PerWorker; 6] = [
+    let per_worker: [PerWorker; 7] = [
         (
             "shoal_worker_memory_rss_bytes",
             "Resident memory of each worker process.",
@@ -122,8 +122,13 @@ pub fn render(s: &Status) -> String {
         ),
         (
             "shoal_worker_memory_managed_bytes",
-            "Bytes of results each worker holds.",
+            "Bytes of results each worker holds in memory.",
             |w| w.metrics.managed as f64,
+        ),
+        (
+            "shoal_worker_memory_spilled_bytes",
+            "Bytes of results each worker spilled to disk.",
+            |w| w.metrics.spilled as f64,
         ),
         (
             "shoal_worker_memory_limit_bytes",

@@ -1,0 +1,195 @@
+//! The files spilled values live in.
+//!
+//! Each worker writes into a directory of its own, `worker-<pid>-spill<n>`,
+//! made on first use under the per-user root it is given (the same root and
+//! naming as the worker's other files, so a directory left behind by a
+//! worker that was killed is recognised by its dead pid and removed by the
+//! next worker that starts). The directory is removed when the store is
+//! cleared or dropped.
+//!
+//! A file holds one value: the number of frames (`u32` little-endian), each
+//! frame's length (`u64` little-endian), then the frames' bytes. Reading
+//! checks that the lengths add up to the file's size, so a damaged file is
+//! an error, never a wrong value or an allocation sized from its contents.
+
+use std::fs::{DirBuilder, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use shoal_proto::Payload;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpillError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0} belongs to another user; give the worker a local directory of its own")]
+    NotOurs(PathBuf),
+    #[error("{0} is damaged (its frame lengths do not match its size)")]
+    Damaged(PathBuf),
+}
+
+fn io_error(path: &std::path::Path) -> impl FnOnce(io::Error) -> SpillError + '_ {
+    move |source| SpillError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A worker's spill directory, made on first use.
+pub(crate) struct SpillDir {
+    root: PathBuf,
+    dir: Option<PathBuf>,
+    next: u64,
+    files: usize,
+}
+
+impl SpillDir {
+    pub fn new(root: PathBuf) -> Self {
+        SpillDir {
+            root,
+            dir: None,
+            next: 0,
+            files: 0,
+        }
+    }
+
+    /// How many files it holds.
+    #[cfg(test)]
+    pub fn files(&self) -> usize {
+        self.files
+    }
+
+    fn dir(&mut self) -> Result<PathBuf, SpillError> {
+        if let Some(d) = &self.dir {
+            return Ok(d.clone());
+        }
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(io_error(&self.root))?;
+        let meta = std::fs::metadata(&self.root).map_err(io_error(&self.root))?;
+        // SAFETY: geteuid has no preconditions.
+        if meta.uid() != unsafe { libc::geteuid() } {
+            return Err(SpillError::NotOurs(self.root.clone()));
+        }
+        let pid = std::process::id();
+        for n in 0u32.. {
+            let d = self.root.join(format!("worker-{pid}-spill{n}"));
+            match DirBuilder::new().mode(0o700).create(&d) {
+                Ok(()) => {
+                    self.dir = Some(d.clone());
+                    return Ok(d);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_error(&d)(e)),
+            }
+        }
+        unreachable!("some directory name is free")
+    }
+
+    fn path(&self, file: u64) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(file.to_string()))
+    }
+
+    /// Writes `value` to a new file and returns its number. A file that
+    /// could not be written whole is removed.
+    pub fn write(&mut self, value: &Payload) -> Result<u64, SpillError> {
+        let dir = self.dir()?;
+        self.next += 1;
+        let file = self.next;
+        let path = dir.join(file.to_string());
+        let written = write_value(&path, value);
+        if written.is_err() {
+            let _ = std::fs::remove_file(&path);
+        } else {
+            self.files += 1;
+        }
+        written.map(|()| file)
+    }
+
+    /// Reads the value in `file` back.
+    pub fn read(&self, file: u64) -> Result<Payload, SpillError> {
+        let path = self
+            .path(file)
+            .ok_or_else(|| SpillError::Damaged(self.root.clone()))?;
+        read_value(&path)
+    }
+
+    /// Removes `file`.
+    pub fn remove(&mut self, file: u64) {
+        if let Some(path) = self.path(file) {
+            if std::fs::remove_file(path).is_ok() {
+                self.files -= 1;
+            }
+        }
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove_all(&mut self) {
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        self.files = 0;
+    }
+}
+
+fn write_value(path: &std::path::Path, value: &Payload) -> Result<(), SpillError> {
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    let count = u32::try_from(value.frames.len()).map_err(|_| SpillError::Damaged(path.into()))?;
+    let mut header = Vec::with_capacity(4 + 8 * value.frames.len());
+    header.extend_from_slice(&count.to_le_bytes());
+    for frame in &value.frames {
+        header.extend_from_slice(&(frame.len() as u64).to_le_bytes());
+    }
+    f.write_all(&header).map_err(io_error(path))?;
+    for frame in &value.frames {
+        f.write_all(frame).map_err(io_error(path))?;
+    }
+    // No fsync: the file lives only as long as this process, and a full
+    // disk already fails the write (file systems reserve blocks on write).
+    Ok(())
+}
+
+fn read_value(path: &std::path::Path) -> Result<Payload, SpillError> {
+    let mut f = File::open(path).map_err(io_error(path))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data).map_err(io_error(path))?;
+    let data = Bytes::from(data);
+    let damaged = || SpillError::Damaged(path.to_path_buf());
+    let count = data
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(damaged)? as usize;
+    let body = count
+        .checked_mul(8)
+        .and_then(|n| n.checked_add(4))
+        .filter(|&n| n <= data.len())
+        .ok_or_else(damaged)?;
+    let mut frames = Vec::with_capacity(count);
+    let mut at = body;
+    for i in 0..count {
+        let len = data[4 + 8 * i..12 + 8 * i]
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| damaged())?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|n| at.checked_add(n))
+            .filter(|&end| end <= data.len())
+            .ok_or_else(damaged)?;
+        frames.push(data.slice(at..end));
+        at = end;
+    }
+    if at != data.len() {
+        return Err(damaged());
+    }
+    Ok(Payload { frames })
+}
