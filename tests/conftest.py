@@ -65,3 +65,17 @@ def wait_for_exit(pids: list[int], timeout: float) -> list[int]:
     # By the pidfds, not by number: a pid that exited may already belong to
     # a new process (pids wrap around on a busy machine).
     return [p for p in pids if p in fds.values()]
+
+
+def until(predicate, timeout: float = 20.0, what: str = "the condition"):
+    """Poll ``predicate`` until it returns something true (returned) or
+    ``timeout`` passes (the test fails naming ``what``). For state another
+    process reports on its own clock, such as a worker's memory."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout} s")
+        time.sleep(0.02)

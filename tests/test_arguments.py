@@ -45,9 +45,7 @@ def test_options_the_client_does_not_support_are_refused(client):
 @pytest.mark.parametrize(
     "option",
     [
-        {"memory_limit": "300MB"},
         {"security": True},
-        {"local_directory": "/somewhere"},
         {"silence_logs": 10},
     ],
 )
@@ -57,6 +55,20 @@ def test_local_cluster_refuses_what_it_does_not_do(option):
         LocalCluster(n_workers=0, **option)
     with pytest.raises(NotImplementedError, match=name):
         Client(n_workers=0, **option)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"memory_limit": "lots"}, "cannot read 'lots' as a size"),
+        ({"memory_limit": -1}, "must not be negative"),
+        ({"memory_target_fraction": 1.5}, "target fraction must be above 0 and at most 1"),
+        ({"memory_pause_fraction": "soon"}, "pause fraction must be a number or False"),
+    ],
+)
+def test_bad_memory_options_are_refused_clearly(option, message):
+    with pytest.raises(ValueError, match=message):
+        LocalCluster(n_workers=0, dashboard_address=None, **option)
 
 
 def test_unset_and_neutral_values_are_fine():

@@ -239,8 +239,13 @@ class ClusterMethods:
             ``type``, ``id``, ``address``, ``started`` (seconds since the
             epoch), ``tasks`` (how many it remembers), ``limits``, and
             ``workers`` keyed by address, each with ``name``, ``host``,
-            ``nthreads``, ``memory_limit``, ``pid``, ``id``, ``type`` and
-            ``metrics`` (``stored``, ``assigned``).
+            ``nthreads``, ``memory_limit``, ``pid``, ``id``, ``type``,
+            ``status`` (``"running"``, or ``"paused"`` while short of
+            memory) and ``metrics``: ``stored``, ``assigned``, and in Dask's
+            names ``memory`` (the process's resident bytes),
+            ``managed_bytes`` (results held in memory), ``spilled_bytes``
+            (``{"memory": ..., "disk": ...}``) and ``unmanaged_bytes``
+            (resident memory that is not results).
 
         """
         self._check_running()
@@ -266,7 +271,15 @@ class ClusterMethods:
                     "memory_limit": w["memory"],
                     "pid": w["pid"],
                     "resources": w["resources"],
-                    "metrics": {"stored": w["stored"], "assigned": w["assigned"]},
+                    "status": w["status"],
+                    "metrics": {
+                        "stored": w["stored"],
+                        "assigned": w["assigned"],
+                        "memory": w["rss"],
+                        "managed_bytes": w["managed"],
+                        "spilled_bytes": {"memory": w["managed"], "disk": w["spilled"]},
+                        "unmanaged_bytes": max(w["rss"] - w["managed"], 0),
+                    },
                     # Kept for callers of shoal's earlier layout.
                     "address": w["address"],
                     "memory": w["memory"],

@@ -497,7 +497,11 @@ fn a_paused_worker_is_sent_nothing_and_its_queue_moves_away() {
         WorkerToScheduler::Paused { paused: true },
     ));
     env.submit(vec![task("a"), task("b")]);
-    assert_eq!(env.state("a"), Some(Ready), "nothing goes to a paused worker");
+    assert_eq!(
+        env.state("a"),
+        Some(Ready),
+        "nothing goes to a paused worker"
+    );
     let w2 = env.worker(1);
     assert_eq!(env.state("a"), Some(Assigned(w2)));
     env.event(shoal_core::Event::FromWorker(

@@ -152,8 +152,8 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
         if verdict.evict > 0 {
             let shared = shared.clone();
             // Disk writes stay off the network thread.
-            let _ = tokio::task::spawn_blocking(move || shared.store.lock().evict(verdict.evict))
-                .await;
+            let _ =
+                tokio::task::spawn_blocking(move || shared.store.lock().evict(verdict.evict)).await;
         }
         shared.set_paused(verdict.paused);
     }
@@ -218,12 +218,19 @@ mod tests {
             ..policy()
         };
         assert_eq!(threads.check(2000 * MB, 2000 * MB), Verdict::default());
-        assert_eq!(threads.store_target(), 600 * MB, "threads still spill by target");
+        assert_eq!(
+            threads.store_target(),
+            600 * MB,
+            "threads still spill by target"
+        );
     }
 
     #[test]
     fn the_reason_names_memory_and_the_limit() {
         let r = policy().terminate_reason(980 * MB);
-        assert!(r.contains("980.0 MiB") && r.contains("95%") && r.contains("1000.0 MiB"), "{r}");
+        assert!(
+            r.contains("980.0 MiB") && r.contains("95%") && r.contains("1000.0 MiB"),
+            "{r}"
+        );
     }
 }

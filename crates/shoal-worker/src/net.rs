@@ -214,10 +214,7 @@ async fn fetch_copies(shared: &Arc<Shared>, deps: Vec<DepLocation>) {
 
 /// Stores the inputs that came with their value; returns the ones still
 /// missing (to fetch from their holders) and the keys stored.
-fn store_inline(
-    store: &mut DataStore,
-    deps: Vec<DepLocation>,
-) -> (Vec<DepLocation>, Vec<String>) {
+fn store_inline(store: &mut DataStore, deps: Vec<DepLocation>) -> (Vec<DepLocation>, Vec<String>) {
     let mut missing = Vec::new();
     let mut stored = Vec::new();
     for d in deps {

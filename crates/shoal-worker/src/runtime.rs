@@ -89,6 +89,7 @@ pub struct Assignment {
 pub struct WorkerRuntime {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pacer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Where its data server listens, `host:port`.
     address: String,
     /// Its name (its address unless named).
@@ -192,6 +193,7 @@ impl WorkerRuntime {
         Ok(Arc::new(WorkerRuntime {
             shared,
             thread: Mutex::new(Some(thread)),
+            pacer: Mutex::new(None),
             name: given_name.unwrap_or_else(|| address.clone()),
             address,
             scheduler,
@@ -455,11 +457,12 @@ impl WorkerRuntime {
     /// `nthreads` tasks at once, whatever they do.
     pub fn start_pacer(self: &Arc<Self>, hooks: PacerHooks) -> Result<(), WorkerError> {
         let shared = self.shared.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("shoal-pacer".into())
             .spawn(move || crate::pacer::run(shared, hooks))
-            .map(|_| ())
-            .map_err(|e| WorkerError::Start(e.to_string()))
+            .map_err(|e| WorkerError::Start(e.to_string()))?;
+        *self.pacer.lock() = Some(handle);
+        Ok(())
     }
 
     /// The pickled function with this hash, if the scheduler sent it.
@@ -472,10 +475,16 @@ impl WorkerRuntime {
         self.shared.close();
     }
 
-    /// Blocks until the connection to the scheduler has ended.
+    /// Blocks until the connection to the scheduler has ended and the
+    /// pacer has stopped (its hooks call into Python, which they must not do
+    /// once the interpreter shuts down).
     pub fn wait_closed(&self) {
         let handle = self.thread.lock().take();
         if let Some(h) = handle {
+            let _ = h.join();
+        }
+        let pacer = self.pacer.lock().take();
+        if let Some(h) = pacer {
             let _ = h.join();
         }
     }

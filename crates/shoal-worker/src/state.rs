@@ -3,7 +3,6 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
-
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use shoal_proto::{FuncHash, Payload, TaskId, WorkerToScheduler};

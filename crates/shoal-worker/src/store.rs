@@ -41,7 +41,7 @@ pub(crate) struct DataStore {
     /// Bytes in memory above which values spill (0: never).
     target: u64,
     spill: SpillDir,
-    /// The worker closed: nothing more is stored.
+    /// The worker closed: nothing more is spilled.
     closed: bool,
 }
 
@@ -92,9 +92,6 @@ impl DataStore {
     /// what no longer fits under the target.
     pub fn insert(&mut self, key: String, value: Payload) {
         self.remove(&key);
-        if self.closed {
-            return;
-        }
         let nbytes = value.nbytes();
         if self.target > 0 && nbytes > self.target {
             // It would push everything else out and still not fit.
@@ -105,7 +102,9 @@ impl DataStore {
             }
         }
         self.put_in_memory(key, value, nbytes);
-        self.spill_above(self.target);
+        if self.target > 0 {
+            self.spill_above(self.target);
+        }
     }
 
     /// The value of `key`, read back from disk if it was spilled (it is then
@@ -148,7 +147,9 @@ impl DataStore {
         }
         self.put_in_memory(key.to_string(), value.clone(), spilled.nbytes);
         // Room for it: older values go to disk, never this one.
-        self.spill_above(self.target.max(spilled.nbytes));
+        if self.target > 0 {
+            self.spill_above(self.target.max(spilled.nbytes));
+        }
         Some(value)
     }
 
@@ -180,7 +181,7 @@ impl DataStore {
     /// Writes least recently used values to disk while more than `limit`
     /// bytes are in memory (no limit if 0).
     fn spill_above(&mut self, limit: u64) {
-        if limit == 0 && self.target == 0 {
+        if self.closed {
             return;
         }
         while self.memory_bytes > limit {
@@ -234,21 +235,16 @@ impl DataStore {
         }
     }
 
-    /// Removes every value and the spill directory, and stores nothing
-    /// after.
+    /// Removes the spill directory, and spills nothing after. Values in
+    /// memory stay until the store is dropped: one may own a buffer of the
+    /// Python interpreter, which must not be freed from this thread while
+    /// the interpreter shuts down.
     pub fn close(&mut self) {
-        self.clear();
-        self.closed = true;
-    }
-
-    /// Removes every value and the spill directory.
-    pub fn clear(&mut self) {
-        self.memory.clear();
         self.disk.clear();
-        self.lru.clear();
-        self.memory_bytes = 0;
         self.disk_bytes = 0;
         self.spill.remove_all();
+        self.target = 0;
+        self.closed = true;
     }
 
     /// Checks the store's books: every key in exactly one place, the byte
@@ -283,7 +279,10 @@ mod tests {
 
     fn value(byte: u8, n: usize) -> Payload {
         Payload {
-            frames: vec![Bytes::from(vec![byte; n / 2]), Bytes::from(vec![byte; n - n / 2])],
+            frames: vec![
+                Bytes::from(vec![byte; n / 2]),
+                Bytes::from(vec![byte; n - n / 2]),
+            ],
         }
     }
 
@@ -302,10 +301,8 @@ mod tests {
             pub fn new() -> Self {
                 static N: AtomicU32 = AtomicU32::new(0);
                 let n = N.fetch_add(1, Ordering::SeqCst);
-                let p = std::env::temp_dir().join(format!(
-                    "shoal-store-test-{}-{n}",
-                    std::process::id()
-                ));
+                let p = std::env::temp_dir()
+                    .join(format!("shoal-store-test-{}-{n}", std::process::id()));
                 std::fs::create_dir_all(&p).expect("make a test directory");
                 Root(p)
             }
@@ -326,7 +323,11 @@ mod tests {
         s.insert("b".into(), value(2, 400));
         s.check();
         assert_eq!((s.memory_bytes(), s.disk_bytes()), (800, 0));
-        assert_eq!(std::fs::read_dir(&root.0).unwrap().count(), 0, "no directory made");
+        assert_eq!(
+            std::fs::read_dir(&root.0).unwrap().count(),
+            0,
+            "no directory made"
+        );
     }
 
     #[test]
@@ -421,17 +422,25 @@ mod tests {
     }
 
     #[test]
-    fn clear_and_drop_remove_the_spill_directory() {
+    fn close_and_drop_remove_the_spill_directory() {
         let root = root();
         let mut s = DataStore::new(100, root.0.clone());
         s.insert("a".into(), value(1, 300));
         assert_eq!(std::fs::read_dir(&root.0).unwrap().count(), 1);
-        s.clear();
-        assert_eq!(std::fs::read_dir(&root.0).unwrap().count(), 0);
-        s.insert("b".into(), value(1, 300));
-        assert_eq!(std::fs::read_dir(&root.0).unwrap().count(), 1);
         drop(s);
         assert_eq!(std::fs::read_dir(&root.0).unwrap().count(), 0);
+        let mut s = DataStore::new(100, root.0.clone());
+        s.insert("a".into(), value(1, 300));
+        s.insert("b".into(), value(2, 50));
+        s.close();
+        assert_eq!(std::fs::read_dir(&root.0).unwrap().count(), 0);
+        s.insert("c".into(), value(3, 300));
+        assert_eq!(
+            std::fs::read_dir(&root.0).unwrap().count(),
+            0,
+            "no spill after close"
+        );
+        assert_eq!(s.get("b"), Some(value(2, 50)), "memory stays");
     }
 
     #[test]

@@ -19,7 +19,6 @@ _ADVICE = {
     "actors": "submit ordinary functions; actors are not supported yet",
     "allow_other_workers": "give it to submit, map or compute",
     "fifo_timeout": "leave it unset; shoal orders tasks by priority, then submission",
-    "memory_limit": "leave it unset; memory limits are not enforced yet",
     "loop": "leave it unset; shoal clients run their own network thread",
     "heartbeat_interval": "leave it unset",
     "serializers": "leave it unset; shoal pickles with pickle and cloudpickle",
@@ -33,7 +32,6 @@ _ADVICE = {
     "interface": "use host= instead",
     "protocol": "leave it unset; shoal speaks tcp",
     "worker_dashboard_address": "leave it unset",
-    "local_directory": "leave it unset; shoal workers write no files",
 }
 
 

@@ -13,21 +13,24 @@ class KilledWorker(Exception):
 
     Raised once the task took down more than ``allowed_failures`` (3)
     workers, as in Dask, so that a task that crashes its process cannot take
-    down the whole cluster.
+    down the whole cluster. ``cause`` says why the last worker went, when it
+    knew (it restarted for using too much memory), else it is empty.
     """
 
-    def __init__(self, task: str, last_worker: str, allowed_failures: int = 3):
+    def __init__(self, task: str, last_worker: str, allowed_failures: int = 3, cause: str = ""):
+        why = f", which restarted because {cause}" if cause else ""
         super().__init__(
             f"Attempted to run task {task!r} on {allowed_failures + 1} different workers, "
             f"but all those workers died while running it. The last worker was at "
-            f"{last_worker}."
+            f"{last_worker}{why}."
         )
         self.task = task
         self.last_worker = last_worker
         self.allowed_failures = allowed_failures
+        self.cause = cause
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.task, self.last_worker, self.allowed_failures))
+        return (type(self), (self.task, self.last_worker, self.allowed_failures, self.cause))
 
 
 class FutureCancelledError(CancelledError):
@@ -71,7 +74,7 @@ def rebuild(error: Any) -> BaseException:
     so ``result()`` shows where on the worker the task failed.
     """
     if error.kind == "killed":
-        return KilledWorker(error.key, error.last_worker, max(error.attempts - 1, 0))
+        return KilledWorker(error.key, error.last_worker, max(error.attempts - 1, 0), error.message)
     frames = error.exception
     exc: BaseException | None = None
     if frames:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import _engine
 from ..core import aio, arguments
+from ..core import memory as memory_
 from ..core import security as security_
 from ..core.arguments import UNSET
 from ..core.session import Session
@@ -17,7 +18,7 @@ from ..core.sizes import format_bytes
 from ..core.spec import resource_amounts
 from ..core.times import parse_timedelta
 from ..worker.executor import default_max_threads, start_in_process
-from ..worker.uploads import remove_directories_of
+from ..worker.uploads import remove_directories_of, user_root
 
 
 def _processes_and_threads(cpus: int) -> tuple[int, int]:
@@ -139,6 +140,24 @@ class LocalCluster:
         None for never) and ``allowed_failures`` (a task errs with
         :class:`~shoal.KilledWorker` once more workers than this died
         running it; default 3).
+    memory_limit
+        Memory each worker may use: ``"auto"`` (default: the machine's
+        memory split evenly between the workers), a size (``"4GiB"``), a
+        fraction of the machine's (``0.25``), or ``None``/``0`` for no limit.
+        As in Dask, a worker spills its least recently used results to disk
+        above 60 % of it (``distributed.worker.memory.target``), and above
+        70 % of it in resident memory (``.spill``); above 80 % it takes no
+        new task (``.pause``) and above 95 % it restarts (``.terminate``),
+        its tasks running elsewhere. The fractions come from Dask's
+        configuration (or ``DASK_DISTRIBUTED__WORKER__MEMORY__*``), or from
+        ``memory_target_fraction=``, ``memory_spill_fraction=``,
+        ``memory_pause_fraction=`` and ``memory_terminate_fraction=``;
+        ``False`` turns a step off. Workers on threads
+        (``processes=False``) spill by the target only.
+    local_directory
+        Where workers spill results and keep uploaded files, in a directory
+        of their own under ``shoal-<uid>`` (default: the system's temporary
+        directory). Removed when they exit.
     security
         A :class:`~shoal.Security` whose token the cluster requires of every
         client and worker. By default the cluster makes a random one; it is
@@ -165,17 +184,22 @@ class LocalCluster:
         start_timeout: float = 60.0,
         silence_logs: Any = logging.WARN,
         dashboard_address: Any = UNSET,
-        memory_limit: Any = UNSET,
+        memory_limit: Any = "auto",
         asynchronous: bool = False,
         env: dict[str, str] | None = None,
         max_threads: int | None = None,
         resources: dict[str, float] | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
         security: Any = None,
+        local_directory: str | None = None,
         **kwargs: Any,
     ):
         dashboard = dashboard_spec(dashboard_address)
-        arguments.reject("memory_limit", memory_limit, unused=(None, "auto", UNSET))
+        given_fractions = {
+            step: kwargs.pop(f"memory_{step}_fraction")
+            for step in memory_.DEFAULTS
+            if f"memory_{step}_fraction" in kwargs
+        }
         arguments.reject(
             "silence_logs", silence_logs, unused=(None, False, logging.WARN, "warning", "WARN")
         )
@@ -184,7 +208,6 @@ class LocalCluster:
             "interface",
             "protocol",
             "worker_dashboard_address",
-            "local_directory",
         }
         unknown = set(kwargs) - known
         if unknown:
@@ -207,9 +230,11 @@ class LocalCluster:
             )
         self.max_threads = max_threads
         self.resources = resource_amounts(resources)
-        # What each worker reports: the machine's memory split evenly, as Dask
-        # does. It is not enforced.
-        self.worker_memory = _engine.total_memory() // max(self.n_workers, 1)
+        self.memory_limit = memory_.parse_memory_limit(
+            memory_limit, self.n_workers, _engine.total_memory()
+        )
+        self.memory_fractions = memory_.fractions(**given_fractions)
+        self.local_directory = None if local_directory is None else os.fspath(local_directory)
         self.processes = processes
         self.status = "starting"
         self._pool: Any = None
@@ -277,10 +302,12 @@ class LocalCluster:
                     self.scheduler_address,
                     self.threads_per_worker,
                     str(i),
-                    self.worker_memory,
+                    self.memory_limit,
                     self.max_threads,
                     self.resources,
                     self.security.token,
+                    fractions=self.memory_fractions,
+                    local_directory=self.local_directory,
                 )
                 for i in range(self.n_workers)
             ]
@@ -291,12 +318,15 @@ class LocalCluster:
             self.scheduler_address,
             "--nthreads",
             str(self.threads_per_worker),
-            "--memory",
-            str(self.worker_memory),
+            "--memory-limit",
+            str(self.memory_limit),
+            *memory_.fraction_arguments(self.memory_fractions),
             "--max-threads",
             str(self.max_threads),
             "--lifeline",
         ]
+        if self.local_directory is not None:
+            args += ["--local-directory", self.local_directory]
         if self.resources:
             args += ["--resources", ",".join(f"{k}={v!r}" for k, v in self.resources)]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
@@ -349,7 +379,7 @@ class LocalCluster:
         if self._pool is not None:
             pids = self.worker_pids()
             self._pool.close(2.0 if timeout is None else float(timeout))
-            remove_directories_of(pids)
+            remove_directories_of(pids, user_root(self.local_directory))
         for rt in self._threads:
             rt.close()
             rt.wait_closed()

@@ -57,6 +57,14 @@ class Worker:
         """Tasks it runs at once while they compute."""
         return int(self._rt.nthreads)
 
+    @property
+    def spilled_bytes(self) -> dict[str, int]:
+        """Bytes of results held here, as Dask's ``Worker.data.spilled_bytes``
+        splits them: ``{"memory": ..., "disk": ...}``.
+        """
+        memory, disk = self._rt.stored_bytes()
+        return {"memory": int(memory), "disk": int(disk)}
+
     def client(self, timeout: float = 10.0) -> Any:
         """This worker's client, connected on first use and shared by its
         tasks.

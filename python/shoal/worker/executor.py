@@ -20,6 +20,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future as ConcurrentFuture
+from pathlib import Path
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from .. import _engine
 from ..core import serialize
 from ..core.retry import NotRetried
 from . import context as task_context
-from .uploads import Uploads
+from .uploads import Uploads, user_root
 
 if TYPE_CHECKING:
     import asyncio
@@ -133,13 +134,13 @@ class Executors:
 
     """
 
-    def __init__(self, rt: Any, nthreads: int):
+    def __init__(self, rt: Any, nthreads: int, root: Path | None = None):
         self.rt = rt
         self.worker = task_context.Worker(rt, self)
         # Futures inside stored results, kept until the results are freed.
         self.holding: dict[str, list[Any]] = {}
         #: Files sent with ``Client.upload_file``.
-        self.uploads = Uploads()
+        self.uploads = Uploads(root)
         self.functions: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # started on first use
@@ -377,15 +378,33 @@ def start_in_process(
     address: str,
     nthreads: int,
     name: str | None = None,
-    memory: int = 0,
+    memory_limit: int = 0,
     max_threads: int | None = None,
     resources: list[tuple[str, float]] | None = None,
     token: str | None = None,
+    fractions: Any = (None, None, None, None),
+    local_directory: str | None = None,
 ) -> Any:
-    """Start a worker on threads of this process; returns its runtime."""
+    """Start a worker on threads of this process; returns its runtime.
+
+    Its results spill to disk above the target fraction of
+    ``memory_limit``; the process's memory is not its own, so it never
+    pauses or restarts for it.
+    """
     limit = default_max_threads(nthreads) if max_threads is None else max_threads
+    root = user_root(local_directory)
     rt = _engine.WorkerRuntime(
-        address, nthreads, name, None, 10.0, memory, limit, resources or [], token
+        address,
+        nthreads,
+        name,
+        None,
+        10.0,
+        memory_limit,
+        limit,
+        resources or [],
+        token,
+        fractions=fractions,
+        spill_root=str(root),
     )
-    Executors(rt, nthreads)
+    Executors(rt, nthreads, root)
     return rt

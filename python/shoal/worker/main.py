@@ -8,10 +8,11 @@ import signal
 import sys
 
 from .. import _engine
+from ..core import memory as memory_
 from ..core import security
-from ..core.sizes import parse_bytes
 from ..core.spec import parse_resources
 from .executor import Executors, default_max_threads
+from .uploads import remove_stale, user_root
 
 #: This process's ``shoal worker`` arguments (None until it starts as one).
 _argv: list[str] | None = None
@@ -90,8 +91,32 @@ def main(argv: list[str] | None = None) -> None:
         "with resources= run only where theirs are free",
     )
     security.add_token_options(parser, "the cluster's token")
+    parser.add_argument(
+        "--memory-limit",
+        default="auto",
+        help="memory this worker may use: a size like 4GiB, a fraction of the machine's, "
+        "'auto' (the machine's) or 0 for no limit (default auto)",
+    )
+    for step, what in (
+        ("target", "spill results to disk above this fraction of the limit"),
+        ("spill", "spill results while the process uses more than this fraction"),
+        ("pause", "start no task while the process uses more than this fraction"),
+        ("terminate", "restart while the process uses more than this fraction"),
+    ):
+        parser.add_argument(
+            f"--memory-{step}",
+            default=None,
+            metavar="FRACTION",
+            help=f"{what}; 'off' turns it off (default: Dask's "
+            f"distributed.worker.memory.{step}, {memory_.DEFAULTS[step]})",
+        )
+    parser.add_argument(
+        "--local-directory",
+        default=None,
+        help="where this worker spills results and keeps uploaded files "
+        "(default: the system's temporary directory)",
+    )
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--memory", default="0", help=argparse.SUPPRESS)
     global _argv, _executors, _token
     _argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_argv)
@@ -103,7 +128,14 @@ def main(argv: list[str] | None = None) -> None:
         default_max_threads(args.nthreads) if args.max_threads is None else args.max_threads
     )
     try:
-        memory = parse_bytes(args.memory)
+        total = _engine.total_memory()
+        memory_limit = memory_.parse_memory_limit(_limit_arg(args.memory_limit), 1, total)
+        given = {
+            step: getattr(args, f"memory_{step}")
+            for step in memory_.DEFAULTS
+            if getattr(args, f"memory_{step}") is not None
+        }
+        fractions = memory_.fractions(**given)
         resources = parse_resources(args.resources)
         token = security.given_token(args.token, args.token_file)
     except ValueError as e:
@@ -122,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     # reruns its tasks elsewhere.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _extend_sys_path()
+    root = user_root(args.local_directory)
+    # What workers killed earlier left behind.
+    remove_stale(root)
     try:
         rt = _engine.WorkerRuntime(
             args.scheduler,
@@ -129,18 +164,40 @@ def main(argv: list[str] | None = None) -> None:
             args.name,
             args.listen_host,
             args.timeout,
-            memory,
+            memory_limit,
             max_threads,
             resources,
             token,
+            fractions=fractions,
+            spill_root=str(root),
+            whole_process=True,
+            kill_on_leave=args.lifeline,
         )
     except (OSError, ValueError) as e:
         print(f"shoal worker: {e}", file=sys.stderr)
         sys.exit(1)
-    _executors = Executors(rt, args.nthreads)
+    _executors = Executors(rt, args.nthreads, root)
     rt.wait_closed()
     _executors.uploads.remove()
     sys.stdout.flush()
     sys.stderr.flush()
+    if rt.leaving is not None:
+        # Over its memory: a fresh process takes its place. Under a
+        # supervisor (a local cluster) the engine ends this one, which the
+        # supervisor restarts; by hand, it starts itself again.
+        if args.lifeline:
+            os.kill(os.getpid(), signal.SIGKILL)
+        restart_process()
     # Executor threads may be inside user code; do not wait for them.
     os._exit(0)
+
+
+def _limit_arg(text: str) -> object:
+    """``--memory-limit`` as :func:`parse_memory_limit` takes it: a
+    fraction (``0.5``) is a float, a size stays text.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if 0 < value <= 1 and "." in text else text

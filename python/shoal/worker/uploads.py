@@ -2,9 +2,11 @@
 them.
 
 Each worker process keeps its files in a directory of its own under one
-per-user root (``<tmp>/shoal-<uid>/worker-<pid>-<token>``), removed when
-the worker exits; directories of workers that died without removing theirs
-(SIGKILL) are removed by the next worker that needs the root.
+per-user root (``<tmp>/shoal-<uid>/worker-<pid>-<suffix>``, or under the
+worker's local directory), removed when the worker exits; the engine keeps
+spilled results the same way (``worker-<pid>-spill<n>``). Directories of
+workers that died without removing theirs (SIGKILL) are removed by the next
+worker that starts under the root.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _root() -> Path:
-    root = Path(tempfile.gettempdir()) / f"shoal-{os.getuid()}"
-    root.mkdir(mode=0o700, exist_ok=True)
-    return root
+def user_root(local_directory: str | None = None) -> Path:
+    """The per-user directory worker directories live under, in
+    ``local_directory`` (default: the system's temporary directory).
+    """
+    base = Path(local_directory) if local_directory else Path(tempfile.gettempdir())
+    return base / f"shoal-{os.getuid()}"
 
 
-def _remove_stale(root: Path) -> None:
+def remove_stale(root: Path) -> None:
     """Remove directories of workers whose process is gone."""
     for d in root.glob("worker-*-*"):
         try:
@@ -50,11 +54,11 @@ def _remove_stale(root: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def remove_directories_of(pids: list[int]) -> None:
-    """Remove the directories of these worker processes, once they exited
-    (a worker ended by its lifeline exits without removing its own).
+def remove_directories_of(pids: list[int], root: Path) -> None:
+    """Remove the directories of these worker processes under ``root``, once
+    they exited (a worker ended by its lifeline exits without removing its
+    own).
     """
-    root = Path(tempfile.gettempdir()) / f"shoal-{os.getuid()}"
     for pid in pids:
         for d in root.glob(f"worker-{pid}-*"):
             shutil.rmtree(d, ignore_errors=True)
@@ -63,7 +67,8 @@ def remove_directories_of(pids: list[int]) -> None:
 class Uploads:
     """The files this worker was sent, and who waits for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None) -> None:
+        self._root = user_root() if root is None else root
         self._dir: Path | None = None
         self._digests: dict[str, str] = {}
         self._changed = threading.Condition()
@@ -72,9 +77,9 @@ class Uploads:
     def directory(self) -> Path:
         """This worker's directory (made on first use)."""
         if self._dir is None:
-            root = _root()
-            _remove_stale(root)
-            self._dir = Path(tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=root))
+            self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            remove_stale(self._root)
+            self._dir = Path(tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=self._root))
             atexit.register(self.remove)
         return self._dir
 
