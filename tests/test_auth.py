@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from wire import credentials, exchange, frame
+from wire import PROTOCOL, credentials, exchange, frame
 
 from shoal import Client, LocalCluster, Security
 
@@ -141,7 +141,7 @@ def test_a_data_fetch_needs_the_token(cluster):
 
 def test_a_hello_from_another_protocol_version_is_refused_clearly(cluster):
     old = {
-        "credentials": credentials(cluster.security.token, protocol=1),
+        "credentials": credentials(cluster.security.token, protocol=PROTOCOL - 1),
         "role": {"Client": {"name": "old"}},
     }
     answer = exchange(cluster.scheduler_address, frame(old))

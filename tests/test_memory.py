@@ -271,3 +271,36 @@ def test_directories_of_dead_workers_are_removed_when_a_worker_starts(tmp_path):
     with LocalCluster(n_workers=1, local_directory=tmp_path, dashboard_address=None):
         assert not stale.exists()
         assert mine.exists(), "a live process's directory is kept"
+
+
+class Tracked:
+    """A result the worker can tell is still alive."""
+
+    alive: list = []
+
+    def __init__(self):
+        import weakref
+
+        Tracked.alive.append(weakref.ref(self))
+
+
+def make_tracked():
+    return Tracked()
+
+
+def tracked_alive():
+    return sum(r() is not None for r in Tracked.alive)
+
+
+def test_an_idle_worker_holds_nothing_of_its_last_result():
+    # A spilled result must really leave memory: the executor thread that
+    # made it keeps no reference while it waits for its next task.
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
+        c.submit(make_tracked, pure=False).result()
+        until(
+            lambda: not any(c.run(tracked_alive).values()),
+            what="the result object freed on the worker",
+        )

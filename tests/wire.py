@@ -10,7 +10,7 @@ import struct
 import shoal
 
 #: The wire protocol version of this build (``shoal_proto::auth::PROTOCOL``).
-PROTOCOL = 2
+PROTOCOL = 3
 
 
 def pack(obj) -> bytes:

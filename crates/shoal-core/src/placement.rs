@@ -51,6 +51,11 @@ impl PartialOrd for ReadyEntry {
     }
 }
 
+/// Bytes a second the scheduler assumes a result moves between workers at
+/// (Dask's `distributed.scheduler.bandwidth`): it weighs moving a task's
+/// inputs against waiting for the worker that holds them.
+pub const BANDWIDTH: f64 = 100e6;
+
 impl Core {
     /// Queued tasks a worker may hold per thread beyond the running one.
     pub(crate) fn queued_per_thread(&self) -> u32 {
@@ -115,6 +120,10 @@ impl Core {
     /// The worker with a free slot (and the task's resources free) holding
     /// most of the task's input bytes, then the least loaded one. Worker
     /// restrictions hold unless they are loose and match no connected worker.
+    /// `None` also when the inputs are better waited for than moved: the
+    /// worker holding most of them has no free slot, but would start the
+    /// task sooner than the missing bytes could travel (see
+    /// [`BANDWIDTH`]).
     fn pick_worker(&self, id: TaskId, per_thread: u32) -> Option<WorkerId> {
         let t = &self.tasks[&id];
         let mut restrictions = t.restrictions();
@@ -123,12 +132,10 @@ impl Core {
         }
         let needs = t.resources();
         let mut best: Option<(WorkerId, u64, f64)> = None;
+        // The eligible worker holding most input bytes, free slot or not.
+        let mut holder: Option<(WorkerId, u64)> = None;
         for (&wid, w) in &self.workers {
-            if w.paused
-                || w.assigned.len() >= self.slots(w, per_thread)
-                || !w.matches(restrictions)
-                || !w.fits(needs)
-            {
+            if w.paused || !w.matches(restrictions) || !w.fits(needs) {
                 continue;
             }
             let local: u64 = t
@@ -137,6 +144,12 @@ impl Core {
                 .filter(|d| w.holds.contains(d))
                 .map(|d| self.tasks[d].nbytes.max(1))
                 .sum();
+            if holder.is_none_or(|(_, most)| local > most) {
+                holder = Some((wid, local));
+            }
+            if w.assigned.len() >= self.slots(w, per_thread) {
+                continue;
+            }
             let load = w.assigned.len() as f64 / w.capacity.max(1) as f64;
             let better = match best {
                 None => true,
@@ -146,7 +159,19 @@ impl Core {
                 best = Some((wid, local, load));
             }
         }
-        best.map(|(w, _, _)| w)
+        let (wid, local, _) = best?;
+        if let Some((h, most)) = holder {
+            if h != wid && most > local {
+                let moved = (most - local) as f64 / BANDWIDTH;
+                let w = &self.workers[&h];
+                let wait = w.assigned.len() as f64 / w.capacity.max(1) as f64
+                    * self.mean_duration.unwrap_or(0.0);
+                if wait < moved {
+                    return None;
+                }
+            }
+        }
+        Some(wid)
     }
 
     fn assign(&mut self, id: TaskId, w: WorkerId, out: &mut Vec<Command>) {
@@ -192,6 +217,7 @@ impl Core {
                         _ => Vec::new(),
                     },
                     inline,
+                    nbytes: dt.nbytes,
                 }
             })
             .collect();

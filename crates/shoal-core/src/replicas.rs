@@ -236,6 +236,7 @@ impl Core {
                 key: key.to_string(),
                 holders: from,
                 inline: inline.clone(),
+                nbytes: self.tasks[&id].nbytes,
             });
             asked.push(w);
         }

@@ -158,3 +158,32 @@ fn a_capacity_report_is_bounded() {
     env.submit((0..10).map(|i| task(&format!("x{i}"))).collect());
     assert_eq!(env.core.assigned_to(w), 13, "all of them, and no overflow");
 }
+
+#[test]
+fn a_task_waits_for_the_busy_holder_of_a_large_input_but_moves_a_small_one() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("big"), task("small")]);
+    env.finish_with(w1, "big", 50_000_000, 0.01);
+    env.finish_with(w1, "small", 1000, 0.01);
+    // w1 busy with a queue of its own; then w2 joins, idle.
+    env.submit((0..2).map(|i| task(&format!("busy{i}"))).collect());
+    let w2 = env.worker(1);
+    env.submit(vec![task("uses-big").deps(&["big"])]);
+    assert_eq!(
+        env.state("uses-big"),
+        Some(Ready),
+        "moving 50 MB takes longer than waiting for w1"
+    );
+    env.submit(vec![task("uses-small").deps(&["small"])]);
+    assert!(matches!(env.state("uses-small"), Some(Assigned(_))));
+    // Once w1 has room, the task goes where its input is.
+    for i in 0..2 {
+        let key = format!("busy{i}");
+        if env.state(&key) == Some(Assigned(w1)) {
+            env.finish(w1, &key);
+        }
+    }
+    assert_eq!(env.state("uses-big"), Some(Assigned(w1)));
+    assert_ne!(w1, w2);
+}

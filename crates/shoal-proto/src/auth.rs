@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The version of the wire protocol; peers of different versions refuse
 /// each other with a clear reason instead of misreading messages.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// The shoal version this build belongs to, for error messages.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

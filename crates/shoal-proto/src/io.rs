@@ -5,15 +5,16 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use crate::auth::{Admission, Token};
 use crate::frame::{read_frame, read_frame_limited, write_frame, FrameError, MAX_HELLO_LEN};
-use crate::messages::{DataResponse, GetData, Payload, PeerRequest, RunResponse};
+use crate::messages::{DataHeader, DataResponse, GetData, Payload, PeerRequest, RunResponse};
 
 /// A frame is closed once it holds this many bytes, so that no frame (and
 /// no decoding on the other side) grows without bound.
@@ -171,8 +172,110 @@ pub async fn get_data(
     timeout: Duration,
 ) -> Result<Vec<(String, Option<Payload>)>, FetchError> {
     let request = PeerRequest::Get(GetData { keys });
-    let resp: DataResponse = ask_peer(addr, token, &request, timeout).await?;
+    let frame_err = |source| FetchError::Frame {
+        addr: addr.to_string(),
+        source,
+    };
+    let work = async {
+        let mut stream = admitted(addr, token).await?;
+        write_frame(&mut stream, &request)
+            .await
+            .map_err(frame_err)?;
+        read_data(&mut stream)
+            .await
+            .map_err(frame_err)?
+            .ok_or_else(|| FetchError::Closed(addr.to_string()))
+    };
+    let resp = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| FetchError::Timeout(addr.to_string()))??;
     Ok(resp.items)
+}
+
+/// The most frames a value in a [`DataResponse`] may have.
+const MAX_VALUE_FRAMES: usize = 1 << 16;
+
+/// Writes a [`DataResponse`]: a [`DataHeader`] frame, then each value's
+/// frames as they are (no copy into an encoding buffer).
+pub async fn write_data<W>(w: &mut W, response: &DataResponse) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let header = DataHeader {
+        items: response
+            .items
+            .iter()
+            .map(|(k, v)| {
+                let lengths = v
+                    .as_ref()
+                    .map(|p| p.frames.iter().map(|f| f.len() as u64).collect());
+                (k.clone(), lengths)
+            })
+            .collect(),
+    };
+    let mut buf = Vec::with_capacity(256);
+    crate::frame::encode_frame(&header, &mut buf)?;
+    w.write_all(&buf).await?;
+    for (_, value) in &response.items {
+        for frame in value.iter().flat_map(|p| &p.frames) {
+            w.write_all(frame).await?;
+        }
+    }
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads what [`write_data`] wrote. Each value's memory grows as its bytes
+/// arrive, never by the lengths the header announced.
+pub async fn read_data<R>(r: &mut R) -> Result<Option<DataResponse>, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut buf = Vec::new();
+    let Some(header) = read_frame::<_, DataHeader>(r, &mut buf).await? else {
+        return Ok(None);
+    };
+    let mut items = Vec::with_capacity(header.items.len());
+    for (key, lengths) in header.items {
+        let Some(lengths) = lengths else {
+            items.push((key, None));
+            continue;
+        };
+        if lengths.len() > MAX_VALUE_FRAMES {
+            return Err(FrameError::TooLarge(lengths.len(), MAX_VALUE_FRAMES));
+        }
+        let mut frames = Vec::with_capacity(lengths.len());
+        for len in lengths {
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&n| n <= crate::frame::MAX_FRAME_LEN)
+                .ok_or(FrameError::TooLarge(
+                    usize::MAX,
+                    crate::frame::MAX_FRAME_LEN,
+                ))?;
+            frames.push(read_exactly(r, len).await?);
+        }
+        items.push((key, Some(Payload { frames })));
+    }
+    Ok(Some(DataResponse { items }))
+}
+
+/// Reads `len` bytes into one buffer that grows (at most doubling, never
+/// past `len`) as they arrive.
+async fn read_exactly<R>(r: &mut R, len: usize) -> Result<Bytes, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut out = Vec::new();
+    while out.len() < len {
+        let room = (len - out.len()).min(out.len().max(64 * 1024));
+        out.reserve_exact(room);
+        let got = (&mut *r).take(room as u64).read_to_end(&mut out).await?;
+        if got == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(Bytes::from(out))
 }
 
 /// Runs a pickled call on the worker whose data server is at `addr`
@@ -199,34 +302,12 @@ async fn ask_peer<R: DeserializeOwned>(
     timeout: Duration,
 ) -> Result<R, FetchError> {
     let work = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|source| FetchError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
         let frame_err = |source| FetchError::Frame {
             addr: addr.to_string(),
             source,
         };
+        let mut stream = admitted(addr, token).await?;
         let mut buf = Vec::new();
-        write_frame(&mut stream, &token.credentials())
-            .await
-            .map_err(frame_err)?;
-        let admission = read_frame_limited(&mut stream, &mut buf, MAX_HELLO_LEN)
-            .await
-            .map_err(frame_err)?;
-        match admission {
-            Some(Admission::Admitted) => {}
-            Some(Admission::Refused { reason }) => {
-                return Err(FetchError::Refused {
-                    addr: addr.to_string(),
-                    reason,
-                })
-            }
-            None => return Err(FetchError::Closed(addr.to_string())),
-        }
         write_frame(&mut stream, request).await.map_err(frame_err)?;
         read_frame(&mut stream, &mut buf)
             .await
@@ -238,10 +319,78 @@ async fn ask_peer<R: DeserializeOwned>(
         .map_err(|_| FetchError::Timeout(addr.to_string()))?
 }
 
+/// A connection to the data server at `addr` that admitted `token`.
+async fn admitted(addr: &str, token: &Token) -> Result<TcpStream, FetchError> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| FetchError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let _ = stream.set_nodelay(true);
+    let frame_err = |source| FetchError::Frame {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut buf = Vec::new();
+    write_frame(&mut stream, &token.credentials())
+        .await
+        .map_err(frame_err)?;
+    let admission = read_frame_limited(&mut stream, &mut buf, MAX_HELLO_LEN)
+        .await
+        .map_err(frame_err)?;
+    match admission {
+        Some(Admission::Admitted) => Ok(stream),
+        Some(Admission::Refused { reason }) => Err(FetchError::Refused {
+            addr: addr.to_string(),
+            reason,
+        }),
+        None => Err(FetchError::Closed(addr.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::messages::WorkerToScheduler;
+
+    #[tokio::test]
+    async fn data_responses_round_trip_with_raw_frames() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 12);
+        let big = Bytes::from(vec![7u8; 300_000]);
+        let response = DataResponse {
+            items: vec![
+                (
+                    "x".into(),
+                    Some(Payload {
+                        frames: vec![Bytes::from_static(b"head"), big],
+                    }),
+                ),
+                ("gone".into(), None),
+                (
+                    "empty".into(),
+                    Some(Payload {
+                        frames: vec![Bytes::new()],
+                    }),
+                ),
+            ],
+        };
+        let sent = response.clone();
+        tokio::spawn(async move { write_data(&mut a, &sent).await.unwrap() });
+        assert_eq!(read_data(&mut b).await.unwrap(), Some(response));
+    }
+
+    #[tokio::test]
+    async fn a_data_response_cut_short_is_an_error_not_a_hang_or_a_huge_buffer() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 12);
+        let header = DataHeader {
+            items: vec![("x".into(), Some(vec![1 << 30]))],
+        };
+        write_frame(&mut a, &header).await.unwrap();
+        a.write_all(b"only a few bytes").await.unwrap();
+        drop(a);
+        assert!(read_data(&mut b).await.is_err());
+    }
 
     #[tokio::test]
     async fn the_writer_splits_a_large_backlog_into_bounded_frames() {

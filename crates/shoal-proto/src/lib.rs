@@ -18,5 +18,5 @@ pub use coord::{CoordOp, CoordReply, Held};
 pub use frame::{
     read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,
 };
-pub use io::{get_data, reader, run_on_worker, writer, FetchError};
+pub use io::{get_data, read_data, reader, run_on_worker, write_data, writer, FetchError};
 pub use messages::*;

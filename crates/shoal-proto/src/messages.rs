@@ -316,6 +316,10 @@ pub struct DepLocation {
     /// not known to hold one (small results, see the core's `kept`).
     #[serde(default)]
     pub inline: Option<Payload>,
+    /// Its size in bytes, as its worker reported it (0 if unknown): what
+    /// fetching it will hold in memory.
+    #[serde(default)]
+    pub nbytes: u64,
 }
 
 /// A task handed to a worker.
@@ -485,7 +489,17 @@ pub enum RunResponse {
 }
 
 /// The data server's answer: one entry per requested key, `None` if absent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// On the wire (see `io::write_data`) a frame holding [`DataHeader`], then
+/// every value's frames as raw bytes, so no value is copied into or out of
+/// a MessagePack buffer.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DataResponse {
     pub items: Vec<(String, Option<Payload>)>,
+}
+
+/// What precedes the raw bytes of a [`DataResponse`]: each key with the
+/// lengths of its value's frames, `None` if absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataHeader {
+    pub items: Vec<(String, Option<Vec<u64>>)>,
 }

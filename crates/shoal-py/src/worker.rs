@@ -79,6 +79,11 @@ impl WorkerRuntime {
         let inner = py
             .detach(move || Runtime::start(config))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        // Entering the interpreter applies the reference drops queued while
+        // it was not held (results dropped by the store off its threads).
+        inner.set_release(Arc::new(|| {
+            let _ = Python::try_attach(|_| ());
+        }));
         Ok(WorkerRuntime { inner })
     }
 

@@ -69,6 +69,16 @@ impl MemoryPolicy {
         bytes_at(self.limit, self.target).unwrap_or(0)
     }
 
+    /// Bytes of inputs fetched from peers at once: a tenth of the limit
+    /// (Dask's `distributed.worker.memory.transfer`), 64 MiB without one.
+    pub fn fetch_bytes(&self) -> u64 {
+        if self.limit == 0 {
+            64 << 20
+        } else {
+            self.limit / 10
+        }
+    }
+
     /// Whether the process's memory is watched at all.
     pub fn watches_process(&self) -> bool {
         self.limit > 0
@@ -108,6 +118,19 @@ impl MemoryPolicy {
     }
 }
 
+/// Makes the allocator give freed memory back to the system promptly (as
+/// Dask does for its workers with `MALLOC_TRIM_THRESHOLD_`): otherwise
+/// memory freed after a large result is spilled or sent stays resident, and
+/// the process looks — to the monitor and to the kernel — as if it still
+/// held it. Only where glibc's allocator is in use.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tunables.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
+    }
+}
+
 /// `1.5 GiB`, `300 MiB`.
 pub fn human(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -143,6 +166,13 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
             continue;
         };
         let verdict = policy.check(rss, managed);
+        if verdict != Verdict::default() {
+            tracing::debug!(
+                "memory: {} resident, {} of results in memory: {verdict:?}",
+                human(rss),
+                human(managed)
+            );
+        }
         if verdict.terminate {
             let reason = policy.terminate_reason(rss);
             tracing::warn!("restarting this worker: {reason}");

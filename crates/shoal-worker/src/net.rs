@@ -246,43 +246,49 @@ fn report_copies(shared: &Shared, keys: Vec<String>, missing: Vec<String>) {
 /// holders at once; a key its first holder lacked is then tried at its other
 /// holders. Returns the keys fetched, and the keys no holder had.
 async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<String>, Vec<String>) {
-    let mut by_holder: HashMap<String, Vec<String>> = HashMap::new();
-    let mut fallback: Vec<(String, Vec<String>)> = Vec::with_capacity(missing.len());
+    let mut by_holder: HashMap<String, (Vec<String>, u64)> = HashMap::new();
+    let mut fallback: Vec<(String, u64, Vec<String>)> = Vec::with_capacity(missing.len());
     for dep in missing {
         let rest = match dep.holders.split_first() {
             Some((first, rest)) => {
-                by_holder
-                    .entry(first.clone())
-                    .or_default()
-                    .push(dep.key.clone());
+                let request = by_holder.entry(first.clone()).or_default();
+                request.0.push(dep.key.clone());
+                request.1 += dep.nbytes;
                 rest.to_vec()
             }
             None => Vec::new(),
         };
-        fallback.push((dep.key, rest));
+        fallback.push((dep.key, dep.nbytes, rest));
     }
     let mut requests = JoinSet::new();
-    for (addr, keys) in by_holder {
-        let token = shared.token.clone();
-        requests.spawn(async move { get_data(&addr, &token, keys, FETCH_TIMEOUT).await });
-    }
-    while let Some(done) = requests.join_next().await {
-        match done {
-            Ok(Ok(items)) => {
+    for (addr, (keys, nbytes)) in by_holder {
+        let shared = shared.clone();
+        requests.spawn(async move {
+            let _room = shared.fetches.take(nbytes).await;
+            let got = get_data(&addr, &shared.token, keys, FETCH_TIMEOUT).await;
+            if let Ok(items) = got {
                 let mut store = shared.store.lock();
                 for (k, v) in items {
                     if let Some(p) = v {
                         store.insert(k, p);
                     }
                 }
+                Ok(())
+            } else {
+                got.map(|_| ())
             }
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!("fetching inputs: {e}"),
             Err(e) => tracing::debug!("fetching inputs: {e}"),
         }
     }
     let (mut got, mut lost) = (Vec::new(), Vec::new());
-    for (key, others) in fallback {
-        if fetch_one(shared, &key, &others).await {
+    for (key, nbytes, others) in fallback {
+        if fetch_one(shared, &key, nbytes, &others).await {
             got.push(key);
         } else {
             lost.push(key);
@@ -293,12 +299,14 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<Stri
 
 /// Fetches `key` from the first holder that has it; true on success (also
 /// if it is already here).
-async fn fetch_one(shared: &Shared, key: &str, holders: &[String]) -> bool {
+async fn fetch_one(shared: &Shared, key: &str, nbytes: u64, holders: &[String]) -> bool {
     for h in holders {
         if shared.store.lock().contains_key(key) {
             return true;
         }
-        match get_data(h, &shared.token, vec![key.to_string()], FETCH_TIMEOUT).await {
+        let room = shared.fetches.take(nbytes).await;
+        let got = get_data(h, &shared.token, vec![key.to_string()], FETCH_TIMEOUT).await;
+        match got {
             Ok(items) => {
                 for (k, p) in items {
                     if let Some(p) = p {
@@ -309,6 +317,7 @@ async fn fetch_one(shared: &Shared, key: &str, holders: &[String]) -> bool {
             }
             Err(e) => tracing::debug!("fetching {key}: {e}"),
         }
+        drop(room);
     }
     shared.store.lock().contains_key(key)
 }
@@ -409,7 +418,7 @@ async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
                 .collect()
         });
         let Ok(items) = read.await else { return };
-        if write_frame(&mut stream, &DataResponse { items })
+        if shoal_proto::write_data(&mut stream, &DataResponse { items })
             .await
             .is_err()
         {

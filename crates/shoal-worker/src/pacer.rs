@@ -129,6 +129,16 @@ impl Running {
         }
     }
 
+    /// A task of `func` whose inputs the calling thread is still reading
+    /// (perhaps from disk): it holds its slot, but the pacer does not watch
+    /// it, so a slow read never looks like a task blocked on I/O.
+    pub fn reading(func: shoal_proto::FuncHash) -> Running {
+        Running {
+            clock: None,
+            ..Running::now(func)
+        }
+    }
+
     /// When it started and stopped (now), by the wall clock, and where.
     pub fn timing(&self) -> shoal_proto::Timing {
         let now = std::time::SystemTime::now()

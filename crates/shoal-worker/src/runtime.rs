@@ -140,6 +140,9 @@ impl WorkerRuntime {
     /// Connects to the scheduler, starts serving data, and returns once the
     /// scheduler has accepted this worker.
     pub fn start(config: WorkerConfig) -> Result<Arc<WorkerRuntime>, WorkerError> {
+        if config.memory.watches_process() {
+            crate::memory::return_freed_memory();
+        }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (out_tx, out_rx) = unbounded_channel();
         let shared = Arc::new(Shared::new(
@@ -147,6 +150,7 @@ impl WorkerRuntime {
             out_tx,
             config.token.clone(),
             DataStore::new(config.memory.store_target(), config.spill_root.clone()),
+            config.memory.fetch_bytes(),
         ));
         let net_shared = shared.clone();
         let scheduler = shoal_proto::addr::strip_scheme(&config.scheduler).to_string();
@@ -253,6 +257,10 @@ impl WorkerRuntime {
                 });
                 continue;
             }
+            // It starts now: from here the pacer watches its thread.
+            if let Some(r) = self.shared.state.lock().running.get_mut(&t.id) {
+                *r = Running::now(t.func);
+            }
             let _ = self
                 .shared
                 .out
@@ -298,7 +306,7 @@ impl WorkerRuntime {
             } else {
                 None
             };
-            st.running.insert(t.id, Running::now(t.func));
+            st.running.insert(t.id, Running::reading(t.func));
             return Some((t, function));
         }
     }
@@ -420,6 +428,17 @@ impl WorkerRuntime {
                 return q.items.pop_front();
             }
         }
+    }
+
+    /// Sets what frees memory the process let go of but could not free at
+    /// once: values spilled or freed off the interpreter's threads may be
+    /// owned by Python objects, whose release waits until some thread next
+    /// enters the interpreter. The memory monitor calls it (from a thread
+    /// of its own, never the network thread) after spilling and while the
+    /// worker is paused, so a paused worker never waits on memory only it
+    /// could free.
+    pub fn set_release(&self, release: crate::state::Release) {
+        *self.shared.release.lock() = Some(release);
     }
 
     /// Why the worker left to restart (memory), if it did.

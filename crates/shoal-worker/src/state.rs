@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
@@ -71,6 +72,45 @@ pub(crate) struct Shared {
     pub store: Mutex<DataStore>,
     /// Why this worker restarts, once it decided to (see `memory`).
     pub leaving: Mutex<Option<String>>,
+    /// Bytes being fetched from peers at once (see [`FetchBudget`]).
+    pub fetches: FetchBudget,
+    /// Frees what this process let go of but cannot free itself yet (see
+    /// [`crate::WorkerRuntime::set_release`]).
+    pub release: Mutex<Option<Release>>,
+}
+
+/// See [`crate::WorkerRuntime::set_release`].
+pub type Release = Arc<dyn Fn() + Send + Sync>;
+
+/// How many bytes of inputs a worker fetches from peers at once: a queue of
+/// tasks whose inputs live elsewhere must not pull them all into memory at
+/// the same moment (Dask's `distributed.worker.memory.transfer`, a tenth of
+/// the memory limit).
+pub(crate) struct FetchBudget {
+    /// Permits are KiB.
+    sem: tokio::sync::Semaphore,
+    total: u32,
+}
+
+impl FetchBudget {
+    /// A budget of `bytes` (at least 1 MiB).
+    pub fn new(bytes: u64) -> Self {
+        let total = u32::try_from((bytes / 1024).max(1024)).unwrap_or(u32::MAX >> 4);
+        FetchBudget {
+            sem: tokio::sync::Semaphore::new(total as usize),
+            total,
+        }
+    }
+
+    /// Waits until `nbytes` more may be fetched (a value larger than the
+    /// whole budget waits for all of it); the room is given back when the
+    /// permit is dropped.
+    pub async fn take(&self, nbytes: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let kib = u32::try_from(nbytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total);
+        self.sem.acquire_many(kib).await.ok()
+    }
 }
 
 impl Shared {
@@ -79,6 +119,7 @@ impl Shared {
         out: UnboundedSender<WorkerToScheduler>,
         token: shoal_proto::Token,
         store: DataStore,
+        fetch_bytes: u64,
     ) -> Self {
         Shared {
             state: Mutex::new(state),
@@ -90,6 +131,8 @@ impl Shared {
             token,
             store: Mutex::new(store),
             leaving: Mutex::new(None),
+            fetches: FetchBudget::new(fetch_bytes),
+            release: Mutex::new(None),
         }
     }
 

@@ -37,12 +37,34 @@ def _by_value_needed(fn: Any) -> bool:
     return module == "__main__" or module is None or "<" in qualname
 
 
+#: ``bytes`` at least this large travel as frames of their own, uncopied.
+BIG_BYTES = 64 * 1024
+
+
+def _frame(buffer: pickle.PickleBuffer) -> bytes:
+    """A buffer as a frame: a ``bytes`` object it spans is used as it is."""
+    raw = buffer.raw()
+    if type(raw.obj) is bytes and raw.nbytes == len(raw.obj):
+        return raw.obj
+    return bytes(raw)
+
+
+def _pickle(obj: Any, buffers: list[pickle.PickleBuffer]) -> bytes:
+    if type(obj) is bytes and len(obj) >= BIG_BYTES:
+        # A large bytes value (a downloaded page, a file) travels as a frame
+        # of its own, uncopied: the stream only refers to it, and loading
+        # gives back the frame itself. (Plain pickle copies bytes into the
+        # stream, and pickle calls no hook for them.)
+        obj = pickle.PickleBuffer(obj)
+    return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+
+
 def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[bytes]:
     buffers: list[pickle.PickleBuffer] = []
     data = None
     if not force_cloudpickle:
         try:
-            data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+            data = _pickle(obj, buffers)
         except Exception:
             data = None
         # Objects of classes from __main__ pickle by a reference the worker
@@ -52,7 +74,7 @@ def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[bytes]:
     if data is None:
         buffers.clear()
         data = _cloudpickle().dumps(obj, protocol=5, buffer_callback=buffers.append)
-    return [data, *(bytes(b.raw()) for b in buffers)]
+    return [data, *(_frame(b) for b in buffers)]
 
 
 def loads(frames: list[bytes]) -> Any:

@@ -265,7 +265,11 @@ class Executors:
         holding = self.holding
         started, ended = task_context.task_started, task_context.task_done
         task_context.bind_thread(self.worker)
+        task = fn = args = kwargs = result = None
         while True:
+            # Hold nothing of the last task while waiting for the next: its
+            # result may be large, and the data store may have spilled it.
+            task = fn = args = kwargs = result = None
             # Take no task while a preload import runs (a fresh worker warming
             # up): a task taken counts as started, and a worker killed while
             # its task only waited for an import must not blame the task.
