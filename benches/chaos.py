@@ -16,7 +16,6 @@ Usage: ``python benches/chaos.py [shoal] [dask] [--every 0.5] [--tasks 10000] [-
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -26,6 +25,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+from child import report, run_child  # noqa: E402
 
 
 def spin(x: int) -> int:
@@ -111,29 +112,16 @@ def main(argv: list[str]) -> None:
             timeout = float(next(it))
         else:
             names.append(a)
-    import subprocess
-
     rows = []
     for name in names or ["shoal", "dask"]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        args = [sys.executable, __file__, "--child", name, str(every), str(tasks)]
-        # A session of its own, so a framework stopped at the timeout takes
-        # its worker processes with it.
-        proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        r = run_child(__file__, [name, str(every), str(tasks)], timeout)
+        if r == "timeout":
             rows.append(f"| {name} | > {timeout:.0f} | — | — | did not finish in {timeout:.0f} s |")
             continue
-        line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{name} failed:\n{err[-3000:]}", file=sys.stderr)
+        if isinstance(r, str):
+            print(f"{name} failed:\n{r}", file=sys.stderr)
             continue
-        r = json.loads(line[len("RESULT ") :])
         rows.append(
             f"| {name} | {r['seconds']:.1f} | {r['correct']} | {r['kills']} | {r['error'] or ''} |"
         )
@@ -146,7 +134,6 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "--child":
-        result = run(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
-        print("RESULT " + json.dumps(result), flush=True)
+        report(run(sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
     else:
         main(sys.argv[1:])

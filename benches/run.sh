@@ -16,6 +16,8 @@ python3 -m venv "$venv"
 "$venv/bin/python" benches/seeds.py
 # Faults under load: a worker SIGKILLed every 0.5 s during a 10,000-task map.
 "$venv/bin/python" benches/chaos.py shoal dask
+# Results three times the workers' memory limit: spilled and read back.
+"$venv/bin/python" benches/spill.py shoal dask
 # What the token costs on a 10,000-task map.
 "$venv/bin/python" benches/token_cost.py
 # What an open dashboard page costs (needs chromium).

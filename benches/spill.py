@@ -14,12 +14,13 @@ Usage: ``python benches/spill.py [shoal] [dask] [--limit-mb 500] [--block-mb 20]
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from child import report, run_child  # noqa: E402
 
 MB = 1_000_000
 
@@ -78,22 +79,13 @@ def main(argv: list[str]) -> None:
     rows, times = [], {}
     for name in names or ["shoal", "dask"]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        args = [sys.executable, __file__, "--child", name, str(limit_mb), str(block_mb)]
-        proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            rows.append(f"| {name} | > {timeout:.0f} | — | — | — |")
+        r = run_child(__file__, [name, str(limit_mb), str(block_mb)], timeout)
+        if r == "timeout":
+            rows.append(f"| {name} | > {timeout:.0f} | — | — | — | — |")
             continue
-        line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{name} failed:\n{err[-3000:]}", file=sys.stderr)
+        if isinstance(r, str):
+            print(f"{name} failed:\n{r}", file=sys.stderr)
             continue
-        r = json.loads(line[len("RESULT ") :])
         times[name] = r["made"] + r["read"]
         ratio = ""
         if name != "shoal" and times.get("shoal"):
@@ -114,7 +106,6 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "--child":
-        result = run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-        print("RESULT " + json.dumps(result), flush=True)
+        report(run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
     else:
         main(sys.argv[1:])

@@ -233,7 +233,8 @@ impl WorkerRuntime {
             // takes a while to read back.
             let mut deps = Vec::with_capacity(t.deps.len());
             let mut missing = Vec::new();
-            {
+            let reads = !t.deps.is_empty();
+            if reads {
                 let mut store = self.shared.store.lock();
                 for k in t.deps {
                     match store.get(&k) {
@@ -258,8 +259,10 @@ impl WorkerRuntime {
                 continue;
             }
             // It starts now: from here the pacer watches its thread.
-            if let Some(r) = self.shared.state.lock().running.get_mut(&t.id) {
-                *r = Running::now(t.func);
+            if reads {
+                if let Some(r) = self.shared.state.lock().running.get_mut(&t.id) {
+                    *r = Running::now(t.func);
+                }
             }
             let _ = self
                 .shared
@@ -306,7 +309,12 @@ impl WorkerRuntime {
             } else {
                 None
             };
-            st.running.insert(t.id, Running::reading(t.func));
+            let running = if t.deps.is_empty() {
+                Running::now(t.func)
+            } else {
+                Running::reading(t.func)
+            };
+            st.running.insert(t.id, running);
             return Some((t, function));
         }
     }

@@ -189,6 +189,7 @@
         fmtBytes(w.metrics.rss) + " / " + fmtBytes(w.memory_limit)));
       tr.appendChild(mem);
       cell(tr, fmtBytes(w.metrics.managed), "num");
+      cell(tr, fmtBytes(Math.max(w.metrics.rss - w.metrics.managed, 0)), "num");
       cell(tr, fmtBytes(w.metrics.spilled || 0), "num");
       cell(tr, w.status || "running");
       cell(tr, fmtInt(w.metrics.running), "num");
