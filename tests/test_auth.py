@@ -249,3 +249,22 @@ def test_security_refuses_what_it_does_not_do():
 def test_a_worker_that_had_the_token_in_its_environment_hides_it_from_tasks(cluster):
     with Client(cluster, set_as_default=False) as c:
         assert c.submit(os.environ.get, "SHOAL_TOKEN", pure=False).result() is None
+
+
+def test_a_connection_that_never_says_hello_is_closed_and_the_scheduler_serves_on(cluster):
+    import socket
+
+    host, port = cluster.scheduler_address.split("://")[-1].rsplit(":", 1)
+    # One connection silent from the start, one that stops halfway through
+    # a length prefix: the scheduler hangs up on both (after its 10 s
+    # handshake limit) without a word.
+    with (
+        socket.create_connection((host, int(port))) as silent,
+        socket.create_connection((host, int(port))) as halfway,
+    ):
+        halfway.sendall(b"\x10\x00")
+        for s in (silent, halfway):
+            s.settimeout(60)
+            assert s.recv(1024) == b""
+    with Client(cluster, set_as_default=False) as c:
+        assert c.submit(inc, 1).result() == 2
