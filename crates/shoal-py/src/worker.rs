@@ -111,6 +111,16 @@ impl WorkerRuntime {
         self.inner.leaving()
     }
 
+    /// Task `id`'s function and arguments are loaded: it runs now.
+    fn begin(&self, id: u64) {
+        self.inner.begin(id);
+    }
+
+    /// Closes (True) or opens the gate for tasks around a preload import.
+    fn set_importing(&self, on: bool) {
+        self.inner.set_importing(on);
+    }
+
     /// Bytes of results held here: (in memory, spilled to disk).
     fn stored_bytes(&self) -> (u64, u64) {
         self.inner.stored_bytes()

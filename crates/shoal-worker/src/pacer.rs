@@ -129,9 +129,11 @@ impl Running {
         }
     }
 
-    /// A task of `func` whose inputs the calling thread is still reading
-    /// (perhaps from disk): it holds its slot, but the pacer does not watch
-    /// it, so a slow read never looks like a task blocked on I/O.
+    /// A task of `func` taken by the calling thread, which is still reading
+    /// its inputs (perhaps from disk) and loading its function (perhaps
+    /// importing modules): it holds its slot, but the pacer does not watch
+    /// it until [`crate::WorkerRuntime::begin`], so loading never looks
+    /// like the task blocking on I/O.
     pub fn reading(func: shoal_proto::FuncHash) -> Running {
         Running {
             clock: None,

@@ -233,8 +233,7 @@ impl WorkerRuntime {
             // takes a while to read back.
             let mut deps = Vec::with_capacity(t.deps.len());
             let mut missing = Vec::new();
-            let reads = !t.deps.is_empty();
-            if reads {
+            if !t.deps.is_empty() {
                 let mut store = self.shared.store.lock();
                 for k in t.deps {
                     match store.get(&k) {
@@ -257,12 +256,6 @@ impl WorkerRuntime {
                     keys: missing,
                 });
                 continue;
-            }
-            // It starts now: from here the pacer watches its thread.
-            if reads {
-                if let Some(r) = self.shared.state.lock().running.get_mut(&t.id) {
-                    *r = Running::now(t.func);
-                }
             }
             let _ = self
                 .shared
@@ -290,8 +283,8 @@ impl WorkerRuntime {
             }
             // Room to run one more? (The pacer widens `allowed` while the
             // running tasks are blocked.) Nothing starts while memory is
-            // short.
-            if st.paused || st.running.len() as u32 >= st.allowed {
+            // short, or while a preload import runs.
+            if st.paused || st.importing || st.running.len() as u32 >= st.allowed {
                 self.shared.work.wait(&mut st);
                 continue;
             }
@@ -309,13 +302,18 @@ impl WorkerRuntime {
             } else {
                 None
             };
-            let running = if t.deps.is_empty() {
-                Running::now(t.func)
-            } else {
-                Running::reading(t.func)
-            };
-            st.running.insert(t.id, running);
+            st.running.insert(t.id, Running::reading(t.func));
             return Some((t, function));
+        }
+    }
+
+    /// The executor thread that took task `id` has loaded its function and
+    /// arguments (which may have imported modules from disk) and calls it
+    /// now: from here the pacer watches the thread, so only the task's own
+    /// waiting can make it look blocked.
+    pub fn begin(&self, id: TaskId) {
+        if let Some(r) = self.shared.state.lock().running.get_mut(&id) {
+            *r = Running::now(r.func);
         }
     }
 
@@ -447,6 +445,15 @@ impl WorkerRuntime {
     /// could free.
     pub fn set_release(&self, release: crate::state::Release) {
         *self.shared.release.lock() = Some(release);
+    }
+
+    /// Closes (`true`) or opens the gate for tasks around a preload
+    /// import: while closed, [`WorkerRuntime::next_task`] hands out nothing.
+    pub fn set_importing(&self, on: bool) {
+        self.shared.state.lock().importing = on;
+        if !on {
+            self.shared.work.notify_all();
+        }
     }
 
     /// Why the worker left to restart (memory), if it did.

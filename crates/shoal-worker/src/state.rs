@@ -208,6 +208,8 @@ pub(crate) struct State {
     pub seq: u64,
     /// Memory is short: no task starts (see `memory`).
     pub paused: bool,
+    /// A preload import runs: no task starts until it ends.
+    pub importing: bool,
     pub closed: bool,
 }
 
@@ -230,6 +232,7 @@ impl State {
             preload: Vec::new(),
             seq: 0,
             paused: false,
+            importing: false,
             closed: false,
         }
     }

@@ -147,8 +147,6 @@ class Executors:
         self._inflight: dict[int, ConcurrentFuture] = {}
         self._count = 0
         # Clear while a preload batch imports (see `preload`).
-        self._imports_settled = threading.Event()
-        self._imports_settled.set()
         self._to_preload: list[str] = []
         self._preloading = False
         for _ in range(nthreads):
@@ -193,19 +191,20 @@ class Executors:
                 name = self._to_preload.pop(0)
             if name in sys.modules:
                 continue
-            # Close the gate, then look: a task that started before the gate
-            # closed is seen running, and the import waits for it.
-            self._imports_settled.clear()
+            # Close the gate (the runtime hands out no task while it is
+            # closed), then look: a task that started before it closed is
+            # seen running, and the import waits for it.
+            rt.set_importing(True)
             while rt.busy():
-                self._imports_settled.set()
+                rt.set_importing(False)
                 time.sleep(0.02)  # back off while tasks run; resume when idle
-                self._imports_settled.clear()
+                rt.set_importing(True)
             try:
                 importlib.import_module(name)
             except Exception as e:  # not installed here, or broken: a task will say
                 _log.debug("could not preload %s: %s", name, e)
             finally:
-                self._imports_settled.set()
+                rt.set_importing(False)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The worker's event loop, started on first use on its own thread
@@ -261,7 +260,6 @@ class Executors:
         loads = serialize.loads
         perf_counter = time.perf_counter
         set_deps = serialize.set_dependency_values
-        settled = self._imports_settled
         holding = self.holding
         started, ended = task_context.task_started, task_context.task_done
         task_context.bind_thread(self.worker)
@@ -270,18 +268,15 @@ class Executors:
             # Hold nothing of the last task while waiting for the next: its
             # result may be large, and the data store may have spilled it.
             task = fn = args = kwargs = result = None
-            # Take no task while a preload import runs (a fresh worker warming
-            # up): a task taken counts as started, and a worker killed while
-            # its task only waited for an import must not blame the task.
-            if not settled.is_set():
-                settled.wait()
+            # The runtime hands out no task while a preload import runs (a
+            # fresh worker warming up): a task taken counts as started, and
+            # must neither be blamed for a worker killed during the import
+            # nor look to the pacer like a task blocked on I/O.
             task = rt.next_task()
             if task is None:
                 return
             tid, key = task.id, task.key
             started(tid, key)
-            if not settled.is_set():
-                settled.wait()
             try:
                 fn = functions.get(task.func)
                 if fn is None:
@@ -297,6 +292,7 @@ class Executors:
                 finally:
                     if deps:
                         set_deps(None)
+                rt.begin(tid)
                 start = perf_counter()
                 result = fn(*args, **kwargs)
                 if type(result) is CoroutineType:
