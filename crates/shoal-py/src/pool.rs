@@ -11,7 +11,7 @@
 //! growing pause. A worker killed by a signal is never held back.
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -24,6 +24,10 @@ use pyo3::prelude::*;
 struct Shared {
     closing: AtomicBool,
     pids: Mutex<Vec<Option<u32>>>,
+    /// Each running child's lifeline (the write end of its stdin). Stored
+    /// and dropped under this lock, after checking `closing`, so `close`
+    /// cannot miss one.
+    lifelines: Mutex<Vec<Option<ChildStdin>>>,
     restarts: AtomicU32,
 }
 
@@ -79,11 +83,18 @@ fn monitor(
             let _ = f.send(Ok(()));
         }
         // `Child::wait` would close stdin first, cutting the lifeline: hold
-        // it separately for as long as the child lives.
+        // it separately for as long as the child lives, or until the pool
+        // closes.
         let lifeline = child.stdin.take();
+        {
+            let mut lifelines = shared.lifelines.lock();
+            if !shared.closing.load(Ordering::SeqCst) {
+                lifelines[index] = lifeline;
+            }
+        }
         let status = child.wait();
         shared.pids.lock()[index] = None;
-        drop(lifeline);
+        shared.lifelines.lock()[index] = None;
         if shared.closing.load(Ordering::SeqCst) {
             break;
         }
@@ -119,6 +130,7 @@ impl WorkerPool {
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
             pids: Mutex::new(vec![None; n]),
+            lifelines: Mutex::new((0..n).map(|_| None).collect()),
             restarts: AtomicU32::new(0),
         });
         let (exited_tx, exited_rx) = channel();
@@ -176,8 +188,9 @@ impl WorkerPool {
         self.shared.closing.store(true, Ordering::SeqCst);
     }
 
-    /// Stops restarting workers and waits up to `timeout` seconds for them
-    /// to exit (they exit when the scheduler says so); then kills the rest.
+    /// Stops restarting workers, cuts their lifelines (each exits at once,
+    /// connected or still starting), and waits up to `timeout` seconds for
+    /// them to exit; then kills the rest.
     #[pyo3(signature = (timeout=2.0))]
     fn close(&self, py: Python<'_>, timeout: f64) {
         let t = Duration::from_secs_f64(timeout.max(0.0));
@@ -188,6 +201,12 @@ impl WorkerPool {
 impl WorkerPool {
     fn close_now(&self, timeout: Duration) {
         self.shared.closing.store(true, Ordering::SeqCst);
+        // Cut every lifeline: a worker still starting (a replacement not yet
+        // connected) never hears the scheduler's shutdown, but exits at its
+        // lifeline's end at once; connected ones are leaving anyway.
+        for lifeline in self.shared.lifelines.lock().iter_mut() {
+            drop(lifeline.take());
+        }
         let Some(rx) = self.exited.lock().take() else {
             return;
         };
