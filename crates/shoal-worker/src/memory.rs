@@ -179,11 +179,20 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
             shared.leave(reason);
             return;
         }
-        if verdict.evict > 0 {
+        if verdict.evict > 0 || verdict.paused {
             let shared = shared.clone();
-            // Disk writes stay off the network thread.
-            let _ =
-                tokio::task::spawn_blocking(move || shared.store.lock().evict(verdict.evict)).await;
+            // Disk writes, and waiting for the interpreter, stay off the
+            // network thread.
+            let _ = tokio::task::spawn_blocking(move || {
+                if verdict.evict > 0 {
+                    shared.store.lock().evict(verdict.evict);
+                }
+                let release = shared.release.lock().clone();
+                if let Some(release) = release {
+                    release();
+                }
+            })
+            .await;
         }
         shared.set_paused(verdict.paused);
     }

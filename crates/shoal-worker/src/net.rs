@@ -264,19 +264,16 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<Stri
     for (addr, (keys, nbytes)) in by_holder {
         let shared = shared.clone();
         requests.spawn(async move {
+            // The room is held until the values are stored.
             let _room = shared.fetches.take(nbytes).await;
-            let got = get_data(&addr, &shared.token, keys, FETCH_TIMEOUT).await;
-            if let Ok(items) = got {
-                let mut store = shared.store.lock();
-                for (k, v) in items {
-                    if let Some(p) = v {
-                        store.insert(k, p);
-                    }
+            let items = get_data(&addr, &shared.token, keys, FETCH_TIMEOUT).await?;
+            let mut store = shared.store.lock();
+            for (k, v) in items {
+                if let Some(p) = v {
+                    store.insert(k, p);
                 }
-                Ok(())
-            } else {
-                got.map(|_| ())
             }
+            Ok::<_, shoal_proto::FetchError>(())
         });
     }
     while let Some(done) = requests.join_next().await {

@@ -183,10 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.stderr.flush()
     if rt.leaving is not None:
         # Over its memory: a fresh process takes its place. Under a
-        # supervisor (a local cluster) the engine ends this one, which the
-        # supervisor restarts; by hand, it starts itself again.
-        if args.lifeline:
-            os.kill(os.getpid(), signal.SIGKILL)
+        # supervisor (`--lifeline`) the engine has already ended this one;
+        # started by hand, it starts itself again.
         restart_process()
     # Executor threads may be inside user code; do not wait for them.
     os._exit(0)
