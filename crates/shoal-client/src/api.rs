@@ -27,8 +27,9 @@ pub struct ClientConfig {
     pub address: String,
     pub name: String,
     pub connect_timeout: Duration,
-    /// The cluster's secret, presented to the scheduler and to workers.
-    pub token: shoal_proto::Token,
+    /// The cluster's secret, presented to the scheduler and to workers,
+    /// and the TLS this client speaks to them.
+    pub security: shoal_proto::Security,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -70,6 +71,13 @@ pub struct ClientCore {
 impl ClientCore {
     /// Connects and introduces this client.
     pub fn connect(config: ClientConfig) -> Result<ClientCore, ClientError> {
+        addr::check_scheme(&config.address, config.security.tls.is_on()).map_err(|e| {
+            ClientError::Connect {
+                addr: config.address.clone(),
+                secs: 0.0,
+                reason: e.to_string(),
+            }
+        })?;
         let address = addr::strip_scheme(&config.address).to_string();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -84,7 +92,7 @@ impl ClientCore {
             out: out_tx,
             runtime: rt.handle().clone(),
             stop: tokio::sync::Notify::new(),
-            token: config.token.clone(),
+            security: config.security.clone(),
         });
         let for_net = shared.clone();
         let thread = std::thread::Builder::new()
@@ -565,9 +573,9 @@ impl ClientCore {
             let tx = tx.clone();
             let addr = addr::strip_scheme(w).to_string();
             let call = call.clone();
-            let token = self.shared.token.clone();
+            let security = self.shared.security.clone();
             self.shared.runtime.spawn(async move {
-                let res = run_on_worker(&addr, &token, call, timeout).await;
+                let res = run_on_worker(&addr, &security, call, timeout).await;
                 let _ = tx.send((i, res.map_err(|e| e.to_string())));
             });
         }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+use shoal_proto::Stream;
 use shoal_proto::{
-    get_data, read_frame, write_frame, ClientToScheduler, Hello, Payload, Role, SchedulerToClient,
+    get_data, introduce, read_frame, ClientToScheduler, Hello, Payload, Role, SchedulerToClient,
     Welcome,
 };
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::api::{ClientConfig, ClientError, Outcome};
@@ -28,8 +28,8 @@ pub(crate) struct Shared {
     pub out: UnboundedSender<ClientToScheduler>,
     pub runtime: tokio::runtime::Handle,
     pub stop: tokio::sync::Notify,
-    /// The cluster's secret, for fetches from workers.
-    pub token: shoal_proto::Token,
+    /// The cluster's secret and TLS, for fetches from workers.
+    pub security: shoal_proto::Security,
 }
 
 /// Connects to the scheduler and introduces this client; returns the
@@ -37,7 +37,7 @@ pub(crate) struct Shared {
 pub(crate) async fn handshake(
     addr: &str,
     config: &ClientConfig,
-) -> Result<(TcpStream, u64, Option<String>), ClientError> {
+) -> Result<(Stream, u64, Option<String>), ClientError> {
     let secs = config.connect_timeout.as_secs_f64();
     let connect_err = |reason: String| ClientError::Connect {
         addr: addr.to_string(),
@@ -45,26 +45,25 @@ pub(crate) async fn handshake(
         reason,
     };
     let work = async {
-        let mut stream = TcpStream::connect(addr)
+        let mut stream = config
+            .security
+            .tls
+            .connect(addr)
             .await
             .map_err(|e| connect_err(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
         let hello = Hello {
-            credentials: config.token.credentials(),
+            credentials: config.security.token.credentials(),
             role: Role::Client {
                 name: config.name.clone(),
             },
         };
-        write_frame(&mut stream, &hello)
+        let tls = config.security.tls.is_on();
+        match introduce(&mut stream, &hello, tls)
             .await
-            .map_err(|e| connect_err(e.to_string()))?;
-        let mut buf = Vec::new();
-        let welcome: Option<Welcome> = read_frame(&mut stream, &mut buf)
-            .await
-            .map_err(|e| connect_err(e.to_string()))?;
-        match welcome {
-            Some(Welcome::Client { id, dashboard }) => Ok((stream, id, dashboard)),
-            Some(Welcome::Refused { reason }) => Err(ClientError::Refused {
+            .map_err(connect_err)?
+        {
+            Welcome::Client { id, dashboard } => Ok((stream, id, dashboard)),
+            Welcome::Refused { reason } => Err(ClientError::Refused {
                 addr: addr.to_string(),
                 reason,
             }),
@@ -80,7 +79,7 @@ pub(crate) async fn handshake(
 /// client closes; then errs every pending key.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Stream,
     out_rx: UnboundedReceiver<ClientToScheduler>,
 ) {
     let (mut r, w) = stream.into_split();
@@ -136,9 +135,9 @@ pub(crate) fn fetch(
         let tx = tx.clone();
         let keys = wanted.iter().map(|(_, k)| k.clone()).collect();
         asked.insert(n, (addr.clone(), wanted));
-        let token = shared.token.clone();
+        let security = shared.security.clone();
         shared.runtime.spawn(async move {
-            let res = get_data(&addr, &token, keys, FETCH_TIMEOUT).await;
+            let res = get_data(&addr, &security, keys, FETCH_TIMEOUT).await;
             let _ = tx.send((n, res));
         });
     }

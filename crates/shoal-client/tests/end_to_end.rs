@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_client::{ClientConfig, ClientCore, ClientError, CompletionQueue, Outcome};
-use shoal_proto::{FunctionDef, Payload, TaskError, TaskSpec, LITERAL_FUNC};
+use shoal_proto::{FunctionDef, Payload, Security, TaskError, TaskSpec, LITERAL_FUNC};
 use shoal_worker::{WorkerConfig, WorkerRuntime};
 
 const CONCAT: u64 = 7;
@@ -31,9 +31,28 @@ fn secret() -> shoal_proto::Token {
     shoal_proto::Token::new("e2e-secret").unwrap()
 }
 
-fn worker_config(addr: &str, token: shoal_proto::Token) -> WorkerConfig {
+/// The test clusters' token over plain TCP.
+fn plain() -> Security {
+    Security::token(secret())
+}
+
+/// The test clusters' token over TLS with certificates made for the test.
+fn tls(ca: &str, cert: &str, key: &str) -> Security {
+    let pem = shoal_proto::TlsPem {
+        ca: Some(ca.into()),
+        cert: Some(cert.into()),
+        key: Some(key.into()),
+        mutual: true,
+    };
+    Security {
+        token: secret(),
+        tls: shoal_proto::Tls::new(&pem).expect("TLS configures"),
+    }
+}
+
+fn worker_config(addr: &str, security: Security) -> WorkerConfig {
     WorkerConfig {
-        scheduler: format!("tcp://{addr}"),
+        scheduler: format!("{}{addr}", security.tls.scheme()),
         nthreads: 1,
         name: None,
         listen_host: None,
@@ -43,21 +62,21 @@ fn worker_config(addr: &str, token: shoal_proto::Token) -> WorkerConfig {
         kill_on_leave: false,
         max_threads: 1,
         resources: vec![],
-        token,
+        security,
     }
 }
 
-fn client_config(addr: &str, token: shoal_proto::Token) -> ClientConfig {
+fn client_config(addr: &str, security: Security) -> ClientConfig {
     ClientConfig {
         address: addr.to_string(),
         name: "test".into(),
         connect_timeout: Duration::from_secs(5),
-        token,
+        security,
     }
 }
 
-fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
-    let rt = WorkerRuntime::start(worker_config(addr, secret())).expect("worker starts");
+fn start_worker(addr: &str, security: &Security) -> Arc<WorkerRuntime> {
+    let rt = WorkerRuntime::start(worker_config(addr, security.clone())).expect("worker starts");
     let exec = rt.clone();
     std::thread::spawn(move || {
         while let Some(a) = exec.next_task() {
@@ -93,22 +112,27 @@ fn start_worker(addr: &str) -> Arc<WorkerRuntime> {
     rt
 }
 
-/// A scheduler, `n` workers and a connected client.
-fn cluster(
-    n: usize,
-) -> (
+type Cluster = (
     shoal_server::ServerHandle,
     Vec<Arc<WorkerRuntime>>,
     ClientCore,
-) {
+);
+
+/// A scheduler, `n` workers and a connected client, with the token.
+fn cluster(n: usize) -> Cluster {
+    cluster_with(n, plain())
+}
+
+/// A scheduler, `n` workers and a connected client, all with `security`.
+fn cluster_with(n: usize, security: Security) -> Cluster {
     let options = shoal_server::Options {
-        token: secret(),
+        security: security.clone(),
         ..Default::default()
     };
     let server = shoal_server::start("127.0.0.1", 0, options).expect("scheduler starts");
     let addr = server.address().to_string();
-    let workers = (0..n).map(|_| start_worker(&addr)).collect();
-    let client = ClientCore::connect(client_config(&addr, secret())).expect("client connects");
+    let workers = (0..n).map(|_| start_worker(&addr, &security)).collect();
+    let client = ClientCore::connect(client_config(&addr, security)).expect("client connects");
     assert!(client
         .wait_for_workers(n, &[], Some(Duration::from_secs(10)))
         .unwrap());
@@ -238,7 +262,7 @@ fn connecting_to_nothing_fails_within_the_timeout() {
             address: "tcp://127.0.0.1:1".into(),
             name: "test".into(),
             connect_timeout: Duration::from_secs(2),
-            token: secret(),
+            security: plain(),
         })
         .err()
         .expect("no scheduler there");
@@ -277,18 +301,18 @@ fn a_client_or_worker_without_the_right_token_is_refused() {
             (wrong.clone(), "wrong token"),
             (shoal_proto::Token::none(), "a token is required"),
         ] {
-            let err = ClientCore::connect(client_config(&addr, token.clone()))
+            let err = ClientCore::connect(client_config(&addr, Security::token(token.clone())))
                 .err()
                 .expect("refused");
             assert!(matches!(err, ClientError::Refused { .. }), "{err}");
             assert!(err.to_string().contains(why), "{err}");
-            let err = WorkerRuntime::start(worker_config(&addr, token))
+            let err = WorkerRuntime::start(worker_config(&addr, Security::token(token)))
                 .err()
                 .expect("refused");
             assert!(err.to_string().contains(why), "{err}");
         }
         // The right one still gets in.
-        assert!(ClientCore::connect(client_config(&addr, secret())).is_ok());
+        assert!(ClientCore::connect(client_config(&addr, plain())).is_ok());
     });
 }
 
@@ -310,7 +334,7 @@ fn a_data_fetch_without_the_token_is_refused() {
         let ask = |token: shoal_proto::Token| {
             rt.block_on(shoal_proto::get_data(
                 &data,
-                &token,
+                &Security::token(token),
                 keys.clone(),
                 Duration::from_secs(5),
             ))
@@ -324,5 +348,69 @@ fn a_data_fetch_without_the_token_is_refused() {
         assert!(err.to_string().contains("wrong token"), "{err}");
         let items = ask(secret()).expect("the token lets it in");
         assert_eq!(items[0].1.as_ref().map(|p| p.nbytes()), Some(1 << 17));
+    });
+}
+
+#[test]
+fn a_cluster_over_tls_runs_a_graph_and_refuses_plain_tcp() {
+    within(60, || {
+        let (ca, cert, key) = shoal_proto::tls::temporary().unwrap();
+        let security = tls(&ca, &cert, &key);
+        let (server, workers, client) = cluster_with(2, security.clone());
+        // A large value (fetched from the worker that made it) and a task
+        // on every worker that needs it (moved between workers).
+        let big = vec![b'x'; 1 << 20];
+        let mut specs = vec![spec("big", &big, &[])];
+        for i in 0..8 {
+            let mut s = spec(&format!("use-{i}"), b"u", &["big"]);
+            s.workers = vec![workers[i % 2].address().to_string()];
+            specs.push(s);
+        }
+        client.submit(funcs(), specs).unwrap();
+        let keys: Vec<String> = (0..8).map(|i| format!("use-{i}")).collect();
+        assert!(client.wait(&keys, Some(Duration::from_secs(20))).unwrap());
+        let out = client.gather(&["big".to_string()], None).unwrap().unwrap();
+        assert_eq!(value(&out[0]), big);
+        let out = client.gather(&keys, None).unwrap().unwrap();
+        assert!(out.iter().all(|o| value(o).len() == (1 << 20) + 1));
+
+        let addr = server.address().to_string();
+        // Plain TCP to the TLS port: refused with words that say why.
+        let err = ClientCore::connect(client_config(&addr, plain()))
+            .err()
+            .expect("plain TCP is refused");
+        assert!(err.to_string().contains("speaks TLS"), "{err}");
+        // A tls:// address without TLS options, and the reverse.
+        let err = ClientCore::connect(client_config(&format!("tls://{addr}"), plain()))
+            .err()
+            .expect("no TLS options");
+        assert!(err.to_string().contains("no TLS options"), "{err}");
+        let err = ClientCore::connect(client_config(&format!("tcp://{addr}"), security.clone()))
+            .err()
+            .expect("a tcp:// address with TLS options");
+        assert!(err.to_string().contains("tls://"), "{err}");
+        // Certificates of another CA.
+        let (ca2, cert2, key2) = shoal_proto::tls::temporary().unwrap();
+        let err = ClientCore::connect(client_config(&addr, tls(&ca2, &cert2, &key2)))
+            .err()
+            .expect("another CA is refused");
+        assert!(err.to_string().contains("same CA"), "{err}");
+        // A worker's data server refuses plain TCP too.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let data = workers[0].address().to_string();
+        let err = rt
+            .block_on(shoal_proto::get_data(
+                &data,
+                &plain(),
+                vec!["big".into()],
+                Duration::from_secs(5),
+            ))
+            .expect_err("plain TCP to a TLS data server");
+        assert!(err.to_string().contains("speaks TLS"), "{err}");
+        // The scheduler still serves.
+        assert!(ClientCore::connect(client_config(&addr, security)).is_ok());
     });
 }

@@ -19,6 +19,8 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
     #[error("peer announced a frame of {0} bytes, above the {1} byte limit")]
     TooLarge(usize, usize),
+    #[error("the other side speaks TLS and this side plain TCP (or the reverse): give both the same scheme (tls:// or tcp://) and the same TLS options")]
+    SpeaksTls,
     #[error("could not decode a message from the peer: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
     #[error("could not encode a message: {0}")]
@@ -80,6 +82,9 @@ where
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > limit {
+        if looks_like_tls(len) {
+            return Err(FrameError::SpeaksTls);
+        }
         return Err(FrameError::TooLarge(len, limit));
     }
     // Grow the buffer as bytes arrive, never by what the peer announced: a
@@ -90,6 +95,13 @@ where
         return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
     }
     Ok(Some(rmp_serde::from_slice(buf)?))
+}
+
+/// Whether a length prefix is the start of a TLS record instead (a
+/// handshake or an alert, TLS 1.0-1.3): what a TLS peer sends first.
+fn looks_like_tls(len: usize) -> bool {
+    let b = (len as u32).to_le_bytes();
+    matches!(b[0], 0x15 | 0x16) && b[1] == 0x03 && b[2] <= 0x04
 }
 
 #[cfg(test)]
@@ -147,6 +159,19 @@ mod tests {
             matches!(got, Err(FrameError::TooLarge(n, MAX_HELLO_LEN)) if n == MAX_HELLO_LEN + 1)
         );
         assert!(buf.capacity() < 1024);
+    }
+
+    #[tokio::test]
+    async fn a_tls_record_where_a_frame_was_due_is_named() {
+        // A TLS ClientHello's record header, then an alert's.
+        for first in [[0x16u8, 0x03, 0x01, 0x02], [0x15, 0x03, 0x03, 0x00]] {
+            let (mut a, mut b) = tokio::io::duplex(64);
+            a.write_all(&first).await.unwrap();
+            let mut buf = Vec::new();
+            let got: Result<Option<Vec<WorkerToScheduler>>, _> =
+                read_frame_limited(&mut b, &mut buf, MAX_HELLO_LEN).await;
+            assert!(matches!(got, Err(FrameError::SpeaksTls)), "{got:?}");
+        }
     }
 
     /// A peer announcing a huge frame and sending a few bytes costs what it

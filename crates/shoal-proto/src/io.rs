@@ -8,13 +8,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::auth::{Admission, Token};
+use crate::auth::Admission;
 use crate::frame::{read_frame, read_frame_limited, write_frame, FrameError, MAX_HELLO_LEN};
-use crate::messages::{DataHeader, DataResponse, GetData, Payload, PeerRequest, RunResponse};
+use crate::messages::{
+    DataHeader, DataResponse, GetData, Hello, Payload, PeerRequest, RunResponse, Welcome,
+};
+use crate::security::Security;
+use crate::stream::Stream;
 
 /// A frame is closed once it holds this many bytes, so that no frame (and
 /// no decoding on the other side) grows without bound.
@@ -167,7 +170,7 @@ pub enum FetchError {
 /// Asks the data server at `addr` for `keys`; `None` for keys it lacks.
 pub async fn get_data(
     addr: &str,
-    token: &Token,
+    security: &Security,
     keys: Vec<String>,
     timeout: Duration,
 ) -> Result<Vec<(String, Option<Payload>)>, FetchError> {
@@ -177,7 +180,7 @@ pub async fn get_data(
         source,
     };
     let work = async {
-        let mut stream = admitted(addr, token).await?;
+        let mut stream = admitted(addr, security).await?;
         write_frame(&mut stream, &request)
             .await
             .map_err(frame_err)?;
@@ -190,6 +193,22 @@ pub async fn get_data(
         .await
         .map_err(|_| FetchError::Timeout(addr.to_string()))??;
     Ok(resp.items)
+}
+
+/// Sends `hello` to the scheduler and reads its answer (a small frame);
+/// what goes wrong is said in words a user can act on (`tls`: whether
+/// this side speaks TLS, for the hints).
+pub async fn introduce(stream: &mut Stream, hello: &Hello, tls: bool) -> Result<Welcome, String> {
+    let said = |e: FrameError| match e {
+        FrameError::Io(io) if tls => crate::tls::explained(io, "the connection failed").to_string(),
+        e => e.to_string(),
+    };
+    write_frame(stream, hello).await.map_err(said)?;
+    let mut buf = Vec::new();
+    read_frame_limited(stream, &mut buf, MAX_HELLO_LEN)
+        .await
+        .map_err(said)?
+        .ok_or_else(|| "the scheduler closed the connection without answering".to_string())
 }
 
 /// The most frames a value in a [`DataResponse`] may have.
@@ -282,14 +301,14 @@ where
 /// (`Client.run`), outside its task slots.
 pub async fn run_on_worker(
     addr: &str,
-    token: &Token,
+    security: &Security,
     call: Payload,
     timeout: Option<Duration>,
 ) -> Result<RunResponse, FetchError> {
     let request = PeerRequest::Run { call };
     // No deadline: a year stands for ever.
     let timeout = timeout.unwrap_or(Duration::from_secs(365 * 86_400));
-    ask_peer(addr, token, &request, timeout).await
+    ask_peer(addr, security, &request, timeout).await
 }
 
 /// One request to a worker's data server and its answer, on a connection
@@ -297,7 +316,7 @@ pub async fn run_on_worker(
 /// are admitted.
 async fn ask_peer<R: DeserializeOwned>(
     addr: &str,
-    token: &Token,
+    security: &Security,
     request: &PeerRequest,
     timeout: Duration,
 ) -> Result<R, FetchError> {
@@ -306,7 +325,7 @@ async fn ask_peer<R: DeserializeOwned>(
             addr: addr.to_string(),
             source,
         };
-        let mut stream = admitted(addr, token).await?;
+        let mut stream = admitted(addr, security).await?;
         let mut buf = Vec::new();
         write_frame(&mut stream, request).await.map_err(frame_err)?;
         read_frame(&mut stream, &mut buf)
@@ -319,21 +338,23 @@ async fn ask_peer<R: DeserializeOwned>(
         .map_err(|_| FetchError::Timeout(addr.to_string()))?
 }
 
-/// A connection to the data server at `addr` that admitted `token`.
-async fn admitted(addr: &str, token: &Token) -> Result<TcpStream, FetchError> {
-    let mut stream = TcpStream::connect(addr)
+/// A connection to the data server at `addr` that admitted this
+/// process's token.
+async fn admitted(addr: &str, security: &Security) -> Result<Stream, FetchError> {
+    let mut stream = security
+        .tls
+        .connect(addr)
         .await
         .map_err(|source| FetchError::Connect {
             addr: addr.to_string(),
             source,
         })?;
-    let _ = stream.set_nodelay(true);
     let frame_err = |source| FetchError::Frame {
         addr: addr.to_string(),
         source,
     };
     let mut buf = Vec::new();
-    write_frame(&mut stream, &token.credentials())
+    write_frame(&mut stream, &security.token.credentials())
         .await
         .map_err(frame_err)?;
     let admission = read_frame_limited(&mut stream, &mut buf, MAX_HELLO_LEN)

@@ -11,12 +11,20 @@ pub mod coord;
 pub mod frame;
 pub mod io;
 pub mod messages;
+pub mod security;
+pub mod stream;
 pub mod throttle;
+pub mod tls;
 
 pub use auth::{Admission, Credentials, Refusal, Token, TokenError};
 pub use coord::{CoordOp, CoordReply, Held};
 pub use frame::{
     read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,
 };
-pub use io::{get_data, read_data, reader, run_on_worker, write_data, writer, FetchError};
+pub use io::{
+    get_data, introduce, read_data, reader, run_on_worker, write_data, writer, FetchError,
+};
 pub use messages::*;
+pub use security::Security;
+pub use stream::Stream;
+pub use tls::{Tls, TlsError, TlsPem};

@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyConnectionError, PyKeyError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use shoal_client::{ClientConfig, ClientError};
-use shoal_proto::addr::with_scheme;
+use shoal_proto::addr::in_scheme;
 use shoal_proto::Payload;
 
 use crate::types::{FunctionDef, Outcome, TaskError, TaskSpec};
@@ -109,36 +109,42 @@ impl CompletionQueue {
 #[pyclass(module = "shoal._engine", frozen)]
 pub struct ClientCore {
     inner: Arc<shoal_client::ClientCore>,
+    /// `tcp://` or `tls://`, for the addresses it shows.
+    scheme: &'static str,
 }
 
 #[pymethods]
 impl ClientCore {
     #[new]
-    #[pyo3(signature = (address, timeout=10.0, name="client".to_string(), token=None))]
+    #[pyo3(signature = (address, timeout=10.0, name="client".to_string(), token=None, tls=None))]
     fn new(
         py: Python<'_>,
         address: String,
         timeout: f64,
         name: String,
         token: Option<&str>,
+        tls: crate::types::TlsArg,
     ) -> PyResult<Self> {
+        let security = crate::types::security(token, tls)?;
+        let scheme = security.tls.scheme();
         let config = ClientConfig {
             address,
             name,
             connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
-            token: crate::types::token(token)?,
+            security,
         };
         let core = py
             .detach(move || shoal_client::ClientCore::connect(config))
             .map_err(to_py_err)?;
         Ok(ClientCore {
             inner: Arc::new(core),
+            scheme,
         })
     }
 
     #[getter]
     fn address(&self) -> String {
-        with_scheme(self.inner.address())
+        in_scheme(self.scheme, self.inner.address())
     }
 
     /// The dashboard's URL, `http://host:port`, or None if the scheduler
@@ -171,7 +177,7 @@ impl ClientCore {
                 let d = PyDict::new(py);
                 d.set_item("key", r.key)?;
                 d.set_item("name", r.name)?;
-                d.set_item("worker", with_scheme(&r.worker))?;
+                d.set_item("worker", in_scheme(self.scheme, &r.worker))?;
                 d.set_item("thread", r.timing.thread)?;
                 d.set_item("status", if r.ok { "OK" } else { "error" })?;
                 d.set_item("nbytes", r.nbytes)?;
@@ -346,7 +352,7 @@ impl ClientCore {
         let dicts = workers
             .into_iter()
             .map(|w| {
-                let d = worker_dict(py, w.info)?;
+                let d = worker_dict(py, self.scheme, w.info)?;
                 d.set_item("stored", w.stored)?;
                 d.set_item("assigned", w.assigned)?;
                 d.set_item("rss", w.metrics.rss)?;
@@ -396,7 +402,7 @@ impl ClientCore {
         self.inner
             .who_has(key)
             .into_iter()
-            .map(|a| with_scheme(&a))
+            .map(|a| in_scheme(self.scheme, &a))
             .collect()
     }
 
@@ -405,7 +411,7 @@ impl ClientCore {
         self.inner
             .workers()
             .into_iter()
-            .map(|w| worker_dict(py, w))
+            .map(|w| worker_dict(py, self.scheme, w))
             .collect()
     }
 
@@ -513,7 +519,12 @@ impl ClientCore {
         });
         answers
             .into_iter()
-            .map(|(w, res)| Ok((with_scheme(&w), crate::coord::run_answer(py, res)?)))
+            .map(|(w, res)| {
+                Ok((
+                    in_scheme(self.scheme, &w),
+                    crate::coord::run_answer(py, res)?,
+                ))
+            })
             .collect()
     }
 
@@ -527,10 +538,14 @@ impl ClientCore {
     }
 }
 
-fn worker_dict(py: Python<'_>, w: shoal_proto::WorkerInfo) -> PyResult<Bound<'_, PyDict>> {
+fn worker_dict<'py>(
+    py: Python<'py>,
+    scheme: &str,
+    w: shoal_proto::WorkerInfo,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("name", w.name)?;
-    d.set_item("address", with_scheme(&w.data_address))?;
+    d.set_item("address", in_scheme(scheme, &w.data_address))?;
     d.set_item("nthreads", w.nthreads)?;
     d.set_item("memory", w.memory)?;
     d.set_item("pid", w.pid)?;

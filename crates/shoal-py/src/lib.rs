@@ -32,6 +32,15 @@ fn token(func: u64, frames: Vec<bytes::Bytes>) -> String {
     format!("{:032x}", h.digest128())
 }
 
+/// A new CA and one certificate it signed for every role of a cluster,
+/// `(ca_pem, cert_pem, key_pem)` (`Security.temporary()`).
+#[pyfunction]
+fn temporary_certificates() -> PyResult<(String, String, String)> {
+    shoal_proto::tls::temporary().map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!("could not make certificates: {e}"))
+    })
+}
+
 /// Sends the engine's log lines to stderr: warnings a user can act on by
 /// default, more with `SHOAL_LOG` (a level such as `debug`, or a filter such
 /// as `shoal_server=debug`). An expected event — a worker killed, a peer
@@ -57,6 +66,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     init_logging();
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(token, m)?)?;
+    m.add_function(wrap_pyfunction!(temporary_certificates, m)?)?;
     m.add_function(wrap_pyfunction!(worker::exit_on_stdin_eof, m)?)?;
     m.add_function(wrap_pyfunction!(worker::die_with_parent, m)?)?;
     m.add_function(wrap_pyfunction!(worker::total_memory, m)?)?;

@@ -27,7 +27,14 @@ fn options(
     worker_ttl: Option<f64>,
     allowed_failures: u32,
     token: Option<&str>,
+    tls: crate::types::TlsArg,
 ) -> PyResult<shoal_server::Options> {
+    let security = crate::types::security(token, tls)?;
+    security.tls.can_serve().map_err(|e| {
+        PyValueError::new_err(format!(
+            "bad TLS options: {e} (tls_scheduler_cert and tls_scheduler_key, or --tls-cert and --tls-key)"
+        ))
+    })?;
     if worker_ttl.is_some_and(|t| !t.is_finite() || t <= 0.0) {
         return Err(PyValueError::new_err(
             "worker_ttl must be a positive number of seconds, or None for never",
@@ -37,7 +44,7 @@ fn options(
         dashboard: dashboard_at(dashboard, host)?,
         worker_ttl,
         allowed_failures,
-        token: crate::types::token(token)?,
+        security,
     })
 }
 
@@ -55,7 +62,8 @@ impl Scheduler {
     /// running a task before it errs with `KilledWorker`; `token` the
     /// secret every client and worker must present (None: none).
     #[new]
-    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None))]
+    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         host: &str,
@@ -64,13 +72,15 @@ impl Scheduler {
         worker_ttl: Option<f64>,
         allowed_failures: u32,
         token: Option<&str>,
+        tls: crate::types::TlsArg,
     ) -> PyResult<Self> {
-        let options = options(dashboard, host, worker_ttl, allowed_failures, token)?;
+        let options = options(dashboard, host, worker_ttl, allowed_failures, token, tls)?;
+        let scheme = options.security.tls.scheme();
         let host = host.to_string();
         let handle = py
             .detach(move || shoal_server::start(&host, port, options))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        let address = shoal_proto::addr::with_scheme(&handle.address().to_string());
+        let address = shoal_proto::addr::in_scheme(scheme, &handle.address().to_string());
         Ok(Scheduler {
             dashboard: handle.dashboard_address().map(dashboard_url),
             handle: parking_lot::Mutex::new(Some(handle)),
@@ -102,7 +112,7 @@ impl Scheduler {
 /// `on_ready(address, dashboard_url_or_None)` once it listens. The options
 /// are `Scheduler`'s.
 #[pyfunction]
-#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None))]
+#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_scheduler(
     py: Python<'_>,
@@ -113,13 +123,15 @@ pub fn run_scheduler(
     worker_ttl: Option<f64>,
     allowed_failures: u32,
     token: Option<&str>,
+    tls: crate::types::TlsArg,
 ) -> PyResult<()> {
-    let options = options(dashboard, &host, worker_ttl, allowed_failures, token)?;
+    let options = options(dashboard, &host, worker_ttl, allowed_failures, token, tls)?;
+    let scheme = options.security.tls.scheme();
     py.detach(move || {
         shoal_server::run_blocking(&host, port, options, |addr, board| {
             Python::attach(|py| {
                 let args = (
-                    shoal_proto::addr::with_scheme(&addr.to_string()),
+                    shoal_proto::addr::in_scheme(scheme, &addr.to_string()),
                     board.map(dashboard_url),
                 );
                 if let Err(e) = on_ready.call1(py, args) {

@@ -302,3 +302,26 @@ pub(crate) fn token(text: Option<&str>) -> PyResult<shoal_proto::Token> {
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("bad token: {e}"))),
     }
 }
+
+/// TLS from Python: `(ca_pem, cert_pem, key_pem, mutual)`, or None for
+/// plain TCP.
+pub(crate) type TlsArg = Option<(Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, bool)>;
+
+/// The token and TLS of a process from Python's arguments; bad ones are a
+/// `ValueError` naming what is wrong.
+pub(crate) fn security(token: Option<&str>, tls: TlsArg) -> PyResult<shoal_proto::Security> {
+    let tls = match tls {
+        None => shoal_proto::Tls::off(),
+        Some((ca, cert, key, mutual)) => shoal_proto::Tls::new(&shoal_proto::TlsPem {
+            ca: Some(ca),
+            cert,
+            key,
+            mutual,
+        })
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("bad TLS options: {e}")))?,
+    };
+    Ok(shoal_proto::Security {
+        token: self::token(token)?,
+        tls,
+    })
+}

@@ -19,6 +19,8 @@ use crate::types::ExecutorTask;
 #[pyclass(module = "shoal._engine", frozen)]
 pub struct WorkerRuntime {
     inner: Arc<Runtime>,
+    /// `tcp://` or `tls://`, for the addresses it shows.
+    scheme: &'static str,
 }
 
 #[pymethods]
@@ -30,7 +32,7 @@ impl WorkerRuntime {
     /// memory may pause or restart it; `kill_on_leave`: a restart for
     /// memory ends the process (a supervisor starts it again).
     #[new]
-    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory_limit=0, max_threads=0, resources=Vec::new(), token=None, fractions=(None, None, None, None), spill_root=None, whole_process=false, kill_on_leave=false))]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory_limit=0, max_threads=0, resources=Vec::new(), token=None, tls=None, fractions=(None, None, None, None), spill_root=None, whole_process=false, kill_on_leave=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -43,6 +45,7 @@ impl WorkerRuntime {
         max_threads: u32,
         resources: Vec<(String, f64)>,
         token: Option<&str>,
+        tls: crate::types::TlsArg,
         fractions: Fractions,
         spill_root: Option<std::path::PathBuf>,
         whole_process: bool,
@@ -74,8 +77,9 @@ impl WorkerRuntime {
             kill_on_leave,
             max_threads,
             resources,
-            token: crate::types::token(token)?,
+            security: crate::types::security(token, tls)?,
         };
+        let scheme = config.security.tls.scheme();
         let inner = py
             .detach(move || Runtime::start(config))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
@@ -84,13 +88,14 @@ impl WorkerRuntime {
         inner.set_release(Arc::new(|| {
             let _ = Python::try_attach(|_| ());
         }));
-        Ok(WorkerRuntime { inner })
+        Ok(WorkerRuntime { inner, scheme })
     }
 
-    /// Where this worker's data server listens, `tcp://host:port`.
+    /// Where this worker's data server listens, `tcp://host:port` (or
+    /// `tls://`).
     #[getter]
     fn address(&self) -> String {
-        shoal_proto::addr::with_scheme(self.inner.address())
+        shoal_proto::addr::in_scheme(self.scheme, self.inner.address())
     }
 
     /// This worker's name.
@@ -99,10 +104,10 @@ impl WorkerRuntime {
         self.inner.name().to_string()
     }
 
-    /// The scheduler's address, `tcp://host:port`.
+    /// The scheduler's address, `tcp://host:port` (or `tls://`).
     #[getter]
     fn scheduler(&self) -> String {
-        shoal_proto::addr::with_scheme(self.inner.scheduler())
+        shoal_proto::addr::in_scheme(self.scheme, self.inner.scheduler())
     }
 
     /// Why this worker left to restart (its memory), or None.

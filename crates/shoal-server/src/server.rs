@@ -135,8 +135,9 @@ pub struct Options {
     /// while running it.
     pub allowed_failures: u32,
     /// The secret every client and worker must present (none: anyone who
-    /// reaches the port may connect).
-    pub token: shoal_proto::Token,
+    /// reaches the port may connect), and the TLS it serves (off: plain
+    /// TCP).
+    pub security: shoal_proto::Security,
 }
 
 impl Default for Options {
@@ -146,7 +147,7 @@ impl Default for Options {
             dashboard: None,
             worker_ttl: core.worker_ttl,
             allowed_failures: core.allowed_failures,
-            token: shoal_proto::Token::none(),
+            security: shoal_proto::Security::default(),
         }
     }
 }
@@ -185,14 +186,14 @@ pub fn start(host: &str, port: u16, options: Options) -> Result<ServerHandle, Se
                 };
                 let addr = listener.local_addr();
                 let _ = ready_tx.send(addr.map(|a| (a, board)).map_err(ServerError::Runtime));
-                let token = options.token.clone();
+                let security = options.security.clone();
                 serve(
                     listener,
                     input,
                     input_rx,
                     publisher,
                     config(&options),
-                    token,
+                    security,
                 )
                 .await;
             });
@@ -234,7 +235,7 @@ pub fn run_blocking(
             rx,
             publisher,
             config(&options),
-            options.token.clone(),
+            options.security.clone(),
         )
         .await;
         Ok(())
@@ -263,7 +264,7 @@ async fn serve(
     rx: UnboundedReceiver<Input>,
     publisher: Option<Publisher>,
     config: shoal_core::CoreConfig,
-    token: shoal_proto::Token,
+    security: shoal_proto::Security,
 ) {
     let dashboard = publisher.as_ref().map(|p| p.address());
     let ids = Arc::new(AtomicU64::new(1));
@@ -271,14 +272,13 @@ async fn serve(
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
                     tokio::spawn(handshake(
                         stream,
                         peer,
                         input.clone(),
                         ids.clone(),
                         dashboard,
-                        token.clone(),
+                        security.clone(),
                     ));
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
@@ -302,19 +302,36 @@ async fn handshake(
     input: UnboundedSender<Input>,
     ids: Arc<AtomicU64>,
     dashboard: Option<SocketAddr>,
-    token: shoal_proto::Token,
+    security: shoal_proto::Security,
 ) {
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let stream = match tokio::time::timeout_at(deadline, security.tls.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shoal_proto::throttle::warn(format_args!(
+                "closing a connection from {peer}: {}",
+                shoal_proto::tls::explained(e, "its TLS handshake failed")
+            ));
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("{peer} did not finish its TLS handshake in time");
+            return;
+        }
+    };
     let (mut r, mut w) = stream.into_split();
     let mut buf = Vec::new();
-    let hello = match tokio::time::timeout(
-        HELLO_TIMEOUT,
+    let hello = match tokio::time::timeout_at(
+        deadline,
         read_frame_limited::<_, Hello>(&mut r, &mut buf, MAX_HELLO_LEN),
     )
     .await
     {
         Ok(Ok(Some(h))) => h,
         Ok(Ok(None)) => return,
-        Ok(Err(e @ shoal_proto::FrameError::TooLarge(..))) => {
+        Ok(Err(
+            e @ (shoal_proto::FrameError::TooLarge(..) | shoal_proto::FrameError::SpeaksTls),
+        )) => {
             shoal_proto::throttle::warn(format_args!(
                 "closing a connection from {peer}: {e} for a hello"
             ));
@@ -337,7 +354,7 @@ async fn handshake(
             return;
         }
     };
-    if let Err(refusal) = token.check(&hello.credentials) {
+    if let Err(refusal) = security.token.check(&hello.credentials) {
         let who = match &hello.role {
             Role::Client { .. } => "client",
             Role::Worker(_) => "worker",

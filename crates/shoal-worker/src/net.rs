@@ -2,12 +2,13 @@
 //! of inputs from peers.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
     get_data, read_frame, read_frame_limited, write_frame, Admission, ComputeTask, Credentials,
-    DataResponse, DepLocation, FrameError, PeerRequest, Refusal, SchedulerToWorker,
+    DataResponse, DepLocation, FrameError, PeerRequest, Refusal, SchedulerToWorker, Stream,
     WorkerToScheduler, LITERAL_FUNC, MAX_HELLO_LEN,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -23,7 +24,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Stream,
     listener: TcpListener,
     out_rx: UnboundedReceiver<WorkerToScheduler>,
     memory: MemoryPolicy,
@@ -266,7 +267,7 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<Stri
         requests.spawn(async move {
             // The room is held until the values are stored.
             let _room = shared.fetches.take(nbytes).await;
-            let items = get_data(&addr, &shared.token, keys, FETCH_TIMEOUT).await?;
+            let items = get_data(&addr, &shared.security, keys, FETCH_TIMEOUT).await?;
             let mut store = shared.store.lock();
             for (k, v) in items {
                 if let Some(p) = v {
@@ -302,7 +303,7 @@ async fn fetch_one(shared: &Shared, key: &str, nbytes: u64, holders: &[String]) 
             return true;
         }
         let room = shared.fetches.take(nbytes).await;
-        let got = get_data(h, &shared.token, vec![key.to_string()], FETCH_TIMEOUT).await;
+        let got = get_data(h, &shared.security, vec![key.to_string()], FETCH_TIMEOUT).await;
         match got {
             Ok(items) => {
                 for (k, p) in items {
@@ -321,11 +322,10 @@ async fn fetch_one(shared: &Shared, key: &str, nbytes: u64, holders: &[String]) 
 
 async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_peer(shared.clone(), stream));
+        tokio::spawn(serve_peer(shared.clone(), stream, peer));
     }
 }
 
@@ -334,22 +334,18 @@ const PEER_IDLE: Duration = Duration::from_secs(30);
 
 /// Reads a peer's credentials (a small first frame, within the idle
 /// limit) and answers them; true if the peer may ask for data.
-async fn admit(shared: &Shared, stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+async fn admit(shared: &Shared, stream: &mut Stream, buf: &mut Vec<u8>, peer: SocketAddr) -> bool {
     let read = tokio::time::timeout(
         PEER_IDLE,
         read_frame_limited::<_, Credentials>(stream, buf, MAX_HELLO_LEN),
     );
     let refusal = match read.await {
-        Ok(Ok(Some(c))) => match shared.token.check(&c) {
+        Ok(Ok(Some(c))) => match shared.security.token.check(&c) {
             Ok(()) => return write_frame(stream, &Admission::Admitted).await.is_ok(),
             Err(r) => r,
         },
         Ok(Err(FrameError::Decode(_))) => Refusal::Unreadable,
-        Ok(Err(e @ FrameError::TooLarge(..))) => {
+        Ok(Err(e @ (FrameError::TooLarge(..) | FrameError::SpeaksTls))) => {
             shoal_proto::throttle::warn(format_args!("closing a data connection from {peer}: {e}"));
             return false;
         }
@@ -364,9 +360,21 @@ async fn admit(shared: &Shared, stream: &mut TcpStream, buf: &mut Vec<u8>) -> bo
     false
 }
 
-async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
+async fn serve_peer(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let accepted = tokio::time::timeout(PEER_IDLE, shared.security.tls.accept(tcp));
+    let mut stream = match accepted.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shoal_proto::throttle::warn(format_args!(
+                "closing a data connection from {peer}: {}",
+                shoal_proto::tls::explained(e, "its TLS handshake failed")
+            ));
+            return;
+        }
+        Err(_) => return,
+    };
     let mut buf = Vec::new();
-    if !admit(&shared, &mut stream, &mut buf).await {
+    if !admit(&shared, &mut stream, &mut buf, peer).await {
         return;
     }
     loop {
@@ -377,10 +385,6 @@ async fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream) {
         let req = match read.await {
             Ok(Ok(Some(req))) => req,
             Ok(Err(e @ shoal_proto::FrameError::TooLarge(..))) => {
-                let peer = stream
-                    .peer_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
                 shoal_proto::throttle::warn(format_args!(
                     "closing a data connection from {peer}: {e}"
                 ));

@@ -8,10 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use shoal_proto::{
-    read_frame, write_frame, FuncHash, Hello, Payload, Role, RunResponse, TaskError, TaskId,
-    Welcome, WorkerId, WorkerInfo, WorkerToScheduler,
+    introduce, FuncHash, Hello, Payload, Role, RunResponse, Stream, TaskError, TaskId, Welcome,
+    WorkerId, WorkerInfo, WorkerToScheduler,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::control::Control;
@@ -49,8 +49,9 @@ pub struct WorkerConfig {
     /// Abstract resources it offers (`"GPU"`, 2.0), as in Dask.
     pub resources: Vec<(String, f64)>,
     /// The cluster's secret: presented to the scheduler and to peers, and
-    /// required of whoever asks this worker's data server.
-    pub token: shoal_proto::Token,
+    /// required of whoever asks this worker's data server; and the TLS it
+    /// speaks to all of them.
+    pub security: shoal_proto::Security,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,17 +115,24 @@ pub fn total_memory() -> u64 {
     }
 }
 
-async fn connect_with_retry(addr: &str, timeout: Duration) -> Result<TcpStream, WorkerError> {
+/// Connects to the scheduler, trying again while it cannot be reached
+/// (it may be starting) but not after a failed TLS handshake, which
+/// another try would fail the same way.
+async fn connect_with_retry(
+    addr: &str,
+    tls: &shoal_proto::Tls,
+    timeout: Duration,
+) -> Result<Stream, WorkerError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(10);
     loop {
-        let attempt = tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await;
-        let reason = match attempt {
+        let attempt = tokio::time::timeout_at(deadline, tls.connect(addr)).await;
+        let (reason, again) = match attempt {
             Ok(Ok(s)) => return Ok(s),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timed out".to_string(),
+            Ok(Err(e)) => (e.to_string(), e.kind() != std::io::ErrorKind::InvalidData),
+            Err(_) => ("timed out".to_string(), true),
         };
-        if tokio::time::Instant::now() + delay >= deadline {
+        if !again || tokio::time::Instant::now() + delay >= deadline {
             return Err(WorkerError::Connect {
                 addr: addr.to_string(),
                 secs: timeout.as_secs_f64(),
@@ -140,6 +148,13 @@ impl WorkerRuntime {
     /// Connects to the scheduler, starts serving data, and returns once the
     /// scheduler has accepted this worker.
     pub fn start(config: WorkerConfig) -> Result<Arc<WorkerRuntime>, WorkerError> {
+        shoal_proto::addr::check_scheme(&config.scheduler, config.security.tls.is_on())
+            .map_err(|e| WorkerError::Start(e.to_string()))?;
+        config.security.tls.can_serve().map_err(|e| {
+            WorkerError::Start(format!(
+                "{e} (tls_worker_cert and tls_worker_key, or --tls-cert and --tls-key)"
+            ))
+        })?;
         if config.memory.watches_process() {
             crate::memory::return_freed_memory();
         }
@@ -148,7 +163,7 @@ impl WorkerRuntime {
         let shared = Arc::new(Shared::new(
             State::new(config.nthreads, config.max_threads),
             out_tx,
-            config.token.clone(),
+            config.security.clone(),
             DataStore::new(config.memory.store_target(), config.spill_root.clone()),
             config.memory.fetch_bytes(),
         ));
@@ -526,10 +541,10 @@ impl WorkerRuntime {
 
 async fn setup(
     config: &WorkerConfig,
-) -> Result<(TcpStream, TcpListener, WorkerId, String), WorkerError> {
+) -> Result<(Stream, TcpListener, WorkerId, String), WorkerError> {
     let addr = shoal_proto::addr::strip_scheme(&config.scheduler).to_string();
-    let mut stream = connect_with_retry(&addr, config.connect_timeout).await?;
-    let _ = stream.set_nodelay(true);
+    let tls = &config.security.tls;
+    let mut stream = connect_with_retry(&addr, tls, config.connect_timeout).await?;
     let host = match &config.listen_host {
         Some(h) => h.clone(),
         None => stream
@@ -565,22 +580,19 @@ async fn setup(
     };
     let refused = |reason: String| WorkerError::Refused(addr.clone(), reason);
     let hello = Hello {
-        credentials: config.token.credentials(),
+        credentials: config.security.token.credentials(),
         role: Role::Worker(info),
     };
-    write_frame(&mut stream, &hello)
-        .await
-        .map_err(|e| refused(e.to_string()))?;
-    let mut buf = Vec::new();
-    let welcome: Option<Welcome> =
-        tokio::time::timeout(config.connect_timeout, read_frame(&mut stream, &mut buf))
-            .await
-            .map_err(|_| refused("no answer to the introduction".into()))?
-            .map_err(|e| refused(e.to_string()))?;
+    let welcome = tokio::time::timeout(
+        config.connect_timeout,
+        introduce(&mut stream, &hello, tls.is_on()),
+    )
+    .await
+    .map_err(|_| refused("no answer to the introduction".into()))?
+    .map_err(refused)?;
     match welcome {
-        Some(Welcome::Worker { id }) => Ok((stream, listener, id, data_address)),
-        Some(Welcome::Refused { reason }) => Err(refused(reason)),
-        Some(other) => Err(refused(format!("unexpected answer {other:?}"))),
-        None => Err(refused("the connection closed".into())),
+        Welcome::Worker { id } => Ok((stream, listener, id, data_address)),
+        Welcome::Refused { reason } => Err(refused(reason)),
+        other => Err(refused(format!("unexpected answer {other:?}"))),
     }
 }

@@ -65,8 +65,8 @@ pub(crate) struct Shared {
     pub control: Mutex<ControlQueue>,
     /// Signalled when control work arrives or the worker closes.
     pub control_ready: Condvar,
-    /// The cluster's secret (see `WorkerConfig::token`).
-    pub token: shoal_proto::Token,
+    /// The cluster's secret and TLS (see `WorkerConfig::security`).
+    pub security: shoal_proto::Security,
     /// Results held here. Locked after `state` when both are needed, never
     /// before; spilling writes to disk under this lock only.
     pub store: Mutex<DataStore>,
@@ -117,7 +117,7 @@ impl Shared {
     pub fn new(
         state: State,
         out: UnboundedSender<WorkerToScheduler>,
-        token: shoal_proto::Token,
+        security: shoal_proto::Security,
         store: DataStore,
         fetch_bytes: u64,
     ) -> Self {
@@ -128,7 +128,7 @@ impl Shared {
             out,
             control: Mutex::new(ControlQueue::default()),
             control_ready: Condvar::new(),
-            token,
+            security,
             store: Mutex::new(store),
             leaving: Mutex::new(None),
             fetches: FetchBudget::new(fetch_bytes),
