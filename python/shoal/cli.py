@@ -50,16 +50,19 @@ def _scheduler(argv: list[str]) -> None:
         "the token clients and workers must present; required beyond loopback, "
         "generated if not given",
     )
+    security.add_tls_options(parser)
     args = parser.parse_args(argv)
     try:
         ttl = None if args.worker_ttl.lower() == "none" else args.worker_ttl
         options = scheduler_options({"worker_ttl": ttl, "allowed_failures": args.allowed_failures})
         token = security.given_token(args.token, args.token_file)
+        tls = security.given_tls(args, "scheduler", token).tls_for("scheduler")
     except (TypeError, ValueError) as e:
         parser.error(str(e))
+    security.pop_tls_environment()
     generated = token is None and not security.is_loopback(args.host)
     if generated:
-        token = security.Security.temporary().token
+        token = security.new_token()
 
     def ready(address: str, dashboard: str | None) -> None:
         print(f"Scheduler at: {address}", flush=True)
@@ -78,7 +81,9 @@ def _scheduler(argv: list[str]) -> None:
         # Returns after a client's shutdown, or after SIGINT/SIGTERM, once
         # workers and clients have been told.
         dashboard = dashboard_spec(args.dashboard_address) if args.dashboard else None
-        _engine.run_scheduler(args.host, args.port, ready, dashboard, token=token, **options)
+        _engine.run_scheduler(
+            args.host, args.port, ready, dashboard, token=token, tls=tls, **options
+        )
     except (OSError, ValueError) as e:
         print(f"shoal scheduler: {e}", file=sys.stderr)
         sys.exit(1)

@@ -18,7 +18,7 @@ from .core import aio, arguments, context, keys, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
-from .core.security import resolve as resolve_token
+from .core.security import resolve as resolve_security
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
 from .core.spec import LITERAL_FUNC, limit_names, placement, task_spec
@@ -125,9 +125,12 @@ class Client(ClusterMethods):
     name
         This client's name, as the scheduler shows it.
     security
-        A :class:`~shoal.Security` with the cluster's token. Without one the
-        token comes from ``SHOAL_TOKEN`` or the file ``SHOAL_TOKEN_FILE``
-        names; a cluster started in this process needs none.
+        A :class:`~shoal.Security` with the cluster's token and, for a
+        ``tls://`` address, its TLS options. Without one the token comes
+        from ``SHOAL_TOKEN`` or the file ``SHOAL_TOKEN_FILE`` names; a
+        cluster started in this process needs none. With no address,
+        ``security=True`` starts a local cluster with TLS
+        (``Security.temporary()``).
     asynchronous
         Make an asynchronous client, as in Dask: it connects when awaited
         (``await Client(..., asynchronous=True)`` or ``async with``), its
@@ -217,12 +220,12 @@ class Client(ClusterMethods):
         if not isinstance(address, str):
             raise TypeError(f"address must be a string like 'tcp://host:port', not {address!r}")
         try:
-            if self.cluster is not None and security is None:
+            if self.cluster is not None and (security is None or isinstance(security, bool)):
                 security = self.cluster.security
-            token = resolve_token(security, address)
+            credentials = resolve_security(security, address)
             seconds = parse_timedelta(timeout)
             self._session = Session(
-                address, 10.0 if seconds is None else seconds, name or self.id, token
+                address, 10.0 if seconds is None else seconds, name or self.id, credentials
             )
         except Exception:
             if self._owns_cluster and self.cluster is not None:
@@ -323,7 +326,7 @@ class Client(ClusterMethods):
             return
         if self._owns_cluster:
             raise RuntimeError("this client's local cluster closed with it: create a new Client()")
-        self._session = Session(self._session.address, 10.0, self.id, self._session.token)
+        self._session = Session(self._session.address, 10.0, self.id, self._session.security)
         self._session.owner = weakref.ref(self)
         self.status = "running"
         _all_clients.add(self)

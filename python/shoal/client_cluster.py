@@ -18,8 +18,9 @@ from .worker.uploads import wait_uploaded
 _NO_DEFAULT = object()
 
 
-def _scheme(address: str) -> str:
-    return address if "://" in address else f"tcp://{address}"
+def _scheme(address: str, scheme: str = "tcp://") -> str:
+    """``address`` with a scheme (``scheme`` if it has none)."""
+    return address if "://" in address else f"{scheme}{address}"
 
 
 def worker_names(workers: Any) -> list[str]:
@@ -106,7 +107,7 @@ class ClusterMethods:
             targets = [w["address"] for w in self._session.engine.workers()]
         else:
             targets = [workers] if isinstance(workers, str) else list(workers)
-            targets = [_scheme(w) for w in targets]
+            targets = [_scheme(w, self._session.security.scheme) for w in targets]
         try:
             call = serialize.dumps((function, args, kwargs))
         except Exception as e:
@@ -175,7 +176,9 @@ class ClusterMethods:
             if not found:
                 return {}
         _, mapping = self._request("who_has", names=list(found))
-        return {k: [_scheme(a) for a in v] for k, v in mapping.items()}
+        return {
+            k: [_scheme(a, self._session.security.scheme) for a in v] for k, v in mapping.items()
+        }
 
     @aio.maybe_async
     def has_what(self, workers: Any = None) -> dict[str, list[str]]:
@@ -208,10 +211,13 @@ class ClusterMethods:
 
     def _by_worker(self, op: str, workers: Any) -> dict[str, list[str]]:
         _, mapping = self._request(op)
-        out = {_scheme(a): list(keys) for a, keys in mapping.items()}
+        out = {_scheme(a, self._session.security.scheme): list(keys) for a, keys in mapping.items()}
         if workers is None:
             return out
-        wanted = {_scheme(w) for w in ([workers] if isinstance(workers, str) else workers)}
+        wanted = {
+            _scheme(w, self._session.security.scheme)
+            for w in ([workers] if isinstance(workers, str) else workers)
+        }
         return {a: k for a, k in out.items() if a in wanted}
 
     @aio.maybe_async
@@ -220,7 +226,10 @@ class ClusterMethods:
         out = {w["address"]: w["nthreads"] for w in self._session.engine.workers()}
         if workers is None:
             return out
-        wanted = {_scheme(w) for w in ([workers] if isinstance(workers, str) else workers)}
+        wanted = {
+            _scheme(w, self._session.security.scheme)
+            for w in ([workers] if isinstance(workers, str) else workers)
+        }
         return {a: n for a, n in out.items() if a in wanted}
 
     ncores = nthreads

@@ -1,4 +1,4 @@
-"""Who may talk to a cluster: the shared-secret token.
+"""Who may talk to a cluster: the shared-secret token, and TLS.
 
 Every connection to a scheduler, and every request to a worker's data
 server, presents the cluster's token first; a scheduler started with one
@@ -8,8 +8,14 @@ refuses anyone without it. A :class:`~shoal.LocalCluster` makes its own;
 Where a token comes from, first found first: ``Security(token=...)``, the
 ``SHOAL_TOKEN`` environment variable, the file named by
 ``SHOAL_TOKEN_FILE``. A process that started a :class:`~shoal.LocalCluster`
-also knows that cluster's token by its address, so ``Client(address)``
+also knows that cluster's credentials by its address, so ``Client(address)``
 works there as in Dask.
+
+TLS takes Dask's ``Security`` options: a CA every certificate must chain
+to, and a certificate and key per role (client, scheduler, worker). As in
+Dask the name in a certificate is not compared with the address dialled.
+A server with TLS requires a certificate of every caller (mutual TLS)
+unless ``tls_mutual=False``; callers without one still need the token.
 """
 
 from __future__ import annotations
@@ -19,16 +25,36 @@ import secrets
 import threading
 from typing import Any
 
+from .. import _engine
+
 #: Environment variables a token is read from.
 TOKEN_ENV = "SHOAL_TOKEN"
 TOKEN_FILE_ENV = "SHOAL_TOKEN_FILE"
+#: Environment variables a worker reads its TLS from (a path or the PEM
+#: text), when ``--tls-*`` options are not given.
+TLS_ENV = {"ca": "SHOAL_TLS_CA", "cert": "SHOAL_TLS_CERT", "key": "SHOAL_TLS_KEY"}
 
-_known: dict[str, str] = {}
+ROLES = ("client", "scheduler", "worker")
+
+_known: dict[str, Security] = {}
 _known_lock = threading.Lock()
+
+#: Dask's ``Security`` options shoal does not take, with what to do instead.
+_REFUSED = {
+    "tls_ciphers": "rustls chooses among modern ciphers only",
+    "tls_min_version": "shoal speaks TLS 1.2 and 1.3",
+    "tls_max_version": "shoal speaks TLS 1.2 and 1.3",
+    "extra_conn_args": "shoal's connections take no extra arguments",
+}
+
+
+def new_token() -> str:
+    """A new random token (43 characters)."""
+    return secrets.token_urlsafe(32)
 
 
 class Security:
-    """Credentials for a shoal cluster, in the place of Dask's ``Security``.
+    """Credentials for a shoal cluster, with Dask's ``Security`` names.
 
     Parameters
     ----------
@@ -36,34 +62,181 @@ class Security:
         The cluster's shared secret (printable ASCII without spaces, at most
         1,024 characters). ``None`` takes it from ``SHOAL_TOKEN`` or the file
         named by ``SHOAL_TOKEN_FILE``, if either is set.
-    **kwargs
-        Dask's TLS options (``tls_ca_file``, ``tls_client_cert``, ...) are
-        refused with ``NotImplementedError``: shoal does not speak TLS yet.
+    require_encryption
+        Refuse to connect or serve without TLS.
+    tls_ca_file
+        The certificate authority every peer's certificate must chain to: a
+        path, or the PEM text itself. TLS is on when this is given.
+    tls_client_cert, tls_client_key
+        The certificate and key a client presents (a path or PEM text).
+    tls_scheduler_cert, tls_scheduler_key
+        The scheduler's certificate and key.
+    tls_worker_cert, tls_worker_key
+        A worker's certificate and key, which it serves its data with and
+        presents to the scheduler and to other workers.
+    tls_mutual
+        Whether servers require a certificate signed by the CA of every
+        caller (default True, as in Dask). With False, callers may come
+        without a certificate, and the token alone says who may in.
+
+    Raises
+    ------
+    NotImplementedError
+        For Dask's ``tls_ciphers``, ``tls_min_version``,
+        ``tls_max_version`` and ``extra_conn_args``.
 
     Examples
     --------
     >>> from shoal import Client, Security
     >>> client = Client("tcp://10.0.0.5:8786", security=Security(token="..."))  # doctest: +SKIP
+    >>> sec = Security(token="...", tls_ca_file="ca.pem",
+    ...                tls_client_cert="me.pem", tls_client_key="me.key")  # doctest: +SKIP
+    >>> client = Client("tls://10.0.0.5:8786", security=sec)  # doctest: +SKIP
 
     """
 
-    def __init__(self, token: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        require_encryption: bool = False,
+        tls_ca_file: str | None = None,
+        tls_client_cert: str | None = None,
+        tls_client_key: str | None = None,
+        tls_scheduler_cert: str | None = None,
+        tls_scheduler_key: str | None = None,
+        tls_worker_cert: str | None = None,
+        tls_worker_key: str | None = None,
+        tls_mutual: bool = True,
+        **kwargs: Any,
+    ):
+        for name in kwargs:
+            if name in _REFUSED:
+                raise NotImplementedError(
+                    f"Security({name}=...) is not supported: {_REFUSED[name]}"
+                )
         if kwargs:
-            raise NotImplementedError(
-                f"shoal does not support {sorted(kwargs)} yet: TLS is not implemented; "
-                "reach the scheduler over a trusted network, with a token"
-            )
+            raise TypeError(f"Security() got unexpected arguments {sorted(kwargs)}")
         if token is not None and not isinstance(token, str):
             raise TypeError(f"token must be a string, not {type(token).__name__}")
         self.token = token
+        self.require_encryption = bool(require_encryption)
+        self.tls_ca_file = tls_ca_file
+        self.tls_client_cert = tls_client_cert
+        self.tls_client_key = tls_client_key
+        self.tls_scheduler_cert = tls_scheduler_cert
+        self.tls_scheduler_key = tls_scheduler_key
+        self.tls_worker_cert = tls_worker_cert
+        self.tls_worker_key = tls_worker_key
+        self.tls_mutual = bool(tls_mutual)
+        for role in ROLES:
+            cert, key = self._pair(role)
+            if (cert is None) != (key is None):
+                raise ValueError(f"tls_{role}_cert and tls_{role}_key go together: give both")
+            if cert is not None and tls_ca_file is None:
+                raise ValueError(
+                    f"tls_{role}_cert needs tls_ca_file, the CA peers are checked against"
+                )
+        if self.require_encryption and tls_ca_file is None:
+            raise ValueError("require_encryption=True needs TLS: give tls_ca_file and certificates")
 
     @classmethod
     def temporary(cls) -> Security:
-        """New credentials with a random token (as a local cluster makes)."""
-        return cls(token=secrets.token_urlsafe(32))
+        """New credentials for one cluster: a random token, and TLS with a
+        new CA and one certificate it signed for every role (as Dask's
+        ``Security.temporary()``).
+
+        Returns
+        -------
+        Security
+            With ``require_encryption=True``.
+
+        Examples
+        --------
+        >>> from shoal import LocalCluster, Security
+        >>> cluster = LocalCluster(security=Security.temporary())  # doctest: +SKIP
+
+        """
+        ca, cert, key = _engine.temporary_certificates()
+        pairs = {f"tls_{r}_{part}": v for r in ROLES for part, v in (("cert", cert), ("key", key))}
+        return cls(token=new_token(), require_encryption=True, tls_ca_file=ca, **pairs)
+
+    @property
+    def tls(self) -> bool:
+        """Whether these credentials speak TLS."""
+        return self.tls_ca_file is not None
+
+    @property
+    def scheme(self) -> str:
+        """``tls://`` with TLS, else ``tcp://``."""
+        return "tls://" if self.tls else "tcp://"
+
+    def with_token(self, token: str | None) -> Security:
+        """A copy with ``token`` in place of this one's."""
+        other = object.__new__(Security)
+        other.__dict__.update(self.__dict__)
+        other.token = token
+        return other
+
+    def _pair(self, role: str) -> tuple[str | None, str | None]:
+        return getattr(self, f"tls_{role}_cert"), getattr(self, f"tls_{role}_key")
+
+    def tls_for(self, role: str) -> tuple[bytes, bytes | None, bytes | None, bool] | None:
+        """What the engine takes for ``role`` (``"client"``, ``"scheduler"``
+        or ``"worker"``): ``(ca, cert, key, mutual)`` as PEM bytes, or None
+        without TLS. Files are read now; a missing one is a ``ValueError``
+        naming it.
+        """
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        if self.tls_ca_file is None:
+            return None
+        cert, key = self._pair(role)
+        return (
+            _pem(self.tls_ca_file, "tls_ca_file"),
+            None if cert is None else _pem(cert, f"tls_{role}_cert"),
+            None if key is None else _pem(key, f"tls_{role}_key"),
+            self.tls_mutual,
+        )
+
+    def check_address(self, address: str) -> None:
+        """Raise ``ValueError`` if ``address`` is plain TCP while
+        encryption is required.
+        """
+        if self.require_encryption and not address.startswith("tls://"):
+            raise ValueError(f"require_encryption=True, but {address!r} is not a tls:// address")
 
     def __repr__(self) -> str:
-        return f"Security(token={'<hidden>' if self.token else None})"
+        parts = [f"token={'<hidden>' if self.token else None}"]
+        if self.tls:
+            parts.append(f"tls_ca_file={_shown(self.tls_ca_file)}")
+            for role in ROLES:
+                cert, _ = self._pair(role)
+                if cert is not None:
+                    parts.append(f"tls_{role}_cert={_shown(cert)}")
+            if not self.tls_mutual:
+                parts.append("tls_mutual=False")
+        if self.require_encryption:
+            parts.append("require_encryption=True")
+        return f"Security({', '.join(parts)})"
+
+
+def _pem(value: str, name: str) -> bytes:
+    """PEM text given as itself or by a file's path."""
+    if "-----BEGIN" in value:
+        return value.encode()
+    try:
+        with open(value, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"could not read {name} {value!r}: {e.strerror}") from None
+
+
+def _shown(value: str | None) -> str:
+    """A TLS option for a repr: its path, never a key's text."""
+    if value is None or "-----BEGIN" in value:
+        return "<PEM text>" if value else "None"
+    return repr(value)
 
 
 def token_from_environment() -> str | None:
@@ -118,22 +291,23 @@ def read_token_file(path: str) -> str:
     return token
 
 
-def resolve(security: Any, address: str | None = None) -> str | None:
-    """The token to present: the ``security`` given (a :class:`Security` or
-    None), else the environment's, else the one of a local cluster of this
-    process at ``address``.
+def resolve(security: Any, address: str | None = None) -> Security:
+    """The credentials to present: the ``security`` given (a
+    :class:`Security` or None; its token, if unset, from the environment),
+    else the ones of a local cluster of this process at ``address``, else
+    the environment's token alone.
     """
     if security is not None and not isinstance(security, Security):
         raise TypeError(f"security must be a shoal.Security, not {type(security).__name__}")
-    if security is not None and security.token:
-        return security.token
+    if security is not None:
+        return security if security.token else security.with_token(token_from_environment())
     token = token_from_environment()
-    if token:
-        return token
     if address is not None:
         with _known_lock:
-            return _known.get(_normal(address))
-    return None
+            known = _known.get(_normal(address))
+        if known is not None:
+            return known if token is None else known.with_token(token)
+    return Security(token=token)
 
 
 def is_loopback(host: str) -> bool:
@@ -149,16 +323,83 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def remember(address: str, token: str) -> None:
-    """Note the token of a local cluster of this process."""
+def remember(address: str, security: Security) -> None:
+    """Note the credentials of a local cluster of this process."""
     with _known_lock:
-        _known[_normal(address)] = token
+        _known[_normal(address)] = security
 
 
 def forget(address: str) -> None:
     """Drop what :func:`remember` noted for ``address``."""
     with _known_lock:
         _known.pop(_normal(address), None)
+
+
+def add_tls_options(parser: Any) -> None:
+    """Add Dask's ``--tls-ca-file``, ``--tls-cert``, ``--tls-key`` and
+    ``--no-tls-mutual`` to a command's ``parser`` (read back with
+    :func:`given_tls`).
+    """
+    parser.add_argument(
+        "--tls-ca-file",
+        default=None,
+        help=f"speak TLS: the CA every peer's certificate must chain to (or {TLS_ENV['ca']})",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=None,
+        help=f"this process's TLS certificate (or {TLS_ENV['cert']})",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=None,
+        help=f"the private key of --tls-cert (or {TLS_ENV['key']})",
+    )
+    parser.add_argument(
+        "--no-tls-mutual",
+        action="store_true",
+        help="let callers connect without a certificate (the token still checks them)",
+    )
+
+
+def given_tls(args: Any, role: str, token: str | None) -> Security:
+    """The credentials of a command line for ``role`` (``"scheduler"`` or
+    ``"worker"``): its TLS options, else the ``SHOAL_TLS_*`` environment
+    variables (each a path or PEM text), with ``token``. ``ValueError``
+    names what is wrong.
+    """
+    given = {
+        "ca": args.tls_ca_file,
+        "cert": args.tls_cert,
+        "key": args.tls_key,
+    }
+    for part, value in given.items():
+        if value is None:
+            given[part] = os.environ.get(TLS_ENV[part]) or None
+    if given["ca"] is None and (given["cert"] or given["key"]):
+        raise ValueError("--tls-cert and --tls-key need --tls-ca-file")
+    if given["ca"] is None and args.no_tls_mutual:
+        raise ValueError("--no-tls-mutual needs TLS (--tls-ca-file)")
+    if given["ca"] is not None and given["cert"] is None:
+        raise ValueError(f"a {role} speaking TLS needs --tls-cert and --tls-key")
+    pair = {f"tls_{role}_cert": given["cert"], f"tls_{role}_key": given["key"]}
+    if role == "worker":
+        # Clients a task makes (get_client) present the worker's certificate.
+        pair.update(tls_client_cert=given["cert"], tls_client_key=given["key"])
+    return Security(
+        token=token,
+        tls_ca_file=given["ca"],
+        tls_mutual=not args.no_tls_mutual,
+        **pair,
+    )
+
+
+def pop_tls_environment() -> None:
+    """Remove the ``SHOAL_TLS_*`` variables from this process's environment
+    (read already), so tasks and the processes they start do not see them.
+    """
+    for name in TLS_ENV.values():
+        os.environ.pop(name, None)
 
 
 def _normal(address: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from .. import _engine
 from . import context, serialize
 from .errors import FutureCancelledError, rebuild
+from .security import Security
 
 _log = logging.getLogger("shoal")
 
@@ -32,14 +33,22 @@ class Session:
         Seconds to wait for the connection.
     name
         The client's name, as the scheduler shows it.
-    token
-        The cluster's secret, if it has one (see :mod:`shoal.core.security`).
+    security
+        The cluster's token and TLS, if it has them (see
+        :mod:`shoal.core.security`).
 
     """
 
-    def __init__(self, address: str, timeout: float, name: str, token: str | None = None):
-        self.token = token
-        self.engine = _engine.ClientCore(address, float(timeout), name, token)
+    def __init__(self, address: str, timeout: float, name: str, security: Security | None = None):
+        self.security = Security() if security is None else security
+        self.security.check_address(address)
+        self.engine = _engine.ClientCore(
+            address,
+            float(timeout),
+            name,
+            self.security.token,
+            tls=self.security.tls_for("client"),
+        )
         #: The client this session belongs to (a weak reference, set by the
         #: client): futures found in results become its futures.
         self.owner: Callable[[], Any] = _nobody

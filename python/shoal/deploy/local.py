@@ -160,9 +160,12 @@ class LocalCluster:
         directory). Removed when they exit.
     security
         A :class:`~shoal.Security` whose token the cluster requires of every
-        client and worker. By default the cluster makes a random one; it is
-        passed to the workers in their environment, never on a command line,
-        and is in ``cluster.security.token`` for clients in other processes.
+        client and worker, and whose TLS options (if any) it speaks on every
+        connection; ``True`` means ``Security.temporary()`` (TLS with a new
+        CA, as in Dask). By default the cluster makes a random token and
+        speaks plain TCP. The credentials are passed to the workers in their
+        environment, never on a command line, and are in
+        ``cluster.security`` for clients in other processes.
     silence_logs
         Accepted for Dask compatibility at its default (warnings are shown).
 
@@ -246,9 +249,10 @@ class LocalCluster:
             scheduler_port,
             dashboard,
             token=self.security.token,
+            tls=self.security.tls_for("scheduler"),
             **scheduler_options(scheduler_kwargs),
         )
-        security_.remember(self._scheduler.address, self.security.token)
+        security_.remember(self._scheduler.address, self.security)
         self._asynchronous = bool(asynchronous)
         self._pending_start: Any = None
         if self._asynchronous:
@@ -280,9 +284,7 @@ class LocalCluster:
     def _start(self, env: dict[str, str] | None, start_timeout: float) -> None:
         try:
             self._start_workers(env or {})
-            self._monitor = Session(
-                self.scheduler_address, 10.0, "cluster-monitor", self.security.token
-            )
+            self._monitor = Session(self.scheduler_address, 10.0, "cluster-monitor", self.security)
             if not self._monitor.engine.wait_for_workers(self.n_workers, start_timeout):
                 raise TimeoutError(
                     f"{self.n_workers} workers did not start within {start_timeout} s; "
@@ -305,7 +307,7 @@ class LocalCluster:
                     self.memory_limit,
                     self.max_threads,
                     self.resources,
-                    self.security.token,
+                    self.security,
                     fractions=self.memory_fractions,
                     local_directory=self.local_directory,
                 )
@@ -331,8 +333,20 @@ class LocalCluster:
             args += ["--resources", ",".join(f"{k}={v!r}" for k, v in self.resources)]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
         full_env.update({str(k): str(v) for k, v in env.items()})
-        # In the environment, where `ps` does not show it.
+        # In the environment, where `ps` does not show them.
         full_env[security_.TOKEN_ENV] = self.security.token
+        tls = self.security.tls_for("worker")
+        if tls is not None:
+            ca, cert, key, mutual = tls
+            if cert is None or key is None:
+                raise ValueError(
+                    "a local cluster with TLS needs tls_worker_cert and tls_worker_key"
+                )
+            full_env[security_.TLS_ENV["ca"]] = ca.decode()
+            full_env[security_.TLS_ENV["cert"]] = cert.decode()
+            full_env[security_.TLS_ENV["key"]] = key.decode()
+            if not mutual:
+                args.append("--no-tls-mutual")
         self._pool = _engine.WorkerPool(
             self.n_workers, sys.executable, args, list(full_env.items())
         )
@@ -408,14 +422,13 @@ class LocalCluster:
 
 
 def _cluster_security(security: Any) -> security_.Security:
-    """A local cluster's credentials: the token given, or a new one."""
+    """A local cluster's credentials: those given (with a new token if
+    they have none), new TLS ones for ``True``, else a new token.
+    """
     if security is True:
-        raise NotImplementedError(
-            "shoal does not support security=True yet: in Dask it means TLS, which shoal "
-            "does not speak; every local cluster already requires its own token"
-        )
-    if security is None:
         return security_.Security.temporary()
+    if security is None or security is False:
+        return security_.Security(token=security_.new_token())
     if isinstance(security, security_.Security):
-        return security if security.token else security_.Security.temporary()
+        return security if security.token else security.with_token(security_.new_token())
     raise TypeError(f"security must be a shoal.Security, not {type(security).__name__}")

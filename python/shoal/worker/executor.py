@@ -381,7 +381,7 @@ def start_in_process(
     memory_limit: int = 0,
     max_threads: int | None = None,
     resources: list[tuple[str, float]] | None = None,
-    token: str | None = None,
+    security: Any = None,
     fractions: Any = (None, None, None, None),
     local_directory: str | None = None,
 ) -> Any:
@@ -402,7 +402,8 @@ def start_in_process(
         memory_limit,
         limit,
         resources or [],
-        token,
+        None if security is None else security.token,
+        tls=None if security is None else security.tls_for("worker"),
         fractions=fractions,
         spill_root=str(root),
     )

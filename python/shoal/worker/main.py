@@ -17,9 +17,9 @@ from .uploads import remove_stale, user_root
 #: This process's ``shoal worker`` arguments (None until it starts as one).
 _argv: list[str] | None = None
 _executors: Executors | None = None
-#: The cluster's token (kept out of this process's environment, where tasks
-#: would see it).
-_token: str | None = None
+#: The cluster's token and TLS (kept out of this process's environment,
+#: where tasks would see them).
+_security: security.Security | None = None
 
 
 def is_process() -> bool:
@@ -45,8 +45,13 @@ def restart_process() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     env = dict(os.environ)
-    if _token is not None:
-        env[security.TOKEN_ENV] = _token
+    if _security is not None and _security.token is not None:
+        env[security.TOKEN_ENV] = _security.token
+    tls = None if _security is None else _security.tls_for("worker")
+    if tls is not None:
+        env[security.TLS_ENV["ca"]] = tls[0].decode()
+        env[security.TLS_ENV["cert"]] = (tls[1] or b"").decode()
+        env[security.TLS_ENV["key"]] = (tls[2] or b"").decode()
     os.execve(sys.executable, [sys.executable, "-m", "shoal.worker", *_argv], env)
 
 
@@ -70,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
 
     """
     parser = argparse.ArgumentParser(prog="shoal worker", description="Start a shoal worker.")
-    parser.add_argument("scheduler", help="scheduler address, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument(
+        "scheduler", help="scheduler address, e.g. tcp://10.0.0.5:8786 (tls:// with TLS)"
+    )
     parser.add_argument("--nthreads", type=int, default=1, help="executor threads (default 1)")
     parser.add_argument("--name", default=None, help="worker name (default: its address)")
     parser.add_argument("--listen-host", default=None, help="host to serve data on")
@@ -91,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         "with resources= run only where theirs are free",
     )
     security.add_token_options(parser, "the cluster's token")
+    security.add_tls_options(parser)
     parser.add_argument(
         "--memory-limit",
         default="auto",
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         "(default: the system's temporary directory)",
     )
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
-    global _argv, _executors, _token
+    global _argv, _executors, _security
     _argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_argv)
     if args.nthreads < 1:
@@ -138,14 +146,16 @@ def main(argv: list[str] | None = None) -> None:
         fractions = memory_.fractions(**given)
         resources = parse_resources(args.resources)
         token = security.given_token(args.token, args.token_file)
+        credentials = security.given_tls(args, "worker", token)
+        tls = credentials.tls_for("worker")
     except ValueError as e:
         parser.error(str(e))
-    # Tasks and the processes they start need not see it.
+    # Tasks and the processes they start need not see them.
     os.environ.pop(security.TOKEN_ENV, None)
-    _token = token
-    if token is not None:
-        # A client a task makes (get_client, worker_client) presents it.
-        security.remember(args.scheduler, token)
+    security.pop_tls_environment()
+    _security = credentials
+    # A client a task makes (get_client, worker_client) presents them.
+    security.remember(args.scheduler, credentials)
     if args.lifeline:
         _engine.exit_on_stdin_eof()
         parent = os.environ.get("SHOAL_PARENT_PID")
@@ -168,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             max_threads,
             resources,
             token,
+            tls=tls,
             fractions=fractions,
             spill_root=str(root),
             whole_process=True,
