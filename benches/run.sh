@@ -18,8 +18,8 @@ python3 -m venv "$venv"
 "$venv/bin/python" benches/chaos.py shoal dask
 # Results three times the workers' memory limit: spilled and read back.
 "$venv/bin/python" benches/spill.py shoal dask
-# What the token costs on a 10,000-task map.
-"$venv/bin/python" benches/token_cost.py
+# What the token and TLS cost on a 10,000-task map.
+"$venv/bin/python" benches/security_cost.py
 # What an open dashboard page costs (needs chromium).
 if command -v chromium >/dev/null 2>&1; then
     "$venv/bin/python" benches/dashboard.py

@@ -45,7 +45,6 @@ def test_options_the_client_does_not_support_are_refused(client):
 @pytest.mark.parametrize(
     "option",
     [
-        {"security": True},
         {"silence_logs": 10},
     ],
 )
