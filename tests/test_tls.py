@@ -173,6 +173,21 @@ def test_security_true_is_temporary_tls_as_in_dask():
     assert "BEGIN" not in repr(sec)
 
 
+def test_tasks_that_make_clients_and_workers_on_threads_speak_tls_too():
+    from shoal import get_client
+
+    def spawn(x):
+        return get_client().submit(inc, x).result()
+
+    with Client(
+        security=Security.temporary(), processes=False, n_workers=2, dashboard_address=None
+    ) as c:
+        assert c.cluster.scheduler_address.startswith("tls://")
+        assert c.gather(c.map(spawn, range(4))) == [1, 2, 3, 4]
+    with Client(security=True, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+        assert c.submit(spawn, 10).result() == 11
+
+
 def test_mutual_tls_can_be_turned_off(certs):
     sec = certs.security(mutual=False)
     with LocalCluster(n_workers=1, dashboard_address=None, security=sec) as cluster:
