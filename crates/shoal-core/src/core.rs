@@ -125,6 +125,8 @@ pub struct Core {
     pub(crate) coord: crate::coord::Coord,
     /// `replicate` requests in progress (see [`crate::replicas`]).
     pub(crate) replications: crate::replicas::Replications,
+    /// `retire_workers` requests in progress (see [`crate::retire`]).
+    pub(crate) retirements: crate::retire::Retirements,
     /// When to look for silent workers next (see [`crate::silence`]).
     pub(crate) silence_check: Option<f64>,
     /// Copies of small results (see [`crate::kept`]).
@@ -164,6 +166,7 @@ impl Core {
             wake: None,
             coord: Default::default(),
             replications: Default::default(),
+            retirements: Default::default(),
             silence_check: None,
             kept: Default::default(),
         }

@@ -274,6 +274,7 @@ impl Core {
                 }
             }
         }
+        self.check_retirements().map_err(InvariantViolation)?;
         Ok(())
     }
 

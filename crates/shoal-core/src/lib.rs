@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod placement;
 mod replicas;
+mod retire;
 mod silence;
 mod stats;
 mod steal;

@@ -82,6 +82,9 @@ impl Core {
     pub fn schedule(&mut self, out: &mut Vec<Command>) {
         self.expire_waits(out);
         self.check_silence(out);
+        if !self.retirements.is_empty() {
+            self.pump_retirements(out);
+        }
         if self.workers.is_empty() {
             return;
         }
@@ -90,7 +93,7 @@ impl Core {
         let mut free: usize = self
             .workers
             .values()
-            .filter(|w| !w.paused)
+            .filter(|w| !w.closed())
             .map(|w| self.slots(w, per_thread).saturating_sub(w.assigned.len()))
             .sum();
         let mut deferred = Vec::new();
@@ -135,7 +138,7 @@ impl Core {
         // The eligible worker holding most input bytes, free slot or not.
         let mut holder: Option<(WorkerId, u64)> = None;
         for (&wid, w) in &self.workers {
-            if w.paused || !w.matches(restrictions) || !w.fits(needs) {
+            if w.closed() || !w.matches(restrictions) || !w.fits(needs) {
                 continue;
             }
             let local: u64 = t

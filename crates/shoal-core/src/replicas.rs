@@ -100,6 +100,7 @@ impl Core {
             answered.push((key, kept));
         }
         answered.extend(missing.into_iter().map(|k| (k, false)));
+        self.retire_fetched(w, &answered);
         let mut touched = Vec::new();
         for (rid, r) in self.replications.iter_mut() {
             let mut any = false;

@@ -30,7 +30,7 @@ impl Core {
         let mut budget: usize = self
             .workers
             .values()
-            .filter(|w| w.assigned.is_empty() && !w.paused)
+            .filter(|w| w.assigned.is_empty() && !w.closed())
             .map(|w| w.capacity.max(1) as usize)
             .sum();
         if budget == 0 {
@@ -48,8 +48,9 @@ impl Core {
                     _ => {}
                 }
             }
-            // A paused worker starts nothing: all it holds queued may move.
-            let free_threads = if w.paused {
+            // A paused or retiring worker starts nothing new: all it holds
+            // queued may move.
+            let free_threads = if w.closed() {
                 0
             } else {
                 (w.capacity.max(1) as usize).saturating_sub(running)

@@ -25,7 +25,8 @@ pub struct WorkerView {
     pub stored: u64,
     /// Its own last report.
     pub metrics: WorkerMetrics,
-    /// `"running"`, or `"paused"` while it is short of memory.
+    /// `"running"`, `"paused"` while it is short of memory, or
+    /// `"closing_gracefully"` while it is retired.
     pub status: &'static str,
 }
 
@@ -66,7 +67,13 @@ impl Core {
                     assigned: w.assigned.len() as u64,
                     stored: w.holds.len() as u64,
                     metrics: w.metrics.clone(),
-                    status: if w.paused { "paused" } else { "running" },
+                    status: if w.retiring {
+                        "closing_gracefully"
+                    } else if w.paused {
+                        "paused"
+                    } else {
+                        "running"
+                    },
                 })
                 .collect(),
             limits: self.limit_status(),

@@ -28,6 +28,8 @@ pub(crate) struct Worker {
     pub last_seen: f64,
     /// Short of memory: it starts nothing, so it is sent nothing.
     pub paused: bool,
+    /// Being retired (see [`crate::retire`]): sent no new task.
+    pub retiring: bool,
     /// Why it said it leaves (it restarts), if it did.
     pub leaving: Option<String>,
 }
@@ -64,8 +66,14 @@ impl Worker {
             info,
             last_seen: 0.0,
             paused: false,
+            retiring: false,
             leaving: None,
         }
+    }
+
+    /// Whether it takes no new task (paused, or being retired).
+    pub fn closed(&self) -> bool {
+        self.paused || self.retiring
     }
 
     /// Whether `needs` are free here now.

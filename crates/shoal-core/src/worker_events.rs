@@ -344,5 +344,6 @@ impl Core {
             }
         }
         self.replicas_worker_lost(w, out);
+        self.retire_worker_lost(w);
     }
 }

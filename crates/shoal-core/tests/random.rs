@@ -50,6 +50,8 @@ enum Op {
     Fetched(u8, u16, bool),
     /// Client 1 asks for copies of a key: `n` (0: all) and a branching factor.
     Replicate(u16, u8, u8),
+    /// Retire this many workers (the ones holding least).
+    Retire(u8),
     /// A worker answers one `Fetch` it was sent (with the copy, or without).
     AnswerFetch(u16, bool),
 }
@@ -74,6 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), any::<bool>()).prop_map(|(c, r)| Op::SetLimit(c, r)),
         1 => (any::<u8>(), any::<u16>(), any::<bool>()).prop_map(|(w, k, ok)| Op::Fetched(w, k, ok)),
         1 => (any::<u16>(), 0u8..4, 0u8..3).prop_map(|(k, n, b)| Op::Replicate(k, n, b)),
+        1 => (1u8..3).prop_map(Op::Retire),
         2 => (any::<u16>(), any::<bool>()).prop_map(|(p, ok)| Op::AnswerFetch(p, ok)),
     ]
 }
@@ -90,6 +93,8 @@ struct Seen {
     /// `Fetch` requests not answered yet: (worker, key).
     fetches: Vec<(WorkerId, String)>,
     next_req: u64,
+    /// Workers told to close (retired), which then disconnect.
+    shutdowns: Vec<WorkerId>,
     /// Requests of client 1 answered.
     replied: usize,
     next_key: usize,
@@ -110,6 +115,7 @@ impl Seen {
                 Command::ToWorker(w, SchedulerToWorker::Fetch { deps }) => {
                     self.fetches.extend(deps.into_iter().map(|d| (w, d.key)));
                 }
+                Command::ToWorker(w, SchedulerToWorker::Shutdown) => self.shutdowns.push(w),
                 Command::ToClient(1, shoal_proto::SchedulerToClient::CoordReply { .. }) => {
                     self.replied += 1;
                 }
@@ -307,6 +313,22 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 from_worker(env, w, fetch_answer(k, ok));
             }
         }
+        Op::Retire(n) => {
+            seen.next_req += 1;
+            let op = shoal_proto::CoordOp::RetireWorkers {
+                workers: vec![],
+                n: u32::from(n),
+            };
+            let req = seen.next_req;
+            env.send(
+                1,
+                ClientToScheduler::Coord {
+                    req,
+                    op,
+                    timeout: None,
+                },
+            );
+        }
         Op::Replicate(key, n, branching) => {
             if let Some(k) = seen.key(key) {
                 seen.next_req += 1;
@@ -344,6 +366,26 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
         }
     }
     seen.absorb(env);
+    close_retired(env, seen);
+}
+
+/// Workers told to close disconnect, as real ones do.
+fn close_retired(env: &mut Env, seen: &mut Seen) -> bool {
+    let mut any = false;
+    while let Some(w) = seen.shutdowns.pop() {
+        if let Some(i) = seen.workers.iter().position(|x| *x == w) {
+            seen.workers.remove(i);
+            env.lose(w);
+            seen.absorb(env);
+            any = true;
+        }
+    }
+    if any && seen.workers.is_empty() {
+        let w = env.worker(2);
+        seen.workers.push(w);
+        seen.absorb(env);
+    }
+    any
 }
 
 /// Plays well-behaved workers until nothing is left to do: every live
@@ -361,7 +403,7 @@ fn settle(env: &mut Env, seen: &mut Seen) {
         seen.clock += 1_000.0;
         env.advance(seen.clock);
         seen.absorb(env);
-        let mut progressed = false;
+        let mut progressed = close_retired(env, seen);
         while let Some((w, _ids)) = seen.steals.pop() {
             from_worker(env, w, WorkerToScheduler::GaveBack { ids: vec![] });
             progressed = true;

@@ -118,6 +118,13 @@ pub enum CoordOp {
         workers: Vec<String>,
         branching: u32,
     },
+    /// Retires the workers `workers` names (names, hosts or addresses), or
+    /// if none, the `n` holding the least: each takes no new task, its
+    /// results that no other worker holds are copied to workers that stay,
+    /// then it is told to close. Answered `Names` (the addresses of the
+    /// workers told to close) once all are; a worker whose data has
+    /// nowhere to go stays and is not named.
+    RetireWorkers { workers: Vec<String>, n: u32 },
 }
 
 /// The answer to one `CoordOp`.

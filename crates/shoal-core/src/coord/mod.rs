@@ -263,6 +263,10 @@ impl Core {
                 self.replicate(id, keys, n, workers, branching, out);
                 None
             }
+            CoordOp::RetireWorkers { workers, n } => {
+                self.retire_workers(id, workers, n, out);
+                None
+            }
         };
         let Some(p) = parked else { return };
         let queue = match &p {

@@ -1,0 +1,199 @@
+//! Retiring workers gracefully: no new tasks, unique results copied to
+//! workers that stay, then `Shutdown`; the answer names who was retired.
+
+mod env;
+
+use env::{task, Env};
+use shoal_core::{Command, Event, TaskStateKind};
+use shoal_proto::{
+    ClientToScheduler, CoordOp, CoordReply, SchedulerToClient, SchedulerToWorker, WorkerId,
+    WorkerToScheduler,
+};
+
+#[derive(Default, Debug)]
+struct Said {
+    fetches: Vec<(WorkerId, String, Vec<String>)>,
+    shutdowns: Vec<WorkerId>,
+    computes: Vec<(WorkerId, String)>,
+    replies: Vec<(u64, CoordReply)>,
+}
+
+fn said(env: &mut Env) -> Said {
+    let mut s = Said::default();
+    for c in env.take() {
+        match c {
+            Command::ToWorker(w, SchedulerToWorker::Fetch { deps }) => {
+                s.fetches
+                    .extend(deps.into_iter().map(|d| (w, d.key, d.holders)));
+            }
+            Command::ToWorker(w, SchedulerToWorker::Shutdown) => s.shutdowns.push(w),
+            Command::ToWorker(w, SchedulerToWorker::Compute(t)) => s.computes.push((w, t.key)),
+            Command::ToClient(1, SchedulerToClient::CoordReply { req, reply }) => {
+                s.replies.push((req, reply));
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+fn retire(env: &mut Env, req: u64, workers: &[&str], n: u32) {
+    retire_as(env, 1, req, workers, n);
+}
+
+fn retire_as(env: &mut Env, client: u64, req: u64, workers: &[&str], n: u32) {
+    let op = CoordOp::RetireWorkers {
+        workers: workers.iter().map(|w| w.to_string()).collect(),
+        n,
+    };
+    env.send(
+        client,
+        ClientToScheduler::Coord {
+            req,
+            op,
+            timeout: None,
+        },
+    );
+}
+
+fn fetched(env: &mut Env, w: WorkerId, keys: &[&str], missing: &[&str]) {
+    let keys = keys.iter().map(|k| k.to_string()).collect();
+    let missing = missing.iter().map(|k| k.to_string()).collect();
+    env.event(Event::FromWorker(
+        w,
+        WorkerToScheduler::Fetched { keys, missing },
+    ));
+}
+
+fn names(reply: &CoordReply) -> Vec<String> {
+    match reply {
+        CoordReply::Names(n) => n.clone(),
+        other => panic!("expected names, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_idle_worker_without_data_is_told_to_close_at_once() {
+    let mut env = Env::new();
+    let ws = [env.worker(1), env.worker(1)];
+    env.take();
+    retire(&mut env, 1, &["127.0.0.1:9002"], 0);
+    let s = said(&mut env);
+    assert_eq!(s.shutdowns, vec![ws[1]]);
+    assert_eq!(names(&s.replies[0].1), vec!["127.0.0.1:9002".to_string()]);
+    env.lose(ws[1]);
+}
+
+#[test]
+fn unique_results_move_to_a_worker_that_stays_before_the_worker_closes() {
+    let mut env = Env::new();
+    let ws = [env.worker(1), env.worker(1)];
+    env.submit(vec![task("big").on(&["w2"]), task("small").on(&["w2"])]);
+    env.finish_large(ws[1], "big");
+    env.finish(ws[1], "small");
+    env.take();
+    retire(&mut env, 1, &["127.0.0.1:9002"], 0);
+    let s = said(&mut env);
+    // Only the large one moves: the scheduler keeps the small one.
+    assert_eq!(
+        s.fetches,
+        vec![(ws[0], "big".to_string(), vec!["127.0.0.1:9002".to_string()])]
+    );
+    assert!(s.shutdowns.is_empty() && s.replies.is_empty());
+    fetched(&mut env, ws[0], &["big"], &[]);
+    let s = said(&mut env);
+    assert_eq!(s.shutdowns, vec![ws[1]]);
+    assert_eq!(names(&s.replies[0].1), vec!["127.0.0.1:9002".to_string()]);
+    env.lose(ws[1]);
+    assert_eq!(env.core.holders_of("big"), vec![ws[0]]);
+    assert_eq!(env.state("small"), Some(TaskStateKind::Memory));
+}
+
+#[test]
+fn a_retiring_worker_gets_no_new_task_and_finishes_what_it_runs() {
+    let mut env = Env::new();
+    let ws = [env.worker(1), env.worker(1)];
+    env.submit(vec![task("running").on(&["w2"])]);
+    env.start(ws[1], "running");
+    env.take();
+    retire(&mut env, 1, &["127.0.0.1:9002"], 0);
+    env.submit(vec![task("later")]);
+    let s = said(&mut env);
+    assert_eq!(s.computes, vec![(ws[0], "later".to_string())]);
+    assert!(s.shutdowns.is_empty());
+    env.finish_large(ws[1], "running");
+    let s = said(&mut env);
+    assert_eq!(s.fetches.len(), 1);
+    fetched(&mut env, ws[0], &["running"], &[]);
+    assert_eq!(said(&mut env).shutdowns, vec![ws[1]]);
+}
+
+#[test]
+fn a_worker_whose_data_has_nowhere_to_go_stays() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("big")]);
+    env.finish_large(w, "big");
+    env.take();
+    retire(&mut env, 1, &[], 1);
+    let s = said(&mut env);
+    assert!(s.shutdowns.is_empty());
+    assert_eq!(names(&s.replies[0].1), Vec::<String>::new());
+    // It takes work again.
+    env.submit(vec![task("next")]);
+    assert_eq!(said(&mut env).computes, vec![(w, "next".to_string())]);
+}
+
+#[test]
+fn failed_copies_are_tried_again_then_the_worker_stays() {
+    let mut env = Env::new();
+    let ws = [env.worker(1), env.worker(1)];
+    env.submit(vec![task("big").on(&["w2"])]);
+    env.finish_large(ws[1], "big");
+    env.take();
+    retire(&mut env, 1, &["w2"], 0);
+    for _ in 0..3 {
+        let s = said(&mut env);
+        assert_eq!(s.fetches.len(), 1, "{s:?}");
+        fetched(&mut env, ws[0], &[], &["big"]);
+    }
+    let s = said(&mut env);
+    assert!(s.shutdowns.is_empty() && s.fetches.is_empty());
+    assert_eq!(names(&s.replies[0].1), Vec::<String>::new());
+}
+
+#[test]
+fn n_picks_the_workers_holding_least() {
+    let mut env = Env::new();
+    let ws = [env.worker(1), env.worker(1), env.worker(1)];
+    env.submit(vec![task("a").on(&["w1"]), task("b").on(&["w3"])]);
+    env.finish_large(ws[0], "a");
+    env.finish_large(ws[2], "b");
+    env.take();
+    retire(&mut env, 1, &[], 1);
+    let s = said(&mut env);
+    assert_eq!(s.shutdowns, vec![ws[1]]);
+    // A recipient that dies before its copy arrives: another is asked.
+    retire(&mut env, 2, &["w3"], 0);
+    let s = said(&mut env);
+    assert_eq!(s.fetches.len(), 1);
+    let to = s.fetches[0].0;
+    env.lose(to);
+    let s = said(&mut env);
+    assert!(s.fetches.iter().all(|f| f.0 != to && f.1 == "b"), "{s:?}");
+}
+
+#[test]
+fn a_client_that_leaves_stops_its_retirements() {
+    let mut env = Env::new();
+    let ws = [env.worker(1), env.worker(1)];
+    env.submit(vec![task("big").on(&["w2"])]);
+    env.finish_large(ws[1], "big");
+    env.take();
+    env.event(Event::ClientConnected(2));
+    retire_as(&mut env, 2, 1, &["w2"], 0);
+    assert_eq!(said(&mut env).fetches.len(), 1);
+    env.event(Event::ClientDisconnected(2));
+    env.submit(vec![task("next").on(&["w2"])]);
+    assert_eq!(said(&mut env).computes, vec![(ws[1], "next".to_string())]);
+}
