@@ -301,6 +301,61 @@ class ClusterMethods:
         }
 
     @aio.maybe_async
+    def retire_workers(
+        self, workers: Any = None, close_workers: bool = True, **kwargs: Any
+    ) -> dict[str, dict[str, Any]]:
+        """Retire workers gracefully: the scheduler sends them no new task,
+        copies the results only they hold to workers that stay, then closes
+        them. A worker whose results have nowhere to go is not retired.
+
+        Parameters
+        ----------
+        workers
+            Addresses or names of the workers to retire (one, or a list);
+            all idle workers (running and queuing nothing) if None.
+        close_workers
+            Close the retired workers (the only choice shoal offers: False
+            raises ``NotImplementedError``).
+        **kwargs
+            Dask's other options (``remove``, ``n``...) raise
+            ``NotImplementedError``.
+
+        Returns
+        -------
+        dict
+            ``{address: worker info}`` of the workers retired, as
+            :meth:`scheduler_info` showed them.
+
+        Examples
+        --------
+        >>> client.retire_workers(["tcp://127.0.0.1:40123"])  # doctest: +SKIP
+        {'tcp://127.0.0.1:40123': {...}}
+
+        """
+        if not close_workers:
+            raise NotImplementedError(
+                "retire_workers(close_workers=False) is not supported: retired workers close"
+            )
+        if kwargs:
+            raise NotImplementedError(f"retire_workers() does not support {sorted(kwargs)}")
+        info = self.scheduler_info()["workers"]
+        if workers is None:
+            names = [a for a, w in info.items() if w["metrics"]["assigned"] == 0]
+        else:
+            names = [workers] if isinstance(workers, str) else list(workers)
+        if not names:
+            return {}
+        from .deploy.spec import Cluster
+
+        if isinstance(self.cluster, Cluster):
+            # Through the cluster, so it does not start them again.
+            retired = self.cluster.retire_workers(names)
+        else:
+            _, value = self._request("retire_workers", workers=names, number=0)
+            retired = [_scheme(a, self._session.security.scheme) for a in value]
+        return {a: info.get(a, {}) for a in retired}
+
+    @aio.maybe_async
     def replicate(
         self,
         futures: Any,

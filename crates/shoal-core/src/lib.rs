@@ -6,6 +6,7 @@
 //! reads no clock and spawns nothing, so every transition can be driven and
 //! checked from unit tests. The server crate wraps it in a thin tokio shell.
 
+mod adaptive;
 mod client_events;
 mod coord;
 mod core;

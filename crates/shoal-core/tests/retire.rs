@@ -197,3 +197,46 @@ fn a_client_that_leaves_stops_its_retirements() {
     env.submit(vec![task("next").on(&["w2"])]);
     assert_eq!(said(&mut env).computes, vec![(ws[1], "next".to_string())]);
 }
+
+fn target(env: &mut Env, req: u64, target_ms: u32) -> u64 {
+    env.send(
+        1,
+        ClientToScheduler::Coord {
+            req,
+            op: CoordOp::AdaptiveTarget { target_ms },
+            timeout: None,
+        },
+    );
+    match said(env).replies.pop() {
+        Some((_, CoordReply::Count(n))) => n,
+        other => panic!("expected a count, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_adaptive_target_follows_the_work() {
+    let mut env = Env::new();
+    assert_eq!(target(&mut env, 1, 5000), 0);
+    // Work and no worker: one, at the assumed 0.5 s a task.
+    env.submit((0..40).map(|i| task(&format!("t{i}"))).collect());
+    assert_eq!(target(&mut env, 2, 5000), 4);
+    assert_eq!(target(&mut env, 3, 100_000), 1);
+    // Never more workers than tasks.
+    assert_eq!(target(&mut env, 4, 1), 40);
+    // Work done: none wanted.
+    let w = env.worker(1);
+    for _ in 0..100 {
+        let running: Vec<String> = (0..40)
+            .map(|i| format!("t{i}"))
+            .filter(|k| env.state(k) == Some(TaskStateKind::Assigned(w)))
+            .collect();
+        if running.is_empty() {
+            break;
+        }
+        for key in running {
+            env.finish(w, &key);
+        }
+    }
+    assert!((0..40).all(|i| env.state(&format!("t{i}")) == Some(TaskStateKind::Memory)));
+    assert_eq!(target(&mut env, 5, 5000), 0);
+}

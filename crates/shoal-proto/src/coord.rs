@@ -125,6 +125,10 @@ pub enum CoordOp {
     /// workers told to close) once all are; a worker whose data has
     /// nowhere to go stays and is not named.
     RetireWorkers { workers: Vec<String>, n: u32 },
+    /// How many workers the scheduler would like to finish the work it has
+    /// in `target_ms` milliseconds (Dask's `adaptive_target`). Answered
+    /// `Count`.
+    AdaptiveTarget { target_ms: u32 },
 }
 
 /// The answer to one `CoordOp`.

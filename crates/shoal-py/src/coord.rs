@@ -114,6 +114,13 @@ pub fn build(op: &str, mut a: Args) -> PyResult<CoordOp> {
             workers: a.workers,
             branching: a.branching,
         },
+        "retire_workers" => CoordOp::RetireWorkers {
+            n: a.number_u32()?,
+            workers: a.workers,
+        },
+        "adaptive_target" => CoordOp::AdaptiveTarget {
+            target_ms: a.number_u32()?,
+        },
         other => {
             return Err(PyValueError::new_err(format!(
                 "unknown coordination request {other:?}"

@@ -8,11 +8,13 @@
 //! started again at once, so a cluster keeps its size after a crash; only a
 //! worker that keeps exiting by itself soon after it started (it cannot
 //! start: a broken environment, a bad option) is started again after a
-//! growing pause. A worker killed by a signal is never held back.
+//! growing pause. A worker killed by a signal is never held back. The pool
+//! grows by `add`; a worker marked by `retire` is not started again when it
+//! exits (a cluster scaling down retires it through the scheduler first).
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,14 +31,26 @@ struct Shared {
     /// cannot miss one.
     lifelines: Mutex<Vec<Option<ChildStdin>>>,
     restarts: AtomicU32,
+    /// Slots whose worker is not started again when it exits.
+    retired: Mutex<Vec<bool>>,
+}
+
+/// How every worker of the pool is started.
+struct Spec {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// A set of worker processes kept alive until closed.
 #[pyclass(module = "shoal._engine", frozen)]
 pub struct WorkerPool {
     shared: Arc<Shared>,
+    spec: Spec,
     exited: Mutex<Option<Receiver<usize>>>,
-    size: usize,
+    exited_tx: Mutex<Sender<usize>>,
+    /// Monitor threads started (each sends on `exited` once, at its end).
+    size: AtomicUsize,
 }
 
 fn spawn(program: &str, args: &[String], env: &[(String, String)]) -> std::io::Result<Child> {
@@ -64,7 +78,7 @@ fn monitor(
 ) {
     let mut first = Some(first);
     let mut quick_failures = 0u32;
-    while !shared.closing.load(Ordering::SeqCst) {
+    while !shared.closing.load(Ordering::SeqCst) && !shared.retired.lock()[index] {
         let started = Instant::now();
         let mut child = match spawn(&program, &args, &env) {
             Ok(c) => c,
@@ -95,7 +109,7 @@ fn monitor(
         let status = child.wait();
         shared.pids.lock()[index] = None;
         shared.lifelines.lock()[index] = None;
-        if shared.closing.load(Ordering::SeqCst) {
+        if shared.closing.load(Ordering::SeqCst) || shared.retired.lock()[index] {
             break;
         }
         tracing::info!("worker process {index} exited ({status:?}); starting a new one");
@@ -129,47 +143,40 @@ impl WorkerPool {
     ) -> PyResult<Self> {
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
-            pids: Mutex::new(vec![None; n]),
-            lifelines: Mutex::new((0..n).map(|_| None).collect()),
+            pids: Mutex::new(Vec::new()),
+            lifelines: Mutex::new(Vec::new()),
             restarts: AtomicU32::new(0),
+            retired: Mutex::new(Vec::new()),
         });
         let (exited_tx, exited_rx) = channel();
         let pool = WorkerPool {
-            shared: shared.clone(),
+            shared,
+            spec: Spec { program, args, env },
             exited: Mutex::new(Some(exited_rx)),
-            size: n,
+            exited_tx: Mutex::new(exited_tx),
+            size: AtomicUsize::new(0),
         };
-        let started = py.detach(|| {
-            let mut waits = Vec::new();
-            for i in 0..n {
-                let (tx, rx) = channel();
-                let (s, p, a, e, x) = (
-                    shared.clone(),
-                    program.clone(),
-                    args.clone(),
-                    env.clone(),
-                    exited_tx.clone(),
-                );
-                std::thread::Builder::new()
-                    .name(format!("shoal-worker-monitor-{i}"))
-                    .spawn(move || monitor(s, i, p, a, e, tx, x))?;
-                waits.push(rx);
-            }
-            for rx in waits {
-                match rx.recv() {
-                    Ok(r) => r?,
-                    Err(_) => return Err(std::io::Error::other("a monitor thread died")),
-                }
-            }
-            Ok::<_, std::io::Error>(())
-        });
-        if let Err(e) = started {
+        if let Err(e) = py.detach(|| pool.start(n)) {
             pool.close_now(Duration::from_secs(1));
-            return Err(PyOSError::new_err(format!(
-                "could not start worker processes ({program}): {e}"
-            )));
+            return Err(e);
         }
         Ok(pool)
+    }
+
+    /// Starts `n` more workers.
+    fn add(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        py.detach(|| self.start(n))
+    }
+
+    /// Marks the workers with these process ids so that they are not
+    /// started again when they exit; returns the ids it found.
+    fn retire(&self, pids: Vec<u32>) -> Vec<u32> {
+        self.mark(&pids, true)
+    }
+
+    /// Undoes `retire` for workers still running (the scheduler kept them).
+    fn unretire(&self, pids: Vec<u32>) -> Vec<u32> {
+        self.mark(&pids, false)
     }
 
     /// Process ids of the running workers.
@@ -199,6 +206,64 @@ impl WorkerPool {
 }
 
 impl WorkerPool {
+    /// Starts `n` more monitor threads, each starting one worker; returns
+    /// once every worker was spawned (or one could not be).
+    fn start(&self, n: usize) -> PyResult<()> {
+        let first = {
+            let mut pids = self.shared.pids.lock();
+            let mut lifelines = self.shared.lifelines.lock();
+            let mut retired = self.shared.retired.lock();
+            let first = pids.len();
+            pids.resize(first + n, None);
+            lifelines.resize_with(first + n, || None);
+            retired.resize(first + n, false);
+            first
+        };
+        let mut waits = Vec::new();
+        for i in first..first + n {
+            let (tx, rx) = channel();
+            let shared = self.shared.clone();
+            let program = self.spec.program.clone();
+            let args = self.spec.args.clone();
+            let env = self.spec.env.clone();
+            let exited = self.exited_tx.lock().clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("shoal-worker-monitor-{i}"))
+                .spawn(move || monitor(shared, i, program, args, env, tx, exited));
+            match spawned {
+                Ok(_) => {
+                    self.size.fetch_add(1, Ordering::SeqCst);
+                    waits.push(rx);
+                }
+                Err(e) => return Err(start_error(&self.spec.program, e)),
+            }
+        }
+        for rx in waits {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(start_error(&self.spec.program, e)),
+                Err(_) => {
+                    let e = std::io::Error::other("a monitor thread died");
+                    return Err(start_error(&self.spec.program, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mark(&self, pids: &[u32], retired: bool) -> Vec<u32> {
+        let running = self.shared.pids.lock();
+        let mut flags = self.shared.retired.lock();
+        let mut found = Vec::new();
+        for (slot, pid) in running.iter().enumerate() {
+            if let Some(pid) = pid.filter(|p| pids.contains(p)) {
+                flags[slot] = retired;
+                found.push(pid);
+            }
+        }
+        found
+    }
+
     fn close_now(&self, timeout: Duration) {
         self.shared.closing.store(true, Ordering::SeqCst);
         // Cut every lifeline: a worker still starting (a replacement not yet
@@ -211,7 +276,7 @@ impl WorkerPool {
             return;
         };
         let deadline = Instant::now() + timeout;
-        let mut left = self.size;
+        let mut left = self.size.load(Ordering::SeqCst);
         while left > 0 {
             let wait = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
@@ -230,6 +295,10 @@ impl WorkerPool {
             }
         }
     }
+}
+
+fn start_error(program: &str, e: std::io::Error) -> PyErr {
+    PyOSError::new_err(format!("could not start worker processes ({program}): {e}"))
 }
 
 impl Drop for WorkerPool {

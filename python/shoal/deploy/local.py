@@ -14,11 +14,11 @@ from ..core import memory as memory_
 from ..core import security as security_
 from ..core.arguments import UNSET
 from ..core.session import Session
-from ..core.sizes import format_bytes
 from ..core.spec import resource_amounts
 from ..core.times import parse_timedelta
 from ..worker.executor import default_max_threads, start_in_process
 from ..worker.uploads import remove_directories_of, user_root
+from .spec import Cluster
 
 
 def _processes_and_threads(cpus: int) -> tuple[int, int]:
@@ -94,7 +94,7 @@ def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-class LocalCluster:
+class LocalCluster(Cluster):
     """A scheduler (on threads of this process) and worker processes.
 
     Workers are separate Python processes started with spawn+exec. They exit
@@ -283,7 +283,7 @@ class LocalCluster:
 
     def _start(self, env: dict[str, str] | None, start_timeout: float) -> None:
         try:
-            self._start_workers(env or {})
+            self._launch(env or {})
             self._monitor = Session(self.scheduler_address, 10.0, "cluster-monitor", self.security)
             if not self._monitor.engine.wait_for_workers(self.n_workers, start_timeout):
                 raise TimeoutError(
@@ -295,24 +295,12 @@ class LocalCluster:
             raise
         self.status = "running"
 
-    def _start_workers(self, env: dict[str, str]) -> None:
-        if self.n_workers == 0:
-            return
+    def _launch(self, env: dict[str, str]) -> None:
+        """Start the first ``n_workers``: the pool of worker processes (or
+        workers on threads), which ``scale`` grows later.
+        """
         if not self.processes:
-            self._threads = [
-                start_in_process(
-                    self.scheduler_address,
-                    self.threads_per_worker,
-                    str(i),
-                    self.memory_limit,
-                    self.max_threads,
-                    self.resources,
-                    self.security,
-                    fractions=self.memory_fractions,
-                    local_directory=self.local_directory,
-                )
-                for i in range(self.n_workers)
-            ]
+            self._start_workers(self.n_workers)
             return
         args = [
             "-m",
@@ -351,6 +339,44 @@ class LocalCluster:
             self.n_workers, sys.executable, args, list(full_env.items())
         )
 
+    def _start_workers(self, n: int) -> None:
+        if self.processes:
+            self._pool.add(n)
+            return
+        first = len(self._threads)
+        for i in range(first, first + n):
+            self._threads.append(
+                start_in_process(
+                    self.scheduler_address,
+                    self.threads_per_worker,
+                    str(i),
+                    self.memory_limit,
+                    self.max_threads,
+                    self.resources,
+                    self.security,
+                    fractions=self.memory_fractions,
+                    local_directory=self.local_directory,
+                )
+            )
+
+    def _prepare_stop(self, workers: list[dict[str, Any]]) -> Any:
+        if self.processes:
+            # Not started again when the scheduler closes them.
+            return self._pool.retire([w["pid"] for w in workers]), workers
+        return None, workers
+
+    def _stop_workers(self, token: Any, retired: list[str]) -> None:
+        marked, workers = token
+        gone = {a.split("://")[-1] for a in retired}
+        if self.processes:
+            kept = [w["pid"] for w in workers if w["address"].split("://")[-1] not in gone]
+            self._pool.unretire([p for p in kept if p in marked])
+            return
+        closing = [rt for rt in self._threads if rt.address.split("://")[-1] in gone]
+        self._threads = [rt for rt in self._threads if rt not in closing]
+        for rt in closing:
+            rt.wait_closed()
+
     @property
     def scheduler_address(self) -> str:
         """Where clients and workers connect, ``tcp://host:port``."""
@@ -361,13 +387,6 @@ class LocalCluster:
         """The dashboard's status page, or None if it runs none."""
         url = self._scheduler.dashboard
         return None if url is None else f"{url}/status"
-
-    @property
-    def workers(self) -> dict[str, dict[str, Any]]:
-        """The connected workers, keyed by address."""
-        if self._monitor is None:
-            return {}
-        return {w["address"]: w for w in self._monitor.engine.workers()}
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (empty with ``processes=False``)."""
@@ -383,6 +402,7 @@ class LocalCluster:
         if self.status == "closed":
             return
         self.status = "closed"
+        self.stop_adapting()
         if self._pool is not None:
             # Stop restarting before the workers are told to go.
             self._pool.stop_restarting()
@@ -409,16 +429,6 @@ class LocalCluster:
             self.close()
         except Exception:
             pass
-
-    def __repr__(self) -> str:
-        workers = self.workers
-        threads = sum(w["nthreads"] for w in workers.values())
-        memory = sum(w["memory"] for w in workers.values())
-        dashboard = "" if self.dashboard_link is None else f", dashboard={self.dashboard_link!r}"
-        return (
-            f"LocalCluster({self.scheduler_address!r}{dashboard}, workers={len(workers)}, "
-            f"threads={threads}, memory={format_bytes(memory)})"
-        )
 
 
 def _cluster_security(security: Any) -> security_.Security:

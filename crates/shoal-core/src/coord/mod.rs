@@ -267,6 +267,11 @@ impl Core {
                 self.retire_workers(id, workers, n, out);
                 None
             }
+            CoordOp::AdaptiveTarget { target_ms } => {
+                let n = self.adaptive_target(f64::from(target_ms) / 1000.0);
+                reply(out, id, CoordReply::Count(n));
+                None
+            }
         };
         let Some(p) = parked else { return };
         let queue = match &p {
