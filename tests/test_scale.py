@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import until
 
 from shoal import Client, LocalCluster
+
+from conftest import until
 
 pytestmark = pytest.mark.timeout(120)
 

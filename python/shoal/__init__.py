@@ -52,6 +52,16 @@ from .worker.context import get_worker, rejoin, secede, worker_client
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: they pull in modules a local cluster never needs.
+    if name == "SSHCluster":
+        from .deploy.ssh import SSHCluster
+
+        return SSHCluster
+    raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+
+
 _install_joblib_backend()
 
 __all__ = [
@@ -72,6 +82,7 @@ __all__ = [
     "MultiLock",
     "Pub",
     "Queue",
+    "SSHCluster",
     "Security",
     "Semaphore",
     "Sub",

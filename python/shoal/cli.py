@@ -51,15 +51,21 @@ def _scheduler(argv: list[str]) -> None:
         "generated if not given",
     )
     security.add_tls_options(parser)
+    security.add_stdin_option(parser)
+    parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         ttl = None if args.worker_ttl.lower() == "none" else args.worker_ttl
         options = scheduler_options({"worker_ttl": ttl, "allowed_failures": args.allowed_failures})
+        security.apply_stdin_credentials(args)
         token = security.given_token(args.token, args.token_file)
         tls = security.given_tls(args, "scheduler", token).tls_for("scheduler")
     except (TypeError, ValueError) as e:
         parser.error(str(e))
     security.pop_tls_environment()
+    if args.lifeline:
+        # Started over SSH: end when the connection that started it does.
+        _engine.exit_on_stdin_eof()
     generated = token is None and not security.is_loopback(args.host)
     if generated:
         token = security.new_token()

@@ -27,6 +27,7 @@ from .dask import config as dask_config
 from .dask.graphs import run_dask_graph
 from .delayed import Delayed, as_node, collect, delayed, persist, submit_nodes
 from .deploy.local import LocalCluster
+from .deploy.spec import Cluster
 from .futures import Future
 from .worker import context as worker_context
 
@@ -113,7 +114,8 @@ class Client(ClusterMethods):
     Parameters
     ----------
     address
-        ``"tcp://host:port"`` of a running scheduler, a :class:`LocalCluster`,
+        ``"tcp://host:port"`` of a running scheduler, a cluster object
+        (:class:`LocalCluster`, ``SSHCluster``),
         or None to start a local cluster (keyword arguments such as
         ``n_workers`` and ``threads_per_worker`` go to it).
     timeout
@@ -148,7 +150,7 @@ class Client(ClusterMethods):
 
     def __init__(
         self,
-        address: str | LocalCluster | None = None,
+        address: str | Cluster | None = None,
         loop: Any = None,
         timeout: Any = 10.0,
         set_as_default: bool = True,
@@ -165,7 +167,7 @@ class Client(ClusterMethods):
         **kwargs: Any,
     ):
         self.status = "connecting"
-        self.cluster: LocalCluster | None = None
+        self.cluster: Cluster | None = None
         self._owns_cluster = False
         self._asynchronous = bool(asynchronous)
         for option, value in (
@@ -209,7 +211,7 @@ class Client(ClusterMethods):
             self.cluster = LocalCluster(security=security, **kwargs)
             self._owns_cluster = True
             address = self.cluster.scheduler_address
-        elif isinstance(address, LocalCluster):
+        elif isinstance(address, Cluster):
             self.cluster = address
             address = address.scheduler_address
         elif kwargs:

@@ -20,8 +20,10 @@ unless ``tls_mutual=False``; callers without one still need the token.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import sys
 import threading
 from typing import Any
 
@@ -392,6 +394,62 @@ def given_tls(args: Any, role: str, token: str | None) -> Security:
         tls_mutual=not args.no_tls_mutual,
         **pair,
     )
+
+
+def add_stdin_option(parser: Any) -> None:
+    """Add ``--credentials-stdin`` to a command's ``parser`` (applied by
+    :func:`apply_stdin_credentials`).
+    """
+    parser.add_argument(
+        "--credentials-stdin",
+        action="store_true",
+        help="read the token and TLS PEM texts as one JSON line from standard input "
+        "(how SSHCluster passes them, off every command line)",
+    )
+
+
+def credentials_line(security: Security, role: str) -> str:
+    """The line :func:`apply_stdin_credentials` reads: ``security``'s token
+    and its TLS for ``role`` as PEM text, in one JSON object.
+    """
+    data: dict[str, str] = {}
+    if security.token:
+        data["token"] = security.token
+    tls = security.tls_for(role)
+    if tls is not None:
+        ca, cert, key, mutual = tls
+        data["tls_ca"] = ca.decode()
+        if cert is not None and key is not None:
+            data["tls_cert"] = cert.decode()
+            data["tls_key"] = key.decode()
+        if not mutual:
+            data["tls_mutual"] = "no"
+    return json.dumps(data)
+
+
+def apply_stdin_credentials(args: Any) -> None:
+    """With ``--credentials-stdin``, read the line :func:`credentials_line`
+    wrote and set ``args``' token and TLS options from it (nothing else is
+    read: standard input may stay open as a lifeline).
+    """
+    if not getattr(args, "credentials_stdin", False):
+        return
+    line = sys.stdin.buffer.readline()
+    if not line:
+        raise ValueError("--credentials-stdin: standard input closed before the credentials")
+    try:
+        data = json.loads(line)
+    except ValueError:
+        raise ValueError("--credentials-stdin: the first line of stdin is not JSON") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError("--credentials-stdin: expected a JSON object of strings")
+    if "token" in data:
+        args.token, args.token_file = data["token"], None
+    for part in ("ca", "cert", "key"):
+        if f"tls_{part}" in data:
+            setattr(args, "tls_ca_file" if part == "ca" else f"tls_{part}", data[f"tls_{part}"])
+    if data.get("tls_mutual") == "no":
+        args.no_tls_mutual = True
 
 
 def pop_tls_environment() -> None:

@@ -52,7 +52,12 @@ def restart_process() -> None:
         env[security.TLS_ENV["ca"]] = tls[0].decode()
         env[security.TLS_ENV["cert"]] = (tls[1] or b"").decode()
         env[security.TLS_ENV["key"]] = (tls[2] or b"").decode()
-    os.execve(sys.executable, [sys.executable, "-m", "shoal.worker", *_argv], env)
+    # The credentials travel in the environment now: stdin stays the
+    # lifeline and is not read again.
+    argv = [a for a in _argv if a != "--credentials-stdin"]
+    if _security is not None and _security.tls and not _security.tls_mutual:
+        argv.append("--no-tls-mutual")
+    os.execve(sys.executable, [sys.executable, "-m", "shoal.worker", *argv], env)
 
 
 def _extend_sys_path() -> None:
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     security.add_token_options(parser, "the cluster's token")
     security.add_tls_options(parser)
+    security.add_stdin_option(parser)
     parser.add_argument(
         "--memory-limit",
         default="auto",
@@ -145,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         fractions = memory_.fractions(**given)
         resources = parse_resources(args.resources)
+        security.apply_stdin_credentials(args)
         token = security.given_token(args.token, args.token_file)
         credentials = security.given_tls(args, "worker", token)
         tls = credentials.tls_for("worker")
