@@ -59,6 +59,10 @@ def __getattr__(name: str) -> object:
         from .deploy.ssh import SSHCluster
 
         return SSHCluster
+    if name == "SLURMCluster":
+        from .deploy.slurm import SLURMCluster
+
+        return SLURMCluster
     raise AttributeError(f"module 'shoal' has no attribute {name!r}")
 
 
@@ -82,6 +86,7 @@ __all__ = [
     "MultiLock",
     "Pub",
     "Queue",
+    "SLURMCluster",
     "SSHCluster",
     "Security",
     "Semaphore",

@@ -396,6 +396,20 @@ def given_tls(args: Any, role: str, token: str | None) -> Security:
     )
 
 
+def cluster_credentials(security: Any) -> Security:
+    """A new cluster's credentials from its ``security=`` argument: the
+    :class:`Security` given (with a new token if it has none), new TLS ones
+    for ``True`` (``Security.temporary()``), else a new token.
+    """
+    if security is True:
+        return Security.temporary()
+    if security is None or security is False:
+        return Security(token=new_token())
+    if isinstance(security, Security):
+        return security if security.token else security.with_token(new_token())
+    raise TypeError(f"security must be a shoal.Security, not {type(security).__name__}")
+
+
 def add_stdin_option(parser: Any) -> None:
     """Add ``--credentials-stdin`` to a command's ``parser`` (applied by
     :func:`apply_stdin_credentials`).

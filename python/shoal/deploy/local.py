@@ -243,7 +243,7 @@ class LocalCluster(Cluster):
         self._pool: Any = None
         self._threads: list[Any] = []
         self._monitor: Session | None = None
-        self.security = _cluster_security(security)
+        self.security = security_.cluster_credentials(security)
         self._scheduler = _engine.Scheduler(
             host or "127.0.0.1",
             scheduler_port,
@@ -429,16 +429,3 @@ class LocalCluster(Cluster):
             self.close()
         except Exception:
             pass
-
-
-def _cluster_security(security: Any) -> security_.Security:
-    """A local cluster's credentials: those given (with a new token if
-    they have none), new TLS ones for ``True``, else a new token.
-    """
-    if security is True:
-        return security_.Security.temporary()
-    if security is None or security is False:
-        return security_.Security(token=security_.new_token())
-    if isinstance(security, security_.Security):
-        return security if security.token else security.with_token(security_.new_token())
-    raise TypeError(f"security must be a shoal.Security, not {type(security).__name__}")

@@ -170,7 +170,7 @@ class SSHCluster(Cluster):
         self._scheduler_args = _arguments(options, SCHEDULER_OPTIONS, "scheduler_options")
         if "dashboard_address" not in options:
             self._scheduler_args.append("--no-dashboard")
-        self.security = _credentials(security)
+        self.security = security_.cluster_credentials(security)
         self._timeout = parse_timedelta(timeout) or 60.0
         self._loop = _Loop()
         self._connections: dict[int, Any] = {}
@@ -346,13 +346,3 @@ def _arguments(options: dict[str, Any], known: dict[str, str], what: str) -> lis
             value = ",".join(f"{k}={v!r}" for k, v in value.items())
         argv += [known[name], str(value)]
     return argv
-
-
-def _credentials(security: Any) -> security_.Security:
-    if security is True:
-        return security_.Security.temporary()
-    if security is None or security is False:
-        return security_.Security(token=security_.new_token())
-    if isinstance(security, security_.Security):
-        return security if security.token else security.with_token(security_.new_token())
-    raise TypeError(f"security must be a shoal.Security, not {type(security).__name__}")

@@ -1,0 +1,334 @@
+"""SLURMCluster: workers as Slurm jobs, with dask-jobqueue's names.
+
+The scheduler runs in this process (on its threads, as a
+:class:`~shoal.LocalCluster`'s does) and listens where the compute nodes can
+reach it. Each job runs ``processes`` workers (``shoal worker``) sharing
+``cores`` and ``memory``; jobs are submitted with ``sbatch``, known by their
+job id, and cancelled with ``scancel`` when their workers retire and when
+the cluster closes. The token and TLS reach the jobs through the
+environment ``sbatch`` passes on (never the job script or a command line).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from .. import _engine
+from ..core import security as security_
+from ..core.session import Session
+from ..core.sizes import parse_bytes
+from . import local as local_
+from .spec import Cluster
+
+
+class SLURMCluster(Cluster):
+    """Workers as Slurm jobs, with dask-jobqueue's arguments.
+
+    Parameters
+    ----------
+    cores
+        CPU cores per job (``--cpus-per-task``), shared by its workers.
+    memory
+        Memory per job (``"4GB"``), shared by its workers as their
+        ``memory_limit``.
+    processes
+        Workers per job (default: about the square root of ``cores``, as
+        dask-jobqueue); each gets ``cores // processes`` threads.
+    queue
+        The partition (``--partition``); Slurm's default if None.
+    account
+        The account charged (``--account``).
+    walltime
+        The jobs' time limit (``--time``, default ``"00:30:00"``).
+    job_name
+        The jobs' name (default ``"shoal-worker"``).
+    job_extra_directives
+        More ``#SBATCH`` lines, without the prefix (``["--exclusive"]``).
+    job_script_prologue
+        Shell lines run before the workers start (``["module load
+        python"]``).
+    log_directory
+        Where each job's output goes (``<job_name>-<job id>.out``); with
+        None (the default) it is discarded, leaving no files behind.
+    python
+        The Python on the compute nodes (default: this one's executable).
+    n_workers
+        Workers to start at once (default 0: call ``scale`` or ``adapt``).
+    scheduler_options
+        ``host`` (the interface the nodes reach, default: this machine's
+        name), ``port`` (default 0: any), ``dashboard_address`` (default
+        ``":8787"``; None for none), ``worker_ttl``, ``allowed_failures``.
+    security
+        A :class:`~shoal.Security` (a new token if it has none; TLS
+        certificates read here); ``True`` means ``Security.temporary()``.
+    submit_command, cancel_command
+        The commands run to submit and cancel jobs (default ``sbatch`` and
+        ``scancel``).
+
+    Examples
+    --------
+    >>> cluster = SLURMCluster(cores=8, memory="16GB", queue="normal",
+    ...                        walltime="02:00:00")  # doctest: +SKIP
+    >>> cluster.scale(10)  # doctest: +SKIP
+    >>> print(cluster.job_script())  # doctest: +SKIP
+
+    """
+
+    def __init__(
+        self,
+        cores: int,
+        memory: str | int,
+        processes: int | None = None,
+        queue: str | None = None,
+        account: str | None = None,
+        walltime: str | None = "00:30:00",
+        job_name: str = "shoal-worker",
+        job_extra_directives: list[str] | None = None,
+        job_script_prologue: list[str] | None = None,
+        log_directory: str | None = None,
+        python: str | None = None,
+        n_workers: int = 0,
+        scheduler_options: dict[str, Any] | None = None,
+        security: Any = None,
+        submit_command: str = "sbatch",
+        cancel_command: str = "scancel",
+        **kwargs: Any,
+    ):
+        if kwargs:
+            raise TypeError(f"SLURMCluster() got unexpected arguments {sorted(kwargs)}")
+        if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+            raise ValueError(f"cores must be a number of cores (1 or more), not {cores!r}")
+        self.cores = cores
+        self.memory = parse_bytes(memory)
+        if processes is None:
+            processes = max(1, round(math.sqrt(cores)))
+            while cores % processes:
+                processes -= 1
+        if processes < 1 or processes > cores:
+            raise ValueError(f"processes must be between 1 and cores ({cores}), not {processes}")
+        self.processes = processes
+        self.queue = queue
+        self.account = account
+        self.walltime = walltime
+        self.job_name = job_name
+        self.job_extra_directives = list(job_extra_directives or [])
+        self.job_script_prologue = list(job_script_prologue or [])
+        self.log_directory = None if log_directory is None else os.fspath(log_directory)
+        self.python = python or sys.executable
+        self.submit_command = shlex.split(submit_command)
+        self.cancel_command = shlex.split(cancel_command)
+        self.security = security_.cluster_credentials(security)
+        options = dict(scheduler_options or {})
+        host = options.pop("host", None) or _this_host()
+        port = int(options.pop("port", 0))
+        dashboard = local_.dashboard_spec(options.pop("dashboard_address", ":8787"))
+        #: Ids of the jobs submitted and not cancelled.
+        self.jobs: list[str] = []
+        self.status = "starting"
+        self._scheduler = _engine.Scheduler(
+            host,
+            port,
+            dashboard,
+            token=self.security.token,
+            tls=self.security.tls_for("scheduler"),
+            **local_.scheduler_options(options),
+        )
+        security_.remember(self._scheduler.address, self.security)
+        try:
+            self._monitor = Session(self._scheduler.address, 10.0, "cluster-monitor", self.security)
+            if self.log_directory is not None:
+                os.makedirs(self.log_directory, exist_ok=True)
+            if n_workers:
+                self.scale(n_workers)
+        except BaseException:
+            self.close()
+            raise
+        self.status = "running"
+
+    # ----- jobs --------------------------------------------------------------
+
+    def job_script(self) -> str:
+        """The script each job runs (``$SLURM_JOB_ID`` names its workers).
+
+        Returns
+        -------
+        str
+            A bash script with its ``#SBATCH`` lines.
+
+        """
+        out = "/dev/null"
+        if self.log_directory is not None:
+            out = os.path.join(self.log_directory, f"{self.job_name}-%j.out")
+        directives = [
+            f"--job-name={self.job_name}",
+            f"--output={out}",
+            "--ntasks=1",
+            f"--cpus-per-task={self.cores}",
+            f"--mem={max(1, self.memory // 2**20)}M",
+        ]
+        if self.queue:
+            directives.append(f"--partition={self.queue}")
+        if self.account:
+            directives.append(f"--account={self.account}")
+        if self.walltime:
+            directives.append(f"--time={self.walltime}")
+        directives += self.job_extra_directives
+        worker = [
+            self.python,
+            "-m",
+            "shoal",
+            "worker",
+            self._scheduler.address,
+            "--nthreads",
+            str(max(1, self.cores // self.processes)),
+            "--memory-limit",
+            str(self.memory // self.processes),
+        ]
+        command = shlex.join(worker)
+        name = f"{self.job_name}-$SLURM_JOB_ID"
+        lines = ["#!/usr/bin/env bash", *(f"#SBATCH {d}" for d in directives)]
+        lines += self.job_script_prologue
+        lines.append(f"for i in $(seq 0 {self.processes - 1}); do")
+        lines.append(f'    {command} --name "{name}-$i" &')
+        lines.append("done")
+        lines.append("wait")
+        return "\n".join(lines) + "\n"
+
+    def _environment(self) -> dict[str, str]:
+        """What ``sbatch`` passes on to the jobs: this environment, the
+        token and TLS added (read by ``shoal worker`` and hidden from tasks).
+        """
+        env = dict(os.environ)
+        if self.security.token:
+            env[security_.TOKEN_ENV] = self.security.token
+        tls = self.security.tls_for("worker")
+        if tls is not None:
+            ca, cert, key, _ = tls
+            if cert is None or key is None:
+                raise ValueError(
+                    "a Slurm cluster with TLS needs tls_worker_cert and tls_worker_key"
+                )
+            env[security_.TLS_ENV["ca"]] = ca.decode()
+            env[security_.TLS_ENV["cert"]] = cert.decode()
+            env[security_.TLS_ENV["key"]] = key.decode()
+        return env
+
+    def _start_workers(self, n: int) -> None:
+        script = self.job_script()
+        env = self._environment()
+        for _ in range(math.ceil(n / self.processes)):
+            done = subprocess.run(
+                [*self.submit_command, "--parsable"],
+                input=script,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"{shlex.join(self.submit_command)} failed: {done.stderr.strip()}"
+                )
+            self.jobs.append(done.stdout.strip().split(";")[0])
+
+    def _prepare_stop(self, workers: list[dict[str, Any]]) -> Any:
+        return workers
+
+    def _stop_workers(self, token: Any, retired: list[str]) -> None:
+        gone = {a.split("://")[-1] for a in retired}
+        names = [w["name"] for w in token if w["address"].split("://")[-1] in gone]
+        left = {w["name"] for w in self._monitor.engine.workers()} if self._monitor else set()
+        left -= set(names)
+        done = []
+        for job in list(self.jobs):
+            prefix = f"{self.job_name}-{job}-"
+            if any(n.startswith(prefix) for n in names) and not any(
+                n.startswith(prefix) for n in left
+            ):
+                done.append(job)
+        self._cancel(done)
+
+    def _cancel(self, jobs: list[str]) -> None:
+        if not jobs:
+            return
+        subprocess.run([*self.cancel_command, *jobs], capture_output=True, text=True, timeout=60)
+        self.jobs = [j for j in self.jobs if j not in jobs]
+
+    def _scale_to(self, n: int) -> None:
+        # Jobs start whole: count workers in jobs' worth.
+        super()._scale_to(math.ceil(n / self.processes) * self.processes)
+
+    # ----- what users see ----------------------------------------------------
+
+    @property
+    def scheduler_address(self) -> str:
+        """Where workers and clients connect."""
+        return self._scheduler.address
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's status page, or None if it runs none."""
+        url = self._scheduler.dashboard
+        return None if url is None else f"{url}/status"
+
+    def get_logs(self) -> dict[str, str]:
+        """Each job's output, by job id (needs ``log_directory``).
+
+        Returns
+        -------
+        dict
+            ``{job id: text}`` for the jobs whose output file exists.
+
+        Raises
+        ------
+        ValueError
+            Without ``log_directory`` (the output was discarded).
+
+        """
+        if self.log_directory is None:
+            raise ValueError("job output is kept only with SLURMCluster(log_directory=...)")
+        logs = {}
+        for name in sorted(os.listdir(self.log_directory)):
+            prefix = f"{self.job_name}-"
+            if name.startswith(prefix) and name.endswith(".out"):
+                with open(os.path.join(self.log_directory, name), errors="replace") as f:
+                    logs[name[len(prefix) : -len(".out")]] = f.read()
+        return logs
+
+    def close(self, timeout: float | None = None) -> None:
+        """Cancel every job and stop the scheduler."""
+        if self.status == "closed":
+            return
+        self.status = "closed"
+        self.stop_adapting()
+        self._cancel(list(self.jobs))
+        if self._monitor is not None:
+            self._monitor.close()
+        self._scheduler.stop()
+        security_.forget(self.scheduler_address)
+
+    def __enter__(self) -> SLURMCluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _this_host() -> str:
+    """The address compute nodes most likely reach this machine at."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"

@@ -1,0 +1,216 @@
+"""SLURMCluster against a real single-node Slurm started here (munged,
+slurmctld and slurmd on loopback, from Debian's ``slurm-wlm`` and
+``munge``): jobs submitted with sbatch, workers connected, a map, adaptive
+scaling through bursts of work and back to nothing, and no job left in
+``squeue`` after ``close``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from shoal import Client
+
+from conftest import until
+
+pytestmark = pytest.mark.timeout(240)
+
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A one-node Slurm; ``SLURM_CONF`` points at it while the module runs."""
+    missing = [
+        b for b in BINARIES if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")
+    ]
+    if missing or os.geteuid() != 0:
+        pytest.skip(f"needs root and Slurm (Debian: slurm-wlm, munge); missing {missing}")
+    d = tmp_path_factory.mktemp("slurm")
+    (d / "state").mkdir()
+    (d / "spool").mkdir()
+    key = d / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o600)
+    node = socket.gethostname().split(".")[0]
+    conf = d / "slurm.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "ClusterName=shoaltest",
+                f"SlurmctldHost={node}(127.0.0.1)",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                "AuthType=auth/munge",
+                f"AuthInfo=socket={d / 'munge.sock'}",
+                "CredType=cred/munge",
+                f"StateSaveLocation={d / 'state'}",
+                f"SlurmdSpoolDir={d / 'spool'}",
+                f"SlurmctldPidFile={d / 'slurmctld.pid'}",
+                f"SlurmdPidFile={d / 'slurmd.pid'}",
+                f"SlurmctldPort={free_port()}",
+                f"SlurmdPort={free_port()}",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "ReturnToService=2",
+                "SchedulerType=sched/builtin",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core_Memory",
+                "MpiDefault=none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "AccountingStorageType=accounting_storage/none",
+                f"SlurmctldLogFile={d / 'slurmctld.log'}",
+                f"SlurmdLogFile={d / 'slurmd.log'}",
+                "SlurmdParameters=config_overrides",
+                f"NodeName={node} NodeAddr=127.0.0.1 CPUs=8 RealMemory=8000 State=UNKNOWN",
+                f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(conf)
+    procs = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    "munged",
+                    "--force",
+                    "--foreground",
+                    f"--socket={d / 'munge.sock'}",
+                    f"--key-file={key}",
+                    f"--pid-file={d / 'munged.pid'}",
+                    f"--log-file={d / 'munged.log'}",
+                    f"--seed-file={d / 'munged.seed'}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        )
+        until(lambda: (d / "munge.sock").exists(), what="munged")
+        for daemon in ("slurmctld", "slurmd"):
+            procs.append(
+                subprocess.Popen(
+                    [daemon, "-D", "-f", str(conf)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+        def idle() -> bool:
+            out = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30
+            )
+            return out.stdout.strip() == "idle"
+
+        until(idle, timeout=60, what="the Slurm node to be idle")
+        yield d
+    finally:
+        subprocess.run(["scancel", "--user", "root"], capture_output=True, timeout=30)
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+
+
+def queued(jobs: list[str] | None = None) -> list[str]:
+    """Ids of jobs in ``squeue`` (of ``jobs``, if given)."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
+    ids = out.stdout.split()
+    return ids if jobs is None else [j for j in ids if j in jobs]
+
+
+def slurm_cluster(**kwargs):
+    from shoal.deploy import SLURMCluster
+
+    options = {"host": "127.0.0.1", "dashboard_address": None}
+    return SLURMCluster(cores=1, memory="400MB", processes=1, scheduler_options=options, **kwargs)
+
+
+def test_jobs_run_workers_and_adapt_follows_bursts_of_work(slurm, tmp_path):
+    with slurm_cluster(log_directory=str(tmp_path / "logs")) as cluster:
+        assert "#SBATCH --cpus-per-task=1" in cluster.job_script()
+        with Client(cluster, set_as_default=False) as c:
+            start = time.perf_counter()
+            cluster.scale(2)
+            c.wait_for_workers(2, timeout=120)
+            print(f"scale(2) to two workers connected: {time.perf_counter() - start:.2f} s")
+            jobs = list(cluster.jobs)
+            assert len(jobs) == 2 and sorted(queued(jobs)) == sorted(jobs)
+            assert c.gather(c.map(lambda x: x + 1, range(100))) == list(range(1, 101))
+            names = {w["name"] for w in c.scheduler_info()["workers"].values()}
+            assert names == {f"shoal-worker-{j}-0" for j in jobs}
+            logs = cluster.get_logs()
+            assert set(logs) <= set(jobs)
+
+            adaptive = cluster.adapt(
+                minimum=0, maximum=2, interval="100ms", wait_count=3, target_duration="1s"
+            )
+            until(lambda: not queued(jobs), timeout=120, what="the idle jobs cancelled")
+            assert cluster.n_workers == 0
+            for burst in range(2):
+                futures = c.map(lambda x: time.sleep(0.3) or x * 2, range(12), pure=False)
+                assert c.gather(futures) == [x * 2 for x in range(12)]
+                del futures
+                until(
+                    lambda: not cluster.jobs and not queued(),
+                    timeout=120,
+                    what=f"scaling back to 0 after burst {burst}",
+                )
+            ups = [n for n, had in adaptive.log if n > had]
+            assert len(ups) >= 2, adaptive.log
+        submitted = list(cluster.jobs)
+    assert not queued(submitted)
+    assert not queued()
+
+
+def test_the_job_script_has_jobqueue_options(slurm):
+    with slurm_cluster(
+        queue="debug",
+        account="physics",
+        walltime="01:00:00",
+        job_extra_directives=["--exclusive"],
+        job_script_prologue=["export OMP_NUM_THREADS=1"],
+    ) as cluster:
+        script = cluster.job_script()
+        for line in (
+            "#SBATCH --partition=debug",
+            "#SBATCH --account=physics",
+            "#SBATCH --time=01:00:00",
+            "#SBATCH --exclusive",
+            "#SBATCH --mem=381M",
+            "#SBATCH --output=/dev/null",
+            "export OMP_NUM_THREADS=1",
+        ):
+            assert line in script, script
+        assert cluster.security.token not in script
+
+
+def test_a_refused_submission_is_a_clear_error_and_leaves_nothing(slurm):
+    with slurm_cluster(queue="no-such-partition") as cluster:
+        with pytest.raises(RuntimeError, match="sbatch failed: .*partition"):
+            cluster.scale(1)
+        assert cluster.jobs == []
+    with pytest.raises(ValueError, match="cores"):
+        slurm_cluster_cores(0)
+
+
+def slurm_cluster_cores(cores):
+    from shoal.deploy import SLURMCluster
+
+    return SLURMCluster(cores=cores, memory="1GB")
