@@ -11,11 +11,21 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
     . .venv/bin/activate
 fi
 
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
-    && [ "$(id -u)" = 0 ]; then
-    echo "== system: chromium, for the dashboard's browser tests"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# System packages the tests drive for real: chromium (the dashboard's pages),
+# sshd (SSHCluster), Slurm and munge (SLURMCluster), iproute2 (network
+# namespaces). Installed when missing and we are root with apt.
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v slurmctld >/dev/null 2>&1 || [ -x /usr/sbin/slurmctld ] || missing+=(slurm-wlm)
+    command -v munged >/dev/null 2>&1 || [ -x /usr/sbin/munged ] || missing+=(munge)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== system: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
 fi
 
 echo "== install (builds the Rust extension with maturin)"
