@@ -87,8 +87,9 @@ def test_a_worker_whose_results_have_nowhere_to_go_stays():
 
 def test_adapt_grows_with_bursts_of_work_and_shrinks_to_its_minimum():
     with (
-        LocalCluster(n_workers=0, threads_per_worker=1, max_threads=1, dashboard_address=None)
-        as cluster,
+        LocalCluster(
+            n_workers=0, threads_per_worker=1, max_threads=1, dashboard_address=None
+        ) as cluster,
         Client(cluster, set_as_default=False) as c,
     ):
         adaptive = cluster.adapt(
@@ -99,15 +100,28 @@ def test_adapt_grows_with_bursts_of_work_and_shrinks_to_its_minimum():
             assert c.gather(futures) == [0.1 + burst / 1000 + i / 1e6 for i in range(30)]
             assert max(n for n, _ in adaptive.log) >= 2, adaptive.log
             del futures
-            until(
-                lambda: not c.scheduler_info()["workers"], timeout=60, what="scaling down to 0"
-            )
+            until(lambda: not c.scheduler_info()["workers"], timeout=60, what="scaling down to 0")
         ups = [n for n, had in adaptive.log if n > had]
         downs = [n for n, had in adaptive.log if n < had]
         assert len(ups) >= 2 and downs and downs[-1] == 0, adaptive.log
         cluster.scale(1)  # stops adapting
         c.wait_for_workers(1, timeout=60)
         assert cluster._adaptive is None
+
+
+def test_get_logs_has_the_scheduler_and_every_worker():
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
+        c.wait_for_workers(2, timeout=60)
+        logs = cluster.get_logs()
+        workers = set(c.scheduler_info()["workers"])
+        assert set(logs) == {"Scheduler", *workers}
+        assert logs["Scheduler"].count("connected from") >= 2
+        for w in workers:
+            assert f"serves data on {w.split('://')[1]}" in logs[w]
+        assert set(cluster.get_logs(scheduler=False)) == workers
 
 
 def test_bad_scale_and_adapt_arguments_are_refused():

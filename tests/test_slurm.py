@@ -156,7 +156,9 @@ def test_jobs_run_workers_and_adapt_follows_bursts_of_work(slurm, tmp_path):
             names = {w["name"] for w in c.scheduler_info()["workers"].values()}
             assert names == {f"shoal-worker-{j}-0" for j in jobs}
             logs = cluster.get_logs()
-            assert set(logs) <= set(jobs)
+            assert set(logs) == {"Cluster", "Scheduler", *c.scheduler_info()["workers"]}
+            assert "connected from" in logs["Scheduler"]
+            assert all("serves data on" in logs[w] for w in c.scheduler_info()["workers"])
 
             adaptive = cluster.adapt(
                 minimum=0, maximum=2, interval="100ms", wait_count=3, target_duration="1s"

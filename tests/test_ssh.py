@@ -120,9 +120,11 @@ def test_a_cluster_over_ssh_runs_scales_logs_and_leaves_nothing(sshd):
             assert big.result() == b"s" * 300_000
             names = {w["name"] for w in c.scheduler_info()["workers"].values()}
             assert names <= {"ssh-0", "ssh-1", "ssh-2"}
-        logs = cluster.get_logs()
-        assert "Scheduler at: tcp://127.0.0.1" in logs["scheduler"]
-        assert set(logs) == {"scheduler", *names}
+            logs = cluster.get_logs()
+            assert "Scheduler at: tcp://127.0.0.1" in logs["Scheduler"]
+            (left,) = c.scheduler_info()["workers"]
+            assert set(logs) == {"Scheduler", left}
+            assert "serves data on" in logs[left]
     finally:
         cluster.close()
     until(lambda: not (shoal_processes() - before), what="every remote process to exit")

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod client;
 mod coord;
+mod logs;
 mod pool;
 mod scheduler;
 mod types;
@@ -41,29 +42,11 @@ fn temporary_certificates() -> PyResult<(String, String, String)> {
     })
 }
 
-/// Sends the engine's log lines to stderr: warnings a user can act on by
-/// default, more with `SHOAL_LOG` (a level such as `debug`, or a filter such
-/// as `shoal_server=debug`). An expected event — a worker killed, a peer
-/// disconnecting — is logged below the default level, so it stays quiet.
-fn init_logging() {
-    let filter = std::env::var("SHOAL_LOG").unwrap_or_default();
-    let filter = tracing_subscriber::EnvFilter::try_new(if filter.is_empty() {
-        "warn"
-    } else {
-        filter.as_str()
-    })
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    init_logging();
+    logs::init();
+    m.add_function(wrap_pyfunction!(logs::recent_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::log_line, m)?)?;
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(token, m)?)?;
     m.add_function(wrap_pyfunction!(temporary_certificates, m)?)?;

@@ -393,7 +393,7 @@ async fn handshake(
             if write_frame(&mut w, &Welcome::Worker { id }).await.is_err() {
                 return;
             }
-            tracing::debug!("worker {} connected from {peer}", info.name);
+            tracing::info!("worker {} connected from {peer}", info.name);
             let (tx, rx) = unbounded_channel();
             let handle = tokio::spawn(writer(w, rx, |m| matches!(m, SchedulerToWorker::Shutdown)));
             let _ = input.send(Input::Worker(id, info, tx, handle));

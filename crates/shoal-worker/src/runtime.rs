@@ -193,7 +193,7 @@ impl WorkerRuntime {
                             return;
                         }
                     };
-                    tracing::debug!("worker {id} serves data on {address}");
+                    tracing::info!("worker {id} serves data on {address}");
                     let _ = ready_tx.send(Ok(address));
                     let policy = config.memory.clone();
                     crate::net::run(net_shared.clone(), stream, listener, out_rx, policy).await;

@@ -277,29 +277,19 @@ class SLURMCluster(Cluster):
         url = self._scheduler.dashboard
         return None if url is None else f"{url}/status"
 
-    def get_logs(self) -> dict[str, str]:
-        """Each job's output, by job id (needs ``log_directory``).
-
-        Returns
-        -------
-        dict
-            ``{job id: text}`` for the jobs whose output file exists.
-
-        Raises
-        ------
-        ValueError
-            Without ``log_directory`` (the output was discarded).
-
+    def _cluster_logs(self) -> str | None:
+        """The jobs' output files (with ``log_directory``), one after the
+        other, each under a line naming its job.
         """
         if self.log_directory is None:
-            raise ValueError("job output is kept only with SLURMCluster(log_directory=...)")
-        logs = {}
+            return None
+        parts = []
+        prefix = f"{self.job_name}-"
         for name in sorted(os.listdir(self.log_directory)):
-            prefix = f"{self.job_name}-"
             if name.startswith(prefix) and name.endswith(".out"):
                 with open(os.path.join(self.log_directory, name), errors="replace") as f:
-                    logs[name[len(prefix) : -len(".out")]] = f.read()
-        return logs
+                    parts.append(f"== job {name[len(prefix) : -len('.out')]}\n{f.read()}")
+        return "\n".join(parts)
 
     def close(self, timeout: float | None = None) -> None:
         """Cancel every job and stop the scheduler."""

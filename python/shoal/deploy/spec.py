@@ -14,6 +14,8 @@ import math
 import threading
 from typing import Any
 
+from .. import _engine
+from ..core import serialize
 from ..core.session import Session
 from ..core.sizes import format_bytes
 from ..core.times import parse_timedelta
@@ -208,6 +210,57 @@ class Cluster:
         if adaptive is not None:
             adaptive.stop()
 
+    # ----- logs ------------------------------------------------------------
+
+    def get_logs(
+        self, cluster: bool = True, scheduler: bool = True, workers: bool = True
+    ) -> dict[str, str]:
+        """Recent log lines (info and above) of the scheduler and of every
+        worker, as Dask's ``get_logs``.
+
+        Parameters
+        ----------
+        cluster
+            Include what the cluster manager itself kept (job output, ...),
+            under ``"Cluster"``, if it keeps any.
+        scheduler
+            Include the scheduler's, under ``"Scheduler"``.
+        workers
+            Include each connected worker's, under its address.
+
+        Returns
+        -------
+        dict
+            ``{name: text}``, one line per record, ``LEVEL message``.
+
+        Examples
+        --------
+        >>> print(cluster.get_logs()["Scheduler"])  # doctest: +SKIP
+
+        """
+        logs: dict[str, str] = {}
+        if cluster:
+            own = self._cluster_logs()
+            if own is not None:
+                logs["Cluster"] = own
+        if scheduler:
+            logs["Scheduler"] = self._scheduler_logs()
+        if workers and self._monitor is not None:
+            targets = [w["address"] for w in self._monitor.engine.workers()]
+            call = serialize.dumps((_engine.recent_logs, (), {}))
+            for address, (kind, value) in self._monitor.engine.run_on_workers(targets, call):
+                if kind == "value":
+                    logs[address] = _text(serialize.loads(value))
+        return logs
+
+    def _cluster_logs(self) -> str | None:
+        """What the cluster manager kept, if anything."""
+        return None
+
+    def _scheduler_logs(self) -> str:
+        """The scheduler's recent lines: by default it runs in this process."""
+        return _text(_engine.recent_logs())
+
     # ----- how it shows itself ----------------------------------------------
 
     def __repr__(self) -> str:
@@ -249,6 +302,10 @@ class Cluster:
             f"<table><tr><th>worker</th><th>name</th><th>threads</th><th>status</th></tr>"
             f"{rows}</table></div>"
         )
+
+
+def _text(records: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{level} {message}" for level, message in records)
 
 
 class Adaptive:

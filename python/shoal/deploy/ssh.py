@@ -186,9 +186,9 @@ class SSHCluster(Cluster):
             self._start_workers(len(self.hosts) - 1)
             self.n_workers = len(self.hosts) - 1
             if not self._monitor.engine.wait_for_workers(self.n_workers, self._timeout):
+                outputs = {r.name: "\n".join(r.log) for r in self._workers}
                 raise TimeoutError(
-                    f"{self.n_workers} workers did not connect within {self._timeout} s: "
-                    f"{self.get_logs()}"
+                    f"{self.n_workers} workers did not connect within {self._timeout} s: {outputs}"
                 )
         except BaseException:
             self.close()
@@ -266,18 +266,11 @@ class SSHCluster(Cluster):
         """The dashboard's status page, or None if it runs none."""
         return None if self._dashboard is None else f"{self._dashboard}/status"
 
-    def get_logs(self) -> dict[str, str]:
-        """The output of the scheduler and of every worker process, by name.
-
-        Returns
-        -------
-        dict
-            ``{"scheduler": text, "ssh-0": text, ...}``, the last
-            10,000 lines of each.
-
+    def _scheduler_logs(self) -> str:
+        """The remote scheduler's output (its log lines and anything else it
+        printed).
         """
-        remotes = ([self._scheduler] if self._scheduler else []) + self._workers
-        return {r.name: "\n".join(r.log) for r in remotes}
+        return "" if self._scheduler is None else "\n".join(self._scheduler.log)
 
     def close(self, timeout: float | None = None) -> None:
         """Shut the cluster down: the scheduler tells its workers to go, then
