@@ -319,15 +319,7 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 workers: vec![],
                 n: u32::from(n),
             };
-            let req = seen.next_req;
-            env.send(
-                1,
-                ClientToScheduler::Coord {
-                    req,
-                    op,
-                    timeout: None,
-                },
-            );
+            env.coord(1, seen.next_req, op);
         }
         Op::Replicate(key, n, branching) => {
             if let Some(k) = seen.key(key) {
@@ -338,15 +330,7 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                     workers: vec![],
                     branching: u32::from(branching),
                 };
-                let req = seen.next_req;
-                env.send(
-                    1,
-                    ClientToScheduler::Coord {
-                        req,
-                        op,
-                        timeout: None,
-                    },
-                );
+                env.coord(1, seen.next_req, op);
             }
         }
         Op::AnswerFetch(pick, ok) => {

@@ -7,7 +7,6 @@ use env::{task, Env};
 use shoal_core::{Command, Event};
 use shoal_proto::{
     ClientToScheduler, CoordOp, CoordReply, SchedulerToClient, SchedulerToWorker, WorkerId,
-    WorkerToScheduler,
 };
 
 /// What the core said since the last call: fetches asked of workers
@@ -57,15 +56,6 @@ fn replicate(env: &mut Env, req: u64, keys: &[&str], n: u32, workers: &[&str], b
     );
 }
 
-fn fetched(env: &mut Env, w: WorkerId, keys: &[&str], missing: &[&str]) {
-    let keys = keys.iter().map(|k| k.to_string()).collect();
-    let missing = missing.iter().map(|k| k.to_string()).collect();
-    env.event(Event::FromWorker(
-        w,
-        WorkerToScheduler::Fetched { keys, missing },
-    ));
-}
-
 /// `n` workers, and `key` computed on the first.
 fn cluster_with(n: usize, key: &str) -> (Env, Vec<WorkerId>) {
     let mut env = Env::new();
@@ -79,7 +69,7 @@ fn cluster_with(n: usize, key: &str) -> (Env, Vec<WorkerId>) {
 #[test]
 fn a_fetched_copy_is_a_holder_and_is_freed_with_its_key() {
     let (mut env, ws) = cluster_with(2, "a");
-    fetched(&mut env, ws[1], &["a"], &[]);
+    env.fetched(ws[1], &["a"], &[]);
     assert_eq!(env.core.holders_of("a"), vec![ws[0], ws[1]]);
     // The first holder dies: the copy keeps the result.
     env.lose(ws[0]);
@@ -93,7 +83,7 @@ fn a_copy_of_a_key_freed_meanwhile_is_freed_at_once() {
     let (mut env, ws) = cluster_with(2, "a");
     env.disown(&["a"]);
     env.take();
-    fetched(&mut env, ws[1], &["a", "unknown"], &[]);
+    env.fetched(ws[1], &["a", "unknown"], &[]);
     let s = said(&mut env);
     assert_eq!(
         s.frees,
@@ -112,7 +102,7 @@ fn replicate_copies_in_rounds_of_branching_factor_per_holder() {
     let first: Vec<WorkerId> = s.fetches.iter().map(|f| f.0).collect();
     assert!(!first.contains(&ws[0]));
     for (w, _, holders) in &s.fetches {
-        fetched(&mut env, *w, &["a"], &[]);
+        env.fetched(*w, &["a"], &[]);
         assert_eq!(holders, &vec!["127.0.0.1:9001".to_string()]);
     }
     // Round 2: three holders, the two workers left; each tries a different
@@ -121,7 +111,7 @@ fn replicate_copies_in_rounds_of_branching_factor_per_holder() {
     assert_eq!(s.fetches.len(), 2, "{s:?}");
     assert_ne!(s.fetches[0].2[0], s.fetches[1].2[0]);
     for (w, _, _) in &s.fetches {
-        fetched(&mut env, *w, &["a"], &[]);
+        env.fetched(*w, &["a"], &[]);
     }
     let s = said(&mut env);
     assert_eq!(s.replies, vec![(7, CoordReply::Done)]);
@@ -131,8 +121,8 @@ fn replicate_copies_in_rounds_of_branching_factor_per_holder() {
 #[test]
 fn replicate_to_n_drops_copies_beyond_n() {
     let (mut env, ws) = cluster_with(3, "a");
-    fetched(&mut env, ws[1], &["a"], &[]);
-    fetched(&mut env, ws[2], &["a"], &[]);
+    env.fetched(ws[1], &["a"], &[]);
+    env.fetched(ws[2], &["a"], &[]);
     env.take();
     replicate(&mut env, 1, &["a"], 1, &[], 2);
     let s = said(&mut env);
@@ -151,7 +141,7 @@ fn replicate_onto_named_workers_only() {
         s.fetches,
         vec![(ws[2], "a".to_string(), vec!["127.0.0.1:9001".to_string()])]
     );
-    fetched(&mut env, ws[2], &["a"], &[]);
+    env.fetched(ws[2], &["a"], &[]);
     assert_eq!(said(&mut env).replies, vec![(1, CoordReply::Done)]);
 }
 
@@ -161,7 +151,7 @@ fn a_failed_or_lost_fetch_is_not_asked_again() {
     replicate(&mut env, 1, &["a"], 0, &[], 2);
     let s = said(&mut env);
     assert_eq!(s.fetches.len(), 2);
-    fetched(&mut env, ws[1], &[], &["a"]);
+    env.fetched(ws[1], &[], &["a"]);
     env.lose(ws[2]);
     let s = said(&mut env);
     assert!(s.fetches.is_empty(), "{s:?}");
@@ -176,7 +166,7 @@ fn a_key_freed_during_replication_ends_it() {
     assert_eq!(said(&mut env).fetches.len(), 1);
     env.disown(&["a"]);
     env.take();
-    fetched(&mut env, ws[1], &["a"], &[]);
+    env.fetched(ws[1], &["a"], &[]);
     let s = said(&mut env);
     assert_eq!(s.frees, vec![(ws[1], "a".to_string())]);
     assert_eq!(s.replies, vec![(1, CoordReply::Done)]);
@@ -227,7 +217,7 @@ fn a_client_leaving_ends_its_replications() {
     env.take();
     env.event(Event::ClientDisconnected(2));
     // Copies asked for still count when they arrive.
-    fetched(&mut env, ws[1], &["a"], &[]);
+    env.fetched(ws[1], &["a"], &[]);
     assert_eq!(env.core.holders_of("a"), vec![ws[0], ws[1]]);
 }
 
@@ -247,8 +237,8 @@ fn replicate_of_a_kept_result_with_no_holder_sends_the_value() {
         }
     }
     assert_eq!(asked, vec![ws[1], ws[2]]);
-    fetched(&mut env, ws[1], &["a"], &[]);
-    fetched(&mut env, ws[2], &["a"], &[]);
+    env.fetched(ws[1], &["a"], &[]);
+    env.fetched(ws[2], &["a"], &[]);
     assert_eq!(said(&mut env).replies, vec![(7, CoordReply::Done)]);
     assert_eq!(env.core.holders_of("a"), vec![ws[1], ws[2]]);
 }

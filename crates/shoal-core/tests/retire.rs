@@ -5,10 +5,7 @@ mod env;
 
 use env::{task, Env};
 use shoal_core::{Command, Event, TaskStateKind};
-use shoal_proto::{
-    ClientToScheduler, CoordOp, CoordReply, SchedulerToClient, SchedulerToWorker, WorkerId,
-    WorkerToScheduler,
-};
+use shoal_proto::{CoordOp, CoordReply, SchedulerToClient, SchedulerToWorker, WorkerId};
 
 #[derive(Default, Debug)]
 struct Said {
@@ -46,23 +43,7 @@ fn retire_as(env: &mut Env, client: u64, req: u64, workers: &[&str], n: u32) {
         workers: workers.iter().map(|w| w.to_string()).collect(),
         n,
     };
-    env.send(
-        client,
-        ClientToScheduler::Coord {
-            req,
-            op,
-            timeout: None,
-        },
-    );
-}
-
-fn fetched(env: &mut Env, w: WorkerId, keys: &[&str], missing: &[&str]) {
-    let keys = keys.iter().map(|k| k.to_string()).collect();
-    let missing = missing.iter().map(|k| k.to_string()).collect();
-    env.event(Event::FromWorker(
-        w,
-        WorkerToScheduler::Fetched { keys, missing },
-    ));
+    env.coord(client, req, op);
 }
 
 fn names(reply: &CoordReply) -> Vec<String> {
@@ -100,7 +81,7 @@ fn unique_results_move_to_a_worker_that_stays_before_the_worker_closes() {
         vec![(ws[0], "big".to_string(), vec!["127.0.0.1:9002".to_string()])]
     );
     assert!(s.shutdowns.is_empty() && s.replies.is_empty());
-    fetched(&mut env, ws[0], &["big"], &[]);
+    env.fetched(ws[0], &["big"], &[]);
     let s = said(&mut env);
     assert_eq!(s.shutdowns, vec![ws[1]]);
     assert_eq!(names(&s.replies[0].1), vec!["127.0.0.1:9002".to_string()]);
@@ -124,7 +105,7 @@ fn a_retiring_worker_gets_no_new_task_and_finishes_what_it_runs() {
     env.finish_large(ws[1], "running");
     let s = said(&mut env);
     assert_eq!(s.fetches.len(), 1);
-    fetched(&mut env, ws[0], &["running"], &[]);
+    env.fetched(ws[0], &["running"], &[]);
     assert_eq!(said(&mut env).shutdowns, vec![ws[1]]);
 }
 
@@ -155,7 +136,7 @@ fn failed_copies_are_tried_again_then_the_worker_stays() {
     for _ in 0..3 {
         let s = said(&mut env);
         assert_eq!(s.fetches.len(), 1, "{s:?}");
-        fetched(&mut env, ws[0], &[], &["big"]);
+        env.fetched(ws[0], &[], &["big"]);
     }
     let s = said(&mut env);
     assert!(s.shutdowns.is_empty() && s.fetches.is_empty());
@@ -199,14 +180,7 @@ fn a_client_that_leaves_stops_its_retirements() {
 }
 
 fn target(env: &mut Env, req: u64, target_ms: u32) -> u64 {
-    env.send(
-        1,
-        ClientToScheduler::Coord {
-            req,
-            op: CoordOp::AdaptiveTarget { target_ms },
-            timeout: None,
-        },
-    );
+    env.coord(1, req, CoordOp::AdaptiveTarget { target_ms });
     match said(env).replies.pop() {
         Some((_, CoordReply::Count(n))) => n,
         other => panic!("expected a count, got {other:?}"),

@@ -18,7 +18,7 @@ from ..core.spec import resource_amounts
 from ..core.times import parse_timedelta
 from ..worker.executor import default_max_threads, start_in_process
 from ..worker.uploads import remove_directories_of, user_root
-from .spec import Cluster
+from .spec import HostedScheduler
 
 
 def _processes_and_threads(cpus: int) -> tuple[int, int]:
@@ -94,7 +94,7 @@ def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-class LocalCluster(Cluster):
+class LocalCluster(HostedScheduler):
     """A scheduler (on threads of this process) and worker processes.
 
     Workers are separate Python processes started with spawn+exec. They exit
@@ -321,20 +321,9 @@ class LocalCluster(Cluster):
             args += ["--resources", ",".join(f"{k}={v!r}" for k, v in self.resources)]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
         full_env.update({str(k): str(v) for k, v in env.items()})
-        # In the environment, where `ps` does not show them.
-        full_env[security_.TOKEN_ENV] = self.security.token
-        tls = self.security.tls_for("worker")
-        if tls is not None:
-            ca, cert, key, mutual = tls
-            if cert is None or key is None:
-                raise ValueError(
-                    "a local cluster with TLS needs tls_worker_cert and tls_worker_key"
-                )
-            full_env[security_.TLS_ENV["ca"]] = ca.decode()
-            full_env[security_.TLS_ENV["cert"]] = cert.decode()
-            full_env[security_.TLS_ENV["key"]] = key.decode()
-            if not mutual:
-                args.append("--no-tls-mutual")
+        credentials, options = security_.worker_environment(self.security)
+        full_env.update(credentials)
+        args += options
         self._pool = _engine.WorkerPool(
             self.n_workers, sys.executable, args, list(full_env.items())
         )
@@ -377,17 +366,6 @@ class LocalCluster(Cluster):
         for rt in closing:
             rt.wait_closed()
 
-    @property
-    def scheduler_address(self) -> str:
-        """Where clients and workers connect, ``tcp://host:port``."""
-        return self._scheduler.address
-
-    @property
-    def dashboard_link(self) -> str | None:
-        """The dashboard's status page, or None if it runs none."""
-        url = self._scheduler.dashboard
-        return None if url is None else f"{url}/status"
-
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (empty with ``processes=False``)."""
         return [] if self._pool is None else list(self._pool.pids())
@@ -417,15 +395,3 @@ class LocalCluster(Cluster):
         for rt in self._threads:
             rt.close()
             rt.wait_closed()
-
-    def __enter__(self) -> LocalCluster:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -24,10 +24,10 @@ from ..core import security as security_
 from ..core.session import Session
 from ..core.sizes import parse_bytes
 from . import local as local_
-from .spec import Cluster
+from .spec import HostedScheduler
 
 
-class SLURMCluster(Cluster):
+class SLURMCluster(HostedScheduler):
     """Workers as Slurm jobs, with dask-jobqueue's arguments.
 
     Parameters
@@ -189,6 +189,7 @@ class SLURMCluster(Cluster):
             str(max(1, self.cores // self.processes)),
             "--memory-limit",
             str(self.memory // self.processes),
+            *security_.worker_environment(self.security)[1],
         ]
         command = shlex.join(worker)
         name = f"{self.job_name}-$SLURM_JOB_ID"
@@ -200,28 +201,11 @@ class SLURMCluster(Cluster):
         lines.append("wait")
         return "\n".join(lines) + "\n"
 
-    def _environment(self) -> dict[str, str]:
-        """What ``sbatch`` passes on to the jobs: this environment, the
-        token and TLS added (read by ``shoal worker`` and hidden from tasks).
-        """
-        env = dict(os.environ)
-        if self.security.token:
-            env[security_.TOKEN_ENV] = self.security.token
-        tls = self.security.tls_for("worker")
-        if tls is not None:
-            ca, cert, key, _ = tls
-            if cert is None or key is None:
-                raise ValueError(
-                    "a Slurm cluster with TLS needs tls_worker_cert and tls_worker_key"
-                )
-            env[security_.TLS_ENV["ca"]] = ca.decode()
-            env[security_.TLS_ENV["cert"]] = cert.decode()
-            env[security_.TLS_ENV["key"]] = key.decode()
-        return env
-
     def _start_workers(self, n: int) -> None:
         script = self.job_script()
-        env = self._environment()
+        # sbatch passes its environment on to the job (`--export=ALL`).
+        credentials, _ = security_.worker_environment(self.security)
+        env = {**os.environ, **credentials}
         for _ in range(math.ceil(n / self.processes)):
             done = subprocess.run(
                 [*self.submit_command, "--parsable"],
@@ -266,17 +250,6 @@ class SLURMCluster(Cluster):
 
     # ----- what users see ----------------------------------------------------
 
-    @property
-    def scheduler_address(self) -> str:
-        """Where workers and clients connect."""
-        return self._scheduler.address
-
-    @property
-    def dashboard_link(self) -> str | None:
-        """The dashboard's status page, or None if it runs none."""
-        url = self._scheduler.dashboard
-        return None if url is None else f"{url}/status"
-
     def _cluster_logs(self) -> str | None:
         """The jobs' output files (with ``log_directory``), one after the
         other, each under a line naming its job.
@@ -302,18 +275,6 @@ class SLURMCluster(Cluster):
             self._monitor.close()
         self._scheduler.stop()
         security_.forget(self.scheduler_address)
-
-    def __enter__(self) -> SLURMCluster:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def _this_host() -> str:

@@ -61,6 +61,22 @@ class Cluster:
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
         raise NotImplementedError
 
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the workers and the scheduler."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
     # ----- scaling -----------------------------------------------------------
 
     @property
@@ -302,6 +318,25 @@ class Cluster:
             f"<table><tr><th>worker</th><th>name</th><th>threads</th><th>status</th></tr>"
             f"{rows}</table></div>"
         )
+
+
+class HostedScheduler(Cluster):
+    """A cluster whose scheduler runs on threads of this process
+    (``self._scheduler``, an ``_engine.Scheduler``).
+    """
+
+    _scheduler: Any
+
+    @property
+    def scheduler_address(self) -> str:
+        """Where clients and workers connect, ``tcp://host:port``."""
+        return self._scheduler.address
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's status page, or None if it runs none."""
+        url = self._scheduler.dashboard
+        return None if url is None else f"{url}/status"
 
 
 def _text(records: list[tuple[str, str]]) -> str:

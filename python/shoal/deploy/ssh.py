@@ -303,12 +303,6 @@ class SSHCluster(Cluster):
         finally:
             self._loop.close()
 
-    def __enter__(self) -> SSHCluster:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
 
 def asyncssh_stdout() -> Any:
     """Where a remote process's errors go: with its output."""

@@ -45,18 +45,13 @@ def restart_process() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     env = dict(os.environ)
-    if _security is not None and _security.token is not None:
-        env[security.TOKEN_ENV] = _security.token
-    tls = None if _security is None else _security.tls_for("worker")
-    if tls is not None:
-        env[security.TLS_ENV["ca"]] = tls[0].decode()
-        env[security.TLS_ENV["cert"]] = (tls[1] or b"").decode()
-        env[security.TLS_ENV["key"]] = (tls[2] or b"").decode()
     # The credentials travel in the environment now: stdin stays the
     # lifeline and is not read again.
     argv = [a for a in _argv if a != "--credentials-stdin"]
-    if _security is not None and _security.tls and not _security.tls_mutual:
-        argv.append("--no-tls-mutual")
+    if _security is not None:
+        credentials, options = security.worker_environment(_security)
+        env.update(credentials)
+        argv += options
     os.execve(sys.executable, [sys.executable, "-m", "shoal.worker", *argv], env)
 
 

@@ -174,6 +174,28 @@ impl Env {
         self.send(client, ClientToScheduler::Submit(specs));
     }
 
+    /// Worker `w` reports the copies it fetched, and those it could not.
+    pub fn fetched(&mut self, w: WorkerId, keys: &[&str], missing: &[&str]) {
+        let keys = keys.iter().map(|k| k.to_string()).collect();
+        let missing = missing.iter().map(|k| k.to_string()).collect();
+        self.event(Event::FromWorker(
+            w,
+            WorkerToScheduler::Fetched { keys, missing },
+        ));
+    }
+
+    /// `client` sends coordination request `req`, without a timeout.
+    pub fn coord(&mut self, client: ClientId, req: u64, op: shoal_proto::CoordOp) {
+        self.send(
+            client,
+            ClientToScheduler::Coord {
+                req,
+                op,
+                timeout: None,
+            },
+        );
+    }
+
     /// Client 1 disowns these keys (its last futures for them are gone).
     pub fn disown(&mut self, keys: &[&str]) {
         let keys = keys.iter().map(|s| s.to_string()).collect();
