@@ -210,6 +210,9 @@ def test_a_refused_submission_is_a_clear_error_and_leaves_nothing(slurm):
         assert cluster.jobs == []
     with pytest.raises(ValueError, match="cores"):
         slurm_cluster_cores(0)
+    with slurm_cluster(submit_command="no-such-sbatch") as cluster:
+        with pytest.raises(RuntimeError, match="no-such-sbatch not found"):
+            cluster.scale(1)
 
 
 def slurm_cluster_cores(cores):

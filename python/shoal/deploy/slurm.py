@@ -207,14 +207,20 @@ class SLURMCluster(HostedScheduler):
         credentials, _ = security_.worker_environment(self.security)
         env = {**os.environ, **credentials}
         for _ in range(math.ceil(n / self.processes)):
-            done = subprocess.run(
-                [*self.submit_command, "--parsable"],
-                input=script,
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=60,
-            )
+            try:
+                done = subprocess.run(
+                    [*self.submit_command, "--parsable"],
+                    input=script,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=60,
+                )
+            except FileNotFoundError:
+                raise RuntimeError(
+                    f"{self.submit_command[0]} not found: SLURMCluster submits jobs with Slurm's "
+                    "commands, which must be on this machine's PATH (or give submit_command=)"
+                ) from None
             if done.returncode != 0:
                 raise RuntimeError(
                     f"{shlex.join(self.submit_command)} failed: {done.stderr.strip()}"
