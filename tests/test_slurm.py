@@ -219,3 +219,17 @@ def slurm_cluster_cores(cores):
     from shoal.deploy import SLURMCluster
 
     return SLURMCluster(cores=cores, memory="1GB")
+
+
+def test_adapt_says_once_why_it_cannot_scale_and_keeps_trying(slurm, caplog):
+    with slurm_cluster(submit_command="no-such-sbatch") as cluster:
+        adaptive = cluster.adapt(minimum=1, maximum=2, interval="20ms")
+        until(lambda: adaptive.last_error is not None, what="a failed scale-up")
+        first = adaptive.last_error
+        # It goes on checking, and says the same reason only once.
+        until(lambda: len([r for r in caplog.records if "adapt" in r.message]) >= 1)
+        assert "no-such-sbatch not found" in first
+        assert adaptive._thread.is_alive()
+        cluster.stop_adapting()
+    said = [r for r in caplog.records if "adapt could not scale" in r.message]
+    assert len(said) == 1, [r.message for r in said]

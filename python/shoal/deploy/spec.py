@@ -10,6 +10,7 @@ the scheduler decides which workers can go and moves their results first.
 from __future__ import annotations
 
 import html
+import logging
 import math
 import threading
 from typing import Any
@@ -339,6 +340,9 @@ class HostedScheduler(Cluster):
         return None if url is None else f"{url}/status"
 
 
+_log = logging.getLogger("shoal")
+
+
 def _text(records: list[tuple[str, str]]) -> str:
     return "\n".join(f"{level} {message}" for level, message in records)
 
@@ -371,6 +375,8 @@ class Adaptive:
         self.close_counts = 0
         #: ``(wanted, had)`` at every decision that changed the cluster.
         self.log: list[tuple[int, int]] = []
+        #: Why the last check could not scale, if it could not.
+        self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shoal-adaptive", daemon=True)
         self._thread.start()
@@ -408,11 +414,18 @@ class Adaptive:
                 return
             try:
                 self.adapt()
-            except Exception:
-                # The cluster closed under us, or the scheduler went away.
+            except Exception as e:
+                # The cluster closed under us: done. Anything else (a
+                # submission refused, a host unreachable) is said once and
+                # tried again at the next check.
                 if self.cluster.status == "closed":
                     return
-                raise
+                said = f"{type(e).__name__}: {e}"
+                if said != self.last_error:
+                    _log.warning("adapt could not scale the cluster: %s", said)
+                self.last_error = said
+            else:
+                self.last_error = None
 
     def stop(self) -> None:
         """Stop scaling; the cluster keeps the workers it has."""
