@@ -233,3 +233,17 @@ def test_adapt_says_once_why_it_cannot_scale_and_keeps_trying(slurm, caplog):
         cluster.stop_adapting()
     said = [r for r in caplog.records if "adapt could not scale" in r.message]
     assert len(said) == 1, [r.message for r in said]
+
+
+def test_jobs_join_over_tls(slurm):
+    with slurm_cluster(security=True) as cluster:
+        assert cluster.scheduler_address.startswith("tls://")
+        with Client(cluster, set_as_default=False) as c:
+            cluster.scale(1)
+            c.wait_for_workers(1, timeout=120)
+            assert c.submit(lambda: 6 * 7).result() == 42
+            # The certificates reached the job through its environment,
+            # not its script.
+            assert "BEGIN" not in cluster.job_script()
+            seen = c.run(lambda: sorted(k for k in __import__("os").environ if "SHOAL_" in k))
+            assert all("SHOAL_TLS_KEY" not in v and "SHOAL_TOKEN" not in v for v in seen.values())
