@@ -321,3 +321,40 @@ def test_the_commands_speak_tls_and_log_plain_callers(certs, tmp_path):
     # One warning line for the plain caller, naming TLS, and no crash.
     assert "TLS handshake failed" in err, err
     assert "panicked" not in err
+
+
+def test_random_bytes_at_a_tls_port_leave_it_serving_with_flat_memory(certs, tmp_path):
+    from test_protocol_fuzz import SCHEDULER_CORPUS, blast, host_port, rss
+
+    token_file = tmp_path / "token"
+    token_file.write_text("fuzz-secret\n")
+    cert, key = certs.files["scheduler"]
+    proc, address = start_scheduler(
+        "--token-file", str(token_file), "--tls-ca-file", certs.ca_file, "--tls-cert", cert,
+        "--tls-key", key,
+    )  # fmt: skip
+    wcert, wkey = certs.files["worker"]
+    worker = subprocess.Popen(
+        [PY, "-m", "shoal", "worker", address, "--token-file", str(token_file),
+         "--tls-ca-file", certs.ca_file, "--tls-cert", wcert, "--tls-key", wkey],
+        env=ENV,
+    )  # fmt: skip
+    try:
+        ok = elsewhere(address, repr_security(certs, "fuzz-secret"))
+        assert ok.stdout.strip() == "result 2", ok.stderr
+        before = rss(proc.pid)
+        # Plain frames, mutated frames and noise: none is a TLS handshake.
+        blast(host_port(address), SCHEDULER_CORPUS, 20_000, seed=7)
+        assert rss(proc.pid) - before < 50 << 20
+        again = elsewhere(address, repr_security(certs, "fuzz-secret"))
+        assert again.stdout.strip() == "result 2", again.stderr
+    finally:
+        worker.kill()
+        worker.wait()
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    # Refusals are logged, throttled to about a line a second, and nothing
+    # panicked.
+    assert "TLS handshake failed" in err
+    assert "panicked" not in err
+    assert err.count("\n") < 200
