@@ -5,10 +5,12 @@ and what each side says when the two ends do not agree."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 import trustme
@@ -250,27 +252,38 @@ def start_scheduler(*args: str):
     return proc, line.split(": ", 1)[1].strip()
 
 
-def test_the_commands_speak_tls_and_log_plain_callers(certs, tmp_path):
-    token_file = tmp_path / "token"
-    token_file.write_text("tls-secret\n")
+@contextlib.contextmanager
+def tls_commands(certs, token_file):
+    """``shoal scheduler`` and one ``shoal worker`` speaking TLS, started
+    from their command lines; yields the scheduler's address and a dict
+    with the scheduler's ``"pid"``, and its stderr (``"log"``) once both
+    have stopped.
+    """
     cert, key = certs.files["scheduler"]
     proc, address = start_scheduler(
-        "--token-file",
-        str(token_file),
-        "--tls-ca-file",
-        certs.ca_file,
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        key,
-    )
+        "--token-file", str(token_file), "--tls-ca-file", certs.ca_file, "--tls-cert", cert,
+        "--tls-key", key,
+    )  # fmt: skip
     wcert, wkey = certs.files["worker"]
     tls = ["--tls-ca-file", certs.ca_file, "--tls-cert", wcert, "--tls-key", wkey]
     worker = subprocess.Popen(
-        [PY, "-m", "shoal", "worker", address, "--token-file", str(token_file), *tls],
-        env=ENV,
+        [PY, "-m", "shoal", "worker", address, "--token-file", str(token_file), *tls], env=ENV
     )
+    out: dict[str, Any] = {"pid": proc.pid}
     try:
+        yield address, out
+    finally:
+        worker.kill()
+        worker.wait()
+        proc.terminate()
+        _, out["log"] = proc.communicate(timeout=30)
+
+
+def test_the_commands_speak_tls_and_log_plain_callers(certs, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("tls-secret\n")
+    wcert, wkey = certs.files["worker"]
+    with tls_commands(certs, token_file) as (address, out):
         ok = elsewhere(address, repr_security(certs, "tls-secret"))
         assert ok.stdout.strip() == "result 2", ok.stderr
         # A worker without TLS options, and one dialling tcp://.
@@ -313,11 +326,7 @@ def test_the_commands_speak_tls_and_log_plain_callers(certs, tmp_path):
         # The scheduler serves on.
         again = elsewhere(address, repr_security(certs, "tls-secret"))
         assert again.stdout.strip() == "result 2", again.stderr
-    finally:
-        worker.kill()
-        worker.wait()
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
+    err = out["log"]
     # One warning line for the plain caller, naming TLS, and no crash.
     assert "TLS handshake failed" in err, err
     assert "panicked" not in err
@@ -328,31 +337,16 @@ def test_random_bytes_at_a_tls_port_leave_it_serving_with_flat_memory(certs, tmp
 
     token_file = tmp_path / "token"
     token_file.write_text("fuzz-secret\n")
-    cert, key = certs.files["scheduler"]
-    proc, address = start_scheduler(
-        "--token-file", str(token_file), "--tls-ca-file", certs.ca_file, "--tls-cert", cert,
-        "--tls-key", key,
-    )  # fmt: skip
-    wcert, wkey = certs.files["worker"]
-    worker = subprocess.Popen(
-        [PY, "-m", "shoal", "worker", address, "--token-file", str(token_file),
-         "--tls-ca-file", certs.ca_file, "--tls-cert", wcert, "--tls-key", wkey],
-        env=ENV,
-    )  # fmt: skip
-    try:
+    with tls_commands(certs, token_file) as (address, out):
         ok = elsewhere(address, repr_security(certs, "fuzz-secret"))
         assert ok.stdout.strip() == "result 2", ok.stderr
-        before = rss(proc.pid)
+        before = rss(out["pid"])
         # Plain frames, mutated frames and noise: none is a TLS handshake.
         blast(host_port(address), SCHEDULER_CORPUS, 20_000, seed=7)
-        assert rss(proc.pid) - before < 50 << 20
+        assert rss(out["pid"]) - before < 50 << 20
         again = elsewhere(address, repr_security(certs, "fuzz-secret"))
         assert again.stdout.strip() == "result 2", again.stderr
-    finally:
-        worker.kill()
-        worker.wait()
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
+    err = out["log"]
     # Refusals are logged, throttled to about a line a second, and nothing
     # panicked.
     assert "TLS handshake failed" in err

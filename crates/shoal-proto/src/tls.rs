@@ -202,29 +202,36 @@ fn server_name(addr: &str) -> ServerName<'static> {
         .unwrap_or_else(|_| ServerName::try_from("shoal").expect("a valid DNS name"))
 }
 
-/// `e` with a hint for the mistakes users make most with TLS.
+/// `e` with a hint for the mistakes users make most with TLS, told apart
+/// by the rustls error inside it (or a connection cut mid-handshake).
 pub fn explained(e: io::Error, what: &str) -> io::Error {
-    let text = e.to_string();
-    let hint = if text.contains("CertificateRequired") {
-        "; the other side requires a certificate of this side (tls_client_cert/tls_client_key, --tls-cert/--tls-key)"
-    } else if text.contains("UnknownIssuer")
-        || text.contains("UnknownCA")
-        || text.contains("BadSignature")
-    {
-        "; the certificates are not signed by the same CA (tls_ca_file, --tls-ca-file)"
-    } else if text.contains("InvalidContentType")
-        || text.contains("corrupt message")
-        || matches!(
+    use rustls::AlertDescription as Alert;
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
+    let hint = match inner {
+        Some(Error::AlertReceived(Alert::CertificateRequired)) => {
+            "; the other side requires a certificate of this side (tls_client_cert/tls_client_key, --tls-cert/--tls-key)"
+        }
+        Some(
+            Error::AlertReceived(Alert::UnknownCA | Alert::BadCertificate)
+            | Error::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::BadSignature,
+            ),
+        ) => "; the certificates are not signed by the same CA (tls_ca_file, --tls-ca-file)",
+        Some(Error::InvalidMessage(_) | Error::InappropriateMessage { .. }) => NOT_TLS,
+        None if matches!(
             e.kind(),
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
-        )
-    {
-        "; the other side does not speak TLS: use a tcp:// address without TLS options"
-    } else {
-        ""
+        ) =>
+        {
+            NOT_TLS
+        }
+        _ => "",
     };
-    io::Error::new(e.kind(), format!("{what}: {text}{hint}"))
+    io::Error::new(e.kind(), format!("{what}: {e}{hint}"))
 }
+
+const NOT_TLS: &str =
+    "; the other side does not speak TLS: use a tcp:// address without TLS options";
 
 /// Every certificate in a PEM text (at least one).
 fn certificates(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -20,6 +20,7 @@ unless ``tls_mutual=False``; callers without one still need the token.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -175,8 +176,7 @@ class Security:
 
     def with_token(self, token: str | None) -> Security:
         """A copy with ``token`` in place of this one's."""
-        other = object.__new__(Security)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)
         other.token = token
         return other
 

@@ -244,10 +244,11 @@ class SLURMCluster(HostedScheduler):
                 done.append(job)
         self._cancel(done)
 
-    def _cancel(self, jobs: list[str]) -> None:
+    def _cancel(self, jobs: list[str], timeout: float = 60.0) -> None:
         if not jobs:
             return
-        subprocess.run([*self.cancel_command, *jobs], capture_output=True, text=True, timeout=60)
+        command = [*self.cancel_command, *jobs]
+        subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         self.jobs = [j for j in self.jobs if j not in jobs]
 
     def _scale_to(self, n: int) -> None:
@@ -271,12 +272,14 @@ class SLURMCluster(HostedScheduler):
         return "\n".join(parts)
 
     def close(self, timeout: float | None = None) -> None:
-        """Cancel every job and stop the scheduler."""
+        """Cancel every job (waiting up to ``timeout`` seconds, default 60,
+        for ``scancel``) and stop the scheduler.
+        """
         if self.status == "closed":
             return
         self.status = "closed"
         self.stop_adapting()
-        self._cancel(list(self.jobs))
+        self._cancel(list(self.jobs), 60.0 if timeout is None else float(timeout))
         if self._monitor is not None:
             self._monitor.close()
         self._scheduler.stop()

@@ -206,9 +206,12 @@ class SSHCluster(Cluster):
         return self._connections[i]
 
     async def _spawn(self, i: int, name: str, argv: list[str], role: str) -> _Remote:
+        import asyncssh
+
         conn = await self._connection(i)
         command = shlex.join([self._python[i], "-m", "shoal", *argv])
-        process = await conn.create_process(command, stderr=asyncssh_stdout())
+        # Its errors go with its output.
+        process = await conn.create_process(command, stderr=asyncssh.STDOUT)
         process.stdin.write(security_.credentials_line(self.security, role) + "\n")
         return _Remote(name, self.hosts[i], process)
 
@@ -302,13 +305,6 @@ class SSHCluster(Cluster):
             self._loop.run(stop(), wait + 10.0)
         finally:
             self._loop.close()
-
-
-def asyncssh_stdout() -> Any:
-    """Where a remote process's errors go: with its output."""
-    import asyncssh
-
-    return asyncssh.STDOUT
 
 
 def _per_host(value: Any, hosts: list[str], what: str) -> list[Any]:
