@@ -30,7 +30,7 @@ fi
 
 echo "== install (builds the Rust extension with maturin)"
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet ".[test]"
+python -m pip install --quiet -c tests/constraints.txt ".[test]"
 
 echo "== rust: format, lints, unit and integration tests"
 cargo fmt --all -- --check
