@@ -38,6 +38,7 @@ from .completion import (
     FIRST_EXCEPTION,
     DoneAndNotDoneFutures,
     as_completed,
+    futures_of,
     wait,
 )
 from .coordination import Event, Lock, MultiLock, Pub, Queue, Semaphore, Sub, Variable
@@ -97,6 +98,7 @@ __all__ = [
     "default_client",
     "delayed",
     "fire_and_forget",
+    "futures_of",
     "get_client",
     "get_task_stream",
     "get_worker",

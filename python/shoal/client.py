@@ -25,7 +25,7 @@ from .core.spec import LITERAL_FUNC, limit_names, placement, task_spec
 from .core.times import parse_timedelta
 from .dask import config as dask_config
 from .dask.graphs import run_dask_graph
-from .delayed import Delayed, as_node, collect, delayed, persist, submit_nodes
+from .delayed import Delayed, as_node, collect, delayed, persist_on, submit_nodes
 from .deploy.local import LocalCluster
 from .deploy.spec import Cluster
 from .futures import Future
@@ -844,16 +844,20 @@ class Client(ClusterMethods):
         """Start computing in the cluster and return objects backed by the
         results, so later graphs reuse them instead of recomputing.
 
+        A dask collection comes back as the same kind of collection whose
+        graph holds futures of its partitions, as in Dask: the data stays
+        on the workers until the collection is dropped.
+
         Parameters
         ----------
         collections
             A Delayed or dask collection, or a list of them.
         optimize_graph
             Optimize dask collections' graphs as dask would.
-        workers, retries, priority, resources, allow_other_workers, fifo_timeout, actors
-            Dask's options that shoal does not support yet for ``persist``:
-            each raises ``NotImplementedError`` unless left unset.
-        **kwargs
+        workers, resources, allow_other_workers, retries, priority
+            As for :meth:`submit`, for every task of the graphs (under any
+            ``dask.annotate`` annotations of their own).
+        fifo_timeout, actors, **kwargs
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
 
@@ -861,12 +865,14 @@ class Client(ClusterMethods):
         -------
         The persisted collection(s), like ``collections``.
 
+        Examples
+        --------
+        >>> df = client.persist(df)  # doctest: +SKIP
+        >>> wait(df)  # doctest: +SKIP
+
         """
         _reject_task_options(fifo_timeout, actors)
-        arguments.reject("resources", resources)
-        arguments.reject("allow_other_workers", allow_other_workers)
-        for option, value in (("workers", workers), ("retries", retries), ("priority", priority)):
-            arguments.reject(option, value, unused=(None, 0))
+        where = placement(workers, resources, allow_other_workers)
         if kwargs:
             raise NotImplementedError(
                 f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
@@ -874,7 +880,15 @@ class Client(ClusterMethods):
             )
         single = not isinstance(collections, (list, tuple, set, frozenset))
         items = [collections] if single else list(collections)
-        out = list(persist(*items, traverse=False, optimize_graph=optimize_graph, scheduler=self))
+        self._check_running()
+        out = persist_on(
+            self,
+            items,
+            optimize_graph=optimize_graph,
+            priority=priority,
+            retries=retries or 0,
+            where=where,
+        )
         return out[0] if single else out
 
     def get(

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from . import _engine
 from .core import aio, arguments, context
+from .core.graph import Node
 from .core.times import parse_timedelta
 from .futures import Future
 
@@ -24,6 +25,77 @@ class DoneAndNotDoneFutures(NamedTuple):
     not_done: set[Future]
 
 
+def futures_of(obj: Any, strict: bool = False) -> list[Future]:
+    """The futures in ``obj``, each once: a future, a persisted ``Delayed``,
+    a persisted dask collection (the futures of its partitions), or lists,
+    tuples, sets and dicts of them, nested.
+
+    Parameters
+    ----------
+    obj
+        What to look in.
+    strict
+        Raise ``TypeError`` for anything else found (by default it is
+        passed over, as in Dask).
+
+    Returns
+    -------
+    list of Future
+
+    Raises
+    ------
+    ValueError
+        For a ``Delayed`` that was not persisted: it has no futures yet.
+
+    Examples
+    --------
+    >>> df = client.persist(df)  # doctest: +SKIP
+    >>> len(futures_of(df)) == df.npartitions  # doctest: +SKIP
+    True
+
+    """
+    found: dict[str, Future] = {}
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Future):
+            found.setdefault(x.key, x)
+        elif isinstance(x, Node):
+            if x._future is None:
+                raise ValueError(
+                    f"{x!r} is lazy and has no futures to follow: persist it first "
+                    "(x = x.persist(), or client.compute(x)) and pass the result"
+                )
+            found.setdefault(x._future.key, x._future)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            stack.extend(x)
+        elif not isinstance(x, type) and callable(getattr(type(x), "__dask_graph__", None)):
+            # A graph holds much else besides: never strict there.
+            for f in futures_of(_graph_values(x.__dask_graph__())):
+                found.setdefault(f.key, f)
+        elif strict:
+            raise TypeError(f"expected Futures or persisted collections, got {type(x).__name__}")
+    return list(found.values())
+
+
+def _graph_values(graph: Any) -> list[Any]:
+    """What a dask graph's nodes hold that may be futures: data nodes'
+    values and tasks' arguments (old-style tuples as they are).
+    """
+    out = []
+    for node in graph.values():
+        if hasattr(node, "value") and hasattr(node, "dependencies"):
+            out.append(node.value)
+        elif hasattr(node, "args") and hasattr(node, "kwargs"):
+            out.extend(node.args)
+            out.extend(node.kwargs.values())
+        else:
+            out.append(node)
+    return out
+
+
 def _engines(futures: Iterable[Future]) -> dict[int, tuple[Any, list[Future]]]:
     """Futures grouped by the engine handle of their client."""
     by_engine: dict[int, tuple[Any, list[Future]]] = {}
@@ -35,15 +107,13 @@ def _engines(futures: Iterable[Future]) -> dict[int, tuple[Any, list[Future]]]:
     return by_engine
 
 
-def wait(
-    fs: Future | Iterable[Future], timeout: Any = None, return_when: str = ALL_COMPLETED
-) -> DoneAndNotDoneFutures:
+def wait(fs: Any, timeout: Any = None, return_when: str = ALL_COMPLETED) -> DoneAndNotDoneFutures:
     """Wait until futures are done; return ``(done, not_done)`` sets.
 
     Parameters
     ----------
     fs
-        A Future or an iterable of them.
+        A Future, a persisted collection, or a (nested) list of them.
     timeout
         Seconds, or a string such as ``"200 ms"``; forever if None. With
         ``ALL_COMPLETED`` a timeout raises ``TimeoutError``, as in Dask.
@@ -62,9 +132,7 @@ def wait(
     >>> done, not_done = wait(client.map(inc, range(4)))  # doctest: +SKIP
 
     """
-    if isinstance(fs, Future):
-        fs = [fs]
-    fs = list(fs)
+    fs = futures_of(fs, strict=True)
     timeout = parse_timedelta(timeout)
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(
@@ -170,8 +238,14 @@ class as_completed(Iterator[Any]):
             self._futures[future.key].append(future)
         future._session.engine.watch([future.key], self._queue)
 
-    def update(self, futures: Iterable[Future]) -> None:
-        """Add several futures."""
+    def update(self, futures: Any) -> None:
+        """Add several futures: an iterable of them, or a persisted
+        collection (its partitions' futures).
+        """
+        if not isinstance(futures, (Future, Node)) and callable(
+            getattr(type(futures), "__dask_graph__", None)
+        ):
+            futures = futures_of(futures)
         for f in futures:
             self.add(f)
 

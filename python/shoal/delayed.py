@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .core import arguments, context, keys, serialize
 from .core.graph import Node, call_node, submit_graph, value_node
-from .dask.graphs import collection_node, is_dask_collection
+from .dask.graphs import collection_node, is_dask_collection, persist_collections
 from .dask.protocol import node_graph
 from .futures import Future
 
@@ -467,8 +467,8 @@ def persist(
     """Start computing in the cluster; return Delayed objects backed by the
     results (one per argument, like :func:`compute`).
 
-    Dask collections are persisted by dask itself with the shoal client as
-    its scheduler: they come back holding their computed partitions.
+    Dask collections come back as collections whose graphs hold futures
+    of their partitions, as in Dask: the data stays on the workers.
 
     Parameters
     ----------
@@ -488,22 +488,29 @@ def persist(
     if not found:
         return args
     client = context.resolve(scheduler)
-    lazy = [c for c in found if isinstance(c, Delayed)]
-    futures = submit_nodes(client, lazy)
-    values = {id(c): persisted(c, f) for c, f in zip(lazy, futures)}
-    others = [c for c in found if not isinstance(c, Delayed)]
-    if others:
-        import dask
-
-        # A plain function, not the client: dask hands a client with a
-        # `persist` method the job back, and that is this function.
-        def get(dsk: Any, keys: Any, **kw: Any) -> Any:
-            return client.get(dsk, keys, **kw)
-
-        persisted_others = dask.persist(*others, scheduler=get, optimize_graph=optimize_graph)
-        for c, p in zip(others, persisted_others):
-            values[id(c)] = p
+    done = persist_on(client, found, optimize_graph=optimize_graph)
+    values = {id(c): p for c, p in zip(found, done)}
     return tuple(_substitute(a, values, traverse) for a in args)
+
+
+def persist_on(
+    client: Any, items: list[Any], optimize_graph: bool = True, **options: Any
+) -> list[Any]:
+    """Persist Delayed objects and dask collections on ``client``; each
+    comes back backed by futures of its results, which stay in the
+    cluster. ``options`` (``priority``, ``retries``, ``where``, ``limits``)
+    apply to every task, under any ``dask.annotate`` annotations.
+    """
+    lazy = [c for c in items if isinstance(c, Delayed)]
+    values = {id(c): persisted(c, f) for c, f in zip(lazy, submit_nodes(client, lazy, **options))}
+    others = [c for c in items if not isinstance(c, Delayed)]
+    if others:
+        if client.status != "running":
+            raise RuntimeError(f"this client is {client.status}")
+        client._session.share_imports()
+        done = persist_collections(client, others, optimize_graph=optimize_graph, **options)
+        values.update((id(c), p) for c, p in zip(others, done))
+    return [values[id(c)] for c in items]
 
 
 def persisted(d: Delayed, future: Future) -> Delayed:

@@ -11,6 +11,7 @@ use shoal_client::{ClientConfig, ClientError};
 use shoal_proto::addr::in_scheme;
 use shoal_proto::Payload;
 
+use crate::frames::Frames;
 use crate::types::{FunctionDef, Outcome, TaskError, TaskSpec};
 
 fn to_py_err(e: ClientError) -> PyErr {
@@ -214,7 +215,7 @@ impl ClientCore {
         function: Option<PyRef<'_, FunctionDef>>,
         func: u64,
         keys: Vec<String>,
-        args: Vec<Vec<Bytes>>,
+        args: Vec<Frames>,
         deps: Vec<Vec<String>>,
         priority: i32,
         retries: u32,
@@ -238,7 +239,7 @@ impl ClientCore {
             .map(|((key, frames), deps)| shoal_proto::TaskSpec {
                 key,
                 func,
-                args: Payload { frames },
+                args: Payload { frames: frames.0 },
                 deps,
                 wanted: true,
                 priority,
@@ -442,7 +443,7 @@ impl ClientCore {
         py: Python<'py>,
         op: &str,
         name: String,
-        value: Option<Vec<Bytes>>,
+        value: Option<Frames>,
         keys: Vec<String>,
         number: u64,
         lease: u64,
@@ -481,12 +482,12 @@ impl ClientCore {
         py: Python<'_>,
         sub: u64,
         timeout: Option<f64>,
-    ) -> PyResult<Option<Vec<Bytes>>> {
+    ) -> PyResult<Option<Frames>> {
         let inner = &self.inner;
         let got = poll_interruptibly(py, self::timeout(timeout), |slice| {
             inner.next_published(sub, slice)
         })?;
-        Ok(got.map(|m| m.frames))
+        Ok(got.map(|m| Frames(m.frames)))
     }
 
     /// How many messages of subscription `sub` are waiting.
@@ -506,14 +507,14 @@ impl ClientCore {
         &self,
         py: Python<'py>,
         workers: Vec<String>,
-        call: Vec<Bytes>,
+        call: Frames,
         timeout: Option<f64>,
     ) -> PyResult<Vec<(String, Bound<'py, pyo3::types::PyTuple>)>> {
         let inner = self.inner.clone();
         let answers = py.detach(move || {
             inner.run_on_workers(
                 workers,
-                Payload { frames: call },
+                Payload { frames: call.0 },
                 crate::coord::duration(timeout),
             )
         });

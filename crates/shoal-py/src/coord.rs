@@ -3,18 +3,18 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use shoal_proto::{CoordOp, CoordReply, Held, Payload, RunResponse};
 
+use crate::frames::Frames;
 use crate::types::TaskError;
 
 /// The arguments of one request, as Python passes them.
 pub struct Args {
     pub name: String,
-    pub value: Option<Vec<Bytes>>,
+    pub value: Option<Frames>,
     pub keys: Vec<String>,
     pub number: u64,
     pub lease: u64,
@@ -30,7 +30,7 @@ impl Args {
     fn held(&mut self) -> Held {
         Held {
             value: Payload {
-                frames: self.value.take().unwrap_or_default(),
+                frames: self.value.take().unwrap_or_default().0,
             },
             keys: std::mem::take(&mut self.keys),
         }
@@ -140,7 +140,7 @@ pub fn answer(py: Python<'_>, reply: CoordReply) -> PyResult<Bound<'_, PyTuple>>
         CoordReply::Items(items) => {
             let list = PyList::empty(py);
             for item in items {
-                list.append(item.value.frames)?;
+                list.append(Frames(item.value.frames))?;
             }
             ("items", list.into_any())
         }
@@ -169,7 +169,7 @@ pub fn run_answer(
     res: Result<RunResponse, String>,
 ) -> PyResult<Bound<'_, PyTuple>> {
     let (kind, value): (&str, Bound<'_, PyAny>) = match res {
-        Ok(RunResponse::Value(p)) => ("value", p.frames.into_pyobject(py)?.into_any()),
+        Ok(RunResponse::Value(p)) => ("value", Frames(p.frames).into_pyobject(py)?.into_any()),
         Ok(RunResponse::Raised(e)) => ("error", Bound::new(py, TaskError::from(&e))?.into_any()),
         Err(msg) => ("unreachable", msg.into_pyobject(py)?.into_any()),
     };

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod client;
 mod coord;
+mod frames;
 mod logs;
 mod pool;
 mod scheduler;
@@ -23,10 +24,10 @@ fn hash_bytes(data: &[u8]) -> u64 {
 /// A 128-bit hex token of a function hash and its pickled arguments, used
 /// for the keys of pure tasks.
 #[pyfunction]
-fn token(func: u64, frames: Vec<bytes::Bytes>) -> String {
+fn token(func: u64, frames: frames::Frames) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(&func.to_le_bytes());
-    for f in &frames {
+    for f in &frames.0 {
         h.update(&(f.len() as u64).to_le_bytes());
         h.update(f);
     }
@@ -66,6 +67,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::ExecutorTask>()?;
     m.add_class::<types::Outcome>()?;
     m.add_class::<types::TaskError>()?;
+    m.add_class::<frames::Frame>()?;
     m.add("INLINE_LIMIT", shoal_worker::INLINE_LIMIT)?;
     m.add("LITERAL_FUNC", shoal_proto::LITERAL_FUNC)?;
     Ok(())

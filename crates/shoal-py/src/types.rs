@@ -4,6 +4,8 @@
 
 use bytes::Bytes;
 use pyo3::prelude::*;
+
+use crate::frames::Frames;
 use shoal_client::Outcome as CoreOutcome;
 use shoal_proto::{Payload, TaskError as CoreError};
 
@@ -51,7 +53,7 @@ pub struct TaskSpec {
     /// The function's hash, or `LITERAL_FUNC` for data whose value is `frames`.
     pub func: u64,
     /// The pickled `(args, kwargs)` (or value), pickle protocol 5 frames.
-    pub frames: Vec<Bytes>,
+    pub frames: Frames,
     /// Keys of the tasks whose results this one needs.
     pub deps: Vec<String>,
     /// Whether the client will hold a future for this key.
@@ -80,7 +82,7 @@ impl TaskSpec {
     fn new(
         key: String,
         func: u64,
-        frames: Vec<Bytes>,
+        frames: Frames,
         deps: Vec<String>,
         wanted: bool,
         priority: i32,
@@ -123,7 +125,7 @@ impl TaskSpec {
             key: self.key.clone(),
             func: self.func,
             args: Payload {
-                frames: self.frames.clone(),
+                frames: self.frames.0.clone(),
             },
             deps: self.deps.clone(),
             wanted: self.wanted,
@@ -151,9 +153,9 @@ pub struct ExecutorTask {
     /// None (executors cache functions by hash).
     pub function: Option<Bytes>,
     /// The pickled `(args, kwargs)`.
-    pub args: Vec<Bytes>,
+    pub args: Frames,
     /// The results of the task's dependencies: `(key, frames)` pairs.
-    pub deps: Vec<(String, Vec<Bytes>)>,
+    pub deps: Vec<(String, Frames)>,
 }
 
 #[pymethods]
@@ -174,8 +176,12 @@ impl From<shoal_worker::Assignment> for ExecutorTask {
             key: a.key,
             func: a.func,
             function: a.function,
-            args: a.args.frames,
-            deps: a.deps.into_iter().map(|(k, p)| (k, p.frames)).collect(),
+            args: Frames(a.args.frames),
+            deps: a
+                .deps
+                .into_iter()
+                .map(|(k, p)| (k, Frames(p.frames)))
+                .collect(),
         }
     }
 }
@@ -192,7 +198,7 @@ pub struct TaskError {
     /// The formatted remote traceback ("" if none).
     pub traceback: String,
     /// The pickled exception (empty if it could not be pickled).
-    pub exception: Vec<Bytes>,
+    pub exception: Frames,
     /// For a killed task: its key, the last worker, and how many died.
     pub key: String,
     pub last_worker: String,
@@ -228,7 +234,7 @@ impl From<&CoreError> for TaskError {
                 type_name: type_name.clone(),
                 message: message.clone(),
                 traceback: traceback.clone(),
-                exception: exception.frames.clone(),
+                exception: Frames(exception.frames.clone()),
                 key: String::new(),
                 last_worker: String::new(),
                 attempts: 0,
@@ -243,7 +249,7 @@ impl From<&CoreError> for TaskError {
                 type_name: "KilledWorker".into(),
                 message: cause.clone(),
                 traceback: String::new(),
-                exception: Vec::new(),
+                exception: Frames::default(),
                 key: key.clone(),
                 last_worker: shoal_proto::addr::with_scheme(last_worker),
                 attempts: *attempts,
@@ -257,7 +263,7 @@ impl From<&CoreError> for TaskError {
 #[pyclass(module = "shoal._engine", frozen, get_all)]
 pub struct Outcome {
     pub kind: &'static str,
-    pub frames: Option<Vec<Bytes>>,
+    pub frames: Option<Frames>,
     pub error: Option<TaskError>,
 }
 
@@ -265,7 +271,7 @@ pub struct Outcome {
 impl Outcome {
     fn __repr__(&self) -> String {
         match (&self.frames, &self.error) {
-            (Some(f), _) => format!("Outcome(kind='value', {} frames)", f.len()),
+            (Some(f), _) => format!("Outcome(kind='value', {} frames)", f.0.len()),
             (_, Some(e)) => format!("Outcome(kind='error', error={})", e.__repr__()),
             _ => format!("Outcome(kind={:?})", self.kind),
         }
@@ -277,7 +283,7 @@ impl From<CoreOutcome> for Outcome {
         match o {
             CoreOutcome::Value(p) => Outcome {
                 kind: "value",
-                frames: Some(p.frames),
+                frames: Some(Frames(p.frames)),
                 error: None,
             },
             CoreOutcome::Error(e) => Outcome {

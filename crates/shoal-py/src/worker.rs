@@ -12,6 +12,7 @@ use shoal_worker::{Control, MemoryPolicy, PacerHooks, WorkerConfig, WorkerRuntim
 /// Dask's memory target, spill, pause and terminate fractions.
 type Fractions = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
 
+use crate::frames::Frames;
 use crate::types::ExecutorTask;
 
 /// The Rust half of a worker process: scheduler link, data store and data
@@ -150,7 +151,7 @@ impl WorkerRuntime {
         &self,
         id: u64,
         key: String,
-        frames: Vec<Bytes>,
+        frames: Frames,
         type_name: String,
         duration: f64,
         holds_futures: bool,
@@ -158,7 +159,7 @@ impl WorkerRuntime {
         self.inner.finish(
             id,
             key,
-            Payload { frames },
+            Payload { frames: frames.0 },
             type_name,
             duration,
             holds_futures,
@@ -187,7 +188,7 @@ impl WorkerRuntime {
         &self,
         py: Python<'_>,
         timeout: f64,
-    ) -> Option<(&'static str, Py<PyAny>, Option<Vec<Bytes>>)> {
+    ) -> Option<(&'static str, Py<PyAny>, Option<Frames>)> {
         let inner = self.inner.clone();
         let t = Duration::from_secs_f64(timeout.max(0.0));
         let for_wait = inner.clone();
@@ -198,7 +199,7 @@ impl WorkerRuntime {
             Control::Run { id, call } => Some((
                 "run",
                 id.into_pyobject(py).ok()?.into_any().unbind(),
-                Some(call.frames),
+                Some(Frames(call.frames)),
             )),
             Control::Freed(keys) => Some((
                 "freed",
@@ -208,22 +209,22 @@ impl WorkerRuntime {
             Control::Upload { name, data } => Some((
                 "upload",
                 name.into_pyobject(py).ok()?.into_any().unbind(),
-                Some(vec![data]),
+                Some(Frames(vec![data])),
             )),
         }
     }
 
     /// Answers `Client.run` call `id` with a pickled value.
-    fn reply_value(&self, id: u64, frames: Vec<Bytes>) {
+    fn reply_value(&self, id: u64, frames: Frames) {
         self.inner
-            .reply_run(id, RunResponse::Value(Payload { frames }));
+            .reply_run(id, RunResponse::Value(Payload { frames: frames.0 }));
     }
 
     /// Answers `Client.run` call `id` with what it raised.
     fn reply_error(
         &self,
         id: u64,
-        exception: Vec<Bytes>,
+        exception: Frames,
         type_name: String,
         message: String,
         traceback: String,
@@ -231,7 +232,9 @@ impl WorkerRuntime {
         self.inner.reply_run(
             id,
             RunResponse::Raised(TaskError::Raised {
-                exception: Payload { frames: exception },
+                exception: Payload {
+                    frames: exception.0,
+                },
                 type_name,
                 message,
                 traceback,
@@ -245,7 +248,7 @@ impl WorkerRuntime {
     fn fail(
         &self,
         id: u64,
-        exception: Vec<Bytes>,
+        exception: Frames,
         type_name: String,
         message: String,
         traceback: String,
@@ -254,7 +257,9 @@ impl WorkerRuntime {
         self.inner.fail(
             id,
             TaskError::Raised {
-                exception: Payload { frames: exception },
+                exception: Payload {
+                    frames: exception.0,
+                },
                 type_name,
                 message,
                 traceback,

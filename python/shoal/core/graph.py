@@ -25,7 +25,16 @@ from .spec import LITERAL_FUNC, Placement, function_def, task_spec
 class Node:
     """One task of a lazy graph (see the module's description)."""
 
-    __slots__ = ("_key", "_func", "_frames", "_deps", "_length", "_future", "__weakref__")
+    __slots__ = (
+        "_key",
+        "_func",
+        "_frames",
+        "_deps",
+        "_length",
+        "_future",
+        "_options",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -41,6 +50,8 @@ class Node:
         object.__setattr__(self, "_deps", deps)
         object.__setattr__(self, "_length", length)
         object.__setattr__(self, "_future", None)
+        # This task's own options (from ``dask.annotate``), over the graph's.
+        object.__setattr__(self, "_options", None)
 
     @property
     def key(self) -> str:
@@ -106,6 +117,7 @@ def graph_specs(
     """
     functions: dict[int, tuple[int, str, bytes]] = {}
     specs = []
+    common = {"priority": priority, "retries": retries, "where": where, "limits": limits}
     for node in post_order(roots, lambda n: n.key, _children):
         if node._func is None:
             func, deps = LITERAL_FUNC, []
@@ -113,17 +125,10 @@ def graph_specs(
             func = node._func[0]
             functions.setdefault(func, node._func)
             deps = [d.key for d in node._deps]
+        options = common if node._options is None else {**common, **node._options}
         specs.append(
             task_spec(
-                node._key,
-                func,
-                node._spec_frames(),
-                deps,
-                wanted=node._key in wanted,
-                priority=priority,
-                retries=retries,
-                where=where,
-                limits=limits,
+                node._key, func, node._spec_frames(), deps, wanted=node._key in wanted, **options
             )
         )
     return [function_def(*f) for f in functions.values()], specs

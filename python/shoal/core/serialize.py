@@ -15,6 +15,7 @@ from __future__ import annotations
 import pickle
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from .. import _engine
@@ -41,12 +42,19 @@ def _by_value_needed(fn: Any) -> bool:
 BIG_BYTES = 64 * 1024
 
 
-def _frame(buffer: pickle.PickleBuffer) -> bytes:
-    """A buffer as a frame: a ``bytes`` object it spans is used as it is."""
-    raw = buffer.raw()
+def _frame(buffer: pickle.PickleBuffer) -> bytes | memoryview:
+    """A buffer as a frame, uncopied: a ``bytes`` object it spans as it is,
+    else a view of the producer's memory (a numpy array's, a pandas
+    block's), which the engine reads in place and keeps alive while it
+    needs it. A buffer that is not contiguous is copied.
+    """
+    try:
+        raw = buffer.raw()
+    except BufferError:
+        return memoryview(buffer).tobytes(order="A")
     if type(raw.obj) is bytes and raw.nbytes == len(raw.obj):
         return raw.obj
-    return bytes(raw)
+    return raw
 
 
 def _pickle(obj: Any, buffers: list[pickle.PickleBuffer]) -> bytes:
@@ -59,7 +67,7 @@ def _pickle(obj: Any, buffers: list[pickle.PickleBuffer]) -> bytes:
     return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
 
 
-def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[bytes]:
+def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[Any]:
     buffers: list[pickle.PickleBuffer] = []
     data = None
     if not force_cloudpickle:
@@ -77,13 +85,27 @@ def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[bytes]:
     return [data, *(_frame(b) for b in buffers)]
 
 
-def loads(frames: list[bytes]) -> Any:
-    """Rebuild a value from the frames made by :func:`dumps`."""
-    return pickle.loads(frames[0], buffers=frames[1:])
+def _loads(frames: Sequence[Any]) -> Any:
+    value = pickle.loads(frames[0], buffers=frames[1:])
+    if type(value) is _engine.Frame:
+        # A large ``bytes`` value that travelled as a frame of its own (see
+        # :func:`_pickle`): a ``bytes`` object owns its memory, so this is
+        # the one case where a received buffer is copied.
+        return bytes(value)
+    return value
 
 
-def dumps(obj: Any) -> list[bytes]:
-    """Pickle a value (a result or a scattered value) into frames."""
+def loads(frames: Sequence[Any]) -> Any:
+    """Rebuild a value from the frames made by :func:`dumps` (``bytes``, or
+    the engine's frames over the memory they arrived in).
+    """
+    return _loads(frames)
+
+
+def dumps(obj: Any) -> list[Any]:
+    """Pickle a value (a result or a scattered value) into frames: ``bytes``
+    and views of the value's own buffers (see :func:`_frame`).
+    """
     return _dumps(obj)
 
 
@@ -195,7 +217,7 @@ def loads_for(frames: list[bytes], client: Any) -> Any:
     previous = getattr(_local, "client", None)
     _local.client = client
     try:
-        return pickle.loads(frames[0], buffers=frames[1:])
+        return _loads(frames)
     finally:
         _local.client = previous
 

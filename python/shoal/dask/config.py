@@ -1,15 +1,29 @@
 """A default shoal client is dask's default scheduler too: set now if dask is
 loaded, or the moment it is imported.
+
+dask chooses how dataframes shuffle (``set_index``, ``sort_values``, merges,
+groupbys with many groups) by its scheduler: ``"disk"`` (partd files in the
+temporary directory of whichever process runs the task, right only when
+every task runs in one process) unless a dask.distributed client exists.
+On a shoal cluster tasks run in several processes, possibly on several
+machines, so shoal has dask shuffle with tasks (``"tasks"``): shards move
+worker to worker as task results, over shoal's data plane.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from ..core import context
 
+_SHUFFLE = "dataframe.shuffle.method"
+#: Shuffle methods that cannot work on a shoal cluster: ``disk`` needs one
+#: process, ``p2p`` dask.distributed's workers.
+_WRONG_HERE = (None, "disk", "p2p")
 _pending: list[weakref.ref[Any]] = []
 
 
@@ -31,7 +45,12 @@ def unset_default_scheduler(client: Any) -> None:
     if dask is None or not hasattr(dask, "config"):
         return
     if dask.config.get("scheduler", None) is client:
-        dask.config.set(scheduler=context.current_default())
+        default = context.current_default()
+        dask.config.set(scheduler=default)
+        if default is None and _set_shuffle:
+            _set_shuffle.clear()
+            if dask.config.get(_SHUFFLE, None) == "tasks":
+                dask.config.set({_SHUFFLE: None})
 
 
 def _configure(client: Any) -> None:
@@ -39,6 +58,29 @@ def _configure(client: Any) -> None:
 
     if client.status == "running":
         dask.config.set(scheduler=client)
+        if dask.config.get(_SHUFFLE, None) in _WRONG_HERE:
+            dask.config.set({_SHUFFLE: "tasks"})
+            _set_shuffle.append(True)
+
+
+#: Whether shoal set dask's shuffle method (and so may unset it).
+_set_shuffle: list[bool] = []
+
+
+@contextlib.contextmanager
+def cluster_shuffle() -> Iterator[None]:
+    """Within: dask shuffles dataframes with tasks, unless it was told to
+    use a method that works on a cluster of processes (see the module's
+    description). For graphs shoal builds from dask collections itself,
+    whoever dask's default scheduler is.
+    """
+    import dask
+
+    if dask.config.get(_SHUFFLE, None) in _WRONG_HERE:
+        with dask.config.set({_SHUFFLE: "tasks"}):
+            yield
+    else:
+        yield
 
 
 class _DaskImportHook:

@@ -7,6 +7,15 @@
 * ``client.compute(collection)`` and ``shoal.compute(collection)`` build
   the same expression ``dask.compute`` would (optimized, with its finalize
   step) and run it the same way.
+* ``persist`` computes every output key of a collection as a future and
+  rebuilds the collection over those futures (``__dask_postpersist__``), so
+  its partitions stay on the workers; a later graph that uses it refers to
+  the futures' keys and reads the data where it lies.
+* ``dask.annotate`` works: ``priority``, ``retries``, ``workers``,
+  ``allow_other_workers``, ``resources``, ``limits``, ``retry_delay`` and
+  ``retry_max_delay`` become the options of the tasks they annotate, over
+  the options of the call (as in Dask, other annotations are kept by dask
+  and mean nothing to the scheduler).
 """
 
 from __future__ import annotations
@@ -16,7 +25,14 @@ from typing import Any
 
 from ..core import serialize
 from ..core.graph import Node, post_order, submit_graph, value_node
+from ..core.spec import limit_names, placement
+from ..core.times import parse_timedelta
 from ..futures import Future
+from .config import cluster_shuffle
+
+#: The annotations that are task options, and the ones ``placement`` reads.
+_PLACEMENT = ("workers", "allow_other_workers", "resources")
+_OPTIONS = ("priority", "retries", "limits", "retry_delay", "retry_max_delay", *_PLACEMENT)
 
 
 def is_dask_collection(x: Any) -> bool:
@@ -57,14 +73,84 @@ def _run_node(node: Any, values: dict) -> Any:
     return node(values)
 
 
+def _annotations(dsk: Any) -> tuple[dict[str, Any], dict[str, dict[Any, Any]]]:
+    """The annotations in force now (``with dask.annotate(...)`` around the
+    call) and those of the graph's own keys, as dask records them.
+    """
+    import dask
+
+    active = {k: v for k, v in dask.get_annotations().items() if k in _OPTIONS}
+    per_key = getattr(dsk, "__dask_annotations__", None)
+    by_key = per_key() if callable(per_key) else {}
+    return active, {k: v for k, v in by_key.items() if k in _OPTIONS and v}
+
+
+def task_options(annotations: dict[str, Any], what: str) -> dict[str, Any]:
+    """Task options (``task_spec``'s keywords) from dask annotations.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an annotation shoal cannot use as that option, naming it.
+
+    """
+    out: dict[str, Any] = {}
+    try:
+        if "priority" in annotations:
+            out["priority"] = int(annotations["priority"])
+        if "retries" in annotations:
+            out["retries"] = int(annotations["retries"] or 0)
+        if "limits" in annotations:
+            out["limits"] = limit_names(annotations["limits"])
+        for name in ("retry_delay", "retry_max_delay"):
+            if name in annotations:
+                out[name] = float(parse_timedelta(annotations[name]) or 0.0)
+        if any(name in annotations for name in _PLACEMENT):
+            out["where"] = placement(
+                annotations.get("workers"),
+                annotations.get("resources"),
+                bool(annotations.get("allow_other_workers", False)),
+            )
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"the dask annotations of {what}: {e}") from None
+    return out
+
+
+def _node_options(
+    key: Any, active: dict[str, Any], by_key: dict[str, dict[Any, Any]]
+) -> dict[str, Any] | None:
+    """The options ``dask.annotate`` gives the task of ``key``: the graph's
+    own annotations over those in force at the call (a callable annotation
+    is called with the key, as in Dask).
+    """
+    found = {name: value(key) if callable(value) else value for name, value in active.items()}
+    for name, values in by_key.items():
+        value = values.get(key)
+        if value is not None:
+            found[name] = value
+    return task_options(found, f"task {stringify(key)}") if found else None
+
+
+def _held_future(value: Any, name: str) -> Future | None:
+    """The future a data node stands for, when it is one future under its
+    own key (a persisted partition).
+    """
+    if isinstance(value, Future) and value.key == name:
+        return value
+    return None
+
+
 def graph_to_nodes(dsk: Any, outputs: list[Any]) -> dict[Any, Node]:
     """Shoal nodes for the part of a dask graph the ``outputs`` need.
 
     Dependencies that are not in the graph must be keys the cluster already
-    holds (futures passed into dask).
+    holds (futures passed into dask). A key whose value is a future of that
+    key (a persisted collection's partition) is that future: later tasks
+    read its data where it lies.
     """
     from dask._task_spec import DataNode, convert_legacy_graph
 
+    active, by_key = _annotations(dsk)
     if not isinstance(dsk, Mapping):
         dsk = dsk.__dask_graph__()
     dsk = convert_legacy_graph(dsk)
@@ -75,19 +161,34 @@ def graph_to_nodes(dsk: Any, outputs: list[Any]) -> dict[Any, Node]:
         node = dsk[key]
         name = stringify(key)
         if isinstance(node, DataNode):
+            held = _held_future(node.value, name)
+            if held is not None:
+                nodes[key] = held_node(held)
+                continue
             # Data may hold futures (dask wraps them this way): value_node
             # makes those dependencies.
             nodes[key] = value_node(node.value, name)
-            continue
-        refs = {d: _Ref(stringify(d)) for d in node.dependencies}
-        frames, found = serialize.dumps_args((node, refs), {}, f"dask task {name}")
-        deps = [nodes[d] if d in nodes else _External(stringify(d)) for d in node.dependencies]
-        deps.extend(found)
-        nodes[key] = Node(name, run_node, frames, tuple(deps))
+        else:
+            refs = {d: _Ref(stringify(d)) for d in node.dependencies}
+            frames, found = serialize.dumps_args((node, refs), {}, f"dask task {name}")
+            deps = [nodes[d] if d in nodes else _External(stringify(d)) for d in node.dependencies]
+            deps.extend(found)
+            nodes[key] = Node(name, run_node, frames, tuple(deps))
+        if active or by_key:
+            object.__setattr__(nodes[key], "_options", _node_options(key, active, by_key))
     missing = [k for k in outputs if k not in nodes]
     if missing:
         raise KeyError(f"keys not in the graph: {missing[:5]}")
     return nodes
+
+
+def held_node(future: Future) -> Node:
+    """A node standing for a result the cluster holds: graphs refer to its
+    key and never run it again.
+    """
+    node = Node(future.key, None, None, (future,))
+    object.__setattr__(node, "_future", future)
+    return node
 
 
 def _flatten(keys: Any) -> list[Any]:
@@ -114,12 +215,43 @@ def run_dask_graph(client: Any, dsk: Any, keys: Any, **options: Any) -> Any:
     ``retries``, ``where``) apply to every task.
     """
     flat = _flatten(keys)
-    nodes = graph_to_nodes(dsk, flat)
+    with cluster_shuffle():
+        nodes = graph_to_nodes(dsk, flat)
     unique = list(dict.fromkeys(flat))
     submitted = submit_graph(client._session, [nodes[k] for k in unique], **options)
     futures = [Future._adopt(k, client) for k in submitted]
     results = client.gather(futures)
     return _repack(keys, dict(zip(unique, results)))
+
+
+def persist_collections(client: Any, collections: list[Any], **options: Any) -> list[Any]:
+    """Persist dask collections on ``client``: every output key becomes a
+    future, and each collection is rebuilt over its futures, so the data
+    stays on the workers. ``optimize_graph`` and the task options
+    (``priority``, ``retries``, ``where``, ``limits``) as for
+    :func:`run_dask_graph`.
+    """
+    from dask.base import collections_to_expr
+
+    optimize_graph = options.pop("optimize_graph", True)
+    with cluster_shuffle():
+        expr = collections_to_expr(collections, optimize_graph).optimize()
+        keys = expr.__dask_keys__()
+    if len(keys) != len(collections):
+        raise RuntimeError(
+            f"dask made {len(keys)} outputs for {len(collections)} collections to persist"
+        )
+    flat = [k for ks in keys for k in _flatten(ks)]
+    with cluster_shuffle():
+        nodes = graph_to_nodes(expr, flat)
+    unique = list(dict.fromkeys(flat))
+    submitted = submit_graph(client._session, [nodes[k] for k in unique], **options)
+    futures = {k: Future._adopt(name, client) for k, name in zip(unique, submitted)}
+    out = []
+    for collection, ks in zip(collections, keys):
+        rebuild, args = collection.__dask_postpersist__()
+        out.append(rebuild({k: futures[k] for k in _flatten(ks)}, *args))
+    return out
 
 
 def collection_node(collection: Any, optimize_graph: bool = True) -> Node:
@@ -130,8 +262,9 @@ def collection_node(collection: Any, optimize_graph: bool = True) -> Node:
     from dask._expr import FinalizeCompute
     from dask.base import collections_to_expr
 
-    expr = FinalizeCompute(collections_to_expr([collection], optimize_graph)).optimize()
-    keys = _flatten(expr.__dask_keys__())
-    if len(keys) != 1:
-        raise ValueError(f"expected one output key from the finalized graph, got {len(keys)}")
-    return graph_to_nodes(expr, keys)[keys[0]]
+    with cluster_shuffle():
+        expr = FinalizeCompute(collections_to_expr([collection], optimize_graph)).optimize()
+        keys = _flatten(expr.__dask_keys__())
+        if len(keys) != 1:
+            raise ValueError(f"expected one output key from the finalized graph, got {len(keys)}")
+        return graph_to_nodes(expr, keys)[keys[0]]

@@ -8,41 +8,9 @@ import time
 from typing import Any, TextIO
 
 from .. import _engine
-from ..completion import as_completed
+from ..completion import as_completed, futures_of
 from ..core.times import parse_timedelta
-from ..delayed import Delayed
 from ..futures import Future
-
-
-def futures_of(obj: Any) -> list[Future]:
-    """The futures in ``obj``: a future, a persisted ``Delayed``, or lists,
-    tuples, sets and dicts of them (nested), each future once.
-
-    Raises
-    ------
-    ValueError
-        For a ``Delayed`` that was not persisted: it has no futures yet.
-
-    """
-    found: dict[str, Future] = {}
-    stack = [obj]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, Future):
-            found.setdefault(x.key, x)
-        elif isinstance(x, Delayed):
-            future = getattr(x, "_future", None)
-            if future is None:
-                raise ValueError(
-                    f"{x!r} is lazy and has no futures to follow: persist it first "
-                    "(x = x.persist(), or client.compute(x)) and pass the result"
-                )
-            found.setdefault(future.key, future)
-        elif isinstance(x, dict):
-            stack.extend(x.values())
-        elif isinstance(x, (list, tuple, set, frozenset)):
-            stack.extend(x)
-    return list(found.values())
 
 
 class _Tally:

@@ -1,0 +1,161 @@
+"""Data that moves: GB/s worker to worker, worker to client and client to
+worker, shoal and dask.distributed side by side.
+
+Each framework runs in a fresh subprocess with ``Client(n_workers=2,
+threads_per_worker=1)``. Blocks are numpy arrays made on the first worker
+(``workers=[a]``); every step is timed as a user runs it:
+
+* ``w2w 8MB``: 100 blocks of 8 MB, all read by one task on the second worker;
+* ``gather 8MB``: the same 100 blocks gathered by the client;
+* ``w2w 100MB`` / ``gather 100MB``: the same with 8 blocks of 100 MB;
+* ``scatter 100MB``: 8 blocks of 100 MB scattered from the client;
+* ``3GiB``: one 3 GiB ``bytes`` value scattered, its ``len`` taken by a
+  task, and gathered back (``--big-gib 0`` skips it).
+
+Usage: ``python benches/transfer.py [shoal] [dask] [--big-gib 3]``
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from child import report, run_child  # noqa: E402
+
+MB = 1_000_000
+
+
+def make_block(i: int, nbytes: int):
+    import numpy as np
+
+    return np.full(nbytes // 8, i, dtype="float64")
+
+
+def total_bytes(*blocks) -> int:
+    return sum(b.nbytes for b in blocks)
+
+
+def nbytes_of(x) -> int:
+    return len(x)
+
+
+def run(framework: str, big_gib: float) -> dict:
+    if framework == "shoal":
+        from shoal import Client, wait
+    else:
+        from dask.distributed import Client, wait
+
+    import numpy as np
+
+    client = Client(n_workers=2, threads_per_worker=1)
+    a, b = sorted(client.scheduler_info()["workers"])
+    out: dict[str, float | str] = {}
+
+    def moved(name: str, nbytes: int, step) -> None:
+        start = time.perf_counter()
+        got = step()
+        took = time.perf_counter() - start
+        assert got == nbytes, (name, got, nbytes)
+        out[name] = nbytes / took / 1e9
+
+    for label, count, size in (("8MB", 100, 8 * MB), ("100MB", 8, 100 * MB)):
+        blocks = client.map(make_block, range(count), nbytes=size, workers=[a], pure=False)
+        wait(blocks)
+        moved(
+            f"w2w {label}",
+            count * size,
+            lambda bl=blocks: client.submit(total_bytes, *bl, workers=[b], pure=False).result(),
+        )
+        # Fresh blocks, so the client reads from the worker that made them.
+        blocks = client.map(make_block, range(count), nbytes=size, workers=[a], pure=False)
+        wait(blocks)
+        moved(
+            f"gather {label}",
+            count * size,
+            lambda bl=blocks: sum(x.nbytes for x in client.gather(bl)),
+        )
+        del blocks
+
+    local = [np.full(100 * MB // 8, i, dtype="float64") for i in range(8)]
+
+    def scatter():
+        futures = client.scatter(local, workers=[b])
+        wait(futures)
+        return client.submit(total_bytes, *futures, workers=[b], pure=False).result()
+
+    moved("scatter 100MB", 8 * 100 * MB, scatter)
+    del local
+
+    if big_gib:
+        n = int(big_gib * 2**30)
+        value = b"\x01" * n
+        start = time.perf_counter()
+        try:
+            [future] = client.scatter([value])
+            del value
+            length = client.submit(nbytes_of, future, pure=False).result()
+            back = future.result()
+            ok = length == n and len(back) == n
+            del back
+            out["3GiB"] = f"{time.perf_counter() - start:.1f} s" if ok else "wrong"
+        except Exception as e:  # the finding, reported in the table
+            out["3GiB"] = f"{type(e).__name__} after {time.perf_counter() - start:.0f} s"
+    client.close()
+    return out
+
+
+STEPS = ["w2w 8MB", "gather 8MB", "w2w 100MB", "gather 100MB", "scatter 100MB", "3GiB"]
+
+
+def touch_memory(gb: float) -> None:
+    """Write ``gb`` GB once and free it. On a virtual machine whose host
+    backs guest memory on first touch, whichever framework ran first would
+    otherwise pay that once-per-boot cost for both.
+    """
+    import numpy as np
+
+    for _ in range(int(gb)):
+        np.ones(125_000_000)
+
+
+def main(argv: list[str]) -> None:
+    touch_memory(float(os.environ.get("SHOAL_BENCH_TOUCH_GB", "16")))
+    big, names, it = 3.0, [], iter(argv)
+    for arg in it:
+        if arg == "--big-gib":
+            big = float(next(it))
+        else:
+            names.append(arg)
+    results = {}
+    for name in names or ["shoal", "dask"]:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        r = run_child(__file__, [name, str(big)], 900.0)
+        if isinstance(r, str):
+            print(f"{name} failed:\n{r}", file=sys.stderr)
+            r = {s: r if r == "timeout" else "failed" for s in STEPS}
+        results[name] = r
+    names = list(results)
+    print("| moving data | " + " | ".join(names) + " | shoal / dask |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for step in STEPS:
+        cells, nums = [], []
+        for name in names:
+            v = results[name].get(step, "—")
+            cells.append(f"{v:.2f} GB/s" if isinstance(v, float) else str(v))
+            nums.append(v if isinstance(v, float) else None)
+        ratio = ""
+        if "shoal" in names and "dask" in names:
+            ours, theirs = nums[names.index("shoal")], nums[names.index("dask")]
+            if ours and theirs:
+                ratio = f"{ours / theirs:.2f}x"
+        print(f"| {step} | " + " | ".join(cells) + f" | {ratio} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "--child":
+        report(run(sys.argv[2], float(sys.argv[3])))
+    else:
+        main(sys.argv[1:])
