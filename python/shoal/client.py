@@ -18,10 +18,11 @@ from .core import aio, arguments, context, keys, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
+from .core.scatter import scatter as scatter_items
 from .core.security import resolve as resolve_security
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
-from .core.spec import LITERAL_FUNC, limit_names, placement, task_spec
+from .core.spec import limit_names, placement, task_spec
 from .core.times import parse_timedelta
 from .dask import config as dask_config
 from .dask.graphs import run_dask_graph
@@ -638,7 +639,9 @@ class Client(ClusterMethods):
         hash
             Name data by its content, so equal data shares one key.
         direct
-            Data goes through the scheduler; ``direct=True`` is not supported.
+            Values larger than 64 KiB pickled always go straight to a
+            worker, and smaller ones through the scheduler (which keeps a
+            copy of them); ``direct=True`` is not supported.
         timeout
             Wait until the data is on a worker, at most this long (seconds,
             or a string such as ``"5 s"``); raise ``TimeoutError`` after.
@@ -662,21 +665,9 @@ class Client(ClusterMethods):
             items = [(None, v) for v in data]
         else:
             items = [(None, data)]
-        where = placement(workers)
-        specs = []
-        names = []
-        for k, v in items:
-            try:
-                frames = serialize.dumps(v)
-            except Exception as e:
-                raise TypeError(
-                    f"Could not serialize scattered data of type {type(v).__name__}: {e}"
-                ) from e
-            if k is None:
-                k = keys.task_key(type(v).__name__, 0, frames, hash)
-            names.append(k)
-            specs.append(task_spec(k, LITERAL_FUNC, frames, where=where))
-        self._session.submit([], specs)
+        names = scatter_items(
+            self._session, items, worker_names(workers), placement(workers), hash, wait_for
+        )
         futures = [Future._adopt(k, self) for k in names]
         if wait_for is not None and not self._session.engine.wait(names, wait_for):
             raise TimeoutError(f"scattered data did not reach a worker within {timeout}")

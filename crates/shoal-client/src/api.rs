@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use shoal_proto::{
-    addr, run_on_worker, ClientToScheduler, CoordOp, CoordReply, FuncHash, FunctionDef, LimitSpec,
-    LimitStatus, Payload, RunResponse, TaskError, TaskRecord, TaskSpec, WorkerInfo, WorkerStatus,
+    addr, put_data, run_on_worker, ClientToScheduler, CoordOp, CoordReply, FuncHash, FunctionDef,
+    LimitSpec, LimitStatus, Payload, RunResponse, TaskError, TaskRecord, TaskSpec, WorkerInfo,
+    WorkerStatus,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -589,6 +590,35 @@ impl ClientCore {
             .zip(answers)
             .map(|(w, a)| (w, a.unwrap_or_else(|| Err("the client is closed".into()))))
             .collect()
+    }
+
+    /// Sends values straight to workers' data servers (`scatter`), all
+    /// workers at once: `puts` is (worker address, [(key, value)]). Each
+    /// worker holds its values until the scheduler claims them (submit
+    /// them as literals with no frames, restricted to that worker).
+    /// Returns, per worker, why it did not take them (None: it did).
+    pub fn put_on_workers(
+        &self,
+        puts: Vec<(String, Vec<(String, Payload)>)>,
+        timeout: Duration,
+    ) -> Vec<Option<String>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = puts.len();
+        for (i, (worker, items)) in puts.into_iter().enumerate() {
+            let tx = tx.clone();
+            let addr = addr::strip_scheme(&worker).to_string();
+            let security = self.shared.security.clone();
+            self.shared.runtime.spawn(async move {
+                let res = put_data(&addr, &security, items, timeout).await;
+                let _ = tx.send((i, res.err().map(|e| e.to_string())));
+            });
+        }
+        drop(tx);
+        let mut answers = vec![Some("the client is closed".to_string()); n];
+        while let Ok((i, res)) = rx.recv() {
+            answers[i] = res;
+        }
+        answers
     }
 
     /// Asks the scheduler to stop itself and every worker.

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use crate::auth::Admission;
 use crate::frame::{read_frame, read_frame_limited, write_frame, FrameError, MAX_HELLO_LEN};
 use crate::messages::{
-    DataHeader, DataResponse, GetData, Hello, Payload, PeerRequest, RunResponse, Welcome,
+    DataHeader, DataResponse, GetData, Hello, Payload, PeerRequest, PutAck, RunResponse, Welcome,
 };
 use crate::security::Security;
 use crate::stream::Stream;
@@ -195,6 +195,40 @@ pub async fn get_data(
     Ok(resp.items)
 }
 
+/// Sends `items` (key, value) straight to the data server at `addr`
+/// (`scatter`), which holds them for the scheduler to claim; returns how
+/// many it holds.
+pub async fn put_data(
+    addr: &str,
+    security: &Security,
+    items: Vec<(String, Payload)>,
+    timeout: Duration,
+) -> Result<u32, FetchError> {
+    let frame_err = |source| FetchError::Frame {
+        addr: addr.to_string(),
+        source,
+    };
+    let body = DataResponse {
+        items: items.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+    };
+    let work = async {
+        let mut stream = admitted(addr, security).await?;
+        write_frame(&mut stream, &PeerRequest::Put)
+            .await
+            .map_err(frame_err)?;
+        write_data(&mut stream, &body).await.map_err(frame_err)?;
+        let mut buf = Vec::new();
+        let ack: Option<PutAck> = read_frame_limited(&mut stream, &mut buf, MAX_HELLO_LEN)
+            .await
+            .map_err(frame_err)?;
+        ack.map(|a| a.held)
+            .ok_or_else(|| FetchError::Closed(addr.to_string()))
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| FetchError::Timeout(addr.to_string()))?
+}
+
 /// Sends `hello` to the scheduler and reads its answer (a small frame);
 /// what goes wrong is said in words a user can act on (`tls`: whether
 /// this side speaks TLS, for the hints).
@@ -265,13 +299,10 @@ where
         }
         let mut frames = Vec::with_capacity(lengths.len());
         for len in lengths {
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|&n| n <= crate::frame::MAX_FRAME_LEN)
-                .ok_or(FrameError::TooLarge(
-                    usize::MAX,
-                    crate::frame::MAX_FRAME_LEN,
-                ))?;
+            // No cap: a value may be larger than any message (its buffer
+            // grows only as its bytes arrive, see `read_exactly`).
+            let len =
+                usize::try_from(len).map_err(|_| FrameError::TooLarge(usize::MAX, usize::MAX))?;
             frames.push(read_exactly(r, len).await?);
         }
         items.push((key, Some(Payload { frames })));

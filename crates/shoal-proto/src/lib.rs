@@ -22,7 +22,7 @@ pub use frame::{
     read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,
 };
 pub use io::{
-    get_data, introduce, read_data, reader, run_on_worker, write_data, writer, FetchError,
+    get_data, introduce, put_data, read_data, reader, run_on_worker, write_data, writer, FetchError,
 };
 pub use messages::*;
 pub use security::Security;

@@ -469,7 +469,7 @@ pub struct GetData {
 }
 
 /// What a worker's data server is asked. Each request gets one answer:
-/// `DataResponse` for `Get`, `RunResponse` for `Run`.
+/// `DataResponse` for `Get`, `RunResponse` for `Run`, `PutAck` for `Put`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PeerRequest {
     Get(GetData),
@@ -478,6 +478,18 @@ pub enum PeerRequest {
     Run {
         call: Payload,
     },
+    /// Values a client scatters straight to this worker follow, in the
+    /// layout of a [`DataResponse`] (`io::write_data`). The worker holds
+    /// them until the scheduler asks it to keep them (a `Compute` of the
+    /// key with `LITERAL_FUNC` and no frames); unclaimed ones expire.
+    Put,
+}
+
+/// The answer to `PeerRequest::Put`: how many values the worker now holds
+/// for the scheduler to claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PutAck {
+    pub held: u32,
 }
 
 /// The answer to `PeerRequest::Run`: the pickled return value, or what the

@@ -500,6 +500,33 @@ impl ClientCore {
         self.inner.scheduler_identity()
     }
 
+    /// Sends values straight to workers' data servers, all at once:
+    /// `puts` is `[(worker address, [(key, frames)])]`; returns, per
+    /// worker, why it did not take them (None: it did). Submit each key
+    /// as a literal with no frames restricted to its worker, so the
+    /// worker keeps it.
+    #[pyo3(signature = (puts, timeout))]
+    fn put_on_workers(
+        &self,
+        py: Python<'_>,
+        puts: Vec<(String, Vec<(String, Frames)>)>,
+        timeout: f64,
+    ) -> Vec<Option<String>> {
+        let puts = puts
+            .into_iter()
+            .map(|(w, items)| {
+                let items = items
+                    .into_iter()
+                    .map(|(k, f)| (k, Payload { frames: f.0 }))
+                    .collect();
+                (w, items)
+            })
+            .collect();
+        let inner = self.inner.clone();
+        let t = Duration::from_secs_f64(timeout.max(0.0));
+        py.detach(move || inner.put_on_workers(puts, t))
+    }
+
     /// Runs a pickled call on each worker (by address) at once; returns
     /// `[(address, (kind, value))]` (see `coord::run_answer`).
     #[pyo3(signature = (workers, call, timeout=None))]

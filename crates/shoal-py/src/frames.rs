@@ -121,8 +121,7 @@ fn frame_of(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     let holds_its_export = obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyMemoryView>();
     let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
     // SAFETY: a simple (contiguous, byte) buffer request; released below.
-    if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) } != 0
-    {
+    if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) } != 0 {
         let _ = PyErr::take(obj.py());
         return Err(PyTypeError::new_err(format!(
             "a frame must be a contiguous bytes-like object, not {}",

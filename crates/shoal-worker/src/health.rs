@@ -69,7 +69,9 @@ pub(crate) async fn report(shared: Arc<Shared>) {
         };
         // Never wait on a spill in progress: report the last figures.
         if let Some(store) = shared.store.try_lock() {
-            stored = (store.memory_bytes(), store.disk_bytes());
+            // Values scattered here and not claimed yet are managed too.
+            let staged = shared.staged.lock().nbytes();
+            stored = (store.memory_bytes() + staged, store.disk_bytes());
         }
         let (managed, spilled) = stored;
         let metrics = WorkerMetrics {

@@ -16,6 +16,7 @@ mod net;
 pub mod pacer;
 mod runtime;
 mod spill;
+mod staged;
 mod state;
 mod store;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use shoal_proto::{
     get_data, read_frame, read_frame_limited, write_frame, Admission, ComputeTask, Credentials,
-    DataResponse, DepLocation, FrameError, PeerRequest, Refusal, SchedulerToWorker, Stream,
-    WorkerToScheduler, LITERAL_FUNC, MAX_HELLO_LEN,
+    DataResponse, DepLocation, FrameError, Payload, PeerRequest, PutAck, Refusal,
+    SchedulerToWorker, Stream, TaskError, WorkerToScheduler, LITERAL_FUNC, MAX_HELLO_LEN,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -142,18 +142,7 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
 
 fn compute(shared: &Arc<Shared>, t: ComputeTask) {
     if t.func == LITERAL_FUNC {
-        // Scattered data: the argument payload is the value.
-        let nbytes = t.args.nbytes();
-        let inline = (nbytes <= INLINE_LIMIT).then(|| t.args.clone());
-        shared.store.lock().insert(t.key, t.args);
-        let _ = shared.out.send(WorkerToScheduler::TaskFinished {
-            id: t.id,
-            nbytes,
-            type_name: String::new(),
-            inline,
-            duration: 0.0,
-            timing: None,
-        });
+        keep_literal(shared, t);
         return;
     }
     let keys = t.deps.iter().map(|d| d.key.clone()).collect();
@@ -187,6 +176,47 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
                 keys: lost,
             });
         }
+    });
+}
+
+/// Scattered data: the argument payload is the value, or, with no frames,
+/// the value was put here by its client (`PeerRequest::Put`).
+fn keep_literal(shared: &Shared, t: ComputeTask) {
+    let value = if t.args.frames.is_empty() {
+        shared.staged.lock().claim(&t.key)
+    } else {
+        Some(t.args)
+    };
+    let Some(value) = value else {
+        // Put on a worker that died or restarted since, or placed here
+        // because that worker is gone: the value is lost, as in Dask.
+        let _ = shared.out.send(WorkerToScheduler::TaskFailed {
+            id: t.id,
+            error: TaskError::Raised {
+                exception: Payload::default(),
+                type_name: "RuntimeError".into(),
+                message: format!(
+                    "the scattered value {} was lost with the worker it was sent to: \
+                     scatter it again",
+                    t.key
+                ),
+                traceback: String::new(),
+            },
+            retryable: false,
+            timing: None,
+        });
+        return;
+    };
+    let nbytes = value.nbytes();
+    let inline = (nbytes <= INLINE_LIMIT).then(|| value.clone());
+    shared.store.lock().insert(t.key, value);
+    let _ = shared.out.send(WorkerToScheduler::TaskFinished {
+        id: t.id,
+        nbytes,
+        type_name: String::new(),
+        inline,
+        duration: 0.0,
+        timing: None,
     });
 }
 
@@ -395,6 +425,26 @@ async fn serve_peer(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         };
         let req = match req {
             PeerRequest::Get(req) => req,
+            PeerRequest::Put => {
+                // The values follow as raw frames; their buffers grow as
+                // their bytes arrive.
+                let Ok(Some(body)) = shoal_proto::read_data(&mut stream).await else {
+                    return;
+                };
+                let items = body
+                    .items
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect();
+                let held = shared.staged.lock().hold(items, std::time::Instant::now());
+                let ack = PutAck {
+                    held: u32::try_from(held).unwrap_or(u32::MAX),
+                };
+                if write_frame(&mut stream, &ack).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             PeerRequest::Run { call } => {
                 let answer = shared.control.lock().run(call);
                 shared.control_ready.notify_one();

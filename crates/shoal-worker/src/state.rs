@@ -11,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::control::ControlQueue;
 use crate::pacer::Running;
+use crate::staged::Staged;
 use crate::store::DataStore;
 
 /// A task whose inputs are all local, waiting for an executor.
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     /// Frees what this process let go of but cannot free itself yet (see
     /// [`crate::WorkerRuntime::set_release`]).
     pub release: Mutex<Option<Release>>,
+    /// Values scattered straight here, until the scheduler claims them.
+    pub staged: Mutex<Staged>,
 }
 
 /// See [`crate::WorkerRuntime::set_release`].
@@ -133,6 +136,7 @@ impl Shared {
             leaving: Mutex::new(None),
             fetches: FetchBudget::new(fetch_bytes),
             release: Mutex::new(None),
+            staged: Mutex::new(Staged::default()),
         }
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Any, Callable, Protocol
 
 
@@ -24,7 +25,9 @@ class Runner(Protocol):
 
 
 _lock = threading.Lock()
-_default: Any = None
+# Clients that became the default, oldest first: when the default closes,
+# the latest one still running is the default again, as in Dask.
+_defaults: list[weakref.ref[Any]] = []
 _implicit_factory: Callable[[], Any] | None = None
 _implicit: Any = None
 _client_class: Any = None
@@ -49,17 +52,17 @@ SCHEDULER_NAMES = frozenset(
 
 def set_default(client: Any) -> None:
     """Make ``client`` the default."""
-    global _default
     with _lock:
-        _default = client
+        _defaults[:] = [r for r in _defaults if r() is not None and r() is not client]
+        _defaults.append(weakref.ref(client))
 
 
 def unset_default(client: Any) -> None:
-    """Forget ``client`` as the default, if it is."""
-    global _default
+    """Forget ``client`` as a default; the latest earlier default still
+    running becomes the default again.
+    """
     with _lock:
-        if _default is client:
-            _default = None
+        _defaults[:] = [r for r in _defaults if r() is not None and r() is not client]
 
 
 def set_client_class(cls: Any) -> None:
@@ -127,8 +130,10 @@ def current_default() -> Any:
     client; else None.
     """
     with _lock:
-        if _default is not None and _default.status == "running":
-            return _default
+        for ref in reversed(_defaults):
+            client = ref()
+            if client is not None and client.status == "running":
+                return client
     if _worker_client is not None:
         return _worker_client()
     return None

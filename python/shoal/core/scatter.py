@@ -1,0 +1,109 @@
+"""``scatter``: data from this process into the cluster.
+
+A small value (at most ``INLINE_LIMIT`` bytes pickled) goes to the scheduler
+inside its task spec, which keeps a copy, so it survives its worker. A larger
+one goes straight to a worker's data server (``PeerRequest::Put``) from the
+memory it lies in (its frames are views of the value's own buffers), and its
+spec carries no frames and names that worker: the worker keeps what it was
+sent when the scheduler places the key there. As in Dask, such a value is
+lost with its worker unless it was replicated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+from .. import _engine
+from . import keys, serialize
+from .spec import LITERAL_FUNC, Placement, task_spec
+
+#: Values larger than this (pickled) go straight to a worker.
+DIRECT_ABOVE: int = _engine.INLINE_LIMIT
+
+#: How long a put may take when the caller set no timeout (a day).
+_NO_TIMEOUT = 86_400.0
+
+
+def _nbytes(frames: list[Any]) -> int:
+    return sum(memoryview(f).nbytes for f in frames)
+
+
+def _targets(engine: Any, workers: list[str]) -> list[str]:
+    """Addresses of the connected workers the data may go to (all, or
+    those named by name, host or address in ``workers``).
+    """
+    found = engine.workers()
+    if workers:
+        wanted = set(workers)
+        found = [w for w in found if {w["address"], w["name"], w["host"], str(w["name"])} & wanted]
+    return [w["address"] for w in found]
+
+
+def scatter(
+    session: Any,
+    items: list[tuple[str | None, Any]],
+    workers: list[str],
+    where: Placement | None,
+    hash: bool,
+    timeout: float | None,
+) -> list[str]:
+    """Send ``items`` ((key or None, value) pairs) into the cluster; returns
+    their keys, each holding one new reference for a future.
+
+    Raises
+    ------
+    TypeError
+        If a value cannot be pickled.
+    ConnectionError
+        If a worker could not be reached and the value could not go through
+        the scheduler either.
+
+    """
+    engine = session.engine
+    targets = _targets(engine, workers)
+    turn = itertools.cycle(targets[random.randrange(len(targets)) :] + targets) if targets else None
+    names: list[str] = []
+    frames_of: dict[str, list[Any]] = {}
+    puts: dict[str, list[tuple[str, list[Any]]]] = {}
+    direct: dict[str, str] = {}
+    for k, v in items:
+        try:
+            frames = serialize.dumps(v)
+        except Exception as e:
+            raise TypeError(
+                f"Could not serialize scattered data of type {type(v).__name__}: {e}"
+            ) from e
+        if k is None:
+            k = keys.task_key(type(v).__name__, 0, frames, hash)
+        names.append(k)
+        frames_of[k] = frames
+        if (
+            turn is not None
+            and k not in direct
+            and _nbytes(frames) > DIRECT_ABOVE
+            and engine.status(k) is None
+        ):
+            address = next(turn)
+            direct[k] = address
+            puts.setdefault(address, []).append((k, frames))
+    if puts:
+        sent = list(puts.items())
+        wait = _NO_TIMEOUT if timeout is None else timeout
+        for (_, batch), error in zip(sent, engine.put_on_workers(sent, wait)):
+            if error is not None:
+                # That worker is gone or unreachable: through the scheduler.
+                for k, _ in batch:
+                    direct.pop(k, None)
+    specs = []
+    for k in names:
+        address = direct.get(k)
+        if address is None:
+            specs.append(task_spec(k, LITERAL_FUNC, frames_of[k], where=where))
+        else:
+            # The worker holds the value: the key goes there (or, if that
+            # worker is gone by then, errs as lost).
+            specs.append(task_spec(k, LITERAL_FUNC, [], where=Placement([address], [], True)))
+    session.submit([], specs)
+    return names

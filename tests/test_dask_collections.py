@@ -1,0 +1,155 @@
+"""dask collections on a shoal cluster: persisted collections stay on the
+workers, ``futures_of``/``wait``/``as_completed``/``progress`` follow them,
+``dask.annotate`` sets task options, and dataframe shuffles are right on
+several worker processes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import dask
+import dask.array as da
+import dask.bag as db
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+from shoal import Client, Future, as_completed, futures_of, progress, wait
+
+ROWS = 20_000
+
+
+def part(i: int, rows: int = ROWS) -> pd.DataFrame:
+    rng = np.random.default_rng(i)
+    return pd.DataFrame(
+        {
+            "x": rng.random(rows),
+            "k": rng.integers(0, 5_000, rows),
+            "name": rng.choice(["alice", "bob", "carol", "dan"], rows),
+        }
+    )
+
+
+def whole(n: int) -> pd.DataFrame:
+    return pd.concat([part(i) for i in range(n)], ignore_index=True)
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fail_once(path, x):
+    if not os.path.exists(path):
+        open(path, "w").close()
+        raise OSError("first attempt fails")
+    return x
+
+
+@pytest.fixture(scope="module")
+def c3():
+    with Client(n_workers=3, threads_per_worker=1, dashboard_address=None) as c:
+        yield c
+
+
+def test_a_persisted_frame_stays_on_the_workers(c3):
+    df = dd.from_map(part, range(24), rows=100_000)  # about 60 MB, made on workers
+    before = rss()
+    p = c3.persist(df)
+    wait(p)
+    # The partitions are on the workers: the client grew by far less than them.
+    assert rss() - before < 30 * 2**20
+    futures = futures_of(p)
+    assert len(futures) == 24 and all(isinstance(f, Future) for f in futures)
+    held = c3.who_has(futures)
+    assert all(held[f.key] for f in futures)
+    pd.testing.assert_frame_equal(p.partitions[0].compute(), part(0, 100_000), check_dtype=False)
+    assert p.x.sum().compute() == pytest.approx(df.x.sum().compute())
+    assert len(p) == 24 * 100_000
+
+
+def test_persist_from_dask_and_from_shoal_agree(c3):
+    x = da.random.default_rng(0).random((400, 400), chunks=(100, 100))
+    a = x.persist()
+    (b,) = dask.persist(x)
+    assert len(futures_of(a)) == len(futures_of(b)) == 16
+    assert float((a + a.T).mean().compute()) == pytest.approx(float((x + x.T).mean().compute()))
+    bag = db.from_sequence(range(100), npartitions=4).map(lambda v: v * 2).persist()
+    assert len(futures_of(bag)) == 4
+    assert sorted(bag.compute()) == [v * 2 for v in range(100)]
+
+
+def test_wait_as_completed_and_progress_take_collections(c3):
+    p = c3.persist(dd.from_map(part, range(6)))
+    done, not_done = wait(p)
+    assert len(done) == 6 and not not_done
+    assert sum(1 for _ in as_completed(p)) == 6
+    out = io.StringIO()
+    progress(p, file=out)
+    assert "6/6" in out.getvalue()
+    with pytest.raises(TypeError, match="expected Futures"):
+        wait([1, 2])
+
+
+def test_compute_of_a_collection_is_a_future(c3):
+    f = c3.compute(dd.from_map(part, range(3)).x.sum())
+    assert isinstance(f, Future)
+    assert f.result() == pytest.approx(whole(3).x.sum())
+
+
+def test_annotations_become_task_options(c3, tmp_path):
+    a, b, _ = sorted(c3.scheduler_info()["workers"])
+    with dask.annotate(workers=[b]):
+        x = dask.delayed(os.getpid)()
+    pids = {w["pid"]: addr for addr, w in c3.scheduler_info()["workers"].items()}
+    assert pids[c3.compute(x).result()] == b
+    # retries: a task that fails once succeeds with retries=1 ...
+    with dask.annotate(retries=1):
+        y = dask.delayed(fail_once)(str(tmp_path / "gate"), 7)
+    assert c3.compute(y).result() == 7
+    # ... and errs without it.
+    z = dask.delayed(fail_once)(str(tmp_path / "other"), 7)
+    with pytest.raises(OSError, match="first attempt"):
+        c3.compute(z).result()
+    # A persisted array placed by an annotation lives where it was told (as
+    # in Dask, fusing layers when the graph is optimized drops annotations).
+    with dask.annotate(workers=[a]):
+        arr = da.ones(1000, chunks=250) + 1
+    placed = c3.persist(arr, optimize_graph=False)
+    wait(placed)
+    held = c3.who_has(futures_of(placed))
+    assert {w for ws in held.values() for w in ws} == {a}
+    with dask.annotate(resources={"GPU": "lots"}), pytest.raises(TypeError, match="annotations"):
+        c3.compute(dask.delayed(os.getpid)())
+
+
+def test_dask_uses_the_task_shuffle_on_a_shoal_cluster(c3):
+    assert dask.config.get("dataframe.shuffle.method") == "tasks"
+
+
+def test_shuffles_equal_pandas_on_three_processes(c3):
+    n = 6
+    df = dd.from_map(part, range(n))
+    pdf = whole(n)
+    # groupby-apply by a series (the case the disk shuffle got wrong)
+    got = df.groupby(df.k).apply(len, meta=(None, "int64")).compute().sort_index()
+    want = pdf.groupby(pdf.k).apply(len).sort_index()
+    assert got.to_dict() == want.to_dict()
+    # set_index and sort_values
+    s = df.set_index("x").compute()
+    assert s.index.is_monotonic_increasing and len(s) == len(pdf)
+    assert np.allclose(np.sort(pdf.x.to_numpy()), s.index.to_numpy())
+    sv = df.sort_values("k").compute()
+    assert sv.k.is_monotonic_increasing and sorted(sv.x) == sorted(pdf.x)
+    # a merge of two frames on a key with many values
+    other = dd.from_map(part, range(n, 2 * n))
+    merged = df.merge(other, on="k").compute()
+    expected = pdf.merge(whole(2 * n).iloc[n * ROWS :], on="k")
+    assert len(merged) == len(expected)
+    assert merged.x_x.sum() == pytest.approx(expected.x_x.sum())
+    # a groupby with many groups, split out
+    g = df.groupby("k").x.sum(split_out=3).compute().sort_index()
+    assert np.allclose(g.to_numpy(), pdf.groupby("k").x.sum().sort_index().to_numpy())

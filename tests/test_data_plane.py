@@ -1,0 +1,187 @@
+"""Values moving through the cluster: bytes, numpy arrays and pandas frames of
+every size around the thresholds, worker to worker, worker to client and
+client to worker, spilled and read back; scatter straight to workers; one
+value over 2 GiB; and what a transfer costs in memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shoal import Client, wait
+
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+# Around the inline limit (results the scheduler keeps), the size at which
+# frames become engine buffers, and a few MB.
+SIZES = [0, 1, 64 * KIB - 1, 64 * KIB, 64 * KIB + 1, 3 * MIB + 7]
+
+
+def make_bytes(n: int) -> bytes:
+    return bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+
+
+def make_array(n: int) -> np.ndarray:
+    return np.arange(n // 8, dtype="float64")
+
+
+def make_frame(rows: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"x": np.arange(rows, dtype="int64"), "s": [f"r{i}" for i in range(rows)]}
+    )
+
+
+def same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, pd.DataFrame):
+        return a.equals(b)
+    return type(a) is type(b) and a == b
+
+
+def checksum(value) -> str:
+    """A digest computed where the value is (so no transfer to compare)."""
+    import hashlib
+
+    if isinstance(value, pd.DataFrame):
+        data = pd.util.hash_pandas_object(value).to_numpy().tobytes()
+    elif isinstance(value, np.ndarray):
+        data = value.tobytes()
+    else:
+        data = value
+    return hashlib.sha256(data).hexdigest()
+
+
+def first_two(client):
+    return sorted(client.scheduler_info()["workers"])[:2]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        yield c
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("make", [make_bytes, make_array])
+def test_values_are_equal_after_every_hop(cluster, make, n):
+    a, b = first_two(cluster)
+    expected = make(n)
+    made = cluster.submit(make, n, workers=[a], pure=False)
+    # Worker to worker: a task on the other worker reads it.
+    assert cluster.submit(checksum, made, workers=[b], pure=False).result() == checksum(expected)
+    # Worker to client.
+    assert same(made.result(), expected)
+    # Client to worker (scatter) and back, and read by a task there.
+    sent = cluster.scatter(expected, workers=[b])
+    assert cluster.submit(checksum, sent, workers=[a], pure=False).result() == checksum(expected)
+    assert same(sent.result(), expected)
+
+
+@pytest.mark.parametrize("rows", [0, 10, 50_000])
+def test_pandas_frames_travel_intact(cluster, rows):
+    a, b = first_two(cluster)
+    made = cluster.submit(make_frame, rows, workers=[a], pure=False)
+    expected = make_frame(rows)
+    assert cluster.submit(checksum, made, workers=[b], pure=False).result() == checksum(expected)
+    assert made.result().equals(expected)
+    sent = cluster.scatter(expected, workers=[a])
+    assert cluster.gather(sent).equals(expected)
+
+
+def test_large_bytes_come_back_as_bytes(cluster):
+    value = make_bytes(5 * MIB)
+    back = cluster.scatter(value).result()
+    assert type(back) is bytes and back == value
+    made = cluster.submit(make_bytes, 5 * MIB, pure=False).result()
+    assert type(made) is bytes and made == value
+
+
+def test_a_large_scatter_goes_straight_to_a_named_worker(cluster):
+    a, b = first_two(cluster)
+    value = make_array(4 * MIB)
+    future = cluster.scatter(value, workers=[b])
+    wait(future)
+    assert cluster.who_has(future)[future.key] == [b]
+    # Reused by content: scattering it again gives the same key.
+    assert cluster.scatter(value, workers=[b]).key == future.key
+
+
+def test_scattered_values_are_spread_over_the_workers(cluster):
+    futures = cluster.scatter([make_array(MIB + i * 8) for i in range(8)])
+    wait(futures)
+    holders = {h for hs in cluster.who_has(futures).values() for h in hs}
+    assert holders == set(first_two(cluster))
+
+
+def test_a_value_lost_with_its_worker_errs_clearly():
+    with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        info = c.scheduler_info()["workers"]
+        address = sorted(info)[0]
+        f = c.scatter(make_array(2 * MIB), workers=[address])
+        wait(f)
+        os.kill(info[address]["pid"], 9)
+        c.wait_for_workers(2, timeout=30, without=[address])
+        with pytest.raises(RuntimeError, match="was lost with the worker"):
+            c.submit(checksum, f, pure=False).result(timeout=30)
+
+
+def test_spilled_values_read_back_equal(tmp_path):
+    # 480 MiB of results on a worker whose target is 240 MB: most go to disk.
+    blocks = 24
+    with Client(
+        n_workers=1,
+        threads_per_worker=1,
+        memory_limit="400MB",
+        memory_terminate_fraction=False,
+        local_directory=str(tmp_path),
+        dashboard_address=None,
+    ) as c:
+        sizes = [20 * MIB + 8 * i for i in range(blocks)]
+        futures = c.map(make_array, sizes, pure=False)
+        wait(futures)
+        (spilled,) = c.run(lambda dask_worker: dask_worker.spilled_bytes["disk"]).values()
+        assert spilled > 0
+        # Read back by a task on the worker and by the client.
+        digests = c.gather(c.map(checksum, futures, pure=False))
+        assert digests == [checksum(make_array(n)) for n in sizes]
+        for n, value in zip(sizes, c.gather(futures)):
+            assert same(value, make_array(n))
+
+
+def test_received_arrays_need_no_copy_of_their_memory(cluster):
+    """A gathered array is a view of the bytes as they arrived: the client
+    holds one copy of a 256 MiB value, not two.
+    """
+    import tracemalloc
+
+    made = cluster.submit(make_array, 256 * MIB, pure=False)
+    wait(made)
+    tracemalloc.start()
+    try:
+        value = made.result()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert value.nbytes == 256 * MIB
+    # Python allocated next to nothing: the array's memory is the engine's
+    # receive buffer (a copy into a Python object would trace 256 MiB).
+    assert peak < 16 * MIB
+
+
+@pytest.mark.skipif(
+    os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") < 16 * GIB,
+    reason="needs 16 GiB of memory",
+)
+def test_a_value_over_2_gib_round_trips():
+    n = 2 * GIB + 3
+    with Client(n_workers=1, threads_per_worker=1, dashboard_address=None) as c:
+        value = np.ones(n, dtype="uint8")
+        future = c.scatter(value)
+        del value
+        assert c.submit(lambda v: int(v.sum()), future, pure=False).result(timeout=120) == n
+        back = future.result(timeout=120)
+        assert back.nbytes == n and int(back[-1]) == 1
