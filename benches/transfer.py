@@ -81,13 +81,13 @@ def run(framework: str, big_gib: float) -> dict:
 
     local = [np.full(100 * MB // 8, i, dtype="float64") for i in range(8)]
 
-    def scatter():
-        futures = client.scatter(local, workers=[b])
+    def scatter(values=local):
+        futures = client.scatter(values, workers=[b])
         wait(futures)
         return client.submit(total_bytes, *futures, workers=[b], pure=False).result()
 
     moved("scatter 100MB", 8 * 100 * MB, scatter)
-    del local
+    local.clear()
 
     if big_gib:
         n = int(big_gib * 2**30)

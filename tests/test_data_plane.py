@@ -29,9 +29,7 @@ def make_array(n: int) -> np.ndarray:
 
 
 def make_frame(rows: int) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"x": np.arange(rows, dtype="int64"), "s": [f"r{i}" for i in range(rows)]}
-    )
+    return pd.DataFrame({"x": np.arange(rows, dtype="int64"), "s": [f"r{i}" for i in range(rows)]})
 
 
 def same(a, b) -> bool:
