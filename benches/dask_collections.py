@@ -13,7 +13,7 @@ threads_per_worker=1)`` and times each step as a user runs it:
   ``(x + x.T).mean(axis=0).sum()``;
 * ``bag``: a bag of 20,000 partitions, map + filter + count.
 
-Usage: ``python benches/collections.py [shoal] [dask] [--partitions 60]``
+Usage: ``python benches/dask_collections.py [shoal] [dask] [--partitions 60]``
 """
 
 from __future__ import annotations
