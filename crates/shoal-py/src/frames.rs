@@ -86,6 +86,14 @@ impl Frame {
         self.data.len()
     }
 
+    /// Where the memory lies. Two frames with the same address share one
+    /// buffer while either is alive (a cache of values built over frames
+    /// keys on it).
+    #[getter]
+    fn address(&self) -> usize {
+        self.data.as_ptr() as usize
+    }
+
     fn __repr__(&self) -> String {
         format!("Frame({} bytes)", self.data.len())
     }

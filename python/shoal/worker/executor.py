@@ -28,6 +28,7 @@ from .. import _engine
 from ..core import serialize
 from ..core.retry import NotRetried
 from . import context as task_context
+from .inputs import DEFAULT_BUDGET, InputCache
 from .uploads import Uploads, user_root
 
 if TYPE_CHECKING:
@@ -131,16 +132,23 @@ class Executors:
         The worker runtime (``shoal._engine.WorkerRuntime``).
     nthreads
         Executor threads to start now.
+    root
+        This user's directory for the worker's files.
+    memory_limit
+        The worker's memory limit (0: none); the inputs kept unpickled for
+        the next tasks take at most a tenth of it.
 
     """
 
-    def __init__(self, rt: Any, nthreads: int, root: Path | None = None):
+    def __init__(self, rt: Any, nthreads: int, root: Path | None = None, memory_limit: int = 0):
         self.rt = rt
         self.worker = task_context.Worker(rt, self)
         # Futures inside stored results, kept until the results are freed.
         self.holding: dict[str, list[Any]] = {}
         #: Files sent with ``Client.upload_file``.
         self.uploads = Uploads(root)
+        budget = DEFAULT_BUDGET if not memory_limit else min(DEFAULT_BUDGET, memory_limit // 10)
+        self.inputs = InputCache(serialize.loads, budget)
         self.functions: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # started on first use
@@ -258,6 +266,7 @@ class Executors:
         rt = self.rt
         functions = self.functions
         loads = serialize.loads
+        inputs = self.inputs
         perf_counter = time.perf_counter
         set_deps = serialize.set_dependency_values
         holding = self.holding
@@ -286,7 +295,7 @@ class Executors:
                     fn = functions[task.func] = pickle.loads(data)
                 deps = task.deps
                 if deps:
-                    set_deps({k: loads(f) for k, f in deps})
+                    set_deps({k: inputs.load(k, f) for k, f in deps})
                 try:
                     args, kwargs = loads(task.args)
                 finally:
@@ -322,6 +331,7 @@ class Executors:
             kind, what, frames = item
             if kind == "closed":
                 self.holding.clear()
+                self.inputs.clear()
                 self.worker.actors.clear()
                 self.worker.close()
                 self.uploads.remove()
@@ -407,5 +417,5 @@ def start_in_process(
         fractions=fractions,
         spill_root=str(root),
     )
-    Executors(rt, nthreads, root)
+    Executors(rt, nthreads, root, memory_limit)
     return rt

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError) as e:
         print(f"shoal worker: {e}", file=sys.stderr)
         sys.exit(1)
-    _executors = Executors(rt, args.nthreads, root)
+    _executors = Executors(rt, args.nthreads, root, memory_limit)
     rt.wait_closed()
     _executors.uploads.remove()
     sys.stdout.flush()
