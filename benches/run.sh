@@ -10,7 +10,7 @@ venv="$(mktemp -d -t shoal-bench-XXXXXX)"
 trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet . "dask[distributed,dataframe]" ray pandas beautifulsoup4 requests lxml cssselect websocket-client
+"$venv/bin/python" -m pip install --quiet . "dask[distributed,dataframe,array,bag]" ray pandas beautifulsoup4 requests lxml cssselect websocket-client
 "$venv/bin/python" benches/compare.py "$@"
 # The seeds' real workloads, shoal and Dask side by side.
 "$venv/bin/python" benches/seeds.py
@@ -18,6 +18,9 @@ python3 -m venv "$venv"
 "$venv/bin/python" benches/chaos.py shoal dask
 # Results three times the workers' memory limit: spilled and read back.
 "$venv/bin/python" benches/spill.py shoal dask
+# Data that moves: GB/s between workers and the client, and dask collections.
+"$venv/bin/python" benches/transfer.py shoal dask
+"$venv/bin/python" benches/dask_collections.py shoal dask
 # What the token and TLS cost on a 10,000-task map.
 "$venv/bin/python" benches/security_cost.py
 # What an open dashboard page costs (needs chromium).
