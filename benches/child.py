@@ -39,3 +39,19 @@ def run_child(script: str, args: list[str], timeout: float) -> dict | str:
 def report(result: dict) -> None:
     """What the subprocess prints at the end."""
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_each(script: str, names: list[str], args: list[str], timeout: float) -> dict[str, dict]:
+    """Run ``script``'s child part for each framework in ``names`` (shoal
+    and dask by default), one after the other; each one's result, or ``{}``
+    with the reason on standard error when it has none.
+    """
+    results = {}
+    for name in names or ["shoal", "dask"]:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        r = run_child(script, [name, *args], timeout)
+        if isinstance(r, str):
+            print(f"{name} failed:\n{r}", file=sys.stderr)
+            r = {}
+        results[name] = r
+    return results

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from child import report, run_child  # noqa: E402
+from child import report, run_each  # noqa: E402
 
 ROWS = 200_000
 
@@ -104,14 +104,7 @@ def main(argv: list[str]) -> None:
             partitions = int(next(it))
         else:
             names.append(arg)
-    results = {}
-    for name in names or ["shoal", "dask"]:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        r = run_child(__file__, [name, str(partitions)], 1200.0)
-        if isinstance(r, str):
-            print(f"{name} failed:\n{r}", file=sys.stderr)
-            r = {}
-        results[name] = r
+    results = run_each(__file__, names, [str(partitions)], 1200.0)
     names = list(results)
     print("| workload (s) | " + " | ".join(names) + " | shoal / dask |")
     print("|---|" + "---|" * (len(names) + 1))

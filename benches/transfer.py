@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from child import report, run_child  # noqa: E402
+from child import report, run_each  # noqa: E402
 
 MB = 1_000_000
 
@@ -129,21 +129,14 @@ def main(argv: list[str]) -> None:
             big = float(next(it))
         else:
             names.append(arg)
-    results = {}
-    for name in names or ["shoal", "dask"]:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        r = run_child(__file__, [name, str(big)], 900.0)
-        if isinstance(r, str):
-            print(f"{name} failed:\n{r}", file=sys.stderr)
-            r = {s: r if r == "timeout" else "failed" for s in STEPS}
-        results[name] = r
+    results = run_each(__file__, names, [str(big)], 900.0)
     names = list(results)
     print("| moving data | " + " | ".join(names) + " | shoal / dask |")
     print("|---|" + "---|" * (len(names) + 1))
     for step in STEPS:
         cells, nums = [], []
         for name in names:
-            v = results[name].get(step, "—")
+            v = results[name].get(step, "failed" if not results[name] else "—")
             cells.append(f"{v:.2f} GB/s" if isinstance(v, float) else str(v))
             nums.append(v if isinstance(v, float) else None)
         ratio = ""
