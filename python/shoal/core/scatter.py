@@ -63,7 +63,10 @@ def scatter(
     """
     engine = session.engine
     targets = _targets(engine, workers)
-    turn = itertools.cycle(targets[random.randrange(len(targets)) :] + targets) if targets else None
+    turn = None
+    if targets:
+        start = random.randrange(len(targets))
+        turn = itertools.cycle(targets[start:] + targets[:start])
     names: list[str] = []
     frames_of: dict[str, list[Any]] = {}
     puts: dict[str, list[tuple[str, list[Any]]]] = {}
