@@ -183,3 +183,14 @@ def test_a_value_over_2_gib_round_trips():
         assert c.submit(lambda v: int(v.sum()), future, pure=False).result(timeout=120) == n
         back = future.result(timeout=120)
         assert back.nbytes == n and int(back[-1]) == 1
+
+
+def test_arguments_too_large_for_the_scheduler_say_to_scatter(cluster):
+    # np.empty touches no memory: the check happens before anything is sent.
+    huge = np.empty(GIB + 1, dtype="uint8")
+    with pytest.raises(ValueError, match=r"scatter large values first"):
+        cluster.submit(len, huge, pure=False)
+    with pytest.raises(ValueError, match=r"scatter large values first"):
+        cluster.map(len, [huge], pure=False)
+    # Scattered, the same value is fine.
+    assert cluster.submit(len, cluster.scatter(huge[:1024]), pure=False).result() == 1024

@@ -232,6 +232,11 @@ impl ClientCore {
             ));
         }
         let functions = function.iter().map(|f| f.to_core()).collect();
+        let args = keys
+            .iter()
+            .zip(args)
+            .map(|(key, frames)| frames.for_spec(key))
+            .collect::<PyResult<Vec<_>>>()?;
         let tasks = keys
             .into_iter()
             .zip(args)

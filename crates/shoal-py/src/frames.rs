@@ -29,6 +29,28 @@ const SHARE_ABOVE: usize = 64 * 1024;
 #[derive(Clone, Debug, Default)]
 pub struct Frames(pub Vec<Bytes>);
 
+/// The most bytes of pickled arguments a task spec may carry: specs travel
+/// to the scheduler inside messages (at most 2 GiB each), large values do
+/// not (they are scattered, and tasks take their futures).
+pub const MAX_SPEC_BYTES: usize = 1 << 30;
+
+impl Frames {
+    /// The frames, if they fit in a task spec; else a `ValueError` saying
+    /// what to do instead.
+    pub fn for_spec(self, key: &str) -> PyResult<Self> {
+        let n: usize = self.0.iter().map(|f| f.len()).sum();
+        if n > MAX_SPEC_BYTES {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "the arguments of task {key} are {:.1} GiB pickled, more than the 1 GiB a \
+                 task may carry to the scheduler: scatter large values first \
+                 (future = client.scatter(value)) and pass the future",
+                n as f64 / (1u64 << 30) as f64
+            )));
+        }
+        Ok(self)
+    }
+}
+
 impl From<Vec<Bytes>> for Frames {
     fn from(v: Vec<Bytes>) -> Self {
         Frames(v)

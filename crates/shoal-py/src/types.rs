@@ -93,8 +93,9 @@ impl TaskSpec {
         limits: Vec<String>,
         resources: Vec<(String, f64)>,
         loose: bool,
-    ) -> Self {
-        TaskSpec {
+    ) -> PyResult<Self> {
+        let frames = frames.for_spec(&key)?;
+        Ok(TaskSpec {
             key,
             func,
             frames,
@@ -108,7 +109,7 @@ impl TaskSpec {
             limits,
             resources,
             loose,
-        }
+        })
     }
 
     fn __repr__(&self) -> String {
