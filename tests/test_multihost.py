@@ -223,6 +223,39 @@ def test_a_large_result_comes_straight_from_its_worker(cluster):
     assert out["ok"]
 
 
+def test_shuffles_persist_and_scatter_across_hosts(cluster):
+    out = from_client_host(
+        cluster,
+        """
+        import numpy as np, pandas as pd, dask.dataframe as dd
+        from shoal import futures_of
+
+        def part(i):
+            rng = np.random.default_rng(i)
+            return pd.DataFrame({"x": rng.random(2000), "k": rng.integers(0, 300, 2000)})
+
+        df = dd.from_map(part, range(6))
+        pdf = pd.concat([part(i) for i in range(6)])
+        got = df.groupby(df.k).apply(len, meta=(None, "int64")).compute(scheduler=c)
+        want = pdf.groupby(pdf.k).apply(len)
+        out["groupby"] = got.sort_index().to_dict() == want.sort_index().to_dict()
+        s = df.set_index("x").compute(scheduler=c)
+        out["set_index"] = bool(s.index.is_monotonic_increasing) and len(s) == len(pdf)
+        p = c.persist(df)
+        wait(p)
+        held = c.who_has(futures_of(p))
+        out["persisted_on"] = sorted({h for hs in held.values() for h in hs})
+        out["persisted_sum"] = float(p.x.sum().compute(scheduler=c)) == float(pdf.x.sum())
+        arr = np.arange(1_000_000, dtype="float64")
+        f = c.scatter(arr, workers=[workers["w2"]])
+        total = c.submit(lambda v: float(v.sum()), f, workers=[workers["w1"]], pure=False)
+        out["scatter"] = total.result() == float(arr.sum())
+        """,
+    )
+    assert out["groupby"] and out["set_index"] and out["persisted_sum"] and out["scatter"]
+    assert out["persisted_on"] == sorted(out["workers"].values())
+
+
 def test_a_worker_killed_mid_graph_loses_no_result(cluster):
     # Last in the module: it leaves one worker.
     out = from_client_host(
