@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from . import _engine
 from .core import aio, arguments, context
-from .core.graph import Node
+from .core.graph import Node, is_dask_collection
 from .core.times import parse_timedelta
 from .futures import Future
 
@@ -71,7 +71,7 @@ def futures_of(obj: Any, strict: bool = False) -> list[Future]:
             stack.extend(x.values())
         elif isinstance(x, (list, tuple, set, frozenset)):
             stack.extend(x)
-        elif not isinstance(x, type) and callable(getattr(type(x), "__dask_graph__", None)):
+        elif is_dask_collection(x):
             # A graph holds much else besides: never strict there.
             for f in futures_of(_graph_values(x.__dask_graph__())):
                 found.setdefault(f.key, f)
@@ -242,9 +242,7 @@ class as_completed(Iterator[Any]):
         """Add several futures: an iterable of them, or a persisted
         collection (its partitions' futures).
         """
-        if not isinstance(futures, (Future, Node)) and callable(
-            getattr(type(futures), "__dask_graph__", None)
-        ):
+        if is_dask_collection(futures):
             futures = futures_of(futures)
         for f in futures:
             self.add(f)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 from .core import arguments, context, keys, serialize
-from .core.graph import Node, call_node, submit_graph, value_node
-from .dask.graphs import collection_node, is_dask_collection, persist_collections
+from .core.graph import Node, call_node, held_node, is_dask_collection, submit_graph, value_node
+from .dask.graphs import collection_node, persist_collections
 from .dask.protocol import node_graph
 from .futures import Future
 
@@ -515,6 +515,4 @@ def persist_on(
 
 def persisted(d: Delayed, future: Future) -> Delayed:
     """A Delayed whose value is the result ``future`` points at."""
-    out = Delayed(d._key, None, None, (future,), d._length)
-    object.__setattr__(out, "_future", future)
-    return out
+    return held_node(future, d._length, cls=Delayed)

@@ -66,6 +66,22 @@ class Node:
         return f"{type(self).__name__}({self._key!r})"
 
 
+def is_dask_collection(x: Any) -> bool:
+    """Whether ``x`` is a dask collection (shoal's own nodes excluded)."""
+    if isinstance(x, (type, Node)):
+        return False
+    return callable(getattr(type(x), "__dask_graph__", None))
+
+
+def held_node(future: Any, length: int | None = None, cls: type[Node] = Node) -> Any:
+    """A node (of class ``cls``) standing for a result the cluster holds
+    (``future``): graphs refer to its key and never run it again.
+    """
+    node = cls(future.key, None, None, (future,), length)
+    object.__setattr__(node, "_future", future)
+    return node
+
+
 def post_order(
     roots: list[Any], key: Callable[[Any], Any], children: Callable[[Any], Any]
 ) -> list[Any]:

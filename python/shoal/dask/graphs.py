@@ -24,7 +24,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core import serialize
-from ..core.graph import Node, post_order, submit_graph, value_node
+from ..core.graph import (
+    Node,
+    held_node,
+    post_order,
+    submit_graph,
+    value_node,
+)
 from ..core.spec import limit_names, placement
 from ..core.times import parse_timedelta
 from ..futures import Future
@@ -33,13 +39,6 @@ from .config import cluster_shuffle
 #: The annotations that are task options, and the ones ``placement`` reads.
 _PLACEMENT = ("workers", "allow_other_workers", "resources")
 _OPTIONS = ("priority", "retries", "limits", "retry_delay", "retry_max_delay", *_PLACEMENT)
-
-
-def is_dask_collection(x: Any) -> bool:
-    """Whether ``x`` is a dask collection (shoal's own nodes excluded)."""
-    if isinstance(x, (type, Node)):
-        return False
-    return callable(getattr(type(x), "__dask_graph__", None))
 
 
 def stringify(key: Any) -> str:
@@ -180,15 +179,6 @@ def graph_to_nodes(dsk: Any, outputs: list[Any]) -> dict[Any, Node]:
     if missing:
         raise KeyError(f"keys not in the graph: {missing[:5]}")
     return nodes
-
-
-def held_node(future: Future) -> Node:
-    """A node standing for a result the cluster holds: graphs refer to its
-    key and never run it again.
-    """
-    node = Node(future.key, None, None, (future,))
-    object.__setattr__(node, "_future", future)
-    return node
 
 
 def _flatten(keys: Any) -> list[Any]:
