@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use crate::auth::Admission;
+use crate::buffer::read_exactly;
 use crate::frame::{read_frame, read_frame_limited, write_frame, FrameError, MAX_HELLO_LEN};
 use crate::messages::{
     DataHeader, DataResponse, GetData, Hello, Payload, PeerRequest, PutAck, RunResponse, Welcome,
@@ -300,7 +300,7 @@ where
         let mut frames = Vec::with_capacity(lengths.len());
         for len in lengths {
             // No cap: a value may be larger than any message (its buffer
-            // grows only as its bytes arrive, see `read_exactly`).
+            // is bounded until its bytes arrive, see `buffer`).
             let len =
                 usize::try_from(len).map_err(|_| FrameError::TooLarge(usize::MAX, usize::MAX))?;
             frames.push(read_exactly(r, len).await?);
@@ -308,24 +308,6 @@ where
         items.push((key, Some(Payload { frames })));
     }
     Ok(Some(DataResponse { items }))
-}
-
-/// Reads `len` bytes into one buffer that grows (at most doubling, never
-/// past `len`) as they arrive.
-async fn read_exactly<R>(r: &mut R, len: usize) -> Result<Bytes, FrameError>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut out = Vec::new();
-    while out.len() < len {
-        let room = (len - out.len()).min(out.len().max(64 * 1024));
-        out.reserve_exact(room);
-        let got = (&mut *r).take(room as u64).read_to_end(&mut out).await?;
-        if got == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
-    }
-    Ok(Bytes::from(out))
 }
 
 /// Runs a pickled call on the worker whose data server is at `addr`
@@ -404,6 +386,7 @@ async fn admitted(addr: &str, security: &Security) -> Result<Stream, FetchError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use crate::messages::WorkerToScheduler;
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 
 pub mod addr;
 pub mod auth;
+pub mod buffer;
 pub mod coord;
 pub mod frame;
 pub mod io;
