@@ -38,6 +38,39 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// a worker process, which watches its memory, sets its own.
 const DEFAULT_LIMIT: usize = 0;
 
+/// How far ahead of the bytes received a fresh buffer's pages are made.
+const POPULATE_AHEAD: usize = 4 << 20;
+
+/// Makes the pages of `buf`'s spare capacity up to `ahead` bytes past its
+/// length in one call (instead of one fault per page as bytes land), and
+/// returns the length up to which pages are made. Advice only: where the
+/// kernel does not know it, pages are made by faults as before.
+fn populate(buf: &mut Vec<u8>, ahead: usize) -> usize {
+    let end_len = buf.len() + (buf.capacity() - buf.len()).min(ahead);
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let spare = buf.spare_capacity_mut();
+        let start = spare.as_mut_ptr() as usize;
+        let end = start + spare.len().min(ahead);
+        let first = start.next_multiple_of(PAGE);
+        let last = end / PAGE * PAGE;
+        if first < last {
+            // SAFETY: [first, last) lies inside capacity this Vec owns and
+            // has not initialised; MADV_POPULATE_WRITE only backs those
+            // pages with (zeroed) memory, as writing to them would.
+            unsafe {
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_POPULATE_WRITE,
+                );
+            }
+        }
+    }
+    end_len
+}
+
 /// Buffers of dropped values, waiting to be reused.
 struct Pool {
     limit: usize,
@@ -126,7 +159,8 @@ impl AsRef<[u8]> for Recycled {
 
 impl Drop for Recycled {
     fn drop(&mut self) {
-        POOL.lock().give(std::mem::take(&mut self.0), Instant::now());
+        POOL.lock()
+            .give(std::mem::take(&mut self.0), Instant::now());
     }
 }
 
@@ -140,11 +174,17 @@ where
     } else {
         None
     };
+    let fresh = pooled.is_none();
     let mut out = pooled.unwrap_or_else(|| Vec::with_capacity(len.min(FIRST_ALLOCATION)));
+    let mut populated = 0;
     while out.len() < len {
         if out.len() == out.capacity() {
             // Double what arrived, never past `len`.
             out.reserve_exact((len - out.len()).min(out.len()));
+            populated = 0;
+        }
+        if fresh && populated < out.len() + POPULATE_AHEAD / 2 {
+            populated = populate(&mut out, POPULATE_AHEAD);
         }
         let want = (len - out.len()).min(out.capacity() - out.len());
         let got = (&mut *r).take(want as u64).read_buf(&mut out).await?;

@@ -386,8 +386,8 @@ async fn admitted(addr: &str, security: &Security) -> Result<Stream, FetchError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use crate::messages::WorkerToScheduler;
+    use bytes::Bytes;
 
     #[tokio::test]
     async fn data_responses_round_trip_with_raw_frames() {

@@ -82,7 +82,11 @@ impl MemoryPolicy {
     /// Bytes of idle receive buffers the process keeps for reuse (see
     /// `shoal_proto::buffer`): a tenth of the limit, at most 1 GiB.
     pub fn pooled_bytes(&self) -> usize {
-        let tenth = if self.limit == 0 { 256 << 20 } else { self.limit / 10 };
+        let tenth = if self.limit == 0 {
+            256 << 20
+        } else {
+            self.limit / 10
+        };
         tenth.min(1 << 30) as usize
     }
 
