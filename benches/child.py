@@ -1,6 +1,8 @@
 """Runs one framework's part of a benchmark in a subprocess of its own.
 
-The subprocess prints ``RESULT <json>`` when it is done. It runs in a
+The subprocess prints ``RESULT <json>`` when it is done, and may print one
+after each step too: the last one counts, so the steps a framework finished
+are reported even if a later one kills it or runs out of time. It runs in a
 session of its own, so a framework stopped at the timeout takes its worker
 processes with it.
 """
@@ -24,16 +26,20 @@ def run_child(script: str, args: list[str], timeout: float) -> dict | str:
         text=True,
         start_new_session=True,
     )
+    why = None
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return "timeout"
-    line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        return err[-3000:]
-    return json.loads(line[len("RESULT ") :])
+        out, err = proc.communicate()
+        why = "timeout"
+    lines = [x for x in out.splitlines() if x.startswith("RESULT ")]
+    if not lines:
+        return why or err[-3000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
+    if why or proc.returncode:
+        print(f"stopped early ({why or f'exit {proc.returncode}'}):\n{err[-3000:]}", file=sys.stderr)
+    return result
 
 
 def report(result: dict) -> None:

@@ -60,6 +60,7 @@ def run(framework: str, big_gib: float) -> dict:
         took = time.perf_counter() - start
         assert got == nbytes, (name, got, nbytes)
         out[name] = nbytes / took / 1e9
+        report(out)
 
     for label, count, size in (("8MB", 100, 8 * MB), ("100MB", 8, 100 * MB)):
         blocks = client.map(make_block, range(count), nbytes=size, workers=[a], pure=False)
@@ -92,6 +93,8 @@ def run(framework: str, big_gib: float) -> dict:
     if big_gib:
         n = int(big_gib * 2**30)
         value = b"\x01" * n
+        out["3GiB"] = "died"  # what is reported if it kills the process
+        report(out)
         start = time.perf_counter()
         try:
             [future] = client.scatter([value])

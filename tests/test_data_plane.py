@@ -127,6 +127,17 @@ def test_a_value_lost_with_its_worker_errs_clearly():
             c.submit(checksum, f, pure=False).result(timeout=30)
 
 
+def test_a_scattered_value_larger_than_every_memory_limit_is_refused():
+    with Client(
+        n_workers=2, threads_per_worker=1, memory_limit="400MB", dashboard_address=None
+    ) as c:
+        # np.empty touches no memory: the check happens before anything is sent.
+        with pytest.raises(ValueError, match=r"larger than the memory limit of every worker"):
+            c.scatter(np.empty(500 * MIB, dtype="uint8"))
+        f = c.scatter(make_array(8 * MIB))
+        assert c.submit(checksum, f, pure=False).result() == checksum(make_array(8 * MIB))
+
+
 def test_spilled_values_read_back_equal(tmp_path):
     # 480 MiB of results on a worker whose target is 240 MB: most go to disk.
     blocks = 24

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import _engine
 from . import keys, serialize
+from .sizes import format_bytes
 from .spec import LITERAL_FUNC, Placement, task_spec
 
 #: Values larger than this (pickled) go straight to a worker.
@@ -30,15 +31,40 @@ def _nbytes(frames: list[Any]) -> int:
     return sum(memoryview(f).nbytes for f in frames)
 
 
-def _targets(engine: Any, workers: list[str]) -> list[str]:
-    """Addresses of the connected workers the data may go to (all, or
-    those named by name, host or address in ``workers``).
+def _targets(engine: Any, workers: list[str]) -> list[tuple[str, int]]:
+    """Addresses and memory limits (0: none) of the connected workers the
+    data may go to (all, or those named by name, host or address in
+    ``workers``).
     """
     found = engine.workers()
     if workers:
         wanted = set(workers)
         found = [w for w in found if {w["address"], w["name"], w["host"], str(w["name"])} & wanted]
-    return [w["address"] for w in found]
+    return [(w["address"], w["memory"]) for w in found]
+
+
+def _holder(turn: Any, count: int, size: int) -> str:
+    """The next worker in ``turn`` whose memory limit can hold ``size``
+    bytes.
+
+    Raises
+    ------
+    ValueError
+        If none of the ``count`` workers can: the value would only make
+        each of them restart.
+
+    """
+    largest = 0
+    for _ in range(count):
+        address, limit = next(turn)
+        if limit == 0 or size < limit:
+            return address
+        largest = max(largest, limit)
+    raise ValueError(
+        f"Cannot scatter a value of {format_bytes(size)}: it is larger than the memory "
+        f"limit of every worker it may go to (the largest is {format_bytes(largest)}). "
+        "Split it into smaller pieces, or start workers with a larger memory_limit."
+    )
 
 
 def scatter(
@@ -56,6 +82,9 @@ def scatter(
     ------
     TypeError
         If a value cannot be pickled.
+    ValueError
+        If a value is larger than the memory limit of every worker it may go
+        to.
     ConnectionError
         If a worker could not be reached and the value could not go through
         the scheduler either.
@@ -82,13 +111,10 @@ def scatter(
             k = keys.task_key(type(v).__name__, 0, frames, hash)
         names.append(k)
         frames_of[k] = frames
-        if (
-            turn is not None
-            and k not in direct
-            and _nbytes(frames) > DIRECT_ABOVE
-            and engine.status(k) is None
-        ):
-            address = next(turn)
+        size = _nbytes(frames)
+        fresh = k not in direct and engine.status(k) is None
+        if turn is not None and fresh and size > DIRECT_ABOVE:
+            address = _holder(turn, len(targets), size)
             direct[k] = address
             puts.setdefault(address, []).append((k, frames))
     if puts:
