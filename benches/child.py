@@ -38,7 +38,8 @@ def run_child(script: str, args: list[str], timeout: float) -> dict | str:
         return why or err[-3000:]
     result = json.loads(lines[-1][len("RESULT ") :])
     if why or proc.returncode:
-        print(f"stopped early ({why or f'exit {proc.returncode}'}):\n{err[-3000:]}", file=sys.stderr)
+        cause = why or f"exit {proc.returncode}"
+        print(f"stopped early ({cause}):\n{err[-3000:]}", file=sys.stderr)
     return result
 
 
