@@ -32,6 +32,10 @@ def make_frame(rows: int) -> pd.DataFrame:
     return pd.DataFrame({"x": np.arange(rows, dtype="int64"), "s": [f"r{i}" for i in range(rows)]})
 
 
+def length(value) -> int:
+    return len(value)
+
+
 def same(a, b) -> bool:
     if isinstance(a, np.ndarray):
         return a.dtype == b.dtype and np.array_equal(a, b)
@@ -196,12 +200,16 @@ def test_a_value_over_2_gib_round_trips():
         assert back.nbytes == n and int(back[-1]) == 1
 
 
-def test_arguments_too_large_for_the_scheduler_say_to_scatter(cluster):
-    # np.empty touches no memory: the check happens before anything is sent.
+def test_arguments_too_large_for_a_spec_travel_as_scattered_values(cluster):
+    # np.empty touches no memory on this side: the sender reads zero pages.
     huge = np.empty(GIB + 1, dtype="uint8")
+    assert cluster.submit(len, huge, pure=False).result() == GIB + 1
+    assert cluster.map(len, [huge], pure=False)[0].result() == GIB + 1
+    assert cluster.submit(length, value=huge, pure=False).result() == GIB + 1
+    assert cluster.submit(len, [huge, huge], pure=False).result() == 2
+    # Many arguments, each small enough to stay in the spec, are refused.
+    parts = [np.empty(60 * MIB, dtype="uint8") for _ in range(18)]
     with pytest.raises(ValueError, match=r"scatter large values first"):
-        cluster.submit(len, huge, pure=False)
-    with pytest.raises(ValueError, match=r"scatter large values first"):
-        cluster.map(len, [huge], pure=False)
+        cluster.submit(max, *parts, pure=False)
     # Scattered, the same value is fine.
     assert cluster.submit(len, cluster.scatter(huge[:1024]), pure=False).result() == 1024

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .actor import factory as actor_factory
 from .cfexecutor import ClientExecutor
 from .client_cluster import ClusterMethods, collect_keys, worker_names
-from .core import aio, arguments, context, keys, serialize
+from .core import aio, arguments, context, keys, lift, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
 from .core.retry import check_delays, retry_filter
@@ -443,6 +443,10 @@ class Client(ClusterMethods):
         func = retry_filter(func, retry_on)
         h, name, functions = self._session.function(func)
         frames, deps = serialize.dumps_args(args, kwargs, name)
+        if lift.nbytes(frames) > lift.MAX_SPEC_BYTES:
+            args, kwargs, lifted = lift.lift_large(self.scatter, args, kwargs)
+            if lifted:
+                frames, deps = serialize.dumps_args(args, kwargs, name)
         if key is None:
             key = keys.task_key(name, h, frames, pure)
         else:
@@ -558,6 +562,10 @@ class Client(ClusterMethods):
         lazy: list[Any] = []
         for i, args in enumerate(zip(*iterables)):
             frames, deps = serialize.dumps_args(args, kwargs, name)
+            if lift.nbytes(frames) > lift.MAX_SPEC_BYTES:
+                args, kw, lifted = lift.lift_large(self.scatter, args, kwargs)
+                if lifted:
+                    frames, deps = serialize.dumps_args(args, kw, name)
             if deps:
                 lazy.extend(d for d in deps if isinstance(d, Delayed))
                 deps = [d.key for d in deps]
