@@ -153,3 +153,35 @@ def test_shuffles_equal_pandas_on_three_processes(c3):
     # a groupby with many groups, split out
     g = df.groupby("k").x.sum(split_out=3).compute().sort_index()
     assert np.allclose(g.to_numpy(), pdf.groupby("k").x.sum().sort_index().to_numpy())
+
+
+def numeric_part(i: int, rows: int = 1_000_000) -> pd.DataFrame:
+    rng = np.random.default_rng(i)
+    return pd.DataFrame({"x": rng.random(rows), "y": rng.random(rows)})
+
+
+def summary(p: pd.DataFrame) -> tuple[int, bool, float, float, float]:
+    if not len(p):
+        return (0, True, 0.0, np.inf, -np.inf)
+    return (len(p), p.index.is_monotonic_increasing, float(p.y.sum()), p.index[0], p.index[-1])
+
+
+@pytest.mark.timeout(300)
+def test_a_shuffle_larger_than_the_workers_memory_completes_by_spilling():
+    # 640 MB of partitions, shuffled into another 640 MB: more than any
+    # worker's limit, and more than all of them keep in memory (three
+    # workers of 450 MB, about 150 MB of which is the interpreter, pandas
+    # and dask): values must spill, and workers must not die of it.
+    n = 40
+    with Client(
+        n_workers=3, threads_per_worker=1, memory_limit="450MB", dashboard_address=None
+    ) as c:
+        df = dd.from_map(numeric_part, range(n))
+        parts = c.compute(df.set_index("x").map_partitions(summary, meta=(None, "object")))
+        parts = parts.result()
+    parts = [p for p in parts if p[0]]
+    assert sum(p[0] for p in parts) == n * 1_000_000
+    assert all(p[1] for p in parts), "every partition sorted"
+    assert all(a[4] <= b[3] for a, b in zip(parts, parts[1:])), "partitions in order"
+    expected = sum(numeric_part(i).y.sum() for i in range(n))
+    assert sum(p[2] for p in parts) == pytest.approx(expected)

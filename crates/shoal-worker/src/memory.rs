@@ -142,6 +142,19 @@ pub fn return_freed_memory() {
     }
 }
 
+/// Gives the system the free pages inside the allocator's heaps, not only
+/// at their tops (`malloc_trim(0)`): after a burst of pandas work the
+/// executor threads' heaps are full of holes that the trim threshold never
+/// reaches, and a worker short of memory would stay paused with nothing to
+/// spill. Only where glibc's allocator is in use.
+fn give_free_pages_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// `1.5 GiB`, `300 MiB`.
 pub fn human(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -173,7 +186,11 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
         }
         let rss = crate::health::process_rss();
         // A spill in progress holds the store: measure again next time.
-        let Some(managed) = shared.store.try_lock().map(|s| s.memory_bytes()) else {
+        let Some(managed) = shared.store.try_lock().map(|mut s| {
+            let managed = s.memory_bytes();
+            s.set_unmanaged(rss.saturating_sub(managed));
+            managed
+        }) else {
             continue;
         };
         shoal_proto::buffer::release_idle();
@@ -207,6 +224,7 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
                 if let Some(release) = release {
                     release();
                 }
+                give_free_pages_back();
             })
             .await;
         }

@@ -40,6 +40,11 @@ pub(crate) struct DataStore {
     disk_bytes: u64,
     /// Bytes in memory above which values spill (0: never).
     target: u64,
+    /// Bytes the process holds besides these values, as last measured by
+    /// the memory monitor: values spill as soon as they and it pass the
+    /// target (Dask's rule for resident memory, applied when a value
+    /// arrives rather than at the next measurement).
+    unmanaged: u64,
     spill: SpillDir,
     /// The worker closed: nothing more is spilled.
     closed: bool,
@@ -57,6 +62,7 @@ impl DataStore {
             memory_bytes: 0,
             disk_bytes: 0,
             target,
+            unmanaged: 0,
             spill: SpillDir::new(root),
             closed: false,
         }
@@ -103,8 +109,20 @@ impl DataStore {
         }
         self.put_in_memory(key, value, nbytes);
         if self.target > 0 {
-            self.spill_above(self.target);
+            self.spill_above(self.room());
         }
+    }
+
+    /// Tells the store how much memory the process holds besides its
+    /// values (resident minus managed, measured by the memory monitor).
+    pub fn set_unmanaged(&mut self, bytes: u64) {
+        self.unmanaged = bytes;
+    }
+
+    /// Bytes of values memory may hold now: the target, less what the
+    /// process holds besides them.
+    fn room(&self) -> u64 {
+        self.target.saturating_sub(self.unmanaged)
     }
 
     /// The value of `key`, read back from disk if it was spilled (it is then
@@ -148,7 +166,7 @@ impl DataStore {
         self.put_in_memory(key.to_string(), value.clone(), spilled.nbytes);
         // Room for it: older values go to disk, never this one.
         if self.target > 0 {
-            self.spill_above(self.target.max(spilled.nbytes));
+            self.spill_above(self.room().max(spilled.nbytes));
         }
         Some(value)
     }
@@ -350,6 +368,22 @@ mod tests {
             assert_eq!(s.get(k), Some(value(b, 400)), "{k}");
             s.check();
         }
+    }
+
+    #[test]
+    fn memory_the_process_holds_besides_the_values_leaves_them_less_room() {
+        let root = root();
+        let mut s = DataStore::new(1000, root.0.clone());
+        s.insert("a".into(), value(1, 400));
+        s.set_unmanaged(500);
+        s.insert("b".into(), value(2, 400));
+        s.check();
+        // 400 + 400 would fit the target, but not beside 500 unmanaged.
+        assert_eq!((s.memory_bytes(), s.disk_bytes()), (400, 400));
+        assert!(s.memory.contains_key("b") && s.disk.contains_key("a"));
+        s.set_unmanaged(0);
+        assert_eq!(s.get("a"), Some(value(1, 400)));
+        assert_eq!((s.memory_bytes(), s.disk_bytes()), (800, 0));
     }
 
     #[test]
