@@ -79,17 +79,6 @@ impl MemoryPolicy {
         }
     }
 
-    /// Bytes of idle receive buffers the process keeps for reuse (see
-    /// `shoal_proto::buffer`): a tenth of the limit, at most 1 GiB.
-    pub fn pooled_bytes(&self) -> usize {
-        let tenth = if self.limit == 0 {
-            256 << 20
-        } else {
-            self.limit / 10
-        };
-        tenth.min(1 << 30) as usize
-    }
-
     /// Whether the process's memory is watched at all.
     pub fn watches_process(&self) -> bool {
         self.limit > 0
@@ -193,12 +182,7 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
         }) else {
             continue;
         };
-        shoal_proto::buffer::release_idle();
         let verdict = policy.check(rss, managed);
-        if verdict != Verdict::default() && shoal_proto::buffer::release() > 0 {
-            // Idle receive buffers go before any value spills: measure again.
-            continue;
-        }
         if verdict != Verdict::default() {
             tracing::debug!(
                 "memory: {} resident, {} of results in memory: {verdict:?}",

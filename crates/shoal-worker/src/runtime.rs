@@ -157,7 +157,6 @@ impl WorkerRuntime {
         })?;
         if config.memory.watches_process() {
             crate::memory::return_freed_memory();
-            shoal_proto::buffer::set_limit(config.memory.pooled_bytes());
         }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (out_tx, out_rx) = unbounded_channel();
