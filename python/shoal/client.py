@@ -443,7 +443,7 @@ class Client(ClusterMethods):
         func = retry_filter(func, retry_on)
         h, name, functions = self._session.function(func)
         frames, deps = serialize.dumps_args(args, kwargs, name)
-        if lift.nbytes(frames) > lift.MAX_SPEC_BYTES:
+        if serialize.nbytes(frames) > lift.MAX_SPEC_BYTES:
             args, kwargs, lifted = lift.lift_large(self.scatter, args, kwargs)
             if lifted:
                 frames, deps = serialize.dumps_args(args, kwargs, name)
@@ -562,7 +562,7 @@ class Client(ClusterMethods):
         lazy: list[Any] = []
         for i, args in enumerate(zip(*iterables)):
             frames, deps = serialize.dumps_args(args, kwargs, name)
-            if lift.nbytes(frames) > lift.MAX_SPEC_BYTES:
+            if serialize.nbytes(frames) > lift.MAX_SPEC_BYTES:
                 args, kw, lifted = lift.lift_large(self.scatter, args, kwargs)
                 if lifted:
                     frames, deps = serialize.dumps_args(args, kw, name)

@@ -24,11 +24,6 @@ MAX_SPEC_BYTES: int = _engine.MAX_SPEC_BYTES
 LIFT_ABOVE: int = 64 << 20
 
 
-def nbytes(frames: list[Any]) -> int:
-    """Bytes in ``frames``."""
-    return sum(memoryview(f).nbytes for f in frames)
-
-
 def lift_large(
     scatter: Callable[[Any], Any], args: tuple, kwargs: dict
 ) -> tuple[tuple, dict, bool]:
@@ -39,7 +34,7 @@ def lift_large(
 
     def one(v: Any) -> Any:
         nonlocal lifted
-        if nbytes(serialize.dumps(v)) <= LIFT_ABOVE:
+        if serialize.nbytes(serialize.dumps(v)) <= LIFT_ABOVE:
             return v
         lifted = True
         # In a list of one, so that a list or dict is one value, not many.

@@ -27,10 +27,6 @@ DIRECT_ABOVE: int = _engine.INLINE_LIMIT
 _NO_TIMEOUT = 86_400.0
 
 
-def _nbytes(frames: list[Any]) -> int:
-    return sum(memoryview(f).nbytes for f in frames)
-
-
 def _targets(engine: Any, workers: list[str]) -> list[tuple[str, int]]:
     """Addresses and memory limits (0: none) of the connected workers the
     data may go to (all, or those named by name, host or address in
@@ -111,7 +107,7 @@ def scatter(
             k = keys.task_key(type(v).__name__, 0, frames, hash)
         names.append(k)
         frames_of[k] = frames
-        size = _nbytes(frames)
+        size = serialize.nbytes(frames)
         fresh = k not in direct and engine.status(k) is None
         if turn is not None and fresh and size > DIRECT_ABOVE:
             address = _holder(turn, len(targets), size)

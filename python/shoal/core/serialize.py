@@ -102,6 +102,11 @@ def loads(frames: Sequence[Any]) -> Any:
     return _loads(frames)
 
 
+def nbytes(frames: list[Any]) -> int:
+    """Bytes in pickled ``frames``."""
+    return sum(memoryview(f).nbytes for f in frames)
+
+
 def dumps(obj: Any) -> list[Any]:
     """Pickle a value (a result or a scattered value) into frames: ``bytes``
     and views of the value's own buffers (see :func:`_frame`).

@@ -62,7 +62,7 @@ class InputCache:
         return value
 
     def clear(self) -> None:
-        """Forget everything (the worker is closing, or memory is short)."""
+        """Forget everything (the worker is closing)."""
         with self._lock:
             self._items.clear()
             self._nbytes = 0
