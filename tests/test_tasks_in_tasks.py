@@ -57,6 +57,28 @@ def test_secede_and_rejoin_by_hand(one_thread):
     assert one_thread.submit(explicit_secede, 5).result(timeout=60) == 15
 
 
+def fib(n):
+    """Dask's documented recursive pattern: submit both halves, secede while
+    waiting for them, rejoin to add them up (every call its own task)."""
+    if n < 2:
+        return n
+    client = get_client()
+    a = client.submit(fib, n - 1, pure=False)
+    b = client.submit(fib, n - 2, pure=False)
+    secede()
+    x, y = client.gather([a, b])
+    rejoin()
+    return x + y
+
+
+def test_the_recursive_secede_rejoin_pattern_never_deadlocks_on_one_thread(one_thread):
+    # It hung in some runs: a task that rejoined held the only slot when
+    # the next task arrived, and when it ended nothing woke the executor
+    # waiting for that slot. 67 tasks a round, many rounds.
+    for _ in range(30):
+        assert one_thread.submit(fib, 8, pure=False).result(timeout=30) == 21
+
+
 def with_worker_client(xs):
     with worker_client() as client:
         return sum(client.gather(client.map(lambda x: x * 10, xs)))

@@ -62,8 +62,8 @@ pub(crate) async fn report(shared: Arc<Shared>) {
             }
             WorkerMetrics {
                 cpu: if wall > 0.0 { 100.0 * used / wall } else { 0.0 },
-                running: (st.running.len() + st.detached.len()) as u32,
-                queued: st.ready.len() as u32,
+                running: st.tasks.in_slots() + st.tasks.seceded(),
+                queued: st.tasks.queued() as u32,
                 ..WorkerMetrics::default()
             }
         };

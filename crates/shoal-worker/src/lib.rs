@@ -19,6 +19,7 @@ mod spill;
 mod staged;
 mod state;
 mod store;
+mod tasks;
 
 pub use control::Control;
 pub use memory::MemoryPolicy;

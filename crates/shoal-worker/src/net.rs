@@ -84,9 +84,7 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
         SchedulerToWorker::Cancel { ids } => {
             let mut st = shared.state.lock();
             for id in ids {
-                if st.active.contains(&id) {
-                    st.cancelled.insert(id);
-                }
+                st.tasks.cancel(id);
             }
             // A handed-off task is stopped by the pacer's hook.
             drop(st);
@@ -97,12 +95,7 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
             let mut given = Vec::new();
             for id in ids {
                 // Queued or still fetching inputs: not started, so give it back.
-                if st.active.contains(&id)
-                    && !st.running.contains_key(&id)
-                    && !st.detached.contains_key(&id)
-                {
-                    st.active.remove(&id);
-                    st.cancelled.insert(id);
+                if st.tasks.give_back(id) {
                     given.push(id);
                 }
             }
@@ -147,7 +140,10 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
     }
     let keys = t.deps.iter().map(|d| d.key.clone()).collect();
     // The scheduler counts this worker as a holder of what came along.
-    shared.state.lock().active.insert(t.id);
+    if !shared.state.lock().tasks.assign(t.id) {
+        tracing::debug!("task {} assigned here twice: the second is ignored", t.key);
+        return;
+    }
     let (missing, _) = store_inline(&mut shared.store.lock(), t.deps);
     let ready = ReadyTask {
         id: t.id,
@@ -170,7 +166,7 @@ fn compute(shared: &Arc<Shared>, t: ComputeTask) {
         if lost.is_empty() {
             push_ready(&shared, ready);
         } else {
-            shared.state.lock().active.remove(&ready.id);
+            shared.state.lock().tasks.inputs_lost(ready.id);
             let _ = shared.out.send(WorkerToScheduler::MissingDeps {
                 id: ready.id,
                 keys: lost,
@@ -220,12 +216,10 @@ fn keep_literal(shared: &Shared, t: ComputeTask) {
     });
 }
 
-fn push_ready(shared: &Shared, mut t: ReadyTask) {
-    let mut st = shared.state.lock();
-    st.seq += 1;
-    t.seq = st.seq;
-    st.ready.push(t);
-    drop(st);
+fn push_ready(shared: &Shared, t: ReadyTask) {
+    if !shared.state.lock().tasks.inputs_local(t) {
+        return; // given back or cancelled while its inputs came
+    }
     shared.work.notify_one();
     shared.pace.notify_one();
 }

@@ -230,7 +230,7 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
                     st = shared.state.lock();
                     continue;
                 }
-                if !st.ready.is_empty() || !st.running.is_empty() || !st.detached.is_empty() {
+                if st.tasks.has_work() {
                     break;
                 }
                 // Idle: back to the threads' count, and sleep until work.
@@ -262,7 +262,7 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
             if grew {
                 shared.work.notify_all();
             }
-            (spawn, allowed + st.detached.len() as u32)
+            (spawn, allowed + st.tasks.seceded())
         };
         for _ in 0..spawn {
             (hooks.spawn_executor)();
@@ -307,17 +307,7 @@ fn waits_outside(tid: i32) -> bool {
 
 /// Handed-off tasks the scheduler cancelled, each returned once.
 pub(crate) fn take_cancelled_detached(shared: &Shared) -> Vec<shoal_proto::TaskId> {
-    let mut st = shared.state.lock();
-    let ids: Vec<shoal_proto::TaskId> = st
-        .cancelled
-        .iter()
-        .copied()
-        .filter(|id| st.detached.contains_key(id))
-        .collect();
-    for id in &ids {
-        st.cancelled.remove(id);
-    }
-    ids
+    shared.state.lock().tasks.take_cancelled_seceded()
 }
 
 /// Reads the running tasks' clocks and sums up the worker; also returns the
@@ -327,7 +317,8 @@ fn look_at(st: &mut crate::state::State) -> (Look, Vec<shoal_proto::FuncHash>) {
     let mut blocked = 0;
     let mut funcs = Vec::new();
     let mut busy = 0.0;
-    for r in st.running.values_mut() {
+    let blocking = &st.blocking;
+    for r in st.tasks.running_mut() {
         let Some(clock) = r.clock else { continue };
         let cpu = clock.now();
         let Some((start, since)) = r.cpu_start else {
@@ -356,22 +347,22 @@ fn look_at(st: &mut crate::state::State) -> (Look, Vec<shoal_proto::FuncHash>) {
             blocked += 1;
             // A function is learnt as blocking from a task seen asleep on
             // the outside world, never from one waiting for the GIL.
-            if !st.blocking.contains(&r.func) && waits_outside(r.tid) {
+            if !blocking.contains(&r.func) && waits_outside(r.tid) {
                 funcs.push(r.func);
             }
         }
     }
     // Only tasks of functions known to block may use the room growth makes.
     let queued = st
-        .ready
-        .iter()
-        .filter(|t| st.blocking.contains(&t.func) || funcs.contains(&t.func))
+        .tasks
+        .queued_funcs()
+        .filter(|f| st.blocking.contains(f) || funcs.contains(f))
         .count() as u32;
     let look = Look {
         nthreads: st.nthreads,
         cap: st.max_threads,
         allowed: st.allowed,
-        running: st.running.len() as u32,
+        running: st.tasks.in_slots(),
         queued,
         blocked,
         busy,

@@ -259,8 +259,7 @@ impl WorkerRuntime {
             }
             if !missing.is_empty() {
                 let mut st = self.shared.state.lock();
-                st.running.remove(&t.id);
-                st.active.remove(&t.id);
+                st.tasks.inputs_lost(t.id);
                 if function.is_some() {
                     st.delivered.remove(&t.func);
                 }
@@ -299,7 +298,7 @@ impl WorkerRuntime {
             // Room to run one more? (The pacer widens `allowed` while the
             // running tasks are blocked.) Nothing starts while memory is
             // short, or while a preload import runs.
-            if st.paused || st.importing || st.running.len() as u32 >= st.allowed {
+            if st.paused || st.importing || st.tasks.in_slots() >= st.allowed {
                 self.shared.work.wait(&mut st);
                 continue;
             }
@@ -307,17 +306,12 @@ impl WorkerRuntime {
                 self.shared.work.wait(&mut st);
                 continue;
             };
-            if st.cancelled.remove(&t.id) {
-                st.active.remove(&t.id);
-                continue;
-            }
             // Executors cache functions; hand out the bytes once.
             let function = if st.delivered.insert(t.func) {
                 st.functions.get(&t.func).cloned()
             } else {
                 None
             };
-            st.running.insert(t.id, Running::reading(t.func));
             return Some((t, function));
         }
     }
@@ -327,9 +321,7 @@ impl WorkerRuntime {
     /// now: from here the pacer watches the thread, so only the task's own
     /// waiting can make it look blocked.
     pub fn begin(&self, id: TaskId) {
-        if let Some(r) = self.shared.state.lock().running.get_mut(&id) {
-            *r = Running::now(r.func);
-        }
+        self.shared.state.lock().tasks.begin(id);
     }
 
     /// Stores a task's result and tells the scheduler. `holds_futures`: the
@@ -349,7 +341,7 @@ impl WorkerRuntime {
         if holds_futures {
             self.shared.control.lock().holding.insert(key.clone());
         }
-        let ran = self.shared.state.lock().done(id);
+        let ran = self.end(id);
         self.shared.store.lock().insert(key, result);
         let _ = self.shared.out.send(WorkerToScheduler::TaskFinished {
             id,
@@ -361,10 +353,23 @@ impl WorkerRuntime {
         });
     }
 
+    /// Ends task `id` here and returns how it ran. A task that held a slot
+    /// wakes an executor: the thread that ran it may exit now (a task that
+    /// seceded and rejoined ends its thread), and a task queued behind it
+    /// would otherwise wait until something else arrived — the recursive
+    /// `secede`/`rejoin` deadlock.
+    fn end(&self, id: TaskId) -> Option<Running> {
+        let ended = self.shared.state.lock().done(id);
+        if ended.freed_slot {
+            self.shared.work.notify_one();
+        }
+        ended.ran
+    }
+
     /// Reports that a task raised; `retryable` is false when the task's
     /// retry filter says the error is final.
     pub fn fail(&self, id: TaskId, error: TaskError, retryable: bool) {
-        let ran = self.shared.state.lock().done(id);
+        let ran = self.end(id);
         let _ = self.shared.out.send(WorkerToScheduler::TaskFailed {
             id,
             error,
@@ -386,11 +391,10 @@ impl WorkerRuntime {
     fn detach(&self, id: TaskId) {
         let capacity = {
             let mut st = self.shared.state.lock();
-            let Some(r) = st.running.remove(&id) else {
+            if !st.tasks.secede(id) {
                 return;
-            };
-            st.detached.insert(id, r);
-            st.allowed + st.detached.len() as u32
+            }
+            st.allowed + st.tasks.seceded()
         };
         self.shared.work.notify_one();
         let _ = self
@@ -415,11 +419,10 @@ impl WorkerRuntime {
     pub fn rejoin(&self, id: TaskId) {
         let capacity = {
             let mut st = self.shared.state.lock();
-            let Some(r) = st.detached.remove(&id) else {
+            if !st.tasks.rejoin(id) {
                 return; // not seceded: nothing to do
-            };
-            st.running.insert(id, r);
-            st.allowed + st.detached.len() as u32
+            }
+            st.allowed + st.tasks.seceded()
         };
         let _ = self
             .shared
@@ -499,7 +502,7 @@ impl WorkerRuntime {
     /// coroutines leave the CPU free.)
     pub fn busy(&self) -> bool {
         let st = self.shared.state.lock();
-        !st.ready.is_empty() || st.computing() > 0
+        st.tasks.queued() > 0 || st.computing() > 0
     }
 
     /// Starts the pacer (see [`crate::pacer`]): without it the worker runs

@@ -1,7 +1,7 @@
 //! State shared between the networking thread and executor threads.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,9 +10,9 @@ use shoal_proto::{FuncHash, Payload, TaskId, WorkerToScheduler};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::control::ControlQueue;
-use crate::pacer::Running;
 use crate::staged::Staged;
 use crate::store::DataStore;
+use crate::tasks::{Ended, Tasks};
 
 /// A task whose inputs are all local, waiting for an executor.
 pub(crate) struct ReadyTask {
@@ -182,19 +182,11 @@ impl Shared {
 }
 
 pub(crate) struct State {
-    pub ready: BinaryHeap<ReadyTask>,
+    /// Every task assigned here and not ended, by phase (see `tasks`).
+    pub tasks: Tasks,
     pub functions: HashMap<FuncHash, Bytes>,
     /// Functions already handed to an executor.
     pub delivered: HashSet<FuncHash>,
-    /// Tasks the scheduler took back before they started.
-    pub cancelled: HashSet<TaskId>,
-    /// Tasks assigned here and not yet finished (queued, fetching or running).
-    pub active: HashSet<TaskId>,
-    /// Tasks running on an executor thread, with that thread's clock.
-    pub running: HashMap<TaskId, Running>,
-    /// Tasks handed off by their executor (coroutines on the event loop):
-    /// running, but holding no thread.
-    pub detached: HashMap<TaskId, Running>,
     /// The worker's thread count: what it runs at once when tasks compute.
     pub nthreads: u32,
     /// How many tasks may run on threads at once now (see `pacer`).
@@ -209,7 +201,6 @@ pub(crate) struct State {
     pub blocking: HashSet<FuncHash>,
     /// Modules to import ahead of need, not yet handed to the Python layer.
     pub preload: Vec<String>,
-    pub seq: u64,
     /// Memory is short: no task starts (see `memory`).
     pub paused: bool,
     /// A preload import runs: no task starts until it ends.
@@ -221,20 +212,15 @@ impl State {
     pub fn new(nthreads: u32, max_threads: u32) -> State {
         let nthreads = nthreads.max(1);
         State {
-            ready: BinaryHeap::new(),
+            tasks: Tasks::default(),
             functions: HashMap::new(),
             delivered: HashSet::new(),
-            cancelled: HashSet::new(),
-            active: HashSet::new(),
-            running: HashMap::new(),
-            detached: HashMap::new(),
             nthreads,
             allowed: nthreads,
             threads: nthreads,
             max_threads: max_threads.max(nthreads),
             blocking: HashSet::new(),
             preload: Vec::new(),
-            seq: 0,
             paused: false,
             importing: false,
             closed: false,
@@ -243,45 +229,25 @@ impl State {
 
     /// Running tasks of functions not known to block: they use base slots.
     pub fn computing(&self) -> u32 {
-        self.running
-            .values()
-            .filter(|r| !self.blocking.contains(&r.func))
-            .count() as u32
+        self.tasks.computing(&self.blocking)
     }
 
-    /// Takes the first ready task that may start now: any task while a base
-    /// slot is free, else only tasks of functions known to block.
+    /// Starts the first queued task that may start now: any task while a
+    /// base slot is free, else only tasks of functions known to block.
     pub fn take_runnable(&mut self) -> Option<ReadyTask> {
-        let base_free = self.computing() < self.nthreads;
-        let mut skipped = Vec::new();
-        let mut found = None;
-        while let Some(t) = self.ready.pop() {
-            if base_free || self.blocking.contains(&t.func) || self.cancelled.contains(&t.id) {
-                found = Some(t);
-                break;
-            }
-            skipped.push(t);
-            if skipped.len() >= SCAN_LIMIT {
-                break;
-            }
-        }
-        self.ready.extend(skipped);
-        found
+        self.tasks.start(self.nthreads, &self.blocking, SCAN_LIMIT)
     }
 
-    /// The task is no longer running here (finished, failed or dropped).
-    /// A task that computed most of its time marks its function computing.
-    /// Returns how it ran, if it ran here.
-    pub fn done(&mut self, id: TaskId) -> Option<Running> {
-        if let Some(r) = self.running.get(&id) {
+    /// The task is no longer running here (finished or failed). A task
+    /// that computed most of its time in a slot marks its function
+    /// computing (a seceded task's thread clock says nothing of it).
+    pub fn done(&mut self, id: TaskId) -> Ended {
+        let ended = self.tasks.end(id);
+        if let (true, Some(r)) = (ended.freed_slot, &ended.ran) {
             if r.computed_most() {
                 self.blocking.remove(&r.func);
             }
         }
-        self.active.remove(&id);
-        self.cancelled.remove(&id);
-        self.running
-            .remove(&id)
-            .or_else(|| self.detached.remove(&id))
+        ended
     }
 }
