@@ -23,8 +23,17 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "== system: ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        log="$(mktemp)"
+        trap 'rm -f "$log"' EXIT
+        apt-get update -qq >"$log" 2>&1 || { cat "$log"; exit 1; }
+        # One at a time, so a package that fails says which, with apt's words.
+        for pkg in "${missing[@]}"; do
+            if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >"$log" 2>&1; then
+                echo "could not install $pkg:"
+                cat "$log"
+                exit 1
+            fi
+        done
     fi
 fi
 
@@ -47,7 +56,12 @@ echo "== python: lints"
 ruff check python tests examples benches
 ruff format --check python tests examples benches
 
+echo "== the README's demo: the seed workloads on a local cluster"
+python examples/demo.py
+
 echo "== python: end-to-end tests against real clusters"
+# Under CI=true a test skipped for a reason not in tests/conftest.py's
+# ALLOWED_SKIPS fails the run.
 # Run from outside the source tree so the installed package is the one tested.
 cd tests
 python -m pytest -q -p no:cacheprovider "$@"
