@@ -56,6 +56,9 @@ echo "== python: lints"
 ruff check python tests examples benches
 ruff format --check python tests examples benches
 
+echo "== python: the engine's type stub (_engine.pyi) matches the built extension"
+(cd tests && python -m mypy.stubtest shoal._engine --allowlist stubtest_allowlist.txt)
+
 echo "== the README's demo: the seed workloads on a local cluster"
 python examples/demo.py
 

@@ -10,7 +10,6 @@ import pytest
 
 from shoal import Client
 
-
 # Skips a CI run may take: what no CI machine can be expected to offer. Any
 # other skip under CI=true fails the run (a test that did not run proved
 # nothing); the skips taken are listed at the end either way.

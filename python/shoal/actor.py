@@ -25,6 +25,7 @@ from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ._engine import RunAnswer
 from .core import context, serialize
 from .core.errors import rebuild
 from .core.times import parse_timedelta
@@ -246,12 +247,14 @@ class Actor:
 
     def _deliver(self, client: Any, call: list[bytes]) -> Any:
         address = self._address
-        [(_, (kind, value))] = client._session.engine.run_on_workers([address], call)
-        if kind == "value":
-            return serialize.loads(value)
-        if kind == "error":
-            raise rebuild(value)
-        raise RuntimeError(f"Worker holding Actor was lost: {address} cannot be reached ({value})")
+        [(_, answer)] = client._session.engine.run_on_workers([address], call)
+        if isinstance(answer, RunAnswer.Value):
+            return serialize.loads(answer.frames)
+        if isinstance(answer, RunAnswer.Raised):
+            raise rebuild(answer.error)
+        raise RuntimeError(
+            f"Worker holding Actor was lost: {address} cannot be reached ({answer.message})"
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):

@@ -9,6 +9,8 @@ import os
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, Callable
 
+from ._engine import Answer, Coord, RunAnswer
+from .coordination._request import ask
 from .core import aio, arguments, serialize
 from .core.errors import rebuild
 from .core.times import parse_timedelta
@@ -41,12 +43,9 @@ class ClusterMethods:
     def _check_running(self) -> None:  # provided by Client
         raise NotImplementedError
 
-    def _request(self, op: str, **kwargs: Any) -> tuple[str, Any]:
+    def _request(self, op: Coord) -> Answer:
         self._check_running()
-        kind, value = self._session.engine.request(op, **kwargs)
-        if kind == "invalid":
-            raise ValueError(value)
-        return kind, value
+        return ask(self, op)
 
     # ----- functions on every worker ----------------------------------------
 
@@ -121,14 +120,14 @@ class ClusterMethods:
             ).start()
             return None
         results: dict[str, Any] = {}
-        for address, (kind, value) in self._session.engine.run_on_workers(targets, call):
-            if kind == "value":
-                results[address] = serialize.loads(value)
+        for address, answer in self._session.engine.run_on_workers(targets, call):
+            if isinstance(answer, RunAnswer.Value):
+                results[address] = serialize.loads(answer.frames)
                 continue
-            if kind == "error":
-                error: BaseException = rebuild(value)
+            if isinstance(answer, RunAnswer.Raised):
+                error: BaseException = rebuild(answer.error)
             else:
-                error = OSError(f"could not run {function!r} on {address}: {value}")
+                error = OSError(f"could not run {function!r} on {address}: {answer.message}")
             if on_error == "raise":
                 raise error
             if on_error == "return":
@@ -175,9 +174,10 @@ class ClusterMethods:
             collect_keys(futures, found, names=True)
             if not found:
                 return {}
-        _, mapping = self._request("who_has", names=list(found))
+        answer = self._request(Coord.WhoHas(list(found)))
+        assert isinstance(answer, Answer.Map), answer
         return {
-            k: [_scheme(a, self._session.security.scheme) for a in v] for k, v in mapping.items()
+            k: [_scheme(a, self._session.security.scheme) for a in v] for k, v in answer.entries
         }
 
     @aio.maybe_async
@@ -195,7 +195,7 @@ class ClusterMethods:
             ``{worker address: [key, ...]}``.
 
         """
-        return self._by_worker("has_what", workers)
+        return self._by_worker(Coord.HasWhat(), workers)
 
     @aio.maybe_async
     def processing(self, workers: Any = None) -> dict[str, list[str]]:
@@ -207,11 +207,13 @@ class ClusterMethods:
             ``{worker address: [key, ...]}``.
 
         """
-        return self._by_worker("processing", workers)
+        return self._by_worker(Coord.Processing(), workers)
 
-    def _by_worker(self, op: str, workers: Any) -> dict[str, list[str]]:
-        _, mapping = self._request(op)
-        out = {_scheme(a, self._session.security.scheme): list(keys) for a, keys in mapping.items()}
+    def _by_worker(self, op: Coord, workers: Any) -> dict[str, list[str]]:
+        answer = self._request(op)
+        assert isinstance(answer, Answer.Map), answer
+        scheme = self._session.security.scheme
+        out = {_scheme(a, scheme): list(keys) for a, keys in answer.entries}
         if workers is None:
             return out
         wanted = {
@@ -351,8 +353,9 @@ class ClusterMethods:
             # Through the cluster, so it does not start them again.
             retired = self.cluster.retire_workers(names)
         else:
-            _, value = self._request("retire_workers", workers=names, number=0)
-            retired = [_scheme(a, self._session.security.scheme) for a in value]
+            answer = self._request(Coord.RetireWorkers(names))
+            assert isinstance(answer, Answer.Names), answer
+            retired = [_scheme(a, self._session.security.scheme) for a in answer.names]
         return {a: info.get(a, {}) for a in retired}
 
     @aio.maybe_async
@@ -417,22 +420,16 @@ class ClusterMethods:
             return
         self._check_running()
         self._session.engine.wait(keys, None)
-        self._request(
-            "replicate",
-            names=keys,
-            number=n or 0,
-            workers=workers,
-            branching=min(branching_factor, 2**32 - 1),
-        )
+        self._request(Coord.Replicate(keys, n or 0, workers, min(branching_factor, 2**32 - 1)))
 
     def _task_parts(self, key: str) -> tuple[bytes, list[bytes], list[str]]:
         """The pickled function and arguments of task ``key``, and the keys
         of its dependencies, as the scheduler holds them.
         """
-        kind, value = self._request("task_call", name=key)
-        if kind != "items":
+        answer = self._request(Coord.TaskCall(key))
+        if not isinstance(answer, Answer.Items):
             raise ValueError(f"the scheduler no longer knows task {key}")
-        (function,), frames, dep_keys = value
+        (function,), frames, dep_keys = answer.items
         return function, frames, [k.decode() for k in dep_keys]
 
     def _task_call(
@@ -665,10 +662,8 @@ class ClusterMethods:
             raise ValueError("publish_dataset needs name=... for a positional value")
         for key, value in kwargs.items():
             frames, keys = serialize.dumps_held(value, f"dataset {key!r}")
-            kind, _ = self._request(
-                "dataset_publish", name=key, value=frames, keys=keys, flag=override
-            )
-            if kind == "exists":
+            answer = self._request(Coord.DatasetPublish(key, frames, keys, override))
+            if isinstance(answer, Answer.Exists):
                 raise KeyError(f"Dataset {key} already exists")
 
     @aio.maybe_async
@@ -682,17 +677,19 @@ class ClusterMethods:
             If there is none and no ``default`` was given.
 
         """
-        kind, items = self._request("dataset_get", name=name)
-        if kind == "missing":
+        answer = self._request(Coord.DatasetGet(name))
+        if not isinstance(answer, Answer.Items):
             if default is _NO_DEFAULT:
                 raise KeyError(f"Dataset '{name}' not found")
             return default
-        return serialize.loads_for(items[0], self)
+        return serialize.loads_for(answer.items[0], self)
 
     @aio.maybe_async
     def list_datasets(self) -> list[str]:
         """The names of the published datasets."""
-        return list(self._request("dataset_list")[1])
+        answer = self._request(Coord.DatasetList())
+        assert isinstance(answer, Answer.Names), answer
+        return list(answer.names)
 
     @aio.maybe_async
     def unpublish_dataset(self, name: str) -> None:
@@ -704,8 +701,8 @@ class ClusterMethods:
             If there is none of that name.
 
         """
-        kind, _ = self._request("dataset_delete", name=name)
-        if kind == "missing":
+        answer = self._request(Coord.DatasetDelete(name))
+        if isinstance(answer, Answer.Missing):
             raise KeyError(f"Dataset '{name}' not found")
 
     @property
@@ -792,4 +789,4 @@ def fire_and_forget(obj: Any) -> None:
 
     walk(obj)
     for client, keys in by_client.values():
-        client._request("fire_and_forget", names=keys)
+        client._request(Coord.FireAndForget(keys))

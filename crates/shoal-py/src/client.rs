@@ -437,46 +437,24 @@ impl ClientCore {
         })
     }
 
-    /// Sends a coordination request (see `shoal_proto::CoordOp`; `op` is
-    /// its name in snake case) and waits for the answer, `(kind, value)`
-    /// (see `coord::answer`). The scheduler answers `("timeout", None)`
-    /// after `timeout` seconds if it could not grant the request by then.
-    #[pyo3(signature = (op, name=String::new(), value=None, keys=Vec::new(), number=0, lease=0, names=Vec::new(), flag=false, workers=Vec::new(), branching=0, timeout=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn request<'py>(
+    /// Sends a coordination request and waits for the scheduler's
+    /// answer. The scheduler answers `Answer.TimedOut` after `timeout`
+    /// seconds if it could not grant the request by then.
+    #[pyo3(signature = (op, timeout=None))]
+    fn request(
         &self,
-        py: Python<'py>,
-        op: &str,
-        name: String,
-        value: Option<Frames>,
-        keys: Vec<String>,
-        number: u64,
-        lease: u64,
-        names: Vec<String>,
-        flag: bool,
-        workers: Vec<String>,
-        branching: u32,
+        py: Python<'_>,
+        op: PyRef<'_, crate::coord::Coord>,
         timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
-        let args = crate::coord::Args {
-            name,
-            value,
-            keys,
-            number,
-            lease,
-            names,
-            flag,
-            workers,
-            branching,
-        };
-        let op = crate::coord::build(op, args)?;
+    ) -> PyResult<crate::coord::Answer> {
+        let op = shoal_proto::CoordOp::from((*op).clone());
         let req = self.inner.request(op, timeout).map_err(to_py_err)?;
         let inner = &self.inner;
         // The scheduler answers every request (`TimedOut` at its timeout),
         // so this waits without a deadline of its own.
         let reply = poll_interruptibly(py, None, |slice| inner.wait_reply(req, slice))?
             .ok_or_else(|| PyRuntimeError::new_err("no answer from the scheduler"))?;
-        crate::coord::answer(py, reply)
+        Ok(reply.into())
     }
 
     /// The next message of subscription `sub`, waiting up to `timeout`
@@ -533,15 +511,15 @@ impl ClientCore {
     }
 
     /// Runs a pickled call on each worker (by address) at once; returns
-    /// `[(address, (kind, value))]` (see `coord::run_answer`).
+    /// each worker's address and answer.
     #[pyo3(signature = (workers, call, timeout=None))]
-    fn run_on_workers<'py>(
+    fn run_on_workers(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         workers: Vec<String>,
         call: Frames,
         timeout: Option<f64>,
-    ) -> PyResult<Vec<(String, Bound<'py, pyo3::types::PyTuple>)>> {
+    ) -> PyResult<Vec<(String, crate::coord::RunAnswer)>> {
         let inner = self.inner.clone();
         let answers = py.detach(move || {
             inner.run_on_workers(
@@ -555,7 +533,7 @@ impl ClientCore {
             .map(|(w, res)| {
                 Ok((
                     in_scheme(self.scheme, &w),
-                    crate::coord::run_answer(py, res)?,
+                    crate::coord::RunAnswer::new(py, res)?,
                 ))
             })
             .collect()

@@ -1,179 +1,242 @@
-//! Coordination requests and `Client.run` for Python: building requests
-//! from plain arguments and turning answers into plain Python values.
+//! Coordination requests and answers for Python, as typed classes:
+//! Python builds a [`Coord`] variant (`Coord.QueuePut(name=..., value=...,
+//! keys=...)`) and gets back an [`Answer`] variant; this module is the one
+//! place they are converted to and from the wire's `CoordOp`/`CoordReply`.
 
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
 use shoal_proto::{CoordOp, CoordReply, Held, Payload, RunResponse};
 
 use crate::frames::Frames;
 use crate::types::TaskError;
 
-/// The arguments of one request, as Python passes them.
-pub struct Args {
-    pub name: String,
-    pub value: Option<Frames>,
-    pub keys: Vec<String>,
-    pub number: u64,
-    pub lease: u64,
-    pub names: Vec<String>,
-    pub flag: bool,
-    /// Worker names or addresses (`replicate`).
-    pub workers: Vec<String>,
-    /// Copies per holder per round (`replicate`).
-    pub branching: u32,
+/// A coordination request (see `shoal_proto::CoordOp` for what each does).
+/// Values held by the scheduler travel as pickle frames plus the keys of
+/// the futures inside them.
+#[pyclass(module = "shoal._engine", frozen)]
+#[derive(Clone)]
+pub enum Coord {
+    #[pyo3(constructor = (name, maxsize=0))]
+    QueueCreate { name: String, maxsize: u32 },
+    #[pyo3(constructor = (name, value, keys=Vec::new()))]
+    QueuePut {
+        name: String,
+        value: Frames,
+        keys: Vec<String>,
+    },
+    #[pyo3(constructor = (name, count=0))]
+    QueueGet { name: String, count: u32 },
+    QueueSize { name: String },
+    #[pyo3(constructor = (name, value, keys=Vec::new()))]
+    VariableSet {
+        name: String,
+        value: Frames,
+        keys: Vec<String>,
+    },
+    VariableGet { name: String },
+    VariableDelete { name: String },
+    Acquire {
+        name: String,
+        max_leases: u32,
+        lease: u64,
+    },
+    Release { name: String, lease: u64 },
+    Leases { name: String },
+    MultiAcquire {
+        names: Vec<String>,
+        count: u32,
+        lease: u64,
+    },
+    MultiRelease { lease: u64 },
+    MultiLocked { names: Vec<String> },
+    EventSet { name: String },
+    EventClear { name: String },
+    EventWait { name: String },
+    EventIsSet { name: String },
+    #[pyo3(constructor = (name, value, keys=Vec::new(), replace=false))]
+    DatasetPublish {
+        name: String,
+        value: Frames,
+        keys: Vec<String>,
+        replace: bool,
+    },
+    DatasetGet { name: String },
+    DatasetList {},
+    DatasetDelete { name: String },
+    Subscribe { topic: String, sub: u64 },
+    Unsubscribe { sub: u64 },
+    Publish { topic: String, message: Frames },
+    FireAndForget { keys: Vec<String> },
+    WhoHas { keys: Vec<String> },
+    HasWhat {},
+    Processing {},
+    TaskCall { key: String },
+    #[pyo3(constructor = (keys, n=0, workers=Vec::new(), branching=2))]
+    Replicate {
+        keys: Vec<String>,
+        n: u32,
+        workers: Vec<String>,
+        branching: u32,
+    },
+    #[pyo3(constructor = (workers=Vec::new(), n=0))]
+    RetireWorkers { workers: Vec<String>, n: u32 },
+    AdaptiveTarget { target_ms: u32 },
 }
 
-impl Args {
-    fn held(&mut self) -> Held {
-        Held {
-            value: Payload {
-                frames: self.value.take().unwrap_or_default().0,
+fn held(value: Frames, keys: Vec<String>) -> Held {
+    Held {
+        value: Payload { frames: value.0 },
+        keys,
+    }
+}
+
+impl From<Coord> for CoordOp {
+    fn from(c: Coord) -> CoordOp {
+        match c {
+            Coord::QueueCreate { name, maxsize } => CoordOp::QueueCreate { name, maxsize },
+            Coord::QueuePut { name, value, keys } => CoordOp::QueuePut {
+                name,
+                item: held(value, keys),
             },
-            keys: std::mem::take(&mut self.keys),
+            Coord::QueueGet { name, count } => CoordOp::QueueGet { name, count },
+            Coord::QueueSize { name } => CoordOp::QueueSize { name },
+            Coord::VariableSet { name, value, keys } => CoordOp::VariableSet {
+                name,
+                item: held(value, keys),
+            },
+            Coord::VariableGet { name } => CoordOp::VariableGet { name },
+            Coord::VariableDelete { name } => CoordOp::VariableDelete { name },
+            Coord::Acquire {
+                name,
+                max_leases,
+                lease,
+            } => CoordOp::Acquire {
+                name,
+                max_leases,
+                lease,
+            },
+            Coord::Release { name, lease } => CoordOp::Release { name, lease },
+            Coord::Leases { name } => CoordOp::Leases { name },
+            Coord::MultiAcquire {
+                names,
+                count,
+                lease,
+            } => CoordOp::MultiAcquire {
+                count,
+                names,
+                lease,
+            },
+            Coord::MultiRelease { lease } => CoordOp::MultiRelease { lease },
+            Coord::MultiLocked { names } => CoordOp::MultiLocked { names },
+            Coord::EventSet { name } => CoordOp::EventSet { name },
+            Coord::EventClear { name } => CoordOp::EventClear { name },
+            Coord::EventWait { name } => CoordOp::EventWait { name },
+            Coord::EventIsSet { name } => CoordOp::EventIsSet { name },
+            Coord::DatasetPublish {
+                name,
+                value,
+                keys,
+                replace,
+            } => CoordOp::DatasetPublish {
+                replace,
+                item: held(value, keys),
+                name,
+            },
+            Coord::DatasetGet { name } => CoordOp::DatasetGet { name },
+            Coord::DatasetList {} => CoordOp::DatasetList,
+            Coord::DatasetDelete { name } => CoordOp::DatasetDelete { name },
+            Coord::Subscribe { topic, sub } => CoordOp::Subscribe { topic, sub },
+            Coord::Unsubscribe { sub } => CoordOp::Unsubscribe { sub },
+            Coord::Publish { topic, message } => CoordOp::Publish {
+                topic,
+                message: Payload { frames: message.0 },
+            },
+            Coord::FireAndForget { keys } => CoordOp::FireAndForget { keys },
+            Coord::WhoHas { keys } => CoordOp::WhoHas { keys },
+            Coord::HasWhat {} => CoordOp::HasWhat,
+            Coord::Processing {} => CoordOp::Processing,
+            Coord::TaskCall { key } => CoordOp::TaskCall { key },
+            Coord::Replicate {
+                keys,
+                n,
+                workers,
+                branching,
+            } => CoordOp::Replicate {
+                n,
+                keys,
+                workers,
+                branching,
+            },
+            Coord::RetireWorkers { workers, n } => CoordOp::RetireWorkers { n, workers },
+            Coord::AdaptiveTarget { target_ms } => CoordOp::AdaptiveTarget { target_ms },
         }
     }
+}
 
-    fn number_u32(&self) -> PyResult<u32> {
-        u32::try_from(self.number)
-            .map_err(|_| PyValueError::new_err(format!("{} is too large", self.number)))
+/// The scheduler's answer to a [`Coord`] request. `Map` entries name
+/// workers by address without their scheme.
+#[pyclass(module = "shoal._engine", frozen)]
+pub enum Answer {
+    Done {},
+    /// Held values, as pickle frames.
+    Items { items: Vec<Frames> },
+    Count { n: u64 },
+    Flag { value: bool },
+    Names { names: Vec<String> },
+    Map { entries: Vec<(String, Vec<String>)> },
+    /// The request's timeout ended first; nothing was changed.
+    TimedOut {},
+    /// No dataset of that name.
+    Missing {},
+    /// A dataset of that name exists.
+    Exists {},
+    /// The request cannot be served; the message says why.
+    Invalid { message: String },
+}
+
+impl From<CoordReply> for Answer {
+    fn from(reply: CoordReply) -> Answer {
+        match reply {
+            CoordReply::Done => Answer::Done {},
+            CoordReply::Items(items) => Answer::Items {
+                items: items.into_iter().map(|h| Frames(h.value.frames)).collect(),
+            },
+            CoordReply::Count(n) => Answer::Count { n },
+            CoordReply::Flag(value) => Answer::Flag { value },
+            CoordReply::Names(names) => Answer::Names { names },
+            CoordReply::Map(entries) => Answer::Map { entries },
+            CoordReply::TimedOut => Answer::TimedOut {},
+            CoordReply::Missing => Answer::Missing {},
+            CoordReply::Exists => Answer::Exists {},
+            CoordReply::Invalid(message) => Answer::Invalid { message },
+        }
     }
 }
 
-/// Builds the request named `op`.
-pub fn build(op: &str, mut a: Args) -> PyResult<CoordOp> {
-    let name = std::mem::take(&mut a.name);
-    Ok(match op {
-        "queue_create" => CoordOp::QueueCreate {
-            name,
-            maxsize: a.number_u32()?,
-        },
-        "queue_put" => CoordOp::QueuePut {
-            name,
-            item: a.held(),
-        },
-        "queue_get" => CoordOp::QueueGet {
-            name,
-            count: a.number_u32()?,
-        },
-        "queue_size" => CoordOp::QueueSize { name },
-        "variable_set" => CoordOp::VariableSet {
-            name,
-            item: a.held(),
-        },
-        "variable_get" => CoordOp::VariableGet { name },
-        "variable_delete" => CoordOp::VariableDelete { name },
-        "acquire" => CoordOp::Acquire {
-            name,
-            max_leases: a.number_u32()?,
-            lease: a.lease,
-        },
-        "release" => CoordOp::Release {
-            name,
-            lease: a.lease,
-        },
-        "leases" => CoordOp::Leases { name },
-        "multi_acquire" => CoordOp::MultiAcquire {
-            count: a.number_u32()?,
-            names: a.names,
-            lease: a.lease,
-        },
-        "multi_release" => CoordOp::MultiRelease { lease: a.lease },
-        "multi_locked" => CoordOp::MultiLocked { names: a.names },
-        "event_set" => CoordOp::EventSet { name },
-        "event_clear" => CoordOp::EventClear { name },
-        "event_wait" => CoordOp::EventWait { name },
-        "event_is_set" => CoordOp::EventIsSet { name },
-        "dataset_publish" => CoordOp::DatasetPublish {
-            replace: a.flag,
-            item: a.held(),
-            name,
-        },
-        "dataset_get" => CoordOp::DatasetGet { name },
-        "dataset_list" => CoordOp::DatasetList,
-        "dataset_delete" => CoordOp::DatasetDelete { name },
-        "subscribe" => CoordOp::Subscribe {
-            topic: name,
-            sub: a.lease,
-        },
-        "unsubscribe" => CoordOp::Unsubscribe { sub: a.lease },
-        "publish" => CoordOp::Publish {
-            topic: name,
-            message: a.held().value,
-        },
-        "fire_and_forget" => CoordOp::FireAndForget { keys: a.names },
-        "who_has" => CoordOp::WhoHas { keys: a.names },
-        "has_what" => CoordOp::HasWhat,
-        "processing" => CoordOp::Processing,
-        "task_call" => CoordOp::TaskCall { key: name },
-        "replicate" => CoordOp::Replicate {
-            n: a.number_u32()?,
-            keys: a.names,
-            workers: a.workers,
-            branching: a.branching,
-        },
-        "retire_workers" => CoordOp::RetireWorkers {
-            n: a.number_u32()?,
-            workers: a.workers,
-        },
-        "adaptive_target" => CoordOp::AdaptiveTarget {
-            target_ms: a.number_u32()?,
-        },
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown coordination request {other:?}"
-            )))
-        }
-    })
+/// One worker's answer to `Client.run`.
+#[pyclass(module = "shoal._engine", frozen)]
+pub enum RunAnswer {
+    /// The call returned: its pickled value.
+    Value { frames: Frames },
+    /// The call raised.
+    Raised { error: Py<TaskError> },
+    /// The worker could not be reached: why.
+    Unreachable { message: String },
 }
 
-/// An answer as `(kind, value)`: `("done", None)`, `("items", [frames,
-/// ...])`, `("count", n)`, `("flag", b)`, `("names", [...])`, `("map",
-/// {name: [...]})` (worker addresses without `tcp://`), `("timeout", None)`,
-/// `("missing", None)`, `("exists", None)` or `("invalid", message)`.
-pub fn answer(py: Python<'_>, reply: CoordReply) -> PyResult<Bound<'_, PyTuple>> {
-    let none = py.None().into_bound(py);
-    let (kind, value): (&str, Bound<'_, PyAny>) = match reply {
-        CoordReply::Done => ("done", none),
-        CoordReply::Items(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(Frames(item.value.frames))?;
-            }
-            ("items", list.into_any())
-        }
-        CoordReply::Count(n) => ("count", n.into_pyobject(py)?.into_any()),
-        CoordReply::Flag(b) => ("flag", b.into_pyobject(py)?.to_owned().into_any()),
-        CoordReply::Names(names) => ("names", names.into_pyobject(py)?.into_any()),
-        CoordReply::Map(entries) => {
-            let d = PyDict::new(py);
-            for (k, v) in entries {
-                d.set_item(k, v)?;
-            }
-            ("map", d.into_any())
-        }
-        CoordReply::TimedOut => ("timeout", none),
-        CoordReply::Missing => ("missing", none),
-        CoordReply::Exists => ("exists", none),
-        CoordReply::Invalid(msg) => ("invalid", msg.into_pyobject(py)?.into_any()),
-    };
-    PyTuple::new(py, [kind.into_pyobject(py)?.into_any(), value])
-}
-
-/// One worker's answer to `Client.run`: `("value", frames)`,
-/// `("error", TaskError)`, or `("unreachable", message)`.
-pub fn run_answer(
-    py: Python<'_>,
-    res: Result<RunResponse, String>,
-) -> PyResult<Bound<'_, PyTuple>> {
-    let (kind, value): (&str, Bound<'_, PyAny>) = match res {
-        Ok(RunResponse::Value(p)) => ("value", Frames(p.frames).into_pyobject(py)?.into_any()),
-        Ok(RunResponse::Raised(e)) => ("error", Bound::new(py, TaskError::from(&e))?.into_any()),
-        Err(msg) => ("unreachable", msg.into_pyobject(py)?.into_any()),
-    };
-    PyTuple::new(py, [kind.into_pyobject(py)?.into_any(), value])
+impl RunAnswer {
+    pub fn new(py: Python<'_>, res: Result<RunResponse, String>) -> PyResult<RunAnswer> {
+        Ok(match res {
+            Ok(RunResponse::Value(p)) => RunAnswer::Value {
+                frames: Frames(p.frames),
+            },
+            Ok(RunResponse::Raised(e)) => RunAnswer::Raised {
+                error: Py::new(py, TaskError::from(&e))?,
+            },
+            Err(message) => RunAnswer::Unreachable { message },
+        })
+    }
 }
 
 /// `None` or seconds as a duration.

@@ -68,6 +68,9 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::Outcome>()?;
     m.add_class::<types::TaskError>()?;
     m.add_class::<frames::Frame>()?;
+    m.add_class::<coord::Coord>()?;
+    m.add_class::<coord::Answer>()?;
+    m.add_class::<coord::RunAnswer>()?;
     m.add("INLINE_LIMIT", shoal_worker::INLINE_LIMIT)?;
     m.add("MAX_SPEC_BYTES", frames::MAX_SPEC_BYTES)?;
     m.add("LITERAL_FUNC", shoal_proto::LITERAL_FUNC)?;

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from .._engine import Answer, Coord
 from ..core import context, serialize
 from ..core.times import parse_timedelta
 
@@ -29,8 +30,9 @@ def seconds(timeout: Any) -> float | None:
     return t
 
 
-def ask(client: Any, op: str, **kwargs: Any) -> tuple[str, Any]:
-    """Send request ``op`` and return the scheduler's answer ``(kind, value)``.
+def ask(client: Any, op: Coord, timeout: float | None = None) -> Answer:
+    """Send request ``op`` and return the scheduler's answer (an
+    ``Answer.TimedOut`` if ``timeout`` seconds passed first).
 
     A task that waits here keeps its thread, as in Dask (a task holding a
     lock may wait on a variable): to let other tasks run on its thread
@@ -38,10 +40,24 @@ def ask(client: Any, op: str, **kwargs: Any) -> tuple[str, Any]:
     """
     if client.status != "running":
         raise RuntimeError(f"the client is {client.status}")
-    kind, value = client._session.engine.request(op, **kwargs)
-    if kind == "invalid":
-        raise ValueError(value)
-    return kind, value
+    answer = client._session.engine.request(op, timeout)
+    if isinstance(answer, Answer.Invalid):
+        raise ValueError(answer.message)
+    return answer
+
+
+def ask_count(client: Any, op: Coord) -> int:
+    """Send ``op``, whose answer is a count, and return it."""
+    answer = ask(client, op)
+    assert isinstance(answer, Answer.Count), answer
+    return int(answer.n)
+
+
+def ask_flag(client: Any, op: Coord) -> bool:
+    """Send ``op``, whose answer is a yes or no, and return it."""
+    answer = ask(client, op)
+    assert isinstance(answer, Answer.Flag), answer
+    return bool(answer.value)
 
 
 def dump(value: Any, what: str) -> tuple[list[bytes], list[str]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._request import ask, client_of, new_name, seconds
+from .._engine import Answer, Coord
+from ._request import ask, ask_flag, client_of, new_name, seconds
 
 
 class Event:
@@ -34,15 +35,15 @@ class Event:
 
     def set(self) -> None:
         """Set the flag: every waiter wakes."""
-        ask(self.client, "event_set", name=self.name)
+        ask(self.client, Coord.EventSet(self.name))
 
     def clear(self) -> None:
         """Clear the flag: later waits wait again."""
-        ask(self.client, "event_clear", name=self.name)
+        ask(self.client, Coord.EventClear(self.name))
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
-        return bool(ask(self.client, "event_is_set", name=self.name)[1])
+        return ask_flag(self.client, Coord.EventIsSet(self.name))
 
     def wait(self, timeout: Any = None) -> bool:
         """Wait until the flag is set.
@@ -58,8 +59,8 @@ class Event:
             True if it was set, False if the timeout passed first.
 
         """
-        kind, _ = ask(self.client, "event_wait", name=self.name, timeout=seconds(timeout))
-        return kind != "timeout"
+        answer = ask(self.client, Coord.EventWait(self.name), seconds(timeout))
+        return not isinstance(answer, Answer.TimedOut)
 
     def __reduce__(self) -> Any:
         return (Event, (self.name,))

@@ -11,7 +11,8 @@ import itertools
 import threading
 from typing import Any
 
-from ._request import ask, client_of, new_name, seconds
+from .._engine import Answer, Coord
+from ._request import ask, ask_count, ask_flag, client_of, new_name, seconds
 
 _leases = itertools.count(1)
 
@@ -86,15 +87,8 @@ class Semaphore:
 
     def _acquire(self, t: float | None) -> bool:
         lease = next(_leases)
-        kind, _ = ask(
-            self.client,
-            "acquire",
-            name=self.name,
-            number=self.max_leases,
-            lease=lease,
-            timeout=t,
-        )
-        if kind == "timeout":
+        answer = ask(self.client, Coord.Acquire(self.name, self.max_leases, lease), t)
+        if isinstance(answer, Answer.TimedOut):
             return False
         with self._lock:
             self._held.append(lease)
@@ -113,12 +107,12 @@ class Semaphore:
             if not self._held:
                 raise RuntimeError(f"{self!r} released too often: it holds no lease")
             lease = self._held.pop()
-        ask(self.client, "release", name=self.name, lease=lease)
+        ask(self.client, Coord.Release(self.name, lease))
         return True
 
     def get_value(self) -> int:
         """How many leases are out now, across the cluster."""
-        return int(ask(self.client, "leases", name=self.name)[1])
+        return ask_count(self.client, Coord.Leases(self.name))
 
     def close(self) -> None:
         """Return every lease this object holds."""
@@ -253,10 +247,8 @@ class MultiLock:
         count = len(set(self.names)) if num_locks is None else num_locks
         t = _timeout_for(blocking, timeout)
         lease = next(_leases)
-        kind, _ = ask(
-            self.client, "multi_acquire", names=self.names, number=count, lease=lease, timeout=t
-        )
-        if kind == "timeout":
+        answer = ask(self.client, Coord.MultiAcquire(self.names, count, lease), t)
+        if isinstance(answer, Answer.TimedOut):
             return False
         self._lease = lease
         return True
@@ -273,11 +265,11 @@ class MultiLock:
         if self._lease is None:
             raise RuntimeError(f"{self!r} released too often: it holds no lock")
         lease, self._lease = self._lease, None
-        ask(self.client, "multi_release", lease=lease)
+        ask(self.client, Coord.MultiRelease(lease))
 
     def locked(self) -> bool:
         """Whether any of the locks is held."""
-        return bool(ask(self.client, "multi_locked", names=self.names)[1])
+        return ask_flag(self.client, Coord.MultiLocked(self.names))
 
     def __enter__(self) -> MultiLock:
         self.acquire()

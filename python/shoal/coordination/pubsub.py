@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from .._engine import Coord
 from ..core import serialize
 from ._request import ask, client_of, seconds, timed_out
 
@@ -58,7 +59,7 @@ class Pub:
         frames, keys = serialize.dumps_held(msg, "a published message")
         if keys:
             raise TypeError("published messages cannot hold futures: use a Queue")
-        ask(self.client, "publish", name=self.name, value=frames)
+        ask(self.client, Coord.Publish(self.name, frames))
 
     def __reduce__(self) -> Any:
         return (Pub, (self.name,))
@@ -93,7 +94,7 @@ class Sub:
         self.client = client_of(client)
         self.name = name
         self._sub = next(_subscriptions)
-        ask(self.client, "subscribe", name=name, lease=self._sub)
+        ask(self.client, Coord.Subscribe(name, self._sub))
         weakref.finalize(self, _unsubscribe, self.client, self._sub)
 
     def get(self, timeout: Any = None) -> Any:
@@ -134,6 +135,6 @@ class Sub:
 def _unsubscribe(client: Any, sub: int) -> None:
     if client.status == "running":
         try:
-            ask(client, "unsubscribe", lease=sub)
+            ask(client, Coord.Unsubscribe(sub))
         except Exception:
             pass  # the connection is going: the scheduler drops it anyway

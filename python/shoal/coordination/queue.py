@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._request import ask, client_of, dump, load, new_name, seconds, timed_out
+from .._engine import Answer, Coord
+from ._request import ask, ask_count, client_of, dump, load, new_name, seconds, timed_out
 
 
 class Queue:
@@ -39,7 +40,7 @@ class Queue:
         self.client = client_of(client)
         self.name = name or new_name("queue")
         self.maxsize = maxsize
-        ask(self.client, "queue_create", name=self.name, number=maxsize)
+        ask(self.client, Coord.QueueCreate(self.name, maxsize))
 
     def put(self, value: Any, timeout: Any = None) -> None:
         """Add ``value`` at the end, waiting while the queue is full.
@@ -59,8 +60,8 @@ class Queue:
         """
         t = seconds(timeout)
         frames, keys = dump(value, "a queue item")
-        kind, _ = ask(self.client, "queue_put", name=self.name, value=frames, keys=keys, timeout=t)
-        if kind == "timeout":
+        answer = ask(self.client, Coord.QueuePut(self.name, frames, keys), t)
+        if isinstance(answer, Answer.TimedOut):
             raise timed_out(f"put on queue {self.name!r}", t)
 
     def get(self, timeout: Any = None, batch: bool | int = False) -> Any:
@@ -94,15 +95,15 @@ class Queue:
             count = batch
         else:
             raise ValueError(f"batch must be True, False or a positive number, not {batch!r}")
-        kind, items = ask(self.client, "queue_get", name=self.name, number=count, timeout=t)
-        if kind == "timeout":
+        answer = ask(self.client, Coord.QueueGet(self.name, count), t)
+        if not isinstance(answer, Answer.Items):
             raise timed_out(f"get from queue {self.name!r}", t)
-        values = [load(self.client, frames) for frames in items]
+        values = [load(self.client, frames) for frames in answer.items]
         return values if batch is not False else values[0]
 
     def qsize(self) -> int:
         """How many items the queue holds now."""
-        return int(ask(self.client, "queue_size", name=self.name)[1])
+        return ask_count(self.client, Coord.QueueSize(self.name))
 
     def __reduce__(self) -> Any:
         return (_rebuild, (self.name, self.maxsize))

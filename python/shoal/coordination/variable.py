@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._engine import Answer, Coord
 from ._request import ask, client_of, dump, load, new_name, seconds, timed_out
 
 
@@ -47,7 +48,7 @@ class Variable:
         """
         seconds(timeout)  # checked, though a set is answered at once
         frames, keys = dump(value, "a variable's value")
-        ask(self.client, "variable_set", name=self.name, value=frames, keys=keys)
+        ask(self.client, Coord.VariableSet(self.name, frames, keys))
 
     def get(self, timeout: Any = None) -> Any:
         """The value, waiting until one is set.
@@ -64,14 +65,14 @@ class Variable:
 
         """
         t = seconds(timeout)
-        kind, items = ask(self.client, "variable_get", name=self.name, timeout=t)
-        if kind == "timeout":
+        answer = ask(self.client, Coord.VariableGet(self.name), t)
+        if not isinstance(answer, Answer.Items):
             raise timed_out(f"get of variable {self.name!r}", t)
-        return load(self.client, items[0])
+        return load(self.client, answer.items[0])
 
     def delete(self) -> None:
         """Delete the variable (a future it held may then be released)."""
-        ask(self.client, "variable_delete", name=self.name)
+        ask(self.client, Coord.VariableDelete(self.name))
 
     def __reduce__(self) -> Any:
         return (Variable, (self.name,))

@@ -159,11 +159,11 @@ class Cluster:
         token = self._prepare_stop(chosen)
         retired: list[str] = []
         try:
-            kind, value = self._monitor.engine.request(
-                "retire_workers", workers=[w["address"] for w in chosen], number=0
+            answer = self._monitor.engine.request(
+                _engine.Coord.RetireWorkers([w["address"] for w in chosen])
             )
-            if kind == "names":
-                retired = [self._monitor.security.scheme + a for a in value]
+            if isinstance(answer, _engine.Answer.Names):
+                retired = [self._monitor.security.scheme + a for a in answer.names]
         finally:
             self._stop_workers(token, retired)
         self.n_workers = max(self.n_workers - len(retired), 0)
@@ -265,9 +265,9 @@ class Cluster:
         if workers and self._monitor is not None:
             targets = [w["address"] for w in self._monitor.engine.workers()]
             call = serialize.dumps((_engine.recent_logs, (), {}))
-            for address, (kind, value) in self._monitor.engine.run_on_workers(targets, call):
-                if kind == "value":
-                    logs[address] = _text(serialize.loads(value))
+            for address, answer in self._monitor.engine.run_on_workers(targets, call):
+                if isinstance(answer, _engine.RunAnswer.Value):
+                    logs[address] = _text(serialize.loads(answer.frames))
         return logs
 
     def _cluster_logs(self) -> str | None:
@@ -386,10 +386,11 @@ class Adaptive:
         monitor = self.cluster._monitor
         if monitor is None:
             return self.minimum
-        _, wanted = monitor.engine.request(
-            "adaptive_target", number=int(self.target_duration * 1000)
+        answer = monitor.engine.request(
+            _engine.Coord.AdaptiveTarget(min(int(self.target_duration * 1000), 2**32 - 1))
         )
-        return int(min(max(wanted, self.minimum), self.maximum))
+        assert isinstance(answer, _engine.Answer.Count), answer
+        return int(min(max(answer.n, self.minimum), self.maximum))
 
     def adapt(self) -> None:
         """One check: scale up at once, down after ``wait_count`` in a row."""
