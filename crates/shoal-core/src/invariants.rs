@@ -171,6 +171,23 @@ impl Core {
                         "{key} waits on {} inputs but {missing} are missing",
                         t.waiting_on
                     );
+                    // Each missing input is being computed or will be:
+                    // otherwise nothing ever wakes this task.
+                    for d in t.deps.iter() {
+                        let dt = &self.tasks[d];
+                        ensure!(
+                            matches!(
+                                dt.state,
+                                TaskState::Memory { .. }
+                                    | TaskState::Waiting
+                                    | TaskState::Ready
+                                    | TaskState::Assigned { .. }
+                            ),
+                            "{key} waits on {}, which is {:?} and will not be computed",
+                            dt.key(),
+                            dt.state
+                        );
+                    }
                 }
                 TaskState::Ready => {
                     ensure!(

@@ -1,20 +1,29 @@
 //! The core driven by random event sequences, valid and stale alike:
 //! duplicate, late and superseded worker reports, steals racing finishes,
-//! workers lost with retries, clients disowning keys while results arrive,
-//! graphs in parts, copies fetched by workers and `replicate` rounds
-//! answered late or never. The test environment checks every invariant after each
-//! event; here we also check that the core never loses track of work: once
-//! the workers report everything they were given, every wanted key ends up
-//! in memory or erred.
+//! workers lost, paused, leaving or falling silent (`worker_ttl`) with
+//! retries, clients disowning keys while results arrive and other clients
+//! leaving, graphs in parts, priorities, resources and worker restrictions,
+//! locks held by clients that leave, copies fetched by workers and
+//! `replicate` rounds answered late or never. The test environment checks
+//! every invariant after each event; here we also check that the core never
+//! loses track of work: once the workers report everything they were given,
+//! every key client 1 still wants is in memory or erred, and client 1 was
+//! told so (its last word about the key says the same).
 
 mod env;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use env::{task, Env, TaskBuilder};
 use proptest::prelude::*;
-use shoal_core::{Command, Event, TaskStateKind};
+use shoal_core::{Command, CoreConfig, Event, TaskStateKind};
 use shoal_proto::{
-    ClientToScheduler, Payload, SchedulerToWorker, TaskError, TaskId, WorkerId, WorkerToScheduler,
+    ClientToScheduler, CoordOp, Payload, SchedulerToClient, SchedulerToWorker, TaskError, TaskId,
+    WorkerId, WorkerToScheduler,
 };
+
+/// Seconds of silence after which the core declares a worker dead.
+const TTL: f64 = 5.0;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -54,6 +63,21 @@ enum Op {
     Retire(u8),
     /// A worker answers one `Fetch` it was sent (with the copy, or without).
     AnswerFetch(u16, bool),
+    /// A worker pauses (memory is short) or resumes.
+    Pause(u8, bool),
+    /// A worker says it leaves (to restart), then its connection closes.
+    Leave(u8),
+    /// Every worker but one (picked) reports its health: the silent one
+    /// may be declared dead when time passes.
+    Heartbeat(u8),
+    /// A worker offering the resource "GPU" joins.
+    AddGpuWorker,
+    /// Client 1 (true) or client 2 asks for the lock "lock".
+    Acquire(bool),
+    /// Client 1 (true) or client 2 returns a lock lease it holds.
+    ReleaseLock(bool, u8),
+    /// A third client submits tasks on client 1's keys, then leaves.
+    ThirdClient(u16, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -78,6 +102,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u16>(), 0u8..4, 0u8..3).prop_map(|(k, n, b)| Op::Replicate(k, n, b)),
         1 => (1u8..3).prop_map(Op::Retire),
         2 => (any::<u16>(), any::<bool>()).prop_map(|(p, ok)| Op::AnswerFetch(p, ok)),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(w, p)| Op::Pause(w, p)),
+        1 => any::<u8>().prop_map(Op::Leave),
+        2 => any::<u8>().prop_map(Op::Heartbeat),
+        1 => Just(Op::AddGpuWorker),
+        1 => any::<bool>().prop_map(Op::Acquire),
+        1 => (any::<bool>(), any::<u8>()).prop_map(|(c, p)| Op::ReleaseLock(c, p)),
+        1 => (any::<u16>(), any::<bool>()).prop_map(|(k, l)| Op::ThirdClient(k, l)),
     ]
 }
 
@@ -99,6 +130,22 @@ struct Seen {
     replied: usize,
     next_key: usize,
     clock: f64,
+    /// Keys client 1 wants (submitted wanted and not disowned since).
+    wanted: BTreeSet<String>,
+    /// Client 1's last word about each key: in memory (true) or erred
+    /// (false); a key reported lost has no word.
+    told: BTreeMap<String, bool>,
+    /// Strict worker restrictions, by key: only these worker names.
+    restricted: BTreeMap<String, Vec<String>>,
+    /// Each submitted key's inputs.
+    inputs: BTreeMap<String, Vec<String>>,
+    /// Lock leases asked for, by (client, request id): the lease.
+    asking: BTreeMap<(u64, u64), u64>,
+    /// Lock leases held, per client.
+    held: BTreeMap<u64, Vec<u64>>,
+    next_lease: u64,
+    /// Worker names of the workers alive (by id).
+    names: BTreeMap<WorkerId, String>,
 }
 
 impl Seen {
@@ -116,8 +163,22 @@ impl Seen {
                     self.fetches.extend(deps.into_iter().map(|d| (w, d.key)));
                 }
                 Command::ToWorker(w, SchedulerToWorker::Shutdown) => self.shutdowns.push(w),
-                Command::ToClient(1, shoal_proto::SchedulerToClient::CoordReply { .. }) => {
-                    self.replied += 1;
+                Command::ToClient(c, SchedulerToClient::CoordReply { req, .. }) => {
+                    if c == 1 {
+                        self.replied += 1;
+                    }
+                    if let Some(lease) = self.asking.remove(&(c, req)) {
+                        self.held.entry(c).or_default().push(lease);
+                    }
+                }
+                Command::ToClient(1, SchedulerToClient::KeyMemory { key, .. }) => {
+                    self.told.insert(key, true);
+                }
+                Command::ToClient(1, SchedulerToClient::KeyErred { key, .. }) => {
+                    self.told.insert(key, false);
+                }
+                Command::ToClient(1, SchedulerToClient::KeyLost { key }) => {
+                    self.told.remove(&key);
                 }
                 _ => {}
             }
@@ -210,9 +271,29 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 if (deps >> i) & 4 != 0 {
                     b = b.limits(&["L"]);
                 }
+                b = b.priority(i32::from(unwanted >> 4) - 8);
+                let gpu = (deps >> (8 + i)) & 7 == 0;
+                if gpu {
+                    b = b.resources(&[("GPU", 1.0)]);
+                }
+                // (Never both: a worker named may lack the GPU.)
+                if !gpu && (deps >> (12 + i)) & 7 == 0 && !seen.names.is_empty() {
+                    // A restriction to one live worker, strict or loose.
+                    let names: Vec<&String> = seen.names.values().collect();
+                    let name = names[(deps >> 20) as usize % names.len()].clone();
+                    b = b.on(&[name.as_str()]);
+                    if (deps >> 24) & 1 == 0 {
+                        b = b.loose();
+                    } else {
+                        seen.restricted.insert(key.clone(), vec![name]);
+                    }
+                }
                 if unwanted & (1 << i) != 0 {
                     b = b.unwanted();
+                } else {
+                    seen.wanted.insert(key.clone());
                 }
+                seen.inputs.insert(key.clone(), dep_keys.clone());
                 batch.push(b);
                 seen.keys.push(key);
             }
@@ -227,22 +308,97 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
         }
         Op::Resubmit(pick) => {
             if let Some(k) = seen.key(pick) {
+                // A key forgotten since comes back without its restriction.
+                if env.state(&k).is_none() {
+                    seen.restricted.remove(&k);
+                    seen.inputs.remove(&k);
+                }
                 env.submit(vec![task(&k)]);
+                seen.wanted.insert(k);
             }
         }
         Op::Disown(pick) => {
             if let Some(k) = seen.key(pick) {
                 env.disown(&[k.as_str()]);
+                seen.wanted.remove(&k);
             }
         }
         Op::AddWorker(n) => {
             let w = env.worker(n as u32);
-            seen.workers.push(w);
+            seen.join(w);
+        }
+        Op::AddGpuWorker => {
+            let w = env.worker_with(1, &[("GPU", 1.0)]);
+            seen.join(w);
         }
         Op::LoseWorker(pick) => {
-            if !seen.workers.is_empty() {
-                let w = seen.workers.remove(pick as usize % seen.workers.len());
+            if let Some(w) = seen.leave(pick) {
                 env.lose(w);
+            }
+        }
+        Op::Pause(pick, paused) => {
+            if !seen.workers.is_empty() {
+                let w = seen.workers[pick as usize % seen.workers.len()];
+                from_worker(env, w, WorkerToScheduler::Paused { paused });
+            }
+        }
+        Op::Leave(pick) => {
+            if let Some(w) = seen.leave(pick) {
+                let reason = "memory".to_string();
+                from_worker(env, w, WorkerToScheduler::Leaving { reason });
+                seen.absorb(env);
+                env.lose(w);
+            }
+        }
+        Op::Heartbeat(silent) => {
+            let silent = (!seen.workers.is_empty())
+                .then(|| seen.workers[silent as usize % seen.workers.len()]);
+            heartbeat(env, seen, silent);
+        }
+        Op::Acquire(first) => {
+            let c = if first { 1 } else { 2 };
+            if c == 2 {
+                env.event(Event::ClientConnected(2));
+            }
+            seen.next_req += u64::from(c == 1);
+            let req = if c == 1 {
+                seen.next_req
+            } else {
+                seen.next_lease + 1_000
+            };
+            seen.next_lease += 1;
+            let lease = seen.next_lease;
+            seen.asking.insert((c, req), lease);
+            let op = CoordOp::Acquire {
+                name: "lock".into(),
+                max_leases: 1,
+                lease,
+            };
+            env.coord(c, req, op);
+        }
+        Op::ReleaseLock(first, pick) => {
+            let c = if first { 1 } else { 2 };
+            let held = seen.held.entry(c).or_default();
+            if !held.is_empty() {
+                let lease = held.remove(pick as usize % held.len());
+                seen.next_req += u64::from(c == 1);
+                let req = if c == 1 { seen.next_req } else { 0 };
+                let op = CoordOp::Release {
+                    name: "lock".into(),
+                    lease,
+                };
+                env.coord(c, req, op);
+            }
+        }
+        Op::ThirdClient(pick, leave) => {
+            if let Some(k) = seen.key(pick) {
+                env.event(Event::ClientConnected(3));
+                let key = format!("third-{}", seen.next_key);
+                seen.next_key += 1;
+                env.submit_as(3, vec![task(&key).deps(&[k.as_str()])]);
+                if leave {
+                    env.event(Event::ClientDisconnected(3));
+                }
             }
         }
         Op::Start(pick) => {
@@ -345,6 +501,9 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 env.submit_as(2, vec![task(&k)]);
                 if leave {
                     env.event(Event::ClientDisconnected(2));
+                    // Its leases went with it; what it asked for is void.
+                    seen.held.remove(&2);
+                    seen.asking.retain(|(c, _), _| *c != 2);
                 }
             }
         }
@@ -353,12 +512,42 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
     close_retired(env, seen);
 }
 
-/// Workers told to close disconnect, as real ones do.
+impl Seen {
+    fn join(&mut self, w: WorkerId) {
+        self.workers.push(w);
+        self.names.insert(w, format!("w{w}"));
+    }
+
+    /// Removes a picked worker from the live ones.
+    fn leave(&mut self, pick: u8) -> Option<WorkerId> {
+        if self.workers.is_empty() {
+            return None;
+        }
+        let w = self.workers.remove(pick as usize % self.workers.len());
+        self.names.remove(&w);
+        Some(w)
+    }
+}
+
+/// Every live worker but `silent` reports its health now.
+fn heartbeat(env: &mut Env, seen: &mut Seen, silent: Option<WorkerId>) {
+    for w in seen.workers.clone() {
+        if Some(w) != silent {
+            let metrics = shoal_proto::WorkerMetrics::default();
+            from_worker(env, w, WorkerToScheduler::Metrics(metrics));
+        }
+    }
+}
+
+/// Workers told to close (retired, or declared dead after a silence)
+/// disconnect, as real ones do; a lost worker's connection closing twice is
+/// fine too.
 fn close_retired(env: &mut Env, seen: &mut Seen) -> bool {
     let mut any = false;
     while let Some(w) = seen.shutdowns.pop() {
         if let Some(i) = seen.workers.iter().position(|x| *x == w) {
             seen.workers.remove(i);
+            seen.names.remove(&w);
             env.lose(w);
             seen.absorb(env);
             any = true;
@@ -366,28 +555,37 @@ fn close_retired(env: &mut Env, seen: &mut Seen) -> bool {
     }
     if any && seen.workers.is_empty() {
         let w = env.worker(2);
-        seen.workers.push(w);
+        seen.join(w);
         seen.absorb(env);
     }
     any
 }
 
-/// Plays well-behaved workers until nothing is left to do: every live
-/// assignment is reported finished (or given back when asked).
+/// Plays well-behaved workers and clients until nothing is left to do:
+/// every live assignment is reported finished (or given back when asked),
+/// every fetch answered, client 2 leaves and client 1 returns its leases.
 fn settle(env: &mut Env, seen: &mut Seen) {
-    if seen.workers.is_empty() {
-        let w = env.worker(2);
-        seen.workers.push(w);
-    }
+    // Someone to run tasks needing the GPU, and anything else.
+    let w = env.worker_with(2, &[("GPU", 1.0)]);
+    seen.join(w);
     // Lift the limit: well-behaved workers then finish everything.
     env.set_limit("L", None, None, None);
+    env.event(Event::ClientDisconnected(2));
+    seen.held.remove(&2);
+    seen.asking.retain(|(c, _), _| *c != 2);
     seen.absorb(env);
+    let mut idle = 0;
     for _ in 0..10_000 {
-        // Let every retry's wait run out.
-        seen.clock += 1_000.0;
+        // Time passes for retries' waits and limits' rates, never long
+        // enough for a worker that reports its health to seem silent.
+        seen.clock += TTL / 2.0;
+        heartbeat(env, seen, None);
         env.advance(seen.clock);
         seen.absorb(env);
         let mut progressed = close_retired(env, seen);
+        for w in seen.workers.clone() {
+            from_worker(env, w, WorkerToScheduler::Paused { paused: false });
+        }
         while let Some((w, _ids)) = seen.steals.pop() {
             from_worker(env, w, WorkerToScheduler::GaveBack { ids: vec![] });
             progressed = true;
@@ -395,6 +593,17 @@ fn settle(env: &mut Env, seen: &mut Seen) {
         while let Some((w, key)) = seen.fetches.pop() {
             from_worker(env, w, fetch_answer(key, true));
             progressed = true;
+        }
+        if let Some(leases) = seen.held.remove(&1) {
+            for lease in leases {
+                seen.next_req += 1;
+                let op = CoordOp::Release {
+                    name: "lock".into(),
+                    lease,
+                };
+                env.coord(1, seen.next_req, op);
+                progressed = true;
+            }
         }
         let live: Vec<(WorkerId, TaskId, String)> = seen
             .computes
@@ -410,10 +619,27 @@ fn settle(env: &mut Env, seen: &mut Seen) {
             progressed = true;
         }
         seen.absorb(env);
-        if !progressed {
+        // Waits (retries up to 2 s, a rate of 2 a second) end within a few
+        // rounds of TTL / 2 seconds.
+        idle = if progressed { 0 } else { idle + 1 };
+        if idle > 4 {
             break;
         }
     }
+}
+
+/// A strict restriction none of whose workers is alive keeps its task
+/// waiting for such a worker, as in Dask ("no-worker"), and the tasks that
+/// need its result with it.
+fn waits_for_a_gone_worker(seen: &Seen, key: &str) -> bool {
+    let gone = seen
+        .restricted
+        .get(key)
+        .is_some_and(|names| !names.iter().any(|n| seen.names.values().any(|m| m == n)));
+    gone || seen
+        .inputs
+        .get(key)
+        .is_some_and(|deps| deps.iter().any(|d| waits_for_a_gone_worker(seen, d)))
 }
 
 proptest! {
@@ -421,24 +647,31 @@ proptest! {
 
     #[test]
     fn random_event_sequences_keep_the_core_consistent(ops in prop::collection::vec(op(), 1..80)) {
-        let mut env = Env::new();
+        let mut env = Env::with_config(CoreConfig {
+            worker_ttl: Some(TTL),
+            ..CoreConfig::default()
+        });
         let mut seen = Seen::default();
         let w = env.worker(1);
-        seen.workers.push(w);
+        seen.join(w);
         for op in ops {
             apply(&mut env, &mut seen, op);
         }
         settle(&mut env, &mut seen);
-        // Whatever client 1 still wants has come to an end.
-        for k in &seen.keys {
-            if let Some(state) = env.state(k) {
-                prop_assert!(
-                    !matches!(state, TaskStateKind::Assigned(_) | TaskStateKind::Ready),
-                    "{k} is stuck in {state:?}"
-                );
+        // Every key client 1 still wants came to an end, and it was told.
+        for k in &seen.wanted {
+            if waits_for_a_gone_worker(&seen, k) {
+                continue;
+            }
+            let state = env.state(k);
+            let told = seen.told.get(k);
+            match state {
+                Some(TaskStateKind::Memory) => prop_assert_eq!(told, Some(&true), "{} in memory", k),
+                Some(TaskStateKind::Erred) => prop_assert_eq!(told, Some(&false), "{} erred", k),
+                other => prop_assert!(false, "{k}, wanted, ends {other:?}"),
             }
         }
-        // Every replicate request was answered once its fetches were.
+        // Every request of client 1 was answered (fetches and leases too).
         prop_assert_eq!(seen.replied as u64, seen.next_req);
     }
 }

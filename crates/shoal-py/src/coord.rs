@@ -18,7 +18,10 @@ use crate::types::TaskError;
 #[derive(Clone)]
 pub enum Coord {
     #[pyo3(constructor = (name, maxsize=0))]
-    QueueCreate { name: String, maxsize: u32 },
+    QueueCreate {
+        name: String,
+        maxsize: u32,
+    },
     #[pyo3(constructor = (name, value, keys=Vec::new()))]
     QueuePut {
         name: String,
@@ -26,34 +29,60 @@ pub enum Coord {
         keys: Vec<String>,
     },
     #[pyo3(constructor = (name, count=0))]
-    QueueGet { name: String, count: u32 },
-    QueueSize { name: String },
+    QueueGet {
+        name: String,
+        count: u32,
+    },
+    QueueSize {
+        name: String,
+    },
     #[pyo3(constructor = (name, value, keys=Vec::new()))]
     VariableSet {
         name: String,
         value: Frames,
         keys: Vec<String>,
     },
-    VariableGet { name: String },
-    VariableDelete { name: String },
+    VariableGet {
+        name: String,
+    },
+    VariableDelete {
+        name: String,
+    },
     Acquire {
         name: String,
         max_leases: u32,
         lease: u64,
     },
-    Release { name: String, lease: u64 },
-    Leases { name: String },
+    Release {
+        name: String,
+        lease: u64,
+    },
+    Leases {
+        name: String,
+    },
     MultiAcquire {
         names: Vec<String>,
         count: u32,
         lease: u64,
     },
-    MultiRelease { lease: u64 },
-    MultiLocked { names: Vec<String> },
-    EventSet { name: String },
-    EventClear { name: String },
-    EventWait { name: String },
-    EventIsSet { name: String },
+    MultiRelease {
+        lease: u64,
+    },
+    MultiLocked {
+        names: Vec<String>,
+    },
+    EventSet {
+        name: String,
+    },
+    EventClear {
+        name: String,
+    },
+    EventWait {
+        name: String,
+    },
+    EventIsSet {
+        name: String,
+    },
     #[pyo3(constructor = (name, value, keys=Vec::new(), replace=false))]
     DatasetPublish {
         name: String,
@@ -61,17 +90,35 @@ pub enum Coord {
         keys: Vec<String>,
         replace: bool,
     },
-    DatasetGet { name: String },
+    DatasetGet {
+        name: String,
+    },
     DatasetList {},
-    DatasetDelete { name: String },
-    Subscribe { topic: String, sub: u64 },
-    Unsubscribe { sub: u64 },
-    Publish { topic: String, message: Frames },
-    FireAndForget { keys: Vec<String> },
-    WhoHas { keys: Vec<String> },
+    DatasetDelete {
+        name: String,
+    },
+    Subscribe {
+        topic: String,
+        sub: u64,
+    },
+    Unsubscribe {
+        sub: u64,
+    },
+    Publish {
+        topic: String,
+        message: Frames,
+    },
+    FireAndForget {
+        keys: Vec<String>,
+    },
+    WhoHas {
+        keys: Vec<String>,
+    },
     HasWhat {},
     Processing {},
-    TaskCall { key: String },
+    TaskCall {
+        key: String,
+    },
     #[pyo3(constructor = (keys, n=0, workers=Vec::new(), branching=2))]
     Replicate {
         keys: Vec<String>,
@@ -80,8 +127,13 @@ pub enum Coord {
         branching: u32,
     },
     #[pyo3(constructor = (workers=Vec::new(), n=0))]
-    RetireWorkers { workers: Vec<String>, n: u32 },
-    AdaptiveTarget { target_ms: u32 },
+    RetireWorkers {
+        workers: Vec<String>,
+        n: u32,
+    },
+    AdaptiveTarget {
+        target_ms: u32,
+    },
 }
 
 fn held(value: Frames, keys: Vec<String>) -> Held {
@@ -180,11 +232,21 @@ impl From<Coord> for CoordOp {
 pub enum Answer {
     Done {},
     /// Held values, as pickle frames.
-    Items { items: Vec<Frames> },
-    Count { n: u64 },
-    Flag { value: bool },
-    Names { names: Vec<String> },
-    Map { entries: Vec<(String, Vec<String>)> },
+    Items {
+        items: Vec<Frames>,
+    },
+    Count {
+        n: u64,
+    },
+    Flag {
+        value: bool,
+    },
+    Names {
+        names: Vec<String>,
+    },
+    Map {
+        entries: Vec<(String, Vec<String>)>,
+    },
     /// The request's timeout ended first; nothing was changed.
     TimedOut {},
     /// No dataset of that name.
@@ -192,7 +254,9 @@ pub enum Answer {
     /// A dataset of that name exists.
     Exists {},
     /// The request cannot be served; the message says why.
-    Invalid { message: String },
+    Invalid {
+        message: String,
+    },
 }
 
 impl From<CoordReply> for Answer {
