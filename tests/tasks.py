@@ -29,10 +29,14 @@ def slow_inc(x, delay=0.2):
     return x + 1
 
 
-def wait_for_file(path, value=None):
-    """Block until ``path`` exists (a test creates it to release the task)."""
+def wait_for_file(path, value=None, timeout=120.0):
+    """Block until ``path`` exists (a test creates it to release the task);
+    ``TimeoutError`` if it never does."""
     p = Path(path)
+    deadline = time.monotonic() + timeout
     while not p.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} was never created")
         time.sleep(0.005)
     return value
 

@@ -23,6 +23,8 @@ from shoal import (
     secede,
 )
 
+from conftest import until
+
 
 @pytest.fixture(scope="module")
 def client():
@@ -109,16 +111,47 @@ def test_a_variable_holds_a_future_alive(client):
 
 
 def test_a_variable_get_waits_for_a_task_to_set_it(client):
-    def setter(name):
+    asking = Event(client=client)
+
+    def setter(name, asking=asking):
+        # Set only once the client is about to wait for the value.
+        assert asking.wait(60)
         Variable(name).set(get_worker().address)
 
     v = Variable(client=client)
     done = client.submit(setter, v.name, pure=False)
+    asking.set()
     assert v.get(timeout=60).startswith("tcp://")
     done.result(timeout=60)
 
 
-def test_a_lock_serialises_tasks(client):
+def test_a_lock_held_by_a_task_excludes_a_task_on_another_worker(client):
+    lock = Lock("exclusive", client=client)
+    a_in, b_tried = Event(client=client), Event(client=client)
+    a, b = sorted(client.scheduler_info()["workers"])
+
+    def holder(lock=lock, a_in=a_in, b_tried=b_tried):
+        with lock:
+            a_in.set()
+            # Keep it until the other worker has tried to take it.
+            return b_tried.wait(60)
+
+    def other(lock=lock, a_in=a_in, b_tried=b_tried):
+        assert a_in.wait(60)
+        took = lock.acquire(blocking=False)
+        b_tried.set()
+        if took:
+            lock.release()
+        return took
+
+    held = client.submit(holder, workers=[a], pure=False)
+    tried = client.submit(other, workers=[b], pure=False)
+    assert tried.result(timeout=60) is False, "two workers held the lock at once"
+    assert held.result(timeout=60) is True
+    assert not lock.locked()
+
+
+def test_updates_under_a_lock_are_not_lost(client):
     lock = Lock("counter-lock", client=client)
     counter = Variable("counter", client=client)
     counter.set(0)
@@ -166,6 +199,31 @@ def test_a_lock_held_by_a_task_whose_worker_is_killed_is_released():
         del doomed  # (it would kill each worker it reaches)
 
 
+def test_a_semaphore_lease_held_on_one_worker_is_not_given_on_another(client):
+    sem = Semaphore(max_leases=1, name="one-lease", client=client)
+    a_in, b_tried = Event(client=client), Event(client=client)
+    a, b = sorted(client.scheduler_info()["workers"])
+
+    def holder(sem=sem, a_in=a_in, b_tried=b_tried):
+        with sem:
+            a_in.set()
+            return b_tried.wait(60)
+
+    def other(sem=sem, a_in=a_in, b_tried=b_tried):
+        assert a_in.wait(60)
+        took = sem.acquire(timeout=0)
+        b_tried.set()
+        if took:
+            sem.release()
+        return took
+
+    held = client.submit(holder, workers=[a], pure=False)
+    tried = client.submit(other, workers=[b], pure=False)
+    assert tried.result(timeout=60) is False, "two leases of one were out at once"
+    assert held.result(timeout=60) is True
+    assert sem.get_value() == 0
+
+
 def test_a_semaphore_bounds_concurrency_across_workers(client):
     sem = Semaphore(max_leases=1, name="one-at-a-time", client=client)
     inside = Variable("inside", client=client)
@@ -197,7 +255,14 @@ def test_a_multilock_takes_all_its_names(client):
 
 def test_an_event_wakes_waiting_tasks(client):
     go = Event("go", client=client)
-    waiting = client.map(lambda i, go=go: go.wait(60), range(2), pure=False)
+    about_to_wait = Queue(client=client)
+
+    def wait_for_go(i, go=go, q=about_to_wait):
+        q.put(i)
+        return go.wait(60)
+
+    waiting = client.map(wait_for_go, range(2), pure=False)
+    until(lambda: about_to_wait.qsize() == 2, what="both tasks to reach the wait")
     assert not go.is_set()
     go.set()
     assert client.gather(waiting) == [True, True]
