@@ -5,17 +5,75 @@ from __future__ import annotations
 import pytest
 
 from shoal import _engine
+from shoal.core import options
 
 from tasks import div, inc
 
 
 def test_a_task_spec_has_named_fields_and_a_readable_repr():
-    spec = _engine.TaskSpec("inc-1", 7, [b"args"], ["x-0"], wanted=False, priority=2)
+    spec = _engine.TaskSpec("inc-1", 7, [b"args"], ["x-0"], wanted=False, options=1)
     assert (spec.key, spec.func, spec.frames, spec.deps) == ("inc-1", 7, [b"args"], ["x-0"])
-    assert (spec.wanted, spec.priority, spec.retries, spec.workers) == (False, 2, 0, [])
+    assert (spec.wanted, spec.options) == (False, 1)
     assert "inc-1" in repr(spec) and "x-0" in repr(spec)
     with pytest.raises(AttributeError):
         spec.key = "other"  # frozen
+
+
+def test_task_options_are_parsed_once_and_shared_by_equal_tasks():
+    opts = options.parse(priority=2, retries=1, workers="w1", allow_other_workers=True)
+    engine = opts.to_engine()
+    assert (engine.priority, engine.retries, engine.workers, engine.loose) == (2, 1, ["w1"], True)
+    # Annotations override the call's options field by field.
+    assert options.parse(opts, retries=5) == options.Options(
+        priority=2, retries=5, workers=("w1",), loose=True
+    )
+    table = options.OptionsTable()
+    assert [
+        table.index(o)
+        for o in (
+            opts,
+            options.DEFAULT,
+            options.parse(priority=2, retries=1, workers=["w1"], allow_other_workers=True),
+        )
+    ] == [0, 1, 0]
+    assert len(table.to_engine()) == 2
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ({"priority": "high"}, TypeError),
+        ({"priority": 2**40}, ValueError),
+        ({"retries": -1}, ValueError),
+        ({"retries": 1.5}, TypeError),
+        ({"retry_delay": -1}, ValueError),
+        ({"retry_delay": 2, "retry_max_delay": 1}, ValueError),
+        ({"resources": {"GPU": -1}}, ValueError),
+        ({"resources": ["GPU"]}, TypeError),
+        ({"allow_other_workers": True}, ValueError),
+        ({"limits": [f"L{i}" for i in range(17)]}, ValueError),
+        ({"limits": [3]}, TypeError),
+    ],
+)
+def test_every_way_of_making_tasks_refuses_bad_options_alike(client, bad, error):
+    import dask
+
+    from shoal import delayed
+
+    with pytest.raises(error):
+        client.submit(inc, 1, **bad)
+    with pytest.raises(error):
+        client.map(inc, [1, 2], **bad)
+    if set(bad) <= {"priority", "retries", "resources", "allow_other_workers", "limits"}:
+        with pytest.raises(error):
+            client.compute(delayed(inc)(1), **bad)
+    with pytest.raises(error), dask.annotate(**bad):
+        client.compute(dask.delayed(inc)(2))
+
+
+def test_map_checks_explicit_keys(client):
+    with pytest.raises(TypeError):
+        client.map(inc, [1, 2], key=["ok", ("a", [1])])
 
 
 def test_outcomes_and_errors_are_typed(client):

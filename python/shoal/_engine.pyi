@@ -34,6 +34,7 @@ __all__ = [
     "WorkerPool",
     "FunctionDef",
     "TaskSpec",
+    "TaskOptions",
     "ExecutorTask",
     "Outcome",
     "TaskError",
@@ -44,10 +45,12 @@ __all__ = [
     "INLINE_LIMIT",
     "MAX_SPEC_BYTES",
     "LITERAL_FUNC",
+    "MAX_LIMITS_PER_TASK",
 ]
 
 INLINE_LIMIT: Final[int]
 LITERAL_FUNC: Final[int]
+MAX_LIMITS_PER_TASK: Final[int]
 MAX_SPEC_BYTES: Final[int]
 
 # ----- values ---------------------------------------------------------------
@@ -81,14 +84,7 @@ class TaskSpec:
         frames: _FramesIn,
         deps: Sequence[str] = ...,
         wanted: bool = True,
-        priority: int = 0,
-        retries: int = 0,
-        workers: Sequence[str] = ...,
-        retry_delay: float = 0.0,
-        retry_max_delay: float = 0.0,
-        limits: Sequence[str] = ...,
-        resources: Sequence[tuple[str, float]] = ...,
-        loose: bool = False,
+        options: int = 0,
     ) -> TaskSpec: ...
     @property
     def key(self) -> str: ...
@@ -101,11 +97,29 @@ class TaskSpec:
     @property
     def wanted(self) -> bool: ...
     @property
+    def options(self) -> int: ...
+
+@final
+class TaskOptions:
+    def __new__(
+        cls,
+        priority: int = 0,
+        retries: int = 0,
+        workers: Sequence[str] = ...,
+        loose: bool = False,
+        retry_delay: float = 0.0,
+        retry_max_delay: float = 0.0,
+        limits: Sequence[str] = ...,
+        resources: Sequence[tuple[str, float]] = ...,
+    ) -> TaskOptions: ...
+    @property
     def priority(self) -> int: ...
     @property
     def retries(self) -> int: ...
     @property
     def workers(self) -> list[str]: ...
+    @property
+    def loose(self) -> bool: ...
     @property
     def retry_delay(self) -> float: ...
     @property
@@ -114,8 +128,6 @@ class TaskSpec:
     def limits(self) -> list[str]: ...
     @property
     def resources(self) -> list[tuple[str, float]]: ...
-    @property
-    def loose(self) -> bool: ...
 
 @final
 class ExecutorTask:
@@ -558,22 +570,11 @@ class ClientCore:
     def task_stream(
         self, since: int = 0, limit: int = 100000, timeout: float = 10.0
     ) -> tuple[list[dict[str, object]], int]: ...
-    def submit(self, functions: Sequence[FunctionDef], tasks: Sequence[TaskSpec]) -> None: ...
-    def submit_many(
+    def submit(
         self,
-        function: FunctionDef | None,
-        func: int,
-        keys: Sequence[str],
-        args: Sequence[_FramesIn],
-        deps: Sequence[Sequence[str]],
-        priority: int = 0,
-        retries: int = 0,
-        workers: Sequence[str] = ...,
-        retry_delay: float = 0.0,
-        retry_max_delay: float = 0.0,
-        limits: Sequence[str] = ...,
-        resources: Sequence[tuple[str, float]] = ...,
-        loose: bool = False,
+        functions: Sequence[FunctionDef],
+        options: Sequence[TaskOptions],
+        tasks: Sequence[TaskSpec],
     ) -> None: ...
     def preload(self, modules: Sequence[str]) -> None: ...
     def has_function(self, hash: int) -> bool: ...

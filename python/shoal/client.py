@@ -14,15 +14,16 @@ from typing import Any, Callable
 from .actor import factory as actor_factory
 from .cfexecutor import ClientExecutor
 from .client_cluster import ClusterMethods, collect_keys, worker_names
-from .core import aio, arguments, context, keys, lift, serialize
+from .core import aio, arguments, context, keys, lift, options, serialize
 from .core.arguments import UNSET
 from .core.graph import graph_specs
-from .core.retry import check_delays, retry_filter
+from .core.options import OptionsTable
+from .core.retry import retry_filter
 from .core.scatter import scatter as scatter_items
 from .core.security import resolve as resolve_security
 from .core.session import Session, value_of
 from .core.sizes import format_bytes
-from .core.spec import limit_names, placement, task_spec
+from .core.spec import task_spec
 from .core.times import parse_timedelta
 from .dask import config as dask_config
 from .dask.graphs import run_dask_graph
@@ -434,10 +435,18 @@ class Client(ClusterMethods):
         if not callable(func):
             raise TypeError("First input to submit must be a callable function")
         _reject_task_options(fifo_timeout)
-        where = placement(workers, resources, allow_other_workers)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_max_delay=retry_max_delay,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+            limits=limits,
+        )
         self._check_running()
         self._session.share_imports()
-        delay, most = check_delays(retry_delay, retry_max_delay)
         if actor or actors:
             func, pure = actor_factory(func), False  # each call makes a new actor
         func = retry_filter(func, retry_on)
@@ -451,32 +460,21 @@ class Client(ClusterMethods):
             key = keys.task_key(name, h, frames, pure)
         else:
             key = keys.check_key(key)
-        specs = self._graphs_of(deps, functions) if deps else []
-        specs.append(
-            task_spec(
-                key,
-                h,
-                frames,
-                [d.key for d in deps],
-                priority=priority,
-                retries=retries or 0,
-                where=where,
-                retry_delay=delay,
-                retry_max_delay=most,
-                limits=limit_names(limits),
-            )
-        )
-        self._session.engine.submit(functions, specs)
+        table = OptionsTable()
+        specs = self._graphs_of(deps, functions, table) if deps else []
+        specs.append(task_spec(key, h, frames, [d.key for d in deps], options=table.index(opts)))
+        self._session.submit(functions, table, specs)
         return Future._adopt(key, self)
 
-    def _graphs_of(self, deps: list[Any], functions: list[Any]) -> list[Any]:
-        """Specs for the graphs behind Delayed arguments (sent along); adds
-        their functions to ``functions``.
+    def _graphs_of(self, deps: list[Any], functions: list[Any], table: OptionsTable) -> list[Any]:
+        """Specs for the graphs behind Delayed arguments (sent along, with
+        default options under their annotations); adds their functions to
+        ``functions``.
         """
         lazy = [d for d in deps if isinstance(d, Delayed)]
         if not lazy:
             return []
-        more, specs = graph_specs(lazy, set())
+        more, specs = graph_specs(lazy, set(), table)
         known = {f.hash for f in functions}
         functions.extend(f for f in more if f.hash not in known)
         return specs
@@ -545,14 +543,21 @@ class Client(ClusterMethods):
                 raise TypeError(f"{type(it).__name__} object is not iterable")
         _reject_task_options(fifo_timeout)
         arguments.reject("batch_size", batch_size)
-        where = placement(workers, resources, allow_other_workers)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_max_delay=retry_max_delay,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+            limits=limits,
+        )
         self._check_running()
         self._session.share_imports()
-        delay, most = check_delays(retry_delay, retry_max_delay)
         if actor or actors:
             func, pure = actor_factory(func), False  # each call makes a new actor
         func = retry_filter(func, retry_on)
-        tags = limit_names(limits)
         h, name, functions = self._session.function(func)
         prefix = key if isinstance(key, str) else name
         explicit = key if isinstance(key, (list, tuple)) else None
@@ -572,7 +577,7 @@ class Client(ClusterMethods):
             if explicit is not None:
                 if i >= len(explicit):
                     raise ValueError("map was given fewer keys than elements")
-                k = str(explicit[i])
+                k = keys.check_key(explicit[i])
             else:
                 k = keys.task_key(prefix, h, frames, pure)
             all_keys.append(k)
@@ -580,43 +585,16 @@ class Client(ClusterMethods):
             all_deps.append(deps)
         if explicit is not None and len(explicit) != len(all_keys):
             raise ValueError(f"map was given {len(explicit)} keys for {len(all_keys)} elements")
-        if lazy:
-            # The graphs behind Delayed arguments go in the same message as
-            # the tasks that need them: a task nobody wants and nothing in
-            # its message depends on is dropped by the scheduler.
-            specs = self._graphs_of(lazy, functions)
-            specs.extend(
-                task_spec(
-                    k,
-                    h,
-                    f,
-                    d,
-                    priority=priority,
-                    retries=retries or 0,
-                    where=where,
-                    retry_delay=delay,
-                    retry_max_delay=most,
-                    limits=tags,
-                )
-                for k, f, d in zip(all_keys, all_frames, all_deps)
-            )
-            self._session.submit(functions, specs)
-            return [Future._adopt(k, self) for k in all_keys]
-        self._session.engine.submit_many(
-            functions[0] if functions else None,
-            h,
-            all_keys,
-            all_frames,
-            all_deps,
-            int(priority),
-            int(retries or 0),
-            where.workers if where else [],
-            delay,
-            most,
-            tags,
-            where.resources if where else [],
-            where.loose if where else False,
+        # The graphs behind Delayed arguments go in the same message as the
+        # tasks that need them: a task nobody wants and nothing in its
+        # message depends on is dropped by the scheduler.
+        table = OptionsTable()
+        specs = self._graphs_of(lazy, functions, table) if lazy else []
+        index = table.index(opts)
+        specs.extend(
+            task_spec(k, h, f, d, options=index) for k, f, d in zip(all_keys, all_frames, all_deps)
         )
+        self._session.submit(functions, table, specs)
         return [Future._adopt(k, self) for k in all_keys]
 
     @aio.maybe_async
@@ -674,7 +652,12 @@ class Client(ClusterMethods):
         else:
             items = [(None, data)]
         names = scatter_items(
-            self._session, items, worker_names(workers), placement(workers), hash, wait_for
+            self._session,
+            items,
+            worker_names(workers),
+            options.parse(workers=workers),
+            hash,
+            wait_for,
         )
         futures = [Future._adopt(k, self) for k in names]
         if wait_for is not None and not self._session.engine.wait(names, wait_for):
@@ -789,7 +772,14 @@ class Client(ClusterMethods):
 
         """
         _reject_task_options(fifo_timeout, actors)
-        where = placement(workers, resources, allow_other_workers)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+            limits=limits,
+        )
         if kwargs:
             raise NotImplementedError(
                 f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
@@ -800,16 +790,7 @@ class Client(ClusterMethods):
         lazy = [self._as_lazy(x, traverse) for x in items]
         self._check_running()
         nodes = [as_node(x, optimize_graph) for x in lazy if x is not None]
-        futures = iter(
-            submit_nodes(
-                self,
-                nodes,
-                priority=priority,
-                retries=retries,
-                where=where,
-                limits=limit_names(limits),
-            )
-        )
+        futures = iter(submit_nodes(self, nodes, opts))
         out = [next(futures) if x is not None else item for item, x in zip(items, lazy)]
         if sync:
             out = self.gather(out)
@@ -871,7 +852,13 @@ class Client(ClusterMethods):
 
         """
         _reject_task_options(fifo_timeout, actors)
-        where = placement(workers, resources, allow_other_workers)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+        )
         if kwargs:
             raise NotImplementedError(
                 f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
@@ -880,14 +867,7 @@ class Client(ClusterMethods):
         single = not isinstance(collections, (list, tuple, set, frozenset))
         items = [collections] if single else list(collections)
         self._check_running()
-        out = persist_on(
-            self,
-            items,
-            optimize_graph=optimize_graph,
-            priority=priority,
-            retries=retries or 0,
-            where=where,
-        )
+        out = persist_on(self, items, optimize_graph=optimize_graph, opts=opts)
         return out[0] if single else out
 
     def get(
@@ -931,21 +911,20 @@ class Client(ClusterMethods):
 
         """
         _reject_task_options(fifo_timeout, actors)
-        where = placement(workers, resources, allow_other_workers)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+        )
         arguments.reject("sync", sync, unused=(True,))
         arguments.reject("asynchronous", asynchronous)
         arguments.reject("direct", direct, unused=(None, True))
         if kwargs:
             raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
         self._check_running()
-        return run_dask_graph(
-            self,
-            dsk,
-            keys,
-            priority=priority,
-            retries=retries or 0,
-            where=where,
-        )
+        return run_dask_graph(self, dsk, keys, opts)
 
     @aio.maybe_async
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .core import arguments, context, keys, serialize
 from .core.graph import Node, call_node, held_node, is_dask_collection, submit_graph, value_node
+from .core.options import DEFAULT, Options
 from .dask.graphs import collection_node, persist_collections
 from .dask.protocol import node_graph
 from .futures import Future
@@ -390,15 +391,15 @@ def as_node(x: Any, optimize_graph: bool = True) -> Node:
     return x if isinstance(x, Node) else collection_node(x, optimize_graph)
 
 
-def submit_nodes(client: Any, nodes: list[Node], **options: Any) -> list[Future]:
+def submit_nodes(client: Any, nodes: list[Node], opts: Options = DEFAULT) -> list[Future]:
     """Submit the graph behind ``nodes`` on ``client``; one Future each.
 
-    ``options`` (``priority``, ``retries``, ``where``) apply to every task.
+    ``opts`` apply to every task (under its own annotations).
     """
     if client.status != "running":
         raise RuntimeError(f"this client is {client.status}")
     client._session.share_imports()
-    submitted = submit_graph(client._session, nodes, **options)
+    submitted = submit_graph(client._session, nodes, opts)
     return [Future._adopt(k, client) for k in submitted]
 
 
@@ -494,21 +495,21 @@ def persist(
 
 
 def persist_on(
-    client: Any, items: list[Any], optimize_graph: bool = True, **options: Any
+    client: Any, items: list[Any], optimize_graph: bool = True, opts: Options = DEFAULT
 ) -> list[Any]:
     """Persist Delayed objects and dask collections on ``client``; each
     comes back backed by futures of its results, which stay in the
-    cluster. ``options`` (``priority``, ``retries``, ``where``, ``limits``)
-    apply to every task, under any ``dask.annotate`` annotations.
+    cluster. ``opts`` apply to every task, under any ``dask.annotate``
+    annotations.
     """
     lazy = [c for c in items if isinstance(c, Delayed)]
-    values = {id(c): persisted(c, f) for c, f in zip(lazy, submit_nodes(client, lazy, **options))}
+    values = {id(c): persisted(c, f) for c, f in zip(lazy, submit_nodes(client, lazy, opts))}
     others = [c for c in items if not isinstance(c, Delayed)]
     if others:
         if client.status != "running":
             raise RuntimeError(f"this client is {client.status}")
         client._session.share_imports()
-        done = persist_collections(client, others, optimize_graph=optimize_graph, **options)
+        done = persist_collections(client, others, opts, optimize_graph=optimize_graph)
         values.update((id(c), p) for c, p in zip(others, done))
     return [values[id(c)] for c in items]
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use shoal_proto::{
     addr, put_data, run_on_worker, ClientToScheduler, CoordOp, CoordReply, FuncHash, FunctionDef,
-    LimitSpec, LimitStatus, Payload, RunResponse, TaskError, TaskRecord, TaskSpec, WorkerInfo,
-    WorkerStatus,
+    LimitSpec, LimitStatus, Payload, RunResponse, Submission, TaskError, TaskOptions, TaskRecord,
+    TaskSpec, WorkerInfo, WorkerStatus,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -184,6 +184,7 @@ impl ClientCore {
     pub fn submit(
         &self,
         functions: Vec<FunctionDef>,
+        options: Vec<TaskOptions>,
         tasks: Vec<TaskSpec>,
     ) -> Result<(), ClientError> {
         let mut st = self.lock();
@@ -225,14 +226,19 @@ impl ClientCore {
         }
         // A large graph goes in parts, so neither side ever holds all of it
         // encoded at once; the scheduler keeps the parts until the last one.
+        // Each part carries the options (a few per submission).
         while fresh.len() > SUBMIT_CHUNK {
             let rest = fresh.split_off(SUBMIT_CHUNK);
-            self.send(ClientToScheduler::SubmitPart(std::mem::replace(
-                &mut fresh, rest,
-            )));
+            self.send(ClientToScheduler::SubmitPart(Submission {
+                options: options.clone(),
+                tasks: std::mem::replace(&mut fresh, rest),
+            }));
         }
         if !fresh.is_empty() {
-            self.send(ClientToScheduler::Submit(fresh));
+            self.send(ClientToScheduler::Submit(Submission {
+                options,
+                tasks: fresh,
+            }));
         }
         Ok(())
     }

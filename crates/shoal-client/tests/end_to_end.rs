@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_client::{ClientConfig, ClientCore, ClientError, CompletionQueue, Outcome};
-use shoal_proto::{FunctionDef, Payload, Security, TaskError, TaskSpec, LITERAL_FUNC};
+use shoal_proto::{FunctionDef, Payload, Security, TaskError, TaskOptions, TaskSpec, LITERAL_FUNC};
 use shoal_worker::{WorkerConfig, WorkerRuntime};
 
 const CONCAT: u64 = 7;
@@ -146,15 +146,13 @@ fn spec(key: &str, arg: &[u8], deps: &[&str]) -> TaskSpec {
         args: Payload::single(Bytes::from(arg.to_vec())),
         deps: deps.iter().map(|s| s.to_string()).collect(),
         wanted: true,
-        priority: 0,
-        retries: 0,
-        workers: vec![],
-        retry_delay: 0.0,
-        retry_max_delay: 0.0,
-        limits: vec![],
-        resources: vec![],
-        loose: false,
+        options: 0,
     }
+}
+
+/// The one set of options every task here uses.
+fn opts() -> Vec<TaskOptions> {
+    vec![TaskOptions::default()]
 }
 
 fn funcs() -> Vec<FunctionDef> {
@@ -188,7 +186,7 @@ fn tasks_run_across_workers_and_results_come_back() {
             .map(|i| spec(&format!("t{i}"), format!("{i},").as_bytes(), &[]))
             .collect();
         specs.push(spec("sum", b"sum:", &["t1", "t2", "t3"]));
-        client.submit(funcs(), specs).unwrap();
+        client.submit(funcs(), opts(), specs).unwrap();
         let keys: Vec<String> = (0..50)
             .map(|i| format!("t{i}"))
             .chain(["sum".to_string()])
@@ -203,7 +201,7 @@ fn tasks_run_across_workers_and_results_come_back() {
         // as_completed-style watching.
         let q = Arc::new(CompletionQueue::default());
         client
-            .submit(funcs(), vec![spec("late", b"x", &[])])
+            .submit(funcs(), opts(), vec![spec("late", b"x", &[])])
             .unwrap();
         client.watch(&["late".to_string(), "t0".to_string()], &q);
         let mut seen = vec![
@@ -224,7 +222,11 @@ fn errors_and_scattered_data() {
         let mut lit = spec("data", b"scattered", &[]);
         lit.func = LITERAL_FUNC;
         client
-            .submit(funcs(), vec![bad, lit, spec("use", b"use:", &["data"])])
+            .submit(
+                funcs(),
+                opts(),
+                vec![bad, lit, spec("use", b"use:", &["data"])],
+            )
             .unwrap();
         let keys = vec!["bad".to_string(), "data".to_string(), "use".to_string()];
         let out = client
@@ -245,7 +247,7 @@ fn large_results_are_fetched_from_the_worker() {
         let (_server, _workers, client) = cluster(1);
         let big = vec![b'z'; 1 << 20];
         client
-            .submit(funcs(), vec![spec("big", &big, &[])])
+            .submit(funcs(), opts(), vec![spec("big", &big, &[])])
             .unwrap();
         let out = client
             .gather(&["big".to_string()], Some(Duration::from_secs(20)))
@@ -276,7 +278,7 @@ fn a_fetch_after_the_scheduler_is_gone_fails_instead_of_hanging() {
         let (mut server, _workers, client) = cluster(1);
         let big = vec![b'z'; 1 << 20];
         client
-            .submit(funcs(), vec![spec("big", &big, &[])])
+            .submit(funcs(), opts(), vec![spec("big", &big, &[])])
             .unwrap();
         let keys = vec!["big".to_string()];
         assert!(client.wait(&keys, Some(Duration::from_secs(20))).unwrap());
@@ -322,7 +324,7 @@ fn a_data_fetch_without_the_token_is_refused() {
         let (_server, workers, client) = cluster(1);
         let big = vec![b'z'; 1 << 17];
         client
-            .submit(funcs(), vec![spec("big", &big, &[])])
+            .submit(funcs(), opts(), vec![spec("big", &big, &[])])
             .unwrap();
         let keys = vec!["big".to_string()];
         assert!(client.wait(&keys, Some(Duration::from_secs(20))).unwrap());
@@ -361,12 +363,20 @@ fn a_cluster_over_tls_runs_a_graph_and_refuses_plain_tcp() {
         // on every worker that needs it (moved between workers).
         let big = vec![b'x'; 1 << 20];
         let mut specs = vec![spec("big", &big, &[])];
+        // Options 0: anywhere; 1 and 2: on one worker each.
+        let mut options = opts();
+        for w in &workers {
+            options.push(TaskOptions {
+                workers: vec![w.address().to_string()],
+                ..TaskOptions::default()
+            });
+        }
         for i in 0..8 {
             let mut s = spec(&format!("use-{i}"), b"u", &["big"]);
-            s.workers = vec![workers[i % 2].address().to_string()];
+            s.options = 1 + (i % 2) as u32;
             specs.push(s);
         }
-        client.submit(funcs(), specs).unwrap();
+        client.submit(funcs(), options, specs).unwrap();
         let keys: Vec<String> = (0..8).map(|i| format!("use-{i}")).collect();
         assert!(client.wait(&keys, Some(Duration::from_secs(20))).unwrap());
         let out = client.gather(&["big".to_string()], None).unwrap().unwrap();

@@ -1,8 +1,9 @@
 //! What clients send: functions, graphs, keys they disown, questions.
 
 use shoal_proto::{
-    ClientId, ClientToScheduler, SchedulerToClient, SchedulerToWorker, TaskError, TaskId,
-    TaskRecord, TaskSpec, Timing, WorkerStatus, LITERAL_FUNC,
+    ClientId, ClientToScheduler, SchedulerToClient, SchedulerToWorker, Submission, TaskError,
+    TaskId, TaskOptions, TaskRecord, TaskSpec, Timing, WorkerStatus, LITERAL_FUNC,
+    MAX_LIMITS_PER_TASK,
 };
 
 use crate::core::Core;
@@ -22,19 +23,16 @@ impl Core {
                     self.functions.insert(f.hash, f);
                 }
             }
-            ClientToScheduler::SubmitPart(specs) => {
-                for spec in specs {
-                    let id = self.submit_one(c, spec, out);
+            ClientToScheduler::SubmitPart(sub) => {
+                for id in self.submit_all(c, sub, out) {
                     if let Some(t) = self.tasks.get_mut(&id) {
                         t.pinned = true;
                         self.clients.entry(c).or_default().staged.push(id);
                     }
                 }
             }
-            ClientToScheduler::Submit(specs) => {
-                for spec in specs {
-                    self.submit_one(c, spec, out);
-                }
+            ClientToScheduler::Submit(sub) => {
+                self.submit_all(c, sub, out);
                 self.unpin_staged(c);
             }
             ClientToScheduler::Disown(keys) => {
@@ -209,8 +207,32 @@ impl Core {
         cs.wants.insert(id);
     }
 
+    /// Adds (or re-asks for) the tasks of a submission; returns their ids.
+    fn submit_all(&mut self, c: ClientId, sub: Submission, out: &mut Vec<Command>) -> Vec<TaskId> {
+        if sub
+            .tasks
+            .iter()
+            .any(|t| t.options as usize >= sub.options.len())
+        {
+            tracing::warn!(
+                "client {c} sent tasks naming options it did not send: they run with the defaults"
+            );
+        }
+        let mut ids = Vec::with_capacity(sub.tasks.len());
+        for spec in &sub.tasks {
+            ids.push(self.submit_one(c, spec, sub.options_of(spec), out));
+        }
+        ids
+    }
+
     /// Adds (or re-asks for) one task; returns its id.
-    fn submit_one(&mut self, c: ClientId, spec: TaskSpec, out: &mut Vec<Command>) -> TaskId {
+    fn submit_one(
+        &mut self,
+        c: ClientId,
+        spec: &TaskSpec,
+        opts: &TaskOptions,
+        out: &mut Vec<Command>,
+    ) -> TaskId {
         if let Some(id) = self.id_of(&spec.key) {
             if spec.wanted {
                 self.want(c, id);
@@ -237,13 +259,27 @@ impl Core {
             }
         }
         self.keys.insert(&spec.key, id);
-        let resources: Box<[(std::sync::Arc<str>, f64)]> = spec
+        // The client checked these; a client breaking the protocol gets
+        // what can be kept, and the log says so.
+        if opts.limits.len() > MAX_LIMITS_PER_TASK
+            || opts
+                .resources
+                .iter()
+                .any(|(_, n)| !(n.is_finite() && *n > 0.0))
+        {
+            tracing::warn!(
+                "task {} came with more than {MAX_LIMITS_PER_TASK} limits or a resource \
+                 amount that is not a finite number above 0: those are ignored",
+                spec.key
+            );
+        }
+        let resources: Box<[(std::sync::Arc<str>, f64)]> = opts
             .resources
             .iter()
             .filter(|(_, n)| n.is_finite() && *n > 0.0)
             .map(|(name, n)| (std::sync::Arc::from(name.as_str()), *n))
             .collect();
-        let limits: Box<[std::sync::Arc<str>]> = spec
+        let limits: Box<[std::sync::Arc<str>]> = opts
             .limits
             .iter()
             .take(MAX_LIMITS_PER_TASK)
@@ -267,33 +303,33 @@ impl Core {
                 counted_pending: false,
                 pinned: false,
                 wanted_by: Box::new([]),
-                priority: spec.priority,
-                retries_left: spec.retries,
+                priority: opts.priority,
+                retries_left: opts.retries,
                 attempts: 0,
-                extra: (!spec.workers.is_empty()
-                    || spec.retry_delay > 0.0
+                extra: (!opts.workers.is_empty()
+                    || opts.retry_delay > 0.0
                     || !limits.is_empty()
                     || !resources.is_empty())
                 .then(|| {
-                    let delay = if spec.retry_delay.is_finite() {
-                        spec.retry_delay.clamp(0.0, MAX_RETRY_DELAY)
+                    let delay = if opts.retry_delay.is_finite() {
+                        opts.retry_delay.clamp(0.0, MAX_RETRY_DELAY)
                     } else {
                         0.0
                     };
-                    let most = if spec.retry_max_delay.is_finite() && spec.retry_max_delay > 0.0 {
-                        spec.retry_max_delay.clamp(delay, MAX_RETRY_DELAY)
+                    let most = if opts.retry_max_delay.is_finite() && opts.retry_max_delay > 0.0 {
+                        opts.retry_max_delay.clamp(delay, MAX_RETRY_DELAY)
                     } else {
                         MAX_RETRY_DELAY
                     };
                     Box::new(Extra {
-                        restrictions: spec.workers.into_boxed_slice(),
+                        restrictions: opts.workers.clone().into_boxed_slice(),
                         error: None,
                         backoff: (delay > 0.0).then_some((delay, most)),
                         retried: 0,
                         limits,
                         holds_limits: false,
                         resources,
-                        loose: spec.loose,
+                        loose: opts.loose,
                     })
                 }),
                 nbytes: 0,
@@ -352,9 +388,6 @@ impl Core {
         }
     }
 }
-
-/// The most limits one task may count against.
-const MAX_LIMITS_PER_TASK: usize = 16;
 
 /// The longest a retry may be put off, in seconds (a day).
 const MAX_RETRY_DELAY: f64 = 86_400.0;

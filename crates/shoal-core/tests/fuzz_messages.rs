@@ -7,7 +7,7 @@
 mod env;
 
 use bytes::Bytes;
-use env::{task, Env};
+use env::{submission, task, Env};
 use proptest::prelude::*;
 use shoal_core::Event;
 use shoal_proto::{
@@ -15,15 +15,14 @@ use shoal_proto::{
 };
 
 fn client_seeds() -> Vec<ClientToScheduler> {
-    let tasks = vec![
-        task("a").build(),
-        task("b").deps(&["a"]).retries(2).build(),
+    let tasks = submission(vec![
+        task("a"),
+        task("b").deps(&["a"]).retries(2),
         task("c")
             .deps(&["a", "b"])
             .limits(&["L"])
-            .resources(&[("GPU", 1.0)])
-            .build(),
-    ];
+            .resources(&[("GPU", 1.0)]),
+    ]);
     vec![
         ClientToScheduler::Submit(tasks.clone()),
         ClientToScheduler::SubmitPart(tasks),

@@ -232,8 +232,7 @@ fn a_long_chain_is_released_and_forgotten_without_recursion() {
 fn a_graph_in_parts_keeps_early_results_until_it_is_whole() {
     let mut env = Env::new();
     let w = env.worker(1);
-    let part =
-        |keys: Vec<env::TaskBuilder>| keys.into_iter().map(env::TaskBuilder::build).collect();
+    let part = env::submission;
     env.send(
         1,
         ClientToScheduler::SubmitPart(part(vec![task("a").unwanted()])),
@@ -259,7 +258,7 @@ fn a_client_leaving_mid_graph_releases_the_parts() {
     let w = env.worker(1);
     env.send(
         1,
-        ClientToScheduler::SubmitPart(vec![task("a").unwanted().build()]),
+        ClientToScheduler::SubmitPart(env::submission(vec![task("a").unwanted()])),
     );
     env.finish(w, "a");
     env.event(shoal_core::Event::ClientDisconnected(1));

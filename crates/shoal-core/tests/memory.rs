@@ -40,14 +40,7 @@ fn spec(key: String, deps: Vec<String>, wanted: bool) -> TaskSpec {
         args: Payload::single(Bytes::from(vec![0x80u8; 24])),
         deps,
         wanted,
-        priority: 0,
-        retries: 0,
-        workers: vec![],
-        retry_delay: 0.0,
-        retry_max_delay: 0.0,
-        limits: vec![],
-        resources: vec![],
-        loose: false,
+        options: 0,
     }
 }
 
@@ -98,10 +91,14 @@ fn a_held_graph_costs_under_350_bytes_per_task() {
     drop(specs);
     let last = chunks.len() - 1;
     for (i, chunk) in chunks.into_iter().enumerate() {
+        let sub = Submission {
+            options: vec![TaskOptions::default()],
+            tasks: chunk,
+        };
         let msg = if i == last {
-            ClientToScheduler::Submit(chunk)
+            ClientToScheduler::Submit(sub)
         } else {
-            ClientToScheduler::SubmitPart(chunk)
+            ClientToScheduler::SubmitPart(sub)
         };
         core.handle(Event::FromClient(1, msg), &mut out);
     }

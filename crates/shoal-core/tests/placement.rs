@@ -101,10 +101,7 @@ fn a_reduction_tree_runs_depth_first_and_holds_few_results() {
     let root = build(0, 64, &mut specs);
     let keys: Vec<String> = specs.iter().map(|t| t.clone_key()).collect();
     let last = specs.pop().expect("root");
-    specs.push(env::TaskBuilder::from_spec(shoal_proto::TaskSpec {
-        wanted: true,
-        ..last.build()
-    }));
+    specs.push(last.wanted());
     env.submit(specs);
     let w = env.worker(1);
     let mut most_held = 0;

@@ -14,7 +14,7 @@ mod env;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use env::{task, Env, TaskBuilder};
+use env::{submission, task, Env, TaskBuilder};
 use proptest::prelude::*;
 use shoal_core::{Command, CoreConfig, Event, TaskStateKind};
 use shoal_proto::{
@@ -299,8 +299,7 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
             }
             if in_parts && batch.len() > 1 {
                 let rest = batch.split_off(batch.len() / 2);
-                let first = batch.into_iter().map(TaskBuilder::build).collect();
-                env.send(1, ClientToScheduler::SubmitPart(first));
+                env.send(1, ClientToScheduler::SubmitPart(submission(batch)));
                 env.submit(rest);
             } else {
                 env.submit(batch);

@@ -123,27 +123,69 @@ pub struct TaskSpec {
     pub deps: Vec<String>,
     /// Whether the submitting client holds a future for this key.
     pub wanted: bool,
+    /// Its options: an index into its [`Submission`]'s `options`.
+    pub options: u32,
+}
+
+/// The options of tasks, sent once per submission and shared by every task
+/// that names them (a `map` of a million tasks sends one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskOptions {
     pub priority: i32,
     pub retries: u32,
     /// Worker names or data addresses the task may run on (empty: any).
     pub workers: Vec<String>,
-    /// Seconds before the first retry (0: at once, as in Dask); each later
-    /// retry waits twice as long, with jitter, up to `retry_max_delay`.
-    #[serde(default)]
-    pub retry_delay: f64,
-    #[serde(default)]
-    pub retry_max_delay: f64,
-    /// Names of cluster-wide limits the task counts against.
-    #[serde(default)]
-    pub limits: Vec<String>,
-    /// Abstract resources (`"GPU"`, 1.0) the task holds on its worker while
-    /// it is there; it goes only where they are free.
-    #[serde(default)]
-    pub resources: Vec<(String, f64)>,
     /// Whether `workers` is a preference: when none of them is connected,
     /// the task may run anywhere (Dask's `allow_other_workers`).
-    #[serde(default)]
     pub loose: bool,
+    /// Seconds before the first retry (0: at once, as in Dask); each later
+    /// retry waits twice as long, with jitter, up to `retry_max_delay`
+    /// (0: no cap).
+    pub retry_delay: f64,
+    pub retry_max_delay: f64,
+    /// Names of cluster-wide limits the task counts against (at most
+    /// [`MAX_LIMITS_PER_TASK`]).
+    pub limits: Vec<String>,
+    /// Abstract resources (`"GPU"`, 1.0) the task holds on its worker while
+    /// it is there; it goes only where they are free. Amounts are finite
+    /// and above zero.
+    pub resources: Vec<(String, f64)>,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            priority: 0,
+            retries: 0,
+            workers: Vec::new(),
+            loose: false,
+            retry_delay: 0.0,
+            retry_max_delay: 0.0,
+            limits: Vec::new(),
+            resources: Vec::new(),
+        }
+    }
+}
+
+/// The most limits one task may count against.
+pub const MAX_LIMITS_PER_TASK: usize = 16;
+
+/// Tasks and the options they refer to by index.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Submission {
+    pub options: Vec<TaskOptions>,
+    pub tasks: Vec<TaskSpec>,
+}
+
+impl Submission {
+    /// The options of `spec` (the defaults for an index past the end,
+    /// which only a client breaking the protocol sends).
+    pub fn options_of(&self, spec: &TaskSpec) -> &TaskOptions {
+        static DEFAULT: std::sync::OnceLock<TaskOptions> = std::sync::OnceLock::new();
+        self.options
+            .get(spec.options as usize)
+            .unwrap_or_else(|| DEFAULT.get_or_init(TaskOptions::default))
+    }
 }
 
 /// A cluster-wide limit on tasks tagged with its name: at most
@@ -195,11 +237,11 @@ pub enum ClientToScheduler {
     Functions(Vec<FunctionDef>),
     /// Part of a graph too large for one message; its tasks are kept (not
     /// released early) until the `Submit` that completes it.
-    SubmitPart(Vec<TaskSpec>),
+    SubmitPart(Submission),
     /// Tasks (the last part of a graph, or a whole one). A message is
     /// self-contained: a task that is not wanted and that no task in the
     /// message (or an earlier part) depends on is dropped at once.
-    Submit(Vec<TaskSpec>),
+    Submit(Submission),
     /// The client no longer holds futures for these keys: it disowns them.
     Disown(Vec<String>),
     /// Third-party modules the client has imported: workers import them

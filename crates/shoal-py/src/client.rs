@@ -12,7 +12,7 @@ use shoal_proto::addr::in_scheme;
 use shoal_proto::Payload;
 
 use crate::frames::Frames;
-use crate::types::{FunctionDef, Outcome, TaskError, TaskSpec};
+use crate::types::{FunctionDef, Outcome, TaskError, TaskOptions, TaskSpec};
 
 fn to_py_err(e: ClientError) -> PyErr {
     match e {
@@ -194,70 +194,20 @@ impl ClientCore {
         Ok((dicts, next))
     }
 
-    /// Sends functions and task specs; every wanted spec adds a reference
-    /// to its key.
+    /// Sends functions, the options the tasks refer to by index, and the
+    /// task specs; every wanted spec adds a reference to its key.
     fn submit(
         &self,
         functions: Vec<PyRef<'_, FunctionDef>>,
+        options: Vec<PyRef<'_, TaskOptions>>,
         tasks: Vec<PyRef<'_, TaskSpec>>,
     ) -> PyResult<()> {
         let functions = functions.iter().map(|f| f.to_core()).collect();
+        let options = options.iter().map(|o| o.to_core()).collect();
         let tasks = tasks.iter().map(|t| t.to_core()).collect();
-        self.inner.submit(functions, tasks).map_err(to_py_err)
-    }
-
-    /// Sends many wanted tasks of one function that share every option
-    /// (what `map` makes): one key, argument frames and dependency list each.
-    #[pyo3(signature = (function, func, keys, args, deps, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new(), resources=Vec::new(), loose=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn submit_many(
-        &self,
-        function: Option<PyRef<'_, FunctionDef>>,
-        func: u64,
-        keys: Vec<String>,
-        args: Vec<Frames>,
-        deps: Vec<Vec<String>>,
-        priority: i32,
-        retries: u32,
-        workers: Vec<String>,
-        retry_delay: f64,
-        retry_max_delay: f64,
-        limits: Vec<String>,
-        resources: Vec<(String, f64)>,
-        loose: bool,
-    ) -> PyResult<()> {
-        if keys.len() != args.len() || keys.len() != deps.len() {
-            return Err(PyRuntimeError::new_err(
-                "keys, args and deps differ in length",
-            ));
-        }
-        let functions = function.iter().map(|f| f.to_core()).collect();
-        let args = keys
-            .iter()
-            .zip(args)
-            .map(|(key, frames)| frames.for_spec(key))
-            .collect::<PyResult<Vec<_>>>()?;
-        let tasks = keys
-            .into_iter()
-            .zip(args)
-            .zip(deps)
-            .map(|((key, frames), deps)| shoal_proto::TaskSpec {
-                key,
-                func,
-                args: Payload { frames: frames.0 },
-                deps,
-                wanted: true,
-                priority,
-                retries,
-                workers: workers.clone(),
-                retry_delay,
-                retry_max_delay,
-                limits: limits.clone(),
-                resources: resources.clone(),
-                loose,
-            })
-            .collect();
-        self.inner.submit(functions, tasks).map_err(to_py_err)
+        self.inner
+            .submit(functions, options, tasks)
+            .map_err(to_py_err)
     }
 
     /// Asks every worker, now and later, to import these modules in the

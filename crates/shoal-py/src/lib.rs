@@ -64,6 +64,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::WorkerPool>()?;
     m.add_class::<types::FunctionDef>()?;
     m.add_class::<types::TaskSpec>()?;
+    m.add_class::<types::TaskOptions>()?;
     m.add_class::<types::ExecutorTask>()?;
     m.add_class::<types::Outcome>()?;
     m.add_class::<types::TaskError>()?;
@@ -74,5 +75,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("INLINE_LIMIT", shoal_worker::INLINE_LIMIT)?;
     m.add("MAX_SPEC_BYTES", frames::MAX_SPEC_BYTES)?;
     m.add("LITERAL_FUNC", shoal_proto::LITERAL_FUNC)?;
+    m.add("MAX_LIMITS_PER_TASK", shoal_proto::MAX_LIMITS_PER_TASK)?;
     Ok(())
 }

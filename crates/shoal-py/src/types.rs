@@ -58,41 +58,21 @@ pub struct TaskSpec {
     pub deps: Vec<String>,
     /// Whether the client will hold a future for this key.
     pub wanted: bool,
-    pub priority: i32,
-    pub retries: u32,
-    /// Worker names or addresses it may run on (empty: any).
-    pub workers: Vec<String>,
-    /// Seconds before the first retry (0: at once), doubling, at most
-    /// `retry_max_delay` (0: no cap).
-    pub retry_delay: f64,
-    pub retry_max_delay: f64,
-    /// Names of cluster-wide limits it counts against.
-    pub limits: Vec<String>,
-    /// Resources it needs on its worker (`"GPU"`, 1.0).
-    pub resources: Vec<(String, f64)>,
-    /// Whether `workers` may be ignored when none of them is connected.
-    pub loose: bool,
+    /// Its options: an index into the options sent with it.
+    pub options: u32,
 }
 
 #[pymethods]
 impl TaskSpec {
     #[new]
-    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, priority=0, retries=0, workers=Vec::new(), retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new(), resources=Vec::new(), loose=false))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (key, func, frames, deps=Vec::new(), wanted=true, options=0))]
     fn new(
         key: String,
         func: u64,
         frames: Frames,
         deps: Vec<String>,
         wanted: bool,
-        priority: i32,
-        retries: u32,
-        workers: Vec<String>,
-        retry_delay: f64,
-        retry_max_delay: f64,
-        limits: Vec<String>,
-        resources: Vec<(String, f64)>,
-        loose: bool,
+        options: u32,
     ) -> PyResult<Self> {
         let frames = frames.for_spec(&key)?;
         Ok(TaskSpec {
@@ -101,21 +81,14 @@ impl TaskSpec {
             frames,
             deps,
             wanted,
-            priority,
-            retries,
-            workers,
-            retry_delay,
-            retry_max_delay,
-            limits,
-            resources,
-            loose,
+            options,
         })
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "TaskSpec(key={:?}, func={:#018x}, deps={:?}, wanted={}, priority={}, retries={}, workers={:?})",
-            self.key, self.func, self.deps, self.wanted, self.priority, self.retries, self.workers
+            "TaskSpec(key={:?}, func={:#018x}, deps={:?}, wanted={}, options={})",
+            self.key, self.func, self.deps, self.wanted, self.options
         )
     }
 }
@@ -130,14 +103,81 @@ impl TaskSpec {
             },
             deps: self.deps.clone(),
             wanted: self.wanted,
+            options: self.options,
+        }
+    }
+}
+
+/// Options shared by the tasks that name them (see
+/// `shoal_proto::TaskOptions`); made by `shoal.core.options.task_options`,
+/// which checks them.
+#[pyclass(module = "shoal._engine", frozen, get_all)]
+#[derive(Clone)]
+pub struct TaskOptions {
+    pub priority: i32,
+    pub retries: u32,
+    pub workers: Vec<String>,
+    pub loose: bool,
+    pub retry_delay: f64,
+    pub retry_max_delay: f64,
+    pub limits: Vec<String>,
+    pub resources: Vec<(String, f64)>,
+}
+
+#[pymethods]
+impl TaskOptions {
+    #[new]
+    #[pyo3(signature = (priority=0, retries=0, workers=Vec::new(), loose=false, retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new(), resources=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        priority: i32,
+        retries: u32,
+        workers: Vec<String>,
+        loose: bool,
+        retry_delay: f64,
+        retry_max_delay: f64,
+        limits: Vec<String>,
+        resources: Vec<(String, f64)>,
+    ) -> Self {
+        TaskOptions {
+            priority,
+            retries,
+            workers,
+            loose,
+            retry_delay,
+            retry_max_delay,
+            limits,
+            resources,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TaskOptions(priority={}, retries={}, workers={:?}, loose={}, retry_delay={}, \
+             retry_max_delay={}, limits={:?}, resources={:?})",
+            self.priority,
+            self.retries,
+            self.workers,
+            self.loose,
+            self.retry_delay,
+            self.retry_max_delay,
+            self.limits,
+            self.resources
+        )
+    }
+}
+
+impl TaskOptions {
+    pub fn to_core(&self) -> shoal_proto::TaskOptions {
+        shoal_proto::TaskOptions {
             priority: self.priority,
             retries: self.retries,
             workers: self.workers.clone(),
+            loose: self.loose,
             retry_delay: self.retry_delay,
             retry_max_delay: self.retry_max_delay,
             limits: self.limits.clone(),
             resources: self.resources.clone(),
-            loose: self.loose,
         }
     }
 }

@@ -18,8 +18,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import keys, serialize
+from .options import DEFAULT, Options, OptionsTable, parse
 from .session import Session
-from .spec import LITERAL_FUNC, Placement, function_def, task_spec
+from .spec import LITERAL_FUNC, function_def, task_spec
 
 
 class Node:
@@ -120,20 +121,18 @@ def _children(node: Any) -> Any:
 def graph_specs(
     roots: list[Node],
     wanted: set[str],
-    *,
-    priority: int = 0,
-    retries: int = 0,
-    where: Placement | None = None,
-    limits: list[str] | None = None,
+    table: OptionsTable,
+    base: Options = DEFAULT,
 ) -> tuple[list[Any], list[Any]]:
     """Function definitions and task specs for every node reachable from
     ``roots``, dependencies first. Keys in ``wanted`` are the ones the
-    client will hold futures for; ``priority``, ``retries``, ``where`` and
-    ``limits`` apply to every task.
+    client will hold futures for. Every task has the options ``base``,
+    under the ``dask.annotate`` options of its own node; each distinct set
+    goes into ``table``.
     """
     functions: dict[int, tuple[int, str, bytes]] = {}
     specs = []
-    common = {"priority": priority, "retries": retries, "where": where, "limits": limits}
+    common = table.index(base)
     for node in post_order(roots, lambda n: n.key, _children):
         if node._func is None:
             func, deps = LITERAL_FUNC, []
@@ -141,33 +140,30 @@ def graph_specs(
             func = node._func[0]
             functions.setdefault(func, node._func)
             deps = [d.key for d in node._deps]
-        options = common if node._options is None else {**common, **node._options}
+        index = common if node._options is None else table.index(parse(base, **node._options))
         specs.append(
             task_spec(
-                node._key, func, node._spec_frames(), deps, wanted=node._key in wanted, **options
+                node._key,
+                func,
+                node._spec_frames(),
+                deps,
+                wanted=node._key in wanted,
+                options=index,
             )
         )
     return [function_def(*f) for f in functions.values()], specs
 
 
-def submit_graph(
-    session: Session,
-    roots: list[Node],
-    *,
-    priority: int = 0,
-    retries: int = 0,
-    where: Placement | None = None,
-    limits: list[str] | None = None,
-) -> list[str]:
-    """Send the graph behind ``roots``; returns their keys, each holding one
-    new reference the caller hands to a future.
+def submit_graph(session: Session, roots: list[Node], options: Options = DEFAULT) -> list[str]:
+    """Send the graph behind ``roots``, its tasks with ``options`` (under
+    their own annotations); returns the roots' keys, each holding one new
+    reference the caller hands to a future.
     """
     wanted = {n._key for n in roots}
-    functions, specs = graph_specs(
-        roots, wanted, priority=priority, retries=retries, where=where, limits=limits
-    )
+    table = OptionsTable()
+    functions, specs = graph_specs(roots, wanted, table, options)
     functions = [f for f in functions if not session.engine.has_function(f.hash)]
-    session.submit(functions, specs)
+    session.submit(functions, table, specs)
     # Outputs already held (persisted, or computed earlier), and outputs
     # named twice, get a reference of their own.
     seen: set[str] = set()

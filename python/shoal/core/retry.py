@@ -84,14 +84,3 @@ def retry_filter(fn: Callable[..., Any], retry_on: Any) -> Callable[..., Any]:
     if not types or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
         raise TypeError(f"retry_on must be an exception class or a tuple of them, not {retry_on!r}")
     return RetryOn(fn, types)
-
-
-def check_delays(retry_delay: Any, retry_max_delay: Any) -> tuple[float, float]:
-    """Validated ``(retry_delay, retry_max_delay)`` in seconds (0: none)."""
-    delay = 0.0 if retry_delay is None else float(retry_delay)
-    most = 0.0 if retry_max_delay is None else float(retry_max_delay)
-    if not (delay >= 0 and most >= 0):
-        raise ValueError("retry_delay and retry_max_delay must be zero or more seconds")
-    if most and delay > most:
-        raise ValueError("retry_delay must not be above retry_max_delay")
-    return delay, most

@@ -17,8 +17,9 @@ from typing import Any
 
 from .. import _engine
 from . import keys, serialize
+from .options import Options, OptionsTable
 from .sizes import format_bytes
-from .spec import LITERAL_FUNC, Placement, task_spec
+from .spec import LITERAL_FUNC, task_spec
 
 #: Values larger than this (pickled) go straight to a worker.
 DIRECT_ABOVE: int = _engine.INLINE_LIMIT
@@ -67,7 +68,7 @@ def scatter(
     session: Any,
     items: list[tuple[str | None, Any]],
     workers: list[str],
-    where: Placement | None,
+    options: Options,
     hash: bool,
     timeout: float | None,
 ) -> list[str]:
@@ -122,13 +123,15 @@ def scatter(
                 for k, _ in batch:
                     direct.pop(k, None)
     specs = []
+    table = OptionsTable()
     for k in names:
         address = direct.get(k)
         if address is None:
-            specs.append(task_spec(k, LITERAL_FUNC, frames_of[k], where=where))
+            specs.append(task_spec(k, LITERAL_FUNC, frames_of[k], options=table.index(options)))
         else:
             # The worker holds the value: the key goes there (or, if that
             # worker is gone by then, errs as lost).
-            specs.append(task_spec(k, LITERAL_FUNC, [], where=Placement([address], [], True)))
-    session.submit([], specs)
+            held = Options(workers=(address,), loose=True)
+            specs.append(task_spec(k, LITERAL_FUNC, [], options=table.index(held)))
+    session.submit([], table, specs)
     return names

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from .. import _engine
 from . import context, serialize
 from .errors import FutureCancelledError, rebuild
+from .options import OptionsTable
 from .security import Security
 
 _log = logging.getLogger("shoal")
@@ -88,9 +89,11 @@ class Session:
             self._preloaded.update(fresh)
             self.engine.preload(fresh)
 
-    def submit(self, functions: list[Any], specs: list[Any]) -> None:
-        """Send functions and task specs (see :mod:`.spec`)."""
-        self.engine.submit(functions, specs)
+    def submit(self, functions: list[Any], options: OptionsTable, specs: list[Any]) -> None:
+        """Send functions, the options the specs refer to and the task
+        specs (see :mod:`.spec` and :mod:`.options`).
+        """
+        self.engine.submit(functions, options.to_engine(), specs)
 
     def outcomes(self, keys: list[str], timeout: float | None = None) -> list[Any] | None:
         """Wait for ``keys``; one :class:`shoal._engine.Outcome` each, or

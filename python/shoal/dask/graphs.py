@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core import serialize
+from ..core import options, serialize
 from ..core.graph import (
     Node,
     held_node,
@@ -31,14 +31,11 @@ from ..core.graph import (
     submit_graph,
     value_node,
 )
-from ..core.spec import limit_names, placement
-from ..core.times import parse_timedelta
 from ..futures import Future
 from .config import cluster_shuffle
 
-#: The annotations that are task options, and the ones ``placement`` reads.
-_PLACEMENT = ("workers", "allow_other_workers", "resources")
-_OPTIONS = ("priority", "retries", "limits", "retry_delay", "retry_max_delay", *_PLACEMENT)
+#: The annotations that are task options.
+_OPTIONS = options.NAMES
 
 
 def stringify(key: Any) -> str:
@@ -84,8 +81,9 @@ def _annotations(dsk: Any) -> tuple[dict[str, Any], dict[str, dict[Any, Any]]]:
     return active, {k: v for k, v in by_key.items() if k in _OPTIONS and v}
 
 
-def task_options(annotations: dict[str, Any], what: str) -> dict[str, Any]:
-    """Task options (``task_spec``'s keywords) from dask annotations.
+def annotation_options(annotations: dict[str, Any], what: str) -> dict[str, Any]:
+    """The task options among dask annotations, checked (they become
+    :func:`shoal.core.options.parse` arguments when the graph is sent).
 
     Raises
     ------
@@ -93,26 +91,12 @@ def task_options(annotations: dict[str, Any], what: str) -> dict[str, Any]:
         For an annotation shoal cannot use as that option, naming it.
 
     """
-    out: dict[str, Any] = {}
+    found = {name: value for name, value in annotations.items() if name in options.NAMES}
     try:
-        if "priority" in annotations:
-            out["priority"] = int(annotations["priority"])
-        if "retries" in annotations:
-            out["retries"] = int(annotations["retries"] or 0)
-        if "limits" in annotations:
-            out["limits"] = limit_names(annotations["limits"])
-        for name in ("retry_delay", "retry_max_delay"):
-            if name in annotations:
-                out[name] = float(parse_timedelta(annotations[name]) or 0.0)
-        if any(name in annotations for name in _PLACEMENT):
-            out["where"] = placement(
-                annotations.get("workers"),
-                annotations.get("resources"),
-                bool(annotations.get("allow_other_workers", False)),
-            )
+        options.parse(**found)
     except (TypeError, ValueError) as e:
         raise type(e)(f"the dask annotations of {what}: {e}") from None
-    return out
+    return found
 
 
 def _node_options(
@@ -127,7 +111,7 @@ def _node_options(
         value = values.get(key)
         if value is not None:
             found[name] = value
-    return task_options(found, f"task {stringify(key)}") if found else None
+    return annotation_options(found, f"task {stringify(key)}") if found else None
 
 
 def _held_future(value: Any, name: str) -> Future | None:
@@ -199,31 +183,35 @@ def _repack(keys: Any, values: dict[Any, Any]) -> Any:
     return values[keys]
 
 
-def run_dask_graph(client: Any, dsk: Any, keys: Any, **options: Any) -> Any:
+def run_dask_graph(
+    client: Any, dsk: Any, keys: Any, opts: options.Options = options.DEFAULT
+) -> Any:
     """Run a dask graph (or graph expression) on ``client``; return the
-    values of ``keys``, nested like ``keys``. ``options`` (``priority``,
-    ``retries``, ``where``) apply to every task.
+    values of ``keys``, nested like ``keys``. ``opts`` apply to every task
+    (under its own annotations).
     """
     flat = _flatten(keys)
     with cluster_shuffle():
         nodes = graph_to_nodes(dsk, flat)
     unique = list(dict.fromkeys(flat))
-    submitted = submit_graph(client._session, [nodes[k] for k in unique], **options)
+    submitted = submit_graph(client._session, [nodes[k] for k in unique], opts)
     futures = [Future._adopt(k, client) for k in submitted]
     results = client.gather(futures)
     return _repack(keys, dict(zip(unique, results)))
 
 
-def persist_collections(client: Any, collections: list[Any], **options: Any) -> list[Any]:
+def persist_collections(
+    client: Any,
+    collections: list[Any],
+    opts: options.Options = options.DEFAULT,
+    optimize_graph: bool = True,
+) -> list[Any]:
     """Persist dask collections on ``client``: every output key becomes a
     future, and each collection is rebuilt over its futures, so the data
-    stays on the workers. ``optimize_graph`` and the task options
-    (``priority``, ``retries``, ``where``, ``limits``) as for
-    :func:`run_dask_graph`.
+    stays on the workers. ``opts`` as for :func:`run_dask_graph`.
     """
     from dask.base import collections_to_expr
 
-    optimize_graph = options.pop("optimize_graph", True)
     with cluster_shuffle():
         expr = collections_to_expr(collections, optimize_graph).optimize()
         keys = expr.__dask_keys__()
@@ -235,7 +223,7 @@ def persist_collections(client: Any, collections: list[Any], **options: Any) -> 
     with cluster_shuffle():
         nodes = graph_to_nodes(expr, flat)
     unique = list(dict.fromkeys(flat))
-    submitted = submit_graph(client._session, [nodes[k] for k in unique], **options)
+    submitted = submit_graph(client._session, [nodes[k] for k in unique], opts)
     futures = {k: Future._adopt(name, client) for k, name in zip(unique, submitted)}
     out = []
     for collection, ks in zip(collections, keys):

@@ -13,8 +13,8 @@ from ..core import aio, arguments
 from ..core import memory as memory_
 from ..core import security as security_
 from ..core.arguments import UNSET
+from ..core.options import resource_amounts
 from ..core.session import Session
-from ..core.spec import resource_amounts
 from ..core.times import parse_timedelta
 from ..worker.executor import default_max_threads, start_in_process
 from ..worker.uploads import remove_directories_of, user_root

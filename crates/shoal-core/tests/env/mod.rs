@@ -8,25 +8,32 @@ use shoal_proto::*;
 
 pub const FUNC: FuncHash = 42;
 
-/// A task under construction.
-pub struct TaskBuilder(TaskSpec);
+/// A task under construction: its spec and its options.
+pub struct TaskBuilder(TaskSpec, TaskOptions);
 
 pub fn task(key: &str) -> TaskBuilder {
-    TaskBuilder(TaskSpec {
-        key: key.to_string(),
-        func: FUNC,
-        args: Payload::single(Bytes::from(key.as_bytes().to_vec())),
-        deps: vec![],
-        wanted: true,
-        priority: 0,
-        retries: 0,
-        workers: vec![],
-        retry_delay: 0.0,
-        retry_max_delay: 0.0,
-        limits: vec![],
-        resources: vec![],
-        loose: false,
-    })
+    TaskBuilder(
+        TaskSpec {
+            key: key.to_string(),
+            func: FUNC,
+            args: Payload::single(Bytes::from(key.as_bytes().to_vec())),
+            deps: vec![],
+            wanted: true,
+            options: 0,
+        },
+        TaskOptions::default(),
+    )
+}
+
+/// One submission of these tasks, each with options of its own.
+pub fn submission(tasks: Vec<TaskBuilder>) -> Submission {
+    let mut sub = Submission::default();
+    for (i, TaskBuilder(mut spec, opts)) in tasks.into_iter().enumerate() {
+        spec.options = i as u32;
+        sub.tasks.push(spec);
+        sub.options.push(opts);
+    }
+    sub
 }
 
 impl TaskBuilder {
@@ -38,51 +45,52 @@ impl TaskBuilder {
         self.0.wanted = false;
         self
     }
+    pub fn wanted(mut self) -> Self {
+        self.0.wanted = true;
+        self
+    }
     pub fn priority(mut self, p: i32) -> Self {
-        self.0.priority = p;
+        self.1.priority = p;
         self
     }
     pub fn retries(mut self, r: u32) -> Self {
-        self.0.retries = r;
+        self.1.retries = r;
         self
     }
     /// Retries wait `first` seconds, doubling up to `most`.
     pub fn backoff(mut self, first: f64, most: f64) -> Self {
-        self.0.retry_delay = first;
-        self.0.retry_max_delay = most;
+        self.1.retry_delay = first;
+        self.1.retry_max_delay = most;
         self
     }
     /// Counts against these limits.
     pub fn limits(mut self, names: &[&str]) -> Self {
-        self.0.limits = names.iter().map(|s| s.to_string()).collect();
+        self.1.limits = names.iter().map(|s| s.to_string()).collect();
         self
     }
     /// Needs these resources on its worker.
     pub fn resources(mut self, needs: &[(&str, f64)]) -> Self {
-        self.0.resources = needs.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        self.1.resources = needs.iter().map(|(n, v)| (n.to_string(), *v)).collect();
         self
     }
     /// Its worker restrictions are a preference (`allow_other_workers`).
     pub fn loose(mut self) -> Self {
-        self.0.loose = true;
+        self.1.loose = true;
         self
     }
     pub fn on(mut self, workers: &[&str]) -> Self {
-        self.0.workers = workers.iter().map(|s| s.to_string()).collect();
+        self.1.workers = workers.iter().map(|s| s.to_string()).collect();
         self
     }
     pub fn func(mut self, f: FuncHash) -> Self {
         self.0.func = f;
         self
     }
-    pub fn build(self) -> TaskSpec {
-        self.0
-    }
     pub fn clone_key(&self) -> String {
         self.0.key.clone()
     }
     pub fn from_spec(spec: TaskSpec) -> Self {
-        TaskBuilder(spec)
+        TaskBuilder(spec, TaskOptions::default())
     }
 }
 
@@ -170,8 +178,7 @@ impl Env {
     }
 
     pub fn submit_as(&mut self, client: ClientId, tasks: Vec<TaskBuilder>) {
-        let specs = tasks.into_iter().map(TaskBuilder::build).collect();
-        self.send(client, ClientToScheduler::Submit(specs));
+        self.send(client, ClientToScheduler::Submit(submission(tasks)));
     }
 
     /// Worker `w` reports the copies it fetched, and those it could not.
