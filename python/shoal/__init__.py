@@ -30,8 +30,7 @@ The package is layered; each layer imports only the ones below it:
 """
 
 from .actor import Actor, ActorFuture
-from .client import Client, default_client, get_client
-from .client_cluster import fire_and_forget
+from .client import Client, default_client, fire_and_forget, get_client
 from .completion import (
     ALL_COMPLETED,
     FIRST_COMPLETED,

@@ -1,23 +1,21 @@
-"""The Client's calls about the cluster rather than single tasks: running
-functions on every worker, where data is, published datasets, and waiting
-for workers. A mixin of :class:`shoal.Client`.
+"""The Client's calls about workers rather than single tasks: running
+functions on every worker, where data is, retiring, replicating,
+restarting and waiting for workers. Part of :class:`Client`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable
 from typing import Any, Callable
 
-from ._engine import Answer, Coord, RunAnswer
-from .coordination._request import ask
-from .core import aio, arguments, serialize
-from .core.errors import rebuild
-from .core.times import parse_timedelta
-from .futures import Future
-from .worker.uploads import wait_uploaded
-
-_NO_DEFAULT = object()
+from .._engine import Answer, Coord, RunAnswer
+from ..coordination._request import ask
+from ..core import aio, arguments, serialize
+from ..core.errors import rebuild
+from ..core.times import parse_timedelta
+from ..futures import Future
+from ..worker.uploads import wait_uploaded
 
 
 def _scheme(address: str, scheme: str = "tcp://") -> str:
@@ -34,11 +32,8 @@ def worker_names(workers: Any) -> list[str]:
     return [str(w) for w in workers]
 
 
-class ClusterMethods:
-    """Methods of :class:`shoal.Client` about the cluster as a whole."""
-
-    _session: Any
-    status: str
+class WorkerCalls:
+    """The Client's calls about its workers."""
 
     def _check_running(self) -> None:  # provided by Client
         raise NotImplementedError
@@ -46,8 +41,6 @@ class ClusterMethods:
     def _request(self, op: Coord) -> Answer:
         self._check_running()
         return ask(self, op)
-
-    # ----- functions on every worker ----------------------------------------
 
     @aio.maybe_async
     def run(
@@ -152,8 +145,6 @@ class ClusterMethods:
             "publish_dataset()"
         )
 
-    # ----- where things are -------------------------------------------------
-
     @aio.maybe_async
     def who_has(self, futures: Any = None) -> dict[str, list[str]]:
         """Which workers hold each result, by key.
@@ -233,8 +224,6 @@ class ClusterMethods:
             for w in ([workers] if isinstance(workers, str) else workers)
         }
         return {a: n for a, n in out.items() if a in wanted}
-
-    ncores = nthreads
 
     def scheduler_info(self, n_workers: int = -1) -> dict[str, Any]:
         """The scheduler and its workers, in Dask's layout.
@@ -347,7 +336,7 @@ class ClusterMethods:
             names = [workers] if isinstance(workers, str) else list(workers)
         if not names:
             return {}
-        from .deploy.spec import Cluster
+        from ..deploy.spec import Cluster
 
         if isinstance(self.cluster, Cluster):
             # Through the cluster, so it does not start them again.
@@ -421,95 +410,6 @@ class ClusterMethods:
         self._check_running()
         self._session.engine.wait(keys, None)
         self._request(Coord.Replicate(keys, n or 0, workers, min(branching_factor, 2**32 - 1)))
-
-    def _task_parts(self, key: str) -> tuple[bytes, list[bytes], list[str]]:
-        """The pickled function and arguments of task ``key``, and the keys
-        of its dependencies, as the scheduler holds them.
-        """
-        answer = self._request(Coord.TaskCall(key))
-        if not isinstance(answer, Answer.Items):
-            raise ValueError(f"the scheduler no longer knows task {key}")
-        (function,), frames, dep_keys = answer.items
-        return function, frames, [k.decode() for k in dep_keys]
-
-    def _task_call(
-        self, parts: tuple[bytes, list[bytes], list[str]]
-    ) -> tuple[Callable[..., Any], tuple, dict]:
-        """The function and arguments of a task (see :meth:`_task_parts`),
-        with its dependencies' values gathered from the cluster.
-        """
-        import pickle
-
-        function, frames, deps = parts
-        func = pickle.loads(function)
-        values = dict(zip(deps, self.gather([Future(k, self) for k in deps]))) if deps else {}
-        serialize.set_dependency_values(values)
-        try:
-            args, kwargs = serialize.loads(frames)
-        finally:
-            serialize.set_dependency_values(None)
-        return func, args, kwargs
-
-    def recreate_task_locally(self, future: Future) -> Any:
-        """Run the task behind ``future`` again, here, and return its result
-        (its dependencies' results come from the cluster).
-
-        Parameters
-        ----------
-        future
-            A future of a task (not of scattered data).
-
-        Returns
-        -------
-        What the task's function returns when called here.
-
-        Examples
-        --------
-        >>> f = client.submit(inc, 1)  # doctest: +SKIP
-        >>> client.recreate_task_locally(f)  # doctest: +SKIP
-        2
-
-        """
-        from .completion import wait
-
-        wait([future])
-        func, args, kwargs = self._task_call(self._task_parts(future.key))
-        return func(*args, **kwargs)
-
-    def recreate_error_locally(self, future: Future) -> None:
-        """Run the failed task behind ``future`` here, so its exception is
-        raised in this process (where ``pdb`` can step into it). When it
-        failed because a dependency failed, that dependency runs instead.
-
-        Parameters
-        ----------
-        future
-            A future whose task failed.
-
-        Raises
-        ------
-        ValueError
-            If the future did not fail.
-        Exception
-            The task's exception, raised by running it here.
-
-        """
-        from .completion import wait
-
-        wait([future])
-        if future.status != "error":
-            raise ValueError(f"No errored futures passed ({future.key} is {future.status})")
-        culprit = future.key
-        parts = self._task_parts(culprit)
-        while True:
-            erred = [f for f in (Future(k, self) for k in parts[2]) if f.status == "error"]
-            if not erred:
-                break
-            culprit = erred[0].key
-            parts = self._task_parts(culprit)
-        func, args, kwargs = self._task_call(parts)
-        func(*args, **kwargs)
-        raise RuntimeError(f"task {culprit} failed in the cluster but succeeded when run here")
 
     @aio.maybe_async
     def upload_file(self, filename: str | os.PathLike, load: bool = True) -> None:
@@ -622,127 +522,17 @@ class ClusterMethods:
         if not self._session.engine.wait_for_workers(n_workers, t, list(without)):
             raise TimeoutError(f"{n_workers} workers did not connect within {timeout}")
 
-    # ----- published datasets -----------------------------------------------
-
-    @aio.maybe_async
-    def publish_dataset(
-        self, *args: Any, name: str | None = None, override: bool = False, **kwargs: Any
-    ) -> None:
-        """Name data (futures, collections of them, or any value) so that
-        other clients can get it with :meth:`get_dataset`. The scheduler
-        keeps the futures' results while the name exists.
-
-        Parameters
-        ----------
-        *args
-            With ``name=``, the one value to publish.
-        name
-            The dataset's name.
-        override
-            Replace a dataset of that name instead of raising.
-        **kwargs
-            ``name=value`` pairs to publish.
-
-        Raises
-        ------
-        KeyError
-            If a dataset of that name exists and ``override`` is False.
-
-        Examples
-        --------
-        >>> client.publish_dataset(prices=client.submit(load_prices))  # doctest: +SKIP
-        >>> other_client.get_dataset("prices").result()  # doctest: +SKIP
-
-        """
-        if name is not None:
-            if len(args) != 1:
-                raise ValueError("publish_dataset(value, name=...) takes exactly one value")
-            kwargs[name] = args[0]
-        elif args:
-            raise ValueError("publish_dataset needs name=... for a positional value")
-        for key, value in kwargs.items():
-            frames, keys = serialize.dumps_held(value, f"dataset {key!r}")
-            answer = self._request(Coord.DatasetPublish(key, frames, keys, override))
-            if isinstance(answer, Answer.Exists):
-                raise KeyError(f"Dataset {key} already exists")
-
-    @aio.maybe_async
-    def get_dataset(self, name: str, default: Any = _NO_DEFAULT) -> Any:
-        """The dataset published as ``name`` (futures come back as this
-        client's futures).
-
-        Raises
-        ------
-        KeyError
-            If there is none and no ``default`` was given.
-
-        """
-        answer = self._request(Coord.DatasetGet(name))
-        if not isinstance(answer, Answer.Items):
-            if default is _NO_DEFAULT:
-                raise KeyError(f"Dataset '{name}' not found")
-            return default
-        return serialize.loads_for(answer.items[0], self)
-
-    @aio.maybe_async
-    def list_datasets(self) -> list[str]:
-        """The names of the published datasets."""
-        answer = self._request(Coord.DatasetList())
-        assert isinstance(answer, Answer.Names), answer
-        return list(answer.names)
-
-    @aio.maybe_async
-    def unpublish_dataset(self, name: str) -> None:
-        """Remove a published dataset.
-
-        Raises
-        ------
-        KeyError
-            If there is none of that name.
-
-        """
-        answer = self._request(Coord.DatasetDelete(name))
-        if isinstance(answer, Answer.Missing):
-            raise KeyError(f"Dataset '{name}' not found")
-
-    @property
-    def datasets(self) -> Datasets:
-        """The published datasets as a mutable mapping."""
-        return Datasets(self)
-
 
 def _worker_is_process() -> bool:
-    from .worker import main
+    from ..worker import main
 
     return main.is_process()
 
 
 def _restart_worker_process() -> None:
-    from .worker import main
+    from ..worker import main
 
     main.restart_process()
-
-
-class Datasets(MutableMapping[str, Any]):
-    """The published datasets of a cluster, as a mapping (``client.datasets``)."""
-
-    def __init__(self, client: Any):
-        self._client = client
-
-    def __getitem__(self, name: str) -> Any:
-        return self._client.get_dataset(name)
-
-    def __setitem__(self, name: str, value: Any) -> None:
-        self._client.publish_dataset(value, name=name, override=True)
-
-    def __delitem__(self, name: str) -> None:
-        self._client.unpublish_dataset(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._client.list_datasets())
-
-    def __len__(self) -> int:
-        return len(self._client.list_datasets())
 
 
 def collect_keys(obj: Any, found: dict[str, None], names: bool = False) -> None:

@@ -1,0 +1,485 @@
+"""The Client: the user's connection to a shoal cluster (its lifecycle and
+reprs; what it does is in the sibling modules it is made of).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import time
+import uuid
+import weakref
+from collections.abc import Generator
+from typing import Any, Callable
+
+from ..core import aio, arguments, context
+from ..core.arguments import UNSET
+from ..core.security import resolve as resolve_security
+from ..core.session import Session
+from ..core.sizes import format_bytes
+from ..core.times import parse_timedelta
+from ..dask import config as dask_config
+from ..deploy.local import LocalCluster
+from ..deploy.spec import Cluster
+from ..worker import context as worker_context
+from .collections import Collections
+from .datasets import DatasetMethods
+from .recreate import Recreating
+from .submit import Submitting
+from .workers import WorkerCalls
+
+_all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def default_client(c: Client | None = None) -> Client:
+    """Return ``c`` or the current default client.
+
+    Raises
+    ------
+    ValueError
+        If there is no running default client.
+
+    """
+    return context.default_client(c)
+
+
+def get_client(
+    address: str | None = None, timeout: Any = None, resolve_address: bool = True
+) -> Client:
+    """The client to use here: inside a task, the worker's own client (to
+    submit tasks from tasks); elsewhere the default client, or a client of
+    the scheduler at ``address``.
+
+    Parameters
+    ----------
+    address
+        A scheduler's address: a client connected to it (an existing one,
+        else a new one).
+    timeout
+        How long to wait to connect (seconds, or a string like ``"10 s"``).
+    resolve_address
+        Compare addresses without their ``tcp://`` (the default); False
+        compares them as given.
+
+    Returns
+    -------
+    Client
+
+    Raises
+    ------
+    ValueError
+        Outside a task, with no default client and no ``address``.
+
+    Examples
+    --------
+    >>> def fib(n):
+    ...     if n < 2:
+    ...         return n
+    ...     client = get_client()
+    ...     a, b = client.submit(fib, n - 1), client.submit(fib, n - 2)
+    ...     return a.result() + b.result()
+
+    """
+    seconds = parse_timedelta(timeout)
+    worker = worker_context.current_worker()
+
+    def same(a: str, b: str) -> bool:
+        if resolve_address:
+            return a.split("://")[-1] == b.split("://")[-1]
+        return a == b
+
+    if worker is not None and (address is None or same(address, worker.scheduler_address)):
+        return worker.client(timeout=10.0 if seconds is None else seconds)
+    if address is not None:
+        for c in list(_all_clients):
+            if c.status == "running" and same(c.scheduler_address, address):
+                return c
+        return Client(address, timeout=10.0 if seconds is None else seconds)
+    return context.default_client()
+
+
+class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
+    """Connect to a shoal cluster, or start a local one, and run tasks on it.
+
+    Parameters
+    ----------
+    address
+        ``"tcp://host:port"`` of a running scheduler, a cluster object
+        (:class:`LocalCluster`, ``SSHCluster``),
+        or None to start a local cluster (keyword arguments such as
+        ``n_workers`` and ``threads_per_worker`` go to it).
+    timeout
+        Seconds to wait for the connection.
+    set_as_default
+        Make this the client that futures, ``compute`` and dask use.
+    scheduler_file
+        A JSON file with the scheduler's ``"address"``.
+    name
+        This client's name, as the scheduler shows it.
+    security
+        A :class:`~shoal.Security` with the cluster's token and, for a
+        ``tls://`` address, its TLS options. Without one the token comes
+        from ``SHOAL_TOKEN`` or the file ``SHOAL_TOKEN_FILE`` names; a
+        cluster started in this process needs none. With no address,
+        ``security=True`` starts a local cluster with TLS
+        (``Security.temporary()``).
+    asynchronous
+        Make an asynchronous client, as in Dask: it connects when awaited
+        (``await Client(..., asynchronous=True)`` or ``async with``), its
+        waiting calls (``gather``, ``scatter``, ``Future.result``, ``run``,
+        ``close``, ...) return coroutines, and awaiting never blocks the
+        running event loop. ``await future`` works with any client.
+
+    Examples
+    --------
+    >>> client = Client(n_workers=4)  # doctest: +SKIP
+    >>> client.gather(client.map(inc, range(4)))  # doctest: +SKIP
+    [1, 2, 3, 4]
+
+    """
+
+    def __init__(
+        self,
+        address: str | Cluster | None = None,
+        loop: Any = None,
+        timeout: Any = 10.0,
+        set_as_default: bool = True,
+        scheduler_file: str | None = None,
+        security: Any = None,
+        asynchronous: bool = False,
+        name: str | None = None,
+        heartbeat_interval: Any = None,
+        serializers: Any = None,
+        deserializers: Any = None,
+        extensions: Any = UNSET,
+        direct_to_workers: Any = None,
+        connection_limit: Any = UNSET,
+        **kwargs: Any,
+    ):
+        self.status = "connecting"
+        self.cluster: Cluster | None = None
+        self._owns_cluster = False
+        self._asynchronous = bool(asynchronous)
+        for option, value in (
+            ("loop", loop),
+            ("heartbeat_interval", heartbeat_interval),
+            ("serializers", serializers),
+            ("deserializers", deserializers),
+            ("extensions", extensions),
+            ("direct_to_workers", direct_to_workers),
+            ("connection_limit", connection_limit),
+        ):
+            arguments.reject(option, value)
+        self.id = f"Client-{uuid.uuid4()}"
+        start = functools.partial(
+            self._connect, address, timeout, set_as_default, scheduler_file, name, security, kwargs
+        )
+        if self._asynchronous:
+            # Connecting blocks: it happens on a thread when awaited.
+            self.status = "newly-created"
+            self._pending_start: Callable[[], None] | None = start
+        else:
+            self._pending_start = None
+            start()
+
+    def _connect(
+        self,
+        address: Any,
+        timeout: Any,
+        set_as_default: bool,
+        scheduler_file: str | None,
+        name: str | None,
+        security: Any,
+        kwargs: dict[str, Any],
+    ) -> None:
+        if scheduler_file is not None:
+            import json  # rarely needed: kept off the start-up path
+
+            with open(scheduler_file) as f:
+                address = json.load(f)["address"]
+        if address is None:
+            self.cluster = LocalCluster(security=security, **kwargs)
+            self._owns_cluster = True
+            address = self.cluster.scheduler_address
+        elif isinstance(address, Cluster):
+            self.cluster = address
+            address = address.scheduler_address
+        elif kwargs:
+            raise TypeError(
+                f"Unexpected keyword arguments {sorted(kwargs)}: these configure a local "
+                "cluster and cannot be used with the address of an existing scheduler"
+            )
+        if not isinstance(address, str):
+            raise TypeError(f"address must be a string like 'tcp://host:port', not {address!r}")
+        try:
+            if self.cluster is not None and (security is None or isinstance(security, bool)):
+                security = self.cluster.security
+            credentials = resolve_security(security, address)
+            seconds = parse_timedelta(timeout)
+            self._session = Session(
+                address, 10.0 if seconds is None else seconds, name or self.id, credentials
+            )
+        except Exception:
+            if self._owns_cluster and self.cluster is not None:
+                self.cluster.close()
+            raise
+        self._session.owner = weakref.ref(self)
+        self.status = "running"
+        _all_clients.add(self)
+        if set_as_default:
+            context.set_default(self)
+            dask_config.set_default_scheduler(self)
+
+    # ----- lifecycle ---------------------------------------------------------
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether calls that wait return coroutines to await (a client
+        made with ``asynchronous=True``), as in Dask.
+        """
+        return self._asynchronous and not aio.in_sync_call()
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._astart().__await__()
+
+    async def _astart(self) -> Client:
+        start, self._pending_start = self._pending_start, None
+        if start is not None:
+            try:
+                await aio.offload(start)
+            except BaseException:
+                self.status = "closed"
+                raise
+        return self
+
+    async def __aenter__(self) -> Client:
+        return await self._astart()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await aio.offload(self._close)
+
+    def __enter__(self) -> Client:
+        if self._asynchronous:
+            raise RuntimeError(
+                "an asynchronous client is used with 'async with Client(asynchronous=True)'"
+            )
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @aio.maybe_async
+    def close(self, timeout: Any = None) -> None:
+        """Close this client; also close the local cluster it started.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for a local cluster's worker processes to exit.
+
+        Returns
+        -------
+        None, or a coroutine to await with an asynchronous client.
+
+        """
+        self._close(timeout)
+
+    def _close(self, timeout: Any = None) -> None:
+        self._pending_start = None
+        if self.status in ("closed", "connecting", "newly-created"):
+            self.status = "closed"
+            return
+        self.status = "closed"
+        dask_config.unset_default_scheduler(self)
+        self._session.close()
+        if self._owns_cluster and self.cluster is not None:
+            self.cluster.close(parse_timedelta(timeout))
+        context.unset_default(self)
+
+    def shutdown(self) -> None:
+        """Shut down the scheduler and every worker of the cluster, then close."""
+        if self.status == "running":
+            self._session.engine.shutdown_cluster()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.close()
+
+    def start(self) -> None:
+        """Connect again after :meth:`close` (a no-op while running), to
+        the same scheduler.
+
+        Raises
+        ------
+        RuntimeError
+            If the client had started its own cluster, which closed with it.
+
+        """
+        if self.status == "running":
+            return
+        if self._owns_cluster:
+            raise RuntimeError("this client's local cluster closed with it: create a new Client()")
+        self._session = Session(self._session.address, 10.0, self.id, self._session.security)
+        self._session.owner = weakref.ref(self)
+        self.status = "running"
+        _all_clients.add(self)
+
+    def __del__(self) -> None:
+        try:
+            self._close()
+        except Exception:
+            pass
+
+    @property
+    def scheduler_address(self) -> str:
+        """The scheduler's address, ``tcp://host:port``."""
+        return self._session.address
+
+    def _check_running(self) -> None:
+        if self.status != "running":
+            if self.status == "newly-created":
+                raise RuntimeError(
+                    "this asynchronous client has not started: "
+                    "use 'await Client(..., asynchronous=True)' or 'async with'"
+                )
+            raise RuntimeError(f"this client is {self.status}")
+
+    # ----- submitting ------------------------------------------------------
+
+    def get_task_stream(
+        self,
+        start: Any = None,
+        stop: Any = None,
+        count: int | None = None,
+        plot: Any = False,
+        filename: str = "task-stream.html",
+        bokeh_resources: Any = None,
+    ) -> Any:
+        """The tasks that ran recently, as Dask records them.
+
+        The scheduler keeps the most recent 50,000.
+
+        Parameters
+        ----------
+        start, stop
+            Only tasks that started after ``start`` and stopped before
+            ``stop``: seconds since the epoch, or a duration before now such
+            as ``"60s"`` or ``"500 ms"``.
+        count
+            Only the newest ``count`` of those.
+        plot
+            ``'save'`` also writes them to ``filename`` as a self-contained
+            HTML page, and returns ``(records, path)``.
+        filename
+            Where ``plot='save'`` writes.
+        bokeh_resources
+            Not supported (shoal draws no Bokeh figures): leave it None.
+
+        Returns
+        -------
+        list of dict
+            One per task: ``key``, ``name`` (its function), ``worker``,
+            ``thread``, ``status`` (``'OK'`` or ``'error'``), ``nbytes``,
+            ``startstops`` (``({'action': 'compute', 'start': ..., 'stop': ...},)``)
+            and ``metadata``.
+
+        Examples
+        --------
+        >>> client.gather(client.map(inc, range(10)))  # doctest: +SKIP
+        >>> len(client.get_task_stream(start="10 s"))  # doctest: +SKIP
+        10
+
+        """
+        from ..diagnostics import report, task_stream
+
+        task_stream.check_plot(plot, bokeh_resources)
+        self._check_running()
+        data = task_stream.select(task_stream.records_since(self._session, 0), start, stop, count)
+        if plot == "save":
+            # The page starts at the first task's start (see write_report).
+            now = time.time()
+            return data, report.write_report(filename, data, now, now, "task stream")
+        return data
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's status page, ``http://host:port/status``, or None
+        if the scheduler runs no dashboard.
+
+        Examples
+        --------
+        >>> client = Client(n_workers=2)  # doctest: +SKIP
+        >>> client.dashboard_link  # doctest: +SKIP
+        'http://127.0.0.1:8787/status'
+
+        """
+        url = self._session.engine.dashboard
+        return None if url is None else f"{url}/status"
+
+    def _workers(self) -> list[dict[str, Any]]:
+        return self._session.engine.workers() if self.status == "running" else []
+
+    def __repr__(self) -> str:
+        workers = self._workers()
+        threads = sum(w["nthreads"] for w in workers)
+        memory = sum(w["memory"] for w in workers)
+        dashboard = "" if self.dashboard_link is None else f" dashboard={self.dashboard_link!r}"
+        return (
+            f"<Client: {self.scheduler_address!r} processes={len(workers)} "
+            f"threads={threads}, memory={format_bytes(memory)}{dashboard}>"
+        )
+
+    def _repr_html_(self) -> str:
+        import html  # only notebooks need it: kept off the start-up path
+
+        workers = self._workers()
+        rows = "".join(
+            f"<tr><td>{w['name']}</td><td>{w['address']}</td><td>{w['nthreads']}</td>"
+            f"<td>{format_bytes(w['memory'])}</td></tr>"
+            for w in workers
+        )
+        link = self.dashboard_link
+        dashboard = (
+            ""
+            if link is None
+            else f'<b>Dashboard:</b> <a href="{html.escape(link)}" target="_blank">'
+            f"{html.escape(link)}</a> &nbsp; "
+        )
+        return (
+            f"<div><h3>Client</h3><p><b>Scheduler:</b> {self.scheduler_address} &nbsp; "
+            f"{dashboard}"
+            f"<b>Status:</b> {self.status} &nbsp; <b>Workers:</b> {len(workers)} &nbsp; "
+            f"<b>Threads:</b> {sum(w['nthreads'] for w in workers)} &nbsp; "
+            f"<b>Memory:</b> {format_bytes(sum(w['memory'] for w in workers))}</p>"
+            "<table><tr><th>Worker</th><th>Address</th><th>Threads</th><th>Memory</th></tr>"
+            f"{rows}</table></div>"
+        )
+
+
+def _implicit_client() -> Client:
+    """The client ``compute`` uses when there is no default: a worker on
+    threads of this process, started on first use and reused. It starts in
+    milliseconds; like any shoal worker it runs one task per core while
+    tasks compute and more while they wait on I/O (HTTP calls, the usual
+    content of lazy graphs built without a cluster).
+    """
+    return Client(
+        processes=False,
+        n_workers=1,
+        threads_per_worker=os.cpu_count() or 1,
+        set_as_default=False,
+    )
+
+
+context.set_implicit_factory(_implicit_client)
+context.set_client_class(Client)
+
+
+@atexit.register
+def _close_all() -> None:
+    context.close_implicit()
+    for c in list(_all_clients):
+        try:
+            c._close()
+        except Exception:
+            pass

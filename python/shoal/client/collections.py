@@ -1,0 +1,216 @@
+"""Delayed objects and dask collections: ``compute``, ``persist`` and
+``get``. Part of :class:`Client`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import arguments, options
+from ..core.arguments import UNSET
+from ..dask.graphs import run_dask_graph
+from ..delayed import as_node, collect, delayed, persist_on, submit_nodes
+from .submit import reject_task_options
+
+
+class Collections:
+    """The Client's calls for Delayed objects and dask collections."""
+
+    def compute(
+        self,
+        collections: Any,
+        sync: bool = False,
+        optimize_graph: bool = True,
+        workers: Any = None,
+        allow_other_workers: bool = False,
+        resources: Any = None,
+        retries: int = 0,
+        priority: int = 0,
+        fifo_timeout: Any = UNSET,
+        actors: Any = None,
+        traverse: bool = True,
+        limits: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start computing Delayed objects (or dask collections) in the cluster.
+
+        Parameters
+        ----------
+        collections
+            A Delayed or dask collection, or a list of them.
+        sync
+            Return the results instead of Futures.
+        optimize_graph
+            Optimize dask collections' graphs as dask would.
+        workers, resources, allow_other_workers, retries, priority
+            As for :meth:`submit`, for every task of the graphs.
+        traverse
+            Look for lazy objects inside lists, tuples, sets and dicts among
+            ``collections`` (each such container becomes one Future).
+        limits
+            Cluster-wide limits every task of the graphs counts against (see
+            :meth:`set_limit`).
+        fifo_timeout, actors, **kwargs
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        A Future per collection (one Future for a single collection), or
+        the results with ``sync=True``.
+
+        """
+        reject_task_options(fifo_timeout, actors)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+            limits=limits,
+        )
+        if kwargs:
+            raise NotImplementedError(
+                f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
+                "leave them unset"
+            )
+        single = not isinstance(collections, (list, tuple, set, frozenset))
+        items = [collections] if single else list(collections)
+        lazy = [self._as_lazy(x, traverse) for x in items]
+        self._check_running()
+        nodes = [as_node(x, optimize_graph) for x in lazy if x is not None]
+        futures = iter(submit_nodes(self, nodes, opts))
+        out = [next(futures) if x is not None else item for item, x in zip(items, lazy)]
+        if sync:
+            out = self.gather(out)
+        return out[0] if single else out
+
+    @staticmethod
+    def _as_lazy(x: Any, traverse: bool) -> Any:
+        """``x`` if lazy; a container of lazy objects as one Delayed (with
+        ``traverse``); else None.
+        """
+        found = collect((x,), traverse)
+        if not found:
+            return None
+        if found[0] is x:
+            return x
+        return delayed(x)
+
+    def persist(
+        self,
+        collections: Any,
+        optimize_graph: bool = True,
+        workers: Any = None,
+        allow_other_workers: bool = False,
+        resources: Any = None,
+        retries: int | None = None,
+        priority: int = 0,
+        fifo_timeout: Any = UNSET,
+        actors: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start computing in the cluster and return objects backed by the
+        results, so later graphs reuse them instead of recomputing.
+
+        A dask collection comes back as the same kind of collection whose
+        graph holds futures of its partitions, as in Dask: the data stays
+        on the workers until the collection is dropped.
+
+        Parameters
+        ----------
+        collections
+            A Delayed or dask collection, or a list of them.
+        optimize_graph
+            Optimize dask collections' graphs as dask would.
+        workers, resources, allow_other_workers, retries, priority
+            As for :meth:`submit`, for every task of the graphs (under any
+            ``dask.annotate`` annotations of their own).
+        fifo_timeout, actors, **kwargs
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        The persisted collection(s), like ``collections``.
+
+        Examples
+        --------
+        >>> df = client.persist(df)  # doctest: +SKIP
+        >>> wait(df)  # doctest: +SKIP
+
+        """
+        reject_task_options(fifo_timeout, actors)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+        )
+        if kwargs:
+            raise NotImplementedError(
+                f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
+                "leave them unset"
+            )
+        single = not isinstance(collections, (list, tuple, set, frozenset))
+        items = [collections] if single else list(collections)
+        self._check_running()
+        out = persist_on(self, items, optimize_graph=optimize_graph, opts=opts)
+        return out[0] if single else out
+
+    def get(
+        self,
+        dsk: Any,
+        keys: Any,
+        workers: Any = None,
+        allow_other_workers: Any = None,
+        resources: Any = None,
+        sync: bool = True,
+        asynchronous: Any = None,
+        direct: Any = None,
+        retries: Any = None,
+        priority: int = 0,
+        fifo_timeout: Any = UNSET,
+        actors: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run a dask-style task graph and return the values of ``keys``.
+
+        This is the protocol ``dask.compute(x, scheduler=client)`` calls.
+
+        Parameters
+        ----------
+        dsk
+            A dict graph (old-style tuples or task-spec nodes) or a graph
+            expression.
+        keys
+            A key or a nested list of keys.
+        workers, resources, allow_other_workers, retries, priority
+            As for :meth:`submit`, for every task of the graph.
+        sync, asynchronous, direct, fifo_timeout, actors
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+        **kwargs
+            None are accepted: an unknown option raises ``TypeError``.
+
+        Returns
+        -------
+        The values, nested like ``keys``.
+
+        """
+        reject_task_options(fifo_timeout, actors)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+        )
+        arguments.reject("sync", sync, unused=(True,))
+        arguments.reject("asynchronous", asynchronous)
+        arguments.reject("direct", direct, unused=(None, True))
+        if kwargs:
+            raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
+        self._check_running()
+        return run_dask_graph(self, dsk, keys, opts)

@@ -1,0 +1,521 @@
+"""Submitting work and getting results: ``submit``, ``map``, ``scatter``,
+``gather``, ``cancel``, the executor and limits. Part of :class:`Client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable
+
+from ..actor import factory as actor_factory
+from ..cfexecutor import ClientExecutor
+from ..core import aio, arguments, keys, lift, options, serialize
+from ..core.arguments import UNSET
+from ..core.graph import graph_specs
+from ..core.options import OptionsTable
+from ..core.retry import retry_filter
+from ..core.scatter import scatter as scatter_items
+from ..core.session import value_of
+from ..core.spec import task_spec
+from ..core.times import parse_timedelta
+from ..delayed import Delayed
+from ..futures import Future
+from .workers import collect_keys, worker_names
+
+
+class Submitting:
+    """The Client's calls that make tasks and get their results."""
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        key: str | None = None,
+        workers: Any = None,
+        resources: Any = None,
+        retries: int | None = None,
+        priority: int = 0,
+        fifo_timeout: Any = UNSET,
+        allow_other_workers: bool = False,
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool = True,
+        retry_delay: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_on: Any = None,
+        limits: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> Future:
+        """Run ``func(*args, **kwargs)`` on the cluster; return a Future at once.
+
+        Parameters
+        ----------
+        func
+            The function to run.
+        *args, **kwargs
+            Its arguments. Futures and Delayed objects anywhere inside are
+            replaced by their values on the worker.
+        key
+            The task's key (default: the function's name and a token).
+        workers
+            Worker names, hosts or addresses the task may run on.
+        resources
+            Abstract resources the task needs while it runs, like
+            ``{"GPU": 1}``: it goes only to a worker started with them (see
+            ``shoal worker --resources``) where they are free.
+        allow_other_workers
+            With ``workers``: run anywhere when none of them is connected.
+        retries
+            Run a failed task again up to this many times.
+        priority
+            Higher priority tasks run first.
+        pure
+            Name the task by its inputs, so equal calls share one key and run
+            once (default).
+        retry_delay, retry_max_delay
+            Make retries wait: ``retry_delay`` seconds before the first,
+            doubling (with jitter) up to ``retry_max_delay``. The task holds
+            no thread while it waits. Default: retry at once, as Dask.
+        retry_on
+            An exception class, or a tuple of them: only these errors are
+            retried; any other fails the task at once. Default: all.
+        limits
+            The name of a cluster-wide limit (see :meth:`set_limit`), or a
+            list of names: the task waits, holding no thread, until every one
+            lets it start.
+        actor, actors
+            ``func`` is a class: build one object of it on a worker and keep
+            it there; the future's result is an :class:`~shoal.Actor`
+            handle whose method calls run on that object.
+        fifo_timeout
+            Dask's option that shoal does not support yet: it raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        Future
+
+        Examples
+        --------
+        >>> client.submit(inc, 1).result()  # doctest: +SKIP
+        2
+
+        """
+        if not callable(func):
+            raise TypeError("First input to submit must be a callable function")
+        reject_task_options(fifo_timeout)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_max_delay=retry_max_delay,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+            limits=limits,
+        )
+        self._check_running()
+        self._session.share_imports()
+        if actor or actors:
+            func, pure = actor_factory(func), False  # each call makes a new actor
+        func = retry_filter(func, retry_on)
+        h, name, functions = self._session.function(func)
+        frames, deps = serialize.dumps_args(args, kwargs, name)
+        if serialize.nbytes(frames) > lift.MAX_SPEC_BYTES:
+            args, kwargs, lifted = lift.lift_large(self.scatter, args, kwargs)
+            if lifted:
+                frames, deps = serialize.dumps_args(args, kwargs, name)
+        if key is None:
+            key = keys.task_key(name, h, frames, pure)
+        else:
+            key = keys.check_key(key)
+        table = OptionsTable()
+        specs = self._graphs_of(deps, functions, table) if deps else []
+        specs.append(task_spec(key, h, frames, [d.key for d in deps], options=table.index(opts)))
+        self._session.submit(functions, table, specs)
+        return Future._adopt(key, self)
+
+    def _graphs_of(self, deps: list[Any], functions: list[Any], table: OptionsTable) -> list[Any]:
+        """Specs for the graphs behind Delayed arguments (sent along, with
+        default options under their annotations); adds their functions to
+        ``functions``.
+        """
+        lazy = [d for d in deps if isinstance(d, Delayed)]
+        if not lazy:
+            return []
+        more, specs = graph_specs(lazy, set(), table)
+        known = {f.hash for f in functions}
+        functions.extend(f for f in more if f.hash not in known)
+        return specs
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        key: str | list[str] | None = None,
+        workers: Any = None,
+        retries: int | None = None,
+        resources: Any = None,
+        priority: int = 0,
+        allow_other_workers: bool = False,
+        fifo_timeout: Any = UNSET,
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool = True,
+        batch_size: int | None = None,
+        retry_delay: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_on: Any = None,
+        limits: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[Future]:
+        """Run ``func`` on each element of the iterables; return a list of Futures.
+
+        Parameters
+        ----------
+        func
+            The function to run.
+        *iterables
+            Its positional arguments, element by element (as ``map``).
+        key
+            A prefix for the keys, or a list of explicit keys.
+        workers, resources, allow_other_workers
+            As for :meth:`submit`.
+        retries, priority, pure, retry_delay, retry_max_delay, retry_on, limits
+            As for :meth:`submit`.
+        **kwargs
+            Keyword arguments passed to every call.
+        actor, actors
+            Make one actor per element (see :meth:`submit`).
+        fifo_timeout, batch_size
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        list of Future
+
+        Examples
+        --------
+        >>> client.gather(client.map(inc, range(3)))  # doctest: +SKIP
+        [1, 2, 3]
+
+        """
+        if not callable(func):
+            raise TypeError("First input to map must be a callable function")
+        if not iterables:
+            raise TypeError("map needs at least one iterable")
+        for it in iterables:
+            if isinstance(it, (str, bytes, dict)):
+                raise TypeError(f"Dask-style map does not iterate over a {type(it).__name__}")
+            if not isinstance(it, Iterable):
+                raise TypeError(f"{type(it).__name__} object is not iterable")
+        reject_task_options(fifo_timeout)
+        arguments.reject("batch_size", batch_size)
+        opts = options.parse(
+            priority=priority,
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_max_delay=retry_max_delay,
+            workers=workers,
+            resources=resources,
+            allow_other_workers=allow_other_workers,
+            limits=limits,
+        )
+        self._check_running()
+        self._session.share_imports()
+        if actor or actors:
+            func, pure = actor_factory(func), False  # each call makes a new actor
+        func = retry_filter(func, retry_on)
+        h, name, functions = self._session.function(func)
+        prefix = key if isinstance(key, str) else name
+        explicit = key if isinstance(key, (list, tuple)) else None
+        all_keys: list[str] = []
+        all_frames: list[list[bytes]] = []
+        all_deps: list[list[str]] = []
+        lazy: list[Any] = []
+        for i, args in enumerate(zip(*iterables)):
+            frames, deps = serialize.dumps_args(args, kwargs, name)
+            if serialize.nbytes(frames) > lift.MAX_SPEC_BYTES:
+                args, kw, lifted = lift.lift_large(self.scatter, args, kwargs)
+                if lifted:
+                    frames, deps = serialize.dumps_args(args, kw, name)
+            if deps:
+                lazy.extend(d for d in deps if isinstance(d, Delayed))
+                deps = [d.key for d in deps]
+            if explicit is not None:
+                if i >= len(explicit):
+                    raise ValueError("map was given fewer keys than elements")
+                k = keys.check_key(explicit[i])
+            else:
+                k = keys.task_key(prefix, h, frames, pure)
+            all_keys.append(k)
+            all_frames.append(frames)
+            all_deps.append(deps)
+        if explicit is not None and len(explicit) != len(all_keys):
+            raise ValueError(f"map was given {len(explicit)} keys for {len(all_keys)} elements")
+        # The graphs behind Delayed arguments go in the same message as the
+        # tasks that need them: a task nobody wants and nothing in its
+        # message depends on is dropped by the scheduler.
+        table = OptionsTable()
+        specs = self._graphs_of(lazy, functions, table) if lazy else []
+        index = table.index(opts)
+        specs.extend(
+            task_spec(k, h, f, d, options=index) for k, f, d in zip(all_keys, all_frames, all_deps)
+        )
+        self._session.submit(functions, table, specs)
+        return [Future._adopt(k, self) for k in all_keys]
+
+    @aio.maybe_async
+    def scatter(
+        self,
+        data: Any,
+        workers: Any = None,
+        broadcast: bool = False,
+        direct: Any = None,
+        hash: bool = True,
+        timeout: Any = UNSET,
+        asynchronous: Any = None,
+    ) -> Any:
+        """Move data into the cluster; return Futures pointing at it.
+
+        Parameters
+        ----------
+        data
+            A list, tuple or set (a list of Futures back), a dict (a dict of
+            Futures, its keys becoming the task keys), or one value (one
+            Future).
+        workers
+            Workers the data may live on.
+        broadcast
+            Copy the data onto every worker (of ``workers``, if given)
+            before returning, as :meth:`replicate` does. Without it, workers
+            fetch the data from each other on first use.
+        hash
+            Name data by its content, so equal data shares one key.
+        direct
+            Values larger than 64 KiB pickled always go straight to a
+            worker, and smaller ones through the scheduler (which keeps a
+            copy of them); ``direct=True`` is not supported.
+        timeout
+            Wait until the data is on a worker, at most this long (seconds,
+            or a string such as ``"5 s"``); raise ``TimeoutError`` after.
+            By default ``scatter`` returns at once.
+        asynchronous
+            Dask's option that shoal does not support yet: it raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        Future, or a list or dict of them.
+
+        """
+        arguments.reject("direct", direct, unused=(None, False))
+        arguments.reject("asynchronous", asynchronous)
+        wait_for = None if timeout is UNSET else parse_timedelta(timeout)
+        self._check_running()
+        if isinstance(data, dict):
+            items: list[tuple[str | None, Any]] = [(str(k), v) for k, v in data.items()]
+        elif isinstance(data, (list, tuple, set, frozenset)):
+            items = [(None, v) for v in data]
+        else:
+            items = [(None, data)]
+        names = scatter_items(
+            self._session,
+            items,
+            worker_names(workers),
+            options.parse(workers=workers),
+            hash,
+            wait_for,
+        )
+        futures = [Future._adopt(k, self) for k in names]
+        if wait_for is not None and not self._session.engine.wait(names, wait_for):
+            raise TimeoutError(f"scattered data did not reach a worker within {timeout}")
+        if broadcast:
+            self._replicate(names, None, worker_names(workers), 2)
+        if isinstance(data, dict):
+            return dict(zip(data.keys(), futures))
+        if isinstance(data, (list, tuple, set, frozenset)):
+            return futures
+        return futures[0]
+
+    def gather(
+        self,
+        futures: Any,
+        errors: str = "raise",
+        direct: Any = None,
+        asynchronous: Any = None,
+    ) -> Any:
+        """Wait for futures and return their results, in the same structure.
+
+        Parameters
+        ----------
+        futures
+            A Future, or lists, tuples, sets and dicts of them (nested), or an
+            iterator of them (gathered lazily).
+        errors
+            ``"raise"`` the first failed future's exception, or ``"skip"``
+            failed futures.
+        direct
+            Large results always come straight from the workers holding
+            them; ``direct=False`` is not supported.
+        asynchronous
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        Returns
+        -------
+        The results, in the structure of ``futures``.
+
+        """
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
+        arguments.reject("direct", direct, unused=(None, True))
+        arguments.reject("asynchronous", asynchronous)
+        if self.asynchronous:
+            return self._agather(futures, errors)
+        if isinstance(futures, Iterator):
+            return (self.gather(f, errors=errors) for f in futures)
+        found: dict[str, None] = {}
+        collect_keys(futures, found)
+        if not found:
+            return futures
+        key_list = list(found)
+        outcomes = self._session.outcomes(key_list)
+        values: dict[str, Any] = {}
+        for k, outcome in zip(key_list, outcomes or []):
+            if outcome.kind == "value" or errors == "raise":
+                values[k] = value_of(k, outcome, self)
+        return _substitute(futures, values)
+
+    async def _agather(self, futures: Any, errors: str) -> Any:
+        found: dict[str, None] = {}
+        collect_keys(futures, found)
+        await aio.keys_done([(self._session, k) for k in found])
+        return await aio.offload(self.gather, futures, errors)
+
+    @aio.maybe_async
+    def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:
+        """Cancel futures.
+
+        They stop running if they have not started, and their ``result()``
+        raises ``CancelledError``.
+
+        Parameters
+        ----------
+        futures
+            A Future, or lists, tuples, sets and dicts of them.
+        asynchronous, force
+            Dask's options that shoal does not support yet: each raises
+            ``NotImplementedError`` unless left unset.
+
+        """
+        arguments.reject("asynchronous", asynchronous)
+        arguments.reject("force", force)
+        found: dict[str, None] = {}
+        collect_keys(futures, found)
+        self._session.engine.cancel(list(found))
+
+    def get_executor(self, **kwargs: Any) -> ClientExecutor:
+        """This cluster as a :class:`concurrent.futures.Executor`.
+
+        Parameters
+        ----------
+        **kwargs
+            Options for every task, as :meth:`submit` takes them
+            (``workers``, ``resources``, ``retries``, ``priority``, ``pure``,
+            ...); ``pure`` defaults to False, as in Dask.
+
+        Returns
+        -------
+        ClientExecutor
+            Its ``submit`` returns :class:`concurrent.futures.Future` objects.
+
+        Examples
+        --------
+        >>> with client.get_executor() as ex:  # doctest: +SKIP
+        ...     list(ex.map(inc, range(3)))
+        [1, 2, 3]
+
+        """
+        return ClientExecutor(self, **kwargs)
+
+    def set_limit(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        burst: float | None = None,
+    ) -> None:
+        """Create or change a cluster-wide limit on tasks tagged ``limits=name``.
+
+        The scheduler enforces it for every client: a tagged task is not sent
+        to a worker until the limit lets it start, so it holds no thread while
+        it waits, and other work flows around it. Changes apply at once, also
+        to tasks already waiting; ``scheduler_info()["limits"]`` shows each
+        limit with its ``running`` and ``waiting`` tasks.
+
+        Parameters
+        ----------
+        name
+            The limit's name.
+        concurrency
+            At most this many tagged tasks run at once (0 pauses them).
+        rate
+            At most this many tagged tasks start per second...
+        burst
+            ... with bursts of up to this many (default 1).
+
+        Examples
+        --------
+        >>> client.set_limit("api", concurrency=8, rate=10, burst=5)  # doctest: +SKIP
+        >>> client.map(call_api, urls, limits="api")  # doctest: +SKIP
+
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a limit's name must be a non-empty string, not {name!r}")
+        if concurrency is None and rate is None:
+            raise ValueError("a limit needs a concurrency, a rate, or both")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 0
+        ):
+            raise ValueError(f"concurrency must be a whole number, 0 or more, not {concurrency!r}")
+        if rate is not None and not float(rate) > 0:
+            raise ValueError(f"rate must be a positive number of tasks per second, not {rate!r}")
+        if burst is not None and (rate is None or not float(burst) >= 1):
+            raise ValueError("burst goes with a rate and must be 1 or more")
+        self._check_running()
+        self._session.engine.set_limit(
+            name,
+            concurrency,
+            None if rate is None else float(rate),
+            None if burst is None else float(burst),
+        )
+
+
+def reject_task_options(fifo_timeout: Any, actors: Any = None) -> None:
+    """Dask's ``fifo_timeout=`` and ``actors=``, refused unless unset."""
+    if fifo_timeout is UNSET and not actors:
+        return  # the common case, kept cheap: submit is called in tight loops
+    arguments.reject("fifo_timeout", fifo_timeout)
+    arguments.reject("actors", actors)
+
+
+_SKIP = object()
+
+
+def _substitute(obj: Any, values: dict[str, Any]) -> Any:
+    if isinstance(obj, Future):
+        return values.get(obj.key, _SKIP)
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = [_substitute(x, values) for x in obj]
+        items = [x for x in items if x is not _SKIP]
+        if isinstance(obj, list):
+            return items
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            return type(obj)(*items)
+        return type(obj)(items)
+    if isinstance(obj, dict):
+        out = {k: _substitute(v, values) for k, v in obj.items()}
+        return {k: v for k, v in out.items() if v is not _SKIP}
+    return obj
