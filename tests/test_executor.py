@@ -59,5 +59,9 @@ def test_shutdown_refuses_new_work_and_can_cancel(client, tmp_path):
         blocker.result(timeout=30)
     # Each queued call was cancelled, or had started on the other worker
     # before the shutdown and finished with its value.
-    assert all(f.cancelled() or f.result(timeout=30) == i + 1 for i, f in enumerate(queued))
+    for i, f in enumerate(queued):
+        try:
+            assert f.result(timeout=30) == i + 1
+        except cf.CancelledError:
+            pass
     release.write_text("")  # a running task is not interrupted: let it end

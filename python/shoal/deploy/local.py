@@ -13,10 +13,10 @@ from ..core import aio, arguments
 from ..core import memory as memory_
 from ..core import security as security_
 from ..core.arguments import UNSET
-from ..core.options import resource_amounts
 from ..core.session import Session
 from ..core.times import parse_timedelta
-from ..worker.executor import default_max_threads, start_in_process
+from ..worker.executor import start_in_process
+from ..worker.options import WorkerOptions
 from ..worker.uploads import remove_directories_of, user_root
 from .spec import HostedScheduler
 
@@ -224,20 +224,15 @@ class LocalCluster(HostedScheduler):
         self.n_workers, self.threads_per_worker = _defaults(
             n_workers, threads_per_worker, processes
         )
-        if max_threads is None:
-            max_threads = default_max_threads(self.threads_per_worker)
-        elif max_threads < self.threads_per_worker:
-            raise ValueError(
-                f"max_threads ({max_threads}) must be at least threads_per_worker "
-                f"({self.threads_per_worker})"
-            )
-        self.max_threads = max_threads
-        self.resources = resource_amounts(resources)
-        self.memory_limit = memory_.parse_memory_limit(
-            memory_limit, self.n_workers, _engine.total_memory()
+        self.worker_options = WorkerOptions.parse(
+            nthreads=self.threads_per_worker,
+            max_threads=max_threads,
+            memory_limit=memory_limit,
+            n_workers=self.n_workers,
+            resources=resources,
+            local_directory=local_directory,
+            **given_fractions,
         )
-        self.memory_fractions = memory_.fractions(**given_fractions)
-        self.local_directory = None if local_directory is None else os.fspath(local_directory)
         self.processes = processes
         self.status = "starting"
         self._pool: Any = None
@@ -306,19 +301,9 @@ class LocalCluster(HostedScheduler):
             "-m",
             "shoal.worker",
             self.scheduler_address,
-            "--nthreads",
-            str(self.threads_per_worker),
-            "--memory-limit",
-            str(self.memory_limit),
-            *memory_.fraction_arguments(self.memory_fractions),
-            "--max-threads",
-            str(self.max_threads),
+            *self.worker_options.arguments(),
             "--lifeline",
         ]
-        if self.local_directory is not None:
-            args += ["--local-directory", self.local_directory]
-        if self.resources:
-            args += ["--resources", ",".join(f"{k}={v!r}" for k, v in self.resources)]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
         full_env.update({str(k): str(v) for k, v in env.items()})
         credentials, options = security_.worker_environment(self.security)
@@ -335,17 +320,7 @@ class LocalCluster(HostedScheduler):
         first = len(self._threads)
         for i in range(first, first + n):
             self._threads.append(
-                start_in_process(
-                    self.scheduler_address,
-                    self.threads_per_worker,
-                    str(i),
-                    self.memory_limit,
-                    self.max_threads,
-                    self.resources,
-                    self.security,
-                    fractions=self.memory_fractions,
-                    local_directory=self.local_directory,
-                )
+                start_in_process(self.scheduler_address, self.worker_options, str(i), self.security)
             )
 
     def _prepare_stop(self, workers: list[dict[str, Any]]) -> Any:
@@ -391,7 +366,7 @@ class LocalCluster(HostedScheduler):
         if self._pool is not None:
             pids = self.worker_pids()
             self._pool.close(2.0 if timeout is None else float(timeout))
-            remove_directories_of(pids, user_root(self.local_directory))
+            remove_directories_of(pids, user_root(self.worker_options.local_directory))
         for rt in self._threads:
             rt.close()
             rt.wait_closed()

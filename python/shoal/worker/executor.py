@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import pickle
 import sys
 import threading
@@ -24,24 +23,17 @@ from pathlib import Path
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from .. import _engine
 from ..core import serialize
 from ..core.retry import NotRetried
 from . import context as task_context
 from .inputs import DEFAULT_BUDGET, InputCache
+from .options import WorkerOptions
 from .uploads import Uploads, user_root
 
 if TYPE_CHECKING:
     import asyncio
 
 _log = logging.getLogger("shoal")
-
-
-def default_max_threads(nthreads: int) -> int:
-    """How many tasks a worker may run at once while they wait on I/O, by
-    default: 16 per core of the machine, at most 64, never below ``nthreads``.
-    """
-    return max(nthreads, min(64, 16 * (os.cpu_count() or 1)))
 
 
 def _format_traceback(exc: BaseException) -> str:
@@ -385,37 +377,21 @@ def _takes_dask_worker(fn: Any) -> bool:
 
 
 def start_in_process(
-    address: str,
-    nthreads: int,
-    name: str | None = None,
-    memory_limit: int = 0,
-    max_threads: int | None = None,
-    resources: list[tuple[str, float]] | None = None,
-    security: Any = None,
-    fractions: Any = (None, None, None, None),
-    local_directory: str | None = None,
+    address: str, options: WorkerOptions, name: str | None = None, security: Any = None
 ) -> Any:
     """Start a worker on threads of this process; returns its runtime.
 
-    Its results spill to disk above the target fraction of
-    ``memory_limit``; the process's memory is not its own, so it never
-    pauses or restarts for it.
+    Its results spill to disk above the target fraction of its memory
+    limit; the process's memory is not its own, so it never pauses or
+    restarts for it.
     """
-    limit = default_max_threads(nthreads) if max_threads is None else max_threads
-    root = user_root(local_directory)
-    rt = _engine.WorkerRuntime(
+    root = user_root(options.local_directory)
+    rt = options.start_runtime(
         address,
-        nthreads,
-        name,
-        None,
-        10.0,
-        memory_limit,
-        limit,
-        resources or [],
-        None if security is None else security.token,
+        str(root),
+        name=name,
+        token=None if security is None else security.token,
         tls=None if security is None else security.tls_for("worker"),
-        fractions=fractions,
-        spill_root=str(root),
     )
-    Executors(rt, nthreads, root, memory_limit)
+    Executors(rt, options.nthreads, root, options.memory_limit)
     return rt

@@ -10,8 +10,8 @@ import sys
 from .. import _engine
 from ..core import memory as memory_
 from ..core import security
-from ..core.spec import parse_resources
-from .executor import Executors, default_max_threads
+from .executor import Executors
+from .options import WorkerOptions
 from .uploads import remove_stale, user_root
 
 #: This process's ``shoal worker`` arguments (None until it starts as one).
@@ -129,23 +129,19 @@ def main(argv: list[str] | None = None) -> None:
     global _argv, _executors, _security
     _argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_argv)
-    if args.nthreads < 1:
-        parser.error("--nthreads must be at least 1")
-    if args.max_threads is not None and args.max_threads < args.nthreads:
-        parser.error("--max-threads must be at least --nthreads")
-    max_threads = (
-        default_max_threads(args.nthreads) if args.max_threads is None else args.max_threads
-    )
     try:
-        total = _engine.total_memory()
-        memory_limit = memory_.parse_memory_limit(_limit_arg(args.memory_limit), 1, total)
-        given = {
-            step: getattr(args, f"memory_{step}")
-            for step in memory_.DEFAULTS
-            if getattr(args, f"memory_{step}") is not None
-        }
-        fractions = memory_.fractions(**given)
-        resources = parse_resources(args.resources)
+        options = WorkerOptions.parse(
+            nthreads=args.nthreads,
+            max_threads=args.max_threads,
+            memory_limit=_limit_arg(args.memory_limit),
+            resources=args.resources,
+            local_directory=args.local_directory,
+            **{
+                step: getattr(args, f"memory_{step}")
+                for step in memory_.DEFAULTS
+                if getattr(args, f"memory_{step}") is not None
+            },
+        )
         security.apply_stdin_credentials(args)
         token = security.given_token(args.token, args.token_file)
         credentials = security.given_tls(args, "worker", token)
@@ -166,30 +162,25 @@ def main(argv: list[str] | None = None) -> None:
     # reruns its tasks elsewhere.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _extend_sys_path()
-    root = user_root(args.local_directory)
+    root = user_root(options.local_directory)
     # What workers killed earlier left behind.
     remove_stale(root)
     try:
-        rt = _engine.WorkerRuntime(
+        rt = options.start_runtime(
             args.scheduler,
-            args.nthreads,
-            args.name,
-            args.listen_host,
-            args.timeout,
-            memory_limit,
-            max_threads,
-            resources,
-            token,
+            str(root),
+            name=args.name,
+            listen_host=args.listen_host,
+            timeout=args.timeout,
+            token=token,
             tls=tls,
-            fractions=fractions,
-            spill_root=str(root),
             whole_process=True,
             kill_on_leave=args.lifeline,
         )
     except (OSError, ValueError) as e:
         print(f"shoal worker: {e}", file=sys.stderr)
         sys.exit(1)
-    _executors = Executors(rt, args.nthreads, root, memory_limit)
+    _executors = Executors(rt, options.nthreads, root, options.memory_limit)
     rt.wait_closed()
     _executors.uploads.remove()
     sys.stdout.flush()
