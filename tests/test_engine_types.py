@@ -21,7 +21,7 @@ def test_a_task_spec_has_named_fields_and_a_readable_repr():
 
 def test_task_options_are_parsed_once_and_shared_by_equal_tasks():
     opts = options.parse(priority=2, retries=1, workers="w1", allow_other_workers=True)
-    engine = opts.to_engine()
+    engine = opts.engine
     assert (engine.priority, engine.retries, engine.workers, engine.loose) == (2, 1, ["w1"], True)
     # Annotations override the call's options field by field.
     assert options.parse(opts, retries=5) == options.Options(

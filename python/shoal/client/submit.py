@@ -129,8 +129,13 @@ class Submitting:
             key = keys.task_key(name, h, frames, pure)
         else:
             key = keys.check_key(key)
+        if not deps:
+            # The common case, kept cheap: one task, its options alone.
+            spec = task_spec(key, h, frames, [], options=0)
+            self._session.engine.submit(functions, [opts.engine], [spec])
+            return Future._adopt(key, self)
         table = OptionsTable()
-        specs = self._graphs_of(deps, functions, table) if deps else []
+        specs = self._graphs_of(deps, functions, table)
         specs.append(task_spec(key, h, frames, [d.key for d in deps], options=table.index(opts)))
         self._session.submit(functions, table, specs)
         return Future._adopt(key, self)

@@ -12,6 +12,7 @@ it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Mapping
@@ -44,8 +45,9 @@ class Options:
     resources: tuple[tuple[str, float], ...] = ()
     limits: tuple[str, ...] = ()
 
-    def to_engine(self) -> _engine.TaskOptions:
-        """These options as the engine sends them."""
+    @functools.cached_property
+    def engine(self) -> _engine.TaskOptions:
+        """These options as the engine sends them (made once)."""
         return _engine.TaskOptions(
             self.priority,
             self.retries,
@@ -97,6 +99,32 @@ def parse(base: Options = DEFAULT, **given: Any) -> Options:
     2
 
     """
+    # Submit and map are called in tight loops, mostly with no options at
+    # all, or with the same few: those cost next to nothing.
+    for v in given.values():
+        if not (v is None or v is False or (v.__class__ is int and v == 0)):
+            break
+    else:
+        return base
+    try:
+        memo = (base, *((k, type(v), v) for k, v in given.items()))
+        found = _parsed.get(memo)
+    except TypeError:  # an unhashable value (a list of workers): no memo
+        memo = found = None
+    if found is not None:
+        return found
+    opts = _parse(base, given)
+    if memo is not None:
+        if len(_parsed) >= 256:
+            _parsed.clear()
+        _parsed[memo] = opts
+    return opts
+
+
+_parsed: dict[tuple[Any, ...], Options] = {}
+
+
+def _parse(base: Options, given: dict[str, Any]) -> Options:
     unknown = set(given) - set(NAMES)
     if unknown:
         raise TypeError(f"unknown task options {sorted(unknown)}")
@@ -142,7 +170,7 @@ class OptionsTable:
 
     def to_engine(self) -> list[_engine.TaskOptions]:
         """The options, in index order, as the engine sends them."""
-        return [o.to_engine() for o in self._index]
+        return [o.engine for o in self._index]
 
 
 def _priority(value: Any) -> int:
