@@ -27,6 +27,11 @@ def test_task_options_are_parsed_once_and_shared_by_equal_tasks():
     assert options.parse(opts, retries=5) == options.Options(
         priority=2, retries=5, workers=("w1",), loose=True
     )
+    # Parsed once and remembered, but a value of another type is parsed anew.
+    assert options.parse(retries=1) is options.parse(retries=1)
+    with pytest.raises(TypeError):
+        options.parse(retries=True)
+    assert options.parse(priority=0, retries=None) is options.DEFAULT
     table = options.OptionsTable()
     assert [
         table.index(o)
