@@ -11,6 +11,7 @@ use shoal_client::{ClientConfig, ClientError};
 use shoal_proto::addr::in_scheme;
 use shoal_proto::Payload;
 
+use crate::cluster::{Identity, WorkerInfo};
 use crate::frames::Frames;
 use crate::types::{FunctionDef, Outcome, TaskError, TaskOptions, TaskSpec};
 
@@ -291,47 +292,15 @@ impl ClientCore {
         Ok(outcomes.map(|o| o.into_iter().map(Outcome::from).collect()))
     }
 
-    /// Asks the scheduler for `(workers, task_count, limits)`; each worker
-    /// is a dict like `workers()` gives, plus `stored` and `assigned`
-    /// counts; each limit a dict of its settings, `running` and `waiting`.
+    /// Asks the scheduler for its workers and their state, how many tasks
+    /// it remembers, and its limits.
     #[pyo3(signature = (timeout=10.0))]
-    #[allow(clippy::type_complexity)]
-    fn identify<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: f64,
-    ) -> PyResult<(Vec<Bound<'py, PyDict>>, u64, Vec<Bound<'py, PyDict>>)> {
+    fn identify(&self, py: Python<'_>, timeout: f64) -> PyResult<Identity> {
         let inner = &self.inner;
         let (workers, tasks, limits) = py
             .detach(|| inner.identify(Duration::from_secs_f64(timeout.max(0.0))))
             .map_err(to_py_err)?;
-        let dicts = workers
-            .into_iter()
-            .map(|w| {
-                let d = worker_dict(py, self.scheme, w.info)?;
-                d.set_item("stored", w.stored)?;
-                d.set_item("assigned", w.assigned)?;
-                d.set_item("rss", w.metrics.rss)?;
-                d.set_item("managed", w.metrics.managed)?;
-                d.set_item("spilled", w.metrics.spilled)?;
-                d.set_item("status", if w.paused { "paused" } else { "running" })?;
-                Ok(d)
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let limits = limits
-            .into_iter()
-            .map(|l| {
-                let d = PyDict::new(py);
-                d.set_item("name", l.spec.name)?;
-                d.set_item("concurrency", l.spec.concurrency)?;
-                d.set_item("rate", l.spec.rate)?;
-                d.set_item("burst", l.spec.burst)?;
-                d.set_item("running", l.running)?;
-                d.set_item("waiting", l.waiting)?;
-                Ok(d)
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok((dicts, tasks, limits))
+        Identity::new(py, self.scheme, workers, tasks, limits)
     }
 
     /// Creates or changes a cluster-wide limit.
@@ -362,12 +331,12 @@ impl ClientCore {
             .collect()
     }
 
-    /// The connected workers, as dicts.
-    fn workers<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    /// The connected workers.
+    fn workers(&self) -> Vec<WorkerInfo> {
         self.inner
             .workers()
             .into_iter()
-            .map(|w| worker_dict(py, self.scheme, w))
+            .map(|w| WorkerInfo::new(self.scheme, w))
             .collect()
     }
 
@@ -497,24 +466,4 @@ impl ClientCore {
         let inner = self.inner.clone();
         py.detach(move || inner.close());
     }
-}
-
-fn worker_dict<'py>(
-    py: Python<'py>,
-    scheme: &str,
-    w: shoal_proto::WorkerInfo,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("name", w.name)?;
-    d.set_item("address", in_scheme(scheme, &w.data_address))?;
-    d.set_item("nthreads", w.nthreads)?;
-    d.set_item("memory", w.memory)?;
-    d.set_item("pid", w.pid)?;
-    d.set_item("host", w.host)?;
-    let resources = PyDict::new(py);
-    for (name, amount) in w.resources {
-        resources.set_item(name, amount)?;
-    }
-    d.set_item("resources", resources)?;
-    Ok(d)
 }

@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod client;
+mod cluster;
 mod coord;
 mod frames;
 mod logs;
@@ -72,6 +73,10 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<coord::Coord>()?;
     m.add_class::<coord::Answer>()?;
     m.add_class::<coord::RunAnswer>()?;
+    m.add_class::<cluster::WorkerInfo>()?;
+    m.add_class::<cluster::WorkerState>()?;
+    m.add_class::<cluster::LimitState>()?;
+    m.add_class::<cluster::Identity>()?;
     m.add("INLINE_LIMIT", shoal_worker::INLINE_LIMIT)?;
     m.add("MAX_SPEC_BYTES", frames::MAX_SPEC_BYTES)?;
     m.add("LITERAL_FUNC", shoal_proto::LITERAL_FUNC)?;

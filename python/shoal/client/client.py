@@ -416,13 +416,13 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
         url = self._session.engine.dashboard
         return None if url is None else f"{url}/status"
 
-    def _workers(self) -> list[dict[str, Any]]:
+    def _workers(self) -> list[Any]:
         return self._session.engine.workers() if self.status == "running" else []
 
     def __repr__(self) -> str:
         workers = self._workers()
-        threads = sum(w["nthreads"] for w in workers)
-        memory = sum(w["memory"] for w in workers)
+        threads = sum(w.nthreads for w in workers)
+        memory = sum(w.memory for w in workers)
         dashboard = "" if self.dashboard_link is None else f" dashboard={self.dashboard_link!r}"
         return (
             f"<Client: {self.scheduler_address!r} processes={len(workers)} "
@@ -434,8 +434,8 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
 
         workers = self._workers()
         rows = "".join(
-            f"<tr><td>{w['name']}</td><td>{w['address']}</td><td>{w['nthreads']}</td>"
-            f"<td>{format_bytes(w['memory'])}</td></tr>"
+            f"<tr><td>{html.escape(w.name)}</td><td>{html.escape(w.address)}</td>"
+            f"<td>{w.nthreads}</td><td>{format_bytes(w.memory)}</td></tr>"
             for w in workers
         )
         link = self.dashboard_link
@@ -449,8 +449,8 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
             f"<div><h3>Client</h3><p><b>Scheduler:</b> {self.scheduler_address} &nbsp; "
             f"{dashboard}"
             f"<b>Status:</b> {self.status} &nbsp; <b>Workers:</b> {len(workers)} &nbsp; "
-            f"<b>Threads:</b> {sum(w['nthreads'] for w in workers)} &nbsp; "
-            f"<b>Memory:</b> {format_bytes(sum(w['memory'] for w in workers))}</p>"
+            f"<b>Threads:</b> {sum(w.nthreads for w in workers)} &nbsp; "
+            f"<b>Memory:</b> {format_bytes(sum(w.memory for w in workers))}</p>"
             "<table><tr><th>Worker</th><th>Address</th><th>Threads</th><th>Memory</th></tr>"
             f"{rows}</table></div>"
         )

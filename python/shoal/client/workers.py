@@ -32,6 +32,35 @@ def worker_names(workers: Any) -> list[str]:
     return [str(w) for w in workers]
 
 
+def _worker_entry(w: Any) -> dict[str, Any]:
+    """One worker in ``scheduler_info()``, in Dask's layout."""
+    info = w.info
+    return {
+        "type": "Worker",
+        "id": info.name,
+        "name": info.name,
+        "host": info.host,
+        "nthreads": info.nthreads,
+        "memory_limit": info.memory,
+        "pid": info.pid,
+        "resources": dict(info.resources),
+        "status": "paused" if w.paused else "running",
+        "metrics": {
+            "stored": w.stored,
+            "assigned": w.assigned,
+            "memory": w.rss,
+            "managed_bytes": w.managed,
+            "spilled_bytes": {"memory": w.managed, "disk": w.spilled},
+            "unmanaged_bytes": max(w.rss - w.managed, 0),
+        },
+        # Kept for callers of shoal's earlier layout.
+        "address": info.address,
+        "memory": info.memory,
+        "stored": w.stored,
+        "assigned": w.assigned,
+    }
+
+
 class WorkerCalls:
     """The Client's calls about its workers."""
 
@@ -96,7 +125,7 @@ class WorkerCalls:
             raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', not {on_error!r}")
         self._check_running()
         if workers is None:
-            targets = [w["address"] for w in self._session.engine.workers()]
+            targets = [w.address for w in self._session.engine.workers()]
         else:
             targets = [workers] if isinstance(workers, str) else list(workers)
             targets = [_scheme(w, self._session.security.scheme) for w in targets]
@@ -216,7 +245,7 @@ class WorkerCalls:
     @aio.maybe_async
     def nthreads(self, workers: Any = None) -> dict[str, int]:
         """Threads per worker, by worker address."""
-        out = {w["address"]: w["nthreads"] for w in self._session.engine.workers()}
+        out = {w.address: w.nthreads for w in self._session.engine.workers()}
         if workers is None:
             return out
         wanted = {
@@ -249,7 +278,8 @@ class WorkerCalls:
 
         """
         self._check_running()
-        workers, tasks, limits = self._session.engine.identify()
+        identity = self._session.engine.identify()
+        workers = identity.workers
         sid, started = self._session.engine.scheduler_identity()
         if n_workers is not None and n_workers >= 0:
             workers = workers[:n_workers]
@@ -258,37 +288,20 @@ class WorkerCalls:
             "id": sid,
             "address": self._session.address,
             "started": started,
-            "tasks": tasks,
+            "tasks": identity.tasks,
             "n_workers": len(workers),
-            "total_threads": sum(w["nthreads"] for w in workers),
-            "workers": {
-                w["address"]: {
-                    "type": "Worker",
-                    "id": w["name"],
-                    "name": w["name"],
-                    "host": w["host"],
-                    "nthreads": w["nthreads"],
-                    "memory_limit": w["memory"],
-                    "pid": w["pid"],
-                    "resources": w["resources"],
-                    "status": w["status"],
-                    "metrics": {
-                        "stored": w["stored"],
-                        "assigned": w["assigned"],
-                        "memory": w["rss"],
-                        "managed_bytes": w["managed"],
-                        "spilled_bytes": {"memory": w["managed"], "disk": w["spilled"]},
-                        "unmanaged_bytes": max(w["rss"] - w["managed"], 0),
-                    },
-                    # Kept for callers of shoal's earlier layout.
-                    "address": w["address"],
-                    "memory": w["memory"],
-                    "stored": w["stored"],
-                    "assigned": w["assigned"],
+            "total_threads": sum(w.info.nthreads for w in workers),
+            "workers": {w.info.address: _worker_entry(w) for w in workers},
+            "limits": {
+                lim.name: {
+                    "concurrency": lim.concurrency,
+                    "rate": lim.rate,
+                    "burst": lim.burst,
+                    "running": lim.running,
+                    "waiting": lim.waiting,
                 }
-                for w in workers
+                for lim in identity.limits
             },
-            "limits": {lim.pop("name"): lim for lim in limits},
         }
 
     @aio.maybe_async
@@ -484,7 +497,7 @@ class WorkerCalls:
         self._check_running()
         seconds = parse_timedelta(timeout)
         engine = self._session.engine
-        before = [w["address"] for w in engine.workers()]
+        before = [w.address for w in engine.workers()]
         if before:
             own = self.run(_worker_is_process)
             if not all(own.values()):

@@ -36,8 +36,8 @@ def _targets(engine: Any, workers: list[str]) -> list[tuple[str, int]]:
     found = engine.workers()
     if workers:
         wanted = set(workers)
-        found = [w for w in found if {w["address"], w["name"], w["host"], str(w["name"])} & wanted]
-    return [(w["address"], w["memory"]) for w in found]
+        found = [w for w in found if {w.address, w.name, w.host} & wanted]
+    return [(w.address, w.memory) for w in found]
 
 
 def _holder(turn: Any, count: int, size: int) -> str:

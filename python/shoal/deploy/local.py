@@ -323,17 +323,17 @@ class LocalCluster(HostedScheduler):
                 start_in_process(self.scheduler_address, self.worker_options, str(i), self.security)
             )
 
-    def _prepare_stop(self, workers: list[dict[str, Any]]) -> Any:
+    def _prepare_stop(self, workers: list[Any]) -> Any:
         if self.processes:
             # Not started again when the scheduler closes them.
-            return self._pool.retire([w["pid"] for w in workers]), workers
+            return self._pool.retire([w.info.pid for w in workers]), workers
         return None, workers
 
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
         marked, workers = token
         gone = {a.split("://")[-1] for a in retired}
         if self.processes:
-            kept = [w["pid"] for w in workers if w["address"].split("://")[-1] not in gone]
+            kept = [w.info.pid for w in workers if w.info.address.split("://")[-1] not in gone]
             self._pool.unretire([p for p in kept if p in marked])
             return
         closing = [rt for rt in self._threads if rt.address.split("://")[-1] in gone]

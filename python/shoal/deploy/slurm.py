@@ -227,13 +227,13 @@ class SLURMCluster(HostedScheduler):
                 )
             self.jobs.append(done.stdout.strip().split(";")[0])
 
-    def _prepare_stop(self, workers: list[dict[str, Any]]) -> Any:
+    def _prepare_stop(self, workers: list[Any]) -> Any:
         return workers
 
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
         gone = {a.split("://")[-1] for a in retired}
-        names = [w["name"] for w in token if w["address"].split("://")[-1] in gone]
-        left = {w["name"] for w in self._monitor.engine.workers()} if self._monitor else set()
+        names = [w.info.name for w in token if w.info.address.split("://")[-1] in gone]
+        left = {w.name for w in self._monitor.engine.workers()} if self._monitor else set()
         left -= set(names)
         done = []
         for job in list(self.jobs):

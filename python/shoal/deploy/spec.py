@@ -56,7 +56,7 @@ class Cluster:
     def _start_workers(self, n: int) -> None:
         raise NotImplementedError
 
-    def _prepare_stop(self, workers: list[dict[str, Any]]) -> Any:
+    def _prepare_stop(self, workers: list[_engine.WorkerState]) -> Any:
         raise NotImplementedError
 
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
@@ -81,11 +81,11 @@ class Cluster:
     # ----- scaling -----------------------------------------------------------
 
     @property
-    def workers(self) -> dict[str, dict[str, Any]]:
+    def workers(self) -> dict[str, _engine.WorkerInfo]:
         """The connected workers, keyed by address."""
         if self._monitor is None:
             return {}
-        return {w["address"]: w for w in self._monitor.engine.workers()}
+        return {w.address: w for w in self._monitor.engine.workers()}
 
     def scale(self, n: int | None = None, **kwargs: Any) -> None:
         """Start or retire workers until the cluster has ``n``.
@@ -146,21 +146,23 @@ class Cluster:
         """
         if self._monitor is None:
             return []
-        known = list(self._monitor.engine.identify()[0])
+        known = list(self._monitor.engine.identify().workers)
         if workers is not None:
             wanted = {w.split("://")[-1] for w in workers}
             chosen = [
-                w for w in known if w["address"].split("://")[-1] in wanted or w["name"] in wanted
+                w
+                for w in known
+                if w.info.address.split("://")[-1] in wanted or w.info.name in wanted
             ]
         else:
-            chosen = sorted(known, key=lambda w: (w["stored"], w["assigned"]))[: n or 0]
+            chosen = sorted(known, key=lambda w: (w.stored, w.assigned))[: n or 0]
         if not chosen:
             return []
         token = self._prepare_stop(chosen)
         retired: list[str] = []
         try:
             answer = self._monitor.engine.request(
-                _engine.Coord.RetireWorkers([w["address"] for w in chosen])
+                _engine.Coord.RetireWorkers([w.info.address for w in chosen])
             )
             if isinstance(answer, _engine.Answer.Names):
                 retired = [self._monitor.security.scheme + a for a in answer.names]
@@ -263,7 +265,7 @@ class Cluster:
         if scheduler:
             logs["Scheduler"] = self._scheduler_logs()
         if workers and self._monitor is not None:
-            targets = [w["address"] for w in self._monitor.engine.workers()]
+            targets = [w.address for w in self._monitor.engine.workers()]
             call = serialize.dumps((_engine.recent_logs, (), {}))
             for address, answer in self._monitor.engine.run_on_workers(targets, call):
                 if isinstance(answer, _engine.RunAnswer.Value):
@@ -282,8 +284,8 @@ class Cluster:
 
     def __repr__(self) -> str:
         workers = self.workers
-        threads = sum(w["nthreads"] for w in workers.values())
-        memory = sum(w["memory"] for w in workers.values())
+        threads = sum(w.nthreads for w in workers.values())
+        memory = sum(w.memory for w in workers.values())
         dashboard = "" if self.dashboard_link is None else f", dashboard={self.dashboard_link!r}"
         return (
             f"{type(self).__name__}({self.scheduler_address!r}{dashboard}, "
@@ -294,11 +296,11 @@ class Cluster:
         workers = (
             {}
             if self._monitor is None
-            else {w["address"]: w for w in self._monitor.engine.identify()[0]}
+            else {w.info.address: w for w in self._monitor.engine.identify().workers}
         )
         rows = "".join(
-            f"<tr><td>{html.escape(a)}</td><td>{html.escape(str(w['name']))}</td>"
-            f"<td>{w['nthreads']}</td><td>{w['status']}</td></tr>"
+            f"<tr><td>{html.escape(a)}</td><td>{html.escape(str(w.info.name))}</td>"
+            f"<td>{w.info.nthreads}</td><td>{'paused' if w.paused else 'running'}</td></tr>"
             for a, w in sorted(workers.items())
         )
         link = self.dashboard_link

@@ -243,12 +243,12 @@ class SSHCluster(Cluster):
 
         self._loop.run(start(), self._timeout)
 
-    def _prepare_stop(self, workers: list[dict[str, Any]]) -> Any:
+    def _prepare_stop(self, workers: list[Any]) -> Any:
         return workers
 
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
         gone = {a.split("://")[-1] for a in retired}
-        names = {w["name"] for w in token if w["address"].split("://")[-1] in gone}
+        names = {w.info.name for w in token if w.info.address.split("://")[-1] in gone}
         stopping = [r for r in self._workers if r.name in names]
         self._workers = [r for r in self._workers if r.name not in names]
 
