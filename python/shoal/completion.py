@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import _engine
-from .core import aio, arguments, context
+from .core import aio, arguments, context, nested
 from .core.graph import Node, is_dask_collection
 from .core.times import parse_timedelta
 from .futures import Future
@@ -55,9 +55,7 @@ def futures_of(obj: Any, strict: bool = False) -> list[Future]:
 
     """
     found: dict[str, Future] = {}
-    stack = [obj]
-    while stack:
-        x = stack.pop()
+    for x in nested.leaves(obj):
         if isinstance(x, Future):
             found.setdefault(x.key, x)
         elif isinstance(x, Node):
@@ -67,10 +65,6 @@ def futures_of(obj: Any, strict: bool = False) -> list[Future]:
                     "(x = x.persist(), or client.compute(x)) and pass the result"
                 )
             found.setdefault(x._future.key, x._future)
-        elif isinstance(x, dict):
-            stack.extend(x.values())
-        elif isinstance(x, (list, tuple, set, frozenset)):
-            stack.extend(x)
         elif is_dask_collection(x):
             # A graph holds much else besides: never strict there.
             for f in futures_of(_graph_values(x.__dask_graph__())):

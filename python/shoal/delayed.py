@@ -13,7 +13,7 @@ import operator
 from collections.abc import Iterator
 from typing import Any, Callable
 
-from .core import arguments, context, keys, serialize
+from .core import arguments, context, keys, nested, serialize
 from .core.graph import Node, call_node, held_node, is_dask_collection, submit_graph, value_node
 from .core.options import DEFAULT, Options
 from .dask.graphs import collection_node, persist_collections
@@ -358,32 +358,15 @@ def collect(args: tuple, traverse: bool) -> list[Any]:
     """Every Delayed (or dask collection) in ``args``, looking inside lists,
     tuples, sets and dicts when ``traverse``.
     """
-    found: list[Any] = []
-    stack = list(reversed(args))
-    while stack:
-        x = stack.pop()
-        if isinstance(x, Delayed) or is_dask_collection(x):
-            found.append(x)
-        elif traverse and isinstance(x, (list, tuple, set, frozenset)):
-            stack.extend(reversed(list(x)))
-        elif traverse and isinstance(x, dict):
-            stack.extend(reversed(list(x.values())))
-    return found
+    items = nested.leaves(args) if traverse else args
+    return [x for x in items if isinstance(x, Delayed) or is_dask_collection(x)]
 
 
 def _substitute(obj: Any, values: dict[int, Any], traverse: bool) -> Any:
-    if id(obj) in values:
-        return values[id(obj)]
+    """``obj`` with the objects ``values`` names (by id) replaced."""
     if not traverse:
-        return obj
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        items = [_substitute(x, values, traverse) for x in obj]
-        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-            return type(obj)(*items)
-        return type(obj)(items)
-    if isinstance(obj, dict):
-        return {k: _substitute(v, values, traverse) for k, v in obj.items()}
-    return obj
+        return values.get(id(obj), obj)
+    return nested.rebuild(obj, lambda x: values.get(id(x), x))
 
 
 def as_node(x: Any, optimize_graph: bool = True) -> Node:

@@ -16,6 +16,18 @@ mod scheduler;
 mod types;
 mod worker;
 
+/// `host:port` from `tcp://host:port`, `tls://host:port` or `host:port`.
+#[pyfunction]
+fn strip_scheme(address: &str) -> &str {
+    shoal_proto::addr::strip_scheme(address)
+}
+
+/// `address` with `scheme` (`"tcp://"` or `"tls://"`) in place of any it has.
+#[pyfunction]
+fn in_scheme(scheme: &str, address: &str) -> String {
+    shoal_proto::addr::in_scheme(scheme, address)
+}
+
 /// A 64-bit hash of `data`, used to name functions.
 #[pyfunction]
 fn hash_bytes(data: &[u8]) -> u64 {
@@ -50,6 +62,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(logs::recent_logs, m)?)?;
     m.add_function(wrap_pyfunction!(logs::log_line, m)?)?;
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(strip_scheme, m)?)?;
+    m.add_function(wrap_pyfunction!(in_scheme, m)?)?;
     m.add_function(wrap_pyfunction!(token, m)?)?;
     m.add_function(wrap_pyfunction!(temporary_certificates, m)?)?;
     m.add_function(wrap_pyfunction!(worker::exit_on_stdin_eof, m)?)?;

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Generator
 from typing import Any, Callable
 
+from .. import _engine
 from ..core import aio, arguments, context
 from ..core.arguments import UNSET
 from ..core.security import resolve as resolve_security
@@ -86,7 +87,7 @@ def get_client(
 
     def same(a: str, b: str) -> bool:
         if resolve_address:
-            return a.split("://")[-1] == b.split("://")[-1]
+            return _engine.strip_scheme(a) == _engine.strip_scheme(b)
         return a == b
 
     if worker is not None and (address is None or same(address, worker.scheduler_address)):

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ..actor import factory as actor_factory
 from ..cfexecutor import ClientExecutor
-from ..core import aio, arguments, keys, lift, options, serialize
+from ..core import aio, arguments, keys, lift, nested, options, serialize
 from ..core.arguments import UNSET
 from ..core.graph import graph_specs
 from ..core.options import OptionsTable
@@ -506,21 +506,10 @@ def reject_task_options(fifo_timeout: Any, actors: Any = None) -> None:
     arguments.reject("actors", actors)
 
 
-_SKIP = object()
-
-
 def _substitute(obj: Any, values: dict[str, Any]) -> Any:
-    if isinstance(obj, Future):
-        return values.get(obj.key, _SKIP)
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        items = [_substitute(x, values) for x in obj]
-        items = [x for x in items if x is not _SKIP]
-        if isinstance(obj, list):
-            return items
-        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-            return type(obj)(*items)
-        return type(obj)(items)
-    if isinstance(obj, dict):
-        out = {k: _substitute(v, values) for k, v in obj.items()}
-        return {k: v for k, v in out.items() if v is not _SKIP}
-    return obj
+    """``obj`` with its futures replaced by their values; futures with no
+    value (``errors="skip"``) left out.
+    """
+    return nested.rebuild(
+        obj, lambda x: values.get(x.key, nested.SKIP) if isinstance(x, Future) else x
+    )

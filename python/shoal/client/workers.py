@@ -9,9 +9,10 @@ import os
 from collections.abc import Iterable
 from typing import Any, Callable
 
+from .. import _engine
 from .._engine import Answer, Coord, RunAnswer
 from ..coordination._request import ask
-from ..core import aio, arguments, serialize
+from ..core import aio, arguments, nested, serialize
 from ..core.errors import rebuild
 from ..core.times import parse_timedelta
 from ..futures import Future
@@ -20,7 +21,7 @@ from ..worker.uploads import wait_uploaded
 
 def _scheme(address: str, scheme: str = "tcp://") -> str:
     """``address`` with a scheme (``scheme`` if it has none)."""
-    return address if "://" in address else f"{scheme}{address}"
+    return address if "://" in address else _engine.in_scheme(scheme, address)
 
 
 def worker_names(workers: Any) -> list[str]:
@@ -552,16 +553,11 @@ def collect_keys(obj: Any, found: dict[str, None], names: bool = False) -> None:
     """The keys of the futures in ``obj`` (a Future, or lists, tuples, sets
     and dicts of them), into ``found``; with ``names``, strings are keys too.
     """
-    if isinstance(obj, Future):
-        found[obj.key] = None
-    elif names and isinstance(obj, str):
-        found[obj] = None
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for x in obj:
-            collect_keys(x, found, names)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            collect_keys(x, found, names)
+    for x in nested.leaves(obj):
+        if isinstance(x, Future):
+            found[x.key] = None
+        elif names and isinstance(x, str):
+            found[x] = None
 
 
 def fire_and_forget(obj: Any) -> None:
@@ -579,17 +575,8 @@ def fire_and_forget(obj: Any) -> None:
 
     """
     by_client: dict[int, tuple[Any, list[str]]] = {}
-
-    def walk(x: Any) -> None:
+    for x in nested.leaves(obj):
         if isinstance(x, Future):
             by_client.setdefault(id(x.client), (x.client, []))[1].append(x.key)
-        elif isinstance(x, (list, tuple, set, frozenset)):
-            for y in x:
-                walk(y)
-        elif isinstance(x, dict):
-            for y in x.values():
-                walk(y)
-
-    walk(obj)
     for client, keys in by_client.values():
         client._request(Coord.FireAndForget(keys))

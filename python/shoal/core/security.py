@@ -498,4 +498,4 @@ def pop_tls_environment() -> None:
 
 
 def _normal(address: str) -> str:
-    return address.split("://", 1)[-1]
+    return _engine.strip_scheme(address)

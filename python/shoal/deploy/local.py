@@ -331,12 +331,12 @@ class LocalCluster(HostedScheduler):
 
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
         marked, workers = token
-        gone = {a.split("://")[-1] for a in retired}
+        gone = {_engine.strip_scheme(a) for a in retired}
         if self.processes:
-            kept = [w.info.pid for w in workers if w.info.address.split("://")[-1] not in gone]
+            kept = [w.info.pid for w in workers if _engine.strip_scheme(w.info.address) not in gone]
             self._pool.unretire([p for p in kept if p in marked])
             return
-        closing = [rt for rt in self._threads if rt.address.split("://")[-1] in gone]
+        closing = [rt for rt in self._threads if _engine.strip_scheme(rt.address) in gone]
         self._threads = [rt for rt in self._threads if rt not in closing]
         for rt in closing:
             rt.wait_closed()

@@ -231,8 +231,8 @@ class SLURMCluster(HostedScheduler):
         return workers
 
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
-        gone = {a.split("://")[-1] for a in retired}
-        names = [w.info.name for w in token if w.info.address.split("://")[-1] in gone]
+        gone = {_engine.strip_scheme(a) for a in retired}
+        names = [w.info.name for w in token if _engine.strip_scheme(w.info.address) in gone]
         left = {w.name for w in self._monitor.engine.workers()} if self._monitor else set()
         left -= set(names)
         done = []

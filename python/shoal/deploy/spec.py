@@ -148,11 +148,11 @@ class Cluster:
             return []
         known = list(self._monitor.engine.identify().workers)
         if workers is not None:
-            wanted = {w.split("://")[-1] for w in workers}
+            wanted = {_engine.strip_scheme(w) for w in workers}
             chosen = [
                 w
                 for w in known
-                if w.info.address.split("://")[-1] in wanted or w.info.name in wanted
+                if _engine.strip_scheme(w.info.address) in wanted or w.info.name in wanted
             ]
         else:
             chosen = sorted(known, key=lambda w: (w.stored, w.assigned))[: n or 0]

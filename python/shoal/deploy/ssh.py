@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any
 
+from .. import _engine
 from ..core import security as security_
 from ..core.session import Session
 from ..core.times import parse_timedelta
@@ -247,8 +248,8 @@ class SSHCluster(Cluster):
         return workers
 
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
-        gone = {a.split("://")[-1] for a in retired}
-        names = {w.info.name for w in token if w.info.address.split("://")[-1] in gone}
+        gone = {_engine.strip_scheme(a) for a in retired}
+        names = {w.info.name for w in token if _engine.strip_scheme(w.info.address) in gone}
         stopping = [r for r in self._workers if r.name in names]
         self._workers = [r for r in self._workers if r.name not in names]
 

@@ -16,7 +16,7 @@ def _page_event(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "key": record["key"],
         "name": record.get("name") or _engine.key_prefix(record["key"]),
-        "worker": worker.split("://", 1)[-1],
+        "worker": _engine.strip_scheme(worker),
         "thread": record["thread"],
         "start": span["start"],
         "stop": span["stop"],
