@@ -48,7 +48,7 @@ from .deploy.local import LocalCluster
 from .diagnostics import get_task_stream, performance_report, progress
 from .futures import Future
 from .joblib_backend import install as _install_joblib_backend
-from .worker.context import get_worker, rejoin, secede, worker_client
+from .worker.task_context import get_worker, rejoin, secede, worker_client
 
 __version__ = "0.1.0"
 

@@ -29,7 +29,7 @@ from ._engine import RunAnswer
 from .core import context, serialize
 from .core.errors import rebuild
 from .core.times import parse_timedelta
-from .worker import context as worker_context
+from .worker import task_context as worker_context
 
 _senders: ThreadPoolExecutor | None = None
 _senders_lock = threading.Lock()

@@ -42,7 +42,7 @@ pub struct CoreConfig {
     pub worker_ttl: Option<f64>,
     /// Bytes of small results (those workers send along, at most 64 KiB
     /// each) the scheduler keeps a copy of while they are in memory, so a
-    /// worker's death does not lose them (see [`crate::kept`]); 0 keeps none.
+    /// worker's death does not lose them (see [`crate::small_results`]); 0 keeps none.
     pub keep_bytes: u64,
 }
 
@@ -56,7 +56,7 @@ impl Default for CoreConfig {
             id: String::new(),
             started: 0.0,
             worker_ttl: Some(300.0),
-            keep_bytes: crate::kept::DEFAULT_KEEP_BYTES,
+            keep_bytes: crate::small_results::DEFAULT_KEEP_BYTES,
         }
     }
 }
@@ -129,8 +129,8 @@ pub struct Core {
     pub(crate) retirements: crate::retire::Retirements,
     /// When to look for silent workers next (see [`crate::silence`]).
     pub(crate) silence_check: Option<f64>,
-    /// Copies of small results (see [`crate::kept`]).
-    pub(crate) kept: crate::kept::Kept,
+    /// Copies of small results (see [`crate::small_results`]).
+    pub(crate) kept: crate::small_results::Kept,
 }
 
 impl Default for Core {

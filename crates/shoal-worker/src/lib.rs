@@ -9,6 +9,7 @@
 //! never waits for an executor.
 
 pub mod control;
+mod data_store;
 mod health;
 pub mod lifeline;
 pub mod memory;
@@ -18,7 +19,6 @@ mod runtime;
 mod spill;
 mod staged;
 mod state;
-mod store;
 mod tasks;
 
 pub use control::Control;

@@ -15,9 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 
+use crate::data_store::DataStore;
 use crate::memory::MemoryPolicy;
 use crate::state::{ReadyTask, Shared, INLINE_LIMIT};
-use crate::store::DataStore;
 
 /// How long one fetch from a peer may take before trying the next holder.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);

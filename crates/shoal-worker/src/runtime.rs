@@ -15,10 +15,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::control::Control;
+use crate::data_store::DataStore;
 use crate::memory::MemoryPolicy;
 use crate::pacer::{PacerHooks, Running};
 use crate::state::{ReadyTask, Shared, State, INLINE_LIMIT};
-use crate::store::DataStore;
 
 /// How a worker is started.
 #[derive(Debug, Clone)]

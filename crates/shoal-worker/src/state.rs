@@ -10,8 +10,8 @@ use shoal_proto::{FuncHash, Payload, TaskId, WorkerToScheduler};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::control::ControlQueue;
+use crate::data_store::DataStore;
 use crate::staged::Staged;
-use crate::store::DataStore;
 use crate::tasks::{Ended, Tasks};
 
 /// A task whose inputs are all local, waiting for an executor.

@@ -21,9 +21,9 @@ from ..core.session import Session
 from ..core.sizes import format_bytes
 from ..core.times import parse_timedelta
 from ..dask import config as dask_config
+from ..deploy.cluster import Cluster
 from ..deploy.local import LocalCluster
-from ..deploy.spec import Cluster
-from ..worker import context as worker_context
+from ..worker import task_context as worker_context
 from .collections import Collections
 from .datasets import DatasetMethods
 from .recreate import Recreating

@@ -350,7 +350,7 @@ class WorkerCalls:
             names = [workers] if isinstance(workers, str) else list(workers)
         if not names:
             return {}
-        from ..deploy.spec import Cluster
+        from ..deploy.cluster import Cluster
 
         if isinstance(self.cluster, Cluster):
             # Through the cluster, so it does not start them again.

@@ -13,7 +13,7 @@ def __getattr__(name: str) -> Any:
     # Each on first use: SSH and Slurm pull in modules a local cluster
     # never needs.
     if name == "Cluster":
-        from .spec import Cluster
+        from .cluster import Cluster
 
         return Cluster
     if name == "LocalCluster":

@@ -18,7 +18,7 @@ from ..core.times import parse_timedelta
 from ..worker.executor import start_in_process
 from ..worker.options import WorkerOptions
 from ..worker.uploads import remove_directories_of, user_root
-from .spec import HostedScheduler
+from .cluster import HostedScheduler
 
 
 def _processes_and_threads(cpus: int) -> tuple[int, int]:

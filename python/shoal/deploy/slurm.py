@@ -24,7 +24,7 @@ from ..core import security as security_
 from ..core.session import Session
 from ..core.sizes import parse_bytes
 from . import local as local_
-from .spec import HostedScheduler
+from .cluster import HostedScheduler
 
 
 class SLURMCluster(HostedScheduler):

@@ -22,7 +22,7 @@ from .. import _engine
 from ..core import security as security_
 from ..core.session import Session
 from ..core.times import parse_timedelta
-from .spec import Cluster
+from .cluster import Cluster
 
 #: Lines of output kept per remote process, for ``get_logs``.
 LOG_LINES = 10_000

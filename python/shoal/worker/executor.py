@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import serialize
 from ..core.retry import NotRetried
-from . import context as task_context
+from . import task_context
 from .inputs import DEFAULT_BUDGET, InputCache
 from .options import WorkerOptions
 from .uploads import Uploads, user_root

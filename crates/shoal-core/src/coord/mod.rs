@@ -12,8 +12,8 @@
 //! value wants them before the scheduler lets go.
 
 mod check;
+mod held_values;
 mod locks;
-mod store;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -24,8 +24,8 @@ use shoal_proto::{ClientId, CoordOp, CoordReply, Held, SchedulerToClient, TaskId
 use crate::core::Core;
 use crate::events::Command;
 
+pub(crate) use held_values::Queue;
 pub(crate) use locks::{Event, MultiLocks, Semaphore};
-pub(crate) use store::Queue;
 
 /// The client id under which the scheduler itself keeps keys that values it
 /// holds refer to. Connections are numbered from 1.
