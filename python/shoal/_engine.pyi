@@ -38,6 +38,7 @@ __all__ = [
     "TaskSpec",
     "TaskOptions",
     "ExecutorTask",
+    "ControlItem",
     "Outcome",
     "TaskError",
     "Frame",
@@ -609,6 +610,40 @@ class RunAnswer:
         @property
         def message(self) -> str: ...
 
+@disjoint_base
+class ControlItem:
+    """Work for a worker's Python side that is not a task."""
+
+    @final
+    class Run(ControlItem):
+        __match_args__ = ("id", "call")
+        def __new__(cls, id: int, call: _FramesIn) -> ControlItem.Run: ...
+        @property
+        def id(self) -> int: ...
+        @property
+        def call(self) -> _FramesOut: ...
+
+    @final
+    class Freed(ControlItem):
+        __match_args__ = ("keys",)
+        def __new__(cls, keys: Sequence[str]) -> ControlItem.Freed: ...
+        @property
+        def keys(self) -> list[str]: ...
+
+    @final
+    class Upload(ControlItem):
+        __match_args__ = ("name", "data")
+        def __new__(cls, name: str, data: bytes) -> ControlItem.Upload: ...
+        @property
+        def name(self) -> str: ...
+        @property
+        def data(self) -> bytes: ...
+
+    @final
+    class Closed(ControlItem):
+        __match_args__ = ()
+        def __new__(cls) -> ControlItem.Closed: ...
+
 # ----- the client core --------------------------------------------------------
 
 @final
@@ -760,7 +795,7 @@ class WorkerRuntime:
     ) -> None: ...
     def secede(self, id: int) -> None: ...
     def rejoin(self, id: int) -> None: ...
-    def next_control(self, timeout: float) -> tuple[str, object, _FramesOut | None] | None: ...
+    def next_control(self, timeout: float) -> ControlItem | None: ...
     def reply_value(self, id: int, frames: _FramesIn) -> None: ...
     def reply_error(
         self, id: int, exception: _FramesIn, type_name: str, message: str, traceback: str

@@ -175,22 +175,7 @@ impl ClientCore {
             .map_err(to_py_err)?;
         let dicts = records
             .into_iter()
-            .map(|r| {
-                let d = PyDict::new(py);
-                d.set_item("key", r.key)?;
-                d.set_item("name", r.name)?;
-                d.set_item("worker", in_scheme(self.scheme, &r.worker))?;
-                d.set_item("thread", r.timing.thread)?;
-                d.set_item("status", if r.ok { "OK" } else { "error" })?;
-                d.set_item("nbytes", r.nbytes)?;
-                let span = PyDict::new(py);
-                span.set_item("action", "compute")?;
-                span.set_item("start", r.timing.start)?;
-                span.set_item("stop", r.timing.stop)?;
-                d.set_item("startstops", pyo3::types::PyTuple::new(py, [span])?)?;
-                d.set_item("metadata", PyDict::new(py))?;
-                Ok(d)
-            })
+            .map(|r| crate::cluster::task_record(py, self.scheme, r))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((dicts, next))
     }

@@ -7,14 +7,13 @@
 use pyo3::prelude::*;
 
 mod client;
-mod cluster;
-mod coord;
-mod frames;
+mod conversion;
 mod logs;
 mod pool;
 mod scheduler;
-mod types;
 mod worker;
+
+pub(crate) use conversion::{cluster, coord, frames, types};
 
 /// `host:port` from `tcp://host:port`, `tls://host:port` or `host:port`.
 #[pyfunction]
@@ -81,6 +80,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::TaskSpec>()?;
     m.add_class::<types::TaskOptions>()?;
     m.add_class::<types::ExecutorTask>()?;
+    m.add_class::<types::ControlItem>()?;
     m.add_class::<types::Outcome>()?;
     m.add_class::<types::TaskError>()?;
     m.add_class::<frames::Frame>()?;

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use shoal_proto::{Payload, RunResponse, TaskError};
-use shoal_worker::{Control, MemoryPolicy, PacerHooks, WorkerConfig, WorkerRuntime as Runtime};
+use shoal_worker::{MemoryPolicy, PacerHooks, WorkerConfig, WorkerRuntime as Runtime};
+
+use crate::types::ControlItem;
 
 /// Dask's memory target, spill, pause and terminate fractions.
 type Fractions = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
@@ -178,43 +180,18 @@ impl WorkerRuntime {
         self.inner.rejoin(id);
     }
 
-    /// The next control work, waiting up to `timeout` seconds:
-    /// `("run", id, frames)` for a `Client.run` call, `("freed", keys,
-    /// None)` for freed results holding futures, `("upload", name,
-    /// [data])` for a file to save and import; None on timeout; and
-    /// `("closed", None, None)` once the worker is closed.
-    #[allow(clippy::type_complexity)]
-    fn next_control(
-        &self,
-        py: Python<'_>,
-        timeout: f64,
-    ) -> Option<(&'static str, Py<PyAny>, Option<Frames>)> {
+    /// The next control work, waiting up to `timeout` seconds; None on
+    /// timeout, and `ControlItem.Closed` once the worker is closed.
+    fn next_control(&self, py: Python<'_>, timeout: f64) -> Option<ControlItem> {
         let inner = self.inner.clone();
         let t = Duration::from_secs_f64(timeout.max(0.0));
         let for_wait = inner.clone();
-        let Some(item) = py.detach(move || for_wait.next_control(t)) else {
-            return inner.is_closed().then(|| ("closed", py.None(), None));
-        };
-        match item {
-            Control::Run { id, call } => Some((
-                "run",
-                id.into_pyobject(py).ok()?.into_any().unbind(),
-                Some(Frames(call.frames)),
-            )),
-            Control::Freed(keys) => Some((
-                "freed",
-                keys.into_pyobject(py).ok()?.into_any().unbind(),
-                None,
-            )),
-            Control::Upload { name, data } => Some((
-                "upload",
-                name.into_pyobject(py).ok()?.into_any().unbind(),
-                Some(Frames(vec![data])),
-            )),
+        match py.detach(move || for_wait.next_control(t)) {
+            Some(item) => Some(item.into()),
+            None => inner.is_closed().then_some(ControlItem::Closed {}),
         }
     }
 
-    /// Answers `Client.run` call `id` with a pickled value.
     fn reply_value(&self, id: u64, frames: Frames) {
         self.inner
             .reply_run(id, RunResponse::Value(Payload { frames: frames.0 }));

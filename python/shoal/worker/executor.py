@@ -23,6 +23,7 @@ from pathlib import Path
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
+from .._engine import ControlItem
 from ..core import serialize
 from ..core.retry import NotRetried
 from . import task_context
@@ -320,26 +321,25 @@ class Executors:
             item = rt.next_control(3600.0)
             if item is None:
                 continue
-            kind, what, frames = item
-            if kind == "closed":
+            if isinstance(item, ControlItem.Closed):
                 self.holding.clear()
                 self.inputs.clear()
                 self.worker.actors.clear()
                 self.worker.close()
                 self.uploads.remove()
                 return
-            if kind == "freed":
-                for key in what:
+            if isinstance(item, ControlItem.Freed):
+                for key in item.keys:
                     self.holding.pop(key, None)
                     self.worker.actors.pop(key, None)
-            elif kind == "upload":
+            elif isinstance(item, ControlItem.Upload):
                 try:
-                    self.uploads.save(what, bytes(frames[0]))
+                    self.uploads.save(item.name, bytes(item.data))
                 except Exception:
-                    _log.exception("Could not load the uploaded file %s", what)
-            elif kind == "run":
+                    _log.exception("Could not load the uploaded file %s", item.name)
+            elif isinstance(item, ControlItem.Run):
                 threading.Thread(
-                    target=self._run_call, args=(what, frames), name="shoal-run", daemon=True
+                    target=self._run_call, args=(item.id, item.call), name="shoal-run", daemon=True
                 ).start()
 
     def _run_call(self, call_id: int, frames: list[bytes]) -> None:

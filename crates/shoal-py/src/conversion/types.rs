@@ -372,3 +372,29 @@ pub(crate) fn security(token: Option<&str>, tls: TlsArg) -> PyResult<shoal_proto
         tls,
     })
 }
+
+/// Work for a worker's Python side that is not a task.
+#[pyclass(module = "shoal._engine", frozen)]
+pub enum ControlItem {
+    /// A `Client.run` call: answer it with `reply_value`/`reply_error`.
+    Run { id: u64, call: Frames },
+    /// Results whose futures (held in the results) may go now.
+    Freed { keys: Vec<String> },
+    /// A file for `upload_file` to save and import.
+    Upload { name: String, data: Bytes },
+    /// The worker closed: the control thread ends.
+    Closed {},
+}
+
+impl From<shoal_worker::Control> for ControlItem {
+    fn from(c: shoal_worker::Control) -> Self {
+        match c {
+            shoal_worker::Control::Run { id, call } => ControlItem::Run {
+                id,
+                call: Frames(call.frames),
+            },
+            shoal_worker::Control::Freed(keys) => ControlItem::Freed { keys },
+            shoal_worker::Control::Upload { name, data } => ControlItem::Upload { name, data },
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! `ClientCore.identify()`). Addresses carry their scheme (`tcp://`).
 
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
 use shoal_proto::addr::in_scheme;
 
 /// A connected worker.
@@ -131,4 +132,28 @@ impl Identity {
             limits,
         })
     }
+}
+
+/// One task of the task stream, in Dask's record format (a dict: `key`,
+/// `name`, `worker`, `thread`, `status`, `nbytes`, `startstops`,
+/// `metadata`), as `Client.get_task_stream` returns them.
+pub fn task_record<'py>(
+    py: Python<'py>,
+    scheme: &str,
+    r: shoal_proto::TaskRecord,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("key", r.key)?;
+    d.set_item("name", r.name)?;
+    d.set_item("worker", in_scheme(scheme, &r.worker))?;
+    d.set_item("thread", r.timing.thread)?;
+    d.set_item("status", if r.ok { "OK" } else { "error" })?;
+    d.set_item("nbytes", r.nbytes)?;
+    let span = PyDict::new(py);
+    span.set_item("action", "compute")?;
+    span.set_item("start", r.timing.start)?;
+    span.set_item("stop", r.timing.stop)?;
+    d.set_item("startstops", PyTuple::new(py, [span])?)?;
+    d.set_item("metadata", PyDict::new(py))?;
+    Ok(d)
 }
