@@ -247,7 +247,7 @@ class Actor:
 
     def _deliver(self, client: Any, call: list[bytes]) -> Any:
         address = self._address
-        [(_, answer)] = client._session.engine.run_on_workers([address], call)
+        [(_, answer)] = client._session.run_on_workers([address], call)
         if isinstance(answer, RunAnswer.Value):
             return serialize.loads(answer.frames)
         if isinstance(answer, RunAnswer.Raised):

@@ -96,7 +96,7 @@ def _engines(futures: Iterable[Future]) -> dict[int, tuple[Any, list[Future]]]:
     for f in futures:
         if not isinstance(f, Future):
             raise TypeError(f"expected Futures, got {type(f).__name__}")
-        engine = f._session.engine
+        engine = f._session
         by_engine.setdefault(id(engine), (engine, []))[1].append(f)
     return by_engine
 
@@ -230,7 +230,7 @@ class as_completed(Iterator[Any]):
             raise TypeError(f"as_completed expects Futures, got {type(future).__name__}")
         with self._lock:
             self._futures[future.key].append(future)
-        future._session.engine.watch([future.key], self._queue)
+        future._session.watch([future.key], self._queue)
 
     def update(self, futures: Any) -> None:
         """Add several futures: an iterable of them, or a persisted

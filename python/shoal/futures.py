@@ -47,7 +47,7 @@ class Future:
         self.client = client
         self._session: Session = client._session
         if inform:
-            self._session.engine.add_ref(key)
+            self._session.add_ref(key)
 
     @classmethod
     def _adopt(cls, key: str, client: Any) -> Future:
@@ -60,7 +60,7 @@ class Future:
 
     def __del__(self) -> None:
         try:
-            self._session.engine.drop_ref(self.key)
+            self._session.drop_ref(self.key)
         except Exception:
             pass
 
@@ -69,7 +69,7 @@ class Future:
     @property
     def status(self) -> str:
         """One of ``"pending"``, ``"finished"``, ``"error"``, ``"cancelled"``."""
-        return self._session.engine.status(self.key) or "lost"
+        return self._session.status(self.key) or "lost"
 
     def done(self) -> bool:
         """Whether the computation is complete (finished, erred or cancelled)."""
@@ -125,10 +125,10 @@ class Future:
 
     def _wait(self, timeout: Any) -> None:
         timeout = parse_timedelta(timeout)
-        if self._session.engine.wait([self.key], 0.0):
+        if self._session.wait([self.key], 0.0):
             return
         with context.blocking():
-            done = self._session.engine.wait([self.key], timeout)
+            done = self._session.wait([self.key], timeout)
         if not done:
             raise TimeoutError(f"Future {self.key} not done within {timeout} s")
 
@@ -139,7 +139,7 @@ class Future:
         if self.client.asynchronous:
             return self._after(timeout, self.exception)  # type: ignore[return-value]
         self._wait(timeout)
-        err = self._session.engine.error(self.key)
+        err = self._session.error(self.key)
         return None if err is None else rebuild(err)
 
     def traceback(self, timeout: Any = None) -> Any:
@@ -149,7 +149,7 @@ class Future:
         if self.client.asynchronous:
             return self._after(timeout, self.traceback)
         self._wait(timeout)
-        err = self._session.engine.error(self.key)
+        err = self._session.error(self.key)
         return None if err is None else remote_traceback(err)
 
     async def _after(self, timeout: Any, then: Callable[[], Any]) -> Any:
@@ -159,7 +159,7 @@ class Future:
     @property
     def type(self) -> str | None:
         """The type name of the result, once finished."""
-        info = self._session.engine.result_info(self.key)
+        info = self._session.result_info(self.key)
         return None if info is None else info[0]
 
     def cancel(self, **kwargs: Any) -> None:
@@ -169,7 +169,7 @@ class Future:
     def release(self) -> None:
         """Forget this future now instead of at garbage collection."""
         session, self._session = self._session, _Released()  # type: ignore[assignment]
-        session.engine.drop_ref(self.key)
+        session.drop_ref(self.key)
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         """Call ``fn(future)`` from a background thread once this future is done."""

@@ -301,7 +301,7 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
     def shutdown(self) -> None:
         """Shut down the scheduler and every worker of the cluster, then close."""
         if self.status == "running":
-            self._session.engine.shutdown_cluster()
+            self._session.shutdown_cluster()
         if self.cluster is not None:
             self.cluster.close()
         self.close()
@@ -414,11 +414,11 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
         'http://127.0.0.1:8787/status'
 
         """
-        url = self._session.engine.dashboard
+        url = self._session.dashboard
         return None if url is None else f"{url}/status"
 
     def _workers(self) -> list[Any]:
-        return self._session.engine.workers() if self.status == "running" else []
+        return self._session.workers() if self.status == "running" else []
 
     def __repr__(self) -> str:
         workers = self._workers()

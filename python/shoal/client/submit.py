@@ -132,7 +132,7 @@ class Submitting:
         if not deps:
             # The common case, kept cheap: one task, its options alone.
             spec = task_spec(key, h, frames, [], options=0)
-            self._session.engine.submit(functions, [opts.engine], [spec])
+            self._session.submit_specs(functions, [opts.engine], [spec])
             return Future._adopt(key, self)
         table = OptionsTable()
         specs = self._graphs_of(deps, functions, table)
@@ -334,7 +334,7 @@ class Submitting:
             wait_for,
         )
         futures = [Future._adopt(k, self) for k in names]
-        if wait_for is not None and not self._session.engine.wait(names, wait_for):
+        if wait_for is not None and not self._session.wait(names, wait_for):
             raise TimeoutError(f"scattered data did not reach a worker within {timeout}")
         if broadcast:
             self._replicate(names, None, worker_names(workers), 2)
@@ -419,7 +419,7 @@ class Submitting:
         arguments.reject("force", force)
         found: dict[str, None] = {}
         collect_keys(futures, found)
-        self._session.engine.cancel(list(found))
+        self._session.cancel(list(found))
 
     def get_executor(self, **kwargs: Any) -> ClientExecutor:
         """This cluster as a :class:`concurrent.futures.Executor`.
@@ -490,7 +490,7 @@ class Submitting:
         if burst is not None and (rate is None or not float(burst) >= 1):
             raise ValueError("burst goes with a rate and must be 1 or more")
         self._check_running()
-        self._session.engine.set_limit(
+        self._session.set_limit(
             name,
             concurrency,
             None if rate is None else float(rate),

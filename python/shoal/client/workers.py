@@ -126,7 +126,7 @@ class WorkerCalls:
             raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', not {on_error!r}")
         self._check_running()
         if workers is None:
-            targets = [w.address for w in self._session.engine.workers()]
+            targets = [w.address for w in self._session.workers()]
         else:
             targets = [workers] if isinstance(workers, str) else list(workers)
             targets = [_scheme(w, self._session.security.scheme) for w in targets]
@@ -137,13 +137,13 @@ class WorkerCalls:
         if not wait:
             import threading
 
-            engine = self._session.engine
+            engine = self._session
             threading.Thread(
                 target=engine.run_on_workers, args=(targets, call), daemon=True
             ).start()
             return None
         results: dict[str, Any] = {}
-        for address, answer in self._session.engine.run_on_workers(targets, call):
+        for address, answer in self._session.run_on_workers(targets, call):
             if isinstance(answer, RunAnswer.Value):
                 results[address] = serialize.loads(answer.frames)
                 continue
@@ -246,7 +246,7 @@ class WorkerCalls:
     @aio.maybe_async
     def nthreads(self, workers: Any = None) -> dict[str, int]:
         """Threads per worker, by worker address."""
-        out = {w.address: w.nthreads for w in self._session.engine.workers()}
+        out = {w.address: w.nthreads for w in self._session.workers()}
         if workers is None:
             return out
         wanted = {
@@ -279,9 +279,9 @@ class WorkerCalls:
 
         """
         self._check_running()
-        identity = self._session.engine.identify()
+        identity = self._session.identify()
         workers = identity.workers
-        sid, started = self._session.engine.scheduler_identity()
+        sid, started = self._session.scheduler_identity()
         if n_workers is not None and n_workers >= 0:
             workers = workers[:n_workers]
         return {
@@ -422,7 +422,7 @@ class WorkerCalls:
         if not keys:
             return
         self._check_running()
-        self._session.engine.wait(keys, None)
+        self._session.wait(keys, None)
         self._request(Coord.Replicate(keys, n or 0, workers, min(branching_factor, 2**32 - 1)))
 
     @aio.maybe_async
@@ -464,7 +464,7 @@ class WorkerCalls:
         with open(path, "rb") as f:
             data = f.read()
         name = os.path.basename(path)
-        self._session.engine.upload(name, data)
+        self._session.upload(name, data)
         self.run(wait_uploaded, name, hashlib.sha256(data).hexdigest(), load, 60.0)
 
     @aio.maybe_async
@@ -497,7 +497,7 @@ class WorkerCalls:
         """
         self._check_running()
         seconds = parse_timedelta(timeout)
-        engine = self._session.engine
+        engine = self._session
         before = [w.address for w in engine.workers()]
         if before:
             own = self.run(_worker_is_process)
@@ -533,7 +533,7 @@ class WorkerCalls:
             raise ValueError(f"n_workers must be a whole number, not {n_workers!r}")
         t = parse_timedelta(timeout)
         self._check_running()
-        if not self._session.engine.wait_for_workers(n_workers, t, list(without)):
+        if not self._session.wait_for_workers(n_workers, t, list(without)):
             raise TimeoutError(f"{n_workers} workers did not connect within {timeout}")
 
 

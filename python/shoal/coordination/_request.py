@@ -40,7 +40,7 @@ def ask(client: Any, op: Coord, timeout: float | None = None) -> Answer:
     """
     if client.status != "running":
         raise RuntimeError(f"the client is {client.status}")
-    answer = client._session.engine.request(op, timeout)
+    answer = client._session.request(op, timeout)
     if isinstance(answer, Answer.Invalid):
         raise ValueError(answer.message)
     return answer

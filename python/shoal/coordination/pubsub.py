@@ -107,7 +107,7 @@ class Sub:
 
         """
         t = seconds(timeout)
-        engine = self.client._session.engine
+        engine = self.client._session
         if engine.buffered(self._sub):
             frames = engine.next_published(self._sub, 0.0)
         else:
@@ -119,7 +119,7 @@ class Sub:
     @property
     def buffer(self) -> int:
         """How many received messages wait to be taken."""
-        return int(self.client._session.engine.buffered(self._sub))
+        return int(self.client._session.buffered(self._sub))
 
     def __iter__(self) -> Iterator[Any]:
         while True:

@@ -162,14 +162,14 @@ def submit_graph(session: Session, roots: list[Node], options: Options = DEFAULT
     wanted = {n._key for n in roots}
     table = OptionsTable()
     functions, specs = graph_specs(roots, wanted, table, options)
-    functions = [f for f in functions if not session.engine.has_function(f.hash)]
+    functions = [f for f in functions if not session.has_function(f.hash)]
     session.submit(functions, table, specs)
     # Outputs already held (persisted, or computed earlier), and outputs
     # named twice, get a reference of their own.
     seen: set[str] = set()
     for n in roots:
         if n._future is not None or n._key in seen:
-            session.engine.add_ref(n._key)
+            session.add_ref(n._key)
         seen.add(n._key)
     return [n._key for n in roots]
 

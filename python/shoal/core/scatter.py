@@ -87,7 +87,7 @@ def scatter(
         the scheduler either.
 
     """
-    engine = session.engine
+    engine = session
     targets = _targets(engine, workers)
     turn = None
     if targets:

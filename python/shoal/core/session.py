@@ -43,7 +43,7 @@ class Session:
     def __init__(self, address: str, timeout: float, name: str, security: Security | None = None):
         self.security = Security() if security is None else security
         self.security.check_address(address)
-        self.engine = _engine.ClientCore(
+        self._core = _engine.ClientCore(
             address,
             float(timeout),
             name,
@@ -62,7 +62,7 @@ class Session:
     @property
     def address(self) -> str:
         """The scheduler's address, ``tcp://host:port``."""
-        return self.engine.address
+        return self._core.address
 
     def function(self, fn: Callable[..., Any]) -> tuple[int, str, list[Any]]:
         """Pickle ``fn`` (cached); returns its hash, its name, and the
@@ -71,7 +71,7 @@ class Session:
         h, name, data = serialize.dumps_function(fn)
         # The engine dedupes under its lock, so a task never overtakes its
         # function; asking first only saves copying the bytes.
-        if self.engine.has_function(h):
+        if self._core.has_function(h):
             return h, name, []
         return h, name, [_engine.FunctionDef(h, name, data)]
 
@@ -87,23 +87,146 @@ class Session:
         fresh = sorted(third_party_packages() - self._preloaded)
         if fresh:
             self._preloaded.update(fresh)
-            self.engine.preload(fresh)
+            self._core.preload(fresh)
 
     def submit(self, functions: list[Any], options: OptionsTable, specs: list[Any]) -> None:
         """Send functions, the options the specs refer to and the task
         specs (see :mod:`.spec` and :mod:`.options`).
         """
-        self.engine.submit(functions, options.to_engine(), specs)
+        self._core.submit(functions, options.to_engine(), specs)
+
+    def submit_specs(
+        self, functions: list[Any], options: list[_engine.TaskOptions], specs: list[Any]
+    ) -> None:
+        """:meth:`submit` with the options already as the engine sends them
+        (one task's, on ``submit``'s quick path).
+        """
+        self._core.submit(functions, options, specs)
+
+    # ----- keys: their state and this client's references ---------------
+
+    def status(self, key: str) -> str | None:
+        """The key's state as this client knows it (None: not one of its)."""
+        return self._core.status(key)
+
+    def result_info(self, key: str) -> tuple[str, int] | None:
+        """The type name and size of ``key``'s result, once it is in memory."""
+        return self._core.result_info(key)
+
+    def error(self, key: str) -> _engine.TaskError | None:
+        """Why ``key`` failed, if it did."""
+        return self._core.error(key)
+
+    def add_ref(self, key: str) -> None:
+        """One more future of this client holds ``key``."""
+        self._core.add_ref(key)
+
+    def drop_ref(self, key: str) -> None:
+        """One future of this client for ``key`` is gone."""
+        self._core.drop_ref(key)
+
+    def keys(self) -> list[str]:
+        """The keys this client holds futures for."""
+        return self._core.keys()
+
+    def cancel(self, keys: list[str]) -> None:
+        """Cancel ``keys`` for this client."""
+        self._core.cancel(keys)
+
+    def wait(self, keys: list[str], timeout: float | None = None) -> bool:
+        """Whether ``keys`` are all done within ``timeout`` seconds."""
+        return self._core.wait(keys, timeout)
+
+    def watch(self, keys: list[str], queue: _engine.CompletionQueue) -> None:
+        """Push each of ``keys`` onto ``queue`` once it is done."""
+        self._core.watch(keys, queue)
+
+    def has_function(self, func_hash: int) -> bool:
+        """Whether this connection has sent the function already."""
+        return self._core.has_function(func_hash)
+
+    # ----- the cluster ---------------------------------------------------
+
+    @property
+    def dashboard(self) -> str | None:
+        """The dashboard's URL, if the scheduler runs one."""
+        return self._core.dashboard
+
+    def workers(self) -> list[_engine.WorkerInfo]:
+        """The connected workers."""
+        return self._core.workers()
+
+    def identify(self) -> _engine.Identity:
+        """The workers and their state, the task count and the limits."""
+        return self._core.identify()
+
+    def scheduler_identity(self) -> tuple[str, float]:
+        """The scheduler's id and start time."""
+        return self._core.scheduler_identity()
+
+    def wait_for_workers(
+        self, n: int, timeout: float | None = None, without: list[str] | None = None
+    ) -> bool:
+        """Whether ``n`` workers, none of ``without`` (addresses), are
+        connected within ``timeout`` seconds.
+        """
+        return self._core.wait_for_workers(n, timeout, without or [])
+
+    def run_on_workers(
+        self, workers: list[str], call: list[Any], timeout: float | None = None
+    ) -> list[tuple[str, _engine.RunAnswer]]:
+        """Run a pickled call on each of ``workers``; their answers."""
+        return self._core.run_on_workers(workers, call, timeout)
+
+    def request(self, op: _engine.Coord, timeout: float | None = None) -> _engine.Answer:
+        """Send a coordination request; the scheduler's answer."""
+        return self._core.request(op, timeout)
+
+    def buffered(self, sub: int) -> int:
+        """How many messages of subscription ``sub`` wait to be taken."""
+        return self._core.buffered(sub)
+
+    def next_published(self, sub: int, timeout: float | None = None) -> list[Any] | None:
+        """The next message of subscription ``sub`` (None on timeout)."""
+        return self._core.next_published(sub, timeout)
+
+    def set_limit(
+        self, name: str, concurrency: int | None, rate: float | None, burst: float | None
+    ) -> None:
+        """Create or change a cluster-wide limit."""
+        self._core.set_limit(name, concurrency, rate, burst)
+
+    def upload(self, name: str, data: bytes) -> None:
+        """Send a file for every worker to save and import."""
+        self._core.upload(name, data)
+
+    def task_stream(self, since: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Tasks that ran, from position ``since``; and the next position."""
+        return self._core.task_stream(since, limit)
+
+    def put_on_workers(
+        self, puts: list[tuple[str, list[tuple[str, list[Any]]]]], timeout: float
+    ) -> list[str | None]:
+        """Send values straight to workers (see ``ClientCore.put_on_workers``);
+        per worker, why it did not take them (None: it did).
+        """
+        return self._core.put_on_workers(puts, timeout)
+
+    def shutdown_cluster(self) -> None:
+        """Stop the scheduler and its workers."""
+        self._core.shutdown_cluster()
+
+    # ----- results ---------------------------------------------------------
 
     def outcomes(self, keys: list[str], timeout: float | None = None) -> list[Any] | None:
         """Wait for ``keys``; one :class:`shoal._engine.Outcome` each, or
         None on timeout. Inside a task the wait leaves the worker's thread
         pool (see :func:`.context.blocking`) unless the keys are done.
         """
-        if context.in_task() and not self.engine.wait(keys, 0.0):
+        if context.in_task() and not self._core.wait(keys, 0.0):
             with context.blocking():
-                return self.engine.gather(keys, timeout)
-        return self.engine.gather(keys, timeout)  # done, or not in a task
+                return self._core.gather(keys, timeout)
+        return self._core.gather(keys, timeout)  # done, or not in a task
 
     def result(self, key: str, timeout: float | None = None) -> Any:
         """The value of ``key``, or raise its error; ``TimeoutError`` if not
@@ -118,7 +241,7 @@ class Session:
         """Call ``fn()`` from a background thread once ``key`` is done."""
         with self._callbacks_lock:
             if self._callbacks is None:
-                self._callbacks = Callbacks(self.engine)
+                self._callbacks = Callbacks(self._core)
             callbacks = self._callbacks
         callbacks.add(key, fn)
 
@@ -128,7 +251,7 @@ class Session:
             callbacks, self._callbacks = self._callbacks, None
         if callbacks is not None:
             callbacks.close()
-        self.engine.close()
+        self._core.close()
 
 
 _NOT_SHARED = frozenset({"shoal", "__main__", "__mp_main__", "_engine"})

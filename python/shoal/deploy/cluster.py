@@ -85,7 +85,7 @@ class Cluster:
         """The connected workers, keyed by address."""
         if self._monitor is None:
             return {}
-        return {w.address: w for w in self._monitor.engine.workers()}
+        return {w.address: w for w in self._monitor.workers()}
 
     def scale(self, n: int | None = None, **kwargs: Any) -> None:
         """Start or retire workers until the cluster has ``n``.
@@ -146,7 +146,7 @@ class Cluster:
         """
         if self._monitor is None:
             return []
-        known = list(self._monitor.engine.identify().workers)
+        known = list(self._monitor.identify().workers)
         if workers is not None:
             wanted = {_engine.strip_scheme(w) for w in workers}
             chosen = [
@@ -161,7 +161,7 @@ class Cluster:
         token = self._prepare_stop(chosen)
         retired: list[str] = []
         try:
-            answer = self._monitor.engine.request(
+            answer = self._monitor.request(
                 _engine.Coord.RetireWorkers([w.info.address for w in chosen])
             )
             if isinstance(answer, _engine.Answer.Names):
@@ -265,9 +265,9 @@ class Cluster:
         if scheduler:
             logs["Scheduler"] = self._scheduler_logs()
         if workers and self._monitor is not None:
-            targets = [w.address for w in self._monitor.engine.workers()]
+            targets = [w.address for w in self._monitor.workers()]
             call = serialize.dumps((_engine.recent_logs, (), {}))
-            for address, answer in self._monitor.engine.run_on_workers(targets, call):
+            for address, answer in self._monitor.run_on_workers(targets, call):
                 if isinstance(answer, _engine.RunAnswer.Value):
                     logs[address] = _text(serialize.loads(answer.frames))
         return logs
@@ -296,7 +296,7 @@ class Cluster:
         workers = (
             {}
             if self._monitor is None
-            else {w.info.address: w for w in self._monitor.engine.identify().workers}
+            else {w.info.address: w for w in self._monitor.identify().workers}
         )
         rows = "".join(
             f"<tr><td>{html.escape(a)}</td><td>{html.escape(str(w.info.name))}</td>"
@@ -388,7 +388,7 @@ class Adaptive:
         monitor = self.cluster._monitor
         if monitor is None:
             return self.minimum
-        answer = monitor.engine.request(
+        answer = monitor.request(
             _engine.Coord.AdaptiveTarget(min(int(self.target_duration * 1000), 2**32 - 1))
         )
         assert isinstance(answer, _engine.Answer.Count), answer

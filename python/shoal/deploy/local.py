@@ -280,7 +280,7 @@ class LocalCluster(HostedScheduler):
         try:
             self._launch(env or {})
             self._monitor = Session(self.scheduler_address, 10.0, "cluster-monitor", self.security)
-            if not self._monitor.engine.wait_for_workers(self.n_workers, start_timeout):
+            if not self._monitor.wait_for_workers(self.n_workers, start_timeout):
                 raise TimeoutError(
                     f"{self.n_workers} workers did not start within {start_timeout} s; "
                     "see their output above"

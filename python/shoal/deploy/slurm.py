@@ -233,7 +233,7 @@ class SLURMCluster(HostedScheduler):
     def _stop_workers(self, token: Any, retired: list[str]) -> None:
         gone = {_engine.strip_scheme(a) for a in retired}
         names = [w.info.name for w in token if _engine.strip_scheme(w.info.address) in gone]
-        left = {w.name for w in self._monitor.engine.workers()} if self._monitor else set()
+        left = {w.name for w in self._monitor.workers()} if self._monitor else set()
         left -= set(names)
         done = []
         for job in list(self.jobs):

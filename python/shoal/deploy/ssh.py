@@ -186,7 +186,7 @@ class SSHCluster(Cluster):
             self._monitor = Session(self._address, self._timeout, "cluster-monitor", self.security)
             self._start_workers(len(self.hosts) - 1)
             self.n_workers = len(self.hosts) - 1
-            if not self._monitor.engine.wait_for_workers(self.n_workers, self._timeout):
+            if not self._monitor.wait_for_workers(self.n_workers, self._timeout):
                 outputs = {r.name: "\n".join(r.log) for r in self._workers}
                 raise TimeoutError(
                     f"{self.n_workers} workers did not connect within {self._timeout} s: {outputs}"
@@ -286,7 +286,7 @@ class SSHCluster(Cluster):
         self.stop_adapting()
         if self._monitor is not None:
             try:
-                self._monitor.engine.shutdown_cluster()
+                self._monitor.shutdown_cluster()
             finally:
                 self._monitor.close()
         if self._address:

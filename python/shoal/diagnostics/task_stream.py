@@ -16,13 +16,13 @@ _PAST_THE_END = (1 << 64) - 1
 
 def stream_position(session: Any) -> int:
     """Where the scheduler's task stream ends now."""
-    _, end = session.engine.task_stream(_PAST_THE_END, 0)
+    _, end = session.task_stream(_PAST_THE_END, 0)
     return int(end)
 
 
 def records_since(session: Any, position: int) -> list[dict[str, Any]]:
     """Every task that ran since ``position`` that the scheduler still keeps."""
-    records, _ = session.engine.task_stream(position, _ALL)
+    records, _ = session.task_stream(position, _ALL)
     return list(records)
 
 
