@@ -114,3 +114,56 @@ def test_every_module_imports_alone(module):
         [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
+
+
+def _calls(module: str) -> set[str]:
+    """Dotted names called in ``module`` (``_engine.TaskSpec``, ...)."""
+    return _calls_in(MODULES[module].read_text())
+
+
+def _calls_in(source: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            parts = []
+            f = node.func
+            while isinstance(f, ast.Attribute):
+                parts.append(f.attr)
+                f = f.value
+            if isinstance(f, ast.Name):
+                parts.append(f.id)
+                found.add(".".join(reversed(parts)))
+    return found
+
+
+# What ARCHITECTURE.md says is made or parsed in one place, and that place.
+ONE_PLACE = {
+    "_engine.TaskSpec": "shoal.core.spec",
+    "_engine.TaskOptions": "shoal.core.options",
+    "_engine.WorkerRuntime": "shoal.worker.options",
+    "_engine.ClientCore": "shoal.core.session",
+    "memory_.parse_memory_limit": "shoal.worker.options",
+}
+
+
+@pytest.mark.parametrize("call, home", sorted(ONE_PLACE.items()))
+def test_what_is_made_in_one_place_is_made_only_there(call, home):
+    makers = {m for m in MODULES if call in _calls(m)}
+    assert makers == {home}, f"{call} is called in {sorted(makers)}, not only in {home}"
+
+
+def test_only_the_session_holds_the_engine_handle():
+    # Other modules call the Session's methods, never `session.engine`.
+    reaching = [
+        m
+        for m in MODULES
+        if m != "shoal.core.session"
+        and ".engine." in MODULES[m].read_text().replace("opts.engine", "")
+    ]
+    assert reaching == []
+
+
+def test_the_one_place_check_sees_a_maker_wherever_it_calls():
+    # The check above can fail: a call nested in a function is seen.
+    source = "def f():\n    return [g(_engine.TaskSpec('k', 0, []))]\n"
+    assert "_engine.TaskSpec" in _calls_in(source)
