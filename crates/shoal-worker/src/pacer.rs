@@ -267,7 +267,8 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
         for _ in 0..spawn {
             (hooks.spawn_executor)();
         }
-        let cancelled = take_cancelled_detached(&shared);
+        // Handed-off tasks the scheduler cancelled, each stopped once.
+        let cancelled = shared.state.lock().tasks.take_cancelled_seceded();
         if !cancelled.is_empty() {
             (hooks.cancel_detached)(cancelled);
         }
@@ -303,11 +304,6 @@ fn waits_outside(tid: i32) -> bool {
         return asleep;
     }
     asleep && !wchan.contains("futex")
-}
-
-/// Handed-off tasks the scheduler cancelled, each returned once.
-pub(crate) fn take_cancelled_detached(shared: &Shared) -> Vec<shoal_proto::TaskId> {
-    shared.state.lock().tasks.take_cancelled_seceded()
 }
 
 /// Reads the running tasks' clocks and sums up the worker; also returns the

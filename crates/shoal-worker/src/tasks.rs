@@ -49,8 +49,11 @@ pub(crate) enum Phase {
 enum Move {
     Fetching,
     Queued(ReadyTask),
-    Running(Running),
+    /// Into a slot, with the clock of its start.
+    Start(Running),
     Seceded,
+    /// Back into a slot, with the clock it had.
+    Rejoin,
     Gone,
 }
 
@@ -109,9 +112,9 @@ impl Tasks {
             (from, &to),
             (None, Move::Fetching)
                 | (Some(Phase::Fetching), Move::Queued(_))
-                | (Some(Phase::Queued), Move::Running(_))
+                | (Some(Phase::Queued), Move::Start(_))
                 | (Some(Phase::Running), Move::Seceded)
-                | (Some(Phase::Seceded), Move::Running(_))
+                | (Some(Phase::Seceded), Move::Rejoin)
                 | (Some(_), Move::Gone)
         );
         if !allowed {
@@ -141,12 +144,17 @@ impl Tasks {
                 self.queued += 1;
                 self.queue.push(t);
             }
-            Move::Running(r) => {
-                self.running.insert(id, clock.unwrap_or(r));
+            Move::Start(r) => {
+                self.running.insert(id, r);
             }
             Move::Seceded => {
                 if let Some(r) = clock {
                     self.seceded.insert(id, r);
+                }
+            }
+            Move::Rejoin => {
+                if let Some(r) = clock {
+                    self.running.insert(id, r);
                 }
             }
             Move::Gone => {
@@ -172,11 +180,9 @@ impl Tasks {
     }
 
     /// Some input of the task could not be had: it leaves (the scheduler is
-    /// told which). Returns whether it held a slot.
-    pub fn inputs_lost(&mut self, id: TaskId) -> bool {
-        let held = self.running.contains_key(&id);
+    /// told which).
+    pub fn inputs_lost(&mut self, id: TaskId) {
         self.transition(id, Move::Gone);
-        held
     }
 
     /// The scheduler steals the task: `true` if it had not started, and is
@@ -227,7 +233,7 @@ impl Tasks {
         }
         self.queue.extend(skipped);
         let t = found?;
-        let moved = self.transition(t.id, Move::Running(Running::reading(t.func)));
+        let moved = self.transition(t.id, Move::Start(Running::reading(t.func)));
         debug_assert!(moved);
         Some(t)
     }
@@ -248,8 +254,7 @@ impl Tasks {
     /// A seceded task takes a slot again, even if none is free (it may hold
     /// what the task in that slot waits for); `false` if it had not seceded.
     pub fn rejoin(&mut self, id: TaskId) -> bool {
-        self.phase(id) == Some(Phase::Seceded)
-            && self.transition(id, Move::Running(Running::reading(0)))
+        self.transition(id, Move::Rejoin)
     }
 
     /// The task finished or failed.
