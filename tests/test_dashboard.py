@@ -101,9 +101,14 @@ def test_errors_are_counted_and_marked(dash):
 def test_workers_report_their_health(dash):
     client, base = dash
     pids = set(client.cluster.worker_pids())
-    u = first_update(base, lambda u: all(w["metrics"]["rss"] > 0 for w in u["status"]["workers"]))
+    # Wait for an update that shows every worker with its first health
+    # report (`all` over no workers at all would be true at once).
+    u = first_update(
+        base,
+        lambda u: {w["pid"] for w in u["status"]["workers"]} == pids
+        and all(w["metrics"]["rss"] > 0 for w in u["status"]["workers"]),
+    )
     workers = u["status"]["workers"]
-    assert {w["pid"] for w in workers} == pids
     for w in workers:
         assert w["nthreads"] == 1
         assert w["memory_limit"] > 0

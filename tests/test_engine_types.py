@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from shoal import _engine
@@ -21,8 +23,10 @@ def test_a_task_spec_has_named_fields_and_a_readable_repr():
 
 def test_task_options_are_parsed_once_and_shared_by_equal_tasks():
     opts = options.parse(priority=2, retries=1, workers="w1", allow_other_workers=True)
-    engine = opts.engine
-    assert (engine.priority, engine.retries, engine.workers, engine.loose) == (2, 1, ["w1"], True)
+    sent = opts.engine.fields()
+    assert (sent["priority"], sent["retries"], sent["workers"], sent["loose"]) == (2, 1, ["w1"], True)
+    # Every option the parser has is a field of the wire's struct, by name.
+    assert set(sent) == {f.name for f in dataclasses.fields(options.Options)}
     # Annotations override the call's options field by field.
     assert options.parse(opts, retries=5) == options.Options(
         priority=2, retries=5, workers=("w1",), loose=True
@@ -42,6 +46,14 @@ def test_task_options_are_parsed_once_and_shared_by_equal_tasks():
         )
     ] == [0, 1, 0]
     assert len(table.to_engine()) == 2
+
+
+def test_the_engine_refuses_task_options_the_wire_does_not_have():
+    with pytest.raises(ValueError, match="unknown field `retry_jitter`"):
+        _engine.TaskOptions(retry_jitter=0.5)
+    with pytest.raises(ValueError, match="bad task options"):
+        _engine.TaskOptions(retries="two")
+    assert _engine.TaskOptions().fields()["retries"] == 0
 
 
 @pytest.mark.parametrize(

@@ -108,33 +108,12 @@ class TaskSpec:
 
 @final
 class TaskOptions:
-    def __new__(
-        cls,
-        priority: int = 0,
-        retries: int = 0,
-        workers: Sequence[str] = ...,
-        loose: bool = False,
-        retry_delay: float = 0.0,
-        retry_max_delay: float = 0.0,
-        limits: Sequence[str] = ...,
-        resources: Sequence[tuple[str, float]] = ...,
-    ) -> TaskOptions: ...
-    @property
-    def priority(self) -> int: ...
-    @property
-    def retries(self) -> int: ...
-    @property
-    def workers(self) -> list[str]: ...
-    @property
-    def loose(self) -> bool: ...
-    @property
-    def retry_delay(self) -> float: ...
-    @property
-    def retry_max_delay(self) -> float: ...
-    @property
-    def limits(self) -> list[str]: ...
-    @property
-    def resources(self) -> list[tuple[str, float]]: ...
+    """The wire's task options, built from keyword arguments named as its
+    fields (``shoal.core.options.Options``'s); an unknown name or a value
+    of the wrong type raises ValueError."""
+
+    def __new__(cls, **fields: object) -> TaskOptions: ...
+    def fields(self) -> dict[str, object]: ...
 
 @final
 class ExecutorTask:

@@ -129,7 +129,13 @@ pub struct TaskSpec {
 
 /// The options of tasks, sent once per submission and shared by every task
 /// that names them (a `map` of a million tasks sends one).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Every field has a default (its zero), and a name this struct does not
+/// have is refused rather than ignored: `shoal-py` builds these from the
+/// Python parser's fields by name, so a new option is a field here, the
+/// scheduler code that honours it and a line in `shoal.core.options`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TaskOptions {
     pub priority: i32,
     pub retries: u32,
@@ -150,21 +156,6 @@ pub struct TaskOptions {
     /// it is there; it goes only where they are free. Amounts are finite
     /// and above zero.
     pub resources: Vec<(String, f64)>,
-}
-
-impl Default for TaskOptions {
-    fn default() -> Self {
-        TaskOptions {
-            priority: 0,
-            retries: 0,
-            workers: Vec::new(),
-            loose: false,
-            retry_delay: 0.0,
-            retry_max_delay: 0.0,
-            limits: Vec::new(),
-            resources: Vec::new(),
-        }
-    }
 }
 
 /// The most limits one task may count against.

@@ -189,7 +189,7 @@ impl ClientCore {
         tasks: Vec<PyRef<'_, TaskSpec>>,
     ) -> PyResult<()> {
         let functions = functions.iter().map(|f| f.to_core()).collect();
-        let options = options.iter().map(|o| o.to_core()).collect();
+        let options = options.iter().map(|o| o.0.clone()).collect();
         let tasks = tasks.iter().map(|t| t.to_core()).collect();
         self.inner
             .submit(functions, options, tasks)

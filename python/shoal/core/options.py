@@ -4,9 +4,10 @@
 ``dask.annotate`` annotations all pass the user's option arguments to
 :func:`parse`, which returns one :class:`Options`. A submission sends each
 distinct ``Options`` once (an :class:`OptionsTable`); its tasks refer to
-them by index. Adding an option means a field here, a line in
-:func:`parse`, the wire's ``TaskOptions`` and the scheduler code that uses
-it.
+them by index. Adding an option means a field of :class:`Options` and a
+line in :func:`parse` here, the field of the same name on the wire's
+``TaskOptions`` (``shoal-proto``), and the scheduler code that honours it:
+nothing between them names the options one by one.
 """
 
 from __future__ import annotations
@@ -47,16 +48,10 @@ class Options:
 
     @functools.cached_property
     def engine(self) -> _engine.TaskOptions:
-        """These options as the engine sends them (made once)."""
+        """These options as the engine sends them (made once): the wire's
+        ``TaskOptions``, whose fields have these names."""
         return _engine.TaskOptions(
-            self.priority,
-            self.retries,
-            list(self.workers),
-            self.loose,
-            self.retry_delay,
-            self.retry_max_delay,
-            list(self.limits),
-            list(self.resources),
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         )
 
 

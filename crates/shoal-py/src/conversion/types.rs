@@ -3,7 +3,9 @@
 //! executor, an outcome, and a task error.
 
 use bytes::Bytes;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::frames::Frames;
 use shoal_client::Outcome as CoreOutcome;
@@ -108,77 +110,36 @@ impl TaskSpec {
     }
 }
 
-/// Options shared by the tasks that name them (see
-/// `shoal_proto::TaskOptions`); made by `shoal.core.options.task_options`,
-/// which checks them.
-#[pyclass(module = "shoal._engine", frozen, get_all)]
+/// Options shared by the tasks that name them: the wire's
+/// `shoal_proto::TaskOptions` itself, built field by field from keyword
+/// arguments named as its fields (so a new option needs no code here).
+/// Made by `shoal.core.options.Options.engine`, which checks the values; a
+/// name the wire does not have, or a value of the wrong type, is refused.
+#[pyclass(module = "shoal._engine", frozen)]
 #[derive(Clone)]
-pub struct TaskOptions {
-    pub priority: i32,
-    pub retries: u32,
-    pub workers: Vec<String>,
-    pub loose: bool,
-    pub retry_delay: f64,
-    pub retry_max_delay: f64,
-    pub limits: Vec<String>,
-    pub resources: Vec<(String, f64)>,
-}
+pub struct TaskOptions(pub shoal_proto::TaskOptions);
 
 #[pymethods]
 impl TaskOptions {
     #[new]
-    #[pyo3(signature = (priority=0, retries=0, workers=Vec::new(), loose=false, retry_delay=0.0, retry_max_delay=0.0, limits=Vec::new(), resources=Vec::new()))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        priority: i32,
-        retries: u32,
-        workers: Vec<String>,
-        loose: bool,
-        retry_delay: f64,
-        retry_max_delay: f64,
-        limits: Vec<String>,
-        resources: Vec<(String, f64)>,
-    ) -> Self {
-        TaskOptions {
-            priority,
-            retries,
-            workers,
-            loose,
-            retry_delay,
-            retry_max_delay,
-            limits,
-            resources,
+    #[pyo3(signature = (**fields))]
+    fn new(fields: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        match fields {
+            None => Ok(TaskOptions(shoal_proto::TaskOptions::default())),
+            Some(fields) => pythonize::depythonize(fields)
+                .map(TaskOptions)
+                .map_err(|e| PyValueError::new_err(format!("bad task options: {e}"))),
         }
+    }
+
+    /// The fields as a dict (what the scheduler receives).
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize::pythonize(py, &self.0)
+            .map_err(|e| PyValueError::new_err(format!("task options: {e}")))
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "TaskOptions(priority={}, retries={}, workers={:?}, loose={}, retry_delay={}, \
-             retry_max_delay={}, limits={:?}, resources={:?})",
-            self.priority,
-            self.retries,
-            self.workers,
-            self.loose,
-            self.retry_delay,
-            self.retry_max_delay,
-            self.limits,
-            self.resources
-        )
-    }
-}
-
-impl TaskOptions {
-    pub fn to_core(&self) -> shoal_proto::TaskOptions {
-        shoal_proto::TaskOptions {
-            priority: self.priority,
-            retries: self.retries,
-            workers: self.workers.clone(),
-            loose: self.loose,
-            retry_delay: self.retry_delay,
-            retry_max_delay: self.retry_max_delay,
-            limits: self.limits.clone(),
-            resources: self.resources.clone(),
-        }
+        format!("{:?}", self.0)
     }
 }
 
