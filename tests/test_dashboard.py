@@ -105,8 +105,10 @@ def test_workers_report_their_health(dash):
     # report (`all` over no workers at all would be true at once).
     u = first_update(
         base,
-        lambda u: {w["pid"] for w in u["status"]["workers"]} == pids
-        and all(w["metrics"]["rss"] > 0 for w in u["status"]["workers"]),
+        lambda u: (
+            {w["pid"] for w in u["status"]["workers"]} == pids
+            and all(w["metrics"]["rss"] > 0 for w in u["status"]["workers"])
+        ),
     )
     workers = u["status"]["workers"]
     for w in workers:

@@ -24,7 +24,12 @@ def test_a_task_spec_has_named_fields_and_a_readable_repr():
 def test_task_options_are_parsed_once_and_shared_by_equal_tasks():
     opts = options.parse(priority=2, retries=1, workers="w1", allow_other_workers=True)
     sent = opts.engine.fields()
-    assert (sent["priority"], sent["retries"], sent["workers"], sent["loose"]) == (2, 1, ["w1"], True)
+    assert (sent["priority"], sent["retries"], sent["workers"], sent["loose"]) == (
+        2,
+        1,
+        ["w1"],
+        True,
+    )
     # Every option the parser has is a field of the wire's struct, by name.
     assert set(sent) == {f.name for f in dataclasses.fields(options.Options)}
     # Annotations override the call's options field by field.

@@ -59,6 +59,21 @@ def test_limits_apply_to_graphs(cluster):
     assert max_overlap(spans) == 1
 
 
+def test_persist_holds_its_tasks_to_a_limit_too(cluster):
+    from shoal import delayed, futures_of, wait
+
+    cluster.set_limit("persisted", concurrency=0)
+    part = delayed(inc, pure=False)(1)
+    held = cluster.persist(part, limits="persisted")
+    (future,) = futures_of(held)
+    # Other work finishes while the persisted task waits on its limit.
+    assert cluster.submit(inc, 2, pure=False).result(timeout=30) == 3
+    assert future.status == "pending"
+    cluster.set_limit("persisted", concurrency=1)
+    wait(held, timeout=30)
+    assert cluster.compute(held, sync=True) == 2
+
+
 def test_bad_limits_are_clear_errors(cluster):
     with pytest.raises(ValueError, match="concurrency, a rate"):
         cluster.set_limit("x")

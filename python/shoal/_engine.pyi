@@ -110,7 +110,8 @@ class TaskSpec:
 class TaskOptions:
     """The wire's task options, built from keyword arguments named as its
     fields (``shoal.core.options.Options``'s); an unknown name or a value
-    of the wrong type raises ValueError."""
+    of the wrong type raises ValueError.
+    """
 
     def __new__(cls, **fields: object) -> TaskOptions: ...
     def fields(self) -> dict[str, object]: ...

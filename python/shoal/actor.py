@@ -22,26 +22,17 @@ import threading
 import uuid
 from collections.abc import Generator
 from concurrent.futures import Future as ConcurrentFuture
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._engine import RunAnswer
-from .core import context, serialize
+from .core import aio, context, serialize
 from .core.errors import rebuild
 from .core.times import parse_timedelta
 from .worker import task_context as worker_context
 
-_senders: ThreadPoolExecutor | None = None
-_senders_lock = threading.Lock()
+#: Where actor method calls wait for their answers.
+_sender_pool = aio.LazyPool(64, "shoal-actor")
 _factories: dict[type, ActorFactory] = {}
-
-
-def _sender_pool() -> ThreadPoolExecutor:
-    global _senders
-    with _senders_lock:
-        if _senders is None:
-            _senders = ThreadPoolExecutor(max_workers=64, thread_name_prefix="shoal-actor")
-        return _senders
 
 
 class ActorFactory:

@@ -5,39 +5,7 @@ mod env;
 
 use env::{task, Env};
 use shoal_core::{Command, Event};
-use shoal_proto::{
-    ClientToScheduler, CoordOp, CoordReply, SchedulerToClient, SchedulerToWorker, WorkerId,
-};
-
-/// What the core said since the last call: fetches asked of workers
-/// (worker, key, holders to try), keys freed, and replies to client 1.
-#[derive(Default, Debug)]
-struct Said {
-    fetches: Vec<(WorkerId, String, Vec<String>)>,
-    frees: Vec<(WorkerId, String)>,
-    replies: Vec<(u64, CoordReply)>,
-}
-
-fn said(env: &mut Env) -> Said {
-    let mut s = Said::default();
-    for c in env.take() {
-        match c {
-            Command::ToWorker(w, SchedulerToWorker::Fetch { deps }) => {
-                for d in deps {
-                    s.fetches.push((w, d.key, d.holders));
-                }
-            }
-            Command::ToWorker(w, SchedulerToWorker::Free { keys }) => {
-                s.frees.extend(keys.into_iter().map(|k| (w, k)));
-            }
-            Command::ToClient(1, SchedulerToClient::CoordReply { req, reply }) => {
-                s.replies.push((req, reply));
-            }
-            _ => {}
-        }
-    }
-    s
-}
+use shoal_proto::{ClientToScheduler, CoordOp, CoordReply, SchedulerToWorker, WorkerId};
 
 fn replicate(env: &mut Env, req: u64, keys: &[&str], n: u32, workers: &[&str], branching: u32) {
     let op = CoordOp::Replicate {
@@ -84,7 +52,7 @@ fn a_copy_of_a_key_freed_meanwhile_is_freed_at_once() {
     env.disown(&["a"]);
     env.take();
     env.fetched(ws[1], &["a", "unknown"], &[]);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(
         s.frees,
         vec![(ws[1], "a".to_string()), (ws[1], "unknown".to_string())]
@@ -96,7 +64,7 @@ fn replicate_copies_in_rounds_of_branching_factor_per_holder() {
     let (mut env, ws) = cluster_with(5, "a");
     replicate(&mut env, 7, &["a"], 0, &[], 2);
     // Round 1: one holder, two new copies.
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.fetches.len(), 2, "{s:?}");
     assert!(s.replies.is_empty());
     let first: Vec<WorkerId> = s.fetches.iter().map(|f| f.0).collect();
@@ -107,13 +75,13 @@ fn replicate_copies_in_rounds_of_branching_factor_per_holder() {
     }
     // Round 2: three holders, the two workers left; each tries a different
     // holder first.
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.fetches.len(), 2, "{s:?}");
     assert_ne!(s.fetches[0].2[0], s.fetches[1].2[0]);
     for (w, _, _) in &s.fetches {
         env.fetched(*w, &["a"], &[]);
     }
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.replies, vec![(7, CoordReply::Done)]);
     assert_eq!(env.core.holders_of("a").len(), 5);
 }
@@ -125,7 +93,7 @@ fn replicate_to_n_drops_copies_beyond_n() {
     env.fetched(ws[2], &["a"], &[]);
     env.take();
     replicate(&mut env, 1, &["a"], 1, &[], 2);
-    let s = said(&mut env);
+    let s = env.said();
     assert!(s.fetches.is_empty());
     assert_eq!(s.frees.len(), 2, "{s:?}");
     assert_eq!(s.replies, vec![(1, CoordReply::Done)]);
@@ -136,24 +104,24 @@ fn replicate_to_n_drops_copies_beyond_n() {
 fn replicate_onto_named_workers_only() {
     let (mut env, ws) = cluster_with(4, "a");
     replicate(&mut env, 1, &["a"], 0, &["w1", "w3"], 4);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(
         s.fetches,
         vec![(ws[2], "a".to_string(), vec!["127.0.0.1:9001".to_string()])]
     );
     env.fetched(ws[2], &["a"], &[]);
-    assert_eq!(said(&mut env).replies, vec![(1, CoordReply::Done)]);
+    assert_eq!(env.said().replies, vec![(1, CoordReply::Done)]);
 }
 
 #[test]
 fn a_failed_or_lost_fetch_is_not_asked_again() {
     let (mut env, ws) = cluster_with(3, "a");
     replicate(&mut env, 1, &["a"], 0, &[], 2);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.fetches.len(), 2);
     env.fetched(ws[1], &[], &["a"]);
     env.lose(ws[2]);
-    let s = said(&mut env);
+    let s = env.said();
     assert!(s.fetches.is_empty(), "{s:?}");
     assert_eq!(s.replies, vec![(1, CoordReply::Done)]);
     assert_eq!(env.core.holders_of("a"), vec![ws[0]]);
@@ -163,11 +131,11 @@ fn a_failed_or_lost_fetch_is_not_asked_again() {
 fn a_key_freed_during_replication_ends_it() {
     let (mut env, ws) = cluster_with(2, "a");
     replicate(&mut env, 1, &["a"], 0, &[], 2);
-    assert_eq!(said(&mut env).fetches.len(), 1);
+    assert_eq!(env.said().fetches.len(), 1);
     env.disown(&["a"]);
     env.take();
     env.fetched(ws[1], &["a"], &[]);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.frees, vec![(ws[1], "a".to_string())]);
     assert_eq!(s.replies, vec![(1, CoordReply::Done)]);
 }
@@ -178,7 +146,7 @@ fn bad_requests_are_answered_invalid() {
     replicate(&mut env, 1, &["a", "nope"], 0, &[], 2);
     replicate(&mut env, 2, &["a"], 0, &[], 0);
     replicate(&mut env, 3, &["a"], 0, &["w9"], 2);
-    let s = said(&mut env);
+    let s = env.said();
     assert!(s.fetches.is_empty());
     assert!(matches!(&s.replies[0], (1, CoordReply::Invalid(m)) if m.contains("nope")));
     assert!(matches!(&s.replies[1], (2, CoordReply::Invalid(m)) if m.contains("branching")));
@@ -194,7 +162,7 @@ fn a_key_not_in_memory_is_done_at_once() {
     env.submit(vec![task("a")]);
     env.take();
     replicate(&mut env, 1, &["a"], 0, &[], 2);
-    assert_eq!(said(&mut env).replies, vec![(1, CoordReply::Done)]);
+    assert_eq!(env.said().replies, vec![(1, CoordReply::Done)]);
 }
 
 #[test]
@@ -239,6 +207,6 @@ fn replicate_of_a_kept_result_with_no_holder_sends_the_value() {
     assert_eq!(asked, vec![ws[1], ws[2]]);
     env.fetched(ws[1], &["a"], &[]);
     env.fetched(ws[2], &["a"], &[]);
-    assert_eq!(said(&mut env).replies, vec![(7, CoordReply::Done)]);
+    assert_eq!(env.said().replies, vec![(7, CoordReply::Done)]);
     assert_eq!(env.core.holders_of("a"), vec![ws[1], ws[2]]);
 }

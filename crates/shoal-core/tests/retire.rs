@@ -4,35 +4,8 @@
 mod env;
 
 use env::{task, Env};
-use shoal_core::{Command, Event, TaskStateKind};
-use shoal_proto::{CoordOp, CoordReply, SchedulerToClient, SchedulerToWorker, WorkerId};
-
-#[derive(Default, Debug)]
-struct Said {
-    fetches: Vec<(WorkerId, String, Vec<String>)>,
-    shutdowns: Vec<WorkerId>,
-    computes: Vec<(WorkerId, String)>,
-    replies: Vec<(u64, CoordReply)>,
-}
-
-fn said(env: &mut Env) -> Said {
-    let mut s = Said::default();
-    for c in env.take() {
-        match c {
-            Command::ToWorker(w, SchedulerToWorker::Fetch { deps }) => {
-                s.fetches
-                    .extend(deps.into_iter().map(|d| (w, d.key, d.holders)));
-            }
-            Command::ToWorker(w, SchedulerToWorker::Shutdown) => s.shutdowns.push(w),
-            Command::ToWorker(w, SchedulerToWorker::Compute(t)) => s.computes.push((w, t.key)),
-            Command::ToClient(1, SchedulerToClient::CoordReply { req, reply }) => {
-                s.replies.push((req, reply));
-            }
-            _ => {}
-        }
-    }
-    s
-}
+use shoal_core::{Event, TaskStateKind};
+use shoal_proto::{CoordOp, CoordReply};
 
 fn retire(env: &mut Env, req: u64, workers: &[&str], n: u32) {
     retire_as(env, 1, req, workers, n);
@@ -59,7 +32,7 @@ fn an_idle_worker_without_data_is_told_to_close_at_once() {
     let ws = [env.worker(1), env.worker(1)];
     env.take();
     retire(&mut env, 1, &["127.0.0.1:9002"], 0);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.shutdowns, vec![ws[1]]);
     assert_eq!(names(&s.replies[0].1), vec!["127.0.0.1:9002".to_string()]);
     env.lose(ws[1]);
@@ -74,7 +47,7 @@ fn unique_results_move_to_a_worker_that_stays_before_the_worker_closes() {
     env.finish(ws[1], "small");
     env.take();
     retire(&mut env, 1, &["127.0.0.1:9002"], 0);
-    let s = said(&mut env);
+    let s = env.said();
     // Only the large one moves: the scheduler keeps the small one.
     assert_eq!(
         s.fetches,
@@ -82,7 +55,7 @@ fn unique_results_move_to_a_worker_that_stays_before_the_worker_closes() {
     );
     assert!(s.shutdowns.is_empty() && s.replies.is_empty());
     env.fetched(ws[0], &["big"], &[]);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.shutdowns, vec![ws[1]]);
     assert_eq!(names(&s.replies[0].1), vec!["127.0.0.1:9002".to_string()]);
     env.lose(ws[1]);
@@ -99,14 +72,14 @@ fn a_retiring_worker_gets_no_new_task_and_finishes_what_it_runs() {
     env.take();
     retire(&mut env, 1, &["127.0.0.1:9002"], 0);
     env.submit(vec![task("later")]);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.computes, vec![(ws[0], "later".to_string())]);
     assert!(s.shutdowns.is_empty());
     env.finish_large(ws[1], "running");
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.fetches.len(), 1);
     env.fetched(ws[0], &["running"], &[]);
-    assert_eq!(said(&mut env).shutdowns, vec![ws[1]]);
+    assert_eq!(env.said().shutdowns, vec![ws[1]]);
 }
 
 #[test]
@@ -117,12 +90,12 @@ fn a_worker_whose_data_has_nowhere_to_go_stays() {
     env.finish_large(w, "big");
     env.take();
     retire(&mut env, 1, &[], 1);
-    let s = said(&mut env);
+    let s = env.said();
     assert!(s.shutdowns.is_empty());
     assert_eq!(names(&s.replies[0].1), Vec::<String>::new());
     // It takes work again.
     env.submit(vec![task("next")]);
-    assert_eq!(said(&mut env).computes, vec![(w, "next".to_string())]);
+    assert_eq!(env.said().computes, vec![(w, "next".to_string())]);
 }
 
 #[test]
@@ -134,11 +107,11 @@ fn failed_copies_are_tried_again_then_the_worker_stays() {
     env.take();
     retire(&mut env, 1, &["w2"], 0);
     for _ in 0..3 {
-        let s = said(&mut env);
+        let s = env.said();
         assert_eq!(s.fetches.len(), 1, "{s:?}");
         env.fetched(ws[0], &[], &["big"]);
     }
-    let s = said(&mut env);
+    let s = env.said();
     assert!(s.shutdowns.is_empty() && s.fetches.is_empty());
     assert_eq!(names(&s.replies[0].1), Vec::<String>::new());
 }
@@ -152,15 +125,15 @@ fn n_picks_the_workers_holding_least() {
     env.finish_large(ws[2], "b");
     env.take();
     retire(&mut env, 1, &[], 1);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.shutdowns, vec![ws[1]]);
     // A recipient that dies before its copy arrives: another is asked.
     retire(&mut env, 2, &["w3"], 0);
-    let s = said(&mut env);
+    let s = env.said();
     assert_eq!(s.fetches.len(), 1);
     let to = s.fetches[0].0;
     env.lose(to);
-    let s = said(&mut env);
+    let s = env.said();
     assert!(s.fetches.iter().all(|f| f.0 != to && f.1 == "b"), "{s:?}");
 }
 
@@ -173,15 +146,15 @@ fn a_client_that_leaves_stops_its_retirements() {
     env.take();
     env.event(Event::ClientConnected(2));
     retire_as(&mut env, 2, 1, &["w2"], 0);
-    assert_eq!(said(&mut env).fetches.len(), 1);
+    assert_eq!(env.said().fetches.len(), 1);
     env.event(Event::ClientDisconnected(2));
     env.submit(vec![task("next").on(&["w2"])]);
-    assert_eq!(said(&mut env).computes, vec![(ws[1], "next".to_string())]);
+    assert_eq!(env.said().computes, vec![(ws[1], "next".to_string())]);
 }
 
 fn target(env: &mut Env, req: u64, target_ms: u32) -> u64 {
     env.coord(1, req, CoordOp::AdaptiveTarget { target_ms });
-    match said(env).replies.pop() {
+    match env.said().replies.pop() {
         Some((_, CoordReply::Count(n))) => n,
         other => panic!("expected a count, got {other:?}"),
     }

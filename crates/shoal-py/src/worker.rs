@@ -206,17 +206,8 @@ impl WorkerRuntime {
         message: String,
         traceback: String,
     ) {
-        self.inner.reply_run(
-            id,
-            RunResponse::Raised(TaskError::Raised {
-                exception: Payload {
-                    frames: exception.0,
-                },
-                type_name,
-                message,
-                traceback,
-            }),
-        );
+        let error = raised(exception, type_name, message, traceback);
+        self.inner.reply_run(id, RunResponse::Raised(error));
     }
 
     /// Reports that a task raised; `retryable=False` when its retry
@@ -231,18 +222,8 @@ impl WorkerRuntime {
         traceback: String,
         retryable: bool,
     ) {
-        self.inner.fail(
-            id,
-            TaskError::Raised {
-                exception: Payload {
-                    frames: exception.0,
-                },
-                type_name,
-                message,
-                traceback,
-            },
-            retryable,
-        );
+        let error = raised(exception, type_name, message, traceback);
+        self.inner.fail(id, error, retryable);
     }
 
     /// The executor that took task `id` handed it to the event loop: it no
@@ -328,4 +309,16 @@ pub fn exit_on_stdin_eof() {
 #[pyo3(signature = (expected_parent=None))]
 pub fn die_with_parent(expected_parent: Option<u32>) {
     shoal_worker::lifeline::die_with_parent(expected_parent);
+}
+
+/// What a Python call raised, as the engine carries it.
+fn raised(exception: Frames, type_name: String, message: String, traceback: String) -> TaskError {
+    TaskError::Raised {
+        exception: Payload {
+            frames: exception.0,
+        },
+        type_name,
+        message,
+        traceback,
+    }
 }

@@ -74,12 +74,9 @@ def get_client(
 
     Examples
     --------
-    >>> def fib(n):
-    ...     if n < 2:
-    ...         return n
-    ...     client = get_client()
-    ...     a, b = client.submit(fib, n - 1), client.submit(fib, n - 2)
-    ...     return a.result() + b.result()
+    >>> def total(paths):
+    ...     client = get_client()  # in a task: the worker's client
+    ...     return sum(client.gather(client.map(os.path.getsize, paths)))
 
     """
     seconds = parse_timedelta(timeout)

@@ -61,21 +61,8 @@ class Collections:
 
         """
         reject_task_options(fifo_timeout, actors)
-        opts = options.parse(
-            priority=priority,
-            retries=retries,
-            workers=workers,
-            resources=resources,
-            allow_other_workers=allow_other_workers,
-            limits=limits,
-        )
-        if kwargs:
-            raise NotImplementedError(
-                f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
-                "leave them unset"
-            )
-        single = not isinstance(collections, (list, tuple, set, frozenset))
-        items = [collections] if single else list(collections)
+        opts = options.parse_arguments(locals())
+        single, items = _collections_given(collections, kwargs)
         lazy = [self._as_lazy(x, traverse) for x in items]
         self._check_running()
         nodes = [as_node(x, optimize_graph) for x in lazy if x is not None]
@@ -108,6 +95,7 @@ class Collections:
         priority: int = 0,
         fifo_timeout: Any = UNSET,
         actors: Any = None,
+        limits: str | list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Start computing in the cluster and return objects backed by the
@@ -126,6 +114,9 @@ class Collections:
         workers, resources, allow_other_workers, retries, priority
             As for :meth:`submit`, for every task of the graphs (under any
             ``dask.annotate`` annotations of their own).
+        limits
+            Cluster-wide limits every task of the graphs counts against (see
+            :meth:`set_limit`).
         fifo_timeout, actors, **kwargs
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
@@ -141,20 +132,8 @@ class Collections:
 
         """
         reject_task_options(fifo_timeout, actors)
-        opts = options.parse(
-            priority=priority,
-            retries=retries,
-            workers=workers,
-            resources=resources,
-            allow_other_workers=allow_other_workers,
-        )
-        if kwargs:
-            raise NotImplementedError(
-                f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
-                "leave them unset"
-            )
-        single = not isinstance(collections, (list, tuple, set, frozenset))
-        items = [collections] if single else list(collections)
+        opts = options.parse_arguments(locals())
+        single, items = _collections_given(collections, kwargs)
         self._check_running()
         out = persist_on(self, items, optimize_graph=optimize_graph, opts=opts)
         return out[0] if single else out
@@ -200,13 +179,7 @@ class Collections:
 
         """
         reject_task_options(fifo_timeout, actors)
-        opts = options.parse(
-            priority=priority,
-            retries=retries,
-            workers=workers,
-            resources=resources,
-            allow_other_workers=allow_other_workers,
-        )
+        opts = options.parse_arguments(locals())
         arguments.reject("sync", sync, unused=(True,))
         arguments.reject("asynchronous", asynchronous)
         arguments.reject("direct", direct, unused=(None, True))
@@ -214,3 +187,16 @@ class Collections:
             raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
         self._check_running()
         return run_dask_graph(self, dsk, keys, opts)
+
+
+def _collections_given(collections: Any, kwargs: dict[str, Any]) -> tuple[bool, list[Any]]:
+    """Whether ``compute``/``persist`` was given one collection, and the
+    collections as a list; refuses dask optimization options.
+    """
+    if kwargs:
+        raise NotImplementedError(
+            f"shoal does not pass optimization options {sorted(kwargs)} to dask yet: "
+            "leave them unset"
+        )
+    single = not isinstance(collections, (list, tuple, set, frozenset))
+    return single, [collections] if single else list(collections)

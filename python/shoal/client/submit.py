@@ -114,12 +114,7 @@ class Submitting:
             allow_other_workers=allow_other_workers,
             limits=limits,
         )
-        self._check_running()
-        self._session.share_imports()
-        if actor or actors:
-            func, pure = actor_factory(func), False  # each call makes a new actor
-        func = retry_filter(func, retry_on)
-        h, name, functions = self._session.function(func)
+        h, name, functions, pure = self._task_function(func, actor or actors, pure, retry_on)
         frames, deps = serialize.dumps_args(args, kwargs, name)
         if serialize.nbytes(frames) > lift.MAX_SPEC_BYTES:
             args, kwargs, lifted = lift.lift_large(self.scatter, args, kwargs)
@@ -139,6 +134,20 @@ class Submitting:
         specs.append(task_spec(key, h, frames, [d.key for d in deps], options=table.index(opts)))
         self._session.submit(functions, table, specs)
         return Future._adopt(key, self)
+
+    def _task_function(
+        self, func: Callable[..., Any], actor: bool, pure: bool, retry_on: Any
+    ) -> tuple[int, str, list[Any], bool]:
+        """The function ``submit`` and ``map`` tasks run (an actor's
+        factory, under the retry filter): its hash, its name, the
+        definitions to send with it, and whether its calls are pure.
+        """
+        self._check_running()
+        self._session.share_imports()
+        if actor:
+            func, pure = actor_factory(func), False  # each call makes a new actor
+        h, name, functions = self._session.function(retry_filter(func, retry_on))
+        return h, name, functions, pure
 
     def _graphs_of(self, deps: list[Any], functions: list[Any], table: OptionsTable) -> list[Any]:
         """Specs for the graphs behind Delayed arguments (sent along, with
@@ -217,22 +226,8 @@ class Submitting:
                 raise TypeError(f"{type(it).__name__} object is not iterable")
         reject_task_options(fifo_timeout)
         arguments.reject("batch_size", batch_size)
-        opts = options.parse(
-            priority=priority,
-            retries=retries,
-            retry_delay=retry_delay,
-            retry_max_delay=retry_max_delay,
-            workers=workers,
-            resources=resources,
-            allow_other_workers=allow_other_workers,
-            limits=limits,
-        )
-        self._check_running()
-        self._session.share_imports()
-        if actor or actors:
-            func, pure = actor_factory(func), False  # each call makes a new actor
-        func = retry_filter(func, retry_on)
-        h, name, functions = self._session.function(func)
+        opts = options.parse_arguments(locals())
+        h, name, functions, pure = self._task_function(func, actor or actors, pure, retry_on)
         prefix = key if isinstance(key, str) else name
         explicit = key if isinstance(key, (list, tuple)) else None
         all_keys: list[str] = []

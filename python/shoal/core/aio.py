@@ -23,8 +23,6 @@ if TYPE_CHECKING:  # asyncio is imported where an event loop already runs
 T = TypeVar("T")
 
 _local = threading.local()
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
 def in_sync_call() -> bool:
@@ -34,12 +32,27 @@ def in_sync_call() -> bool:
     return getattr(_local, "depth", 0) > 0
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="shoal-async")
-        return _pool
+class LazyPool:
+    """A thread pool made on first use: a program that never needs it
+    starts no threads. Call it for the pool.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max_workers = max_workers
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> ThreadPoolExecutor:
+        """The pool (made now if this is its first use)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix=self._name)
+            return self._pool
+
+
+#: Where asynchronous calls run their blocking bodies.
+_executor = LazyPool(32, "shoal-async")
 
 
 def offload(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:

@@ -49,7 +49,8 @@ class Options:
     @functools.cached_property
     def engine(self) -> _engine.TaskOptions:
         """These options as the engine sends them (made once): the wire's
-        ``TaskOptions``, whose fields have these names."""
+        ``TaskOptions``, whose fields have these names.
+        """
         return _engine.TaskOptions(
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         )
@@ -117,6 +118,22 @@ def parse(base: Options = DEFAULT, **given: Any) -> Options:
 
 
 _parsed: dict[tuple[Any, ...], Options] = {}
+
+
+def parse_arguments(arguments: Mapping[str, Any]) -> Options:
+    """The task options among a public call's arguments (its ``locals()``
+    on entry): every parameter named as an option goes to :func:`parse`,
+    so a call cannot take an option and forget to pass it on.
+
+    Examples
+    --------
+    >>> def persist(collections, workers=None, retries=None, limits=None):
+    ...     return parse_arguments(locals())
+    >>> persist([], retries=3).retries
+    3
+
+    """
+    return parse(**{n: arguments[n] for n in NAMES if n in arguments})
 
 
 def _parse(base: Options, given: dict[str, Any]) -> Options:

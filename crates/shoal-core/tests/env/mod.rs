@@ -365,3 +365,41 @@ impl Env {
             .collect()
     }
 }
+
+/// What the core said since the last [`Env::said`], sorted: fetches asked
+/// of workers (worker, key, holders to try), keys freed, shutdowns, tasks
+/// sent for computing, and coordination replies to client 1.
+#[allow(dead_code)] // each test file reads the parts it needs
+#[derive(Default, Debug)]
+pub struct Said {
+    pub fetches: Vec<(WorkerId, String, Vec<String>)>,
+    pub frees: Vec<(WorkerId, String)>,
+    pub shutdowns: Vec<WorkerId>,
+    pub computes: Vec<(WorkerId, String)>,
+    pub replies: Vec<(u64, shoal_proto::CoordReply)>,
+}
+
+impl Env {
+    /// Takes the commands said so far, sorted into a [`Said`].
+    #[allow(dead_code)]
+    pub fn said(&mut self) -> Said {
+        let mut s = Said::default();
+        for c in self.take() {
+            match c {
+                Command::ToWorker(w, SchedulerToWorker::Fetch { deps }) => s
+                    .fetches
+                    .extend(deps.into_iter().map(|d| (w, d.key, d.holders))),
+                Command::ToWorker(w, SchedulerToWorker::Free { keys }) => {
+                    s.frees.extend(keys.into_iter().map(|k| (w, k)))
+                }
+                Command::ToWorker(w, SchedulerToWorker::Shutdown) => s.shutdowns.push(w),
+                Command::ToWorker(w, SchedulerToWorker::Compute(t)) => s.computes.push((w, t.key)),
+                Command::ToClient(1, SchedulerToClient::CoordReply { req, reply }) => {
+                    s.replies.push((req, reply))
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+}
