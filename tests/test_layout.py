@@ -167,3 +167,20 @@ def test_the_one_place_check_sees_a_maker_wherever_it_calls():
     # The check above can fail: a call nested in a function is seen.
     source = "def f():\n    return [g(_engine.TaskSpec('k', 0, []))]\n"
     assert "_engine.TaskSpec" in _calls_in(source)
+
+
+def _scheme_literals(source: str) -> list[str]:
+    """String constants in ``source`` that are an address scheme itself."""
+    return [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and node.value in ("tcp://", "tls://")
+    ]
+
+
+def test_address_schemes_come_from_the_engine():
+    # shoal_proto::addr is the one place `tcp://`/`tls://` are written;
+    # Python asks it (`_engine.scheme`, `in_scheme`, `strip_scheme`).
+    writing = [m for m in MODULES if _scheme_literals(MODULES[m].read_text())]
+    assert writing == []
+    assert _scheme_literals('x = "tls://" if tls else "tcp://"\n') == ["tls://", "tcp://"]

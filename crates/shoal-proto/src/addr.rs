@@ -8,6 +8,15 @@ pub const SCHEME: &str = "tcp://";
 /// The scheme of TLS addresses.
 pub const TLS_SCHEME: &str = "tls://";
 
+/// The scheme of a process with TLS on (or off).
+pub fn scheme(tls: bool) -> &'static str {
+    if tls {
+        TLS_SCHEME
+    } else {
+        SCHEME
+    }
+}
+
 /// `host:port` from `tcp://host:port`, `tls://host:port` or `host:port`.
 pub fn strip_scheme(addr: &str) -> &str {
     addr.strip_prefix(SCHEME)

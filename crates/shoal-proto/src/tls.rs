@@ -145,11 +145,7 @@ impl Tls {
 
     /// The scheme of the addresses this process serves and dials.
     pub fn scheme(&self) -> &'static str {
-        if self.is_on() {
-            "tls://"
-        } else {
-            crate::addr::SCHEME
-        }
+        crate::addr::scheme(self.is_on())
     }
 
     /// Checks that a process without certificates to serve with is not

@@ -21,6 +21,12 @@ fn strip_scheme(address: &str) -> &str {
     shoal_proto::addr::strip_scheme(address)
 }
 
+/// The scheme of addresses with TLS on (`"tls://"`) or off (`"tcp://"`).
+#[pyfunction]
+fn scheme(tls: bool) -> &'static str {
+    shoal_proto::addr::scheme(tls)
+}
+
 /// `address` with `scheme` (`"tcp://"` or `"tls://"`) in place of any it has.
 #[pyfunction]
 fn in_scheme(scheme: &str, address: &str) -> String {
@@ -63,6 +69,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(strip_scheme, m)?)?;
     m.add_function(wrap_pyfunction!(in_scheme, m)?)?;
+    m.add_function(wrap_pyfunction!(scheme, m)?)?;
     m.add_function(wrap_pyfunction!(token, m)?)?;
     m.add_function(wrap_pyfunction!(temporary_certificates, m)?)?;
     m.add_function(wrap_pyfunction!(worker::exit_on_stdin_eof, m)?)?;

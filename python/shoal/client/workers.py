@@ -19,7 +19,7 @@ from ..futures import Future
 from ..worker.uploads import wait_uploaded
 
 
-def _scheme(address: str, scheme: str = "tcp://") -> str:
+def _scheme(address: str, scheme: str) -> str:
     """``address`` with a scheme (``scheme`` if it has none)."""
     return address if "://" in address else _engine.in_scheme(scheme, address)
 

@@ -172,7 +172,7 @@ class Security:
     @property
     def scheme(self) -> str:
         """``tls://`` with TLS, else ``tcp://``."""
-        return "tls://" if self.tls else "tcp://"
+        return _engine.scheme(self.tls)
 
     def with_token(self, token: str | None) -> Security:
         """A copy with ``token`` in place of this one's."""
@@ -205,7 +205,7 @@ class Security:
         """Raise ``ValueError`` if ``address`` is plain TCP while
         encryption is required.
         """
-        if self.require_encryption and not address.startswith("tls://"):
+        if self.require_encryption and not address.startswith(_engine.scheme(True)):
             raise ValueError(f"require_encryption=True, but {address!r} is not a tls:// address")
 
     def __repr__(self) -> str:

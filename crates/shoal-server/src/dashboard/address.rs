@@ -18,8 +18,7 @@ pub fn parse_address(spec: &str, default_host: &str) -> Result<DashboardAddress,
     let spec = spec.trim();
     let spec = spec
         .strip_prefix("http://")
-        .or_else(|| spec.strip_prefix("tcp://"))
-        .unwrap_or(spec);
+        .unwrap_or_else(|| shoal_proto::addr::strip_scheme(spec));
     let (host, port) = match spec.rsplit_once(':') {
         Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']'), p),
         None if spec.bytes().all(|b| b.is_ascii_digit()) => ("", spec),
