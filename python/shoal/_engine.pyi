@@ -21,6 +21,7 @@ __all__ = [
     "hash_bytes",
     "strip_scheme",
     "in_scheme",
+    "scheme",
     "token",
     "temporary_certificates",
     "exit_on_stdin_eof",
