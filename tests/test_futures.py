@@ -19,7 +19,7 @@ def test_submit_returns_a_future_whose_result_is_the_value(client):
     assert f.result(timeout=30) == 2
     assert f.done()
     assert f.status == "finished"
-    assert f.type == "int"
+    assert f.type is int
     assert "finished" in repr(f) and f.key in repr(f)
     assert "finished" in f._repr_html_()
 

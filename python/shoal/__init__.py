@@ -41,14 +41,14 @@ from .completion import (
     wait,
 )
 from .coordination import Event, Lock, MultiLock, Pub, Queue, Semaphore, Sub, Variable
-from .core.errors import FutureCancelledError, KilledWorker
+from .core.errors import ClosedClientError, FutureCancelledError, KilledWorker
 from .core.security import Security
 from .delayed import Delayed, compute, delayed, persist
 from .deploy.local import LocalCluster
 from .diagnostics import get_task_stream, performance_report, progress
 from .futures import Future
 from .joblib_backend import install as _install_joblib_backend
-from .worker.task_context import get_worker, rejoin, secede, worker_client
+from .worker.task_context import get_current_task, get_worker, rejoin, secede, worker_client
 
 __version__ = "0.1.0"
 
@@ -75,6 +75,7 @@ __all__ = [
     "Actor",
     "ActorFuture",
     "Client",
+    "ClosedClientError",
     "Delayed",
     "DoneAndNotDoneFutures",
     "Event",
@@ -99,6 +100,7 @@ __all__ = [
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_current_task",
     "get_task_stream",
     "get_worker",
     "performance_report",

@@ -38,6 +38,7 @@ __all__ = [
     "FunctionDef",
     "TaskSpec",
     "TaskOptions",
+    "ClosedClientError",
     "ExecutorTask",
     "ControlItem",
     "Outcome",
@@ -106,6 +107,9 @@ class TaskSpec:
     def wanted(self) -> bool: ...
     @property
     def options(self) -> int: ...
+
+class ClosedClientError(RuntimeError):
+    """A call needed a client that is closed (or closing)."""
 
 @final
 class TaskOptions:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 from .core import arguments, context, keys, nested, serialize
+from .core.errors import ClosedClientError
 from .core.graph import Node, call_node, held_node, is_dask_collection, submit_graph, value_node
 from .core.options import DEFAULT, Options
 from .dask.graphs import collection_node, persist_collections
@@ -380,7 +381,7 @@ def submit_nodes(client: Any, nodes: list[Node], opts: Options = DEFAULT) -> lis
     ``opts`` apply to every task (under its own annotations).
     """
     if client.status != "running":
-        raise RuntimeError(f"this client is {client.status}")
+        raise ClosedClientError(f"this client is {client.status}")
     client._session.share_imports()
     submitted = submit_graph(client._session, nodes, opts)
     return [Future._adopt(k, client) for k in submitted]
@@ -490,7 +491,7 @@ def persist_on(
     others = [c for c in items if not isinstance(c, Delayed)]
     if others:
         if client.status != "running":
-            raise RuntimeError(f"this client is {client.status}")
+            raise ClosedClientError(f"this client is {client.status}")
         client._session.share_imports()
         done = persist_collections(client, others, opts, optimize_graph=optimize_graph)
         values.update((id(c), p) for c, p in zip(others, done))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Generator
 from typing import Any, Callable
 
@@ -157,14 +158,22 @@ class Future:
         return await aio.offload(then)
 
     @property
-    def type(self) -> str | None:
-        """The type name of the result, once finished."""
-        info = self._session.result_info(self.key)
-        return None if info is None else info[0]
+    def type(self) -> type | None:
+        """The class of the result, once finished (None before, or if it
+        cannot be imported here).
+        """
+        name = self._type_name()
+        return None if name is None else serialize.type_named(name)
 
-    def cancel(self, **kwargs: Any) -> None:
-        """Cancel the task if it has not run; ``result()`` then raises."""
-        self.client.cancel([self], **kwargs)
+    def _type_name(self) -> str | None:
+        info = self._session.result_info(self.key)
+        return None if info is None or not info[0] else info[0]
+
+    def cancel(self, **kwargs: Any) -> Any:
+        """Cancel the task if it has not run; ``result()`` then raises (a
+        coroutine to await, with an asynchronous client).
+        """
+        return self.client.cancel([self], **kwargs)
 
     def release(self) -> None:
         """Forget this future now instead of at garbage collection."""
@@ -183,7 +192,7 @@ class Future:
 
     def __repr__(self) -> str:
         status = self.status
-        typ = self.type if status == "finished" else None
+        typ = self._type_name() if status == "finished" else None
         if typ:
             return f"<Future: {status}, type: {typ}, key: {self.key}>"
         return f"<Future: {status}, key: {self.key}>"
@@ -191,7 +200,8 @@ class Future:
     def _repr_html_(self) -> str:
         status = self.status
         colour = {"finished": "green", "error": "red", "cancelled": "gray"}.get(status, "orange")
-        typ = f", <b>type:</b> {self.type}" if status == "finished" else ""
+        name = self._type_name() if status == "finished" else None
+        typ = f", <b>type:</b> {html.escape(name)}" if name else ""
         return (
             f"<b>Future: {self.key}</b> <b>status:</b> "
             f'<span style="color: {colour}">{status}</span>{typ}'

@@ -15,8 +15,16 @@ use crate::cluster::{Identity, WorkerInfo};
 use crate::frames::Frames;
 use crate::types::{FunctionDef, Outcome, TaskError, TaskOptions, TaskSpec};
 
+pyo3::create_exception!(
+    _engine,
+    ClosedClientError,
+    PyRuntimeError,
+    "A call needed a client that is closed (or closing)."
+);
+
 fn to_py_err(e: ClientError) -> PyErr {
     match e {
+        ClientError::Closed => ClosedClientError::new_err(e.to_string()),
         ClientError::Connect { .. }
         | ClientError::Refused { .. }
         | ClientError::Disconnected(_) => PyConnectionError::new_err(e.to_string()),

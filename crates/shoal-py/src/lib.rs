@@ -86,6 +86,10 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::FunctionDef>()?;
     m.add_class::<types::TaskSpec>()?;
     m.add_class::<types::TaskOptions>()?;
+    m.add(
+        "ClosedClientError",
+        m.py().get_type::<client::ClosedClientError>(),
+    )?;
     m.add_class::<types::ExecutorTask>()?;
     m.add_class::<types::ControlItem>()?;
     m.add_class::<types::Outcome>()?;

@@ -5,7 +5,10 @@ reprs; what it does is in the sibling modules it is made of).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
 import functools
+import inspect
 import os
 import time
 import uuid
@@ -16,6 +19,7 @@ from typing import Any, Callable
 from .. import _engine
 from ..core import aio, arguments, context
 from ..core.arguments import UNSET
+from ..core.errors import ClosedClientError
 from ..core.security import resolve as resolve_security
 from ..core.session import Session
 from ..core.sizes import format_bytes
@@ -28,9 +32,24 @@ from .collections import Collections
 from .datasets import DatasetMethods
 from .recreate import Recreating
 from .submit import Submitting
+from .versions import VersionCalls
 from .workers import WorkerCalls
 
 _all_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerHandle:
+    """The scheduler a client talks to.
+
+    Attributes
+    ----------
+    address : str
+        ``tcp://host:port`` (``tls://`` with TLS).
+
+    """
+
+    address: str
 
 
 def default_client(c: Client | None = None) -> Client:
@@ -97,7 +116,7 @@ def get_client(
     return context.default_client()
 
 
-class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
+class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods, VersionCalls):
     """Connect to a shoal cluster, or start a local one, and run tasks on it.
 
     Parameters
@@ -231,6 +250,99 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
 
     # ----- lifecycle ---------------------------------------------------------
 
+    @contextlib.contextmanager
+    def as_current(self) -> Generator[None, None, None]:
+        """Make this client :meth:`current` inside the block (in this
+        thread or asyncio task only): work with no client named runs here,
+        and futures unpickled here belong to it.
+
+        Examples
+        --------
+        >>> with client.as_current():  # doctest: +SKIP
+        ...     assert Client.current() is client
+
+        """
+        with context.as_current(self):
+            yield
+
+    @classmethod
+    def current(cls, allow_global: bool = True) -> Client:
+        """The client of the innermost :meth:`as_current` block; outside
+        one, the default client.
+
+        Parameters
+        ----------
+        allow_global
+            False: outside an ``as_current`` block raise instead of
+            returning the default client.
+
+        Returns
+        -------
+        Client
+
+        Raises
+        ------
+        ValueError
+            If there is no such client.
+
+        """
+        scoped = context.current_scoped()
+        if scoped is not None:
+            return scoped
+        if allow_global:
+            return default_client()
+        raise ValueError("Not running inside the `as_current` context manager")
+
+    def sync(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        asynchronous: bool | None = None,
+        callback_timeout: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``func(*args, **kwargs)``; if it returns an awaitable,
+        return it to await on an asynchronous client, or run it to its end
+        and return its result on a synchronous one (as Dask's
+        ``Client.sync``).
+
+        Parameters
+        ----------
+        func
+            A function, usually ``async def``.
+        *args, **kwargs
+            Its arguments.
+        asynchronous
+            Force either way (default: as this client is).
+        callback_timeout
+            Seconds (or ``"1 s"``) after which ``TimeoutError`` is raised.
+
+        Returns
+        -------
+        The result (an awaitable on an asynchronous client).
+
+        Examples
+        --------
+        >>> async def double(x):
+        ...     return 2 * x
+        >>> client.sync(double, 21)  # doctest: +SKIP
+        42
+
+        """
+        timeout = parse_timedelta(callback_timeout)
+        result = func(*args, **kwargs)
+        if asynchronous is None:
+            asynchronous = self.asynchronous
+        if not inspect.isawaitable(result):
+            return result
+        if asynchronous:
+            if timeout is None:
+                return result
+            import asyncio
+
+            return asyncio.wait_for(result, timeout)
+        return aio.run_to_end(result, timeout)
+
     @property
     def asynchronous(self) -> bool:
         """Whether calls that wait return coroutines to await (a client
@@ -333,6 +445,13 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
         """The scheduler's address, ``tcp://host:port``."""
         return self._session.address
 
+    @property
+    def scheduler(self) -> SchedulerHandle:
+        """The scheduler this client talks to (its ``address``), as Dask's
+        ``client.scheduler.address``.
+        """
+        return SchedulerHandle(self._session.address)
+
     def _check_running(self) -> None:
         if self.status != "running":
             if self.status == "newly-created":
@@ -340,7 +459,7 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods):
                     "this asynchronous client has not started: "
                     "use 'await Client(..., asynchronous=True)' or 'async with'"
                 )
-            raise RuntimeError(f"this client is {self.status}")
+            raise ClosedClientError(f"this client is {self.status}")
 
     # ----- submitting ------------------------------------------------------
 

@@ -4,17 +4,70 @@ scheduler, and moving values (which may hold futures) in and out.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 
 from .._engine import Answer, Coord
-from ..core import context, serialize
+from ..core import aio, context, serialize
+from ..core.errors import ClosedClientError
 from ..core.times import parse_timedelta
+
+T = TypeVar("T")
 
 
 def client_of(client: Any) -> Any:
     """``client``, or the default client (inside a task: the worker's)."""
     return context.default_client(client)
+
+
+def on_async_client(obj: Any) -> bool:
+    """Whether ``obj``'s client is asynchronous (and this is not already
+    the synchronous body of one of its calls).
+    """
+    return bool(getattr(obj.client, "asynchronous", False))
+
+
+def awaitable(method: Callable[..., T]) -> Callable[..., Any]:
+    """Make a coordination call return a coroutine when its object's client
+    is asynchronous, as Dask's do: the call then runs off the event loop,
+    on a pool kept for waits (so a wait never blocks the loop, nor takes a
+    thread from the client's other calls).
+    """
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if on_async_client(self):
+            return aio.offload_wait(method, self, *args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    return call
+
+
+class AsyncUse:
+    """``await obj`` (ready to use) and ``async with obj`` (acquire, then
+    release) for coordination objects on an asynchronous client.
+    """
+
+    client: Any
+
+    def _start(self) -> None:
+        """Whatever the object must ask of the scheduler before use."""
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        async def started() -> Any:
+            await aio.offload_wait(self._start)
+            return self
+
+        return started().__await__()
+
+    async def __aenter__(self) -> Any:
+        await aio.offload_wait(self.acquire)  # type: ignore[attr-defined]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await aio.offload_wait(self.release)  # type: ignore[attr-defined]
 
 
 def new_name(kind: str) -> str:
@@ -39,7 +92,7 @@ def ask(client: Any, op: Coord, timeout: float | None = None) -> Answer:
     while it waits for them, it calls ``secede()`` first.
     """
     if client.status != "running":
-        raise RuntimeError(f"the client is {client.status}")
+        raise ClosedClientError(f"the client is {client.status}")
     answer = client._session.request(op, timeout)
     if isinstance(answer, Answer.Invalid):
         raise ValueError(answer.message)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from .._engine import Answer, Coord
-from ._request import ask, ask_flag, client_of, new_name, seconds
+from ._request import AsyncUse, ask, ask_flag, awaitable, client_of, new_name, seconds
 
 
-class Event:
+class Event(AsyncUse):
     """A flag that clients and tasks can wait on, set and clear.
+
+    On an asynchronous client its calls return coroutines.
 
     Parameters
     ----------
@@ -33,14 +35,17 @@ class Event:
         self.client = client_of(client)
         self.name = name or new_name("event")
 
+    @awaitable
     def set(self) -> None:
         """Set the flag: every waiter wakes."""
         ask(self.client, Coord.EventSet(self.name))
 
+    @awaitable
     def clear(self) -> None:
         """Clear the flag: later waits wait again."""
         ask(self.client, Coord.EventClear(self.name))
 
+    @awaitable
     def is_set(self) -> bool:
         """Whether the flag is set."""
         return ask_flag(self.client, Coord.EventIsSet(self.name))
@@ -59,7 +64,11 @@ class Event:
             True if it was set, False if the timeout passed first.
 
         """
-        answer = ask(self.client, Coord.EventWait(self.name), seconds(timeout))
+        return self._wait(seconds(timeout))
+
+    @awaitable
+    def _wait(self, t: float | None) -> bool:
+        answer = ask(self.client, Coord.EventWait(self.name), t)
         return not isinstance(answer, Answer.TimedOut)
 
     def __reduce__(self) -> Any:

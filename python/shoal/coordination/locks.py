@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from .._engine import Answer, Coord
-from ._request import ask, ask_count, ask_flag, client_of, new_name, seconds
+from ._request import AsyncUse, ask, ask_count, ask_flag, awaitable, client_of, new_name, seconds
 
 _leases = itertools.count(1)
 
@@ -26,8 +26,11 @@ def _timeout_for(blocking: bool, timeout: Any) -> float | None:
     return t
 
 
-class Semaphore:
+class Semaphore(AsyncUse):
     """At most ``max_leases`` holders at once, across the cluster.
+
+    On an asynchronous client its calls return coroutines, and ``async
+    with`` takes a lease.
 
     Parameters
     ----------
@@ -85,6 +88,7 @@ class Semaphore:
         """
         return self._acquire(seconds(timeout))
 
+    @awaitable
     def _acquire(self, t: float | None) -> bool:
         lease = next(_leases)
         answer = ask(self.client, Coord.Acquire(self.name, self.max_leases, lease), t)
@@ -107,13 +111,19 @@ class Semaphore:
             if not self._held:
                 raise RuntimeError(f"{self!r} released too often: it holds no lease")
             lease = self._held.pop()
+        return self._release(lease)
+
+    @awaitable
+    def _release(self, lease: int) -> bool:
         ask(self.client, Coord.Release(self.name, lease))
         return True
 
+    @awaitable
     def get_value(self) -> int:
         """How many leases are out now, across the cluster."""
         return ask_count(self.client, Coord.Leases(self.name))
 
+    @awaitable
     def close(self) -> None:
         """Return every lease this object holds."""
         while self._held:
@@ -194,6 +204,7 @@ class Lock(Semaphore):
         """
         return super().release()
 
+    @awaitable
     def locked(self) -> bool:
         """Whether anyone holds the lock."""
         return self.get_value() > 0
@@ -205,8 +216,11 @@ class Lock(Semaphore):
         return f"<Lock: {self.name}>"
 
 
-class MultiLock:
+class MultiLock(AsyncUse):
     """Several named locks taken at once (all, or ``num_locks`` of them).
+
+    On an asynchronous client its calls return coroutines, and ``async
+    with`` takes the locks.
 
     Parameters
     ----------
@@ -245,7 +259,10 @@ class MultiLock:
         if self._lease is not None:
             raise RuntimeError(f"{self!r} is held already")
         count = len(set(self.names)) if num_locks is None else num_locks
-        t = _timeout_for(blocking, timeout)
+        return self._acquire(count, _timeout_for(blocking, timeout))
+
+    @awaitable
+    def _acquire(self, count: int, t: float | None) -> bool:
         lease = next(_leases)
         answer = ask(self.client, Coord.MultiAcquire(self.names, count, lease), t)
         if isinstance(answer, Answer.TimedOut):
@@ -265,8 +282,13 @@ class MultiLock:
         if self._lease is None:
             raise RuntimeError(f"{self!r} released too often: it holds no lock")
         lease, self._lease = self._lease, None
+        return self._release(lease)
+
+    @awaitable
+    def _release(self, lease: int) -> None:
         ask(self.client, Coord.MultiRelease(lease))
 
+    @awaitable
     def locked(self) -> bool:
         """Whether any of the locks is held."""
         return ask_flag(self.client, Coord.MultiLocked(self.names))

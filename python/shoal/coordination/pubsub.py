@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._engine import Coord
-from ..core import serialize
-from ._request import ask, client_of, seconds, timed_out
+from ..core import aio, serialize
+from ._request import ask, awaitable, client_of, seconds, timed_out
 
 _subscriptions = itertools.count(1)
 
@@ -98,7 +98,8 @@ class Sub:
         weakref.finalize(self, _unsubscribe, self.client, self._sub)
 
     def get(self, timeout: Any = None) -> Any:
-        """The next message, waiting until one comes.
+        """The next message, waiting until one comes (a coroutine to await,
+        with an asynchronous client).
 
         Raises
         ------
@@ -106,7 +107,10 @@ class Sub:
             If none came within ``timeout`` (seconds or ``"200 ms"``).
 
         """
-        t = seconds(timeout)
+        return self._get(seconds(timeout))
+
+    @awaitable
+    def _get(self, t: float | None) -> Any:
         engine = self.client._session
         if engine.buffered(self._sub):
             frames = engine.next_published(self._sub, 0.0)
@@ -124,6 +128,12 @@ class Sub:
     def __iter__(self) -> Iterator[Any]:
         while True:
             yield self.get()
+
+    def __aiter__(self) -> Sub:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await aio.offload_wait(self._get, None)
 
     def __reduce__(self) -> Any:
         return (Sub, (self.name,))

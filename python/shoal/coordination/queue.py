@@ -5,11 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from .._engine import Answer, Coord
-from ._request import ask, ask_count, client_of, dump, load, new_name, seconds, timed_out
+from ._request import (
+    AsyncUse,
+    ask,
+    ask_count,
+    awaitable,
+    client_of,
+    dump,
+    load,
+    new_name,
+    on_async_client,
+    seconds,
+    timed_out,
+)
 
 
-class Queue:
+class Queue(AsyncUse):
     """A queue shared by clients and tasks, held by the scheduler.
+
+    On an asynchronous client its calls return coroutines; ``await
+    Queue(...)`` makes it on the scheduler at once (otherwise its first
+    call does).
 
     Items are any picklable values, futures included: a future in the
     queue keeps its result in the cluster until someone takes it.
@@ -40,7 +56,14 @@ class Queue:
         self.client = client_of(client)
         self.name = name or new_name("queue")
         self.maxsize = maxsize
-        ask(self.client, Coord.QueueCreate(self.name, maxsize))
+        self._made = False
+        if not on_async_client(self):  # there, `await` or the first call makes it
+            self._start()
+
+    def _start(self) -> None:
+        if not self._made:
+            ask(self.client, Coord.QueueCreate(self.name, self.maxsize))
+            self._made = True
 
     def put(self, value: Any, timeout: Any = None) -> None:
         """Add ``value`` at the end, waiting while the queue is full.
@@ -58,8 +81,14 @@ class Queue:
             If there was no room in time (nothing was put).
 
         """
-        t = seconds(timeout)
+        return self._put(value, seconds(timeout))
+
+    @awaitable
+    def _put(self, value: Any, t: float | None) -> None:
+        # Pickled here, so a future in `value` lives until the scheduler
+        # holds it (a coroutine would otherwise keep only its key).
         frames, keys = dump(value, "a queue item")
+        self._start()
         answer = ask(self.client, Coord.QueuePut(self.name, frames, keys), t)
         if isinstance(answer, Answer.TimedOut):
             raise timed_out(f"put on queue {self.name!r}", t)
@@ -95,14 +124,21 @@ class Queue:
             count = batch
         else:
             raise ValueError(f"batch must be True, False or a positive number, not {batch!r}")
+        return self._get(count, t, batch is not False)
+
+    @awaitable
+    def _get(self, count: int, t: float | None, many: bool) -> Any:
+        self._start()
         answer = ask(self.client, Coord.QueueGet(self.name, count), t)
         if not isinstance(answer, Answer.Items):
             raise timed_out(f"get from queue {self.name!r}", t)
         values = [load(self.client, frames) for frames in answer.items]
-        return values if batch is not False else values[0]
+        return values if many else values[0]
 
+    @awaitable
     def qsize(self) -> int:
         """How many items the queue holds now."""
+        self._start()
         return ask_count(self.client, Coord.QueueSize(self.name))
 
     def __reduce__(self) -> Any:

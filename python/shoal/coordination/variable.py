@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from .._engine import Answer, Coord
-from ._request import ask, client_of, dump, load, new_name, seconds, timed_out
+from ._request import AsyncUse, ask, awaitable, client_of, dump, load, new_name, seconds, timed_out
 
 
-class Variable:
+class Variable(AsyncUse):
     """A value shared by clients and tasks, held by the scheduler.
+
+    On an asynchronous client its calls return coroutines.
 
     The value may be a future: the variable keeps its result in the
     cluster until the variable is set to something else or deleted.
@@ -35,7 +37,7 @@ class Variable:
         self.client = client_of(client)
         self.name = name or new_name("variable")
 
-    def set(self, value: Any, timeout: Any = None) -> None:
+    def set(self, value: Any, timeout: Any = None) -> Any:
         """Set the value (any picklable value, or a Future).
 
         Parameters
@@ -47,6 +49,12 @@ class Variable:
 
         """
         seconds(timeout)  # checked, though a set is answered at once
+        return self._set(value)
+
+    @awaitable
+    def _set(self, value: Any) -> None:
+        # Pickled here, so a future in `value` lives until the scheduler
+        # holds it (a coroutine would otherwise keep only its key).
         frames, keys = dump(value, "a variable's value")
         ask(self.client, Coord.VariableSet(self.name, frames, keys))
 
@@ -64,14 +72,21 @@ class Variable:
             If no value was set in time.
 
         """
-        t = seconds(timeout)
+        return self._get(seconds(timeout))
+
+    @awaitable
+    def _get(self, t: float | None) -> Any:
         answer = ask(self.client, Coord.VariableGet(self.name), t)
         if not isinstance(answer, Answer.Items):
             raise timed_out(f"get of variable {self.name!r}", t)
         return load(self.client, answer.items[0])
 
-    def delete(self) -> None:
+    def delete(self) -> Any:
         """Delete the variable (a future it held may then be released)."""
+        return self._delete()
+
+    @awaitable
+    def _delete(self) -> None:
         ask(self.client, Coord.VariableDelete(self.name))
 
     def __reduce__(self) -> Any:

@@ -54,12 +54,30 @@ class LazyPool:
 #: Where asynchronous calls run their blocking bodies.
 _executor = LazyPool(32, "shoal-async")
 
+#: Where asynchronous coordination calls wait (a lock, an event, a queue):
+#: such a wait may last as long as the program, so it must not take a
+#: thread from the client's other calls (a release behind 32 waiting
+#: acquires would never run).
+_waiters = LazyPool(1024, "shoal-wait")
+
 
 def offload(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
     """A coroutine running ``fn(*args, **kwargs)`` on shoal's thread pool, so
     the event loop is never blocked by it.
     """
+    return _offload(_executor, fn, args, kwargs)
 
+
+def offload_wait(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
+    """As :func:`offload`, for a call that may wait without bound (on a
+    lock, an event, a queue): it runs on a pool of its own.
+    """
+    return _offload(_waiters, fn, args, kwargs)
+
+
+def _offload(
+    pool: LazyPool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Coroutine[Any, Any, T]:
     def call() -> T:
         _local.depth = getattr(_local, "depth", 0) + 1
         try:
@@ -70,7 +88,7 @@ def offload(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Coroutine[Any, A
     async def run() -> T:
         import asyncio
 
-        return await asyncio.get_running_loop().run_in_executor(_executor(), call)
+        return await asyncio.get_running_loop().run_in_executor(pool(), call)
 
     return run()
 
@@ -146,3 +164,30 @@ async def first_done(futures: Iterable[Any], timeout: float | None = None) -> bo
     for w in pending:
         w.cancel()
     return bool(done)
+
+
+def run_to_end(awaitable: Any, timeout: float | None = None) -> Any:
+    """Run ``awaitable`` to its end on an event loop of its own, in a
+    thread of its own (so it works whether or not the calling thread runs a
+    loop), and return its result; ``TimeoutError`` after ``timeout``
+    seconds.
+    """
+    import asyncio
+
+    async def main() -> Any:
+        return await asyncio.wait_for(awaitable, timeout)
+
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = asyncio.run(main())
+        except BaseException as e:  # raised again in the caller
+            out["error"] = e
+
+    thread = threading.Thread(target=run, name="shoal-sync")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")

@@ -10,6 +10,7 @@ point down.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import weakref
 from typing import Any, Callable, Protocol
@@ -125,10 +126,35 @@ def blocking() -> Any:
     return _blocking()
 
 
-def current_default() -> Any:
-    """The default client if it is running; inside a task, the worker's
-    client; else None.
+#: The client of the innermost ``Client.as_current()`` block (thread- and
+#: task-local, as a context variable is).
+_current: contextvars.ContextVar[Any] = contextvars.ContextVar("shoal_current", default=None)
+
+
+@contextlib.contextmanager
+def as_current(client: Any) -> Any:
+    """Make ``client`` the one :func:`current_default` returns inside the
+    block (in this thread or asyncio task only).
     """
+    token = _current.set(client)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current_scoped() -> Any:
+    """The client of the innermost ``as_current`` block, or None."""
+    return _current.get()
+
+
+def current_default() -> Any:
+    """The client of an enclosing ``as_current`` block; else the default
+    client if it is running; inside a task, the worker's client; else None.
+    """
+    scoped = _current.get()
+    if scoped is not None and scoped.status == "running":
+        return scoped
     with _lock:
         for ref in reversed(_defaults):
             client = ref()

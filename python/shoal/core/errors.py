@@ -7,6 +7,8 @@ import pickle
 from concurrent.futures import CancelledError
 from typing import Any
 
+from .. import _engine
+
 
 class KilledWorker(Exception):
     """A task was running on every worker that died while it ran.
@@ -43,6 +45,11 @@ class FutureCancelledError(CancelledError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.key, self.reason))
+
+
+#: A call needed a client that is closed (or closing); raised by the
+#: engine too, so it is the engine's class.
+ClosedClientError = _engine.ClosedClientError
 
 
 class RemoteTraceback(Exception):

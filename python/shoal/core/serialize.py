@@ -12,6 +12,9 @@ Futures inside arguments are recorded as dependencies while pickling (see
 
 from __future__ import annotations
 
+import builtins
+import functools
+import importlib
 import pickle
 import threading
 from collections import OrderedDict
@@ -244,3 +247,37 @@ def resolve_dependency(key: str) -> Any:
     if _future_factory is None:
         raise RuntimeError("import shoal to unpickle futures")
     return _future_factory(key, getattr(_local, "client", None))
+
+
+def type_name(cls: type) -> str:
+    """``cls`` as :func:`type_named` finds it again: ``module.QualName``
+    (just the name for built-in types).
+    """
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@functools.lru_cache(maxsize=256)
+def type_named(name: str) -> type | None:
+    """The class :func:`type_name` named, importing its module if need be
+    (as unpickling the class would); None if it cannot be found here.
+    """
+    if not name:
+        return None
+    parts = name.split(".")
+    if len(parts) == 1:
+        found = getattr(builtins, name, None)
+        return found if isinstance(found, type) else None
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj if isinstance(obj, type) else None
+    return None

@@ -98,7 +98,7 @@ def _report_result(
         holding[key] = futures or []
     if futures:
         _applied(futures)
-    rt.finish(tid, key, frames, type(result).__name__, duration, keep)
+    rt.finish(tid, key, frames, serialize.type_name(type(result)), duration, keep)
 
 
 def _applied(futures: list[Any]) -> None:

@@ -191,6 +191,32 @@ def get_task_key() -> str | None:
     return getattr(_current, "key", None)
 
 
+def get_current_task() -> str:
+    """The key of the task running on the calling thread.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        Outside a task.
+
+    Examples
+    --------
+    >>> def f():
+    ...     return get_current_task()
+    >>> client.submit(f, key="mine").result()  # doctest: +SKIP
+    'mine'
+
+    """
+    key = get_task_key()
+    if key is None:
+        raise ValueError("get_current_task() was called outside a task")
+    return key
+
+
 def secede() -> None:
     """Leave the worker's thread pool while this task waits on others.
 

@@ -1,0 +1,134 @@
+"""Dask's smaller client calls and their semantics: ``ClosedClientError``,
+``Client.current``/``as_current``, ``get_current_task`` and
+``Future.type``."""
+
+from __future__ import annotations
+
+import collections
+import pickle
+from concurrent.futures import CancelledError
+
+import pytest
+
+import shoal
+from shoal import Client, ClosedClientError, Future, Variable, get_current_task
+
+from tasks import inc, slow_inc
+
+
+def current_task_key():
+    return get_current_task()
+
+
+def ordered(n):
+    return collections.OrderedDict((i, i) for i in range(n))
+
+
+def test_a_closed_client_raises_closed_client_error(client):
+    other = Client(client.scheduler.address, set_as_default=False)
+    done = other.submit(inc, 1)
+    assert done.result() == 2
+    pending = other.submit(slow_inc, 1, 30, pure=False)
+    other.close()
+    with pytest.raises(ClosedClientError):
+        other.submit(inc, 2)
+    with pytest.raises(ClosedClientError):
+        Variable("v", client=other).get(timeout=1)
+    # A future the closed client did not finish was cancelled with it.
+    with pytest.raises(CancelledError):
+        pending.result(timeout=10)
+    # Code that caught the RuntimeError shoal raised before still does.
+    assert issubclass(ClosedClientError, RuntimeError)
+
+
+def test_as_current_makes_a_client_current_and_owns_unpickled_futures(client):
+    assert Client.current() is client
+    other = Client(client.scheduler.address, set_as_default=False)
+    try:
+        f = other.submit(inc, 10)
+        assert f.result() == 11
+        data = pickle.dumps(f)
+        with other.as_current():
+            assert Client.current() is other
+            assert Client.current(allow_global=False) is other
+            again = pickle.loads(data)
+            assert isinstance(again, Future) and again.client is other
+            assert again.result() == 11
+        assert Client.current() is client
+        with pytest.raises(ValueError, match="as_current"):
+            Client.current(allow_global=False)
+    finally:
+        other.close()
+
+
+def test_get_current_task_names_the_running_task(client):
+    assert client.submit(current_task_key, key="mine").result() == "mine"
+    with pytest.raises(ValueError, match="outside a task"):
+        get_current_task()
+
+
+def test_future_type_is_the_class_of_the_result(client):
+    assert client.submit(inc, 1).type in (None, int)  # None until it finishes
+    f = client.submit(ordered, 3)
+    f.result()
+    assert f.type is collections.OrderedDict
+    assert "collections.OrderedDict" in repr(f)
+    assert client.submit(inc, 1.5).result() == 2.5
+
+
+def test_get_versions_reports_every_process(client):
+    v = client.get_versions(packages=["pytest"])
+    assert set(v) == {"scheduler", "workers", "client"}
+    workers = client.scheduler_info()["workers"]
+    assert set(v["workers"]) == set(workers)
+    for report in [v["client"], *v["workers"].values()]:
+        assert report["packages"]["shoal"] == shoal.__version__
+        assert report["packages"]["pytest"] == pytest.__version__
+        assert report["host"]["python"].startswith("3.")
+    # This client's local cluster runs the scheduler in this process.
+    assert v["scheduler"] == v["client"]
+    # The same versions everywhere: the check passes.
+    assert client.get_versions(check=True, packages=["pytest"])["client"] == v["client"]
+
+
+def test_a_version_mismatch_is_named():
+    from shoal.core.versions import mismatch_message, mismatches
+
+    same = {"packages": {"dask": "1", "numpy": "2"}}
+    other = {"packages": {"dask": "1", "numpy": "3"}}
+    rows = mismatches(same, same, {"w1": same, "w2": other})
+    assert rows == [("numpy", "2", "2", {"2", "3"})]
+    assert "numpy" in mismatch_message(rows)
+    assert mismatches(same, {}, {"w1": same}) == []
+
+
+async def _double_later(x):
+    import asyncio
+
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+async def _forever():
+    import asyncio
+
+    await asyncio.Event().wait()
+
+
+def test_sync_runs_a_coroutine_function_to_its_end(client):
+    assert client.sync(_double_later, 21) == 42
+    assert client.sync(len, [1, 2]) == 2
+    with pytest.raises(TimeoutError):
+        client.sync(_forever, callback_timeout=0.05)
+
+
+def test_sync_returns_the_awaitable_on_an_asynchronous_client(client):
+    import asyncio
+
+    async def main():
+        async with Client(client.scheduler.address, asynchronous=True, set_as_default=False) as c:
+            pending = c.sync(_double_later, 5)
+            assert asyncio.iscoroutine(pending)
+            assert await pending == 10
+
+    asyncio.run(main())
