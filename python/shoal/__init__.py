@@ -49,6 +49,7 @@ from .diagnostics import get_task_stream, performance_report, progress
 from .futures import Future
 from .joblib_backend import install as _install_joblib_backend
 from .worker.task_context import get_current_task, get_worker, rejoin, secede, worker_client
+from .worker.task_output import print, warn  # noqa: A004 (Dask's names)
 
 __version__ = "0.1.0"
 
@@ -105,9 +106,11 @@ __all__ = [
     "get_worker",
     "performance_report",
     "persist",
+    "print",
     "progress",
     "rejoin",
     "secede",
     "wait",
+    "warn",
     "worker_client",
 ]

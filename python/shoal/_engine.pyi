@@ -443,6 +443,36 @@ class Coord:
         def message(self) -> _FramesOut: ...
 
     @final
+    class LogEvent(Coord):
+        __match_args__ = ("topics", "event")
+        def __new__(cls, topics: Sequence[str], event: _FramesIn) -> Coord.LogEvent: ...
+        @property
+        def topics(self) -> list[str]: ...
+        @property
+        def event(self) -> _FramesOut: ...
+
+    @final
+    class GetEvents(Coord):
+        __match_args__ = ("topic",)
+        def __new__(cls, topic: str) -> Coord.GetEvents: ...
+        @property
+        def topic(self) -> str: ...
+
+    @final
+    class EventTopics(Coord):
+        __match_args__ = ()
+        def __new__(cls) -> Coord.EventTopics: ...
+
+    @final
+    class SubscribeEvents(Coord):
+        __match_args__ = ("topic", "sub")
+        def __new__(cls, topic: str, sub: int) -> Coord.SubscribeEvents: ...
+        @property
+        def topic(self) -> str: ...
+        @property
+        def sub(self) -> int: ...
+
+    @final
     class FireAndForget(Coord):
         __match_args__ = ("keys",)
         def __new__(cls, keys: Sequence[str]) -> Coord.FireAndForget: ...

@@ -51,6 +51,8 @@ pub enum ClientError {
     UnknownKey(String),
     #[error("could not start the client's network thread: {0}")]
     Start(String),
+    #[error("subscription {0} has ended (or never began)")]
+    NotSubscribed(u64),
 }
 
 /// What a key came to.
@@ -511,13 +513,18 @@ impl ClientCore {
         st.check()?;
         let req = st.next_request;
         st.next_request += 1;
-        if let CoordOp::Subscribe { sub, .. } = &op {
+        if let CoordOp::Subscribe { sub, .. } | CoordOp::SubscribeEvents { sub, .. } = &op {
             st.published.entry(*sub).or_default();
         }
+        let ended = matches!(op, CoordOp::Unsubscribe { .. });
         if let CoordOp::Unsubscribe { sub } = &op {
             st.published.remove(sub);
         }
         drop(st);
+        if ended {
+            // A thread waiting on that subscription returns now.
+            self.shared.changed.notify_all();
+        }
         self.send(ClientToScheduler::Coord { req, op, timeout });
         Ok(req)
     }
@@ -547,8 +554,13 @@ impl ClientCore {
         let deadline = Instant::now() + slice;
         let mut st = self.lock();
         loop {
-            if let Some(m) = st.published.get_mut(&sub).and_then(|q| q.pop_front()) {
-                return Ok(Some(m));
+            match st.published.get_mut(&sub) {
+                Some(q) => {
+                    if let Some(m) = q.pop_front() {
+                        return Ok(Some(m));
+                    }
+                }
+                None => return Err(ClientError::NotSubscribed(sub)),
             }
             st.check()?;
             if !self.wait_changed(&mut st, Some(deadline)) {

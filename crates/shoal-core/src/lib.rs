@@ -28,7 +28,7 @@ mod worker_events;
 mod worker_ttl;
 
 pub use crate::core::{Core, CoreConfig, TaskStateKind};
-pub use coord::COORD_CLIENT;
+pub use coord::{COORD_CLIENT, EVENTS_PER_TOPIC};
 pub use events::{Command, Event};
 pub use invariants::InvariantViolation;
 pub use small_results::DEFAULT_KEEP_BYTES;

@@ -78,6 +78,9 @@ enum Op {
     ReleaseLock(bool, u8),
     /// A third client submits tasks on client 1's keys, then leaves.
     ThirdClient(u16, bool),
+    /// Client 3 subscribes to the event-log topic "log" (and may leave);
+    /// client 1 logs an event there.
+    LogEvent(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -109,6 +112,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::Acquire),
         1 => (any::<bool>(), any::<u8>()).prop_map(|(c, p)| Op::ReleaseLock(c, p)),
         1 => (any::<u16>(), any::<bool>()).prop_map(|(k, l)| Op::ThirdClient(k, l)),
+        1 => any::<bool>().prop_map(Op::LogEvent),
     ]
 }
 
@@ -398,6 +402,20 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                 if leave {
                     env.event(Event::ClientDisconnected(3));
                 }
+            }
+        }
+        Op::LogEvent(leave) => {
+            env.event(Event::ClientConnected(3));
+            let topic = "log".to_string();
+            env.coord(3, 0, CoordOp::SubscribeEvents { topic, sub: 1 });
+            seen.next_req += 1;
+            let op = CoordOp::LogEvent {
+                topics: vec!["log".into()],
+                event: Default::default(),
+            };
+            env.coord(1, seen.next_req, op);
+            if leave {
+                env.event(Event::ClientDisconnected(3));
             }
         }
         Op::Start(pick) => {

@@ -90,6 +90,18 @@ pub enum CoordOp {
     /// Sends a message to every subscriber of the topic now. Answered
     /// `Count` (how many got it).
     Publish { topic: String, message: Payload },
+    /// Keeps `event` (a pickled `(time, message)`) under each of `topics`
+    /// of the structured event log and sends it to their subscribers as
+    /// `Published`. Answered `Done`.
+    LogEvent { topics: Vec<String>, event: Payload },
+    /// The events a topic of the log keeps, oldest first. Answered `Items`
+    /// (values without keys).
+    GetEvents { topic: String },
+    /// The event log's topics that have events. Answered `Names`.
+    EventTopics,
+    /// Delivers the new events of a topic of the log to this client as
+    /// `Published { sub }` (`Unsubscribe { sub }` ends it). Answered `Done`.
+    SubscribeEvents { topic: String, sub: u64 },
     /// Keep these tasks until they finish, even if no client wants them
     /// any more. Answered `Done`.
     FireAndForget { keys: Vec<String> },

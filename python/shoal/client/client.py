@@ -30,6 +30,7 @@ from ..deploy.local import LocalCluster
 from ..worker import task_context as worker_context
 from .collections import Collections
 from .datasets import DatasetMethods
+from .events import EventCalls
 from .recreate import Recreating
 from .submit import Submitting
 from .versions import VersionCalls
@@ -116,7 +117,9 @@ def get_client(
     return context.default_client()
 
 
-class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods, VersionCalls):
+class Client(
+    Submitting, Collections, WorkerCalls, Recreating, DatasetMethods, VersionCalls, EventCalls
+):
     """Connect to a shoal cluster, or start a local one, and run tasks on it.
 
     Parameters
@@ -178,6 +181,7 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods, V
         self.cluster: Cluster | None = None
         self._owns_cluster = False
         self._asynchronous = bool(asynchronous)
+        self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
         for option, value in (
             ("loop", loop),
             ("heartbeat_interval", heartbeat_interval),
@@ -244,6 +248,9 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods, V
         self._session.owner = weakref.ref(self)
         self.status = "running"
         _all_clients.add(self)
+        if not context.in_task():
+            # A task's client does not print its own tasks' output again.
+            self._subscribe_events()
         if set_as_default:
             context.set_default(self)
             dask_config.set_default_scheduler(self)
@@ -433,6 +440,9 @@ class Client(Submitting, Collections, WorkerCalls, Recreating, DatasetMethods, V
         self._session.owner = weakref.ref(self)
         self.status = "running"
         _all_clients.add(self)
+        if not context.in_task():
+            # A task's client does not print its own tasks' output again.
+            self._subscribe_events()
 
     def __del__(self) -> None:
         try:

@@ -5,6 +5,7 @@ scheduler, and moving values (which may hold futures) in and out.
 from __future__ import annotations
 
 import functools
+import itertools
 import uuid
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
@@ -68,6 +69,16 @@ class AsyncUse:
 
     async def __aexit__(self, *exc: Any) -> None:
         await aio.offload_wait(self.release)  # type: ignore[attr-defined]
+
+
+_subscriptions = itertools.count(1)
+
+
+def next_subscription() -> int:
+    """A subscription number no other subscription of this process has
+    (pub/sub topics and event-log topics share them).
+    """
+    return next(_subscriptions)
 
 
 def new_name(kind: str) -> str:

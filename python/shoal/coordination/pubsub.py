@@ -8,16 +8,13 @@ delivered to it.
 
 from __future__ import annotations
 
-import itertools
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
 from .._engine import Coord
 from ..core import aio, serialize
-from ._request import ask, awaitable, client_of, seconds, timed_out
-
-_subscriptions = itertools.count(1)
+from ._request import ask, awaitable, client_of, next_subscription, seconds, timed_out
 
 
 def _reject_worker(worker: Any) -> None:
@@ -93,7 +90,7 @@ class Sub:
         _reject_worker(worker)
         self.client = client_of(client)
         self.name = name
-        self._sub = next(_subscriptions)
+        self._sub = next_subscription()
         ask(self.client, Coord.Subscribe(name, self._sub))
         weakref.finalize(self, _unsubscribe, self.client, self._sub)
 

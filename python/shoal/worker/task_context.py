@@ -80,6 +80,12 @@ class Worker:
                 )
             return self._client
 
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log ``msg`` under ``topic`` in the scheduler's event log (see
+        :meth:`shoal.Client.log_event`), through this worker's client.
+        """
+        self.client().log_event(topic, msg)
+
     def close(self) -> None:
         """Close this worker's client, if it started one."""
         with self._lock:

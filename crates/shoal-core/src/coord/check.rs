@@ -23,6 +23,7 @@ impl Core {
     /// lists it.
     pub(crate) fn check_coord(&self) -> Result<(), InvariantViolation> {
         let c = &self.coord;
+        c.event_log.check().map_err(InvariantViolation)?;
         let mut counts: FxHashMap<TaskId, u32> = FxHashMap::default();
         let mut count = |item: &Held| -> Result<(), InvariantViolation> {
             for k in &item.keys {

@@ -12,6 +12,7 @@
 //! value wants them before the scheduler lets go.
 
 mod check;
+mod event_log;
 mod held_values;
 mod locks;
 
@@ -24,6 +25,8 @@ use shoal_proto::{ClientId, CoordOp, CoordReply, Held, SchedulerToClient, TaskId
 use crate::core::Core;
 use crate::events::Command;
 
+pub(crate) use event_log::EventLog;
+pub use event_log::EVENTS_PER_TOPIC;
 pub(crate) use held_values::Queue;
 pub(crate) use locks::{Event, MultiLocks, Semaphore};
 
@@ -56,6 +59,9 @@ pub(crate) struct Coord {
     pub semaphores: FxHashMap<String, Semaphore>,
     pub multi: MultiLocks,
     pub events: FxHashMap<String, Event>,
+    /// The structured event log (`log_event`), its topics apart from
+    /// pub/sub's.
+    pub event_log: EventLog,
     /// Subscribers of each topic, and the topic of each subscription.
     pub topics: FxHashMap<String, Vec<WaitId>>,
     pub subscriptions: FxHashMap<WaitId, String>,
@@ -229,6 +235,42 @@ impl Core {
                 reply(out, id, CoordReply::Count(subs.len() as u64));
                 None
             }
+            CoordOp::LogEvent { topics, event } => {
+                for (to, sub) in self.coord.event_log.log(&topics, &event) {
+                    out.push(Command::ToClient(
+                        to,
+                        SchedulerToClient::Published {
+                            sub,
+                            message: event.clone(),
+                        },
+                    ));
+                }
+                reply(out, id, CoordReply::Done);
+                None
+            }
+            CoordOp::GetEvents { topic } => {
+                let items = self
+                    .coord
+                    .event_log
+                    .events(&topic)
+                    .into_iter()
+                    .map(|value| Held {
+                        value,
+                        keys: Vec::new(),
+                    })
+                    .collect();
+                reply(out, id, CoordReply::Items(items));
+                None
+            }
+            CoordOp::EventTopics => {
+                reply(out, id, CoordReply::Names(self.coord.event_log.topics()));
+                None
+            }
+            CoordOp::SubscribeEvents { topic, sub } => {
+                self.coord.event_log.subscribe(topic, (c, sub));
+                reply(out, id, CoordReply::Done);
+                None
+            }
             CoordOp::FireAndForget { keys } => {
                 self.fire_and_forget(&keys);
                 reply(out, id, CoordReply::Done);
@@ -356,10 +398,14 @@ impl Core {
         for s in subs {
             self.unsubscribe(s);
         }
+        self.coord.event_log.client_gone(c);
         self.release_leases_of(c, out);
     }
 
     fn unsubscribe(&mut self, s: WaitId) {
+        if self.coord.event_log.unsubscribe(s) {
+            return;
+        }
         if let Some(topic) = self.coord.subscriptions.remove(&s) {
             if let Some(subs) = self.coord.topics.get_mut(&topic) {
                 subs.retain(|x| *x != s);

@@ -108,6 +108,18 @@ pub enum Coord {
         topic: String,
         message: Frames,
     },
+    LogEvent {
+        topics: Vec<String>,
+        event: Frames,
+    },
+    GetEvents {
+        topic: String,
+    },
+    EventTopics {},
+    SubscribeEvents {
+        topic: String,
+        sub: u64,
+    },
     FireAndForget {
         keys: Vec<String>,
     },
@@ -204,6 +216,13 @@ impl From<Coord> for CoordOp {
                 topic,
                 message: Payload { frames: message.0 },
             },
+            Coord::LogEvent { topics, event } => CoordOp::LogEvent {
+                topics,
+                event: Payload { frames: event.0 },
+            },
+            Coord::GetEvents { topic } => CoordOp::GetEvents { topic },
+            Coord::EventTopics {} => CoordOp::EventTopics,
+            Coord::SubscribeEvents { topic, sub } => CoordOp::SubscribeEvents { topic, sub },
             Coord::FireAndForget { keys } => CoordOp::FireAndForget { keys },
             Coord::WhoHas { keys } => CoordOp::WhoHas { keys },
             Coord::HasWhat {} => CoordOp::HasWhat,
