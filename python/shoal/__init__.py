@@ -48,6 +48,14 @@ from .deploy.local import LocalCluster
 from .diagnostics import get_task_stream, performance_report, progress
 from .futures import Future
 from .joblib_backend import install as _install_joblib_backend
+from .worker.plugins import (
+    Environ,
+    NannyPlugin,
+    PipInstall,
+    SchedulerPlugin,
+    UploadDirectory,
+    WorkerPlugin,
+)
 from .worker.task_context import get_current_task, get_worker, rejoin, secede, worker_client
 from .worker.task_output import print, warn  # noqa: A004 (Dask's names)
 
@@ -70,6 +78,12 @@ def __getattr__(name: str) -> object:
 _install_joblib_backend()
 
 __all__ = [
+    "WorkerPlugin",
+    "UploadDirectory",
+    "SchedulerPlugin",
+    "PipInstall",
+    "NannyPlugin",
+    "Environ",
     "ALL_COMPLETED",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",

@@ -324,6 +324,15 @@ impl ClientCore {
         self.send(ClientToScheduler::Upload { name, data });
     }
 
+    /// Sends a pickled worker plugin for every worker that joins from now
+    /// on (`None`: forget the plugin of that name).
+    pub fn register_plugin(&self, name: String, plugin: Option<Payload>) {
+        self.send(match plugin {
+            Some(plugin) => ClientToScheduler::RegisterPlugin { name, plugin },
+            None => ClientToScheduler::UnregisterPlugin { name },
+        });
+    }
+
     /// Every key this client holds.
     pub fn keys(&self) -> Vec<String> {
         self.lock().keys.keys().cloned().collect()

@@ -55,6 +55,13 @@ impl Core {
                     ));
                 }
             }
+            ClientToScheduler::RegisterPlugin { name, plugin } => {
+                self.plugins.retain(|(n, _)| *n != name);
+                self.plugins.push((name, plugin));
+            }
+            ClientToScheduler::UnregisterPlugin { name } => {
+                self.plugins.retain(|(n, _)| *n != name);
+            }
             ClientToScheduler::Preload(modules) => {
                 let fresh: Vec<String> = modules
                     .into_iter()

@@ -94,6 +94,8 @@ pub struct Core {
     /// Files every worker saves and imports (`Client.upload_file`), by name;
     /// a later upload of a name replaces the earlier one.
     pub(crate) uploads: Vec<(String, bytes::Bytes)>,
+    /// Worker plugins, by name in registration order, for joining workers.
+    pub(crate) plugins: Vec<(String, shoal_proto::Payload)>,
     /// Result type names, shared between tasks (`Task::type_name` indexes).
     pub(crate) type_names: Vec<Arc<str>>,
     type_index: FxHashMap<Arc<str>, u32>,
@@ -152,6 +154,7 @@ impl Core {
             functions: FxHashMap::default(),
             preload: Vec::new(),
             uploads: Vec::new(),
+            plugins: Vec::new(),
             type_names: Vec::new(),
             type_index: FxHashMap::default(),
             ready: BinaryHeap::new(),

@@ -47,6 +47,15 @@ impl Core {
                 },
             ));
         }
+        for (name, plugin) in &self.plugins {
+            out.push(Command::ToWorker(
+                w,
+                SchedulerToWorker::Plugin {
+                    name: name.clone(),
+                    plugin: plugin.clone(),
+                },
+            ));
+        }
         if !self.preload.is_empty() {
             out.push(Command::ToWorker(
                 w,

@@ -245,6 +245,17 @@ pub enum ClientToScheduler {
         name: String,
         data: Bytes,
     },
+    /// A pickled worker plugin (`Client.register_plugin`) for every worker
+    /// that joins from now on (the client installs it on the workers there
+    /// now itself); replaces the plugin of the same name.
+    RegisterPlugin {
+        name: String,
+        plugin: Payload,
+    },
+    /// Forget the plugin of this name: joining workers no longer get it.
+    UnregisterPlugin {
+        name: String,
+    },
     /// Creates or changes a limit (it applies at once).
     SetLimit(LimitSpec),
     /// Ask about the cluster; answered with `Identity`.
@@ -398,6 +409,12 @@ pub enum SchedulerToWorker {
     Upload {
         name: String,
         data: Bytes,
+    },
+    /// Install this pickled worker plugin (see
+    /// `ClientToScheduler::RegisterPlugin`).
+    Plugin {
+        name: String,
+        plugin: Payload,
     },
     Shutdown,
 }

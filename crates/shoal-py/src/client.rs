@@ -234,6 +234,14 @@ impl ClientCore {
         self.inner.upload(name, Bytes::copy_from_slice(data));
     }
 
+    /// Sends a pickled worker plugin for every worker that joins from now
+    /// on; `None` forgets the plugin of that name.
+    #[pyo3(signature = (name, plugin))]
+    fn register_plugin(&self, name: String, plugin: Option<Frames>) {
+        let plugin = plugin.map(|f| shoal_proto::Payload { frames: f.0 });
+        self.inner.register_plugin(name, plugin);
+    }
+
     /// Every key this client holds.
     fn keys(&self) -> Vec<String> {
         self.inner.keys()

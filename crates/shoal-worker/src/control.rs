@@ -18,6 +18,8 @@ pub enum Control {
     Freed(Vec<String>),
     /// Save this file and make it importable (`Client.upload_file`).
     Upload { name: String, data: bytes::Bytes },
+    /// Install this pickled worker plugin (`Client.register_plugin`).
+    Plugin { name: String, plugin: Payload },
 }
 
 /// Control work waiting for the Python side, and calls waiting for answers.

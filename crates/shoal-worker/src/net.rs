@@ -124,6 +124,14 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                 .push_back(crate::control::Control::Upload { name, data });
             shared.control_ready.notify_one();
         }
+        SchedulerToWorker::Plugin { name, plugin } => {
+            shared
+                .control
+                .lock()
+                .items
+                .push_back(crate::control::Control::Plugin { name, plugin });
+            shared.control_ready.notify_one();
+        }
         SchedulerToWorker::Preload { modules } => {
             shared.state.lock().preload.extend(modules);
             shared.pace.notify_one();

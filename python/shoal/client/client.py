@@ -31,6 +31,7 @@ from ..worker import task_context as worker_context
 from .collections import Collections
 from .datasets import DatasetMethods
 from .events import EventCalls
+from .plugins import PluginCalls
 from .recreate import Recreating
 from .submit import Submitting
 from .versions import VersionCalls
@@ -118,7 +119,14 @@ def get_client(
 
 
 class Client(
-    Submitting, Collections, WorkerCalls, Recreating, DatasetMethods, VersionCalls, EventCalls
+    Submitting,
+    Collections,
+    WorkerCalls,
+    Recreating,
+    DatasetMethods,
+    VersionCalls,
+    EventCalls,
+    PluginCalls,
 ):
     """Connect to a shoal cluster, or start a local one, and run tasks on it.
 

@@ -169,7 +169,7 @@ def _deliver_events(client_ref: Any, session: Any, topic: str, sub: int) -> None
     while True:
         try:
             frames = session.next_published(sub, None)
-        except RuntimeError:  # unsubscribed, or the client closed
+        except (RuntimeError, ConnectionError):  # unsubscribed, closed, or disconnected
             return
         client = client_ref()
         if client is None:

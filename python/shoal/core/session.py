@@ -196,6 +196,12 @@ class Session:
         """Create or change a cluster-wide limit."""
         self._core.set_limit(name, concurrency, rate, burst)
 
+    def register_plugin(self, name: str, plugin: list[Any] | None) -> None:
+        """Keep a pickled worker plugin for workers that join later (None:
+        forget the plugin of that name).
+        """
+        self._core.register_plugin(name, plugin)
+
     def upload(self, name: str, data: bytes) -> None:
         """Send a file for every worker to save and import."""
         self._core.upload(name, data)

@@ -251,6 +251,9 @@ class Executors:
                 _report_failure(rt, tid, exc)
             else:
                 _report_result(rt, tid, key, f.result(), duration, self.holding)
+            installed = self.worker.installed
+            if installed.watching:
+                installed.transition(key, "executing", "error" if exc else "memory")
 
         cf.add_done_callback(done)
 
@@ -264,6 +267,7 @@ class Executors:
         set_deps = serialize.set_dependency_values
         holding = self.holding
         started, ended = task_context.task_started, task_context.task_done
+        installed = self.worker.installed
         task_context.bind_thread(self.worker)
         task = fn = args = kwargs = result = None
         while True:
@@ -279,6 +283,8 @@ class Executors:
                 return
             tid, key = task.id, task.key
             started(tid, key)
+            if installed.watching:
+                installed.transition(key, "ready", "executing")
             try:
                 fn = functions.get(task.func)
                 if fn is None:
@@ -304,10 +310,14 @@ class Executors:
                 duration = perf_counter() - start
             except BaseException as e:  # the task's failure, whatever it is, goes back
                 _report_failure(rt, tid, e)
+                if installed.watching:
+                    installed.transition(key, "executing", "error")
                 if ended():
                     return  # it seceded: another thread took its place
                 continue
             _report_result(rt, tid, key, result, duration, holding)
+            if installed.watching:
+                installed.transition(key, "executing", "memory")
             if ended():
                 return  # it seceded: another thread took its place
 
@@ -337,6 +347,12 @@ class Executors:
                     self.uploads.save(item.name, bytes(item.data))
                 except Exception:
                     _log.exception("Could not load the uploaded file %s", item.name)
+            elif isinstance(item, ControlItem.Plugin):
+                try:
+                    uid, plugin = serialize.loads(item.plugin)
+                    self.worker.installed.install(self.worker, item.name, uid, plugin)
+                except Exception:
+                    _log.exception("Could not install the worker plugin %s", item.name)
             elif isinstance(item, ControlItem.Run):
                 threading.Thread(
                     target=self._run_call, args=(item.id, item.call), name="shoal-run", daemon=True

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core import context
+from . import plugins
 
 _current = threading.local()
 
@@ -46,6 +47,26 @@ class Worker:
         self._lock = threading.Lock()
         #: Actors living here, by the key of the task that made each.
         self.actors: dict[str, Any] = {}
+        #: Plugins installed here (``Client.register_plugin``).
+        self.installed = plugins.Installed()
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The plugins installed here, by name (as Dask's
+        ``Worker.plugins``).
+        """
+        return self.installed.by_name()
+
+    @property
+    def local_directory(self) -> str:
+        """This worker's own directory (uploads and plugins' files go
+        here; removed when it closes).
+        """
+        return str(self.executors.uploads.directory)
+
+    def event_loop(self) -> Any:
+        """The worker's event loop (``async def`` tasks run on it)."""
+        return self.executors._event_loop()
 
     @property
     def id(self) -> str:
@@ -87,7 +108,8 @@ class Worker:
         self.client().log_event(topic, msg)
 
     def close(self) -> None:
-        """Close this worker's client, if it started one."""
+        """Tear down its plugins, then close its client if it started one."""
+        self.installed.close(self)
         with self._lock:
             client, self._client = self._client, None
         if client is not None:

@@ -343,6 +343,8 @@ pub enum ControlItem {
     Freed { keys: Vec<String> },
     /// A file for `upload_file` to save and import.
     Upload { name: String, data: Bytes },
+    /// A pickled worker plugin to install (`Client.register_plugin`).
+    Plugin { name: String, plugin: Frames },
     /// The worker closed: the control thread ends.
     Closed {},
 }
@@ -356,6 +358,10 @@ impl From<shoal_worker::Control> for ControlItem {
             },
             shoal_worker::Control::Freed(keys) => ControlItem::Freed { keys },
             shoal_worker::Control::Upload { name, data } => ControlItem::Upload { name, data },
+            shoal_worker::Control::Plugin { name, plugin } => ControlItem::Plugin {
+                name,
+                plugin: Frames(plugin.frames),
+            },
         }
     }
 }

@@ -1,0 +1,177 @@
+"""Worker plugins: set up in every worker now and in every worker that joins
+or restarts later, told of task transitions, torn down when removed; the
+nanny-style ones (Environ, UploadDirectory) and register_worker_callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from shoal import (
+    Client,
+    Environ,
+    LocalCluster,
+    NannyPlugin,
+    SchedulerPlugin,
+    UploadDirectory,
+    WorkerPlugin,
+)
+
+from tasks import inc
+
+
+class Recorder(WorkerPlugin):
+    """Records its setup, the transitions it sees, and its teardown."""
+
+    name = "recorder"
+
+    def __init__(self, marker_dir):
+        self.marker_dir = str(marker_dir)
+
+    def setup(self, worker):
+        self.pid = os.getpid()
+        self.seen = []
+
+    def transition(self, key, start, finish, **kwargs):
+        self.seen.append((key, start, finish))
+
+    def teardown(self, worker):
+        open(os.path.join(self.marker_dir, f"teardown-{os.getpid()}"), "w").close()
+
+
+class Broken(WorkerPlugin):
+    def setup(self, worker):
+        raise RuntimeError("setup went wrong")
+
+
+def seen_by_recorder(dask_worker):
+    plugin = dask_worker.plugins.get("recorder")
+    return None if plugin is None else (plugin.pid, list(plugin.seen))
+
+
+def read_env(name):
+    return os.environ.get(name)
+
+
+def import_and_call(module):
+    import importlib
+
+    return importlib.import_module(module).answer()
+
+
+def plugin_names(dask_worker):
+    return sorted(dask_worker.plugins)
+
+
+_calls = []
+
+
+def remember_start(dask_worker):
+    _calls.append(dask_worker.address)
+
+
+def started_here():
+    return list(_calls)
+
+
+@pytest.fixture
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as lc:
+        with Client(lc, set_as_default=False) as c:
+            yield lc, c
+
+
+def test_a_plugin_is_set_up_everywhere_and_sees_every_task(cluster, tmp_path):
+    _, client = cluster
+    answers = client.register_plugin(Recorder(tmp_path))
+    assert answers == {w: {"status": "OK"} for w in client.scheduler_info()["workers"]}
+    pids = set(client.run(os.getpid).values())
+    results = client.run(seen_by_recorder)
+    assert {pid for pid, _ in results.values()} == pids
+    f = client.submit(inc, 1, key="watched")
+    assert f.result() == 2
+    seen = [t for _, ts in client.run(seen_by_recorder).values() for t in ts]
+    assert ("watched", "ready", "executing") in seen
+    assert ("watched", "executing", "memory") in seen
+
+
+def test_workers_that_join_or_restart_later_get_the_plugin(cluster, tmp_path):
+    lc, client = cluster
+    client.register_plugin(Recorder(tmp_path))
+    lc.scale(3)
+    client.wait_for_workers(3, timeout=60)
+    assert all(names == ["recorder"] for names in client.run(plugin_names).values())
+    client.restart()
+    after = client.run(seen_by_recorder)
+    # Set up again in each fresh interpreter (restart execs the worker).
+    assert len(after) == 3 and all(r is not None for r in after.values())
+    assert {pid for pid, _ in after.values()} == set(client.run(os.getpid).values())
+
+
+def test_unregistering_tears_a_plugin_down(cluster, tmp_path):
+    _, client = cluster
+    client.register_plugin(Recorder(tmp_path))
+    pids = set(client.run(os.getpid).values())
+    client.unregister_worker_plugin("recorder")
+    assert {p.name for p in tmp_path.iterdir()} == {f"teardown-{pid}" for pid in pids}
+    assert all(names == [] for names in client.run(plugin_names).values())
+    with pytest.raises(ValueError, match="does not exist"):
+        client.unregister_worker_plugin("recorder")
+
+
+def test_a_plugin_registered_again_replaces_the_old_one(cluster, tmp_path):
+    _, client = cluster
+    client.register_plugin(Recorder(tmp_path))
+    client.register_plugin(Recorder(tmp_path))
+    # The first was torn down when the second replaced it.
+    assert len(list(tmp_path.iterdir())) == 2
+    assert all(names == ["recorder"] for names in client.run(plugin_names).values())
+
+
+def test_environ_and_upload_directory_reach_every_worker(cluster, tmp_path):
+    _, client = cluster
+    client.register_plugin(Environ({"SHOAL_PLUGIN_TEST": 42}))
+    assert client.submit(read_env, "SHOAL_PLUGIN_TEST", pure=False).result() == "42"
+    package = tmp_path / "mytools"
+    package.mkdir()
+    (package / "plugin_test_helpers.py").write_text("def answer():\n    return 'from upload'\n")
+    client.register_plugin(UploadDirectory(str(package), update_path=True))
+    assert (
+        client.submit(import_and_call, "plugin_test_helpers", pure=False).result() == "from upload"
+    )
+
+
+def test_register_worker_callbacks_runs_now_and_on_joining_workers(cluster):
+    lc, client = cluster
+    client.register_worker_callbacks(remember_start)
+    lc.scale(3)
+    client.wait_for_workers(3, timeout=60)
+    calls = client.run(started_here)
+    assert all(calls[w] == [w] for w in calls) and len(calls) == 3
+
+
+def test_bad_plugins_are_refused_and_setup_errors_raised(cluster):
+    _, client = cluster
+    with pytest.raises(RuntimeError, match="setup went wrong"):
+        client.register_plugin(Broken())
+    with pytest.raises(TypeError, match="instance"):
+        client.register_plugin(Environ)
+    with pytest.raises(TypeError, match="duck-typed"):
+        client.register_plugin(object())
+    with pytest.raises(NotImplementedError, match="runs no Python"):
+        client.register_plugin(SchedulerPlugin())
+    assert issubclass(Environ, NannyPlugin)
+
+
+def test_plugins_on_an_asynchronous_client(cluster, tmp_path):
+    lc, _ = cluster
+
+    async def main():
+        async with Client(lc.scheduler_address, asynchronous=True, set_as_default=False) as c:
+            answers = await c.register_plugin(Recorder(tmp_path))
+            assert len(answers) == 2
+            await c.unregister_worker_plugin("recorder")
+
+    asyncio.run(asyncio.wait_for(main(), 60))
