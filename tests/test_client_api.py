@@ -13,7 +13,7 @@ import pytest
 import shoal
 from shoal import Client, ClosedClientError, Future, Variable, get_current_task
 
-from tasks import inc, slow_inc
+from tasks import inc, wait_for_file
 
 
 def current_task_key():
@@ -24,12 +24,15 @@ def ordered(n):
     return collections.OrderedDict((i, i) for i in range(n))
 
 
-def test_a_closed_client_raises_closed_client_error(client):
+def test_a_closed_client_raises_closed_client_error(client, tmp_path):
     other = Client(client.scheduler.address, set_as_default=False)
     done = other.submit(inc, 1)
     assert done.result() == 2
-    pending = other.submit(slow_inc, 1, 30, pure=False)
+    release = tmp_path / "release"
+    pending = other.submit(wait_for_file, str(release), pure=False)
     other.close()
+    # The task keeps its thread until it returns, cancelled or not: let it.
+    release.write_text("")
     with pytest.raises(ClosedClientError):
         other.submit(inc, 2)
     with pytest.raises(ClosedClientError):
@@ -132,3 +135,30 @@ def test_sync_returns_the_awaitable_on_an_asynchronous_client(client):
             assert await pending == 10
 
     asyncio.run(main())
+
+
+def set_in_task(key, value):
+    from shoal import get_client
+
+    get_client().set_metadata(key, value)
+
+
+def test_metadata_is_kept_by_the_scheduler_and_reached_into(client):
+    client.set_metadata("config", {"rate": 10, "nested": {"deep": [1, 2]}, "empty": {}})
+    assert client.get_metadata("config") == {"rate": 10, "nested": {"deep": [1, 2]}, "empty": {}}
+    assert client.get_metadata(["config", "nested", "deep"]) == [1, 2]
+    assert client.get_metadata(("config", "empty")) == {}
+    # A path makes dicts where there are none and replaces a value on the way.
+    client.set_metadata(["config", "rate", "per"], "second")
+    assert client.get_metadata(["config", "rate"]) == {"per": "second"}
+    with pytest.raises(KeyError):
+        client.get_metadata(["config", "missing"])
+    assert client.get_metadata("nothing-here", default=None) is None
+    # Non-dict values, and dicts with other keys, are kept whole.
+    client.set_metadata("odd", {1: "one"})
+    assert client.get_metadata("odd") == {1: "one"}
+    # Tasks see and change the same metadata.
+    client.submit(set_in_task, ["from", "task"], 7, pure=False).result()
+    assert client.get_metadata("from") == {"task": 7}
+    with pytest.raises(TypeError, match="strings"):
+        client.set_metadata(1, "x")

@@ -473,6 +473,24 @@ class Coord:
         def sub(self) -> int: ...
 
     @final
+    class SetMetadata(Coord):
+        __match_args__ = ("path", "entries")
+        def __new__(
+            cls, path: Sequence[str], entries: Sequence[tuple[Sequence[str], _FramesIn | None]]
+        ) -> Coord.SetMetadata: ...
+        @property
+        def path(self) -> list[str]: ...
+        @property
+        def entries(self) -> list[tuple[list[str], _FramesOut | None]]: ...
+
+    @final
+    class GetMetadata(Coord):
+        __match_args__ = ("path",)
+        def __new__(cls, path: Sequence[str]) -> Coord.GetMetadata: ...
+        @property
+        def path(self) -> list[str]: ...
+
+    @final
     class FireAndForget(Coord):
         __match_args__ = ("keys",)
         def __new__(cls, keys: Sequence[str]) -> Coord.FireAndForget: ...
@@ -577,6 +595,15 @@ class Answer:
         def __new__(cls, entries: Sequence[tuple[str, Sequence[str]]]) -> Answer.Map: ...
         @property
         def entries(self) -> list[tuple[str, list[str]]]: ...
+
+    @final
+    class Metadata(Answer):
+        __match_args__ = ("entries",)
+        def __new__(
+            cls, entries: Sequence[tuple[Sequence[str], _FramesIn | None]]
+        ) -> Answer.Metadata: ...
+        @property
+        def entries(self) -> list[tuple[list[str], _FramesOut | None]]: ...
 
     @final
     class TimedOut(Answer):

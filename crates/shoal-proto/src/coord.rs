@@ -18,6 +18,15 @@ pub struct Held {
     pub keys: Vec<String>,
 }
 
+/// One row of a metadata subtree sent flat (`SetMetadata`, `Metadata`):
+/// its path below the subtree's root (empty for the root itself) and a
+/// leaf's pickled value, or `None` for a dict. Rows come in pre-order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaEntry {
+    pub path: Vec<String>,
+    pub value: Option<Payload>,
+}
+
 /// One coordination request. Names are per kind: a queue and a lock may
 /// share a name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +111,15 @@ pub enum CoordOp {
     /// Delivers the new events of a topic of the log to this client as
     /// `Published { sub }` (`Unsubscribe { sub }` ends it). Answered `Done`.
     SubscribeEvents { topic: String, sub: u64 },
+    /// Sets the metadata at `path` (not empty) to the subtree `entries`
+    /// describe; values on the way become dicts. Answered `Done`, or
+    /// `Invalid` for rows that describe no tree.
+    SetMetadata {
+        path: Vec<String>,
+        entries: Vec<MetaEntry>,
+    },
+    /// The metadata at `path`. Answered `Metadata`, or `Missing`.
+    GetMetadata { path: Vec<String> },
     /// Keep these tasks until they finish, even if no client wants them
     /// any more. Answered `Done`.
     FireAndForget { keys: Vec<String> },
@@ -154,7 +172,9 @@ pub enum CoordReply {
     Map(Vec<(String, Vec<String>)>),
     /// The request's timeout ended first; nothing was changed.
     TimedOut,
-    /// No dataset of that name.
+    /// A metadata subtree, flat (see [`MetaEntry`]).
+    Metadata(Vec<MetaEntry>),
+    /// No dataset (or metadata) of that name.
     Missing,
     /// A dataset of that name exists.
     Exists,

@@ -31,6 +31,7 @@ from ..worker import task_context as worker_context
 from .collections import Collections
 from .datasets import DatasetMethods
 from .events import EventCalls
+from .metadata import MetadataCalls
 from .plugins import PluginCalls
 from .recreate import Recreating
 from .submit import Submitting
@@ -127,6 +128,7 @@ class Client(
     VersionCalls,
     EventCalls,
     PluginCalls,
+    MetadataCalls,
 ):
     """Connect to a shoal cluster, or start a local one, and run tasks on it.
 

@@ -15,6 +15,7 @@ mod check;
 mod event_log;
 mod held_values;
 mod locks;
+mod metadata;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -62,6 +63,8 @@ pub(crate) struct Coord {
     /// The structured event log (`log_event`), its topics apart from
     /// pub/sub's.
     pub event_log: EventLog,
+    /// `set_metadata`/`get_metadata`'s tree.
+    pub metadata: metadata::Metadata,
     /// Subscribers of each topic, and the topic of each subscription.
     pub topics: FxHashMap<String, Vec<WaitId>>,
     pub subscriptions: FxHashMap<WaitId, String>,
@@ -269,6 +272,22 @@ impl Core {
             CoordOp::SubscribeEvents { topic, sub } => {
                 self.coord.event_log.subscribe(topic, (c, sub));
                 reply(out, id, CoordReply::Done);
+                None
+            }
+            CoordOp::SetMetadata { path, entries } => {
+                let answer = match self.coord.metadata.set(&path, entries) {
+                    Ok(()) => CoordReply::Done,
+                    Err(why) => CoordReply::Invalid(why),
+                };
+                reply(out, id, answer);
+                None
+            }
+            CoordOp::GetMetadata { path } => {
+                let answer = match self.coord.metadata.get(&path) {
+                    Some(entries) => CoordReply::Metadata(entries),
+                    None => CoordReply::Missing,
+                };
+                reply(out, id, answer);
                 None
             }
             CoordOp::FireAndForget { keys } => {

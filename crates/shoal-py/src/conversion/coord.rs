@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use shoal_proto::{CoordOp, CoordReply, Held, Payload, RunResponse};
+use shoal_proto::{CoordOp, CoordReply, Held, MetaEntry, Payload, RunResponse};
 
 use crate::frames::Frames;
 use crate::types::TaskError;
@@ -120,6 +120,15 @@ pub enum Coord {
         topic: String,
         sub: u64,
     },
+    /// `entries`: the value's rows, `(path below it, frames of a leaf or
+    /// None for a dict)` in pre-order (see `shoal_proto::MetaEntry`).
+    SetMetadata {
+        path: Vec<String>,
+        entries: Vec<(Vec<String>, Option<Frames>)>,
+    },
+    GetMetadata {
+        path: Vec<String>,
+    },
     FireAndForget {
         keys: Vec<String>,
     },
@@ -223,6 +232,17 @@ impl From<Coord> for CoordOp {
             Coord::GetEvents { topic } => CoordOp::GetEvents { topic },
             Coord::EventTopics {} => CoordOp::EventTopics,
             Coord::SubscribeEvents { topic, sub } => CoordOp::SubscribeEvents { topic, sub },
+            Coord::SetMetadata { path, entries } => CoordOp::SetMetadata {
+                path,
+                entries: entries
+                    .into_iter()
+                    .map(|(path, value)| MetaEntry {
+                        path,
+                        value: value.map(|f| Payload { frames: f.0 }),
+                    })
+                    .collect(),
+            },
+            Coord::GetMetadata { path } => CoordOp::GetMetadata { path },
             Coord::FireAndForget { keys } => CoordOp::FireAndForget { keys },
             Coord::WhoHas { keys } => CoordOp::WhoHas { keys },
             Coord::HasWhat {} => CoordOp::HasWhat,
@@ -266,9 +286,14 @@ pub enum Answer {
     Map {
         entries: Vec<(String, Vec<String>)>,
     },
+    /// A metadata subtree: `(path below it, frames of a leaf or None for a
+    /// dict)` rows in pre-order.
+    Metadata {
+        entries: Vec<(Vec<String>, Option<Frames>)>,
+    },
     /// The request's timeout ended first; nothing was changed.
     TimedOut {},
-    /// No dataset of that name.
+    /// No dataset (or metadata) of that name.
     Missing {},
     /// A dataset of that name exists.
     Exists {},
@@ -289,6 +314,12 @@ impl From<CoordReply> for Answer {
             CoordReply::Flag(value) => Answer::Flag { value },
             CoordReply::Names(names) => Answer::Names { names },
             CoordReply::Map(entries) => Answer::Map { entries },
+            CoordReply::Metadata(entries) => Answer::Metadata {
+                entries: entries
+                    .into_iter()
+                    .map(|e| (e.path, e.value.map(|v| Frames(v.frames))))
+                    .collect(),
+            },
             CoordReply::TimedOut => Answer::TimedOut {},
             CoordReply::Missing => Answer::Missing {},
             CoordReply::Exists => Answer::Exists {},
