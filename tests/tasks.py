@@ -41,6 +41,12 @@ def wait_for_file(path, value=None, timeout=120.0):
     return value
 
 
+def start_then_wait(started, release):
+    """Create ``started``, then block until ``release`` exists."""
+    Path(started).touch()
+    return wait_for_file(release)
+
+
 def div(x, y):
     return x / y
 

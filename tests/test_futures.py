@@ -8,9 +8,20 @@ import threading
 
 import pytest
 
-from shoal import Client, Future, FutureCancelledError, LocalCluster
+from shoal import Client, Future, FutureCancelledError, LocalCluster, wait
 
-from tasks import add, append_line, big_bytes, getpid, identity, inc, nested_sum, wait_for_file
+from conftest import until
+from tasks import (
+    add,
+    append_line,
+    big_bytes,
+    getpid,
+    identity,
+    inc,
+    nested_sum,
+    start_then_wait,
+    wait_for_file,
+)
 
 
 def test_submit_returns_a_future_whose_result_is_the_value(client):
@@ -312,3 +323,21 @@ def test_client_with_no_arguments_starts_a_local_cluster():
         assert c.cluster is not None and c.cluster.status == "running"
         assert c.submit(inc, 1).result() == 2
     assert c.cluster.status == "closed"
+
+
+def test_a_task_cancelled_while_it_runs_does_not_hold_up_new_work(fresh_client, tmp_path):
+    """Python cannot stop the cancelled task's thread: until it returns, its
+    worker tells the scheduler it has no free slot, so new work goes to the
+    idle worker instead of queueing behind it."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    blocked = fresh_client.submit(start_then_wait, str(started), str(release), pure=False)
+    try:
+        until(started.exists, 30, "the task to start")
+        blocked.cancel()
+        # They run on the idle worker while the cancelled task still runs.
+        work = fresh_client.map(inc, range(4), pure=False)
+        done, not_done = wait(work, timeout=30)
+        assert not not_done and fresh_client.gather(work) == [1, 2, 3, 4]
+        assert not release.exists()
+    finally:
+        release.touch()

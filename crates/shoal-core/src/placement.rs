@@ -73,7 +73,7 @@ impl Core {
     /// which grows past its threads while its tasks wait on I/O) plus a
     /// queue of `per_thread` for each.
     fn slots(&self, w: &Worker, per_thread: u32) -> usize {
-        let n = w.capacity.max(1) as usize;
+        let n = w.capacity as usize;
         n * (1 + per_thread as usize)
     }
 

@@ -53,7 +53,7 @@ impl Core {
             let free_threads = if w.closed() {
                 0
             } else {
-                (w.capacity.max(1) as usize).saturating_sub(running)
+                (w.capacity as usize).saturating_sub(running)
             };
             let surplus = queued.len().saturating_sub(free_threads);
             if surplus > 0 {

@@ -136,8 +136,9 @@ impl Core {
             }
             WorkerToScheduler::Capacity { slots } => {
                 if let Some(worker) = self.workers.get_mut(&w) {
-                    // Never below one slot, never absurdly many.
-                    worker.capacity = slots.clamp(1, MAX_CAPACITY);
+                    // Zero while every thread runs a task the scheduler
+                    // cancelled (it still runs); never absurdly many.
+                    worker.capacity = slots.min(MAX_CAPACITY);
                 }
             }
         }

@@ -148,12 +148,27 @@ fn the_window_follows_the_capacity_a_worker_reports() {
 fn a_capacity_report_is_bounded() {
     let mut env = Env::new();
     let w = env.worker(1);
-    env.capacity(w, 0);
-    env.submit(vec![task("a"), task("b"), task("c")]);
-    assert_eq!(env.core.assigned_to(w), 2, "zero counts as one");
     env.capacity(w, u32::MAX);
     env.submit((0..10).map(|i| task(&format!("x{i}"))).collect());
-    assert_eq!(env.core.assigned_to(w), 13, "all of them, and no overflow");
+    assert_eq!(env.core.assigned_to(w), 10, "all of them, and no overflow");
+}
+
+#[test]
+fn a_worker_whose_threads_all_run_cancelled_tasks_gets_nothing_new() {
+    // Its one thread still runs a task the scheduler cancelled: it reports
+    // no slot, so new work goes to the idle worker.
+    let mut env = Env::new();
+    let busy = env.worker(1);
+    env.capacity(busy, 0);
+    let idle = env.worker(1);
+    env.submit(vec![task("a"), task("b")]);
+    assert_eq!(env.core.assigned_to(busy), 0);
+    assert_eq!(env.core.assigned_to(idle), 2);
+    // Alone, it takes work again once the cancelled task's thread is free.
+    env.submit(vec![task("c"), task("d"), task("e")]);
+    assert_eq!(env.state("e"), Some(Ready));
+    env.capacity(busy, 1);
+    assert_eq!(env.core.assigned_to(busy), 1 + 1, "a slot and its queue");
 }
 
 #[test]

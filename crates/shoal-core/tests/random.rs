@@ -602,6 +602,8 @@ fn settle(env: &mut Env, seen: &mut Seen) {
         let mut progressed = close_retired(env, seen);
         for w in seen.workers.clone() {
             from_worker(env, w, WorkerToScheduler::Paused { paused: false });
+            // The threads of cancelled tasks are free again by now.
+            from_worker(env, w, WorkerToScheduler::Capacity { slots: 1 });
         }
         while let Some((w, _ids)) = seen.steals.pop() {
             from_worker(env, w, WorkerToScheduler::GaveBack { ids: vec![] });

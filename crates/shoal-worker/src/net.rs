@@ -83,8 +83,14 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
         SchedulerToWorker::Compute(t) => compute(shared, t),
         SchedulerToWorker::Cancel { ids } => {
             let mut st = shared.state.lock();
+            let ghosts = st.tasks.ghosts();
             for id in ids {
                 st.tasks.cancel(id);
+            }
+            if st.tasks.ghosts() != ghosts {
+                // Their threads still run them: fewer slots for new work.
+                let slots = st.capacity();
+                let _ = shared.out.send(WorkerToScheduler::Capacity { slots });
             }
             // A handed-off task is stopped by the pacer's hook.
             drop(st);

@@ -262,7 +262,7 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
             if grew {
                 shared.work.notify_all();
             }
-            (spawn, allowed + st.tasks.seceded())
+            (spawn, st.capacity())
         };
         for _ in 0..spawn {
             (hooks.spawn_executor)();

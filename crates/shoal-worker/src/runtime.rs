@@ -359,7 +359,18 @@ impl WorkerRuntime {
     /// would otherwise wait until something else arrived — the recursive
     /// `secede`/`rejoin` deadlock.
     fn end(&self, id: TaskId) -> Option<Running> {
-        let ended = self.shared.state.lock().done(id);
+        let ended = {
+            let mut st = self.shared.state.lock();
+            let ghosts = st.tasks.ghosts();
+            let ended = st.done(id);
+            if st.tasks.ghosts() != ghosts {
+                // A cancelled task's thread is free again: so is its slot.
+                let _ = self.shared.out.send(WorkerToScheduler::Capacity {
+                    slots: st.capacity(),
+                });
+            }
+            ended
+        };
         if ended.freed_slot {
             self.shared.work.notify_one();
         }
@@ -394,7 +405,7 @@ impl WorkerRuntime {
             if !st.tasks.secede(id) {
                 return;
             }
-            st.allowed + st.tasks.seceded()
+            st.capacity()
         };
         self.shared.work.notify_one();
         let _ = self
@@ -422,7 +433,7 @@ impl WorkerRuntime {
             if !st.tasks.rejoin(id) {
                 return; // not seceded: nothing to do
             }
-            st.allowed + st.tasks.seceded()
+            st.capacity()
         };
         let _ = self
             .shared

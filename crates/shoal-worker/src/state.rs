@@ -241,6 +241,13 @@ impl State {
     /// The task is no longer running here (finished or failed). A task
     /// that computed most of its time in a slot marks its function
     /// computing (a seceded task's thread clock says nothing of it).
+    /// The slots to report to the scheduler: those tasks may use now
+    /// (`allowed`), plus the seceded tasks' (which hold none), less those
+    /// held by tasks it cancelled that still run.
+    pub fn capacity(&self) -> u32 {
+        (self.allowed + self.tasks.seceded()).saturating_sub(self.tasks.ghosts())
+    }
+
     pub fn done(&mut self, id: TaskId) -> Ended {
         let ended = self.tasks.end(id);
         if let (true, Some(r)) = (ended.freed_slot, &ended.ran) {

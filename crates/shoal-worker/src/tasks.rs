@@ -294,6 +294,16 @@ impl Tasks {
         self.seceded.len() as u32
     }
 
+    /// Tasks in slots that the scheduler cancelled: their threads still
+    /// run them (Python cannot stop a thread), but the scheduler no longer
+    /// counts them, so the worker tells it of that many fewer slots.
+    pub fn ghosts(&self) -> u32 {
+        self.cancelled
+            .iter()
+            .filter(|id| self.running.contains_key(id))
+            .count() as u32
+    }
+
     /// Tasks waiting for a slot.
     pub fn queued(&self) -> usize {
         self.queued
