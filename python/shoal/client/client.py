@@ -5,10 +5,8 @@ reprs; what it does is in the sibling modules it is made of).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import dataclasses
 import functools
-import inspect
 import os
 import time
 import uuid
@@ -29,6 +27,7 @@ from ..deploy.cluster import Cluster
 from ..deploy.local import LocalCluster
 from ..worker import task_context as worker_context
 from .collections import Collections
+from .contexts import ContextCalls
 from .datasets import DatasetMethods
 from .events import EventCalls
 from .metadata import MetadataCalls
@@ -129,6 +128,7 @@ class Client(
     EventCalls,
     PluginCalls,
     MetadataCalls,
+    ContextCalls,
 ):
     """Connect to a shoal cluster, or start a local one, and run tasks on it.
 
@@ -266,99 +266,6 @@ class Client(
             dask_config.set_default_scheduler(self)
 
     # ----- lifecycle ---------------------------------------------------------
-
-    @contextlib.contextmanager
-    def as_current(self) -> Generator[None, None, None]:
-        """Make this client :meth:`current` inside the block (in this
-        thread or asyncio task only): work with no client named runs here,
-        and futures unpickled here belong to it.
-
-        Examples
-        --------
-        >>> with client.as_current():  # doctest: +SKIP
-        ...     assert Client.current() is client
-
-        """
-        with context.as_current(self):
-            yield
-
-    @classmethod
-    def current(cls, allow_global: bool = True) -> Client:
-        """The client of the innermost :meth:`as_current` block; outside
-        one, the default client.
-
-        Parameters
-        ----------
-        allow_global
-            False: outside an ``as_current`` block raise instead of
-            returning the default client.
-
-        Returns
-        -------
-        Client
-
-        Raises
-        ------
-        ValueError
-            If there is no such client.
-
-        """
-        scoped = context.current_scoped()
-        if scoped is not None:
-            return scoped
-        if allow_global:
-            return default_client()
-        raise ValueError("Not running inside the `as_current` context manager")
-
-    def sync(
-        self,
-        func: Callable[..., Any],
-        *args: Any,
-        asynchronous: bool | None = None,
-        callback_timeout: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Call ``func(*args, **kwargs)``; if it returns an awaitable,
-        return it to await on an asynchronous client, or run it to its end
-        and return its result on a synchronous one (as Dask's
-        ``Client.sync``).
-
-        Parameters
-        ----------
-        func
-            A function, usually ``async def``.
-        *args, **kwargs
-            Its arguments.
-        asynchronous
-            Force either way (default: as this client is).
-        callback_timeout
-            Seconds (or ``"1 s"``) after which ``TimeoutError`` is raised.
-
-        Returns
-        -------
-        The result (an awaitable on an asynchronous client).
-
-        Examples
-        --------
-        >>> async def double(x):
-        ...     return 2 * x
-        >>> client.sync(double, 21)  # doctest: +SKIP
-        42
-
-        """
-        timeout = parse_timedelta(callback_timeout)
-        result = func(*args, **kwargs)
-        if asynchronous is None:
-            asynchronous = self.asynchronous
-        if not inspect.isawaitable(result):
-            return result
-        if asynchronous:
-            if timeout is None:
-                return result
-            import asyncio
-
-            return asyncio.wait_for(result, timeout)
-        return aio.run_to_end(result, timeout)
 
     @property
     def asynchronous(self) -> bool:
