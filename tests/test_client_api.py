@@ -20,6 +20,13 @@ def current_task_key():
     return get_current_task()
 
 
+async def current_task_key_after_awaiting():
+    import asyncio
+
+    await asyncio.sleep(0.01)  # other tasks run on the loop meanwhile
+    return get_current_task()
+
+
 def ordered(n):
     return collections.OrderedDict((i, i) for i in range(n))
 
@@ -66,6 +73,10 @@ def test_as_current_makes_a_client_current_and_owns_unpickled_futures(client):
 
 def test_get_current_task_names_the_running_task(client):
     assert client.submit(current_task_key, key="mine").result() == "mine"
+    # async def tasks share the worker's event loop thread: each knows its own.
+    keys = [f"async-{i}" for i in range(6)]
+    futures = [client.submit(current_task_key_after_awaiting, key=k) for k in keys]
+    assert client.gather(futures) == keys
     with pytest.raises(ValueError, match="outside a task"):
         get_current_task()
 

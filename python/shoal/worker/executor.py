@@ -235,7 +235,12 @@ class Executors:
         import asyncio
 
         rt = self.rt
-        cf = asyncio.run_coroutine_threadsafe(coro, self._event_loop())
+
+        async def as_task() -> Any:
+            task_context.async_key.set(key)  # this asyncio task's own context
+            return await coro
+
+        cf = asyncio.run_coroutine_threadsafe(as_task(), self._event_loop())
         self._inflight[tid] = cf
         rt.hand_off(tid)
 

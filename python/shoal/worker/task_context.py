@@ -12,6 +12,7 @@ sub-tasks can run, even on a single-threaded cluster.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -214,9 +215,18 @@ context.set_blocking(_blocking)
 context.set_in_task(lambda: getattr(_current, "tid", None) is not None)
 
 
+#: The key of the ``async def`` task an asyncio task of the worker's event
+#: loop runs (the loop's thread runs many at once).
+async_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "shoal_task_key", default=None
+)
+
+
 def get_task_key() -> str | None:
-    """The key of the task running on the calling thread, or None."""
-    return getattr(_current, "key", None)
+    """The key of the task running on the calling thread (or, on the
+    worker's event loop, in the calling asyncio task), or None.
+    """
+    return getattr(_current, "key", None) or async_key.get()
 
 
 def get_current_task() -> str:
