@@ -11,7 +11,7 @@ from concurrent.futures import CancelledError
 import pytest
 
 import shoal
-from shoal import Client, ClosedClientError, Future, Variable, get_current_task
+from shoal import Client, ClosedClientError, Future, LocalCluster, Variable, get_current_task
 
 from tasks import inc, wait_for_file
 
@@ -173,3 +173,22 @@ def test_metadata_is_kept_by_the_scheduler_and_reached_into(client):
     assert client.get_metadata("from") == {"task": 7}
     with pytest.raises(TypeError, match="strings"):
         client.set_metadata(1, "x")
+
+
+def test_the_dashboard_link_follows_dasks_template(monkeypatch):
+    import dask
+
+    with LocalCluster(n_workers=1, dashboard_address=":0") as lc:
+        plain = lc.dashboard_link
+        assert plain.startswith("http://") and plain.endswith("/status")
+        port = plain.rsplit(":", 1)[1].split("/")[0]
+        monkeypatch.setenv("HUB_USER", "ada")
+        template = "{scheme}://example.org/user/{HUB_USER}/proxy/{port}/status"
+        with dask.config.set({"distributed.dashboard.link": template}):
+            with Client(lc, set_as_default=False) as c:
+                want = f"http://example.org/user/ada/proxy/{port}/status"
+                assert c.dashboard_link == lc.dashboard_link == want
+                assert want in repr(c)
+        with dask.config.set({"distributed.dashboard.link": "{NOT_SET_ANYWHERE}/status"}):
+            with pytest.warns(RuntimeWarning, match="NOT_SET_ANYWHERE"):
+                assert lc.dashboard_link == plain

@@ -448,7 +448,9 @@ class Client(
     @property
     def dashboard_link(self) -> str | None:
         """The dashboard's status page, ``http://host:port/status``, or None
-        if the scheduler runs no dashboard.
+        if the scheduler runs no dashboard. Dask's
+        ``distributed.dashboard.link`` template shapes it (a JupyterHub
+        proxy's path, say).
 
         Examples
         --------
@@ -458,7 +460,7 @@ class Client(
 
         """
         url = self._session.dashboard
-        return None if url is None else f"{url}/status"
+        return None if url is None else dask_config.dashboard_link(url)
 
     def _workers(self) -> list[Any]:
         return self._session.workers() if self.status == "running" else []
@@ -467,7 +469,8 @@ class Client(
         workers = self._workers()
         threads = sum(w.nthreads for w in workers)
         memory = sum(w.memory for w in workers)
-        dashboard = "" if self.dashboard_link is None else f" dashboard={self.dashboard_link!r}"
+        link = self.dashboard_link
+        dashboard = "" if link is None else f" dashboard={link!r}"
         return (
             f"<Client: {self.scheduler_address!r} processes={len(workers)} "
             f"threads={threads}, memory={format_bytes(memory)}{dashboard}>"

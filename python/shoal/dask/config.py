@@ -13,7 +13,9 @@ worker to worker as task results, over shoal's data plane.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -121,3 +123,36 @@ _hook = _DaskImportHook()
 def _install_import_hook() -> None:
     if _hook not in sys.meta_path:
         sys.meta_path.insert(0, _hook)
+
+
+#: Dask's default for ``distributed.dashboard.link``.
+DEFAULT_DASHBOARD_LINK = "{scheme}://{host}:{port}/status"
+
+
+def dashboard_link(url: str) -> str:
+    """The link to show for the dashboard served at ``url``
+    (``http://host:port``), from Dask's ``distributed.dashboard.link``
+    template (read from dask's configuration when dask is loaded, else
+    from ``DASK_DISTRIBUTED__DASHBOARD__LINK``), filled in with
+    ``scheme``, ``host``, ``port`` and the environment's variables, as a
+    JupyterHub proxy needs (``"/user/{JUPYTERHUB_USER}/proxy/{port}/status"``).
+    A template naming a variable that is not set gives Dask's default link,
+    with a ``RuntimeWarning`` saying which.
+    """
+    template = os.environ.get("DASK_DISTRIBUTED__DASHBOARD__LINK", DEFAULT_DASHBOARD_LINK)
+    dask = sys.modules.get("dask")
+    if dask is not None and hasattr(dask, "config"):
+        template = dask.config.get("distributed.dashboard.link", template)
+    scheme, _, rest = url.partition("://")
+    host, _, port = rest.rpartition(":")
+    fields = {**os.environ, "scheme": scheme, "host": host, "port": port}
+    try:
+        return str(template).format(**fields)
+    except (KeyError, IndexError) as e:
+        warnings.warn(
+            f"the dashboard link template {template!r} (distributed.dashboard.link) names "
+            f"{e}, which is not set: showing the plain link",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return DEFAULT_DASHBOARD_LINK.format(**fields)

@@ -20,6 +20,7 @@ from ..core import serialize
 from ..core.session import Session
 from ..core.sizes import format_bytes
 from ..core.times import parse_timedelta
+from ..dask import config as dask_config
 
 
 class Cluster:
@@ -339,7 +340,7 @@ class HostedScheduler(Cluster):
     def dashboard_link(self) -> str | None:
         """The dashboard's status page, or None if it runs none."""
         url = self._scheduler.dashboard
-        return None if url is None else f"{url}/status"
+        return None if url is None else dask_config.dashboard_link(url)
 
 
 _log = logging.getLogger("shoal")
