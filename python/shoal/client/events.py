@@ -39,14 +39,6 @@ def topics_of(topic: Any) -> list[str]:
     return names
 
 
-def log_event_with(client: Any, topic: Any, msg: Any) -> None:
-    """Log ``msg`` under ``topic`` through ``client`` (the worker's client
-    for :meth:`Worker.log_event`).
-    """
-    event = serialize.dumps((time.time(), msg))
-    ask(client, Coord.LogEvent(topics_of(topic), event))
-
-
 class EventCalls:
     """The Client's calls on the event log."""
 
@@ -68,7 +60,8 @@ class EventCalls:
         >>> client.log_event("progress", {"done": 10})  # doctest: +SKIP
 
         """
-        log_event_with(self, topic, msg)
+        event = serialize.dumps((time.time(), msg))
+        ask(self, Coord.LogEvent(topics_of(topic), event))
 
     @aio.maybe_async
     def get_events(self, topic: str | None = None) -> Any:

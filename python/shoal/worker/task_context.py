@@ -148,9 +148,18 @@ def task_done() -> bool:
     return left
 
 
+#: The key of the ``async def`` task an asyncio task of the worker's event
+#: loop runs (the loop's thread runs many at once).
+async_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "shoal_task_key", default=None
+)
+
+
 def current_key() -> str | None:
-    """The key of the task the calling thread runs, or None."""
-    return getattr(_current, "key", None)
+    """The key of the task running on the calling thread (or, on the
+    worker's event loop, in the calling asyncio task), or None.
+    """
+    return getattr(_current, "key", None) or async_key.get()
 
 
 def current_worker() -> Worker | None:
@@ -215,20 +224,6 @@ context.set_blocking(_blocking)
 context.set_in_task(lambda: getattr(_current, "tid", None) is not None)
 
 
-#: The key of the ``async def`` task an asyncio task of the worker's event
-#: loop runs (the loop's thread runs many at once).
-async_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "shoal_task_key", default=None
-)
-
-
-def get_task_key() -> str | None:
-    """The key of the task running on the calling thread (or, on the
-    worker's event loop, in the calling asyncio task), or None.
-    """
-    return getattr(_current, "key", None) or async_key.get()
-
-
 def get_current_task() -> str:
     """The key of the task running on the calling thread.
 
@@ -249,7 +244,7 @@ def get_current_task() -> str:
     'mine'
 
     """
-    key = get_task_key()
+    key = current_key()
     if key is None:
         raise ValueError("get_current_task() was called outside a task")
     return key
