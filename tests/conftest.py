@@ -117,6 +117,14 @@ def wait_for_exit(pids: list[int], timeout: float) -> list[int]:
     return [p for p in pids if p in fds.values()]
 
 
+def run_async(coro, timeout: float = 60.0):
+    """Run a test's coroutine on a fresh event loop, failing it after
+    ``timeout`` seconds instead of hanging."""
+    import asyncio
+
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
 def until(predicate, timeout: float = 20.0, what: str = "the condition"):
     """Poll ``predicate`` until it returns something true (returned) or
     ``timeout`` passes (the test fails naming ``what``). For state another

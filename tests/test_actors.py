@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -11,6 +10,7 @@ import pytest
 
 from shoal import Actor, ActorFuture, Client
 
+from conftest import run_async
 from tasks import Counter, bump
 
 
@@ -108,7 +108,7 @@ def test_actor_calls_are_awaitable(client):
             assert await counter.aincrement() == 2
 
     counter_before = client.submit(Counter, actor=True)  # the sync client stays usable
-    asyncio.run(asyncio.wait_for(main(), 60))
+    run_async(main())
     assert counter_before.result().n == 0
 
 

@@ -10,11 +10,8 @@ import pytest
 
 from shoal import Client, LocalCluster, as_completed, delayed, wait
 
+from conftest import run_async
 from tasks import div, inc, slow_inc, wait_for_file
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +38,7 @@ def test_await_client_futures_gather_scatter_and_compute(address):
             await client.close()
         assert client.status == "closed"
 
-    run(main())
+    run_async(main())
 
 
 def test_errors_and_timeouts_come_out_of_await(address):
@@ -62,7 +59,7 @@ def test_errors_and_timeouts_come_out_of_await(address):
             await client.cancel([slow])
             assert slow.cancelled()
 
-    run(main())
+    run_async(main())
 
 
 def test_async_for_over_as_completed_and_wait(address):
@@ -80,7 +77,7 @@ def test_async_for_over_as_completed_and_wait(address):
             done, not_done = await wait(futures)
             assert len(done) == 3 and not not_done
 
-    run(main())
+    run_async(main())
 
 
 def test_the_running_loop_is_free_while_a_task_runs(address, tmp_path):
@@ -99,7 +96,7 @@ def test_the_running_loop_is_free_while_a_task_runs(address, tmp_path):
             assert await waiter == "done"
             assert await gathered == ["done"]
 
-    run(main())
+    run_async(main())
 
 
 def test_async_local_cluster_and_cluster_methods():
@@ -115,7 +112,7 @@ def test_async_local_cluster_and_cluster_methods():
             await client.publish_dataset(answer=client.submit(inc, 1))
             assert await client.list_datasets() == ["answer"]
 
-    run(main())
+    run_async(main())
 
 
 def test_misuse_of_an_asynchronous_client_says_what_to_do(address):
@@ -125,5 +122,5 @@ def test_misuse_of_an_asynchronous_client_says_what_to_do(address):
     with pytest.raises(RuntimeError, match="async with"):
         with client:
             pass
-    run(client.close())
+    run_async(client.close())
     assert client.status == "closed"

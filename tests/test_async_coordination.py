@@ -22,11 +22,8 @@ from shoal import (
     Variable,
 )
 
+from conftest import run_async
 from tasks import inc, wait_for_file
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +59,7 @@ def test_locks_are_awaited_and_a_wait_leaves_the_loop_free(address):
                 assert await held.locked()
             assert not await Lock("b", client=client).locked()
 
-    run(main())
+    run_async(main())
 
 
 def test_semaphores_and_multilocks_with_async_with(address):
@@ -80,7 +77,7 @@ def test_semaphores_and_multilocks_with_async_with(address):
                 assert await MultiLock(["y"], client=client).acquire(timeout=0.05) is False
             assert not await MultiLock(["x", "y"], client=client).locked()
 
-    run(main())
+    run_async(main())
 
 
 def test_many_waits_at_once_do_not_starve_the_clients_other_calls(address):
@@ -99,7 +96,7 @@ def test_many_waits_at_once_do_not_starve_the_clients_other_calls(address):
             await go.clear()
             assert await go.wait(timeout=0.05) is False
 
-    run(main())
+    run_async(main())
 
 
 def test_variables_queues_and_topics_are_awaited(address):
@@ -133,7 +130,7 @@ def test_variables_queues_and_topics_are_awaited(address):
             with pytest.raises(TimeoutError):
                 await sub.get(timeout=0.05)
 
-    run(main())
+    run_async(main())
 
 
 def test_a_future_cancel_is_awaited(address, tmp_path):
@@ -146,7 +143,7 @@ def test_a_future_cancel_is_awaited(address, tmp_path):
             assert slow.cancelled()
 
     try:
-        run(main())
+        run_async(main())
     finally:
         release.write_text("")  # the task keeps its thread until it returns
 

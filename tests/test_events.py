@@ -4,7 +4,6 @@ the client."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import warnings
@@ -14,7 +13,7 @@ import pytest
 import shoal
 from shoal import Client, get_worker
 
-from conftest import until
+from conftest import run_async, until
 
 
 def log_from_task(topic, msg):
@@ -111,4 +110,4 @@ def test_the_event_log_on_an_asynchronous_client(client):
             events = await c.get_events("async-topic")
             assert [m for _, m in events] == [42]
 
-    asyncio.run(asyncio.wait_for(main(), 60))
+    run_async(main())

@@ -4,7 +4,6 @@ nanny-style ones (Environ, UploadDirectory) and register_worker_callbacks."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
@@ -19,6 +18,7 @@ from shoal import (
     WorkerPlugin,
 )
 
+from conftest import run_async
 from tasks import inc
 
 
@@ -174,4 +174,4 @@ def test_plugins_on_an_asynchronous_client(cluster, tmp_path):
             assert len(answers) == 2
             await c.unregister_worker_plugin("recorder")
 
-    asyncio.run(asyncio.wait_for(main(), 60))
+    run_async(main())

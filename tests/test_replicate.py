@@ -10,7 +10,7 @@ import pytest
 
 from shoal import Client
 
-from conftest import wait_for_exit
+from conftest import run_async, wait_for_exit
 from tasks import big_bytes, made_once
 
 pytestmark = pytest.mark.timeout(120)
@@ -99,7 +99,6 @@ def test_replicate_rejects_bad_arguments(three):
 
 
 def test_replicate_with_an_asynchronous_client(three):
-    import asyncio
 
     async def main():
         async with Client(three.scheduler_address, asynchronous=True, set_as_default=False) as ac:
@@ -107,4 +106,4 @@ def test_replicate_with_an_asynchronous_client(three):
             await ac.replicate(x)
             return len((await ac.who_has(x))[x.key])
 
-    assert asyncio.run(asyncio.wait_for(main(), 60)) == 3
+    assert run_async(main()) == 3
