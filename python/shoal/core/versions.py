@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import struct
 import sys
 from collections.abc import Iterable, Mapping
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+# importlib.metadata and platform are imported where used: `import shoal`
+# should not pay for them (20 ms) unless get_versions is called.
 
 #: Packages every process of a cluster must have at the same version.
 REQUIRED = ("shoal", "cloudpickle", "dask")
@@ -21,6 +22,8 @@ OPTIONAL = ("numpy", "pandas", "pyarrow", "toolz")
 
 @functools.cache
 def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(package)
     except PackageNotFoundError:
@@ -29,6 +32,8 @@ def _version(package: str) -> str | None:
 
 def system() -> dict[str, Any]:
     """This process's Python and machine."""
+    import platform
+
     uname = platform.uname()
     return {
         "python": ".".join(str(p) for p in sys.version_info),
