@@ -92,6 +92,7 @@ impl ClientCore {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
             changed: Condvar::new(),
+            published: Condvar::new(),
             out: out_tx,
             runtime: rt.handle().clone(),
             stop: tokio::sync::Notify::new(),
@@ -532,7 +533,7 @@ impl ClientCore {
         drop(st);
         if ended {
             // A thread waiting on that subscription returns now.
-            self.shared.changed.notify_all();
+            self.shared.published.notify_all();
         }
         self.send(ClientToScheduler::Coord { req, op, timeout });
         Ok(req)
@@ -572,9 +573,11 @@ impl ClientCore {
                 None => return Err(ClientError::NotSubscribed(sub)),
             }
             st.check()?;
-            if !self.wait_changed(&mut st, Some(deadline)) {
+            if Instant::now() >= deadline {
                 return Ok(None);
             }
+            // Not `changed`: a finished task must not wake this thread.
+            self.shared.published.wait_until(&mut st, deadline);
         }
     }
 
@@ -664,6 +667,7 @@ impl ClientCore {
             st.fail_pending("CancelledError", "the client was closed");
         }
         self.shared.changed.notify_all();
+        self.shared.published.notify_all();
         self.shared.stop.notify_one();
         let handle = self.thread.lock().take();
         if let Some(h) = handle {

@@ -25,6 +25,10 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     /// Signalled after every change of `state`.
     pub changed: Condvar,
+    /// Signalled when a subscription's message arrives, a subscription
+    /// ends, or the connection ends: only the threads waiting on
+    /// subscriptions wait on it, so a task finishing does not wake them.
+    pub published: Condvar,
     pub out: UnboundedSender<ClientToScheduler>,
     pub runtime: tokio::runtime::Handle,
     pub stop: tokio::sync::Notify,
@@ -95,11 +99,16 @@ pub(crate) async fn run(
         match frame {
             Ok(Some(msgs)) => {
                 let mut st = shared.state.lock();
+                let mut published = false;
                 for m in msgs {
+                    published |= matches!(m, SchedulerToClient::Published { .. });
                     st.apply(m);
                 }
                 drop(st);
                 shared.changed.notify_all();
+                if published {
+                    shared.published.notify_all();
+                }
             }
             Ok(None) => break "the scheduler closed the connection".to_string(),
             Err(e) => break e.to_string(),
@@ -117,6 +126,7 @@ pub(crate) async fn run(
     st.fail_pending("ConnectionError", &reason);
     drop(st);
     shared.changed.notify_all();
+    shared.published.notify_all();
 }
 
 /// Fetches remote results into `outcomes`, one request per holder, all at
