@@ -41,6 +41,8 @@ from .completion import (
     wait,
 )
 from .coordination import Event, Lock, MultiLock, Pub, Queue, Semaphore, Sub, Variable
+from concurrent.futures import CancelledError
+
 from .core.errors import ClosedClientError, FutureCancelledError, KilledWorker
 from .core.security import Security
 from .delayed import Delayed, compute, delayed, persist
@@ -61,6 +63,10 @@ from .worker.task_output import print, warn  # noqa: A004 (Dask's names)
 
 __version__ = "0.1.0"
 
+#: What shoal's calls raise when their ``timeout=`` passes (Dask's name for
+#: the built-in ``TimeoutError``).
+TimeoutError = TimeoutError  # noqa: A001, PLW0127 (re-exported under Dask's name)
+
 
 def __getattr__(name: str) -> object:
     # Imported on first use: they pull in modules a local cluster never needs.
@@ -78,6 +84,8 @@ def __getattr__(name: str) -> object:
 _install_joblib_backend()
 
 __all__ = [
+    "CancelledError",
+    "TimeoutError",
     "WorkerPlugin",
     "UploadDirectory",
     "SchedulerPlugin",

@@ -160,6 +160,10 @@ class Client(
         waiting calls (``gather``, ``scatter``, ``Future.result``, ``run``,
         ``close``, ...) return coroutines, and awaiting never blocks the
         running event loop. ``await future`` works with any client.
+    loop
+        An asyncio event loop running in another thread (or a tornado
+        ``IOLoop`` on one), on which :meth:`sync` runs coroutines; shoal's
+        own calls need no loop.
 
     Examples
     --------
@@ -192,8 +196,8 @@ class Client(
         self._owns_cluster = False
         self._asynchronous = bool(asynchronous)
         self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
+        self._loop = aio.as_event_loop(loop)
         for option, value in (
-            ("loop", loop),
             ("heartbeat_interval", heartbeat_interval),
             ("serializers", serializers),
             ("deserializers", deserializers),
@@ -235,6 +239,8 @@ class Client(
             address = self.cluster.scheduler_address
         elif isinstance(address, Cluster):
             self.cluster = address
+            if self._loop is None:
+                self._loop = getattr(address, "loop", None)
             address = address.scheduler_address
         elif kwargs:
             raise TypeError(

@@ -109,4 +109,12 @@ class ContextCalls:
             import asyncio
 
             return asyncio.wait_for(result, timeout)
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            return aio.run_on(loop, result, timeout)
         return aio.run_to_end(result, timeout)
+
+    @property
+    def loop(self) -> Any:
+        """The event loop given as ``loop=`` (None: shoal's calls need none)."""
+        return getattr(self, "_loop", None)

@@ -19,8 +19,8 @@ T = TypeVar("T")
 
 
 def client_of(client: Any) -> Any:
-    """``client``, or the default client (inside a task: the worker's)."""
-    return context.default_client(client)
+    """``client``; inside a task, the worker's; else the default client."""
+    return context.client_here(client)
 
 
 def on_async_client(obj: Any) -> bool:

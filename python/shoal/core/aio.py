@@ -191,3 +191,43 @@ def run_to_end(awaitable: Any, timeout: float | None = None) -> Any:
     if "error" in out:
         raise out["error"]
     return out.get("value")
+
+
+def as_event_loop(loop: Any) -> Any:
+    """The asyncio event loop a ``loop=`` argument names: None, an asyncio
+    loop, or a tornado ``IOLoop`` (its ``asyncio_loop``).
+
+    Raises
+    ------
+    TypeError
+        For anything else.
+    """
+    import asyncio
+
+    if loop is None or isinstance(loop, asyncio.AbstractEventLoop):
+        return loop
+    inner = getattr(loop, "asyncio_loop", None)
+    if isinstance(inner, asyncio.AbstractEventLoop):
+        return inner
+    raise TypeError(f"loop= takes an asyncio event loop (or a tornado IOLoop), not {loop!r}")
+
+
+def run_on(loop: Any, awaitable: Any, timeout: float | None = None) -> Any:
+    """Run ``awaitable`` on ``loop``, an event loop running in another
+    thread, and return its result; ``TimeoutError`` after ``timeout``
+    seconds. A loop that is not running (or is this thread's) is not
+    waited on: the awaitable runs on a loop of its own instead.
+    """
+    import asyncio
+
+    try:
+        current = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    if not loop.is_running() or loop is current or loop.is_closed():
+        return run_to_end(awaitable, timeout)
+
+    async def main() -> Any:
+        return await asyncio.wait_for(awaitable, timeout)
+
+    return asyncio.run_coroutine_threadsafe(main(), loop).result()

@@ -165,6 +165,15 @@ def current_default() -> Any:
     return None
 
 
+def client_here(c: Any = None) -> Any:
+    """``c``; else, inside a task, the worker's client; else the default
+    client (as Dask's ``get_client()``). Raises ``ValueError`` if none.
+    """
+    if c is None and _worker_client is not None:
+        c = _worker_client()
+    return default_client(c)
+
+
 def default_client(c: Any = None) -> Any:
     """Return ``c`` or the current default client; raise ``ValueError`` if
     there is none.

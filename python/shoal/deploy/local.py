@@ -166,6 +166,10 @@ class LocalCluster(HostedScheduler):
         speaks plain TCP. The credentials are passed to the workers in their
         environment, never on a command line, and are in
         ``cluster.security`` for clients in other processes.
+    loop
+        An asyncio event loop running in another thread (or a tornado
+        ``IOLoop``), passed on to the clients made from this cluster for
+        :meth:`Client.sync`.
     silence_logs
         Accepted for Dask compatibility at its default (warnings are shown).
 
@@ -195,8 +199,12 @@ class LocalCluster(HostedScheduler):
         scheduler_kwargs: dict[str, Any] | None = None,
         security: Any = None,
         local_directory: str | None = None,
+        loop: Any = None,
         **kwargs: Any,
     ):
+        #: The event loop given as ``loop=``, which a client of this cluster
+        #: runs ``Client.sync`` coroutines on.
+        self.loop = aio.as_event_loop(loop)
         dashboard = dashboard_spec(dashboard_address)
         given_fractions = {
             step: kwargs.pop(f"memory_{step}_fraction")
