@@ -58,11 +58,12 @@ def rewrite_imports(source: str) -> str:
     edits: list[tuple[int, int, str]] = []
     for node in ast.walk(ast.parse(source)):
         indent = " " * getattr(node, "col_offset", 0)
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distributed"):
+        if isinstance(node, ast.ImportFrom) and select_tests.is_distributed(node.module):
             targets = [a.asname or a.name for a in node.names]
             names = [a.name for a in node.names]
             lhs = ", ".join(targets) + ("," if len(targets) > 1 else "")
-            text = f"{indent}{lhs} = __import__('dask_names').take({node.module!r}, {names!r})\n"
+            module = select_tests.is_distributed(node.module)
+            text = f"{indent}{lhs} = __import__('dask_names').take({module!r}, {names!r})\n"
         elif isinstance(node, ast.Import) and any(
             a.name.split(".")[0] == "distributed" for a in node.names
         ):
@@ -72,7 +73,9 @@ def rewrite_imports(source: str) -> str:
                 if alias.name.split(".")[0] == "distributed":
                     parts.append(f"{bound} = __import__('dask_names').module({alias.name!r})")
                 else:
-                    parts.append(f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else ""))
+                    parts.append(
+                        f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+                    )
             text = "".join(f"{indent}{p}\n" for p in parts)
         else:
             continue
@@ -124,6 +127,7 @@ def isolate_module_statements(source: str) -> str:
 
 
 def main() -> int:
+    """Select, rewrite and run the tests; print the counts."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkout", type=Path, help="a dask/distributed checkout")
     parser.add_argument("--only", nargs="*", default=None, help="test files to run")
@@ -156,9 +160,21 @@ def main() -> int:
         node_ids = list(selected)
         junit = work / "junit.xml"
         command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "--rootdir", str(work), "-c", str(work / "pytest.ini"),
-            f"--timeout={args.timeout}", "--tb=native", f"--junitxml={junit}", "-o", "junit_family=xunit2",
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(work),
+            "-c",
+            str(work / "pytest.ini"),
+            f"--timeout={args.timeout}",
+            "--tb=native",
+            f"--junitxml={junit}",
+            "-o",
+            "junit_family=xunit2",
         ]
         if args.k:
             command += ["-k", args.k]
@@ -203,14 +219,18 @@ def summarise(junit: Path, selected: dict[str, select_tests.Test], report: Path 
     print(header)
     for file, counts in table.items():
         sync_all = sum(v for k, v in counts.items() if k.startswith("sync") and "skipped" not in k)
-        async_all = sum(v for k, v in counts.items() if k.startswith("async") and "skipped" not in k)
+        async_all = sum(
+            v for k, v in counts.items() if k.startswith("async") and "skipped" not in k
+        )
         print(
             f"{file:28} {counts['sync passed']:>10} {sync_all:>4} "
             f"{counts['async passed']:>11} {async_all:>4}"
         )
     if report is not None:
         report.write_text(
-            "| test | kind | outcome | first line |\n|---|---|---|---|\n" + "\n".join(failures) + "\n"
+            "| test | kind | outcome | first line |\n|---|---|---|---|\n"
+            + "\n".join(failures)
+            + "\n"
         )
     return 0
 

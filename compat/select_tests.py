@@ -10,7 +10,8 @@ calls, transitively):
   ``distributed.utils_test`` (``gen_cluster``, ``inc``, ``slowinc``, ...);
   ``gen_cluster(Worker=Nanny)`` is allowed, it only asks for worker processes;
 * it reads nothing of the scheduler and worker objects ``gen_cluster`` and
-  the ``cluster`` fixtures hand it but their ``address`` and ``name``;
+  the ``cluster`` fixtures hand it but their ``address`` and ``name``, and
+  calls no RPC of Dask's scheduler (``client.scheduler.publish_list()``);
 * it touches no private attribute (``x._anything``);
 * it asks only for fixtures any client test has (``c``, ``client``, ``s``,
   ``a``, ``b``, ``loop``, ``tmp_path``, ``monkeypatch``, ...);
@@ -48,32 +49,111 @@ FILES = [
 
 PUBLIC = {
     # distributed's exports that are a user's API (not its server classes)
-    "Actor", "ActorFuture", "Adaptive", "BaseActorFuture", "CancelledError", "Client",
-    "CompatibleExecutor", "CondaInstall", "Environ", "Event", "Future", "InstallPlugin",
-    "KilledWorker", "LocalCluster", "Lock", "MultiLock", "NannyPlugin", "PipInstall",
-    "Queue", "Reschedule", "SSHCluster", "SchedulerPlugin", "Security", "Semaphore",
-    "TimeoutError", "UploadDirectory", "UploadFile", "Variable", "WorkerPlugin",
-    "as_completed", "default_client", "fire_and_forget", "futures_of", "get_client",
-    "get_task_metadata", "get_task_stream", "get_worker", "local_client",
-    "performance_report", "print", "progress", "rejoin", "secede", "wait", "warn",
-    "worker_client", "Pub", "Sub",
+    "Actor",
+    "ActorFuture",
+    "Adaptive",
+    "BaseActorFuture",
+    "CancelledError",
+    "Client",
+    "CompatibleExecutor",
+    "CondaInstall",
+    "Environ",
+    "Event",
+    "Future",
+    "InstallPlugin",
+    "KilledWorker",
+    "LocalCluster",
+    "Lock",
+    "MultiLock",
+    "NannyPlugin",
+    "PipInstall",
+    "Queue",
+    "Reschedule",
+    "SSHCluster",
+    "SchedulerPlugin",
+    "Security",
+    "Semaphore",
+    "TimeoutError",
+    "UploadDirectory",
+    "UploadFile",
+    "Variable",
+    "WorkerPlugin",
+    "as_completed",
+    "default_client",
+    "fire_and_forget",
+    "futures_of",
+    "get_client",
+    "get_task_metadata",
+    "get_task_stream",
+    "get_worker",
+    "local_client",
+    "performance_report",
+    "print",
+    "progress",
+    "rejoin",
+    "secede",
+    "wait",
+    "warn",
+    "worker_client",
+    "Pub",
+    "Sub",
     # the client's exceptions
-    "ClosedClientError", "FutureCancelledError", "FuturesCancelledError",
+    "ClosedClientError",
+    "FutureCancelledError",
+    "FuturesCancelledError",
     # generic test helpers of distributed.utils_test
-    "gen_cluster", "gen_test", "cluster", "inc", "dec", "mul", "div", "throws", "double",
-    "slowinc", "slowdec", "slowdouble", "randominc", "slowadd", "slowsum", "slowidentity",
-    "lock_inc", "block_on_event", "varying", "map_varying", "asyncinc", "poll_for",
-    "async_poll_for", "nodebug", "raises_with_cause",
+    "gen_cluster",
+    "gen_test",
+    "cluster",
+    "inc",
+    "dec",
+    "mul",
+    "div",
+    "throws",
+    "double",
+    "slowinc",
+    "slowdec",
+    "slowdouble",
+    "randominc",
+    "slowadd",
+    "slowsum",
+    "slowidentity",
+    "lock_inc",
+    "block_on_event",
+    "varying",
+    "map_varying",
+    "asyncinc",
+    "poll_for",
+    "async_poll_for",
+    "nodebug",
+    "raises_with_cause",
     # distributed.metrics.time is time.time; the platform flags
-    "time", "LINUX", "MACOS", "WINDOWS",
+    "time",
+    "LINUX",
+    "MACOS",
+    "WINDOWS",
 }
 
 #: Attributes with a leading underscore that are public protocols.
 PUBLIC_UNDERSCORE = {"_repr_html_", "_ipython_display_", "_repr_mimebundle_"}
 
 FIXTURES = {
-    "c", "client", "s", "a", "b", "loop", "loop_in_thread", "client_secondary", "cleanup",
-    "tmp_path", "tmpdir", "monkeypatch", "capsys", "capfd", "request", "tmp_path_factory",
+    "c",
+    "client",
+    "s",
+    "a",
+    "b",
+    "loop",
+    "loop_in_thread",
+    "client_secondary",
+    "cleanup",
+    "tmp_path",
+    "tmpdir",
+    "monkeypatch",
+    "capsys",
+    "capfd",
+    "request",
+    "tmp_path_factory",
 }
 
 #: What a test may read of the scheduler and workers it is handed.
@@ -91,16 +171,28 @@ class Test:
 
     @property
     def selected(self) -> bool:
+        """Whether the test uses only the public API."""
         return not self.reasons
+
+
+def is_distributed(module: str | None) -> str:
+    """The ``distributed`` module an import names (``dask.distributed`` is
+    ``distributed`` re-exported), or "" for any other module.
+    """
+    if module == "dask.distributed":
+        return "distributed"
+    if module is not None and (module == "distributed" or module.startswith("distributed.")):
+        return module
+    return ""
 
 
 def _imported(tree: ast.Module) -> dict[str, str]:
     """Names a module takes from ``distributed`` modules: name -> module."""
     names: dict[str, str] = {}
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distributed"):
+        if isinstance(node, ast.ImportFrom) and is_distributed(node.module):
             for alias in node.names:
-                names[alias.asname or alias.name] = node.module or ""
+                names[alias.asname or alias.name] = is_distributed(node.module)
     return names
 
 
@@ -138,6 +230,10 @@ def _server_params(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[set[st
     """The parameters bound to the scheduler and workers, and the rest."""
     params = [a.arg for a in func.args.args]
     call = _gen_cluster(func)
+    if call is not None and func.args.vararg is not None:
+        # (c, s, *workers)
+        start = 1 if "client=True" in ast.unparse(call) else 0
+        return set(params[start:]) | {func.args.vararg.arg}, params[:start]
     if call is None:
         servers = {p for p in params if p in {"s", "a", "b"}}
         return servers, params
@@ -176,6 +272,12 @@ class _Reader(ast.NodeVisitor):
         private = node.attr.startswith("_") and not node.attr.startswith("__")
         if private and node.attr not in PUBLIC_UNDERSCORE:
             self.problems.append(f"private attribute .{node.attr}")
+        if (
+            isinstance(node.value, ast.Attribute)
+            and node.value.attr == "scheduler"
+            and node.attr not in SERVER_ATTRIBUTES
+        ):
+            self.problems.append(f"calls the scheduler's RPC .scheduler.{node.attr}")
         if isinstance(node.value, ast.Name) and node.value.id in self.servers:
             if node.attr not in SERVER_ATTRIBUTES:
                 self.problems.append(f"reads {node.value.id}.{node.attr}")

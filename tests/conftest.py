@@ -10,6 +10,10 @@ import pytest
 
 from shoal import Client
 
+# Dask's test fixtures by shoal (c, s, a, b, loop, ...), as a Dask user's
+# conftest would take them; this file's own ``client`` stays the shared one.
+pytest_plugins = ["shoal.utils_test"]
+
 # Skips a CI run may take: what no CI machine can be expected to offer. Any
 # other skip under CI=true fails the run (a test that did not run proved
 # nothing); the skips taken are listed at the end either way.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import CancelledError
+
 import pytest
 
 from shoal import FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
@@ -35,10 +37,24 @@ def test_as_completed_with_results_and_errors(client):
         (f.key, r) for f, r in as_completed([good, bad], with_results=True, raise_errors=False)
     )
     assert results[good.key] == 1.0
-    assert isinstance(results[bad.key], ZeroDivisionError)
+    kind, error, traceback = results[bad.key]  # as Dask: (type, exception, traceback)
+    assert kind is ZeroDivisionError and isinstance(error, ZeroDivisionError)
+    assert traceback is error.__traceback__
     with pytest.raises(ZeroDivisionError):
         for _ in as_completed([bad], with_results=True):
             pass
+
+
+def test_as_completed_with_results_yields_a_cancelled_futures_error(client, tmp_path):
+    gate_file = tmp_path / "gate"
+    gate = client.submit(wait_for_file, str(gate_file))
+    done = client.submit(inc, 1)
+    ac = as_completed([gate, done], with_results=True)
+    gate.cancel()
+    results = dict(ac)
+    gate_file.write_text("")  # lets the cancelled task end
+    assert isinstance(results[gate], CancelledError)
+    assert results[done] == 2
 
 
 def test_as_completed_accepts_futures_added_while_iterating(client):

@@ -29,6 +29,8 @@ The package is layered; each layer imports only the ones below it:
 * ``shoal.client``: ``Client``; ``shoal.cli``: the ``shoal`` command.
 """
 
+from concurrent.futures import CancelledError
+
 from .actor import Actor, ActorFuture
 from .client import Client, default_client, fire_and_forget, get_client
 from .completion import (
@@ -41,8 +43,6 @@ from .completion import (
     wait,
 )
 from .coordination import Event, Lock, MultiLock, Pub, Queue, Semaphore, Sub, Variable
-from concurrent.futures import CancelledError
-
 from .core.errors import ClosedClientError, FutureCancelledError, KilledWorker
 from .core.security import Security
 from .delayed import Delayed, compute, delayed, persist

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import CancelledError
 from typing import Any, NamedTuple
 
 from . import _engine
@@ -199,9 +200,11 @@ def _wait_first(fs: list[Future], groups: dict, timeout: float | None, return_wh
 class as_completed(Iterator[Any]):
     """Iterate over futures in the order they complete.
 
-    ``with_results=True`` yields ``(future, result)`` pairs (raising the
-    task's exception unless ``raise_errors=False``, which yields the exception
-    as the result). More futures can be added while iterating.
+    ``with_results=True`` yields ``(future, result)`` pairs, as Dask's: a
+    failed task's exception is raised, unless ``raise_errors=False``, which
+    yields ``(type, exception, traceback)`` as its result; a cancelled
+    future yields its ``CancelledError`` as its result. More futures can be
+    added while iterating.
     """
 
     def __init__(
@@ -241,6 +244,15 @@ class as_completed(Iterator[Any]):
         for f in futures:
             self.add(f)
 
+    def __repr__(self) -> str:
+        for key in self._queue.drain():
+            self._absorb(key)
+        with self._lock:
+            waiting = sum(len(v) for v in self._futures.values())
+        return f"<as_completed: waiting={waiting} done={len(self._ready)}>"
+
+    __str__ = __repr__
+
     def count(self) -> int:
         """How many futures have not been yielded yet."""
         with self._lock:
@@ -277,10 +289,12 @@ class as_completed(Iterator[Any]):
             return f
         try:
             return f, f.result()
+        except CancelledError as e:
+            return f, e
         except BaseException as e:
             if self.raise_errors:
                 raise
-            return f, e
+            return f, (type(e), e, e.__traceback__)
 
     def __iter__(self) -> as_completed:
         return self

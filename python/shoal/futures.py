@@ -7,7 +7,7 @@ from collections.abc import Generator
 from typing import Any, Callable
 
 from .core import aio, context, serialize
-from .core.errors import rebuild, remote_traceback
+from .core.errors import rebuild, remote_traceback, trimmed
 from .core.session import Session
 from .core.times import parse_timedelta
 
@@ -104,11 +104,17 @@ class Future:
         """
         if self.client.asynchronous:
             return self._aresult(parse_timedelta(timeout))
-        return self._session.result(self.key, parse_timedelta(timeout))
+        try:
+            return self._session.result(self.key, parse_timedelta(timeout))
+        except Exception as e:
+            raise trimmed(e)  # noqa: B904 (the task's own exception, its traceback cut)
 
     async def _aresult(self, timeout: float | None = None) -> Any:
         await self._adone(timeout)
-        return await aio.offload(self._session.result, self.key, 0.0)
+        try:
+            return await aio.offload(self._session.result, self.key, 0.0)
+        except Exception as e:
+            raise trimmed(e)  # noqa: B904
 
     async def _adone(self, timeout: float | None) -> None:
         import asyncio  # loaded already: an event loop runs this

@@ -257,7 +257,11 @@ async def async_poll_for(
 
 @contextlib.contextmanager
 def raises_with_cause(
-    expected_exception: Any, match: str | None, expected_cause: Any, match_cause: str | None, *more: Any
+    expected_exception: Any,
+    match: str | None,
+    expected_cause: Any,
+    match_cause: str | None,
+    *more: Any,
 ) -> Iterator[None]:
     """``pytest.raises(expected_exception, match=match)`` whose exception's
     ``__cause__`` is an ``expected_cause`` matching ``match_cause`` (and so
@@ -643,4 +647,3 @@ def client_secondary(loop: Any, cluster_fixture: Any) -> Iterator[Any]:
 
     with Client(cluster_fixture[0]["address"], loop=loop) as c:
         yield c
-

@@ -339,6 +339,11 @@ impl ClientCore {
         self.lock().keys.keys().cloned().collect()
     }
 
+    /// How many futures of this client hold a key (0 if none).
+    pub fn refcount(&self, key: &str) -> u32 {
+        self.lock().keys.get(key).map_or(0, |e| e.refs)
+    }
+
     /// The status of a key, if this client holds it.
     pub fn status(&self, key: &str) -> Option<KeyStatus> {
         self.lock().keys.get(key).map(|e| e.status)

@@ -247,6 +247,11 @@ impl ClientCore {
         self.inner.keys()
     }
 
+    /// How many futures of this client hold `key` (0 if none).
+    fn refcount(&self, key: &str) -> u32 {
+        self.inner.refcount(key)
+    }
+
     /// "pending", "finished", "error", "cancelled", or None if unknown.
     fn status(&self, key: &str) -> Option<&'static str> {
         self.inner.status(key).map(|s| s.as_str())

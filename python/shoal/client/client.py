@@ -30,6 +30,7 @@ from .collections import Collections
 from .contexts import ContextCalls
 from .datasets import DatasetMethods
 from .events import EventCalls
+from .held import Held
 from .metadata import MetadataCalls
 from .plugins import PluginCalls
 from .recreate import Recreating
@@ -129,6 +130,7 @@ class Client(
     PluginCalls,
     MetadataCalls,
     ContextCalls,
+    Held,
 ):
     """Connect to a shoal cluster, or start a local one, and run tasks on it.
 

@@ -167,7 +167,12 @@ class Collections:
             A key or a nested list of keys.
         workers, resources, allow_other_workers, retries, priority
             As for :meth:`submit`, for every task of the graph.
-        sync, asynchronous, direct, fifo_timeout, actors
+        sync
+            Return the values (default); False returns Futures of them,
+            nested like ``keys``.
+        asynchronous
+            Return a coroutine of the values (default: as the client is).
+        direct, fifo_timeout, actors
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
         **kwargs
@@ -175,18 +180,25 @@ class Collections:
 
         Returns
         -------
-        The values, nested like ``keys``.
+        The values, nested like ``keys`` (a coroutine of them on an
+        asynchronous client); with ``sync=False``, Futures.
+
+        Examples
+        --------
+        >>> client.get({"x": (inc, 1), "y": (inc, "x")}, "y")  # doctest: +SKIP
+        3
 
         """
         reject_task_options(fifo_timeout, actors)
         opts = options.parse_arguments(locals())
-        arguments.reject("sync", sync, unused=(True,))
-        arguments.reject("asynchronous", asynchronous)
         arguments.reject("direct", direct, unused=(None, True))
         if kwargs:
             raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
         self._check_running()
-        return run_dask_graph(self, dsk, keys, opts)
+        futures = run_dask_graph(self, dsk, keys, opts)
+        if not sync:
+            return futures
+        return self.gather(futures, asynchronous=asynchronous)
 
 
 def _collections_given(collections: Any, kwargs: dict[str, Any]) -> tuple[bool, list[Any]]:

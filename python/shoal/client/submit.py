@@ -11,6 +11,7 @@ from ..actor import factory as actor_factory
 from ..cfexecutor import ClientExecutor
 from ..core import aio, arguments, keys, lift, nested, options, serialize
 from ..core.arguments import UNSET
+from ..core.errors import trimmed
 from ..core.graph import graph_specs
 from ..core.options import OptionsTable
 from ..core.retry import retry_filter
@@ -294,9 +295,10 @@ class Submitting:
         hash
             Name data by its content, so equal data shares one key.
         direct
-            Values larger than 64 KiB pickled always go straight to a
-            worker, and smaller ones through the scheduler (which keeps a
-            copy of them); ``direct=True`` is not supported.
+            True sends every value straight to a worker; False sends every
+            value through the scheduler (which keeps a copy, so it outlives
+            its worker). By default values larger than 64 KiB pickled go
+            straight to a worker and smaller ones through the scheduler.
         timeout
             Wait until the data is on a worker, at most this long (seconds,
             or a string such as ``"5 s"``); raise ``TimeoutError`` after.
@@ -310,7 +312,8 @@ class Submitting:
         Future, or a list or dict of them.
 
         """
-        arguments.reject("direct", direct, unused=(None, False))
+        if direct is not None and not isinstance(direct, bool):
+            raise TypeError(f"direct must be True, False or None, not {direct!r}")
         arguments.reject("asynchronous", asynchronous)
         wait_for = None if timeout is UNSET else parse_timedelta(timeout)
         self._check_running()
@@ -327,6 +330,7 @@ class Submitting:
             options.parse(workers=workers),
             hash,
             wait_for,
+            direct,
         )
         futures = [Future._adopt(k, self) for k in names]
         if wait_for is not None and not self._session.wait(names, wait_for):
@@ -360,8 +364,8 @@ class Submitting:
             Large results always come straight from the workers holding
             them; ``direct=False`` is not supported.
         asynchronous
-            Dask's options that shoal does not support yet: each raises
-            ``NotImplementedError`` unless left unset.
+            Return a coroutine (True) or the results (False); default: as
+            the client is.
 
         Returns
         -------
@@ -371,9 +375,16 @@ class Submitting:
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
         arguments.reject("direct", direct, unused=(None, True))
-        arguments.reject("asynchronous", asynchronous)
-        if self.asynchronous:
+        if aio.wants_coroutine(self, asynchronous):
             return self._agather(futures, errors)
+        if self.asynchronous:
+            return aio.run_blocking(self.gather, futures, errors)
+        try:
+            return self._gather(futures, errors)
+        except Exception as e:
+            raise trimmed(e)  # noqa: B904 (the task's own exception, its traceback cut)
+
+    def _gather(self, futures: Any, errors: str) -> Any:
         if isinstance(futures, Iterator):
             return (self.gather(f, errors=errors) for f in futures)
         found: dict[str, None] = {}
@@ -392,7 +403,10 @@ class Submitting:
         found: dict[str, None] = {}
         collect_keys(futures, found)
         await aio.keys_done([(self._session, k) for k in found])
-        return await aio.offload(self.gather, futures, errors)
+        try:
+            return await aio.offload(self._gather, futures, errors)
+        except Exception as e:
+            raise trimmed(e)  # noqa: B904
 
     @aio.maybe_async
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:

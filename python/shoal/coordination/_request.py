@@ -23,6 +23,16 @@ def client_of(client: Any) -> Any:
     return context.client_here(client)
 
 
+def maybe_client(client: Any) -> Any:
+    """``client``, the worker's inside a task, the default client, or None
+    (an object unpickled where there is no client finds one on first use).
+    """
+    try:
+        return context.client_here(client)
+    except ValueError:
+        return None
+
+
 def on_async_client(obj: Any) -> bool:
     """Whether ``obj``'s client is asynchronous (and this is not already
     the synchronous body of one of its calls).
@@ -51,7 +61,20 @@ class AsyncUse:
     release) for coordination objects on an asynchronous client.
     """
 
-    client: Any
+    _client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """The client it asks the scheduler through (None while there is
+        none: unpickled where no client runs).
+        """
+        if self._client is None:
+            self._client = maybe_client(None)
+        return self._client
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self._client = value
 
     def _start(self) -> None:
         """Whatever the object must ask of the scheduler before use."""
@@ -102,6 +125,11 @@ def ask(client: Any, op: Coord, timeout: float | None = None) -> Answer:
     lock may wait on a variable): to let other tasks run on its thread
     while it waits for them, it calls ``secede()`` first.
     """
+    if client is None:
+        raise ValueError(
+            "No clients found: this object was made (or unpickled) where no client runs. "
+            "Start a client and point it to a scheduler: Client('tcp://host:port')"
+        )
     if client.status != "running":
         raise ClosedClientError(f"the client is {client.status}")
     answer = client._session.request(op, timeout)

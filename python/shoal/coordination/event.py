@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._engine import Answer, Coord
-from ._request import AsyncUse, ask, ask_flag, awaitable, client_of, new_name, seconds
+from ._request import AsyncUse, ask, ask_flag, awaitable, maybe_client, new_name, seconds
 
 
 class Event(AsyncUse):
@@ -32,7 +32,7 @@ class Event(AsyncUse):
     """
 
     def __init__(self, name: str | None = None, client: Any = None):
-        self.client = client_of(client)
+        self.client = maybe_client(client)
         self.name = name or new_name("event")
 
     @awaitable

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from .._engine import Answer, Coord
-from ._request import AsyncUse, ask, ask_count, ask_flag, awaitable, client_of, new_name, seconds
+from ._request import AsyncUse, ask, ask_count, ask_flag, awaitable, maybe_client, new_name, seconds
 
 _leases = itertools.count(1)
 
@@ -66,7 +66,7 @@ class Semaphore(AsyncUse):
         arguments.reject("loop", loop)
         if isinstance(max_leases, bool) or not isinstance(max_leases, int) or max_leases < 1:
             raise ValueError(f"max_leases must be a whole number, 1 or more, not {max_leases!r}")
-        self.client = client_of(client)
+        self.client = maybe_client(client)
         self.name = name or new_name("semaphore")
         self.max_leases = max_leases
         self._held: list[int] = []
@@ -238,7 +238,7 @@ class MultiLock(AsyncUse):
     """
 
     def __init__(self, names: list[str] | None = None, client: Any = None):
-        self.client = client_of(client)
+        self.client = maybe_client(client)
         self.names = list(names or [])
         if not all(isinstance(n, str) for n in self.names):
             raise TypeError("MultiLock names must be strings")

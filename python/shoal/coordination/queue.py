@@ -10,9 +10,9 @@ from ._request import (
     ask,
     ask_count,
     awaitable,
-    client_of,
     dump,
     load,
+    maybe_client,
     new_name,
     on_async_client,
     seconds,
@@ -53,11 +53,13 @@ class Queue(AsyncUse):
     def __init__(self, name: str | None = None, client: Any = None, maxsize: int = 0):
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
             raise ValueError(f"maxsize must be a whole number, 0 or more, not {maxsize!r}")
-        self.client = client_of(client)
+        self.client = maybe_client(client)
         self.name = name or new_name("queue")
         self.maxsize = maxsize
         self._made = False
-        if not on_async_client(self):  # there, `await` or the first call makes it
+        # On an asynchronous client `await` or the first call makes it;
+        # unpickled where no client runs, the first call.
+        if self._client is not None and not on_async_client(self):
             self._start()
 
     def _start(self) -> None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from .._engine import Answer, Coord
-from ._request import AsyncUse, ask, awaitable, client_of, dump, load, new_name, seconds, timed_out
+from ._request import (
+    AsyncUse,
+    ask,
+    awaitable,
+    dump,
+    load,
+    maybe_client,
+    new_name,
+    seconds,
+    timed_out,
+)
 
 
 class Variable(AsyncUse):
@@ -34,7 +44,7 @@ class Variable(AsyncUse):
     """
 
     def __init__(self, name: str | None = None, client: Any = None):
-        self.client = client_of(client)
+        self.client = maybe_client(client)
         self.name = name or new_name("variable")
 
     def set(self, value: Any, timeout: Any = None) -> Any:

@@ -32,6 +32,26 @@ def in_sync_call() -> bool:
     return getattr(_local, "depth", 0) > 0
 
 
+def wants_coroutine(client: Any, asynchronous: Any) -> bool:
+    """Whether a call given ``asynchronous=`` (None: as ``client`` is)
+    returns a coroutine rather than its result.
+    """
+    if asynchronous is None:
+        return bool(client.asynchronous)
+    return bool(asynchronous) and not in_sync_call()
+
+
+def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn`` as the synchronous body of a call (so its nested calls
+    return results, not coroutines) in this thread.
+    """
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _local.depth -= 1
+
+
 class LazyPool:
     """A thread pool made on first use: a program that never needs it
     starts no threads. Call it for the pool.
@@ -79,11 +99,7 @@ def _offload(
     pool: LazyPool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, T]:
     def call() -> T:
-        _local.depth = getattr(_local, "depth", 0) + 1
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _local.depth -= 1
+        return run_blocking(fn, *args, **kwargs)
 
     async def run() -> T:
         import asyncio
@@ -201,6 +217,7 @@ def as_event_loop(loop: Any) -> Any:
     ------
     TypeError
         For anything else.
+
     """
     import asyncio
 

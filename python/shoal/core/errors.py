@@ -96,7 +96,29 @@ def rebuild(error: Any) -> BaseException:
         exc = exc.with_traceback(tb_obj)
     elif error.traceback:
         exc.__cause__ = RemoteTraceback(error.traceback)
+    else:
+        exc = exc.with_traceback(None)
+    _remote_tracebacks[id(exc)] = (exc, exc.__traceback__)
+    if len(_remote_tracebacks) > 1000:
+        _remote_tracebacks.pop(next(iter(_remote_tracebacks)))
     return exc
+
+
+# The remote part of the tracebacks of the latest rebuilt exceptions (by id,
+# holding the exception so the id stays its own), for ``trimmed``.
+_remote_tracebacks: dict[int, tuple[BaseException, Any]] = {}
+
+
+def trimmed(exc: BaseException) -> BaseException:
+    """A task's exception about to be raised again from a public call, with
+    its traceback cut back to the task's own frames, so the user sees their
+    code and the call they made (as in Dask), not shoal's frames between.
+    Any other exception is returned as it is.
+    """
+    found = _remote_tracebacks.pop(id(exc), None)
+    if found is None or found[0] is not exc:
+        return exc
+    return exc.with_traceback(found[1])
 
 
 def _by_name(type_name: str, message: str) -> BaseException:

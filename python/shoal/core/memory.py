@@ -11,10 +11,9 @@ it (``DASK_DISTRIBUTED__WORKER__MEMORY__TARGET``), and Dask's default.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any, Optional
 
+from .settings import setting
 from .sizes import parse_bytes
 
 #: The steps, in order, with Dask's defaults.
@@ -92,14 +91,7 @@ def _fraction(name: str, value: Any) -> float | None:
 
 def _configured(name: str) -> Any:
     """What Dask's configuration says of step ``name``, if anything."""
-    dask = sys.modules.get("dask")
-    config = getattr(dask, "config", None)
-    if config is not None:
-        value = config.get(f"distributed.worker.memory.{name}", _MISSING)
-        if value is not _MISSING:
-            return value
-    env = os.environ.get(f"DASK_DISTRIBUTED__WORKER__MEMORY__{name.upper()}")
-    return _MISSING if env is None else env
+    return setting(f"distributed.worker.memory.{name}", _MISSING)
 
 
 def fractions(**given: Any) -> Fractions:

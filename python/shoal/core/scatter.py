@@ -71,9 +71,14 @@ def scatter(
     options: Options,
     hash: bool,
     timeout: float | None,
+    direct: bool | None = None,
 ) -> list[str]:
     """Send ``items`` ((key or None, value) pairs) into the cluster; returns
     their keys, each holding one new reference for a future.
+
+    ``direct`` sends every value straight to a worker (True) or every value
+    through the scheduler (False); by default values above
+    ``DIRECT_ABOVE`` bytes go straight to a worker.
 
     Raises
     ------
@@ -88,7 +93,13 @@ def scatter(
 
     """
     engine = session
+    above = {None: DIRECT_ABOVE, True: -1, False: float("inf")}[direct]
     targets = _targets(engine, workers)
+    if direct and not targets:
+        # As Dask: a direct scatter waits for a worker to send to.
+        if not engine.wait_for_workers(1, _NO_TIMEOUT if timeout is None else timeout):
+            raise TimeoutError(f"no worker to scatter to joined within {timeout} s")
+        targets = _targets(engine, workers)
     turn = None
     if targets:
         start = random.randrange(len(targets))
@@ -110,7 +121,7 @@ def scatter(
         frames_of[k] = frames
         size = serialize.nbytes(frames)
         fresh = k not in direct and engine.status(k) is None
-        if turn is not None and fresh and size > DIRECT_ABOVE:
+        if turn is not None and fresh and size > above:
             address = _holder(turn, len(targets), size)
             direct[k] = address
             puts.setdefault(address, []).append((k, frames))

@@ -129,6 +129,10 @@ class Session:
         """The keys this client holds futures for."""
         return self._core.keys()
 
+    def refcount(self, key: str) -> int:
+        """How many futures of this client hold ``key`` (0: none)."""
+        return self._core.refcount(key)
+
     def cancel(self, keys: list[str]) -> None:
         """Cancel ``keys`` for this client."""
         self._core.cancel(keys)

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core import context
+from ..core.settings import setting
 
 _SHUFFLE = "dataframe.shuffle.method"
 #: Shuffle methods that cannot work on a shoal cluster: ``disk`` needs one
@@ -139,10 +140,7 @@ def dashboard_link(url: str) -> str:
     A template naming a variable that is not set gives Dask's default link,
     with a ``RuntimeWarning`` saying which.
     """
-    template = os.environ.get("DASK_DISTRIBUTED__DASHBOARD__LINK", DEFAULT_DASHBOARD_LINK)
-    dask = sys.modules.get("dask")
-    if dask is not None and hasattr(dask, "config"):
-        template = dask.config.get("distributed.dashboard.link", template)
+    template = setting("distributed.dashboard.link", DEFAULT_DASHBOARD_LINK)
     scheme, _, rest = url.partition("://")
     host, _, port = rest.rpartition(":")
     fields = {**os.environ, "scheme": scheme, "host": host, "port": port}

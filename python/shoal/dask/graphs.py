@@ -186,8 +186,8 @@ def _repack(keys: Any, values: dict[Any, Any]) -> Any:
 def run_dask_graph(
     client: Any, dsk: Any, keys: Any, opts: options.Options = options.DEFAULT
 ) -> Any:
-    """Run a dask graph (or graph expression) on ``client``; return the
-    values of ``keys``, nested like ``keys``. ``opts`` apply to every task
+    """Run a dask graph (or graph expression) on ``client``; return
+    Futures of ``keys``, nested like ``keys``. ``opts`` apply to every task
     (under its own annotations).
     """
     flat = _flatten(keys)
@@ -196,8 +196,7 @@ def run_dask_graph(
     unique = list(dict.fromkeys(flat))
     submitted = submit_graph(client._session, [nodes[k] for k in unique], opts)
     futures = [Future._adopt(k, client) for k in submitted]
-    results = client.gather(futures)
-    return _repack(keys, dict(zip(unique, results)))
+    return _repack(keys, dict(zip(unique, futures)))
 
 
 def persist_collections(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .._engine import ControlItem
 from ..core import serialize
 from ..core.retry import NotRetried
+from ..core.settings import setting
 from . import task_context
 from .inputs import DEFAULT_BUDGET, InputCache
 from .options import WorkerOptions
@@ -45,8 +46,51 @@ def _format_traceback(exc: BaseException) -> str:
     return "Traceback (most recent call last):\n" + "".join(traceback.format_tb(tb))
 
 
-def _pickle_exception(exc: BaseException) -> list[bytes]:
+#: Dask's ``distributed.admin.max-error-length``: longer error messages are cut.
+MAX_ERROR_LENGTH_KEY = "distributed.admin.max-error-length"
+
+
+def _truncated(exc: BaseException) -> BaseException:
+    """``exc``, or (if its message is longer than Dask's
+    ``distributed.admin.max-error-length``, 10,000 characters by default) an
+    exception of its type with the message cut there, keeping its cause
+    and traceback.
+    """
+    limit = int(setting(MAX_ERROR_LENGTH_KEY, 10_000))
     try:
+        text = str(exc)
+    except Exception:
+        return exc
+    if len(text) <= limit:
+        return exc
+    short_text = text[:limit] + "..."
+    try:
+        short = type(exc)(short_text)
+    except Exception:
+        short = Exception(short_text)
+    short.__cause__ = exc.__cause__
+    return short.with_traceback(exc.__traceback__)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen = {id(exc)}
+    nxt = exc.__cause__ or exc.__context__
+    while nxt is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        out.append(nxt)
+        nxt = nxt.__cause__ or nxt.__context__
+    return out
+
+
+def _pickle_exception(exc: BaseException) -> list[bytes]:
+    """The exception pickled with its cause and context chain (and their
+    tracebacks), through tblib as Dask does; [] if it cannot be pickled.
+    """
+    from tblib import pickling_support
+
+    try:
+        pickling_support.install(exc, *_causes(exc))
         frames = serialize.dumps(exc)
         pickle.loads(frames[0], buffers=frames[1:])  # must round-trip on the client
         return frames
@@ -61,6 +105,7 @@ def _report_failure(rt: Any, tid: int, exc: BaseException) -> None:
     retryable = True
     if isinstance(exc, NotRetried):
         exc, retryable = exc.error, False
+    exc = _truncated(exc)
     rt.fail(
         tid,
         _pickle_exception(exc),

@@ -1,0 +1,297 @@
+"""Dask's semantics for calls Dask users rely on, on both clients, and
+``shoal.utils_test`` (Dask's ``gen_cluster``, fixtures and task helpers),
+which these tests use as a Dask user's own tests would (its fixtures ``c``,
+``s``, ``a``, ``b`` and ``loop`` come through ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import traceback
+from concurrent.futures import CancelledError
+
+import pytest
+
+from shoal import Client, Future, Queue, Semaphore, Variable, as_completed, wait
+from shoal.utils_test import (
+    cluster,
+    div,
+    gen_cluster,
+    inc,
+    map_varying,
+    raises_with_cause,
+    slowinc,
+    varying,
+)
+
+# ----- shoal.utils_test itself ---------------------------------------------
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1), ("127.0.0.1", 3)])
+async def test_gen_cluster_hands_a_client_and_its_workers(c, s, a, b):
+    assert c.asynchronous
+    assert c.scheduler.address == s.address
+    threads = await c.nthreads()
+    assert threads == {a.address: 1, b.address: 3}
+    assert await c.submit(inc, 1, workers=[b.address]) == 2
+
+
+@gen_cluster(nthreads=[("127.0.0.1", 1)])
+async def test_gen_cluster_without_a_client(s, a):
+    async with Client(s.address, asynchronous=True, set_as_default=False) as c:
+        assert list(await c.nthreads()) == [a.address]
+
+
+@pytest.mark.parametrize("x", [1, 5])
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_gen_cluster_passes_parameters(c, s, a, x):
+    assert await c.submit(inc, x) == x + 1
+
+
+def test_gen_cluster_fails_a_test_past_its_timeout():
+    @gen_cluster(client=True, timeout=0.5, nthreads=[("127.0.0.1", 1)])
+    async def never_ends(c, s, a):
+        await asyncio.Event().wait()
+
+    with pytest.raises(TimeoutError):
+        never_ends()
+
+
+def test_cluster_starts_worker_processes():
+    with cluster(nworkers=2) as (s, [a, b]):
+        with Client(s["address"], set_as_default=False) as c:
+            assert set(c.nthreads()) == {a["address"], b["address"]}
+            pids = c.run(__import__("os").getpid)
+            assert len(set(pids.values())) == 2
+
+
+def test_sync_fixtures(c, s, a, b):
+    assert c.scheduler.address == s["address"]
+    assert set(c.nthreads()) == {a["address"], b["address"]}
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_varying_tasks_see_their_calls_counted(c, s, a):
+    f = varying([1, ZeroDivisionError("second"), 3])
+    assert await c.submit(f, pure=False) == 1
+    with pytest.raises(ZeroDivisionError):
+        await c.submit(f, pure=False)
+    assert await c.submit(f, pure=False) == 3
+    apply, funcs = map_varying([[10, 20]])
+    assert await c.submit(apply, funcs[0], pure=False) == 10
+
+
+# ----- results and errors -------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["result", "gather"])
+def test_a_task_error_shows_the_users_frames(c, how):
+    future = c.submit(div, 1, 0)
+    with pytest.raises(ZeroDivisionError) as info:
+        future.result() if how == "result" else c.gather(future)
+    frames = [f.f_code.co_name for f, _ in traceback.walk_tb(info.value.__traceback__)]
+    # the test, the call it made, and the task's function: nothing between
+    assert frames[-1] == "div"
+    assert len(frames) == 3, frames
+
+
+@pytest.mark.parametrize("how", ["await", "result", "gather"])
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_a_task_error_shows_the_users_frames_async(c, s, a, how):
+    future = c.submit(div, 1, 0)
+    with pytest.raises(ZeroDivisionError) as info:
+        if how == "await":
+            await future
+        elif how == "result":
+            await future.result()
+        else:
+            await c.gather(future)
+    frames = [f.f_code.co_name for f, _ in traceback.walk_tb(info.value.__traceback__)]
+    assert frames[-1] == "div"
+    assert len(frames) <= 3, frames
+
+
+def _raise_chained():
+    try:
+        raise KeyError("inner")
+    except KeyError as e:
+        raise ValueError("outer") from e
+
+
+def _raise_long():
+    raise ValueError("a" * 100_000)
+
+
+def test_a_task_error_keeps_its_cause(c):
+    with raises_with_cause(ValueError, "outer", KeyError, "inner"):
+        c.submit(_raise_chained).result()
+
+
+def test_a_long_error_message_is_cut(c):
+    # at Dask's distributed.admin.max-error-length, 10,000 characters
+    with pytest.raises(ValueError) as info:
+        c.submit(_raise_long).result()
+    assert str(info.value) == "a" * 10_000 + "..."
+
+
+# ----- get, scatter, as_completed, futures ---------------------------------
+
+
+def test_get_returns_futures_when_not_sync(c):
+    dsk = {"x": (inc, 1), ("y", 0): (inc, "x")}
+    future = c.get(dsk, ("y", 0), sync=False)
+    assert isinstance(future, Future)
+    assert future.result() == 3
+    [x] = c.get(dsk, ["x"], sync=False)
+    assert x.result() == 2
+    assert c.get(dsk, ["x", ("y", 0)]) == [2, 3]
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_get_on_the_asynchronous_client(c, s, a):
+    assert await c.get({"x": (inc, 1)}, "x") == 2
+    future = c.get({"x": (inc, 1)}, "x", sync=False)
+    assert await future == 2
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 3)
+async def test_direct_scatter_puts_every_value_on_a_worker(c, s, a, b, w3):
+    futures = await c.scatter([1, 2, 3], direct=True)
+    await wait(futures)
+    held = await c.who_has(futures)
+    assert all(held[f.key] for f in futures)
+    assert len({tuple(held[f.key]) for f in futures}) == 3  # spread over the workers
+    through_scheduler = await c.scatter(b"x" * 200_000, direct=False)
+    assert await through_scheduler == b"x" * 200_000
+
+
+@gen_cluster(client=True, nthreads=[])
+async def test_direct_scatter_with_no_worker_times_out(c, s):
+    with pytest.raises(TimeoutError):
+        await c.scatter(1, direct=True, timeout=0.2)
+
+
+def test_as_completed_with_results_gives_errors_as_dask_does(c):
+    bad = c.submit(div, 1, 0)
+    good = c.submit(inc, 1)
+    results = dict(as_completed([bad, good], with_results=True, raise_errors=False))
+    kind, error, tb = results[bad]
+    assert kind is ZeroDivisionError and isinstance(error, ZeroDivisionError)
+    assert results[good] == 2
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_as_completed_repr_counts(c, s, a):
+    futures = c.map(inc, range(3))
+    ac = as_completed(futures)
+    assert "waiting=3" in repr(ac) or "done=" in repr(ac)
+    await wait(futures)
+    assert "waiting=0 done=3" in repr(ac)
+    async for _ in ac:
+        pass
+    assert "waiting=0 done=0" in str(ac)
+
+
+def test_client_futures_and_refcount(c):
+    x = c.submit(inc, 100)
+    y = x  # noqa: F841 (one Future object: still one reference)
+    z = c.submit(inc, 100)
+    assert x.key in c.futures
+    assert c.refcount[x.key] == 2
+    del z
+    assert c.refcount[x.key] == 1
+    x.result()
+    assert c.futures[x.key].status == "finished"
+    assert "nothing" not in c.futures and c.refcount["nothing"] == 0
+
+
+def test_client_futures_show_an_error(c):
+    f = c.submit(div, 1, 0)
+    wait(f)
+    state = c.futures[f.key]
+    assert state.status == "error"
+    assert isinstance(state.exception, ZeroDivisionError)
+
+
+# ----- datasets -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["plain", 8, ("a", 1), b"raw", 2.5])
+def test_datasets_take_any_dask_key_as_name(c, name):
+    c.publish_dataset(c.submit(inc, 1), name=name)
+    assert name in c.list_datasets()
+    assert c.get_dataset(name).result() == 2
+    assert c.datasets[name].result() == 2
+    c.unpublish_dataset(name)
+    assert name not in c.list_datasets()
+
+
+def test_publish_dataset_arguments_as_dask(c):
+    c.publish_dataset({("a", "b"): 1, 8: 2}, n3=3)
+    assert c.get_dataset([("a", "b"), 8, "n3"]) == [1, 2, 3]
+    c.publish_dataset(1, 2, name="pair")
+    assert c.get_dataset("pair") == (1, 2)
+    c.unpublish_dataset([("a", "b"), 8, "n3", "pair"])
+    c.unpublish_dataset("never-published")  # passed over, as in Dask
+    with pytest.raises(ValueError, match="expecting call signature"):
+        c.publish_dataset(name="x")
+    with pytest.raises(ValueError, match="must be a"):
+        c.publish_dataset(1, 2)
+    with pytest.raises(TypeError, match="dataset name"):
+        c.publish_dataset(1, name=object())
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_datasets_on_the_asynchronous_client(c, s, a):
+    await c.publish_dataset(foo=1, bar=2)
+    assert await c.datasets["foo"] == 1
+    assert {k async for k in c.datasets} == {"foo", "bar"}
+    with pytest.raises(TypeError):
+        c.datasets["baz"] = 3
+    with pytest.raises(TypeError):
+        len(c.datasets)
+
+
+# ----- coordination objects unpickled where no client runs ---------------
+
+
+@pytest.mark.parametrize("kind", [Queue, Variable, Semaphore])
+def test_coordination_objects_unpickle_without_a_client(kind):
+    with cluster(nworkers=1) as (s, _):
+        with Client(s["address"]) as c:
+            obj = kind(client=c)
+            pickled = pickle.dumps(obj)
+        unpickled = pickle.loads(pickled)
+        assert unpickled.client is None
+        with pytest.raises(ValueError, match="No clients found"):
+            unpickled.get_value() if kind is Semaphore else unpickled.get(timeout=0.1)
+        with Client(s["address"]) as c:
+            assert unpickled.client is c
+
+
+# ----- loop= ------------------------------------------------------------------
+
+
+def test_client_sync_runs_on_the_given_loop(loop, s):
+    import asyncio
+
+    async def which_loop():
+        return asyncio.get_running_loop()
+
+    with Client(s["address"], loop=loop) as c:
+        assert c.loop is loop
+        assert c.sync(which_loop) is loop
+
+
+def test_loop_must_be_an_event_loop(s):
+    with pytest.raises(TypeError, match="asyncio event loop"):
+        Client(s["address"], loop="not a loop")
+
+
+def test_cancelled_future_in_as_completed(c):
+    gate = c.submit(slowinc, 1, delay=5)
+    ac = as_completed([gate], with_results=True)
+    gate.cancel()
+    [(future, result)] = list(ac)
+    assert future is gate and isinstance(result, CancelledError)
