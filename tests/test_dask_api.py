@@ -295,3 +295,55 @@ def test_cancelled_future_in_as_completed(c):
     gate.cancel()
     [(future, result)] = list(ac)
     assert future is gate and isinstance(result, CancelledError)
+
+
+# ----- retry -------------------------------------------------------------------
+
+
+def _configured(name):
+    import dask
+
+    return dask.config.get(name)
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_retry_reruns_only_what_failed(c, s, a):
+    import dask
+
+    with dask.config.set({"shoal-test-value": None}):
+        x = c.submit(_configured, "shoal-test-value")
+        y = c.submit(inc, x)
+        with pytest.raises(TypeError):
+            await y  # inc(None)
+    with dask.config.set({"shoal-test-value": 1}):
+        await x.retry()  # it did not fail: left as it is
+        assert x.status == "finished" and await x is None
+        await y.retry()
+        with pytest.raises(TypeError):
+            await y  # x was not run again: y got None again
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_retry_reruns_failed_dependencies(c, s, a):
+    import dask
+
+    x = c.submit(_configured, "shoal-missing-key")  # KeyError
+    y = c.submit(inc, x)
+    with pytest.raises(KeyError):
+        await y
+    assert x.status == y.status == "error"
+    with dask.config.set({"shoal-missing-key": 100}):
+        await y.retry()
+        assert await y == 101
+        assert x.status == "finished"
+
+
+def test_retry_on_the_synchronous_client(c, tmp_path):
+    from tasks import fail_first
+
+    f = c.submit(fail_first, str(tmp_path / "count"), 1)
+    with pytest.raises(ValueError, match="attempt 0"):
+        f.result()
+    c.retry([f])
+    assert f.result() == 1
+    assert f.status == "finished"

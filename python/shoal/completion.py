@@ -27,7 +27,8 @@ class DoneAndNotDoneFutures(NamedTuple):
 
 
 def futures_of(obj: Any, strict: bool = False) -> list[Future]:
-    """The futures in ``obj``, each once: a future, a persisted ``Delayed``,
+    """The futures in ``obj``, each Future object once (two Futures of one
+    key are two, as in Dask): a future, a persisted ``Delayed``,
     a persisted dask collection (the futures of its partitions), or lists,
     tuples, sets and dicts of them, nested.
 
@@ -55,21 +56,21 @@ def futures_of(obj: Any, strict: bool = False) -> list[Future]:
     True
 
     """
-    found: dict[str, Future] = {}
+    found: dict[int, Future] = {}
     for x in nested.leaves(obj):
         if isinstance(x, Future):
-            found.setdefault(x.key, x)
+            found.setdefault(id(x), x)
         elif isinstance(x, Node):
             if x._future is None:
                 raise ValueError(
                     f"{x!r} is lazy and has no futures to follow: persist it first "
                     "(x = x.persist(), or client.compute(x)) and pass the result"
                 )
-            found.setdefault(x._future.key, x._future)
+            found.setdefault(id(x._future), x._future)
         elif is_dask_collection(x):
             # A graph holds much else besides: never strict there.
             for f in futures_of(_graph_values(x.__dask_graph__())):
-                found.setdefault(f.key, f)
+                found.setdefault(id(f), f)
         elif strict:
             raise TypeError(f"expected Futures or persisted collections, got {type(x).__name__}")
     return list(found.values())
@@ -128,7 +129,13 @@ def wait(fs: Any, timeout: Any = None, return_when: str = ALL_COMPLETED) -> Done
 
     """
     fs = futures_of(fs, strict=True)
-    timeout = parse_timedelta(timeout)
+    try:
+        timeout = parse_timedelta(timeout)
+    except TypeError:
+        raise TypeError(
+            f"wait's timeout must be seconds or a string like '200 ms', not {timeout!r}: "
+            "to wait for several futures pass them in one list, wait([x, y])"
+        ) from None
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(
             "return_when must be one of ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION; "

@@ -181,6 +181,12 @@ class Future:
         """
         return self.client.cancel([self], **kwargs)
 
+    def retry(self, **kwargs: Any) -> Any:
+        """Run the task again if it failed (with the failed tasks it depends
+        on); see :meth:`Client.retry`.
+        """
+        return self.client.retry([self], **kwargs)
+
     def release(self) -> None:
         """Forget this future now instead of at garbage collection."""
         session, self._session = self._session, _Released()  # type: ignore[assignment]

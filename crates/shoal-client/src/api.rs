@@ -320,6 +320,27 @@ impl ClientCore {
         }
     }
 
+    /// Computes these erred keys again, with the erred tasks upstream of
+    /// them; they are pending from now on (keys in any other state are left
+    /// as they are).
+    pub fn retry(&self, keys: &[String]) {
+        let mut st = self.lock();
+        let erred: Vec<String> = keys
+            .iter()
+            .filter(|k| {
+                st.keys
+                    .get(*k)
+                    .is_some_and(|e| e.status == KeyStatus::Erred)
+            })
+            .cloned()
+            .collect();
+        st.lost(&erred);
+        drop(st);
+        if !erred.is_empty() {
+            self.send(ClientToScheduler::Retry(erred));
+        }
+    }
+
     /// Sends a file for every worker, now and later, to save and import.
     pub fn upload(&self, name: String, data: bytes::Bytes) {
         self.send(ClientToScheduler::Upload { name, data });

@@ -79,10 +79,15 @@ impl KeyEntry {
 
     /// The result held remotely is gone: wait for it to be computed again.
     /// A result that came inline is still here, so it stays.
+    /// An erred key being retried is pending again too.
     fn lost(&mut self) {
         if self.status == KeyStatus::Finished && self.inline.is_none() {
             self.status = KeyStatus::Pending;
             self.holders.clear();
+        }
+        if self.status == KeyStatus::Erred {
+            self.status = KeyStatus::Pending;
+            self.error = None;
         }
     }
 

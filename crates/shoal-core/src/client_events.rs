@@ -152,6 +152,10 @@ impl Core {
             ClientToScheduler::Coord { req, op, timeout } => {
                 self.coord_request(c, req, op, timeout, out)
             }
+            ClientToScheduler::Retry(keys) => {
+                let ids: Vec<TaskId> = keys.iter().filter_map(|k| self.id_of(k)).collect();
+                self.retry(&ids, out);
+            }
             ClientToScheduler::Shutdown => out.push(Command::Shutdown),
         }
     }

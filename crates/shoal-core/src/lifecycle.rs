@@ -22,7 +22,7 @@ use crate::task::TaskState;
 /// Ready    -> Assigned | Waiting | Released | Erred | Memory
 /// Assigned -> Memory | Erred | Waiting | Ready | Released
 /// Memory   -> Released                           freed, or its last copy lost
-/// Erred    -> (none: kept until forgotten)
+/// Erred    -> Released                          retried (`Future.retry`)
 /// ```
 pub(crate) fn legal(from: &TaskState, to: &TaskState) -> bool {
     use TaskState::*;
@@ -38,7 +38,7 @@ pub(crate) fn legal(from: &TaskState, to: &TaskState) -> bool {
                 Assigned { .. },
                 Memory { .. } | Erred | Waiting | Ready | Released
             )
-            | (Memory { .. }, Released)
+            | (Memory { .. } | Erred, Released)
     )
 }
 
@@ -191,6 +191,45 @@ impl Core {
                 if dt.pending_dependents == 0 {
                     self.to_check.push(d);
                 }
+            }
+        }
+    }
+
+    /// Computes the erred tasks `roots` again, with the erred tasks upstream
+    /// of them: each is released, its error forgotten and its clients told
+    /// it is pending again (`KeyLost`); then those still needed are
+    /// activated. Tasks in any other state are left as they are.
+    pub(crate) fn retry(&mut self, roots: &[TaskId], out: &mut Vec<Command>) {
+        let mut stack = roots.to_vec();
+        let mut seen = std::collections::HashSet::new();
+        let mut released = Vec::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            match self.tasks.get(&id) {
+                Some(t) if t.state == TaskState::Erred => stack.extend(t.deps.iter().copied()),
+                _ => continue,
+            }
+            released.push(id);
+            self.transition(id, TaskState::Released);
+            let t = self.tasks.get_mut(&id).expect("task exists");
+            t.clear_error();
+            for &c in &t.wanted_by {
+                out.push(Command::ToClient(
+                    c,
+                    SchedulerToClient::KeyLost {
+                        key: t.key().to_string(),
+                    },
+                ));
+            }
+            self.to_check.push(id);
+        }
+        // Every one that is still needed runs (a failed input someone
+        // wants, even if the key retried is not wanted itself).
+        for id in released {
+            if self.tasks.get(&id).is_some_and(|t| t.is_needed()) {
+                self.activate(id, out);
             }
         }
     }

@@ -195,6 +195,12 @@ impl Task {
     pub fn set_error(&mut self, error: TaskError) {
         self.extra.get_or_insert_with(Box::default).error = Some(error);
     }
+
+    pub fn clear_error(&mut self) {
+        if let Some(extra) = self.extra.as_mut() {
+            extra.error = None;
+        }
+    }
 }
 
 fn packed_len(frames: &[Bytes]) -> usize {

@@ -340,3 +340,52 @@ fn uploaded_files_reach_current_and_future_workers_latest_version_only() {
         "a new worker gets the latest version of each"
     );
 }
+
+#[test]
+fn a_retried_task_runs_again_with_its_failed_inputs_and_nothing_else() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![
+        task("ok").unwanted(),
+        task("bad").unwanted(),
+        task("top").deps(&["ok", "bad"]),
+    ]);
+    env.finish(w, "ok");
+    env.fail_final(w, "bad");
+    assert_eq!(env.state("top"), Some(Erred));
+    env.take();
+    env.send(1, ClientToScheduler::Retry(vec!["top".into()]));
+    // The client hears the key is pending again, and its inputs run first.
+    let cmds = env.take();
+    assert!(
+        cmds.iter().any(|c| matches!(c,
+            Command::ToClient(1, SchedulerToClient::KeyLost { key }) if key == "top")),
+        "{cmds:?}"
+    );
+    assert_eq!(env.state("top"), Some(Waiting));
+    for _ in 0..2 {
+        for key in ["ok", "bad"] {
+            if matches!(env.state(key), Some(Assigned(_))) {
+                env.finish(w, key);
+            }
+        }
+    }
+    assert_eq!(env.computes(), vec![(w, "top".to_string())]);
+    env.finish(w, "top");
+    assert!(matches!(env.state("top"), Some(Memory)));
+}
+
+#[test]
+fn retrying_a_key_that_did_not_fail_changes_nothing() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("a")]);
+    env.finish(w, "a");
+    env.take();
+    env.send(
+        1,
+        ClientToScheduler::Retry(vec!["a".into(), "unknown".into()]),
+    );
+    assert!(env.take().is_empty());
+    assert!(matches!(env.state("a"), Some(Memory)));
+}

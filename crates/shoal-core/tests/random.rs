@@ -38,6 +38,8 @@ enum Op {
     /// Ask again for a key submitted before (possibly forgotten since).
     Resubmit(u16),
     Disown(u16),
+    /// Client 1 retries a key (erred or not).
+    Retry(u16),
     AddWorker(u8),
     LoseWorker(u8),
     /// Reports about a task some worker was once sent (possibly stale).
@@ -90,6 +92,7 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         1 => any::<u16>().prop_map(Op::Resubmit),
         1 => any::<u16>().prop_map(Op::Disown),
+        1 => any::<u16>().prop_map(Op::Retry),
         1 => (1u8..=3).prop_map(Op::AddWorker),
         1 => any::<u8>().prop_map(Op::LoseWorker),
         3 => any::<u16>().prop_map(Op::Start),
@@ -324,6 +327,11 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
             if let Some(k) = seen.key(pick) {
                 env.disown(&[k.as_str()]);
                 seen.wanted.remove(&k);
+            }
+        }
+        Op::Retry(pick) => {
+            if let Some(k) = seen.key(pick) {
+                env.send(1, ClientToScheduler::Retry(vec![k]));
             }
         }
         Op::AddWorker(n) => {

@@ -278,6 +278,9 @@ pub enum ClientToScheduler {
         op: crate::coord::CoordOp,
         timeout: Option<f64>,
     },
+    /// Compute these erred keys again, with the erred tasks upstream of them
+    /// (`Future.retry`); the scheduler says `KeyLost` for each it retries.
+    Retry(Vec<String>),
     /// Stop the scheduler and every worker.
     Shutdown,
 }

@@ -247,6 +247,11 @@ impl ClientCore {
         self.inner.keys()
     }
 
+    /// Computes these erred keys again (with the erred tasks upstream).
+    fn retry(&self, keys: Vec<String>) {
+        self.inner.retry(&keys);
+    }
+
     /// How many futures of this client hold `key` (0 if none).
     fn refcount(&self, key: &str) -> u32 {
         self.inner.refcount(key)

@@ -198,6 +198,7 @@ class Client(
         self._owns_cluster = False
         self._asynchronous = bool(asynchronous)
         self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
+        self._entered: list[Any] = []
         self._loop = aio.as_event_loop(loop)
         for option, value in (
             ("heartbeat_interval", heartbeat_interval),
@@ -295,21 +296,35 @@ class Client(
                 raise
         return self
 
+    # `with`/`async with` makes the client current in the block, as Dask's
+    # do; leaving it from another thread or task raises ValueError.
+
     async def __aenter__(self) -> Client:
-        return await self._astart()
+        await self._astart()
+        self._entered.append(context.enter_current(self))
+        return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await aio.offload(self._close)
+        try:
+            if self._entered:
+                context.leave_current(self._entered.pop())
+        finally:
+            await aio.offload(self._close)
 
     def __enter__(self) -> Client:
         if self._asynchronous:
             raise RuntimeError(
                 "an asynchronous client is used with 'async with Client(asynchronous=True)'"
             )
+        self._entered.append(context.enter_current(self))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.close()
+        try:
+            if self._entered:
+                context.leave_current(self._entered.pop())
+        finally:
+            self.close()
 
     @aio.maybe_async
     def close(self, timeout: Any = None) -> None:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from .._engine import Answer, Coord
-from ..core import aio, serialize
+from ..core import aio, keys, serialize
 
 _NO_DEFAULT = object()
 
@@ -23,19 +23,9 @@ _NO_DEFAULT = object()
 _KEY_MARK = "\x1fkey:"
 
 
-def _check_key(name: Any) -> None:
-    if isinstance(name, tuple):
-        for part in name:
-            _check_key(part)
-    elif isinstance(name, bool) or not isinstance(name, (str, bytes, int, float)):
-        raise TypeError(
-            f"a dataset name is a string, bytes, a number or a tuple of them, not {name!r}"
-        )
-
-
 def wire_name(name: Any) -> str:
     """The string the scheduler knows dataset ``name`` by."""
-    _check_key(name)
+    keys.check_dask_key(name, "a dataset name's")
     if isinstance(name, str) and not name.startswith(_KEY_MARK):
         return name
     return _KEY_MARK + repr(name)

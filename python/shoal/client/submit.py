@@ -430,6 +430,33 @@ class Submitting:
         collect_keys(futures, found)
         self._session.cancel(list(found))
 
+    @aio.maybe_async
+    def retry(self, futures: Any, asynchronous: Any = None) -> None:
+        """Run failed futures' tasks again, with the failed tasks they
+        depend on; futures that did not fail are left as they are.
+
+        Parameters
+        ----------
+        futures
+            A Future, or lists, tuples, sets and dicts of them.
+        asynchronous
+            Dask's option that shoal does not support yet: it raises
+            ``NotImplementedError`` unless left unset.
+
+        Examples
+        --------
+        >>> f = client.submit(flaky_download, url)  # doctest: +SKIP
+        >>> wait(f); f.status  # doctest: +SKIP
+        'error'
+        >>> client.retry([f])  # doctest: +SKIP
+        >>> f.result()  # doctest: +SKIP
+
+        """
+        arguments.reject("asynchronous", asynchronous)
+        found: dict[str, None] = {}
+        collect_keys(futures, found)
+        self._session.retry(list(found))
+
     def get_executor(self, **kwargs: Any) -> ClientExecutor:
         """This cluster as a :class:`concurrent.futures.Executor`.
 

@@ -143,6 +143,26 @@ def as_current(client: Any) -> Any:
         _current.reset(token)
 
 
+def enter_current(client: Any) -> contextvars.Token[Any]:
+    """Make ``client`` current until :func:`leave_current` with the token
+    (``with Client(...) as c``, as in Dask).
+    """
+    return _current.set(client)
+
+
+def leave_current(token: contextvars.Token[Any]) -> None:
+    """Undo :func:`enter_current`.
+
+    Raises
+    ------
+    ValueError
+        If called in another thread or asyncio task than the one that
+        entered ("... was created in a different Context").
+
+    """
+    _current.reset(token)
+
+
 def current_scoped() -> Any:
     """The client of the innermost ``as_current`` block, or None."""
     return _current.get()

@@ -52,3 +52,17 @@ def check_key(key: object, what: str = "key") -> str:
     if not isinstance(key, str):
         raise TypeError(f"{what} must be a string, not {type(key).__name__}")
     return key
+
+
+def check_dask_key(key: object, what: str = "key") -> None:
+    """Raise ``TypeError`` unless ``key`` is a Dask key: a string, bytes, a
+    number, or a tuple of them (nested).
+    """
+    if isinstance(key, tuple):
+        for part in key:
+            check_dask_key(part, what)
+    elif isinstance(key, bool) or not isinstance(key, (str, bytes, int, float)):
+        raise TypeError(
+            f"{what} parts must be strings, bytes, numbers or tuples of them, "
+            f"not {type(key).__name__} ({key!r})"
+        )

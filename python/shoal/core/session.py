@@ -129,6 +129,10 @@ class Session:
         """The keys this client holds futures for."""
         return self._core.keys()
 
+    def retry(self, keys: list[str]) -> None:
+        """Compute these erred keys again (with the erred tasks upstream)."""
+        self._core.retry(keys)
+
     def refcount(self, key: str) -> int:
         """How many futures of this client hold ``key`` (0: none)."""
         return self._core.refcount(key)

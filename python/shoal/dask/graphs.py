@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core import options, serialize
+from ..core import keys, options, serialize
 from ..core.graph import (
     Node,
     held_node,
@@ -39,8 +39,19 @@ _OPTIONS = options.NAMES
 
 
 def stringify(key: Any) -> str:
-    """A dask key as a shoal key: strings stay, tuples become their repr."""
-    return key if isinstance(key, str) else repr(key)
+    """A dask key as a shoal key: strings stay, tuples become their repr.
+
+    Raises
+    ------
+    TypeError
+        For anything that is not a Dask key (a string, bytes, a number, or
+        a tuple of them).
+
+    """
+    if isinstance(key, str):
+        return key
+    keys.check_dask_key(key, "a task's key")
+    return repr(key)
 
 
 class _Ref:
@@ -136,11 +147,24 @@ def graph_to_nodes(dsk: Any, outputs: list[Any]) -> dict[Any, Node]:
     active, by_key = _annotations(dsk)
     if not isinstance(dsk, Mapping):
         dsk = dsk.__dask_graph__()
-    dsk = convert_legacy_graph(dsk)
+    # A key whose value is the future of that key (a persisted partition,
+    # a persisted Delayed) is that future; dask's conversion would drop it
+    # as an alias of itself.
+    held = {k: v for k, v in dsk.items() if _held_future(v, stringify(k)) is not None}
+    dsk = convert_legacy_graph({k: v for k, v in dsk.items() if k not in held})
     run_node = serialize.dumps_function(_run_node)
     nodes: dict[Any, Node] = {}
-    needed = post_order(outputs, lambda k: k, lambda k: dsk[k].dependencies if k in dsk else None)
+
+    def dependencies(k: Any) -> Any:
+        if k in held:
+            return ()
+        return dsk[k].dependencies if k in dsk else None
+
+    needed = post_order(outputs, lambda k: k, dependencies)
     for key in needed:
+        if key in held:
+            nodes[key] = held_node(held[key])
+            continue
         node = dsk[key]
         name = stringify(key)
         if isinstance(node, DataNode):
