@@ -116,11 +116,17 @@ def test_async_local_cluster_and_cluster_methods():
 
 
 def test_misuse_of_an_asynchronous_client_says_what_to_do(address):
-    client = Client(address, asynchronous=True, set_as_default=False)
-    with pytest.raises(RuntimeError, match="await Client"):
-        client.submit(inc, 1)
-    with pytest.raises(RuntimeError, match="async with"):
-        with client:
-            pass
-    run_async(client.close())
-    assert client.status == "closed"
+    with pytest.raises(RuntimeError, match="needs a running event loop"):
+        Client(address, asynchronous=True)
+
+    async def main():
+        client = Client(address, asynchronous=True, set_as_default=False)
+        with pytest.raises(RuntimeError, match="await Client"):
+            client.submit(inc, 1)
+        with pytest.raises(RuntimeError, match="async with"):
+            with client:
+                pass
+        await client.close()
+        return client
+
+    assert run_async(main()).status == "closed"

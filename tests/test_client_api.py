@@ -64,11 +64,36 @@ def test_as_current_makes_a_client_current_and_owns_unpickled_futures(client):
             again = pickle.loads(data)
             assert isinstance(again, Future) and again.client is other
             assert again.result() == 11
-        assert Client.current() is client
-        with pytest.raises(ValueError, match="as_current"):
-            Client.current(allow_global=False)
+        # the fixture's `with Client(...)` made it current, as in Dask
+        assert Client.current(allow_global=False) is client
     finally:
         other.close()
+
+
+def test_current_without_allow_global_needs_an_entered_client(client):
+    import contextvars
+
+    def outside_any_block():  # a fresh context: no `with` block entered
+        assert Client.current() is client  # the default client
+        with pytest.raises(ValueError, match="as_current"):
+            Client.current(allow_global=False)
+
+    contextvars.Context().run(outside_any_block)
+
+
+def test_with_client_is_current_and_must_be_left_where_entered(client):
+    import concurrent.futures
+
+    c = Client(client.scheduler.address, set_as_default=False)
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as one,
+        concurrent.futures.ThreadPoolExecutor(1) as two,
+    ):
+        one.submit(c.__enter__).result()
+        assert one.submit(Client.current, allow_global=False).result() is c
+        with pytest.raises(ValueError, match="different Context"):
+            two.submit(c.__exit__, None, None, None).result()
+    assert c.status == "closed"  # closed even so
 
 
 def test_get_current_task_names_the_running_task(client):

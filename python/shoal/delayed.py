@@ -303,6 +303,15 @@ def delayed(
     if callable(obj):
         h, fname, _ = serialize.dumps_function(obj)
         return DelayedLeaf(obj, name or keys.leaf_key(fname, h), bool(pure), nout)
+    # Dask collections inside lists, tuples, sets and dicts are computed,
+    # as dask's delayed does: each becomes the node computing it.
+    inner = {
+        id(x): _as_delayed(collection_node(x))
+        for x in nested.leaves((obj,))
+        if is_dask_collection(x) and not isinstance(x, Delayed)
+    }
+    if inner:
+        obj = _substitute(obj, inner, True)
     return value_node(obj, name, nout, cls=Delayed)
 
 

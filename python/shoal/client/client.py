@@ -200,6 +200,12 @@ class Client(
         self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
         self._entered: list[Any] = []
         self._loop = aio.as_event_loop(loop)
+        if self._asynchronous and self._loop is None and not aio.loop_running():
+            raise RuntimeError(
+                "Client(asynchronous=True) needs a running event loop: make it inside "
+                "'async def' (await Client(..., asynchronous=True), or async with), "
+                "or use a synchronous Client()"
+            )
         for option, value in (
             ("heartbeat_interval", heartbeat_interval),
             ("serializers", serializers),
@@ -278,10 +284,12 @@ class Client(
 
     @property
     def asynchronous(self) -> bool:
-        """Whether calls that wait return coroutines to await (a client
-        made with ``asynchronous=True``), as in Dask.
+        """Whether calls that wait return coroutines to await: for a client
+        made with ``asynchronous=True``, when called from a thread running
+        an event loop. As in Dask, from any other thread (a task on a worker
+        in this process, a thread pool) its calls return results.
         """
-        return self._asynchronous and not aio.in_sync_call()
+        return self._asynchronous and not aio.in_sync_call() and aio.loop_running()
 
     def __await__(self) -> Generator[Any, None, Client]:
         return self._astart().__await__()

@@ -392,6 +392,10 @@ class Submitting:
         if not found:
             return futures
         key_list = list(found)
+        if errors == "raise":
+            erred = self._session.first_error(key_list)
+            if erred is not None:
+                self._session.result(erred)  # raises its error
         outcomes = self._session.outcomes(key_list)
         values: dict[str, Any] = {}
         for k, outcome in zip(key_list, outcomes or []):
@@ -402,6 +406,11 @@ class Submitting:
     async def _agather(self, futures: Any, errors: str) -> Any:
         found: dict[str, None] = {}
         collect_keys(futures, found)
+        if errors == "raise" and len(found) > 1:
+            # the first error is raised at once, as in Dask
+            erred = await aio.offload_wait(self._session.first_error, list(found))
+            if erred is not None:
+                found = {erred: None}
         await aio.keys_done([(self._session, k) for k in found])
         try:
             return await aio.offload(self._gather, futures, errors)

@@ -32,6 +32,13 @@ def in_sync_call() -> bool:
     return getattr(_local, "depth", 0) > 0
 
 
+def loop_running() -> bool:
+    """Whether this thread runs an asyncio event loop now."""
+    import asyncio
+
+    return asyncio._get_running_loop() is not None
+
+
 def wants_coroutine(client: Any, asynchronous: Any) -> bool:
     """Whether a call given ``asynchronous=`` (None: as ``client`` is)
     returns a coroutine rather than its result.

@@ -9,6 +9,7 @@ submission and the :class:`~shoal.Client` all reach it through a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -242,6 +243,33 @@ class Session:
                 return self._core.gather(keys, timeout)
         return self._core.gather(keys, timeout)  # done, or not in a task
 
+    def first_error(self, keys: list[str]) -> str | None:
+        """Block until every key is done or one of them failed (so a gather
+        raises the first error at once, as in Dask); the failed key, if one
+        did. Inside a task the wait leaves the worker's thread pool.
+        """
+        pending = []
+        for k in keys:
+            status = self._core.status(k)
+            if status == "error":
+                return k
+            if status == "pending":
+                pending.append(k)
+        if len(pending) < 2:
+            return None  # outcomes() waits for the one left
+        queue = _engine.CompletionQueue()
+        self._core.watch(pending, queue)
+        left = set(pending)
+        with context.blocking() if context.in_task() else _no_context():
+            while left:
+                key = queue.pop(None)
+                if key is None:
+                    return None
+                left.discard(key)
+                if self._core.status(key) == "error":
+                    return key
+        return None
+
     def result(self, key: str, timeout: float | None = None) -> Any:
         """The value of ``key``, or raise its error; ``TimeoutError`` if not
         done within ``timeout`` seconds.
@@ -294,6 +322,11 @@ def third_party_packages() -> set[str]:
 
 def _nobody() -> Any:
     return None
+
+
+@contextlib.contextmanager
+def _no_context() -> Any:
+    yield
 
 
 def value_of(key: str, outcome: Any, client: Any = None) -> Any:

@@ -150,20 +150,20 @@ def graph_to_nodes(dsk: Any, outputs: list[Any]) -> dict[Any, Node]:
     # A key whose value is the future of that key (a persisted partition,
     # a persisted Delayed) is that future; dask's conversion would drop it
     # as an alias of itself.
-    held = {k: v for k, v in dsk.items() if _held_future(v, stringify(k)) is not None}
-    dsk = convert_legacy_graph({k: v for k, v in dsk.items() if k not in held})
+    persisted = {k: v for k, v in dsk.items() if _held_future(v, stringify(k)) is not None}
+    dsk = convert_legacy_graph({k: v for k, v in dsk.items() if k not in persisted})
     run_node = serialize.dumps_function(_run_node)
     nodes: dict[Any, Node] = {}
 
     def dependencies(k: Any) -> Any:
-        if k in held:
+        if k in persisted:
             return ()
         return dsk[k].dependencies if k in dsk else None
 
     needed = post_order(outputs, lambda k: k, dependencies)
     for key in needed:
-        if key in held:
-            nodes[key] = held_node(held[key])
+        if key in persisted:
+            nodes[key] = held_node(persisted[key])
             continue
         node = dsk[key]
         name = stringify(key)
