@@ -347,3 +347,21 @@ def test_retry_on_the_synchronous_client(c, tmp_path):
     c.retry([f])
     assert f.result() == 1
     assert f.status == "finished"
+
+
+# ----- coordination names ------------------------------------------------------
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_locks_take_any_name_and_have_an_id_each(c, s, a):
+    from shoal import Lock
+
+    for name in [1, ("a", 1), ["a", 1], b"123", "123"]:
+        lock = Lock(name)
+        assert lock.name == name
+        assert await lock.acquire()
+        other = Lock(name)
+        assert other.id != lock.id
+        assert not await other.acquire(timeout=0.05)  # the same lock
+        await lock.release()
+    assert await Lock(("a", 2)).acquire(timeout=0.05)  # another name, another lock

@@ -28,13 +28,13 @@ def test_map_keeps_order_and_options_apply(client):
     with client.get_executor(workers=[first]) as ex:
         assert list(ex.map(inc, range(20))) == list(range(1, 21))
         assert list(ex.map(divmod, [7, 9], [2, 4])) == [(3, 1), (2, 1)]
-    with pytest.raises(TypeError, match="unexpected"):
+    with pytest.raises(TypeError, match="unsupported arguments to ClientExecutor"):
         client.get_executor(nonsense=1)
     with pytest.raises(NotImplementedError, match="chunksize"):
         client.get_executor().map(inc, [1], chunksize=4)
 
 
-def test_calls_are_impure_by_default(client, tmp_path):
+def test_calls_are_pure_by_default_as_submit_and_options_apply_per_call(client, tmp_path):
     counter = tmp_path / "runs"
 
     def record(_):
@@ -42,9 +42,14 @@ def test_calls_are_impure_by_default(client, tmp_path):
             f.write("x")
         return 1
 
-    with client.get_executor() as ex:
+    with client.get_executor() as ex:  # as Dask's: one run for equal calls
         assert [ex.submit(record, 0).result() for _ in range(3)] == [1, 1, 1]
-    assert counter.read_text() == "xxx"
+    assert counter.read_text() == "x"
+    with client.get_executor(pure=False) as ex:
+        assert [ex.submit(record, 1).result() for _ in range(2)] == [1, 1]
+        assert ex.submit(record, 2, pure=True).result() == 1
+        assert ex.submit(record, 2, pure=True).result() == 1
+    assert counter.read_text() == "x" + "xx" + "x"
 
 
 def test_shutdown_refuses_new_work_and_can_cancel(client, tmp_path):

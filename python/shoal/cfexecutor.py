@@ -55,23 +55,25 @@ class ClientExecutor(cf.Executor):
     client
         The client to submit with.
     **kwargs
-        Options for every task, as :meth:`Client.submit` takes them
-        (``pure`` defaults to False here, as in Dask: every call runs).
+        Options for every task, as :meth:`Client.submit` takes them; a call
+        to :meth:`submit` may give its own, as in Dask.
 
     """
 
     def __init__(self, client: Any, **kwargs: Any):
         unknown = set(kwargs) - _OPTIONS
         if unknown:
-            raise TypeError(f"get_executor got unexpected keyword arguments {sorted(unknown)}")
+            raise TypeError(f"unsupported arguments to ClientExecutor: {sorted(unknown)}")
         self._client = client
-        self._options = {"pure": False, **kwargs}
+        self._options = kwargs
         self._futures: set[Future] = set()
         self._lock = threading.Lock()
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        """Run ``fn(*args, **kwargs)`` on the cluster.
+        """Run ``fn(*args, **kwargs)`` on the cluster; task options among
+        ``kwargs`` (``pure=``, ``retries=``, ...) apply to this call, over the
+        executor's.
 
         Returns
         -------
@@ -81,7 +83,7 @@ class ClientExecutor(cf.Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            future = self._client.submit(fn, *args, **self._options, **kwargs)
+            future = self._client.submit(fn, *args, **{**self._options, **kwargs})
             self._futures.add(future)
         out: cf.Future = cf.Future()
 
@@ -143,13 +145,13 @@ class ClientExecutor(cf.Executor):
         return results()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Refuse new calls; cancel pending ones if ``cancel_futures``, and
-        wait for the rest if ``wait``.
+        """Refuse new calls; wait for the calls not finished if ``wait``,
+        else cancel them (as Dask's), as ``cancel_futures`` does too.
         """
         with self._lock:
             self._shutdown = True
             running = list(self._futures)
-        if cancel_futures and running:
+        if (cancel_futures or not wait) and running:
             self._client.cancel(running)
         if wait and running:
             from .completion import wait as wait_all

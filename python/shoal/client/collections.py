@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import arguments, options
+from ..core import aio, arguments, nested, options
 from ..core.arguments import UNSET
 from ..dask.graphs import run_dask_graph
 from ..delayed import as_node, collect, delayed, persist_on, submit_nodes
+from ..futures import Future
 from .submit import reject_task_options
 
 
@@ -198,7 +199,27 @@ class Collections:
         futures = run_dask_graph(self, dsk, keys, opts)
         if not sync:
             return futures
-        return self.gather(futures, asynchronous=asynchronous)
+        if aio.wants_coroutine(self, asynchronous):
+            return self._aget(futures)
+        try:
+            return self.gather(futures, asynchronous=asynchronous)
+        except BaseException:
+            _release(futures)  # not kept alive by the traceback
+            raise
+
+    async def _aget(self, futures: Any) -> Any:
+        try:
+            return await self.gather(futures, asynchronous=True)
+        except BaseException:
+            _release(futures)
+            raise
+
+
+def _release(futures: Any) -> None:
+    """Release every Future in ``futures`` (nested) now."""
+    for f in nested.leaves(futures):
+        if isinstance(f, Future):
+            f.release()
 
 
 def _collections_given(collections: Any, kwargs: dict[str, Any]) -> tuple[bool, list[Any]]:

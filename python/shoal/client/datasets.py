@@ -2,15 +2,11 @@
 Part of :class:`Client`.
 
 A dataset's name is any Dask key (a string, bytes, a number, or a tuple of
-them), as in Dask. The scheduler names datasets by strings: a string name
-is sent as it is, any other name as the text of its ``repr`` behind a
-marker no string name starts with, and read back with
-:func:`ast.literal_eval`.
+them), as in Dask; the scheduler knows it by :func:`shoal.core.keys.name_text`.
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -19,23 +15,11 @@ from ..core import aio, keys, serialize
 
 _NO_DEFAULT = object()
 
-#: Starts the wire name of a dataset whose name is not a string.
-_KEY_MARK = "\x1fkey:"
-
 
 def wire_name(name: Any) -> str:
     """The string the scheduler knows dataset ``name`` by."""
     keys.check_dask_key(name, "a dataset name's")
-    if isinstance(name, str) and not name.startswith(_KEY_MARK):
-        return name
-    return _KEY_MARK + repr(name)
-
-
-def from_wire(text: str) -> Any:
-    """The dataset name ``wire_name`` made ``text`` from."""
-    if text.startswith(_KEY_MARK):
-        return ast.literal_eval(text[len(_KEY_MARK) :])
-    return text
+    return keys.name_text(name)
 
 
 def _named(args: tuple[Any, ...], name: Any, kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
@@ -150,7 +134,7 @@ class DatasetMethods:
         answer = self._request(Coord.DatasetList())
         if not isinstance(answer, Answer.Names):
             raise RuntimeError(f"the scheduler answered a dataset list with {answer!r}")
-        return sorted((from_wire(n) for n in answer.names), key=str)
+        return sorted((keys.name_from_text(n) for n in answer.names), key=str)
 
     @aio.maybe_async
     def unpublish_dataset(self, name: Any) -> None:

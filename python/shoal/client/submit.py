@@ -474,7 +474,7 @@ class Submitting:
         **kwargs
             Options for every task, as :meth:`submit` takes them
             (``workers``, ``resources``, ``retries``, ``priority``, ``pure``,
-            ...); ``pure`` defaults to False, as in Dask.
+            ...); a call to the executor's ``submit`` may give its own.
 
         Returns
         -------

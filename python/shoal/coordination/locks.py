@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from typing import Any
 
 from .._engine import Answer, Coord
+from ..core import keys
 from ._request import AsyncUse, ask, ask_count, ask_flag, awaitable, maybe_client, new_name, seconds
 
 _leases = itertools.count(1)
@@ -67,7 +69,10 @@ class Semaphore(AsyncUse):
         if isinstance(max_leases, bool) or not isinstance(max_leases, int) or max_leases < 1:
             raise ValueError(f"max_leases must be a whole number, 1 or more, not {max_leases!r}")
         self.client = maybe_client(client)
-        self.name = name or new_name("semaphore")
+        self.name = new_name("semaphore") if name is None else name
+        #: This object's own id (two objects of one name are two holders).
+        self.id = uuid.uuid4().hex
+        self._text = keys.name_text(self.name)
         self.max_leases = max_leases
         self._held: list[int] = []
         self._lock = threading.Lock()
@@ -91,7 +96,7 @@ class Semaphore(AsyncUse):
     @awaitable
     def _acquire(self, t: float | None) -> bool:
         lease = next(_leases)
-        answer = ask(self.client, Coord.Acquire(self.name, self.max_leases, lease), t)
+        answer = ask(self.client, Coord.Acquire(self._text, self.max_leases, lease), t)
         if isinstance(answer, Answer.TimedOut):
             return False
         with self._lock:
@@ -115,13 +120,13 @@ class Semaphore(AsyncUse):
 
     @awaitable
     def _release(self, lease: int) -> bool:
-        ask(self.client, Coord.Release(self.name, lease))
+        ask(self.client, Coord.Release(self._text, lease))
         return True
 
     @awaitable
     def get_value(self) -> int:
         """How many leases are out now, across the cluster."""
-        return ask_count(self.client, Coord.Leases(self.name))
+        return ask_count(self.client, Coord.Leases(self._text))
 
     @awaitable
     def close(self) -> None:
@@ -173,7 +178,7 @@ class Lock(Semaphore):
         scheduler_rpc: Any = None,
         loop: Any = None,
     ):
-        super().__init__(1, name or new_name("lock"), scheduler_rpc, loop, client)
+        super().__init__(1, new_name("lock") if name is None else name, scheduler_rpc, loop, client)
 
     def acquire(self, blocking: bool = True, timeout: Any = None) -> bool:  # type: ignore[override]
         """Take the lock, waiting until it is free.

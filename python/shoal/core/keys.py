@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import Any
 
 from .. import _engine
 
@@ -66,3 +67,29 @@ def check_dask_key(key: object, what: str = "key") -> None:
             f"{what} parts must be strings, bytes, numbers or tuples of them, "
             f"not {type(key).__name__} ({key!r})"
         )
+
+
+#: Starts the text of a name (of a dataset, a lock) that is not a string.
+_NAME_MARK = "\x1fname:"
+
+
+def name_text(name: Any) -> str:
+    """The string the scheduler knows a dataset or coordination object
+    named ``name`` by: a string as it is, anything else (a number, bytes, a
+    tuple, as Dask allows) as its ``repr`` behind a marker no string name
+    starts with.
+    """
+    if isinstance(name, str) and not name.startswith(_NAME_MARK):
+        return name
+    return _NAME_MARK + repr(name)
+
+
+def name_from_text(text: str) -> Any:
+    """The name :func:`name_text` made ``text`` from (read back with
+    :func:`ast.literal_eval`).
+    """
+    if text.startswith(_NAME_MARK):
+        import ast
+
+        return ast.literal_eval(text[len(_NAME_MARK) :])
+    return text
