@@ -159,6 +159,18 @@ FIXTURES = {
 #: What a test may read of the scheduler and workers it is handed.
 SERVER_ATTRIBUTES = {"address", "name"}
 
+#: What a task may use of the worker ``get_worker()`` returns.
+WORKER_API = {
+    "address",
+    "name",
+    "id",
+    "nthreads",
+    "log_event",
+    "get_current_task",
+    "local_directory",
+    "plugins",
+}
+
 
 @dataclasses.dataclass
 class Test:
@@ -267,8 +279,20 @@ class _Reader(ast.NodeVisitor):
         self.servers = servers
         self.names: set[str] = set()
         self.problems: list[str] = []
+        self.workers: set[str] = set()  # names bound to get_worker()
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        if isinstance(node.value, ast.Call) and _decorator_name(node.value) == "get_worker":
+            self.workers |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        value = node.value
+        is_worker = (isinstance(value, ast.Call) and _decorator_name(value) == "get_worker") or (
+            isinstance(value, ast.Name) and value.id in self.workers
+        )
+        if is_worker and node.attr not in WORKER_API:
+            self.problems.append(f"reads get_worker().{node.attr}")
         private = node.attr.startswith("_") and not node.attr.startswith("__")
         if private and node.attr not in PUBLIC_UNDERSCORE:
             self.problems.append(f"private attribute .{node.attr}")

@@ -365,3 +365,41 @@ async def test_locks_take_any_name_and_have_an_id_each(c, s, a):
         assert not await other.acquire(timeout=0.05)  # the same lock
         await lock.release()
     assert await Lock(("a", 2)).acquire(timeout=0.05)  # another name, another lock
+
+
+# ----- small semantics ------------------------------------------------------------
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_scattered_futures_know_their_type_and_namedtuples_stay(c, s, a):
+    import collections
+
+    [f] = await c.scatter([1])
+    assert f.type is int
+    point = collections.namedtuple("point", ["x", "y"])
+    out = await c.scatter(point(1, "b"))
+    assert type(out) is point
+    assert (await out.x, await out.y) == (1, "b")
+    assert out.y.type is str
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_a_future_from_a_variable_knows_its_state_at_once(c, s, a):
+    x = c.submit(div, 1, 0)
+    await wait(x)
+    await Variable("v").set(x)
+    async with Client(s.address, asynchronous=True, set_as_default=False) as c2:
+        got = await Variable("v", client=c2).get()
+        assert got.status == "error"
+
+
+def test_a_local_cluster_is_reached_as_localhost_too(s):
+    port = s["address"].rsplit(":", 1)[1]
+    with Client(f"localhost:{port}", set_as_default=False) as c:
+        assert c.submit(inc, 1).result() == 2
+
+
+@pytest.mark.parametrize("bad", [None, 0, 1.0])
+def test_wait_for_workers_needs_a_count(c, bad):
+    with pytest.raises(ValueError, match="n_workers"):
+        c.wait_for_workers(bad)

@@ -35,7 +35,7 @@ class Future:
 
     """
 
-    __slots__ = ("key", "client", "_session", "__weakref__")
+    __slots__ = ("key", "client", "_session", "_known_type", "__weakref__")
 
     #: dask's protocol for futures of third-party schedulers: dask refers to
     #: the future's key in graphs instead of embedding the object.
@@ -57,6 +57,7 @@ class Future:
         f.key = key
         f.client = client
         f._session = client._session
+        f._known_type = None
         return f
 
     def __del__(self) -> None:
@@ -168,6 +169,9 @@ class Future:
         """The class of the result, once finished (None before, or if it
         cannot be imported here).
         """
+        known = getattr(self, "_known_type", None)  # scattered: known here
+        if known is not None:
+            return known
         name = self._type_name()
         return None if name is None else serialize.type_named(name)
 

@@ -333,12 +333,16 @@ class Submitting:
             direct,
         )
         futures = [Future._adopt(k, self) for k in names]
+        for f, (_, value) in zip(futures, items):
+            f._known_type = type(value)  # Future.type at once, as in Dask
         if wait_for is not None and not self._session.wait(names, wait_for):
             raise TimeoutError(f"scattered data did not reach a worker within {timeout}")
         if broadcast:
             self._replicate(names, None, worker_names(workers), 2)
         if isinstance(data, dict):
             return dict(zip(data.keys(), futures))
+        if isinstance(data, tuple) and hasattr(data, "_fields"):
+            return type(data)(*futures)  # a namedtuple of Futures, as in Dask
         if isinstance(data, (list, tuple, set, frozenset)):
             return futures
         return futures[0]

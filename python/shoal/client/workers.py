@@ -509,7 +509,7 @@ class WorkerCalls:
         engine.cancel(engine.keys())
         # Each worker replaces itself at once, so its answer never comes.
         self.run(_restart_worker_process, on_error="ignore")
-        if wait_for_workers:
+        if wait_for_workers and before:
             self.wait_for_workers(len(before), seconds, without=before)
 
     @aio.maybe_async
@@ -529,8 +529,8 @@ class WorkerCalls:
             Also wait until none of these worker addresses is connected.
 
         """
-        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
-            raise ValueError(f"n_workers must be a whole number, not {n_workers!r}")
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+            raise ValueError(f"n_workers must be a whole number, 1 or more, not {n_workers!r}")
         t = parse_timedelta(timeout)
         self._check_running()
         if not self._session.wait_for_workers(n_workers, t, list(without)):

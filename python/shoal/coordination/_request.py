@@ -158,8 +158,16 @@ def dump(value: Any, what: str) -> tuple[list[bytes], list[str]]:
 
 
 def load(client: Any, frames: list[bytes]) -> Any:
-    """Unpickle a held value; futures inside become ``client``'s."""
-    return serialize.loads_for(frames, client)
+    """Unpickle a held value; futures inside become ``client``'s, and know
+    their state when it is returned (as in Dask: a future of a failed task
+    says so at once).
+    """
+    value = serialize.loads_for(frames, client)
+    from ..completion import futures_of
+
+    if any(f.status == "pending" for f in futures_of(value)):
+        client._session.barrier()
+    return value
 
 
 def timed_out(what: str, timeout: float | None) -> TimeoutError:

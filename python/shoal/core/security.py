@@ -498,4 +498,12 @@ def pop_tls_environment() -> None:
 
 
 def _normal(address: str) -> str:
-    return _engine.strip_scheme(address)
+    """An address as the credentials of a local cluster are noted by: no
+    scheme, and ``localhost`` as ``127.0.0.1`` (the one host a local
+    cluster's loopback address has two names for).
+    """
+    bare = _engine.strip_scheme(address)
+    host, sep, port = bare.rpartition(":")
+    if sep and host == "localhost":
+        return f"127.0.0.1:{port}"
+    return bare

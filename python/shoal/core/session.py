@@ -169,6 +169,14 @@ class Session:
         """The workers and their state, the task count and the limits."""
         return self._core.identify()
 
+    def barrier(self) -> None:
+        """Return once the scheduler has applied everything this client
+        sent before, and this client has what the scheduler sent before
+        answering (a connection's messages are applied in order): a round
+        trip.
+        """
+        self._core.identify()
+
     def scheduler_identity(self) -> tuple[str, float]:
         """The scheduler's id and start time."""
         return self._core.scheduler_identity()

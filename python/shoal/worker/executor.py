@@ -156,7 +156,7 @@ def _applied(futures: list[Any]) -> None:
     clients = {id(f.client): f.client for f in futures if getattr(f, "client", None) is not None}
     for client in clients.values():
         try:
-            client._request("who_has", names=[])
+            client._session.barrier()
         except Exception:
             pass  # a closed client: the result reports what it can
 

@@ -102,6 +102,19 @@ class Worker:
                 )
             return self._client
 
+    def get_current_task(self) -> str:
+        """The key of the task calling it (Dask's ``Worker.get_current_task``).
+
+        Raises
+        ------
+        ValueError
+            Outside a task.
+
+        """
+        from .. import get_current_task
+
+        return get_current_task()
+
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` under ``topic`` in the scheduler's event log (see
         :meth:`shoal.Client.log_event`), through this worker's client.
