@@ -403,3 +403,17 @@ def test_a_local_cluster_is_reached_as_localhost_too(s):
 def test_wait_for_workers_needs_a_count(c, bad):
     with pytest.raises(ValueError, match="n_workers"):
         c.wait_for_workers(bad)
+
+
+def test_a_large_submission_warns_as_dask_does(c):
+    import warnings
+
+    import dask
+
+    with pytest.warns(UserWarning, match="Sending large graph of size"):
+        c.submit(len, b"0" * 11_000_000).result()
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GB"}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert c.submit(len, b"1" * 11_000_000).result() == 11_000_000
+            assert c.submit(len, b"2" * 1000).result() == 1000

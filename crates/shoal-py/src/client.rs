@@ -195,13 +195,16 @@ impl ClientCore {
         functions: Vec<PyRef<'_, FunctionDef>>,
         options: Vec<PyRef<'_, TaskOptions>>,
         tasks: Vec<PyRef<'_, TaskSpec>>,
-    ) -> PyResult<()> {
-        let functions = functions.iter().map(|f| f.to_core()).collect();
+    ) -> PyResult<u64> {
+        let functions: Vec<_> = functions.iter().map(|f| f.to_core()).collect();
         let options = options.iter().map(|o| o.0.clone()).collect();
-        let tasks = tasks.iter().map(|t| t.to_core()).collect();
+        let tasks: Vec<_> = tasks.iter().map(|t| t.to_core()).collect();
+        let size = functions.iter().map(|f| f.bytes.len() as u64).sum::<u64>()
+            + tasks.iter().map(|t| t.args.nbytes()).sum::<u64>();
         self.inner
             .submit(functions, options, tasks)
-            .map_err(to_py_err)
+            .map_err(to_py_err)?;
+        Ok(size)
     }
 
     /// Asks every worker, now and later, to import these modules in the

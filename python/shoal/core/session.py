@@ -94,7 +94,7 @@ class Session:
         """Send functions, the options the specs refer to and the task
         specs (see :mod:`.spec` and :mod:`.options`).
         """
-        self._core.submit(functions, options.to_engine(), specs)
+        _warn_if_large(self._core.submit(functions, options.to_engine(), specs))
 
     def submit_specs(
         self, functions: list[Any], options: list[_engine.TaskOptions], specs: list[Any]
@@ -102,7 +102,7 @@ class Session:
         """:meth:`submit` with the options already as the engine sends them
         (one task's, on ``submit``'s quick path).
         """
-        self._core.submit(functions, options, specs)
+        _warn_if_large(self._core.submit(functions, options, specs))
 
     # ----- keys: their state and this client's references ---------------
 
@@ -330,6 +330,47 @@ def third_party_packages() -> set[str]:
 
 def _nobody() -> Any:
     return None
+
+
+#: Dask's key for the size of a submission above which it warns.
+LARGE_GRAPH_KEY = "distributed.admin.large-graph-warning-threshold"
+
+
+def _warn_if_large(size: int) -> None:
+    """Warn (``UserWarning``, as Dask) when a submission's pickled tasks and
+    functions are larger than Dask's ``large-graph-warning-threshold``
+    (10 MB by default). Submissions under 64 kB are not checked (the
+    configuration is not read on the quick path of small tasks).
+    """
+    if size < 65_536:
+        return
+    from .settings import setting
+    from .sizes import format_bytes, parse_bytes
+
+    limit = setting(LARGE_GRAPH_KEY, "10MB")
+    threshold = parse_bytes(limit) if isinstance(limit, str) else int(limit)
+    if size > threshold:
+        import warnings
+
+        warnings.warn(
+            f"Sending large graph of size {format_bytes(size)}. The data is pickled into "
+            "the tasks and sent to the scheduler with them: load it inside a task, or "
+            "scatter it once (client.scatter) and pass the future, so it is sent one time. "
+            f"(Dask's {LARGE_GRAPH_KEY} sets when this warns.)",
+            UserWarning,
+            stacklevel=_outside_shoal(),
+        )
+
+
+def _outside_shoal() -> int:
+    """The ``stacklevel`` of the first caller outside shoal's package."""
+    package = __name__.rsplit(".", 2)[0] + "."
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 @contextlib.contextmanager
