@@ -18,6 +18,7 @@ from shoal.utils_test import (
     cluster,
     div,
     gen_cluster,
+    gen_test,
     inc,
     map_varying,
     raises_with_cause,
@@ -417,3 +418,28 @@ def test_a_large_submission_warns_as_dask_does(c):
             warnings.simplefilter("error")
             assert c.submit(len, b"1" * 11_000_000).result() == 11_000_000
             assert c.submit(len, b"2" * 1000).result() == 1000
+
+
+def test_client_repr_as_dask_shows(s):
+    with Client(s["address"], set_as_default=False) as c:
+        text = c._repr_html_()
+        assert s["address"] in text and "Total threads: </strong>2" in text
+        assert "threads=2" in repr(c)
+        assert c.get_versions()["scheduler"] is not None  # hosted by this process
+    assert "No scheduler connected" in repr(c)
+    assert "No scheduler connected." in c._repr_html_()
+
+
+@gen_test()
+async def test_client_of_a_cluster_shows_the_clusters_dashboard_link():
+    from shoal import LocalCluster
+
+    class Proxied(LocalCluster):
+        @property
+        def dashboard_link(self):
+            return "http://proxy.example/status"
+
+    async with Proxied(n_workers=0, processes=False, asynchronous=True) as cluster:
+        async with Client(cluster, asynchronous=True) as client:
+            assert client.dashboard_link == "http://proxy.example/status"
+            assert "http://proxy.example/status" in client._repr_html_()

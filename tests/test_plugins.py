@@ -175,3 +175,11 @@ def test_plugins_on_an_asynchronous_client(cluster, tmp_path):
             await c.unregister_worker_plugin("recorder")
 
     run_async(main())
+
+
+def test_upload_directory_modes(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        UploadDirectory(str(tmp_path), mode="invalid")
+    with pytest.raises(NotImplementedError, match="runs no Python"):
+        UploadDirectory(str(tmp_path), mode="scheduler")
+    assert UploadDirectory(str(tmp_path), mode="workers").path == str(tmp_path)

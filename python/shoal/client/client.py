@@ -490,6 +490,8 @@ class Client(
         'http://127.0.0.1:8787/status'
 
         """
+        if self.cluster is not None:  # the cluster's own link, as in Dask
+            return self.cluster.dashboard_link
         url = self._session.dashboard
         return None if url is None else dask_config.dashboard_link(url)
 
@@ -497,6 +499,8 @@ class Client(
         return self._session.workers() if self.status == "running" else []
 
     def __repr__(self) -> str:
+        if self.status != "running":
+            return f"<Client: No scheduler connected ({self.status})>"
         workers = self._workers()
         threads = sum(w.nthreads for w in workers)
         memory = sum(w.memory for w in workers)
@@ -510,6 +514,8 @@ class Client(
     def _repr_html_(self) -> str:
         import html  # only notebooks need it: kept off the start-up path
 
+        if self.status != "running":
+            return f"<div><h3>Client</h3><p>No scheduler connected. ({self.status})</p></div>"
         workers = self._workers()
         rows = "".join(
             f"<tr><td>{html.escape(w.name)}</td><td>{html.escape(w.address)}</td>"
@@ -527,7 +533,7 @@ class Client(
             f"<div><h3>Client</h3><p><b>Scheduler:</b> {self.scheduler_address} &nbsp; "
             f"{dashboard}"
             f"<b>Status:</b> {self.status} &nbsp; <b>Workers:</b> {len(workers)} &nbsp; "
-            f"<b>Threads:</b> {sum(w.nthreads for w in workers)} &nbsp; "
+            f"<strong>Total threads: </strong>{sum(w.nthreads for w in workers)} &nbsp; "
             f"<b>Memory:</b> {format_bytes(sum(w.memory for w in workers))}</p>"
             "<table><tr><th>Worker</th><th>Address</th><th>Threads</th><th>Memory</th></tr>"
             f"{rows}</table></div>"

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core import aio
+from ..core.security import hosted_here
 from ..core.versions import mismatch_message, mismatches, versions
 from ..deploy.cluster import HostedScheduler
 
@@ -61,5 +62,9 @@ class VersionCalls:
         return {"scheduler": scheduler, "workers": workers, "client": client}
 
     def _scheduler_is_local(self) -> bool:
-        """Whether this client's cluster runs its scheduler in this process."""
-        return isinstance(getattr(self, "cluster", None), HostedScheduler)
+        """Whether the scheduler runs in this process (a cluster this
+        process started, whether or not this client was made from it).
+        """
+        if isinstance(getattr(self, "cluster", None), HostedScheduler):
+            return True
+        return hosted_here(self.scheduler_address)

@@ -331,6 +331,14 @@ def remember(address: str, security: Security) -> None:
         _known[_normal(address)] = security
 
 
+def hosted_here(address: str) -> bool:
+    """Whether a cluster started by this process runs its scheduler at
+    ``address`` (it noted its credentials with :func:`remember`).
+    """
+    with _known_lock:
+        return _normal(address) in _known
+
+
 def forget(address: str) -> None:
     """Drop what :func:`remember` noted for ``address``."""
     with _known_lock:

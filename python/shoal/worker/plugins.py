@@ -167,8 +167,8 @@ class UploadDirectory(NannyPlugin):
     ----------
     path
         The directory.
-    restart
-        Not supported yet; leave False.
+    restart, restart_workers
+        Not supported yet; leave False (``restart`` is Dask's old name).
     update_path
         Put the copy first on the workers' ``sys.path``.
     skip_words
@@ -177,6 +177,10 @@ class UploadDirectory(NannyPlugin):
     skip
         Functions of a file's path: where one returns True, the file is
         left out.
+    mode
+        ``"workers"`` (Dask's default). ``"scheduler"`` and ``"all"`` copy
+        it to the scheduler too in Dask; shoal's scheduler runs no Python,
+        so they raise ``NotImplementedError``.
 
     """
 
@@ -187,10 +191,19 @@ class UploadDirectory(NannyPlugin):
         update_path: bool = False,
         skip_words: tuple[str, ...] = (".git", ".github", ".pytest_cache", "tests", "docs"),
         skip: tuple[Any, ...] = (lambda fn: os.path.splitext(fn)[1] == ".pyc",),
+        restart_workers: bool = False,
+        mode: str = "workers",
     ):
-        if restart:
+        if mode not in ("workers", "scheduler", "all"):
+            raise ValueError(f"mode={mode!r} not supported, expected 'workers'")
+        if mode != "workers":
             raise NotImplementedError(
-                "UploadDirectory(restart=True) is not supported yet: call client.restart()"
+                f"UploadDirectory(mode={mode!r}): shoal's scheduler runs no Python, so "
+                "nothing is uploaded to it; use mode='workers'"
+            )
+        if restart or restart_workers:
+            raise NotImplementedError(
+                "UploadDirectory(restart_workers=True) is not supported yet: call client.restart()"
             )
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isdir(path):
