@@ -281,8 +281,8 @@ def test_client_sync_runs_on_the_given_loop(loop, s):
         return asyncio.get_running_loop()
 
     with Client(s["address"], loop=loop) as c:
-        assert c.loop is loop
-        assert c.sync(which_loop) is loop
+        assert c.loop is loop  # a tornado IOLoop when tornado is installed
+        assert c.sync(which_loop) is getattr(loop, "asyncio_loop", loop)
 
 
 def test_loop_must_be_an_event_loop(s):
@@ -443,3 +443,13 @@ async def test_client_of_a_cluster_shows_the_clusters_dashboard_link():
         async with Client(cluster, asynchronous=True) as client:
             assert client.dashboard_link == "http://proxy.example/status"
             assert "http://proxy.example/status" in client._repr_html_()
+
+
+def test_cancelling_a_future_cancels_its_dependents_as_dask_does(c):
+    x = c.submit(slowinc, 1, delay=0.2, key="cx")
+    y = c.submit(slowinc, x, delay=0.2, key="cy")
+    z = c.submit(slowinc, y, delay=0.2, key="cz")
+    c.cancel([y])
+    wait(z)  # woken by the cancellation
+    assert z.cancelled()
+    assert x.result() == 2

@@ -71,6 +71,10 @@ def test_a_handler_gets_what_tasks_log_until_unsubscribed(client):
     client.submit(log_from_task, "from-tasks", "later", pure=False).result()
     assert [m for _, m in client.get_events("from-tasks")] == ["hello", "later"]
     assert [m for _, m in got] == ["hello"]
+    # A dict logged by a worker names the worker, as in Dask.
+    client.submit(log_from_task, "dicts", {"foo": "bar"}, pure=False).result()
+    [(_, logged)] = client.get_events("dicts")
+    assert logged["foo"] == "bar" and logged["worker"] in client.nthreads()
 
 
 def test_print_in_a_task_shows_in_the_client(client, capsys):

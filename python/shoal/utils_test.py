@@ -583,21 +583,46 @@ def cluster(
 
 
 @pytest.fixture
-def loop_in_thread() -> Iterator[asyncio.AbstractEventLoop]:
-    """An asyncio event loop running in a thread of its own."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="test-loop", daemon=True)
-    thread.start()
+def loop_in_thread() -> Iterator[Any]:
+    """An event loop running in a thread of its own: a tornado ``IOLoop``
+    (as Dask's fixture, with its ``add_callback``) when tornado is
+    installed, else an asyncio loop.
+    """
     try:
-        yield loop
+        from tornado.ioloop import IOLoop
+    except ImportError:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="test-loop", daemon=True)
+        thread.start()
+        try:
+            yield loop
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+        return
+    made: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        made["loop"] = IOLoop.current()
+        made["loop"].add_callback(ready.set)
+        made["loop"].start()
+
+    thread = threading.Thread(target=run, name="test-loop", daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        yield made["loop"]
     finally:
-        loop.call_soon_threadsafe(loop.stop)
+        made["loop"].add_callback(made["loop"].stop)
         thread.join()
-        loop.close()
+        made["loop"].close(all_fds=True)
 
 
 @pytest.fixture
-def loop(loop_in_thread: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+def loop(loop_in_thread: Any) -> Any:
     """The event loop of :func:`loop_in_thread`, for ``Client(loop=loop)``."""
     return loop_in_thread
 

@@ -316,7 +316,7 @@ impl ClientCore {
         drop(st);
         self.shared.changed.notify_all();
         if !disown.is_empty() {
-            self.send(ClientToScheduler::Disown(disown));
+            self.send(ClientToScheduler::Cancel(disown));
         }
     }
 

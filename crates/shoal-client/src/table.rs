@@ -191,6 +191,16 @@ impl State {
                 }
             }
             SchedulerToClient::KeyLost { key } => self.lost(&[key]),
+            SchedulerToClient::KeyCancelled { key } => {
+                if let Some(e) = self.keys.get_mut(&key) {
+                    // The scheduler no longer counts it as wanted here.
+                    e.wanted = false;
+                    if e.status == KeyStatus::Pending || e.status == KeyStatus::Finished {
+                        e.inline = None;
+                        e.complete(&key, KeyStatus::Cancelled);
+                    }
+                }
+            }
             SchedulerToClient::Identity {
                 workers,
                 tasks,

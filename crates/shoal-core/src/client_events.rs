@@ -152,6 +152,7 @@ impl Core {
             ClientToScheduler::Coord { req, op, timeout } => {
                 self.coord_request(c, req, op, timeout, out)
             }
+            ClientToScheduler::Cancel(keys) => self.cancel_for(c, &keys, out),
             ClientToScheduler::Retry(keys) => {
                 let ids: Vec<TaskId> = keys.iter().filter_map(|k| self.id_of(k)).collect();
                 self.retry(&ids, out);
@@ -200,6 +201,44 @@ impl Core {
             cs.wants.remove(&id);
         }
         self.to_check.push(id);
+    }
+
+    /// Client `c` cancelled `keys`: it stops wanting them, and the keys
+    /// downstream of one that only `c` wanted are cancelled for it too when
+    /// only `c` wants them (told with `KeyCancelled`); the walk passes
+    /// through tasks nobody wants and stops at those another client wants.
+    fn cancel_for(&mut self, c: ClientId, keys: &[String], out: &mut Vec<Command>) {
+        let roots: Vec<TaskId> = keys.iter().filter_map(|k| self.id_of(k)).collect();
+        let mut stack = Vec::new();
+        for &id in &roots {
+            if self.tasks.get(&id).is_some_and(|t| *t.wanted_by == [c]) {
+                stack.extend(self.tasks[&id].dependents.iter());
+            }
+            self.unwant(c, id);
+        }
+        let mut seen: std::collections::HashSet<TaskId> = roots.into_iter().collect();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(t) = self.tasks.get(&id) else {
+                continue;
+            };
+            let only_c = *t.wanted_by == [c];
+            if !only_c && !t.wanted_by.is_empty() {
+                continue; // another client wants it: it stays, as what it needs
+            }
+            stack.extend(t.dependents.iter());
+            if only_c {
+                out.push(Command::ToClient(
+                    c,
+                    SchedulerToClient::KeyCancelled {
+                        key: t.key().to_string(),
+                    },
+                ));
+                self.unwant(c, id);
+            }
+        }
     }
 
     pub(crate) fn want(&mut self, c: ClientId, id: TaskId) {

@@ -389,3 +389,32 @@ fn retrying_a_key_that_did_not_fail_changes_nothing() {
     assert!(env.take().is_empty());
     assert!(matches!(env.state("a"), Some(Memory)));
 }
+
+#[test]
+fn cancelling_a_key_cancels_what_only_its_client_wants_downstream() {
+    let mut env = Env::new();
+    env.worker(1);
+    env.event(shoal_core::Event::ClientConnected(2));
+    env.submit(vec![
+        task("x"),
+        task("y").deps(&["x"]),
+        task("mid").unwanted().deps(&["y"]),
+        task("z").deps(&["mid"]),
+    ]);
+    env.submit_as(2, vec![task("shared").deps(&["y"])]);
+    env.take();
+    env.send(1, ClientToScheduler::Cancel(vec!["y".into()]));
+    let cancelled: Vec<String> = env
+        .take()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::ToClient(1, SchedulerToClient::KeyCancelled { key }) => Some(key),
+            _ => None,
+        })
+        .collect();
+    // z (through mid, which nobody wants) goes; "shared", client 2's, stays,
+    // so y is still computed for it; x, upstream, is untouched.
+    assert_eq!(cancelled, vec!["z".to_string()]);
+    assert!(env.state("shared").is_some());
+    assert!(env.state("x").is_some());
+}

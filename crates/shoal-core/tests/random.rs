@@ -40,6 +40,8 @@ enum Op {
     Disown(u16),
     /// Client 1 retries a key (erred or not).
     Retry(u16),
+    /// Client 1 cancels a key (and what only it wants downstream).
+    Cancel(u16),
     AddWorker(u8),
     LoseWorker(u8),
     /// Reports about a task some worker was once sent (possibly stale).
@@ -93,6 +95,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u16>().prop_map(Op::Resubmit),
         1 => any::<u16>().prop_map(Op::Disown),
         1 => any::<u16>().prop_map(Op::Retry),
+        1 => any::<u16>().prop_map(Op::Cancel),
         1 => (1u8..=3).prop_map(Op::AddWorker),
         1 => any::<u8>().prop_map(Op::LoseWorker),
         3 => any::<u16>().prop_map(Op::Start),
@@ -186,6 +189,9 @@ impl Seen {
                 }
                 Command::ToClient(1, SchedulerToClient::KeyLost { key }) => {
                     self.told.remove(&key);
+                }
+                Command::ToClient(1, SchedulerToClient::KeyCancelled { key }) => {
+                    self.wanted.remove(&key);
                 }
                 _ => {}
             }
@@ -327,6 +333,12 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
             if let Some(k) = seen.key(pick) {
                 env.disown(&[k.as_str()]);
                 seen.wanted.remove(&k);
+            }
+        }
+        Op::Cancel(pick) => {
+            if let Some(k) = seen.key(pick) {
+                seen.wanted.remove(&k);
+                env.send(1, ClientToScheduler::Cancel(vec![k]));
             }
         }
         Op::Retry(pick) => {

@@ -278,6 +278,11 @@ pub enum ClientToScheduler {
         op: crate::coord::CoordOp,
         timeout: Option<f64>,
     },
+    /// The client cancelled these keys (it no longer wants them, as with
+    /// `Disown`): the scheduler also cancels, for this client, the keys that
+    /// depend on them which only this client wants, telling it with
+    /// `KeyCancelled`, as Dask does.
+    Cancel(Vec<String>),
     /// Compute these erred keys again, with the erred tasks upstream of them
     /// (`Future.retry`); the scheduler says `KeyLost` for each it retries.
     Retry(Vec<String>),
@@ -302,6 +307,11 @@ pub enum SchedulerToClient {
     },
     /// A wanted key's data was lost and is being computed again.
     KeyLost {
+        key: String,
+    },
+    /// The key was cancelled for this client because a key it depends on
+    /// was (see `ClientToScheduler::Cancel`).
+    KeyCancelled {
         key: String,
     },
     /// The answer to `Identify`.

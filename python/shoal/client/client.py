@@ -199,7 +199,8 @@ class Client(
         self._asynchronous = bool(asynchronous)
         self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
         self._entered: list[Any] = []
-        self._loop = aio.as_event_loop(loop)
+        aio.as_event_loop(loop)  # checked here, used by sync()
+        self._loop = loop
         if self._asynchronous and self._loop is None and not aio.loop_running():
             raise RuntimeError(
                 "Client(asynchronous=True) needs a running event loop: make it inside "

@@ -111,7 +111,7 @@ class ContextCalls:
             return asyncio.wait_for(result, timeout)
         loop = getattr(self, "_loop", None)
         if loop is not None:
-            return aio.run_on(loop, result, timeout)
+            return aio.run_on(aio.as_event_loop(loop), result, timeout)
         return aio.run_to_end(result, timeout)
 
     @property

@@ -204,7 +204,8 @@ class LocalCluster(HostedScheduler):
     ):
         #: The event loop given as ``loop=``, which a client of this cluster
         #: runs ``Client.sync`` coroutines on.
-        self.loop = aio.as_event_loop(loop)
+        aio.as_event_loop(loop)  # checked here
+        self.loop = loop
         dashboard = dashboard_spec(dashboard_address)
         given_fractions = {
             step: kwargs.pop(f"memory_{step}_fraction")

@@ -117,8 +117,11 @@ class Worker:
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` under ``topic`` in the scheduler's event log (see
-        :meth:`shoal.Client.log_event`), through this worker's client.
+        :meth:`shoal.Client.log_event`), through this worker's client; a
+        dict message gets this worker's ``"worker"`` address, as in Dask.
         """
+        if isinstance(msg, dict):
+            msg = {**msg, "worker": self.address}
         self.client().log_event(topic, msg)
 
     def close(self) -> None:
