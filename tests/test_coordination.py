@@ -174,7 +174,7 @@ def test_lock_acquire_options(client):
     assert not other.acquire(timeout="50 ms")
     with pytest.raises(ValueError, match="non-blocking"):
         other.acquire(blocking=False, timeout=1)
-    with pytest.raises(RuntimeError, match="released too often"):
+    with pytest.raises(RuntimeError, match="Released too often"):
         other.release()
     lock.release()
     assert other.acquire(timeout=1)

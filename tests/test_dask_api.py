@@ -265,7 +265,7 @@ def test_coordination_objects_unpickle_without_a_client(kind):
             pickled = pickle.dumps(obj)
         unpickled = pickle.loads(pickled)
         assert unpickled.client is None
-        with pytest.raises(ValueError, match="No clients found"):
+        with pytest.raises(RuntimeError, match="not properly initialized"):
             unpickled.get_value() if kind is Semaphore else unpickled.get(timeout=0.1)
         with Client(s["address"]) as c:
             assert unpickled.client is c
@@ -453,3 +453,33 @@ def test_cancelling_a_future_cancels_its_dependents_as_dask_does(c):
     wait(z)  # woken by the cancellation
     assert z.cancelled()
     assert x.result() == 2
+
+
+# ----- actors ---------------------------------------------------------------------
+
+
+class Counter:
+    n = 0
+
+    def increment(self):
+        self.n += 1
+        return self.n
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_actor_calls_are_base_actor_futures_awaited_and_completed(c, s, a):
+    from shoal import BaseActorFuture
+
+    counter = await c.submit(Counter, actor=True)
+    calls = [counter.increment() for _ in range(5)]
+    assert all(isinstance(f, BaseActorFuture) for f in calls)
+    assert sorted(await asyncio.gather(*calls)) == [1, 2, 3, 4, 5]
+    more = [counter.increment() for _ in range(3)]
+    seen = [await f async for f in as_completed(more)]
+    assert sorted(seen) == [6, 7, 8]
+
+
+def test_as_completed_takes_actor_calls(c):
+    counter = c.submit(Counter, actor=True).result()
+    calls = [counter.increment() for _ in range(10)]
+    assert sorted(f.result() for f in as_completed(calls)) == list(range(1, 11))

@@ -48,7 +48,7 @@ from .core.security import Security
 from .delayed import Delayed, compute, delayed, persist
 from .deploy.local import LocalCluster
 from .diagnostics import get_task_stream, performance_report, progress
-from .futures import Future
+from .futures import BaseActorFuture, Future
 from .joblib_backend import install as _install_joblib_backend
 from .worker.plugins import (
     Environ,
@@ -84,6 +84,7 @@ def __getattr__(name: str) -> object:
 _install_joblib_backend()
 
 __all__ = [
+    "BaseActorFuture",
     "CancelledError",
     "TimeoutError",
     "WorkerPlugin",

@@ -28,6 +28,7 @@ from ._engine import RunAnswer
 from .core import aio, context, serialize
 from .core.errors import rebuild
 from .core.times import parse_timedelta
+from .futures import BaseActorFuture
 from .worker import task_context as worker_context
 
 #: Where actor method calls wait for their answers.
@@ -116,10 +117,11 @@ def actor_call(
     return host.call(caller, seq, name, args, kwargs)
 
 
-class ActorFuture:
+class ActorFuture(BaseActorFuture):
     """The future result of a method call on an :class:`Actor`.
 
-    ``result()`` waits for it; ``await`` works too.
+    ``result()`` waits for it; ``await`` works too, and :func:`as_completed`
+    takes it.
     """
 
     def __init__(self, inner: ConcurrentFuture):
@@ -156,6 +158,12 @@ class ActorFuture:
         import asyncio  # loaded already: an event loop runs this
 
         return asyncio.wrap_future(self._inner).__await__()
+
+    def add_done_callback(self, fn: Any) -> None:
+        """Call ``fn(self)`` once the call has finished (from the thread that
+        finishes it, or now if it has).
+        """
+        self._inner.add_done_callback(lambda _: fn(self))
 
     def __repr__(self) -> str:
         return "<ActorFuture>"

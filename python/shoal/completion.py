@@ -12,7 +12,7 @@ from . import _engine
 from .core import aio, arguments, context, nested
 from .core.graph import Node, is_dask_collection
 from .core.times import parse_timedelta
-from .futures import Future
+from .futures import BaseActorFuture, Future
 
 ALL_COMPLETED = "ALL_COMPLETED"
 FIRST_COMPLETED = "FIRST_COMPLETED"
@@ -234,8 +234,16 @@ class as_completed(Iterator[Any]):
         if futures is not None:
             self.update(futures)
 
-    def add(self, future: Future) -> None:
-        """Add one future to the set being waited on."""
+    def add(self, future: Any) -> None:
+        """Add one future (or an actor's :class:`~shoal.actor.ActorFuture`)
+        to the set being waited on.
+        """
+        if isinstance(future, BaseActorFuture):
+            key = f"actor-call-{id(future)}"
+            with self._lock:
+                self._futures[key].append(future)
+            future.add_done_callback(lambda _: self._queue.push(key))
+            return
         if not isinstance(future, Future):
             raise TypeError(f"as_completed expects Futures, got {type(future).__name__}")
         with self._lock:
@@ -326,7 +334,15 @@ class as_completed(Iterator[Any]):
             with self._lock:
                 waiting = [fs[0] for fs in self._futures.values() if fs]
             left = None if deadline is None else deadline - time.monotonic()
-            if (left is not None and left <= 0) or not await aio.first_done(waiting, left):
+            if left is not None and left <= 0:
+                raise TimeoutError(f"no future completed within {self.timeout} s")
+            if any(isinstance(f, BaseActorFuture) for f in waiting):
+                # an actor call completes on a thread: wait for the queue there
+                key = await aio.offload_wait(self._queue.pop, left)
+                if key is None:
+                    raise TimeoutError(f"no future completed within {self.timeout} s")
+                self._absorb(key)
+            elif not await aio.first_done(waiting, left):
                 raise TimeoutError(f"no future completed within {self.timeout} s")
         if not self.with_results:
             return f

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import html
 from collections.abc import Generator
 from typing import Any, Callable
@@ -247,3 +248,21 @@ class _Released:
 
     def __getattr__(self, name: str) -> Any:
         raise RuntimeError("this future was released")
+
+
+class BaseActorFuture(abc.ABC):
+    """What an actor's method call returns (Dask's name): something with
+    ``result()``, ``done()``, ``exception()`` that can be awaited.
+    """
+
+    @abc.abstractmethod
+    def result(self, timeout: Any = None) -> Any:
+        """Wait for the call and return its value, or raise its error."""
+
+    @abc.abstractmethod
+    def done(self) -> bool:
+        """Whether the call finished."""
+
+    @abc.abstractmethod
+    def __await__(self) -> Generator[Any, None, Any]:
+        """Wait without blocking the event loop."""

@@ -549,7 +549,7 @@ class Submitting:
 
 def reject_task_options(fifo_timeout: Any, actors: Any = None) -> None:
     """Dask's ``fifo_timeout=`` and ``actors=``, refused unless unset."""
-    if fifo_timeout is UNSET and not actors:
+    if fifo_timeout is UNSET and (actors is None or actors is False):
         return  # the common case, kept cheap: submit is called in tight loops
     arguments.reject("fifo_timeout", fifo_timeout)
     arguments.reject("actors", actors)

@@ -126,9 +126,9 @@ def ask(client: Any, op: Coord, timeout: float | None = None) -> Answer:
     while it waits for them, it calls ``secede()`` first.
     """
     if client is None:
-        raise ValueError(
-            "No clients found: this object was made (or unpickled) where no client runs. "
-            "Start a client and point it to a scheduler: Client('tcp://host:port')"
+        raise RuntimeError(
+            "this object is not properly initialized: it was made (or unpickled) where no "
+            "client runs. Start a client first: Client('tcp://host:port')"
         )
     if client.status != "running":
         raise ClosedClientError(f"the client is {client.status}")

@@ -114,7 +114,7 @@ class Semaphore(AsyncUse):
         """
         with self._lock:
             if not self._held:
-                raise RuntimeError(f"{self!r} released too often: it holds no lease")
+                raise RuntimeError(f"Released too often: {self!r} holds no lease")
             lease = self._held.pop()
         return self._release(lease)
 
@@ -285,7 +285,7 @@ class MultiLock(AsyncUse):
 
         """
         if self._lease is None:
-            raise RuntimeError(f"{self!r} released too often: it holds no lock")
+            raise RuntimeError(f"Released too often: {self!r} holds no lock")
         lease, self._lease = self._lease, None
         return self._release(lease)
 
