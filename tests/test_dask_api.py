@@ -483,3 +483,54 @@ def test_as_completed_takes_actor_calls(c):
     counter = c.submit(Counter, actor=True).result()
     calls = [counter.increment() for _ in range(10)]
     assert sorted(f.result() for f in as_completed(calls)) == list(range(1, 11))
+
+
+# ----- map batches, mixed clients, cancelled inputs, inherited configuration --
+
+
+def test_map_in_batches(c):
+    futures = c.map(inc, range(10), batch_size=3, key=[f"b{i}" for i in range(10)])
+    assert [f.key for f in futures] == [f"b{i}" for i in range(10)]
+    assert c.gather(futures) == list(range(1, 11))
+    with pytest.raises(ValueError, match="batch_size"):
+        c.map(inc, range(3), batch_size=0)
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_gather_refuses_another_clients_futures(c, s, a):
+    async with Client(s.address, asynchronous=True, set_as_default=False) as c2:
+        x = c.submit(inc, 10)
+        y = c2.submit(inc, 5)
+        with pytest.raises(ValueError, match="Futures created by another client"):
+            await c.gather([x, y])
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_a_task_on_a_cancelled_future_is_cancelled(c, s, a):
+    x = c.submit(inc, 1)
+    await x
+    await c.cancel(x)
+    with pytest.raises(CancelledError):
+        await c.submit(inc, x)
+
+
+def test_worker_processes_inherit_the_dask_configuration():
+    import dask
+
+    from shoal import LocalCluster
+
+    with dask.config.set({"shoal-test-inherited": 100}):
+        with LocalCluster(n_workers=1, dashboard_address=None) as lc, Client(lc) as c:
+            assert c.submit(dask.config.get, "shoal-test-inherited").result() == 100
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_a_task_on_a_worker_in_this_process_uses_the_default_client(c, s, a):
+    from shoal import get_client
+
+    def which():
+        client = get_client()
+        return id(client), client.asynchronous
+
+    # the same object (on threads of this process), acting synchronously there
+    assert await c.submit(which) == (id(c), False)

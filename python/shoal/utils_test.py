@@ -366,7 +366,13 @@ class _TestCluster:
             self.local._threads.append(rt)
             return Server(rt.address, name)
         credentials, tls = security_.worker_environment(self.local.security)
-        env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p), **credentials}
+        from .dask.config import inherited_config
+
+        env = {
+            "SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p),
+            **inherited_config(),
+            **credentials,
+        }
         args = ["-m", "shoal.worker", address, *options.arguments(), "--name", name]
         self.pools.append(
             _engine.WorkerPool(1, sys.executable, [*args, *tls, "--lifeline"], list(env.items()))

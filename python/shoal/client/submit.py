@@ -11,7 +11,7 @@ from ..actor import factory as actor_factory
 from ..cfexecutor import ClientExecutor
 from ..core import aio, arguments, keys, lift, nested, options, serialize
 from ..core.arguments import UNSET
-from ..core.errors import trimmed
+from ..core.errors import FutureCancelledError, trimmed
 from ..core.graph import graph_specs
 from ..core.options import OptionsTable
 from ..core.retry import retry_filter
@@ -130,6 +130,7 @@ class Submitting:
             spec = task_spec(key, h, frames, [], options=0)
             self._session.submit_specs(functions, [opts.engine], [spec])
             return Future._adopt(key, self)
+        _refuse_cancelled(deps)
         table = OptionsTable()
         specs = self._graphs_of(deps, functions, table)
         specs.append(task_spec(key, h, frames, [d.key for d in deps], options=table.index(opts)))
@@ -202,8 +203,12 @@ class Submitting:
             Keyword arguments passed to every call.
         actor, actors
             Make one actor per element (see :meth:`submit`).
-        fifo_timeout, batch_size
-            Dask's options that shoal does not support yet: each raises
+        batch_size
+            Send the tasks in batches of at most this many (the cluster
+            starts on the first while later ones are pickled); default: one
+            batch.
+        fifo_timeout
+            Dask's option that shoal does not support yet: it raises
             ``NotImplementedError`` unless left unset.
 
         Returns
@@ -226,7 +231,36 @@ class Submitting:
             if not isinstance(it, Iterable):
                 raise TypeError(f"{type(it).__name__} object is not iterable")
         reject_task_options(fifo_timeout)
-        arguments.reject("batch_size", batch_size)
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+                raise ValueError(
+                    f"batch_size must be a whole number, 1 or more, not {batch_size!r}"
+                )
+            rows = list(zip(*iterables))
+            if isinstance(key, (list, tuple)) and len(key) != len(rows):
+                raise ValueError(f"map was given {len(key)} keys for {len(rows)} elements")
+            out: list[Future] = []
+            for start in range(0, len(rows), batch_size):
+                part = rows[start : start + batch_size]
+                out += self.map(
+                    func,
+                    *zip(*part),
+                    key=key[start : start + batch_size] if isinstance(key, (list, tuple)) else key,
+                    workers=workers,
+                    retries=retries,
+                    resources=resources,
+                    priority=priority,
+                    allow_other_workers=allow_other_workers,
+                    actor=actor,
+                    actors=actors,
+                    pure=pure,
+                    retry_delay=retry_delay,
+                    retry_max_delay=retry_max_delay,
+                    retry_on=retry_on,
+                    limits=limits,
+                    **kwargs,
+                )
+            return out
         opts = options.parse_arguments(locals())
         h, name, functions, pure = self._task_function(func, actor or actors, pure, retry_on)
         prefix = key if isinstance(key, str) else name
@@ -242,6 +276,7 @@ class Submitting:
                 if lifted:
                     frames, deps = serialize.dumps_args(args, kw, name)
             if deps:
+                _refuse_cancelled(deps)
                 lazy.extend(d for d in deps if isinstance(d, Delayed))
                 deps = [d.key for d in deps]
             if explicit is not None:
@@ -392,7 +427,7 @@ class Submitting:
         if isinstance(futures, Iterator):
             return (self.gather(f, errors=errors) for f in futures)
         found: dict[str, None] = {}
-        collect_keys(futures, found)
+        collect_keys(futures, found, owner=self)
         if not found:
             return futures
         key_list = list(found)
@@ -409,7 +444,7 @@ class Submitting:
 
     async def _agather(self, futures: Any, errors: str) -> Any:
         found: dict[str, None] = {}
-        collect_keys(futures, found)
+        collect_keys(futures, found, owner=self)
         if errors == "raise" and len(found) > 1:
             # the first error is raised at once, as in Dask
             erred = await aio.offload_wait(self._session.first_error, list(found))
@@ -545,6 +580,15 @@ class Submitting:
             None if rate is None else float(rate),
             None if burst is None else float(burst),
         )
+
+
+def _refuse_cancelled(deps: list[Any]) -> None:
+    """Raise ``FutureCancelledError`` for a task given a cancelled future,
+    as Dask's result would: its input will never come.
+    """
+    for d in deps:
+        if isinstance(d, Future) and d.status == "cancelled":
+            raise FutureCancelledError(d.key)
 
 
 def reject_task_options(fifo_timeout: Any, actors: Any = None) -> None:

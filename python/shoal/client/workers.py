@@ -549,12 +549,23 @@ def _restart_worker_process() -> None:
     main.restart_process()
 
 
-def collect_keys(obj: Any, found: dict[str, None], names: bool = False) -> None:
+def collect_keys(obj: Any, found: dict[str, None], names: bool = False, owner: Any = None) -> None:
     """The keys of the futures in ``obj`` (a Future, or lists, tuples, sets
     and dicts of them), into ``found``; with ``names``, strings are keys too.
+
+    Raises
+    ------
+    ValueError
+        With ``owner``, for a future another client made.
+
     """
     for x in nested.leaves(obj):
         if isinstance(x, Future):
+            if owner is not None and x.client is not owner:
+                raise ValueError(
+                    f"Futures created by another client: {x!r} belongs to {x.client!r}, "
+                    f"not {owner!r}; gather it with its own client"
+                )
             found[x.key] = None
         elif names and isinstance(x, str):
             found[x] = None

@@ -168,9 +168,9 @@ def current_scoped() -> Any:
     return _current.get()
 
 
-def current_default() -> Any:
+def process_default() -> Any:
     """The client of an enclosing ``as_current`` block; else the default
-    client if it is running; inside a task, the worker's client; else None.
+    client if it is running; else None (never a worker's own client).
     """
     scoped = _current.get()
     if scoped is not None and scoped.status == "running":
@@ -180,6 +180,16 @@ def current_default() -> Any:
             client = ref()
             if client is not None and client.status == "running":
                 return client
+    return None
+
+
+def current_default() -> Any:
+    """The client of an enclosing ``as_current`` block; else the default
+    client if it is running; inside a task, the worker's client; else None.
+    """
+    found = process_default()
+    if found is not None:
+        return found
     if _worker_client is not None:
         return _worker_client()
     return None

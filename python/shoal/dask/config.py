@@ -154,3 +154,37 @@ def dashboard_link(url: str) -> str:
             stacklevel=3,
         )
         return DEFAULT_DASHBOARD_LINK.format(**fields)
+
+
+def inherited_config() -> dict[str, str]:
+    """The environment that gives worker processes this process's dask
+    configuration (``dask.config.set`` included), as Dask's own local
+    clusters do: dask's ``DASK_INTERNAL_INHERIT_CONFIG``, read by dask when
+    a worker imports it. Empty when dask is not loaded here; entries that
+    are not plain data (the client set as dask's scheduler) are left out.
+    """
+    dask = sys.modules.get("dask")
+    config = getattr(dask, "config", None)
+    if config is None:
+        return {}
+    plain = _plain(config.config)
+    return {"DASK_INTERNAL_INHERIT_CONFIG": config.serialize(plain)} if plain else {}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` without what JSON cannot hold (dropped, not failed on)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            kept = _plain(v)
+            if isinstance(k, str) and kept is not _DROP:
+                out[k] = kept
+        return out
+    if isinstance(value, (list, tuple)):
+        return [v for v in (_plain(x) for x in value) if v is not _DROP]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return _DROP
+
+
+_DROP = object()

@@ -15,6 +15,7 @@ from ..core import security as security_
 from ..core.arguments import UNSET
 from ..core.session import Session
 from ..core.times import parse_timedelta
+from ..dask import config as dask_config
 from ..worker.executor import start_in_process
 from ..worker.options import WorkerOptions
 from ..worker.uploads import remove_directories_of, user_root
@@ -314,6 +315,8 @@ class LocalCluster(HostedScheduler):
             "--lifeline",
         ]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
+        # Workers see this process's dask configuration, as Dask's do.
+        full_env.update(dask_config.inherited_config())
         full_env.update({str(k): str(v) for k, v in env.items()})
         credentials, options = security_.worker_environment(self.security)
         full_env.update(credentials)

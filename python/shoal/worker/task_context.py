@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from .. import _engine
 from ..core import context
 from . import plugins
 
@@ -45,6 +46,7 @@ class Worker:
         self.name: str = rt.name
         self.scheduler_address: str = rt.scheduler
         self._client: Any = None
+        self._own_client = False
         self._lock = threading.Lock()
         #: Actors living here, by the key of the task that made each.
         self.actors: dict[str, Any] = {}
@@ -88,12 +90,21 @@ class Worker:
         return {"memory": int(memory), "disk": int(disk)}
 
     def client(self, timeout: float = 10.0) -> Any:
-        """This worker's client, connected on first use and shared by its
-        tasks.
+        """This worker's client, shared by its tasks: as in Dask, the
+        default client of this process when it talks to the same scheduler
+        (a worker on threads of the client's process), else one connected
+        on first use.
         """
         with self._lock:
             if self._client is None or self._client.status != "running":
+                default = context.process_default()
+                if default is not None and _engine.strip_scheme(
+                    default.scheduler_address
+                ) == _engine.strip_scheme(self.scheduler_address):
+                    self._client, self._own_client = default, False
+                    return default
                 cls = context.client_class()
+                self._own_client = True
                 self._client = cls(
                     self.scheduler_address,
                     timeout=timeout,
@@ -129,7 +140,7 @@ class Worker:
         self.installed.close(self)
         with self._lock:
             client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._own_client:
             client.close()
 
     def __repr__(self) -> str:
