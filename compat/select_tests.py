@@ -360,6 +360,11 @@ def analyse(file: str, source: str) -> list[Test]:
         reasons: list[str] = []
         servers, rest = _server_params(node)
         servers |= _cluster_targets(node)
+        # a gen_cluster test defined inside the test (and called by it)
+        for inner in ast.walk(node):
+            if inner is not node and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if _gen_cluster(inner) is not None:
+                    servers |= _server_params(inner)[0]
         allowed = FIXTURES | _parametrized(node)
         for param in rest:
             if param not in allowed and param not in servers:

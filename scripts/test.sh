@@ -53,8 +53,8 @@ else
 fi
 
 echo "== python: lints"
-ruff check python tests examples benches
-ruff format --check python tests examples benches
+ruff check python tests examples benches compat
+ruff format --check python tests examples benches compat
 
 echo "== python: the engine's type stub (_engine.pyi) matches the built extension"
 (cd tests && python -m mypy.stubtest shoal._engine --allowlist stubtest_allowlist.txt)

@@ -26,8 +26,8 @@ def test_submit_and_map_refuse_what_they_do_not_do(client, option):
 
 
 def test_options_the_client_does_not_support_are_refused(client):
-    with pytest.raises(NotImplementedError, match="batch_size"):
-        client.map(inc, [1], batch_size=10)
+    with pytest.raises(NotImplementedError, match="fifo_timeout"):
+        client.map(inc, [1], fifo_timeout="1s")
     with pytest.raises(NotImplementedError, match="force"):
         client.cancel([], force=True)
     with pytest.raises(NotImplementedError, match="direct"):

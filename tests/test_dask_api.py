@@ -534,3 +534,40 @@ async def test_a_task_on_a_worker_in_this_process_uses_the_default_client(c, s, 
 
     # the same object (on threads of this process), acting synchronously there
     assert await c.submit(which) == (id(c), False)
+
+
+def test_small_dask_names(c, tmp_path):
+    import json
+
+    from dask.base import tokenize
+
+    from shoal import local_client
+
+    x = c.submit(inc, 1)
+    y = c.submit(inc, 1)
+    assert tokenize(x) == tokenize(x) != tokenize(y)  # one token per Future object
+    path = tmp_path / "scheduler.json"
+    c.write_scheduler_file(str(path))
+    assert json.loads(path.read_text())["address"] == c.scheduler_address
+    with pytest.raises(ValueError, match="exists"):
+        c.write_scheduler_file(str(path))
+    with Client(scheduler_file=str(path), set_as_default=False) as other:
+        assert other.submit(inc, 2).result() == 3
+    with pytest.raises(OSError):
+        Client(c.scheduler_address, timeout=0)
+
+    def old_name(x):
+        with pytest.warns(UserWarning, match="local_client has moved to worker_client"):
+            manager = local_client()
+        with manager as client:
+            return client.submit(inc, x).result()
+
+    assert c.submit(old_name, 10).result() == 11
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_actor_methods_take_separate_thread(c, s, a):
+    counter = await c.submit(Counter, actor=True)
+    assert await counter.increment(separate_thread=True) == 1
+    with pytest.raises(NotImplementedError, match="event loop"):
+        counter.increment(separate_thread=False)

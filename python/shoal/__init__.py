@@ -58,7 +58,14 @@ from .worker.plugins import (
     UploadDirectory,
     WorkerPlugin,
 )
-from .worker.task_context import get_current_task, get_worker, rejoin, secede, worker_client
+from .worker.task_context import (
+    get_current_task,
+    get_worker,
+    local_client,
+    rejoin,
+    secede,
+    worker_client,
+)
 from .worker.task_output import print, warn  # noqa: A004 (Dask's names)
 
 __version__ = "0.1.0"
@@ -84,6 +91,7 @@ def __getattr__(name: str) -> object:
 _install_joblib_backend()
 
 __all__ = [
+    "local_client",
     "BaseActorFuture",
     "CancelledError",
     "TimeoutError",

@@ -261,7 +261,12 @@ class Actor:
         attr = getattr(self._cls, name, None)
         if callable(attr):
 
-            def method(*args: Any, **kwargs: Any) -> ActorFuture:
+            def method(*args: Any, separate_thread: bool = True, **kwargs: Any) -> ActorFuture:
+                if not separate_thread:
+                    raise NotImplementedError(
+                        "shoal runs an actor's methods on a thread of its worker, never on "
+                        "the worker's event loop: leave separate_thread=True"
+                    )
                 return ActorFuture(self._send(name, args, kwargs))
 
             method.__name__ = name

@@ -180,6 +180,11 @@ class Future:
         info = self._session.result_info(self.key)
         return None if info is None or not info[0] else info[0]
 
+    def __dask_tokenize__(self) -> Any:
+        # one token per Future object, as Dask's (two futures of one key
+        # are two objects, released on their own)
+        return (type(self).__name__, self.key, id(self))
+
     def cancel(self, **kwargs: Any) -> Any:
         """Cancel the task if it has not run; ``result()`` then raises (a
         coroutine to await, with an asynchronous client).

@@ -264,6 +264,9 @@ class Client(
                 security = self.cluster.security
             credentials = resolve_security(security, address)
             seconds = parse_timedelta(timeout)
+            if seconds is not None and seconds <= 0:
+                # No time to connect at all, as in Dask (TimeoutError is an OSError).
+                raise TimeoutError(f"could not connect to {address} within {timeout} s")
             self._session = Session(
                 address, 10.0 if seconds is None else seconds, name or self.id, credentials
             )
@@ -410,6 +413,29 @@ class Client(
         ``client.scheduler.address``.
         """
         return SchedulerHandle(self._session.address)
+
+    def write_scheduler_file(self, scheduler_file: str) -> None:
+        """Write the scheduler's address to ``scheduler_file`` (JSON, as
+        Dask's), for ``Client(scheduler_file=...)`` in other processes.
+
+        Raises
+        ------
+        ValueError
+            If the file exists already.
+
+        Examples
+        --------
+        >>> client.write_scheduler_file("scheduler.json")  # doctest: +SKIP
+        >>> other = Client(scheduler_file="scheduler.json")  # doctest: +SKIP
+
+        """
+        import json  # rarely needed: kept off the start-up path
+
+        if os.path.exists(scheduler_file):
+            raise ValueError(f"{scheduler_file} exists already: choose a new file")
+        self._check_running()
+        with open(scheduler_file, "w") as f:
+            json.dump({"address": self.scheduler_address}, f)
 
     def _check_running(self) -> None:
         if self.status != "running":

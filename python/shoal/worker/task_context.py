@@ -324,6 +324,18 @@ def rejoin() -> None:
     _current.seceded = False
 
 
+def local_client(*args: Any, **kwargs: Any) -> Any:
+    """Dask's old name of :func:`worker_client`: warns, then is that."""
+    import warnings
+
+    warnings.warn(
+        "local_client has moved to worker_client: use worker_client",
+        UserWarning,
+        stacklevel=2,
+    )
+    return worker_client(*args, **kwargs)
+
+
 @contextlib.contextmanager
 def worker_client(timeout: Any = None, separate_thread: bool = True) -> Iterator[Any]:
     """A client for launching and waiting on tasks from inside a task.
