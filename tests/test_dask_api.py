@@ -571,3 +571,47 @@ async def test_actor_methods_take_separate_thread(c, s, a):
     assert await counter.increment(separate_thread=True) == 1
     with pytest.raises(NotImplementedError, match="event loop"):
         counter.increment(separate_thread=False)
+
+
+def _mark():
+    import builtins
+
+    builtins._shoal_test_mark = True  # gone once the process starts afresh
+
+
+def _marked():
+    import builtins
+
+    return getattr(builtins, "_shoal_test_mark", False)
+
+
+def test_restart_workers_restarts_only_those(fresh_client):
+    c = fresh_client
+    first, second = sorted(c.nthreads())
+    c.run(_mark)
+    assert c.restart_workers([first]) == {first: "OK"}
+    marks = c.run(_marked)
+    assert sorted(marks.values()) == [False, True]  # one fresh process, one as it was
+    assert marks.get(second) is True
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_restart_workers_needs_worker_processes(c, s, a):
+    with pytest.raises(ValueError, match="requires a nanny") as info:
+        await c.restart_workers([a.address])
+    assert a.address in str(info.value)
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_normalize_collection_takes_held_futures(c, s, a):
+    from dask import delayed as dask_delayed
+
+    x = dask_delayed(inc)(1)
+    y = dask_delayed(inc)(x)
+    z = dask_delayed(inc)(y)
+    persisted = c.persist(y)
+    zz = c.normalize_collection(z)
+    assert isinstance(zz.dask[y.key], Future)
+    assert len(zz.dask) < len(z.dask) == 3  # the input is left as it was
+    assert await c.compute(zz) == 4
+    del persisted

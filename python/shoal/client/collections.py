@@ -139,6 +139,39 @@ class Collections:
         out = persist_on(self, items, optimize_graph=optimize_graph, opts=opts)
         return out[0] if single else out
 
+    def normalize_collection(self, collection: Any) -> Any:
+        """A copy of a dask collection (or dask ``Delayed``) whose graph
+        takes, for every key this client holds a future for (persisted
+        earlier), that future instead of the tasks computing it; the
+        collection given is left as it was.
+
+        Examples
+        --------
+        >>> y = client.persist(x + 1)  # doctest: +SKIP
+        >>> z = client.normalize_collection((x + 1).sum())  # doctest: +SKIP
+
+        """
+        import copy
+
+        from dask.core import flatten
+        from dask.delayed import Delayed as DaskDelayed
+        from dask.optimization import cull
+
+        from ..dask.graphs import stringify
+
+        graph = dict(collection.__dask_graph__())
+        held = self.futures
+        for k in graph:
+            text = stringify(k)
+            if text in held:
+                graph[k] = Future(text, self)
+        graph, _ = cull(graph, list(flatten(collection.__dask_keys__())))
+        if isinstance(collection, DaskDelayed):
+            return DaskDelayed(collection.key, graph)
+        out = copy.copy(collection)
+        out.dask = graph
+        return out
+
     def get(
         self,
         dsk: Any,

@@ -468,6 +468,65 @@ class WorkerCalls:
         self.run(wait_uploaded, name, hashlib.sha256(data).hexdigest(), load, 60.0)
 
     @aio.maybe_async
+    def restart_workers(
+        self, workers: Iterable[str], timeout: Any = "30 s", raise_for_error: bool = True
+    ) -> dict[str, str]:
+        """Restart some worker processes (fresh interpreters), as Dask's:
+        their results are computed again where needed, and the futures of
+        this client stay.
+
+        Parameters
+        ----------
+        workers
+            Worker addresses or names.
+        timeout
+            How long to wait for as many workers as before to be connected.
+        raise_for_error
+            Raise ``TimeoutError`` if they are not back in time (else say so
+            in the answer).
+
+        Returns
+        -------
+        dict
+            ``{address: "OK"}``, or ``"timed out"`` without
+            ``raise_for_error``.
+
+        Raises
+        ------
+        ValueError
+            For a worker that is not a process of its own (a
+            ``LocalCluster(processes=False)``): Dask needs a nanny there.
+
+        Examples
+        --------
+        >>> client.restart_workers(["tcp://10.0.0.5:40123"])  # doctest: +SKIP
+        {'tcp://10.0.0.5:40123': 'OK'}
+
+        """
+        self._check_running()
+        seconds = parse_timedelta(timeout)
+        engine = self._session
+        chosen = _resolve_workers(engine, workers)
+        if not chosen:
+            return {}
+        own = self.run(_worker_is_process, workers=chosen)
+        threads = [w for w in chosen if not own.get(w)]
+        if threads:
+            raise ValueError(
+                f"Restarting workers requires a nanny: {', '.join(threads)} run on threads of "
+                "another process (processes=False), so there is no process to start again"
+            )
+        total = len(engine.workers())
+        self.run(_restart_worker_process, workers=chosen, on_error="ignore")
+        try:
+            self.wait_for_workers(total, seconds, without=chosen)
+        except TimeoutError:
+            if raise_for_error:
+                raise
+            return {w: "timed out" for w in chosen}
+        return {w: "OK" for w in chosen}
+
+    @aio.maybe_async
     def restart(self, timeout: Any = "30 s", wait_for_workers: bool = True) -> None:
         """Restart every worker process and cancel this client's futures.
 
@@ -535,6 +594,31 @@ class WorkerCalls:
         self._check_running()
         if not self._session.wait_for_workers(n_workers, t, list(without)):
             raise TimeoutError(f"{n_workers} workers did not connect within {timeout}")
+
+
+def _resolve_workers(engine: Any, workers: Iterable[str]) -> list[str]:
+    """The addresses of the connected workers named (by address, with or
+    without its scheme, or by name).
+
+    Raises
+    ------
+    ValueError
+        For a name that is no connected worker.
+
+    """
+    known = engine.workers()
+    out = []
+    for w in workers:
+        bare = _engine.strip_scheme(w)
+        found = [
+            i.address
+            for i in known
+            if w in (i.address, i.name) or bare == _engine.strip_scheme(i.address)
+        ]
+        if not found:
+            raise ValueError(f"no connected worker is called {w!r}")
+        out.append(found[0])
+    return out
 
 
 def _worker_is_process() -> bool:
