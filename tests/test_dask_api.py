@@ -615,3 +615,30 @@ async def test_normalize_collection_takes_held_futures(c, s, a):
     assert len(zz.dask) < len(z.dask) == 3  # the input is left as it was
     assert await c.compute(zz) == 4
     del persisted
+
+
+PRELOAD = """
+def dask_setup(client):
+    client.foo = "setup"
+
+
+def dask_teardown(client):
+    client.foo = "teardown"
+"""
+
+
+@gen_cluster(nthreads=[])
+async def test_client_preloads_as_text_file_and_configuration(s, tmp_path):
+    import dask
+
+    async with Client(s.address, asynchronous=True, preload=PRELOAD) as c:
+        assert c.foo == "setup"
+    assert c.foo == "teardown"
+    path = tmp_path / "setup_client.py"
+    path.write_text(PRELOAD)
+    with dask.config.set({"distributed.client.preload": [str(path)]}):
+        async with Client(s.address, asynchronous=True) as c:
+            assert c.foo == "setup"
+    assert c.foo == "teardown"
+    with pytest.raises(NotImplementedError, match="preload_argv"):
+        Client(s.address, preload=PRELOAD, preload_argv=["--x"])

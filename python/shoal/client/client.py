@@ -18,8 +18,10 @@ from .. import _engine
 from ..core import aio, arguments, context
 from ..core.arguments import UNSET
 from ..core.errors import ClosedClientError
+from ..core.preload import Preloads
 from ..core.security import resolve as resolve_security
 from ..core.session import Session
+from ..core.settings import setting
 from ..core.sizes import format_bytes
 from ..core.times import parse_timedelta
 from ..dask import config as dask_config
@@ -162,6 +164,14 @@ class Client(
         waiting calls (``gather``, ``scatter``, ``Future.result``, ``run``,
         ``close``, ...) return coroutines, and awaiting never blocks the
         running event loop. ``await future`` works with any client.
+    preload
+        Code to run as the client starts and closes, as Dask's: a module
+        name, a ``.py`` path or Python source text (or a list of them)
+        defining ``dask_setup(client)`` and/or ``dask_teardown(client)``
+        (default: Dask's ``distributed.client.preload`` configuration).
+    preload_argv
+        Dask's arguments for click-command preloads: not supported, leave
+        it empty.
     loop
         An asyncio event loop running in another thread (or a tornado
         ``IOLoop`` on one), on which :meth:`sync` runs coroutines; shoal's
@@ -191,6 +201,8 @@ class Client(
         extensions: Any = UNSET,
         direct_to_workers: Any = None,
         connection_limit: Any = UNSET,
+        preload: Any = None,
+        preload_argv: Any = (),
         **kwargs: Any,
     ):
         self.status = "connecting"
@@ -199,6 +211,10 @@ class Client(
         self._asynchronous = bool(asynchronous)
         self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
         self._entered: list[Any] = []
+        arguments.reject("preload_argv", preload_argv, unused=((), [], None))
+        if preload is None:
+            preload = setting("distributed.client.preload", None)
+        self._preloads = Preloads(preload)
         aio.as_event_loop(loop)  # checked here, used by sync()
         self._loop = loop
         if self._asynchronous and self._loop is None and not aio.loop_running():
@@ -283,6 +299,8 @@ class Client(
         if set_as_default:
             context.set_default(self)
             dask_config.set_default_scheduler(self)
+        for pending in self._preloads.calls("dask_setup", self):
+            aio.run_to_end(pending)
 
     # ----- lifecycle ---------------------------------------------------------
 
@@ -360,6 +378,8 @@ class Client(
             self.status = "closed"
             return
         self.status = "closed"
+        for pending in self._preloads.calls("dask_teardown", self):
+            aio.run_to_end(pending)
         dask_config.unset_default_scheduler(self)
         self._session.close()
         if self._owns_cluster and self.cluster is not None:
