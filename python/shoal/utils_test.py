@@ -43,6 +43,7 @@ from .core import security as security_
 
 __all__ = [
     "a",
+    "cleanup",
     "async_poll_for",
     "asyncinc",
     "b",
@@ -327,7 +328,8 @@ class _TestCluster:
 
         scheduler_kwargs = dict(scheduler_kwargs)
         dashboard = scheduler_kwargs.pop("dashboard_address", None)
-        scheduler_kwargs.pop("dashboard", None)
+        if scheduler_kwargs.pop("dashboard", False) and dashboard is None:
+            dashboard = ":0"  # Dask's dashboard=True: one, on any free port
         self.local = LocalCluster(
             n_workers=0,
             processes=False,
@@ -569,11 +571,15 @@ def cluster(
     del nanny, active_rpc_timeout
     kwargs = dict(worker_kwargs or {})
     threads = kwargs.pop("nthreads", 1)
+    scheduler_kwargs = dict(scheduler_kwargs or {})
+    dashboard = scheduler_kwargs.pop("dashboard_address", None)
+    if scheduler_kwargs.pop("dashboard", False) and dashboard is None:
+        dashboard = ":0"  # Dask's dashboard=True: one, on any free port
     with dask.config.set(config or {}):
         with LocalCluster(
             n_workers=nworkers,
             threads_per_worker=threads,
-            dashboard_address=None,
+            dashboard_address=dashboard,
             scheduler_kwargs=scheduler_kwargs,
             memory_limit=kwargs.pop("memory_limit", 0),
             **kwargs,
@@ -631,6 +637,15 @@ def loop_in_thread() -> Iterator[Any]:
 def loop(loop_in_thread: Any) -> Any:
     """The event loop of :func:`loop_in_thread`, for ``Client(loop=loop)``."""
     return loop_in_thread
+
+
+@pytest.fixture
+def cleanup() -> Iterator[None]:
+    """Dask's fixture that checks a test leaves no thread, process or
+    instance behind; shoal's clusters and clients clean up on close (and
+    shoal's own suite checks for leftover processes), so it only yields.
+    """
+    yield
 
 
 @pytest.fixture
