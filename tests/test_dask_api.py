@@ -628,11 +628,12 @@ def dask_teardown(client):
 
 
 @gen_cluster(nthreads=[])
-async def test_client_preloads_as_text_file_and_configuration(s, tmp_path):
+async def test_client_preloads_from_the_configuration(s, tmp_path):
     import dask
 
-    async with Client(s.address, asynchronous=True, preload=PRELOAD) as c:
-        assert c.foo == "setup"
+    with dask.config.set({"distributed.client.preload": [PRELOAD]}):
+        async with Client(s.address, asynchronous=True) as c:
+            assert c.foo == "setup"
     assert c.foo == "teardown"
     path = tmp_path / "setup_client.py"
     path.write_text(PRELOAD)
@@ -640,5 +641,3 @@ async def test_client_preloads_as_text_file_and_configuration(s, tmp_path):
         async with Client(s.address, asynchronous=True) as c:
             assert c.foo == "setup"
     assert c.foo == "teardown"
-    with pytest.raises(NotImplementedError, match="preload_argv"):
-        Client(s.address, preload=PRELOAD, preload_argv=["--x"])

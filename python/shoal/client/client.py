@@ -164,18 +164,15 @@ class Client(
         waiting calls (``gather``, ``scatter``, ``Future.result``, ``run``,
         ``close``, ...) return coroutines, and awaiting never blocks the
         running event loop. ``await future`` works with any client.
-    preload
-        Code to run as the client starts and closes, as Dask's: a module
-        name, a ``.py`` path or Python source text (or a list of them)
-        defining ``dask_setup(client)`` and/or ``dask_teardown(client)``
-        (default: Dask's ``distributed.client.preload`` configuration).
-    preload_argv
-        Dask's arguments for click-command preloads: not supported, leave
-        it empty.
     loop
         An asyncio event loop running in another thread (or a tornado
         ``IOLoop`` on one), on which :meth:`sync` runs coroutines; shoal's
         own calls need no loop.
+
+    Dask's ``distributed.client.preload`` configuration names code to run
+    as the client starts and closes: a module name, a ``.py`` path or Python
+    source text defining ``dask_setup(client)`` and/or
+    ``dask_teardown(client)``.
 
     Examples
     --------
@@ -201,8 +198,6 @@ class Client(
         extensions: Any = UNSET,
         direct_to_workers: Any = None,
         connection_limit: Any = UNSET,
-        preload: Any = None,
-        preload_argv: Any = (),
         **kwargs: Any,
     ):
         self.status = "connecting"
@@ -211,10 +206,7 @@ class Client(
         self._asynchronous = bool(asynchronous)
         self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
         self._entered: list[Any] = []
-        arguments.reject("preload_argv", preload_argv, unused=((), [], None))
-        if preload is None:
-            preload = setting("distributed.client.preload", None)
-        self._preloads = Preloads(preload)
+        self._preloads = Preloads(setting("distributed.client.preload", None))
         aio.as_event_loop(loop)  # checked here, used by sync()
         self._loop = loop
         if self._asynchronous and self._loop is None and not aio.loop_running():

@@ -3,7 +3,7 @@
 As in Dask, a preload is a module name, the path of a ``.py`` file, or
 Python source text; it may define ``dask_setup(target)``, called once the
 client is connected, and ``dask_teardown(target)``, called as it closes
-(either may be ``async def``). They come from ``preload=`` or Dask's
+(either may be ``async def``). A client's come from Dask's
 ``distributed.client.preload`` configuration.
 """
 
