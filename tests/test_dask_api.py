@@ -641,3 +641,50 @@ async def test_client_preloads_from_the_configuration(s, tmp_path):
         async with Client(s.address, asynchronous=True) as c:
             assert c.foo == "setup"
     assert c.foo == "teardown"
+
+
+# ----- Dask's configuration keys ---------------------------------------------------
+
+
+def _environ(name):
+    import os
+
+    return os.environ.get(name)
+
+
+def test_worker_processes_start_with_dasks_pre_spawn_environ():
+    import dask
+
+    from shoal import LocalCluster
+
+    with LocalCluster(n_workers=1, dashboard_address=None) as lc, Client(lc) as c:
+        assert c.submit(_environ, "OMP_NUM_THREADS").result() == "1"  # Dask's default
+    environ = {"OMP_NUM_THREADS": 2, "SHOAL_TEST_SPAWN": "yes"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        with LocalCluster(n_workers=1, dashboard_address=None) as lc, Client(lc) as c:
+            assert c.submit(_environ, "OMP_NUM_THREADS").result() == "2"
+            assert c.submit(_environ, "SHOAL_TEST_SPAWN").result() == "yes"
+
+
+def test_scheduler_options_default_to_dasks_configuration():
+    import dask
+
+    from shoal.deploy.local import scheduler_options
+
+    keys = {
+        "distributed.scheduler.allowed-failures": 7,
+        "distributed.scheduler.worker-ttl": "90s",
+    }
+    with dask.config.set(keys):
+        assert scheduler_options({}) == {"allowed_failures": 7, "worker_ttl": 90.0}
+        assert scheduler_options({"allowed_failures": 1})["allowed_failures"] == 1
+    with dask.config.set({"distributed.scheduler.worker-ttl": None}):
+        assert scheduler_options({})["worker_ttl"] is None
+
+
+def test_client_connect_timeout_follows_dasks_configuration(s):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": 0}):
+        with pytest.raises(TimeoutError):
+            Client(s["address"])  # no time to connect: Dask's timeout read

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from . import _engine
 from .core import security
@@ -34,16 +35,17 @@ def _scheduler(argv: list[str]) -> None:
     )
     parser.add_argument(
         "--worker-ttl",
-        default="5 minutes",
+        default=None,
         help="declare a worker dead after this long without a word from it, as "
-        "Dask's worker-ttl (default '5 minutes'; 'none' for never)",
+        "Dask's worker-ttl (default: distributed.scheduler.worker-ttl of Dask's "
+        "configuration, else '5 minutes'; 'none' for never)",
     )
     parser.add_argument(
         "--allowed-failures",
         type=int,
-        default=3,
+        default=None,
         help="a task errs with KilledWorker once more workers than this died "
-        "running it (default 3)",
+        "running it (default: distributed.scheduler.allowed-failures, else 3)",
     )
     security.add_token_options(
         parser,
@@ -55,8 +57,12 @@ def _scheduler(argv: list[str]) -> None:
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        ttl = None if args.worker_ttl.lower() == "none" else args.worker_ttl
-        options = scheduler_options({"worker_ttl": ttl, "allowed_failures": args.allowed_failures})
+        given: dict[str, Any] = {}
+        if args.worker_ttl is not None:
+            given["worker_ttl"] = args.worker_ttl
+        if args.allowed_failures is not None:
+            given["allowed_failures"] = args.allowed_failures
+        options = scheduler_options(given)
         security.apply_stdin_credentials(args)
         token = security.given_token(args.token, args.token_file)
         tls = security.given_tls(args, "scheduler", token).tls_for("scheduler")

@@ -369,10 +369,12 @@ class _TestCluster:
             return Server(rt.address, name)
         credentials, tls = security_.worker_environment(self.local.security)
         from .dask.config import inherited_config
+        from .worker.options import pre_spawn_environ
 
         env = {
             "SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p),
             **inherited_config(),
+            **pre_spawn_environ(),
             **credentials,
         }
         args = ["-m", "shoal.worker", address, *options.arguments(), "--name", name]

@@ -144,7 +144,8 @@ class Client(
         or None to start a local cluster (keyword arguments such as
         ``n_workers`` and ``threads_per_worker`` go to it).
     timeout
-        Seconds to wait for the connection.
+        Seconds (or ``"30 s"``) to wait for the connection (default: Dask's
+        ``distributed.comm.timeouts.connect``, 30 s).
     set_as_default
         Make this the client that futures, ``compute`` and dask use.
     scheduler_file
@@ -186,7 +187,7 @@ class Client(
         self,
         address: str | Cluster | None = None,
         loop: Any = None,
-        timeout: Any = 10.0,
+        timeout: Any = UNSET,
         set_as_default: bool = True,
         scheduler_file: str | None = None,
         security: Any = None,
@@ -271,6 +272,8 @@ class Client(
             if self.cluster is not None and (security is None or isinstance(security, bool)):
                 security = self.cluster.security
             credentials = resolve_security(security, address)
+            if timeout is UNSET:
+                timeout = setting("distributed.comm.timeouts.connect", "30s")
             seconds = parse_timedelta(timeout)
             if seconds is not None and seconds <= 0:
                 # No time to connect at all, as in Dask (TimeoutError is an OSError).

@@ -4,8 +4,10 @@ A key is read from dask's configuration when dask is loaded (its YAML files,
 ``dask.config.set``, and the ``DASK_*`` environment variables dask reads
 at import), else from the environment variable dask would read
 (``distributed.admin.max-error-length`` is
-``DASK_DISTRIBUTED__ADMIN__MAX_ERROR_LENGTH``); shoal does not import dask
-to read one. Every key shoal reads goes through :func:`setting`.
+``DASK_DISTRIBUTED__ADMIN__MAX_ERROR_LENGTH``), else from the configuration
+a parent process handed down (``DASK_INTERNAL_INHERIT_CONFIG``, as a local
+cluster does for its workers); shoal does not import dask to read one.
+Every key shoal reads goes through :func:`setting`.
 """
 
 from __future__ import annotations
@@ -42,4 +44,33 @@ def setting(key: str, default: Any = MISSING) -> Any:
         if value is not MISSING:
             return value
     text = os.environ.get(env_name(key))
-    return default if text is None else _from_env(text)
+    if text is not None:
+        return _from_env(text)
+    node: Any = _inherited()
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return default
+        node = node.get(part, node.get(part.replace("-", "_"), MISSING))
+        if node is MISSING:
+            return default
+    return node
+
+
+_inherited_config: Any = None
+
+
+def _inherited() -> Any:
+    """The configuration a parent process handed down (decoded once)."""
+    global _inherited_config
+    if _inherited_config is None:
+        text = os.environ.get("DASK_INTERNAL_INHERIT_CONFIG")
+        _inherited_config = {}
+        if text:
+            import base64
+            import json
+
+            try:
+                _inherited_config = json.loads(base64.urlsafe_b64decode(text.encode()))
+            except ValueError:
+                _inherited_config = {}
+    return _inherited_config

@@ -14,10 +14,11 @@ from ..core import memory as memory_
 from ..core import security as security_
 from ..core.arguments import UNSET
 from ..core.session import Session
+from ..core.settings import MISSING, setting
 from ..core.times import parse_timedelta
 from ..dask import config as dask_config
 from ..worker.executor import start_in_process
-from ..worker.options import WorkerOptions
+from ..worker.options import WorkerOptions, pre_spawn_environ
 from ..worker.uploads import remove_directories_of, user_root
 from .cluster import HostedScheduler
 
@@ -70,7 +71,10 @@ def dashboard_spec(address: Any) -> str | None:
 
 
 def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """The engine's scheduler options from Dask's ``scheduler_kwargs``.
+    """The engine's scheduler options from Dask's ``scheduler_kwargs``;
+    what they leave out comes from Dask's configuration
+    (``distributed.scheduler.worker-ttl`` and ``.allowed-failures``) when it
+    is set there.
 
     Raises
     ------
@@ -84,9 +88,20 @@ def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
         raise TypeError(
             f"shoal's scheduler has no option {unknown}; it takes worker_ttl and allowed_failures"
         )
+    for name, key in (
+        ("worker_ttl", "distributed.scheduler.worker-ttl"),
+        ("allowed_failures", "distributed.scheduler.allowed-failures"),
+    ):
+        if name not in kwargs:
+            configured = setting(key)
+            if configured is not MISSING:
+                kwargs[name] = configured
     out: dict[str, Any] = {}
     if "worker_ttl" in kwargs:
-        out["worker_ttl"] = parse_timedelta(kwargs["worker_ttl"])
+        ttl = kwargs["worker_ttl"]
+        if isinstance(ttl, str) and ttl.strip().lower() == "none":
+            ttl = None
+        out["worker_ttl"] = parse_timedelta(ttl)
     if "allowed_failures" in kwargs:
         n = kwargs["allowed_failures"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -315,8 +330,10 @@ class LocalCluster(HostedScheduler):
             "--lifeline",
         ]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
-        # Workers see this process's dask configuration, as Dask's do.
+        # Workers see this process's dask configuration, as Dask's do, and
+        # start with Dask's pre-spawn environment (OMP_NUM_THREADS=1, ...).
         full_env.update(dask_config.inherited_config())
+        full_env.update(pre_spawn_environ())
         full_env.update({str(k): str(v) for k, v in env.items()})
         credentials, options = security_.worker_environment(self.security)
         full_env.update(credentials)

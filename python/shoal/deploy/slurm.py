@@ -23,6 +23,7 @@ from .. import _engine
 from ..core import security as security_
 from ..core.session import Session
 from ..core.sizes import parse_bytes
+from ..worker.options import pre_spawn_environ
 from . import local as local_
 from .cluster import HostedScheduler
 
@@ -205,7 +206,7 @@ class SLURMCluster(HostedScheduler):
         script = self.job_script()
         # sbatch passes its environment on to the job (`--export=ALL`).
         credentials, _ = security_.worker_environment(self.security)
-        env = {**os.environ, **credentials}
+        env = {**os.environ, **pre_spawn_environ(), **credentials}
         for _ in range(math.ceil(n / self.processes)):
             try:
                 done = subprocess.run(

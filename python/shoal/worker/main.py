@@ -11,7 +11,7 @@ from .. import _engine
 from ..core import memory as memory_
 from ..core import security
 from .executor import Executors
-from .options import WorkerOptions
+from .options import WorkerOptions, pre_spawn_environ
 from .uploads import remove_stale, user_root
 
 #: This process's ``shoal worker`` arguments (None until it starts as one).
@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> None:
         The command line after ``shoal worker`` (``sys.argv[1:]`` if None).
 
     """
+    # Dask's pre-spawn environment (OMP_NUM_THREADS=1, ...) for a worker
+    # started on its own: before any task imports a BLAS. A local cluster's
+    # workers have it from their start; a variable set already is kept.
+    for name, value in pre_spawn_environ().items():
+        os.environ.setdefault(name, value)
     parser = argparse.ArgumentParser(prog="shoal worker", description="Start a shoal worker.")
     parser.add_argument(
         "scheduler", help="scheduler address, e.g. tcp://10.0.0.5:8786 (tls:// with TLS)"

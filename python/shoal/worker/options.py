@@ -13,7 +13,37 @@ from typing import Any
 from .. import _engine
 from ..core import memory as memory_
 from ..core.options import resource_amounts
+from ..core.settings import setting
 from ..core.spec import parse_resources
+
+#: Dask's default ``distributed.nanny.pre-spawn-environ``: one thread per
+#: worker process for BLAS and OpenMP (the worker's own threads are the
+#: parallelism), and glibc returning freed memory sooner.
+PRE_SPAWN_DEFAULT = {
+    "MALLOC_TRIM_THRESHOLD_": 65536,
+    "OMP_NUM_THREADS": 1,
+    "MKL_NUM_THREADS": 1,
+    "OPENBLAS_NUM_THREADS": 1,
+}
+
+
+def pre_spawn_environ() -> dict[str, str]:
+    """The environment a worker process starts with, from Dask's
+    ``distributed.nanny.pre-spawn-environ`` (its default keeps BLAS from
+    running a thread per core in every worker).
+
+    Raises
+    ------
+    TypeError
+        If the configured value is not a mapping.
+
+    """
+    value = setting("distributed.nanny.pre-spawn-environ", PRE_SPAWN_DEFAULT)
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"distributed.nanny.pre-spawn-environ must be a mapping of variables, not {value!r}"
+        )
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def default_max_threads(nthreads: int) -> int:
