@@ -13,7 +13,7 @@ import pytest
 
 from shoal import Client
 
-from conftest import pid_alive, wait_for_exit
+from conftest import pid_alive, until, wait_for_exit
 from tasks import getpid, inc
 
 PY = sys.executable
@@ -265,3 +265,89 @@ def test_a_killed_worker_is_not_news_on_the_terminal(tmp_path):
     )
     assert loud.stdout == "done\n", loud.stderr
     assert "lost" in loud.stderr
+
+
+def test_the_command_lines_take_dasks_options(tmp_path):
+    """HPC scripts can swap ``dask scheduler``/``dask worker`` for shoal's:
+    --scheduler-file, --nworkers, --worker-port, --interface, --preload."""
+    scheduler_file = tmp_path / "scheduler.json"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    preload = tmp_path / "mark_worker.py"
+    preload.write_text(
+        "import os\n"
+        "def dask_setup(worker):\n"
+        f"    open(os.path.join({str(marks)!r}, worker.name), 'w').close()\n"
+    )
+    sched = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "shoal",
+            "scheduler",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    # started before the scheduler file exists: it waits for it
+    workers = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "shoal",
+            "worker",
+            "--scheduler-file",
+            str(scheduler_file),
+            "--nworkers",
+            "2",
+            "--nthreads",
+            "1",
+            "--worker-port",
+            "47100:47120",
+            "--interface",
+            "lo",
+            "--preload",
+            str(preload),
+        ],
+        env=ENV,
+    )
+    try:
+        line = sched.stdout.readline()
+        assert line.startswith("Scheduler at: tcp://"), line
+        with Client(scheduler_file=str(scheduler_file)) as c:
+            c.wait_for_workers(2, timeout=30)
+            info = c.scheduler_info()["workers"]
+            ports = sorted(int(a.rsplit(":", 1)[1]) for a in info)
+            assert all(47100 <= p <= 47120 for p in ports) and len(set(ports)) == 2
+            assert all(a.startswith("tcp://127.0.0.1:") for a in info)
+            assert all(w["nthreads"] == 1 for w in info.values())
+            names = sorted(w["name"] for w in info.values())
+            until(lambda: sorted(os.listdir(marks)) == names, what="the preloads to run")
+            pids = set(c.run(os.getpid).values())
+            workers.send_signal(signal.SIGTERM)  # the supervisor takes its workers along
+            assert workers.wait(timeout=20) == 0
+            assert wait_for_exit(list(pids), 10) == []
+        sched.send_signal(signal.SIGTERM)
+        assert sched.wait(timeout=10) == 0
+        assert not scheduler_file.exists()  # removed as it stopped
+    finally:
+        _reap(sched, workers)
+
+
+def test_worker_command_line_refuses_bad_dask_options():
+    for args, message in [
+        (["tcp://127.0.0.1:1", "--nworkers", "0"], "--nworkers must be 1 or more"),
+        (["tcp://127.0.0.1:1", "--worker-port", "x"], "--worker-port must be"),
+        (["tcp://127.0.0.1:1", "--interface", "no-such-nic"], "no network interface"),
+        ([], "--scheduler-file"),
+    ]:
+        out = subprocess.run(
+            [PY, "-m", "shoal", "worker", *args], capture_output=True, text=True, env=ENV
+        )
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from typing import Any
 
@@ -47,6 +49,12 @@ def _scheduler(argv: list[str]) -> None:
         help="a task errs with KilledWorker once more workers than this died "
         "running it (default: distributed.scheduler.allowed-failures, else 3)",
     )
+    parser.add_argument(
+        "--scheduler-file",
+        default=None,
+        help="write the scheduler's address to this JSON file once it listens (for "
+        "`shoal worker --scheduler-file` and Client(scheduler_file=...)); removed at exit",
+    )
     security.add_token_options(
         parser,
         "the token clients and workers must present; required beyond loopback, "
@@ -77,6 +85,13 @@ def _scheduler(argv: list[str]) -> None:
         token = security.new_token()
 
     def ready(address: str, dashboard: str | None) -> None:
+        if args.scheduler_file is not None:
+            import json
+
+            written = args.scheduler_file + ".writing"
+            with open(written, "w") as f:
+                json.dump({"address": address}, f)
+            os.replace(written, args.scheduler_file)  # whole, or not there
         print(f"Scheduler at: {address}", flush=True)
         if dashboard is not None:
             print(f"Dashboard at: {dashboard}/status", flush=True)
@@ -102,6 +117,10 @@ def _scheduler(argv: list[str]) -> None:
     except KeyboardInterrupt:
         # Python saw the Ctrl-C too; the engine already shut down cleanly.
         pass
+    finally:
+        if args.scheduler_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(args.scheduler_file)
 
 
 def main(argv: list[str] | None = None) -> None:

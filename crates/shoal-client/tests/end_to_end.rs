@@ -56,6 +56,7 @@ fn worker_config(addr: &str, security: Security) -> WorkerConfig {
         nthreads: 1,
         name: None,
         listen_host: None,
+        listen_ports: (0, 0),
         connect_timeout: Duration::from_secs(5),
         memory: shoal_worker::MemoryPolicy::default(),
         spill_root: std::env::temp_dir(),

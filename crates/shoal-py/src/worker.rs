@@ -35,7 +35,7 @@ impl WorkerRuntime {
     /// memory may pause or restart it; `kill_on_leave`: a restart for
     /// memory ends the process (a supervisor starts it again).
     #[new]
-    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, timeout=30.0, memory_limit=0, max_threads=0, resources=Vec::new(), token=None, tls=None, fractions=(None, None, None, None), spill_root=None, whole_process=false, kill_on_leave=false))]
+    #[pyo3(signature = (scheduler, nthreads=1, name=None, listen_host=None, listen_ports=(0, 0), timeout=30.0, memory_limit=0, max_threads=0, resources=Vec::new(), token=None, tls=None, fractions=(None, None, None, None), spill_root=None, whole_process=false, kill_on_leave=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -43,6 +43,7 @@ impl WorkerRuntime {
         nthreads: u32,
         name: Option<String>,
         listen_host: Option<String>,
+        listen_ports: (u16, u16),
         timeout: f64,
         memory_limit: u64,
         max_threads: u32,
@@ -67,6 +68,7 @@ impl WorkerRuntime {
             nthreads,
             name,
             listen_host,
+            listen_ports,
             connect_timeout: Duration::from_secs_f64(timeout.max(0.001)),
             memory: MemoryPolicy {
                 limit: memory_limit,

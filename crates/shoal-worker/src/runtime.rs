@@ -30,6 +30,9 @@ pub struct WorkerConfig {
     /// Host to serve data on; by default the address this machine uses to
     /// reach the scheduler.
     pub listen_host: Option<String>,
+    /// Ports to serve data on, the first free one from `.0` to `.1`
+    /// (`(0, 0)`: any free port).
+    pub listen_ports: (u16, u16),
     /// How long to keep trying to reach the scheduler.
     pub connect_timeout: Duration,
     /// The most executor threads the pacer may run at once while tasks wait
@@ -553,6 +556,27 @@ impl WorkerRuntime {
     }
 }
 
+/// A listener on `host` at the first free port of `ports` (any port for
+/// `(0, 0)`).
+async fn bind_data_server(host: &str, ports: (u16, u16)) -> Result<TcpListener, WorkerError> {
+    let (first, last) = ports;
+    let mut error = None;
+    for port in first..=last.max(first) {
+        match TcpListener::bind((host, port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => error = Some(e),
+        }
+    }
+    Err(WorkerError::Listen {
+        addr: if first == last.max(first) {
+            format!("{host}:{first}")
+        } else {
+            format!("{host}:{first}-{last}")
+        },
+        source: error.unwrap_or_else(|| std::io::Error::other("no port to try")),
+    })
+}
+
 async fn setup(
     config: &WorkerConfig,
 ) -> Result<(Stream, TcpListener, WorkerId, String), WorkerError> {
@@ -566,12 +590,7 @@ async fn setup(
             .map(|a| a.ip().to_string())
             .unwrap_or_else(|_| "127.0.0.1".into()),
     };
-    let listener = TcpListener::bind((host.as_str(), 0))
-        .await
-        .map_err(|source| WorkerError::Listen {
-            addr: format!("{host}:0"),
-            source,
-        })?;
+    let listener = bind_data_server(&host, config.listen_ports).await?;
     let data_address = listener
         .local_addr()
         .map_err(|source| WorkerError::Listen {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 from typing import Any
@@ -18,20 +17,9 @@ from ..core.settings import MISSING, setting
 from ..core.times import parse_timedelta
 from ..dask import config as dask_config
 from ..worker.executor import start_in_process
-from ..worker.options import WorkerOptions, pre_spawn_environ
+from ..worker.options import WorkerOptions, pre_spawn_environ, processes_and_threads
 from ..worker.uploads import remove_directories_of, user_root
 from .cluster import HostedScheduler
-
-
-def _processes_and_threads(cpus: int) -> tuple[int, int]:
-    """Split ``cpus`` into worker processes and threads as Dask does.
-
-    One thread per process up to 4 cores, then about sqrt(cpus) processes.
-    """
-    if cpus <= 4:
-        return cpus, 1
-    processes = min(f for f in range(1, cpus + 1) if cpus % f == 0 and f >= math.sqrt(cpus))
-    return processes, cpus // processes
 
 
 def _defaults(
@@ -41,7 +29,7 @@ def _defaults(
     if n_workers is None and threads_per_worker is None:
         if not processes:
             return 1, cpus
-        return _processes_and_threads(cpus)
+        return processes_and_threads(cpus)
     if n_workers is None:
         assert threads_per_worker is not None
         return max(1, cpus // threads_per_worker), threads_per_worker

@@ -8,8 +8,10 @@ import signal
 import sys
 
 from .. import _engine
+from ..core import aio, security
 from ..core import memory as memory_
-from ..core import security
+from ..core.preload import Preloads
+from . import command_line
 from .executor import Executors
 from .options import WorkerOptions, pre_spawn_environ
 from .uploads import remove_stale, user_root
@@ -81,9 +83,17 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault(name, value)
     parser = argparse.ArgumentParser(prog="shoal worker", description="Start a shoal worker.")
     parser.add_argument(
-        "scheduler", help="scheduler address, e.g. tcp://10.0.0.5:8786 (tls:// with TLS)"
+        "scheduler",
+        nargs="?",
+        default=None,
+        help="scheduler address, e.g. tcp://10.0.0.5:8786 (tls:// with TLS); or --scheduler-file",
     )
-    parser.add_argument("--nthreads", type=int, default=1, help="executor threads (default 1)")
+    parser.add_argument(
+        "--nthreads",
+        type=int,
+        default=None,
+        help="executor threads (default: the cores shared among --nworkers, as Dask)",
+    )
     parser.add_argument("--name", default=None, help="worker name (default: its address)")
     parser.add_argument("--listen-host", default=None, help="host to serve data on")
     parser.add_argument(
@@ -130,13 +140,26 @@ def main(argv: list[str] | None = None) -> None:
         help="where this worker spills results and keeps uploaded files "
         "(default: the system's temporary directory)",
     )
+    command_line.add_dask_options(parser)
     parser.add_argument("--lifeline", action="store_true", help=argparse.SUPPRESS)
     global _argv, _executors, _security
     _argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_argv)
     try:
+        processes, auto_threads = command_line.nworkers(args.nworkers, os.cpu_count() or 1)
+        nthreads = args.nthreads or auto_threads or max(1, (os.cpu_count() or 1) // processes)
+        listen_ports = command_line.ports(args.worker_port)
+        listen_host = args.listen_host
+        if args.interface is not None:
+            listen_host = command_line.interface_address(args.interface)
+        timeout = args.timeout if args.death_timeout is None else args.death_timeout
+        preloads = Preloads(args.preload)
+        if args.scheduler is None:
+            if args.scheduler_file is None:
+                raise ValueError("give the scheduler's address, or --scheduler-file")
+            args.scheduler = command_line.read_scheduler_file(args.scheduler_file, timeout)
         options = WorkerOptions.parse(
-            nthreads=args.nthreads,
+            nthreads=nthreads,
             max_threads=args.max_threads,
             memory_limit=_limit_arg(args.memory_limit),
             resources=args.resources,
@@ -151,8 +174,15 @@ def main(argv: list[str] | None = None) -> None:
         token = security.given_token(args.token, args.token_file)
         credentials = security.given_tls(args, "worker", token)
         tls = credentials.tls_for("worker")
-    except ValueError as e:
+    except (ValueError, TimeoutError, ImportError) as e:
         parser.error(str(e))
+    if processes > 1:
+        # A supervisor of `processes` workers, each with this command line.
+        child = command_line.without_option(_argv, "--nworkers")
+        child = command_line.without_option(child, "--nthreads") + ["--nthreads", str(nthreads)]
+        env, tls_options = security.worker_environment(credentials)
+        command_line.supervise(processes, child + tls_options, env)
+        return
     # Tasks and the processes they start need not see them.
     os.environ.pop(security.TOKEN_ENV, None)
     security.pop_tls_environment()
@@ -175,8 +205,9 @@ def main(argv: list[str] | None = None) -> None:
             args.scheduler,
             str(root),
             name=args.name,
-            listen_host=args.listen_host,
-            timeout=args.timeout,
+            listen_host=listen_host,
+            listen_ports=listen_ports,
+            timeout=timeout,
             token=token,
             tls=tls,
             whole_process=True,
@@ -186,7 +217,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"shoal worker: {e}", file=sys.stderr)
         sys.exit(1)
     _executors = Executors(rt, options.nthreads, root, options.memory_limit)
+    for pending in preloads.calls("dask_setup", _executors.worker):
+        aio.run_to_end(pending)
     rt.wait_closed()
+    for pending in preloads.calls("dask_teardown", _executors.worker):
+        aio.run_to_end(pending)
     _executors.uploads.remove()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -7,6 +7,7 @@ line), and turned into the engine's runtime in one place
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
 
@@ -44,6 +45,16 @@ def pre_spawn_environ() -> dict[str, str]:
             f"distributed.nanny.pre-spawn-environ must be a mapping of variables, not {value!r}"
         )
     return {str(k): str(v) for k, v in value.items()}
+
+
+def processes_and_threads(cpus: int) -> tuple[int, int]:
+    """Split ``cpus`` into worker processes and threads as Dask does: one
+    thread per process up to 4 cores, then about sqrt(cpus) processes.
+    """
+    if cpus <= 4:
+        return cpus, 1
+    processes = min(f for f in range(1, cpus + 1) if cpus % f == 0 and f >= math.sqrt(cpus))
+    return processes, cpus // processes
 
 
 def default_max_threads(nthreads: int) -> int:
@@ -138,6 +149,7 @@ class WorkerOptions:
         *,
         name: str | None = None,
         listen_host: str | None = None,
+        listen_ports: tuple[int, int] = (0, 0),
         timeout: float = 10.0,
         token: str | None = None,
         tls: Any = None,
@@ -154,6 +166,7 @@ class WorkerOptions:
             nthreads=self.nthreads,
             name=name,
             listen_host=listen_host,
+            listen_ports=listen_ports,
             timeout=timeout,
             memory_limit=self.memory_limit,
             max_threads=self.max_threads,
