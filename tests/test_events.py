@@ -115,3 +115,41 @@ def test_the_event_log_on_an_asynchronous_client(client):
             assert [m for _, m in events] == [42]
 
     run_async(main())
+
+
+def log_on_worker(name, text):
+    import logging
+
+    logging.getLogger(name).warning("from a task: %s", text)
+    logging.getLogger(name).debug("below the level")
+    return text
+
+
+def test_forward_logging_shows_worker_records_here(client):
+    import logging
+
+    got = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            got.append(record)
+
+    logger = logging.getLogger("shoal-test-forwarded")
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        client.forward_logging("shoal-test-forwarded", level=logging.INFO)
+        client.submit(log_on_worker, "shoal-test-forwarded", "hello", pure=False).result()
+        until(lambda: got, what="the forwarded record")
+        [record] = got
+        assert record.getMessage() == "from a task: hello"
+        assert record.levelno == logging.WARNING and record.name == "shoal-test-forwarded"
+        client.unforward_logging("shoal-test-forwarded")
+        client.submit(log_on_worker, "shoal-test-forwarded", "later", pure=False).result()
+        # a marker through the same path proves "later" was not forwarded
+        marker = {"name": "shoal-test-forwarded", "msg": "marker", "levelno": 30}
+        client.log_event("forward-logging", marker)
+        until(lambda: len(got) == 2, what="the marker")
+        assert got[1].getMessage() == "marker"
+    finally:
+        logger.removeHandler(keep)

@@ -25,6 +25,7 @@ from typing import Any
 from .._engine import Answer, Coord
 from ..coordination._request import ask, next_subscription
 from ..core import aio, serialize
+from ..worker.task_output import FORWARD_TOPIC, ForwardLogging, replay_log_record
 
 _log = logging.getLogger("shoal")
 
@@ -142,6 +143,26 @@ class EventCalls:
         if self.status == "running":
             ask(self, Coord.Unsubscribe(entry[0]))
 
+    def forward_logging(self, logger_name: str | None = None, level: int = logging.NOTSET) -> None:
+        """Show here the log records the workers' ``logger_name`` logger
+        (the root logger if None) emits at ``level`` and above, as Dask's:
+        each is handled by this process's logger of the same name.
+
+        Examples
+        --------
+        >>> client.forward_logging("my.package", level=logging.INFO)  # doctest: +SKIP
+
+        """
+        if FORWARD_TOPIC not in self._event_handlers:
+            self.subscribe_topic(FORWARD_TOPIC, replay_log_record)
+        self.register_plugin(  # type: ignore[attr-defined]
+            ForwardLogging(logger_name, level), name=_forwarding_name(logger_name)
+        )
+
+    def unforward_logging(self, logger_name: str | None = None) -> None:
+        """Stop what :meth:`forward_logging` started for ``logger_name``."""
+        self.unregister_worker_plugin(_forwarding_name(logger_name))  # type: ignore[attr-defined]
+
     def _subscribe_events(self) -> None:
         """On connecting: subscribe the handlers this client has (again,
         after a reconnection), and show here what tasks :func:`shoal.print`
@@ -152,6 +173,10 @@ class EventCalls:
         self._event_handlers.clear()
         for topic, handler in handlers.items():
             self.subscribe_topic(topic, handler)
+
+
+def _forwarding_name(logger_name: str | None) -> str:
+    return f"forward-logging-{logger_name or '<root>'}"
 
 
 def _deliver_events(client_ref: Any, session: Any, topic: str, sub: int) -> None:

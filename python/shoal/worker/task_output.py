@@ -5,17 +5,22 @@ and ``distributed.warn``.
 In a task they log an event under the ``"print"`` or ``"warn"`` topic
 (every client shows those; see ``shoal/client/events.py``) and then print or
 warn in the worker as usual; anywhere else they are the built-ins.
+``Client.forward_logging`` installs :class:`ForwardLogging` in the workers:
+their log records go to the client the same way.
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 import pickle
 import sys
+import threading
 import warnings
 from typing import Any, TextIO
 
 from . import task_context
+from .plugins import WorkerPlugin
 
 
 def print(
@@ -95,3 +100,70 @@ def warn(
             msg["category"] = pickle.dumps(category)
         worker.log_event("warn", msg)
     warnings.warn(message, category, stacklevel + 1, source)
+
+
+#: The event topic of log records forwarded to clients.
+FORWARD_TOPIC = "forward-logging"
+
+_forwarding = threading.local()
+
+
+class _Forwarder(logging.Handler):
+    """Logs each record as an event (its attributes, the message formatted,
+    any traceback as text) through the worker's client.
+    """
+
+    def __init__(self, worker: Any, level: int):
+        super().__init__(level)
+        self.worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(_forwarding, "busy", False):
+            return  # a record logged while forwarding one: not again
+        _forwarding.busy = True
+        try:
+            attributes = dict(record.__dict__)
+            attributes["msg"] = record.getMessage()
+            attributes["args"] = None
+            if record.exc_info:
+                attributes["exc_text"] = logging.Formatter().formatException(record.exc_info)
+            attributes["exc_info"] = None
+            attributes.pop("stack_info", None)
+            self.worker.log_event(FORWARD_TOPIC, attributes)
+        except Exception:
+            self.handleError(record)
+        finally:
+            _forwarding.busy = False
+
+
+class ForwardLogging(WorkerPlugin):
+    """The worker plugin of :meth:`shoal.Client.forward_logging`: records
+    of ``logger_name`` (the root logger if None) at ``level`` and above go
+    to the clients as events.
+    """
+
+    def __init__(self, logger_name: str | None, level: int):
+        self.logger_name = logger_name
+        self.level = level
+        self._handler: _Forwarder | None = None
+
+    def setup(self, worker: Any) -> None:
+        """Attach the forwarding handler to the logger."""
+        self._handler = _Forwarder(worker, self.level)
+        logging.getLogger(self.logger_name).addHandler(self._handler)
+
+    def teardown(self, worker: Any) -> None:
+        """Detach it."""
+        if self._handler is not None:
+            logging.getLogger(self.logger_name).removeHandler(self._handler)
+            self._handler = None
+
+
+def replay_log_record(event: Any) -> None:
+    """Handle, in this process, a log record a worker forwarded: through the
+    logger of the same name, so this process's logging shows it.
+    """
+    _, attributes = event
+    if isinstance(attributes, dict):
+        record = logging.makeLogRecord(attributes)
+        logging.getLogger(record.name).handle(record)
