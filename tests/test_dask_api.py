@@ -688,3 +688,36 @@ def test_client_connect_timeout_follows_dasks_configuration(s):
     with dask.config.set({"distributed.comm.timeouts.connect": 0}):
         with pytest.raises(TimeoutError):
             Client(s["address"])  # no time to connect: Dask's timeout read
+
+
+# ----- diagnostics -------------------------------------------------------------------
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1), ("127.0.0.1", 1)])
+async def test_call_stack_shows_where_running_tasks_are(c, s, a, b):
+    from shoal import Event
+
+    started, release = Event(), Event()
+
+    def waits(started, release):
+        started.set()
+        release.wait()
+
+    f1 = c.submit(waits, started, release, key="f1", workers=[a.address])
+    await started.wait()
+    by_future = await c.call_stack(f1)
+    assert by_future == await c.call_stack(keys=["f1"])
+    assert list(by_future) == [a.address] and list(by_future[a.address]) == ["f1"]
+    assert any("in waits" in line for line in by_future[a.address]["f1"])
+    assert list((await c.call_stack())[a.address]) == ["f1"]
+    await release.set()
+    await f1
+    assert await c.call_stack() == {}
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_cancel_with_a_reason(c, s, a):
+    x = c.submit(slowinc, 1, delay=5)
+    await c.cancel(x, reason="no longer needed")
+    with pytest.raises(CancelledError, match="no longer needed"):
+        await x

@@ -457,16 +457,25 @@ class Submitting:
             raise trimmed(e)  # noqa: B904
 
     @aio.maybe_async
-    def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False) -> None:
+    def cancel(
+        self,
+        futures: Any,
+        asynchronous: Any = None,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> None:
         """Cancel futures.
 
         They stop running if they have not started, and their ``result()``
-        raises ``CancelledError``.
+        raises ``CancelledError``; so do the futures of this client that
+        depend on them.
 
         Parameters
         ----------
         futures
             A Future, or lists, tuples, sets and dicts of them.
+        reason
+            Why, shown in the error their results raise.
         asynchronous, force
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
@@ -476,7 +485,7 @@ class Submitting:
         arguments.reject("force", force)
         found: dict[str, None] = {}
         collect_keys(futures, found)
-        self._session.cancel(list(found))
+        self._session.cancel(list(found), reason)
 
     @aio.maybe_async
     def retry(self, futures: Any, asynchronous: Any = None) -> None:

@@ -468,6 +468,25 @@ class WorkerCalls:
         self.run(wait_uploaded, name, hashlib.sha256(data).hexdigest(), load, 60.0)
 
     @aio.maybe_async
+    def call_stack(self, futures: Any = None, keys: Any = None) -> dict[str, dict[str, list[str]]]:
+        """The stacks of the tasks running now, by worker and key: those of
+        ``futures`` (futures or persisted collections) and ``keys``, or all.
+
+        Examples
+        --------
+        >>> client.call_stack(stuck_future)  # doctest: +SKIP
+        {'tcp://127.0.0.1:40123': {'load-8f1c...': ['  File "...", line 12, ...']}}
+
+        """
+        from ..completion import futures_of
+
+        wanted = list(keys or [])
+        if futures is not None:
+            wanted += [f.key for f in futures_of(futures)]
+        stacks = self.run(_call_stacks, sorted(set(wanted)) or None)
+        return {address: s for address, s in stacks.items() if s}
+
+    @aio.maybe_async
     def restart_workers(
         self, workers: Iterable[str], timeout: Any = "30 s", raise_for_error: bool = True
     ) -> dict[str, str]:
@@ -619,6 +638,10 @@ def _resolve_workers(engine: Any, workers: Iterable[str]) -> list[str]:
             raise ValueError(f"no connected worker is called {w!r}")
         out.append(found[0])
     return out
+
+
+def _call_stacks(keys: Any, dask_worker: Any) -> dict[str, list[str]]:
+    return dask_worker.call_stacks(None if keys is None else set(keys))
 
 
 def _worker_is_process() -> bool:

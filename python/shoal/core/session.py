@@ -58,6 +58,7 @@ class Session:
         self._callbacks_lock = threading.Lock()
         self._modules_seen = 0
         self._preloaded: set[str] = set()
+        self._cancel_reasons: dict[str, str] = {}
         self.share_imports()
 
     @property
@@ -138,9 +139,20 @@ class Session:
         """How many futures of this client hold ``key`` (0: none)."""
         return self._core.refcount(key)
 
-    def cancel(self, keys: list[str]) -> None:
-        """Cancel ``keys`` for this client."""
+    def cancel(self, keys: list[str], reason: str | None = None) -> None:
+        """Cancel ``keys`` for this client (``reason`` shows in the error
+        their results raise).
+        """
+        if reason is not None:
+            for k in keys:
+                self._cancel_reasons[k] = reason
+            while len(self._cancel_reasons) > 10_000:  # the oldest go first
+                self._cancel_reasons.pop(next(iter(self._cancel_reasons)))
         self._core.cancel(keys)
+
+    def cancel_reason(self, key: str) -> str:
+        """Why ``key`` was cancelled, as given to :meth:`cancel`."""
+        return self._cancel_reasons.get(key, "cancelled")
 
     def wait(self, keys: list[str], timeout: float | None = None) -> bool:
         """Whether ``keys`` are all done within ``timeout`` seconds."""
@@ -385,7 +397,9 @@ def value_of(key: str, outcome: Any, client: Any = None) -> Any:
     if outcome.kind == "value":
         return serialize.loads_for(outcome.frames, client)
     if outcome.kind == "cancelled":
-        raise FutureCancelledError(key)
+        session = getattr(client, "_session", None)
+        reason = "cancelled" if session is None else session.cancel_reason(key)
+        raise FutureCancelledError(key, reason)
     raise rebuild(outcome.error)
 
 

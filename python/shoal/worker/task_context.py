@@ -47,6 +47,8 @@ class Worker:
         self.scheduler_address: str = rt.scheduler
         self._client: Any = None
         self._own_client = False
+        #: The key each executor thread runs now, by thread id (call_stack).
+        self.running: dict[int, str] = {}
         self._lock = threading.Lock()
         #: Actors living here, by the key of the task that made each.
         self.actors: dict[str, Any] = {}
@@ -113,6 +115,21 @@ class Worker:
                 )
             return self._client
 
+    def call_stacks(self, keys: Any = None) -> dict[str, list[str]]:
+        """The stack of each task running on an executor thread now (those
+        of ``keys`` only, if given), as lines of :func:`traceback.format_stack`.
+        """
+        import sys
+        import traceback
+
+        frames = sys._current_frames()
+        out = {}
+        for ident, key in list(self.running.items()):
+            frame = frames.get(ident)
+            if frame is not None and (keys is None or key in keys):
+                out[key] = traceback.format_stack(frame)
+        return out
+
     def get_current_task(self) -> str:
         """The key of the task calling it (Dask's ``Worker.get_current_task``).
 
@@ -158,6 +175,9 @@ def task_started(tid: int, key: str) -> None:
     """The calling executor thread now runs task ``tid``."""
     _current.tid = tid
     _current.key = key
+    worker = getattr(_current, "worker", None)
+    if worker is not None:
+        worker.running[threading.get_ident()] = key
     _current.seceded = False
     _current.left = False
 
@@ -170,6 +190,9 @@ def task_done() -> bool:
     _current.tid = None
     _current.key = None
     _current.seceded = False
+    worker = getattr(_current, "worker", None)
+    if worker is not None:
+        worker.running.pop(threading.get_ident(), None)
     left = getattr(_current, "left", False)
     _current.left = False
     return left
