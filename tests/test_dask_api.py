@@ -26,6 +26,8 @@ from shoal.utils_test import (
     varying,
 )
 
+from conftest import until
+
 # ----- shoal.utils_test itself ---------------------------------------------
 
 
@@ -721,3 +723,35 @@ async def test_cancel_with_a_reason(c, s, a):
     await c.cancel(x, reason="no longer needed")
     with pytest.raises(CancelledError, match="no longer needed"):
         await x
+
+
+def _hold(n):
+    return b"x" * n
+
+
+def test_memory_sampler_sees_memory_held(c):
+    from shoal.diagnostics import MemorySampler
+
+    ms = MemorySampler()
+    with ms.sample("held", measure="managed", interval=0.05):
+        held = c.submit(_hold, 50_000_000, pure=False)
+        held.result()
+        until(
+            lambda: (
+                c.scheduler_info()["workers"]
+                and any(
+                    w["metrics"]["managed_bytes"] >= 50_000_000
+                    for w in c.scheduler_info()["workers"].values()
+                )
+            ),
+            what="the worker to report what it holds",
+        )
+    df = ms.to_pandas()
+    assert list(df.columns) == ["held"] and len(df) >= 2
+    assert df["held"].max() >= 50_000_000
+    assert ms.to_pandas(align=True).index[0].total_seconds() == 0
+    with pytest.raises(ValueError, match="sampled already"):
+        ms.sample("held")
+    with pytest.raises(ValueError, match="measure"):
+        ms.sample("other", measure="disk")
+    del held
