@@ -755,3 +755,25 @@ def test_memory_sampler_sees_memory_held(c):
     with pytest.raises(ValueError, match="measure"):
         ms.sample("other", measure="disk")
     del held
+
+
+def test_dump_cluster_state(c, tmp_path):
+    import gzip
+
+    import msgpack
+    import yaml
+
+    held = c.submit(inc, 1)
+    held.result()
+    path = c.dump_cluster_state(str(tmp_path / "dump"))
+    assert path.endswith(".msgpack.gz")
+    with gzip.open(path) as f:
+        state = msgpack.unpackb(f.read())
+    assert set(state) == {"scheduler", "workers", "versions"}
+    assert set(state["workers"]) == set(c.nthreads())
+    path = c.dump_cluster_state(str(tmp_path / "dump"), format="yaml", exclude=["running"])
+    with open(path) as f:
+        state = yaml.safe_load(f)
+    assert all("running" not in w for w in state["workers"].values())
+    with pytest.raises(ValueError, match="Unsupported format"):
+        c.dump_cluster_state(str(tmp_path / "dump"), format="json")

@@ -468,6 +468,88 @@ class WorkerCalls:
         self.run(wait_uploaded, name, hashlib.sha256(data).hexdigest(), load, 60.0)
 
     @aio.maybe_async
+    def dump_cluster_state(
+        self,
+        filename: str = "dask-cluster-dump",
+        write_from_scheduler: bool | None = None,
+        exclude: Iterable[str] = (),
+        format: str = "msgpack",
+    ) -> str:
+        """Write what the scheduler and every worker report about
+        themselves to one file, to read when something is stuck: the
+        scheduler's view of the workers, each worker's running tasks and
+        their stacks, what it holds, and every process's versions.
+
+        Parameters
+        ----------
+        filename
+            The file, without its suffix (``.msgpack.gz`` or ``.yaml`` is
+            added).
+        write_from_scheduler
+            Dask writes from the scheduler's process; shoal's scheduler runs
+            no Python, so the client writes it (True raises
+            ``NotImplementedError``).
+        exclude
+            Fields of each worker's report to leave out.
+        format
+            ``"msgpack"`` (gzipped) or ``"yaml"``.
+
+        Returns
+        -------
+        str
+            The path written.
+
+        Raises
+        ------
+        ValueError
+            For another format.
+
+        Examples
+        --------
+        >>> client.dump_cluster_state("stuck")  # doctest: +SKIP
+        'stuck.msgpack.gz'
+
+        """
+        if format not in ("msgpack", "yaml"):
+            raise ValueError(f"Unsupported format {format!r}: use 'msgpack' or 'yaml'")
+        if write_from_scheduler:
+            raise NotImplementedError(
+                "shoal's scheduler runs no Python: the client writes the dump "
+                "(leave write_from_scheduler unset)"
+            )
+        skip = set(exclude)
+        workers = {
+            address: {k: v for k, v in report.items() if k not in skip}
+            for address, report in self.run(_worker_report).items()
+        }
+        state = {
+            "scheduler": self.scheduler_info(),
+            "workers": workers,
+            "versions": self.get_versions(),  # type: ignore[attr-defined]
+        }
+        if format == "yaml":
+            import yaml
+
+            path = f"{filename}.yaml"
+            with open(path, "w") as f:
+                yaml.safe_dump(state, f)
+            return path
+        import gzip
+
+        try:
+            import msgpack
+        except ImportError:
+            raise ImportError(
+                "format='msgpack' needs the msgpack package (pip install msgpack); "
+                "or use format='yaml'"
+            ) from None
+
+        path = f"{filename}.msgpack.gz"
+        with gzip.open(path, "wb") as f:
+            f.write(msgpack.packb(state, default=str))
+        return path
+
+    @aio.maybe_async
     def call_stack(self, futures: Any = None, keys: Any = None) -> dict[str, dict[str, list[str]]]:
         """The stacks of the tasks running now, by worker and key: those of
         ``futures`` (futures or persisted collections) and ``keys``, or all.
@@ -638,6 +720,19 @@ def _resolve_workers(engine: Any, workers: Iterable[str]) -> list[str]:
             raise ValueError(f"no connected worker is called {w!r}")
         out.append(found[0])
     return out
+
+
+def _worker_report(dask_worker: Any) -> dict[str, Any]:
+    """What a worker says of itself in a cluster dump (plain data only)."""
+    return {
+        "address": dask_worker.address,
+        "name": dask_worker.name,
+        "nthreads": dask_worker.nthreads,
+        "running": dask_worker.call_stacks(),
+        "stored_bytes": dask_worker.spilled_bytes,
+        "plugins": sorted(dask_worker.plugins),
+        "actors": sorted(dask_worker.actors),
+    }
 
 
 def _call_stacks(keys: Any, dask_worker: Any) -> dict[str, list[str]]:
