@@ -777,3 +777,19 @@ def test_dump_cluster_state(c, tmp_path):
     assert all("running" not in w for w in state["workers"].values())
     with pytest.raises(ValueError, match="Unsupported format"):
         c.dump_cluster_state(str(tmp_path / "dump"), format="json")
+
+
+def _reschedule_once(path):
+    import os
+
+    from shoal import Reschedule
+
+    if not os.path.exists(path):
+        open(path, "w").close()
+        raise Reschedule()
+    return "ran again"
+
+
+def test_reschedule_places_the_task_again_without_failing_it(c, tmp_path):
+    f = c.submit(_reschedule_once, str(tmp_path / "once"), retries=0)
+    assert f.result() == "ran again"  # not an error, though it has no retries

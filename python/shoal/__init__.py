@@ -43,7 +43,7 @@ from .completion import (
     wait,
 )
 from .coordination import Event, Lock, MultiLock, Pub, Queue, Semaphore, Sub, Variable
-from .core.errors import ClosedClientError, FutureCancelledError, KilledWorker
+from .core.errors import ClosedClientError, FutureCancelledError, KilledWorker, Reschedule
 from .core.security import Security
 from .delayed import Delayed, compute, delayed, persist
 from .deploy.local import LocalCluster
@@ -91,6 +91,7 @@ def __getattr__(name: str) -> object:
 _install_joblib_backend()
 
 __all__ = [
+    "Reschedule",
     "local_client",
     "BaseActorFuture",
     "CancelledError",

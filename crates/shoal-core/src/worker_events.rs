@@ -114,6 +114,9 @@ impl Core {
                 retryable,
                 timing,
             } => self.task_failed(w, id, error, retryable, timing, out),
+            WorkerToScheduler::TaskRescheduled { id, timing } => {
+                self.task_rescheduled(w, id, timing, out)
+            }
             WorkerToScheduler::Metrics(m) => {
                 if let Some(worker) = self.workers.get_mut(&w) {
                     worker.metrics = m;
@@ -251,6 +254,28 @@ impl Core {
         } else {
             self.fail(id, error, out);
         }
+    }
+
+    /// The task asked to be placed again (`Reschedule`): not a failure.
+    fn task_rescheduled(
+        &mut self,
+        w: WorkerId,
+        id: TaskId,
+        timing: Option<Timing>,
+        out: &mut Vec<Command>,
+    ) {
+        if !self.is_assigned_to(id, w) {
+            return;
+        }
+        self.forget_assignment(w, id);
+        let ran = Ran {
+            ok: false,
+            duration: 0.0,
+            nbytes: 0,
+            timing,
+        };
+        self.record_ran(w, id, &ran);
+        self.reschedule(id, out);
     }
 
     fn missing_deps(&mut self, w: WorkerId, id: TaskId, keys: Vec<String>, out: &mut Vec<Command>) {

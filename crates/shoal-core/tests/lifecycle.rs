@@ -418,3 +418,20 @@ fn cancelling_a_key_cancels_what_only_its_client_wants_downstream() {
     assert!(env.state("shared").is_some());
     assert!(env.state("x").is_some());
 }
+
+#[test]
+fn a_rescheduled_task_is_placed_again_and_keeps_its_retries() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("a")]);
+    assert_eq!(env.computes(), vec![(w, "a".to_string())]);
+    let id = env.id("a");
+    env.event(shoal_core::Event::FromWorker(
+        w,
+        shoal_proto::WorkerToScheduler::TaskRescheduled { id, timing: None },
+    ));
+    // placed again (here, the one worker there is), not erred
+    assert_eq!(env.computes(), vec![(w, "a".to_string())]);
+    env.fail(w, "a"); // no retries were given: this failure is final
+    assert_eq!(env.state("a"), Some(Erred));
+}

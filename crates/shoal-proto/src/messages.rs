@@ -486,6 +486,13 @@ pub enum WorkerToScheduler {
         #[serde(default)]
         timing: Option<Timing>,
     },
+    /// The task raised `Reschedule` (Dask's): not a failure; the scheduler
+    /// places it again, its retries untouched.
+    TaskRescheduled {
+        id: TaskId,
+        #[serde(default)]
+        timing: Option<Timing>,
+    },
     /// The worker's health (see [`WorkerMetrics`]).
     Metrics(WorkerMetrics),
     /// The answer to `Steal`: these tasks were given back and will not run here.

@@ -228,6 +228,11 @@ impl WorkerRuntime {
         self.inner.fail(id, error, retryable);
     }
 
+    /// Task `id` raised `Reschedule`: the scheduler places it again.
+    fn reschedule(&self, id: u64) {
+        self.inner.reschedule(id);
+    }
+
     /// The executor that took task `id` handed it to the event loop: it no
     /// longer holds a thread.
     fn hand_off(&self, id: u64) {

@@ -392,6 +392,16 @@ impl WorkerRuntime {
         });
     }
 
+    /// Task `id` raised `Reschedule`: its slot is free, and the scheduler
+    /// places it again.
+    pub fn reschedule(&self, id: TaskId) {
+        let ran = self.end(id);
+        let _ = self.shared.out.send(WorkerToScheduler::TaskRescheduled {
+            id,
+            timing: ran.map(|r| r.timing()),
+        });
+    }
+
     /// The executor that took task `id` handed it off (a coroutine now on
     /// the worker's event loop): it still runs, but holds no thread, so
     /// another task may start. `finish` or `fail` reports it later.

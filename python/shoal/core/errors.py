@@ -52,6 +52,13 @@ class FutureCancelledError(CancelledError):
 ClosedClientError = _engine.ClosedClientError
 
 
+class Reschedule(Exception):
+    """Raise it in a task to have the scheduler place the task again
+    (perhaps on another worker), as Dask's ``distributed.Reschedule``: not
+    a failure, and its retries are left as they were.
+    """
+
+
 class RemoteTraceback(Exception):
     """Carries the formatted traceback of an exception raised on a worker."""
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine import ControlItem
 from ..core import serialize
+from ..core.errors import Reschedule
 from ..core.retry import NotRetried
 from ..core.settings import setting
 from . import task_context
@@ -102,6 +103,9 @@ def _report_failure(rt: Any, tid: int, exc: BaseException) -> None:
     """Tell the runtime task ``tid`` raised ``exc`` (final if the task's
     retry filter said so).
     """
+    if isinstance(exc, Reschedule):
+        rt.reschedule(tid)  # not a failure: the scheduler places it again
+        return
     retryable = True
     if isinstance(exc, NotRetried):
         exc, retryable = exc.error, False
