@@ -813,7 +813,7 @@ class WorkerRuntime:
         nthreads: int = 1,
         name: str | None = None,
         listen_host: str | None = None,
-        listen_ports: tuple[int, int] = (0, 0),
+        listen_ports: tuple[int, int] = ...,
         timeout: float = 30.0,
         memory_limit: int = 0,
         max_threads: int = 0,
