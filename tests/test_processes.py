@@ -11,10 +11,10 @@ import textwrap
 
 import pytest
 
-from shoal import Client
+from shoal import Client, wait
 
 from conftest import pid_alive, until, wait_for_exit
-from tasks import getpid, inc
+from tasks import big_bytes, getpid, inc
 
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -351,3 +351,32 @@ def test_worker_command_line_refuses_bad_dask_options():
             [PY, "-m", "shoal", "worker", *args], capture_output=True, text=True, env=ENV
         )
         assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+
+
+def test_a_worker_with_a_lifetime_retires_and_its_results_stay(tmp_path):
+    sched, address = _start_scheduler()
+    lasting = _start_worker(address, "--name", "lasting")
+    short = _start_worker(address, "--name", "short", "--lifetime", "3s")
+    try:
+        with Client(address) as c:
+            c.wait_for_workers(2, timeout=30)
+            by_name = {w["name"]: a for a, w in c.scheduler_info()["workers"].items()}
+            # large enough to live on its worker only (not kept by the scheduler)
+            held = c.submit(big_bytes, 1_000_000, workers=[by_name["short"]])
+            wait(held)
+            assert short.wait(timeout=30) == 0  # it left by itself, gracefully
+            assert list(c.nthreads()) == [by_name["lasting"]]
+            assert c.who_has([held])[held.key] == [by_name["lasting"]]  # moved first
+            assert len(held.result()) == 1_000_000
+    finally:
+        _reap(sched, lasting, short)
+
+
+def test_a_lifetime_needs_restart_under_a_supervisor():
+    out = subprocess.run(
+        [PY, "-m", "shoal", "worker", "tcp://127.0.0.1:1", "--nworkers", "2", "--lifetime", "1h"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert out.returncode == 2 and "--lifetime-restart" in out.stderr

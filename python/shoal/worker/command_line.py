@@ -48,11 +48,64 @@ def add_dask_options(parser: argparse.ArgumentParser) -> None:
         "(may be given more than once)",
     )
     parser.add_argument(
+        "--lifetime",
+        default=None,
+        help="retire gracefully after this long (seconds or '1 hour'): its results "
+        "move to other workers, then it exits (as Dask's)",
+    )
+    parser.add_argument(
+        "--lifetime-stagger",
+        default="0",
+        help="spread --lifetime by up to this much either way, so workers started "
+        "together do not all leave together",
+    )
+    parser.add_argument(
+        "--lifetime-restart",
+        action="store_true",
+        help="start afresh (a new process) when the lifetime ends, instead of exiting",
+    )
+    parser.add_argument(
         "--death-timeout",
         type=float,
         default=None,
         help="Dask's name for --timeout: seconds to keep trying to reach the scheduler",
     )
+
+
+def lifetime(text: str | None, stagger: str) -> float | None:
+    """Seconds until this worker retires (``--lifetime``, spread at random by
+    ``--lifetime-stagger``), or None.
+
+    Raises
+    ------
+    ValueError
+        For a duration that cannot be read.
+
+    """
+    import random
+
+    from ..core.times import parse_timedelta
+
+    if text is None:
+        return None
+    seconds = parse_timedelta(text)
+    spread = parse_timedelta(stagger) or 0.0
+    if seconds is None or seconds <= 0:
+        raise ValueError(f"--lifetime must be a positive duration, not {text!r}")
+    return max(0.0, seconds + random.uniform(-spread, spread))
+
+
+def end_of_life(rt: Any, worker: Any, ended: Any) -> None:
+    """Retire this worker through the scheduler (its results move to
+    workers that stay); if it cannot be (it is the last one), close it.
+    Sets the event ``ended`` first.
+    """
+    ended.set()
+    try:
+        worker.client().retire_workers([worker.address])
+    except Exception:  # the scheduler is gone, or the client cannot connect
+        pass
+    rt.close()
 
 
 def nworkers(text: str, cpus: int) -> tuple[int, int | None]:

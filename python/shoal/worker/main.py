@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 
 from .. import _engine
 from ..core import aio, security
@@ -153,6 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.interface is not None:
             listen_host = command_line.interface_address(args.interface)
         timeout = args.timeout if args.death_timeout is None else args.death_timeout
+        life = command_line.lifetime(args.lifetime, args.lifetime_stagger)
+        if life is not None and processes > 1 and not args.lifetime_restart:
+            raise ValueError(
+                "with --nworkers, a worker whose lifetime ends is started again by the "
+                "supervisor: add --lifetime-restart"
+            )
         preloads = Preloads(args.preload)
         if args.scheduler is None:
             if args.scheduler_file is None:
@@ -219,12 +226,21 @@ def main(argv: list[str] | None = None) -> None:
     _executors = Executors(rt, options.nthreads, root, options.memory_limit)
     for pending in preloads.calls("dask_setup", _executors.worker):
         aio.run_to_end(pending)
+    lifetime_ended = threading.Event()
+    if life is not None:
+        timer = threading.Timer(
+            life, command_line.end_of_life, (rt, _executors.worker, lifetime_ended)
+        )
+        timer.daemon = True
+        timer.start()
     rt.wait_closed()
     for pending in preloads.calls("dask_teardown", _executors.worker):
         aio.run_to_end(pending)
     _executors.uploads.remove()
     sys.stdout.flush()
     sys.stderr.flush()
+    if lifetime_ended.is_set() and args.lifetime_restart:
+        restart_process()  # a fresh process takes its place, as its lifetime ended
     if rt.leaving is not None:
         # Over its memory: a fresh process takes its place. Under a
         # supervisor (`--lifeline`) the engine has already ended this one;
