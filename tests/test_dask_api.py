@@ -793,3 +793,24 @@ def _reschedule_once(path):
 def test_reschedule_places_the_task_again_without_failing_it(c, tmp_path):
     f = c.submit(_reschedule_once, str(tmp_path / "once"), retries=0)
     assert f.result() == "ran again"  # not an error, though it has no retries
+
+
+def test_benchmark_hardware_logs_and_nbytes(c):
+    rates = c.benchmark_hardware()
+    assert set(rates) == {"memory", "disk", "network"}
+    assert all(rates[m] for m in rates)  # two workers: every measure has rates
+    assert all(isinstance(v, float) and v > 0 for d in rates.values() for v in d.values())
+    logs = c.get_worker_logs(n=5)
+    assert set(logs) == set(c.nthreads()) and all(len(v) <= 5 for v in logs.values())
+    with pytest.raises(NotImplementedError, match="nanny"):
+        c.get_worker_logs(nanny=True)
+    f = c.submit(bytes, 1_000, key="sized-1")
+    f.result()
+    assert c.nbytes(keys=[f], summary=False) == {"sized-1": c.nbytes(summary=False)["sized-1"]}
+    assert c.nbytes(keys=[f], summary=False)["sized-1"] >= 1_000
+    assert c.nbytes(keys=["sized-1"])["sized"] >= 1_000
+
+
+@gen_cluster(client=True, nthreads=[])
+async def test_benchmark_hardware_without_workers(c, s):
+    assert await c.benchmark_hardware() == {"memory": {}, "disk": {}, "network": {}}

@@ -550,6 +550,93 @@ class WorkerCalls:
         return path
 
     @aio.maybe_async
+    def benchmark_hardware(self) -> dict[str, dict[str, float]]:
+        """How fast the workers' memory and disks are, and the network
+        between them: bytes per second by size moved, averaged over the
+        workers (over pairs of workers for the network), as Dask's.
+
+        Returns
+        -------
+        dict
+            ``{"memory": {...}, "disk": {...}, "network": {...}}``, each
+            ``{"1.00 KiB": bytes_per_second, ...}`` (empty without workers;
+            ``network`` needs two).
+
+        Examples
+        --------
+        >>> client.benchmark_hardware()["disk"]  # doctest: +SKIP
+        {'1.00 KiB': 2.1e6, '1.00 MiB': 4.3e8, '16.00 MiB': 9.8e8}
+
+        """
+        from ..diagnostics import hardware
+
+        workers = sorted(self.nthreads())
+        if not workers:
+            return {"memory": {}, "disk": {}, "network": {}}
+        memory = self.run(hardware.memory_rates)
+        disk = self.run(_disk_rates)
+        return {
+            "memory": hardware.averaged(list(memory.values())),
+            "disk": hardware.averaged(list(disk.values())),
+            "network": hardware.network_rates(self, workers),
+        }
+
+    @aio.maybe_async
+    def get_worker_logs(
+        self, n: int | None = None, workers: Any = None, nanny: bool = False
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Each worker's recent log lines (info and above, kept in memory),
+        newest last, as ``(level, message)`` pairs.
+
+        Parameters
+        ----------
+        n
+            The most lines per worker (default: all kept).
+        workers
+            Addresses or names (default: every worker).
+        nanny
+            Dask's nanny logs: shoal's worker processes have no nanny
+            (True raises ``NotImplementedError``).
+
+        Examples
+        --------
+        >>> client.get_worker_logs(n=10)  # doctest: +SKIP
+
+        """
+        arguments.reject("nanny", nanny)
+        return self.run(_engine.recent_logs, n, workers=workers)
+
+    def nbytes(self, keys: Any = None, summary: bool = True) -> dict[str, int]:
+        """The size of the results this client holds futures for (those of
+        ``keys``, futures or keys, if given), by key; with ``summary``, summed
+        by key prefix (``inc-...`` -> ``inc``), as Dask's.
+
+        Examples
+        --------
+        >>> client.nbytes(summary=False)  # doctest: +SKIP
+        {'inc-64456584d8a2e7176e2cd177efaa15f2': 28}
+
+        """
+        found: dict[str, None] = {}
+        if keys is None:
+            names = self._session.keys()
+        else:
+            collect_keys(keys, found, names=True)
+            names = list(found)
+        sizes = {}
+        for k in names:
+            info = self._session.result_info(k)
+            if info is not None:
+                sizes[k] = int(info[1])
+        if not summary:
+            return sizes
+        out: dict[str, int] = {}
+        for k, size in sizes.items():
+            prefix = k.rsplit("-", 1)[0] if "-" in k else k
+            out[prefix] = out.get(prefix, 0) + size
+        return out
+
+    @aio.maybe_async
     def call_stack(self, futures: Any = None, keys: Any = None) -> dict[str, dict[str, list[str]]]:
         """The stacks of the tasks running now, by worker and key: those of
         ``futures`` (futures or persisted collections) and ``keys``, or all.
@@ -720,6 +807,12 @@ def _resolve_workers(engine: Any, workers: Iterable[str]) -> list[str]:
             raise ValueError(f"no connected worker is called {w!r}")
         out.append(found[0])
     return out
+
+
+def _disk_rates(dask_worker: Any) -> dict[str, float]:
+    from ..diagnostics import hardware
+
+    return hardware.disk_rates(dask_worker.local_directory)
 
 
 def _worker_report(dask_worker: Any) -> dict[str, Any]:
