@@ -814,3 +814,55 @@ def test_benchmark_hardware_logs_and_nbytes(c):
 @gen_cluster(client=True, nthreads=[])
 async def test_benchmark_hardware_without_workers(c, s):
     assert await c.benchmark_hardware() == {"memory": {}, "disk": {}, "network": {}}
+
+
+WORKER_PRELOAD = """
+_address = None
+
+
+def dask_setup(worker):
+    global _address
+    _address = worker.address
+
+
+def get_worker_address():
+    return _address
+"""
+
+
+def _preloaded_address():
+    import shoal_test_worker_info
+
+    return shoal_test_worker_info.get_worker_address()
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_worker_preloads_from_a_file(tmp_path, processes):
+    from shoal import LocalCluster
+
+    path = tmp_path / "shoal_test_worker_info.py"
+    path.write_text(WORKER_PRELOAD)
+    with LocalCluster(
+        n_workers=2,
+        processes=processes,
+        dashboard_address=None,
+        preload=[str(path)],
+        name="preloaded",
+    ) as lc, Client(lc, set_as_default=False) as c:
+        assert "'preloaded'" in repr(lc)
+        addresses = c.run(_preloaded_address)
+        if processes:  # each worker process ran its own preload
+            assert addresses == {a: a for a in addresses}
+        else:  # one module in this process: the last worker's setup wins
+            assert set(addresses.values()) <= set(addresses)
+
+
+def test_worker_preload_from_the_configuration(s):
+    import dask
+
+    text = "def dask_setup(worker):\n    worker.foo = 'setup'\n"
+    with dask.config.set({"distributed.worker.preload": [text]}):
+        from shoal import LocalCluster
+
+        with LocalCluster(n_workers=1, dashboard_address=None) as lc, Client(lc) as c:
+            assert list(c.run(lambda dask_worker: dask_worker.foo).values()) == ["setup"]

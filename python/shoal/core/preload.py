@@ -10,9 +10,9 @@ client is connected, and ``dask_teardown(target)``, called as it closes
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import os
+import sys
 import types
 import uuid
 from collections.abc import Sequence
@@ -32,13 +32,15 @@ def load(spec: str) -> types.ModuleType:
     if not isinstance(spec, str):
         raise TypeError(f"a preload is a module name, a .py path or source text, not {spec!r}")
     if spec.endswith(".py") and "\n" not in spec:
+        # As Dask: the file's directory joins sys.path and the file is
+        # imported by its name, so later `import name` finds the same module.
         path = os.path.abspath(os.path.expanduser(spec))
-        loader = importlib.util.spec_from_file_location(f"shoal_preload_{uuid.uuid4().hex}", path)
-        if loader is None or loader.loader is None or not os.path.exists(path):
-            raise ImportError(f"cannot load the preload file {spec}")
-        module = importlib.util.module_from_spec(loader)
-        loader.loader.exec_module(module)
-        return module
+        if not os.path.exists(path):
+            raise ImportError(f"cannot load the preload file {spec}: it does not exist")
+        directory, name = os.path.split(path)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        return importlib.import_module(name[: -len(".py")])
     if spec.isidentifier() or all(part.isidentifier() for part in spec.split(".")):
         return importlib.import_module(spec)
     module = types.ModuleType(f"shoal_preload_{uuid.uuid4().hex}")

@@ -288,8 +288,10 @@ class Cluster:
         threads = sum(w.nthreads for w in workers.values())
         memory = sum(w.memory for w in workers.values())
         dashboard = "" if self.dashboard_link is None else f", dashboard={self.dashboard_link!r}"
+        name = getattr(self, "name", None)
+        named = "" if name is None else f"{name!r}, "
         return (
-            f"{type(self).__name__}({self.scheduler_address!r}{dashboard}, "
+            f"{type(self).__name__}({named}{self.scheduler_address!r}{dashboard}, "
             f"workers={len(workers)}, threads={threads}, memory={format_bytes(memory)})"
         )
 

@@ -170,6 +170,15 @@ class LocalCluster(HostedScheduler):
         speaks plain TCP. The credentials are passed to the workers in their
         environment, never on a command line, and are in
         ``cluster.security`` for clients in other processes.
+    name
+        The cluster's name (its repr shows it).
+    ip
+        Dask's older name for ``host``.
+    preload
+        Code each worker runs at start, as Dask's: a module name, a ``.py``
+        path or Python source text (or a list) defining
+        ``dask_setup(worker)`` and/or ``dask_teardown(worker)`` (default:
+        Dask's ``distributed.worker.preload`` configuration).
     loop
         An asyncio event loop running in another thread (or a tornado
         ``IOLoop``), passed on to the clients made from this cluster for
@@ -204,8 +213,17 @@ class LocalCluster(HostedScheduler):
         security: Any = None,
         local_directory: str | None = None,
         loop: Any = None,
+        name: str | None = None,
+        ip: str | None = None,
+        preload: Any = None,
         **kwargs: Any,
     ):
+        if ip is not None:
+            if host is not None and host != ip:
+                raise ValueError(f"host={host!r} and ip={ip!r} disagree: give host only")
+            host = ip  # Dask's older name
+        #: The cluster's name, shown in its repr.
+        self.name = name if name is not None else f"LocalCluster-{os.getpid()}"
         #: The event loop given as ``loop=``, which a client of this cluster
         #: runs ``Client.sync`` coroutines on.
         aio.as_event_loop(loop)  # checked here
@@ -244,6 +262,7 @@ class LocalCluster(HostedScheduler):
             n_workers=self.n_workers,
             resources=resources,
             local_directory=local_directory,
+            preload=preload,
             **given_fractions,
         )
         self.processes = processes

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .._engine import ControlItem
 from ..core import serialize
 from ..core.errors import Reschedule
+from ..core.preload import Preloads
 from ..core.retry import NotRetried
 from ..core.settings import setting
 from . import task_context
@@ -179,10 +180,20 @@ class Executors:
     memory_limit
         The worker's memory limit (0: none); the inputs kept unpickled for
         the next tasks take at most a tenth of it.
+    preloads
+        Preloads whose ``dask_setup(worker)`` runs before any task or
+        ``Client.run`` call does.
 
     """
 
-    def __init__(self, rt: Any, nthreads: int, root: Path | None = None, memory_limit: int = 0):
+    def __init__(
+        self,
+        rt: Any,
+        nthreads: int,
+        root: Path | None = None,
+        memory_limit: int = 0,
+        preloads: Preloads | None = None,
+    ):
         self.rt = rt
         self.worker = task_context.Worker(rt, self)
         # Futures inside stored results, kept until the results are freed.
@@ -199,6 +210,9 @@ class Executors:
         # Clear while a preload batch imports (see `preload`).
         self._to_preload: list[str] = []
         self._preloading = False
+        if preloads is not None:
+            # before any thread takes work: tasks and run calls wait in the runtime
+            self.worker.start_preloads(preloads)
         for _ in range(nthreads):
             self.spawn()
         rt.start_pacer(self.spawn, self.cancel, self.preload)
@@ -463,5 +477,5 @@ def start_in_process(
         token=None if security is None else security.token,
         tls=None if security is None else security.tls_for("worker"),
     )
-    Executors(rt, options.nthreads, root, options.memory_limit)
+    Executors(rt, options.nthreads, root, options.memory_limit, Preloads(options.preload))
     return rt

@@ -9,9 +9,10 @@ import sys
 import threading
 
 from .. import _engine
-from ..core import aio, security
 from ..core import memory as memory_
+from ..core import security
 from ..core.preload import Preloads
+from ..core.settings import setting
 from . import command_line
 from .executor import Executors
 from .options import WorkerOptions, pre_spawn_environ
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                 "with --nworkers, a worker whose lifetime ends is started again by the "
                 "supervisor: add --lifetime-restart"
             )
-        preloads = Preloads(args.preload)
+        preloads = Preloads(args.preload or setting("distributed.worker.preload", []))
         if args.scheduler is None:
             if args.scheduler_file is None:
                 raise ValueError("give the scheduler's address, or --scheduler-file")
@@ -223,9 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError) as e:
         print(f"shoal worker: {e}", file=sys.stderr)
         sys.exit(1)
-    _executors = Executors(rt, options.nthreads, root, options.memory_limit)
-    for pending in preloads.calls("dask_setup", _executors.worker):
-        aio.run_to_end(pending)
+    _executors = Executors(rt, options.nthreads, root, options.memory_limit, preloads)
     lifetime_ended = threading.Event()
     if life is not None:
         timer = threading.Timer(
@@ -234,8 +233,6 @@ def main(argv: list[str] | None = None) -> None:
         timer.daemon = True
         timer.start()
     rt.wait_closed()
-    for pending in preloads.calls("dask_teardown", _executors.worker):
-        aio.run_to_end(pending)
     _executors.uploads.remove()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -78,6 +78,8 @@ class WorkerOptions:
     fractions: memory_.Fractions = (None, None, None, None)
     resources: tuple[tuple[str, float], ...] = ()
     local_directory: str | None = None
+    #: Preloads (modules, ``.py`` paths or source text) each worker runs.
+    preload: tuple[str, ...] = ()
 
     @classmethod
     def parse(
@@ -88,14 +90,17 @@ class WorkerOptions:
         n_workers: int = 1,
         resources: Any = None,
         local_directory: Any = None,
+        preload: Any = None,
         **fractions: Any,
     ) -> WorkerOptions:
         """The options of each of ``n_workers`` workers, from Dask's
         arguments: ``memory_limit`` a size (``"4GiB"``, bytes), a fraction
         of the machine's, ``"auto"`` (the machine's, shared) or 0;
-        ``resources`` a dict or ``"GPU=2,MEM=10e9"``; ``fractions`` the
-        memory steps by name (``target=0.6``, ``pause=False``; Dask's
-        configuration for the rest).
+        ``resources`` a dict or ``"GPU=2,MEM=10e9"``; ``preload`` a
+        preload or a list of them (default: Dask's
+        ``distributed.worker.preload``); ``fractions`` the memory steps by
+        name (``target=0.6``, ``pause=False``; Dask's configuration for the
+        rest).
 
         Raises
         ------
@@ -116,6 +121,11 @@ class WorkerOptions:
             amounts = parse_resources(resources)
         else:
             amounts = resource_amounts(resources)
+        if preload is None:
+            preload = setting("distributed.worker.preload", [])
+        preloads = (preload,) if isinstance(preload, str) else tuple(preload or ())
+        if not all(isinstance(p, str) for p in preloads):
+            raise TypeError(f"preload takes modules, .py paths or source text, not {preload!r}")
         return cls(
             nthreads=nthreads,
             max_threads=max_threads,
@@ -123,6 +133,7 @@ class WorkerOptions:
             fractions=memory_.fractions(**fractions),
             resources=tuple(amounts),
             local_directory=None if local_directory is None else os.fspath(local_directory),
+            preload=preloads,
         )
 
     def arguments(self) -> list[str]:
@@ -140,6 +151,8 @@ class WorkerOptions:
             args += ["--local-directory", self.local_directory]
         if self.resources:
             args += ["--resources", ",".join(f"{k}={v!r}" for k, v in self.resources)]
+        for p in self.preload:
+            args += ["--preload", p]
         return args
 
     def start_runtime(

@@ -49,6 +49,7 @@ class Worker:
         self._own_client = False
         #: The key each executor thread runs now, by thread id (call_stack).
         self.running: dict[int, str] = {}
+        self._preloads: Any = None
         self._lock = threading.Lock()
         #: Actors living here, by the key of the task that made each.
         self.actors: dict[str, Any] = {}
@@ -152,8 +153,27 @@ class Worker:
             msg = {**msg, "worker": self.address}
         self.client().log_event(topic, msg)
 
+    def start_preloads(self, preloads: Any) -> None:
+        """Run the ``dask_setup(worker)`` of its preloads (a
+        :class:`shoal.core.preload.Preloads`); their ``dask_teardown`` runs
+        as it closes.
+        """
+        from ..core import aio
+
+        self._preloads = preloads
+        for pending in preloads.calls("dask_setup", self):
+            aio.run_to_end(pending)
+
     def close(self) -> None:
-        """Tear down its plugins, then close its client if it started one."""
+        """Run its preloads' teardown and its plugins' teardown, then close
+        its client if it started one.
+        """
+        if self._preloads is not None:
+            from ..core import aio
+
+            preloads, self._preloads = self._preloads, None
+            for pending in preloads.calls("dask_teardown", self):
+                aio.run_to_end(pending)
         self.installed.close(self)
         with self._lock:
             client, self._client = self._client, None
