@@ -842,13 +842,16 @@ def test_worker_preloads_from_a_file(tmp_path, processes):
 
     path = tmp_path / "shoal_test_worker_info.py"
     path.write_text(WORKER_PRELOAD)
-    with LocalCluster(
-        n_workers=2,
-        processes=processes,
-        dashboard_address=None,
-        preload=[str(path)],
-        name="preloaded",
-    ) as lc, Client(lc, set_as_default=False) as c:
+    with (
+        LocalCluster(
+            n_workers=2,
+            processes=processes,
+            dashboard_address=None,
+            preload=[str(path)],
+            name="preloaded",
+        ) as lc,
+        Client(lc, set_as_default=False) as c,
+    ):
         assert "'preloaded'" in repr(lc)
         addresses = c.run(_preloaded_address)
         if processes:  # each worker process ran its own preload
@@ -866,3 +869,17 @@ def test_worker_preload_from_the_configuration(s):
 
         with LocalCluster(n_workers=1, dashboard_address=None) as lc, Client(lc) as c:
             assert list(c.run(lambda dask_worker: dask_worker.foo).values()) == ["setup"]
+
+
+class UsesCounter:
+    def do_inc(self, counter):
+        # the counter lives on this worker: the call runs here, at once
+        return counter.increment().result(timeout=0.001)
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_an_actor_calls_an_actor_on_its_own_worker_at_once(c, s, a):
+    counter = await c.submit(Counter, actor=True)
+    user = await c.submit(UsesCounter, actor=True)
+    assert await user.do_inc(counter) == 1
+    assert await user.do_inc(counter) == 2

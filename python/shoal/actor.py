@@ -227,6 +227,18 @@ class Actor:
         return context.default_client()
 
     def _send(self, name: str, args: tuple, kwargs: dict) -> ConcurrentFuture:
+        host = self._host_here()
+        if host is not None:
+            # The actor lives on this worker: call it here and now, in its
+            # turn, as Dask's eager actor futures do.
+            with self._lock:
+                seq = next(self._seq)
+            done: ConcurrentFuture = ConcurrentFuture()
+            try:
+                done.set_result(host.call(self._caller, seq, name, args, kwargs))
+            except Exception as e:
+                done.set_exception(e)
+            return done
         client = self._client()
         with self._lock:
             seq = next(self._seq)
@@ -243,6 +255,13 @@ class Actor:
                 failed.set_exception(TypeError(f"Could not serialize the call to {name}: {e}"))
                 return failed
             return _sender_pool().submit(self._deliver, client, call)
+
+    def _host_here(self) -> Any:
+        """The actor's host if it lives on the worker running this code."""
+        worker = worker_context.current_worker()
+        if worker is None or worker.address != self._address:
+            return None
+        return worker.actors.get(self.key)
 
     def _deliver(self, client: Any, call: list[bytes]) -> Any:
         address = self._address

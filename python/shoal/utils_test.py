@@ -233,10 +233,7 @@ def poll_for(
     """
     deadline = time.monotonic() + timeout
     while not predicate():
-        if time.monotonic() > deadline:
-            if fail_func is not None:
-                fail_func()
-            pytest.fail(f"condition not reached after {timeout} seconds")
+        _give_up_after(deadline, timeout, fail_func)
         time.sleep(period)
 
 
@@ -249,11 +246,16 @@ async def async_poll_for(
     """:func:`poll_for` without blocking the event loop."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        if time.monotonic() > deadline:
-            if fail_func is not None:
-                fail_func()
-            pytest.fail(f"condition not reached after {timeout} seconds")
+        _give_up_after(deadline, timeout, fail_func)
         await asyncio.sleep(period)
+
+
+def _give_up_after(deadline: float, timeout: float, fail_func: Callable[[], None] | None) -> None:
+    """Fail the test (calling ``fail_func`` first) once ``deadline`` passed."""
+    if time.monotonic() > deadline:
+        if fail_func is not None:
+            fail_func()
+        pytest.fail(f"condition not reached after {timeout} seconds")
 
 
 @contextlib.contextmanager

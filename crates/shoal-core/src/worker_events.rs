@@ -229,17 +229,9 @@ impl Core {
         timing: Option<Timing>,
         out: &mut Vec<Command>,
     ) {
-        if !self.is_assigned_to(id, w) {
+        if !self.attempt_ended(w, id, timing) {
             return;
         }
-        self.forget_assignment(w, id);
-        let ran = Ran {
-            ok: false,
-            duration: 0.0,
-            nbytes: 0,
-            timing,
-        };
-        self.record_ran(w, id, &ran);
         let t = self.tasks.get_mut(&id).expect("an assigned task exists");
         if t.retries_left > 0 && retryable {
             t.retries_left -= 1;
@@ -264,8 +256,17 @@ impl Core {
         timing: Option<Timing>,
         out: &mut Vec<Command>,
     ) {
+        if self.attempt_ended(w, id, timing) {
+            self.reschedule(id, out);
+        }
+    }
+
+    /// An attempt of `id` on `w` ended without a result: forgets the
+    /// assignment and records the run. False (and nothing done) for a stale
+    /// report, of a task no longer assigned to `w`.
+    fn attempt_ended(&mut self, w: WorkerId, id: TaskId, timing: Option<Timing>) -> bool {
         if !self.is_assigned_to(id, w) {
-            return;
+            return false;
         }
         self.forget_assignment(w, id);
         let ran = Ran {
@@ -275,7 +276,7 @@ impl Core {
             timing,
         };
         self.record_ran(w, id, &ran);
-        self.reschedule(id, out);
+        true
     }
 
     fn missing_deps(&mut self, w: WorkerId, id: TaskId, keys: Vec<String>, out: &mut Vec<Command>) {
