@@ -883,3 +883,23 @@ async def test_an_actor_calls_an_actor_on_its_own_worker_at_once(c, s, a):
     user = await c.submit(UsesCounter, actor=True)
     assert await user.do_inc(counter) == 1
     assert await user.do_inc(counter) == 2
+
+
+class AsyncCounter:
+    n = 0
+
+    async def ainc(self):
+        self.n += 1
+        return self.n
+
+
+class UsesAsyncCounter:
+    async def ado_inc(self, counter):
+        return await counter.ainc()
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_an_async_actor_awaits_an_actor_on_its_own_worker(c, s, a):
+    counter = await c.submit(AsyncCounter, actor=True)
+    user = await c.submit(UsesAsyncCounter, actor=True)
+    assert await user.ado_inc(counter) == 1

@@ -17,6 +17,7 @@ then raise an error saying so.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import threading
 import uuid
@@ -235,9 +236,17 @@ class Actor:
                 seq = next(self._seq)
             done: ConcurrentFuture = ConcurrentFuture()
             try:
-                done.set_result(host.call(self._caller, seq, name, args, kwargs))
+                value = host.call(self._caller, seq, name, args, kwargs)
             except Exception as e:
                 done.set_exception(e)
+                return done
+            if inspect.iscoroutine(value):
+                # an `async def` method runs on the worker's event loop
+                import asyncio
+
+                loop = worker_context.current_worker().event_loop()  # type: ignore[union-attr]
+                return asyncio.run_coroutine_threadsafe(value, loop)
+            done.set_result(value)
             return done
         client = self._client()
         with self._lock:
