@@ -64,6 +64,7 @@ impl Core {
                 },
             ));
         }
+        out.push(Command::ToWorker(w, SchedulerToWorker::Joined));
         self.workers.insert(w, Worker::new(info));
         self.heard_from(w);
     }

@@ -435,3 +435,36 @@ fn a_rescheduled_task_is_placed_again_and_keeps_its_retries() {
     env.fail(w, "a"); // no retries were given: this failure is final
     assert_eq!(env.state("a"), Some(Erred));
 }
+
+#[test]
+fn a_joining_worker_gets_its_plugins_then_joined() {
+    let mut env = Env::new();
+    env.send(
+        1,
+        ClientToScheduler::RegisterPlugin {
+            name: "p".into(),
+            plugin: Payload::default(),
+        },
+    );
+    env.take();
+    let w = env.worker(1);
+    let to_worker: Vec<SchedulerToWorker> = env
+        .take()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::ToWorker(x, m) if x == w => Some(m),
+            _ => None,
+        })
+        .collect();
+    let plugin = to_worker
+        .iter()
+        .position(|m| matches!(m, SchedulerToWorker::Plugin { .. }));
+    let joined = to_worker
+        .iter()
+        .position(|m| matches!(m, SchedulerToWorker::Joined));
+    assert!(plugin.is_some() && joined.is_some(), "{to_worker:?}");
+    assert!(
+        plugin < joined,
+        "the plugin must come before Joined: {to_worker:?}"
+    );
+}

@@ -413,6 +413,11 @@ pub enum SchedulerToWorker {
     Preload {
         modules: Vec<String>,
     },
+    /// Everything a joining worker must have before it serves clients (its
+    /// uploads and plugins) was sent: `Client.run` calls that reach the
+    /// worker straight from a client wait for this, so they find the
+    /// plugins installed, as in Dask.
+    Joined,
     /// Fetch a copy of each of these results from its holders and keep it
     /// (`Client.replicate`); answered by `Fetched`.
     Fetch {

@@ -138,6 +138,9 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
                 .push_back(crate::control::Control::Plugin { name, plugin });
             shared.control_ready.notify_one();
         }
+        SchedulerToWorker::Joined => {
+            shared.joined.send_replace(true);
+        }
         SchedulerToWorker::Preload { modules } => {
             shared.state.lock().preload.extend(modules);
             shared.pace.notify_one();
@@ -398,6 +401,10 @@ async fn admit(shared: &Shared, stream: &mut Stream, buf: &mut Vec<u8>, peer: So
     false
 }
 
+/// The longest a client's `run` call waits for the worker's join to be
+/// complete (the scheduler's `Joined`), in case it never comes.
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn serve_peer(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let accepted = tokio::time::timeout(PEER_IDLE, shared.security.tls.accept(tcp));
     let mut stream = match accepted.await {
@@ -454,6 +461,10 @@ async fn serve_peer(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 continue;
             }
             PeerRequest::Run { call } => {
+                // After what the scheduler sent as this worker joined (its
+                // plugins): a client may reach it before that arrives.
+                let mut joined = shared.joined.subscribe();
+                let _ = tokio::time::timeout(JOIN_WAIT, joined.wait_for(|j| *j)).await;
                 let answer = shared.control.lock().run(call);
                 shared.control_ready.notify_one();
                 // No answer means the worker is closing: hang up.

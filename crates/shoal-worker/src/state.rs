@@ -80,6 +80,8 @@ pub(crate) struct Shared {
     pub release: Mutex<Option<Release>>,
     /// Values scattered straight here, until the scheduler claims them.
     pub staged: Mutex<Staged>,
+    /// Whether the scheduler said the join is complete (`Joined`).
+    pub joined: tokio::sync::watch::Sender<bool>,
 }
 
 /// See [`crate::WorkerRuntime::set_release`].
@@ -137,6 +139,7 @@ impl Shared {
             fetches: FetchBudget::new(fetch_bytes),
             release: Mutex::new(None),
             staged: Mutex::new(Staged::default()),
+            joined: tokio::sync::watch::channel(false).0,
         }
     }
 
