@@ -185,3 +185,21 @@ def test_upload_directory_modes(tmp_path):
     with pytest.raises(NotImplementedError, match="runs no Python"):
         UploadDirectory(str(tmp_path), mode="scheduler")
     assert UploadDirectory(str(tmp_path), mode="workers").path == str(tmp_path)
+
+
+def plugins_of_my_worker():
+    from shoal import get_worker
+
+    return sorted(get_worker().plugins)
+
+
+def test_a_joining_worker_runs_no_task_before_its_plugins_are_set_up(cluster, tmp_path):
+    lc, client = cluster
+    client.register_plugin(Recorder(tmp_path))
+    before = set(client.nthreads())
+    lc.scale(3)
+    client.wait_for_workers(3, timeout=60)
+    (new,) = set(client.nthreads()) - before
+    # sent the moment it is listed: the plugin is set up before they run
+    jobs = [client.submit(plugins_of_my_worker, pure=False, workers=[new]) for _ in range(8)]
+    assert all(names == ["recorder"] for names in client.gather(jobs))

@@ -691,6 +691,11 @@ class ControlItem:
         def plugin(self) -> _FramesOut: ...
 
     @final
+    class Joined(ControlItem):
+        __match_args__ = ()
+        def __new__(cls) -> ControlItem.Joined: ...
+
+    @final
     class Closed(ControlItem):
         __match_args__ = ()
         def __new__(cls) -> ControlItem.Closed: ...

@@ -20,6 +20,9 @@ pub enum Control {
     Upload { name: String, data: bytes::Bytes },
     /// Install this pickled worker plugin (`Client.register_plugin`).
     Plugin { name: String, plugin: Payload },
+    /// Everything the scheduler sent as this worker joined (its plugins) is
+    /// queued before this: once it is taken, tasks may start.
+    Joined,
 }
 
 /// Control work waiting for the Python side, and calls waiting for answers.

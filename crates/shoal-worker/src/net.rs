@@ -140,6 +140,12 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
         }
         SchedulerToWorker::Joined => {
             shared.joined.send_replace(true);
+            shared
+                .control
+                .lock()
+                .items
+                .push_back(crate::control::Control::Joined);
+            shared.control_ready.notify_one();
         }
         SchedulerToWorker::Preload { modules } => {
             shared.state.lock().preload.extend(modules);

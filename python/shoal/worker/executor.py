@@ -210,6 +210,9 @@ class Executors:
         # Clear while a preload batch imports (see `preload`).
         self._to_preload: list[str] = []
         self._preloading = False
+        # Set once the plugins the scheduler sent as this worker joined are
+        # installed (see `_control`): executor threads wait for it.
+        self._joined = threading.Event()
         if preloads is not None:
             # before any thread takes work: tasks and run calls wait in the runtime
             self.worker.start_preloads(preloads)
@@ -338,6 +341,7 @@ class Executors:
         installed = self.worker.installed
         task_context.bind_thread(self.worker)
         task = fn = args = kwargs = result = None
+        self._joined.wait()
         while True:
             # Hold nothing of the last task while waiting for the next: its
             # result may be large, and the data store may have spilled it.
@@ -400,6 +404,7 @@ class Executors:
             if item is None:
                 continue
             if isinstance(item, ControlItem.Closed):
+                self._joined.set()  # let waiting executor threads see it close
                 self.holding.clear()
                 self.inputs.clear()
                 self.worker.actors.clear()
@@ -421,6 +426,11 @@ class Executors:
                     self.worker.installed.install(self.worker, item.name, uid, plugin)
                 except Exception:
                     _log.exception("Could not install the worker plugin %s", item.name)
+            elif isinstance(item, ControlItem.Joined):
+                # The plugins sent as this worker joined are installed (they
+                # came first): tasks may start, as Dask's worker starts them
+                # only once its plugins are set up.
+                self._joined.set()
             elif isinstance(item, ControlItem.Run):
                 threading.Thread(
                     target=self._run_call, args=(item.id, item.call), name="shoal-run", daemon=True

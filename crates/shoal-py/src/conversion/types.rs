@@ -345,6 +345,9 @@ pub enum ControlItem {
     Upload { name: String, data: Bytes },
     /// A pickled worker plugin to install (`Client.register_plugin`).
     Plugin { name: String, plugin: Frames },
+    /// What the scheduler sent as the worker joined came before this (its
+    /// plugins are installed once it is taken): tasks may start.
+    Joined {},
     /// The worker closed: the control thread ends.
     Closed {},
 }
@@ -362,6 +365,7 @@ impl From<shoal_worker::Control> for ControlItem {
                 name,
                 plugin: Frames(plugin.frames),
             },
+            shoal_worker::Control::Joined => ControlItem::Joined {},
         }
     }
 }
