@@ -123,29 +123,14 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
             tokio::spawn(async move { fetch_copies(&shared, deps).await });
         }
         SchedulerToWorker::Upload { name, data } => {
-            shared
-                .control
-                .lock()
-                .items
-                .push_back(crate::control::Control::Upload { name, data });
-            shared.control_ready.notify_one();
+            queue_control(shared, crate::control::Control::Upload { name, data });
         }
         SchedulerToWorker::Plugin { name, plugin } => {
-            shared
-                .control
-                .lock()
-                .items
-                .push_back(crate::control::Control::Plugin { name, plugin });
-            shared.control_ready.notify_one();
+            queue_control(shared, crate::control::Control::Plugin { name, plugin });
         }
         SchedulerToWorker::Joined => {
             shared.joined.send_replace(true);
-            shared
-                .control
-                .lock()
-                .items
-                .push_back(crate::control::Control::Joined);
-            shared.control_ready.notify_one();
+            queue_control(shared, crate::control::Control::Joined);
         }
         SchedulerToWorker::Preload { modules } => {
             shared.state.lock().preload.extend(modules);
@@ -405,6 +390,12 @@ async fn admit(shared: &Shared, stream: &mut Stream, buf: &mut Vec<u8>, peer: So
     let reason = refusal.to_string();
     let _ = write_frame(stream, &Admission::Refused { reason }).await;
     false
+}
+
+/// Hands `item` to the worker's Python control thread, in arrival order.
+fn queue_control(shared: &Shared, item: crate::control::Control) {
+    shared.control.lock().items.push_back(item);
+    shared.control_ready.notify_one();
 }
 
 /// The longest a client's `run` call waits for the worker's join to be

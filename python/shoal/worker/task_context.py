@@ -140,9 +140,7 @@ class Worker:
             Outside a task.
 
         """
-        from .. import get_current_task
-
-        return get_current_task()
+        return get_current_task()  # this module's function
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` under ``topic`` in the scheduler's event log (see
