@@ -283,14 +283,15 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
 }
 
 /// Whether thread `tid` of this process is asleep in the kernel waiting on
-/// something other than a futex: a socket, a timer, a child process, a pipe,
+/// something other than a lock: a socket, a timer, a child process, a pipe,
 /// the disk. A thread waiting for the GIL (or any lock) sleeps in a futex.
-/// Where the kernel does not say (no `/proc`), the answer is yes: the GIL
-/// probe still guards growth.
+///
+/// The kernel says which call a sleeping thread is in (`/proc/.../syscall`),
+/// or else where it sleeps (`wchan`, which many kernels hide as `0`). Where
+/// it says neither, the answer is yes: the GIL probe still guards growth.
 fn waits_outside(tid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"));
-    let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan"));
-    let (Ok(stat), Ok(wchan)) = (stat, wchan) else {
+    let dir = format!("/proc/self/task/{tid}");
+    let Ok(stat) = std::fs::read_to_string(format!("{dir}/stat")) else {
         return true;
     };
     // The state follows the command name, which is in parentheses.
@@ -298,12 +299,33 @@ fn waits_outside(tid: i32) -> bool {
         .rsplit(')')
         .next()
         .and_then(|r| r.split_whitespace().next());
-    let asleep = matches!(state, Some("S") | Some("D"));
-    let wchan = wchan.trim();
-    if wchan.is_empty() || wchan == "0" {
-        return asleep;
+    if !matches!(state, Some("S") | Some("D")) {
+        return false;
     }
-    asleep && !wchan.contains("futex")
+    // The files are read one after the other while the thread runs on, so
+    // they may disagree: a thread seen asleep may be running by the next
+    // read. Only a wait seen in the call it sleeps in counts.
+    if let Ok(call) = std::fs::read_to_string(format!("{dir}/syscall")) {
+        return match call.split_whitespace().next() {
+            Some("running") | None => false,
+            // `-1` is no call: the thread woke and was stopped in between.
+            Some(n) => n
+                .parse::<libc::c_long>()
+                .is_ok_and(|n| n >= 0 && !is_lock_wait(n)),
+        };
+    }
+    match std::fs::read_to_string(format!("{dir}/wchan")) {
+        Ok(w) if !matches!(w.trim(), "" | "0") => !w.contains("futex"),
+        _ => true,
+    }
+}
+
+/// Whether a thread blocked in system call `call` waits on a lock.
+fn is_lock_wait(call: libc::c_long) -> bool {
+    /// `futex_waitv`, the same number on every architecture (not in every
+    /// libc's tables yet).
+    const SYS_FUTEX_WAITV: libc::c_long = 449;
+    call == libc::SYS_futex || call == SYS_FUTEX_WAITV
 }
 
 /// Reads the running tasks' clocks and sums up the worker; also returns the
@@ -481,6 +503,45 @@ mod tests {
         *pair.0.lock().unwrap() = true;
         pair.1.notify_all();
         waiter.join().unwrap();
+    }
+
+    #[test]
+    fn threads_taking_turns_at_a_lock_never_look_waiting_outside() {
+        // Two threads hand a lock back and forth, as two Python threads do
+        // the GIL: each sleeps in a futex while the other computes. Read
+        // often, the kernel's files sometimes catch a thread asleep in one
+        // and running in the next; that must not look like I/O.
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let lock = Arc::new(Mutex::new(0u64));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, stop, tx) = (lock.clone(), stop.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    // SAFETY: gettid has no preconditions.
+                    tx.send(unsafe { libc::gettid() }).unwrap();
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut n = lock.lock().unwrap();
+                        let until = Instant::now() + Duration::from_micros(300);
+                        while Instant::now() < until {
+                            *n = n.wrapping_add(1);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let tids: Vec<i32> = rx.iter().take(2).collect();
+        let seen = (0..3000)
+            .flat_map(|_| tids.iter().map(|&t| waits_outside(t)))
+            .filter(|&outside| outside)
+            .count();
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(seen, 0, "lock waiters taken for waiting outside");
     }
 
     #[test]
