@@ -62,3 +62,34 @@ def run_each(script: str, names: list[str], args: list[str], timeout: float) -> 
             r = {}
         results[name] = r
     return results
+
+
+def touch_memory(gb: float | None = None) -> None:
+    """Write ``gb`` GB once and free it (``SHOAL_BENCH_TOUCH_GB``, 16 by
+    default). On a virtual machine whose host backs guest memory on first
+    touch, whichever framework ran first would otherwise pay that
+    once-per-boot cost for both.
+    """
+    import numpy as np
+
+    if gb is None:
+        gb = float(os.environ.get("SHOAL_BENCH_TOUCH_GB", "16"))
+    for _ in range(int(gb)):
+        np.ones(125_000_000)
+
+
+def print_table(title: str, steps: list[str], results: dict[str, dict], unit: str = "") -> None:
+    """A markdown table: a row per step, a column per framework, and
+    shoal's figure over Dask's where both have one."""
+    names = list(results)
+    print(f"| {title} | " + " | ".join(names) + " | shoal / dask |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for step in steps:
+        cells, nums = [], {}
+        for name in names:
+            v = results[name].get(step, "failed" if not results[name] else "—")
+            cells.append(f"{v:.2f}{unit}" if isinstance(v, float) else str(v))
+            nums[name] = v if isinstance(v, float) else None
+        ours, theirs = nums.get("shoal"), nums.get("dask")
+        ratio = f"{ours / theirs:.2f}x" if ours and theirs else ""
+        print(f"| {step} | " + " | ".join(cells) + f" | {ratio} |")

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from child import report, run_each  # noqa: E402
+from child import print_table, report, run_each, touch_memory  # noqa: E402
 
 ROWS = 200_000
 
@@ -104,19 +104,10 @@ def main(argv: list[str]) -> None:
             partitions = int(next(it))
         else:
             names.append(arg)
+    touch_memory()
     results = run_each(__file__, names, [str(partitions)], 1200.0)
+    print_table("workload (s)", STEPS, results)
     names = list(results)
-    print("| workload (s) | " + " | ".join(names) + " | shoal / dask |")
-    print("|---|" + "---|" * (len(names) + 1))
-    for step in STEPS:
-        vals = [results[n].get(step) for n in names]
-        cells = [f"{v:.2f}" if v is not None else "—" for v in vals]
-        ratio = ""
-        if "shoal" in names and "dask" in names:
-            ours, theirs = results["shoal"].get(step), results["dask"].get(step)
-            if ours and theirs:
-                ratio = f"{ours / theirs:.2f}x"
-        print(f"| {step} | " + " | ".join(cells) + f" | {ratio} |")
     grew = [results[n].get("persist_client_mb") for n in names]
     print(
         "| client growth while persisting (MB) | "

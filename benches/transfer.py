@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from child import report, run_each  # noqa: E402
+from child import print_table, report, run_each, touch_memory  # noqa: E402
 
 MB = 1_000_000
 
@@ -113,19 +113,8 @@ def run(framework: str, big_gib: float) -> dict:
 STEPS = ["w2w 8MB", "gather 8MB", "w2w 100MB", "gather 100MB", "scatter 100MB", "3GiB"]
 
 
-def touch_memory(gb: float) -> None:
-    """Write ``gb`` GB once and free it. On a virtual machine whose host
-    backs guest memory on first touch, whichever framework ran first would
-    otherwise pay that once-per-boot cost for both.
-    """
-    import numpy as np
-
-    for _ in range(int(gb)):
-        np.ones(125_000_000)
-
-
 def main(argv: list[str]) -> None:
-    touch_memory(float(os.environ.get("SHOAL_BENCH_TOUCH_GB", "16")))
+    touch_memory()
     big, names, it = 3.0, [], iter(argv)
     for arg in it:
         if arg == "--big-gib":
@@ -133,21 +122,7 @@ def main(argv: list[str]) -> None:
         else:
             names.append(arg)
     results = run_each(__file__, names, [str(big)], 900.0)
-    names = list(results)
-    print("| moving data | " + " | ".join(names) + " | shoal / dask |")
-    print("|---|" + "---|" * (len(names) + 1))
-    for step in STEPS:
-        cells, nums = [], []
-        for name in names:
-            v = results[name].get(step, "failed" if not results[name] else "—")
-            cells.append(f"{v:.2f} GB/s" if isinstance(v, float) else str(v))
-            nums.append(v if isinstance(v, float) else None)
-        ratio = ""
-        if "shoal" in names and "dask" in names:
-            ours, theirs = nums[names.index("shoal")], nums[names.index("dask")]
-            if ours and theirs:
-                ratio = f"{ours / theirs:.2f}x"
-        print(f"| {step} | " + " | ".join(cells) + f" | {ratio} |")
+    print_table("moving data", STEPS, results, " GB/s")
 
 
 if __name__ == "__main__":
