@@ -153,9 +153,7 @@ fn a_full_queue_holds_puts_until_there_is_room() {
 #[test]
 fn a_future_in_a_queue_is_kept_until_someone_takes_it() {
     let mut env = Env::new();
-    let w = env.worker(1);
-    env.submit(vec![task("x")]);
-    env.finish(w, "x");
+    let w = env.computed("x");
     ask(&mut env, 1, 1, put("q", holding("x")), None);
     env.take();
     env.disown(&["x"]);
@@ -407,9 +405,7 @@ fn published_messages_reach_current_subscribers_only() {
 #[test]
 fn a_want_adopts_a_key_and_an_unknown_one_errs() {
     let mut env = Env::new();
-    let w = env.worker(1);
-    env.submit(vec![task("x")]);
-    env.finish(w, "x");
+    env.computed("x");
     env.event(Event::ClientConnected(2));
     env.send(2, ClientToScheduler::Want(vec!["x".into(), "ghost".into()]));
     let out = env.take();

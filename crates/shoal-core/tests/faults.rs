@@ -161,9 +161,7 @@ fn a_ready_dependent_waits_again_when_its_input_is_lost() {
 #[test]
 fn unneeded_data_on_a_lost_worker_is_just_forgotten() {
     let mut env = Env::new();
-    let w1 = env.worker(1);
-    env.submit(vec![task("a")]);
-    env.finish(w1, "a");
+    let w1 = env.computed("a");
     env.disown(&["a"]);
     env.lose(w1);
     assert_eq!(env.core.task_count(), 0);
@@ -368,9 +366,7 @@ fn inputs_sent(env: &mut Env, w: shoal_proto::WorkerId) -> Vec<(String, Vec<Stri
 #[test]
 fn a_small_result_outlives_every_worker_that_held_it() {
     let mut env = Env::new();
-    let w1 = env.worker(1);
-    env.submit(vec![task("a")]);
-    env.finish(w1, "a");
+    let w1 = env.computed("a");
     env.take();
     env.lose(w1);
     // Not lost: the scheduler kept the value, so nothing runs again and the
@@ -402,9 +398,7 @@ fn a_small_result_outlives_every_worker_that_held_it() {
 #[test]
 fn a_worker_holding_the_input_gets_no_copy_of_it() {
     let mut env = Env::new();
-    let w1 = env.worker(1);
-    env.submit(vec![task("a")]);
-    env.finish(w1, "a");
+    let w1 = env.computed("a");
     env.take();
     env.submit(vec![task("b").deps(&["a"])]);
     assert_eq!(
@@ -420,9 +414,7 @@ fn a_worker_holding_the_input_gets_no_copy_of_it() {
 #[test]
 fn an_input_a_worker_could_not_fetch_comes_with_the_task_when_kept() {
     let mut env = Env::new();
-    let w1 = env.worker(1);
-    env.submit(vec![task("a")]);
-    env.finish(w1, "a");
+    env.computed("a");
     let w2 = env.worker(1);
     env.submit(vec![task("b").deps(&["a"]).on(&["w2"])]);
     let b = env.id("b");
@@ -448,9 +440,7 @@ fn without_a_budget_nothing_is_kept_and_lost_results_run_again() {
         keep_bytes: 0,
         ..Default::default()
     });
-    let w1 = env.worker(1);
-    env.submit(vec![task("a")]);
-    env.finish(w1, "a");
+    let w1 = env.computed("a");
     env.take();
     let w2 = env.worker(1);
     env.take();
@@ -461,9 +451,7 @@ fn without_a_budget_nothing_is_kept_and_lost_results_run_again() {
 #[test]
 fn a_released_result_is_no_longer_kept() {
     let mut env = Env::new();
-    let w1 = env.worker(1);
-    env.submit(vec![task("a")]);
-    env.finish(w1, "a");
+    let w1 = env.computed("a");
     env.disown(&["a"]);
     env.take();
     // Submitted again after its release: it runs again, as nothing is kept.
@@ -474,9 +462,7 @@ fn a_released_result_is_no_longer_kept() {
 #[test]
 fn a_kept_input_travels_to_a_worker_once() {
     let mut env = Env::new();
-    let w1 = env.worker(1);
-    env.submit(vec![task("a")]);
-    env.finish(w1, "a");
+    let w1 = env.computed("a");
     env.lose(w1);
     let w2 = env.worker(4);
     env.take();

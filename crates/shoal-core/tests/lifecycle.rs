@@ -378,9 +378,7 @@ fn a_retried_task_runs_again_with_its_failed_inputs_and_nothing_else() {
 #[test]
 fn retrying_a_key_that_did_not_fail_changes_nothing() {
     let mut env = Env::new();
-    let w = env.worker(1);
-    env.submit(vec![task("a")]);
-    env.finish(w, "a");
+    env.computed("a");
     env.take();
     env.send(
         1,

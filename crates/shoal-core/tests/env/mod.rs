@@ -155,6 +155,15 @@ impl Env {
     }
 
     /// A worker offering these resources.
+    /// A new one-thread worker computes `key`, a root task the client
+    /// wants; the worker holds its result.
+    pub fn computed(&mut self, key: &str) -> WorkerId {
+        let w = self.worker(1);
+        self.submit(vec![task(key)]);
+        self.finish(w, key);
+        w
+    }
+
     pub fn worker_with(&mut self, nthreads: u32, resources: &[(&str, f64)]) -> WorkerId {
         let id = self.next_worker;
         self.next_worker += 1;
