@@ -107,6 +107,28 @@ def test_warn_in_a_task_warns_in_the_client(client):
         )
 
 
+def test_a_warning_class_defined_in_a_function_reaches_the_client(client):
+    # Neither the class nor its instance can be pickled by name.
+    class LocalWarning(UserWarning):
+        pass
+
+    def warn_locally():
+        shoal.warn(LocalWarning("local class"))
+        return True
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert client.submit(warn_locally, pure=False).result()
+        until(
+            lambda: any(
+                w.category.__name__ == "LocalWarning" and "local class" in str(w.message)
+                for w in caught
+            ),
+            30,
+            "the task's warning in the client",
+        )
+
+
 def test_the_event_log_on_an_asynchronous_client(client):
     async def main():
         async with Client(client.scheduler.address, asynchronous=True, set_as_default=False) as c:

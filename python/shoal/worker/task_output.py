@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import builtins
 import logging
-import pickle
 import sys
 import threading
 import warnings
 from typing import Any, TextIO
+
+import cloudpickle
 
 from . import task_context
 from .plugins import WorkerPlugin
@@ -95,9 +96,11 @@ def warn(
     """
     worker = task_context.current_worker()
     if worker is not None:
-        msg: dict[str, Any] = {"message": pickle.dumps(message)}
+        # By value where need be: a warning class defined in a function or
+        # a notebook is not importable by name on the client.
+        msg: dict[str, Any] = {"message": cloudpickle.dumps(message)}
         if category is not None:
-            msg["category"] = pickle.dumps(category)
+            msg["category"] = cloudpickle.dumps(category)
         worker.log_event("warn", msg)
     warnings.warn(message, category, stacklevel + 1, source)
 
