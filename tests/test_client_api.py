@@ -84,7 +84,7 @@ def test_current_without_allow_global_needs_an_entered_client(client):
 def test_with_client_is_current_and_must_be_left_where_entered(client):
     import concurrent.futures
 
-    c = Client(client.scheduler.address, set_as_default=False)
+    c = Client(client.scheduler.address)
     with (
         concurrent.futures.ThreadPoolExecutor(1) as one,
         concurrent.futures.ThreadPoolExecutor(1) as two,
@@ -94,6 +94,15 @@ def test_with_client_is_current_and_must_be_left_where_entered(client):
         with pytest.raises(ValueError, match="different Context"):
             two.submit(c.__exit__, None, None, None).result()
     assert c.status == "closed"  # closed even so
+
+
+def test_with_a_client_not_set_as_default_leaves_the_current_one(client):
+    # As Dask's: only a client set as the default is current in its block.
+    with Client(client.scheduler.address) as outer:
+        with Client(client.scheduler.address, set_as_default=False) as inner:
+            assert Client.current() is outer
+            assert inner.submit(inc, 1).result() == 2
+        assert Client.current() is outer
 
 
 def test_get_current_task_names_the_running_task(client):

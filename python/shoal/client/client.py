@@ -207,6 +207,7 @@ class Client(
         self._asynchronous = bool(asynchronous)
         self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
         self._entered: list[Any] = []
+        self._set_as_default = set_as_default
         self._preloads = Preloads(setting("distributed.client.preload", None))
         aio.as_event_loop(loop)  # checked here, used by sync()
         self._loop = loop
@@ -326,7 +327,10 @@ class Client(
 
     async def __aenter__(self) -> Client:
         await self._astart()
-        self._entered.append(context.enter_current(self))
+        if self._set_as_default:
+            # As Dask's: inside the block this is the client, even where
+            # another one became the default meanwhile.
+            self._entered.append(context.enter_current(self))
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -341,7 +345,8 @@ class Client(
             raise RuntimeError(
                 "an asynchronous client is used with 'async with Client(asynchronous=True)'"
             )
-        self._entered.append(context.enter_current(self))
+        if self._set_as_default:
+            self._entered.append(context.enter_current(self))
         return self
 
     def __exit__(self, *exc: Any) -> None:
