@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from shoal import Client
+from shoal import Client, LocalCluster
 
 
 def _value(module):
@@ -57,3 +57,27 @@ def test_a_broken_module_raises_its_error_and_missing_files_raise(tmp_path, clie
     client.upload_file(bad, load=False)  # saved, not imported
     with pytest.raises(FileNotFoundError):
         client.upload_file(tmp_path / "missing.py")
+
+
+@pytest.mark.parametrize("planted", ["open to others", "a link"])
+@pytest.mark.parametrize("processes", [True, False])
+def test_a_planted_per_user_directory_is_never_used(tmp_path, planted, processes):
+    # Workers import uploaded files from under <local_directory>/shoal-<uid>:
+    # one that someone else could write to is refused before any starts.
+    root = tmp_path / f"shoal-{os.getuid()}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    if planted == "a link":
+        root.symlink_to(elsewhere)
+    else:
+        root.mkdir()
+        root.chmod(0o777)
+    with pytest.raises(PermissionError, match="not a private directory"):
+        LocalCluster(
+            n_workers=1,
+            processes=processes,
+            local_directory=str(tmp_path),
+            dashboard_address=None,
+        )
+    assert list(elsewhere.iterdir()) == []
+    assert root.is_symlink() or list(root.iterdir()) == []

@@ -321,7 +321,12 @@ mod tests {
                 let n = N.fetch_add(1, Ordering::SeqCst);
                 let p = std::env::temp_dir()
                     .join(format!("shoal-store-test-{}-{n}", std::process::id()));
-                std::fs::create_dir_all(&p).expect("make a test directory");
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&p)
+                    .expect("make a test directory");
                 Root(p)
             }
         }

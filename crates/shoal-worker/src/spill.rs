@@ -24,7 +24,10 @@ use shoal_proto::Payload;
 pub(crate) enum SpillError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{0} belongs to another user; give the worker a local directory of its own")]
+    #[error(
+        "{0} is not a private directory of this user (a link, another user's, or open to \
+         others); remove it or give the worker a local directory of its own"
+    )]
     NotOurs(PathBuf),
     #[error("{0} is damaged (its frame lengths do not match its size)")]
     Damaged(PathBuf),
@@ -70,9 +73,11 @@ impl SpillDir {
             .mode(0o700)
             .create(&self.root)
             .map_err(io_error(&self.root))?;
-        let meta = std::fs::metadata(&self.root).map_err(io_error(&self.root))?;
+        // Not followed if a link: the directory itself must be ours alone.
+        let meta = std::fs::symlink_metadata(&self.root).map_err(io_error(&self.root))?;
         // SAFETY: geteuid has no preconditions.
-        if meta.uid() != unsafe { libc::geteuid() } {
+        let ours = meta.uid() == unsafe { libc::geteuid() };
+        if !meta.is_dir() || !ours || meta.mode() & 0o077 != 0 {
             return Err(SpillError::NotOurs(self.root.clone()));
         }
         let pid = std::process::id();
@@ -192,4 +197,68 @@ fn read_value(path: &std::path::Path) -> Result<Payload, SpillError> {
         return Err(damaged());
     }
     Ok(Payload { frames })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let p =
+            std::env::temp_dir().join(format!("shoal-spill-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    fn one_value() -> Payload {
+        Payload {
+            frames: vec![Bytes::from_static(b"value")],
+        }
+    }
+
+    #[test]
+    fn a_private_root_takes_spilled_values() {
+        let root = scratch("private");
+        let mut d = SpillDir::new(root.clone());
+        let f = d.write(&one_value()).expect("spill");
+        assert_eq!(d.read(f).expect("read back"), one_value());
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        d.remove_all();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_root_open_to_others_or_a_link_is_refused() {
+        // Planted before the worker made it: open to everyone.
+        let open = scratch("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = SpillDir::new(open.clone()).write(&one_value());
+        assert!(matches!(err, Err(SpillError::NotOurs(_))), "{err:?}");
+        assert_eq!(
+            std::fs::read_dir(&open).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        // A link to a private directory elsewhere.
+        let target = scratch("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = scratch("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = SpillDir::new(link.clone()).write(&one_value());
+        assert!(matches!(err, Err(SpillError::NotOurs(_))), "{err:?}");
+        assert_eq!(
+            std::fs::read_dir(&target).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        for p in [&open, &target] {
+            std::fs::remove_dir_all(p).unwrap();
+        }
+        std::fs::remove_file(&link).unwrap();
+    }
 }

@@ -18,7 +18,7 @@ from ..core.times import parse_timedelta
 from ..dask import config as dask_config
 from ..worker.executor import start_in_process
 from ..worker.options import WorkerOptions, pre_spawn_environ, processes_and_threads
-from ..worker.uploads import remove_directories_of, user_root
+from ..worker.uploads import private_root, remove_directories_of, user_root
 from .cluster import HostedScheduler
 
 
@@ -265,6 +265,9 @@ class LocalCluster(HostedScheduler):
             preload=preload,
             **given_fractions,
         )
+        # Every worker here keeps its files under one per-user directory:
+        # refuse one that is not this user's alone before starting any.
+        private_root(self.worker_options.local_directory)
         self.processes = processes
         self.status = "starting"
         self._pool: Any = None

@@ -32,7 +32,7 @@ from ..core.settings import setting
 from . import task_context
 from .inputs import DEFAULT_BUDGET, InputCache
 from .options import WorkerOptions
-from .uploads import Uploads, user_root
+from .uploads import Uploads, private_root
 
 if TYPE_CHECKING:
     import asyncio
@@ -479,7 +479,7 @@ def start_in_process(
     limit; the process's memory is not its own, so it never pauses or
     restarts for it.
     """
-    root = user_root(options.local_directory)
+    root = private_root(options.local_directory)
     rt = options.start_runtime(
         address,
         str(root),

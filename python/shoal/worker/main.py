@@ -16,7 +16,7 @@ from ..core.settings import setting
 from . import command_line
 from .executor import Executors
 from .options import WorkerOptions, pre_spawn_environ
-from .uploads import remove_stale, user_root
+from .uploads import private_root, remove_stale
 
 #: This process's ``shoal worker`` arguments (None until it starts as one).
 _argv: list[str] | None = None
@@ -205,10 +205,10 @@ def main(argv: list[str] | None = None) -> None:
     # reruns its tasks elsewhere.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _extend_sys_path()
-    root = user_root(options.local_directory)
-    # What workers killed earlier left behind.
-    remove_stale(root)
     try:
+        root = private_root(options.local_directory)
+        # What workers killed earlier left behind.
+        remove_stale(root)
         rt = options.start_runtime(
             args.scheduler,
             str(root),

@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -43,6 +44,32 @@ def user_root(local_directory: str | None = None) -> Path:
     return base / f"shoal-{os.getuid()}"
 
 
+def private_root(local_directory: str | None = None) -> Path:
+    """:func:`user_root`, made if need be, once it is sure to be this user's
+    alone: a directory (not a link) owned by this user that no one else may
+    enter. Workers import uploaded files from under it, so a directory
+    someone else planted there first would let them run code as this user.
+
+    Raises
+    ------
+    PermissionError
+        If the directory is someone else's, a link, or open to others.
+
+    """
+    root = user_root(local_directory)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        what = "a link" if stat.S_ISLNK(st.st_mode) else "a directory"
+        raise PermissionError(
+            f"{root} is {what} owned by uid {st.st_uid} with mode "
+            f"{stat.S_IMODE(st.st_mode):o}, not a private directory of uid {os.geteuid()}: "
+            "whoever controls it could run code in shoal's workers. Remove it, or give "
+            "the workers a local directory of their own (local_directory=...)"
+        )
+    return root
+
+
 def remove_stale(root: Path) -> None:
     """Remove directories of workers whose process is gone."""
     for d in root.glob("worker-*-*"):
@@ -68,7 +95,7 @@ class Uploads:
     """The files this worker was sent, and who waits for them."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self._root = user_root() if root is None else root
+        self._root = private_root() if root is None else root
         self._dir: Path | None = None
         self._digests: dict[str, str] = {}
         self._changed = threading.Condition()
@@ -77,7 +104,6 @@ class Uploads:
     def directory(self) -> Path:
         """This worker's directory (made on first use)."""
         if self._dir is None:
-            self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
             remove_stale(self._root)
             self._dir = Path(tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=self._root))
             atexit.register(self.remove)
