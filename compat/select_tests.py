@@ -159,6 +159,14 @@ FIXTURES = {
 #: What a test may read of the scheduler and workers it is handed.
 SERVER_ATTRIBUTES = {"address", "name"}
 
+#: Attributes of Dask's public objects that are not in their documented API
+#: (what they hold is how Dask implements them).
+INTERNAL_ATTRIBUTES = {
+    "refresh_callback": "a Semaphore's lease refresher",
+    "scheduler_comm": "the client's connection to the scheduler",
+    "queue": "as_completed's internal queue",
+}
+
 #: What a task may use of the worker ``get_worker()`` returns.
 WORKER_API = {
     "address",
@@ -281,6 +289,34 @@ class _Reader(ast.NodeVisitor):
         self.problems: list[str] = []
         self.workers: set[str] = set()  # names bound to get_worker()
 
+    def _parameters(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        names = {a.arg for a in node.args.args + node.args.kwonlyargs}
+        if "dask_scheduler" in names:
+            # run_on_scheduler hands it Dask's Scheduler object.
+            self.problems.append("reads the scheduler object (dask_scheduler)")
+        if "dask_worker" in names:
+            # Client.run hands it the Worker: only its public part counts.
+            self.workers.add("dask_worker")
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._parameters(node)
+        self.generic_visit(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._parameters(node)
+        self.generic_visit(node)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._parameters(node)
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = is_distributed(node.module)
+        if module:
+            for alias in node.names:
+                if alias.name not in PUBLIC:
+                    self.problems.append(f"uses {module}.{alias.name}")
+
     def visit_Assign(self, node: ast.Assign) -> None:
         if isinstance(node.value, ast.Call) and _decorator_name(node.value) == "get_worker":
             self.workers |= {t.id for t in node.targets if isinstance(t, ast.Name)}
@@ -292,7 +328,11 @@ class _Reader(ast.NodeVisitor):
             isinstance(value, ast.Name) and value.id in self.workers
         )
         if is_worker and node.attr not in WORKER_API:
-            self.problems.append(f"reads get_worker().{node.attr}")
+            self.problems.append(f"reads the worker object's .{node.attr}")
+        if node.attr in INTERNAL_ATTRIBUTES:
+            self.problems.append(f"reads {INTERNAL_ATTRIBUTES[node.attr]} (.{node.attr})")
+        if isinstance(value, ast.Subscript) and _decorator_name(value.value).endswith(".futures"):
+            self.problems.append("reads the client's record of a future (client.futures[key])")
         private = node.attr.startswith("_") and not node.attr.startswith("__")
         if private and node.attr not in PUBLIC_UNDERSCORE:
             self.problems.append(f"private attribute .{node.attr}")
@@ -345,12 +385,19 @@ def analyse(file: str, source: str) -> list[Test]:
     """Every test function of one file, with the reasons it is left out."""
     tree = ast.parse(source)
     imported = _imported(tree)
-    helpers = {
+    helpers: dict[str, ast.AST] = {
         node.name: node
         for node in tree.body
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
         and not node.name.startswith("test_")
     }
+    # module-level constants a test reads (their values may use Dask's
+    # internals: NO_AMM in a config dict)
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    helpers.setdefault(target.id, node)
     tests: list[Test] = []
     for node in tree.body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

@@ -9,25 +9,21 @@ from shoal import Client, LocalCluster, as_completed, compute, delayed
 from tasks import add, inc
 
 
-@pytest.mark.parametrize(
-    "option",
-    [
-        {"fifo_timeout": "1s"},
-    ],
-)
-def test_submit_and_map_refuse_what_they_do_not_do(client, option):
-    (name,) = option
-    with pytest.raises(NotImplementedError, match=name):
-        client.submit(inc, 1, **option)
-    with pytest.raises(NotImplementedError, match=name):
-        client.map(inc, [1], **option)
-    with pytest.raises(NotImplementedError, match=name):
-        client.compute(delayed(inc)(1), **option)
+def test_fifo_timeout_is_checked_as_a_duration(client):
+    # Calls closer than fifo_timeout count as the same priority; shoal runs
+    # those in submission order, which any window allows.
+    assert client.submit(inc, 1, fifo_timeout="100 ms").result() == 2
+    assert client.gather(client.map(inc, [1, 2], fifo_timeout=0.01)) == [2, 3]
+    assert client.compute(delayed(inc)(1), fifo_timeout="60s").result() == 2
+    with pytest.raises(ValueError, match="fifo_timeout"):
+        client.submit(inc, 1, fifo_timeout="soon")
+    with pytest.raises(ValueError, match="fifo_timeout"):
+        client.map(inc, [1], fifo_timeout=True)
 
 
 def test_options_the_client_does_not_support_are_refused(client):
-    with pytest.raises(NotImplementedError, match="fifo_timeout"):
-        client.map(inc, [1], fifo_timeout="1s")
+    with pytest.raises(NotImplementedError, match="actors"):
+        client.compute(delayed(inc)(1), actors=True)
     with pytest.raises(NotImplementedError, match="force"):
         client.cancel([], force=True)
     with pytest.raises(NotImplementedError, match="direct"):

@@ -51,7 +51,10 @@ class Collections:
         limits
             Cluster-wide limits every task of the graphs counts against (see
             :meth:`set_limit`).
-        fifo_timeout, actors, **kwargs
+        fifo_timeout
+            As for :meth:`submit`: a duration; tasks of equal priority run
+            in submission order.
+        actors, **kwargs
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
 
@@ -118,7 +121,10 @@ class Collections:
         limits
             Cluster-wide limits every task of the graphs counts against (see
             :meth:`set_limit`).
-        fifo_timeout, actors, **kwargs
+        fifo_timeout
+            As for :meth:`submit`: a duration; tasks of equal priority run
+            in submission order.
+        actors, **kwargs
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
 
@@ -206,7 +212,10 @@ class Collections:
             nested like ``keys``.
         asynchronous
             Return a coroutine of the values (default: as the client is).
-        direct, fifo_timeout, actors
+        fifo_timeout
+            As for :meth:`submit`: a duration; tasks of equal priority run
+            in submission order.
+        direct, actors
             Dask's options that shoal does not support yet: each raises
             ``NotImplementedError`` unless left unset.
         **kwargs

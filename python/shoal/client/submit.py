@@ -89,8 +89,9 @@ class Submitting:
             it there; the future's result is an :class:`~shoal.Actor`
             handle whose method calls run on that object.
         fifo_timeout
-            Dask's option that shoal does not support yet: it raises
-            ``NotImplementedError`` unless left unset.
+            Dask's window within which calls count as the same priority (a
+            duration such as ``"100 ms"``). shoal runs tasks of equal
+            priority in submission order, which any window allows.
 
         Returns
         -------
@@ -208,8 +209,9 @@ class Submitting:
             starts on the first while later ones are pickled); default: one
             batch.
         fifo_timeout
-            Dask's option that shoal does not support yet: it raises
-            ``NotImplementedError`` unless left unset.
+            Dask's window within which calls count as the same priority (a
+            duration such as ``"100 ms"``). shoal runs tasks of equal
+            priority in submission order, which any window allows.
 
         Returns
         -------
@@ -601,10 +603,23 @@ def _refuse_cancelled(deps: list[Any]) -> None:
 
 
 def reject_task_options(fifo_timeout: Any, actors: Any = None) -> None:
-    """Dask's ``fifo_timeout=`` and ``actors=``, refused unless unset."""
+    """Check Dask's ``fifo_timeout=``; refuse ``actors=`` unless unset.
+
+    ``fifo_timeout`` is how far apart two calls may be and still count as
+    the same priority, so that the later may run first. shoal runs tasks of
+    equal priority in submission order, which every ``fifo_timeout``
+    allows (Dask, too, breaks such ties in arrival order): the value only
+    has to be a valid duration.
+    """
     if fifo_timeout is UNSET and (actors is None or actors is False):
         return  # the common case, kept cheap: submit is called in tight loops
-    arguments.reject("fifo_timeout", fifo_timeout)
+    if fifo_timeout is not UNSET and fifo_timeout is not None:
+        try:
+            valid = parse_timedelta(fifo_timeout) is not None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"fifo_timeout={fifo_timeout!r} is not a duration: {e}") from None
+        if not valid:
+            raise ValueError(f"fifo_timeout={fifo_timeout!r} is not a duration")
     arguments.reject("actors", actors)
 
 
