@@ -903,3 +903,34 @@ async def test_an_async_actor_awaits_an_actor_on_its_own_worker(c, s, a):
     counter = await c.submit(AsyncCounter, actor=True)
     user = await c.submit(UsesAsyncCounter, actor=True)
     assert await user.ado_inc(counter) == 1
+
+
+# ----- dask.annotate around submit and map ----------------------------------
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_annotations_in_force_are_the_options_of_submit_and_map(c, s, a):
+    import dask
+
+    # As Dask merges dask.get_annotations() under a call's own arguments.
+    with dask.annotate(retries=2):
+        assert await c.submit(varying([ZeroDivisionError("one"), ValueError("two"), 3])) == 3
+        mapped = c.map(lambda f: f(), [varying([ZeroDivisionError("x"), 4])], pure=False)
+        assert await c.gather(mapped) == [4]
+        with pytest.raises(ValueError, match="two"):
+            await c.submit(varying([ZeroDivisionError("one"), ValueError("two"), 3]), retries=1)
+    with pytest.raises(ZeroDivisionError):
+        await c.submit(varying([ZeroDivisionError("one"), 3]))
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_an_executor_annotation_shoal_has_not_is_refused(c, s, a):
+    import dask
+
+    with dask.annotate(executor="default"):
+        assert await c.submit(inc, 1) == 2
+    with dask.annotate(executor="bad"):
+        with pytest.raises(ValueError, match="Invalid executor 'bad'"):
+            c.submit(inc, 1)
+        with pytest.raises(ValueError, match="Invalid executor 'bad'"):
+            c.map(inc, [1, 2])

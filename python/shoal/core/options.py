@@ -2,7 +2,8 @@
 
 ``submit``, ``map``, ``compute``, ``persist``, ``get``, ``scatter`` and
 ``dask.annotate`` annotations all pass the user's option arguments to
-:func:`parse`, which returns one :class:`Options`. A submission sends each
+:func:`parse`, which returns one :class:`Options` (arguments over the
+options of any ``dask.annotate`` block in force, as in Dask). A submission sends each
 distinct ``Options`` once (an :class:`OptionsTable`); its tasks refer to
 them by index. Adding an option means a field of :class:`Options` and a
 line in :func:`parse` here, the field of the same name on the wire's
@@ -16,6 +17,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,6 +97,8 @@ def parse(base: Options = DEFAULT, **given: Any) -> Options:
     2
 
     """
+    if base is DEFAULT:
+        base = annotated()
     # Submit and map are called in tight loops, mostly with no options at
     # all, or with the same few: those cost next to nothing.
     for v in given.values():
@@ -118,6 +122,57 @@ def parse(base: Options = DEFAULT, **given: Any) -> Options:
 
 
 _parsed: dict[tuple[Any, ...], Options] = {}
+
+#: The executors a task may be annotated with (``dask.annotate(executor=)``):
+#: shoal runs every task on its worker's executor threads.
+EXECUTORS = ("default",)
+
+
+def annotated() -> Options:
+    """The task options of the ``dask.annotate`` blocks in force (Dask's
+    ``get_annotations()``), over the defaults: every submission path
+    starts from these, as Dask merges them under a call's own arguments.
+
+    Raises
+    ------
+    ValueError
+        For an ``executor`` annotation other than ``"default"``.
+
+    """
+    dask = sys.modules.get("dask")  # no dask imported: none in force
+    get = getattr(dask, "get_annotations", None)
+    active = get() if get is not None else None
+    if not active:
+        return DEFAULT
+    check_executor(active.get("executor"))
+    found = {n: v for n, v in active.items() if n in NAMES and not callable(v)}
+    if not found:
+        return DEFAULT
+    try:
+        memo = tuple((k, type(v), v) for k, v in sorted(found.items()))
+        cached = _annotated.get(memo)
+    except TypeError:
+        memo = cached = None
+    if cached is not None:
+        return cached
+    try:
+        opts = _parse(DEFAULT, found)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"the dask annotations in force: {e}") from None
+    if memo is not None:
+        if len(_annotated) >= 64:
+            _annotated.clear()
+        _annotated[memo] = opts
+    return opts
+
+
+_annotated: dict[tuple[Any, ...], Options] = {}
+
+
+def check_executor(executor: Any) -> None:
+    """Refuse an ``executor`` annotation shoal has no executor for."""
+    if executor is not None and executor not in EXECUTORS:
+        raise ValueError(f"Invalid executor {executor!r}; expected one of: {list(EXECUTORS)}")
 
 
 def parse_arguments(arguments: Mapping[str, Any]) -> Options:

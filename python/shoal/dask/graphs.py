@@ -89,6 +89,8 @@ def _annotations(dsk: Any) -> tuple[dict[str, Any], dict[str, dict[Any, Any]]]:
     active = {k: v for k, v in dask.get_annotations().items() if k in _OPTIONS}
     per_key = getattr(dsk, "__dask_annotations__", None)
     by_key = per_key() if callable(per_key) else {}
+    for executor in (by_key.get("executor") or {}).values():
+        options.check_executor(executor)
     return active, {k: v for k, v in by_key.items() if k in _OPTIONS and v}
 
 
