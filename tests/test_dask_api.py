@@ -645,6 +645,35 @@ async def test_client_preloads_from_the_configuration(s, tmp_path):
     assert c.foo == "teardown"
 
 
+CLICK_PRELOAD = """
+import click
+
+@click.command()
+@click.argument("value")
+@click.option("--times", type=int, default=1)
+def dask_setup(client, value, times):
+    client.foo = value * times
+"""
+
+
+@gen_cluster(nthreads=[])
+async def test_a_click_preload_takes_its_arguments_from_the_configuration(s):
+    import dask
+
+    config = {
+        "distributed.client.preload": [CLICK_PRELOAD],
+        "distributed.client.preload-argv": [["ab", "--times", "2"]],
+    }
+    with dask.config.set(config):
+        async with Client(s.address, asynchronous=True) as c:
+            assert c.foo == "abab"
+    # Arguments for a dask_setup that takes none are refused, not dropped.
+    config = {"distributed.client.preload": [PRELOAD], "distributed.client.preload-argv": ["x"]}
+    with dask.config.set(config), pytest.raises(ValueError, match="not a click command"):
+        async with Client(s.address, asynchronous=True):
+            pass
+
+
 # ----- Dask's configuration keys ---------------------------------------------------
 
 

@@ -208,7 +208,10 @@ class Client(
         self._event_handlers: dict[str, tuple[int, Callable[[Any], Any]]] = {}
         self._entered: list[Any] = []
         self._set_as_default = set_as_default
-        self._preloads = Preloads(setting("distributed.client.preload", None))
+        self._preloads = Preloads(
+            setting("distributed.client.preload", None),
+            setting("distributed.client.preload-argv", None),
+        )
         aio.as_event_loop(loop)  # checked here, used by sync()
         self._loop = loop
         if self._asynchronous and self._loop is None and not aio.loop_running():

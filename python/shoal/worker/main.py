@@ -161,7 +161,14 @@ def main(argv: list[str] | None = None) -> None:
                 "with --nworkers, a worker whose lifetime ends is started again by the "
                 "supervisor: add --lifetime-restart"
             )
-        preloads = Preloads(args.preload or setting("distributed.worker.preload", []))
+        preloads = (
+            Preloads(args.preload)
+            if args.preload
+            else Preloads(
+                setting("distributed.worker.preload", []),
+                setting("distributed.worker.preload-argv", None),
+            )
+        )
         if args.scheduler is None:
             if args.scheduler_file is None:
                 raise ValueError("give the scheduler's address, or --scheduler-file")
