@@ -95,5 +95,9 @@ def test_connecting_to_nothing_fails_fast_and_clearly():
 
 
 def test_bad_address_type_is_a_type_error():
-    with pytest.raises(TypeError):
+    from shoal import LocalCluster
+
+    with pytest.raises(TypeError, match="must be a string or a Cluster instance"):
         Client(12345)
+    with pytest.raises(TypeError, match="an instance, not the class"):
+        Client(LocalCluster)

@@ -271,7 +271,11 @@ class Client(
                 "cluster and cannot be used with the address of an existing scheduler"
             )
         if not isinstance(address, str):
-            raise TypeError(f"address must be a string like 'tcp://host:port', not {address!r}")
+            hint = " (an instance, not the class)" if isinstance(address, type) else ""
+            raise TypeError(
+                f"Scheduler address must be a string or a Cluster instance{hint}, not "
+                f"{address!r}; an address looks like 'tcp://host:port'"
+            )
         try:
             if self.cluster is not None and (security is None or isinstance(security, bool)):
                 security = self.cluster.security
