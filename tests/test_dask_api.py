@@ -963,3 +963,58 @@ async def test_an_executor_annotation_shoal_has_not_is_refused(c, s, a):
             c.submit(inc, 1)
         with pytest.raises(ValueError, match="Invalid executor 'bad'"):
             c.map(inc, [1, 2])
+
+
+# ----- serialization families -------------------------------------------------
+
+
+def _identity(x):
+    return x
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_a_client_without_pickle_sends_and_loads_only_its_families(c, s, a):
+    np = pytest.importorskip("numpy")
+    async with Client(
+        s.address, asynchronous=True, set_as_default=False, serializers=["dask", "msgpack"]
+    ) as limited:
+        # Tasks are pickled regardless; plain data and numpy results load.
+        assert await limited.submit(inc, 1) == 2
+        assert (await limited.submit(np.ones, 3)).tolist() == [1.0, 1.0, 1.0]
+        assert await limited.gather(await limited.scatter([1, "two", {"x": b"3"}])) == [
+            1,
+            "two",
+            {"x": b"3"},
+        ]
+        with pytest.raises(TypeError, match="cannot send"):
+            await limited.scatter(inc)
+        with pytest.raises(TypeError, match="cannot send"):
+            await limited.publish_dataset(f=_identity)
+        with pytest.raises(TypeError, match="cannot send"):
+            await Variable("families", client=limited).set(_identity)
+        # A function as a result is refused before anything of it is built.
+        with pytest.raises(TypeError, match="do not load"):
+            await limited.submit(_identity, inc)
+        with pytest.raises(TypeError, match="do not load"):
+            await limited.run(lambda: inc)
+        await c.publish_dataset(g=_identity)
+        with pytest.raises(TypeError, match="do not load"):
+            await limited.get_dataset("g")
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_deserializers_limit_only_what_the_client_loads(c, s, a):
+    np = pytest.importorskip("numpy")
+    async with Client(
+        s.address,
+        asynchronous=True,
+        set_as_default=False,
+        serializers=["msgpack", "pickle"],
+        deserializers=["msgpack"],
+    ) as limited:
+        future = await limited.scatter(np.ones(5))  # sending may pickle
+        with pytest.raises(TypeError, match="do not load"):
+            await future
+        assert await limited.submit(inc, 1) == 2
+    with pytest.raises(ValueError, match="unknown serializers"):
+        Client(s.address, asynchronous=True, serializers=["json"])

@@ -15,7 +15,7 @@ from collections.abc import Generator
 from typing import Any, Callable
 
 from .. import _engine
-from ..core import aio, arguments, context
+from ..core import aio, arguments, context, families
 from ..core.arguments import UNSET
 from ..core.errors import ClosedClientError
 from ..core.preload import Preloads
@@ -222,13 +222,19 @@ class Client(
             )
         for option, value in (
             ("heartbeat_interval", heartbeat_interval),
-            ("serializers", serializers),
-            ("deserializers", deserializers),
             ("extensions", extensions),
             ("direct_to_workers", direct_to_workers),
             ("connection_limit", connection_limit),
         ):
             arguments.reject(option, value)
+        # Dask's serialization families: what this client sends and loads
+        # (None: anything); the deserializers default to the serializers.
+        self._serializers = families.parse(serializers, "serializers")
+        self._deserializers = (
+            self._serializers
+            if deserializers is None
+            else families.parse(deserializers, "deserializers")
+        )
         self.id = f"Client-{uuid.uuid4()}"
         start = functools.partial(
             self._connect, address, timeout, set_as_default, scheduler_file, name, security, kwargs

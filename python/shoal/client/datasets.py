@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from .._engine import Answer, Coord
-from ..core import aio, keys, serialize
+from ..core import aio, families, keys, serialize
 
 _NO_DEFAULT = object()
 
@@ -78,6 +78,7 @@ class DatasetMethods:
         pairs = _named(args, name, kwargs)
         wire = [(wire_name(key), key, value) for key, value in pairs]
         for text, key, value in wire:
+            families.check_sendable(value, self._serializers, f"dataset {key!r}")
             frames, keys = serialize.dumps_held(value, f"dataset {key!r}")
             answer = self._request(Coord.DatasetPublish(text, frames, keys, override))
             if isinstance(answer, Answer.Exists):

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ..actor import factory as actor_factory
 from ..cfexecutor import ClientExecutor
-from ..core import aio, arguments, keys, lift, nested, options, serialize
+from ..core import aio, arguments, families, keys, lift, nested, options, serialize
 from ..core.arguments import UNSET
 from ..core.errors import FutureCancelledError, trimmed
 from ..core.graph import graph_specs
@@ -360,6 +360,8 @@ class Submitting:
             items = [(None, v) for v in data]
         else:
             items = [(None, data)]
+        for _, value in items:
+            families.check_sendable(value, self._serializers, "the scattered value")
         names = scatter_items(
             self._session,
             items,

@@ -145,7 +145,7 @@ class WorkerCalls:
         results: dict[str, Any] = {}
         for address, answer in self._session.run_on_workers(targets, call):
             if isinstance(answer, RunAnswer.Value):
-                results[address] = serialize.loads(answer.frames)
+                results[address] = serialize.loads_for(answer.frames, self)
                 continue
             if isinstance(answer, RunAnswer.Raised):
                 error: BaseException = rebuild(answer.error)

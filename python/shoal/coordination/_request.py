@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 from .._engine import Answer, Coord
-from ..core import aio, context, serialize
+from ..core import aio, context, families, serialize
 from ..core.errors import ClosedClientError
 from ..core.times import parse_timedelta
 
@@ -152,8 +152,11 @@ def ask_flag(client: Any, op: Coord) -> bool:
     return bool(answer.value)
 
 
-def dump(value: Any, what: str) -> tuple[list[bytes], list[str]]:
-    """Pickle a value for the scheduler to hold; the keys of its futures."""
+def dump(client: Any, value: Any, what: str) -> tuple[list[bytes], list[str]]:
+    """Pickle a value ``client`` sends for the scheduler to hold (within its
+    serialization families); the keys of its futures.
+    """
+    families.check_sendable(value, getattr(client, "_serializers", None), what)
     return serialize.dumps_held(value, what)
 
 

@@ -89,7 +89,7 @@ class Queue(AsyncUse):
     def _put(self, value: Any, t: float | None) -> None:
         # Pickled here, so a future in `value` lives until the scheduler
         # holds it (a coroutine would otherwise keep only its key).
-        frames, keys = dump(value, "a queue item")
+        frames, keys = dump(self.client, value, "a queue item")
         self._start()
         answer = ask(self.client, Coord.QueuePut(self.name, frames, keys), t)
         if isinstance(answer, Answer.TimedOut):

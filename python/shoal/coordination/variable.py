@@ -65,7 +65,7 @@ class Variable(AsyncUse):
     def _set(self, value: Any) -> None:
         # Pickled here, so a future in `value` lives until the scheduler
         # holds it (a coroutine would otherwise keep only its key).
-        frames, keys = dump(value, "a variable's value")
+        frames, keys = dump(self.client, value, "a variable's value")
         ask(self.client, Coord.VariableSet(self.name, frames, keys))
 
     def get(self, timeout: Any = None) -> Any:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from .. import _engine
+from . import families
 
 _local = threading.local()
 _FUNC_CACHE_SIZE = 256
@@ -88,8 +89,12 @@ def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[Any]:
     return [data, *(_frame(b) for b in buffers)]
 
 
-def _loads(frames: Sequence[Any]) -> Any:
-    value = pickle.loads(frames[0], buffers=frames[1:])
+def _loads(frames: Sequence[Any], allowed: frozenset[str] | None = None) -> Any:
+    if families.limits(allowed):
+        assert allowed is not None
+        value = families.load(frames, allowed, "the value")
+    else:
+        value = pickle.loads(frames[0], buffers=frames[1:])
     if type(value) is _engine.Frame:
         # A large ``bytes`` value that travelled as a frame of its own (see
         # :func:`_pickle`): a ``bytes`` object owns its memory, so this is
@@ -220,12 +225,14 @@ def set_future_factory(factory: Callable[[str, Any], Any]) -> None:
 
 def loads_for(frames: list[bytes], client: Any) -> Any:
     """Unpickle a value that may hold futures (a result, a queue item):
-    they become futures of ``client``.
+    they become futures of ``client``. A client made with Dask's
+    ``deserializers=`` loads only values of those families
+    (:mod:`shoal.core.families`).
     """
     previous = getattr(_local, "client", None)
     _local.client = client
     try:
-        return _loads(frames)
+        return _loads(frames, getattr(client, "_deserializers", None))
     finally:
         _local.client = previous
 
