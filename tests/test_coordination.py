@@ -344,3 +344,20 @@ def test_timeouts_accept_dask_strings(client):
         f.result(timeout="soon")
     futures = client.scatter([1, 2], timeout="30 s")
     assert client.gather(futures) == [1, 2]
+
+
+def test_a_cancelled_future_cannot_be_shared(client):
+    # Its key is gone from the scheduler: a queue or variable refuses it at
+    # once (Dask times out waiting for it), and nothing is changed.
+    future = client.submit(lambda: 1, pure=False)
+    future.result()
+    future.cancel()
+    q = Queue(client=client)
+    with pytest.raises(TimeoutError, match="unknown to scheduler"):
+        q.put(future)
+    assert q.qsize() == 0
+    v = Variable(client=client)
+    v.set(1)
+    with pytest.raises(TimeoutError, match="unknown to scheduler"):
+        v.set(future, timeout="5ms")
+    assert v.get() == 1

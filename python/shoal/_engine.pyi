@@ -627,6 +627,13 @@ class Answer:
         @property
         def message(self) -> str: ...
 
+    @final
+    class UnknownKeys(Answer):
+        __match_args__ = ("keys",)
+        def __new__(cls, keys: Sequence[str]) -> Answer.UnknownKeys: ...
+        @property
+        def keys(self) -> list[str]: ...
+
 @disjoint_base
 class RunAnswer:
     """One worker's answer to a ``Client.run`` call."""

@@ -178,7 +178,7 @@ fn a_value_naming_an_unknown_future_is_refused() {
     let mut env = Env::new();
     ask(&mut env, 1, 1, put("q", holding("nope")), None);
     let r = replies(&mut env);
-    assert!(matches!(&r[..], [(1, 1, CoordReply::Invalid(m))] if m.contains("nope")));
+    assert!(matches!(&r[..], [(1, 1, CoordReply::UnknownKeys(k))] if k == &["nope"]));
 }
 
 #[test]

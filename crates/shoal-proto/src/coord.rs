@@ -178,7 +178,9 @@ pub enum CoordReply {
     Missing,
     /// A dataset of that name exists.
     Exists,
-    /// The request cannot be served (a key the scheduler does not know, a
-    /// bad argument); the message says why.
+    /// The request cannot be served (a bad argument); the message says why.
     Invalid(String),
+    /// The value refers to futures whose keys the scheduler does not know
+    /// (released or cancelled): nothing was changed.
+    UnknownKeys(Vec<String>),
 }

@@ -135,6 +135,14 @@ def ask(client: Any, op: Coord, timeout: float | None = None) -> Answer:
     answer = client._session.request(op, timeout)
     if isinstance(answer, Answer.Invalid):
         raise ValueError(answer.message)
+    if isinstance(answer, Answer.UnknownKeys):
+        # Dask raises TimeoutError here once its timeout passes, waiting for
+        # the keys to arrive; shoal's scheduler has every key a client sent
+        # before this request, so these will never come.
+        raise TimeoutError(
+            f"Task {', '.join(answer.keys)} unknown to scheduler (released or cancelled): "
+            "a future must be kept by a client to be shared"
+        )
     return answer
 
 

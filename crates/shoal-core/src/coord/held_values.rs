@@ -44,8 +44,8 @@ impl Core {
         item: Held,
         out: &mut Vec<Command>,
     ) -> Option<Parked> {
-        if let Err(msg) = self.hold(&item) {
-            reply(out, id, CoordReply::Invalid(msg));
+        if let Err(refused) = self.hold(&item) {
+            reply(out, id, refused);
             return None;
         }
         let q = self
@@ -153,8 +153,8 @@ impl Core {
         item: Held,
         out: &mut Vec<Command>,
     ) {
-        if let Err(msg) = self.hold(&item) {
-            reply(out, id, CoordReply::Invalid(msg));
+        if let Err(refused) = self.hold(&item) {
+            reply(out, id, refused);
             return;
         }
         if let Some(old) = self.coord.variables.insert(name.clone(), item.clone()) {
@@ -207,8 +207,8 @@ impl Core {
             reply(out, id, CoordReply::Exists);
             return;
         }
-        if let Err(msg) = self.hold(&item) {
-            reply(out, id, CoordReply::Invalid(msg));
+        if let Err(refused) = self.hold(&item) {
+            reply(out, id, refused);
             return;
         }
         if let Some(old) = self.coord.datasets.insert(name, item) {

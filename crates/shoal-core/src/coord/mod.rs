@@ -436,19 +436,19 @@ impl Core {
     }
 
     /// Checks that every key a value refers to is known, then keeps those
-    /// tasks for as long as the value is held. On an unknown key nothing
-    /// is held and the message says which.
-    pub(crate) fn hold(&mut self, item: &Held) -> Result<(), String> {
+    /// tasks for as long as the value is held. If any is unknown nothing
+    /// is held, and the reply names the unknown keys.
+    pub(crate) fn hold(&mut self, item: &Held) -> Result<(), CoordReply> {
         let mut ids = Vec::with_capacity(item.keys.len());
+        let mut unknown = Vec::new();
         for k in &item.keys {
             match self.id_of(k) {
                 Some(id) => ids.push(id),
-                None => {
-                    return Err(format!(
-                        "the scheduler does not know the future {k} (was it released?)"
-                    ))
-                }
+                None => unknown.push(k.clone()),
             }
+        }
+        if !unknown.is_empty() {
+            return Err(CoordReply::UnknownKeys(unknown));
         }
         for id in ids {
             self.hold_id(id);

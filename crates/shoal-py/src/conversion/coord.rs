@@ -301,6 +301,11 @@ pub enum Answer {
     Invalid {
         message: String,
     },
+    /// The value refers to futures the scheduler does not know (released
+    /// or cancelled); nothing was changed.
+    UnknownKeys {
+        keys: Vec<String>,
+    },
 }
 
 impl From<CoordReply> for Answer {
@@ -324,6 +329,7 @@ impl From<CoordReply> for Answer {
             CoordReply::Missing => Answer::Missing {},
             CoordReply::Exists => Answer::Exists {},
             CoordReply::Invalid(message) => Answer::Invalid { message },
+            CoordReply::UnknownKeys(keys) => Answer::UnknownKeys { keys },
         }
     }
 }
