@@ -376,6 +376,7 @@ impl Core {
                         error: None,
                         backoff: (delay > 0.0).then_some((delay, most)),
                         retried: 0,
+                        failed_on: None,
                         limits,
                         holds_limits: false,
                         resources,

@@ -121,7 +121,8 @@ impl Core {
     }
 
     /// The worker with a free slot (and the task's resources free) holding
-    /// most of the task's input bytes, then the least loaded one. Worker
+    /// most of the task's input bytes, then the least loaded one, then one
+    /// other than the worker the task last failed on. Worker
     /// restrictions hold unless they are loose and match no connected worker.
     /// `None` also when the inputs are better waited for than moved: the
     /// worker holding most of them has no free slot, but would start the
@@ -134,6 +135,7 @@ impl Core {
             restrictions = &[];
         }
         let needs = t.resources();
+        let failed_on = t.extra.as_ref().and_then(|e| e.failed_on);
         let mut best: Option<(WorkerId, u64, f64)> = None;
         // The eligible worker holding most input bytes, free slot or not.
         let mut holder: Option<(WorkerId, u64)> = None;
@@ -156,7 +158,11 @@ impl Core {
             let load = w.assigned.len() as f64 / w.capacity.max(1) as f64;
             let better = match best {
                 None => true,
-                Some((_, bl, bload)) => local > bl || (local == bl && load < bload),
+                Some((bw, bl, bload)) => {
+                    local > bl
+                        || (local == bl
+                            && (load < bload || (load == bload && Some(bw) == failed_on)))
+                }
             };
             if better {
                 best = Some((wid, local, load));

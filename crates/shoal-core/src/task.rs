@@ -93,6 +93,9 @@ pub(crate) struct Extra {
     pub backoff: Option<(f64, f64)>,
     /// How many times the task was retried.
     pub retried: u32,
+    /// The worker its last attempt failed on: a retry goes to another
+    /// worker as free, if there is one (the failure may be that worker's).
+    pub failed_on: Option<WorkerId>,
     /// Cluster-wide limits it counts against.
     pub limits: Box<[std::sync::Arc<str>]>,
     /// Whether it holds a slot of each of `limits` (while assigned).

@@ -236,6 +236,7 @@ impl Core {
         let t = self.tasks.get_mut(&id).expect("an assigned task exists");
         if t.retries_left > 0 && retryable {
             t.retries_left -= 1;
+            t.extra.get_or_insert_with(Box::default).failed_on = Some(w);
             if let Some(delay) = t.extra.as_mut().and_then(|e| {
                 let (first, most) = e.backoff?;
                 e.retried += 1;

@@ -49,6 +49,26 @@ fn a_task_submitted_on_an_erred_input_errs_at_once() {
 }
 
 #[test]
+fn a_retry_goes_to_another_worker_as_free() {
+    // The failure may be the worker's (a missing file, a bad disk): with
+    // another as free, the retry runs there, and back again after that.
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    let w2 = env.worker(1);
+    env.submit(vec![task("a").retries(3)]);
+    let first = match env.state("a") {
+        Some(Assigned(w)) => w,
+        other => panic!("assigned, not {other:?}"),
+    };
+    let other = if first == w1 { w2 } else { w1 };
+    env.take();
+    env.fail(first, "a");
+    assert_eq!(env.state("a"), Some(Assigned(other)));
+    env.fail(other, "a");
+    assert_eq!(env.state("a"), Some(Assigned(first)));
+}
+
+#[test]
 fn retries_run_a_failed_task_again_then_give_up() {
     let mut env = Env::new();
     let w = env.worker(1);
