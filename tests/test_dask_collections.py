@@ -185,3 +185,29 @@ def test_a_shuffle_larger_than_the_workers_memory_completes_by_spilling():
     assert all(a[4] <= b[3] for a, b in zip(parts, parts[1:])), "partitions in order"
     expected = sum(numeric_part(i).y.sum() for i in range(n))
     assert sum(p[2] for p in parts) == pytest.approx(expected)
+
+
+def _compute_inside(collection):
+    """In a task: compute a dask collection."""
+    return collection.compute()
+
+
+def _where(_):
+    """The shoal worker running this (raises outside a shoal task)."""
+    from shoal import get_worker
+
+    return get_worker().address
+
+
+def test_a_collection_computed_in_a_task_runs_on_the_cluster(c3):
+    # As Dask's get_client: a persisted frame passed to a task (its graph
+    # holds futures) is computed through the worker's client; a task that
+    # waits so gives up its slot, so one thread is enough.
+    pdf = pd.DataFrame({"x": range(10)})
+    persisted = dd.from_pandas(pdf, npartitions=3).persist()
+    scattered = c3.scatter(persisted)
+    pd.testing.assert_frame_equal(c3.submit(_compute_inside, scattered).result(), pdf)
+    # Each partition ran as a shoal task (dask's own threads have no worker).
+    bag = db.from_sequence(range(20), npartitions=4).map(_where)
+    workers = set(c3.scheduler_info()["workers"])
+    assert set(c3.submit(_compute_inside, bag).result()) <= workers

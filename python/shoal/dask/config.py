@@ -17,7 +17,7 @@ import os
 import sys
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..core import context
@@ -27,7 +27,9 @@ _SHUFFLE = "dataframe.shuffle.method"
 #: Shuffle methods that cannot work on a shoal cluster: ``disk`` needs one
 #: process, ``p2p`` dask.distributed's workers.
 _WRONG_HERE = (None, "disk", "p2p")
-_pending: list[weakref.ref[Any]] = []
+#: What to configure once dask is imported: clients to make its scheduler,
+#: or None for a worker process's task scheduler.
+_pending: list[weakref.ref[Any] | None] = []
 
 
 def set_default_scheduler(client: Any) -> None:
@@ -39,11 +41,41 @@ def set_default_scheduler(client: Any) -> None:
         _install_import_hook()
 
 
+#: In a worker process: the client a task computes dask collections with.
+_task_client: list[Callable[[], Any]] = []
+
+
+def in_task_get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    """Dask's scheduler in a worker process: a dask collection computed in a
+    task runs on the cluster through the worker's client (as Dask's
+    ``get_client`` makes it), which secedes while it waits; outside a task
+    dask's own threads run it.
+    """
+    if context.in_task() and _task_client:
+        return _task_client[0]().get(dsk, keys, **kwargs)
+    import dask.threaded
+
+    return dask.threaded.get(dsk, keys, **kwargs)
+
+
+def use_the_cluster_in_tasks(task_client: Callable[[], Any]) -> None:
+    """In a worker process: dask collections computed by tasks run on the
+    cluster through ``task_client()``, and shuffle with tasks (now, or when
+    dask is imported).
+    """
+    _task_client[:] = [task_client]
+    if "dask" in sys.modules and hasattr(sys.modules["dask"], "config"):
+        _configure(None)
+    else:
+        _pending.append(None)
+        _install_import_hook()
+
+
 def unset_default_scheduler(client: Any) -> None:
     """When ``client`` closes: if dask uses it, hand dask the current default
     shoal client instead, or dask's own default if there is none.
     """
-    _pending[:] = [r for r in _pending if r() is not None and r() is not client]
+    _pending[:] = [r for r in _pending if r is None or r() not in (None, client)]
     dask = sys.modules.get("dask")
     if dask is None or not hasattr(dask, "config"):
         return
@@ -57,9 +89,12 @@ def unset_default_scheduler(client: Any) -> None:
 
 
 def _configure(client: Any) -> None:
+    """Make ``client`` dask's scheduler; None: :func:`in_task_get`."""
     import dask
 
-    if client.status == "running":
+    if client is None:
+        dask.config.set(scheduler=in_task_get)
+    elif client.status == "running":
         dask.config.set(scheduler=client)
         if dask.config.get(_SHUFFLE, None) in _WRONG_HERE:
             dask.config.set({_SHUFFLE: "tasks"})
@@ -109,8 +144,8 @@ class _DaskImportHook:
         def exec_module(module: Any) -> None:
             original(module)
             for ref in _pending:
-                c = ref()
-                if c is not None:
+                c = None if ref is None else ref()
+                if ref is None or c is not None:
                     _configure(c)
             _pending.clear()
 

@@ -7,12 +7,14 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 from .. import _engine
 from ..core import memory as memory_
 from ..core import security
 from ..core.preload import Preloads
 from ..core.settings import setting
+from ..dask import config as dask_config
 from . import command_line
 from .executor import Executors
 from .options import WorkerOptions, pre_spawn_environ
@@ -57,6 +59,13 @@ def restart_process() -> None:
         env.update(credentials)
         argv += options
     os.execve(sys.executable, [sys.executable, "-m", "shoal.worker", *argv], env)
+
+
+def _task_client() -> Any:
+    """The client a task of this worker uses (made on first use)."""
+    from ..client.client import get_client
+
+    return get_client()
 
 
 def _extend_sys_path() -> None:
@@ -212,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     # reruns its tasks elsewhere.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _extend_sys_path()
+    # dask collections a task computes run on the cluster, as in Dask.
+    dask_config.use_the_cluster_in_tasks(_task_client)
     try:
         root = private_root(options.local_directory)
         # What workers killed earlier left behind.
