@@ -97,3 +97,21 @@ def test_optimize_graph_false_runs_the_graph_as_built(client):
     assert compute(x.sum(), optimize_graph=False) == (20,)
     (p,) = client.persist([x], optimize_graph=False)
     assert int(p.sum().compute()) == 20
+
+
+def test_direct_to_workers_is_what_shoal_does_and_false_is_refused(client):
+    # shoal's clients read values from the workers holding them; a task's
+    # client says so, as Dask's worker clients do.
+    assert client.direct_to_workers is None
+    assert client.submit(_direct_to_workers_here).result() is True
+    with Client(client.scheduler_address, direct_to_workers=True, set_as_default=False) as c:
+        assert c.direct_to_workers is True
+        assert c.submit(inc, 1).result() == 2
+    with pytest.raises(NotImplementedError, match="direct_to_workers=False"):
+        Client(client.scheduler_address, direct_to_workers=False)
+
+
+def _direct_to_workers_here():
+    from shoal import get_client
+
+    return get_client().direct_to_workers

@@ -169,6 +169,16 @@ class Client(
         An asyncio event loop running in another thread (or a tornado
         ``IOLoop`` on one), on which :meth:`sync` runs coroutines; shoal's
         own calls need no loop.
+    serializers, deserializers
+        Dask's serialization families (``"msgpack"``, ``"dask"``,
+        ``"error"``, ``"pickle"``, ``"cloudpickle"``) this client sends and
+        loads values with; without ``"pickle"`` it refuses the rest before
+        anything is built (see :mod:`shoal.core.families`). Default: all;
+        the deserializers default to the serializers.
+    direct_to_workers
+        True or unset: the client reads values from the workers holding
+        them (shoal always does). ``False``, relaying them through the
+        scheduler, is not supported.
 
     Dask's ``distributed.client.preload`` configuration names code to run
     as the client starts and closes: a module name, a ``.py`` path or Python
@@ -223,10 +233,24 @@ class Client(
         for option, value in (
             ("heartbeat_interval", heartbeat_interval),
             ("extensions", extensions),
-            ("direct_to_workers", direct_to_workers),
             ("connection_limit", connection_limit),
         ):
             arguments.reject(option, value)
+        if direct_to_workers is None:
+            direct_to_workers = setting("distributed.client.direct-to-workers", None) or None
+        if direct_to_workers is not None and not isinstance(direct_to_workers, bool):
+            raise TypeError(
+                f"direct_to_workers must be True, False or None, not {direct_to_workers!r}"
+            )
+        if direct_to_workers is False:
+            raise NotImplementedError(
+                "shoal does not support direct_to_workers=False: values are read from the "
+                "workers that hold them (small ones come with the scheduler's messages), "
+                "never relayed by the scheduler; leave it unset or True"
+            )
+        #: Dask's option: True (read results from the workers directly, as
+        #: shoal always does) or None (unset).
+        self.direct_to_workers: bool | None = direct_to_workers
         # Dask's serialization families: what this client sends and loads
         # (None: anything); the deserializers default to the serializers.
         self._serializers = families.parse(serializers, "serializers")

@@ -22,7 +22,6 @@ _ADVICE = {
     "heartbeat_interval": "leave it unset",
     "extensions": "leave it unset",
     "connection_limit": "leave it unset",
-    "direct_to_workers": "leave it unset; large results always come from the workers directly",
     "batch_size": "leave it unset; map sends its tasks in one batch",
     "force": "leave it False",
     "worker_class": "leave it unset",

@@ -113,6 +113,7 @@ class Worker:
                     timeout=timeout,
                     set_as_default=False,
                     name=f"worker-client-{self.name}",
+                    direct_to_workers=True,
                 )
             return self._client
 
