@@ -1018,3 +1018,43 @@ async def test_deserializers_limit_only_what_the_client_loads(c, s, a):
         assert await limited.submit(inc, 1) == 2
     with pytest.raises(ValueError, match="unknown serializers"):
         Client(s.address, asynchronous=True, serializers=["json"])
+
+
+# ----- Client.profile -------------------------------------------------------------
+
+
+def _spin(seconds):
+    import time
+
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+    return seconds
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
+async def test_profile_counts_where_tasks_spend_their_time(c, s, a):
+    import time
+
+    start = time.time()
+    await c.submit(_spin, 0.3, key="spin-1")
+    tree = await c.profile(key="spin", start=start)
+    assert tree["count"] > 0
+    (site,) = [n for n in tree["children"].values() if n["identifier"].startswith("_spin;")]
+    assert 0 < site["count"] <= tree["count"]
+    assert (await c.profile(key="other"))["count"] == 0
+    assert (await c.profile(start=time.time() + 10))["count"] == 0
+    per_worker = await c.profile(merge_workers=False)
+    assert list(per_worker) == [a.address]
+    with pytest.raises(NotImplementedError, match="scheduler"):
+        await c.profile(scheduler=True)
+
+
+@gen_cluster(
+    client=True,
+    nthreads=[("127.0.0.1", 1)],
+    config={"distributed.worker.profile.enabled": False},
+)
+async def test_profile_is_empty_when_disabled(c, s, a):
+    await c.submit(_spin, 0.1)
+    assert (await c.profile())["count"] == 0

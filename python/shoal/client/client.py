@@ -31,11 +31,13 @@ from ..worker import task_context as worker_context
 from .collections import Collections
 from .contexts import ContextCalls
 from .datasets import DatasetMethods
+from .diagnostics import DiagnosticCalls
 from .events import EventCalls
 from .held import Held
 from .metadata import MetadataCalls
 from .plugins import PluginCalls
 from .recreate import Recreating
+from .restarts import RestartCalls
 from .submit import Submitting
 from .versions import VersionCalls
 from .workers import WorkerCalls
@@ -125,6 +127,8 @@ class Client(
     Submitting,
     Collections,
     WorkerCalls,
+    DiagnosticCalls,
+    RestartCalls,
     Recreating,
     DatasetMethods,
     VersionCalls,

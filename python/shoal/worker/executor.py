@@ -32,6 +32,7 @@ from ..core.settings import setting
 from . import task_context
 from .inputs import DEFAULT_BUDGET, InputCache
 from .options import WorkerOptions
+from .profile import Profiler
 from .uploads import Uploads, private_root
 
 if TYPE_CHECKING:
@@ -213,6 +214,8 @@ class Executors:
         # Set once the plugins the scheduler sent as this worker joined are
         # installed (see `_control`): executor threads wait for it.
         self._joined = threading.Event()
+        #: The statistical profile of this worker's tasks (Client.profile).
+        self.profiler = Profiler(self.worker.running, Executors._run.__code__)
         if preloads is not None:
             # before any thread takes work: tasks and run calls wait in the runtime
             self.worker.start_preloads(preloads)
@@ -405,6 +408,7 @@ class Executors:
                 continue
             if isinstance(item, ControlItem.Closed):
                 self._joined.set()  # let waiting executor threads see it close
+                self.profiler.close()
                 self.holding.clear()
                 self.inputs.clear()
                 self.worker.actors.clear()

@@ -117,6 +117,15 @@ class Worker:
                 )
             return self._client
 
+    def get_profile(
+        self, start: float | None = None, stop: float | None = None, key: str | None = None
+    ) -> dict[str, Any]:
+        """The statistical profile of this worker's tasks (of key prefix
+        ``key``) between ``start`` and ``stop`` (seconds since the epoch),
+        in Dask's format; see :meth:`shoal.Client.profile`.
+        """
+        return self.executors.profiler.profile(key, start, stop)
+
     def call_stacks(self, keys: Any = None) -> dict[str, list[str]]:
         """The stack of each task running on an executor thread now (those
         of ``keys`` only, if given), as lines of :func:`traceback.format_stack`.
