@@ -15,7 +15,7 @@ from ..core import security
 from ..core.preload import Preloads
 from ..core.settings import setting
 from ..dask import config as dask_config
-from . import command_line
+from . import command_line, task_context
 from .executor import Executors
 from .options import WorkerOptions, pre_spawn_environ
 from .uploads import private_root, remove_stale
@@ -62,10 +62,13 @@ def restart_process() -> None:
 
 
 def _task_client() -> Any:
-    """The client a task of this worker uses (made on first use)."""
-    from ..client.client import get_client
-
-    return get_client()
+    """The client of the worker running the calling task (made on first
+    use, shared by its tasks).
+    """
+    worker = task_context.current_worker()
+    if worker is None:
+        raise RuntimeError("no task runs on this thread")
+    return worker.client()
 
 
 def _extend_sys_path() -> None:
