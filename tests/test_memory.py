@@ -263,8 +263,9 @@ def test_directories_of_dead_workers_are_removed_when_a_worker_starts(tmp_path):
     root = tmp_path / f"shoal-{os.getuid()}"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    root.mkdir(mode=0o700)  # as workers make it
     stale = root / f"worker-{dead.pid}-spill0"
-    stale.mkdir(parents=True)
+    stale.mkdir()
     (stale / "1").write_bytes(b"old")
     mine = root / f"worker-{os.getpid()}-spill0"
     mine.mkdir()

@@ -45,10 +45,8 @@ def user_root(local_directory: str | None = None) -> Path:
 
 
 def private_root(local_directory: str | None = None) -> Path:
-    """:func:`user_root`, made if need be, once it is sure to be this user's
-    alone: a directory (not a link) owned by this user that no one else may
-    enter. Workers import uploaded files from under it, so a directory
-    someone else planted there first would let them run code as this user.
+    """:func:`user_root`, checked with :func:`ensure_private` if it exists
+    (it is made when first needed).
 
     Raises
     ------
@@ -56,9 +54,28 @@ def private_root(local_directory: str | None = None) -> Path:
         If the directory is someone else's, a link, or open to others.
 
     """
-    root = user_root(local_directory)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = os.lstat(root)
+    return ensure_private(user_root(local_directory), create=False)
+
+
+def ensure_private(root: Path, create: bool) -> Path:
+    """``root``, once sure it is this user's alone: a directory (not a link)
+    owned by this user that no one else may enter. Workers import uploaded
+    files from under it, so a directory someone else planted there first
+    would let them run code as this user. ``create`` makes it (mode 0700)
+    if missing; otherwise a missing one is fine.
+
+    Raises
+    ------
+    PermissionError
+        If the directory is someone else's, a link, or open to others.
+
+    """
+    if create:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return root
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
         what = "a link" if stat.S_ISLNK(st.st_mode) else "a directory"
         raise PermissionError(
@@ -104,6 +121,7 @@ class Uploads:
     def directory(self) -> Path:
         """This worker's directory (made on first use)."""
         if self._dir is None:
+            ensure_private(self._root, create=True)
             remove_stale(self._root)
             self._dir = Path(tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=self._root))
             atexit.register(self.remove)
