@@ -5,6 +5,7 @@ Part of :class:`Client`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,6 +24,7 @@ class DiagnosticCalls:
     scheduler_info: Callable[..., Any]
     nthreads: Callable[..., Any]
     get_versions: Callable[..., Any]
+    _check_running: Callable[[], None]
 
     @aio.maybe_async
     def dump_cluster_state(
@@ -211,6 +213,61 @@ class DiagnosticCalls:
             wanted += [f.key for f in futures_of(futures)]
         stacks = self.run(_call_stacks, sorted(set(wanted)) or None)
         return {address: s for address, s in stacks.items() if s}
+
+    def get_task_stream(
+        self,
+        start: Any = None,
+        stop: Any = None,
+        count: int | None = None,
+        plot: Any = False,
+        filename: str = "task-stream.html",
+        bokeh_resources: Any = None,
+    ) -> Any:
+        """The tasks that ran recently, as Dask records them.
+
+        The scheduler keeps the most recent 50,000.
+
+        Parameters
+        ----------
+        start, stop
+            Only tasks that started after ``start`` and stopped before
+            ``stop``: seconds since the epoch, or a duration before now such
+            as ``"60s"`` or ``"500 ms"``.
+        count
+            Only the newest ``count`` of those.
+        plot
+            ``'save'`` also writes them to ``filename`` as a self-contained
+            HTML page, and returns ``(records, path)``.
+        filename
+            Where ``plot='save'`` writes.
+        bokeh_resources
+            Not supported (shoal draws no Bokeh figures): leave it None.
+
+        Returns
+        -------
+        list of dict
+            One per task: ``key``, ``name`` (its function), ``worker``,
+            ``thread``, ``status`` (``'OK'`` or ``'error'``), ``nbytes``,
+            ``startstops`` (``({'action': 'compute', 'start': ..., 'stop': ...},)``)
+            and ``metadata``.
+
+        Examples
+        --------
+        >>> client.gather(client.map(inc, range(10)))  # doctest: +SKIP
+        >>> len(client.get_task_stream(start="10 s"))  # doctest: +SKIP
+        10
+
+        """
+        from ..diagnostics import report, task_stream
+
+        task_stream.check_plot(plot, bokeh_resources)
+        self._check_running()
+        data = task_stream.select(task_stream.records_since(self._session, 0), start, stop, count)
+        if plot == "save":
+            # The page starts at the first task's start (see write_report).
+            now = time.time()
+            return data, report.write_report(filename, data, now, now, "task stream")
+        return data
 
     @aio.maybe_async
     def profile(

@@ -32,14 +32,33 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from itertools import count
 from typing import Any
 
 import pytest
 
-from . import _engine
-from .core import aio
-from .core import security as security_
+from .. import _engine
+from ..core import aio
+from ..core import security as security_
+from .tasks import (
+    asyncinc,
+    block_on_event,
+    dec,
+    div,
+    double,
+    inc,
+    lock_inc,
+    map_varying,
+    mul,
+    randominc,
+    slowadd,
+    slowdec,
+    slowdouble,
+    slowidentity,
+    slowinc,
+    slowsum,
+    throws,
+    varying,
+)
 
 __all__ = [
     "a",
@@ -81,143 +100,6 @@ __all__ = [
 
 #: How long a ``gen_cluster``/``gen_test`` test may run by default (seconds).
 TEST_TIMEOUT = 30
-
-# ----- functions to run as tasks ------------------------------------------
-
-
-def inc(x: Any) -> Any:
-    """``x + 1``."""
-    return x + 1
-
-
-def dec(x: Any) -> Any:
-    """``x - 1``."""
-    return x - 1
-
-
-def mul(x: Any, y: Any) -> Any:
-    """``x * y``."""
-    return x * y
-
-
-def div(x: Any, y: Any) -> Any:
-    """``x / y`` (a task that errs for ``y == 0``)."""
-    return x / y
-
-
-def throws(x: Any) -> Any:
-    """Always raises ``RuntimeError("hello!")``."""
-    raise RuntimeError("hello!")
-
-
-def double(x: Any) -> Any:
-    """``x * 2``."""
-    return x * 2
-
-
-def slowinc(x: Any, delay: float = 0.02) -> Any:
-    """``x + 1`` after sleeping ``delay`` seconds."""
-    time.sleep(delay)
-    return x + 1
-
-
-def slowdec(x: Any, delay: float = 0.02) -> Any:
-    """``x - 1`` after sleeping ``delay`` seconds."""
-    time.sleep(delay)
-    return x - 1
-
-
-def slowdouble(x: Any, delay: float = 0.02) -> Any:
-    """``2 * x`` after sleeping ``delay`` seconds."""
-    time.sleep(delay)
-    return 2 * x
-
-
-def randominc(x: Any, scale: float = 1) -> Any:
-    """``x + 1`` after sleeping a random time up to ``scale`` seconds."""
-    import random
-
-    time.sleep(random.random() * scale)
-    return x + 1
-
-
-def slowadd(x: Any, y: Any, delay: float = 0.02) -> Any:
-    """``x + y`` after sleeping ``delay`` seconds."""
-    time.sleep(delay)
-    return x + y
-
-
-def slowsum(seq: Any, delay: float = 0.02) -> Any:
-    """``sum(seq)`` after sleeping ``delay`` seconds."""
-    time.sleep(delay)
-    return sum(seq)
-
-
-def slowidentity(*args: Any, delay: float = 0.02) -> Any:
-    """Its one argument (or the tuple of them) after sleeping ``delay`` seconds."""
-    time.sleep(delay)
-    return args[0] if len(args) == 1 else args
-
-
-def lock_inc(x: Any, lock: Any) -> Any:
-    """``x + 1`` while holding ``lock``."""
-    with lock:
-        return x + 1
-
-
-def block_on_event(event: Any) -> None:
-    """Wait until ``event`` (a :class:`shoal.Event`) is set."""
-    event.wait()
-
-
-async def asyncinc(x: Any, delay: float = 0.02) -> Any:
-    """``x + 1`` after ``await asyncio.sleep(delay)``."""
-    await asyncio.sleep(delay)
-    return x + 1
-
-
-# Calls counted per varying() function; looked up through sys.modules so a
-# function pickled to a worker on threads of this process counts here too.
-_calls: dict[int, int] = {}
-_varying_ids = count()
-
-
-def _next_call(ident: int) -> int:
-    table = sys.modules[__name__]._calls
-    i = table.get(ident, 0)
-    table[ident] = i + 1
-    return i
-
-
-def varying(items: list[Any]) -> Callable[[], Any]:
-    """A function returning ``items[0]``, then ``items[1]``, ... on each call
-    (raising the item if it is an exception, ``IndexError`` past the end).
-
-    Calls are counted in this process: use it on workers on threads
-    (``gen_cluster``'s default).
-    """
-    ident = next(_varying_ids)
-    items = list(items)
-
-    def func() -> Any:
-        i = _next_call(ident)
-        if i >= len(items):
-            raise IndexError(i)
-        if isinstance(items[i], BaseException):
-            raise items[i]
-        return items[i]
-
-    return func
-
-
-def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return func(*args, **kwargs)
-
-
-def map_varying(itemslists: list[list[Any]]) -> tuple[Callable[..., Any], list[Any]]:
-    """``(apply, [varying(items) for items in itemslists])``, for ``client.map``."""
-    return _apply, [varying(items) for items in itemslists]
-
 
 # ----- waiting and checking -----------------------------------------------
 
@@ -326,7 +208,7 @@ class _TestCluster:
         scheduler_kwargs: dict[str, Any],
         security: Any,
     ):
-        from .deploy.local import LocalCluster
+        from ..deploy.local import LocalCluster
 
         scheduler_kwargs = dict(scheduler_kwargs)
         dashboard = scheduler_kwargs.pop("dashboard_address", None)
@@ -357,8 +239,8 @@ class _TestCluster:
     def _start_worker(
         self, i: int, spec: tuple[Any, ...], processes: bool, worker_kwargs: dict[str, Any]
     ) -> Server:
-        from .worker.executor import start_in_process
-        from .worker.options import WorkerOptions
+        from ..worker.executor import start_in_process
+        from ..worker.options import WorkerOptions
 
         kwargs = {**worker_kwargs, **(spec[2] if len(spec) > 2 else {})}
         kwargs.setdefault("memory_limit", 0)
@@ -370,8 +252,8 @@ class _TestCluster:
             self.local._threads.append(rt)
             return Server(rt.address, name)
         credentials, tls = security_.worker_environment(self.local.security)
-        from .dask.config import inherited_config
-        from .worker.options import pre_spawn_environ
+        from ..dask.config import inherited_config
+        from ..worker.options import pre_spawn_environ
 
         env = {
             "SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p),
@@ -532,7 +414,7 @@ def gen_cluster(
                     front = [servers.scheduler, *servers.workers]
                     if not client:
                         return await func(*front, *args, **kwargs)
-                    from .client import Client
+                    from ..client import Client
 
                     async with Client(
                         servers.scheduler.address,
@@ -570,7 +452,7 @@ def cluster(
     """
     import dask
 
-    from .deploy.local import LocalCluster
+    from ..deploy.local import LocalCluster
 
     del nanny, active_rpc_timeout
     kwargs = dict(worker_kwargs or {})
@@ -680,7 +562,7 @@ def b(cluster_fixture: Any) -> dict[str, Any]:
 @pytest.fixture
 def client(loop: Any, cluster_fixture: Any) -> Iterator[Any]:
     """A synchronous :class:`~shoal.Client` of :func:`cluster_fixture`."""
-    from .client import Client
+    from ..client import Client
 
     with Client(cluster_fixture[0]["address"], loop=loop) as c:
         yield c
@@ -693,7 +575,7 @@ c = client
 @pytest.fixture
 def client_secondary(loop: Any, cluster_fixture: Any) -> Iterator[Any]:
     """A second client of the same cluster."""
-    from .client import Client
+    from ..client import Client
 
     with Client(cluster_fixture[0]["address"], loop=loop) as c:
         yield c
