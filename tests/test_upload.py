@@ -81,3 +81,29 @@ def test_a_planted_per_user_directory_is_never_used(tmp_path, planted, processes
         )
     assert list(elsewhere.iterdir()) == []
     assert root.is_symlink() or list(root.iterdir()) == []
+
+
+def test_the_per_user_directory_is_found_without_probing_the_temporary_directory(tmp_path):
+    # tempfile.gettempdir() writes and deletes a file to test the directory;
+    # a worker killed at that moment (they are, at close) would leave it.
+    import subprocess
+    import sys
+
+    code = (
+        "import tempfile\n"
+        "def probed():\n"
+        "    raise AssertionError('gettempdir probes the directory')\n"
+        "tempfile.gettempdir = probed\n"
+        "from shoal.worker.uploads import user_root\n"
+        "print(user_root())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / f"shoal-{os.getuid()}")
+    assert list(tmp_path.iterdir()) == []

@@ -36,11 +36,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def temp_dir() -> str:
+    """The system's temporary directory, found as ``tempfile.gettempdir()``
+    finds it but without its probe: that writes and deletes a file in each
+    candidate, and a process stopped at that moment (a worker being
+    killed) leaves the file behind. Whether it is writable shows when
+    something is made in it.
+    """
+    if tempfile.tempdir is not None:
+        return tempfile.tempdir
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        found = os.environ.get(name)
+        if found and os.path.isdir(found):
+            return found
+    for found in ("/tmp", "/var/tmp", "/usr/tmp"):
+        if os.path.isdir(found):
+            return found
+    return os.getcwd()
+
+
 def user_root(local_directory: str | None = None) -> Path:
     """The per-user directory worker directories live under, in
     ``local_directory`` (default: the system's temporary directory).
     """
-    base = Path(local_directory) if local_directory else Path(tempfile.gettempdir())
+    base = Path(local_directory) if local_directory else Path(temp_dir())
     return base / f"shoal-{os.getuid()}"
 
 
