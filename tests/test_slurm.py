@@ -203,6 +203,26 @@ def test_the_job_script_has_jobqueue_options(slurm):
         assert cluster.security.token not in script
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"job_name": 'w"; touch owned; "'}, "job_name must be letters"),
+        ({"job_name": "-n"}, "job_name must be letters"),
+        ({"queue": "debug\ntouch owned"}, "queue must be one line"),
+        ({"walltime": "1:00\rtouch owned"}, "walltime must be one line"),
+        ({"job_extra_directives": ["--exclusive", "--x\ntouch owned"]}, "one line"),
+        ({"log_directory": "logs\ntouch owned"}, "log_directory must be one line"),
+    ],
+)
+def test_values_that_would_change_the_job_script_are_refused(option, message):
+    # Each lands in an #SBATCH line (a line break starts a shell line) and
+    # the job name in a quoted shell word: refused before anything starts.
+    from shoal.deploy.slurm import SLURMCluster
+
+    with pytest.raises(ValueError, match=message):
+        SLURMCluster(cores=1, memory="1GB", **option)
+
+
 def test_a_refused_submission_is_a_clear_error_and_leaves_nothing(slurm):
     with slurm_cluster(queue="no-such-partition") as cluster:
         with pytest.raises(RuntimeError, match="sbatch failed: .*partition"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -103,6 +104,9 @@ class SLURMCluster(HostedScheduler):
     ):
         if kwargs:
             raise TypeError(f"SLURMCluster() got unexpected arguments {sorted(kwargs)}")
+        _check_script_values(
+            job_name, queue, account, walltime, job_extra_directives, log_directory
+        )
         if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
             raise ValueError(f"cores must be a number of cores (1 or more), not {cores!r}")
         self.cores = cores
@@ -293,3 +297,46 @@ def _this_host() -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
+
+
+#: What a job name may hold: it is written into the job script's #SBATCH
+#: lines, its output file's name and a quoted shell word.
+_JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _check_script_values(
+    job_name: Any,
+    queue: Any,
+    account: Any,
+    walltime: Any,
+    directives: Any,
+    log_directory: Any,
+) -> None:
+    """Refuse values that would change the job script's meaning: each goes
+    into an ``#SBATCH`` line (a line break would start a shell line), and the
+    job name into a shell word too.
+
+    Raises
+    ------
+    ValueError
+        Naming the value and what it may hold.
+
+    """
+    if not isinstance(job_name, str) or not _JOB_NAME.fullmatch(job_name):
+        raise ValueError(
+            f"job_name must be letters, digits, '.', '_' or '-' (starting with a letter "
+            f"or digit), not {job_name!r}"
+        )
+    if isinstance(walltime, int) and not isinstance(walltime, bool):
+        walltime = str(walltime)  # minutes, as Slurm's --time takes them
+    single = {"queue": queue, "account": account, "walltime": walltime}
+    single |= {f"job_extra_directives[{i}]": d for i, d in enumerate(directives or [])}
+    if log_directory is not None:
+        single["log_directory"] = os.fspath(log_directory)
+    for name, value in single.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, not {value!r}")
+        if any(c in value for c in "\n\r\0"):
+            raise ValueError(f"{name} must be one line (it becomes an #SBATCH line), not {value!r}")
