@@ -211,3 +211,15 @@ def test_a_collection_computed_in_a_task_runs_on_the_cluster(c3):
     bag = db.from_sequence(range(20), npartitions=4).map(_where)
     workers = set(c3.scheduler_info()["workers"])
     assert set(c3.submit(_compute_inside, bag).result()) <= workers
+
+
+def _shuffle_method_in_a_task():
+    from dask.dataframe.dask_expr._util import get_default_shuffle_method
+
+    return get_default_shuffle_method()
+
+
+def test_a_task_shuffles_with_tasks_too(c3):
+    # A frame shuffled inside a task runs on several processes: never the
+    # single-machine disk shuffle dask would otherwise pick there.
+    assert c3.submit(_shuffle_method_in_a_task).result() == "tasks"

@@ -11,7 +11,7 @@ from ..core.arguments import UNSET
 from ..dask.graphs import run_dask_graph
 from ..delayed import as_node, collect, delayed, persist_on, submit_nodes
 from ..futures import Future
-from .submit import reject_task_options
+from .submit import check_task_options
 
 
 class Collections:
@@ -64,7 +64,7 @@ class Collections:
         the results with ``sync=True``.
 
         """
-        reject_task_options(fifo_timeout, actors)
+        check_task_options(fifo_timeout, actors)
         opts = options.parse_arguments(locals())
         single, items = _collections_given(collections, kwargs)
         lazy = [self._as_lazy(x, traverse) for x in items]
@@ -138,7 +138,7 @@ class Collections:
         >>> wait(df)  # doctest: +SKIP
 
         """
-        reject_task_options(fifo_timeout, actors)
+        check_task_options(fifo_timeout, actors)
         opts = options.parse_arguments(locals())
         single, items = _collections_given(collections, kwargs)
         self._check_running()
@@ -232,7 +232,7 @@ class Collections:
         3
 
         """
-        reject_task_options(fifo_timeout, actors)
+        check_task_options(fifo_timeout, actors)
         opts = options.parse_arguments(locals())
         arguments.reject("direct", direct, unused=(None, True))
         if kwargs:

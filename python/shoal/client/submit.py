@@ -105,7 +105,7 @@ class Submitting:
         """
         if not callable(func):
             raise TypeError("First input to submit must be a callable function")
-        reject_task_options(fifo_timeout)
+        check_task_options(fifo_timeout)
         opts = options.parse(
             priority=priority,
             retries=retries,
@@ -232,7 +232,7 @@ class Submitting:
                 raise TypeError(f"Dask-style map does not iterate over a {type(it).__name__}")
             if not isinstance(it, Iterable):
                 raise TypeError(f"{type(it).__name__} object is not iterable")
-        reject_task_options(fifo_timeout)
+        check_task_options(fifo_timeout)
         if batch_size is not None:
             if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
                 raise ValueError(
@@ -604,7 +604,7 @@ def _refuse_cancelled(deps: list[Any]) -> None:
             raise FutureCancelledError(d.key)
 
 
-def reject_task_options(fifo_timeout: Any, actors: Any = None) -> None:
+def check_task_options(fifo_timeout: Any, actors: Any = None) -> None:
     """Check Dask's ``fifo_timeout=``; refuse ``actors=`` unless unset.
 
     ``fifo_timeout`` is how far apart two calls may be and still count as
@@ -617,11 +617,9 @@ def reject_task_options(fifo_timeout: Any, actors: Any = None) -> None:
         return  # the common case, kept cheap: submit is called in tight loops
     if fifo_timeout is not UNSET and fifo_timeout is not None:
         try:
-            valid = parse_timedelta(fifo_timeout) is not None
+            parse_timedelta(fifo_timeout)
         except (TypeError, ValueError) as e:
             raise ValueError(f"fifo_timeout={fifo_timeout!r} is not a duration: {e}") from None
-        if not valid:
-            raise ValueError(f"fifo_timeout={fifo_timeout!r} is not a duration")
     arguments.reject("actors", actors)
 
 

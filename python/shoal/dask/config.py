@@ -89,16 +89,20 @@ def unset_default_scheduler(client: Any) -> None:
 
 
 def _configure(client: Any) -> None:
-    """Make ``client`` dask's scheduler; None: :func:`in_task_get`."""
+    """Make ``client`` dask's scheduler (None: :func:`in_task_get`), and
+    have dask shuffle with tasks unless told a method that works here.
+    """
     import dask
 
     if client is None:
         dask.config.set(scheduler=in_task_get)
     elif client.status == "running":
         dask.config.set(scheduler=client)
-        if dask.config.get(_SHUFFLE, None) in _WRONG_HERE:
-            dask.config.set({_SHUFFLE: "tasks"})
-            _set_shuffle.append(True)
+    else:
+        return
+    if dask.config.get(_SHUFFLE, None) in _WRONG_HERE:
+        dask.config.set({_SHUFFLE: "tasks"})
+        _set_shuffle.append(True)
 
 
 #: Whether shoal set dask's shuffle method (and so may unset it).

@@ -81,8 +81,10 @@ class Profiler:
 
     def __init__(self, running: dict[int, str], stop_at: Any):
         self.enabled = bool(setting("distributed.worker.profile.enabled", True))
-        self.interval = parse_timedelta(setting("distributed.worker.profile.interval", "10ms"))
-        self.cycle = parse_timedelta(setting("distributed.worker.profile.cycle", "1000ms"))
+        interval = parse_timedelta(setting("distributed.worker.profile.interval", "10ms"))
+        cycle = parse_timedelta(setting("distributed.worker.profile.cycle", "1000ms"))
+        self.interval = max(interval or 0.01, 0.001)
+        self.cycle = cycle or 1.0
         self._running = running
         self._stop_at = stop_at  # the executor loop's code: stacks start above it
         self._lock = threading.Lock()
@@ -99,9 +101,8 @@ class Profiler:
         self._closed.set()
 
     def _sample(self) -> None:
-        interval = max(self.interval or 0.01, 0.001)
-        cycle_end = time.time() + (self.cycle or 1.0)
-        while not self._closed.wait(interval):
+        cycle_end = time.time() + self.cycle
+        while not self._closed.wait(self.interval):
             if self._running:
                 frames = sys._current_frames()
                 for ident, key in list(self._running.items()):
@@ -115,7 +116,7 @@ class Profiler:
                     if self._current:
                         self._history.append((now, self._current))
                         self._current = {}
-                cycle_end = now + (self.cycle or 1.0)
+                cycle_end = now + self.cycle
 
     def _path(self, frame: FrameType | None) -> list[tuple[str, str]]:
         path = []
@@ -149,6 +150,6 @@ class Profiler:
                 for ended, trees in cycles
                 if name in trees
                 and (start is None or ended >= start)
-                and (stop is None or ended - (self.cycle or 1.0) <= stop)
+                and (stop is None or ended - self.cycle <= stop)
             ]
             return merge(*trees)
