@@ -6,6 +6,7 @@ several worker processes.
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 
@@ -17,7 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shoal import Client, Future, as_completed, futures_of, progress, wait
+from shoal import Client, Future, as_completed, futures_of, get_task_stream, progress, wait
+
+from conftest import until
 
 ROWS = 20_000
 
@@ -124,6 +127,62 @@ def test_annotations_become_task_options(c3, tmp_path):
     assert {w for ws in held.values() for w in ws} == {a}
     with dask.annotate(resources={"GPU": "lots"}), pytest.raises(TypeError, match="annotations"):
         c3.compute(dask.delayed(os.getpid)())
+
+
+def test_blocks_are_consumed_soon_after_they_are_made():
+    """``(x + x.T)`` reads every block of ``x`` twice, at (i, j) and (j, i).
+    Run in ``dask.order``'s order, with a ready task that reads results
+    taken before a new root, as Dask's scheduler does, each pair is made and
+    consumed together (6 to 8 of the 56 off-diagonal blocks held at once on
+    two workers); in submission order alone, 29 to 30 wait for their second
+    reader, and in depth-first order from the output, 37 to 38.
+    """
+    x = da.random.random((8_000, 8_000), chunks=(1_000, 1_000))
+    # A cluster of its own: how deep a worker's queue is follows the mean
+    # duration of the tasks it has seen, here only these.
+    with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        with get_task_stream(c) as ts:
+            total = float((x + x.T).mean(axis=0).sum().compute())
+    assert total == pytest.approx(8_000, rel=0.01)  # 8,000 column means of about 1
+    made, read = {}, {}
+    for r in ts.data:
+        key = ast.literal_eval(r["key"]) if r["key"].startswith("(") else (r["key"],)
+        if len(key) != 3:
+            continue  # the reduction's steps above the blocks
+        name, i, j = key
+        stop = r["startstops"][0]["stop"]
+        if name.startswith("random_sample-mean_chunk"):
+            continue  # a diagonal block, made and read inside one task
+        if name.startswith("random_sample"):
+            made[(i, j)] = stop
+        elif name.startswith("mean_chunk"):
+            read[(i, j)] = stop
+    assert len(made) == 56 and len(read) == 64
+    # A block (i, j) is held from its making until (i, j) and (j, i) are read.
+    events = sorted(
+        [(t, 1) for t in made.values()] + [(max(read[(i, j)], read[(j, i)]), -1) for (i, j) in made]
+    )
+    live = peak = 0
+    for _, step in events:
+        live += step
+        peak = max(peak, live)
+    assert peak <= 16, f"{peak} blocks waited for their second reader at once"
+
+
+def test_a_worker_lets_go_of_an_unpickled_input_when_it_is_freed(c3):
+    """Executors keep recently unpickled large inputs for the next reader;
+    once the scheduler frees the result, the worker keeps none of it."""
+    a = sorted(c3.scheduler_info()["workers"])[0]
+    block = c3.submit(np.ones, 1_000_000, workers=[a], pure=False)
+    assert c3.submit(np.sum, block, workers=[a], pure=False).result() == 1_000_000
+    key = block.key
+
+    def cached(dask_worker):
+        return key in dask_worker.executors.inputs._items
+
+    assert c3.run(cached, workers=[a]) == {a: True}
+    del block
+    until(lambda: c3.run(cached, workers=[a]) == {a: False}, what="the input let go")
 
 
 def test_dask_uses_the_task_shuffle_on_a_shoal_cluster(c3):

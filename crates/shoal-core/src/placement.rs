@@ -1,7 +1,11 @@
 //! Choosing which ready task runs where.
 //!
-//! Ready tasks wait in one priority queue (higher `priority` first, then
-//! submission order). Each worker accepts its threads' worth of running tasks
+//! Ready tasks wait in one priority queue: higher `priority` first, then
+//! tasks with inputs before tasks without (roots), then submission order.
+//! Taking a ready task that consumes results before making new ones is what
+//! keeps memory flat, as Dask's scheduler does by holding root tasks back:
+//! the step that reads two freshly made blocks runs as soon as they exist,
+//! instead of after every other block of the matrix is made. Each worker accepts its threads' worth of running tasks
 //! plus a window of queued ones sized from the mean task duration, so a worker
 //! with short tasks never idles for a round trip while one with long tasks
 //! does not hoard work that an idle peer could run.
@@ -20,6 +24,8 @@ use crate::worker::Worker;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReadyEntry {
     priority: i32,
+    /// Whether the task reads results (has inputs): before roots.
+    consumes: bool,
     /// Task ids grow in submission order, so they double as the sequence.
     id: TaskId,
 }
@@ -28,6 +34,7 @@ impl ReadyEntry {
     pub fn of(t: &Task, id: TaskId) -> Self {
         ReadyEntry {
             priority: t.priority,
+            consumes: !t.deps.is_empty(),
             id,
         }
     }
@@ -41,6 +48,7 @@ impl Ord for ReadyEntry {
     fn cmp(&self, other: &Self) -> Ordering {
         self.priority
             .cmp(&other.priority)
+            .then_with(|| self.consumes.cmp(&other.consumes))
             .then_with(|| other.id.cmp(&self.id))
     }
 }

@@ -159,11 +159,12 @@ fn lost_data_that_is_still_wanted_is_recomputed_with_its_released_inputs() {
 fn a_ready_dependent_waits_again_when_its_input_is_lost() {
     let mut env = Env::new();
     let w1 = env.worker(1);
-    // w1 has two slots; the blockers keep c from being assigned.
+    // w1 has two slots; the blockers (of higher priority, so a task
+    // reading a result does not overtake them) keep c from being assigned.
     env.submit(vec![
-        task("a").unwanted(),
-        task("block1"),
-        task("block2"),
+        task("a").unwanted().priority(1),
+        task("block1").priority(1),
+        task("block2").priority(1),
         task("c").deps(&["a"]),
     ]);
     // A long duration keeps the window at one queued task.

@@ -19,6 +19,30 @@ fn higher_priority_runs_first_then_submission_order() {
 }
 
 #[test]
+fn a_task_reading_results_goes_before_new_roots() {
+    // Dask's memory discipline: the step that consumes two fresh blocks
+    // runs before more blocks are made, whatever their submission order.
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![
+        task("r0").unwanted(),
+        task("r1").unwanted(),
+        task("r2"),
+        task("r3"),
+        task("sum").deps(&["r0", "r1"]),
+    ]);
+    let keys: Vec<String> = env.computes().into_iter().map(|(_, k)| k).collect();
+    assert_eq!(keys, vec!["r0".to_string(), "r1".to_string()]);
+    // Long tasks: the window stays at one queued task.
+    env.finish_with(w, "r0", 8, 10.0);
+    let keys: Vec<String> = env.computes().into_iter().map(|(_, k)| k).collect();
+    assert_eq!(keys, vec!["r2".to_string()], "nothing reads r0 alone yet");
+    env.finish_with(w, "r1", 8, 10.0);
+    let keys: Vec<String> = env.computes().into_iter().map(|(_, k)| k).collect();
+    assert_eq!(keys, vec!["sum".to_string()], "sum before r3");
+}
+
+#[test]
 fn work_is_spread_over_workers_by_load() {
     let mut env = Env::new();
     let w1 = env.worker(1);

@@ -170,6 +170,12 @@ impl WorkerRuntime {
         );
     }
 
+    /// Whether the stored result `key` is still here; if so, its freeing
+    /// will come through `next_control` (`ControlItem.Freed`).
+    fn watch(&self, key: &str) -> bool {
+        self.inner.watch(key)
+    }
+
     /// Task `id` leaves the worker's slots while it waits on other tasks
     /// (start an executor thread to take its place).
     fn secede(&self, id: u64) {

@@ -1,6 +1,7 @@
 //! Work for the worker's Python side that is not a task: calls clients make
 //! with `Client.run` (they arrive at the data server), and results freed by
-//! the scheduler that hold futures the Python side keeps alive for them.
+//! the scheduler that the Python side keeps something for (futures inside
+//! them, or their unpickled values).
 //! One Python thread takes these with `WorkerRuntime::next_control`; the
 //! networking side only queues them and never waits for it.
 
@@ -14,7 +15,7 @@ use tokio::sync::oneshot;
 pub enum Control {
     /// Run a pickled call and answer with [`WorkerRuntime::reply_run`](crate::WorkerRuntime::reply_run).
     Run { id: u64, call: Payload },
-    /// These results were freed: let go of the futures inside them.
+    /// These results were freed: let go of what was kept for them.
     Freed(Vec<String>),
     /// Save this file and make it importable (`Client.upload_file`).
     Upload { name: String, data: bytes::Bytes },
@@ -31,7 +32,8 @@ pub(crate) struct ControlQueue {
     pub items: VecDeque<Control>,
     pub waiting: HashMap<u64, oneshot::Sender<RunResponse>>,
     pub next_id: u64,
-    /// Stored results that hold futures (see `Control::Freed`).
+    /// Stored results the Python side keeps something for (see
+    /// `Control::Freed`).
     pub holding: HashSet<String>,
     /// Set when the worker closes.
     pub closed: bool,
@@ -50,7 +52,8 @@ impl ControlQueue {
         rx
     }
 
-    /// Notes freed results; true if any held futures (work was queued).
+    /// Notes freed results; true if the Python side kept something for any
+    /// (work was queued).
     pub fn freed(&mut self, keys: &[String]) -> bool {
         if self.holding.is_empty() {
             return false;

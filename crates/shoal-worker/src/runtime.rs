@@ -356,6 +356,22 @@ impl WorkerRuntime {
         });
     }
 
+    /// Asks to hear (through [`WorkerRuntime::next_control`]) when the
+    /// stored result `key` is freed, because the Python side keeps
+    /// something built over it (an unpickled input). False, and nothing
+    /// is asked, when it is not stored (any more): keep nothing then.
+    pub fn watch(&self, key: &str) -> bool {
+        // The control lock is held across the check, and a free takes the
+        // store's lock and then, separately, the control lock: a key either
+        // is seen gone here, or is watched before its free looks.
+        let mut control = self.shared.control.lock();
+        if !self.shared.store.lock().contains_key(key) {
+            return false;
+        }
+        control.holding.insert(key.to_string());
+        true
+    }
+
     /// Ends task `id` here and returns how it ran. A task that held a slot
     /// wakes an executor: the thread that ran it may exit now (a task that
     /// seceded and rejoined ends its thread), and a task queued behind it

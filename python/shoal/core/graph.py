@@ -6,11 +6,14 @@ futures its arguments refer to. ``shoal.Delayed`` is the user-facing kind
 of node; dask graphs are converted into plain nodes.
 
 The graph is materialised on the client: every node becomes one task spec,
-in depth-first post-order from the outputs, and the whole graph goes to the
-scheduler at once. Only the outputs are *wanted*, so the scheduler frees
-each intermediate as soon as its dependents are done; the post-order is the
-submission order, which the scheduler's queue follows, so a reduction tree
-runs depth-first and never holds all its leaves at once.
+dependencies first, and the whole graph goes to the scheduler at once. Only
+the outputs are *wanted*, so the scheduler frees each intermediate as soon
+as its dependents are done. The submission order is the order the
+scheduler's queue follows among tasks of equal priority: for a dask graph,
+the order ``dask.order`` gives it (each node's ``_rank``), which runs the
+tasks that free memory soonest first, as Dask's scheduler does; for shoal's
+own nodes, depth-first post-order from the outputs, so a reduction tree
+never holds all its leaves at once.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Node:
         "_length",
         "_future",
         "_options",
+        "_rank",
         "__weakref__",
     )
 
@@ -53,6 +57,8 @@ class Node:
         object.__setattr__(self, "_future", None)
         # This task's own options (from ``dask.annotate``), over the graph's.
         object.__setattr__(self, "_options", None)
+        # Where ``dask.order`` puts this task (dask graphs only).
+        object.__setattr__(self, "_rank", None)
 
     @property
     def key(self) -> str:
@@ -118,6 +124,21 @@ def _children(node: Any) -> Any:
     return [d for d in node._deps if isinstance(d, Node)]
 
 
+def submission_order(roots: list[Node]) -> list[Node]:
+    """Every node reachable from ``roots`` that the cluster does not hold yet,
+    dependencies first: in ``_rank`` order where nodes have one (a dask
+    graph's ``dask.order``), else in depth-first post-order from ``roots``.
+    """
+    found = post_order(roots, lambda n: n.key, _children)
+    if not any(n._rank is not None for n in found):
+        return found
+    # Nodes by rank (those without one last), each preceded by whatever of
+    # its dependencies has not come yet: dependencies first whatever the
+    # ranks say.
+    ranked = sorted(found, key=lambda n: (n._rank is None, n._rank or 0))
+    return post_order(ranked, lambda n: n.key, _children)
+
+
 def graph_specs(
     roots: list[Node],
     wanted: set[str],
@@ -133,7 +154,7 @@ def graph_specs(
     functions: dict[int, tuple[int, str, bytes]] = {}
     specs = []
     common = table.index(base)
-    for node in post_order(roots, lambda n: n.key, _children):
+    for node in submission_order(roots):
         if node._func is None:
             func, deps = LITERAL_FUNC, []
         else:

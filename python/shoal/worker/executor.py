@@ -202,7 +202,7 @@ class Executors:
         #: Files sent with ``Client.upload_file``.
         self.uploads = Uploads(root)
         budget = DEFAULT_BUDGET if not memory_limit else min(DEFAULT_BUDGET, memory_limit // 10)
-        self.inputs = InputCache(serialize.loads, budget)
+        self.inputs = InputCache(serialize.loads, rt.watch, budget)
         self.functions: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # started on first use
@@ -419,6 +419,7 @@ class Executors:
                 for key in item.keys:
                     self.holding.pop(key, None)
                     self.worker.actors.pop(key, None)
+                    self.inputs.forget(key)
             elif isinstance(item, ControlItem.Upload):
                 try:
                     self.uploads.save(item.name, bytes(item.data))

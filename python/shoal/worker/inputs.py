@@ -8,7 +8,9 @@ recent large inputs, keyed by the task key and the addresses of the frames
 they were built over: while the cache holds those frames, no other buffer
 can take their address, so a hit is the same bytes, never a value that was
 lost and computed again. As in Dask, tasks that read one input share one
-object. Bounded by bytes; least recently used first out.
+object. Bounded by bytes; least recently used first out; and an input is
+let go as soon as the scheduler frees its result on this worker (the
+runtime is asked to report it), so a freed block's memory is not held here.
 """
 
 from __future__ import annotations
@@ -26,8 +28,14 @@ DEFAULT_BUDGET = 256 * 1024 * 1024
 class InputCache:
     """Unpickled inputs by key and frame addresses (see the module)."""
 
-    def __init__(self, loads: Callable[[Any], Any], budget: int = DEFAULT_BUDGET):
+    def __init__(
+        self,
+        loads: Callable[[Any], Any],
+        watch: Callable[[str], bool],
+        budget: int = DEFAULT_BUDGET,
+    ):
         self._loads = loads
+        self._watch = watch
         self._budget = budget
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[tuple[int, ...], list[Any], Any, int]] = OrderedDict()
@@ -48,8 +56,8 @@ class InputCache:
                 return hit[2]
         value = self._loads(frames)
         nbytes = sum(len(f) for f in shared)
-        if nbytes > self._budget:
-            return value
+        if nbytes > self._budget or not self._watch(key):
+            return value  # too large, or freed already: keep nothing
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
@@ -60,6 +68,13 @@ class InputCache:
                 _, (_, _, _, n) = self._items.popitem(last=False)
                 self._nbytes -= n
         return value
+
+    def forget(self, key: str) -> None:
+        """Let go of ``key``'s value (its result was freed)."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._nbytes -= old[3]
 
     def clear(self) -> None:
         """Forget everything (the worker is closing)."""
