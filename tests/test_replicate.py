@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from shoal import Client
+from shoal import Client, wait
 
 from conftest import run_async, wait_for_exit
 from tasks import big_bytes, made_once
@@ -107,3 +107,55 @@ def test_replicate_with_an_asynchronous_client(three):
             return len((await ac.who_has(x))[x.key])
 
     assert run_async(main()) == 3
+
+
+def _counts(client, keys):
+    """How many of ``keys`` each worker holds, and how many workers hold each."""
+    per_worker = {a: len(set(held) & keys) for a, held in client.has_what().items()}
+    copies = {k: len(ws) for k, ws in client.who_has(list(keys)).items()}
+    return per_worker, copies
+
+
+def test_rebalance_spreads_results_and_each_stays_in_one_place(three):
+    client = three
+    first = sorted(client.nthreads())[0]
+    parts = client.map(big_bytes, range(100_000, 100_030), workers=[first], pure=False)
+    wait(parts)
+    keys = {f.key for f in parts}
+    per_worker, _ = _counts(client, keys)
+    assert per_worker[first] == 30
+    client.rebalance(parts)
+    per_worker, copies = _counts(client, keys)
+    assert sorted(per_worker.values()) == [10, 10, 10], per_worker
+    assert set(copies.values()) == {1}, "a moved result stays on its sender too"
+    # The moved results are the real ones, read where they now lie.
+    assert client.gather(client.map(len, parts)) == list(range(100_000, 100_030))
+
+
+def test_rebalance_moves_only_what_it_is_given_among_the_workers_named(three):
+    client = three
+    a, b, c = sorted(client.nthreads())
+    stay = client.map(big_bytes, range(100_000, 100_004), workers=[a], pure=False)
+    move = client.map(big_bytes, range(200_000, 200_004), workers=[a], pure=False)
+    client.rebalance(move, workers=[a, b])
+    held = client.who_has(stay + move)
+    assert all(held[f.key] == [a] for f in stay)
+    assert sorted(len(held[f.key]) for f in move) == [1, 1, 1, 1]
+    assert {held[f.key][0] for f in move} == {a, b}
+    assert not client.has_what().get(c)
+    with pytest.raises(ValueError, match="names no connected worker"):
+        client.rebalance(move, workers=["tcp://10.0.0.1:1"])
+    client.rebalance([])  # nothing to do
+
+
+def test_rebalance_with_an_asynchronous_client(three):
+    first = sorted(three.nthreads())[0]
+
+    async def main():
+        async with Client(three.scheduler_address, asynchronous=True, set_as_default=False) as ac:
+            parts = ac.map(big_bytes, range(100_000, 100_006), workers=[first], pure=False)
+            await ac.rebalance(parts)
+            held = await ac.who_has(parts)
+            return sorted(sum(1 for ws in held.values() if w in ws) for w in await ac.nthreads())
+
+    assert run_async(main()) == [2, 2, 2]

@@ -181,6 +181,7 @@ impl Core {
         }
         self.coord_client_gone(c, out);
         self.replicas_client_gone(c);
+        self.rebalance_client_gone(c);
         self.retire_client_gone(c);
         self.unpin_staged(c);
         if let Some(state) = self.clients.remove(&c) {

@@ -127,6 +127,8 @@ pub struct Core {
     pub(crate) coord: crate::coord::Coord,
     /// `replicate` requests in progress (see [`crate::replicas`]).
     pub(crate) replications: crate::replicas::Replications,
+    /// `rebalance` requests in progress (see [`crate::rebalance`]).
+    pub(crate) rebalances: crate::rebalance::Rebalances,
     /// `retire_workers` requests in progress (see [`crate::retire`]).
     pub(crate) retirements: crate::retire::Retirements,
     /// When to look for silent workers next (see [`crate::silence`]).
@@ -169,6 +171,7 @@ impl Core {
             wake: None,
             coord: Default::default(),
             replications: Default::default(),
+            rebalances: Default::default(),
             retirements: Default::default(),
             silence_check: None,
             kept: Default::default(),

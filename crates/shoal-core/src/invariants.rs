@@ -291,6 +291,18 @@ impl Core {
                 }
             }
         }
+        for (rid, r) in &self.rebalances {
+            ensure!(
+                !r.moves.is_empty(),
+                "rebalance {rid:?} has no move left but was not answered"
+            );
+            for (key, (_, to)) in &r.moves {
+                ensure!(
+                    self.workers.contains_key(to),
+                    "rebalance {rid:?} waits for a copy of {key} on worker {to}, which is gone"
+                );
+            }
+        }
         self.check_retirements().map_err(InvariantViolation)?;
         Ok(())
     }

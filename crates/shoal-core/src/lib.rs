@@ -16,6 +16,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod placement;
+mod rebalance;
 mod replicas;
 mod retire;
 mod small_results;

@@ -101,6 +101,7 @@ impl Core {
         }
         answered.extend(missing.into_iter().map(|k| (k, false)));
         self.retire_fetched(w, &answered);
+        self.rebalance_fetched(w, &answered, out);
         let mut touched = Vec::new();
         for (rid, r) in self.replications.iter_mut() {
             let mut any = false;

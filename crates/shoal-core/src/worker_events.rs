@@ -382,6 +382,7 @@ impl Core {
             }
         }
         self.replicas_worker_lost(w, out);
+        self.rebalance_worker_lost(w, out);
         self.retire_worker_lost(w);
     }
 }

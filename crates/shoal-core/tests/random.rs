@@ -63,6 +63,8 @@ enum Op {
     Fetched(u8, u16, bool),
     /// Client 1 asks for copies of a key: `n` (0: all) and a branching factor.
     Replicate(u16, u8, u8),
+    /// Client 1 asks to rebalance every result (true) or one key.
+    Rebalance(u16, bool),
     /// Retire this many workers (the ones holding least).
     Retire(u8),
     /// A worker answers one `Fetch` it was sent (with the copy, or without).
@@ -109,6 +111,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), any::<bool>()).prop_map(|(c, r)| Op::SetLimit(c, r)),
         1 => (any::<u8>(), any::<u16>(), any::<bool>()).prop_map(|(w, k, ok)| Op::Fetched(w, k, ok)),
         1 => (any::<u16>(), 0u8..4, 0u8..3).prop_map(|(k, n, b)| Op::Replicate(k, n, b)),
+        1 => (any::<u16>(), any::<bool>()).prop_map(|(k, all)| Op::Rebalance(k, all)),
         1 => (1u8..3).prop_map(Op::Retire),
         2 => (any::<u16>(), any::<bool>()).prop_map(|(p, ok)| Op::AnswerFetch(p, ok)),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(w, p)| Op::Pause(w, p)),
@@ -522,6 +525,21 @@ fn apply(env: &mut Env, seen: &mut Seen, op: Op) {
                     n: u32::from(n),
                     workers: vec![],
                     branching: u32::from(branching),
+                };
+                env.coord(1, seen.next_req, op);
+            }
+        }
+        Op::Rebalance(key, all) => {
+            let keys = if all {
+                Some(vec![])
+            } else {
+                seen.key(key).map(|k| vec![k])
+            };
+            if let Some(keys) = keys {
+                seen.next_req += 1;
+                let op = shoal_proto::CoordOp::Rebalance {
+                    keys,
+                    workers: vec![],
                 };
                 env.coord(1, seen.next_req, op);
             }

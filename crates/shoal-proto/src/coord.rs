@@ -148,6 +148,15 @@ pub enum CoordOp {
         workers: Vec<String>,
         branching: u32,
     },
+    /// Moves results between the workers `workers` names (every worker if
+    /// empty) until each holds about the same bytes of results: `keys` (all
+    /// results if empty) move from the fullest workers to the emptiest.
+    /// Answered `Done` when every move was made or failed, `Invalid` for a
+    /// key the scheduler does not know.
+    Rebalance {
+        keys: Vec<String>,
+        workers: Vec<String>,
+    },
     /// Retires the workers `workers` names (names, hosts or addresses), or
     /// if none, the `n` holding the least: each takes no new task, its
     /// results that no other worker holds are copied to workers that stay,

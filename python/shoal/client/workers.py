@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from .. import _engine
 from .._engine import Answer, Coord, RunAnswer
+from ..completion import futures_of
 from ..coordination._request import ask
 from ..core import aio, arguments, nested, serialize
 from ..core.errors import rebuild
@@ -423,6 +424,53 @@ class WorkerCalls:
         self._check_running()
         self._session.wait(keys, None)
         self._request(Coord.Replicate(keys, n or 0, workers, min(branching_factor, 2**32 - 1)))
+
+    @aio.maybe_async
+    def rebalance(self, futures: Any = None, workers: Any = None) -> None:
+        """Move results between workers so each holds about the same bytes
+        of them, and wait until they have moved.
+
+        Waits for the futures first. While the fullest worker holds more
+        than the emptiest, the largest of its results smaller than the gap
+        between them is copied to the emptiest, and then freed where it was
+        (kept there too if a task about to run there reads it). Balances the
+        bytes of results the scheduler knows each worker holds, not the
+        workers' whole memory (Dask's ``rebalance.*`` thresholds on process
+        memory are not read).
+
+        Parameters
+        ----------
+        futures
+            Futures (or collections, lists, dicts of them) whose results
+            may move; every result in the cluster if None.
+        workers
+            Worker addresses, names or hosts to balance among (default:
+            every worker); results on other workers stay.
+
+        Raises
+        ------
+        ValueError
+            If ``workers`` names no connected worker, or a future is not
+            known to the scheduler.
+
+        Examples
+        --------
+        >>> parts = client.map(load, files, workers=[first])  # doctest: +SKIP
+        >>> client.rebalance(parts)  # doctest: +SKIP
+        >>> sorted(len(keys) for keys in client.has_what().values())  # doctest: +SKIP
+        [50, 50]
+
+        """
+        names = worker_names(workers)
+        found: dict[str, None] = {}
+        if futures is not None:
+            collect_keys(futures_of(futures), found)
+            if not found:
+                return
+        self._check_running()
+        if found:
+            self._session.wait(list(found), None)
+        self._request(Coord.Rebalance(list(found), names))
 
     @aio.maybe_async
     def upload_file(self, filename: str | os.PathLike, load: bool = True) -> None:

@@ -324,6 +324,10 @@ impl Core {
                 self.replicate(id, keys, n, workers, branching, out);
                 None
             }
+            CoordOp::Rebalance { keys, workers } => {
+                self.rebalance(id, keys, workers, out);
+                None
+            }
             CoordOp::RetireWorkers { workers, n } => {
                 self.retire_workers(id, workers, n, out);
                 None

@@ -147,6 +147,11 @@ pub enum Coord {
         workers: Vec<String>,
         branching: u32,
     },
+    #[pyo3(constructor = (keys=Vec::new(), workers=Vec::new()))]
+    Rebalance {
+        keys: Vec<String>,
+        workers: Vec<String>,
+    },
     #[pyo3(constructor = (workers=Vec::new(), n=0))]
     RetireWorkers {
         workers: Vec<String>,
@@ -259,6 +264,7 @@ impl From<Coord> for CoordOp {
                 workers,
                 branching,
             },
+            Coord::Rebalance { keys, workers } => CoordOp::Rebalance { keys, workers },
             Coord::RetireWorkers { workers, n } => CoordOp::RetireWorkers { n, workers },
             Coord::AdaptiveTarget { target_ms } => CoordOp::AdaptiveTarget { target_ms },
         }
