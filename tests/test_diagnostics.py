@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from shoal import delayed, get_task_stream, performance_report, progress
+from shoal import Client, delayed, get_task_stream, performance_report, progress
+
+from conftest import run_async, until
 
 
 def inc(x):
@@ -221,3 +223,54 @@ def test_without_a_client_the_context_managers_say_so():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert "ERR No clients found" in out.stdout, out.stderr
+
+
+def fails():
+    raise ValueError("no")
+
+
+def test_story_tells_each_transition_with_its_cause_and_time(client):
+    before = time.time()
+    x = client.submit(sum, [1, 2], pure=False)
+    assert x.result() == 3
+    key = x.key
+    del x  # released and forgotten: its story stays
+    bad = client.submit(fails, pure=False)
+    with pytest.raises(ValueError):
+        bad.result()
+
+    def steps(*keys):
+        return [(k, start, finish, why) for _, k, start, finish, _, why, _ in client.story(*keys)]
+
+    # Freeing is asynchronous: the story ends with the forgetting once the
+    # scheduler has handled the release.
+    told = until(
+        lambda: (s := steps(key)) and s[-1][2] == "forgotten" and s,
+        what="the key forgotten",
+    )
+    assert told == [
+        (key, "released", "queued", "update-graph"),
+        (key, "queued", "processing", "schedule"),
+        (key, "processing", "memory", "task-finished"),
+        (key, "memory", "released", "client-releases-keys"),
+        (key, "released", "forgotten", "client-releases-keys"),
+    ]
+    entries = client.story(bad)  # a future names its key
+    assert [e[0] for e in entries] == ["scheduler"] * len(entries)
+    assert entries[-1][2:4] == ("processing", "erred")
+    assert entries[-1][5] == "task-erred"
+    stamps = [e[6] for e in client.story(key, bad.key)]
+    assert stamps == sorted(stamps) and before - 1 <= stamps[0] <= stamps[-1] <= time.time() + 1
+    assert client.story("never-submitted") == []
+    with pytest.raises(ValueError, match="on_error"):
+        client.story(key, on_error="maybe")
+
+
+def test_story_on_an_asynchronous_client(client):
+    async def main():
+        async with Client(client.scheduler_address, asynchronous=True, set_as_default=False) as ac:
+            x = ac.submit(sum, [1, 2], pure=False)
+            await x
+            return [step[3] for step in await ac.story(x)]
+
+    assert run_async(main()) == ["queued", "processing", "memory"]

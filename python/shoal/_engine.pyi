@@ -47,6 +47,7 @@ __all__ = [
     "Coord",
     "Answer",
     "RunAnswer",
+    "StoryRecord",
     "WorkerInfo",
     "WorkerState",
     "LimitState",
@@ -537,6 +538,13 @@ class Coord:
         def branching(self) -> int: ...
 
     @final
+    class Story(Coord):
+        __match_args__ = ("keys",)
+        def __new__(cls, keys: Sequence[str]) -> Coord.Story: ...
+        @property
+        def keys(self) -> list[str]: ...
+
+    @final
     class Rebalance(Coord):
         __match_args__ = ("keys", "workers")
         def __new__(
@@ -644,6 +652,30 @@ class Answer:
         def __new__(cls, keys: Sequence[str]) -> Answer.UnknownKeys: ...
         @property
         def keys(self) -> list[str]: ...
+
+    @final
+    class Story(Answer):
+        __match_args__ = ("now", "entries")
+        def __new__(cls, now: float, entries: Sequence[StoryRecord]) -> Answer.Story: ...
+        @property
+        def now(self) -> float: ...
+        @property
+        def entries(self) -> list[StoryRecord]: ...
+
+@final
+class StoryRecord:
+    """One transition of a task on the scheduler (see ``Client.story``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def start(self) -> str: ...
+    @property
+    def finish(self) -> str: ...
+    @property
+    def stimulus(self) -> str: ...
+    @property
+    def time(self) -> float: ...
 
 @disjoint_base
 class RunAnswer:

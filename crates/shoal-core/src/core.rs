@@ -127,6 +127,8 @@ pub struct Core {
     pub(crate) coord: crate::coord::Coord,
     /// `replicate` requests in progress (see [`crate::replicas`]).
     pub(crate) replications: crate::replicas::Replications,
+    /// The latest transitions (see [`crate::story`]).
+    pub(crate) story: crate::story::Story,
     /// `rebalance` requests in progress (see [`crate::rebalance`]).
     pub(crate) rebalances: crate::rebalance::Rebalances,
     /// `retire_workers` requests in progress (see [`crate::retire`]).
@@ -172,6 +174,7 @@ impl Core {
             coord: Default::default(),
             replications: Default::default(),
             rebalances: Default::default(),
+            story: Default::default(),
             retirements: Default::default(),
             silence_check: None,
             kept: Default::default(),
@@ -190,6 +193,7 @@ impl Core {
     /// back). Retries whose wait is over join the ready queue; call
     /// [`Core::schedule`] after.
     pub fn advance(&mut self, now: f64) {
+        self.story.stimulus = "timer";
         if now > self.now {
             self.now = now;
         }
@@ -239,6 +243,7 @@ impl Core {
 
     /// Applies one event. Call [`Core::schedule`] after a batch of events.
     pub fn handle(&mut self, event: Event, out: &mut Vec<Command>) {
+        self.story.stimulus = crate::story::stimulus_of(&event);
         match event {
             Event::ClientConnected(c) => {
                 self.clients.entry(c).or_default();

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 use shoal_proto::TaskId;
 
-fn hash(key: &str) -> u64 {
+pub(crate) fn hash(key: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key.as_bytes())
 }
 

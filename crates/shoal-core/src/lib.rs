@@ -23,6 +23,7 @@ mod small_results;
 mod snapshots;
 mod stats;
 mod steal;
+mod story;
 mod task;
 mod worker;
 mod worker_events;

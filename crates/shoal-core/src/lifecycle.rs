@@ -12,6 +12,7 @@ use crate::core::Core;
 use crate::events::Command;
 use crate::placement::ReadyEntry;
 use crate::stats::Bucket;
+use crate::story::state_name;
 use crate::task::TaskState;
 
 /// Whether a task may move from `from` to `to`.
@@ -72,6 +73,8 @@ impl Core {
         let done = matches!(to, TaskState::Memory { .. } | TaskState::Erred);
         self.stats
             .moved(t.prefix, Bucket::of(&t.state), Bucket::of(&to));
+        self.story
+            .record(t.key(), state_name(&t.state), state_name(&to), self.now);
         t.state = to;
         if let Some(w) = leaves {
             self.release_limits(id);
@@ -374,6 +377,8 @@ impl Core {
             return;
         };
         self.stats.removed(t.prefix, Bucket::of(&t.state));
+        self.story
+            .record(t.key(), state_name(&t.state), "forgotten", self.now);
         self.held.remove(&id);
         self.keys.remove(t.key(), id);
         for d in t.deps {

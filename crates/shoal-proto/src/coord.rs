@@ -148,6 +148,9 @@ pub enum CoordOp {
         workers: Vec<String>,
         branching: u32,
     },
+    /// The scheduler's kept transitions of the tasks named `keys`, oldest
+    /// first. Answered `Story`.
+    Story { keys: Vec<String> },
     /// Moves results between the workers `workers` names (every worker if
     /// empty) until each holds about the same bytes of results: `keys` (all
     /// results if empty) move from the fullest workers to the emptiest.
@@ -192,4 +195,23 @@ pub enum CoordReply {
     /// The value refers to futures whose keys the scheduler does not know
     /// (released or cancelled): nothing was changed.
     UnknownKeys(Vec<String>),
+    /// Transitions (the answer to `Story`), with the scheduler's clock now
+    /// (seconds since it started, as the entries' times).
+    Story {
+        now: f64,
+        entries: Vec<StoryEntry>,
+    },
+}
+
+/// One transition of a task on the scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoryEntry {
+    pub key: String,
+    /// The state it left and the one it entered (Dask's names).
+    pub start: String,
+    pub finish: String,
+    /// The kind of event that caused it (`task-finished`, `worker-lost`, ...).
+    pub stimulus: String,
+    /// When, by the scheduler's clock (seconds since it started).
+    pub time: f64,
 }

@@ -18,7 +18,7 @@ pub mod throttle;
 pub mod tls;
 
 pub use auth::{Admission, Credentials, Refusal, Token, TokenError};
-pub use coord::{CoordOp, CoordReply, Held, MetaEntry};
+pub use coord::{CoordOp, CoordReply, Held, MetaEntry, StoryEntry};
 pub use frame::{
     read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,
 };

@@ -98,6 +98,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<coord::Coord>()?;
     m.add_class::<coord::Answer>()?;
     m.add_class::<coord::RunAnswer>()?;
+    m.add_class::<coord::StoryRecord>()?;
     m.add_class::<cluster::WorkerInfo>()?;
     m.add_class::<cluster::WorkerState>()?;
     m.add_class::<cluster::LimitState>()?;

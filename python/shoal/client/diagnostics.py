@@ -196,6 +196,67 @@ class DiagnosticCalls:
         return out
 
     @aio.maybe_async
+    def story(self, *keys_or_stimuli: Any, on_error: str = "raise") -> list[tuple]:
+        """The scheduler's story of these tasks: every transition it made,
+        oldest first, as Dask's ``Client.story`` gives them.
+
+        The scheduler keeps its latest 100,000 transitions, by key, so the
+        story of a key covers earlier runs and tasks since forgotten. Each
+        entry is ``("scheduler", key, start, finish, {}, stimulus,
+        timestamp)``: the state left and the one entered (Dask's names:
+        ``released``, ``waiting``, ``queued``, ``processing``, ``memory``,
+        ``erred``, ``forgotten``), the kind of event that caused it
+        (``update-graph``, ``task-finished``, ``worker-lost``, ...; shoal
+        has no per-event stimulus ids, so a stimulus given here matches
+        nothing) and when, in seconds since the epoch. Workers keep no
+        story of their own: entries all come from the scheduler.
+
+        Parameters
+        ----------
+        *keys_or_stimuli
+            Keys (or futures) whose story to tell.
+        on_error
+            ``"raise"`` (the default) or ``"ignore"``: whether a failure to
+            reach the scheduler raises or gives an empty story.
+
+        Returns
+        -------
+        list of tuple
+            The transitions, oldest first.
+
+        Raises
+        ------
+        ValueError
+            If ``on_error`` is neither ``"raise"`` nor ``"ignore"``.
+
+        Examples
+        --------
+        >>> x = client.submit(inc, 1)  # doctest: +SKIP
+        >>> [(start, finish) for _, _, start, finish, *_ in client.story(x.key)]  # doctest: +SKIP
+        [('released', 'waiting'), ('waiting', 'queued'), ('queued', 'processing'),
+         ('processing', 'memory')]
+
+        """
+        if on_error not in ("raise", "ignore"):
+            raise ValueError(f"on_error must be 'raise' or 'ignore', not {on_error!r}")
+        found: dict[str, None] = {}
+        collect_keys(list(keys_or_stimuli), found, names=True)
+        try:
+            answer = self._request(_engine.Coord.Story(list(found)))
+        except (OSError, RuntimeError, TimeoutError):
+            if on_error == "raise":
+                raise
+            return []
+        assert isinstance(answer, _engine.Answer.Story), answer
+        # The scheduler's clock counts from its start: placed on this
+        # machine's clock by the answer's own time.
+        offset = time.time() - answer.now
+        return [
+            ("scheduler", e.key, e.start, e.finish, {}, e.stimulus, offset + e.time)
+            for e in answer.entries
+        ]
+
+    @aio.maybe_async
     def call_stack(self, futures: Any = None, keys: Any = None) -> dict[str, dict[str, list[str]]]:
         """The stacks of the tasks running now, by worker and key: those of
         ``futures`` (futures or persisted collections) and ``keys``, or all.

@@ -324,6 +324,18 @@ impl Core {
                 self.replicate(id, keys, n, workers, branching, out);
                 None
             }
+            CoordOp::Story { keys } => {
+                let entries = self.story_of(&keys);
+                reply(
+                    out,
+                    id,
+                    CoordReply::Story {
+                        now: self.now,
+                        entries,
+                    },
+                );
+                None
+            }
             CoordOp::Rebalance { keys, workers } => {
                 self.rebalance(id, keys, workers, out);
                 None

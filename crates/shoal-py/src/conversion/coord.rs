@@ -147,6 +147,9 @@ pub enum Coord {
         workers: Vec<String>,
         branching: u32,
     },
+    Story {
+        keys: Vec<String>,
+    },
     #[pyo3(constructor = (keys=Vec::new(), workers=Vec::new()))]
     Rebalance {
         keys: Vec<String>,
@@ -264,6 +267,7 @@ impl From<Coord> for CoordOp {
                 workers,
                 branching,
             },
+            Coord::Story { keys } => CoordOp::Story { keys },
             Coord::Rebalance { keys, workers } => CoordOp::Rebalance { keys, workers },
             Coord::RetireWorkers { workers, n } => CoordOp::RetireWorkers { n, workers },
             Coord::AdaptiveTarget { target_ms } => CoordOp::AdaptiveTarget { target_ms },
@@ -312,6 +316,26 @@ pub enum Answer {
     UnknownKeys {
         keys: Vec<String>,
     },
+    /// Transitions of tasks on the scheduler, oldest first, and the
+    /// scheduler's clock now (seconds since it started, as their times).
+    Story {
+        now: f64,
+        entries: Vec<StoryRecord>,
+    },
+}
+
+/// One transition of a task on the scheduler (see `Client.story`).
+#[pyclass(module = "shoal._engine", frozen, get_all, from_py_object)]
+#[derive(Clone)]
+pub struct StoryRecord {
+    pub key: String,
+    /// The state it left and the one it entered (Dask's names).
+    pub start: String,
+    pub finish: String,
+    /// The kind of event that caused it.
+    pub stimulus: String,
+    /// When, by the scheduler's clock.
+    pub time: f64,
 }
 
 impl From<CoordReply> for Answer {
@@ -336,6 +360,19 @@ impl From<CoordReply> for Answer {
             CoordReply::Exists => Answer::Exists {},
             CoordReply::Invalid(message) => Answer::Invalid { message },
             CoordReply::UnknownKeys(keys) => Answer::UnknownKeys { keys },
+            CoordReply::Story { now, entries } => Answer::Story {
+                now,
+                entries: entries
+                    .into_iter()
+                    .map(|e| StoryRecord {
+                        key: e.key,
+                        start: e.start,
+                        finish: e.finish,
+                        stimulus: e.stimulus,
+                        time: e.time,
+                    })
+                    .collect(),
+            },
         }
     }
 }
