@@ -143,9 +143,13 @@ def test_rebalance_moves_only_what_it_is_given_among_the_workers_named(three):
     assert sorted(len(held[f.key]) for f in move) == [1, 1, 1, 1]
     assert {held[f.key][0] for f in move} == {a, b}
     assert not client.has_what().get(c)
-    with pytest.raises(ValueError, match="names no connected worker"):
+    with pytest.raises(KeyError, match="names no connected worker"):
         client.rebalance(move, workers=["tcp://10.0.0.1:1"])
-    client.rebalance([])  # nothing to do
+    # Empty lists are not "everything": nothing moves.
+    spread = client.who_has(move)
+    client.rebalance([])
+    client.rebalance(move, workers=[])
+    assert client.who_has(move) == spread
 
 
 def test_rebalance_with_an_asynchronous_client(three):

@@ -45,8 +45,7 @@ impl Core {
             return reply(out, id, CoordReply::Invalid(why));
         }
         if !workers.is_empty() && !self.workers.values().any(|w| w.matches(&workers)) {
-            let why = format!("workers={workers:?} names no connected worker");
-            return reply(out, id, CoordReply::Invalid(why));
+            return reply(out, id, CoordReply::Missing);
         }
         let plan = self.plan_moves(&keys, &workers);
         if plan.is_empty() {

@@ -147,3 +147,10 @@ fn an_unknown_key_is_refused() {
         "{s:?}"
     );
 }
+
+#[test]
+fn workers_naming_nobody_are_missing() {
+    let (mut env, _) = cluster(2, &[100]);
+    rebalance(&mut env, 1, &[], &["nowhere"]);
+    assert_eq!(env.said().replies, vec![(1, CoordReply::Missing)]);
+}

@@ -155,7 +155,8 @@ pub enum CoordOp {
     /// empty) until each holds about the same bytes of results: `keys` (all
     /// results if empty) move from the fullest workers to the emptiest.
     /// Answered `Done` when every move was made or failed, `Invalid` for a
-    /// key the scheduler does not know.
+    /// key the scheduler does not know, `Missing` when `workers` names no
+    /// connected worker.
     Rebalance {
         keys: Vec<String>,
         workers: Vec<String>,

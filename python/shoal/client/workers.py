@@ -442,16 +442,19 @@ class WorkerCalls:
         ----------
         futures
             Futures (or collections, lists, dicts of them) whose results
-            may move; every result in the cluster if None.
+            may move; every result in the cluster if None (an empty list
+            moves nothing).
         workers
-            Worker addresses, names or hosts to balance among (default:
-            every worker); results on other workers stay.
+            Worker addresses, names or hosts to balance among; every worker
+            if None (an empty list balances nothing). Results on other
+            workers stay.
 
         Raises
         ------
+        KeyError
+            If ``workers`` names no connected worker (as in Dask).
         ValueError
-            If ``workers`` names no connected worker, or a future is not
-            known to the scheduler.
+            If a future is not known to the scheduler.
 
         Examples
         --------
@@ -462,6 +465,8 @@ class WorkerCalls:
 
         """
         names = worker_names(workers)
+        if workers is not None and not names:
+            return  # no workers to balance among (as in Dask, not "all")
         found: dict[str, None] = {}
         if futures is not None:
             collect_keys(futures_of(futures), found)
@@ -470,7 +475,10 @@ class WorkerCalls:
         self._check_running()
         if found:
             self._session.wait(list(found), None)
-        self._request(Coord.Rebalance(list(found), names))
+        answer = self._request(Coord.Rebalance(list(found), names))
+        if isinstance(answer, Answer.Missing):
+            # Dask's error for workers it does not know.
+            raise KeyError(f"workers={names} names no connected worker")
 
     @aio.maybe_async
     def upload_file(self, filename: str | os.PathLike, load: bool = True) -> None:
