@@ -110,6 +110,23 @@ def test_explicit_keys(client):
         client.map(inc, [1, 2, 3], key=["only-one"])
 
 
+def test_dask_keys_other_than_strings_name_tasks_by_their_repr(client):
+    start = client.scheduler_info()["tasks"]
+    f = client.submit(inc, 1, key=("x", 0, 1))
+    assert f.key == "('x', 0, 1)" and f.result() == 2
+    fs = client.map(inc, [1, 2], key=[("y", 0), ("y", 1)])
+    assert [g.key for g in fs] == ["('y', 0)", "('y', 1)"]
+    client.cancel(f)
+    with pytest.raises(FutureCancelledError):
+        f.result()
+    for bad in [("x", [1]), ("x", object()), True, 1j]:
+        with pytest.raises(TypeError):
+            client.submit(inc, 1, key=bad)
+    del f, fs
+    gc.collect()
+    until(lambda: client.scheduler_info()["tasks"] == start, what="the tasks forgotten")
+
+
 def test_lambdas_and_closures_run(client):
     offset = 100
     assert client.gather(client.map(lambda p: p + offset, range(3))) == [100, 101, 102]

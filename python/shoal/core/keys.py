@@ -49,10 +49,19 @@ def leaf_key(name: str, func_hash: int) -> str:
 
 
 def check_key(key: object, what: str = "key") -> str:
-    """``key`` if it is a string; raise ``TypeError`` naming ``what`` otherwise."""
-    if not isinstance(key, str):
-        raise TypeError(f"{what} must be a string, not {type(key).__name__}")
-    return key
+    """The text the cluster knows a Dask key by: a string as it is; bytes,
+    a number or a tuple of them as its ``repr`` (so ``key=("x", 0)`` and a
+    dask graph's ``("x", 0)`` name the same task). Raise ``TypeError``
+    naming ``what`` for anything else.
+    """
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (tuple, bytes, int, float)) and not isinstance(key, bool):
+        check_dask_key(key, what)
+        return repr(key)
+    raise TypeError(
+        f"{what} must be a string, or bytes, a number or a tuple of them, not {type(key).__name__}"
+    )
 
 
 def check_dask_key(key: object, what: str = "key") -> None:

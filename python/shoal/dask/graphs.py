@@ -48,10 +48,7 @@ def stringify(key: Any) -> str:
         a tuple of them).
 
     """
-    if isinstance(key, str):
-        return key
-    keys.check_dask_key(key, "a task's key")
-    return repr(key)
+    return keys.check_key(key, "a task's key")
 
 
 class _Ref:
