@@ -361,3 +361,45 @@ def test_a_cancelled_future_cannot_be_shared(client):
     with pytest.raises(TimeoutError, match="unknown to scheduler"):
         v.set(future, timeout="5ms")
     assert v.get() == 1
+
+
+HOLD_A_LOCK = """
+import sys
+from shoal import Client, Lock
+client = Client(sys.argv[1], set_as_default=False)
+assert Lock("handed-over", client=client).acquire(timeout=30)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_stopped_client_loses_its_lock_after_the_lease_timeout():
+    """A client process stopped (SIGSTOP: a frozen laptop, a vanished
+    machine) keeps its connection open; its silence past Dask's
+    ``distributed.scheduler.locks.lease-timeout`` hands its lock over."""
+    import subprocess
+    import sys
+
+    import dask
+
+    with dask.config.set({"distributed.scheduler.locks.lease-timeout": "3s"}):
+        c = Client(n_workers=0, dashboard_address=None)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_LOCK, c.scheduler_address],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"SHOAL_TOKEN": c.cluster.security.token},
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        lock = Lock("handed-over", client=c)
+        # While the holder runs (and says it is there), the lock stays its.
+        assert not lock.acquire(timeout=4)
+        os.kill(holder.pid, signal.SIGSTOP)
+        assert lock.acquire(timeout=30)
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait(10)
+        c.close()

@@ -91,10 +91,16 @@ pub(crate) async fn run(
         matches!(m, ClientToScheduler::Shutdown)
     }));
     let mut buf = Vec::new();
+    let mut heartbeat = tokio::time::interval(shoal_proto::CLIENT_HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
         let frame = tokio::select! {
             f = read_frame::<_, Vec<SchedulerToClient>>(&mut r, &mut buf) => f,
             _ = shared.stop.notified() => break "the client was closed".to_string(),
+            _ = heartbeat.tick() => {
+                let _ = shared.out.send(ClientToScheduler::Heartbeat);
+                continue;
+            }
         };
         match frame {
             Ok(Some(msgs)) => {

@@ -81,6 +81,8 @@ impl Core {
                 }
             }
             ClientToScheduler::SetLimit(spec) => self.set_limit(spec),
+            // Being heard from is all it says (see `heard_from_client`).
+            ClientToScheduler::Heartbeat => {}
             ClientToScheduler::Identify => {
                 let workers = self
                     .workers

@@ -40,6 +40,10 @@ pub struct CoreConfig {
     /// A worker not heard from for this many seconds is declared dead
     /// (Dask's `distributed.scheduler.worker-ttl`); never if None.
     pub worker_ttl: Option<f64>,
+    /// A client not heard from for this many seconds loses the leases of
+    /// the locks and semaphores it holds (Dask's
+    /// `distributed.scheduler.locks.lease-timeout`); never if None.
+    pub lease_timeout: Option<f64>,
     /// Bytes of small results (those workers send along, at most 64 KiB
     /// each) the scheduler keeps a copy of while they are in memory, so a
     /// worker's death does not lose them (see [`crate::small_results`]); 0 keeps none.
@@ -56,6 +60,7 @@ impl Default for CoreConfig {
             id: String::new(),
             started: 0.0,
             worker_ttl: Some(300.0),
+            lease_timeout: Some(30.0),
             keep_bytes: crate::small_results::DEFAULT_KEEP_BYTES,
         }
     }
@@ -77,6 +82,11 @@ pub(crate) struct ClientState {
     pub wants: FxHashSet<TaskId>,
     /// Tasks of a graph still arriving in parts, pinned until it is whole.
     pub staged: Vec<TaskId>,
+    /// When it was last heard from (the core's clock).
+    pub last_seen: f64,
+    /// Silent past the lease timeout: its leases were released (until it
+    /// speaks again, it is not checked).
+    pub silent: bool,
 }
 
 /// The scheduler state machine.
@@ -247,9 +257,13 @@ impl Core {
         match event {
             Event::ClientConnected(c) => {
                 self.clients.entry(c).or_default();
+                self.heard_from_client(c);
             }
             Event::ClientDisconnected(c) => self.client_gone(c, out),
-            Event::FromClient(c, msg) => self.client_message(c, msg, out),
+            Event::FromClient(c, msg) => {
+                self.heard_from_client(c);
+                self.client_message(c, msg, out)
+            }
             Event::WorkerConnected(w, info) => self.worker_joined(w, info, out),
             Event::WorkerLost(w) => self.worker_lost(w, out),
             Event::FromWorker(w, msg) => self.worker_message(w, msg, out),

@@ -1,4 +1,4 @@
-//! Workers that fall silent.
+//! Workers and clients that fall silent.
 //!
 //! A worker reports its health twice a second. One not heard from for
 //! `worker_ttl` seconds — stopped, paused in a debugger, cut off by a
@@ -7,8 +7,14 @@
 //! only it held are computed again where still needed, and it is told to
 //! leave. Whatever it sends afterwards is ignored: it is no longer one of
 //! the core's workers.
+//!
+//! A client says it is there every second (`Heartbeat`). One not heard
+//! from for `lease_timeout` seconds loses the leases of its locks and
+//! semaphores, which go to whoever waits for them, as Dask's leases expire;
+//! it keeps its futures (a laptop that slept finds its results still
+//! there).
 
-use shoal_proto::{SchedulerToWorker, WorkerId};
+use shoal_proto::{ClientId, SchedulerToWorker, WorkerId};
 
 use crate::core::Core;
 use crate::events::Command;
@@ -19,49 +25,91 @@ impl Core {
         if let Some(worker) = self.workers.get_mut(&w) {
             worker.last_seen = self.now;
         }
-        if self.config.worker_ttl.is_some() && self.silence_check.is_none() {
-            self.plan_silence_check();
+        if let Some(ttl) = self.config.worker_ttl {
+            self.check_silence_by(self.now + ttl);
         }
     }
 
-    /// Declares dead the workers silent for `worker_ttl` seconds. Called
+    /// Notes that client `c` was heard from now.
+    pub(crate) fn heard_from_client(&mut self, c: ClientId) {
+        if let Some(client) = self.clients.get_mut(&c) {
+            client.last_seen = self.now;
+            client.silent = false;
+        }
+        if let Some(timeout) = self.config.lease_timeout {
+            self.check_silence_by(self.now + timeout);
+        }
+    }
+
+    /// Makes sure silence is looked for at `at` at the latest.
+    fn check_silence_by(&mut self, at: f64) {
+        if self.silence_check.is_none_or(|planned| at < planned) {
+            self.silence_check = Some(at);
+            self.wake_at(at);
+        }
+    }
+
+    /// Declares dead the workers silent for `worker_ttl` seconds, and
+    /// releases the leases of clients silent for `lease_timeout`. Called
     /// before every scheduling pass.
     pub(crate) fn check_silence(&mut self, out: &mut Vec<Command>) {
-        let Some(ttl) = self.config.worker_ttl else {
-            return;
-        };
         if self.silence_check.is_none_or(|at| self.now < at) {
             return;
         }
         let now = self.now;
-        let silent: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| now - w.last_seen >= ttl)
-            .map(|(&id, _)| id)
-            .collect();
-        for w in silent {
-            let address = &self.workers[&w].info.data_address;
-            tracing::warn!("worker {address} sent nothing for {ttl} s: removing it and running its tasks elsewhere");
-            out.push(Command::ToWorker(w, SchedulerToWorker::Shutdown));
-            self.worker_lost(w, out);
+        if let Some(ttl) = self.config.worker_ttl {
+            let silent: Vec<WorkerId> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| now - w.last_seen >= ttl)
+                .map(|(&id, _)| id)
+                .collect();
+            for w in silent {
+                let address = &self.workers[&w].info.data_address;
+                tracing::warn!("worker {address} sent nothing for {ttl} s: removing it and running its tasks elsewhere");
+                out.push(Command::ToWorker(w, SchedulerToWorker::Shutdown));
+                self.worker_lost(w, out);
+            }
+        }
+        if let Some(timeout) = self.config.lease_timeout {
+            let silent: Vec<ClientId> = self
+                .clients
+                .iter()
+                .filter(|(c, s)| {
+                    **c != crate::coord::COORD_CLIENT && !s.silent && now - s.last_seen >= timeout
+                })
+                .map(|(&c, _)| c)
+                .collect();
+            for c in silent {
+                tracing::info!("client {c} sent nothing for {timeout} s: its locks and semaphores go to others");
+                if let Some(client) = self.clients.get_mut(&c) {
+                    client.silent = true;
+                }
+                self.release_leases_of(c, out);
+            }
         }
         self.plan_silence_check();
         self.free_unneeded(out);
     }
 
-    /// Asks to be woken when the worker heard from longest ago would have
-    /// been silent for `worker_ttl`.
+    /// Asks to be woken when the worker (or client) heard from longest ago
+    /// would have been silent for `worker_ttl` (or `lease_timeout`).
     fn plan_silence_check(&mut self) {
-        let Some(ttl) = self.config.worker_ttl else {
-            return;
-        };
-        let oldest = self
-            .workers
-            .values()
-            .map(|w| w.last_seen)
-            .fold(f64::INFINITY, f64::min);
-        self.silence_check = oldest.is_finite().then_some(oldest + ttl);
+        let workers = self.config.worker_ttl.map_or(f64::INFINITY, |ttl| {
+            self.workers
+                .values()
+                .map(|w| w.last_seen + ttl)
+                .fold(f64::INFINITY, f64::min)
+        });
+        let clients = self.config.lease_timeout.map_or(f64::INFINITY, |t| {
+            self.clients
+                .iter()
+                .filter(|(c, s)| **c != crate::coord::COORD_CLIENT && !s.silent)
+                .map(|(_, s)| s.last_seen + t)
+                .fold(f64::INFINITY, f64::min)
+        });
+        let at = workers.min(clients);
+        self.silence_check = at.is_finite().then_some(at);
         if let Some(at) = self.silence_check {
             self.wake_at(at);
         }

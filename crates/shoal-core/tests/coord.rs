@@ -253,6 +253,38 @@ fn a_lock_is_granted_in_order_and_returned_when_its_client_goes() {
 }
 
 #[test]
+fn a_silent_client_loses_its_lock_after_the_lease_timeout_but_keeps_its_futures() {
+    // A stopped process (SIGSTOP, a laptop asleep) keeps its connection
+    // open: only its silence tells.
+    let mut env = Env::new();
+    env.event(Event::ClientConnected(2));
+    env.submit_as(2, vec![task("mine")]);
+    ask(&mut env, 2, 1, acquire("L", 1, 7), None);
+    ask(&mut env, 1, 1, acquire("L", 1, 8), None);
+    assert_eq!(replies(&mut env), vec![(2, 1, CoordReply::Done)]);
+    // Client 1 keeps saying it is there; client 2 says nothing.
+    for s in 1..30 {
+        env.advance(f64::from(s));
+        env.send(1, ClientToScheduler::Heartbeat);
+    }
+    assert!(
+        replies(&mut env).is_empty(),
+        "29 s of silence is not enough"
+    );
+    env.advance(30.0);
+    env.send(1, ClientToScheduler::Heartbeat);
+    assert_eq!(replies(&mut env), vec![(1, 1, CoordReply::Done)]);
+    assert!(env.state("mine").is_some(), "its futures stay");
+    // It wakes up: its old lease is gone, the lock is not its to release.
+    let release = CoordOp::Release {
+        name: "L".into(),
+        lease: 7,
+    };
+    ask(&mut env, 2, 2, release, None);
+    assert_eq!(replies(&mut env), vec![(2, 2, CoordReply::Flag(false))]);
+}
+
+#[test]
 fn a_semaphore_lends_its_leases_and_a_timed_out_waiter_is_skipped() {
     let mut env = Env::new();
     ask(&mut env, 1, 1, acquire("S", 2, 1), None);

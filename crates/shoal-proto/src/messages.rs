@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// The scheduler's handle for a task on the scheduler <-> worker link.
 pub type TaskId = u64;
+
+/// How often a client says it is still there (`ClientToScheduler::Heartbeat`).
+pub const CLIENT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The scheduler's handle for a connected worker.
 pub type WorkerId = u64;
 /// The scheduler's handle for a connected client.
@@ -260,6 +263,9 @@ pub enum ClientToScheduler {
     SetLimit(LimitSpec),
     /// Ask about the cluster; answered with `Identity`.
     Identify,
+    /// Nothing but "still here", every [`CLIENT_HEARTBEAT`]: a client that
+    /// falls silent loses its locks' and semaphores' leases.
+    Heartbeat,
     /// Ask for finished tasks from position `since` of the task stream (at
     /// most `limit`, the newest); answered with `TaskStream`.
     GetTaskStream {

@@ -25,6 +25,7 @@ fn options(
     dashboard: Option<&str>,
     host: &str,
     worker_ttl: Option<f64>,
+    lease_timeout: Option<f64>,
     allowed_failures: u32,
     token: Option<&str>,
     tls: crate::types::TlsArg,
@@ -40,9 +41,17 @@ fn options(
             "worker_ttl must be a positive number of seconds, or None for never",
         ));
     }
+    let heartbeat = shoal_proto::CLIENT_HEARTBEAT.as_secs_f64();
+    if lease_timeout.is_some_and(|t| !t.is_finite() || t < 3.0 * heartbeat) {
+        return Err(PyValueError::new_err(format!(
+            "lease_timeout must be at least {} seconds (clients say they are there every {heartbeat} s), or None for never",
+            3.0 * heartbeat
+        )));
+    }
     Ok(shoal_server::Options {
         dashboard: dashboard_at(dashboard, host)?,
         worker_ttl,
+        lease_timeout,
         allowed_failures,
         security,
     })
@@ -58,11 +67,13 @@ impl Scheduler {
     /// `dashboard` is where the dashboard listens (`":8787"`, `"host:port"`;
     /// a taken port moves on to the next free one), or None for none;
     /// `worker_ttl` the seconds of silence after which a worker is declared
-    /// dead (None: never); `allowed_failures` how many workers may die
+    /// dead (None: never); `lease_timeout` the seconds of silence after
+    /// which a client's locks and semaphores go to others (None: never);
+    /// `allowed_failures` how many workers may die
     /// running a task before it errs with `KilledWorker`; `token` the
     /// secret every client and worker must present (None: none).
     #[new]
-    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None))]
+    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None, lease_timeout=Some(30.0)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -73,8 +84,17 @@ impl Scheduler {
         allowed_failures: u32,
         token: Option<&str>,
         tls: crate::types::TlsArg,
+        lease_timeout: Option<f64>,
     ) -> PyResult<Self> {
-        let options = options(dashboard, host, worker_ttl, allowed_failures, token, tls)?;
+        let options = options(
+            dashboard,
+            host,
+            worker_ttl,
+            lease_timeout,
+            allowed_failures,
+            token,
+            tls,
+        )?;
         let scheme = options.security.tls.scheme();
         let host = host.to_string();
         let handle = py
@@ -112,7 +132,7 @@ impl Scheduler {
 /// `on_ready(address, dashboard_url_or_None)` once it listens. The options
 /// are `Scheduler`'s.
 #[pyfunction]
-#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None))]
+#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None, lease_timeout=Some(30.0)))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_scheduler(
     py: Python<'_>,
@@ -124,8 +144,17 @@ pub fn run_scheduler(
     allowed_failures: u32,
     token: Option<&str>,
     tls: crate::types::TlsArg,
+    lease_timeout: Option<f64>,
 ) -> PyResult<()> {
-    let options = options(dashboard, &host, worker_ttl, allowed_failures, token, tls)?;
+    let options = options(
+        dashboard,
+        &host,
+        worker_ttl,
+        lease_timeout,
+        allowed_failures,
+        token,
+        tls,
+    )?;
     let scheme = options.security.tls.scheme();
     py.detach(move || {
         shoal_server::run_blocking(&host, port, options, |addr, board| {

@@ -131,6 +131,9 @@ pub struct Options {
     /// Seconds of silence after which a worker is declared dead (None:
     /// never).
     pub worker_ttl: Option<f64>,
+    /// Seconds of silence after which a client's locks and semaphores go to
+    /// others (None: never).
+    pub lease_timeout: Option<f64>,
     /// A task errs with `KilledWorker` once more workers than this died
     /// while running it.
     pub allowed_failures: u32,
@@ -146,6 +149,7 @@ impl Default for Options {
         Options {
             dashboard: None,
             worker_ttl: core.worker_ttl,
+            lease_timeout: core.lease_timeout,
             allowed_failures: core.allowed_failures,
             security: shoal_proto::Security::default(),
         }
@@ -488,6 +492,7 @@ fn config(options: &Options) -> shoal_core::CoreConfig {
         id: format!("Scheduler-{:016x}", h.finish()),
         started,
         worker_ttl: options.worker_ttl,
+        lease_timeout: options.lease_timeout,
         allowed_failures: options.allowed_failures,
         ..Default::default()
     }

@@ -62,7 +62,8 @@ def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """The engine's scheduler options from Dask's ``scheduler_kwargs``;
     what they leave out comes from Dask's configuration
     (``distributed.scheduler.worker-ttl`` and ``.allowed-failures``) when it
-    is set there.
+    is set there; how long a silent client keeps its locks' and semaphores'
+    leases comes from ``distributed.scheduler.locks.lease-timeout`` only.
 
     Raises
     ------
@@ -95,6 +96,9 @@ def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"allowed_failures must be a number of workers, not {n!r}")
         out["allowed_failures"] = n
+    lease = setting("distributed.scheduler.locks.lease-timeout")
+    if lease is not MISSING:
+        out["lease_timeout"] = parse_timedelta(lease)
     return out
 
 

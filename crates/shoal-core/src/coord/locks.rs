@@ -201,7 +201,7 @@ impl Core {
     }
 
     /// Returns every lease client `c` holds, and serves whoever waits.
-    pub(super) fn release_leases_of(&mut self, c: ClientId, out: &mut Vec<Command>) {
+    pub(crate) fn release_leases_of(&mut self, c: ClientId, out: &mut Vec<Command>) {
         let names: Vec<String> = self
             .coord
             .semaphores
