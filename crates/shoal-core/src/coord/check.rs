@@ -69,6 +69,14 @@ impl Core {
                 "parked request {id:?} ({p:?}) is not listed where it waits"
             );
         }
+        for (name, s) in &c.semaphores {
+            for w in &s.waiters {
+                ensure!(
+                    matches!(c.parked.get(w), Some(Parked::Acquire { name: n, .. }) if n == name),
+                    "{w:?} is listed as waiting for semaphore {name} but does not wait for it"
+                );
+            }
+        }
         for &id in &c.fire_and_forget {
             let done = self.tasks.get(&id).is_none_or(|t| {
                 matches!(

@@ -95,14 +95,26 @@ impl Core {
                 holders: Vec::new(),
                 waiters: VecDeque::new(),
             });
-        let waiting = s.waiters.iter().any(|w| self.coord.parked.contains_key(w));
-        if !waiting && s.holders.len() < s.max_leases as usize {
+        // Waiters leave the list when they time out or their client goes
+        // (`forget_waiter`): every one listed is still waiting.
+        if s.waiters.is_empty() && s.holders.len() < s.max_leases as usize {
             s.holders.push((id.0, lease));
             reply(out, id, CoordReply::Done);
             None
         } else {
             s.waiters.push_back(id);
             Some(Parked::Acquire { name, lease })
+        }
+    }
+
+    /// A parked request stopped waiting (timed out, or its client left):
+    /// a semaphore's waiter leaves its list, so polling with
+    /// `acquire(blocking=False)` never piles up waiters to scan.
+    pub(super) fn forget_waiter(&mut self, id: WaitId, what: &Parked) {
+        if let Parked::Acquire { name, .. } = what {
+            if let Some(s) = self.coord.semaphores.get_mut(name) {
+                s.waiters.retain(|w| *w != id);
+            }
         }
     }
 

@@ -401,6 +401,7 @@ impl Core {
         if let Parked::QueuePut { item, .. } = &what {
             self.unhold(item);
         }
+        self.forget_waiter(id, &what);
         reply(out, id, CoordReply::TimedOut);
     }
 
@@ -419,8 +420,10 @@ impl Core {
             .copied()
             .collect();
         for id in mine {
-            if let Some(Parked::QueuePut { item, .. }) = self.coord.parked.remove(&id) {
-                self.unhold(&item);
+            match self.coord.parked.remove(&id) {
+                Some(Parked::QueuePut { item, .. }) => self.unhold(&item),
+                Some(what) => self.forget_waiter(id, &what),
+                None => {}
             }
         }
         let subs: Vec<WaitId> = self
