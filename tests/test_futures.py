@@ -33,6 +33,10 @@ def test_submit_returns_a_future_whose_result_is_the_value(client):
     assert f.type is int
     assert "finished" in repr(f) and f.key in repr(f)
     assert "finished" in f._repr_html_()
+    # A key is text anyone may choose: a notebook shows it, never runs it.
+    g = client.submit(inc, 1, key="<img src=x onerror=alert(1)>")
+    g.result(timeout=30)
+    assert "<img" not in g._repr_html_() and "&lt;img" in g._repr_html_()
 
 
 def test_keyword_arguments_reach_the_function(client):

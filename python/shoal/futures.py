@@ -225,7 +225,7 @@ class Future:
         name = self._type_name() if status == "finished" else None
         typ = f", <b>type:</b> {html.escape(name)}" if name else ""
         return (
-            f"<b>Future: {self.key}</b> <b>status:</b> "
+            f"<b>Future: {html.escape(self.key)}</b> <b>status:</b> "
             f'<span style="color: {colour}">{status}</span>{typ}'
         )
 

@@ -562,7 +562,8 @@ class Client(
             f"{html.escape(link)}</a> &nbsp; "
         )
         return (
-            f"<div><h3>Client</h3><p><b>Scheduler:</b> {self.scheduler_address} &nbsp; "
+            "<div><h3>Client</h3><p><b>Scheduler:</b> "
+            f"{html.escape(self.scheduler_address)} &nbsp; "
             f"{dashboard}"
             f"<b>Status:</b> {self.status} &nbsp; <b>Workers:</b> {len(workers)} &nbsp; "
             f"<strong>Total threads: </strong>{sum(w.nthreads for w in workers)} &nbsp; "
