@@ -118,6 +118,11 @@ pub struct Core {
     pub(crate) to_free: BTreeMap<WorkerId, Vec<String>>,
     /// Tasks to cancel, per worker.
     pub(crate) to_cancel: BTreeMap<WorkerId, Vec<TaskId>>,
+    /// Tasks taken back from a worker while they ran there, with that
+    /// worker and the key its result will be stored under: the run still
+    /// ends with a report, and if the task is forgotten by then, the result
+    /// is freed there by key (the report names only the id).
+    pub(crate) orphans: FxHashMap<TaskId, (WorkerId, Box<str>)>,
     /// The time the shell last passed in ([`Core::advance`]), in seconds.
     pub(crate) now: f64,
     /// Tasks whose retry waits: when ready they stay out of the queue.
@@ -176,6 +181,7 @@ impl Core {
             to_check: Vec::new(),
             to_free: BTreeMap::new(),
             to_cancel: BTreeMap::new(),
+            orphans: FxHashMap::default(),
             now: 0.0,
             held: rustc_hash::FxHashSet::default(),
             timers: BinaryHeap::new(),

@@ -291,6 +291,12 @@ impl Core {
                 }
             }
         }
+        for (id, (w, key)) in &self.orphans {
+            ensure!(
+                self.workers.contains_key(w),
+                "task {id} ({key}) waits for its end on worker {w}, which is gone"
+            );
+        }
         for (rid, r) in &self.rebalances {
             ensure!(
                 !r.moves.is_empty(),

@@ -272,11 +272,16 @@ impl Core {
     /// If `id` is assigned, forgets the assignment and tells the worker to
     /// drop it (a no-op for the worker if it already ran).
     pub(crate) fn unassign(&mut self, id: TaskId) {
-        if let TaskState::Assigned { worker, .. } = self.tasks[&id].state {
+        let t = &self.tasks[&id];
+        if let TaskState::Assigned { worker, started } = t.state {
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.assigned.remove(&id);
                 w.stealing.remove(&id);
                 self.to_cancel.entry(worker).or_default().push(id);
+                if started {
+                    // It runs on: its end will be reported (see `orphans`).
+                    self.orphans.insert(id, (worker, t.key().into()));
+                }
             }
         }
     }

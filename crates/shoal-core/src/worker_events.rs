@@ -107,6 +107,7 @@ impl Core {
                     nbytes,
                     timing,
                 };
+                self.orphan_ended(w, id, true);
                 self.task_finished(w, id, &type_name, inline, ran, out)
             }
             WorkerToScheduler::TaskFailed {
@@ -114,8 +115,12 @@ impl Core {
                 error,
                 retryable,
                 timing,
-            } => self.task_failed(w, id, error, retryable, timing, out),
+            } => {
+                self.orphan_ended(w, id, false);
+                self.task_failed(w, id, error, retryable, timing, out)
+            }
             WorkerToScheduler::TaskRescheduled { id, timing } => {
+                self.orphan_ended(w, id, false);
                 self.task_rescheduled(w, id, timing, out)
             }
             WorkerToScheduler::Metrics(m) => {
@@ -145,6 +150,18 @@ impl Core {
                     worker.capacity = slots.min(MAX_CAPACITY);
                 }
             }
+        }
+    }
+
+    /// A run that was taken back from worker `w` ended there (`stored`: with
+    /// a result it keeps): if its task is forgotten meanwhile, nobody will
+    /// ever free that result by key, so it is freed now.
+    fn orphan_ended(&mut self, w: WorkerId, id: TaskId, stored: bool) {
+        let Some((worker, key)) = self.orphans.remove(&id) else {
+            return;
+        };
+        if stored && worker == w && !self.tasks.contains_key(&id) {
+            self.to_free.entry(w).or_default().push(key.into());
         }
     }
 
@@ -335,6 +352,7 @@ impl Core {
         let Some(worker) = self.workers.remove(&w) else {
             return;
         };
+        self.orphans.retain(|_, (ow, _)| *ow != w);
         let address = worker.info.data_address.clone();
         for c in self.clients.keys() {
             out.push(Command::ToClient(

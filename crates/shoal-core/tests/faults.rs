@@ -180,6 +180,25 @@ fn a_ready_dependent_waits_again_when_its_input_is_lost() {
 }
 
 #[test]
+fn a_task_forgotten_while_it_runs_has_its_result_freed_where_it_ends() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    env.submit(vec![task("t"), task("quick")]);
+    env.start(w, "t");
+    env.start(w, "quick");
+    let (t, quick) = (env.id("t"), env.id("quick"));
+    // Nobody wants them any more while they run.
+    env.disown(&["t", "quick"]);
+    assert_eq!(env.state("t"), None, "forgotten");
+    env.take();
+    // Both runs still end, reported by id: the one that stored a result
+    // has it freed by key; the one that failed stored nothing.
+    env.finish_task(w, t, 1 << 20, 0.1);
+    env.fail_task(w, quick, "ValueError", true);
+    assert_eq!(env.frees(), vec![(w, "t".to_string())]);
+}
+
+#[test]
 fn unneeded_data_on_a_lost_worker_is_just_forgotten() {
     let mut env = Env::new();
     let w1 = env.computed("a");

@@ -250,6 +250,11 @@ impl Env {
     /// report, as from a real worker.
     pub fn finish_with(&mut self, w: WorkerId, key: &str, nbytes: u64, duration: f64) {
         let id = self.id(key);
+        self.finish_task(w, id, nbytes, duration);
+    }
+
+    /// Worker `w` reports task `id` finished (its key may be forgotten).
+    pub fn finish_task(&mut self, w: WorkerId, id: TaskId, nbytes: u64, duration: f64) {
         let inline = (nbytes <= 64 << 10).then(|| Payload::single(Bytes::from_static(b"r")));
         self.event(Event::FromWorker(
             w,
@@ -309,6 +314,11 @@ impl Env {
     /// Worker `w` reports `key` raised a `type_name`.
     pub fn fail_with(&mut self, w: WorkerId, key: &str, type_name: &str, retryable: bool) {
         let id = self.id(key);
+        self.fail_task(w, id, type_name, retryable);
+    }
+
+    /// Worker `w` reports task `id` raised (its key may be forgotten).
+    pub fn fail_task(&mut self, w: WorkerId, id: TaskId, type_name: &str, retryable: bool) {
         self.event(Event::FromWorker(
             w,
             WorkerToScheduler::TaskFailed {
