@@ -5,10 +5,12 @@
 //! Taking a ready task that consumes results before making new ones is what
 //! keeps memory flat, as Dask's scheduler does by holding root tasks back:
 //! the step that reads two freshly made blocks runs as soon as they exist,
-//! instead of after every other block of the matrix is made. Each worker accepts its threads' worth of running tasks
-//! plus a window of queued ones sized from the mean task duration, so a worker
-//! with short tasks never idles for a round trip while one with long tasks
-//! does not hoard work that an idle peer could run.
+//! instead of after every other block of the matrix is made.
+//!
+//! Each worker accepts its threads' worth of running tasks plus a window of
+//! queued ones sized from the mean task duration, so a worker with short
+//! tasks never idles for a round trip while one with long tasks does not
+//! hoard work that an idle peer could run.
 
 use std::cmp::Ordering;
 

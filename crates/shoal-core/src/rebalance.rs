@@ -7,7 +7,8 @@
 //! across a gap `g` narrows it only if `s < g`), so the plan ends with every
 //! worker within one result of the others. Each move is a `Fetch` by the
 //! recipient from the sender; once the recipient reports the copy, the
-//! sender's copy is freed (kept if a task assigned to the sender reads it).
+//! sender's copy is dropped as `replicate` drops extra copies (kept if a
+//! task assigned to the sender reads it).
 //! The request is answered `Done` when every fetch was answered.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -118,9 +119,9 @@ impl Core {
                 break;
             };
             let gap = high - low;
-            let holders_of = |task: &TaskId| match &self.tasks[task].state {
-                TaskState::Memory { holders } => holders.clone(),
-                _ => Vec::new(),
+            let lacks = |task: &TaskId| {
+                !matches!(&self.tasks[task].state,
+                    TaskState::Memory { holders } if holders.contains(&to))
             };
             let Some(can) = givable.get_mut(&from) else {
                 break;
@@ -129,7 +130,7 @@ impl Core {
             let pick = can
                 .range(..(gap, 0))
                 .rev()
-                .find(|(_, task)| !holders_of(task).contains(&to))
+                .find(|(_, task)| lacks(task))
                 .copied();
             let Some((bytes, task)) = pick else {
                 break;
@@ -172,8 +173,15 @@ impl Core {
             }
         }
         for (key, from) in drops {
-            if let Some(id) = self.id_of(&key) {
-                self.drop_holder(id, from);
+            let Some(id) = self.id_of(&key) else {
+                continue;
+            };
+            // The sender's copy goes once another holds one (and, as any
+            // dropped copy, stays if a task assigned there reads it).
+            let shared = matches!(&self.tasks[&id].state,
+                TaskState::Memory { holders } if holders.len() > 1 && holders.contains(&from));
+            if shared {
+                self.drop_copies(id, &[from], 1);
             }
         }
         for rid in finished {
@@ -200,34 +208,5 @@ impl Core {
     /// A client left: its rebalances end (moves already asked for finish).
     pub(crate) fn rebalance_client_gone(&mut self, c: shoal_proto::ClientId) {
         self.rebalances.retain(|(rc, _), _| *rc != c);
-    }
-
-    /// Frees worker `w`'s copy of `id` when another worker holds one too
-    /// and no task assigned to `w` is about to read it.
-    fn drop_holder(&mut self, id: TaskId, w: WorkerId) {
-        let t = &self.tasks[&id];
-        let TaskState::Memory { holders } = &t.state else {
-            return;
-        };
-        if holders.len() < 2 || !holders.contains(&w) {
-            return;
-        }
-        let read_there = t.dependents.iter().any(|d| {
-            matches!(
-                self.tasks.get(&d).map(|dt| &dt.state),
-                Some(TaskState::Assigned { worker, .. }) if *worker == w
-            )
-        });
-        if read_there {
-            return;
-        }
-        let key = t.key().to_string();
-        if let Some(TaskState::Memory { holders }) = self.tasks.get_mut(&id).map(|t| &mut t.state) {
-            holders.retain(|h| *h != w);
-        }
-        if let Some(worker) = self.workers.get_mut(&w) {
-            worker.holds.remove(&id);
-        }
-        self.to_free.entry(w).or_default().push(key);
     }
 }

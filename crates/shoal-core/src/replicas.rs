@@ -263,7 +263,7 @@ impl Core {
 
     /// Frees `extra` of the copies of `id` held by `have`, keeping copies
     /// that a task assigned to their worker is about to read.
-    fn drop_copies(&mut self, id: TaskId, have: &[WorkerId], extra: usize) {
+    pub(crate) fn drop_copies(&mut self, id: TaskId, have: &[WorkerId], extra: usize) {
         let t = &self.tasks[&id];
         let reading: FxHashSet<WorkerId> = t
             .dependents

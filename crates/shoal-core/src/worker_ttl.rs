@@ -73,12 +73,9 @@ impl Core {
         }
         if let Some(timeout) = self.config.lease_timeout {
             let silent: Vec<ClientId> = self
-                .clients
-                .iter()
-                .filter(|(c, s)| {
-                    **c != crate::coord::COORD_CLIENT && !s.silent && now - s.last_seen >= timeout
-                })
-                .map(|(&c, _)| c)
+                .watched_clients()
+                .filter(|(_, last_seen)| now - last_seen >= timeout)
+                .map(|(c, _)| c)
                 .collect();
             for c in silent {
                 tracing::info!("client {c} sent nothing for {timeout} s: its locks and semaphores go to others");
@@ -92,6 +89,15 @@ impl Core {
         self.free_unneeded(out);
     }
 
+    /// Clients whose silence is watched, with when each was last heard
+    /// from: connected ones not already found silent.
+    fn watched_clients(&self) -> impl Iterator<Item = (ClientId, f64)> + '_ {
+        self.clients
+            .iter()
+            .filter(|(c, s)| **c != crate::coord::COORD_CLIENT && !s.silent)
+            .map(|(&c, s)| (c, s.last_seen))
+    }
+
     /// Asks to be woken when the worker (or client) heard from longest ago
     /// would have been silent for `worker_ttl` (or `lease_timeout`).
     fn plan_silence_check(&mut self) {
@@ -102,10 +108,8 @@ impl Core {
                 .fold(f64::INFINITY, f64::min)
         });
         let clients = self.config.lease_timeout.map_or(f64::INFINITY, |t| {
-            self.clients
-                .iter()
-                .filter(|(c, s)| **c != crate::coord::COORD_CLIENT && !s.silent)
-                .map(|(_, s)| s.last_seen + t)
+            self.watched_clients()
+                .map(|(_, last_seen)| last_seen + t)
                 .fold(f64::INFINITY, f64::min)
         });
         let at = workers.min(clients);

@@ -233,8 +233,7 @@ class DiagnosticCalls:
         --------
         >>> x = client.submit(inc, 1)  # doctest: +SKIP
         >>> [(start, finish) for _, _, start, finish, *_ in client.story(x.key)]  # doctest: +SKIP
-        [('released', 'waiting'), ('waiting', 'queued'), ('queued', 'processing'),
-         ('processing', 'memory')]
+        [('released', 'queued'), ('queued', 'processing'), ('processing', 'memory')]
 
         """
         if on_error not in ("raise", "ignore"):
