@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
+from typing import Callable
 
 
 def run_child(script: str, args: list[str], timeout: float) -> dict | str:
@@ -48,20 +50,53 @@ def report(result: dict) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_each(script: str, names: list[str], args: list[str], timeout: float) -> dict[str, dict]:
+def run_each(
+    script: str,
+    names: list[str],
+    args: list[str] | Callable[[int], list[str]],
+    timeout: float,
+    rounds: int = 1,
+) -> dict[str, dict]:
     """Run ``script``'s child part for each framework in ``names`` (shoal
-    and dask by default), one after the other; each one's result, or ``{}``
-    with the reason on standard error when it has none.
+    and dask by default), one after the other, ``rounds`` times in turn
+    (each time a fresh process and a fresh cluster); each one's result, or
+    ``{}`` with the reason on standard error when it has none. ``args``
+    may depend on the round (from 0).
+
+    With several rounds a step's figure is the median of the rounds, and
+    ``"<step> range"`` holds the lowest and highest: on a small virtual
+    machine one run of the same step can differ from the next by 2x, for
+    Dask as for shoal, and a single run would compare noise.
     """
-    results = {}
-    for name in names or ["shoal", "dask"]:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        r = run_child(script, [name, *args], timeout)
-        if isinstance(r, str):
-            print(f"{name} failed:\n{r}", file=sys.stderr)
-            r = {}
-        results[name] = r
-    return results
+    runs: dict[str, list[dict]] = {name: [] for name in names or ["shoal", "dask"]}
+    for i in range(rounds):
+        for name in runs:
+            round_ = f" (round {i + 1} of {rounds})" if rounds > 1 else ""
+            print(f"running {name}{round_} ...", file=sys.stderr, flush=True)
+            round_args = args(i) if callable(args) else args
+            r = run_child(script, [name, *round_args], timeout)
+            if isinstance(r, str):
+                print(f"{name} failed:\n{r}", file=sys.stderr)
+                r = {}
+            runs[name].append(r)
+    return {name: combine(rs) for name, rs in runs.items()}
+
+
+def combine(runs: list[dict]) -> dict:
+    """One result from several rounds: the median of each numeric step (and
+    its range), the first round's value of any other."""
+    if len(runs) == 1:
+        return runs[0]
+    out: dict = {}
+    for step in dict.fromkeys(k for r in runs for k in r):
+        values = [r[step] for r in runs if step in r]
+        nums = sorted(v for v in values if isinstance(v, (int, float)))
+        if len(nums) == len(values):
+            out[step] = float(statistics.median(nums))
+            out[f"{step} range"] = (nums[0], nums[-1])
+        else:
+            out[step] = values[0]
+    return out
 
 
 def touch_memory(gb: float | None = None) -> None:
@@ -79,8 +114,9 @@ def touch_memory(gb: float | None = None) -> None:
 
 
 def print_table(title: str, steps: list[str], results: dict[str, dict], unit: str = "") -> None:
-    """A markdown table: a row per step, a column per framework, and
-    shoal's figure over Dask's where both have one."""
+    """A markdown table: a row per step, a column per framework (the
+    median and, after several rounds, the range in brackets), and shoal's
+    figure over Dask's where both have one."""
     names = list(results)
     print(f"| {title} | " + " | ".join(names) + " | shoal / dask |")
     print("|---|" + "---|" * (len(names) + 1))
@@ -88,7 +124,11 @@ def print_table(title: str, steps: list[str], results: dict[str, dict], unit: st
         cells, nums = [], {}
         for name in names:
             v = results[name].get(step, "failed" if not results[name] else "—")
-            cells.append(f"{v:.2f}{unit}" if isinstance(v, float) else str(v))
+            cell = f"{v:.2f}{unit}" if isinstance(v, float) else str(v)
+            spread = results[name].get(f"{step} range")
+            if spread and isinstance(v, float):
+                cell += f" ({spread[0]:.2f}–{spread[1]:.2f})"
+            cells.append(cell)
             nums[name] = v if isinstance(v, float) else None
         ours, theirs = nums.get("shoal"), nums.get("dask")
         ratio = f"{ours / theirs:.2f}x" if ours and theirs else ""

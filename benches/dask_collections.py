@@ -13,7 +13,10 @@ threads_per_worker=1)`` and times each step as a user runs it:
   ``(x + x.T).mean(axis=0).sum()``;
 * ``bag``: a bag of 20,000 partitions, map + filter + count.
 
-Usage: ``python benches/dask_collections.py [shoal] [dask] [--partitions 60]``
+Each framework runs ``--rounds`` times (3 by default), in turn with the
+other, and the table shows each step's median and range.
+
+Usage: ``python benches/dask_collections.py [shoal] [dask] [--partitions 60] [--rounds 3]``
 """
 
 from __future__ import annotations
@@ -98,14 +101,16 @@ STEPS = ["groupby", "set_index", "persist", "array", "bag"]
 
 
 def main(argv: list[str]) -> None:
-    partitions, names, it = 60, [], iter(argv)
+    partitions, rounds, names, it = 60, 3, [], iter(argv)
     for arg in it:
         if arg == "--partitions":
             partitions = int(next(it))
+        elif arg == "--rounds":
+            rounds = int(next(it))
         else:
             names.append(arg)
     touch_memory()
-    results = run_each(__file__, names, [str(partitions)], 1200.0)
+    results = run_each(__file__, names, [str(partitions)], 1200.0, rounds=rounds)
     print_table("workload (s)", STEPS, results)
     names = list(results)
     grew = [results[n].get("persist_client_mb") for n in names]

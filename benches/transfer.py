@@ -12,7 +12,10 @@ threads_per_worker=1)``. Blocks are numpy arrays made on the first worker
 * ``3GiB``: one 3 GiB ``bytes`` value scattered, its ``len`` taken by a
   task, and gathered back (``--big-gib 0`` skips it).
 
-Usage: ``python benches/transfer.py [shoal] [dask] [--big-gib 3]``
+Each framework runs ``--rounds`` times (3 by default), in turn with the
+other, and the table shows each step's median and range.
+
+Usage: ``python benches/transfer.py [shoal] [dask] [--big-gib 3] [--rounds 3]``
 """
 
 from __future__ import annotations
@@ -115,13 +118,18 @@ STEPS = ["w2w 8MB", "gather 8MB", "w2w 100MB", "gather 100MB", "scatter 100MB", 
 
 def main(argv: list[str]) -> None:
     touch_memory()
-    big, names, it = 3.0, [], iter(argv)
+    big, rounds, names, it = 3.0, 3, [], iter(argv)
     for arg in it:
         if arg == "--big-gib":
             big = float(next(it))
+        elif arg == "--rounds":
+            rounds = int(next(it))
         else:
             names.append(arg)
-    results = run_each(__file__, names, [str(big)], 900.0)
+    # The 3 GiB round trip runs in the first round only.
+    results = run_each(
+        __file__, names, lambda i: [str(big if i == 0 else 0)], 900.0, rounds=rounds
+    )
     print_table("moving data", STEPS, results, " GB/s")
 
 

@@ -183,15 +183,32 @@ impl Core {
         if let Some((h, most)) = holder {
             if h != wid && most > local {
                 let moved = (most - local) as f64 / BANDWIDTH;
-                let w = &self.workers[&h];
-                let wait = w.assigned.len() as f64 / w.capacity.max(1) as f64
-                    * self.mean_duration.unwrap_or(0.0);
-                if wait < moved {
+                if self.backlog(h) < moved {
                     return None;
                 }
             }
         }
         Some(wid)
+    }
+
+    /// Seconds until worker `w` could start another task: the expected
+    /// durations of the tasks it holds, over its threads. A task is
+    /// expected to take what its prefix's completed tasks took on average
+    /// (Dask's duration estimate), or the mean of all tasks before any of
+    /// its prefix finished. A cluster-wide mean alone would let thousands
+    /// of millisecond tasks (a shuffle's `getitem`s) make a queue of
+    /// 40 ms sorts look free, and keep every sort waiting on one worker
+    /// while another idles.
+    fn backlog(&self, w: WorkerId) -> f64 {
+        let w = &self.workers[&w];
+        let fallback = self.mean_duration.unwrap_or(0.0);
+        let queued: f64 = w
+            .assigned
+            .iter()
+            .filter_map(|id| self.tasks.get(id))
+            .map(|t| self.stats.mean_seconds(t.prefix).unwrap_or(fallback))
+            .sum();
+        queued / w.capacity.max(1) as f64
     }
 
     fn assign(&mut self, id: TaskId, w: WorkerId, out: &mut Vec<Command>) {

@@ -194,6 +194,14 @@ impl Stats {
         i
     }
 
+    /// The mean seconds a completed task of `prefix` computed for, once
+    /// one has.
+    pub fn mean_seconds(&self, prefix: u32) -> Option<f64> {
+        let p = prefix as usize;
+        let n = *self.completed.get(p)?;
+        (n > 0).then(|| self.seconds[p] / n as f64)
+    }
+
     pub fn added(&mut self, prefix: u32, to: Bucket) {
         self.counts[prefix as usize][to as usize] += 1;
     }

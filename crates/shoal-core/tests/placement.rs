@@ -223,3 +223,26 @@ fn a_task_waits_for_the_busy_holder_of_a_large_input_but_moves_a_small_one() {
     assert_eq!(env.state("uses-big"), Some(Assigned(w1)));
     assert_ne!(w1, w2);
 }
+
+#[test]
+fn a_queue_of_slow_tasks_is_weighed_by_their_own_durations() {
+    // A shuffle: thousands of tiny `getitem`s make the mean of all tasks
+    // look like nothing, while its sorts take 50 ms each. A sort whose
+    // input sits on a worker queued full of sorts must not wait there
+    // while another worker idles: moving 2 MB is quicker.
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("part"), task("sort-0")]);
+    env.finish_with(w1, "part", 2_000_000, 0.05);
+    env.finish_with(w1, "sort-0", 10, 0.05);
+    for i in 0..100 {
+        let key = format!("getitem-{i}");
+        env.submit(vec![task(&key)]);
+        env.finish_with(w1, &key, 10, 0.000_01);
+    }
+    env.submit((1..=65).map(|i| task(&format!("sort-{i}"))).collect());
+    assert_eq!(env.core.assigned_to(w1), 65, "the full window, all sorts");
+    let w2 = env.worker(1);
+    env.submit(vec![task("sort-x").deps(&["part"])]);
+    assert_eq!(env.state("sort-x"), Some(Assigned(w2)));
+}
