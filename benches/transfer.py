@@ -127,9 +127,7 @@ def main(argv: list[str]) -> None:
         else:
             names.append(arg)
     # The 3 GiB round trip runs in the first round only.
-    results = run_each(
-        __file__, names, lambda i: [str(big if i == 0 else 0)], 900.0, rounds=rounds
-    )
+    results = run_each(__file__, names, lambda i: [str(big if i == 0 else 0)], 900.0, rounds=rounds)
     print_table("moving data", STEPS, results, " GB/s")
 
 
