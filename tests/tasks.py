@@ -337,3 +337,21 @@ def made_once(path, n):
     """``n`` bytes, noting in ``path`` that it ran."""
     append_line(path, "ran")
     return b"r" * n
+
+
+_MET = threading.Event()
+
+
+def sleep_or_meet(how, seconds=0.2, timeout=20.0):
+    """One function, three ways: ``"sleep"`` naps (a worker sees it asleep
+    on a timer, so it blocks); ``"wait"`` waits on a lock until a ``"meet"``
+    task of the same worker process sets it, and returns whether it did
+    within ``timeout`` (a lock wait alone never teaches a worker that a
+    function blocks: it may be the GIL)."""
+    if how == "sleep":
+        time.sleep(seconds)
+        return True
+    if how == "meet":
+        _MET.set()
+        return True
+    return _MET.wait(timeout)

@@ -7,9 +7,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from shoal import Client, compute, delayed
+from shoal import Client, LocalCluster, compute, delayed
 
-from tasks import fetch_url, max_overlap, nap, rendezvous, rendezvous_in_subprocess, spin
+from tasks import (
+    fetch_url,
+    max_overlap,
+    nap,
+    rendezvous,
+    rendezvous_in_subprocess,
+    sleep_or_meet,
+    spin,
+)
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +131,23 @@ def test_compute_without_a_client_overlaps(tmp_path):
 def test_max_threads_below_the_threads_is_an_error():
     with pytest.raises(ValueError, match="max_threads"):
         Client(n_workers=1, threads_per_worker=2, max_threads=1)
+
+
+def test_a_worker_that_joins_later_knows_which_functions_block():
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
+        [a] = c.scheduler_info()["workers"]
+        # Worker a sees the function asleep on a timer: it blocks.
+        assert c.gather(c.map(sleep_or_meet, ["sleep"] * 4, pure=False)) == [True] * 4
+        cluster.scale(2)
+        c.wait_for_workers(2, timeout=60)
+        [b] = set(c.scheduler_info()["workers"]) - {a}
+        # Worker b's one thread runs a task of it that waits on a lock,
+        # which b would never take for blocking; the task that releases
+        # it can start beside it only because b was told.
+        waiter = c.submit(sleep_or_meet, "wait", workers=[b], priority=10, pure=False)
+        meeter = c.submit(sleep_or_meet, "meet", workers=[b], pure=False)
+        assert meeter.result() is True
+        assert waiter.result() is True

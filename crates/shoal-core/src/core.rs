@@ -99,6 +99,9 @@ pub struct Core {
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     pub(crate) clients: BTreeMap<ClientId, ClientState>,
     pub(crate) functions: FxHashMap<FuncHash, FunctionDef>,
+    /// Functions a worker saw block on the outside world (see
+    /// [`crate::function_kinds`]).
+    pub(crate) blocking_funcs: FxHashSet<FuncHash>,
     /// Modules every worker imports ahead of need, in the order named.
     pub(crate) preload: Vec<String>,
     /// Files every worker saves and imports (`Client.upload_file`), by name;
@@ -171,6 +174,7 @@ impl Core {
             workers: BTreeMap::new(),
             clients: BTreeMap::new(),
             functions: FxHashMap::default(),
+            blocking_funcs: FxHashSet::default(),
             preload: Vec::new(),
             uploads: Vec::new(),
             plugins: Vec::new(),

@@ -38,6 +38,12 @@ impl Core {
         self.check_coord()?;
         self.check_kept()?;
         ensure!(
+            self.blocking_funcs
+                .iter()
+                .all(|f| self.functions.contains_key(f)),
+            "a function known to block was never sent by a client"
+        );
+        ensure!(
             self.to_check.is_empty(),
             "{} need checks left over after an event",
             self.to_check.len()

@@ -11,6 +11,7 @@ mod client_events;
 mod coord;
 mod core;
 mod events;
+mod function_kinds;
 mod invariants;
 mod keys;
 mod lifecycle;

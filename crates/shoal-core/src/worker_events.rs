@@ -64,6 +64,9 @@ impl Core {
                 },
             ));
         }
+        if let Some(kinds) = self.known_kinds() {
+            out.push(Command::ToWorker(w, SchedulerToWorker::Learnt(kinds)));
+        }
         out.push(Command::ToWorker(w, SchedulerToWorker::Joined));
         self.workers.insert(w, Worker::new(info));
         self.heard_from(w);
@@ -136,6 +139,7 @@ impl Core {
                     worker.paused = paused;
                 }
             }
+            WorkerToScheduler::Learnt(kinds) => self.learnt(w, kinds, out),
             WorkerToScheduler::Leaving { reason } => {
                 if let Some(worker) = self.workers.get_mut(&w) {
                     worker.leaving = Some(reason);

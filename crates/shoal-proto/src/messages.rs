@@ -414,6 +414,9 @@ pub enum SchedulerToWorker {
     Free {
         keys: Vec<String>,
     },
+    /// What the cluster knows about functions: another worker learnt it,
+    /// or (for a joining worker) everything known.
+    Learnt(FunctionKinds),
     /// Import these modules in the background while idle (see
     /// `ClientToScheduler::Preload`).
     Preload {
@@ -471,6 +474,23 @@ pub struct WorkerMetrics {
     /// Tasks running and waiting to run on the worker.
     pub running: u32,
     pub queued: u32,
+}
+
+/// What workers learnt about functions by watching their tasks run: those
+/// whose tasks wait on the outside world (the network, a sleep, a
+/// subprocess) with the CPU idle, and those whose tasks compute. Shared
+/// cluster-wide through the scheduler, so a worker that never ran a task
+/// of a function, or joined later, knows it from the first task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionKinds {
+    pub blocking: Vec<FuncHash>,
+    pub computing: Vec<FuncHash>,
+}
+
+impl FunctionKinds {
+    pub fn is_empty(&self) -> bool {
+        self.blocking.is_empty() && self.computing.is_empty()
+    }
 }
 
 /// Worker -> scheduler.
@@ -535,6 +555,9 @@ pub enum WorkerToScheduler {
     Paused {
         paused: bool,
     },
+    /// What this worker learnt about functions since it last said
+    /// (the scheduler passes it on to every other worker).
+    Learnt(FunctionKinds),
     /// The worker's last message: it restarts, for `reason` (above its
     /// memory's terminate fraction). Tasks running on it count this death.
     Leaving {

@@ -132,6 +132,12 @@ fn handle(shared: &Arc<Shared>, msg: SchedulerToWorker) -> bool {
             shared.joined.send_replace(true);
             queue_control(shared, crate::control::Control::Joined);
         }
+        SchedulerToWorker::Learnt(kinds) => {
+            shared.state.lock().learn(kinds);
+            // Queued tasks of a function known to block may start now.
+            shared.work.notify_all();
+            shared.pace.notify_one();
+        }
         SchedulerToWorker::Preload { modules } => {
             shared.state.lock().preload.extend(modules);
             shared.pace.notify_one();

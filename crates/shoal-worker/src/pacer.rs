@@ -25,7 +25,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shoal_proto::WorkerToScheduler;
+use shoal_proto::{FunctionKinds, WorkerToScheduler};
 
 use crate::state::Shared;
 
@@ -178,6 +178,9 @@ pub(crate) struct Look {
     /// Tasks waiting for a thread that may use room beyond `nthreads`
     /// (their function is known to block).
     pub queued: u32,
+    /// Of `queued`, tasks of functions known to block before this look
+    /// (learnt here or by another worker): they may start at once.
+    pub known: u32,
     /// Running tasks that used little CPU over a whole tick.
     pub blocked: u32,
     /// CPU used by running tasks over the tick, in cores.
@@ -205,8 +208,9 @@ pub(crate) fn decide(l: Look) -> Step {
         // Tasks compete for the CPU: start nothing beyond what runs.
         return Step::Set(floor.max(l.running.min(l.allowed)));
     }
-    let target = l.cap.min(l.running + l.blocked.min(l.queued)).max(floor);
-    if l.blocked > 0 && target > l.allowed {
+    let extra = l.blocked.min(l.queued).max(l.known);
+    let target = l.cap.min(l.running + extra).max(floor);
+    if extra > 0 && target > l.allowed {
         Step::Grow(target)
     } else {
         Step::Set(l.allowed.max(floor))
@@ -252,8 +256,17 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
             let mut st = shared.state.lock();
             let mut grew = allowed > st.allowed;
             if gil_free {
-                for f in blocked_funcs {
-                    grew |= st.blocking.insert(f);
+                let learnt: Vec<_> = blocked_funcs
+                    .into_iter()
+                    .filter(|&f| st.blocking.insert(f))
+                    .collect();
+                if !learnt.is_empty() {
+                    grew = true;
+                    // The other workers start such tasks at once too.
+                    let _ = shared.out.send(WorkerToScheduler::Learnt(FunctionKinds {
+                        blocking: learnt,
+                        computing: Vec::new(),
+                    }));
                 }
             }
             st.allowed = allowed;
@@ -371,17 +384,22 @@ fn look_at(st: &mut crate::state::State) -> (Look, Vec<shoal_proto::FuncHash>) {
         }
     }
     // Only tasks of functions known to block may use the room growth makes.
-    let queued = st
-        .tasks
-        .queued_funcs()
-        .filter(|f| st.blocking.contains(f) || funcs.contains(f))
-        .count() as u32;
+    let (mut queued, mut known) = (0, 0);
+    for f in st.tasks.queued_funcs() {
+        if st.blocking.contains(&f) {
+            known += 1;
+            queued += 1;
+        } else if funcs.contains(&f) {
+            queued += 1;
+        }
+    }
     let look = Look {
         nthreads: st.nthreads,
         cap: st.max_threads,
         allowed: st.allowed,
         running: st.tasks.in_slots(),
         queued,
+        known,
         blocked,
         busy,
     };
@@ -399,6 +417,7 @@ mod tests {
             allowed: running.max(1),
             running,
             queued,
+            known: 0,
             blocked,
             busy,
         }
@@ -425,6 +444,27 @@ mod tests {
     }
 
     #[test]
+    fn queued_tasks_of_a_function_known_to_block_start_at_once() {
+        // Learnt by another worker: nothing here has been seen blocked yet.
+        let l = Look {
+            known: 12,
+            ..look(1, 12, 0, 0.0)
+        };
+        assert_eq!(decide(l), Step::Grow(13), "all queued at once");
+        let capped = Look {
+            known: 50,
+            ..look(1, 50, 0, 0.0)
+        };
+        assert_eq!(decide(capped), Step::Grow(32), "never past the cap");
+        // Still never while the CPU is taken.
+        let busy = Look {
+            known: 12,
+            ..look(1, 12, 0, 1.0)
+        };
+        assert_eq!(decide(busy), Step::Set(1));
+    }
+
+    #[test]
     fn busy_tasks_start_nothing_extra() {
         assert_eq!(
             decide(look(1, 5, 0, 1.0)),
@@ -446,6 +486,7 @@ mod tests {
             allowed: 2,
             running: 2,
             queued: 6,
+            known: 0,
             blocked: 0,
             busy: 1.0,
         };

@@ -381,7 +381,16 @@ impl WorkerRuntime {
         let ended = {
             let mut st = self.shared.state.lock();
             let ghosts = st.tasks.ghosts();
-            let ended = st.done(id);
+            let (ended, unlearnt) = st.done(id);
+            if let Some(func) = unlearnt {
+                let _ =
+                    self.shared
+                        .out
+                        .send(WorkerToScheduler::Learnt(shoal_proto::FunctionKinds {
+                            blocking: Vec::new(),
+                            computing: vec![func],
+                        }));
+            }
             if st.tasks.ghosts() != ghosts {
                 // A cancelled task's thread is free again: so is its slot.
                 let _ = self.shared.out.send(WorkerToScheduler::Capacity {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
-use shoal_proto::{FuncHash, Payload, TaskId, WorkerToScheduler};
+use shoal_proto::{FuncHash, FunctionKinds, Payload, TaskId, WorkerToScheduler};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::control::ControlQueue;
@@ -251,13 +251,24 @@ impl State {
         (self.allowed + self.tasks.seceded()).saturating_sub(self.tasks.ghosts())
     }
 
-    pub fn done(&mut self, id: TaskId) -> Ended {
+    /// Ends task `id`; also returns its function if the task showed it
+    /// computes after all (it was known to block): no longer known so.
+    pub fn done(&mut self, id: TaskId) -> (Ended, Option<FuncHash>) {
         let ended = self.tasks.end(id);
+        let mut unlearnt = None;
         if let (true, Some(r)) = (ended.freed_slot, &ended.ran) {
-            if r.computed_most() {
-                self.blocking.remove(&r.func);
+            if r.computed_most() && self.blocking.remove(&r.func) {
+                unlearnt = Some(r.func);
             }
         }
-        ended
+        (ended, unlearnt)
+    }
+
+    /// What other workers learnt about functions.
+    pub fn learn(&mut self, kinds: FunctionKinds) {
+        self.blocking.extend(kinds.blocking);
+        for f in kinds.computing {
+            self.blocking.remove(&f);
+        }
     }
 }
