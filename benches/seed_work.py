@@ -57,6 +57,16 @@ def scrape_tag(base, page_num, tag="dask", pagesize=50):
     return pd.DataFrame(rows)
 
 
+def get_page(base, page_num):
+    """One plain HTTP GET of a listing page: its size in bytes."""
+    import requests
+
+    url = f"{base}/questions/tagged/dask?tab=Newest&page={page_num}&pagesize=50"
+    r = requests.get(url, timeout=30)
+    r.raise_for_status()
+    return len(r.content)
+
+
 def spin(seconds):
     """Pure-Python work holding the GIL; returns (pid, start, end)."""
     import os

@@ -8,6 +8,8 @@ Each framework runs in its own subprocess:
   scraped with requests + lxml (as the tutorial's requests-html) into pandas,
   ``map`` + ``gather`` on ``Client(n_workers=4)``: the first round on the
   fresh cluster on its own, then the median of five;
+* gets: 64 plain GETs of those pages on a fresh ``Client(n_workers=4)``
+  after four, median of three fresh clusters;
 * tutorial: the tutorial's whole parallel part on a fresh
   ``Client(n_workers=4)`` started before its sequential scrape (as the
   tutorial does): submit + gather, map + gather, a lambda, delayed,
@@ -94,6 +96,17 @@ def run(framework: str) -> dict:
         out["pages_first_s"] = _median_time(scrape_all, rounds=1)
         out["pages_s"] = _median_time(scrape_all, rounds=5)
 
+    # 64 GETs on a fresh cluster after four: how fast blocking work
+    # reaches full overlap.
+    gets = []
+    for _ in range(ROUNDS):
+        with make(n_workers=4) as client:
+            client.gather(client.map(w.get_page, [base] * 4, range(1, 5), pure=False))
+            t = time.perf_counter()
+            client.gather(client.map(w.get_page, [base] * 64, range(1, 65), pure=False))
+            gets.append(time.perf_counter() - t)
+    out["gets_s"] = statistics.median(gets)
+
     def tutorial_parallel_part(client):
         futures = [client.submit(w.scrape_tag, base, p, pure=False) for p in pages]
         client.gather(futures)
@@ -145,6 +158,7 @@ ROWS = [
     ("blog_s", "blog: 20 calls of sleep(0.2), default Client() (s)"),
     ("pages_s", f"tutorial: {PAGES} pages at 0.3 s latency into pandas, n_workers=4 (s)"),
     ("pages_first_s", "  the same, first round on a fresh cluster (s)"),
+    ("gets_s", "64 GETs at 0.3 s latency, fresh n_workers=4 after 4 (s)"),
     ("tutorial_s", "tutorial: whole parallel part, fresh cluster, first pandas use (s)"),
     ("from_delayed_s", "  its dd.from_delayed(...)['views'].sum() step, first use (s)"),
     ("cpu_s", "8 CPU-bound tasks of 0.3 s, 2 workers x 1 thread (s)"),
