@@ -355,3 +355,30 @@ def test_workers_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
     tuned = page_faults_of_a_shuffle({})
     untuned = page_faults_of_a_shuffle({"MALLOC_MMAP_THRESHOLD_": 128 * 1024})
     assert tuned * 3 < untuned, (tuned, untuned)
+
+
+def test_a_spilled_value_damaged_on_disk_is_computed_again_not_returned_wrong(tmp_path):
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            memory_limit="100MB",
+            local_directory=tmp_path,
+            dashboard_address=None,
+            **STORE_ONLY,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
+        futures = c.map(block, range(12), size=10 * MB)
+        c.gather(futures[-1:])
+        (d,) = spill_dirs(tmp_path)
+        files = sorted(d.iterdir())
+        assert files, "nothing spilled"
+        for f in files:
+            # One byte flipped in the middle of each spilled value.
+            with open(f, "r+b") as fh:
+                fh.seek(f.stat().st_size // 2)
+                byte = fh.read(1)
+                fh.seek(-1, os.SEEK_CUR)
+                fh.write(bytes([byte[0] ^ 1]))
+        assert c.gather(futures) == [block(i, 10 * MB) for i in range(12)]

@@ -140,6 +140,7 @@ impl Core {
                 }
             }
             WorkerToScheduler::Learnt(kinds) => self.learnt(w, kinds, out),
+            WorkerToScheduler::Lost { keys } => self.copies_lost(w, keys, out),
             WorkerToScheduler::Leaving { reason } => {
                 if let Some(worker) = self.workers.get_mut(&w) {
                     worker.leaving = Some(reason);
@@ -334,6 +335,32 @@ impl Core {
         }
         self.forget_assignment(w, id);
         self.reschedule(id, out);
+    }
+
+    /// Worker `w` no longer has these results (a spill file it could not
+    /// read back): it holds them no more, and a result with no copy left
+    /// (nor a kept one) is computed again for whoever needs it.
+    fn copies_lost(&mut self, w: WorkerId, keys: Vec<String>, out: &mut Vec<Command>) {
+        for key in keys {
+            let Some(id) = self.id_of(&key) else {
+                continue;
+            };
+            let Some(TaskState::Memory { holders }) = self.tasks.get_mut(&id).map(|t| &mut t.state)
+            else {
+                continue;
+            };
+            if !holders.contains(&w) {
+                continue;
+            }
+            holders.retain(|h| *h != w);
+            let none_left = holders.is_empty();
+            if let Some(worker) = self.workers.get_mut(&w) {
+                worker.holds.remove(&id);
+            }
+            if none_left && !self.kept.contains(id) {
+                self.lost(id, out);
+            }
+        }
     }
 
     /// Whether `id` is assigned to worker `w` right now.

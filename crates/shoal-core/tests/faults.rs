@@ -578,3 +578,41 @@ fn killed_worker_names_the_cause_the_last_worker_gave() {
         "{msgs:?}"
     );
 }
+
+#[test]
+fn a_result_a_worker_could_not_read_back_is_computed_again_or_read_elsewhere() {
+    let mut env = Env::new();
+    let w1 = env.worker(1);
+    env.submit(vec![task("a"), task("b")]);
+    env.finish_large(w1, "a");
+    env.finish_large(w1, "b");
+    let w2 = env.worker(1);
+    // A second copy of b on w2 (as a fetch for a task there would make).
+    env.fetched(w2, &["b"], &[]);
+    env.take();
+    env.event(shoal_core::Event::FromWorker(
+        w1,
+        WorkerToScheduler::Lost {
+            keys: vec!["a".into(), "b".into(), "never-heard-of".into()],
+        },
+    ));
+    let msgs = env.take();
+    let lost: Vec<&str> = msgs
+        .iter()
+        .filter_map(|c| match c {
+            Command::ToClient(1, SchedulerToClient::KeyLost { key }) => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, vec!["a"], "b still has a copy on w2");
+    assert_eq!(env.core.holders_of("b"), vec![w2]);
+    assert!(matches!(env.state("a"), Some(Assigned(_))), "a runs again");
+    // The same report again changes nothing.
+    env.event(shoal_core::Event::FromWorker(
+        w1,
+        WorkerToScheduler::Lost {
+            keys: vec!["b".into()],
+        },
+    ));
+    assert_eq!(env.core.holders_of("b"), vec![w2]);
+}

@@ -555,6 +555,12 @@ pub enum WorkerToScheduler {
     Paused {
         paused: bool,
     },
+    /// These results are gone from this worker (a spilled value's file
+    /// could not be read back): it holds them no more, and one with no
+    /// copy left is computed again.
+    Lost {
+        keys: Vec<String>,
+    },
     /// What this worker learnt about functions since it last said
     /// (the scheduler passes it on to every other worker).
     Learnt(FunctionKinds),

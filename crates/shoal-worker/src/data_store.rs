@@ -48,6 +48,9 @@ pub(crate) struct DataStore {
     spill: SpillDir,
     /// The worker closed: nothing more is spilled.
     closed: bool,
+    /// Where to say that a value was lost here (its spill file could not be
+    /// read back), so the scheduler stops sending fetches for it here.
+    reports: Option<tokio::sync::mpsc::UnboundedSender<shoal_proto::WorkerToScheduler>>,
 }
 
 impl DataStore {
@@ -65,7 +68,17 @@ impl DataStore {
             unmanaged: 0,
             spill: SpillDir::new(root),
             closed: false,
+            reports: None,
         }
+    }
+
+    /// Reports values lost here (see [`DataStore::get`]) on `tx`.
+    pub fn reporting_to(
+        mut self,
+        tx: tokio::sync::mpsc::UnboundedSender<shoal_proto::WorkerToScheduler>,
+    ) -> Self {
+        self.reports = Some(tx);
+        self
     }
 
     /// A store that never spills.
@@ -127,7 +140,8 @@ impl DataStore {
 
     /// The value of `key`, read back from disk if it was spilled (it is then
     /// in memory again, as the most recently used). `None` if it is not
-    /// here, or its file could not be read (it is then forgotten).
+    /// here, or its file could not be read (it is then forgotten, and the
+    /// scheduler told: `Lost`).
     pub fn get(&mut self, key: &str) -> Option<Payload> {
         if let Some(entry) = self.memory.get_mut(key) {
             self.tick += 1;
@@ -146,6 +160,11 @@ impl DataStore {
                 shoal_proto::throttle::warn(format_args!(
                     "could not read {key} back from disk, so it is lost here: {e}"
                 ));
+                if let Some(tx) = &self.reports {
+                    let _ = tx.send(shoal_proto::WorkerToScheduler::Lost {
+                        keys: vec![key.to_string()],
+                    });
+                }
                 return None;
             }
         };

@@ -118,8 +118,18 @@ impl MemoryPolicy {
     }
 }
 
+/// Blocks from this size up get mappings of their own, given back whole
+/// when freed. It is numpy's size for asking the kernel for huge pages
+/// (`MADV_HUGEPAGE`): inside a heap, that advice would let the kernel's
+/// `khugepaged` fill the heap's freed holes with zeroed huge pages, so a
+/// worker's resident memory would grow with memory nobody uses, past what
+/// `malloc_trim` can give back (a worker of 450 MB stayed paused with
+/// nothing left to spill when the threshold was 32 MiB). Larger blocks
+/// fault in fast anyway, as huge pages.
+const MMAP_THRESHOLD: libc::c_int = 4 << 20;
+
 /// Sets glibc's allocator up for a worker with a memory limit of `limit`
-/// bytes: blocks under 32 MiB (a pandas column, a shuffle's piece) come
+/// bytes: blocks under 4 MiB (a pandas column, a shuffle's piece) come
 /// from the heaps and are reused while warm, a heap grows and keeps a
 /// pad of a 64th of the limit (at most 64 MiB) beyond what is in use, and
 /// the free top of a heap past that goes back to the system.
@@ -129,7 +139,7 @@ impl MemoryPolicy {
 /// every array of 128 KiB or more is a fresh mapping whose pages the kernel
 /// must find and zero on first write (about 1.3 GB/s on a virtual machine),
 /// and a `set_index` of 400 MB spent a third of its compute in page
-/// faults (compute summed over tasks 8.4-8.8 s, with a 32 MiB threshold
+/// faults (compute summed over tasks 8.4-8.8 s, with a 4 MiB threshold
 /// 5.2-5.8 s; the pad took about 0.6 s more off a first `set_index`, whose
 /// heaps are still growing). Memory freed inside a heap stays resident until
 /// [`give_free_pages_back`], which the monitor calls before it spills or
@@ -147,7 +157,7 @@ pub fn tune_allocator(limit: u64) {
         // SAFETY: mallopt only changes the allocator's tunables.
         unsafe {
             if !given("MALLOC_MMAP_THRESHOLD_") {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
             }
             if !given("MALLOC_TRIM_THRESHOLD_") {
                 libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);

@@ -163,11 +163,13 @@ impl WorkerRuntime {
         }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (out_tx, out_rx) = unbounded_channel();
+        let store = DataStore::new(config.memory.store_target(), config.spill_root.clone())
+            .reporting_to(out_tx.clone());
         let shared = Arc::new(Shared::new(
             State::new(config.nthreads, config.max_threads),
             out_tx,
             config.security.clone(),
-            DataStore::new(config.memory.store_target(), config.spill_root.clone()),
+            store,
             config.memory.fetch_bytes(),
         ));
         let net_shared = shared.clone();

@@ -8,9 +8,14 @@
 //! cleared or dropped.
 //!
 //! A file holds one value: the number of frames (`u32` little-endian), each
-//! frame's length (`u64` little-endian), then the frames' bytes. Reading
-//! checks that the lengths add up to the file's size, so a damaged file is
-//! an error, never a wrong value or an allocation sized from its contents.
+//! frame's length (`u64` little-endian), the XXH3 hash of the frames' bytes
+//! (`u64` little-endian), then the frames' bytes. Reading checks that the
+//! lengths add up to the file's size and that the bytes hash as written, so
+//! a damaged file (a bad sector, a truncated write, another process writing
+//! into it) is an error, never a wrong value or an allocation sized from its
+//! contents: the value is then lost on this worker, and found or computed
+//! again like any lost result. Hashing runs at memory speed, well above a
+//! disk's.
 
 use std::fs::{DirBuilder, File};
 use std::io::{self, Read, Write};
@@ -31,6 +36,8 @@ pub(crate) enum SpillError {
     NotOurs(PathBuf),
     #[error("{0} is damaged (its frame lengths do not match its size)")]
     Damaged(PathBuf),
+    #[error("{0} is damaged (its bytes do not match the hash they were written with)")]
+    Corrupted(PathBuf),
 }
 
 fn io_error(path: &std::path::Path) -> impl FnOnce(io::Error) -> SpillError + '_ {
@@ -148,11 +155,12 @@ fn write_value(path: &std::path::Path, value: &Payload) -> Result<(), SpillError
         .open(path)
         .map_err(io_error(path))?;
     let count = u32::try_from(value.frames.len()).map_err(|_| SpillError::Damaged(path.into()))?;
-    let mut header = Vec::with_capacity(4 + 8 * value.frames.len());
+    let mut header = Vec::with_capacity(12 + 8 * value.frames.len());
     header.extend_from_slice(&count.to_le_bytes());
     for frame in &value.frames {
         header.extend_from_slice(&(frame.len() as u64).to_le_bytes());
     }
+    header.extend_from_slice(&hash_frames(&value.frames).to_le_bytes());
     f.write_all(&header).map_err(io_error(path))?;
     for frame in &value.frames {
         f.write_all(frame).map_err(io_error(path))?;
@@ -160,6 +168,15 @@ fn write_value(path: &std::path::Path, value: &Payload) -> Result<(), SpillError
     // No fsync: the file lives only as long as this process, and a full
     // disk already fails the write (file systems reserve blocks on write).
     Ok(())
+}
+
+/// The hash of a value's bytes, frame after frame.
+fn hash_frames<B: AsRef<[u8]>>(frames: &[B]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for frame in frames {
+        h.update(frame.as_ref());
+    }
+    h.digest()
 }
 
 fn read_value(path: &std::path::Path) -> Result<Payload, SpillError> {
@@ -175,9 +192,13 @@ fn read_value(path: &std::path::Path) -> Result<Payload, SpillError> {
         .ok_or_else(damaged)? as usize;
     let body = count
         .checked_mul(8)
-        .and_then(|n| n.checked_add(4))
+        .and_then(|n| n.checked_add(12))
         .filter(|&n| n <= data.len())
         .ok_or_else(damaged)?;
+    let hash = data[body - 8..body]
+        .try_into()
+        .map(u64::from_le_bytes)
+        .map_err(|_| damaged())?;
     let mut frames = Vec::with_capacity(count);
     let mut at = body;
     for i in 0..count {
@@ -195,6 +216,9 @@ fn read_value(path: &std::path::Path) -> Result<Payload, SpillError> {
     }
     if at != data.len() {
         return Err(damaged());
+    }
+    if hash_frames(&frames) != hash {
+        return Err(SpillError::Corrupted(path.to_path_buf()));
     }
     Ok(Payload { frames })
 }
@@ -226,6 +250,35 @@ mod tests {
         assert_eq!(d.read(f).expect("read back"), one_value());
         let mode = std::fs::metadata(&root).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+        d.remove_all();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_never_a_wrong_value() {
+        let root = scratch("damaged");
+        let mut d = SpillDir::new(root.clone());
+        let value = Payload {
+            frames: vec![
+                Bytes::from_static(b"header"),
+                Bytes::from(vec![7u8; 100_000]),
+            ],
+        };
+        let f = d.write(&value).expect("spill");
+        let path = d.path(f).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        // One byte flipped inside the second frame.
+        let mut bad = good.clone();
+        let at = bad.len() - 50_000;
+        bad[at] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(matches!(d.read(f), Err(SpillError::Corrupted(_))));
+        // Cut short: the lengths no longer add up.
+        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert!(matches!(d.read(f), Err(SpillError::Damaged(_))));
+        // Restored, it reads back equal.
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(d.read(f).expect("read back"), value);
         d.remove_all();
         std::fs::remove_dir_all(&root).unwrap();
     }
