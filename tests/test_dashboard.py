@@ -206,6 +206,43 @@ def test_links_in_repr_and_html(dash):
         assert other.dashboard_link == client.dashboard_link
 
 
+def status_with_host(base: str, host: str) -> int:
+    """The HTTP status of ``GET /status`` sent with this ``Host`` header."""
+    import http.client
+    from urllib.parse import urlparse
+
+    u = urlparse(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        conn.request("GET", "/status", headers={"Host": host})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_the_dashboard_answers_only_to_this_machines_names(dash):
+    # DNS rebinding: a page from another site reaching the dashboard under
+    # its own name is refused.
+    from urllib.parse import urlparse
+
+    _, base = dash
+    port = urlparse(base).port
+    assert status_with_host(base, f"127.0.0.1:{port}") == 200
+    assert status_with_host(base, f"localhost:{port}") == 200
+    assert status_with_host(base, f"{socket.gethostname()}:{port}") == 200
+    assert status_with_host(base, f"rebound.example:{port}") == 403
+
+
+def test_more_dashboard_names_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SHOAL_DASHBOARD_HOSTS", "dash.example")
+    with Client(n_workers=1, dashboard_address=":0", set_as_default=False) as c:
+        base = base_url(c)
+        assert status_with_host(base, "dash.example") == 200
+        assert status_with_host(base, "rebound.example") == 403
+
+
 def test_no_dashboard_when_turned_off():
     for off in (None, False):
         with LocalCluster(n_workers=1, dashboard_address=off) as cluster:

@@ -307,56 +307,6 @@ def test_an_idle_worker_holds_nothing_of_its_last_result():
         )
 
 
-def minor_faults() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def frame_part(i: int):
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(i)
-    n = 200_000
-    return pd.DataFrame({"x": rng.random(n), "y": rng.integers(0, 1000, n)})
-
-
-def page_faults_of_a_shuffle(env: dict) -> int:
-    """Minor page faults the worker processes take during a second
-    `set_index` of 16 partitions of 200,000 rows, with ``env`` in the
-    workers' environment."""
-    import dask.dataframe as dd
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            memory_limit="2GB",
-            dashboard_address=None,
-            env=env,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as c,
-    ):
-        shuffle = dd.from_map(frame_part, range(16)).set_index("x").map_partitions(len)
-        # The first run imports pandas and grows the heaps; count the second.
-        assert c.compute(shuffle).result().sum() == 16 * 200_000
-        before = c.run(minor_faults)
-        assert c.compute(shuffle).result().sum() == 16 * 200_000
-        after = c.run(minor_faults)
-        return sum(after[w] - before[w] for w in after)
-
-
-def test_workers_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
-    # A worker tunes glibc's allocator so that blocks a task frees are
-    # written again without the kernel zeroing fresh pages for them. The
-    # same shuffle with glibc's 128 KiB mmap threshold given in the
-    # workers' environment (which wins) maps every block anew.
-    tuned = page_faults_of_a_shuffle({})
-    untuned = page_faults_of_a_shuffle({"MALLOC_MMAP_THRESHOLD_": 128 * 1024})
-    assert tuned * 3 < untuned, (tuned, untuned)
-
-
 def test_a_spilled_value_damaged_on_disk_is_computed_again_not_returned_wrong(tmp_path):
     with (
         LocalCluster(

@@ -118,55 +118,26 @@ impl MemoryPolicy {
     }
 }
 
-/// Blocks from this size up get mappings of their own, given back whole
-/// when freed. It is numpy's size for asking the kernel for huge pages
-/// (`MADV_HUGEPAGE`): inside a heap, that advice would let the kernel's
-/// `khugepaged` fill the heap's freed holes with zeroed huge pages, so a
-/// worker's resident memory would grow with memory nobody uses, past what
-/// `malloc_trim` can give back (a worker of 450 MB stayed paused with
-/// nothing left to spill when the threshold was 32 MiB). Larger blocks
-/// fault in fast anyway, as huge pages.
-const MMAP_THRESHOLD: libc::c_int = 4 << 20;
-
-/// Sets glibc's allocator up for a worker with a memory limit of `limit`
-/// bytes: blocks under 4 MiB (a pandas column, a shuffle's piece) come
-/// from the heaps and are reused while warm, a heap grows and keeps a
-/// pad of a 64th of the limit (at most 64 MiB) beyond what is in use, and
-/// the free top of a heap past that goes back to the system.
+/// Makes the allocator give freed memory back to the system promptly (as
+/// Dask does for its workers with `MALLOC_TRIM_THRESHOLD_`): otherwise
+/// memory freed after a large result is spilled or sent stays resident, and
+/// the process looks — to the monitor and to the kernel — as if it still
+/// held it. Only where glibc's allocator is in use.
 ///
-/// Both settings are explicit because setting either one turns off glibc's
-/// adaptive mmap threshold, which would otherwise stay at 128 KiB here: then
-/// every array of 128 KiB or more is a fresh mapping whose pages the kernel
-/// must find and zero on first write (about 1.3 GB/s on a virtual machine),
-/// and a `set_index` of 400 MB spent a third of its compute in page
-/// faults (compute summed over tasks 8.4-8.8 s, with a 4 MiB threshold
-/// 5.2-5.8 s; the pad took about 0.6 s more off a first `set_index`, whose
-/// heaps are still growing). Memory freed inside a heap stays resident until
-/// [`give_free_pages_back`], which the monitor calls before it spills or
-/// pauses for memory. A threshold set in the environment
-/// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`)
-/// wins. Only where glibc's allocator is in use.
-pub fn tune_allocator(limit: u64) {
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = limit;
+/// Setting it also pins glibc's mmap threshold at 128 KiB, so every block
+/// of that size or more is a fresh mapping the kernel zeroes page by page.
+/// Keeping freed blocks in the heaps instead (a 32 MiB, then a 4 MiB
+/// threshold, and a heap pad) cut a second `set_index`'s page faults
+/// five-fold and its time by a third here; but with it the test of a
+/// shuffle larger than its workers' 450 MB limits hung in two CI runs out
+/// of two (every worker paused, 360-390 MB resident with nothing left to
+/// spill), though never in eight runs on a quieter machine. The cause was
+/// not proven, so it is not done.
+pub fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // What the environment sets (`distributed.nanny.pre-spawn-environ`)
-        // glibc has read already, and is kept.
-        let given = |name: &str| std::env::var_os(name).is_some();
-        // SAFETY: mallopt only changes the allocator's tunables.
-        unsafe {
-            if !given("MALLOC_MMAP_THRESHOLD_") {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-            }
-            if !given("MALLOC_TRIM_THRESHOLD_") {
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
-            }
-            if !given("MALLOC_TOP_PAD_") {
-                let pad = (limit / 64).min(64 << 20) as libc::c_int;
-                libc::mallopt(libc::M_TOP_PAD, pad);
-            }
-        }
+    // SAFETY: mallopt only changes the allocator's tunables.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
     }
 }
 
@@ -221,14 +192,7 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
         }) else {
             continue;
         };
-        let mut verdict = policy.check(rss, managed);
-        if verdict.evict > 0 || verdict.paused {
-            // Memory the allocator holds free counts in `rss`: hand it back
-            // first, and spill or pause only for what is really in use.
-            let _ = tokio::task::spawn_blocking(give_free_pages_back).await;
-            let rss = crate::health::process_rss();
-            verdict = policy.check(rss, managed);
-        }
+        let verdict = policy.check(rss, managed);
         if verdict != Verdict::default() {
             tracing::debug!(
                 "memory: {} resident, {} of results in memory: {verdict:?}",

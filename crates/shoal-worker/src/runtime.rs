@@ -159,7 +159,7 @@ impl WorkerRuntime {
             ))
         })?;
         if config.memory.watches_process() {
-            crate::memory::tune_allocator(config.memory.limit);
+            crate::memory::return_freed_memory();
         }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (out_tx, out_rx) = unbounded_channel();

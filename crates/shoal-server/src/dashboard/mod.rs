@@ -9,6 +9,7 @@
 //! period whatever the number of tasks.
 
 mod address;
+mod hosts;
 mod prometheus;
 mod routes;
 
@@ -221,7 +222,8 @@ pub(crate) async fn start(
         stream_end: 0,
         snapshot: Core::default().snapshot(),
     }));
-    tokio::spawn(serve(listener, board.clone()));
+    let hosts = hosts::AllowedHosts::from_environment(&at.host);
+    tokio::spawn(serve(listener, board.clone(), hosts));
     Ok((
         Publisher {
             board,
@@ -236,8 +238,12 @@ pub(crate) async fn start(
     ))
 }
 
-async fn serve(listener: TcpListener, board: Arc<Board>) {
-    if let Err(e) = axum::serve(listener, routes::router(board)).await {
+async fn serve(listener: TcpListener, board: Arc<Board>, hosts: hosts::AllowedHosts) {
+    let app = routes::router(board).layer(axum::middleware::from_fn_with_state(
+        Arc::new(hosts),
+        hosts::check,
+    ));
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!("the dashboard stopped: {e}");
     }
 }
