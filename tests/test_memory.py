@@ -3,6 +3,7 @@ worker over its limit, a full disk, and no files left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
@@ -42,7 +43,11 @@ def stored(dask_worker):
     return dask_worker.spilled_bytes
 
 
-def test_results_beyond_the_target_spill_to_disk_and_read_back_equal(tmp_path):
+@contextlib.contextmanager
+def twelve_blocks_on_a_small_worker(tmp_path):
+    """A worker of 100 MB (a 60 MB target) holding twelve 10 MB blocks, so
+    about half of them spilled into ``tmp_path``: the client and the
+    blocks' futures."""
     with (
         LocalCluster(
             n_workers=1,
@@ -54,8 +59,15 @@ def test_results_beyond_the_target_spill_to_disk_and_read_back_equal(tmp_path):
         ) as cluster,
         Client(cluster, set_as_default=False) as c,
     ):
-        futures = c.map(block, range(12), size=10 * MB)
-        c.gather(futures[-1:])
+        made = [c.map(block, range(12), size=10 * MB)]
+        c.gather(made[0][-1:])
+        # Handed over, not kept here: a test that drops its futures frees
+        # the blocks.
+        yield c, made.pop()
+
+
+def test_results_beyond_the_target_spill_to_disk_and_read_back_equal(tmp_path):
+    with twelve_blocks_on_a_small_worker(tmp_path) as (c, futures):
         (held,) = c.run(stored).values()
         # 120 MB of results, 60 MB target: half went to disk.
         assert held["memory"] <= 60 * MB
@@ -308,19 +320,7 @@ def test_an_idle_worker_holds_nothing_of_its_last_result():
 
 
 def test_a_spilled_value_damaged_on_disk_is_computed_again_not_returned_wrong(tmp_path):
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            memory_limit="100MB",
-            local_directory=tmp_path,
-            dashboard_address=None,
-            **STORE_ONLY,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as c,
-    ):
-        futures = c.map(block, range(12), size=10 * MB)
-        c.gather(futures[-1:])
+    with twelve_blocks_on_a_small_worker(tmp_path) as (c, futures):
         (d,) = spill_dirs(tmp_path)
         files = sorted(d.iterdir())
         assert files, "nothing spilled"
