@@ -49,9 +49,6 @@ impl Core {
         }
         let mut blocking: Vec<_> = self.blocking_funcs.iter().copied().collect();
         blocking.sort_unstable();
-        Some(FunctionKinds {
-            blocking,
-            computing: Vec::new(),
-        })
+        Some(FunctionKinds::blocks(blocking))
     }
 }

@@ -345,21 +345,24 @@ impl Core {
             let Some(id) = self.id_of(&key) else {
                 continue;
             };
-            let Some(TaskState::Memory { holders }) = self.tasks.get_mut(&id).map(|t| &mut t.state)
-            else {
-                continue;
-            };
-            if !holders.contains(&w) {
-                continue;
-            }
-            holders.retain(|h| *h != w);
-            let none_left = holders.is_empty();
             if let Some(worker) = self.workers.get_mut(&w) {
                 worker.holds.remove(&id);
             }
-            if none_left && !self.kept.contains(id) {
-                self.lost(id, out);
-            }
+            self.copy_gone(id, w, out);
+        }
+    }
+
+    /// Worker `w`'s copy of `id`'s result is gone: `w` is no longer among
+    /// its holders, and a result with no copy left (nor a kept one) is lost.
+    fn copy_gone(&mut self, id: TaskId, w: WorkerId, out: &mut Vec<Command>) {
+        let Some(TaskState::Memory { holders }) = self.tasks.get_mut(&id).map(|t| &mut t.state)
+        else {
+            return;
+        };
+        let before = holders.len();
+        holders.retain(|h| *h != w);
+        if holders.len() < before && holders.is_empty() && !self.kept.contains(id) {
+            self.lost(id, out);
         }
     }
 
@@ -398,13 +401,7 @@ impl Core {
         let mut held: Vec<TaskId> = worker.holds.into_iter().collect();
         held.sort_unstable();
         for id in held {
-            let t = self.tasks.get_mut(&id).expect("a held task exists");
-            if let TaskState::Memory { holders } = &mut t.state {
-                holders.retain(|h| *h != w);
-                if holders.is_empty() && !self.kept.contains(id) {
-                    self.lost(id, out);
-                }
-            }
+            self.copy_gone(id, w, out);
         }
         let mut assigned: Vec<TaskId> = worker.assigned.into_iter().collect();
         assigned.sort_unstable();

@@ -488,6 +488,22 @@ pub struct FunctionKinds {
 }
 
 impl FunctionKinds {
+    /// Only that these functions block.
+    pub fn blocks(blocking: Vec<FuncHash>) -> Self {
+        FunctionKinds {
+            blocking,
+            computing: Vec::new(),
+        }
+    }
+
+    /// Only that these functions compute.
+    pub fn computes(computing: Vec<FuncHash>) -> Self {
+        FunctionKinds {
+            blocking: Vec::new(),
+            computing,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.blocking.is_empty() && self.computing.is_empty()
     }

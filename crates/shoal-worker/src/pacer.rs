@@ -263,10 +263,9 @@ pub(crate) fn run(shared: Arc<Shared>, hooks: PacerHooks) {
                 if !learnt.is_empty() {
                     grew = true;
                     // The other workers start such tasks at once too.
-                    let _ = shared.out.send(WorkerToScheduler::Learnt(FunctionKinds {
-                        blocking: learnt,
-                        computing: Vec::new(),
-                    }));
+                    let _ = shared
+                        .out
+                        .send(WorkerToScheduler::Learnt(FunctionKinds::blocks(learnt)));
                 }
             }
             st.allowed = allowed;

@@ -385,13 +385,8 @@ impl WorkerRuntime {
             let ghosts = st.tasks.ghosts();
             let (ended, unlearnt) = st.done(id);
             if let Some(func) = unlearnt {
-                let _ =
-                    self.shared
-                        .out
-                        .send(WorkerToScheduler::Learnt(shoal_proto::FunctionKinds {
-                            blocking: Vec::new(),
-                            computing: vec![func],
-                        }));
+                let kinds = shoal_proto::FunctionKinds::computes(vec![func]);
+                let _ = self.shared.out.send(WorkerToScheduler::Learnt(kinds));
             }
             if st.tasks.ghosts() != ghosts {
                 // A cancelled task's thread is free again: so is its slot.
