@@ -3,13 +3,16 @@ and to workers' data servers, refused connections and what each side says."""
 
 from __future__ import annotations
 
+import base64
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
-from wire import PROTOCOL, credentials, exchange, frame
+from wire import PROTOCOL, exchange, frame, greeting, handshake
 
 from shoal import Client, LocalCluster, Security
 
@@ -98,6 +101,108 @@ def test_a_client_with_the_wrong_token_in_this_process_is_refused(cluster):
         Client(cluster.scheduler_address, security=Security(token="guess"), set_as_default=False)
 
 
+class Recorder:
+    """A TCP listener on loopback that records every byte it is sent: as
+    a relay to ``target`` (an eavesdropper on the path), or on its own
+    answering as ``answer`` says (a process pretending to be a scheduler).
+    """
+
+    def __init__(self, target: str | None = None, answer=None):
+        self.target, self.answer = target, answer
+        self.seen = bytearray()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.target is None:
+                threading.Thread(target=self._pretend, args=(conn,), daemon=True).start()
+                continue
+            host, port = self.target.split("://")[-1].rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)))
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                self.seen += chunk
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _pretend(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                first = conn.recv(65536)
+                self.seen += first
+                conn.sendall(self.answer(callee_nonce_of_greeting(first)))
+                while chunk := conn.recv(65536):
+                    self.seen += chunk
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def callee_nonce_of_greeting(first: bytes) -> bytes:
+    mark = b"\xa5nonce\xc4\x20"
+    i = first.index(mark) + len(mark)
+    return first[i : i + 32]
+
+
+def test_the_token_never_crosses_the_wire(cluster):
+    token = cluster.security.token.encode()
+    relay = Recorder(target=cluster.scheduler_address)
+    try:
+        with Client(relay.address, security=cluster.security, set_as_default=False) as c:
+            assert c.submit(inc, 1).result() == 2
+        # Both ways of the connection went through the relay: the hello,
+        # the task and its result; the token in no form a listener could
+        # use.
+        seen = bytes(relay.seen)
+        assert b"Client" in seen and b"inc" in seen
+        assert token not in seen
+        assert base64.b64encode(token) not in seen and token.hex().encode() not in seen
+    finally:
+        relay.close()
+
+
+@pytest.mark.parametrize(
+    "proof, message",
+    [(None, "runs without a token"), (bytes(range(32)), "wrong token")],
+)
+def test_a_process_pretending_to_be_the_scheduler_learns_nothing(cluster, proof, message):
+    def answer(caller_nonce: bytes) -> bytes:
+        callee = os.urandom(32)
+        return frame({"Challenge": {"nonce": callee, "proof": proof}})
+
+    fake = Recorder(answer=answer)
+    try:
+        with pytest.raises(ConnectionError, match=message):
+            Client(fake.address, security=cluster.security, set_as_default=False, timeout=10)
+        # It got the client's greeting (a version and a nonce) and nothing
+        # more: no proof it could replay, no hello, never the token.
+        seen = bytes(fake.seen)
+        assert len(seen) == 4 + int.from_bytes(seen[:4], "little"), "one frame only"
+        assert b"nonce" in seen and b"proof" not in seen and b"role" not in seen
+        assert cluster.security.token.encode() not in seen
+    finally:
+        fake.close()
+
+
 def test_a_worker_with_the_wrong_token_is_refused(cluster, tmp_path):
     wrong = tmp_path / "token"
     wrong.write_text("guess\n")
@@ -131,20 +236,20 @@ def test_a_data_fetch_needs_the_token(cluster):
         big.result()
         (holder,) = c.who_has(big)[big.key]
         ask = frame({"Get": {"keys": [big.key]}})
-        refused = exchange(holder, frame(credentials("")), ask)
+        refused = handshake(holder, None, ask)
         assert b"a token is required" in refused and b"secret-bytes" not in refused
-        wrong = exchange(holder, frame(credentials("guess")), ask)
+        wrong = handshake(holder, "guess", ask)
         assert b"wrong token" in wrong and b"secret-bytes" not in wrong
-        right = exchange(holder, frame(credentials(cluster.security.token)), ask)
+        right = handshake(holder, cluster.security.token, ask)
         assert b"secret-bytes" in right
 
 
 def test_a_hello_from_another_protocol_version_is_refused_clearly(cluster):
-    old = {
-        "credentials": credentials(cluster.security.token, protocol=PROTOCOL - 1),
-        "role": {"Client": {"name": "old"}},
-    }
+    # What protocol 3 sent first: the token itself, in clear.
+    old = {"protocol": PROTOCOL - 1, "version": "0.0.3", "token": cluster.security.token}
     answer = exchange(cluster.scheduler_address, frame(old))
+    assert b"version mismatch" in answer and b"shoal 0.0.3" in answer
+    answer = exchange(cluster.scheduler_address, frame(greeting(protocol=PROTOCOL + 1)))
     assert b"version mismatch" in answer and b"shoal 0.1.0" in answer
     # A hello this version cannot even read (an older layout).
     answer = exchange(cluster.scheduler_address, frame({"Client": {"name": "old"}}))
@@ -179,7 +284,7 @@ def test_the_scheduler_command_listens_on_loopback_by_default():
         assert result.stdout.strip() == "connected running", result.stderr
     finally:
         err = stop(proc)
-    assert "Token" not in err
+    assert "Token" not in err and "no TLS" not in err
 
 
 def test_listening_wider_generates_a_token_and_refusals_are_logged():
@@ -200,7 +305,9 @@ def test_listening_wider_generates_a_token_and_refusals_are_logged():
         worker.wait()
         err = stop(proc)
     assert "Clients and workers need it" in err
-    assert "refused a client from 127.0.0.1" in err and "wrong token" in err
+    # Once, what plain TCP beyond this machine leaves open.
+    assert err.count("no TLS: the token never crosses the network") == 1
+    assert "refused a client or worker from 127.0.0.1" in err and "wrong token" in err
     assert "guess" not in err
 
 

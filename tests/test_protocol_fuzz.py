@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from wire import credentials, frame
+from wire import frame, greeting
 
 from conftest import wait_for_exit
 
@@ -37,8 +37,11 @@ WORKER_INFO = {
     "host": "127.0.0.1",
 }
 SCHEDULER_CORPUS = [
-    frame({"credentials": credentials(), "role": {"Client": {"name": "fuzz"}}}),
-    frame({"credentials": credentials(), "role": {"Worker": WORKER_INFO}}),
+    frame(greeting()),
+    frame({"proof": None}),
+    frame({"proof": bytes(32)}),
+    frame({"role": {"Client": {"name": "fuzz"}}}),
+    frame({"role": {"Worker": WORKER_INFO}}),
     frame(["Identify"]),
     frame([{"Disown": ["a", "b"]}]),
     frame([{"Want": ["x"]}]),
@@ -50,7 +53,8 @@ SCHEDULER_CORPUS = [
     frame([{"Capacity": {"slots": 4}}]),
 ]
 DATA_CORPUS = [
-    frame(credentials()),
+    frame(greeting()),
+    frame({"proof": None}),
     frame({"Get": {"keys": ["a", "b", "c"]}}),
     frame({"Get": {"keys": []}}),
 ]

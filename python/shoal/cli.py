@@ -95,6 +95,8 @@ def _scheduler(argv: list[str]) -> None:
         print(f"Scheduler at: {address}", flush=True)
         if dashboard is not None:
             print(f"Dashboard at: {dashboard}/status", flush=True)
+        if tls is None and not security.is_loopback(args.host):
+            print(security.PLAIN_TCP_WARNING, file=sys.stderr, flush=True)
         if generated:
             print(f"Token: {token}", flush=True)
             print(

@@ -56,13 +56,12 @@ pub(crate) async fn handshake(
             .await
             .map_err(|e| connect_err(e.to_string()))?;
         let hello = Hello {
-            credentials: config.security.token.credentials(),
             role: Role::Client {
                 name: config.name.clone(),
             },
         };
         let tls = config.security.tls.is_on();
-        match introduce(&mut stream, &hello, tls)
+        match introduce(&mut stream, &config.security.token, &hello, tls)
             .await
             .map_err(connect_err)?
         {

@@ -10,9 +10,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::auth::Admission;
 use crate::buffer::read_exactly;
-use crate::frame::{read_frame, read_frame_limited, write_frame, FrameError, MAX_HELLO_LEN};
+use crate::frame::{read_frame, read_frame_limited, FrameError, MAX_HELLO_LEN};
+use crate::handshake::HandshakeError;
 use crate::messages::{
     DataHeader, DataResponse, GetData, Hello, Payload, PeerRequest, PutAck, RunResponse, Welcome,
 };
@@ -165,6 +165,11 @@ pub enum FetchError {
     Closed(String),
     #[error("the worker at {addr} refused the connection: {reason}")]
     Refused { addr: String, reason: String },
+    #[error("the process at {addr} is not a worker of this cluster: {source}")]
+    Unproven {
+        addr: String,
+        source: crate::handshake::HandshakeError,
+    },
 }
 
 /// Asks the data server at `addr` for `keys`; `None` for keys it lacks.
@@ -180,10 +185,7 @@ pub async fn get_data(
         source,
     };
     let work = async {
-        let mut stream = admitted(addr, security).await?;
-        write_frame(&mut stream, &request)
-            .await
-            .map_err(frame_err)?;
+        let mut stream = admitted(addr, security, &request).await?;
         read_data(&mut stream)
             .await
             .map_err(frame_err)?
@@ -212,10 +214,7 @@ pub async fn put_data(
         items: items.into_iter().map(|(k, v)| (k, Some(v))).collect(),
     };
     let work = async {
-        let mut stream = admitted(addr, security).await?;
-        write_frame(&mut stream, &PeerRequest::Put)
-            .await
-            .map_err(frame_err)?;
+        let mut stream = admitted(addr, security, &PeerRequest::Put).await?;
         write_data(&mut stream, &body).await.map_err(frame_err)?;
         let mut buf = Vec::new();
         let ack: Option<PutAck> = read_frame_limited(&mut stream, &mut buf, MAX_HELLO_LEN)
@@ -229,15 +228,31 @@ pub async fn put_data(
         .map_err(|_| FetchError::Timeout(addr.to_string()))?
 }
 
-/// Sends `hello` to the scheduler and reads its answer (a small frame);
-/// what goes wrong is said in words a user can act on (`tls`: whether
-/// this side speaks TLS, for the hints).
-pub async fn introduce(stream: &mut Stream, hello: &Hello, tls: bool) -> Result<Welcome, String> {
+/// Proves this side's token to the scheduler, checks the scheduler's,
+/// sends `hello` and reads its answer (a small frame); what goes wrong is
+/// said in words a user can act on (`tls`: whether this side speaks TLS,
+/// for the hints).
+pub async fn introduce(
+    stream: &mut Stream,
+    token: &crate::Token,
+    hello: &Hello,
+    tls: bool,
+) -> Result<Welcome, String> {
     let said = |e: FrameError| match e {
         FrameError::Io(io) if tls => crate::tls::explained(io, "the connection failed").to_string(),
         e => e.to_string(),
     };
-    write_frame(stream, hello).await.map_err(said)?;
+    match crate::handshake::prove(stream, token, hello).await {
+        Ok(()) => {}
+        Err(HandshakeError::Refused(reason)) => return Ok(Welcome::Refused { reason }),
+        Err(HandshakeError::Frame(e)) => return Err(said(e)),
+        Err(e @ (HandshakeError::CalleeHasNoToken | HandshakeError::CalleeHasOtherToken)) => {
+            return Ok(Welcome::Refused {
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => return Err(e.to_string()),
+    }
     let mut buf = Vec::new();
     read_frame_limited(stream, &mut buf, MAX_HELLO_LEN)
         .await
@@ -338,9 +353,8 @@ async fn ask_peer<R: DeserializeOwned>(
             addr: addr.to_string(),
             source,
         };
-        let mut stream = admitted(addr, security).await?;
+        let mut stream = admitted(addr, security, request).await?;
         let mut buf = Vec::new();
-        write_frame(&mut stream, request).await.map_err(frame_err)?;
         read_frame(&mut stream, &mut buf)
             .await
             .map_err(frame_err)?
@@ -351,9 +365,13 @@ async fn ask_peer<R: DeserializeOwned>(
         .map_err(|_| FetchError::Timeout(addr.to_string()))?
 }
 
-/// A connection to the data server at `addr` that admitted this
-/// process's token.
-async fn admitted(addr: &str, security: &Security) -> Result<Stream, FetchError> {
+/// A connection to the data server at `addr` that proved it holds this
+/// process's token and admitted this process, with `request` sent.
+async fn admitted(
+    addr: &str,
+    security: &Security,
+    request: &PeerRequest,
+) -> Result<Stream, FetchError> {
     let mut stream = security
         .tls
         .connect(addr)
@@ -362,30 +380,20 @@ async fn admitted(addr: &str, security: &Security) -> Result<Stream, FetchError>
             addr: addr.to_string(),
             source,
         })?;
-    let frame_err = |source| FetchError::Frame {
-        addr: addr.to_string(),
-        source,
-    };
-    let mut buf = Vec::new();
-    write_frame(&mut stream, &security.token.credentials())
-        .await
-        .map_err(frame_err)?;
-    let admission = read_frame_limited(&mut stream, &mut buf, MAX_HELLO_LEN)
-        .await
-        .map_err(frame_err)?;
-    match admission {
-        Some(Admission::Admitted) => Ok(stream),
-        Some(Admission::Refused { reason }) => Err(FetchError::Refused {
-            addr: addr.to_string(),
-            reason,
-        }),
-        None => Err(FetchError::Closed(addr.to_string())),
+    let addr = addr.to_string();
+    match crate::handshake::prove(&mut stream, &security.token, request).await {
+        Ok(()) => Ok(stream),
+        Err(HandshakeError::Refused(reason)) => Err(FetchError::Refused { addr, reason }),
+        Err(HandshakeError::Closed) => Err(FetchError::Closed(addr)),
+        Err(HandshakeError::Frame(source)) => Err(FetchError::Frame { addr, source }),
+        Err(source) => Err(FetchError::Unproven { addr, source }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::write_frame;
     use crate::messages::WorkerToScheduler;
     use bytes::Bytes;
 

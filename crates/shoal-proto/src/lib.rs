@@ -10,6 +10,8 @@ pub mod auth;
 pub mod buffer;
 pub mod coord;
 pub mod frame;
+pub mod gate;
+pub mod handshake;
 pub mod io;
 pub mod messages;
 pub mod security;
@@ -17,11 +19,12 @@ pub mod stream;
 pub mod throttle;
 pub mod tls;
 
-pub use auth::{Admission, Credentials, Refusal, Token, TokenError};
+pub use auth::{Admission, Refusal, Token, TokenError};
 pub use coord::{CoordOp, CoordReply, Held, MetaEntry, StoryEntry};
 pub use frame::{
     read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,
 };
+pub use handshake::{admit, prove, HandshakeError, Unadmitted};
 pub use io::{
     get_data, introduce, put_data, read_data, reader, run_on_worker, write_data, writer, FetchError,
 };

@@ -41,11 +41,10 @@ impl Payload {
     }
 }
 
-/// The first message on every connection to the scheduler: who calls,
-/// checked before anything else is read.
+/// The first request on every connection to the scheduler, read once the
+/// caller proved it holds the token ([`crate::handshake`]): who calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
-    pub credentials: crate::auth::Credentials,
     pub role: Role,
 }
 

@@ -323,6 +323,31 @@ async fn handshake(
             return;
         }
     };
+    let mut stream = stream;
+    match tokio::time::timeout_at(deadline, shoal_proto::admit(&mut stream, &security.token)).await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e @ (shoal_proto::Unadmitted::Refused(_) | shoal_proto::Unadmitted::Abandoned))) => {
+            shoal_proto::throttle::warn(format_args!(
+                "refused a client or worker from {peer}: {e}"
+            ));
+            return;
+        }
+        Ok(Err(shoal_proto::Unadmitted::Frame(
+            e @ (shoal_proto::FrameError::TooLarge(..) | shoal_proto::FrameError::SpeaksTls),
+        ))) => {
+            shoal_proto::throttle::warn(format_args!("closing a connection from {peer}: {e}"));
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("{peer} did not introduce itself: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("{peer} did not introduce itself in time");
+            return;
+        }
+    }
     let (mut r, mut w) = stream.into_split();
     let mut buf = Vec::new();
     let hello = match tokio::time::timeout_at(
@@ -358,16 +383,6 @@ async fn handshake(
             return;
         }
     };
-    if let Err(refusal) = security.token.check(&hello.credentials) {
-        let who = match &hello.role {
-            Role::Client { .. } => "client",
-            Role::Worker(_) => "worker",
-        };
-        shoal_proto::throttle::warn(format_args!("refused a {who} from {peer}: {refusal}"));
-        let reason = refusal.to_string();
-        let _ = write_frame(&mut w, &Welcome::Refused { reason }).await;
-        return;
-    }
     let id = ids.fetch_add(1, Ordering::Relaxed);
     match hello.role {
         Role::Client { .. } => {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    get_data, read_frame, read_frame_limited, write_frame, Admission, ComputeTask, Credentials,
-    DataResponse, DepLocation, FrameError, Payload, PeerRequest, PutAck, Refusal,
-    SchedulerToWorker, Stream, TaskError, WorkerToScheduler, LITERAL_FUNC, MAX_HELLO_LEN,
+    get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, FrameError, Payload,
+    PeerRequest, PutAck, SchedulerToWorker, Stream, TaskError, Unadmitted, WorkerToScheduler,
+    LITERAL_FUNC,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -370,32 +370,26 @@ async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
 /// How long a data connection may stay silent before it is closed.
 const PEER_IDLE: Duration = Duration::from_secs(30);
 
-/// Reads a peer's credentials (a small first frame, within the idle
-/// limit) and answers them; true if the peer may ask for data.
-async fn admit(shared: &Shared, stream: &mut Stream, buf: &mut Vec<u8>, peer: SocketAddr) -> bool {
-    let read = tokio::time::timeout(
+/// Runs the handshake with a peer (within the idle limit): both prove
+/// they hold the token; true if the peer may ask for data.
+async fn admit(shared: &Shared, stream: &mut Stream, peer: SocketAddr) -> bool {
+    let admitted = tokio::time::timeout(
         PEER_IDLE,
-        read_frame_limited::<_, Credentials>(stream, buf, MAX_HELLO_LEN),
+        shoal_proto::admit(stream, &shared.security.token),
     );
-    let refusal = match read.await {
-        Ok(Ok(Some(c))) => match shared.security.token.check(&c) {
-            Ok(()) => return write_frame(stream, &Admission::Admitted).await.is_ok(),
-            Err(r) => r,
-        },
-        Ok(Err(FrameError::Decode(_))) => Refusal::Unreadable,
-        Ok(Err(e @ (FrameError::TooLarge(..) | FrameError::SpeaksTls))) => {
-            shoal_proto::throttle::warn(format_args!("closing a data connection from {peer}: {e}"));
-            return false;
+    match admitted.await {
+        Ok(Ok(())) => true,
+        Ok(Err(e @ (Unadmitted::Refused(_) | Unadmitted::Abandoned))) => {
+            shoal_proto::throttle::warn(format_args!("refused a data connection from {peer}: {e}"));
+            false
         }
-        // Closed or silent for too long.
-        _ => return false,
-    };
-    shoal_proto::throttle::warn(format_args!(
-        "refused a data connection from {peer}: {refusal}"
-    ));
-    let reason = refusal.to_string();
-    let _ = write_frame(stream, &Admission::Refused { reason }).await;
-    false
+        Ok(Err(Unadmitted::Frame(e @ (FrameError::TooLarge(..) | FrameError::SpeaksTls)))) => {
+            shoal_proto::throttle::warn(format_args!("closing a data connection from {peer}: {e}"));
+            false
+        }
+        // Closed, garbage or silent for too long.
+        _ => false,
+    }
 }
 
 /// Hands `item` to the worker's Python control thread, in arrival order.
@@ -422,7 +416,7 @@ async fn serve_peer(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         Err(_) => return,
     };
     let mut buf = Vec::new();
-    if !admit(&shared, &mut stream, &mut buf, peer).await {
+    if !admit(&shared, &mut stream, peer).await {
         return;
     }
     loop {

@@ -645,12 +645,11 @@ async fn setup(
     };
     let refused = |reason: String| WorkerError::Refused(addr.clone(), reason);
     let hello = Hello {
-        credentials: config.security.token.credentials(),
         role: Role::Worker(info),
     };
     let welcome = tokio::time::timeout(
         config.connect_timeout,
-        introduce(&mut stream, &hello, tls.is_on()),
+        introduce(&mut stream, &config.security.token, &hello, tls.is_on()),
     )
     .await
     .map_err(|_| refused("no answer to the introduction".into()))?

@@ -312,6 +312,14 @@ def resolve(security: Any, address: str | None = None) -> Security:
     return Security(token=token)
 
 
+#: Said once by a scheduler that listens beyond this machine without TLS.
+PLAIN_TCP_WARNING = (
+    "shoal scheduler: no TLS: the token never crosses the network, but anyone on the "
+    "path can read the tasks, results and data that do, and take over a connection "
+    "to run code; pass --tls-ca-file, --tls-cert and --tls-key to encrypt them"
+)
+
+
 def is_loopback(host: str) -> bool:
     """Whether listening on ``host`` reaches only this machine."""
     import ipaddress

@@ -1,0 +1,348 @@
+//! A bound on connections that have not proved the token yet.
+//!
+//! Every accepted connection holds a file descriptor and a task until its
+//! handshake ends (at most the handshake's time limit). Without a bound, a
+//! few hundred silent connections a second exhaust a process's file
+//! descriptors and nobody, not even a rightful client, gets in. So each
+//! server admits connections through a [`Gate`]: when an address already
+//! has its share of handshakes under way, or the process has its total,
+//! the oldest one is closed to make room. A caller that proves its token
+//! within a few milliseconds is never the oldest for long; a flood only
+//! ever holds the gate's total.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::task::AbortHandle;
+
+/// Handshakes under way, by caller address, oldest first.
+pub struct Gate {
+    per_address: usize,
+    total: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    by_address: HashMap<IpAddr, VecDeque<Entry>>,
+    /// Every entry, oldest first (ids only; an id no longer in
+    /// `by_address` has ended and is skipped).
+    order: VecDeque<(u64, IpAddr)>,
+    count: usize,
+    /// Evicted before their task was attached (each is attached right
+    /// after it enters, so this holds a few ids at most).
+    evicted_early: std::collections::HashSet<u64>,
+}
+
+struct Entry {
+    id: u64,
+    /// None until the task that runs the handshake is attached.
+    task: Option<AbortHandle>,
+}
+
+impl Gate {
+    /// A gate admitting at most `per_address` handshakes at once from one
+    /// address and `total` from all.
+    pub fn new(per_address: usize, total: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            per_address: per_address.max(1),
+            total: total.max(1),
+            state: Mutex::default(),
+        })
+    }
+
+    /// A gate sized for this process's file-descriptor limit: at most a
+    /// quarter of it (and 1,024) for handshakes, half of that per address.
+    pub fn for_this_process() -> Arc<Gate> {
+        let total = open_files_limit().map_or(1024, |n| (n / 4).clamp(16, 1024));
+        Gate::new(total / 2, total)
+    }
+
+    /// Registers a handshake from `addr`, closing the oldest ones if the
+    /// gate is full. The handshake counts until the returned pass drops.
+    pub fn enter(self: &Arc<Self>, addr: IpAddr) -> Pass {
+        let mut st = self.state.lock();
+        let id = st.next;
+        st.next += 1;
+        let queue = st.by_address.entry(addr).or_default();
+        queue.push_back(Entry { id, task: None });
+        let over_address = queue.len() > self.per_address;
+        st.order.push_back((id, addr));
+        st.count += 1;
+        if over_address {
+            st.evict_oldest_of(addr);
+        }
+        while st.count > self.total {
+            if !st.evict_oldest() {
+                break;
+            }
+        }
+        Pass {
+            gate: self.clone(),
+            addr,
+            id,
+        }
+    }
+
+    /// Handshakes under way.
+    pub fn len(&self) -> usize {
+        self.state.lock().count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl State {
+    fn evict_oldest_of(&mut self, addr: IpAddr) {
+        if let Some(queue) = self.by_address.get_mut(&addr) {
+            if let Some(oldest) = queue.pop_front() {
+                self.count -= 1;
+                match oldest.task {
+                    Some(task) => task.abort(),
+                    None => {
+                        self.evicted_early.insert(oldest.id);
+                    }
+                }
+            }
+            if queue.is_empty() {
+                self.by_address.remove(&addr);
+            }
+        }
+    }
+
+    /// Closes the oldest handshake under way; false if there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((id, addr)) = self.order.pop_front() {
+            let live = self
+                .by_address
+                .get(&addr)
+                .is_some_and(|q| q.iter().any(|e| e.id == id));
+            if live {
+                // Entries of one address are in `order`'s order too, so the
+                // live oldest overall is its address's oldest.
+                self.evict_oldest_of(addr);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn remove(&mut self, addr: IpAddr, id: u64) {
+        if let Some(queue) = self.by_address.get_mut(&addr) {
+            if let Some(i) = queue.iter().position(|e| e.id == id) {
+                queue.remove(i);
+                self.count -= 1;
+            }
+            if queue.is_empty() {
+                self.by_address.remove(&addr);
+            }
+        }
+        // `order` keeps ended ids until they reach its front, where they
+        // are dropped; rebuilt from the live entries if ended ones pile up
+        // behind a slow one, so it stays within twice the live count.
+        while let Some(&(front, a)) = self.order.front() {
+            let live = self
+                .by_address
+                .get(&a)
+                .is_some_and(|q| q.front().is_some_and(|e| e.id == front));
+            if live {
+                break;
+            }
+            self.order.pop_front();
+        }
+        if self.order.len() > 2 * self.count + 64 {
+            let mut live: Vec<(u64, IpAddr)> = self
+                .by_address
+                .iter()
+                .flat_map(|(a, q)| q.iter().map(move |e| (e.id, *a)))
+                .collect();
+            live.sort_unstable_by_key(|(id, _)| *id);
+            self.order = live.into();
+        }
+    }
+}
+
+/// A handshake's place in the [`Gate`]; leaves it when dropped.
+pub struct Pass {
+    gate: Arc<Gate>,
+    addr: IpAddr,
+    id: u64,
+}
+
+impl Pass {
+    /// Names the task that runs this handshake, so the gate can close it
+    /// to make room. Closed at once if it was already evicted.
+    pub fn attach(&self, task: AbortHandle) {
+        self.gate.attach(self.place(), task);
+    }
+
+    /// Where this pass stands, to attach its task once the pass has
+    /// moved into it.
+    pub fn place(&self) -> Place {
+        Place {
+            addr: self.addr,
+            id: self.id,
+        }
+    }
+}
+
+/// A [`Pass`]'s place in its gate.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    addr: IpAddr,
+    id: u64,
+}
+
+impl Gate {
+    /// [`Pass::attach`] for a pass that moved into its task: a task whose
+    /// handshake already ended or was evicted is left alone or closed.
+    pub fn attach(&self, place: Place, task: AbortHandle) {
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let live = st
+            .by_address
+            .get_mut(&place.addr)
+            .and_then(|q| q.iter_mut().find(|e| e.id == place.id));
+        match live {
+            Some(e) => e.task = Some(task),
+            // Evicted before its task was known: close it now.
+            None if st.evicted_early.remove(&place.id) => task.abort(),
+            // Its handshake ended (the connection may be admitted).
+            None => {}
+        }
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.gate.state.lock().remove(self.addr, self.id);
+    }
+}
+
+/// This process's soft limit on open files, if it can be read.
+fn open_files_limit() -> Option<usize> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    /// A task that runs until aborted, and whether it was.
+    fn task(rt: &tokio::runtime::Runtime) -> tokio::task::JoinHandle<()> {
+        rt.spawn(std::future::pending::<()>())
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn one_address_over_its_share_loses_its_oldest_handshake() {
+        let rt = runtime();
+        let gate = Gate::new(2, 100);
+        let tasks: Vec<_> = (0..3).map(|_| task(&rt)).collect();
+        let passes: Vec<_> = tasks
+            .iter()
+            .map(|t| {
+                let p = gate.enter(ip(1));
+                p.attach(t.abort_handle());
+                p
+            })
+            .collect();
+        rt.block_on(tokio::task::yield_now());
+        assert!(tasks[0].is_finished(), "the oldest was closed");
+        assert!(!tasks[1].is_finished() && !tasks[2].is_finished());
+        assert_eq!(gate.len(), 2);
+        // Another address has a share of its own.
+        let other = gate.enter(ip(2));
+        assert_eq!(gate.len(), 3);
+        drop(passes);
+        drop(other);
+        assert!(gate.is_empty());
+    }
+
+    #[test]
+    fn the_total_evicts_the_oldest_of_any_address() {
+        let rt = runtime();
+        let gate = Gate::new(10, 3);
+        let first = task(&rt);
+        let a = gate.enter(ip(1));
+        a.attach(first.abort_handle());
+        let _b = gate.enter(ip(2));
+        let _c = gate.enter(ip(3));
+        assert!(!first.is_finished());
+        let _d = gate.enter(ip(4));
+        rt.block_on(tokio::task::yield_now());
+        assert!(first.is_finished(), "the oldest was closed");
+        assert_eq!(gate.len(), 3);
+        drop(a); // its pass drops after eviction: nothing counted twice
+        assert_eq!(gate.len(), 3);
+    }
+
+    #[test]
+    fn a_pass_evicted_before_its_task_is_attached_closes_the_task() {
+        let rt = runtime();
+        let gate = Gate::new(1, 10);
+        let early = gate.enter(ip(1));
+        let _late = gate.enter(ip(1));
+        let t = task(&rt);
+        early.attach(t.abort_handle());
+        rt.block_on(tokio::task::yield_now());
+        assert!(t.is_finished());
+    }
+
+    #[test]
+    fn a_handshake_that_ended_before_its_task_was_attached_is_left_alone() {
+        let rt = runtime();
+        let gate = Gate::new(1, 10);
+        let pass = gate.enter(ip(1));
+        let place = pass.place();
+        drop(pass); // admitted, say: the connection lives on
+        let t = task(&rt);
+        gate.attach(place, t.abort_handle());
+        rt.block_on(tokio::task::yield_now());
+        assert!(!t.is_finished());
+    }
+
+    #[test]
+    fn bookkeeping_stays_bounded_under_a_flood_of_short_handshakes() {
+        let gate = Gate::new(4, 8);
+        let mut held = VecDeque::new();
+        for i in 0..100_000u32 {
+            held.push_back(gate.enter(ip((i % 7) as u8)));
+            if held.len() > 3 {
+                // Finish out of order now and then.
+                let j = (i as usize * 7) % held.len();
+                held.remove(j);
+            }
+            let st = gate.state.lock();
+            assert!(st.count <= 8);
+            assert!(
+                st.order.len() <= 2 * 8 + 64,
+                "order grew to {}",
+                st.order.len()
+            );
+        }
+        held.clear();
+        assert!(gate.is_empty());
+    }
+}
