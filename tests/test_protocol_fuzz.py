@@ -11,6 +11,7 @@ processes, so their resident memory can be read from ``/proc``.
 
 import os
 import random
+import resource
 import socket
 import struct
 import subprocess
@@ -208,3 +209,81 @@ def test_random_and_mutated_frames_leave_every_server_serving_with_flat_memory(p
         s.close()
     print(f"memory growth: {growth}")
     assert all(g < 50 * 2**20 for g in growth.values()), growth
+
+
+def few_files(limit: int = 256):
+    """For a server process: a low open-files limit, so a flood of
+    connections would exhaust it quickly."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
+def test_silent_connections_do_not_keep_a_new_client_out():
+    """1,500 connections that never finish their handshake, at the
+    scheduler and at a worker's data server, each process allowed only 256
+    open files: a new client still connects and runs a task whose input
+    comes from that data server; the servers say so in a few lines."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    sched = subprocess.Popen(
+        [PY, "-m", "shoal", "scheduler", "--port", "0", "--no-dashboard"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        preexec_fn=few_files(),
+    )
+    workers = []
+    held: list[socket.socket] = []
+    try:
+        address = sched.stdout.readline().split(": ", 1)[1].strip()
+        workers = [
+            subprocess.Popen(
+                [PY, "-m", "shoal", "worker", address, "--name", name],
+                stderr=subprocess.PIPE,
+                text=True,
+                env=ENV,
+                preexec_fn=few_files(),
+            )
+            for name in ("flooded", "other")
+        ]
+        code = """
+import sys
+from shoal import Client
+with Client(sys.argv[1], timeout=30) as c:
+    c.wait_for_workers(2, timeout=30)
+    print({w["name"]: a for a, w in c.scheduler_info()["workers"].items()}["flooded"])
+"""
+        out = subprocess.run(
+            [PY, "-c", code, address], env=ENV, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        flooded = out.stdout.strip()
+        for target in (address, flooded):
+            for _ in range(1_500):
+                held.append(socket.create_connection(host_port(target), timeout=10))
+        code = """
+import sys
+from shoal import Client
+with Client(sys.argv[1], timeout=10) as c:
+    x = c.submit(bytes, 200_000, workers=["flooded"], pure=False)
+    y = c.submit(len, x, workers=["other"], pure=False)
+    print(y.result(timeout=30))
+"""
+        out = subprocess.run(
+            [PY, "-c", code, address], env=ENV, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0 and out.stdout.strip() == "200000", out.stderr[-2000:]
+    finally:
+        for s in held:
+            s.close()
+        for p in (sched, *workers):
+            p.kill()
+        _, sched_err = sched.communicate(timeout=30)
+        worker_errs = [w.communicate(timeout=30)[1] for w in workers]
+    # Throttled: a flood is a few lines, not one per connection.
+    for err in (sched_err, *worker_errs):
+        assert len(err.splitlines()) < 100, err[-2000:]

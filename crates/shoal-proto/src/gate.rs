@@ -224,6 +224,16 @@ impl Drop for Pass {
     }
 }
 
+/// What an accept loop does when `accept` fails: out of file descriptors
+/// (or another passing error), it says so at most once a second and waits
+/// a moment, rather than spinning on a listener that fails at once.
+pub async fn accept_failed(e: std::io::Error) {
+    crate::throttle::warn(format_args!(
+        "could not accept a connection: {e} (connections are being closed to make room)"
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+}
+
 /// This process's soft limit on open files, if it can be read.
 fn open_files_limit() -> Option<usize> {
     let mut limit = libc::rlimit {

@@ -272,20 +272,25 @@ async fn serve(
 ) {
     let dashboard = publisher.as_ref().map(|p| p.address());
     let ids = Arc::new(AtomicU64::new(1));
+    let gate = shoal_proto::gate::Gate::for_this_process();
     let accept = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    tokio::spawn(handshake(
+                    let pass = gate.enter(peer.ip());
+                    let place = pass.place();
+                    let task = tokio::spawn(handshake(
                         stream,
                         peer,
+                        pass,
                         input.clone(),
                         ids.clone(),
                         dashboard,
                         security.clone(),
                     ));
+                    gate.attach(place, task.abort_handle());
                 }
-                Err(e) => tracing::warn!("accept failed: {e}"),
+                Err(e) => shoal_proto::gate::accept_failed(e).await,
             }
         }
     });
@@ -300,9 +305,12 @@ async fn serve(
     .await;
 }
 
+/// Runs a new connection's handshake (counted by the gate's `pass` until
+/// it ends), then serves the client or worker it introduced.
 async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
+    pass: shoal_proto::gate::Pass,
     input: UnboundedSender<Input>,
     ids: Arc<AtomicU64>,
     dashboard: Option<SocketAddr>,
@@ -383,6 +391,8 @@ async fn handshake(
             return;
         }
     };
+    // Introduced: no longer a handshake the gate may close.
+    drop(pass);
     let id = ids.fetch_add(1, Ordering::Relaxed);
     match hello.role {
         Role::Client { .. } => {

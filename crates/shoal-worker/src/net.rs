@@ -359,11 +359,17 @@ async fn fetch_one(shared: &Shared, key: &str, nbytes: u64, holders: &[String]) 
 }
 
 async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
+    let gate = shoal_proto::gate::Gate::for_this_process();
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(serve_peer(shared.clone(), stream, peer));
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let pass = gate.enter(peer.ip());
+                let place = pass.place();
+                let task = tokio::spawn(serve_peer(shared.clone(), stream, peer, pass));
+                gate.attach(place, task.abort_handle());
+            }
+            Err(e) => shoal_proto::gate::accept_failed(e).await,
+        }
     }
 }
 
@@ -402,7 +408,14 @@ fn queue_control(shared: &Shared, item: crate::control::Control) {
 /// complete (the scheduler's `Joined`), in case it never comes.
 const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn serve_peer(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+/// Serves one peer's requests, once its handshake (counted by the gate's
+/// `pass` until it ends) admitted it.
+async fn serve_peer(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    pass: shoal_proto::gate::Pass,
+) {
     let accepted = tokio::time::timeout(PEER_IDLE, shared.security.tls.accept(tcp));
     let mut stream = match accepted.await {
         Ok(Ok(s)) => s,
@@ -419,6 +432,7 @@ async fn serve_peer(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     if !admit(&shared, &mut stream, peer).await {
         return;
     }
+    drop(pass);
     loop {
         let read = tokio::time::timeout(
             PEER_IDLE,
