@@ -80,6 +80,53 @@ def test_the_token_is_not_on_any_command_line(cluster):
             assert token not in f.read()
 
 
+def environ(pid: int) -> bytes:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read()
+
+
+def test_no_worker_process_holds_the_token_in_its_environment():
+    """``/proc/PID/environ`` keeps what a process was started with, whatever
+    it later removes from ``os.environ``: the token and TLS key reach workers
+    on standard input (or an inherited pipe when a worker restarts by exec),
+    never in their environment."""
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
+        token = cluster.security.token.encode()
+        first = cluster.worker_pids()
+        assert first and all(token not in environ(p) for p in first)
+        c.restart()
+        # Restarted by exec: the same processes, new interpreters that
+        # joined with the token.
+        assert c.submit(inc, 1).result() == 2
+        assert all(token not in environ(p) for p in cluster.worker_pids())
+
+
+def test_workers_of_a_worker_command_do_not_hold_the_token_in_their_environment(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("from-a-file-0123456789\n")
+    proc, address = start_scheduler("--token-file", str(path))
+    worker = subprocess.Popen(
+        [PY, "-m", "shoal", "worker", address, "--nworkers", "2", "--token-file", str(path)],
+        env=ENV,
+    )
+    try:
+        with Client(
+            address, security=Security(token="from-a-file-0123456789"), set_as_default=False
+        ) as c:
+            c.wait_for_workers(2, timeout=30)
+            pids = [w["pid"] for w in c.scheduler_info()["workers"].values()]
+            assert len(pids) == 2 and worker.pid not in pids
+            for pid in pids:
+                assert b"from-a-file" not in environ(pid)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        stop(proc)
+
+
 def test_another_process_needs_the_token(cluster):
     address = cluster.scheduler_address
     token = cluster.security.token

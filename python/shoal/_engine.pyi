@@ -938,7 +938,12 @@ class WorkerRuntime:
 @final
 class WorkerPool:
     def __new__(
-        cls, n: int, program: str, args: Sequence[str], env: Sequence[tuple[str, str]]
+        cls,
+        n: int,
+        program: str,
+        args: Sequence[str],
+        env: Sequence[tuple[str, str]],
+        stdin_line: str | None = None,
     ) -> WorkerPool: ...
     @property
     def restarts(self) -> int: ...

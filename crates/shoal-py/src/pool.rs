@@ -40,6 +40,9 @@ struct Spec {
     program: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// A line each child reads first from its stdin (`--credentials-stdin`:
+    /// secrets stay out of its command line and `/proc/PID/environ`).
+    stdin_line: Option<String>,
 }
 
 /// A set of worker processes kept alive until closed.
@@ -67,12 +70,14 @@ fn spawn(program: &str, args: &[String], env: &[(String, String)]) -> std::io::R
     cmd.spawn()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn monitor(
     shared: Arc<Shared>,
     index: usize,
     program: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    stdin_line: Option<String>,
     first: Sender<std::io::Result<()>>,
     exited: Sender<usize>,
 ) {
@@ -99,7 +104,13 @@ fn monitor(
         // `Child::wait` would close stdin first, cutting the lifeline: hold
         // it separately for as long as the child lives, or until the pool
         // closes.
-        let lifeline = child.stdin.take();
+        let mut lifeline = child.stdin.take();
+        if let (Some(line), Some(pipe)) = (&stdin_line, lifeline.as_mut()) {
+            // A line of a few KiB fits in the pipe: this does not block. A
+            // child that died already is seen by `wait` below.
+            use std::io::Write;
+            let _ = pipe.write_all(format!("{line}\n").as_bytes());
+        }
         {
             let mut lifelines = shared.lifelines.lock();
             if !shared.closing.load(Ordering::SeqCst) {
@@ -132,14 +143,17 @@ fn monitor(
 
 #[pymethods]
 impl WorkerPool {
-    /// Starts `n` processes running `program args...` with `env` added.
+    /// Starts `n` processes running `program args...` with `env` added;
+    /// each reads `stdin_line` (if given) first from its standard input.
     #[new]
+    #[pyo3(signature = (n, program, args, env, stdin_line=None))]
     fn new(
         py: Python<'_>,
         n: usize,
         program: String,
         args: Vec<String>,
         env: Vec<(String, String)>,
+        stdin_line: Option<String>,
     ) -> PyResult<Self> {
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
@@ -151,7 +165,12 @@ impl WorkerPool {
         let (exited_tx, exited_rx) = channel();
         let pool = WorkerPool {
             shared,
-            spec: Spec { program, args, env },
+            spec: Spec {
+                program,
+                args,
+                env,
+                stdin_line,
+            },
             exited: Mutex::new(Some(exited_rx)),
             exited_tx: Mutex::new(exited_tx),
             size: AtomicUsize::new(0),
@@ -226,10 +245,11 @@ impl WorkerPool {
             let program = self.spec.program.clone();
             let args = self.spec.args.clone();
             let env = self.spec.env.clone();
+            let line = self.spec.stdin_line.clone();
             let exited = self.exited_tx.lock().clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("shoal-worker-monitor-{i}"))
-                .spawn(move || monitor(shared, i, program, args, env, tx, exited));
+                .spawn(move || monitor(shared, i, program, args, env, line, tx, exited));
             match spawned {
                 Ok(_) => {
                     self.size.fetch_add(1, Ordering::SeqCst);

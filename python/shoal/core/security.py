@@ -20,6 +20,7 @@ unless ``tls_mutual=False``; callers without one still need the token.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import os
@@ -434,8 +435,12 @@ def add_stdin_option(parser: Any) -> None:
         "--credentials-stdin",
         action="store_true",
         help="read the token and TLS PEM texts as one JSON line from standard input "
-        "(how SSHCluster passes them, off every command line)",
+        "(how SSHCluster and LocalCluster pass them, off every command line and "
+        "environment)",
     )
+    # The same line from an inherited pipe: a worker that restarts by exec
+    # keeps stdin as its lifeline.
+    parser.add_argument("--credentials-fd", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def credentials_line(security: Security, role: str) -> str:
@@ -462,9 +467,14 @@ def apply_stdin_credentials(args: Any) -> None:
     wrote and set ``args``' token and TLS options from it (nothing else is
     read: standard input may stay open as a lifeline).
     """
-    if not getattr(args, "credentials_stdin", False):
+    fd = getattr(args, "credentials_fd", None)
+    if fd is not None:
+        with os.fdopen(fd, "rb") as f:
+            line = f.readline()
+    elif getattr(args, "credentials_stdin", False):
+        line = sys.stdin.buffer.readline()
+    else:
         return
-    line = sys.stdin.buffer.readline()
     if not line:
         raise ValueError("--credentials-stdin: standard input closed before the credentials")
     try:
@@ -480,6 +490,29 @@ def apply_stdin_credentials(args: Any) -> None:
             setattr(args, "tls_ca_file" if part == "ca" else f"tls_{part}", data[f"tls_{part}"])
     if data.get("tls_mutual") == "no":
         args.no_tls_mutual = True
+
+
+def worker_stdin(security: Security) -> tuple[str, list[str]]:
+    """How a worker process this one starts gets the credentials: the line
+    to write first to its standard input, and the options that make it read
+    it. Neither its command line nor its environment (``/proc/PID/environ``
+    stays readable after ``os.environ`` is cleaned) holds a secret.
+    """
+    tls = security.tls_for("worker")
+    if tls is not None and (tls[1] is None or tls[2] is None):
+        raise ValueError("workers speaking TLS need tls_worker_cert and tls_worker_key")
+    return credentials_line(security, "worker"), ["--credentials-stdin"]
+
+
+def pipe_with(line: str) -> int:
+    """A pipe's read end, inherited across ``exec``, holding ``line``
+    (``--credentials-fd``).
+    """
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as f:
+        f.write(line.encode() + b"\n")
+    os.set_inheritable(read, True)
+    return read
 
 
 def worker_environment(security: Security) -> tuple[dict[str, str], list[str]]:

@@ -171,8 +171,8 @@ class LocalCluster(HostedScheduler):
         client and worker, and whose TLS options (if any) it speaks on every
         connection; ``True`` means ``Security.temporary()`` (TLS with a new
         CA, as in Dask). By default the cluster makes a random token and
-        speaks plain TCP. The credentials are passed to the workers in their
-        environment, never on a command line, and are in
+        speaks plain TCP. The credentials are passed to the workers on their
+        standard input, never on a command line or in their environment, and are in
         ``cluster.security`` for clients in other processes.
     name
         The cluster's name (its repr shows it).
@@ -349,11 +349,10 @@ class LocalCluster(HostedScheduler):
         full_env.update(dask_config.inherited_config())
         full_env.update(pre_spawn_environ())
         full_env.update({str(k): str(v) for k, v in env.items()})
-        credentials, options = security_.worker_environment(self.security)
-        full_env.update(credentials)
+        line, options = security_.worker_stdin(self.security)
         args += options
         self._pool = _engine.WorkerPool(
-            self.n_workers, sys.executable, args, list(full_env.items())
+            self.n_workers, sys.executable, args, list(full_env.items()), stdin_line=line
         )
 
     def _start_workers(self, n: int) -> None:

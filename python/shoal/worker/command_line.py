@@ -203,10 +203,11 @@ def read_scheduler_file(path: str, timeout: float) -> str:
         time.sleep(0.1)
 
 
-def supervise(n: int, argv: list[str], env: dict[str, str]) -> None:
+def supervise(n: int, argv: list[str], stdin_line: str) -> None:
     """Run ``n`` worker processes with ``argv`` (this command line without
-    ``--nworkers``) and ``env`` added to this environment, each started
-    again if it dies, until this process is told to stop (SIGTERM, Ctrl-C).
+    ``--nworkers``), each reading ``stdin_line`` (the credentials) first
+    from its standard input and started again if it dies, until this
+    process is told to stop (SIGTERM, Ctrl-C).
     """
     from .. import _engine
 
@@ -218,7 +219,7 @@ def supervise(n: int, argv: list[str], env: dict[str, str]) -> None:
     signal.signal(signal.SIGTERM, ask_stop)
     signal.signal(signal.SIGINT, ask_stop)
     args = ["-m", "shoal.worker", *argv, "--lifeline"]
-    pool = _engine.WorkerPool(n, sys.executable, args, list(env.items()))
+    pool = _engine.WorkerPool(n, sys.executable, args, [], stdin_line=stdin_line)
     try:
         while not stop["now"]:
             signal.pause()

@@ -50,15 +50,14 @@ def restart_process() -> None:
         _executors.uploads.remove()  # exec skips atexit
     sys.stdout.flush()
     sys.stderr.flush()
-    env = dict(os.environ)
-    # The credentials travel in the environment now: stdin stays the
-    # lifeline and is not read again.
+    # The credentials travel in a pipe of their own now: stdin stays the
+    # lifeline and is not read again, and the environment holds no secret.
     argv = [a for a in _argv if a != "--credentials-stdin"]
+    argv = command_line.without_option(argv, "--credentials-fd")
     if _security is not None:
-        credentials, options = security.worker_environment(_security)
-        env.update(credentials)
-        argv += options
-    os.execve(sys.executable, [sys.executable, "-m", "shoal.worker", *argv], env)
+        line, _ = security.worker_stdin(_security)
+        argv += ["--credentials-fd", str(security.pipe_with(line))]
+    os.execve(sys.executable, [sys.executable, "-m", "shoal.worker", *argv], dict(os.environ))
 
 
 def _task_client() -> Any:
@@ -207,8 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         # A supervisor of `processes` workers, each with this command line.
         child = command_line.without_option(_argv, "--nworkers")
         child = command_line.without_option(child, "--nthreads") + ["--nthreads", str(nthreads)]
-        env, tls_options = security.worker_environment(credentials)
-        command_line.supervise(processes, child + tls_options, env)
+        child = command_line.without_option(child, "--credentials-fd")
+        child = [a for a in child if a != "--credentials-stdin"]
+        line, options = security.worker_stdin(credentials)
+        command_line.supervise(processes, child + options, line)
         return
     # Tasks and the processes they start need not see them.
     os.environ.pop(security.TOKEN_ENV, None)
