@@ -296,3 +296,66 @@ def test_the_scheduler_command_prints_and_serves_its_dashboard():
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert "Dashboard" not in out
+
+
+def open_update_stream(base: str) -> tuple[socket.socket, bytes]:
+    """A page's live-update request on a raw socket; returns the socket
+    (kept open: the stream goes on) and the response's status line."""
+    host, port = base.split("://", 1)[1].rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(f"GET /api/v1/updates HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return s, head.split(b"\r\n", 1)[0]
+
+
+def test_live_update_streams_are_bounded():
+    with Client(n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        base = base_url(c)
+        streams = []
+        try:
+            for _ in range(64):
+                s, status = open_update_stream(base)
+                assert b" 200 " in status, status
+                streams.append(s)
+            s, status = open_update_stream(base)
+            s.close()
+            assert b" 503 " in status, status
+            # One page closes: another may follow.
+            streams.pop().close()
+            for _attempt in range(100):
+                s, status = open_update_stream(base)
+                streams.append(s)
+                if b" 200 " in status:
+                    break
+                # The closed stream is noticed at its next publication.
+                c.submit(inc, len(streams), pure=False).result()
+            assert b" 200 " in status, status
+            # The scheduler serves throughout.
+            assert c.submit(inc, 1).result() == 2
+        finally:
+            for s in streams:
+                s.close()
+
+
+def test_silent_dashboard_connections_are_bounded_and_closed_when_idle():
+    with Client(n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        base = base_url(c)
+        host, port = base.split("://", 1)[1].rsplit(":", 1)
+        held = [socket.create_connection((host, int(port)), timeout=60) for _ in range(300)]
+        try:
+            # Past 256 open connections the dashboard closes new ones at once,
+            # and the scheduler serves on.
+            assert held[-1].recv(1) == b""
+            assert c.submit(inc, 1).result() == 2
+            # The silent ones are closed once idle (30 s); then pages load.
+            for s in held[:256]:
+                assert s.recv(1) == b""
+            assert get(base + "/health")[0] == 200
+        finally:
+            for s in held:
+                s.close()

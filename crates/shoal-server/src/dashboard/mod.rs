@@ -9,6 +9,7 @@
 //! period whatever the number of tasks.
 
 mod address;
+mod connections;
 mod hosts;
 mod prometheus;
 mod routes;
@@ -127,6 +128,11 @@ impl Board {
         (events, next)
     }
 
+    /// Pages following the live updates now.
+    fn pages(&self) -> usize {
+        self.version.receiver_count()
+    }
+
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }
@@ -243,7 +249,7 @@ async fn serve(listener: TcpListener, board: Arc<Board>, hosts: hosts::AllowedHo
         Arc::new(hosts),
         hosts::check,
     ));
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = axum::serve(connections::Bounded::new(listener), app).await {
         tracing::warn!("the dashboard stopped: {e}");
     }
 }

@@ -124,7 +124,13 @@ async fn metrics(State(board): State<Arc<Board>>) -> Response {
 async fn updates(
     State(board): State<Arc<Board>>,
     Query(q): Query<Since>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, (StatusCode, String)> {
+    if board.pages() >= MAX_LIVE_PAGES {
+        let refusal = format!(
+            "{MAX_LIVE_PAGES} dashboard pages are following this scheduler already; close one\n"
+        );
+        return Err((StatusCode::SERVICE_UNAVAILABLE, refusal));
+    }
     let rx = board.subscribe();
     let start = (board, rx, q.since, true);
     let s = stream::unfold(start, |(board, mut rx, since, now)| async move {
@@ -143,5 +149,9 @@ async fn updates(
         let event = Event::default().event("update").data(body);
         Some((Ok(event), (board, rx, next, behind)))
     });
-    Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+/// The most pages that follow the live updates at once (each holds a
+/// connection and a subscription to every publication).
+pub(super) const MAX_LIVE_PAGES: usize = 64;
