@@ -20,7 +20,16 @@ impl Core {
         match msg {
             ClientToScheduler::Functions(defs) => {
                 for f in defs {
-                    self.functions.insert(f.hash, f);
+                    if let Err(e) = self.functions.sent(c, f) {
+                        tracing::warn!(
+                            "client {c} sent {} under the hash {:#x} of {}, a different \
+                             function kept already: tasks of that hash run {}",
+                            e.sent,
+                            e.hash,
+                            e.kept,
+                            e.kept
+                        );
+                    }
                 }
             }
             ClientToScheduler::SubmitPart(sub) => {
@@ -182,6 +191,9 @@ impl Core {
             return; // the scheduler's own: never connected, never gone
         }
         self.coord_client_gone(c, out);
+        for f in self.functions.client_gone(c) {
+            self.function_dropped(f);
+        }
         self.replicas_client_gone(c);
         self.rebalance_client_gone(c);
         self.retire_client_gone(c);
@@ -339,6 +351,7 @@ impl Core {
             .map(|n| self.limit_name(n))
             .collect();
         let (blob, key_len) = Task::blob(&spec.key, &spec.args.frames);
+        self.functions.task_added(spec.func);
         let no_type = self.intern("");
         let prefix = self.stats.prefix_of(&spec.key);
         self.stats.added(prefix, crate::stats::Bucket::Released);
@@ -400,7 +413,7 @@ impl Core {
                 spec.key
             );
             self.fail(id, internal_error("KeyError", msg), out);
-        } else if spec.func != LITERAL_FUNC && !self.functions.contains_key(&spec.func) {
+        } else if spec.func != LITERAL_FUNC && !self.functions.contains(spec.func) {
             let msg = format!(
                 "the function of task {} was never sent to the scheduler",
                 spec.key

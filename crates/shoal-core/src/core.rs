@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use shoal_proto::{ClientId, FuncHash, FunctionDef, TaskId, WorkerId};
+use shoal_proto::{ClientId, FuncHash, TaskId, WorkerId};
 
 use crate::events::{Command, Event};
 use crate::keys::KeyIndex;
@@ -98,7 +98,7 @@ pub struct Core {
     pub(crate) next_id: TaskId,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     pub(crate) clients: BTreeMap<ClientId, ClientState>,
-    pub(crate) functions: FxHashMap<FuncHash, FunctionDef>,
+    pub(crate) functions: crate::functions::FunctionTable,
     /// Functions a worker saw block on the outside world (see
     /// [`crate::function_kinds`]).
     pub(crate) blocking_funcs: FxHashSet<FuncHash>,
@@ -173,7 +173,7 @@ impl Core {
             next_id: 1,
             workers: BTreeMap::new(),
             clients: BTreeMap::new(),
-            functions: FxHashMap::default(),
+            functions: Default::default(),
             blocking_funcs: FxHashSet::default(),
             preload: Vec::new(),
             uploads: Vec::new(),
@@ -303,6 +303,16 @@ impl Core {
     }
 
     /// How many tasks the scheduler remembers.
+    /// Slots of the per-prefix table, used and free (see `stats.rs`).
+    pub fn prefix_slots(&self) -> usize {
+        self.stats.prefix_slots()
+    }
+
+    /// The functions the scheduler keeps now (see `functions.rs`).
+    pub fn function_count(&self) -> usize {
+        self.functions.count()
+    }
+
     pub fn task_count(&self) -> usize {
         self.tasks.len()
     }

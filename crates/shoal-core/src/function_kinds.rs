@@ -20,7 +20,7 @@ impl Core {
     pub(crate) fn learnt(&mut self, from: WorkerId, kinds: FunctionKinds, out: &mut Vec<Command>) {
         let mut news = FunctionKinds::default();
         for f in kinds.blocking {
-            if self.functions.contains_key(&f) && self.blocking_funcs.insert(f) {
+            if self.functions.contains(f) && self.blocking_funcs.insert(f) {
                 news.blocking.push(f);
             }
         }
@@ -39,6 +39,16 @@ impl Core {
                     SchedulerToWorker::Learnt(news.clone()),
                 ));
             }
+        }
+    }
+
+    /// Function `f` is no longer kept: it is no longer known to block, and
+    /// if a client sends it again it is sent to workers again (their
+    /// engine replaces the bytes kept under its hash).
+    pub(crate) fn function_dropped(&mut self, f: shoal_proto::FuncHash) {
+        self.blocking_funcs.remove(&f);
+        for worker in self.workers.values_mut() {
+            worker.functions.remove(&f);
         }
     }
 

@@ -40,13 +40,47 @@ impl Core {
         ensure!(
             self.blocking_funcs
                 .iter()
-                .all(|f| self.functions.contains_key(f)),
+                .all(|&f| self.functions.contains(f)),
             "a function known to block was never sent by a client"
         );
+        self.check_functions()?;
         ensure!(
             self.to_check.is_empty(),
             "{} need checks left over after an event",
             self.to_check.len()
+        );
+        Ok(())
+    }
+
+    /// Every function is kept while a task names it or a connected client
+    /// sent it, and no longer.
+    fn check_functions(&self) -> Result<(), InvariantViolation> {
+        let mut named: rustc_hash::FxHashMap<shoal_proto::FuncHash, u32> = Default::default();
+        for t in self.tasks.values() {
+            if t.func != shoal_proto::LITERAL_FUNC {
+                *named.entry(t.func).or_default() += 1;
+            }
+        }
+        let mut seen = 0;
+        for (hash, tasks, senders) in self.functions.counts() {
+            seen += 1;
+            ensure!(
+                named.get(&hash).copied().unwrap_or(0) == tasks,
+                "function {hash:#x} counts {tasks} tasks, {} name it",
+                named.get(&hash).copied().unwrap_or(0)
+            );
+            ensure!(
+                tasks > 0 || !senders.is_empty(),
+                "function {hash:#x} is kept with no task and no client"
+            );
+            ensure!(
+                senders.iter().all(|c| self.clients.contains_key(c)),
+                "function {hash:#x} is kept for a client that is gone"
+            );
+        }
+        ensure!(
+            seen >= named.len(),
+            "tasks name functions the table does not count"
         );
         Ok(())
     }
@@ -73,6 +107,8 @@ impl Core {
 
     /// The dashboard's counts per prefix and state match the tasks.
     fn check_stats(&self) -> Result<(), InvariantViolation> {
+        let slots = self.stats.check_slots();
+        ensure!(slots.is_ok(), "{}", slots.unwrap_err());
         let names = self.stats.prefix_names();
         let mut counts = vec![[0u64; 6]; names.len()];
         for t in self.tasks.values() {

@@ -12,6 +12,7 @@ mod coord;
 mod core;
 mod events;
 mod function_kinds;
+mod functions;
 mod invariants;
 mod keys;
 mod lifecycle;
@@ -36,4 +37,6 @@ pub use events::{Command, Event};
 pub use invariants::InvariantViolation;
 pub use small_results::DEFAULT_KEEP_BYTES;
 pub use snapshots::{Snapshot, WorkerView};
-pub use stats::{key_prefix, PrefixStats, StateCounts, TaskEvent, DEFAULT_STREAM_LEN};
+pub use stats::{
+    key_prefix, PrefixStats, StateCounts, TaskEvent, DEFAULT_STREAM_LEN, PREFIXES_KEPT,
+};

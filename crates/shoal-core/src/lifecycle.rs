@@ -386,6 +386,9 @@ impl Core {
             .record(t.key(), state_name(&t.state), "forgotten", self.now);
         self.held.remove(&id);
         self.keys.remove(t.key(), id);
+        if self.functions.task_forgotten(t.func) {
+            self.function_dropped(t.func);
+        }
         for d in t.deps {
             if let Some(dt) = self.tasks.get_mut(&d) {
                 dt.dependents.remove(id);

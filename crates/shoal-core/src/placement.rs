@@ -223,7 +223,7 @@ impl Core {
         let worker = self.workers.get_mut(&w).expect("picked worker exists");
         worker.assigned.insert(id);
         if func != shoal_proto::LITERAL_FUNC && worker.functions.insert(func) {
-            if let Some(def) = self.functions.get(&func) {
+            if let Some(def) = self.functions.get(func) {
                 out.push(Command::ToWorker(
                     w,
                     SchedulerToWorker::Functions(vec![def.clone()]),

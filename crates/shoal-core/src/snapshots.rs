@@ -46,11 +46,13 @@ pub struct Snapshot {
 impl Core {
     /// The dashboard's view of the scheduler now.
     pub fn snapshot(&self) -> Snapshot {
-        let prefixes = self.stats.prefixes();
+        let mut prefixes = self.stats.prefixes();
+        prefixes.retain(|p| !p.name.is_empty());
+        let (completed, failed) = self.stats.ran_totals();
         Snapshot {
             tasks: self.stats.totals(),
-            completed: prefixes.iter().map(|p| p.completed).sum(),
-            failed: prefixes.iter().map(|p| p.failed).sum(),
+            completed,
+            failed,
             prefixes,
             workers: self
                 .workers

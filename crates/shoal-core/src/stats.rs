@@ -2,9 +2,12 @@
 //! per task prefix (the function name a key starts with), and a bounded ring
 //! of recently finished tasks.
 //!
-//! Both cost O(1) per task transition and a fixed amount of memory, whatever
-//! the number of tasks: a prefix is interned once, and the ring forgets the
-//! oldest event when it is full.
+//! Both cost O(1) per task transition and a bounded amount of memory,
+//! whatever the number of tasks: a prefix is interned once, and the ring
+//! forgets the oldest event when it is full. Keys named without a shared
+//! prefix (`task_1`, `task_2`, ...) make a prefix each: once the table holds
+//! [`PREFIXES_KEPT`] or twice its live prefixes, those with no task left are
+//! dropped (their history with them) and their slots used again.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -118,16 +121,27 @@ pub(crate) struct Ran {
 pub const DEFAULT_STREAM_LEN: usize = 50_000;
 
 pub(crate) struct Stats {
+    /// Each slot's prefix; empty for a slot free to be used again.
     names: Vec<Arc<str>>,
     index: FxHashMap<Arc<str>, u32>,
     counts: Vec<[u64; BUCKETS]>,
     completed: Vec<u64>,
     failed: Vec<u64>,
     seconds: Vec<f64>,
+    /// Slots whose prefix was dropped.
+    free: Vec<u32>,
+    /// The table's size at which prefixes without tasks are dropped next.
+    sweep_at: usize,
+    /// Tasks completed and failed ever, across dropped prefixes too.
+    completed_total: u64,
+    failed_total: u64,
     stream: VecDeque<TaskEvent>,
     stream_len: usize,
     next_seq: u64,
 }
+
+/// Prefixes kept, at least, before those without tasks are dropped.
+pub const PREFIXES_KEPT: usize = 4096;
 
 /// The prefix of a key, as Dask's `key_split` finds it: the name before a
 /// trailing token (`inc-5f4e...` -> `inc`), without tuple decoration
@@ -171,6 +185,10 @@ impl Stats {
             completed: Vec::new(),
             failed: Vec::new(),
             seconds: Vec::new(),
+            free: Vec::new(),
+            sweep_at: PREFIXES_KEPT,
+            completed_total: 0,
+            failed_total: 0,
             stream: VecDeque::new(),
             stream_len,
             next_seq: 0,
@@ -183,8 +201,16 @@ impl Stats {
         if let Some(&i) = self.index.get(name) {
             return i;
         }
-        let i = self.names.len() as u32;
+        if self.free.is_empty() && self.names.len() >= self.sweep_at {
+            self.drop_idle_prefixes();
+        }
         let name: Arc<str> = Arc::from(name);
+        if let Some(i) = self.free.pop() {
+            self.names[i as usize] = name.clone();
+            self.index.insert(name, i);
+            return i;
+        }
+        let i = self.names.len() as u32;
         self.names.push(name.clone());
         self.index.insert(name, i);
         self.counts.push([0; BUCKETS]);
@@ -192,6 +218,49 @@ impl Stats {
         self.failed.push(0);
         self.seconds.push(0.0);
         i
+    }
+
+    /// Frees the slots of prefixes no task is counted under (O(table),
+    /// at most once per doubling of the live prefixes).
+    fn drop_idle_prefixes(&mut self) {
+        for i in 0..self.names.len() {
+            if self.names[i].is_empty() || self.counts[i] != [0; BUCKETS] {
+                continue;
+            }
+            self.index.remove(&self.names[i]);
+            self.names[i] = Arc::from("");
+            self.completed[i] = 0;
+            self.failed[i] = 0;
+            self.seconds[i] = 0.0;
+            self.free.push(i as u32);
+        }
+        let live = self.names.len() - self.free.len();
+        self.sweep_at = PREFIXES_KEPT.max(2 * live);
+    }
+
+    /// Prefix slots in use and free, for tests of the bound.
+    pub fn prefix_slots(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The free slots are empty and unnamed, and the index names exactly
+    /// the others.
+    pub fn check_slots(&self) -> Result<(), String> {
+        for &i in &self.free {
+            let i = i as usize;
+            if !self.names[i].is_empty() || self.counts[i] != [0; BUCKETS] {
+                return Err(format!("free prefix slot {i} is in use"));
+            }
+        }
+        if self.index.len() + self.free.len() != self.names.len() {
+            return Err(format!(
+                "{} prefixes indexed, {} free, {} slots",
+                self.index.len(),
+                self.free.len(),
+                self.names.len()
+            ));
+        }
+        Ok(())
     }
 
     /// The mean seconds a completed task of `prefix` computed for, once
@@ -223,11 +292,13 @@ impl Stats {
     pub fn ran(&mut self, key: &str, prefix: u32, worker: &Arc<str>, ran: &Ran) {
         let p = prefix as usize;
         if ran.ok {
+            self.completed_total += 1;
             self.completed[p] += 1;
             if ran.duration.is_finite() && ran.duration > 0.0 {
                 self.seconds[p] += ran.duration;
             }
         } else {
+            self.failed_total += 1;
             self.failed[p] += 1;
         }
         if self.stream_len == 0 {
@@ -257,6 +328,12 @@ impl Stats {
         &self.names
     }
 
+    /// Tasks completed and failed ever.
+    pub fn ran_totals(&self) -> (u64, u64) {
+        (self.completed_total, self.failed_total)
+    }
+
+    /// Every slot's figures, a free slot's (its name empty) included.
     pub fn prefixes(&self) -> Vec<PrefixStats> {
         (0..self.names.len())
             .map(|i| PrefixStats {

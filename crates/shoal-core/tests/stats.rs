@@ -101,3 +101,36 @@ fn a_workers_health_report_shows_in_the_snapshot() {
     assert_eq!(snap.workers[0].metrics.queued, 2);
     assert_eq!(snap.workers[0].nthreads, 2);
 }
+
+#[test]
+fn keys_without_a_shared_prefix_do_not_grow_the_table_for_ever() {
+    let mut env = Env::new();
+    let w = env.worker(1);
+    // One task at a time, each key its own prefix (no dash: the whole key).
+    let n = 3 * shoal_core::PREFIXES_KEPT;
+    for i in 0..n {
+        let key = format!("task_{i}");
+        env.submit(vec![task(&key)]);
+        env.start(w, &key);
+        env.finish(w, &key);
+        env.disown(&[key.as_str()]);
+    }
+    assert_eq!(env.core.task_count(), 0);
+    assert!(
+        env.core.prefix_slots() <= shoal_core::PREFIXES_KEPT,
+        "{} prefix slots",
+        env.core.prefix_slots()
+    );
+    // Totals count every task, dropped prefixes' included.
+    let snap = env.core.snapshot();
+    assert_eq!(snap.completed, n as u64);
+    // A prefix with live tasks is never dropped.
+    env.submit(vec![task("inc-1111111111")]);
+    for i in 0..n {
+        let key = format!("other_{i}");
+        env.submit(vec![task(&key)]);
+        env.disown(&[key.as_str()]);
+    }
+    let snap = env.core.snapshot();
+    assert!(snap.prefixes.iter().any(|p| &*p.name == "inc"));
+}

@@ -106,6 +106,9 @@ fn garbled(e: FrameError) -> HandshakeError {
     }
 }
 
+/// The most of a caller's version string repeated in a refusal (and log).
+const MAX_VERSION_CHARS: usize = 32;
+
 /// Why an accepted connection was not let in.
 #[derive(Debug, thiserror::Error)]
 pub enum Unadmitted {
@@ -138,7 +141,8 @@ where
         Err(e) => return Err(e.into()),
     };
     if greeting.protocol != PROTOCOL {
-        let theirs = greeting.version;
+        // The caller's words reach this side's log: a version, not a page.
+        let theirs: String = greeting.version.chars().take(MAX_VERSION_CHARS).collect();
         let ours = VERSION.to_string();
         return refuse(stream, Refusal::Version { ours, theirs }).await;
     }
@@ -281,7 +285,7 @@ mod tests {
         }
         let old = Credentials {
             protocol: 3,
-            version: "0.0.3".into(),
+            version: format!("0.0.3{}", "x".repeat(60_000)),
             token: String::new(),
         };
         write_frame(&mut a, &old).await.unwrap();
@@ -293,6 +297,11 @@ mod tests {
         assert!(
             reason.contains("0.0.3") && reason.contains(VERSION),
             "{reason}"
+        );
+        assert!(
+            reason.len() < 300,
+            "the caller's text is cut: {}",
+            reason.len()
         );
         assert!(matches!(
             server.await.unwrap(),

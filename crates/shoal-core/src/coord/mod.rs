@@ -607,7 +607,7 @@ impl Core {
         if t.func == shoal_proto::LITERAL_FUNC {
             return CoordReply::Invalid(format!("{key} is data, not the result of a task"));
         }
-        let Some(def) = self.functions.get(&t.func) else {
+        let Some(def) = self.functions.get(t.func) else {
             return CoordReply::Missing;
         };
         let frame = |b: bytes::Bytes| Held {
