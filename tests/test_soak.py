@@ -1,0 +1,29 @@
+"""The soak benchmark (``benches/soak.py``) for a minute: random work from
+three client processes while workers are SIGKILLed and SIGSTOPped, clients
+are killed and garbage connections arrive; nothing may be wrong, stuck or
+left behind (the script checks, and exits 1 if anything is)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(600)
+
+SOAK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benches", "soak.py")
+
+
+def test_a_minute_of_faults_loses_nothing_and_leaks_nothing():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run(
+        [sys.executable, SOAK, "--seconds", "60", "--seed", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=540,
+    )
+    report = out.stdout[out.stdout.find("soak:") :]
+    assert out.returncode == 0, report + out.stderr[-3000:]
+    assert "wrong answers: 0; tasks failed" in report
+    assert "(0 unexpected)" in report and "processes left: []; files left: []" in report
