@@ -18,7 +18,8 @@ worker SIGKILLed (the cluster starts a new one), a worker SIGSTOPped for
 is not counted), or garbage connections at the scheduler and at a worker's
 data server.
 
-At the end the clients stop; the run fails (exit 1) if any answer a
+Every answer a client printed counts, a killed client's included. At the
+end the clients stop; the run fails (exit 1) if any answer a
 surviving client got was wrong, if a task failed with anything but the
 expected ``KilledWorker``-style loss of its worker, if the shared lock
 cannot be taken within 30 s, if the scheduler's process grew by more than
@@ -79,11 +80,13 @@ def client_loop(address: str, seed: int, deadline: float, token: str) -> None:
     client = Client(address, security=Security(token=token), timeout=30)
 
     def say(kind: str, ok: bool, error: str = "") -> None:
-        print(json.dumps({"kind": kind, "ok": ok, "error": error}), flush=True)
+        took = round(time.time() - began, 3)
+        print(json.dumps({"kind": kind, "ok": ok, "error": error, "took": took}), flush=True)
 
     kinds = ["map", "graph", "bag", "large", "lock", "queue"]
     while time.time() < deadline:
         kind = rng.choice(kinds)
+        began = time.time()
         try:
             if kind == "map":
                 n = rng.randint(1, 400)
@@ -140,6 +143,17 @@ def garbage(address: str, rng: random.Random) -> None:
                     s.sendall(struct.pack("<I", rng.randrange(1 << 32)))
         except OSError:
             pass
+
+
+def answers(out: str) -> list[dict]:
+    """The whole JSON lines a client printed."""
+    found = []
+    for line in out.splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            pass
+    return found
 
 
 def by_kind(counts: dict[str, int]) -> str:
@@ -265,10 +279,11 @@ def main(argv: list[str]) -> int:
                 os.kill(pid, signal.SIGCONT)
         results = []
         for proc in clients.values():
-            out, _ = proc.communicate(timeout=300)
-            results += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            results += answers(proc.communicate(timeout=300)[0])
+        # A killed client's answers before it died were checked too (its
+        # last line may be cut short: not an answer).
         for proc in killed_clients:
-            proc.communicate(timeout=30)
+            results += answers(proc.communicate(timeout=30)[0])
         lock = Lock("soak-shared", client=watcher)
         lock_free = lock.acquire(timeout=30)
         if lock_free:
@@ -299,6 +314,8 @@ def main(argv: list[str]) -> int:
     print(f"  shared lock free at the end: {lock_free}")
     print(f"  scheduler process growth after the first 10 s: {growth / 2**20:.0f} MB")
     print(f"  processes left: {leftover_processes}; files left: {leftover_files}")
+    slow = sorted(results, key=lambda r: -r.get("took", 0))[:5]
+    print("  slowest answers: " + ", ".join(f"{r['kind']} {r.get('took', 0):.1f} s" for r in slow))
     for r in unexpected[:10]:
         print(f"  unexpected: {r['kind']}: {r['error']}")
     failed = (

@@ -79,15 +79,7 @@ def handshake(address: str, token: str | None, *requests: bytes, timeout: float 
     with socket.create_connection((host, int(port)), timeout=timeout) as s:
         s.sendall(frame(greeting(caller)))
         challenge = _read_frame(s)
-        out = b""
-        try:
-            s.sendall(frame(proof(token, caller, callee_nonce(challenge))) + b"".join(requests))
-            s.shutdown(socket.SHUT_WR)
-            while chunk := s.recv(65536):
-                out += chunk
-        except OSError:
-            pass  # refused and closed: what came before is the answer
-    return out
+        return _send_and_read(s, frame(proof(token, caller, callee_nonce(challenge))), *requests)
 
 
 def exchange(address: str, first: bytes, *rest: bytes, timeout: float = 10.0) -> bytes:
@@ -104,13 +96,20 @@ def exchange(address: str, first: bytes, *rest: bytes, timeout: float = 10.0) ->
             out += _read_exactly(s, n)
         if not rest:
             return out
-        try:
-            s.sendall(b"".join(rest))
-            s.shutdown(socket.SHUT_WR)
-            while chunk := s.recv(65536):
-                out += chunk
-        except OSError:
-            pass  # refused and closed: what came before is the answer
+        return out + _send_and_read(s, *rest)
+
+
+def _send_and_read(s: socket.socket, *data: bytes) -> bytes:
+    """Send ``data``, end this side, and return all answered until the
+    server closes (a refusal closes, and what came before is the answer)."""
+    out = b""
+    try:
+        s.sendall(b"".join(data))
+        s.shutdown(socket.SHUT_WR)
+        while chunk := s.recv(65536):
+            out += chunk
+    except OSError:
+        pass
     return out
 
 

@@ -305,6 +305,27 @@ async fn serve(
     .await;
 }
 
+/// The handshake (both sides prove the token), then the caller's `Hello`;
+/// a hello that does not decode is answered, as "another shoal version".
+async fn introduced(
+    stream: &mut shoal_proto::Stream,
+    token: &shoal_proto::Token,
+) -> Result<Hello, shoal_proto::Unadmitted> {
+    shoal_proto::admit(stream, token).await?;
+    let mut buf = Vec::new();
+    match read_frame_limited::<_, Hello>(stream, &mut buf, MAX_HELLO_LEN).await {
+        Ok(Some(hello)) => Ok(hello),
+        Ok(None) => Err(shoal_proto::Unadmitted::Closed),
+        Err(shoal_proto::FrameError::Decode(_)) => {
+            let refusal = shoal_proto::Refusal::Unreadable;
+            let reason = refusal.to_string();
+            let _ = write_frame(stream, &Welcome::Refused { reason }).await;
+            Err(shoal_proto::Unadmitted::Refused(refusal))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Runs a new connection's handshake (counted by the gate's `pass` until
 /// it ends), then serves the client or worker it introduced.
 async fn handshake(
@@ -332,9 +353,9 @@ async fn handshake(
         }
     };
     let mut stream = stream;
-    match tokio::time::timeout_at(deadline, shoal_proto::admit(&mut stream, &security.token)).await
-    {
-        Ok(Ok(())) => {}
+    let introduced = tokio::time::timeout_at(deadline, introduced(&mut stream, &security.token));
+    let hello = match introduced.await {
+        Ok(Ok(hello)) => hello,
         Ok(Err(e @ (shoal_proto::Unadmitted::Refused(_) | shoal_proto::Unadmitted::Abandoned))) => {
             shoal_proto::throttle::warn(format_args!(
                 "refused a client or worker from {peer}: {e}"
@@ -355,42 +376,8 @@ async fn handshake(
             tracing::debug!("{peer} did not introduce itself in time");
             return;
         }
-    }
-    let (mut r, mut w) = stream.into_split();
-    let mut buf = Vec::new();
-    let hello = match tokio::time::timeout_at(
-        deadline,
-        read_frame_limited::<_, Hello>(&mut r, &mut buf, MAX_HELLO_LEN),
-    )
-    .await
-    {
-        Ok(Ok(Some(h))) => h,
-        Ok(Ok(None)) => return,
-        Ok(Err(
-            e @ (shoal_proto::FrameError::TooLarge(..) | shoal_proto::FrameError::SpeaksTls),
-        )) => {
-            shoal_proto::throttle::warn(format_args!(
-                "closing a connection from {peer}: {e} for a hello"
-            ));
-            return;
-        }
-        Ok(Err(shoal_proto::FrameError::Decode(e))) => {
-            shoal_proto::throttle::warn(format_args!(
-                "refused a connection from {peer}: its hello could not be read ({e})"
-            ));
-            let reason = shoal_proto::Refusal::Unreadable.to_string();
-            let _ = write_frame(&mut w, &Welcome::Refused { reason }).await;
-            return;
-        }
-        Ok(Err(e)) => {
-            tracing::debug!("{peer} did not introduce itself: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("{peer} did not introduce itself in time");
-            return;
-        }
     };
+    let (r, mut w) = stream.into_split();
     // Introduced: no longer a handshake the gate may close.
     drop(pass);
     let id = ids.fetch_add(1, Ordering::Relaxed);
