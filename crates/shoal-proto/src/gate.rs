@@ -28,9 +28,6 @@ pub struct Gate {
 struct State {
     next: u64,
     by_address: HashMap<IpAddr, VecDeque<Entry>>,
-    /// Every entry, oldest first (ids only; an id no longer in
-    /// `by_address` has ended and is skipped).
-    order: VecDeque<(u64, IpAddr)>,
     count: usize,
     /// Evicted before their task was attached (each is attached right
     /// after it enters, so this holds a few ids at most).
@@ -70,7 +67,6 @@ impl Gate {
         let queue = st.by_address.entry(addr).or_default();
         queue.push_back(Entry { id, task: None });
         let over_address = queue.len() > self.per_address;
-        st.order.push_back((id, addr));
         st.count += 1;
         if over_address {
             st.evict_oldest_of(addr);
@@ -115,21 +111,22 @@ impl State {
         }
     }
 
-    /// Closes the oldest handshake under way; false if there is none.
+    /// Closes the oldest handshake under way (each address's queue is
+    /// oldest first, so it is the oldest of their fronts; a scan of the
+    /// addresses, done only when the gate is full); false if there is none.
     fn evict_oldest(&mut self) -> bool {
-        while let Some((id, addr)) = self.order.pop_front() {
-            let live = self
-                .by_address
-                .get(&addr)
-                .is_some_and(|q| q.iter().any(|e| e.id == id));
-            if live {
-                // Entries of one address are in `order`'s order too, so the
-                // live oldest overall is its address's oldest.
+        let oldest = self
+            .by_address
+            .iter()
+            .filter_map(|(addr, q)| Some((q.front()?.id, *addr)))
+            .min();
+        match oldest {
+            Some((_, addr)) => {
                 self.evict_oldest_of(addr);
-                return true;
+                true
             }
+            None => false,
         }
-        false
     }
 
     fn remove(&mut self, addr: IpAddr, id: u64) {
@@ -142,28 +139,6 @@ impl State {
                 self.by_address.remove(&addr);
             }
         }
-        // `order` keeps ended ids until they reach its front, where they
-        // are dropped; rebuilt from the live entries if ended ones pile up
-        // behind a slow one, so it stays within twice the live count.
-        while let Some(&(front, a)) = self.order.front() {
-            let live = self
-                .by_address
-                .get(&a)
-                .is_some_and(|q| q.front().is_some_and(|e| e.id == front));
-            if live {
-                break;
-            }
-            self.order.pop_front();
-        }
-        if self.order.len() > 2 * self.count + 64 {
-            let mut live: Vec<(u64, IpAddr)> = self
-                .by_address
-                .iter()
-                .flat_map(|(a, q)| q.iter().map(move |e| (e.id, *a)))
-                .collect();
-            live.sort_unstable_by_key(|(id, _)| *id);
-            self.order = live.into();
-        }
     }
 }
 
@@ -175,12 +150,6 @@ pub struct Pass {
 }
 
 impl Pass {
-    /// Names the task that runs this handshake, so the gate can close it
-    /// to make room. Closed at once if it was already evicted.
-    pub fn attach(&self, task: AbortHandle) {
-        self.gate.attach(self.place(), task);
-    }
-
     /// Where this pass stands, to attach its task once the pass has
     /// moved into it.
     pub fn place(&self) -> Place {
@@ -274,7 +243,7 @@ mod tests {
             .iter()
             .map(|t| {
                 let p = gate.enter(ip(1));
-                p.attach(t.abort_handle());
+                gate.attach(p.place(), t.abort_handle());
                 p
             })
             .collect();
@@ -296,7 +265,7 @@ mod tests {
         let gate = Gate::new(10, 3);
         let first = task(&rt);
         let a = gate.enter(ip(1));
-        a.attach(first.abort_handle());
+        gate.attach(a.place(), first.abort_handle());
         let _b = gate.enter(ip(2));
         let _c = gate.enter(ip(3));
         assert!(!first.is_finished());
@@ -315,7 +284,7 @@ mod tests {
         let early = gate.enter(ip(1));
         let _late = gate.enter(ip(1));
         let t = task(&rt);
-        early.attach(t.abort_handle());
+        gate.attach(early.place(), t.abort_handle());
         rt.block_on(tokio::task::yield_now());
         assert!(t.is_finished());
     }
@@ -346,11 +315,7 @@ mod tests {
             }
             let st = gate.state.lock();
             assert!(st.count <= 8);
-            assert!(
-                st.order.len() <= 2 * 8 + 64,
-                "order grew to {}",
-                st.order.len()
-            );
+            assert!(st.by_address.len() <= 8);
         }
         held.clear();
         assert!(gate.is_empty());

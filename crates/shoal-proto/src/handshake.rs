@@ -126,6 +126,24 @@ pub enum Unadmitted {
     Abandoned,
 }
 
+impl Unadmitted {
+    /// Says why a connection (`what`, from `peer`) was not let in: at warn,
+    /// at most a line a second, what an operator may act on (a refusal, a
+    /// caller that hung up after this side's proof, a first frame too large
+    /// or in TLS); at debug the rest (closed, silent, garbage).
+    pub fn log(&self, what: &str, peer: std::net::SocketAddr) {
+        match self {
+            Unadmitted::Refused(_) | Unadmitted::Abandoned => {
+                crate::throttle::warn(format_args!("refused {what} from {peer}: {self}"));
+            }
+            Unadmitted::Frame(FrameError::TooLarge(..) | FrameError::SpeaksTls) => {
+                crate::throttle::warn(format_args!("closing {what} from {peer}: {self}"));
+            }
+            _ => tracing::debug!("{what} from {peer} did not get in: {self}"),
+        }
+    }
+}
+
 /// Runs the callee's side of the handshake on a connection this process
 /// accepted: checks the version, proves its own token, checks the caller's
 /// proof. Each refusal is written to the caller before it is returned.

@@ -356,20 +356,8 @@ async fn handshake(
     let introduced = tokio::time::timeout_at(deadline, introduced(&mut stream, &security.token));
     let hello = match introduced.await {
         Ok(Ok(hello)) => hello,
-        Ok(Err(e @ (shoal_proto::Unadmitted::Refused(_) | shoal_proto::Unadmitted::Abandoned))) => {
-            shoal_proto::throttle::warn(format_args!(
-                "refused a client or worker from {peer}: {e}"
-            ));
-            return;
-        }
-        Ok(Err(shoal_proto::Unadmitted::Frame(
-            e @ (shoal_proto::FrameError::TooLarge(..) | shoal_proto::FrameError::SpeaksTls),
-        ))) => {
-            shoal_proto::throttle::warn(format_args!("closing a connection from {peer}: {e}"));
-            return;
-        }
         Ok(Err(e)) => {
-            tracing::debug!("{peer} did not introduce itself: {e}");
+            e.log("a client or worker", peer);
             return;
         }
         Err(_) => {

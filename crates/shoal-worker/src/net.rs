@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, FrameError, Payload,
-    PeerRequest, PutAck, SchedulerToWorker, Stream, TaskError, Unadmitted, WorkerToScheduler,
-    LITERAL_FUNC,
+    get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, Payload,
+    PeerRequest, PutAck, SchedulerToWorker, Stream, TaskError, WorkerToScheduler, LITERAL_FUNC,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -385,16 +384,12 @@ async fn admit(shared: &Shared, stream: &mut Stream, peer: SocketAddr) -> bool {
     );
     match admitted.await {
         Ok(Ok(())) => true,
-        Ok(Err(e @ (Unadmitted::Refused(_) | Unadmitted::Abandoned))) => {
-            shoal_proto::throttle::warn(format_args!("refused a data connection from {peer}: {e}"));
+        Ok(Err(e)) => {
+            e.log("a data connection", peer);
             false
         }
-        Ok(Err(Unadmitted::Frame(e @ (FrameError::TooLarge(..) | FrameError::SpeaksTls)))) => {
-            shoal_proto::throttle::warn(format_args!("closing a data connection from {peer}: {e}"));
-            false
-        }
-        // Closed, garbage or silent for too long.
-        _ => false,
+        // Silent for too long.
+        Err(_) => false,
     }
 }
 

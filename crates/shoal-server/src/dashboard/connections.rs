@@ -31,7 +31,6 @@ pub(crate) const IDLE: Duration = Duration::from_secs(30);
 pub(crate) struct Bounded {
     listener: TcpListener,
     open: Arc<AtomicUsize>,
-    idle: Duration,
 }
 
 impl Bounded {
@@ -39,7 +38,6 @@ impl Bounded {
         Bounded {
             listener,
             open: Arc::default(),
-            idle: IDLE,
         }
     }
 }
@@ -66,8 +64,7 @@ impl axum::serve::Listener for Bounded {
             }
             let watched = Watched {
                 stream,
-                idle: self.idle,
-                deadline: Box::pin(tokio::time::sleep(self.idle)),
+                deadline: Box::pin(tokio::time::sleep(IDLE)),
                 open: self.open.clone(),
             };
             return (watched, peer);
@@ -83,7 +80,6 @@ impl axum::serve::Listener for Bounded {
 /// counts itself out when dropped.
 pub(crate) struct Watched {
     stream: TcpStream,
-    idle: Duration,
     deadline: Pin<Box<Sleep>>,
     open: Arc<AtomicUsize>,
 }
@@ -91,7 +87,7 @@ pub(crate) struct Watched {
 impl Watched {
     /// Bytes moved: the idle clock starts again.
     fn moved(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.idle);
+        self.deadline.as_mut().reset(Instant::now() + IDLE);
     }
 
     /// Pending I/O: an error once the connection has been idle too long
