@@ -57,6 +57,19 @@ def checksum(value) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def same_host_names() -> set[str]:
+    """The data servers' same-host socket names listening in this network
+    namespace (abstract names start with ``@`` in ``/proc/net/unix``)."""
+    with open("/proc/net/unix") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    # A listening socket: flags 00010000 (__SO_ACCEPTCON), state 01.
+    return {
+        r[7][1:]
+        for r in rows
+        if len(r) == 8 and r[7].startswith("@shoal/data/") and r[3] == "00010000"
+    }
+
+
 def first_two(client):
     return sorted(client.scheduler_info()["workers"])[:2]
 
@@ -163,6 +176,22 @@ def test_spilled_values_read_back_equal(tmp_path):
         assert digests == [checksum(make_array(n)) for n in sizes]
         for n, value in zip(sizes, c.gather(futures)):
             assert same(value, make_array(n))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/unix"), reason="Linux only")
+def test_workers_on_one_host_also_listen_on_a_unix_socket_that_goes_with_them():
+    with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        workers = sorted(c.scheduler_info()["workers"])
+        names = {f"shoal/data/{w.removeprefix('tcp://')}" for w in workers}
+        assert names <= same_host_names()
+        # Values move between them and to the client (over those sockets:
+        # the engine's own tests show a fetch takes one when it answers).
+        made = c.submit(make_array, 3 * MIB, workers=[workers[0]], pure=False)
+        used = c.submit(checksum, made, workers=[workers[1]])
+        assert used.result() == checksum(make_array(3 * MIB))
+        assert same(made.result(), make_array(3 * MIB))
+    # Nothing is left behind: no name, and no file either.
+    assert not names & same_host_names()
 
 
 def test_received_arrays_need_no_copy_of_their_memory(cluster):

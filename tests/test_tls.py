@@ -154,6 +154,17 @@ def test_a_worker_data_server_speaks_only_tls(cluster):
         assert big.result() == b"secret-bytes" * 20_000
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/net/unix"), reason="Linux only")
+def test_workers_with_tls_keep_their_data_on_tls_even_on_one_host(cluster):
+    """No same-host Unix socket: with TLS the certificates authenticate
+    peers, and a Unix socket would carry the data without them."""
+    with open("/proc/net/unix") as f:
+        names = f.read()
+    with Client(cluster, set_as_default=False) as c:
+        for w in c.scheduler_info()["workers"]:
+            assert "@shoal/data/" + w.removeprefix("tls://") not in names
+
+
 def test_key_material_is_neither_on_a_command_line_nor_seen_by_tasks(cluster, certs):
     with open(certs.files["worker"][1], "rb") as f:
         key = f.read().split(b"\n")[1]

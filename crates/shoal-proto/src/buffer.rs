@@ -4,13 +4,16 @@
 //! What receiving a large value costs on one host is mostly not the copy out
 //! of the socket but fresh memory: the kernel must find and zero a page for
 //! every 4 KiB a new buffer is written to (about 1 GB/s on a virtual machine,
-//! a third of what loopback TCP carries). So a buffer asks for its pages a
-//! few MiB ahead of the bytes in one `madvise(MADV_POPULATE_WRITE)` instead
-//! of taking a fault per page as they land.
+//! a third of what loopback TCP carries). So a helper thread makes a
+//! buffer's pages (`madvise(MADV_POPULATE_WRITE)`, a MiB at a time) ahead
+//! of the bytes while the connection's thread copies them in.
 //!
 //! A buffer's first allocation is as large as its frame up to
 //! [`FIRST_ALLOCATION`] (bounded: never sized by a length a peer announced
 //! alone); past it, the buffer doubles as bytes arrive.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -20,27 +23,85 @@ use crate::frame::FrameError;
 /// The most memory a frame gets before any of its bytes arrived.
 pub const FIRST_ALLOCATION: usize = 64 << 20;
 
-/// How far ahead of the bytes received a fresh buffer's pages are made.
-const POPULATE_AHEAD: usize = 4 << 20;
+/// The least spare capacity worth a helper thread to back with pages.
+const HELPED: usize = 1 << 20;
 
-/// Makes the pages of `buf`'s spare capacity up to `ahead` bytes past its
-/// length in one call (instead of one fault per page as bytes land), and
-/// returns the length up to which pages are made. Advice only: where the
-/// kernel does not know it, pages are made by faults as before.
-fn populate(buf: &mut Vec<u8>, ahead: usize) -> usize {
-    let end_len = buf.len() + (buf.capacity() - buf.len()).min(ahead);
+/// How many bytes of pages the helper makes per call, between looks at
+/// whether it should stop.
+const HELPER_STEP: usize = 1 << 20;
+
+/// A thread that makes the pages of a buffer's spare capacity, front to
+/// back, while the connection's thread copies bytes into the pages it made.
+/// Making a page (finding it, zeroing it, mapping it) costs more than the
+/// copy into it, so on a machine with a core to spare this takes most of
+/// the per-byte work off the receiving thread. Pages only: the helper never
+/// reads or writes the buffer's bytes.
+///
+/// Dropping a `Helper` returns once the helper no longer touches the buffer
+/// (at most one step of [`HELPER_STEP`] bytes later), so a read that is
+/// cancelled (a timeout) frees its buffer safely.
+struct Helper {
+    shared: Arc<HelperState>,
+}
+
+#[derive(Default)]
+struct HelperState {
+    stop: AtomicBool,
+    /// Held while a step runs.
+    busy: Mutex<()>,
+}
+
+impl Helper {
+    /// Starts backing `buf`'s spare capacity with pages, if it is large
+    /// enough to be worth it. The buffer must not move or be freed while
+    /// the `Helper` lives.
+    fn start(buf: &mut Vec<u8>) -> Option<Helper> {
+        let spare = buf.spare_capacity_mut();
+        if spare.len() < HELPED {
+            return None;
+        }
+        let (start, len) = (spare.as_mut_ptr() as usize, spare.len());
+        let shared = Arc::new(HelperState::default());
+        let state = shared.clone();
+        // Detached: dropping the `Helper` is what waits for it.
+        drop(tokio::task::spawn_blocking(move || {
+            let mut at = 0;
+            while at < len {
+                let _step = state.busy.lock().unwrap_or_else(|e| e.into_inner());
+                if state.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                let step = HELPER_STEP.min(len - at);
+                make_pages(start + at, step);
+                at += step;
+            }
+        }));
+        Some(Helper { shared })
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        // Waits for a step under way: no step starts after this.
+        drop(self.shared.busy.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Backs the whole pages within `[start, start + len)` with memory, as a
+/// write to each would. Advice only: where the kernel does not know it,
+/// pages are made by faults as the bytes land.
+fn make_pages(start: usize, len: usize) {
     #[cfg(target_os = "linux")]
     {
         const PAGE: usize = 4096;
-        let spare = buf.spare_capacity_mut();
-        let start = spare.as_mut_ptr() as usize;
-        let end = start + spare.len().min(ahead);
         let first = start.next_multiple_of(PAGE);
-        let last = end / PAGE * PAGE;
+        let last = (start + len) / PAGE * PAGE;
         if first < last {
-            // SAFETY: [first, last) lies inside capacity this Vec owns and
-            // has not initialised; MADV_POPULATE_WRITE only backs those
-            // pages with (zeroed) memory, as writing to them would.
+            // SAFETY: the caller owns [start, start + len) as allocated,
+            // uninitialised capacity that stays allocated until this call
+            // returned (see `Helper::start`); MADV_POPULATE_WRITE only backs
+            // those pages with (zeroed) memory and changes no byte.
             unsafe {
                 libc::madvise(
                     first as *mut libc::c_void,
@@ -50,7 +111,8 @@ fn populate(buf: &mut Vec<u8>, ahead: usize) -> usize {
             }
         }
     }
-    end_len
+    #[cfg(not(target_os = "linux"))]
+    let _ = (start, len);
 }
 
 /// Reads exactly `len` bytes from `r` into one buffer.
@@ -58,24 +120,34 @@ pub async fn read_exactly<R>(r: &mut R, len: usize) -> Result<Bytes, FrameError>
 where
     R: AsyncRead + Unpin,
 {
-    let mut out = Vec::with_capacity(len.min(FIRST_ALLOCATION));
-    let mut populated = 0;
-    while out.len() < len {
-        if out.len() == out.capacity() {
+    // Fields drop in order: the helper is gone before the buffer is freed,
+    // also when this future is dropped half way.
+    struct Receiving {
+        helper: Option<Helper>,
+        out: Vec<u8>,
+    }
+    let mut rx = Receiving {
+        helper: None,
+        out: Vec::with_capacity(len.min(FIRST_ALLOCATION)),
+    };
+    rx.helper = Helper::start(&mut rx.out);
+    while rx.out.len() < len {
+        if rx.out.len() == rx.out.capacity() {
+            // The buffer may move: the helper must be done with it first.
+            rx.helper = None;
             // Double what arrived, never past `len`.
-            out.reserve_exact((len - out.len()).min(out.len()));
-            populated = 0;
+            let more = (len - rx.out.len()).min(rx.out.len());
+            rx.out.reserve_exact(more);
+            rx.helper = Helper::start(&mut rx.out);
         }
-        if populated < out.len() + POPULATE_AHEAD / 2 {
-            populated = populate(&mut out, POPULATE_AHEAD);
-        }
-        let want = (len - out.len()).min(out.capacity() - out.len());
-        let got = (&mut *r).take(want as u64).read_buf(&mut out).await?;
+        let want = (len - rx.out.len()).min(rx.out.capacity() - rx.out.len());
+        let got = (&mut *r).take(want as u64).read_buf(&mut rx.out).await?;
         if got == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
-    Ok(Bytes::from(out))
+    rx.helper = None;
+    Ok(Bytes::from(std::mem::take(&mut rx.out)))
 }
 
 #[cfg(test)]
@@ -91,6 +163,33 @@ mod tests {
             assert_eq!(&got[..], &data[..len]);
             assert_eq!(r.len(), 7, "read past the frame");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_dropped_half_way_stops_its_helper_before_the_buffer_goes() {
+        // Half of a frame arrives, then the peer stalls: the read is given
+        // up (as a timeout does) while the helper is still making pages.
+        let len = 48 << 20;
+        for _ in 0..20 {
+            let (mut a, mut b) = tokio::io::duplex(1 << 20);
+            let writer = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                // Fails once the reader's end is gone.
+                let _ = a.write_all(&vec![3u8; len / 2]).await;
+                a
+            });
+            let read = tokio::time::timeout(
+                std::time::Duration::from_millis(20),
+                read_exactly(&mut b, len),
+            );
+            assert!(read.await.is_err(), "the frame cannot be complete");
+            drop(b);
+            drop(writer.await.unwrap());
+        }
+        // A read after them all is whole and right.
+        let data = vec![9u8; HELPED * 5 + 3];
+        let got = read_exactly(&mut &data[..], data.len()).await.unwrap();
+        assert_eq!(&got[..], &data[..]);
     }
 
     #[tokio::test]

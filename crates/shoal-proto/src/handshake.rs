@@ -131,7 +131,7 @@ impl Unadmitted {
     /// at most a line a second, what an operator may act on (a refusal, a
     /// caller that hung up after this side's proof, a first frame too large
     /// or in TLS); at debug the rest (closed, silent, garbage).
-    pub fn log(&self, what: &str, peer: std::net::SocketAddr) {
+    pub fn log(&self, what: &str, peer: impl std::fmt::Display) {
         match self {
             Unadmitted::Refused(_) | Unadmitted::Abandoned => {
                 crate::throttle::warn(format_args!("refused {what} from {peer}: {self}"));

@@ -365,6 +365,24 @@ async fn ask_peer<R: DeserializeOwned>(
         .map_err(|_| FetchError::Timeout(addr.to_string()))?
 }
 
+/// A connection to the data server at `addr`: its same-host socket when
+/// it answers there and TLS is off (see [`crate::local`]), TCP otherwise.
+async fn connect_data(addr: &str, security: &Security) -> Result<Stream, FetchError> {
+    if !security.tls.is_on() {
+        if let Some(unix) = crate::local::connect(addr).await {
+            return Ok(Stream::Unix(unix));
+        }
+    }
+    security
+        .tls
+        .connect(addr)
+        .await
+        .map_err(|source| FetchError::Connect {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
 /// A connection to the data server at `addr` that proved it holds this
 /// process's token and admitted this process, with `request` sent.
 async fn admitted(
@@ -372,14 +390,7 @@ async fn admitted(
     security: &Security,
     request: &PeerRequest,
 ) -> Result<Stream, FetchError> {
-    let mut stream = security
-        .tls
-        .connect(addr)
-        .await
-        .map_err(|source| FetchError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
+    let mut stream = connect_data(addr, security).await?;
     let addr = addr.to_string();
     match crate::handshake::prove(&mut stream, &security.token, request).await {
         Ok(()) => Ok(stream),
@@ -421,6 +432,56 @@ mod tests {
         let sent = response.clone();
         tokio::spawn(async move { write_data(&mut a, &sent).await.unwrap() });
         assert_eq!(read_data(&mut b).await.unwrap(), Some(response));
+    }
+
+    /// A data server that answers one `GetData` on its same-host socket
+    /// with `value` under each key asked for.
+    #[cfg(target_os = "linux")]
+    async fn serve_one_fetch_on_this_host(addr: &str, token: crate::Token, value: Bytes) {
+        let listener = crate::local::listen(addr).expect("the name is free");
+        tokio::spawn(async move {
+            let (unix, _) = listener.accept().await.unwrap();
+            let mut s = Stream::Unix(unix);
+            crate::handshake::admit(&mut s, &token).await.unwrap();
+            let mut buf = Vec::new();
+            let Some(PeerRequest::Get(req)) = read_frame(&mut s, &mut buf).await.unwrap() else {
+                panic!("not a fetch");
+            };
+            let items = req
+                .keys
+                .into_iter()
+                .map(|k| {
+                    let frames = vec![value.clone()];
+                    (k, Some(Payload { frames }))
+                })
+                .collect();
+            write_data(&mut s, &DataResponse { items }).await.unwrap();
+        });
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_fetch_from_a_worker_on_this_host_takes_its_unix_socket() {
+        // The TCP port is held but never served: a fetch over TCP would
+        // time out, so the value can only come over the same-host socket.
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("tcp://{}", tcp.local_addr().unwrap());
+        let token = crate::Token::new("same-host").unwrap();
+        let value = Bytes::from(vec![5u8; 3 << 20]);
+        serve_one_fetch_on_this_host(&addr, token.clone(), value.clone()).await;
+        let security = Security::token(token);
+        let got = get_data(&addr, &security, vec!["k".into()], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![(
+                "k".to_string(),
+                Some(Payload {
+                    frames: vec![value]
+                })
+            )]
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ pub mod frame;
 pub mod gate;
 pub mod handshake;
 pub mod io;
+pub mod local;
 pub mod messages;
 pub mod security;
 pub mod stream;

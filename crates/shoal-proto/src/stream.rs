@@ -1,5 +1,6 @@
-//! A connection that is plain TCP or TLS over TCP, and its two halves, so
-//! that everything above reads and writes without knowing which.
+//! A connection that is plain TCP, TLS over TCP or (for data between
+//! processes on one host, see [`crate::local`]) a Unix socket, and its two
+//! halves, so that everything above reads and writes without knowing which.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,13 +9,14 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{unix, TcpStream, UnixStream};
 use tokio_rustls::TlsStream;
 
-/// A connection, plain or TLS.
+/// A connection, plain, TLS or same-host.
 pub enum Stream {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
 }
 
 impl From<TlsStream<TcpStream>> for Stream {
@@ -27,12 +29,14 @@ impl From<TlsStream<TcpStream>> for Stream {
 pub enum ReadHalf {
     Tcp(OwnedReadHalf),
     Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
+    Unix(unix::OwnedReadHalf),
 }
 
 /// The writing half of a [`Stream`].
 pub enum WriteHalf {
     Tcp(OwnedWriteHalf),
     Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
+    Unix(unix::OwnedWriteHalf),
 }
 
 impl Stream {
@@ -48,28 +52,37 @@ impl Stream {
                 let (r, w) = tokio::io::split(*s);
                 (ReadHalf::Tls(r), WriteHalf::Tls(w))
             }
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Unix(r), WriteHalf::Unix(w))
+            }
         }
     }
 
-    /// The address of this end.
+    /// The IP address of this end (an error for a same-host connection).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().local_addr()
+        self.tcp()?.local_addr()
     }
 
-    fn tcp(&self) -> &TcpStream {
+    fn tcp(&self) -> io::Result<&TcpStream> {
         match self {
-            Stream::Tcp(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+            Stream::Tcp(s) => Ok(s),
+            Stream::Tls(s) => Ok(s.get_ref().0),
+            Stream::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a same-host connection has no IP address",
+            )),
         }
     }
 
-    /// The address of the other end.
+    /// The IP address of the other end (an error for a same-host
+    /// connection).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().peer_addr()
+        self.tcp()?.peer_addr()
     }
 }
 
-/// `AsyncRead` for an enum whose `Tcp` and `Tls` variants both read.
+/// `AsyncRead` for an enum whose `Tcp`, `Tls` and `Unix` variants all read.
 macro_rules! forward_read {
     ($ty:ident) => {
         impl AsyncRead for $ty {
@@ -81,13 +94,14 @@ macro_rules! forward_read {
                 match self.get_mut() {
                     $ty::Tcp(s) => Pin::new(s).poll_read(cx, buf),
                     $ty::Tls(s) => Pin::new(s).poll_read(cx, buf),
+                    $ty::Unix(s) => Pin::new(s).poll_read(cx, buf),
                 }
             }
         }
     };
 }
 
-/// `AsyncWrite` for an enum whose `Tcp` and `Tls` variants both write.
+/// `AsyncWrite` for an enum whose `Tcp`, `Tls` and `Unix` variants all write.
 macro_rules! forward_write {
     ($ty:ident) => {
         impl AsyncWrite for $ty {
@@ -99,6 +113,7 @@ macro_rules! forward_write {
                 match self.get_mut() {
                     $ty::Tcp(s) => Pin::new(s).poll_write(cx, buf),
                     $ty::Tls(s) => Pin::new(s).poll_write(cx, buf),
+                    $ty::Unix(s) => Pin::new(s).poll_write(cx, buf),
                 }
             }
 
@@ -106,6 +121,7 @@ macro_rules! forward_write {
                 match self.get_mut() {
                     $ty::Tcp(s) => Pin::new(s).poll_flush(cx),
                     $ty::Tls(s) => Pin::new(s).poll_flush(cx),
+                    $ty::Unix(s) => Pin::new(s).poll_flush(cx),
                 }
             }
 
@@ -113,6 +129,7 @@ macro_rules! forward_write {
                 match self.get_mut() {
                     $ty::Tcp(s) => Pin::new(s).poll_shutdown(cx),
                     $ty::Tls(s) => Pin::new(s).poll_shutdown(cx),
+                    $ty::Unix(s) => Pin::new(s).poll_shutdown(cx),
                 }
             }
         }

@@ -10,7 +10,7 @@ use shoal_proto::{
     get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, Payload,
     PeerRequest, PutAck, SchedulerToWorker, Stream, TaskError, WorkerToScheduler, LITERAL_FUNC,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 
@@ -21,10 +21,18 @@ use crate::state::{ReadyTask, Shared, INLINE_LIMIT};
 /// How long one fetch from a peer may take before trying the next holder.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Where a worker's data server listens: its TCP address, and the
+/// same-host socket named after it (see `shoal_proto::local`) when there is
+/// one.
+pub(crate) struct DataListeners {
+    pub tcp: TcpListener,
+    pub local: Option<UnixListener>,
+}
+
 pub(crate) async fn run(
     shared: Arc<Shared>,
     stream: Stream,
-    listener: TcpListener,
+    listener: DataListeners,
     out_rx: UnboundedReceiver<WorkerToScheduler>,
     memory: MemoryPolicy,
 ) {
@@ -357,17 +365,67 @@ async fn fetch_one(shared: &Shared, key: &str, nbytes: u64, holders: &[String]) 
     shared.store.lock().contains_key(key)
 }
 
-async fn serve_data(shared: Arc<Shared>, listener: TcpListener) {
+/// Accepts data connections on both listeners; one gate bounds the
+/// handshakes of both.
+async fn serve_data(shared: Arc<Shared>, listeners: DataListeners) {
     let gate = shoal_proto::gate::Gate::for_this_process();
+    let DataListeners { tcp, local } = listeners;
+    let local_loop = local.map(|local| {
+        let (shared, gate) = (shared.clone(), gate.clone());
+        tokio::spawn(async move {
+            loop {
+                match local.accept().await {
+                    Ok((stream, _)) => {
+                        // Same-host callers share one place in the gate's
+                        // per-address count, as loopback TCP callers do.
+                        let pass = gate.enter(std::net::Ipv4Addr::LOCALHOST.into());
+                        let place = pass.place();
+                        let peer = Peer::Local;
+                        let stream = Stream::Unix(stream);
+                        let task = tokio::spawn(serve_peer(shared.clone(), stream, peer, pass));
+                        gate.attach(place, task.abort_handle());
+                    }
+                    Err(e) => shoal_proto::gate::accept_failed(e).await,
+                }
+            }
+        })
+    });
+    // Aborts the same-host loop when this one is aborted.
+    let _local = local_loop.map(|t| AbortOnDrop(t.abort_handle()));
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let pass = gate.enter(peer.ip());
+        match tcp.accept().await {
+            Ok((stream, addr)) => {
+                let pass = gate.enter(addr.ip());
                 let place = pass.place();
-                let task = tokio::spawn(serve_peer(shared.clone(), stream, peer, pass));
+                let task = tokio::spawn(serve_tcp(shared.clone(), stream, addr, pass));
                 gate.attach(place, task.abort_handle());
             }
             Err(e) => shoal_proto::gate::accept_failed(e).await,
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Who is at the other end of a data connection, for the logs.
+#[derive(Clone, Copy)]
+enum Peer {
+    Tcp(SocketAddr),
+    Local,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Local => f.write_str("a process on this host"),
         }
     }
 }
@@ -377,7 +435,7 @@ const PEER_IDLE: Duration = Duration::from_secs(30);
 
 /// Runs the handshake with a peer (within the idle limit): both prove
 /// they hold the token; true if the peer may ask for data.
-async fn admit(shared: &Shared, stream: &mut Stream, peer: SocketAddr) -> bool {
+async fn admit(shared: &Shared, stream: &mut Stream, peer: Peer) -> bool {
     let admitted = tokio::time::timeout(
         PEER_IDLE,
         shoal_proto::admit(stream, &shared.security.token),
@@ -403,26 +461,36 @@ fn queue_control(shared: &Shared, item: crate::control::Control) {
 /// complete (the scheduler's `Joined`), in case it never comes.
 const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves one peer's requests, once its handshake (counted by the gate's
-/// `pass` until it ends) admitted it.
-async fn serve_peer(
+/// Serves a peer that came over TCP, after the TLS handshake if TLS is on.
+async fn serve_tcp(
     shared: Arc<Shared>,
     tcp: TcpStream,
-    peer: SocketAddr,
+    addr: SocketAddr,
     pass: shoal_proto::gate::Pass,
 ) {
     let accepted = tokio::time::timeout(PEER_IDLE, shared.security.tls.accept(tcp));
-    let mut stream = match accepted.await {
+    let stream = match accepted.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             shoal_proto::throttle::warn(format_args!(
-                "closing a data connection from {peer}: {}",
+                "closing a data connection from {addr}: {}",
                 shoal_proto::tls::explained(e, "its TLS handshake failed")
             ));
             return;
         }
         Err(_) => return,
     };
+    serve_peer(shared, stream, Peer::Tcp(addr), pass).await;
+}
+
+/// Serves one peer's requests, once its handshake (counted by the gate's
+/// `pass` until it ends) admitted it.
+async fn serve_peer(
+    shared: Arc<Shared>,
+    mut stream: Stream,
+    peer: Peer,
+    pass: shoal_proto::gate::Pass,
+) {
     let mut buf = Vec::new();
     if !admit(&shared, &mut stream, peer).await {
         return;

@@ -611,7 +611,7 @@ async fn bind_data_server(host: &str, ports: (u16, u16)) -> Result<TcpListener, 
 
 async fn setup(
     config: &WorkerConfig,
-) -> Result<(Stream, TcpListener, WorkerId, String), WorkerError> {
+) -> Result<(Stream, crate::net::DataListeners, WorkerId, String), WorkerError> {
     let addr = shoal_proto::addr::strip_scheme(&config.scheduler).to_string();
     let tls = &config.security.tls;
     let mut stream = connect_with_retry(&addr, tls, config.connect_timeout).await?;
@@ -630,6 +630,14 @@ async fn setup(
             source,
         })?
         .to_string();
+    let listeners = crate::net::DataListeners {
+        local: if tls.is_on() {
+            None
+        } else {
+            shoal_proto::local::listen(&data_address)
+        },
+        tcp: listener,
+    };
     let info = WorkerInfo {
         name: config.name.clone().unwrap_or_else(|| data_address.clone()),
         data_address: data_address.clone(),
@@ -655,7 +663,7 @@ async fn setup(
     .map_err(|_| refused("no answer to the introduction".into()))?
     .map_err(refused)?;
     match welcome {
-        Welcome::Worker { id } => Ok((stream, listener, id, data_address)),
+        Welcome::Worker { id } => Ok((stream, listeners, id, data_address)),
         Welcome::Refused { reason } => Err(refused(reason)),
         other => Err(refused(format!("unexpected answer {other:?}"))),
     }
