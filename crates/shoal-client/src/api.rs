@@ -401,6 +401,42 @@ impl ClientCore {
         Ok(self.wait_locked(&mut st, keys, deadline)?.is_some())
     }
 
+    /// Waits until every key is done or one of them erred (so a gather
+    /// raises the first error at once, as in Dask): `Ok(Some(Some(key)))`
+    /// for an erred key (the first in `keys` order among those erred when
+    /// looked at), `Ok(Some(None))` when every key is done without one,
+    /// `Ok(None)` on timeout. Keys this client does not hold count as done.
+    pub fn first_error(
+        &self,
+        keys: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<Option<Option<String>>, ClientError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.lock();
+        let mut pending: Vec<&String> = keys.iter().collect();
+        loop {
+            let mut erred = None;
+            pending.retain(|k| match st.keys.get(k.as_str()).map(|e| e.status) {
+                Some(KeyStatus::Erred) => {
+                    erred = erred.or(Some(*k));
+                    false
+                }
+                Some(KeyStatus::Pending) => true,
+                _ => false,
+            });
+            if let Some(k) = erred {
+                return Ok(Some(Some(k.clone())));
+            }
+            if pending.is_empty() {
+                return Ok(Some(None));
+            }
+            st.check()?;
+            if !self.wait_changed(&mut st, deadline) {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Waits, holding the lock between checks, until every key is done.
     /// `None` on timeout.
     fn wait_locked(

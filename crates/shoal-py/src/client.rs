@@ -286,6 +286,14 @@ impl ClientCore {
         wait_interruptibly(py, self::timeout(timeout), |t| inner.wait(&keys, Some(t)))
     }
 
+    /// Waits until every key is done or one of them erred; the erred key,
+    /// or None when every key is done without an error.
+    fn first_error(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<Option<String>> {
+        let inner = &self.inner;
+        let got = poll_interruptibly(py, None, |slice| inner.first_error(&keys, Some(slice)))?;
+        Ok(got.flatten())
+    }
+
     /// Waits for every key and returns one `Outcome` per key, or None on
     /// timeout.
     #[pyo3(signature = (keys, timeout=None))]

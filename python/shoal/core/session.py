@@ -9,7 +9,6 @@ submission and the :class:`~shoal.Client` all reach it through a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
@@ -268,27 +267,10 @@ class Session:
         raises the first error at once, as in Dask); the failed key, if one
         did. Inside a task the wait leaves the worker's thread pool.
         """
-        pending = []
-        for k in keys:
-            status = self._core.status(k)
-            if status == "error":
-                return k
-            if status == "pending":
-                pending.append(k)
-        if len(pending) < 2:
-            return None  # outcomes() waits for the one left
-        queue = _engine.CompletionQueue()
-        self._core.watch(pending, queue)
-        left = set(pending)
-        with context.blocking() if context.in_task() else _no_context():
-            while left:
-                key = queue.pop(None)
-                if key is None:
-                    return None
-                left.discard(key)
-                if self._core.status(key) == "error":
-                    return key
-        return None
+        if context.in_task() and not self._core.wait(keys, 0.0):
+            with context.blocking():
+                return self._core.first_error(keys)
+        return self._core.first_error(keys)  # done, or not in a task
 
     def result(self, key: str, timeout: float | None = None) -> Any:
         """The value of ``key``, or raise its error; ``TimeoutError`` if not
@@ -383,11 +365,6 @@ def _outside_shoal() -> int:
         frame = frame.f_back
         level += 1
     return level
-
-
-@contextlib.contextmanager
-def _no_context() -> Any:
-    yield
 
 
 def value_of(key: str, outcome: Any, client: Any = None) -> Any:
