@@ -26,8 +26,8 @@ def test_options_the_client_does_not_support_are_refused(client):
         client.compute(delayed(inc)(1), actors=True)
     with pytest.raises(NotImplementedError, match="force"):
         client.cancel([], force=True)
-    with pytest.raises(NotImplementedError, match="direct"):
-        client.gather([], direct=False)
+    with pytest.raises(TypeError, match="direct"):
+        client.gather([], direct="no")
     with pytest.raises(TypeError, match="security"):
         Client(client.scheduler_address, security=object())
     with pytest.raises(NotImplementedError, match="traverse"):
@@ -99,16 +99,23 @@ def test_optimize_graph_false_runs_the_graph_as_built(client):
     assert int(p.sum().compute()) == 20
 
 
-def test_direct_to_workers_is_what_shoal_does_and_false_is_refused(client):
-    # shoal's clients read values from the workers holding them; a task's
-    # client says so, as Dask's worker clients do.
+def test_direct_to_workers_reads_from_workers_or_through_the_scheduler(client):
+    # A task's client reads from the workers, as Dask's worker clients do.
     assert client.direct_to_workers is None
     assert client.submit(_direct_to_workers_here).result() is True
     with Client(client.scheduler_address, direct_to_workers=True, set_as_default=False) as c:
         assert c.direct_to_workers is True
         assert c.submit(inc, 1).result() == 2
-    with pytest.raises(NotImplementedError, match="direct_to_workers=False"):
-        Client(client.scheduler_address, direct_to_workers=False)
+    # False: the scheduler carries each data connection (the multi-host
+    # tests show it from a host that cannot reach the workers).
+    with Client(client.scheduler_address, direct_to_workers=False, set_as_default=False) as c:
+        assert c.direct_to_workers is False
+        big = c.submit(bytes, 300_000, pure=False)
+        assert c.gather(big) == bytes(300_000)
+        assert c.gather([big], direct=True) == [bytes(300_000)]
+        assert sorted(c.run(lambda: 1).values()) == [1] * len(c.scheduler_info()["workers"])
+    with pytest.raises(TypeError, match="direct_to_workers"):
+        Client(client.scheduler_address, direct_to_workers="yes")
 
 
 def _direct_to_workers_here():

@@ -23,7 +23,7 @@ PY = sys.executable
 TAG = f"{os.getpid() % 100000}"
 SUBNET = "10.77.0"
 #: Each host's namespace and address.
-HOSTS = {"scheduler": 1, "w1": 2, "w2": 3, "client": 4}
+HOSTS = {"scheduler": 1, "w1": 2, "w2": 3, "client": 4, "remote": 5}
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
 
 
@@ -64,6 +64,10 @@ def hosts():
             run(*in_ns(host, "ip", "addr", "add", f"{SUBNET}.{n}/24", "dev", "eth0"))
             run(*in_ns(host, "ip", "link", "set", "eth0", "up"))
             run(*in_ns(host, "ip", "link", "set", "lo", "up"))
+        # The remote client's host reaches the scheduler and nothing else
+        # (as behind a NAT or through a tunnel to the scheduler's port).
+        for worker in ("w1", "w2"):
+            run(*in_ns("remote", "ip", "route", "add", "prohibit", f"{SUBNET}.{HOSTS[worker]}/32"))
         yield {host: f"{SUBNET}.{n}" for host, n in HOSTS.items()}
     finally:
         for name in made:
@@ -138,9 +142,9 @@ def cluster(request, hosts, tmp_path_factory):
             p.wait()
 
 
-def from_client_host(cluster, body: str) -> dict:
-    """Run ``body`` in a client on the client's host, connected as ``c``;
-    returns the JSON it prints."""
+def from_client_host(cluster, body: str, host: str = "client", options: str = "") -> dict:
+    """Run ``body`` in a client on ``host``, connected as ``c`` (with the
+    client's ``options`` too); returns the JSON it prints."""
     code = textwrap.dedent(
         """
         import json, os, signal, time
@@ -157,7 +161,7 @@ def from_client_host(cluster, body: str) -> dict:
             return x + 1
 
         sec = Security(token=open({token!r}).read().strip(), **{tls!r})
-        with Client({address!r}, security=sec, timeout=20) as c:
+        with Client({address!r}, security=sec, timeout=20{options}) as c:
             c.wait_for_workers(2, timeout=60)
             workers = {{w["name"]: a for a, w in c.scheduler_info()["workers"].items()}}
             out = {{"workers": workers}}
@@ -168,10 +172,11 @@ def from_client_host(cluster, body: str) -> dict:
         token=cluster["token"],
         tls=cluster["tls"],
         address=cluster["address"],
+        options=options,
         body=textwrap.indent(textwrap.dedent(body), " " * 4),
     )
     proc = subprocess.run(
-        in_ns("client", PY, "-c", code), capture_output=True, text=True, env=ENV, timeout=150
+        in_ns(host, PY, "-c", code), capture_output=True, text=True, env=ENV, timeout=150
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -221,6 +226,33 @@ def test_a_large_result_comes_straight_from_its_worker(cluster):
     )
     assert out["holders"] == [out["workers"]["w2"]]
     assert out["ok"]
+
+
+def test_a_client_that_reaches_only_the_scheduler_gets_everything_through_it(cluster):
+    """``direct_to_workers=False``: results, scatter and ``Client.run``
+    through the scheduler, from a host whose routes to the workers are
+    prohibited; and ``gather(direct=False)`` on a default client."""
+    body = """
+        from shoal import Client as C
+        big = c.submit(block, 7, 3_000_000, workers=[workers["w2"]])
+        out["big"] = big.result() == bytes([7]) * 3_000_000
+        out["gathered"] = c.gather([c.submit(block, i, 200_000, pure=False) for i in range(4)])
+        out["gathered"] = [len(b) for b in out["gathered"]]
+        f = c.scatter(bytes(2_000_000), workers=[workers["w1"]])
+        out["scattered"] = c.submit(total, f, workers=[workers["w2"]], pure=False).result()
+        out["ran"] = sorted(c.run(os.getpid))
+        """
+    out = from_client_host(cluster, body, host="remote", options=", direct_to_workers=False")
+    assert out["big"]
+    assert out["gathered"] == [200_000] * 4
+    assert out["scattered"] == 2_000_000
+    assert out["ran"] == sorted(out["workers"].values())
+    one = """
+        big = c.submit(block, 3, 1_000_000, workers=[workers["w1"]])
+        wait(big)
+        out["direct_false"] = len(c.gather(big, direct=False))
+        """
+    assert from_client_host(cluster, one, host="remote")["direct_false"] == 1_000_000
 
 
 def test_shuffles_persist_and_scatter_across_hosts(cluster):

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use shoal_proto::{
     addr, put_data, run_on_worker, ClientToScheduler, CoordOp, CoordReply, FuncHash, FunctionDef,
-    LimitSpec, LimitStatus, Payload, RunResponse, Submission, TaskError, TaskOptions, TaskRecord,
-    TaskSpec, WorkerInfo, WorkerStatus,
+    LimitSpec, LimitStatus, Payload, Route, RunResponse, Submission, TaskError, TaskOptions,
+    TaskRecord, TaskSpec, WorkerInfo, WorkerStatus,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -131,6 +131,11 @@ impl ClientCore {
     /// The scheduler's address, `host:port`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The scheduler to carry data connections through, unless `direct`.
+    fn relay(&self, direct: bool) -> Option<String> {
+        (!direct).then(|| self.address.clone())
     }
 
     /// Where the scheduler's dashboard listens, `host:port`, if it runs. A
@@ -474,10 +479,14 @@ impl ClientCore {
     /// Waits for every key and returns what each came to, fetching results
     /// that did not come inline from the workers holding them. `None` on
     /// timeout.
+    ///
+    /// `direct`: fetch from the workers themselves; otherwise through the
+    /// scheduler (Dask's `direct=False`).
     pub fn gather(
         &self,
         keys: &[String],
         timeout: Option<Duration>,
+        direct: bool,
     ) -> Result<Option<Vec<Outcome>>, ClientError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -496,7 +505,7 @@ impl ClientCore {
             let missing = if remote.is_empty() {
                 Vec::new()
             } else {
-                net::fetch(&self.shared, remote, &mut outcomes)
+                net::fetch(&self.shared, remote, &mut outcomes, self.relay(direct))
             };
             if missing.is_empty() {
                 return Ok(Some(outcomes.into_iter().flatten().collect()));
@@ -660,6 +669,7 @@ impl ClientCore {
         workers: Vec<String>,
         call: Payload,
         timeout: Option<Duration>,
+        direct: bool,
     ) -> Vec<(String, Result<RunResponse, String>)> {
         let (tx, rx) = std::sync::mpsc::channel();
         for (i, w) in workers.iter().enumerate() {
@@ -667,8 +677,10 @@ impl ClientCore {
             let addr = addr::strip_scheme(w).to_string();
             let call = call.clone();
             let security = self.shared.security.clone();
+            let via = self.relay(direct);
             self.shared.runtime.spawn(async move {
-                let res = run_on_worker(&addr, &security, call, timeout).await;
+                let route = via.as_deref().map_or(Route::Direct, Route::Via);
+                let res = run_on_worker(&addr, &security, route, call, timeout).await;
                 let _ = tx.send((i, res.map_err(|e| e.to_string())));
             });
         }
@@ -693,6 +705,7 @@ impl ClientCore {
         &self,
         puts: Vec<(String, Vec<(String, Payload)>)>,
         timeout: Duration,
+        direct: bool,
     ) -> Vec<Option<String>> {
         let (tx, rx) = std::sync::mpsc::channel();
         let n = puts.len();
@@ -700,8 +713,10 @@ impl ClientCore {
             let tx = tx.clone();
             let addr = addr::strip_scheme(&worker).to_string();
             let security = self.shared.security.clone();
+            let via = self.relay(direct);
             self.shared.runtime.spawn(async move {
-                let res = put_data(&addr, &security, items, timeout).await;
+                let route = via.as_deref().map_or(Route::Direct, Route::Via);
+                let res = put_data(&addr, &security, route, items, timeout).await;
                 let _ = tx.send((i, res.err().map(|e| e.to_string())));
             });
         }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use shoal_proto::Stream;
 use shoal_proto::{
-    get_data, introduce, read_frame, ClientToScheduler, Hello, Payload, Role, SchedulerToClient,
-    Welcome,
+    get_data, introduce, read_frame, ClientToScheduler, Hello, Payload, Role, Route,
+    SchedulerToClient, Welcome,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -142,6 +142,7 @@ pub(crate) fn fetch(
     shared: &Shared,
     remote: BTreeMap<String, Vec<(usize, String)>>,
     outcomes: &mut [Option<Outcome>],
+    via: Option<String>,
 ) -> Vec<(String, String)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut missing = Vec::new();
@@ -151,8 +152,10 @@ pub(crate) fn fetch(
         let keys = wanted.iter().map(|(_, k)| k.clone()).collect();
         asked.insert(n, (addr.clone(), wanted));
         let security = shared.security.clone();
+        let via = via.clone();
         shared.runtime.spawn(async move {
-            let res = get_data(&addr, &security, keys, FETCH_TIMEOUT).await;
+            let route = via.as_deref().map_or(Route::Direct, Route::Via);
+            let res = get_data(&addr, &security, route, keys, FETCH_TIMEOUT).await;
             let _ = tx.send((n, res));
         });
     }

@@ -193,7 +193,7 @@ fn tasks_run_across_workers_and_results_come_back() {
             .chain(["sum".to_string()])
             .collect();
         let out = client
-            .gather(&keys, Some(Duration::from_secs(20)))
+            .gather(&keys, Some(Duration::from_secs(20)), true)
             .unwrap()
             .expect("no timeout");
         assert_eq!(value(&out[7]), b"7,");
@@ -231,7 +231,7 @@ fn errors_and_scattered_data() {
             .unwrap();
         let keys = vec!["bad".to_string(), "data".to_string(), "use".to_string()];
         let out = client
-            .gather(&keys, Some(Duration::from_secs(20)))
+            .gather(&keys, Some(Duration::from_secs(20)), true)
             .unwrap()
             .unwrap();
         assert!(
@@ -251,7 +251,7 @@ fn large_results_are_fetched_from_the_worker() {
             .submit(funcs(), opts(), vec![spec("big", &big, &[])])
             .unwrap();
         let out = client
-            .gather(&["big".to_string()], Some(Duration::from_secs(20)))
+            .gather(&["big".to_string()], Some(Duration::from_secs(20)), true)
             .unwrap()
             .unwrap();
         assert_eq!(value(&out[0]).len(), 1 << 20);
@@ -289,7 +289,7 @@ fn a_fetch_after_the_scheduler_is_gone_fails_instead_of_hanging() {
         assert!(seen.is_err(), "the client notices the scheduler is gone");
         // The result lives on a worker; the client's network thread, which
         // would fetch it, has ended with the connection.
-        let got = client.gather(&keys, None);
+        let got = client.gather(&keys, None, true);
         assert!(matches!(got, Err(ClientError::Disconnected(_))), "{got:?}");
     });
 }
@@ -338,6 +338,7 @@ fn a_data_fetch_without_the_token_is_refused() {
             rt.block_on(shoal_proto::get_data(
                 &data,
                 &Security::token(token),
+                shoal_proto::Route::Direct,
                 keys.clone(),
                 Duration::from_secs(5),
             ))
@@ -380,9 +381,12 @@ fn a_cluster_over_tls_runs_a_graph_and_refuses_plain_tcp() {
         client.submit(funcs(), options, specs).unwrap();
         let keys: Vec<String> = (0..8).map(|i| format!("use-{i}")).collect();
         assert!(client.wait(&keys, Some(Duration::from_secs(20))).unwrap());
-        let out = client.gather(&["big".to_string()], None).unwrap().unwrap();
+        let out = client
+            .gather(&["big".to_string()], None, true)
+            .unwrap()
+            .unwrap();
         assert_eq!(value(&out[0]), big);
-        let out = client.gather(&keys, None).unwrap().unwrap();
+        let out = client.gather(&keys, None, true).unwrap().unwrap();
         assert!(out.iter().all(|o| value(o).len() == (1 << 20) + 1));
 
         let addr = server.address().to_string();
@@ -416,6 +420,7 @@ fn a_cluster_over_tls_runs_a_graph_and_refuses_plain_tcp() {
             .block_on(shoal_proto::get_data(
                 &data,
                 &plain(),
+                shoal_proto::Route::Direct,
                 vec!["big".into()],
                 Duration::from_secs(5),
             ))
@@ -423,5 +428,55 @@ fn a_cluster_over_tls_runs_a_graph_and_refuses_plain_tcp() {
         assert!(err.to_string().contains("speaks TLS"), "{err}");
         // The scheduler still serves.
         assert!(ClientCore::connect(client_config(&addr, security)).is_ok());
+    });
+}
+
+#[test]
+fn a_client_that_cannot_reach_workers_reads_results_through_the_scheduler() {
+    within(60, || {
+        let (server, workers, client) = cluster(1);
+        let big = vec![b'r'; 3 << 20];
+        client
+            .submit(funcs(), opts(), vec![spec("big", &big, &[])])
+            .unwrap();
+        // Not direct: the scheduler carries the connection to the worker.
+        let out = client
+            .gather(&["big".to_string()], Some(Duration::from_secs(20)), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(value(&out[0]), &big[..]);
+        // The scheduler carries connections only to its own workers: not
+        // to itself, nor to an address that is no worker.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let scheduler = server.address().to_string();
+        for to in [scheduler.clone(), "127.0.0.1:1".to_string()] {
+            let err = rt
+                .block_on(shoal_proto::get_data(
+                    &to,
+                    &plain(),
+                    shoal_proto::Route::Via(&scheduler),
+                    vec!["big".into()],
+                    Duration::from_secs(5),
+                ))
+                .expect_err("no worker there");
+            assert!(
+                err.to_string().contains("is not a worker of this cluster"),
+                "{err}"
+            );
+        }
+        // A worker the scheduler knows, by its address with a scheme.
+        let got = rt
+            .block_on(shoal_proto::get_data(
+                &format!("tcp://{}", workers[0].address()),
+                &plain(),
+                shoal_proto::Route::Via(&scheduler),
+                vec!["big".into()],
+                Duration::from_secs(5),
+            ))
+            .unwrap();
+        assert_eq!(got[0].1.as_ref().map(|p| p.nbytes()), Some(3 << 20));
     });
 }

@@ -347,6 +347,16 @@ impl Core {
         i
     }
 
+    /// Whether a connected worker's data server is at `addr` (with or
+    /// without a scheme): the only places the scheduler carries a client's
+    /// data connection to.
+    pub fn has_worker_at(&self, addr: &str) -> bool {
+        let addr = shoal_proto::addr::strip_scheme(addr);
+        self.workers
+            .values()
+            .any(|w| shoal_proto::addr::strip_scheme(&w.info.data_address) == addr)
+    }
+
     /// Data addresses of these workers (those still connected).
     pub(crate) fn addresses(&self, holders: &[WorkerId]) -> Vec<String> {
         holders

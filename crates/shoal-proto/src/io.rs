@@ -14,7 +14,8 @@ use crate::buffer::read_exactly;
 use crate::frame::{read_frame, read_frame_limited, FrameError, MAX_HELLO_LEN};
 use crate::handshake::HandshakeError;
 use crate::messages::{
-    DataHeader, DataResponse, GetData, Hello, Payload, PeerRequest, PutAck, RunResponse, Welcome,
+    DataHeader, DataResponse, GetData, Hello, Payload, PeerRequest, PutAck, Role, RunResponse,
+    Welcome,
 };
 use crate::security::Security;
 use crate::stream::Stream;
@@ -172,10 +173,21 @@ pub enum FetchError {
     },
 }
 
+/// How a data connection reaches a worker's data server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// Straight to it (over its same-host socket when it has one).
+    Direct,
+    /// Through the scheduler at this address, which carries the bytes
+    /// (Dask's `direct_to_workers=False`).
+    Via(&'a str),
+}
+
 /// Asks the data server at `addr` for `keys`; `None` for keys it lacks.
 pub async fn get_data(
     addr: &str,
     security: &Security,
+    route: Route<'_>,
     keys: Vec<String>,
     timeout: Duration,
 ) -> Result<Vec<(String, Option<Payload>)>, FetchError> {
@@ -185,7 +197,7 @@ pub async fn get_data(
         source,
     };
     let work = async {
-        let mut stream = admitted(addr, security, &request).await?;
+        let mut stream = admitted(addr, security, route, &request).await?;
         read_data(&mut stream)
             .await
             .map_err(frame_err)?
@@ -203,6 +215,7 @@ pub async fn get_data(
 pub async fn put_data(
     addr: &str,
     security: &Security,
+    route: Route<'_>,
     items: Vec<(String, Payload)>,
     timeout: Duration,
 ) -> Result<u32, FetchError> {
@@ -214,7 +227,7 @@ pub async fn put_data(
         items: items.into_iter().map(|(k, v)| (k, Some(v))).collect(),
     };
     let work = async {
-        let mut stream = admitted(addr, security, &PeerRequest::Put).await?;
+        let mut stream = admitted(addr, security, route, &PeerRequest::Put).await?;
         write_data(&mut stream, &body).await.map_err(frame_err)?;
         let mut buf = Vec::new();
         let ack: Option<PutAck> = read_frame_limited(&mut stream, &mut buf, MAX_HELLO_LEN)
@@ -330,13 +343,14 @@ where
 pub async fn run_on_worker(
     addr: &str,
     security: &Security,
+    route: Route<'_>,
     call: Payload,
     timeout: Option<Duration>,
 ) -> Result<RunResponse, FetchError> {
     let request = PeerRequest::Run { call };
     // No deadline: a year stands for ever.
     let timeout = timeout.unwrap_or(Duration::from_secs(365 * 86_400));
-    ask_peer(addr, security, &request, timeout).await
+    ask_peer(addr, security, route, &request, timeout).await
 }
 
 /// One request to a worker's data server and its answer, on a connection
@@ -345,6 +359,7 @@ pub async fn run_on_worker(
 async fn ask_peer<R: DeserializeOwned>(
     addr: &str,
     security: &Security,
+    route: Route<'_>,
     request: &PeerRequest,
     timeout: Duration,
 ) -> Result<R, FetchError> {
@@ -353,7 +368,7 @@ async fn ask_peer<R: DeserializeOwned>(
             addr: addr.to_string(),
             source,
         };
-        let mut stream = admitted(addr, security, request).await?;
+        let mut stream = admitted(addr, security, route, request).await?;
         let mut buf = Vec::new();
         read_frame(&mut stream, &mut buf)
             .await
@@ -367,7 +382,7 @@ async fn ask_peer<R: DeserializeOwned>(
 
 /// A connection to the data server at `addr`: its same-host socket when
 /// it answers there and TLS is off (see [`crate::local`]), TCP otherwise.
-async fn connect_data(addr: &str, security: &Security) -> Result<Stream, FetchError> {
+pub async fn connect_data(addr: &str, security: &Security) -> Result<Stream, FetchError> {
     if !security.tls.is_on() {
         if let Some(unix) = crate::local::connect(addr).await {
             return Ok(Stream::Unix(unix));
@@ -383,14 +398,54 @@ async fn connect_data(addr: &str, security: &Security) -> Result<Stream, FetchEr
         })
 }
 
+/// A connection to the data server at `to` carried by the scheduler at
+/// `scheduler`, which checks that `to` is one of its workers.
+async fn connect_via(scheduler: &str, to: &str, security: &Security) -> Result<Stream, FetchError> {
+    let refused = |reason: String| FetchError::Refused {
+        addr: to.to_string(),
+        reason: format!("the scheduler at {scheduler} could not carry the connection: {reason}"),
+    };
+    let mut stream =
+        security
+            .tls
+            .connect(scheduler)
+            .await
+            .map_err(|source| FetchError::Connect {
+                addr: scheduler.to_string(),
+                source,
+            })?;
+    let hello = Hello {
+        role: Role::Relay { to: to.to_string() },
+    };
+    match introduce(&mut stream, &security.token, &hello, security.tls.is_on()).await {
+        Ok(Welcome::Relay) => Ok(stream),
+        Ok(Welcome::Refused { reason }) => Err(refused(reason)),
+        Ok(other) => Err(refused(format!("unexpected answer {other:?}"))),
+        Err(reason) => Err(refused(reason)),
+    }
+}
+
+/// The connection to `addr` that `route` takes.
+pub async fn connect_route(
+    addr: &str,
+    security: &Security,
+    route: Route<'_>,
+) -> Result<Stream, FetchError> {
+    match route {
+        Route::Direct => connect_data(addr, security).await,
+        Route::Via(scheduler) => connect_via(scheduler, addr, security).await,
+    }
+}
+
 /// A connection to the data server at `addr` that proved it holds this
 /// process's token and admitted this process, with `request` sent.
 async fn admitted(
     addr: &str,
     security: &Security,
+    route: Route<'_>,
     request: &PeerRequest,
 ) -> Result<Stream, FetchError> {
-    let mut stream = connect_data(addr, security).await?;
+    let mut stream = connect_route(addr, security, route).await?;
     let addr = addr.to_string();
     match crate::handshake::prove(&mut stream, &security.token, request).await {
         Ok(()) => Ok(stream),
@@ -470,9 +525,15 @@ mod tests {
         let value = Bytes::from(vec![5u8; 3 << 20]);
         serve_one_fetch_on_this_host(&addr, token.clone(), value.clone()).await;
         let security = Security::token(token);
-        let got = get_data(&addr, &security, vec!["k".into()], Duration::from_secs(5))
-            .await
-            .unwrap();
+        let got = get_data(
+            &addr,
+            &security,
+            Route::Direct,
+            vec!["k".into()],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             got,
             vec![(

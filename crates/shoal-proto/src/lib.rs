@@ -27,7 +27,8 @@ pub use frame::{
 };
 pub use handshake::{admit, prove, HandshakeError, Unadmitted};
 pub use io::{
-    get_data, introduce, put_data, read_data, reader, run_on_worker, write_data, writer, FetchError,
+    get_data, introduce, put_data, read_data, reader, run_on_worker, write_data, writer,
+    FetchError, Route,
 };
 pub use messages::*;
 pub use security::Security;

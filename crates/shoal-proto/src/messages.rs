@@ -51,8 +51,18 @@ pub struct Hello {
 /// What kind of peer says hello.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Role {
-    Client { name: String },
+    Client {
+        name: String,
+    },
     Worker(WorkerInfo),
+    /// A data connection carried by the scheduler to the data server of
+    /// its worker at `to` (a client that can reach only the scheduler:
+    /// Dask's `direct_to_workers=False`). Once `Welcome::Relay` is back,
+    /// the connection is the worker's: its own handshake follows, end to
+    /// end.
+    Relay {
+        to: String,
+    },
 }
 
 /// What a worker tells the scheduler about itself.
@@ -100,6 +110,9 @@ pub enum Welcome {
     Worker {
         id: WorkerId,
     },
+    /// The scheduler reached the worker: from here on the bytes are the
+    /// worker's.
+    Relay,
     Refused {
         reason: String,
     },

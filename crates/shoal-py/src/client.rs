@@ -296,12 +296,13 @@ impl ClientCore {
 
     /// Waits for every key and returns one `Outcome` per key, or None on
     /// timeout.
-    #[pyo3(signature = (keys, timeout=None))]
+    #[pyo3(signature = (keys, timeout=None, direct=true))]
     fn gather(
         &self,
         py: Python<'_>,
         keys: Vec<String>,
         timeout: Option<f64>,
+        direct: bool,
     ) -> PyResult<Option<Vec<Outcome>>> {
         let inner = &self.inner;
         let t = self::timeout(timeout);
@@ -310,7 +311,9 @@ impl ClientCore {
             return Ok(None);
         }
         let left = t.map(|t| t.saturating_sub(start.elapsed()));
-        let outcomes = py.detach(|| inner.gather(&keys, left)).map_err(to_py_err)?;
+        let outcomes = py
+            .detach(|| inner.gather(&keys, left, direct))
+            .map_err(to_py_err)?;
         Ok(outcomes.map(|o| o.into_iter().map(Outcome::from).collect()))
     }
 
@@ -429,12 +432,13 @@ impl ClientCore {
     /// worker, why it did not take them (None: it did). Submit each key
     /// as a literal with no frames restricted to its worker, so the
     /// worker keeps it.
-    #[pyo3(signature = (puts, timeout))]
+    #[pyo3(signature = (puts, timeout, direct=true))]
     fn put_on_workers(
         &self,
         py: Python<'_>,
         puts: Vec<(String, Vec<(String, Frames)>)>,
         timeout: f64,
+        direct: bool,
     ) -> Vec<Option<String>> {
         let puts = puts
             .into_iter()
@@ -448,18 +452,19 @@ impl ClientCore {
             .collect();
         let inner = self.inner.clone();
         let t = Duration::from_secs_f64(timeout.max(0.0));
-        py.detach(move || inner.put_on_workers(puts, t))
+        py.detach(move || inner.put_on_workers(puts, t, direct))
     }
 
     /// Runs a pickled call on each worker (by address) at once; returns
     /// each worker's address and answer.
-    #[pyo3(signature = (workers, call, timeout=None))]
+    #[pyo3(signature = (workers, call, timeout=None, direct=true))]
     fn run_on_workers(
         &self,
         py: Python<'_>,
         workers: Vec<String>,
         call: Frames,
         timeout: Option<f64>,
+        direct: bool,
     ) -> PyResult<Vec<(String, crate::coord::RunAnswer)>> {
         let inner = self.inner.clone();
         let answers = py.detach(move || {
@@ -467,6 +472,7 @@ impl ClientCore {
                 workers,
                 Payload { frames: call.0 },
                 crate::coord::duration(timeout),
+                direct,
             )
         });
         answers

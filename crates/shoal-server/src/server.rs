@@ -53,6 +53,8 @@ enum Input {
         JoinHandle<()>,
     ),
     Client(u64, UnboundedSender<SchedulerToClient>, JoinHandle<()>),
+    /// Is a connected worker's data server at this address?
+    IsWorker(String, tokio::sync::oneshot::Sender<bool>),
     /// Everything a connection sent before this has been applied.
     Barrier(tokio::sync::oneshot::Sender<()>),
     Stop,
@@ -365,9 +367,13 @@ async fn handshake(
             return;
         }
     };
-    let (r, mut w) = stream.into_split();
     // Introduced: no longer a handshake the gate may close.
     drop(pass);
+    if let Role::Relay { to } = &hello.role {
+        relay(stream, to, peer, &input, &security).await;
+        return;
+    }
+    let (r, mut w) = stream.into_split();
     let id = ids.fetch_add(1, Ordering::Relaxed);
     match hello.role {
         Role::Client { .. } => {
@@ -393,6 +399,7 @@ async fn handshake(
             )
             .await;
         }
+        Role::Relay { .. } => {}
         Role::Worker(info) => {
             if write_frame(&mut w, &Welcome::Worker { id }).await.is_err() {
                 return;
@@ -412,6 +419,57 @@ async fn handshake(
             .await;
         }
     }
+}
+
+/// How long the scheduler tries to reach a worker for a relayed
+/// connection.
+const RELAY_CONNECT: Duration = Duration::from_secs(10);
+
+/// Each direction's buffer while relaying (large values pass through).
+const RELAY_BUFFER: usize = 256 << 10;
+
+/// Carries a client's data connection to the data server of the worker at
+/// `to`, byte for byte both ways, after checking that `to` is one of this
+/// scheduler's workers (so the scheduler is no open proxy). The client and
+/// the worker then run their own handshake through it, end to end.
+async fn relay(
+    mut stream: shoal_proto::Stream,
+    to: &str,
+    peer: SocketAddr,
+    input: &UnboundedSender<Input>,
+    security: &shoal_proto::Security,
+) {
+    let (ack, known) = tokio::sync::oneshot::channel();
+    let _ = input.send(Input::IsWorker(to.to_string(), ack));
+    let refuse = |reason: String| Welcome::Refused { reason };
+    let worker = if known.await.unwrap_or(false) {
+        let connect = shoal_proto::io::connect_data(to, security);
+        match tokio::time::timeout(RELAY_CONNECT, connect).await {
+            Ok(Ok(worker)) => Ok(worker),
+            Ok(Err(e)) => Err(refuse(e.to_string())),
+            Err(_) => Err(refuse(format!("timed out reaching the worker at {to}"))),
+        }
+    } else {
+        Err(refuse(format!("{to} is not a worker of this cluster")))
+    };
+    let mut worker = match worker {
+        Ok(w) => w,
+        Err(refusal) => {
+            let _ = write_frame(&mut stream, &refusal).await;
+            return;
+        }
+    };
+    if write_frame(&mut stream, &Welcome::Relay).await.is_err() {
+        return;
+    }
+    tracing::debug!("carrying a data connection from {peer} to {to}");
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut stream,
+        &mut worker,
+        RELAY_BUFFER,
+        RELAY_BUFFER,
+    )
+    .await;
 }
 
 /// Owns the core. Returns when asked to stop, with the writer tasks still
@@ -517,6 +575,9 @@ fn apply(
         Input::Stop => return true,
         Input::Barrier(ack) => {
             let _ = ack.send(());
+        }
+        Input::IsWorker(addr, ack) => {
+            let _ = ack.send(core.has_worker_at(&addr));
         }
         Input::Client(id, tx, handle) => {
             conns.clients.insert(id, tx);

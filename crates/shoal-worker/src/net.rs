@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use shoal_proto::{
     get_data, read_frame, write_frame, ComputeTask, DataResponse, DepLocation, Payload,
-    PeerRequest, PutAck, SchedulerToWorker, Stream, TaskError, WorkerToScheduler, LITERAL_FUNC,
+    PeerRequest, PutAck, Route, SchedulerToWorker, Stream, TaskError, WorkerToScheduler,
+    LITERAL_FUNC,
 };
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -312,7 +313,8 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<Stri
         requests.spawn(async move {
             // The room is held until the values are stored.
             let _room = shared.fetches.take(nbytes).await;
-            let items = get_data(&addr, &shared.security, keys, FETCH_TIMEOUT).await?;
+            let items =
+                get_data(&addr, &shared.security, Route::Direct, keys, FETCH_TIMEOUT).await?;
             let mut store = shared.store.lock();
             for (k, v) in items {
                 if let Some(p) = v {
@@ -348,7 +350,14 @@ async fn fetch_one(shared: &Shared, key: &str, nbytes: u64, holders: &[String]) 
             return true;
         }
         let room = shared.fetches.take(nbytes).await;
-        let got = get_data(h, &shared.security, vec![key.to_string()], FETCH_TIMEOUT).await;
+        let got = get_data(
+            h,
+            &shared.security,
+            Route::Direct,
+            vec![key.to_string()],
+            FETCH_TIMEOUT,
+        )
+        .await;
         match got {
             Ok(items) => {
                 for (k, p) in items {

@@ -179,9 +179,11 @@ class Client(
         anything is built (see :mod:`shoal.core.families`). Default: all;
         the deserializers default to the serializers.
     direct_to_workers
-        True or unset: the client reads values from the workers holding
-        them (shoal always does). ``False``, relaying them through the
-        scheduler, is not supported.
+        True or unset: the client reads results from (and scatters and
+        runs functions on) the workers themselves. ``False``: the scheduler
+        carries each of those connections to its worker, for a client that
+        can reach the scheduler but not the workers (behind a NAT, through
+        an SSH tunnel).
 
     Dask's ``distributed.client.preload`` configuration names code to run
     as the client starts and closes: a module name, a ``.py`` path or Python
@@ -245,14 +247,9 @@ class Client(
             raise TypeError(
                 f"direct_to_workers must be True, False or None, not {direct_to_workers!r}"
             )
-        if direct_to_workers is False:
-            raise NotImplementedError(
-                "shoal does not support direct_to_workers=False: values are read from the "
-                "workers that hold them (small ones come with the scheduler's messages), "
-                "never relayed by the scheduler; leave it unset or True"
-            )
-        #: Dask's option: True (read results from the workers directly, as
-        #: shoal always does) or None (unset).
+        #: Dask's option: True or None (unset) read results from the workers
+        #: holding them; False has the scheduler carry every data connection
+        #: (for a client that can reach only the scheduler).
         self.direct_to_workers: bool | None = direct_to_workers
         # Dask's serialization families: what this client sends and loads
         # (None: anything); the deserializers default to the serializers.
@@ -327,6 +324,7 @@ class Client(
                 self.cluster.close()
             raise
         self._session.owner = weakref.ref(self)
+        self._session.direct = self.direct_to_workers is not False
         self.status = "running"
         _all_clients.add(self)
         if not context.in_task():
@@ -450,6 +448,7 @@ class Client(
             raise RuntimeError("this client's local cluster closed with it: create a new Client()")
         self._session = Session(self._session.address, 10.0, self.id, self._session.security)
         self._session.owner = weakref.ref(self)
+        self._session.direct = self.direct_to_workers is not False
         self.status = "running"
         _all_clients.add(self)
         if not context.in_task():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import aio, arguments, nested, options
+from ..core import aio, nested, options
 from ..core.arguments import UNSET
 from ..dask.graphs import run_dask_graph
 from ..delayed import as_node, collect, delayed, persist_on, submit_nodes
@@ -215,8 +215,11 @@ class Collections:
         fifo_timeout
             As for :meth:`submit`: a duration; tasks of equal priority run
             in submission order.
-        direct, actors
-            Dask's options that shoal does not support yet: each raises
+        direct
+            As for :meth:`gather`: False reads the values through the
+            scheduler.
+        actors
+            Dask's option that shoal does not support yet: it raises
             ``NotImplementedError`` unless left unset.
         **kwargs
             None are accepted: an unknown option raises ``TypeError``.
@@ -234,7 +237,8 @@ class Collections:
         """
         check_task_options(fifo_timeout, actors)
         opts = options.parse_arguments(locals())
-        arguments.reject("direct", direct, unused=(None, True))
+        if direct is not None and not isinstance(direct, bool):
+            raise TypeError(f"direct must be True, False or None, not {direct!r}")
         if kwargs:
             raise TypeError(f"get() got unexpected keyword arguments {sorted(kwargs)}")
         self._check_running()
@@ -242,16 +246,16 @@ class Collections:
         if not sync:
             return futures
         if aio.wants_coroutine(self, asynchronous):
-            return self._aget(futures)
+            return self._aget(futures, direct)
         try:
-            return self.gather(futures, asynchronous=asynchronous)
+            return self.gather(futures, direct=direct, asynchronous=asynchronous)
         except BaseException:
             _release(futures)  # not kept alive by the traceback
             raise
 
-    async def _aget(self, futures: Any) -> Any:
+    async def _aget(self, futures: Any, direct: bool | None) -> Any:
         try:
-            return await self.gather(futures, asynchronous=True)
+            return await self.gather(futures, direct=direct, asynchronous=True)
         except BaseException:
             _release(futures)
             raise

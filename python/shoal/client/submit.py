@@ -404,8 +404,9 @@ class Submitting:
             ``"raise"`` the first failed future's exception, or ``"skip"``
             failed futures.
         direct
-            Large results always come straight from the workers holding
-            them; ``direct=False`` is not supported.
+            True: read results from the workers holding them; False: through
+            the scheduler, which carries the connections. By default as the
+            client's ``direct_to_workers``.
         asynchronous
             Return a coroutine (True) or the results (False); default: as
             the client is.
@@ -417,19 +418,20 @@ class Submitting:
         """
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
-        arguments.reject("direct", direct, unused=(None, True))
+        if direct is not None and not isinstance(direct, bool):
+            raise TypeError(f"direct must be True, False or None, not {direct!r}")
         if aio.wants_coroutine(self, asynchronous):
-            return self._agather(futures, errors)
+            return self._agather(futures, errors, direct)
         if self.asynchronous:
-            return aio.run_blocking(self.gather, futures, errors)
+            return aio.run_blocking(self.gather, futures, errors, direct)
         try:
-            return self._gather(futures, errors)
+            return self._gather(futures, errors, direct)
         except Exception as e:
             raise trimmed(e)  # noqa: B904 (the task's own exception, its traceback cut)
 
-    def _gather(self, futures: Any, errors: str) -> Any:
+    def _gather(self, futures: Any, errors: str, direct: bool | None = None) -> Any:
         if isinstance(futures, Iterator):
-            return (self.gather(f, errors=errors) for f in futures)
+            return (self.gather(f, errors=errors, direct=direct) for f in futures)
         found: dict[str, None] = {}
         collect_keys(futures, found, owner=self)
         if not found:
@@ -439,14 +441,14 @@ class Submitting:
             erred = self._session.first_error(key_list)
             if erred is not None:
                 self._session.result(erred)  # raises its error
-        outcomes = self._session.outcomes(key_list)
+        outcomes = self._session.outcomes(key_list, direct=direct)
         values: dict[str, Any] = {}
         for k, outcome in zip(key_list, outcomes or []):
             if outcome.kind == "value" or errors == "raise":
                 values[k] = value_of(k, outcome, self)
         return _substitute(futures, values)
 
-    async def _agather(self, futures: Any, errors: str) -> Any:
+    async def _agather(self, futures: Any, errors: str, direct: bool | None = None) -> Any:
         found: dict[str, None] = {}
         collect_keys(futures, found, owner=self)
         if errors == "raise" and len(found) > 1:
@@ -456,7 +458,7 @@ class Submitting:
                 found = {erred: None}
         await aio.keys_done([(self._session, k) for k in found])
         try:
-            return await aio.offload(self._gather, futures, errors)
+            return await aio.offload(self._gather, futures, errors, direct)
         except Exception as e:
             raise trimmed(e)  # noqa: B904
 

@@ -58,6 +58,9 @@ class Session:
         self._modules_seen = 0
         self._preloaded: set[str] = set()
         self._cancel_reasons: dict[str, str] = {}
+        #: Whether data connections go straight to the workers (False: the
+        #: scheduler carries them, Dask's ``direct_to_workers=False``).
+        self.direct = True
         self.share_imports()
 
     @property
@@ -204,7 +207,7 @@ class Session:
         self, workers: list[str], call: list[Any], timeout: float | None = None
     ) -> list[tuple[str, _engine.RunAnswer]]:
         """Run a pickled call on each of ``workers``; their answers."""
-        return self._core.run_on_workers(workers, call, timeout)
+        return self._core.run_on_workers(workers, call, timeout, self.direct)
 
     def request(self, op: _engine.Coord, timeout: float | None = None) -> _engine.Answer:
         """Send a coordination request; the scheduler's answer."""
@@ -244,7 +247,7 @@ class Session:
         """Send values straight to workers (see ``ClientCore.put_on_workers``);
         per worker, why it did not take them (None: it did).
         """
-        return self._core.put_on_workers(puts, timeout)
+        return self._core.put_on_workers(puts, timeout, self.direct)
 
     def shutdown_cluster(self) -> None:
         """Stop the scheduler and its workers."""
@@ -252,15 +255,20 @@ class Session:
 
     # ----- results ---------------------------------------------------------
 
-    def outcomes(self, keys: list[str], timeout: float | None = None) -> list[Any] | None:
+    def outcomes(
+        self, keys: list[str], timeout: float | None = None, direct: bool | None = None
+    ) -> list[Any] | None:
         """Wait for ``keys``; one :class:`shoal._engine.Outcome` each, or
         None on timeout. Inside a task the wait leaves the worker's thread
         pool (see :func:`.context.blocking`) unless the keys are done.
+        ``direct``: read results from their workers, or (False) through the
+        scheduler; by default as the session is.
         """
+        direct = self.direct if direct is None else direct
         if context.in_task() and not self._core.wait(keys, 0.0):
             with context.blocking():
-                return self._core.gather(keys, timeout)
-        return self._core.gather(keys, timeout)  # done, or not in a task
+                return self._core.gather(keys, timeout, direct)
+        return self._core.gather(keys, timeout, direct)  # done, or not in a task
 
     def first_error(self, keys: list[str]) -> str | None:
         """Block until every key is done or one of them failed (so a gather
