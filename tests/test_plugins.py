@@ -13,6 +13,7 @@ from shoal import (
     Environ,
     LocalCluster,
     NannyPlugin,
+    PipInstall,
     SchedulerPlugin,
     UploadDirectory,
     WorkerPlugin,
@@ -143,6 +144,82 @@ def test_environ_and_upload_directory_reach_every_worker(cluster, tmp_path):
     assert (
         client.submit(import_and_call, "plugin_test_helpers", pure=False).result() == "from upload"
     )
+
+
+def write_module(directory, version):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "restart_probe.py").write_text(f"def answer():\n    return {version}\n")
+
+
+def test_a_plugin_that_asks_for_a_restart_restarts_the_workers_there_once(cluster, tmp_path):
+    lc, client = cluster
+    first, second = tmp_path / "v1" / "probe", tmp_path / "v2" / "probe"
+    write_module(first, 1)
+    client.register_plugin(UploadDirectory(str(first), update_path=True), name="probe")
+    # Every worker imports version 1 (tasks on both, by restriction).
+    workers = sorted(client.scheduler_info()["workers"])
+    got = [
+        client.submit(import_and_call, "restart_probe", workers=[w], pure=False) for w in workers
+    ]
+    assert client.gather(got) == [1, 1]
+    # Version 2 under the same name: without a restart the workers would
+    # keep the module they imported.
+    write_module(second, 2)
+    plugin = UploadDirectory(str(second), update_path=True, restart_workers=True)
+    answers = client.register_plugin(plugin, name="probe")
+    assert sorted(answers) == workers
+    # A restarted worker is a fresh interpreter (exec'd in its process)
+    # with a new data address.
+    fresh = sorted(client.scheduler_info()["workers"])
+    assert len(fresh) == 2 and set(fresh).isdisjoint(workers), "every worker there restarted"
+    got = [client.submit(import_and_call, "restart_probe", workers=[w], pure=False) for w in fresh]
+    assert client.gather(got) == [2, 2]
+    # A worker that joins later installs it and does not restart.
+    lc.scale(3)
+    client.wait_for_workers(3, timeout=60)
+    (joined,) = set(client.scheduler_info()["workers"]) - set(fresh)
+    assert client.submit(import_and_call, "restart_probe", workers=[joined]).result() == 2
+    assert joined in client.scheduler_info()["workers"]
+
+
+def make_wheel(directory):
+    """A wheel of one module, ``shoal_pip_probe``, made by hand (pip
+    installs it with no index and no build)."""
+    import zipfile
+
+    path = directory / "shoal_pip_probe-1.0-py3-none-any.whl"
+    files = {
+        "shoal_pip_probe.py": "VERSION = 1\n",
+        "shoal_pip_probe-1.0.dist-info/METADATA": (
+            "Metadata-Version: 2.1\nName: shoal-pip-probe\nVersion: 1.0\n"
+        ),
+        "shoal_pip_probe-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = "".join(f"{name},,\n" for name in files) + "shoal_pip_probe-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+        z.writestr("shoal_pip_probe-1.0.dist-info/RECORD", record)
+    return path
+
+
+def test_pip_install_with_restart_installs_then_restarts_the_workers(cluster, tmp_path):
+    _, client = cluster
+    target = tmp_path / "site"
+    wheel = make_wheel(tmp_path)
+    before = sorted(client.scheduler_info()["workers"])
+    options = ["--no-index", "--no-deps", "--target", str(target)]
+    plugin = PipInstall([str(wheel)], pip_options=options, restart_workers=True)
+    assert plugin.restart is True
+    answers = client.register_plugin(plugin)
+    assert sorted(answers) == before
+    assert (target / "shoal_pip_probe.py").exists()
+    after = client.scheduler_info()["workers"]
+    assert len(after) == 2 and set(after).isdisjoint(before), "restarted"
+    with pytest.raises(TypeError, match="restart_workers"):
+        PipInstall(["x"], restart_workers="yes")
 
 
 def test_register_worker_callbacks_runs_now_and_on_joining_workers(cluster):

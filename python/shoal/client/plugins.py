@@ -55,7 +55,9 @@ class PluginCalls:
         Returns
         -------
         dict
-            ``{worker address: {"status": "OK"}}`` for the workers there now.
+            ``{worker address: {"status": "OK"}}`` for the workers there now
+            (restarted afterwards if the plugin is a :class:`NannyPlugin`
+            whose ``restart`` is True).
 
         Raises
         ------
@@ -89,7 +91,11 @@ class PluginCalls:
         name = plugin_name(plugin) if name is None else name
         uid = uuid.uuid4().hex
         self._session.register_plugin(name, serialize.dumps((uid, plugin)))
-        return self.run(_install_here, name, uid, plugin)
+        installed = self.run(_install_here, name, uid, plugin)
+        if isinstance(plugin, NannyPlugin) and plugin.restart is True and installed:
+            # Dask's nanny restarts its worker after such a plugin's setup.
+            self.restart_workers(list(installed))
+        return installed
 
     @aio.maybe_async
     def unregister_worker_plugin(self, name: str, nanny: bool | None = None) -> dict[str, Any]:

@@ -73,10 +73,16 @@ class NannyPlugin:
         As for :class:`WorkerPlugin`.
     idempotent : bool
         As for :class:`WorkerPlugin`.
+    restart : bool
+        True: the workers there when it is registered restart once it is
+        installed in them all (so what it set up, such as an installed
+        package, is what fresh interpreters import); workers that join
+        later install it before their first task and do not restart.
 
     """
 
     idempotent: bool = False
+    restart: bool = False
 
     def setup(self, nanny: Any) -> Any:
         """Run when the plugin is installed (``nanny`` is the worker)."""
@@ -118,7 +124,7 @@ class Environ(NannyPlugin):
         os.environ.update(self.environ)
 
 
-class PipInstall(WorkerPlugin):
+class PipInstall(NannyPlugin):
     """Install packages with pip in every worker process.
 
     Parameters
@@ -128,7 +134,14 @@ class PipInstall(WorkerPlugin):
     pip_options
         More pip options (``["--upgrade"]``).
     restart_workers
-        Not supported: shoal installs in the running worker; leave False.
+        Restart the workers there now once every one has installed the
+        packages, so that a package they had already imported (an upgrade)
+        is imported afresh; workers that join later install before their
+        first task.
+
+    Examples
+    --------
+    >>> client.register_plugin(PipInstall(["tqdm"], restart_workers=True))  # doctest: +SKIP
 
     """
 
@@ -140,11 +153,9 @@ class PipInstall(WorkerPlugin):
         pip_options: list[str] | None = None,
         restart_workers: bool = False,
     ):
-        if restart_workers:
-            raise NotImplementedError(
-                "PipInstall(restart_workers=True) is not supported yet: install, then call "
-                "client.restart() yourself"
-            )
+        if not isinstance(restart_workers, bool):
+            raise TypeError(f"restart_workers must be True or False, not {restart_workers!r}")
+        self.restart = self.restart_workers = restart_workers
         self.packages = list(packages)
         self.pip_options = list(pip_options or [])
         self.name = "pip-install-" + "-".join(self.packages)
@@ -168,7 +179,8 @@ class UploadDirectory(NannyPlugin):
     path
         The directory.
     restart, restart_workers
-        Not supported yet; leave False (``restart`` is Dask's old name).
+        Restart the workers there now once every one has the copy (as
+        :class:`PipInstall`'s); ``restart`` is Dask's old name.
     update_path
         Put the copy first on the workers' ``sys.path``.
     skip_words
@@ -201,10 +213,7 @@ class UploadDirectory(NannyPlugin):
                 f"UploadDirectory(mode={mode!r}): shoal's scheduler runs no Python, so "
                 "nothing is uploaded to it; use mode='workers'"
             )
-        if restart or restart_workers:
-            raise NotImplementedError(
-                "UploadDirectory(restart_workers=True) is not supported yet: call client.restart()"
-            )
+        self.restart = self.restart_workers = bool(restart or restart_workers)
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isdir(path):
             raise ValueError(f"{path} is not a directory")
