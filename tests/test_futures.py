@@ -114,12 +114,20 @@ def test_explicit_keys(client):
         client.map(inc, [1, 2, 3], key=["only-one"])
 
 
-def test_dask_keys_other_than_strings_name_tasks_by_their_repr(client):
+def test_tuple_keys_are_the_futures_keys_as_in_dask(client):
     start = client.scheduler_info()["tasks"]
     f = client.submit(inc, 1, key=("x", 0, 1))
-    assert f.key == "('x', 0, 1)" and f.result() == 2
+    assert f.key == ("x", 0, 1) and f.result() == 2
     fs = client.map(inc, [1, 2], key=[("y", 0), ("y", 1)])
-    assert [g.key for g in fs] == ["('y', 0)", "('y', 1)"]
+    assert [g.key for g in fs] == [("y", 0), ("y", 1)]
+    # The client's views name them the same way, and take them back.
+    assert ("x", 0, 1) in client.futures and client.refcount[("x", 0, 1)] == 1
+    assert set(client.futures) >= {("x", 0, 1), ("y", 0), ("y", 1)}
+    assert set(client.who_has(fs)) == {("y", 0), ("y", 1)}
+    assert "('x', 0, 1)" in repr(f) and "('x', 0, 1)" in f._repr_html_()
+    # A string key that only looks like a tuple stays a string only if it is
+    # no tuple's repr.
+    assert client.submit(inc, 1, key="(not a tuple)").key == "(not a tuple)"
     client.cancel(f)
     with pytest.raises(FutureCancelledError):
         f.result()

@@ -147,7 +147,7 @@ def wait(fs: Any, timeout: Any = None, return_when: str = ALL_COMPLETED) -> Done
     with context.blocking():
         if return_when == ALL_COMPLETED:
             for core, group in groups.values():
-                if not core.wait([f.key for f in group], timeout):
+                if not core.wait([f._key for f in group], timeout):
                     raise TimeoutError(f"futures not done within {timeout} s")
         else:
             _wait_first(fs, groups, timeout, return_when)
@@ -186,14 +186,14 @@ def _wait_first(fs: list[Future], groups: dict, timeout: float | None, return_wh
     """Block until one future is done (FIRST_COMPLETED) or one erred or all
     are done (FIRST_EXCEPTION), or ``timeout`` passes.
     """
-    by_key = {f.key: f for f in fs}
+    by_key = {f._key: f for f in fs}
     if return_when == FIRST_COMPLETED and any(f.done() for f in fs):
         return
     if return_when == FIRST_EXCEPTION and any(f.status == "error" for f in fs):
         return
     queue = _engine.CompletionQueue()
     for core, group in groups.values():
-        core.watch([f.key for f in group], queue)
+        core.watch([f._key for f in group], queue)
     remaining = set(by_key)
     while remaining:
         key = queue.pop(timeout)
@@ -247,8 +247,8 @@ class as_completed(Iterator[Any]):
         if not isinstance(future, Future):
             raise TypeError(f"as_completed expects Futures, got {type(future).__name__}")
         with self._lock:
-            self._futures[future.key].append(future)
-        future._session.watch([future.key], self._queue)
+            self._futures[future._key].append(future)
+        future._session.watch([future._key], self._queue)
 
     def update(self, futures: Any) -> None:
         """Add several futures: an iterable of them, or a persisted

@@ -7,7 +7,7 @@ import html
 from collections.abc import Generator
 from typing import Any, Callable
 
-from .core import aio, context, serialize
+from .core import aio, context, keys, serialize
 from .core.errors import rebuild, remote_traceback, trimmed
 from .core.session import Session
 from .core.times import parse_timedelta
@@ -36,7 +36,7 @@ class Future:
 
     """
 
-    __slots__ = ("key", "client", "_session", "_known_type", "__weakref__")
+    __slots__ = ("_key", "client", "_session", "_known_type", "__weakref__")
 
     #: dask's protocol for futures of third-party schedulers: dask refers to
     #: the future's key in graphs instead of embedding the object.
@@ -45,7 +45,7 @@ class Future:
 
     def __init__(self, key: str, client: Any = None, inform: bool = True):
         client = context.default_client(client)
-        self.key = key
+        self._key = key
         self.client = client
         self._session: Session = client._session
         if inform:
@@ -55,7 +55,7 @@ class Future:
     def _adopt(cls, key: str, client: Any) -> Future:
         """Wrap a key whose reference was already counted by a submission."""
         f = cls.__new__(cls)
-        f.key = key
+        f._key = key
         f.client = client
         f._session = client._session
         f._known_type = None
@@ -63,16 +63,24 @@ class Future:
 
     def __del__(self) -> None:
         try:
-            self._session.drop_ref(self.key)
+            self._session.drop_ref(self._key)
         except Exception:
             pass
+
+    @property
+    def key(self) -> Any:
+        """The task's key, as Dask names it: a string, or a tuple for a
+        task of a dask collection (``("x-abc", 0)``) or one submitted with
+        ``key=("x", 1)``.
+        """
+        return keys.dask_key(self._key)
 
     # ----- state -----------------------------------------------------------
 
     @property
     def status(self) -> str:
         """One of ``"pending"``, ``"finished"``, ``"error"``, ``"cancelled"``."""
-        return self._session.status(self.key) or "lost"
+        return self._session.status(self._key) or "lost"
 
     def done(self) -> bool:
         """Whether the computation is complete (finished, erred or cancelled)."""
@@ -107,14 +115,14 @@ class Future:
         if self.client.asynchronous:
             return self._aresult(parse_timedelta(timeout))
         try:
-            return self._session.result(self.key, parse_timedelta(timeout))
+            return self._session.result(self._key, parse_timedelta(timeout))
         except Exception as e:
             raise trimmed(e)  # noqa: B904 (the task's own exception, its traceback cut)
 
     async def _aresult(self, timeout: float | None = None) -> Any:
         await self._adone(timeout)
         try:
-            return await aio.offload(self._session.result, self.key, 0.0)
+            return await aio.offload(self._session.result, self._key, 0.0)
         except Exception as e:
             raise trimmed(e)  # noqa: B904
 
@@ -122,9 +130,9 @@ class Future:
         import asyncio  # loaded already: an event loop runs this
 
         try:
-            await aio.keys_done([(self._session, self.key)], timeout)
+            await aio.keys_done([(self._session, self._key)], timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(f"Future {self.key} not done within {timeout} s") from None
+            raise TimeoutError(f"Future {self._key} not done within {timeout} s") from None
 
     def __await__(self) -> Generator[Any, None, Any]:
         """``await future`` waits for the result without blocking the event
@@ -134,12 +142,12 @@ class Future:
 
     def _wait(self, timeout: Any) -> None:
         timeout = parse_timedelta(timeout)
-        if self._session.wait([self.key], 0.0):
+        if self._session.wait([self._key], 0.0):
             return
         with context.blocking():
-            done = self._session.wait([self.key], timeout)
+            done = self._session.wait([self._key], timeout)
         if not done:
-            raise TimeoutError(f"Future {self.key} not done within {timeout} s")
+            raise TimeoutError(f"Future {self._key} not done within {timeout} s")
 
     def exception(self, timeout: Any = None) -> BaseException | None:
         """Wait and return the exception of a failed task, or None (a
@@ -148,7 +156,7 @@ class Future:
         if self.client.asynchronous:
             return self._after(timeout, self.exception)  # type: ignore[return-value]
         self._wait(timeout)
-        err = self._session.error(self.key)
+        err = self._session.error(self._key)
         return None if err is None else rebuild(err)
 
     def traceback(self, timeout: Any = None) -> Any:
@@ -158,7 +166,7 @@ class Future:
         if self.client.asynchronous:
             return self._after(timeout, self.traceback)
         self._wait(timeout)
-        err = self._session.error(self.key)
+        err = self._session.error(self._key)
         return None if err is None else remote_traceback(err)
 
     async def _after(self, timeout: Any, then: Callable[[], Any]) -> Any:
@@ -177,13 +185,13 @@ class Future:
         return None if name is None else serialize.type_named(name)
 
     def _type_name(self) -> str | None:
-        info = self._session.result_info(self.key)
+        info = self._session.result_info(self._key)
         return None if info is None or not info[0] else info[0]
 
     def __dask_tokenize__(self) -> Any:
         # one token per Future object, as Dask's (two futures of one key
         # are two objects, released on their own)
-        return (type(self).__name__, self.key, id(self))
+        return (type(self).__name__, self._key, id(self))
 
     def cancel(self, **kwargs: Any) -> Any:
         """Cancel the task if it has not run; ``result()`` then raises (a
@@ -200,17 +208,17 @@ class Future:
     def release(self) -> None:
         """Forget this future now instead of at garbage collection."""
         session, self._session = self._session, _Released()  # type: ignore[assignment]
-        session.drop_ref(self.key)
+        session.drop_ref(self._key)
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         """Call ``fn(future)`` from a background thread once this future is done."""
-        self._session.add_done_callback(self.key, lambda: fn(self))
+        self._session.add_done_callback(self._key, lambda: fn(self))
 
     # ----- protocol --------------------------------------------------------
 
     def __reduce__(self) -> Any:
         serialize.record_dependency(self)
-        return (serialize.resolve_dependency, (self.key,))
+        return (serialize.resolve_dependency, (self._key,))
 
     def __repr__(self) -> str:
         status = self.status
@@ -225,7 +233,7 @@ class Future:
         name = self._type_name() if status == "finished" else None
         typ = f", <b>type:</b> {html.escape(name)}" if name else ""
         return (
-            f"<b>Future: {html.escape(self.key)}</b> <b>status:</b> "
+            f"<b>Future: {html.escape(str(self.key), quote=False)}</b> <b>status:</b> "
             f'<span style="color: {colour}">{status}</span>{typ}'
         )
 

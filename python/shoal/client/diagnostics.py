@@ -270,7 +270,7 @@ class DiagnosticCalls:
 
         wanted = list(keys or [])
         if futures is not None:
-            wanted += [f.key for f in futures_of(futures)]
+            wanted += [f._key for f in futures_of(futures)]
         stacks = self.run(_call_stacks, sorted(set(wanted)) or None)
         return {address: s for address, s in stacks.items() if s}
 

@@ -9,7 +9,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..core.errors import rebuild, remote_traceback
+from ..core.keys import check_key, dask_key
 from ..core.session import Session
+
+
+def _text(key: object) -> str | None:
+    """The text the cluster knows ``key`` by (None for what is no key)."""
+    try:
+        return check_key(key)
+    except TypeError:
+        return None
 
 
 class FutureState:
@@ -42,31 +51,33 @@ class FutureState:
         return f"<FutureState: {self.status}>"
 
 
-class HeldFutures(Mapping[str, FutureState]):
+class HeldFutures(Mapping[Any, FutureState]):
     """Key -> :class:`FutureState` for every key the client holds futures for."""
 
     def __init__(self, session: Session):
         self._session = session
 
-    def __getitem__(self, key: str) -> FutureState:
-        if self._session.status(key) is None:
+    def __getitem__(self, key: Any) -> FutureState:
+        text = _text(key)
+        if text is None or self._session.status(text) is None:
             raise KeyError(key)
-        return FutureState(self._session, key)
+        return FutureState(self._session, text)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._session.keys())
+    def __iter__(self) -> Iterator[Any]:
+        return (dask_key(k) for k in self._session.keys())
 
     def __len__(self) -> int:
         return len(self._session.keys())
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._session.status(key) is not None
+        text = _text(key)
+        return text is not None and self._session.status(text) is not None
 
     def __repr__(self) -> str:
         return f"<futures of {len(self)} keys>"
 
 
-class Refcounts(Mapping[str, int]):
+class Refcounts(Mapping[Any, int]):
     """Key -> how many of the client's futures hold it (0 for any other key,
     as Dask's ``Client.refcount`` counter).
     """
@@ -74,14 +85,16 @@ class Refcounts(Mapping[str, int]):
     def __init__(self, session: Session):
         self._session = session
 
-    def __getitem__(self, key: str) -> int:
-        return self._session.refcount(key)
+    def __getitem__(self, key: Any) -> int:
+        text = _text(key)
+        return 0 if text is None else self._session.refcount(text)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._session.refcount(key) > 0
+        text = _text(key)
+        return text is not None and self._session.refcount(text) > 0
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._session.keys())
+    def __iter__(self) -> Iterator[Any]:
+        return (dask_key(k) for k in self._session.keys())
 
     def __len__(self) -> int:
         return len(self._session.keys())

@@ -65,7 +65,7 @@ class Recreating:
         from ..completion import wait
 
         wait([future])
-        func, args, kwargs = self._task_call(self._task_parts(future.key))
+        func, args, kwargs = self._task_call(self._task_parts(future._key))
         return func(*args, **kwargs)
 
     def recreate_error_locally(self, future: Future) -> None:
@@ -90,14 +90,14 @@ class Recreating:
 
         wait([future])
         if future.status != "error":
-            raise ValueError(f"No errored futures passed ({future.key} is {future.status})")
-        culprit = future.key
+            raise ValueError(f"No errored futures passed ({future._key} is {future.status})")
+        culprit = future._key
         parts = self._task_parts(culprit)
         while True:
             erred = [f for f in (Future(k, self) for k in parts[2]) if f.status == "error"]
             if not erred:
                 break
-            culprit = erred[0].key
+            culprit = erred[0]._key
             parts = self._task_parts(culprit)
         func, args, kwargs = self._task_call(parts)
         func(*args, **kwargs)

@@ -134,7 +134,7 @@ class Submitting:
         _refuse_cancelled(deps)
         table = OptionsTable()
         specs = self._graphs_of(deps, functions, table)
-        specs.append(task_spec(key, h, frames, [d.key for d in deps], options=table.index(opts)))
+        specs.append(task_spec(key, h, frames, [d._key for d in deps], options=table.index(opts)))
         self._session.submit(functions, table, specs)
         return Future._adopt(key, self)
 
@@ -280,7 +280,7 @@ class Submitting:
             if deps:
                 _refuse_cancelled(deps)
                 lazy.extend(d for d in deps if isinstance(d, Delayed))
-                deps = [d.key for d in deps]
+                deps = [d._key for d in deps]
             if explicit is not None:
                 if i >= len(explicit):
                     raise ValueError("map was given fewer keys than elements")
@@ -603,7 +603,7 @@ def _refuse_cancelled(deps: list[Any]) -> None:
     """
     for d in deps:
         if isinstance(d, Future) and d.status == "cancelled":
-            raise FutureCancelledError(d.key)
+            raise FutureCancelledError(d._key)
 
 
 def check_task_options(fifo_timeout: Any, actors: Any = None) -> None:
@@ -630,5 +630,5 @@ def _substitute(obj: Any, values: dict[str, Any]) -> Any:
     value (``errors="skip"``) left out.
     """
     return nested.rebuild(
-        obj, lambda x: values.get(x.key, nested.SKIP) if isinstance(x, Future) else x
+        obj, lambda x: values.get(x._key, nested.SKIP) if isinstance(x, Future) else x
     )

@@ -15,6 +15,7 @@ from ..completion import futures_of
 from ..coordination._request import ask
 from ..core import aio, arguments, nested, serialize
 from ..core.errors import rebuild
+from ..core.keys import dask_key
 from ..futures import Future
 from ..worker.uploads import wait_uploaded
 
@@ -197,9 +198,8 @@ class WorkerCalls:
                 return {}
         answer = self._request(Coord.WhoHas(list(found)))
         assert isinstance(answer, Answer.Map), answer
-        return {
-            k: [_scheme(a, self._session.security.scheme) for a in v] for k, v in answer.entries
-        }
+        scheme = self._session.security.scheme
+        return {dask_key(k): [_scheme(a, scheme) for a in v] for k, v in answer.entries}
 
     @aio.maybe_async
     def has_what(self, workers: Any = None) -> dict[str, list[str]]:
@@ -234,7 +234,7 @@ class WorkerCalls:
         answer = self._request(op)
         assert isinstance(answer, Answer.Map), answer
         scheme = self._session.security.scheme
-        out = {_scheme(a, scheme): list(keys) for a, keys in answer.entries}
+        out = {_scheme(a, scheme): [dask_key(k) for k in held] for a, held in answer.entries}
         if workers is None:
             return out
         wanted = {
@@ -540,7 +540,7 @@ def collect_keys(obj: Any, found: dict[str, None], names: bool = False, owner: A
                     f"Futures created by another client: {x!r} belongs to {x.client!r}, "
                     f"not {owner!r}; gather it with its own client"
                 )
-            found[x.key] = None
+            found[x._key] = None
         elif names and isinstance(x, str):
             found[x] = None
 
@@ -562,6 +562,6 @@ def fire_and_forget(obj: Any) -> None:
     by_client: dict[int, tuple[Any, list[str]]] = {}
     for x in nested.leaves(obj):
         if isinstance(x, Future):
-            by_client.setdefault(id(x.client), (x.client, []))[1].append(x.key)
+            by_client.setdefault(id(x.client), (x.client, []))[1].append(x._key)
     for client, keys in by_client.values():
         client._request(Coord.FireAndForget(keys))

@@ -163,7 +163,7 @@ async def all_done(futures: Iterable[Any], timeout: float | None = None) -> None
         If they are not all done within ``timeout`` seconds.
 
     """
-    await keys_done([(f._session, f.key) for f in futures if not f.done()], timeout)
+    await keys_done([(f._session, f._key) for f in futures if not f.done()], timeout)
 
 
 async def keys_done(keys: list[tuple[Any, str]], timeout: float | None = None) -> None:
@@ -182,7 +182,7 @@ async def first_done(futures: Iterable[Any], timeout: float | None = None) -> bo
     futures = list(futures)
     if not futures or any(f.done() for f in futures):
         return True
-    waits = [_when_done(f._session, f.key) for f in futures]
+    waits = [_when_done(f._session, f._key) for f in futures]
     done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     for w in pending:
         w.cancel()

@@ -84,7 +84,7 @@ def held_node(future: Any, length: int | None = None, cls: type[Node] = Node) ->
     """A node (of class ``cls``) standing for a result the cluster holds
     (``future``): graphs refer to its key and never run it again.
     """
-    node = cls(future.key, None, None, (future,), length)
+    node = cls(future._key, None, None, (future,), length)
     object.__setattr__(node, "_future", future)
     return node
 
@@ -160,7 +160,7 @@ def graph_specs(
         else:
             func = node._func[0]
             functions.setdefault(func, node._func)
-            deps = [d.key for d in node._deps]
+            deps = [d._key for d in node._deps]
         index = common if node._options is None else table.index(parse(base, **node._options))
         specs.append(
             task_spec(

@@ -7,6 +7,8 @@ call in any process gets.
 
 from __future__ import annotations
 
+import ast
+import functools
 import itertools
 import os
 from typing import Any
@@ -102,3 +104,25 @@ def name_from_text(text: str) -> Any:
 
         return ast.literal_eval(text[len(_NAME_MARK) :])
     return text
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def dask_key(text: str) -> Any:
+    """The Dask key the cluster knows by ``text``: the tuple whose ``repr``
+    it is (a dask collection's ``("x", 0)``, ``submit(key=("x", 1))``), else
+    ``text`` itself. The inverse of :func:`check_key` for tuples; bytes and
+    number keys stay text.
+    """
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+    if not isinstance(value, tuple) or repr(value) != text:
+        return text
+    try:
+        check_dask_key(value)
+    except TypeError:
+        return text
+    return value

@@ -181,7 +181,7 @@ def dumps_held(value: Any, what: str) -> tuple[list[bytes], list[str]]:
                 f"{what} holds a lazy {type(d).__name__}: compute or persist it first, "
                 "and pass the futures"
             )
-    return frames, [d.key for d in deps]
+    return frames, [d._key for d in deps]
 
 
 def dumps_args_like(value: Any, what: str) -> tuple[list[bytes], list[Any]]:

@@ -64,12 +64,14 @@ class _Ref:
 
 
 class _External:
-    """A dependency on a key the cluster already holds."""
+    """A dependency on a key the cluster already holds (``_key``: its
+    text, as a future's and a node's).
+    """
 
-    __slots__ = ("key",)
+    __slots__ = ("_key",)
 
     def __init__(self, key: str):
-        self.key = key
+        self._key = key
 
 
 def _run_node(node: Any, values: dict) -> Any:
@@ -128,7 +130,7 @@ def _held_future(value: Any, name: str) -> Future | None:
     """The future a data node stands for, when it is one future under its
     own key (a persisted partition).
     """
-    if isinstance(value, Future) and value.key == name:
+    if isinstance(value, Future) and value._key == name:
         return value
     return None
 

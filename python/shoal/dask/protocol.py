@@ -42,7 +42,7 @@ def node_graph(roots: list[Node]) -> dict[str, Any]:
         elif d._func is None:
             graph[d._key] = DataNode(d._key, serialize.loads(d._spec_frames()))
         else:
-            refs = Dict({dep.key: TaskRef(dep.key) for dep in d._deps})
+            refs = Dict({dep._key: TaskRef(dep._key) for dep in d._deps})
             graph[d._key] = Task(d._key, _run_shoal_call, d._func[2], d._frames, refs)
         stack.extend(x for x in d._deps if isinstance(x, Node))
     return graph

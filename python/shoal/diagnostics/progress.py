@@ -23,7 +23,7 @@ class _Tally:
         self.lock = threading.Lock()
         self.finished = threading.Event()
         for f in futures:
-            name = _engine.key_prefix(f.key)
+            name = _engine.key_prefix(f._key)
             self.total[name] = self.total.get(name, 0) + 1
             self.done.setdefault(name, 0)
         self.started = time.monotonic()
@@ -36,7 +36,7 @@ class _Tally:
         try:
             for f in as_completed(futures):
                 with self.lock:
-                    self.done[_engine.key_prefix(f.key)] += 1
+                    self.done[_engine.key_prefix(f._key)] += 1
                     if f.status == "error":
                         self.erred += 1
         finally:
