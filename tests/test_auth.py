@@ -15,6 +15,7 @@ import pytest
 from wire import PROTOCOL, exchange, frame, greeting, handshake
 
 from shoal import Client, LocalCluster, Security
+from shoal.utils_test import gen_cluster
 
 from tasks import inc
 
@@ -420,3 +421,15 @@ def test_a_connection_that_never_says_hello_is_closed_and_the_scheduler_serves_o
             assert s.recv(1024) == b""
     with Client(cluster, set_as_default=False) as c:
         assert c.submit(inc, 1).result() == 2
+
+
+class Nanny:
+    """Dask's name: ``gen_cluster(Worker=Nanny)`` puts workers in processes."""
+
+
+@gen_cluster(client=True, Worker=Nanny, security=Security(token="utils-test-token-0123"))
+async def test_workers_of_a_test_cluster_do_not_hold_the_token_in_their_environment(c, s, a, b):
+    pids = await c.run(os.getpid)
+    assert len(pids) == 2 and os.getpid() not in pids.values()
+    for pid in pids.values():
+        assert b"utils-test-token-0123" not in environ(pid)

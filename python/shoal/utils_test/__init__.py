@@ -251,7 +251,8 @@ class _TestCluster:
             rt = start_in_process(address, options, name, self.local.security)
             self.local._threads.append(rt)
             return Server(rt.address, name)
-        credentials, tls = security_.worker_environment(self.local.security)
+        # The credentials go on the worker's stdin, never in its environment.
+        line, credentials = security_.worker_stdin(self.local.security)
         from ..dask.config import inherited_config
         from ..worker.options import pre_spawn_environ
 
@@ -259,11 +260,16 @@ class _TestCluster:
             "SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p),
             **inherited_config(),
             **pre_spawn_environ(),
-            **credentials,
         }
         args = ["-m", "shoal.worker", address, *options.arguments(), "--name", name]
         self.pools.append(
-            _engine.WorkerPool(1, sys.executable, [*args, *tls, "--lifeline"], list(env.items()))
+            _engine.WorkerPool(
+                1,
+                sys.executable,
+                [*args, *credentials, "--lifeline"],
+                list(env.items()),
+                stdin_line=line,
+            )
         )
         return Server("", name)
 
