@@ -45,6 +45,7 @@ def run(framework: str) -> dict:
     import dask.dataframe as dd
     import pandas  # noqa: F401 (imported by then in the tutorial)
     import seed_work as w
+
     from fake_web import serve
 
     if framework == "shoal":
