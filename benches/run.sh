@@ -14,6 +14,8 @@ python3 -m venv "$venv"
 "$venv/bin/python" benches/compare.py "$@"
 # The seeds' real workloads, shoal and Dask side by side.
 "$venv/bin/python" benches/seeds.py
+# The tutorial's first steps, each on a fresh cluster.
+"$venv/bin/python" benches/tutorial_steps.py shoal dask
 # Faults under load: a worker SIGKILLed every 0.5 s during a 10,000-task map.
 "$venv/bin/python" benches/chaos.py shoal dask
 # Results three times the workers' memory limit: spilled and read back.
