@@ -388,14 +388,16 @@ pub async fn connect_data(addr: &str, security: &Security) -> Result<Stream, Fet
             return Ok(Stream::Unix(unix));
         }
     }
-    security
-        .tls
-        .connect(addr)
-        .await
-        .map_err(|source| FetchError::Connect {
-            addr: addr.to_string(),
-            source,
-        })
+    connect_tcp(addr, security).await
+}
+
+/// A TCP connection to `addr`, TLS if this process speaks it.
+async fn connect_tcp(addr: &str, security: &Security) -> Result<Stream, FetchError> {
+    let connected = security.tls.connect(addr).await;
+    connected.map_err(|source| FetchError::Connect {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 /// A connection to the data server at `to` carried by the scheduler at
@@ -405,15 +407,7 @@ async fn connect_via(scheduler: &str, to: &str, security: &Security) -> Result<S
         addr: to.to_string(),
         reason: format!("the scheduler at {scheduler} could not carry the connection: {reason}"),
     };
-    let mut stream =
-        security
-            .tls
-            .connect(scheduler)
-            .await
-            .map_err(|source| FetchError::Connect {
-                addr: scheduler.to_string(),
-                source,
-            })?;
+    let mut stream = connect_tcp(scheduler, security).await?;
     let hello = Hello {
         role: Role::Relay { to: to.to_string() },
     };
