@@ -3,8 +3,9 @@
 Every ``distributed.worker.profile.interval`` (10 ms) a thread of the worker
 looks at the stack of each executor thread running a task and counts it in
 a tree of call sites (Dask's profile format: nodes with ``identifier``,
-``description``, ``count`` and ``children``), one tree for every task and
-one per key prefix. Every ``cycle`` (1 s) the trees are filed under the
+``description``, ``count`` and ``children``), one tree per key prefix (the
+profile of all tasks merges them when asked). Every ``cycle`` (1 s) the
+trees are filed under the
 time they end, so :meth:`shoal.Client.profile` can ask for a window; an
 hour of cycles is kept. ``distributed.worker.profile.enabled: False`` turns
 sampling off, and the profile stays empty.
@@ -16,7 +17,7 @@ import collections
 import sys
 import threading
 import time
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 from .. import _engine
@@ -54,21 +55,33 @@ def _add_tree(into: dict[str, Any], tree: dict[str, Any]) -> None:
         _add_tree(mine, child)
 
 
-def _identify(frame: FrameType) -> tuple[str, str]:
-    code = frame.f_code
-    ident = f"{code.co_name};{code.co_filename};{code.co_firstlineno}"
-    return ident, f"{code.co_filename}:{frame.f_lineno}:{code.co_name}"
+#: A code object's identifier in a profile (its name, file and first line),
+#: made once per code object: the sampler meets the same few thousand
+#: hundreds of times a second.
+_idents: dict[CodeType, str] = {}
 
 
-def _count(tree: dict[str, Any], path: list[tuple[str, str]]) -> None:
+def _ident(code: CodeType) -> str:
+    ident = _idents.get(code)
+    if ident is None:
+        if len(_idents) > 100_000:
+            _idents.clear()  # bounded: code made on the fly (exec, lambdas)
+        ident = _idents[code] = f"{code.co_name};{code.co_filename};{code.co_firstlineno}"
+    return ident
+
+
+def _count(tree: dict[str, Any], path: list[tuple[CodeType, int]]) -> None:
     tree["count"] += 1
     node = tree
-    for ident, description in path:
+    idents = _idents
+    for code, line in path:
+        ident = idents.get(code) or _ident(code)
         child = node["children"].get(ident)
         if child is None:
+            # The line a frame was at when its call site was first seen.
             child = node["children"][ident] = {
                 "identifier": ident,
-                "description": description,
+                "description": f"{code.co_filename}:{line}:{code.co_name}",
                 "children": {},
                 "count": 0,
             }
@@ -93,6 +106,8 @@ class Profiler:
             collections.deque(maxlen=HISTORY)
         )
         self._closed = threading.Event()
+        #: Key -> its prefix (the sampler's own; no lock needed).
+        self._prefixes: dict[str, str] = {}
         if self.enabled:
             threading.Thread(target=self._sample, name="shoal-profile", daemon=True).start()
 
@@ -118,21 +133,27 @@ class Profiler:
                         self._current = {}
                 cycle_end = now + self.cycle
 
-    def _path(self, frame: FrameType | None) -> list[tuple[str, str]]:
+    def _path(self, frame: FrameType | None) -> list[tuple[CodeType, int]]:
         path = []
         while frame is not None and frame.f_code is not self._stop_at:
-            path.append(_identify(frame))
+            path.append((frame.f_code, frame.f_lineno))
             frame = frame.f_back
         path.reverse()
         return path
 
-    def _add(self, key: str, path: list[tuple[str, str]]) -> None:
+    def _add(self, key: str, path: list[tuple[CodeType, int]]) -> None:
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            if len(self._prefixes) > 10_000:
+                self._prefixes.clear()
+            prefix = self._prefixes[key] = _engine.key_prefix(key)
+        # One tree per prefix; the profile of all tasks merges them when
+        # asked (counting twice per sample cost the sampler half its time).
         with self._lock:
-            for name in ("", _engine.key_prefix(key)):
-                tree = self._current.get(name)
-                if tree is None:
-                    tree = self._current[name] = empty()
-                _count(tree, path)
+            tree = self._current.get(prefix)
+            if tree is None:
+                tree = self._current[prefix] = empty()
+            _count(tree, path)
 
     def profile(
         self, key: str | None = None, start: float | None = None, stop: float | None = None
@@ -141,15 +162,15 @@ class Profiler:
         cycles that ended between ``start`` and ``stop`` (seconds since the
         epoch; the one under way counts as ending now).
         """
-        name = "" if key is None else key
         now = time.time()
         with self._lock:
             cycles = [*self._history, (now, self._current)]
             trees = [
-                trees[name]
-                for ended, trees in cycles
-                if name in trees
-                and (start is None or ended >= start)
+                tree
+                for ended, by_prefix in cycles
+                if (start is None or ended >= start)
                 and (stop is None or ended - self.cycle <= stop)
+                for prefix, tree in by_prefix.items()
+                if key is None or prefix == key
             ]
             return merge(*trees)
