@@ -10,7 +10,10 @@ work and check every answer:
 * ``bag``: a dask bag of 4-16 partitions, mapped and summed;
 * ``large``: 12 arrays of 8 MB held at once (workers spill), summed;
 * ``lock``: a ``Lock`` shared by every client, taken and given back;
-* ``queue``: a ``Queue`` of this client's, filled and emptied in order.
+* ``queue``: a ``Queue`` of this client's, filled and emptied in order;
+* ``actor``: an actor (a counter on one worker) called 1-50 times in
+  turn; its count must match the calls. An actor lives and dies with its
+  worker, as in Dask: when that worker is killed its calls fail, saying so.
 
 Meanwhile, one fault every ``--every`` seconds (default 1.5), at random: a
 worker SIGKILLed (the cluster starts a new one), a worker SIGSTOPped for
@@ -46,8 +49,24 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: Errors a task may end with when the worker running it is killed again
-#: and again: not a lost result (the client was told), counted apart.
-EXPECTED_ERRORS = ("KilledWorker",)
+#: and again, or an actor's calls when its worker is killed: not a lost
+#: result (the client was told), counted apart.
+EXPECTED_ERRORS = (
+    "KilledWorker",
+    "RuntimeError: Worker holding Actor was lost",
+    "RuntimeError: actor ",
+)
+
+
+class Counter:
+    """The soak's actor: a count kept on one worker."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def increment(self) -> int:
+        self.n += 1
+        return self.n
 
 
 def inc(x: int) -> int:
@@ -83,7 +102,7 @@ def client_loop(address: str, seed: int, deadline: float, token: str) -> None:
         took = round(time.time() - began, 3)
         print(json.dumps({"kind": kind, "ok": ok, "error": error, "took": took}), flush=True)
 
-    kinds = ["map", "graph", "bag", "large", "lock", "queue"]
+    kinds = ["map", "graph", "bag", "large", "lock", "queue", "actor"]
     while time.time() < deadline:
         kind = rng.choice(kinds)
         began = time.time()
@@ -117,6 +136,12 @@ def client_loop(address: str, seed: int, deadline: float, token: str) -> None:
                 ok = lock.acquire(timeout=60)
                 if ok:
                     lock.release()
+            elif kind == "actor":
+                counter = client.submit(Counter, actor=True, pure=False).result()
+                calls = rng.randint(1, 50)
+                seen = [counter.increment().result(timeout=60) for _ in range(calls)]
+                ok = seen == list(range(1, calls + 1)) and counter.n == calls
+                del counter
             else:
                 q = Queue(f"soak-{seed}-{rng.random()}", client=client)
                 items = list(range(rng.randint(1, 50)))
