@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use shoal_proto::{
     addr, put_data, run_on_worker, ClientToScheduler, CoordOp, CoordReply, FuncHash, FunctionDef,
-    LimitSpec, LimitStatus, Payload, Route, RunResponse, Submission, TaskError, TaskOptions,
-    TaskRecord, TaskSpec, WorkerInfo, WorkerStatus,
+    LimitSpec, LimitStatus, Payload, RunResponse, Submission, TaskError, TaskOptions, TaskRecord,
+    TaskSpec, WorkerInfo, WorkerStatus,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -679,8 +679,8 @@ impl ClientCore {
             let security = self.shared.security.clone();
             let via = self.relay(direct);
             self.shared.runtime.spawn(async move {
-                let route = via.as_deref().map_or(Route::Direct, Route::Via);
-                let res = run_on_worker(&addr, &security, route, call, timeout).await;
+                let res =
+                    run_on_worker(&addr, &security, via.as_deref().into(), call, timeout).await;
                 let _ = tx.send((i, res.map_err(|e| e.to_string())));
             });
         }
@@ -715,8 +715,7 @@ impl ClientCore {
             let security = self.shared.security.clone();
             let via = self.relay(direct);
             self.shared.runtime.spawn(async move {
-                let route = via.as_deref().map_or(Route::Direct, Route::Via);
-                let res = put_data(&addr, &security, route, items, timeout).await;
+                let res = put_data(&addr, &security, via.as_deref().into(), items, timeout).await;
                 let _ = tx.send((i, res.err().map(|e| e.to_string())));
             });
         }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use shoal_proto::Stream;
 use shoal_proto::{
-    get_data, introduce, read_frame, ClientToScheduler, Hello, Payload, Role, Route,
-    SchedulerToClient, Welcome,
+    get_data, introduce, read_frame, ClientToScheduler, Hello, Payload, Role, SchedulerToClient,
+    Welcome,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -154,8 +154,7 @@ pub(crate) fn fetch(
         let security = shared.security.clone();
         let via = via.clone();
         shared.runtime.spawn(async move {
-            let route = via.as_deref().map_or(Route::Direct, Route::Via);
-            let res = get_data(&addr, &security, route, keys, FETCH_TIMEOUT).await;
+            let res = get_data(&addr, &security, via.as_deref().into(), keys, FETCH_TIMEOUT).await;
             let _ = tx.send((n, res));
         });
     }

@@ -83,6 +83,19 @@ impl Gate {
         }
     }
 
+    /// Runs `handshake(pass)` on a task of its own, counted by the gate
+    /// from now until the pass drops, and closed if the gate evicts it: how
+    /// an accept loop hands over each connection from `addr`.
+    pub fn spawn<F>(self: &Arc<Self>, addr: IpAddr, handshake: impl FnOnce(Pass) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let pass = self.enter(addr);
+        let place = pass.place();
+        let task = tokio::spawn(handshake(pass));
+        self.attach(place, task.abort_handle());
+    }
+
     /// Handshakes under way.
     pub fn len(&self) -> usize {
         self.state.lock().count
@@ -300,6 +313,37 @@ mod tests {
         gate.attach(place, t.abort_handle());
         rt.block_on(tokio::task::yield_now());
         assert!(!t.is_finished());
+    }
+
+    #[test]
+    fn spawned_handshakes_count_until_they_end_and_the_oldest_is_closed() {
+        let rt = runtime();
+        let gate = Gate::new(1, 10);
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+        let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
+        rt.block_on(async {
+            // Each holds its pass until told to finish (or closed).
+            gate.spawn(ip(1), |pass| async move {
+                let _ = first_rx.await;
+                drop(pass);
+            });
+            assert_eq!(gate.len(), 1);
+            gate.spawn(ip(1), |pass| async move {
+                let _ = second_rx.await;
+                drop(pass);
+            });
+            tokio::task::yield_now().await;
+        });
+        // Over its address's share: the first was closed (its receiver
+        // dropped with it), the second still counts until it ends.
+        assert!(first_tx.send(()).is_err(), "the oldest was closed");
+        assert_eq!(gate.len(), 1);
+        second_tx.send(()).unwrap();
+        rt.block_on(async {
+            while !gate.is_empty() {
+                tokio::task::yield_now().await;
+            }
+        });
     }
 
     #[test]

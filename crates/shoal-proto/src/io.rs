@@ -183,6 +183,13 @@ pub enum Route<'a> {
     Via(&'a str),
 }
 
+impl<'a> From<Option<&'a str>> for Route<'a> {
+    /// Through the scheduler at this address, if any; else direct.
+    fn from(scheduler: Option<&'a str>) -> Self {
+        scheduler.map_or(Route::Direct, Route::Via)
+    }
+}
+
 /// Asks the data server at `addr` for `keys`; `None` for keys it lacks.
 pub async fn get_data(
     addr: &str,
@@ -420,7 +427,7 @@ async fn connect_via(scheduler: &str, to: &str, security: &Security) -> Result<S
 }
 
 /// The connection to `addr` that `route` takes.
-pub async fn connect_route(
+async fn connect_route(
     addr: &str,
     security: &Security,
     route: Route<'_>,

@@ -278,10 +278,8 @@ async fn serve(
     let accept = tokio::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let pass = gate.enter(peer.ip());
-                    let place = pass.place();
-                    let task = tokio::spawn(handshake(
+                Ok((stream, peer)) => gate.spawn(peer.ip(), |pass| {
+                    handshake(
                         stream,
                         peer,
                         pass,
@@ -289,9 +287,8 @@ async fn serve(
                         ids.clone(),
                         dashboard,
                         security.clone(),
-                    ));
-                    gate.attach(place, task.abort_handle());
-                }
+                    )
+                }),
                 Err(e) => shoal_proto::gate::accept_failed(e).await,
             }
         }
@@ -399,6 +396,7 @@ async fn handshake(
             )
             .await;
         }
+        // Carried to its worker above.
         Role::Relay { .. } => {}
         Role::Worker(info) => {
             if write_frame(&mut w, &Welcome::Worker { id }).await.is_err() {

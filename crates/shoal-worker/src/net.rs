@@ -379,48 +379,32 @@ async fn fetch_one(shared: &Shared, key: &str, nbytes: u64, holders: &[String]) 
 async fn serve_data(shared: Arc<Shared>, listeners: DataListeners) {
     let gate = shoal_proto::gate::Gate::for_this_process();
     let DataListeners { tcp, local } = listeners;
-    let local_loop = local.map(|local| {
-        let (shared, gate) = (shared.clone(), gate.clone());
-        tokio::spawn(async move {
-            loop {
-                match local.accept().await {
-                    Ok((stream, _)) => {
-                        // Same-host callers share one place in the gate's
-                        // per-address count, as loopback TCP callers do.
-                        let pass = gate.enter(std::net::Ipv4Addr::LOCALHOST.into());
-                        let place = pass.place();
-                        let peer = Peer::Local;
-                        let stream = Stream::Unix(stream);
-                        let task = tokio::spawn(serve_peer(shared.clone(), stream, peer, pass));
-                        gate.attach(place, task.abort_handle());
-                    }
-                    Err(e) => shoal_proto::gate::accept_failed(e).await,
-                }
+    let over_tcp = async {
+        loop {
+            match tcp.accept().await {
+                Ok((stream, addr)) => gate.spawn(addr.ip(), |pass| {
+                    serve_tcp(shared.clone(), stream, addr, pass)
+                }),
+                Err(e) => shoal_proto::gate::accept_failed(e).await,
             }
-        })
-    });
-    // Aborts the same-host loop when this one is aborted.
-    let _local = local_loop.map(|t| AbortOnDrop(t.abort_handle()));
-    loop {
-        match tcp.accept().await {
-            Ok((stream, addr)) => {
-                let pass = gate.enter(addr.ip());
-                let place = pass.place();
-                let task = tokio::spawn(serve_tcp(shared.clone(), stream, addr, pass));
-                gate.attach(place, task.abort_handle());
-            }
-            Err(e) => shoal_proto::gate::accept_failed(e).await,
         }
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    };
+    let on_this_host = async {
+        let Some(local) = local else {
+            return std::future::pending().await;
+        };
+        loop {
+            match local.accept().await {
+                // Same-host callers share one place in the gate's
+                // per-address count, as loopback TCP callers do.
+                Ok((stream, _)) => gate.spawn(std::net::Ipv4Addr::LOCALHOST.into(), |pass| {
+                    serve_peer(shared.clone(), Stream::Unix(stream), Peer::Local, pass)
+                }),
+                Err(e) => shoal_proto::gate::accept_failed(e).await,
+            }
+        }
+    };
+    tokio::join!(over_tcp, on_this_host);
 }
 
 /// Who is at the other end of a data connection, for the logs.

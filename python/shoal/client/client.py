@@ -317,14 +317,17 @@ class Client(
                 # No time to connect at all, as in Dask (TimeoutError is an OSError).
                 raise TimeoutError(f"could not connect to {address} within {timeout} s")
             self._session = Session(
-                address, 10.0 if seconds is None else seconds, name or self.id, credentials
+                address,
+                10.0 if seconds is None else seconds,
+                name or self.id,
+                credentials,
+                direct=self.direct_to_workers is not False,
             )
         except Exception:
             if self._owns_cluster and self.cluster is not None:
                 self.cluster.close()
             raise
         self._session.owner = weakref.ref(self)
-        self._session.direct = self.direct_to_workers is not False
         self.status = "running"
         _all_clients.add(self)
         if not context.in_task():
@@ -446,9 +449,9 @@ class Client(
             return
         if self._owns_cluster:
             raise RuntimeError("this client's local cluster closed with it: create a new Client()")
-        self._session = Session(self._session.address, 10.0, self.id, self._session.security)
+        old = self._session
+        self._session = Session(old.address, 10.0, self.id, old.security, direct=old.direct)
         self._session.owner = weakref.ref(self)
-        self._session.direct = self.direct_to_workers is not False
         self.status = "running"
         _all_clients.add(self)
         if not context.in_task():

@@ -100,8 +100,6 @@ def name_from_text(text: str) -> Any:
     :func:`ast.literal_eval`).
     """
     if text.startswith(_NAME_MARK):
-        import ast
-
         return ast.literal_eval(text[len(_NAME_MARK) :])
     return text
 

@@ -37,10 +37,20 @@ class Session:
     security
         The cluster's token and TLS, if it has them (see
         :mod:`shoal.core.security`).
+    direct
+        Whether data connections go straight to the workers (False: the
+        scheduler carries them, Dask's ``direct_to_workers=False``).
 
     """
 
-    def __init__(self, address: str, timeout: float, name: str, security: Security | None = None):
+    def __init__(
+        self,
+        address: str,
+        timeout: float,
+        name: str,
+        security: Security | None = None,
+        direct: bool = True,
+    ):
         self.security = Security() if security is None else security
         self.security.check_address(address)
         self._core = _engine.ClientCore(
@@ -58,9 +68,7 @@ class Session:
         self._modules_seen = 0
         self._preloaded: set[str] = set()
         self._cancel_reasons: dict[str, str] = {}
-        #: Whether data connections go straight to the workers (False: the
-        #: scheduler carries them, Dask's ``direct_to_workers=False``).
-        self.direct = True
+        self.direct = direct
         self.share_imports()
 
     @property

@@ -252,7 +252,7 @@ class _TestCluster:
             self.local._threads.append(rt)
             return Server(rt.address, name)
         # The credentials go on the worker's stdin, never in its environment.
-        line, credentials = security_.worker_stdin(self.local.security)
+        line, reads_line = security_.worker_stdin(self.local.security)
         from ..dask.config import inherited_config
         from ..worker.options import pre_spawn_environ
 
@@ -266,7 +266,7 @@ class _TestCluster:
             _engine.WorkerPool(
                 1,
                 sys.executable,
-                [*args, *credentials, "--lifeline"],
+                [*args, *reads_line, "--lifeline"],
                 list(env.items()),
                 stdin_line=line,
             )

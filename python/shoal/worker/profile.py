@@ -5,9 +5,8 @@ looks at the stack of each executor thread running a task and counts it in
 a tree of call sites (Dask's profile format: nodes with ``identifier``,
 ``description``, ``count`` and ``children``), one tree per key prefix (the
 profile of all tasks merges them when asked). Every ``cycle`` (1 s) the
-trees are filed under the
-time they end, so :meth:`shoal.Client.profile` can ask for a window; an
-hour of cycles is kept. ``distributed.worker.profile.enabled: False`` turns
+trees are filed under the time they end, so :meth:`shoal.Client.profile`
+can ask for a window; an hour of cycles is kept. ``distributed.worker.profile.enabled: False`` turns
 sampling off, and the profile stays empty.
 """
 
@@ -73,9 +72,8 @@ def _ident(code: CodeType) -> str:
 def _count(tree: dict[str, Any], path: list[tuple[CodeType, int]]) -> None:
     tree["count"] += 1
     node = tree
-    idents = _idents
     for code, line in path:
-        ident = idents.get(code) or _ident(code)
+        ident = _ident(code)
         child = node["children"].get(ident)
         if child is None:
             # The line a frame was at when its call site was first seen.
