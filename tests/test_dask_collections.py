@@ -170,10 +170,11 @@ def test_blocks_are_consumed_soon_after_they_are_made():
 
 
 def test_a_worker_lets_go_of_an_unpickled_input_when_it_is_freed(c3):
-    """Executors keep recently unpickled large inputs for the next reader;
-    once the scheduler frees the result, the worker keeps none of it."""
-    a = sorted(c3.scheduler_info()["workers"])[0]
-    block = c3.submit(np.ones, 1_000_000, workers=[a], pure=False)
+    """Executors keep recently unpickled large inputs (fetched from another
+    worker) for the next reader; once the scheduler frees the result, the
+    worker keeps none of it."""
+    a, b = sorted(c3.scheduler_info()["workers"])[:2]
+    block = c3.submit(np.ones, 1_000_000, workers=[b], pure=False)
     assert c3.submit(np.sum, block, workers=[a], pure=False).result() == 1_000_000
     key = block.key
 
@@ -183,6 +184,33 @@ def test_a_worker_lets_go_of_an_unpickled_input_when_it_is_freed(c3):
     assert c3.run(cached, workers=[a]) == {a: True}
     del block
     until(lambda: c3.run(cached, workers=[a]) == {a: False}, what="the input let go")
+
+
+def _writeable(x):
+    return x.flags.writeable
+
+
+def test_a_task_reads_an_array_made_on_its_worker_as_it_was_made(c3):
+    """As in Dask, a result read where it was made is the object itself (an
+    array stays writeable), never a copy rebuilt from its pickle; read on
+    another worker or by the client, it arrives whole."""
+    a, b = sorted(c3.scheduler_info()["workers"])[:2]
+    block = c3.submit(np.arange, 1_000_000, workers=[a], pure=False)
+    assert c3.submit(_writeable, block, workers=[a], pure=False).result() is True
+    assert c3.submit(np.sum, block, workers=[b], pure=False).result() == np.arange(1_000_000).sum()
+    np.testing.assert_array_equal(block.result(), np.arange(1_000_000))
+    frame = c3.submit(
+        lambda n: pd.DataFrame({"x": np.arange(n), "s": pd.array(["v"] * n, dtype="string")}),
+        100_000,
+        workers=[a],
+        pure=False,
+    )
+    got = c3.submit(lambda df: df.s.str.len().sum(), frame, workers=[b], pure=False).result()
+    assert got == 100_000
+    pd.testing.assert_frame_equal(
+        frame.result(),
+        pd.DataFrame({"x": np.arange(100_000), "s": pd.array(["v"] * 100_000, dtype="string")}),
+    )
 
 
 def test_dask_uses_the_task_shuffle_on_a_shoal_cluster(c3):
@@ -282,3 +310,15 @@ def test_a_task_shuffles_with_tasks_too(c3):
     # A frame shuffled inside a task runs on several processes: never the
     # single-machine disk shuffle dask would otherwise pick there.
     assert c3.submit(_shuffle_method_in_a_task).result() == "tasks"
+
+
+def _arrow_pool():
+    import pyarrow
+
+    return pyarrow.default_memory_pool().backend_name
+
+
+def test_workers_allocate_arrow_memory_where_their_allocator_policy_applies(c3):
+    """Arrow's buffers come from the system allocator in worker processes,
+    whose mode the worker sets (roomy, then frugal near its limit)."""
+    assert set(c3.run(_arrow_pool).values()) == {"system"}

@@ -7,7 +7,7 @@ and come back as a list of ``bytes`` (small ones) and ``Frame`` objects
 """
 
 from collections.abc import Callable, Sequence
-from typing import Final, final
+from typing import Any, Final, final
 
 from typing_extensions import Buffer, TypeAlias, disjoint_base
 
@@ -136,6 +136,8 @@ class ExecutorTask:
     def args(self) -> _FramesOut: ...
     @property
     def deps(self) -> list[tuple[str, _FramesOut]]: ...
+    @property
+    def held(self) -> list[tuple[str, Any]]: ...
 
 @final
 class TaskError:
@@ -914,6 +916,15 @@ class WorkerRuntime:
         type_name: str,
         duration: float,
         holds_futures: bool = False,
+    ) -> None: ...
+    def finish_held(
+        self,
+        id: int,
+        key: str,
+        value: Any,
+        nbytes: int,
+        type_name: str,
+        duration: float,
     ) -> None: ...
     def secede(self, id: int) -> None: ...
     def rejoin(self, id: int) -> None: ...

@@ -7,9 +7,29 @@ use std::time::Duration;
 use bytes::Bytes;
 use shoal_client::{ClientConfig, ClientCore, ClientError, CompletionQueue, Outcome};
 use shoal_proto::{FunctionDef, Payload, Security, TaskError, TaskOptions, TaskSpec, LITERAL_FUNC};
-use shoal_worker::{WorkerConfig, WorkerRuntime};
+use shoal_worker::{Held, HeldObject, Value, WorkerConfig, WorkerRuntime};
 
 const CONCAT: u64 = 7;
+/// Like `CONCAT`, but the worker keeps the result as an object ([`Kept`]).
+const HOLD: u64 = 9;
+
+/// How many times a kept result was serialized.
+static SERIALIZED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A result the test executor keeps as it is, as a Python worker keeps an
+/// array: its bytes are read in place by tasks here, and serialized only
+/// for whoever asks from elsewhere.
+struct Kept(Vec<u8>);
+
+impl HeldObject for Kept {
+    fn serialize(&self) -> Result<Payload, String> {
+        SERIALIZED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Payload::single(Bytes::from(self.0.clone())))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// Runs a test body on its own thread and fails the test if it has not
 /// finished within `secs`: a hang is a bug, reported as one.
@@ -97,17 +117,25 @@ fn start_worker(addr: &str, security: &Security) -> Arc<WorkerRuntime> {
             let function = a.function.clone().or_else(|| exec.function(a.func));
             assert!(function.is_some(), "function bytes reach the worker");
             let mut out = a.args.frames[0].to_vec();
-            for (_, p) in a.deps {
-                out.extend_from_slice(&p.frames[0]);
+            for (_, v) in a.deps {
+                match v {
+                    Value::Frames(p) => out.extend_from_slice(&p.frames[0]),
+                    Value::Held(h) => match h.object.as_any().downcast_ref::<Kept>() {
+                        Some(kept) => out.extend_from_slice(&kept.0),
+                        None => panic!("a held value the executor did not make"),
+                    },
+                }
             }
-            exec.finish(
-                a.id,
-                a.key,
-                Payload::single(Bytes::from(out)),
-                "bytes".into(),
-                0.0,
-                false,
-            );
+            let result = if a.func == HOLD {
+                let nbytes = out.len() as u64;
+                Value::Held(Held {
+                    object: Arc::new(Kept(out)),
+                    nbytes,
+                })
+            } else {
+                Payload::single(Bytes::from(out)).into()
+            };
+            exec.finish(a.id, a.key, result, "bytes".into(), 0.0, false);
         }
     });
     rt
@@ -167,6 +195,11 @@ fn funcs() -> Vec<FunctionDef> {
             hash: FAIL,
             name: "fail".into(),
             bytes: Bytes::from_static(b"g"),
+        },
+        FunctionDef {
+            hash: HOLD,
+            name: "hold".into(),
+            bytes: Bytes::from_static(b"h"),
         },
     ]
 }
@@ -255,6 +288,31 @@ fn large_results_are_fetched_from_the_worker() {
             .unwrap()
             .unwrap();
         assert_eq!(value(&out[0]).len(), 1 << 20);
+    });
+}
+
+#[test]
+fn a_kept_result_is_read_in_place_here_and_serialized_only_to_leave() {
+    use std::sync::atomic::Ordering;
+    within(60, || {
+        let (_server, _workers, client) = cluster(1);
+        let big = vec![b'k'; 1 << 20];
+        let mut held = spec("held", &big, &[]);
+        held.func = HOLD;
+        let specs = vec![held, spec("reader", b"r:", &["held"])];
+        client.submit(funcs(), opts(), specs).unwrap();
+        let out = client
+            .gather(&["reader".to_string()], Some(Duration::from_secs(20)), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(value(&out[0]).len(), 2 + (1 << 20));
+        assert_eq!(SERIALIZED.load(Ordering::SeqCst), 0, "read in place");
+        let out = client
+            .gather(&["held".to_string()], Some(Duration::from_secs(20)), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(value(&out[0]), big);
+        assert_eq!(SERIALIZED.load(Ordering::SeqCst), 1, "serialized to leave");
     });
 }
 

@@ -13,7 +13,7 @@ mod pool;
 mod scheduler;
 mod worker;
 
-pub(crate) use conversion::{cluster, coord, frames, types};
+pub(crate) use conversion::{cluster, coord, frames, held, types};
 
 /// `host:port` from `tcp://host:port`, `tls://host:port` or `host:port`.
 #[pyfunction]

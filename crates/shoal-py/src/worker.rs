@@ -132,8 +132,8 @@ impl WorkerRuntime {
     }
 
     /// Bytes of results held here: (in memory, spilled to disk).
-    fn stored_bytes(&self) -> (u64, u64) {
-        self.inner.stored_bytes()
+    fn stored_bytes(&self, py: Python<'_>) -> (u64, u64) {
+        py.detach(|| self.inner.stored_bytes())
     }
 
     /// How many tasks run at once here while they compute.
@@ -145,14 +145,21 @@ impl WorkerRuntime {
     /// Blocks (without the GIL) until a task is ready; None at shutdown.
     fn next_task(&self, py: Python<'_>) -> Option<ExecutorTask> {
         let inner = self.inner.clone();
-        py.detach(move || inner.next_task()).map(ExecutorTask::from)
+        py.detach(move || inner.next_task())
+            .map(|a| ExecutorTask::new(py, a))
     }
 
     /// Stores a result and reports it. `holds_futures`: the caller keeps
     /// futures alive for this result until `next_control` says it was freed.
+    ///
+    /// This and every other call that takes the data store's lock release
+    /// the GIL first: a held result is serialized (for a peer, or to spill)
+    /// while that lock is held, and needs the GIL.
     #[pyo3(signature = (id, key, frames, type_name, duration, holds_futures=false))]
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
+        py: Python<'_>,
         id: u64,
         key: String,
         frames: Frames,
@@ -160,20 +167,38 @@ impl WorkerRuntime {
         duration: f64,
         holds_futures: bool,
     ) {
-        self.inner.finish(
-            id,
-            key,
-            Payload { frames: frames.0 },
-            type_name,
-            duration,
-            holds_futures,
-        );
+        let value = Payload { frames: frames.0 }.into();
+        py.detach(|| {
+            self.inner
+                .finish(id, key, value, type_name, duration, holds_futures)
+        });
+    }
+
+    /// Stores a result as the object itself, estimated at `nbytes` in
+    /// memory, and reports it: it is serialized only if it must leave this
+    /// process (see `shoal/worker/held.py` for which results qualify).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_held(
+        &self,
+        py: Python<'_>,
+        id: u64,
+        key: String,
+        value: Py<PyAny>,
+        nbytes: u64,
+        type_name: String,
+        duration: f64,
+    ) {
+        let value = crate::held::held_value(value, nbytes);
+        py.detach(|| {
+            self.inner
+                .finish(id, key, value, type_name, duration, false)
+        });
     }
 
     /// Whether the stored result `key` is still here; if so, its freeing
     /// will come through `next_control` (`ControlItem.Freed`).
-    fn watch(&self, key: &str) -> bool {
-        self.inner.watch(key)
+    fn watch(&self, py: Python<'_>, key: &str) -> bool {
+        py.detach(|| self.inner.watch(key))
     }
 
     /// Task `id` leaves the worker's slots while it waits on other tasks
@@ -293,8 +318,8 @@ impl WorkerRuntime {
         self.inner.function(hash)
     }
 
-    fn close(&self) {
-        self.inner.close();
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close());
     }
 
     /// Blocks (without the GIL) until the scheduler connection has ended.

@@ -12,13 +12,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use shoal_proto::Payload;
-
 use crate::spill::SpillDir;
+use crate::value::Value;
 
 /// A value held in memory, with its place in the LRU order.
 struct InMemory {
-    value: Payload,
+    value: Value,
     nbytes: u64,
     tick: u64,
 }
@@ -109,7 +108,7 @@ impl DataStore {
 
     /// Stores `value` under `key`, replacing any earlier value, then spills
     /// what no longer fits under the target.
-    pub fn insert(&mut self, key: String, value: Payload) {
+    pub fn insert(&mut self, key: String, value: Value) {
         self.remove(&key);
         let nbytes = value.nbytes();
         if self.target > 0 && nbytes > self.target {
@@ -142,7 +141,7 @@ impl DataStore {
     /// in memory again, as the most recently used). `None` if it is not
     /// here, or its file could not be read (it is then forgotten, and the
     /// scheduler told: `Lost`).
-    pub fn get(&mut self, key: &str) -> Option<Payload> {
+    pub fn get(&mut self, key: &str) -> Option<Value> {
         if let Some(entry) = self.memory.get_mut(key) {
             self.tick += 1;
             self.lru.remove(&entry.tick);
@@ -168,6 +167,7 @@ impl DataStore {
                 return None;
             }
         };
+        let value = Value::Frames(value);
         if self.target > 0 && spilled.nbytes > self.target {
             // Too large to keep in memory: back to disk, handed out once.
             if let Some(file) = self.write(key, &value) {
@@ -226,7 +226,7 @@ impl DataStore {
                 return;
             };
             let key = self.lru[&tick].clone();
-            // A cheap copy: frames are shared, not duplicated.
+            // A cheap copy: frames and objects are shared, not duplicated.
             let value = self.memory[&key].value.clone();
             let Some(file) = self.write(&key, &value) else {
                 return;
@@ -245,7 +245,7 @@ impl DataStore {
         }
     }
 
-    fn put_in_memory(&mut self, key: String, value: Payload, nbytes: u64) {
+    fn put_in_memory(&mut self, key: String, value: Value, nbytes: u64) {
         self.tick += 1;
         self.lru.insert(self.tick, key.clone());
         self.memory_bytes += nbytes;
@@ -259,9 +259,19 @@ impl DataStore {
         );
     }
 
-    /// Writes `value` to a new file; `None` (with a warning) if it cannot.
-    fn write(&mut self, key: &str, value: &Payload) -> Option<u64> {
-        match self.spill.write(value) {
+    /// Writes `value` to a new file (serializing a held object first);
+    /// `None` (with a warning) if it cannot.
+    fn write(&mut self, key: &str, value: &Value) -> Option<u64> {
+        let frames = match value.to_payload() {
+            Ok(frames) => frames,
+            Err(e) => {
+                shoal_proto::throttle::warn(format_args!(
+                    "could not serialize {key} to spill it, keeping it in memory: {e}"
+                ));
+                return None;
+            }
+        };
+        match self.spill.write(&frames) {
             Ok(file) => Some(file),
             Err(e) => {
                 shoal_proto::throttle::warn(format_args!(
@@ -313,14 +323,15 @@ impl Drop for DataStore {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use shoal_proto::Payload;
 
-    fn value(byte: u8, n: usize) -> Payload {
-        Payload {
+    fn value(byte: u8, n: usize) -> Value {
+        Value::Frames(Payload {
             frames: vec![
                 Bytes::from(vec![byte; n / 2]),
                 Bytes::from(vec![byte; n - n / 2]),
             ],
-        }
+        })
     }
 
     fn root() -> tempdir::Root {
@@ -513,5 +524,44 @@ mod tests {
         assert_eq!(s.get("a"), None);
         assert!(!s.contains_key("a"));
         assert_eq!(s.disk_bytes(), 0);
+    }
+
+    #[test]
+    fn a_held_object_is_serialized_only_to_spill_and_reads_back_as_its_frames() {
+        use crate::value::testing::held;
+        use std::sync::atomic::Ordering;
+        let root = root();
+        let mut s = DataStore::new(1000, root.0.clone());
+        let Value::Frames(frames) = value(7, 100) else {
+            unreachable!()
+        };
+        let (obj, fake) = held(Some(frames.clone()), 400);
+        s.insert("h".into(), obj.clone());
+        s.insert("a".into(), value(1, 400));
+        assert_eq!(s.get("h"), Some(obj.clone()), "the object itself");
+        s.check();
+        assert_eq!(s.memory_bytes(), 800, "counted by its estimate");
+        assert_eq!(fake.serialized.load(Ordering::SeqCst), 0, "not serialized");
+        // a, then h, are the least recently used: a spills first, then h.
+        s.insert("b".into(), value(2, 400));
+        s.insert("c".into(), value(3, 400));
+        s.check();
+        assert!(s.disk.contains_key("h"), "spilled");
+        assert_eq!(fake.serialized.load(Ordering::SeqCst), 1);
+        assert_eq!(s.get("h"), Some(Value::Frames(frames)), "read back");
+        s.check();
+    }
+
+    #[test]
+    fn a_held_object_that_cannot_be_serialized_stays_in_memory() {
+        use crate::value::testing::held;
+        let root = root();
+        let mut s = DataStore::new(1000, root.0.clone());
+        let (obj, _) = held(None, 600);
+        s.insert("h".into(), obj.clone());
+        s.insert("a".into(), value(1, 600));
+        s.check();
+        assert_eq!(s.get("h"), Some(obj), "kept");
+        assert_eq!((s.memory_bytes(), s.disk_bytes()), (1200, 0));
     }
 }

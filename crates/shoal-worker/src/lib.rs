@@ -8,6 +8,7 @@
 //! [`WorkerRuntime::finish`] or [`WorkerRuntime::fail`]. The networking side
 //! never waits for an executor.
 
+mod allocator;
 pub mod control;
 mod data_store;
 mod health;
@@ -20,9 +21,11 @@ mod spill;
 mod staged;
 mod state;
 mod tasks;
+pub mod value;
 
 pub use control::Control;
 pub use memory::MemoryPolicy;
 pub use pacer::PacerHooks;
 pub use runtime::{total_memory, Assignment, WorkerConfig, WorkerError, WorkerRuntime};
 pub use state::INLINE_LIMIT;
+pub use value::{Held, HeldObject, Value};

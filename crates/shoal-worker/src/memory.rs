@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::allocator::{give_free_pages_back, Mode};
 use crate::state::Shared;
 
 /// How often resident memory is measured.
@@ -118,42 +119,6 @@ impl MemoryPolicy {
     }
 }
 
-/// Makes the allocator give freed memory back to the system promptly (as
-/// Dask does for its workers with `MALLOC_TRIM_THRESHOLD_`): otherwise
-/// memory freed after a large result is spilled or sent stays resident, and
-/// the process looks — to the monitor and to the kernel — as if it still
-/// held it. Only where glibc's allocator is in use.
-///
-/// Setting it also pins glibc's mmap threshold at 128 KiB, so every block
-/// of that size or more is a fresh mapping the kernel zeroes page by page.
-/// Keeping freed blocks in the heaps instead (a 32 MiB, then a 4 MiB
-/// threshold, and a heap pad) cut a second `set_index`'s page faults
-/// five-fold and its time by a third here; but with it the test of a
-/// shuffle larger than its workers' 450 MB limits hung in two CI runs out
-/// of two (every worker paused, 360-390 MB resident with nothing left to
-/// spill), though never in eight runs on a quieter machine. The cause was
-/// not proven, so it is not done.
-pub fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes the allocator's tunables.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
-    }
-}
-
-/// Gives the system the free pages inside the allocator's heaps, not only
-/// at their tops (`malloc_trim(0)`): after a burst of pandas work the
-/// executor threads' heaps are full of holes that the trim threshold never
-/// reaches, and a worker short of memory would stay paused with nothing to
-/// spill. Only where glibc's allocator is in use.
-fn give_free_pages_back() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns unused memory to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// `1.5 GiB`, `300 MiB`.
 pub fn human(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -176,6 +141,7 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
     if !policy.watches_process() {
         return;
     }
+    let mut mode = Mode::Roomy;
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -184,6 +150,12 @@ pub(crate) async fn monitor(shared: Arc<Shared>, policy: MemoryPolicy) {
             return;
         }
         let rss = crate::health::process_rss();
+        let next = mode.next(rss, policy.limit);
+        if next != mode {
+            tracing::debug!("memory: {} resident, allocator {next:?}", human(rss));
+            mode = next;
+            let _ = tokio::task::spawn_blocking(move || next.apply()).await;
+        }
         // A spill in progress holds the store: measure again next time.
         let Some(managed) = shared.store.try_lock().map(|mut s| {
             let managed = s.memory_bytes();

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::data_store::DataStore;
 use crate::memory::MemoryPolicy;
 use crate::state::{ReadyTask, Shared, INLINE_LIMIT};
+use crate::value::Value;
 
 /// How long one fetch from a peer may take before trying the next holder.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -227,7 +228,7 @@ fn keep_literal(shared: &Shared, t: ComputeTask) {
     };
     let nbytes = value.nbytes();
     let inline = (nbytes <= INLINE_LIMIT).then(|| value.clone());
-    shared.store.lock().insert(t.key, value);
+    shared.store.lock().insert(t.key, value.into());
     let _ = shared.out.send(WorkerToScheduler::TaskFinished {
         id: t.id,
         nbytes,
@@ -270,7 +271,7 @@ fn store_inline(store: &mut DataStore, deps: Vec<DepLocation>) -> (Vec<DepLocati
         }
         match d.inline {
             Some(value) => {
-                store.insert(d.key.clone(), value);
+                store.insert(d.key.clone(), value.into());
                 stored.push(d.key);
             }
             None => missing.push(d),
@@ -318,7 +319,7 @@ async fn fetch_all(shared: &Arc<Shared>, missing: Vec<DepLocation>) -> (Vec<Stri
             let mut store = shared.store.lock();
             for (k, v) in items {
                 if let Some(p) = v {
-                    store.insert(k, p);
+                    store.insert(k, p.into());
                 }
             }
             Ok::<_, shoal_proto::FetchError>(())
@@ -362,7 +363,7 @@ async fn fetch_one(shared: &Shared, key: &str, nbytes: u64, holders: &[String]) 
             Ok(items) => {
                 for (k, p) in items {
                     if let Some(p) = p {
-                        shared.store.lock().insert(k, p);
+                        shared.store.lock().insert(k, p.into());
                         return true;
                     }
                 }
@@ -542,15 +543,34 @@ async fn serve_peer(
                 continue;
             }
         };
-        // Values spilled to disk are read back off the network thread.
+        // Values spilled to disk are read back, and objects kept as they
+        // are serialized, off the network thread; the latter without the
+        // store's lock, which tasks finishing meanwhile need.
         let store_of = shared.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let mut store = store_of.store.lock();
-            req.keys
+            let values: Vec<(String, Option<Value>)> = {
+                let mut store = store_of.store.lock();
+                req.keys
+                    .into_iter()
+                    .map(|k| {
+                        let v = store.get(&k);
+                        (k, v)
+                    })
+                    .collect()
+            };
+            values
                 .into_iter()
-                .map(|k| {
-                    let v = store.get(&k);
-                    (k, v)
+                .map(|(k, v)| {
+                    let frames = v.and_then(|v| match v.to_payload() {
+                        Ok(frames) => Some(frames),
+                        Err(e) => {
+                            shoal_proto::throttle::warn(format_args!(
+                                "could not serialize {k} to send it: {e}"
+                            ));
+                            None
+                        }
+                    });
+                    (k, frames)
                 })
                 .collect()
         });

@@ -19,6 +19,7 @@ use crate::data_store::DataStore;
 use crate::memory::MemoryPolicy;
 use crate::pacer::{PacerHooks, Running};
 use crate::state::{ReadyTask, Shared, State, INLINE_LIMIT};
+use crate::value::Value;
 
 /// How a worker is started.
 #[derive(Debug, Clone)]
@@ -85,8 +86,9 @@ pub struct Assignment {
     /// cache it by `func` (see [`WorkerRuntime::function`]).
     pub function: Option<Bytes>,
     pub args: Payload,
-    /// The results of the task's dependencies, by key.
-    pub deps: Vec<(String, Payload)>,
+    /// The results of the task's dependencies, by key: frames, or objects
+    /// kept as they are.
+    pub deps: Vec<(String, Value)>,
 }
 
 /// A running worker runtime. Cheap to share between executor threads.
@@ -158,8 +160,8 @@ impl WorkerRuntime {
                 "{e} (tls_worker_cert and tls_worker_key, or --tls-cert and --tls-key)"
             ))
         })?;
-        if config.memory.watches_process() {
-            crate::memory::return_freed_memory();
+        if config.memory.whole_process {
+            crate::allocator::Mode::Roomy.apply();
         }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (out_tx, out_rx) = unbounded_channel();
@@ -336,13 +338,16 @@ impl WorkerRuntime {
         &self,
         id: TaskId,
         key: String,
-        result: Payload,
+        result: Value,
         type_name: String,
         duration: f64,
         holds_futures: bool,
     ) {
         let nbytes = result.nbytes();
-        let inline = (nbytes <= INLINE_LIMIT).then(|| result.clone());
+        let inline = match &result {
+            Value::Frames(p) if nbytes <= INLINE_LIMIT => Some(p.clone()),
+            _ => None,
+        };
         if holds_futures {
             self.shared.control.lock().holding.insert(key.clone());
         }

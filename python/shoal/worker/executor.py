@@ -30,6 +30,7 @@ from ..core.preload import Preloads
 from ..core.retry import NotRetried
 from ..core.settings import setting
 from . import task_context
+from .held import held_size
 from .inputs import DEFAULT_BUDGET, InputCache
 from .options import WorkerOptions
 from .profile import Profiler
@@ -125,13 +126,19 @@ def _report_failure(rt: Any, tid: int, exc: BaseException) -> None:
 def _report_result(
     rt: Any, tid: int, key: str, result: Any, duration: float, holding: dict[str, list[Any]]
 ) -> None:
-    """Pickle ``result`` and hand it to the runtime (or report why not).
+    """Hand ``result`` to the runtime: as the object itself if the worker
+    keeps it so (see :mod:`shoal.worker.held`), else pickled (or report why
+    it cannot be).
 
     Futures inside the result (a task that submitted tasks and returns
     their futures) are kept in ``holding`` until the scheduler frees the
     result, so the tasks they point at outlive this task for whoever
     receives the result.
     """
+    nbytes = held_size(result)
+    if nbytes is not None:
+        rt.finish_held(tid, key, result, nbytes, serialize.type_name(type(result)), duration)
+        return
     try:
         frames, found = serialize.dumps_args_like(result, f"the result of task {key}")
     except Exception as e:
@@ -343,12 +350,12 @@ class Executors:
         started, ended = task_context.task_started, task_context.task_done
         installed = self.worker.installed
         task_context.bind_thread(self.worker)
-        task = fn = args = kwargs = result = None
+        task = fn = args = kwargs = result = deps = held = values = None
         self._joined.wait()
         while True:
             # Hold nothing of the last task while waiting for the next: its
             # result may be large, and the data store may have spilled it.
-            task = fn = args = kwargs = result = None
+            task = fn = args = kwargs = result = deps = held = values = None
             # The runtime hands out no task while a preload import runs (a
             # fresh worker warming up): a task taken counts as started, and
             # must neither be blamed for a worker killed during the import
@@ -368,12 +375,16 @@ class Executors:
                         raise RuntimeError(f"the function of task {key} never reached this worker")
                     fn = functions[task.func] = pickle.loads(data)
                 deps = task.deps
-                if deps:
-                    set_deps({k: inputs.load(k, f) for k, f in deps})
+                held = task.held
+                if deps or held:
+                    values = {k: inputs.load(k, f) for k, f in deps}
+                    if held:
+                        values.update(held)
+                    set_deps(values)
                 try:
                     args, kwargs = loads(task.args)
                 finally:
-                    if deps:
+                    if deps or held:
                         set_deps(None)
                 rt.begin(tid)
                 start = perf_counter()

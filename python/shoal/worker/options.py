@@ -19,9 +19,12 @@ from ..core.spec import parse_resources
 
 #: Dask's default ``distributed.nanny.pre-spawn-environ``: one thread per
 #: worker process for BLAS and OpenMP (the worker's own threads are the
-#: parallelism), and glibc returning freed memory sooner.
+#: parallelism), and glibc returning freed memory sooner (the worker then
+#: sets how; see the engine's ``shoal_worker::allocator``); and Arrow
+#: allocating through glibc too, so that one policy governs a task's memory.
 PRE_SPAWN_DEFAULT = {
     "MALLOC_TRIM_THRESHOLD_": 65536,
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
     "OMP_NUM_THREADS": 1,
     "MKL_NUM_THREADS": 1,
     "OPENBLAS_NUM_THREADS": 1,

@@ -122,7 +122,9 @@ class Profiler:
                     frame = frames.get(ident)
                     if frame is not None:
                         self._add(key, self._path(frame))
-                del frames
+                # A frame kept past its function's return keeps its locals
+                # (a task's result) alive: hold none while idle.
+                frames = frame = None
             now = time.time()
             if now >= cycle_end:
                 with self._lock:

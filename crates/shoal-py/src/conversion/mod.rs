@@ -1,5 +1,6 @@
 //! Every conversion between Python and the engine's types, in one place:
-//! pickle frames (`frames`, uncopied both ways), the values of tasks and
+//! pickle frames (`frames`, uncopied both ways), results kept as objects
+//! (`held`), the values of tasks and
 //! their failures (`types`), coordination requests and answers (`coord`),
 //! and the cluster as a client sees it (`cluster`). The classes the rest
 //! of the extension hands to Python are defined here; the rest only calls
@@ -8,4 +9,5 @@
 pub mod cluster;
 pub mod coord;
 pub mod frames;
+pub mod held;
 pub mod types;

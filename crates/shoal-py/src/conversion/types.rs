@@ -156,14 +156,21 @@ pub struct ExecutorTask {
     pub function: Option<Bytes>,
     /// The pickled `(args, kwargs)`.
     pub args: Frames,
-    /// The results of the task's dependencies: `(key, frames)` pairs.
+    /// The results of the task's dependencies as frames: `(key, frames)`.
     pub deps: Vec<(String, Frames)>,
+    /// The results of its dependencies kept here as objects: `(key, value)`.
+    pub held: Vec<(String, Py<PyAny>)>,
 }
 
 #[pymethods]
 impl ExecutorTask {
     fn __repr__(&self) -> String {
-        let deps: Vec<&str> = self.deps.iter().map(|(k, _)| k.as_str()).collect();
+        let deps: Vec<&str> = self
+            .deps
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(self.held.iter().map(|(k, _)| k.as_str()))
+            .collect();
         format!(
             "ExecutorTask(id={}, key={:?}, func={:#018x}, deps={:?})",
             self.id, self.key, self.func, deps
@@ -171,19 +178,31 @@ impl ExecutorTask {
     }
 }
 
-impl From<shoal_worker::Assignment> for ExecutorTask {
-    fn from(a: shoal_worker::Assignment) -> Self {
+impl ExecutorTask {
+    /// The task an executor runs for `a`.
+    pub fn new(py: Python<'_>, a: shoal_worker::Assignment) -> Self {
+        let mut deps = Vec::new();
+        let mut held = Vec::new();
+        for (k, v) in a.deps {
+            match v {
+                shoal_worker::Value::Frames(p) => deps.push((k, Frames(p.frames))),
+                shoal_worker::Value::Held(h) => match crate::held::held_object(py, &h) {
+                    Some(obj) => held.push((k, obj)),
+                    None => match h.object.serialize() {
+                        Ok(p) => deps.push((k, Frames(p.frames))),
+                        Err(_) => deps.push((k, Frames::default())),
+                    },
+                },
+            }
+        }
         ExecutorTask {
             id: a.id,
             key: a.key,
             func: a.func,
             function: a.function,
             args: Frames(a.args.frames),
-            deps: a
-                .deps
-                .into_iter()
-                .map(|(k, p)| (k, Frames(p.frames)))
-                .collect(),
+            deps,
+            held,
         }
     }
 }

@@ -1,0 +1,61 @@
+//! Results kept on the worker as Python objects (see
+//! `shoal_worker::value`): the object, and its serialization when it must
+//! leave the process.
+
+use std::any::Any;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use shoal_proto::Payload;
+use shoal_worker::{Held, HeldObject, Value};
+
+use crate::frames::Frames;
+
+/// A task's result kept as the object it returned.
+pub struct PyHeld {
+    object: Py<PyAny>,
+}
+
+/// `shoal.core.serialize.dumps`, looked up once.
+static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+impl HeldObject for PyHeld {
+    fn serialize(&self) -> Result<Payload, String> {
+        Python::attach(|py| {
+            let dumps = DUMPS.get_or_try_init(py, || {
+                Ok::<_, PyErr>(
+                    py.import("shoal.core.serialize")?
+                        .getattr("dumps")?
+                        .unbind(),
+                )
+            });
+            let frames = dumps
+                .and_then(|f| f.bind(py).call1((self.object.bind(py),)))
+                .and_then(|f| f.extract::<Frames>());
+            frames
+                .map(|f| Payload { frames: f.0 })
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// `object`, estimated at `nbytes` in memory, as a stored value.
+pub fn held_value(object: Py<PyAny>, nbytes: u64) -> Value {
+    Value::Held(Held {
+        object: std::sync::Arc::new(PyHeld { object }),
+        nbytes,
+    })
+}
+
+/// The Python object of a held value (None for one made elsewhere, which
+/// this extension never does).
+pub fn held_object(py: Python<'_>, held: &Held) -> Option<Py<PyAny>> {
+    held.object
+        .as_any()
+        .downcast_ref::<PyHeld>()
+        .map(|h| h.object.clone_ref(py))
+}
