@@ -185,8 +185,22 @@ impl Core {
             return;
         };
         match &mut t.state {
-            TaskState::Memory { .. } => {
-                self.add_holder(id, w);
+            TaskState::Memory { holders } => {
+                if !holders.contains(&w) {
+                    // A second run of a task whose result another worker
+                    // already gave (a superseded assignment that ran on):
+                    // refused, as Dask refuses a stale run id. An impure
+                    // task's second value would differ from the first, and
+                    // holders of one key must hold one value.
+                    let key = t.key().to_string();
+                    if let Some(worker) = self.workers.get(&w) {
+                        tracing::info!(
+                            "refused a stale result of {key} from {}: the task's result is already held elsewhere",
+                            worker.address
+                        );
+                    }
+                    self.to_free.entry(w).or_default().push(key);
+                }
                 return;
             }
             TaskState::Released | TaskState::Erred => {

@@ -236,7 +236,7 @@ fn missing_dependencies_reported_by_a_worker_are_recomputed() {
 }
 
 #[test]
-fn a_result_from_a_superseded_assignment_is_accepted() {
+fn a_result_from_a_superseded_assignment_is_accepted_once_and_a_second_refused() {
     let mut env = Env::new();
     let w1 = env.worker(1);
     env.submit(vec![task("a"), task("b")]);
@@ -265,6 +265,15 @@ fn a_result_from_a_superseded_assignment_is_accepted() {
         matches!(c, Command::ToWorker(w, SchedulerToWorker::Cancel { ids }) if w == w2 && ids == vec![a])
     });
     assert!(cancelled, "w2 is told to drop a");
+    // w2 had started a, ran on, and reports its own result: a second value
+    // (different, if a is impure) is refused, and w2 frees it.
+    env.finish(w2, "a");
+    assert_eq!(env.core.holders_of("a"), vec![w1], "one value per key");
+    assert_eq!(env.frees(), vec![(w2, "a".to_string())]);
+    // A repeat from the holder itself changes nothing.
+    env.finish(w1, "a");
+    assert_eq!(env.core.holders_of("a"), vec![w1]);
+    assert!(env.frees().is_empty());
 }
 
 #[test]
