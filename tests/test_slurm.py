@@ -262,8 +262,32 @@ def test_jobs_join_over_tls(slurm):
             cluster.scale(1)
             c.wait_for_workers(1, timeout=120)
             assert c.submit(lambda: 6 * 7).result() == 42
-            # The certificates reached the job through its environment,
-            # not its script.
+            # The certificates reached the job through its credentials
+            # file, not its script or its environment.
             assert "BEGIN" not in cluster.job_script()
-            seen = c.run(lambda: sorted(k for k in __import__("os").environ if "SHOAL_" in k))
-            assert all("SHOAL_TLS_KEY" not in v and "SHOAL_TOKEN" not in v for v in seen.values())
+            environ = c.run(_own_environ)
+            assert all(b"BEGIN" not in e and b"SHOAL_TOKEN" not in e for e in environ.values())
+
+
+def _own_environ() -> bytes:
+    """The environment this process started with, as the kernel keeps it
+    (readable while it runs, whatever ``os.environ`` became)."""
+    with open("/proc/self/environ", "rb") as f:
+        return f.read()
+
+
+def test_the_token_reaches_jobs_in_a_private_file_never_their_environment(slurm, tmp_path):
+    with slurm_cluster(shared_temp_directory=str(tmp_path)) as cluster:
+        script = cluster.job_script()
+        (path,) = tmp_path.iterdir()
+        assert f"< {path}" in script and cluster.security.token not in script
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert cluster.security.token in path.read_text()
+        with Client(cluster, set_as_default=False) as c:
+            cluster.scale(1)
+            c.wait_for_workers(1, timeout=120)
+            assert c.submit(lambda: 6 * 7).result() == 42
+            environ = c.run(_own_environ)
+            token = cluster.security.token.encode()
+            assert environ and all(token not in e for e in environ.values())
+    assert list(tmp_path.iterdir()) == [], "the file goes with the cluster"

@@ -515,29 +515,6 @@ def pipe_with(line: str) -> int:
     return read
 
 
-def worker_environment(security: Security) -> tuple[dict[str, str], list[str]]:
-    """What a worker process started elsewhere needs to join: environment
-    variables (the token; TLS as PEM text, read by ``--tls-*``'s fallback)
-    and ``shoal worker`` options (``--no-tls-mutual``). In the environment,
-    ``ps`` shows none of it; the worker removes it before running tasks.
-    """
-    env: dict[str, str] = {}
-    args: list[str] = []
-    if security.token:
-        env[TOKEN_ENV] = security.token
-    tls = security.tls_for("worker")
-    if tls is not None:
-        ca, cert, key, mutual = tls
-        if cert is None or key is None:
-            raise ValueError("workers speaking TLS need tls_worker_cert and tls_worker_key")
-        env[TLS_ENV["ca"]] = ca.decode()
-        env[TLS_ENV["cert"]] = cert.decode()
-        env[TLS_ENV["key"]] = key.decode()
-        if not mutual:
-            args.append("--no-tls-mutual")
-    return env, args
-
-
 def pop_tls_environment() -> None:
     """Remove the ``SHOAL_TLS_*`` variables from this process's environment
     (read already), so tasks and the processes they start do not see them.

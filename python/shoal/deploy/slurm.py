@@ -11,6 +11,7 @@ environment ``sbatch`` passes on (never the job script or a command line).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -18,6 +19,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 from .. import _engine
@@ -72,6 +74,13 @@ class SLURMCluster(HostedScheduler):
     submit_command, cancel_command
         The commands run to submit and cancel jobs (default ``sbatch`` and
         ``scancel``).
+    shared_temp_directory
+        A directory the compute nodes share with this machine (default: the
+        current one, as dask-jobqueue). The workers' credentials (the token,
+        and TLS certificates and key) go there in a file only you can read,
+        which each job's workers read on their standard input; it is removed
+        when the cluster closes. Neither the job script nor the job's
+        environment (which Slurm stores) holds a secret.
 
     Examples
     --------
@@ -100,6 +109,7 @@ class SLURMCluster(HostedScheduler):
         security: Any = None,
         submit_command: str = "sbatch",
         cancel_command: str = "scancel",
+        shared_temp_directory: str | None = None,
         **kwargs: Any,
     ):
         if kwargs:
@@ -129,6 +139,13 @@ class SLURMCluster(HostedScheduler):
         self.submit_command = shlex.split(submit_command)
         self.cancel_command = shlex.split(cancel_command)
         self.security = security_.cluster_credentials(security)
+        self.shared_temp_directory = os.fspath(shared_temp_directory or os.getcwd())
+        if not os.path.isdir(self.shared_temp_directory):
+            raise ValueError(
+                f"shared_temp_directory {self.shared_temp_directory!r} is not a directory"
+            )
+        #: The credentials file of the jobs' workers (made with the first job script).
+        self._credentials_file: str | None = None
         options = dict(scheduler_options or {})
         host = options.pop("host", None) or _this_host()
         port = int(options.pop("port", 0))
@@ -194,23 +211,38 @@ class SLURMCluster(HostedScheduler):
             str(max(1, self.cores // self.processes)),
             "--memory-limit",
             str(self.memory // self.processes),
-            *security_.worker_environment(self.security)[1],
+            "--credentials-stdin",
         ]
         command = shlex.join(worker)
+        credentials = shlex.quote(self._credentials())
         name = f"{self.job_name}-$SLURM_JOB_ID"
         lines = ["#!/usr/bin/env bash", *(f"#SBATCH {d}" for d in directives)]
         lines += self.job_script_prologue
         lines.append(f"for i in $(seq 0 {self.processes - 1}); do")
-        lines.append(f'    {command} --name "{name}-$i" &')
+        lines.append(f'    {command} --name "{name}-$i" < {credentials} &')
         lines.append("done")
         lines.append("wait")
         return "\n".join(lines) + "\n"
 
+    def _credentials(self) -> str:
+        """The path of the file holding the workers' credentials (one line,
+        see ``security.credentials_line``), made on first use, readable by
+        this user alone.
+        """
+        if self._credentials_file is None:
+            line, _ = security_.worker_stdin(self.security)
+            where = self.shared_temp_directory
+            fd, path = tempfile.mkstemp(prefix=".shoal-credentials-", dir=where)
+            with os.fdopen(fd, "w") as f:  # mkstemp makes it 0600
+                f.write(line + "\n")
+            self._credentials_file = path
+        return self._credentials_file
+
     def _start_workers(self, n: int) -> None:
         script = self.job_script()
-        # sbatch passes its environment on to the job (`--export=ALL`).
-        credentials, _ = security_.worker_environment(self.security)
-        env = {**os.environ, **pre_spawn_environ(), **credentials}
+        # sbatch passes its environment on to the job (`--export=ALL`):
+        # the credentials are not in it (see `_credentials`).
+        env = {**os.environ, **pre_spawn_environ()}
         for _ in range(math.ceil(n / self.processes)):
             try:
                 done = subprocess.run(
@@ -289,6 +321,10 @@ class SLURMCluster(HostedScheduler):
             self._monitor.close()
         self._scheduler.stop()
         security_.forget(self.scheduler_address)
+        if self._credentials_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._credentials_file)
+            self._credentials_file = None
 
 
 def _this_host() -> str:
