@@ -18,8 +18,12 @@ work and check every answer:
 Meanwhile, one fault every ``--every`` seconds (default 1.5), at random: a
 worker SIGKILLed (the cluster starts a new one), a worker SIGSTOPped for
 0.5-4 s, a client process SIGKILLed (a new one takes its place; its work
-is not counted), or garbage connections at the scheduler and at a worker's
-data server.
+is not counted), garbage connections at the scheduler and at a worker's
+data server, or (run as root with iproute2's ``ip``) the network link to a
+fourth worker taken down for 0.5-4 s. That worker runs on a host of its
+own: a network namespace joined to this one by a veth pair, so the
+scheduler, its peers and the clients reach it only over that link (the
+cluster then listens on the link's address instead of loopback).
 
 Every answer a client printed counts, a killed client's included. At the
 end the clients stop; the run fails (exit 1) if any answer a
@@ -35,9 +39,11 @@ Usage: ``python benches/soak.py [--seconds 600] [--clients 3] [--every 1.5] [--s
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
@@ -201,6 +207,78 @@ def alive(pid: int) -> bool:
         return False
 
 
+class LinkedHost:
+    """A worker on a host of its own: a network namespace joined to this
+    one by a veth pair whose link faults take down and up. Everything it
+    makes is removed by :meth:`close`."""
+
+    #: This side's address and the namespace's.
+    HERE, THERE = "10.79.0.1", "10.79.0.2"
+
+    def __init__(self) -> None:
+        tag = os.getpid() % 100_000
+        self.ns = f"shoal-soak-{tag}"
+        self.link = f"shsoak{tag}"
+        self.worker: subprocess.Popen | None = None
+        self._run("ip", "netns", "add", self.ns)
+        try:
+            self._run("ip", "link", "add", self.link, "type", "veth", "peer", "name", "eth0",
+                      "netns", self.ns)  # fmt: skip
+            self._run("ip", "addr", "add", f"{self.HERE}/30", "dev", self.link)
+            self._run("ip", "link", "set", self.link, "up")
+            self._run(*self._in_ns("ip", "addr", "add", f"{self.THERE}/30", "dev", "eth0"))
+            self._run(*self._in_ns("ip", "link", "set", "eth0", "up"))
+            self._run(*self._in_ns("ip", "link", "set", "lo", "up"))
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def possible() -> bool:
+        return os.geteuid() == 0 and shutil.which("ip") is not None
+
+    def _in_ns(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns, *argv]
+
+    @staticmethod
+    def _run(*argv: str) -> None:
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    def start_worker(self, scheduler: str, security: object, local: str, env: dict) -> None:
+        from shoal.core import security as security_
+
+        line, options = security_.worker_stdin(security)
+        argv = [sys.executable, "-m", "shoal", "worker", scheduler, "--nthreads", "2",
+                "--memory-limit", "300MB", "--name", "soak-linked", "--local-directory", local,
+                *options]  # fmt: skip
+        self.worker = subprocess.Popen(
+            self._in_ns(*argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        assert self.worker.stdin is not None
+        self.worker.stdin.write(line.encode() + b"\n")
+        self.worker.stdin.flush()
+
+    def set_link(self, up: bool) -> None:
+        self._run("ip", "link", "set", self.link, "up" if up else "down")
+
+    def close(self) -> None:
+        """Waits for the worker to end (it does once its scheduler is
+        gone, tidying up after itself), then removes the namespace."""
+        if self.worker is not None:
+            try:
+                self.worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait(timeout=30)
+        # Deleting the namespace deletes its end of the pair, and so both.
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True, timeout=30)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=600)
@@ -223,12 +301,14 @@ def main(argv: list[str]) -> int:
     rng = random.Random(args.seed)
     local = tempfile.mkdtemp(prefix="shoal-soak-")
     dask.config.set({"distributed.scheduler.allowed-failures": 1000})
+    linked = LinkedHost() if LinkedHost.possible() else None
     cluster = LocalCluster(
         n_workers=3,
         threads_per_worker=2,
         memory_limit="300MB",
         dashboard_address=None,
         local_directory=local,
+        host=LinkedHost.HERE if linked else None,
     )
     token_file = os.path.join(local, "token")
     with open(token_file, "w") as f:
@@ -255,6 +335,10 @@ def main(argv: list[str]) -> int:
             env=env,
         )
 
+    if linked is not None:
+        linked.start_worker(cluster.scheduler_address, cluster.security, local, env)
+        atexit.register(linked.close)
+    link_down_until = 0.0
     clients = {seed: start_client(seed) for seed in range(args.clients)}
     killed_clients: list[subprocess.Popen] = []
     every_client: list[subprocess.Popen] = list(clients.values())
@@ -263,6 +347,8 @@ def main(argv: list[str]) -> int:
     stopped: list[tuple[int, float]] = []
     next_seed = args.clients
     with Client(cluster, set_as_default=False) as watcher:
+        if linked is not None:
+            watcher.wait_for_workers(4, timeout=60)  # the linked host's worker joined
         data_addresses = list(watcher.scheduler_info()["workers"])
         while time.time() < deadline:
             time.sleep(min(args.every, max(0.0, deadline - time.time())))
@@ -271,11 +357,17 @@ def main(argv: list[str]) -> int:
                 if now >= until:
                     os.kill(pid, signal.SIGCONT) if alive(pid) else None
                     stopped.remove((pid, until))
+            if linked is not None and link_down_until and now >= link_down_until:
+                linked.set_link(True)
+                link_down_until = 0.0
             if baseline is None and now - started > 10:
                 baseline = rss(os.getpid())
             if now >= deadline - 5:
                 continue  # let the last work finish unhindered
-            fault = rng.choice(["kill", "stop", "client", "garbage"])
+            kinds = ["kill", "stop", "client", "garbage"]
+            if linked is not None and not link_down_until:
+                kinds.append("link")
+            fault = rng.choice(kinds)
             pids = [p for p in cluster.worker_pids() if alive(p)]
             if fault == "kill" and pids:
                 os.kill(rng.choice(pids), signal.SIGKILL)
@@ -283,6 +375,9 @@ def main(argv: list[str]) -> int:
                 pid = rng.choice(pids)
                 os.kill(pid, signal.SIGSTOP)
                 stopped.append((pid, now + rng.uniform(0.5, 4)))
+            elif fault == "link" and linked is not None:
+                linked.set_link(False)
+                link_down_until = now + rng.uniform(0.5, 4)
             elif fault == "client":
                 seed = rng.choice(sorted(clients))
                 clients[seed].kill()
@@ -302,6 +397,8 @@ def main(argv: list[str]) -> int:
         for pid, _ in stopped:
             if alive(pid):
                 os.kill(pid, signal.SIGCONT)
+        if linked is not None and link_down_until:
+            linked.set_link(True)
         results = []
         for proc in clients.values():
             results += answers(proc.communicate(timeout=300)[0])
@@ -315,7 +412,11 @@ def main(argv: list[str]) -> int:
             lock.release()
         growth = rss(os.getpid()) - (baseline or rss(os.getpid()))
     pids = cluster.worker_pids()
+    if linked is not None and linked.worker is not None:
+        pids.append(linked.worker.pid)
     cluster.close()
+    if linked is not None:
+        linked.close()
     leftover_processes = [p for p in pids if alive(p)]
     leftover_processes += [c.pid for c in every_client if alive(c.pid)]
     leftover_files = []
@@ -331,6 +432,8 @@ def main(argv: list[str]) -> int:
     for r in results:
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
     print(f"soak: {args.seconds:.0f} s, {args.clients} clients, a fault every {args.every} s")
+    where = "and 1 over a link of its own" if linked else "(no link faults: not root)"
+    print(f"  workers: 3 local {where}")
     print(f"  answers checked: {checked} ({by_kind(kinds)})")
     print(f"  faults injected: {sum(faults.values())} ({by_kind(faults)})")
     print(

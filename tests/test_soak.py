@@ -1,9 +1,12 @@
 """The soak benchmark (``benches/soak.py``) for a minute: random work from
 three client processes while workers are SIGKILLed and SIGSTOPped, clients
-are killed and garbage connections arrive; nothing may be wrong, stuck or
+are killed, garbage connections arrive and (as root) a worker's network
+link goes down and up; nothing may be wrong, stuck or
 left behind (the script checks, and exits 1 if anything is)."""
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -27,3 +30,7 @@ def test_a_minute_of_faults_loses_nothing_and_leaks_nothing():
     assert out.returncode == 0, report + out.stderr[-3000:]
     assert "wrong answers: 0; tasks failed" in report
     assert "(0 unexpected)" in report and "processes left: []; files left: []" in report
+    if os.geteuid() == 0 and shutil.which("ip"):
+        # A worker on a network namespace of its own, its link taken down.
+        assert "1 over a link of its own" in report
+        assert re.search(r"link [1-9]", report), report
