@@ -118,6 +118,9 @@ pub(crate) struct State {
     /// Set once the connection is gone, with the reason.
     pub broken: Option<ClientError>,
     pub shutting_down: bool,
+    /// How many times a key erred (a waiter for the first error searches
+    /// again only when this changed).
+    pub errors: u64,
     /// How many `Identity` answers arrived, and the latest.
     pub identities: u64,
     pub identity: (Vec<WorkerStatus>, u64),
@@ -143,6 +146,7 @@ impl State {
             sent_functions: HashSet::new(),
             broken: None,
             shutting_down: false,
+            errors: 0,
             identities: 0,
             identity: (Vec::new(), 0),
             limits: Vec::new(),
@@ -188,6 +192,7 @@ impl State {
                 if let Some(e) = self.keys.get_mut(&key).filter(|e| e.listening()) {
                     e.error = Some(error);
                     e.complete(&key, KeyStatus::Erred);
+                    self.errors += 1;
                 }
             }
             SchedulerToClient::KeyLost { key } => self.lost(&[key]),
@@ -313,6 +318,7 @@ impl State {
                     traceback: String::new(),
                 });
                 e.complete(k, KeyStatus::Erred);
+                self.errors += 1;
             }
         }
     }

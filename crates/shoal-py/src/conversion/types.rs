@@ -158,8 +158,10 @@ pub struct ExecutorTask {
     pub args: Frames,
     /// The results of the task's dependencies as frames: `(key, frames)`.
     pub deps: Vec<(String, Frames)>,
-    /// The results of its dependencies kept here as objects: `(key, value)`.
-    pub held: Vec<(String, Py<PyAny>)>,
+    /// The results of its dependencies kept here as objects: `(key, value)`
+    /// pairs; None if there are none (the common case stays cheap: no
+    /// list is made for it).
+    pub held: Option<Vec<(String, Py<PyAny>)>>,
 }
 
 #[pymethods]
@@ -169,7 +171,7 @@ impl ExecutorTask {
             .deps
             .iter()
             .map(|(k, _)| k.as_str())
-            .chain(self.held.iter().map(|(k, _)| k.as_str()))
+            .chain(self.held.iter().flatten().map(|(k, _)| k.as_str()))
             .collect();
         format!(
             "ExecutorTask(id={}, key={:?}, func={:#018x}, deps={:?})",
@@ -202,7 +204,7 @@ impl ExecutorTask {
             function: a.function,
             args: Frames(a.args.frames),
             deps,
-            held,
+            held: (!held.is_empty()).then_some(held),
         }
     }
 }
