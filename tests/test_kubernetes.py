@@ -61,9 +61,13 @@ def test_every_container_runs_a_command_shoal_accepts(manifest, deployment, cont
     unknown = {a for a in args if a.startswith("--")} - flags(command)
     assert not unknown, f"{manifest}/{deployment}: shoal {command} has no {unknown}"
     env = {e["name"]: e for e in container.get("env", [])}
-    # The token comes from the Secret, never from the command line.
-    assert env["SHOAL_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "shoal-token"
-    assert "--token" not in args
+    # The token comes from the Secret as a mounted file: never on the
+    # command line, never in the environment (/proc/PID/environ keeps it).
+    assert "SHOAL_TOKEN" not in env and "--token" not in args
+    token_file = args[args.index("--token-file") + 1]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    (mount,) = [m for m in container["volumeMounts"] if token_file.startswith(m["mountPath"] + "/")]
+    assert volumes[mount["name"]]["secret"]["secretName"] == "shoal-token"
     mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
     for a in args:
         if a.startswith("/etc/shoal/"):
