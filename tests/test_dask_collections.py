@@ -322,3 +322,37 @@ def test_workers_allocate_arrow_memory_where_their_allocator_policy_applies(c3):
     """Arrow's buffers come from the system allocator in worker processes,
     whose mode the worker sets (roomy, then frugal near its limit)."""
     assert set(c3.run(_arrow_pool).values()) == {"system"}
+
+
+def _count_pickling():
+    """In a worker: count the pickling of kept results from now on (the
+    engine looks ``shoal.core.serialize.dumps`` up on first use)."""
+    import shoal.core.serialize as s
+
+    calls = s._held_calls = []
+    dumps = s.dumps
+
+    def counted(obj):
+        calls.append(type(obj).__name__)
+        return dumps(obj)
+
+    s.dumps = counted
+
+
+def _pickled():
+    import shoal.core.serialize as s
+
+    return list(s._held_calls)
+
+
+def test_a_kept_result_read_elsewhere_is_pickled_once_for_all_its_readers():
+    with Client(n_workers=3, threads_per_worker=1, dashboard_address=None) as c:
+        a, b, d = sorted(c.scheduler_info()["workers"])
+        c.run(_count_pickling, workers=[a])
+        block = c.submit(np.arange, 1_000_000, workers=[a], pure=False)
+        sums = [c.submit(np.sum, block, workers=[w], pure=False) for w in (b, d)]
+        assert c.gather(sums) == [np.arange(1_000_000).sum()] * 2
+        np.testing.assert_array_equal(block.result(), np.arange(1_000_000))
+        # Two peers and the client read it: one pickling (others on that
+        # worker, such as Client.run's answers, are not counted here).
+        assert c.run(_pickled, workers=[a])[a].count("ndarray") == 1

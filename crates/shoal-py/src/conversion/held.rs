@@ -3,6 +3,7 @@
 //! leave the process.
 
 use std::any::Any;
+use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -14,6 +15,14 @@ use crate::frames::Frames;
 /// A task's result kept as the object it returned.
 pub struct PyHeld {
     object: Py<PyAny>,
+    /// Its frames, once made: every peer that asks gets the same ones (a
+    /// split partition read by several tasks elsewhere is pickled once,
+    /// as it was when every result was pickled on return). Frames are
+    /// mostly views of the object's own buffers, so keeping them costs
+    /// little memory. Callers wait here without the GIL (see
+    /// `shoal_worker::value`), so waiting on this lock cannot deadlock
+    /// with a thread that holds it while it pickles.
+    frames: Mutex<Option<Payload>>,
 }
 
 /// `shoal.core.serialize.dumps`, looked up once.
@@ -21,6 +30,22 @@ static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 impl HeldObject for PyHeld {
     fn serialize(&self) -> Result<Payload, String> {
+        let mut made = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(frames) = made.as_ref() {
+            return Ok(frames.clone());
+        }
+        let frames = self.pickle()?;
+        *made = Some(frames.clone());
+        Ok(frames)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl PyHeld {
+    fn pickle(&self) -> Result<Payload, String> {
         Python::attach(|py| {
             let dumps = DUMPS.get_or_try_init(py, || {
                 Ok::<_, PyErr>(
@@ -37,16 +62,15 @@ impl HeldObject for PyHeld {
                 .map_err(|e| e.to_string())
         })
     }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 /// `object`, estimated at `nbytes` in memory, as a stored value.
 pub fn held_value(object: Py<PyAny>, nbytes: u64) -> Value {
     Value::Held(Held {
-        object: std::sync::Arc::new(PyHeld { object }),
+        object: std::sync::Arc::new(PyHeld {
+            object,
+            frames: Mutex::new(None),
+        }),
         nbytes,
     })
 }
