@@ -188,13 +188,7 @@ impl ExecutorTask {
         for (k, v) in a.deps {
             match v {
                 shoal_worker::Value::Frames(p) => deps.push((k, Frames(p.frames))),
-                shoal_worker::Value::Held(h) => match crate::held::held_object(py, &h) {
-                    Some(obj) => held.push((k, obj)),
-                    None => match h.object.serialize() {
-                        Ok(p) => deps.push((k, Frames(p.frames))),
-                        Err(_) => deps.push((k, Frames::default())),
-                    },
-                },
+                shoal_worker::Value::Held(h) => held.push((k, crate::held::held_object(py, &h))),
             }
         }
         ExecutorTask {
