@@ -94,6 +94,29 @@ def test_pure_calls_share_a_key_and_run_once(client, tmp_path):
     assert log.read_text().splitlines() == ["hello"]
 
 
+PLAIN_VALUES = [0, -(2**70), 1.5, float("inf"), "", "é" * 300, "__main__"]
+PLAIN_VALUES += [b"", b"x" * 70_000, True, None]
+
+
+def test_plain_values_take_a_short_path_to_the_same_bytes():
+    # Numbers, text and bytes skip the general pickling path (no futures or
+    # buffers to look for): keys of pure calls and the frames of results
+    # must not depend on which path a value took.
+    from shoal.core import serialize
+
+    for v in PLAIN_VALUES:
+        fast, deps = serialize.dumps_args((v, v), {}, "t")
+        general, _ = serialize.dumps_args_like(((v, v), {}), "t")
+        assert [bytes(f) for f in fast] == [bytes(f) for f in general] and deps == [], v
+        plain = serialize.dumps_plain(v)
+        assert plain is None or plain == [bytes(f) for f in serialize.dumps(v)], v
+
+
+def test_plain_values_round_trip_with_their_types(client):
+    for v, out in zip(PLAIN_VALUES, client.gather(client.map(identity, PLAIN_VALUES))):
+        assert type(out) is type(v) and out == v
+
+
 def test_impure_calls_run_each_time(client, tmp_path):
     log = tmp_path / "calls"
     futures = [client.submit(append_line, str(log), "x", pure=False) for _ in range(3)]

@@ -16,8 +16,8 @@ from ..core.graph import graph_specs
 from ..core.options import OptionsTable
 from ..core.retry import retry_filter
 from ..core.scatter import scatter as scatter_items
-from ..core.session import value_of
-from ..core.spec import task_spec
+from ..core.session import value_of, values_of
+from ..core.spec import task_spec, task_specs
 from ..core.times import parse_timedelta
 from ..delayed import Delayed
 from ..futures import Future
@@ -267,13 +267,16 @@ class Submitting:
         h, name, functions, pure = self._task_function(func, actor or actors, pure, retry_on)
         prefix = key if isinstance(key, str) else name
         explicit = key if isinstance(key, (list, tuple)) else None
+        max_spec = lift.MAX_SPEC_BYTES
         all_keys: list[str] = []
         all_frames: list[list[bytes]] = []
         all_deps: list[list[str]] = []
         lazy: list[Any] = []
         for i, args in enumerate(zip(*iterables)):
             frames, deps = serialize.dumps_args(args, kwargs, name)
-            if serialize.nbytes(frames) > lift.MAX_SPEC_BYTES:
+            if (len(frames) > 1 or len(frames[0]) > max_spec) and serialize.nbytes(
+                frames
+            ) > max_spec:
                 args, kw, lifted = lift.lift_large(self.scatter, args, kwargs)
                 if lifted:
                     frames, deps = serialize.dumps_args(args, kw, name)
@@ -298,9 +301,7 @@ class Submitting:
         table = OptionsTable()
         specs = self._graphs_of(lazy, functions, table) if lazy else []
         index = table.index(opts)
-        specs.extend(
-            task_spec(k, h, f, d, options=index) for k, f, d in zip(all_keys, all_frames, all_deps)
-        )
+        specs.extend(task_specs(all_keys, h, all_frames, all_deps, index))
         self._session.submit(functions, table, specs)
         return [Future._adopt(k, self) for k in all_keys]
 
@@ -441,11 +442,15 @@ class Submitting:
             erred = self._session.first_error(key_list)
             if erred is not None:
                 self._session.result(erred)  # raises its error
-        outcomes = self._session.outcomes(key_list, direct=direct)
+        outcomes = self._session.outcomes(key_list, direct=direct) or []
         values: dict[str, Any] = {}
-        for k, outcome in zip(key_list, outcomes or []):
-            if outcome.kind == "value" or errors == "raise":
-                values[k] = value_of(k, outcome, self)
+        kinds = [o.kind for o in outcomes]
+        if kinds.count("value") == len(kinds):
+            values = dict(zip(key_list, values_of(outcomes, self)))
+        else:
+            for k, kind, outcome in zip(key_list, kinds, outcomes):
+                if kind == "value" or errors == "raise":
+                    values[k] = value_of(k, outcome, self)
         return _substitute(futures, values)
 
     async def _agather(self, futures: Any, errors: str, direct: bool | None = None) -> Any:
@@ -629,6 +634,11 @@ def _substitute(obj: Any, values: dict[str, Any]) -> Any:
     """``obj`` with its futures replaced by their values; futures with no
     value (``errors="skip"``) left out.
     """
+    if type(obj) is list and all(type(x) is Future for x in obj):
+        # A flat list of futures (what ``map`` returns): the common case.
+        if len(values) == len(obj):
+            return [values[x._key] for x in obj]
+        return [values[x._key] for x in obj if x._key in values]
     return nested.rebuild(
         obj, lambda x: values.get(x._key, nested.SKIP) if isinstance(x, Future) else x
     )

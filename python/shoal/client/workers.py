@@ -533,6 +533,15 @@ def collect_keys(obj: Any, found: dict[str, None], names: bool = False, owner: A
         With ``owner``, for a future another client made.
 
     """
+    if (
+        type(obj) is list
+        and all(type(x) is Future for x in obj)
+        and (owner is None or all(x.client is owner for x in obj))
+    ):
+        # A flat list of this client's futures (what ``map`` returns), the
+        # common case, without the generic walk.
+        found.update(dict.fromkeys([x._key for x in obj]))
+        return
     for x in nested.leaves(obj):
         if isinstance(x, Future):
             if owner is not None and x.client is not owner:

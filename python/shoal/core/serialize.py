@@ -161,12 +161,38 @@ def dumps_function(fn: Callable[..., Any]) -> tuple[int, str, bytes]:
     return h, name, data
 
 
+#: Types whose values hold nothing else (no future, no buffer, no class of
+#: ``__main__``): pickled by plain ``pickle`` to the same bytes as the
+#: general path makes, without its bookkeeping (most of ``map``'s arguments
+#: and of the results of small tasks).
+PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def dumps_plain(value: Any) -> list[bytes] | None:
+    """The frames of ``value`` if it is a value of :data:`PLAIN_TYPES`
+    (the same frames :func:`dumps` makes), else None.
+    """
+    if type(value) not in PLAIN_TYPES or (type(value) is bytes and len(value) >= BIG_BYTES):
+        return None
+    data = pickle.dumps(value, protocol=5)
+    return None if b"__main__" in data else [data]
+
+
 def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[Any]]:
     """Pickle ``(args, kwargs)``; returns the frames and the futures and
     delayed objects found inside (each once).
 
     Raises ``TypeError`` naming ``what`` if the arguments cannot be pickled.
     """
+    if not kwargs:
+        plain = PLAIN_TYPES
+        for a in args:
+            if type(a) not in plain:
+                break
+        else:
+            data = pickle.dumps((args, kwargs), protocol=5)
+            if b"__main__" not in data:  # else as the general path does
+                return [data], []
     return dumps_args_like((args, kwargs), f"the arguments of {what}")
 
 
@@ -237,6 +263,26 @@ def loads_for(frames: list[bytes], client: Any) -> Any:
         return _loads(frames, getattr(client, "_deserializers", None))
     finally:
         _local.client = previous
+
+
+def loads_many_for(frames: list[Sequence[Any]], client: Any) -> list[Any]:
+    """:func:`loads_for` on each of ``frames`` (a gather's results), with
+    the client set once for all.
+    """
+    previous = getattr(_local, "client", None)
+    _local.client = client
+    allowed = getattr(client, "_deserializers", None)
+    try:
+        if families.limits(allowed):
+            return [_loads(f, allowed) for f in frames]
+        out = [pickle.loads(f[0], buffers=f[1:]) for f in frames]
+    finally:
+        _local.client = previous
+    frame = _engine.Frame
+    for i, value in enumerate(out):
+        if type(value) is frame:
+            out[i] = bytes(value)  # as in _loads: a large bytes value
+    return out
 
 
 def unpickling_client() -> Any:

@@ -396,6 +396,13 @@ def value_of(key: str, outcome: Any, client: Any = None) -> Any:
     raise rebuild(outcome.error)
 
 
+def values_of(outcomes: list[Any], client: Any = None) -> list[Any]:
+    """The values of outcomes that all hold one (``kind == "value"``), in
+    order; futures inside them become futures of ``client``.
+    """
+    return serialize.loads_many_for([o.frames for o in outcomes], client)
+
+
 class Callbacks:
     """Runs done-callbacks on one background thread, in completion order."""
 

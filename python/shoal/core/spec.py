@@ -48,6 +48,16 @@ def task_spec(
     )
 
 
+def task_specs(
+    keys: list[str], func: int, frames: list[list[bytes]], deps: list[list[str]], options: int
+) -> list[_engine.TaskSpec]:
+    """Wanted tasks of one function, one per key (``map``): as
+    :func:`task_spec` makes each, in one pass.
+    """
+    make = _engine.TaskSpec
+    return [make(k, func, f, d, True, options) for k, f, d in zip(keys, frames, deps)]
+
+
 def function_def(func_hash: int, name: str, data: bytes) -> _engine.FunctionDef:
     """A pickled function for the scheduler (see :func:`.serialize.dumps_function`)."""
     return _engine.FunctionDef(func_hash, name, data)

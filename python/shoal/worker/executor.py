@@ -135,6 +135,10 @@ def _report_result(
     result, so the tasks they point at outlive this task for whoever
     receives the result.
     """
+    plain = serialize.dumps_plain(result)
+    if plain is not None:  # a number, a short text: no future, nothing to keep
+        rt.finish(tid, key, plain, type(result).__name__, duration, False)
+        return
     nbytes = held_size(result)
     if nbytes is not None:
         rt.finish_held(tid, key, result, nbytes, serialize.type_name(type(result)), duration)
