@@ -41,10 +41,11 @@ def wait_for_file(path, value=None, timeout=120.0):
     return value
 
 
-def start_then_wait(started, release):
-    """Create ``started``, then block until ``release`` exists."""
+def start_then_wait(started, release, value=None):
+    """Create ``started``, then block until ``release`` exists; return
+    ``value``."""
     Path(started).touch()
-    return wait_for_file(release)
+    return wait_for_file(release, value)
 
 
 def div(x, y):

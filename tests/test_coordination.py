@@ -346,6 +346,71 @@ def test_timeouts_accept_dask_strings(client):
     assert client.gather(futures) == [1, 2]
 
 
+HOLD_A_FUTURE = """
+import sys
+from shoal import Client, Lock
+client = Client(sys.argv[1], set_as_default=False)
+future = client.submit(bytes, 10, pure=False)
+future.result()
+assert Lock("removed-client", client=client).acquire(timeout=30)
+print(future.key, flush=True)
+sys.stdin.readline()  # the test writes a line once this process runs again
+try:
+    future.result(timeout=30)
+    print("no error", flush=True)
+except Exception as e:
+    print(type(e).__name__, e, flush=True)
+"""
+
+
+def test_a_stopped_client_is_removed_and_told_so_when_it_comes_back():
+    """A client silent past Dask's ``distributed.comm.timeouts.tcp`` (a
+    stopped process, a laptop asleep) is removed: its futures are released
+    on the workers and its lock freed; when it runs again, using a future
+    says why it is gone."""
+    import subprocess
+    import sys
+
+    import dask
+
+    timeouts = {
+        "distributed.comm.timeouts.tcp": "3s",
+        "distributed.scheduler.locks.lease-timeout": "3s",
+    }
+    with dask.config.set(timeouts):
+        c = Client(n_workers=1, dashboard_address=None)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_FUTURE, c.scheduler_address],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"SHOAL_TOKEN": c.cluster.security.token},
+    )
+
+    def held_keys():
+        return {k for keys in c.has_what().values() for k in keys}
+
+    try:
+        key = holder.stdout.readline().strip()
+        lock = Lock("removed-client", client=c)
+        # While the holder runs (and says it is there), it keeps both.
+        assert not lock.acquire(timeout=4)
+        assert key in held_keys()
+        os.kill(holder.pid, signal.SIGSTOP)
+        assert lock.acquire(timeout=30)
+        until(lambda: key not in held_keys(), what="the stopped client's result released")
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        said = holder.stdout.readline()
+        assert said.startswith("ConnectionError") and "removed this client" in said, said
+        assert "distributed.comm.timeouts.tcp" in said
+    finally:
+        holder.kill()
+        holder.wait(10)
+        c.close()
+
+
 def test_a_cancelled_future_cannot_be_shared(client):
     # Its key is gone from the scheduler: a queue or variable refuses it at
     # once (Dask times out waiting for it), and nothing is changed.

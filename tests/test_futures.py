@@ -377,6 +377,33 @@ def test_client_with_no_arguments_starts_a_local_cluster():
     assert c.cluster.status == "closed"
 
 
+def test_a_task_forgotten_while_it_runs_leaves_no_result_on_its_worker(fresh_client, tmp_path):
+    """Its last future goes while it runs: the scheduler forgets it, and the
+    result it makes afterwards is freed where it is made, not kept for
+    ever (1 MB: too large to travel with its report)."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    running = fresh_client.submit(
+        start_then_wait, str(started), str(release), b"x" * 1_000_000, pure=False
+    )
+    until(started.exists, 30, "the task to start")
+    del running
+    until(lambda: not any(fresh_client.processing().values()), what="the task forgotten")
+    release.touch()
+
+    def running_tasks(dask_worker):
+        return len(dask_worker.call_stacks())
+
+    def held(dask_worker):
+        return dask_worker.spilled_bytes["memory"]
+
+    # Once it no longer runs, its result was stored; then it must go.
+    until(lambda: set(fresh_client.run(running_tasks).values()) == {0}, what="the task to end")
+    until(
+        lambda: set(fresh_client.run(held).values()) == {0},
+        what="the forgotten task's result freed on its worker",
+    )
+
+
 def test_a_task_cancelled_while_it_runs_does_not_hold_up_new_work(fresh_client, tmp_path):
     """Python cannot stop the cancelled task's thread: until it returns, its
     worker tells the scheduler it has no free slot, so new work goes to the

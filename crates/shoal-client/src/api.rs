@@ -45,6 +45,12 @@ pub enum ClientError {
     Refused { addr: String, reason: String },
     #[error("lost the connection to the scheduler: {0}")]
     Disconnected(String),
+    #[error(
+        "the scheduler removed this client after hearing nothing from it for {silent_for:.0} s \
+         (a stopped or suspended process; Dask's distributed.comm.timeouts.tcp): its futures \
+         were released and its locks freed; make a new Client to go on"
+    )]
+    Removed { silent_for: f64 },
     #[error("the client is closed")]
     Closed,
     #[error("{0} is not a key this client holds a future for")]
@@ -360,6 +366,12 @@ impl ClientCore {
         });
     }
 
+    /// Why this client can no longer reach the scheduler (its connection
+    /// broke, or the scheduler removed it), if it cannot.
+    pub fn broken(&self) -> Option<ClientError> {
+        self.lock().check().err()
+    }
+
     /// Every key this client holds.
     pub fn keys(&self) -> Vec<String> {
         self.lock().keys.keys().cloned().collect()
@@ -461,6 +473,11 @@ impl ClientCore {
         keys: &[String],
         deadline: Option<Instant>,
     ) -> Result<Option<()>, ClientError> {
+        if let Some(removed @ ClientError::Removed { .. }) = &st.broken {
+            // Its futures were released: even a finished one's result may
+            // be gone from its worker.
+            return Err(removed.clone());
+        }
         for k in keys {
             loop {
                 let done = st.keys.get(k).is_none_or(|e| e.status.is_done());

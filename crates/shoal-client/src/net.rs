@@ -125,10 +125,13 @@ pub(crate) async fn run(
     }
     writer.abort();
     let mut st = shared.state.lock();
-    if st.broken.is_none() {
-        st.broken = Some(ClientError::Disconnected(reason.clone()));
-    }
-    st.fail_pending("ConnectionError", &reason);
+    // Pending keys fail with why the client broke: the scheduler may have
+    // said so (it shut down, or removed this client) before hanging up.
+    let why = match st.broken.get_or_insert(ClientError::Disconnected(reason)) {
+        ClientError::Disconnected(reason) => reason.clone(),
+        other => other.to_string(),
+    };
+    st.fail_pending("ConnectionError", &why);
     drop(st);
     shared.changed.notify_all();
     shared.published.notify_all();

@@ -244,6 +244,9 @@ impl State {
             SchedulerToClient::ShuttingDown => {
                 self.broken = Some(ClientError::Disconnected("the scheduler shut down".into()));
             }
+            SchedulerToClient::Removed { silent_for } => {
+                self.broken = Some(ClientError::Removed { silent_for });
+            }
         }
     }
 

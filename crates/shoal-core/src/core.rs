@@ -44,6 +44,12 @@ pub struct CoreConfig {
     /// the locks and semaphores it holds (Dask's
     /// `distributed.scheduler.locks.lease-timeout`); never if None.
     pub lease_timeout: Option<f64>,
+    /// A client not heard from for this many seconds is removed as if its
+    /// connection had closed: its futures released, its leases freed,
+    /// what was queued for it dropped (Dask's
+    /// `distributed.comm.timeouts.tcp`, after which it calls an
+    /// unresponsive connection dead); never if None.
+    pub client_timeout: Option<f64>,
     /// Bytes of small results (those workers send along, at most 64 KiB
     /// each) the scheduler keeps a copy of while they are in memory, so a
     /// worker's death does not lose them (see [`crate::small_results`]); 0 keeps none.
@@ -61,6 +67,7 @@ impl Default for CoreConfig {
             started: 0.0,
             worker_ttl: Some(300.0),
             lease_timeout: Some(30.0),
+            client_timeout: Some(30.0),
             keep_bytes: crate::small_results::DEFAULT_KEEP_BYTES,
         }
     }
@@ -153,6 +160,9 @@ pub struct Core {
     pub(crate) retirements: crate::retire::Retirements,
     /// When to look for silent workers next (see [`crate::silence`]).
     pub(crate) silence_check: Option<f64>,
+    /// Clients removed for their silence (see [`crate::worker_ttl`]),
+    /// whose messages already on their way are ignored.
+    pub(crate) removed_clients: crate::worker_ttl::Removed,
     /// Copies of small results (see [`crate::small_results`]).
     pub(crate) kept: crate::small_results::Kept,
 }
@@ -197,6 +207,7 @@ impl Core {
             story: Default::default(),
             retirements: Default::default(),
             silence_check: None,
+            removed_clients: Default::default(),
             kept: Default::default(),
         }
         .with_coordinator()
@@ -270,6 +281,9 @@ impl Core {
                 self.heard_from_client(c);
             }
             Event::ClientDisconnected(c) => self.client_gone(c, out),
+            Event::FromClient(c, _) if self.removed_clients.contains(c) => {
+                tracing::debug!("client {c} was removed: its message is ignored");
+            }
             Event::FromClient(c, msg) => {
                 self.heard_from_client(c);
                 self.client_message(c, msg, out)

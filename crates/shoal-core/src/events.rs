@@ -21,6 +21,9 @@ pub enum Event {
 pub enum Command {
     ToWorker(WorkerId, SchedulerToWorker),
     ToClient(ClientId, SchedulerToClient),
+    /// Tell this client it was removed (`SchedulerToClient::Removed`),
+    /// then close its connection without reading anything more from it.
+    RemoveClient(ClientId, SchedulerToClient),
     /// Stop the scheduler: tell every worker and client, then close.
     Shutdown,
 }

@@ -8,13 +8,20 @@
 //! leave. Whatever it sends afterwards is ignored: it is no longer one of
 //! the core's workers.
 //!
-//! A client says it is there every second (`Heartbeat`). One not heard
-//! from for `lease_timeout` seconds loses the leases of its locks and
-//! semaphores, which go to whoever waits for them, as Dask's leases expire;
-//! it keeps its futures (a laptop that slept finds its results still
-//! there).
+//! A client says it is there every second (`Heartbeat`), from its network
+//! thread (a client busy in Python still says it). One not heard from for
+//! `lease_timeout` seconds loses the leases of its locks and semaphores,
+//! which go to whoever waits for them, as Dask's leases expire. One not
+//! heard from for `client_timeout` seconds — a stopped process, a machine
+//! that slept or vanished — is removed as if its connection had closed:
+//! its futures are released, and what was queued for it is dropped with
+//! its connection. It is told why first (`Removed`), so a client that
+//! comes back says so instead of hanging; messages of its already on their
+//! way are ignored.
 
-use shoal_proto::{ClientId, SchedulerToWorker, WorkerId};
+use std::collections::{HashSet, VecDeque};
+
+use shoal_proto::{ClientId, SchedulerToClient, SchedulerToWorker, WorkerId};
 
 use crate::core::Core;
 use crate::events::Command;
@@ -36,7 +43,10 @@ impl Core {
             client.last_seen = self.now;
             client.silent = false;
         }
-        if let Some(timeout) = self.config.lease_timeout {
+        for timeout in [self.config.lease_timeout, self.config.client_timeout]
+            .into_iter()
+            .flatten()
+        {
             self.check_silence_by(self.now + timeout);
         }
     }
@@ -85,17 +95,43 @@ impl Core {
                 self.release_leases_of(c, out);
             }
         }
+        if let Some(timeout) = self.config.client_timeout {
+            let gone: Vec<(ClientId, f64)> = self
+                .connected_clients()
+                .filter(|(_, last_seen)| now - last_seen >= timeout)
+                .collect();
+            for (c, last_seen) in gone {
+                tracing::warn!("client {c} sent nothing for {timeout} s: removing it and releasing its futures");
+                let silent_for = now - last_seen;
+                out.push(Command::RemoveClient(
+                    c,
+                    SchedulerToClient::Removed { silent_for },
+                ));
+                self.client_gone(c, out);
+                self.removed_clients.insert(c);
+            }
+        }
         self.plan_silence_check();
         self.free_unneeded(out);
     }
 
-    /// Clients whose silence is watched, with when each was last heard
-    /// from: connected ones not already found silent.
+    /// Clients whose silence is watched for their leases, with when each
+    /// was last heard from: connected ones not already found silent.
     fn watched_clients(&self) -> impl Iterator<Item = (ClientId, f64)> + '_ {
         self.clients
             .iter()
-            .filter(|(c, s)| **c != crate::coord::COORD_CLIENT && !s.silent)
+            .filter(|(_, s)| !s.silent)
             .map(|(&c, s)| (c, s.last_seen))
+            .filter(|(c, _)| *c != crate::coord::COORD_CLIENT)
+    }
+
+    /// Every connected client (not the scheduler's own), with when it was
+    /// last heard from.
+    fn connected_clients(&self) -> impl Iterator<Item = (ClientId, f64)> + '_ {
+        self.clients
+            .iter()
+            .map(|(&c, s)| (c, s.last_seen))
+            .filter(|(c, _)| *c != crate::coord::COORD_CLIENT)
     }
 
     /// Asks to be woken when the worker (or client) heard from longest ago
@@ -107,15 +143,50 @@ impl Core {
                 .map(|w| w.last_seen + ttl)
                 .fold(f64::INFINITY, f64::min)
         });
-        let clients = self.config.lease_timeout.map_or(f64::INFINITY, |t| {
+        let leases = self.config.lease_timeout.map_or(f64::INFINITY, |t| {
             self.watched_clients()
                 .map(|(_, last_seen)| last_seen + t)
                 .fold(f64::INFINITY, f64::min)
         });
-        let at = workers.min(clients);
+        let clients = self.config.client_timeout.map_or(f64::INFINITY, |t| {
+            self.connected_clients()
+                .map(|(_, last_seen)| last_seen + t)
+                .fold(f64::INFINITY, f64::min)
+        });
+        let at = workers.min(leases).min(clients);
         self.silence_check = at.is_finite().then_some(at);
         if let Some(at) = self.silence_check {
             self.wake_at(at);
         }
+    }
+}
+
+/// The latest clients removed for their silence: a message of theirs that
+/// was on its way when they were removed is ignored rather than bringing
+/// them back. Bounded: their connections are closed at once, so only a
+/// few messages can still be on their way.
+#[derive(Default)]
+pub(crate) struct Removed {
+    ids: HashSet<ClientId>,
+    order: VecDeque<ClientId>,
+}
+
+impl Removed {
+    /// The most clients remembered.
+    const KEPT: usize = 1024;
+
+    pub(crate) fn insert(&mut self, c: ClientId) {
+        if self.ids.insert(c) {
+            self.order.push_back(c);
+        }
+        while self.order.len() > Self::KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    pub(crate) fn contains(&self, c: ClientId) -> bool {
+        self.ids.contains(&c)
     }
 }

@@ -6,7 +6,7 @@ mod env;
 
 use bytes::Bytes;
 use env::{task, Env};
-use shoal_core::{Command, Event};
+use shoal_core::{Command, CoreConfig, Event};
 use shoal_proto::{
     ClientId, ClientToScheduler, CoordOp, CoordReply, Held, Payload, SchedulerToClient,
 };
@@ -282,6 +282,71 @@ fn a_silent_client_loses_its_lock_after_the_lease_timeout_but_keeps_its_futures(
     };
     ask(&mut env, 2, 2, release, None);
     assert_eq!(replies(&mut env), vec![(2, 2, CoordReply::Flag(false))]);
+}
+
+#[test]
+fn a_client_silent_past_the_client_timeout_is_removed_told_and_then_ignored() {
+    let mut env = Env::with_config(CoreConfig {
+        worker_ttl: None,
+        client_timeout: Some(40.0),
+        ..CoreConfig::default()
+    });
+    env.event(Event::ClientConnected(2));
+    env.submit_as(2, vec![task("mine"), task("ours")]);
+    env.submit_as(1, vec![task("ours")]);
+    ask(&mut env, 2, 1, acquire("L", 1, 7), None);
+    env.take();
+    for s in 1..40 {
+        env.advance(f64::from(s));
+        env.send(1, ClientToScheduler::Heartbeat);
+    }
+    let removed = |out: Vec<Command>| -> Vec<(ClientId, SchedulerToClient)> {
+        out.into_iter()
+            .filter_map(|c| match c {
+                Command::RemoveClient(c, m) => Some((c, m)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(
+        removed(env.take()).is_empty(),
+        "39 s of silence is not enough"
+    );
+    assert!(env.state("mine").is_some(), "its futures stay until then");
+    env.advance(40.0);
+    env.send(1, ClientToScheduler::Heartbeat);
+    assert_eq!(
+        removed(env.take()),
+        vec![(2, SchedulerToClient::Removed { silent_for: 40.0 })],
+        "the silent client alone is removed, and told why"
+    );
+    assert!(
+        env.state("mine").is_none(),
+        "what only it wanted is released"
+    );
+    assert!(
+        env.state("ours").is_some(),
+        "what another client wants stays"
+    );
+    ask(&mut env, 1, 2, acquire("L", 1, 8), None);
+    assert_eq!(
+        replies(&mut env),
+        vec![(1, 2, CoordReply::Done)],
+        "its lock is free"
+    );
+    // What it sent before its connection closed is ignored: it does not
+    // come back as a client.
+    env.submit_as(2, vec![task("late")]);
+    env.event(Event::ClientDisconnected(2));
+    assert!(env.state("late").is_none());
+    for s in 41..100 {
+        env.advance(f64::from(s));
+        env.send(1, ClientToScheduler::Heartbeat);
+    }
+    assert!(
+        removed(env.take()).is_empty(),
+        "a removed client is removed once"
+    );
 }
 
 #[test]

@@ -366,6 +366,12 @@ pub enum SchedulerToClient {
         data_address: String,
     },
     ShuttingDown,
+    /// The scheduler heard nothing from this client for `silent_for`
+    /// seconds and removed it: its futures were released, its leases
+    /// freed, and its connection closes after this message.
+    Removed {
+        silent_for: f64,
+    },
 }
 
 /// A task that ran, as the task stream records it.

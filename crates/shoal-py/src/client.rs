@@ -27,7 +27,8 @@ fn to_py_err(e: ClientError) -> PyErr {
         ClientError::Closed => ClosedClientError::new_err(e.to_string()),
         ClientError::Connect { .. }
         | ClientError::Refused { .. }
-        | ClientError::Disconnected(_) => PyConnectionError::new_err(e.to_string()),
+        | ClientError::Disconnected(_)
+        | ClientError::Removed { .. } => PyConnectionError::new_err(e.to_string()),
         ClientError::UnknownKey(_) => PyKeyError::new_err(e.to_string()),
         _ => PyRuntimeError::new_err(e.to_string()),
     }
@@ -243,6 +244,11 @@ impl ClientCore {
     fn register_plugin(&self, name: String, plugin: Option<Frames>) {
         let plugin = plugin.map(|f| shoal_proto::Payload { frames: f.0 });
         self.inner.register_plugin(name, plugin);
+    }
+
+    /// Why this client can no longer reach the scheduler, if it cannot.
+    fn broken(&self) -> Option<String> {
+        self.inner.broken().map(|e| e.to_string())
     }
 
     /// Every key this client holds.

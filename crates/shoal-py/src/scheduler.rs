@@ -20,12 +20,43 @@ fn dashboard_at(
         .transpose()
 }
 
+/// How long the scheduler waits on silent peers, in seconds (None: for
+/// ever): a worker before declaring it dead, a client before freeing its
+/// leases, and before removing it.
+struct Silences {
+    worker_ttl: Option<f64>,
+    lease_timeout: Option<f64>,
+    client_timeout: Option<f64>,
+}
+
+impl Silences {
+    fn check(&self) -> PyResult<()> {
+        if self.worker_ttl.is_some_and(|t| !t.is_finite() || t <= 0.0) {
+            return Err(PyValueError::new_err(
+                "worker_ttl must be a positive number of seconds, or None for never",
+            ));
+        }
+        let heartbeat = shoal_proto::CLIENT_HEARTBEAT.as_secs_f64();
+        for (name, t) in [
+            ("lease_timeout", self.lease_timeout),
+            ("client_timeout", self.client_timeout),
+        ] {
+            if t.is_some_and(|t| !t.is_finite() || t < 3.0 * heartbeat) {
+                return Err(PyValueError::new_err(format!(
+                    "{name} must be at least {} seconds (clients say they are there every {heartbeat} s), or None for never",
+                    3.0 * heartbeat
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The server's options from Python's arguments.
 fn options(
     dashboard: Option<&str>,
     host: &str,
-    worker_ttl: Option<f64>,
-    lease_timeout: Option<f64>,
+    silences: Silences,
     allowed_failures: u32,
     token: Option<&str>,
     tls: crate::types::TlsArg,
@@ -36,22 +67,12 @@ fn options(
             "bad TLS options: {e} (tls_scheduler_cert and tls_scheduler_key, or --tls-cert and --tls-key)"
         ))
     })?;
-    if worker_ttl.is_some_and(|t| !t.is_finite() || t <= 0.0) {
-        return Err(PyValueError::new_err(
-            "worker_ttl must be a positive number of seconds, or None for never",
-        ));
-    }
-    let heartbeat = shoal_proto::CLIENT_HEARTBEAT.as_secs_f64();
-    if lease_timeout.is_some_and(|t| !t.is_finite() || t < 3.0 * heartbeat) {
-        return Err(PyValueError::new_err(format!(
-            "lease_timeout must be at least {} seconds (clients say they are there every {heartbeat} s), or None for never",
-            3.0 * heartbeat
-        )));
-    }
+    silences.check()?;
     Ok(shoal_server::Options {
         dashboard: dashboard_at(dashboard, host)?,
-        worker_ttl,
-        lease_timeout,
+        worker_ttl: silences.worker_ttl,
+        lease_timeout: silences.lease_timeout,
+        client_timeout: silences.client_timeout,
         allowed_failures,
         security,
     })
@@ -69,11 +90,12 @@ impl Scheduler {
     /// `worker_ttl` the seconds of silence after which a worker is declared
     /// dead (None: never); `lease_timeout` the seconds of silence after
     /// which a client's locks and semaphores go to others (None: never);
-    /// `allowed_failures` how many workers may die
+    /// `client_timeout` the seconds of silence after which a client is
+    /// removed, its futures released (None: never); `allowed_failures` how many workers may die
     /// running a task before it errs with `KilledWorker`; `token` the
     /// secret every client and worker must present (None: none).
     #[new]
-    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None, lease_timeout=Some(30.0)))]
+    #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None, lease_timeout=Some(30.0), client_timeout=Some(30.0)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -85,16 +107,14 @@ impl Scheduler {
         token: Option<&str>,
         tls: crate::types::TlsArg,
         lease_timeout: Option<f64>,
+        client_timeout: Option<f64>,
     ) -> PyResult<Self> {
-        let options = options(
-            dashboard,
-            host,
+        let silences = Silences {
             worker_ttl,
             lease_timeout,
-            allowed_failures,
-            token,
-            tls,
-        )?;
+            client_timeout,
+        };
+        let options = options(dashboard, host, silences, allowed_failures, token, tls)?;
         let scheme = options.security.tls.scheme();
         let host = host.to_string();
         let handle = py
@@ -132,7 +152,7 @@ impl Scheduler {
 /// `on_ready(address, dashboard_url_or_None)` once it listens. The options
 /// are `Scheduler`'s.
 #[pyfunction]
-#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None, lease_timeout=Some(30.0)))]
+#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None, lease_timeout=Some(30.0), client_timeout=Some(30.0)))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_scheduler(
     py: Python<'_>,
@@ -145,16 +165,14 @@ pub fn run_scheduler(
     token: Option<&str>,
     tls: crate::types::TlsArg,
     lease_timeout: Option<f64>,
+    client_timeout: Option<f64>,
 ) -> PyResult<()> {
-    let options = options(
-        dashboard,
-        &host,
+    let silences = Silences {
         worker_ttl,
         lease_timeout,
-        allowed_failures,
-        token,
-        tls,
-    )?;
+        client_timeout,
+    };
+    let options = options(dashboard, &host, silences, allowed_failures, token, tls)?;
     let scheme = options.security.tls.scheme();
     py.detach(move || {
         shoal_server::run_blocking(&host, port, options, |addr, board| {

@@ -1,10 +1,13 @@
 //! Routing of the core's commands to connections.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use shoal_core::Command;
 use shoal_proto::{ClientId, SchedulerToClient, SchedulerToWorker, WorkerId};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// The outgoing queue of every connection; each is drained by that
 /// connection's writer task.
@@ -12,6 +15,12 @@ use tokio::sync::mpsc::UnboundedSender;
 pub(crate) struct Connections {
     pub workers: HashMap<WorkerId, UnboundedSender<SchedulerToWorker>>,
     pub clients: HashMap<ClientId, UnboundedSender<SchedulerToClient>>,
+    /// Each client connection's "stop reading" signal (see
+    /// [`Command::RemoveClient`]).
+    pub closers: HashMap<ClientId, Arc<Notify>>,
+    /// Every connection's writer task (workers and clients share one
+    /// numbering), awaited at shutdown so goodbyes are delivered.
+    pub writers: HashMap<u64, JoinHandle<()>>,
 }
 
 impl Connections {
@@ -32,15 +41,40 @@ impl Connections {
                         let _ = tx.send(m);
                     }
                 }
+                Command::RemoveClient(c, m) => {
+                    // The writer ends after this last message (what was
+                    // queued before it goes first; nothing is queued after
+                    // it), and the reader stops at once.
+                    if let Some(tx) = self.clients.remove(&c) {
+                        let _ = tx.send(m);
+                    }
+                    if let Some(closer) = self.closers.remove(&c) {
+                        closer.notify_one();
+                    }
+                    self.writers.remove(&c);
+                }
                 Command::Shutdown => shutdown = true,
             }
         }
         shutdown
     }
 
+    /// Forgets a client whose connection closed.
+    pub fn client_gone(&mut self, c: ClientId) {
+        self.clients.remove(&c);
+        self.closers.remove(&c);
+        self.writers.remove(&c);
+    }
+
+    /// Forgets a worker whose connection closed.
+    pub fn worker_gone(&mut self, w: WorkerId) {
+        self.workers.remove(&w);
+        self.writers.remove(&w);
+    }
+
     /// Tells every peer the scheduler is going, and drops the queues so
-    /// writers end after their last message.
-    pub fn say_goodbye(&mut self) {
+    /// writers end after their last message; returns the writers.
+    pub fn say_goodbye(&mut self) -> Vec<JoinHandle<()>> {
         for tx in self.workers.values() {
             let _ = tx.send(SchedulerToWorker::Shutdown);
         }
@@ -49,5 +83,7 @@ impl Connections {
         }
         self.workers.clear();
         self.clients.clear();
+        self.closers.clear();
+        self.writers.drain().map(|(_, w)| w).collect()
     }
 }

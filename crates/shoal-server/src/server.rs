@@ -1,6 +1,5 @@
 //! The accept loop and the core task.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +51,14 @@ enum Input {
         UnboundedSender<SchedulerToWorker>,
         JoinHandle<()>,
     ),
-    Client(u64, UnboundedSender<SchedulerToClient>, JoinHandle<()>),
+    /// A client connection: its outgoing queue, its writer, and the signal
+    /// that stops its reader.
+    Client(
+        u64,
+        UnboundedSender<SchedulerToClient>,
+        JoinHandle<()>,
+        Arc<tokio::sync::Notify>,
+    ),
     /// Is a connected worker's data server at this address?
     IsWorker(String, tokio::sync::oneshot::Sender<bool>),
     /// Everything a connection sent before this has been applied.
@@ -136,6 +142,9 @@ pub struct Options {
     /// Seconds of silence after which a client's locks and semaphores go to
     /// others (None: never).
     pub lease_timeout: Option<f64>,
+    /// Seconds of silence after which a client is removed, its futures
+    /// released (None: never).
+    pub client_timeout: Option<f64>,
     /// A task errs with `KilledWorker` once more workers than this died
     /// while running it.
     pub allowed_failures: u32,
@@ -152,6 +161,7 @@ impl Default for Options {
             dashboard: None,
             worker_ttl: core.worker_ttl,
             lease_timeout: core.lease_timeout,
+            client_timeout: core.client_timeout,
             allowed_failures: core.allowed_failures,
             security: shoal_proto::Security::default(),
         }
@@ -383,18 +393,27 @@ async fn handshake(
             }
             let (tx, rx) = unbounded_channel();
             let handle = tokio::spawn(writer(w, rx, |m| {
-                matches!(m, SchedulerToClient::ShuttingDown)
+                matches!(
+                    m,
+                    SchedulerToClient::ShuttingDown | SchedulerToClient::Removed { .. }
+                )
             }));
-            let _ = input.send(Input::Client(id, tx, handle));
-            reader::<_, ClientToScheduler, _>(
+            let closer = Arc::new(tokio::sync::Notify::new());
+            let _ = input.send(Input::Client(id, tx, handle, closer.clone()));
+            let reading = reader::<_, ClientToScheduler, _>(
                 r,
                 input,
                 move |m| Input::Event(Event::FromClient(id, m)),
                 Input::Barrier,
                 Input::Event(Event::ClientDisconnected(id)),
                 peer.to_string(),
-            )
-            .await;
+            );
+            // A client removed for its silence is read no more: dropping the
+            // reader drops the connection's read half.
+            tokio::select! {
+                () = reading => {}
+                () = closer.notified() => {}
+            }
         }
         // Carried to its worker above.
         Role::Relay { .. } => {}
@@ -479,7 +498,6 @@ async fn core_loop(
 ) -> Vec<JoinHandle<()>> {
     let mut core = Core::new(config);
     let mut conns = Connections::default();
-    let mut writers = HashMap::new();
     let mut out = Vec::new();
     let mut stop = false;
     // The core gets the time from here: seconds since the scheduler started.
@@ -509,7 +527,7 @@ async fn core_loop(
         let mut next = first;
         let mut n = 0;
         while let Some(input) = next.take() {
-            stop |= apply(&mut core, &mut conns, &mut writers, input, &mut out);
+            stop |= apply(&mut core, &mut conns, input, &mut out);
             n += 1;
             if n < MAX_EVENTS_PER_TURN {
                 next = rx.try_recv().ok();
@@ -529,8 +547,7 @@ async fn core_loop(
         }
     }
     tracing::debug!("scheduler shutting down");
-    conns.say_goodbye();
-    writers.into_values().collect()
+    conns.say_goodbye()
 }
 
 /// The core's configuration: the options, this scheduler's id and start
@@ -549,6 +566,7 @@ fn config(options: &Options) -> shoal_core::CoreConfig {
         started,
         worker_ttl: options.worker_ttl,
         lease_timeout: options.lease_timeout,
+        client_timeout: options.client_timeout,
         allowed_failures: options.allowed_failures,
         ..Default::default()
     }
@@ -565,7 +583,6 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 fn apply(
     core: &mut Core,
     conns: &mut Connections,
-    writers: &mut HashMap<u64, JoinHandle<()>>,
     input: Input,
     out: &mut Vec<shoal_core::Command>,
 ) -> bool {
@@ -577,25 +594,22 @@ fn apply(
         Input::IsWorker(addr, ack) => {
             let _ = ack.send(core.has_worker_at(&addr));
         }
-        Input::Client(id, tx, handle) => {
+        Input::Client(id, tx, handle, closer) => {
             conns.clients.insert(id, tx);
-            writers.insert(id, handle);
+            conns.closers.insert(id, closer);
+            conns.writers.insert(id, handle);
             core.handle(Event::ClientConnected(id), out);
         }
         Input::Worker(id, info, tx, handle) => {
             conns.workers.insert(id, tx);
-            writers.insert(id, handle);
+            conns.writers.insert(id, handle);
             core.handle(Event::WorkerConnected(id, info), out);
         }
         Input::Event(e) => {
             match &e {
-                Event::ClientDisconnected(c) => {
-                    conns.clients.remove(c);
-                    writers.remove(c);
-                }
+                Event::ClientDisconnected(c) => conns.client_gone(*c),
                 Event::WorkerLost(w) => {
-                    conns.workers.remove(w);
-                    writers.remove(w);
+                    conns.worker_gone(*w);
                     tracing::debug!("worker {w} lost");
                 }
                 _ => {}

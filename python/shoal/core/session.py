@@ -137,6 +137,12 @@ class Session:
         """One future of this client for ``key`` is gone."""
         self._core.drop_ref(key)
 
+    def broken(self) -> str | None:
+        """Why this client can no longer reach the scheduler (its
+        connection broke, or the scheduler removed it), if it cannot.
+        """
+        return self._core.broken()
+
     def keys(self) -> list[str]:
         """The keys this client holds futures for."""
         return self._core.keys()

@@ -63,7 +63,9 @@ def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     what they leave out comes from Dask's configuration
     (``distributed.scheduler.worker-ttl`` and ``.allowed-failures``) when it
     is set there; how long a silent client keeps its locks' and semaphores'
-    leases comes from ``distributed.scheduler.locks.lease-timeout`` only.
+    leases comes from ``distributed.scheduler.locks.lease-timeout`` only,
+    and how long until it is removed (its futures released) from
+    ``distributed.comm.timeouts.tcp`` only (30 s by default in both).
 
     Raises
     ------
@@ -99,6 +101,9 @@ def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     lease = setting("distributed.scheduler.locks.lease-timeout")
     if lease is not MISSING:
         out["lease_timeout"] = parse_timedelta(lease)
+    silent = setting("distributed.comm.timeouts.tcp")
+    if silent is not MISSING:
+        out["client_timeout"] = parse_timedelta(silent)
     return out
 
 

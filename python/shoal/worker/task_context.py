@@ -99,7 +99,12 @@ class Worker:
         on first use.
         """
         with self._lock:
-            if self._client is None or self._client.status != "running":
+            old = self._client
+            if old is None or old.status != "running" or old._session.broken() is not None:
+                if old is not None and self._own_client and old.status == "running":
+                    # Broken (say, removed by the scheduler while this
+                    # process was stopped): its thread goes, a new one comes.
+                    old.close()
                 default = context.process_default()
                 if default is not None and _engine.strip_scheme(
                     default.scheduler_address

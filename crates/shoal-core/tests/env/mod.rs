@@ -102,11 +102,13 @@ pub struct Env {
 }
 
 impl Env {
-    /// A core that never declares silent workers dead (the clock here
-    /// jumps freely); tests of silence set `worker_ttl`.
+    /// A core that never declares silent workers dead nor removes silent
+    /// clients (the clock here jumps freely); tests of silence set
+    /// `worker_ttl` and `client_timeout`.
     pub fn new() -> Self {
         Env::with_config(CoreConfig {
             worker_ttl: None,
+            client_timeout: None,
             ..CoreConfig::default()
         })
     }
