@@ -46,11 +46,10 @@ pub enum ClientError {
     #[error("lost the connection to the scheduler: {0}")]
     Disconnected(String),
     #[error(
-        "the scheduler removed this client after hearing nothing from it for {silent_for:.0} s \
-         (a stopped or suspended process; Dask's distributed.comm.timeouts.tcp): its futures \
-         were released and its locks freed; make a new Client to go on"
+        "the scheduler removed this client: {0}; its futures were released and its locks \
+         freed; make a new Client to go on"
     )]
-    Removed { silent_for: f64 },
+    Removed(shoal_proto::Removal),
     #[error("the client is closed")]
     Closed,
     #[error("{0} is not a key this client holds a future for")]
@@ -473,7 +472,7 @@ impl ClientCore {
         keys: &[String],
         deadline: Option<Instant>,
     ) -> Result<Option<()>, ClientError> {
-        if let Some(removed @ ClientError::Removed { .. }) = &st.broken {
+        if let Some(removed @ ClientError::Removed(_)) = &st.broken {
             // Its futures were released: even a finished one's result may
             // be gone from its worker.
             return Err(removed.clone());

@@ -244,8 +244,8 @@ impl State {
             SchedulerToClient::ShuttingDown => {
                 self.broken = Some(ClientError::Disconnected("the scheduler shut down".into()));
             }
-            SchedulerToClient::Removed { silent_for } => {
-                self.broken = Some(ClientError::Removed { silent_for });
+            SchedulerToClient::Removed(why) => {
+                self.broken = Some(ClientError::Removed(why));
             }
         }
     }

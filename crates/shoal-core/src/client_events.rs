@@ -190,6 +190,7 @@ impl Core {
         if c == crate::coord::COORD_CLIENT {
             return; // the scheduler's own: never connected, never gone
         }
+        self.gone_clients.insert(c);
         self.coord_client_gone(c, out);
         for f in self.functions.client_gone(c) {
             self.function_dropped(f);
@@ -489,5 +490,36 @@ fn internal_error(type_name: &str, message: String) -> TaskError {
         type_name: type_name.to_string(),
         message,
         traceback: String::new(),
+    }
+}
+
+/// The latest clients gone. A client can go before all it sent was applied
+/// (removed for its silence, or for reading too slowly, its connection
+/// closed at once): what arrives from it afterwards is ignored rather than
+/// bringing it back. Bounded: ids are never reused, and only the last
+/// messages of a closed connection can still be on their way.
+#[derive(Default)]
+pub(crate) struct GoneClients {
+    ids: std::collections::HashSet<ClientId>,
+    order: std::collections::VecDeque<ClientId>,
+}
+
+impl GoneClients {
+    /// The most clients remembered.
+    const KEPT: usize = 1024;
+
+    pub(crate) fn insert(&mut self, c: ClientId) {
+        if self.ids.insert(c) {
+            self.order.push_back(c);
+        }
+        while self.order.len() > Self::KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    pub(crate) fn contains(&self, c: ClientId) -> bool {
+        self.ids.contains(&c)
     }
 }

@@ -160,9 +160,9 @@ pub struct Core {
     pub(crate) retirements: crate::retire::Retirements,
     /// When to look for silent workers next (see [`crate::silence`]).
     pub(crate) silence_check: Option<f64>,
-    /// Clients removed for their silence (see [`crate::worker_ttl`]),
-    /// whose messages already on their way are ignored.
-    pub(crate) removed_clients: crate::worker_ttl::Removed,
+    /// Clients gone, whose messages still on their way are ignored (see
+    /// [`crate::client_events::GoneClients`]).
+    pub(crate) gone_clients: crate::client_events::GoneClients,
     /// Copies of small results (see [`crate::small_results`]).
     pub(crate) kept: crate::small_results::Kept,
 }
@@ -207,7 +207,7 @@ impl Core {
             story: Default::default(),
             retirements: Default::default(),
             silence_check: None,
-            removed_clients: Default::default(),
+            gone_clients: Default::default(),
             kept: Default::default(),
         }
         .with_coordinator()
@@ -281,8 +281,8 @@ impl Core {
                 self.heard_from_client(c);
             }
             Event::ClientDisconnected(c) => self.client_gone(c, out),
-            Event::FromClient(c, _) if self.removed_clients.contains(c) => {
-                tracing::debug!("client {c} was removed: its message is ignored");
+            Event::FromClient(c, _) if self.gone_clients.contains(c) => {
+                tracing::debug!("client {c} is gone: its message is ignored");
             }
             Event::FromClient(c, msg) => {
                 self.heard_from_client(c);

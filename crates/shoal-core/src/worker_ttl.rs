@@ -16,12 +16,9 @@
 //! that slept or vanished — is removed as if its connection had closed:
 //! its futures are released, and what was queued for it is dropped with
 //! its connection. It is told why first (`Removed`), so a client that
-//! comes back says so instead of hanging; messages of its already on their
-//! way are ignored.
+//! comes back says so instead of hanging.
 
-use std::collections::{HashSet, VecDeque};
-
-use shoal_proto::{ClientId, SchedulerToClient, SchedulerToWorker, WorkerId};
+use shoal_proto::{ClientId, Removal, SchedulerToClient, SchedulerToWorker, WorkerId};
 
 use crate::core::Core;
 use crate::events::Command;
@@ -105,10 +102,11 @@ impl Core {
                 let silent_for = now - last_seen;
                 out.push(Command::RemoveClient(
                     c,
-                    SchedulerToClient::Removed { silent_for },
+                    SchedulerToClient::Removed(Removal::Silent {
+                        seconds: silent_for,
+                    }),
                 ));
                 self.client_gone(c, out);
-                self.removed_clients.insert(c);
             }
         }
         self.plan_silence_check();
@@ -158,35 +156,5 @@ impl Core {
         if let Some(at) = self.silence_check {
             self.wake_at(at);
         }
-    }
-}
-
-/// The latest clients removed for their silence: a message of theirs that
-/// was on its way when they were removed is ignored rather than bringing
-/// them back. Bounded: their connections are closed at once, so only a
-/// few messages can still be on their way.
-#[derive(Default)]
-pub(crate) struct Removed {
-    ids: HashSet<ClientId>,
-    order: VecDeque<ClientId>,
-}
-
-impl Removed {
-    /// The most clients remembered.
-    const KEPT: usize = 1024;
-
-    pub(crate) fn insert(&mut self, c: ClientId) {
-        if self.ids.insert(c) {
-            self.order.push_back(c);
-        }
-        while self.order.len() > Self::KEPT {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-    }
-
-    pub(crate) fn contains(&self, c: ClientId) -> bool {
-        self.ids.contains(&c)
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use env::{task, Env};
 use shoal_core::{Command, CoreConfig, Event};
 use shoal_proto::{
-    ClientId, ClientToScheduler, CoordOp, CoordReply, Held, Payload, SchedulerToClient,
+    ClientId, ClientToScheduler, CoordOp, CoordReply, Held, Payload, Removal, SchedulerToClient,
 };
 
 fn ask(env: &mut Env, c: ClientId, req: u64, op: CoordOp, timeout: Option<f64>) {
@@ -317,7 +317,10 @@ fn a_client_silent_past_the_client_timeout_is_removed_told_and_then_ignored() {
     env.send(1, ClientToScheduler::Heartbeat);
     assert_eq!(
         removed(env.take()),
-        vec![(2, SchedulerToClient::Removed { silent_for: 40.0 })],
+        vec![(
+            2,
+            SchedulerToClient::Removed(Removal::Silent { seconds: 40.0 })
+        )],
         "the silent client alone is removed, and told why"
     );
     assert!(

@@ -27,8 +27,22 @@ pub const FRAME_SOFT_LIMIT: usize = 1 << 20;
 /// Writes everything queued in `rx` to `w`: each wake-up drains the queue
 /// into frames of at most about [`FRAME_SOFT_LIMIT`] bytes, until the queue
 /// closes or `last` says a message is final.
-pub async fn writer<W, M>(mut w: W, mut rx: UnboundedReceiver<M>, last: fn(&M) -> bool)
+pub async fn writer<W, M>(w: W, rx: UnboundedReceiver<M>, last: fn(&M) -> bool)
 where
+    W: AsyncWrite + Unpin,
+    M: Serialize,
+{
+    counted_writer(w, rx, last, |_| {}).await;
+}
+
+/// [`writer`], calling `taken` with each message as it leaves the queue
+/// (for a queue whose size is counted where messages are queued).
+pub async fn counted_writer<W, M>(
+    mut w: W,
+    mut rx: UnboundedReceiver<M>,
+    last: fn(&M) -> bool,
+    mut taken: impl FnMut(&M),
+) where
     W: AsyncWrite + Unpin,
     M: Serialize,
 {
@@ -37,11 +51,13 @@ where
     while let Some(first) = next.take() {
         let mut frame = FrameBuilder::new(&mut buf);
         let mut done = last(&first);
+        taken(&first);
         frame.push(&first);
         while !done && frame.len() < FRAME_SOFT_LIMIT {
             match rx.try_recv() {
                 Ok(m) => {
                     done = last(&m);
+                    taken(&m);
                     frame.push(&m);
                 }
                 Err(_) => break,

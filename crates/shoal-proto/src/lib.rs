@@ -19,6 +19,7 @@ pub mod security;
 pub mod stream;
 pub mod throttle;
 pub mod tls;
+pub mod weight;
 
 pub use auth::{Admission, Refusal, Token, TokenError};
 pub use coord::{CoordOp, CoordReply, Held, MetaEntry, StoryEntry};

@@ -366,12 +366,36 @@ pub enum SchedulerToClient {
         data_address: String,
     },
     ShuttingDown,
-    /// The scheduler heard nothing from this client for `silent_for`
-    /// seconds and removed it: its futures were released, its leases
-    /// freed, and its connection closes after this message.
-    Removed {
-        silent_for: f64,
-    },
+    /// The scheduler removed this client, for the reason given: its
+    /// futures were released, its leases freed, and its connection closes
+    /// after this message.
+    Removed(Removal),
+}
+
+/// Why the scheduler removed a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Removal {
+    /// It heard nothing from it for this many seconds.
+    Silent { seconds: f64 },
+    /// It read so slowly that this many bytes of messages waited for it.
+    Slow { queued: u64 },
+}
+
+impl std::fmt::Display for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Removal::Silent { seconds } => write!(
+                f,
+                "nothing was heard from it for {seconds:.0} s (a stopped or suspended process; \
+                 Dask's distributed.comm.timeouts.tcp)"
+            ),
+            Removal::Slow { queued } => write!(
+                f,
+                "it read its messages so slowly that {} MiB of them waited for it",
+                queued >> 20
+            ),
+        }
+    }
 }
 
 /// A task that ran, as the task stream records it.

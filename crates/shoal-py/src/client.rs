@@ -28,7 +28,7 @@ fn to_py_err(e: ClientError) -> PyErr {
         ClientError::Connect { .. }
         | ClientError::Refused { .. }
         | ClientError::Disconnected(_)
-        | ClientError::Removed { .. } => PyConnectionError::new_err(e.to_string()),
+        | ClientError::Removed(_) => PyConnectionError::new_err(e.to_string()),
         ClientError::UnknownKey(_) => PyKeyError::new_err(e.to_string()),
         _ => PyRuntimeError::new_err(e.to_string()),
     }

@@ -16,8 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
-use crate::comm::Connections;
+use crate::comm::{ClientQueue, Connections};
 use crate::dashboard::{self, DashboardAddress, Publisher};
+use shoal_proto::io::counted_writer;
 use shoal_proto::{reader, writer};
 
 /// How long a new connection may take to introduce itself.
@@ -51,14 +52,8 @@ enum Input {
         UnboundedSender<SchedulerToWorker>,
         JoinHandle<()>,
     ),
-    /// A client connection: its outgoing queue, its writer, and the signal
-    /// that stops its reader.
-    Client(
-        u64,
-        UnboundedSender<SchedulerToClient>,
-        JoinHandle<()>,
-        Arc<tokio::sync::Notify>,
-    ),
+    /// A client connection: its outgoing queue and its writer.
+    Client(u64, ClientQueue, JoinHandle<()>),
     /// Is a connected worker's data server at this address?
     IsWorker(String, tokio::sync::oneshot::Sender<bool>),
     /// Everything a connection sent before this has been applied.
@@ -392,14 +387,28 @@ async fn handshake(
                 return;
             }
             let (tx, rx) = unbounded_channel();
-            let handle = tokio::spawn(writer(w, rx, |m| {
-                matches!(
-                    m,
-                    SchedulerToClient::ShuttingDown | SchedulerToClient::Removed { .. }
-                )
-            }));
+            let queued = Arc::new(AtomicU64::new(0));
+            let taken = queued.clone();
+            let handle = tokio::spawn(counted_writer(
+                w,
+                rx,
+                |m| {
+                    matches!(
+                        m,
+                        SchedulerToClient::ShuttingDown | SchedulerToClient::Removed(_)
+                    )
+                },
+                move |m: &SchedulerToClient| {
+                    taken.fetch_sub(m.weight(), Ordering::Relaxed);
+                },
+            ));
             let closer = Arc::new(tokio::sync::Notify::new());
-            let _ = input.send(Input::Client(id, tx, handle, closer.clone()));
+            let queue = ClientQueue {
+                tx,
+                queued,
+                closer: closer.clone(),
+            };
+            let _ = input.send(Input::Client(id, queue, handle));
             let reading = reader::<_, ClientToScheduler, _>(
                 r,
                 input,
@@ -539,6 +548,15 @@ async fn core_loop(
             panic!("{e}");
         }
         stop |= conns.route(&mut out);
+        let slow = conns.take_slow();
+        if !slow.is_empty() {
+            // Removed for reading too slowly: gone, as if disconnected.
+            for c in slow {
+                core.handle(Event::ClientDisconnected(c), &mut out);
+            }
+            core.schedule(&mut out);
+            stop |= conns.route(&mut out);
+        }
         if stop {
             break;
         }
@@ -594,9 +612,8 @@ fn apply(
         Input::IsWorker(addr, ack) => {
             let _ = ack.send(core.has_worker_at(&addr));
         }
-        Input::Client(id, tx, handle, closer) => {
-            conns.clients.insert(id, tx);
-            conns.closers.insert(id, closer);
+        Input::Client(id, queue, handle) => {
+            conns.clients.insert(id, queue);
             conns.writers.insert(id, handle);
             core.handle(Event::ClientConnected(id), out);
         }
