@@ -355,11 +355,14 @@ future.result()
 assert Lock("removed-client", client=client).acquire(timeout=30)
 print(future.key, flush=True)
 sys.stdin.readline()  # the test writes a line once this process runs again
-try:
-    future.result(timeout=30)
-    print("no error", flush=True)
-except Exception as e:
-    print(type(e).__name__, e, flush=True)
+# New work needs the scheduler, which this client hears from first; then
+# even the finished future (its small result was here) is refused.
+for use in (lambda: client.submit(bytes, 5, pure=False).result(timeout=30), future.result):
+    try:
+        use()
+        print("no error", flush=True)
+    except Exception as e:
+        print(type(e).__name__, str(e).replace("\\n", " "), flush=True)
 """
 
 
@@ -402,9 +405,10 @@ def test_a_stopped_client_is_removed_and_told_so_when_it_comes_back():
         os.kill(holder.pid, signal.SIGCONT)
         holder.stdin.write("go\n")
         holder.stdin.flush()
-        said = holder.stdout.readline()
-        assert said.startswith("ConnectionError") and "removed this client" in said, said
-        assert "distributed.comm.timeouts.tcp" in said
+        for _ in range(2):
+            said = holder.stdout.readline()
+            assert said.startswith("ConnectionError") and "removed this client" in said, said
+            assert "distributed.comm.timeouts.tcp" in said
     finally:
         holder.kill()
         holder.wait(10)
