@@ -160,20 +160,30 @@ class TaskError:
     @property
     def attempts(self) -> int: ...
 
-@final
+@disjoint_base
 class Outcome:
-    """What a key came to.
-
-    ``kind`` is ``"value"`` (``frames``), ``"error"`` (``error``) or
-    ``"cancelled"``.
+    """What a key came to: ``Outcome.Value`` (its pickled ``frames``),
+    ``Outcome.Error`` (its ``error``) or ``Outcome.Cancelled``.
     """
 
-    @property
-    def kind(self) -> str: ...
-    @property
-    def frames(self) -> _FramesOut | None: ...
-    @property
-    def error(self) -> TaskError | None: ...
+    @final
+    class Value(Outcome):
+        __match_args__ = ("frames",)
+        def __new__(cls, frames: _FramesIn) -> Outcome.Value: ...
+        @property
+        def frames(self) -> _FramesOut: ...
+
+    @final
+    class Error(Outcome):
+        __match_args__ = ("error",)
+        def __new__(cls, error: TaskError) -> Outcome.Error: ...
+        @property
+        def error(self) -> TaskError: ...
+
+    @final
+    class Cancelled(Outcome):
+        __match_args__ = ()
+        def __new__(cls) -> Outcome.Cancelled: ...
 
 # ----- the cluster as a client sees it --------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
+from .. import _engine
 from ..actor import factory as actor_factory
 from ..cfexecutor import ClientExecutor
 from ..core import aio, arguments, families, keys, lift, nested, options, serialize
@@ -444,12 +445,12 @@ class Submitting:
                 self._session.result(erred)  # raises its error
         outcomes = self._session.outcomes(key_list, direct=direct) or []
         values: dict[str, Any] = {}
-        kinds = [o.kind for o in outcomes]
-        if kinds.count("value") == len(kinds):
+        value = _engine.Outcome.Value
+        if all(type(o) is value for o in outcomes):
             values = dict(zip(key_list, values_of(outcomes, self)))
         else:
-            for k, kind, outcome in zip(key_list, kinds, outcomes):
-                if kind == "value" or errors == "raise":
+            for k, outcome in zip(key_list, outcomes):
+                if type(outcome) is value or errors == "raise":
                     values[k] = value_of(k, outcome, self)
         return _substitute(futures, values)
 

@@ -389,22 +389,22 @@ def _outside_shoal() -> int:
     return level
 
 
-def value_of(key: str, outcome: Any, client: Any = None) -> Any:
+def value_of(key: str, outcome: _engine.Outcome, client: Any = None) -> Any:
     """The value an :class:`shoal._engine.Outcome` holds, or raise its
     error. Futures inside the value become futures of ``client``.
     """
-    if outcome.kind == "value":
+    if isinstance(outcome, _engine.Outcome.Value):
         return serialize.loads_for(outcome.frames, client)
-    if outcome.kind == "cancelled":
+    if isinstance(outcome, _engine.Outcome.Cancelled):
         session = getattr(client, "_session", None)
         reason = "cancelled" if session is None else session.cancel_reason(key)
         raise FutureCancelledError(key, reason)
-    raise rebuild(outcome.error)
+    raise rebuild(outcome.error)  # Outcome.Error
 
 
 def values_of(outcomes: list[Any], client: Any = None) -> list[Any]:
-    """The values of outcomes that all hold one (``kind == "value"``), in
-    order; futures inside them become futures of ``client``.
+    """The values of outcomes that all hold one, in order; futures inside
+    them become futures of ``client``.
     """
     return serialize.loads_many_for([o.frames for o in outcomes], client)
 

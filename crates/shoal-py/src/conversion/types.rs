@@ -205,7 +205,7 @@ impl ExecutorTask {
 
 /// Why a task failed: it raised (`kind == "raised"`), or the workers running
 /// it kept dying (`kind == "killed"`).
-#[pyclass(module = "shoal._engine", frozen, get_all)]
+#[pyclass(module = "shoal._engine", frozen, get_all, from_py_object)]
 #[derive(Clone)]
 pub struct TaskError {
     pub kind: &'static str,
@@ -275,22 +275,23 @@ impl From<&CoreError> for TaskError {
     }
 }
 
-/// What a key came to: a value (`kind == "value"`, its pickled `frames`),
-/// an error (`kind == "error"`, `error`), or `kind == "cancelled"`.
-#[pyclass(module = "shoal._engine", frozen, get_all)]
-pub struct Outcome {
-    pub kind: &'static str,
-    pub frames: Option<Frames>,
-    pub error: Option<TaskError>,
+/// What a key came to: its value (`Outcome.Value`, the pickled
+/// `frames`), its error (`Outcome.Error`), or its cancellation
+/// (`Outcome.Cancelled`).
+#[pyclass(module = "shoal._engine", frozen)]
+pub enum Outcome {
+    Value { frames: Frames },
+    Error { error: TaskError },
+    Cancelled {},
 }
 
 #[pymethods]
 impl Outcome {
     fn __repr__(&self) -> String {
-        match (&self.frames, &self.error) {
-            (Some(f), _) => format!("Outcome(kind='value', {} frames)", f.0.len()),
-            (_, Some(e)) => format!("Outcome(kind='error', error={})", e.__repr__()),
-            _ => format!("Outcome(kind={:?})", self.kind),
+        match self {
+            Outcome::Value { frames } => format!("Outcome.Value({} frames)", frames.0.len()),
+            Outcome::Error { error } => format!("Outcome.Error({})", error.__repr__()),
+            Outcome::Cancelled {} => "Outcome.Cancelled()".to_string(),
         }
     }
 }
@@ -298,21 +299,13 @@ impl Outcome {
 impl From<CoreOutcome> for Outcome {
     fn from(o: CoreOutcome) -> Self {
         match o {
-            CoreOutcome::Value(p) => Outcome {
-                kind: "value",
-                frames: Some(Frames(p.frames)),
-                error: None,
+            CoreOutcome::Value(p) => Outcome::Value {
+                frames: Frames(p.frames),
             },
-            CoreOutcome::Error(e) => Outcome {
-                kind: "error",
-                frames: None,
-                error: Some(TaskError::from(&e)),
+            CoreOutcome::Error(e) => Outcome::Error {
+                error: TaskError::from(&e),
             },
-            CoreOutcome::Cancelled => Outcome {
-                kind: "cancelled",
-                frames: None,
-                error: None,
-            },
+            CoreOutcome::Cancelled => Outcome::Cancelled {},
         }
     }
 }
