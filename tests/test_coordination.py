@@ -346,6 +346,21 @@ def test_timeouts_accept_dask_strings(client):
     assert client.gather(futures) == [1, 2]
 
 
+def _client_process(script: str, c: Client):
+    """A Python process running ``script`` with the address of ``c``'s
+    scheduler as its argument (and its token), talking through pipes."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-c", script, c.scheduler_address],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"SHOAL_TOKEN": c.cluster.security.token},
+    )
+
+
 HOLD_A_FUTURE = """
 import sys
 from shoal import Client, Lock
@@ -371,8 +386,6 @@ def test_a_stopped_client_is_removed_and_told_so_when_it_comes_back():
     stopped process, a laptop asleep) is removed: its futures are released
     on the workers and its lock freed; when it runs again, using a future
     says why it is gone."""
-    import subprocess
-    import sys
 
     import dask
 
@@ -382,13 +395,7 @@ def test_a_stopped_client_is_removed_and_told_so_when_it_comes_back():
     }
     with dask.config.set(timeouts):
         c = Client(n_workers=1, dashboard_address=None)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_A_FUTURE, c.scheduler_address],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"SHOAL_TOKEN": c.cluster.security.token},
-    )
+    holder = _client_process(HOLD_A_FUTURE, c)
 
     def held_keys():
         return {k for keys in c.has_what().values() for k in keys}
@@ -446,20 +453,12 @@ def test_a_stopped_client_loses_its_lock_after_the_lease_timeout():
     """A client process stopped (SIGSTOP: a frozen laptop, a vanished
     machine) keeps its connection open; its silence past Dask's
     ``distributed.scheduler.locks.lease-timeout`` hands its lock over."""
-    import subprocess
-    import sys
 
     import dask
 
     with dask.config.set({"distributed.scheduler.locks.lease-timeout": "3s"}):
         c = Client(n_workers=0, dashboard_address=None)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_A_LOCK, c.scheduler_address],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"SHOAL_TOKEN": c.cluster.security.token},
-    )
+    holder = _client_process(HOLD_A_LOCK, c)
     try:
         assert holder.stdout.readline() == "held\n"
         lock = Lock("handed-over", client=c)
