@@ -103,7 +103,7 @@ def test_outcomes_and_errors_are_typed(client):
     value, error = client._session.outcomes([good.key, bad.key])
     assert isinstance(value, _engine.Outcome.Value) and value.frames
     assert isinstance(error, _engine.Outcome.Error) and not hasattr(error, "frames")
-    assert error.error.kind == "raised"
+    assert isinstance(error.error, _engine.TaskError.Raised)
     assert error.error.type_name == "ZeroDivisionError"
     assert "division by zero" in error.error.message
     assert "div" in error.error.traceback

@@ -481,15 +481,15 @@ impl ClientCore {
                 direct,
             )
         });
-        answers
+        Ok(answers
             .into_iter()
             .map(|(w, res)| {
-                Ok((
+                (
                     in_scheme(self.scheme, &w),
-                    crate::coord::RunAnswer::new(py, res)?,
-                ))
+                    crate::coord::RunAnswer::new(res),
+                )
             })
-            .collect()
+            .collect())
     }
 
     fn shutdown_cluster(&self) {

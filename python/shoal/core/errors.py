@@ -81,14 +81,14 @@ def _traceback_object(tb: str) -> Any:
         return None
 
 
-def rebuild(error: Any) -> BaseException:
+def rebuild(error: _engine.TaskError) -> BaseException:
     """Turn an engine :class:`shoal._engine.TaskError` into the exception to raise.
 
     The exception keeps its original type; its traceback is the remote one,
     so ``result()`` shows where on the worker the task failed.
     """
-    if error.kind == "killed":
-        return KilledWorker(error.key, error.last_worker, max(error.attempts - 1, 0), error.message)
+    if isinstance(error, _engine.TaskError.Killed):
+        return KilledWorker(error.key, error.last_worker, max(error.attempts - 1, 0), error.cause)
     frames = error.exception
     exc: BaseException | None = None
     if frames:
@@ -141,8 +141,8 @@ def _by_name(type_name: str, message: str) -> BaseException:
     return RuntimeError(f"{type_name}: {message}")
 
 
-def remote_traceback(error: Any) -> Any:
+def remote_traceback(error: _engine.TaskError) -> Any:
     """The traceback object of a remote error (or None)."""
-    if error.kind != "raised":
+    if not isinstance(error, _engine.TaskError.Raised):
         return None
     return _traceback_object(error.traceback)

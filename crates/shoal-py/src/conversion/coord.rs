@@ -383,22 +383,22 @@ pub enum RunAnswer {
     /// The call returned: its pickled value.
     Value { frames: Frames },
     /// The call raised.
-    Raised { error: Py<TaskError> },
+    Raised { error: TaskError },
     /// The worker could not be reached: why.
     Unreachable { message: String },
 }
 
 impl RunAnswer {
-    pub fn new(py: Python<'_>, res: Result<RunResponse, String>) -> PyResult<RunAnswer> {
-        Ok(match res {
+    pub fn new(res: Result<RunResponse, String>) -> RunAnswer {
+        match res {
             Ok(RunResponse::Value(p)) => RunAnswer::Value {
                 frames: Frames(p.frames),
             },
             Ok(RunResponse::Raised(e)) => RunAnswer::Raised {
-                error: Py::new(py, TaskError::from(&e))?,
+                error: TaskError::from(&e),
             },
             Err(message) => RunAnswer::Unreachable { message },
-        })
+        }
     }
 }
 

@@ -203,37 +203,46 @@ impl ExecutorTask {
     }
 }
 
-/// Why a task failed: it raised (`kind == "raised"`), or the workers running
-/// it kept dying (`kind == "killed"`).
-#[pyclass(module = "shoal._engine", frozen, get_all, from_py_object)]
+/// Why a task failed: it raised (`TaskError.Raised`), or the workers
+/// running it kept dying (`TaskError.Killed`).
+#[pyclass(module = "shoal._engine", frozen, from_py_object)]
 #[derive(Clone)]
-pub struct TaskError {
-    pub kind: &'static str,
-    /// The exception's type name (`"KilledWorker"` for a killed task).
-    pub type_name: String,
-    pub message: String,
-    /// The formatted remote traceback ("" if none).
-    pub traceback: String,
-    /// The pickled exception (empty if it could not be pickled).
-    pub exception: Frames,
-    /// For a killed task: its key, the last worker, and how many died.
-    pub key: String,
-    pub last_worker: String,
-    pub attempts: u32,
+pub enum TaskError {
+    Raised {
+        /// The exception's type name.
+        type_name: String,
+        message: String,
+        /// The formatted remote traceback ("" if none).
+        traceback: String,
+        /// The pickled exception (empty if it could not be pickled).
+        exception: Frames,
+    },
+    Killed {
+        key: String,
+        /// The last worker that died running it (with its scheme).
+        last_worker: String,
+        /// How many workers died running it.
+        attempts: u32,
+        /// Why the last worker left, if it said (memory), else "".
+        cause: String,
+    },
 }
 
 #[pymethods]
 impl TaskError {
-    fn __repr__(&self) -> String {
-        match self.kind {
-            "killed" => format!(
-                "TaskError(kind='killed', key={:?}, last_worker={:?}, attempts={})",
-                self.key, self.last_worker, self.attempts
+    pub(crate) fn __repr__(&self) -> String {
+        match self {
+            TaskError::Killed {
+                key,
+                last_worker,
+                attempts,
+                ..
+            } => format!(
+                "TaskError.Killed(key={key:?}, last_worker={last_worker:?}, attempts={attempts})"
             ),
-            _ => format!(
-                "TaskError(kind='raised', type_name={:?}, message={:?})",
-                self.type_name, self.message
-            ),
+            TaskError::Raised {
+                type_name, message, ..
+            } => format!("TaskError.Raised(type_name={type_name:?}, message={message:?})"),
         }
     }
 }
@@ -246,30 +255,22 @@ impl From<&CoreError> for TaskError {
                 type_name,
                 message,
                 traceback,
-            } => TaskError {
-                kind: "raised",
+            } => TaskError::Raised {
                 type_name: type_name.clone(),
                 message: message.clone(),
                 traceback: traceback.clone(),
                 exception: Frames(exception.frames.clone()),
-                key: String::new(),
-                last_worker: String::new(),
-                attempts: 0,
             },
             CoreError::KilledWorker {
                 key,
                 last_worker,
                 attempts,
                 cause,
-            } => TaskError {
-                kind: "killed",
-                type_name: "KilledWorker".into(),
-                message: cause.clone(),
-                traceback: String::new(),
-                exception: Frames::default(),
+            } => TaskError::Killed {
                 key: key.clone(),
                 last_worker: shoal_proto::addr::with_scheme(last_worker),
                 attempts: *attempts,
+                cause: cause.clone(),
             },
         }
     }
