@@ -116,20 +116,24 @@ impl Core {
     /// Clients whose silence is watched for their leases, with when each
     /// was last heard from: connected ones not already found silent.
     fn watched_clients(&self) -> impl Iterator<Item = (ClientId, f64)> + '_ {
-        self.clients
-            .iter()
-            .filter(|(_, s)| !s.silent)
-            .map(|(&c, s)| (c, s.last_seen))
-            .filter(|(c, _)| *c != crate::coord::COORD_CLIENT)
+        self.clients_heard(|s| !s.silent)
     }
 
-    /// Every connected client (not the scheduler's own), with when it was
-    /// last heard from.
+    /// Every connected client, with when it was last heard from.
     fn connected_clients(&self) -> impl Iterator<Item = (ClientId, f64)> + '_ {
+        self.clients_heard(|_| true)
+    }
+
+    /// The clients `keep` keeps (never the scheduler's own), with when each
+    /// was last heard from.
+    fn clients_heard<'a>(
+        &'a self,
+        keep: impl Fn(&crate::core::ClientState) -> bool + 'a,
+    ) -> impl Iterator<Item = (ClientId, f64)> + 'a {
         self.clients
             .iter()
+            .filter(move |(c, s)| **c != crate::coord::COORD_CLIENT && keep(s))
             .map(|(&c, s)| (c, s.last_seen))
-            .filter(|(c, _)| *c != crate::coord::COORD_CLIENT)
     }
 
     /// Asks to be woken when the worker (or client) heard from longest ago

@@ -174,6 +174,14 @@ def dumps_plain(value: Any) -> list[bytes] | None:
     """
     if type(value) not in PLAIN_TYPES or (type(value) is bytes and len(value) >= BIG_BYTES):
         return None
+    return _plain_frames(value)
+
+
+def _plain_frames(value: Any) -> list[bytes] | None:
+    """``value`` (of plain types only) pickled as the general path pickles
+    it, or None where that path would use cloudpickle (a text naming
+    ``__main__`` looks like a reference to it).
+    """
     data = pickle.dumps(value, protocol=5)
     return None if b"__main__" in data else [data]
 
@@ -185,14 +193,13 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
     Raises ``TypeError`` naming ``what`` if the arguments cannot be pickled.
     """
     if not kwargs:
-        plain = PLAIN_TYPES
-        for a in args:
-            if type(a) not in plain:
+        for a in args:  # a loop, not all(...): this runs per task of a map
+            if type(a) not in PLAIN_TYPES:
                 break
         else:
-            data = pickle.dumps((args, kwargs), protocol=5)
-            if b"__main__" not in data:  # else as the general path does
-                return [data], []
+            frames = _plain_frames((args, kwargs))
+            if frames is not None:
+                return frames, []
     return dumps_args_like((args, kwargs), f"the arguments of {what}")
 
 
@@ -257,12 +264,7 @@ def loads_for(frames: list[bytes], client: Any) -> Any:
     ``deserializers=`` loads only values of those families
     (:mod:`shoal.core.families`).
     """
-    previous = getattr(_local, "client", None)
-    _local.client = client
-    try:
-        return _loads(frames, getattr(client, "_deserializers", None))
-    finally:
-        _local.client = previous
+    return loads_many_for([frames], client)[0]
 
 
 def loads_many_for(frames: list[Sequence[Any]], client: Any) -> list[Any]:
@@ -273,16 +275,9 @@ def loads_many_for(frames: list[Sequence[Any]], client: Any) -> list[Any]:
     _local.client = client
     allowed = getattr(client, "_deserializers", None)
     try:
-        if families.limits(allowed):
-            return [_loads(f, allowed) for f in frames]
-        out = [pickle.loads(f[0], buffers=f[1:]) for f in frames]
+        return [_loads(f, allowed) for f in frames]
     finally:
         _local.client = previous
-    frame = _engine.Frame
-    for i, value in enumerate(out):
-        if type(value) is frame:
-            out[i] = bytes(value)  # as in _loads: a large bytes value
-    return out
 
 
 def unpickling_client() -> Any:
