@@ -194,6 +194,43 @@ def test_workers_on_one_host_also_listen_on_a_unix_socket_that_goes_with_them():
     assert not names & same_host_names()
 
 
+def huge_page_advised(array: np.ndarray) -> bool:
+    """Whether the memory under ``array`` in this process is a mapping
+    advised to be made of huge pages (``hg`` in its ``VmFlags``)."""
+    at = array.ctypes.data
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                start, end = (int(x, 16) for x in head.split("-"))
+                inside = start <= at < end
+            elif inside and head == "VmFlags:":
+                return "hg" in line.split()[1:]
+    return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_a_large_value_on_this_host_is_copied_once_out_of_its_holder(cluster):
+    """Between processes on one host a large frame does not cross the
+    socket: the reader copies it out of the holder's memory into memory of
+    its own made of huge pages, which a value read from a socket never
+    lies in. Worker to worker, and worker to client.
+    """
+    a, b = first_two(cluster)
+    made = cluster.submit(make_array, 64 * MIB, workers=[a], pure=False)
+    assert cluster.submit(huge_page_advised, made, workers=[b], pure=False).result()
+    value = made.result()
+    assert huge_page_advised(value)
+    assert same(value, make_array(64 * MIB))
+    # Below the size worth memory of its own: the same path, equal too.
+    small = cluster.submit(make_array, 1 * MIB, workers=[a], pure=False)
+    assert cluster.submit(checksum, small, workers=[b], pure=False).result() == checksum(
+        make_array(1 * MIB)
+    )
+    assert same(small.result(), make_array(1 * MIB))
+
+
 def test_received_arrays_need_no_copy_of_their_memory(cluster):
     """A gathered array is a view of the bytes as they arrived: the client
     holds one copy of a 256 MiB value, not two.

@@ -63,8 +63,10 @@ impl Helper {
         let (start, len) = (spare.as_mut_ptr() as usize, spare.len());
         let shared = Arc::new(HelperState::default());
         let state = shared.clone();
+        // Outside a runtime the pages are made by faults instead.
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         // Detached: dropping the `Helper` is what waits for it.
-        drop(tokio::task::spawn_blocking(move || {
+        drop(runtime.spawn_blocking(move || {
             let mut at = 0;
             while at < len {
                 let _step = state.busy.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,39 +117,93 @@ fn make_pages(start: usize, len: usize) {
     let _ = (start, len);
 }
 
+/// A buffer being filled with a value of `len` bytes, in steps: it grows
+/// as bytes arrive (never by `len` alone past [`FIRST_ALLOCATION`]), and a
+/// [`Helper`] makes the pages of its spare capacity ahead of them.
+struct Filling {
+    // Fields drop in order: the helper is gone before the buffer is freed,
+    // also when a read is dropped half way.
+    helper: Option<Helper>,
+    out: Vec<u8>,
+    len: usize,
+}
+
+impl Filling {
+    fn new(len: usize) -> Filling {
+        let mut f = Filling {
+            helper: None,
+            out: Vec::with_capacity(len.min(FIRST_ALLOCATION)),
+            len,
+        };
+        f.helper = Helper::start(&mut f.out);
+        f
+    }
+
+    /// How many bytes the next step may write at the end of `out` (zero
+    /// once the value is whole), growing the buffer first if it is full.
+    fn room(&mut self) -> usize {
+        if self.out.len() == self.out.capacity() && self.out.len() < self.len {
+            // The buffer may move: the helper must be done with it first.
+            self.helper = None;
+            // Double what arrived, never past `len`.
+            let more = (self.len - self.out.len()).min(self.out.len());
+            self.out.reserve_exact(more);
+            self.helper = Helper::start(&mut self.out);
+        }
+        (self.len - self.out.len()).min(self.out.capacity() - self.out.len())
+    }
+
+    fn done(mut self) -> Bytes {
+        self.helper = None;
+        Bytes::from(std::mem::take(&mut self.out))
+    }
+}
+
 /// Reads exactly `len` bytes from `r` into one buffer.
 pub async fn read_exactly<R>(r: &mut R, len: usize) -> Result<Bytes, FrameError>
 where
     R: AsyncRead + Unpin,
 {
-    // Fields drop in order: the helper is gone before the buffer is freed,
-    // also when this future is dropped half way.
-    struct Receiving {
-        helper: Option<Helper>,
-        out: Vec<u8>,
-    }
-    let mut rx = Receiving {
-        helper: None,
-        out: Vec::with_capacity(len.min(FIRST_ALLOCATION)),
-    };
-    rx.helper = Helper::start(&mut rx.out);
-    while rx.out.len() < len {
-        if rx.out.len() == rx.out.capacity() {
-            // The buffer may move: the helper must be done with it first.
-            rx.helper = None;
-            // Double what arrived, never past `len`.
-            let more = (len - rx.out.len()).min(rx.out.len());
-            rx.out.reserve_exact(more);
-            rx.helper = Helper::start(&mut rx.out);
+    let mut rx = Filling::new(len);
+    loop {
+        let want = rx.room();
+        if want == 0 {
+            return Ok(rx.done());
         }
-        let want = (len - rx.out.len()).min(rx.out.capacity() - rx.out.len());
         let got = (&mut *r).take(want as u64).read_buf(&mut rx.out).await?;
         if got == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
-    rx.helper = None;
-    Ok(Bytes::from(std::mem::take(&mut rx.out)))
+}
+
+/// Fills one buffer of `len` bytes by calling `fill` with the spare room
+/// at its end and how many bytes it holds already; `fill` writes a prefix
+/// of that room and says how long (zero is an error: the source ended).
+/// Blocking: for a source that is not a socket (another process's memory).
+///
+/// # Safety
+/// `fill` must have written every byte it says it wrote (the buffer's
+/// length is set from its answer, so those bytes are read afterwards).
+pub(crate) unsafe fn fill_exactly<F>(len: usize, mut fill: F) -> std::io::Result<Bytes>
+where
+    F: FnMut(&mut [std::mem::MaybeUninit<u8>], usize) -> std::io::Result<usize>,
+{
+    let mut rx = Filling::new(len);
+    loop {
+        let want = rx.room();
+        if want == 0 {
+            return Ok(rx.done());
+        }
+        let at = rx.out.len();
+        let got = fill(&mut rx.out.spare_capacity_mut()[..want], at)?;
+        if got == 0 || got > want {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        // SAFETY: `fill` wrote the first `got` bytes of the spare capacity
+        // (the caller's promise), and `got <= want <= spare capacity`.
+        unsafe { rx.out.set_len(at + got) };
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub enum FrameError {
     Decode(#[from] rmp_serde::decode::Error),
     #[error("could not encode a message: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
+    #[error("the peer broke the protocol: {0}")]
+    Invalid(String),
 }
 
 /// Encodes `msg` as one frame appended to `out`.

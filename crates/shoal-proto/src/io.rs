@@ -10,12 +10,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::buffer::read_exactly;
+use crate::data::{read_data, write_data};
 use crate::frame::{read_frame, read_frame_limited, FrameError, MAX_HELLO_LEN};
 use crate::handshake::HandshakeError;
 use crate::messages::{
-    DataHeader, DataResponse, GetData, Hello, Payload, PeerRequest, PutAck, Role, RunResponse,
-    Welcome,
+    DataResponse, GetData, Hello, Payload, PeerRequest, PutAck, Role, RunResponse, Welcome,
 };
 use crate::security::Security;
 use crate::stream::Stream;
@@ -214,14 +213,21 @@ pub async fn get_data(
     keys: Vec<String>,
     timeout: Duration,
 ) -> Result<Vec<(String, Option<Payload>)>, FetchError> {
-    let request = PeerRequest::Get(GetData { keys });
     let frame_err = |source| FetchError::Frame {
         addr: addr.to_string(),
         source,
     };
     let work = async {
-        let mut stream = admitted(addr, security, route, &request).await?;
-        read_data(&mut stream)
+        let mut stream = connect_route(addr, security, route).await?;
+        // A worker on this host may let this process copy large values
+        // out of its memory (see `data`).
+        let peer = stream.peer_pid();
+        let request = PeerRequest::Get(GetData {
+            keys,
+            direct: peer.is_some(),
+        });
+        prove(&mut stream, addr, security, &request).await?;
+        read_data(&mut stream, peer)
             .await
             .map_err(frame_err)?
             .ok_or_else(|| FetchError::Closed(addr.to_string()))
@@ -294,71 +300,6 @@ pub async fn introduce(
         .await
         .map_err(said)?
         .ok_or_else(|| "the scheduler closed the connection without answering".to_string())
-}
-
-/// The most frames a value in a [`DataResponse`] may have.
-const MAX_VALUE_FRAMES: usize = 1 << 16;
-
-/// Writes a [`DataResponse`]: a [`DataHeader`] frame, then each value's
-/// frames as they are (no copy into an encoding buffer).
-pub async fn write_data<W>(w: &mut W, response: &DataResponse) -> Result<(), FrameError>
-where
-    W: AsyncWrite + Unpin,
-{
-    let header = DataHeader {
-        items: response
-            .items
-            .iter()
-            .map(|(k, v)| {
-                let lengths = v
-                    .as_ref()
-                    .map(|p| p.frames.iter().map(|f| f.len() as u64).collect());
-                (k.clone(), lengths)
-            })
-            .collect(),
-    };
-    let mut buf = Vec::with_capacity(256);
-    crate::frame::encode_frame(&header, &mut buf)?;
-    w.write_all(&buf).await?;
-    for (_, value) in &response.items {
-        for frame in value.iter().flat_map(|p| &p.frames) {
-            w.write_all(frame).await?;
-        }
-    }
-    w.flush().await?;
-    Ok(())
-}
-
-/// Reads what [`write_data`] wrote. Each value's memory grows as its bytes
-/// arrive, never by the lengths the header announced.
-pub async fn read_data<R>(r: &mut R) -> Result<Option<DataResponse>, FrameError>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut buf = Vec::new();
-    let Some(header) = read_frame::<_, DataHeader>(r, &mut buf).await? else {
-        return Ok(None);
-    };
-    let mut items = Vec::with_capacity(header.items.len());
-    for (key, lengths) in header.items {
-        let Some(lengths) = lengths else {
-            items.push((key, None));
-            continue;
-        };
-        if lengths.len() > MAX_VALUE_FRAMES {
-            return Err(FrameError::TooLarge(lengths.len(), MAX_VALUE_FRAMES));
-        }
-        let mut frames = Vec::with_capacity(lengths.len());
-        for len in lengths {
-            // No cap: a value may be larger than any message (its buffer
-            // is bounded until its bytes arrive, see `buffer`).
-            let len =
-                usize::try_from(len).map_err(|_| FrameError::TooLarge(usize::MAX, usize::MAX))?;
-            frames.push(read_exactly(r, len).await?);
-        }
-        items.push((key, Some(Payload { frames })));
-    }
-    Ok(Some(DataResponse { items }))
 }
 
 /// Runs a pickled call on the worker whose data server is at `addr`
@@ -463,9 +404,21 @@ async fn admitted(
     request: &PeerRequest,
 ) -> Result<Stream, FetchError> {
     let mut stream = connect_route(addr, security, route).await?;
+    prove(&mut stream, addr, security, request).await?;
+    Ok(stream)
+}
+
+/// Proves this process's token on `stream` to the data server at `addr`
+/// and sends `request` once it admitted this process.
+async fn prove(
+    stream: &mut Stream,
+    addr: &str,
+    security: &Security,
+    request: &PeerRequest,
+) -> Result<(), FetchError> {
     let addr = addr.to_string();
-    match crate::handshake::prove(&mut stream, &security.token, request).await {
-        Ok(()) => Ok(stream),
+    match crate::handshake::prove(stream, &security.token, request).await {
+        Ok(()) => Ok(()),
         Err(HandshakeError::Refused(reason)) => Err(FetchError::Refused { addr, reason }),
         Err(HandshakeError::Closed) => Err(FetchError::Closed(addr)),
         Err(HandshakeError::Frame(source)) => Err(FetchError::Frame { addr, source }),
@@ -476,35 +429,8 @@ async fn admitted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::write_frame;
     use crate::messages::WorkerToScheduler;
     use bytes::Bytes;
-
-    #[tokio::test]
-    async fn data_responses_round_trip_with_raw_frames() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 12);
-        let big = Bytes::from(vec![7u8; 300_000]);
-        let response = DataResponse {
-            items: vec![
-                (
-                    "x".into(),
-                    Some(Payload {
-                        frames: vec![Bytes::from_static(b"head"), big],
-                    }),
-                ),
-                ("gone".into(), None),
-                (
-                    "empty".into(),
-                    Some(Payload {
-                        frames: vec![Bytes::new()],
-                    }),
-                ),
-            ],
-        };
-        let sent = response.clone();
-        tokio::spawn(async move { write_data(&mut a, &sent).await.unwrap() });
-        assert_eq!(read_data(&mut b).await.unwrap(), Some(response));
-    }
 
     /// A data server that answers one `GetData` on its same-host socket
     /// with `value` under each key asked for.
@@ -521,13 +447,20 @@ mod tests {
             };
             let items = req
                 .keys
-                .into_iter()
+                .iter()
+                .cloned()
                 .map(|k| {
                     let frames = vec![value.clone()];
                     (k, Some(Payload { frames }))
                 })
                 .collect();
-            write_data(&mut s, &DataResponse { items }).await.unwrap();
+            // The asker knows this process from the socket, so it may copy
+            // the value out of this process's memory.
+            assert!(req.direct, "a same-host fetch offers to copy");
+            let copied = crate::data::answer_data(&mut s, &DataResponse { items }, true)
+                .await
+                .unwrap();
+            assert_eq!(copied, value.len() as u64, "copied, not sent");
         });
     }
 
@@ -560,18 +493,6 @@ mod tests {
                 })
             )]
         );
-    }
-
-    #[tokio::test]
-    async fn a_data_response_cut_short_is_an_error_not_a_hang_or_a_huge_buffer() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 12);
-        let header = DataHeader {
-            items: vec![("x".into(), Some(vec![1 << 30]))],
-        };
-        write_frame(&mut a, &header).await.unwrap();
-        a.write_all(b"only a few bytes").await.unwrap();
-        drop(a);
-        assert!(read_data(&mut b).await.is_err());
     }
 
     #[tokio::test]

@@ -9,12 +9,14 @@ pub mod addr;
 pub mod auth;
 pub mod buffer;
 pub mod coord;
+pub mod data;
 pub mod frame;
 pub mod gate;
 pub mod handshake;
 pub mod io;
 pub mod local;
 pub mod messages;
+pub mod peer_memory;
 pub mod security;
 pub mod stream;
 pub mod throttle;
@@ -23,14 +25,12 @@ pub mod weight;
 
 pub use auth::{Admission, Refusal, Token, TokenError};
 pub use coord::{CoordOp, CoordReply, Held, MetaEntry, StoryEntry};
+pub use data::{answer_data, read_data, write_data};
 pub use frame::{
     read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,
 };
 pub use handshake::{admit, prove, HandshakeError, Unadmitted};
-pub use io::{
-    get_data, introduce, put_data, read_data, reader, run_on_worker, write_data, writer,
-    FetchError, Route,
-};
+pub use io::{get_data, introduce, put_data, reader, run_on_worker, writer, FetchError, Route};
 pub use messages::*;
 pub use security::Security;
 pub use stream::Stream;

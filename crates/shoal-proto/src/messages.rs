@@ -634,6 +634,11 @@ pub enum WorkerToScheduler {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GetData {
     pub keys: Vec<String>,
+    /// The asker is a process on this host that may read the worker's
+    /// memory: large frames are announced by address instead of sent
+    /// ([`DataHeader::at`], `crate::data`).
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// What a worker's data server is asked. Each request gets one answer:
@@ -682,4 +687,32 @@ pub struct DataResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataHeader {
     pub items: Vec<(String, Option<Vec<u64>>)>,
+    /// Frames that are not among the raw bytes that follow: the asker
+    /// copies each from the worker's memory at `addr`, then answers a
+    /// [`DirectReply`]. In increasing (item, frame) order.
+    #[serde(default)]
+    pub at: Vec<DirectFrame>,
+}
+
+/// Where frame `frame` of item `item` of a [`DataHeader`] lies in the
+/// memory of the worker that answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectFrame {
+    pub item: u32,
+    pub frame: u32,
+    pub addr: u64,
+}
+
+/// The asker's answer to a [`DataHeader`] that announced frames by
+/// address, and the worker's answer to `Done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectReply {
+    /// The asker copied them. The worker, which kept them in place until
+    /// this arrived, answers `Done` in turn: only that answer makes the
+    /// copies good (a worker that stopped waiting closed the connection
+    /// instead).
+    Done,
+    /// The asker could not read them (the kernel refused): the worker
+    /// sends their bytes after all, in order, as raw frames.
+    Send,
 }

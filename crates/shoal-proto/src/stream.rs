@@ -80,6 +80,18 @@ impl Stream {
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.tcp()?.peer_addr()
     }
+
+    /// The process at the other end, on a same-host connection whose peer
+    /// is in this process's pid namespace (the kernel says 0 otherwise).
+    pub fn peer_pid(&self) -> Option<u32> {
+        match self {
+            Stream::Unix(s) => {
+                let pid = s.peer_cred().ok()?.pid()?;
+                u32::try_from(pid).ok().filter(|&p| p > 0)
+            }
+            Stream::Tcp(_) | Stream::Tls(_) => None,
+        }
+    }
 }
 
 /// `AsyncRead` for an enum whose `Tcp`, `Tls` and `Unix` variants all read.

@@ -511,7 +511,7 @@ async fn serve_peer(
             PeerRequest::Put => {
                 // The values follow as raw frames; their buffers grow as
                 // their bytes arrive.
-                let Ok(Some(body)) = shoal_proto::read_data(&mut stream).await else {
+                let Ok(Some(body)) = shoal_proto::read_data(&mut stream, None).await else {
                     return;
                 };
                 let items = body
@@ -546,6 +546,7 @@ async fn serve_peer(
         // Values spilled to disk are read back, and objects kept as they
         // are serialized, off the network thread; the latter without the
         // store's lock, which tasks finishing meanwhile need.
+        let asked_direct = req.direct;
         let store_of = shared.clone();
         let read = tokio::task::spawn_blocking(move || {
             let values: Vec<(String, Option<Value>)> = {
@@ -575,11 +576,15 @@ async fn serve_peer(
                 .collect()
         });
         let Ok(items) = read.await else { return };
-        if shoal_proto::write_data(&mut stream, &DataResponse { items })
-            .await
-            .is_err()
-        {
-            return;
+        // Large values may be copied out of this process's memory by an
+        // asker on this host (`shoal_proto::data`); never over TCP.
+        let direct = asked_direct && stream.peer_pid().is_some();
+        match shoal_proto::answer_data(&mut stream, &DataResponse { items }, direct).await {
+            Ok(copied) if copied > 0 => {
+                tracing::trace!("{peer} copied {copied} bytes out of this process's memory");
+            }
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
