@@ -40,7 +40,7 @@ const HELPER_STEP: usize = 1 << 20;
 /// Dropping a `Helper` returns once the helper no longer touches the buffer
 /// (at most one step of [`HELPER_STEP`] bytes later), so a read that is
 /// cancelled (a timeout) frees its buffer safely.
-struct Helper {
+pub(crate) struct Helper {
     shared: Arc<HelperState>,
 }
 
@@ -60,7 +60,17 @@ impl Helper {
         if spare.len() < HELPED {
             return None;
         }
-        let (start, len) = (spare.as_mut_ptr() as usize, spare.len());
+        // SAFETY: the spare capacity is allocated, uninitialised memory the
+        // buffer owns; the caller keeps it in place while the helper lives.
+        unsafe { Helper::start_at(spare.as_mut_ptr() as usize, spare.len()) }
+    }
+
+    /// Starts backing `[start, start + len)` with pages.
+    ///
+    /// # Safety
+    /// The range must be memory this process owns, whose contents nobody
+    /// relies on yet, and stay mapped until the `Helper` is dropped.
+    pub(crate) unsafe fn start_at(start: usize, len: usize) -> Option<Helper> {
         let shared = Arc::new(HelperState::default());
         let state = shared.clone();
         // Outside a runtime the pages are made by faults instead.
