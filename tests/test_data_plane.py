@@ -15,9 +15,22 @@ import pytest
 from shoal import Client, wait
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
-# Around the inline limit (results the scheduler keeps), the size at which
-# frames become engine buffers, and a few MB.
-SIZES = [0, 1, 64 * KIB - 1, 64 * KIB, 64 * KIB + 1, 3 * MIB + 7]
+# Around the inline limit (results the scheduler keeps) and the size at
+# which frames become engine buffers; around the size at which a frame on
+# this host is copied out of its holder's memory instead of sent, and the
+# size from which it lands in memory of its own; and a few MB.
+SIZES = [
+    0,
+    1,
+    64 * KIB - 1,
+    64 * KIB,
+    64 * KIB + 1,
+    256 * KIB - 1,
+    256 * KIB,
+    4 * MIB - 1,
+    4 * MIB + 1,
+    3 * MIB + 7,
+]
 
 
 def make_bytes(n: int) -> bytes:
