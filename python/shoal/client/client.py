@@ -32,6 +32,7 @@ from .contexts import ContextCalls
 from .datasets import DatasetMethods
 from .diagnostics import DiagnosticCalls
 from .events import EventCalls
+from .gathering import Gathering
 from .held import Held
 from .metadata import MetadataCalls
 from .plugins import PluginCalls
@@ -124,6 +125,7 @@ def get_client(
 
 class Client(
     Submitting,
+    Gathering,
     Collections,
     WorkerCalls,
     DiagnosticCalls,
