@@ -31,6 +31,7 @@ __all__ = [
     "dashboard_asset",
     "key_prefix",
     "Scheduler",
+    "SchedulerConfig",
     "ClientCore",
     "CompletionQueue",
     "WorkerRuntime",
@@ -866,7 +867,7 @@ class ClientCore:
 # ----- the scheduler ----------------------------------------------------------
 
 @final
-class Scheduler:
+class SchedulerConfig:
     def __new__(
         cls,
         host: str = "127.0.0.1",
@@ -878,7 +879,11 @@ class Scheduler:
         tls: _TlsArg = None,
         lease_timeout: float | None = ...,
         client_timeout: float | None = ...,
-    ) -> Scheduler: ...
+    ) -> SchedulerConfig: ...
+
+@final
+class Scheduler:
+    def __new__(cls, config: SchedulerConfig) -> Scheduler: ...
     @property
     def address(self) -> str: ...
     @property
@@ -886,16 +891,7 @@ class Scheduler:
     def stop(self) -> None: ...
 
 def run_scheduler(
-    host: str,
-    port: int,
-    on_ready: Callable[[str, str | None], object],
-    dashboard: str | None = None,
-    worker_ttl: float | None = ...,
-    allowed_failures: int = 3,
-    token: str | None = None,
-    tls: _TlsArg = None,
-    lease_timeout: float | None = ...,
-    client_timeout: float | None = ...,
+    config: SchedulerConfig, on_ready: Callable[[str, str | None], object]
 ) -> None: ...
 def dashboard_asset(name: str) -> str | None: ...
 def key_prefix(key: str) -> str: ...

@@ -110,9 +110,10 @@ def _scheduler(argv: list[str]) -> None:
         # Returns after a client's shutdown, or after SIGINT/SIGTERM, once
         # workers and clients have been told.
         dashboard = dashboard_spec(args.dashboard_address) if args.dashboard else None
-        _engine.run_scheduler(
-            args.host, args.port, ready, dashboard, token=token, tls=tls, **options
+        config = _engine.SchedulerConfig(
+            args.host, args.port, dashboard, token=token, tls=tls, **options
         )
+        _engine.run_scheduler(config, ready)
     except (OSError, ValueError) as e:
         print(f"shoal scheduler: {e}", file=sys.stderr)
         sys.exit(1)

@@ -79,6 +79,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scheduler::dashboard_asset, m)?)?;
     m.add_function(wrap_pyfunction!(scheduler::key_prefix, m)?)?;
     m.add_class::<scheduler::Scheduler>()?;
+    m.add_class::<scheduler::SchedulerConfig>()?;
     m.add_class::<client::ClientCore>()?;
     m.add_class::<client::CompletionQueue>()?;
     m.add_class::<worker::WorkerRuntime>()?;

@@ -83,22 +83,31 @@ fn dashboard_url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}")
 }
 
+/// Where and how a scheduler runs, checked once, for a `Scheduler` in this
+/// process and for `run_scheduler` alike.
+#[pyclass(module = "shoal._engine", frozen)]
+pub struct SchedulerConfig {
+    host: String,
+    port: u16,
+    options: shoal_server::Options,
+}
+
 #[pymethods]
-impl Scheduler {
+impl SchedulerConfig {
     /// `dashboard` is where the dashboard listens (`":8787"`, `"host:port"`;
     /// a taken port moves on to the next free one), or None for none;
     /// `worker_ttl` the seconds of silence after which a worker is declared
     /// dead (None: never); `lease_timeout` the seconds of silence after
     /// which a client's locks and semaphores go to others (None: never);
     /// `client_timeout` the seconds of silence after which a client is
-    /// removed, its futures released (None: never); `allowed_failures` how many workers may die
-    /// running a task before it errs with `KilledWorker`; `token` the
-    /// secret every client and worker must present (None: none).
+    /// removed, its futures released (None: never); `allowed_failures` how
+    /// many workers may die running a task before it errs with
+    /// `KilledWorker`; `token` the secret every client and worker must
+    /// present (None: none).
     #[new]
     #[pyo3(signature = (host="127.0.0.1", port=0, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None, lease_timeout=Some(30.0), client_timeout=Some(30.0)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         host: &str,
         port: u16,
         dashboard: Option<&str>,
@@ -114,9 +123,22 @@ impl Scheduler {
             lease_timeout,
             client_timeout,
         };
-        let options = options(dashboard, host, silences, allowed_failures, token, tls)?;
+        Ok(SchedulerConfig {
+            host: host.to_string(),
+            port,
+            options: options(dashboard, host, silences, allowed_failures, token, tls)?,
+        })
+    }
+}
+
+#[pymethods]
+impl Scheduler {
+    /// Starts a scheduler on a thread of its own, as `config` says.
+    #[new]
+    fn new(py: Python<'_>, config: &SchedulerConfig) -> PyResult<Self> {
+        let options = config.options.clone();
         let scheme = options.security.tls.scheme();
-        let host = host.to_string();
+        let (host, port) = (config.host.clone(), config.port);
         let handle = py
             .detach(move || shoal_server::start(&host, port, options))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
@@ -148,32 +170,18 @@ impl Scheduler {
     }
 }
 
-/// Runs a scheduler on this thread until a client shuts it down. Calls
-/// `on_ready(address, dashboard_url_or_None)` once it listens. The options
-/// are `Scheduler`'s.
+/// Runs a scheduler on this thread, as `config` says, until a client
+/// shuts it down. Calls `on_ready(address, dashboard_url_or_None)` once it
+/// listens.
 #[pyfunction]
-#[pyo3(signature = (host, port, on_ready, dashboard=None, worker_ttl=Some(300.0), allowed_failures=3, token=None, tls=None, lease_timeout=Some(30.0), client_timeout=Some(30.0)))]
-#[allow(clippy::too_many_arguments)]
 pub fn run_scheduler(
     py: Python<'_>,
-    host: String,
-    port: u16,
+    config: &SchedulerConfig,
     on_ready: Py<PyAny>,
-    dashboard: Option<&str>,
-    worker_ttl: Option<f64>,
-    allowed_failures: u32,
-    token: Option<&str>,
-    tls: crate::types::TlsArg,
-    lease_timeout: Option<f64>,
-    client_timeout: Option<f64>,
 ) -> PyResult<()> {
-    let silences = Silences {
-        worker_ttl,
-        lease_timeout,
-        client_timeout,
-    };
-    let options = options(dashboard, &host, silences, allowed_failures, token, tls)?;
+    let options = config.options.clone();
     let scheme = options.security.tls.scheme();
+    let (host, port) = (config.host.clone(), config.port);
     py.detach(move || {
         shoal_server::run_blocking(&host, port, options, |addr, board| {
             Python::attach(|py| {

@@ -284,12 +284,14 @@ class LocalCluster(HostedScheduler):
         self._monitor: Session | None = None
         self.security = security_.cluster_credentials(security)
         self._scheduler = _engine.Scheduler(
-            host or "127.0.0.1",
-            scheduler_port,
-            dashboard,
-            token=self.security.token,
-            tls=self.security.tls_for("scheduler"),
-            **scheduler_options(scheduler_kwargs),
+            _engine.SchedulerConfig(
+                host or "127.0.0.1",
+                scheduler_port,
+                dashboard,
+                token=self.security.token,
+                tls=self.security.tls_for("scheduler"),
+                **scheduler_options(scheduler_kwargs),
+            )
         )
         security_.remember(self._scheduler.address, self.security)
         self._asynchronous = bool(asynchronous)

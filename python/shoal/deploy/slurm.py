@@ -154,12 +154,14 @@ class SLURMCluster(HostedScheduler):
         self.jobs: list[str] = []
         self.status = "starting"
         self._scheduler = _engine.Scheduler(
-            host,
-            port,
-            dashboard,
-            token=self.security.token,
-            tls=self.security.tls_for("scheduler"),
-            **local_.scheduler_options(options),
+            _engine.SchedulerConfig(
+                host,
+                port,
+                dashboard,
+                token=self.security.token,
+                tls=self.security.tls_for("scheduler"),
+                **local_.scheduler_options(options),
+            )
         )
         security_.remember(self._scheduler.address, self.security)
         try:
