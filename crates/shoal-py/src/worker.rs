@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use shoal_proto::{Payload, RunResponse, TaskError};
+use shoal_proto::{Payload, RunResponse};
 use shoal_worker::{MemoryPolicy, PacerHooks, WorkerConfig, WorkerRuntime as Runtime};
 
 use crate::types::ControlItem;
@@ -231,32 +231,18 @@ impl WorkerRuntime {
     }
 
     /// Answers `Client.run` call `id` with what it raised.
-    fn reply_error(
-        &self,
-        id: u64,
-        exception: Frames,
-        type_name: String,
-        message: String,
-        traceback: String,
-    ) {
-        let error = raised(exception, type_name, message, traceback);
-        self.inner.reply_run(id, RunResponse::Raised(error));
+    fn reply_error(&self, id: u64, error: crate::types::TaskError) -> PyResult<()> {
+        self.inner
+            .reply_run(id, RunResponse::Raised(error.into_raised()?));
+        Ok(())
     }
 
-    /// Reports that a task raised; `retryable=False` when its retry
+    /// Reports that a task raised `error`; `retryable=False` when its retry
     /// filter says the error is final.
-    #[pyo3(signature = (id, exception, type_name, message, traceback, retryable=true))]
-    fn fail(
-        &self,
-        id: u64,
-        exception: Frames,
-        type_name: String,
-        message: String,
-        traceback: String,
-        retryable: bool,
-    ) {
-        let error = raised(exception, type_name, message, traceback);
-        self.inner.fail(id, error, retryable);
+    #[pyo3(signature = (id, error, retryable=true))]
+    fn fail(&self, id: u64, error: crate::types::TaskError, retryable: bool) -> PyResult<()> {
+        self.inner.fail(id, error.into_raised()?, retryable);
+        Ok(())
     }
 
     /// Task `id` raised `Reschedule`: the scheduler places it again.
@@ -347,16 +333,4 @@ pub fn exit_on_stdin_eof() {
 #[pyo3(signature = (expected_parent=None))]
 pub fn die_with_parent(expected_parent: Option<u32>) {
     shoal_worker::lifeline::die_with_parent(expected_parent);
-}
-
-/// What a Python call raised, as the engine carries it.
-fn raised(exception: Frames, type_name: String, message: String, traceback: String) -> TaskError {
-    TaskError::Raised {
-        exception: Payload {
-            frames: exception.0,
-        },
-        type_name,
-        message,
-        traceback,
-    }
 }

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from .._engine import ControlItem
+from .._engine import ControlItem, TaskError
 from ..core import serialize
 from ..core.errors import Reschedule
 from ..core.preload import Preloads
@@ -112,14 +112,13 @@ def _report_failure(rt: Any, tid: int, exc: BaseException) -> None:
     retryable = True
     if isinstance(exc, NotRetried):
         exc, retryable = exc.error, False
-    exc = _truncated(exc)
-    rt.fail(
-        tid,
-        _pickle_exception(exc),
-        type(exc).__name__,
-        str(exc),
-        _format_traceback(exc),
-        retryable,
+    rt.fail(tid, _raised(_truncated(exc)), retryable)
+
+
+def _raised(exc: BaseException) -> TaskError:
+    """``exc`` as the engine carries it to the client."""
+    return TaskError.Raised(
+        type(exc).__name__, str(exc), _format_traceback(exc), _pickle_exception(exc)
     )
 
 
@@ -471,9 +470,7 @@ class Executors:
                 result = asyncio.run_coroutine_threadsafe(result, self._event_loop()).result()
             out = serialize.dumps(result)
         except BaseException as e:  # the caller gets the error
-            rt.reply_error(
-                call_id, _pickle_exception(e), type(e).__name__, str(e), _format_traceback(e)
-            )
+            rt.reply_error(call_id, _raised(e))
             return
         rt.reply_value(call_id, out)
 

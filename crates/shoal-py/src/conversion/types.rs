@@ -247,6 +247,31 @@ impl TaskError {
     }
 }
 
+impl TaskError {
+    /// The error a worker reports for what its task (or `Client.run` call)
+    /// raised; a worker has nothing else to report.
+    pub fn into_raised(self) -> PyResult<CoreError> {
+        match self {
+            TaskError::Raised {
+                type_name,
+                message,
+                traceback,
+                exception,
+            } => Ok(CoreError::Raised {
+                exception: Payload {
+                    frames: exception.0,
+                },
+                type_name,
+                message,
+                traceback,
+            }),
+            TaskError::Killed { .. } => Err(pyo3::exceptions::PyValueError::new_err(
+                "a worker reports only what a task raised (TaskError.Raised)",
+            )),
+        }
+    }
+}
+
 impl From<&CoreError> for TaskError {
     fn from(e: &CoreError) -> Self {
         match e {
