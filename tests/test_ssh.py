@@ -77,17 +77,21 @@ def sshd(tmp_path_factory):
 
 
 def shoal_processes() -> set[int]:
-    """Pids of processes started with --credentials-stdin (SSHCluster's)."""
+    """Pids of SSHCluster's processes: a scheduler, or a worker named
+    ``ssh-N``, started with --credentials-stdin (a Slurm job's worker,
+    which reads its credentials the same way, is not one)."""
     pids = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"--credentials-stdin" in f.read():
-                    pids.add(int(entry))
+                argv = f.read().split(b"\0")
         except OSError:
             continue
+        ours = b"scheduler" in argv or any(a.startswith(b"ssh-") for a in argv)
+        if b"--credentials-stdin" in argv and ours:
+            pids.add(int(entry))
     return pids
 
 

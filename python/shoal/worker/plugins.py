@@ -161,11 +161,18 @@ class PipInstall(NannyPlugin):
         self.name = "pip-install-" + "-".join(self.packages)
 
     def setup(self, worker: Any) -> None:
-        """Run pip in this worker's interpreter; raise if it fails."""
+        """Run pip in this worker's interpreter, one worker of a host at a
+        time (as Dask does: two pips writing one environment at once break
+        each other's files); raise if it fails.
+        """
+        import socket
         import subprocess
 
+        from ..coordination.locks import Lock
+
         command = [sys.executable, "-m", "pip", "install", *self.pip_options, *self.packages]
-        done = subprocess.run(command, capture_output=True, text=True)
+        with Lock(f"shoal-pip-install-{socket.gethostname()}", client=worker.client()):
+            done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"pip install failed ({done.returncode}): {done.stderr.strip()}")
 
