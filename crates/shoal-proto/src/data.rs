@@ -163,7 +163,7 @@ where
     let DataHeader { items: header, at } = header;
     let mut direct = at.iter().peekable();
     // Frames announced by address are left empty here and filled below.
-    let mut wanted: Vec<(usize, usize, u64, usize)> = Vec::with_capacity(at.len());
+    let mut wanted: Vec<Wanted> = Vec::with_capacity(at.len());
     let mut items = Vec::with_capacity(header.len());
     for (item, (key, lengths)) in header.into_iter().enumerate() {
         let Some(lengths) = lengths else {
@@ -181,7 +181,12 @@ where
                 usize::try_from(len).map_err(|_| FrameError::TooLarge(usize::MAX, usize::MAX))?;
             match direct.next_if(|d| (d.item as usize, d.frame as usize) == (item, frame)) {
                 Some(d) => {
-                    wanted.push((item, frame, d.addr, len));
+                    wanted.push(Wanted {
+                        item,
+                        frame,
+                        addr: d.addr,
+                        len,
+                    });
                     frames.push(bytes::Bytes::new());
                 }
                 None => frames.push(read_exactly(s, len).await?),
@@ -216,32 +221,37 @@ fn check_announced(header: &DataHeader) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// A frame announced by address: where it goes in the response, where it
+/// lies in the peer's memory, and its length.
+struct Wanted {
+    item: usize,
+    frame: usize,
+    addr: u64,
+    len: usize,
+}
+
 /// Copies the announced frames from the peer's memory (or, if that cannot
 /// be done, asks for them over the socket) into their places in `items`.
 async fn fill_announced<S>(
     s: &mut S,
     peer: Option<u32>,
     items: &mut [(String, Option<Payload>)],
-    wanted: Vec<(usize, usize, u64, usize)>,
+    wanted: Vec<Wanted>,
 ) -> Result<(), FrameError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let copied = match peer {
         Some(pid) => {
-            let places = wanted.clone();
+            let places: Vec<(u64, usize)> = wanted.iter().map(|w| (w.addr, w.len)).collect();
             let copy = tokio::task::spawn_blocking(move || {
                 places
                     .into_iter()
-                    .map(|(_, _, addr, len)| crate::peer_memory::read(pid, addr, len))
+                    .map(|(addr, len)| crate::peer_memory::read(pid, addr, len))
                     .collect::<std::io::Result<Vec<_>>>()
             });
-            match copy.await {
-                Ok(Ok(frames)) => Some(frames),
-                Ok(Err(e)) => {
-                    tracing::debug!("reading a value from process {pid}: {e}; over the socket");
-                    None
-                }
+            match copy.await.map_err(std::io::Error::other).and_then(|r| r) {
+                Ok(frames) => Some(frames),
                 Err(e) => {
                     tracing::debug!("reading a value from process {pid}: {e}; over the socket");
                     None
@@ -268,15 +278,15 @@ where
         None => {
             write_frame(s, &DirectReply::Send).await?;
             let mut frames = Vec::with_capacity(wanted.len());
-            for &(_, _, _, len) in &wanted {
-                frames.push(read_exactly(s, len).await?);
+            for w in &wanted {
+                frames.push(read_exactly(s, w.len).await?);
             }
             frames
         }
     };
-    for ((item, frame, _, _), bytes) in wanted.into_iter().zip(frames) {
-        if let Some(p) = items[item].1.as_mut() {
-            p.frames[frame] = bytes;
+    for (w, bytes) in wanted.into_iter().zip(frames) {
+        if let Some(p) = items[w.item].1.as_mut() {
+            p.frames[w.frame] = bytes;
         }
     }
     Ok(())

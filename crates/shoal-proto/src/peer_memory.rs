@@ -38,10 +38,10 @@ pub fn read(pid: u32, addr: u64, len: usize) -> std::io::Result<Bytes> {
     addr.checked_add(len)
         .ok_or(std::io::ErrorKind::InvalidInput)?;
     if len >= HUGE_MIN && !allocator_holds(len) {
-        let mut last = [0u8; 1];
+        let mut last = [std::mem::MaybeUninit::uninit(); 1];
         copy(pid, addr + len - 1, &mut last)?;
         let mut region = huge::Region::new(len)?;
-        let place = region.as_mut();
+        let place = region.as_uninit();
         // SAFETY: the region is this function's, nothing is in it yet, and
         // the helper is dropped (waiting for its step) before it is.
         let helper = unsafe { crate::buffer::Helper::start_at(place.as_mut_ptr() as usize, len) };
@@ -55,10 +55,7 @@ pub fn read(pid: u32, addr: u64, len: usize) -> std::io::Result<Bytes> {
     }
     let fill = |room: &mut [std::mem::MaybeUninit<u8>], at: usize| {
         let n = room.len().min(STEP);
-        // SAFETY: the kernel only writes to the room (never reads it), so
-        // viewing its uninitialised bytes as a destination is sound.
-        let room = unsafe { std::slice::from_raw_parts_mut(room.as_mut_ptr().cast::<u8>(), n) };
-        copy(pid, addr + at, room)
+        copy(pid, addr + at, &mut room[..n])
     };
     // SAFETY: `copy` reports the bytes the kernel wrote into the room.
     unsafe { crate::buffer::fill_exactly(len, fill) }
@@ -90,7 +87,11 @@ fn allocator_holds(len: usize) -> bool {
 /// Copies from `addr` in process `pid` into `into`; how many bytes came
 /// (never zero: a hole in the other process's memory is an error).
 #[cfg(target_os = "linux")]
-fn copy(pid: libc::pid_t, addr: usize, into: &mut [u8]) -> std::io::Result<usize> {
+fn copy(
+    pid: libc::pid_t,
+    addr: usize,
+    into: &mut [std::mem::MaybeUninit<u8>],
+) -> std::io::Result<usize> {
     let local = libc::iovec {
         iov_base: into.as_mut_ptr().cast(),
         iov_len: into.len(),
@@ -99,7 +100,8 @@ fn copy(pid: libc::pid_t, addr: usize, into: &mut [u8]) -> std::io::Result<usize
         iov_base: addr as *mut _,
         iov_len: into.len(),
     };
-    // SAFETY: `local` is `into`, memory of this process it may write; the
+    // SAFETY: `local` is `into`, memory of this process it may write (the
+    // kernel only writes it, so its bytes need not be initialised); the
     // kernel checks `remote` against the other process's mappings and
     // copies at most `into.len()` bytes.
     let got = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
@@ -176,12 +178,12 @@ mod huge {
         }
     }
 
-    impl AsMut<[u8]> for Region {
-        fn as_mut(&mut self) -> &mut [u8] {
+    impl Region {
+        /// The region's bytes, to be written.
+        pub fn as_uninit(&mut self) -> &mut [std::mem::MaybeUninit<u8>] {
             // SAFETY: `start..start + len` lies within the mapping, which
-            // lives as long as self; anonymous memory reads as zeroes until
-            // written.
-            unsafe { std::slice::from_raw_parts_mut(self.start, self.len) }
+            // lives as long as self and is borrowed mutably here.
+            unsafe { std::slice::from_raw_parts_mut(self.start.cast(), self.len) }
         }
     }
 
