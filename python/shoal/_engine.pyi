@@ -36,6 +36,7 @@ __all__ = [
     "CompletionQueue",
     "WorkerRuntime",
     "WorkerPool",
+    "RESTART_EXIT_CODE",
     "FunctionDef",
     "TaskSpec",
     "TaskOptions",
@@ -979,6 +980,7 @@ class WorkerPool:
         args: Sequence[str],
         env: Sequence[tuple[str, str]],
         stdin_line: str | None = None,
+        template: Sequence[str] | None = None,
     ) -> WorkerPool: ...
     @property
     def restarts(self) -> int: ...
@@ -988,6 +990,8 @@ class WorkerPool:
     def pids(self) -> list[int]: ...
     def stop_restarting(self) -> None: ...
     def close(self, timeout: float = 2.0) -> None: ...
+
+RESTART_EXIT_CODE: int
 
 def total_memory() -> int: ...
 def exit_on_stdin_eof() -> None: ...

@@ -84,6 +84,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::CompletionQueue>()?;
     m.add_class::<worker::WorkerRuntime>()?;
     m.add_class::<pool::WorkerPool>()?;
+    m.add("RESTART_EXIT_CODE", pool::RESTART_EXIT_CODE)?;
     m.add_class::<types::FunctionDef>()?;
     m.add_class::<types::TaskSpec>()?;
     m.add_class::<types::TaskOptions>()?;

@@ -12,10 +12,11 @@ from ..core import aio, arguments
 from ..core import memory as memory_
 from ..core import security as security_
 from ..core.arguments import UNSET
-from ..core.session import Session
+from ..core.session import Session, third_party_packages
 from ..core.settings import MISSING, setting
 from ..core.times import parse_timedelta
 from ..dask import config as dask_config
+from ..worker import template
 from ..worker.executor import start_in_process
 from ..worker.options import WorkerOptions, pre_spawn_environ, processes_and_threads
 from ..worker.uploads import private_root, remove_directories_of, user_root
@@ -343,13 +344,7 @@ class LocalCluster(HostedScheduler):
         if not self.processes:
             self._start_workers(self.n_workers)
             return
-        args = [
-            "-m",
-            "shoal.worker",
-            self.scheduler_address,
-            *self.worker_options.arguments(),
-            "--lifeline",
-        ]
+        argv = [self.scheduler_address, *self.worker_options.arguments(), "--lifeline"]
         full_env = {"SHOAL_SYS_PATH": os.pathsep.join(p for p in sys.path if p)}
         # Workers see this process's dask configuration, as Dask's do, and
         # start with Dask's pre-spawn environment (OMP_NUM_THREADS=1, ...).
@@ -357,9 +352,16 @@ class LocalCluster(HostedScheduler):
         full_env.update(pre_spawn_environ())
         full_env.update({str(k): str(v) for k, v in env.items()})
         line, options = security_.worker_stdin(self.security)
-        args += options
+        argv += options
+        # Workers are forks of a template that imported what this process
+        # has: warm from their first task, and quick to start again.
         self._pool = _engine.WorkerPool(
-            self.n_workers, sys.executable, args, list(full_env.items()), stdin_line=line
+            self.n_workers,
+            sys.executable,
+            ["-m", "shoal.worker", *argv],
+            list(full_env.items()),
+            stdin_line=line,
+            template=template.arguments(argv, third_party_packages()),
         )
 
     def _start_workers(self, n: int) -> None:

@@ -218,8 +218,19 @@ def supervise(n: int, argv: list[str], stdin_line: str) -> None:
 
     signal.signal(signal.SIGTERM, ask_stop)
     signal.signal(signal.SIGINT, ask_stop)
-    args = ["-m", "shoal.worker", *argv, "--lifeline"]
-    pool = _engine.WorkerPool(n, sys.executable, args, [], stdin_line=stdin_line)
+    from . import template
+
+    argv = [*argv, "--lifeline"]
+    # The workers are forks of one template: what one learns the client
+    # imported, the template imports for the workers started later.
+    pool = _engine.WorkerPool(
+        n,
+        sys.executable,
+        ["-m", "shoal.worker", *argv],
+        [],
+        stdin_line=stdin_line,
+        template=template.arguments(argv, []),
+    )
     try:
         while not stop["now"]:
             signal.pause()

@@ -29,7 +29,7 @@ from ..core.errors import Reschedule
 from ..core.preload import Preloads
 from ..core.retry import NotRetried
 from ..core.settings import setting
-from . import task_context
+from . import task_context, template
 from .held import held_size
 from .inputs import DEFAULT_BUDGET, InputCache
 from .options import WorkerOptions
@@ -251,7 +251,13 @@ class Executors:
         time, not the tasks'. A task that arrives during an
         import waits for that one import to finish (a package imported by two
         threads at once can be handed half-initialised to one of them).
+
+        A worker forked from a template imports nothing here: it passes the
+        names on to the template, so the workers forked later have them, and
+        its own tasks import what they use, as on a cold worker.
         """
+        if template.share(modules):
+            return
         with self._lock:
             self._to_preload.extend(m for m in modules if m not in self._to_preload)
             if self._preloading:

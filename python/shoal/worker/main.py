@@ -34,9 +34,12 @@ def is_process() -> bool:
 
 
 def restart_process() -> None:
-    """Replace this worker process by a fresh one with the same arguments
-    (the same pid, a new interpreter): its connections close, so the
-    scheduler sees it leave, and the new one connects as a new worker.
+    """Replace this worker process by a fresh one with the same arguments:
+    its connections close, so the scheduler sees it leave, and the new one
+    connects as a new worker. Under a pool (a local cluster, ``--nworkers``)
+    the process exits asking for a fresh one, which the pool starts at once
+    (a fork of its template, with the client's packages imported); a worker
+    started on its own becomes a new interpreter (the same pid).
 
     Raises
     ------
@@ -50,6 +53,8 @@ def restart_process() -> None:
         _executors.uploads.remove()  # exec skips atexit
     sys.stdout.flush()
     sys.stderr.flush()
+    if "--lifeline" in _argv:
+        os._exit(_engine.RESTART_EXIT_CODE)
     # The credentials travel in a pipe of their own now: stdin stays the
     # lifeline and is not read again, and the environment holds no secret.
     argv = [a for a in _argv if a != "--credentials-stdin"]
@@ -70,7 +75,7 @@ def _task_client() -> Any:
     return worker.client()
 
 
-def _extend_sys_path() -> None:
+def extend_sys_path() -> None:
     """Make the modules the client could import importable here too."""
     extra = os.environ.get("SHOAL_SYS_PATH")
     if not extra:
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     # Ctrl-C or SIGTERM end the process at once: the scheduler notices and
     # reruns its tasks elsewhere.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _extend_sys_path()
+    extend_sys_path()
     # dask collections a task computes run on the cluster, as in Dask.
     dask_config.use_the_cluster_in_tasks(_task_client)
     try:

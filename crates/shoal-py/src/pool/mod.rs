@@ -11,6 +11,14 @@
 //! growing pause. A worker killed by a signal is never held back. The pool
 //! grows by `add`; a worker marked by `retire` is not started again when it
 //! exits (a cluster scaling down retires it through the scheduler first).
+//!
+//! With a template (`template.rs`), a worker is a fork of that warm process
+//! instead of a new interpreter; it is watched the same way, through what
+//! the template reports. A worker that asks for a fresh process (it exits
+//! with [`RESTART_EXIT_CODE`]: `Client.restart`) is started again at once
+//! and not counted as a restart after a crash.
+
+mod template;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -22,6 +30,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
+
+use template::{Exit, Template};
+
+/// The exit code of a worker that wants a fresh process in its place.
+pub const RESTART_EXIT_CODE: i32 = 75;
 
 struct Shared {
     closing: AtomicBool,
@@ -43,13 +56,15 @@ struct Spec {
     /// A line each child reads first from its stdin (`--credentials-stdin`:
     /// secrets stay out of its command line and `/proc/PID/environ`).
     stdin_line: Option<String>,
+    /// The template that forks the workers, if the pool has one.
+    template: Option<Arc<Template>>,
 }
 
 /// A set of worker processes kept alive until closed.
 #[pyclass(module = "shoal._engine", frozen)]
 pub struct WorkerPool {
     shared: Arc<Shared>,
-    spec: Spec,
+    spec: Arc<Spec>,
     exited: Mutex<Option<Receiver<usize>>>,
     exited_tx: Mutex<Sender<usize>>,
     /// Monitor threads started (each sends on `exited` once, at its end).
@@ -70,14 +85,54 @@ fn spawn(program: &str, args: &[String], env: &[(String, String)]) -> std::io::R
     cmd.spawn()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A worker process being watched: a child of this process, or a fork of
+/// the template.
+enum Running {
+    Child(Child),
+    Forked(template::Forked),
+}
+
+/// Starts slot `index`'s worker: a fork of the template while it serves,
+/// a new process otherwise.
+fn launch(shared: &Shared, index: usize, spec: &Spec) -> std::io::Result<(u32, Running)> {
+    if let Some(forked) = spec.template.as_ref().and_then(|t| t.fork(index)) {
+        return Ok((forked.pid, Running::Forked(forked)));
+    }
+    let mut child = spawn(&spec.program, &spec.args, &spec.env)?;
+    // `Child::wait` would close stdin first, cutting the lifeline: hold it
+    // separately for as long as the child lives, or until the pool closes.
+    let mut lifeline = child.stdin.take();
+    if let (Some(line), Some(pipe)) = (&spec.stdin_line, lifeline.as_mut()) {
+        // A line of a few KiB fits in the pipe: this does not block. A child
+        // that died already is seen by `wait`.
+        use std::io::Write;
+        let _ = pipe.write_all(format!("{line}\n").as_bytes());
+    }
+    let mut lifelines = shared.lifelines.lock();
+    if !shared.closing.load(Ordering::SeqCst) {
+        lifelines[index] = lifeline;
+    }
+    Ok((child.id(), Running::Child(child)))
+}
+
+fn wait(running: Running) -> Exit {
+    match running {
+        Running::Child(mut child) => match child.wait() {
+            Ok(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => Exit::Code(code),
+                (None, Some(signal)) => Exit::Signal(signal),
+                (None, None) => Exit::Unknown,
+            },
+            Err(_) => Exit::Unknown,
+        },
+        Running::Forked(forked) => forked.wait(),
+    }
+}
+
 fn monitor(
     shared: Arc<Shared>,
     index: usize,
-    program: String,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    stdin_line: Option<String>,
+    spec: Arc<Spec>,
     first: Sender<std::io::Result<()>>,
     exited: Sender<usize>,
 ) {
@@ -85,8 +140,8 @@ fn monitor(
     let mut quick_failures = 0u32;
     while !shared.closing.load(Ordering::SeqCst) && !shared.retired.lock()[index] {
         let started = Instant::now();
-        let mut child = match spawn(&program, &args, &env) {
-            Ok(c) => c,
+        let (pid, running) = match launch(&shared, index, &spec) {
+            Ok(r) => r,
             Err(e) => {
                 if let Some(f) = first.take() {
                     let _ = f.send(Err(e));
@@ -97,38 +152,27 @@ fn monitor(
                 continue;
             }
         };
-        shared.pids.lock()[index] = Some(child.id());
+        shared.pids.lock()[index] = Some(pid);
         if let Some(f) = first.take() {
             let _ = f.send(Ok(()));
         }
-        // `Child::wait` would close stdin first, cutting the lifeline: hold
-        // it separately for as long as the child lives, or until the pool
-        // closes.
-        let mut lifeline = child.stdin.take();
-        if let (Some(line), Some(pipe)) = (&stdin_line, lifeline.as_mut()) {
-            // A line of a few KiB fits in the pipe: this does not block. A
-            // child that died already is seen by `wait` below.
-            use std::io::Write;
-            let _ = pipe.write_all(format!("{line}\n").as_bytes());
-        }
-        {
-            let mut lifelines = shared.lifelines.lock();
-            if !shared.closing.load(Ordering::SeqCst) {
-                lifelines[index] = lifeline;
-            }
-        }
-        let status = child.wait();
+        let status = wait(running);
         shared.pids.lock()[index] = None;
         shared.lifelines.lock()[index] = None;
         if shared.closing.load(Ordering::SeqCst) || shared.retired.lock()[index] {
             break;
+        }
+        if status == Exit::Code(RESTART_EXIT_CODE) {
+            tracing::debug!("worker process {index} asked for a fresh process");
+            quick_failures = 0;
+            continue;
         }
         tracing::info!("worker process {index} exited ({status:?}); starting a new one");
         shared.restarts.fetch_add(1, Ordering::SeqCst);
         // Killed from outside (SIGKILL, the OOM killer, a crash in a task):
         // start again at once. Exited by itself soon after starting: it
         // cannot start, so back off, but never give up.
-        let by_signal = status.as_ref().is_ok_and(|s| s.signal().is_some());
+        let by_signal = matches!(status, Exit::Signal(_) | Exit::Unknown);
         if by_signal || started.elapsed() >= Duration::from_secs(2) {
             quick_failures = 0;
         } else {
@@ -145,8 +189,10 @@ fn monitor(
 impl WorkerPool {
     /// Starts `n` processes running `program args...` with `env` added;
     /// each reads `stdin_line` (if given) first from its standard input.
+    /// With `template` (the arguments of `program` that run a worker
+    /// template), workers are forks of that one process.
     #[new]
-    #[pyo3(signature = (n, program, args, env, stdin_line=None))]
+    #[pyo3(signature = (n, program, args, env, stdin_line=None, template=None))]
     fn new(
         py: Python<'_>,
         n: usize,
@@ -154,6 +200,7 @@ impl WorkerPool {
         args: Vec<String>,
         env: Vec<(String, String)>,
         stdin_line: Option<String>,
+        template: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
@@ -162,15 +209,23 @@ impl WorkerPool {
             restarts: AtomicU32::new(0),
             retired: Mutex::new(Vec::new()),
         });
+        let template = match template {
+            Some(targs) => Some(
+                Template::start(&program, &targs, &env, stdin_line.as_deref())
+                    .map_err(|e| start_error(&program, e))?,
+            ),
+            None => None,
+        };
         let (exited_tx, exited_rx) = channel();
         let pool = WorkerPool {
             shared,
-            spec: Spec {
+            spec: Arc::new(Spec {
                 program,
                 args,
                 env,
                 stdin_line,
-            },
+                template,
+            }),
             exited: Mutex::new(Some(exited_rx)),
             exited_tx: Mutex::new(exited_tx),
             size: AtomicUsize::new(0),
@@ -242,14 +297,11 @@ impl WorkerPool {
         for i in first..first + n {
             let (tx, rx) = channel();
             let shared = self.shared.clone();
-            let program = self.spec.program.clone();
-            let args = self.spec.args.clone();
-            let env = self.spec.env.clone();
-            let line = self.spec.stdin_line.clone();
+            let spec = self.spec.clone();
             let exited = self.exited_tx.lock().clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("shoal-worker-monitor-{i}"))
-                .spawn(move || monitor(shared, i, program, args, env, line, tx, exited));
+                .spawn(move || monitor(shared, i, spec, tx, exited));
             match spawned {
                 Ok(_) => {
                     self.size.fetch_add(1, Ordering::SeqCst);
@@ -292,6 +344,10 @@ impl WorkerPool {
         for lifeline in self.shared.lifelines.lock().iter_mut() {
             drop(lifeline.take());
         }
+        // The template cuts those of its forks.
+        if let Some(t) = &self.spec.template {
+            t.close();
+        }
         let Some(rx) = self.exited.lock().take() else {
             return;
         };
@@ -307,7 +363,7 @@ impl WorkerPool {
         if left > 0 {
             for pid in self.pids() {
                 // SAFETY: kill takes a pid and a signal number; the pid is a
-                // child this pool started and has not reaped.
+                // worker this pool started whose exit it has not heard of.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
             }
             while left > 0 && rx.recv_timeout(Duration::from_secs(5)).is_ok() {
