@@ -17,7 +17,7 @@ from ..core.settings import setting
 from ..dask import config as dask_config
 from . import command_line, task_context
 from .executor import Executors
-from .options import WorkerOptions, pre_spawn_environ
+from .options import WorkerOptions, extend_sys_path, pre_spawn_environ
 from .uploads import private_root, remove_stale
 
 #: This process's ``shoal worker`` arguments (None until it starts as one).
@@ -73,16 +73,6 @@ def _task_client() -> Any:
     if worker is None:
         raise RuntimeError("no task runs on this thread")
     return worker.client()
-
-
-def extend_sys_path() -> None:
-    """Make the modules the client could import importable here too."""
-    extra = os.environ.get("SHOAL_SYS_PATH")
-    if not extra:
-        return
-    for p in extra.split(os.pathsep):
-        if p and p not in sys.path:
-            sys.path.append(p)
 
 
 def main(argv: list[str] | None = None) -> None:

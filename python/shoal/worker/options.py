@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from typing import Any
 
 from .. import _engine
@@ -48,6 +49,16 @@ def pre_spawn_environ() -> dict[str, str]:
             f"distributed.nanny.pre-spawn-environ must be a mapping of variables, not {value!r}"
         )
     return {str(k): str(v) for k, v in value.items()}
+
+
+def extend_sys_path() -> None:
+    """Make the modules the client could import importable here too."""
+    extra = os.environ.get("SHOAL_SYS_PATH")
+    if not extra:
+        return
+    for p in extra.split(os.pathsep):
+        if p and p not in sys.path:
+            sys.path.append(p)
 
 
 def processes_and_threads(cpus: int) -> tuple[int, int]:

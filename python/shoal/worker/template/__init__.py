@@ -36,6 +36,7 @@ import argparse
 import gc
 import importlib
 import os
+import runpy
 import select
 import signal
 import socket
@@ -43,6 +44,8 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterable
+
+from ..options import extend_sys_path
 
 #: In a worker forked from a template: the pipe to tell it of modules to
 #: import for the workers forked later (None elsewhere).
@@ -320,9 +323,9 @@ class _Template:
             _news_fd = self.news_w
             os.environ["SHOAL_PARENT_PID"] = str(os.getppid())
             _reseed()
-            from ..main import main
-
-            main(self.worker_argv)
+            # What `python -m shoal.worker ARGS` would run, in this process.
+            sys.argv = ["shoal worker", *self.worker_argv]
+            runpy.run_module("shoal.worker", run_name="__main__")
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -376,9 +379,9 @@ def main(argv: list[str] | None = None) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    from .. import main as worker_main
-
-    worker_main.extend_sys_path()
+    extend_sys_path()
+    # What every worker imports, before the client's packages.
+    importlib.import_module("shoal.worker.main")
     for name in sorted(filter(None, options.imports.split(",")), key=lambda m: m.count(".")):
         _import(name)
     _Template(link, worker_argv).serve()
