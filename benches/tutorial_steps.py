@@ -2,6 +2,8 @@
 ``Client(n_workers=4)``, timed as the user runs it, shoal and
 dask.distributed side by side.
 
+* ``Client(n_workers=4)``: starting the cluster (shoal's workers are forks
+  of a template that first imports what this script imported);
 * ``submit``: ``client.submit(inc, 1).result()`` right after the client
   starts (``inc`` sleeps 0.25 s);
 * ``map + sum``: ``client.map(inc, range(8))``, then
@@ -33,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
 from child import print_table, report, run_each  # noqa: E402
 
-STEPS = ["submit", "map + sum", "from_delayed"]
+STEPS = ["Client(n_workers=4)", "submit", "map + sum", "from_delayed"]
 
 
 def inc(x: int) -> int:
@@ -59,7 +61,9 @@ def run(framework: str) -> dict:
 
     base, _server = serve(latency=0.3)
     out: dict[str, float] = {}
+    t = time.perf_counter()
     with Client(n_workers=4) as client:
+        out["Client(n_workers=4)"] = time.perf_counter() - t
         t = time.perf_counter()
         assert client.submit(inc, 1).result() == 2
         out["submit"] = time.perf_counter() - t
