@@ -28,7 +28,7 @@ def import_log(tmp_path, monkeypatch):
     test (later clusters would ship them to their workers)."""
     log = str(tmp_path / "imports")
     monkeypatch.setenv("SHOAL_TEST_IMPORT_LOG", log)
-    names = ("warm_before", "warm_after", "warmable")
+    names = ("warm_before", "warm_after", "warmable", "threaded_import")
     for name in names:
         sys.modules.pop(name, None)
     yield log
@@ -99,6 +99,54 @@ def test_a_package_imported_later_warms_the_template_not_the_running_workers(imp
         c.restart()
         assert all(c.run(_has, "warm_after").values())
     assert len(importers(import_log, "warm_after") - {os.getpid()}) == 1
+
+
+def _forked():
+    from shoal.worker import template
+
+    return template.share([])
+
+
+def _ppid():
+    return os.getppid()
+
+
+def _random():
+    import numpy as np
+
+    return float(np.random.random())
+
+
+def test_forked_workers_draw_different_random_numbers():
+    pytest.importorskip("numpy")
+    with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        assert all(c.run(_forked).values())
+        draws = c.run(_random)
+    assert len(set(draws.values())) == 2, "each fork reseeded numpy's global generator"
+
+
+def test_a_package_that_starts_a_thread_makes_workers_new_processes(import_log):
+    importlib.import_module("threaded_import")
+    with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        # The template refused to fork; the pool started interpreters.
+        assert not any(c.run(_forked).values())
+        assert set(c.run(_ppid).values()) == {os.getpid()}
+        assert c.gather(c.map(abs, [-1, -2], pure=False)) == [1, 2]
+
+
+def test_a_template_that_dies_takes_its_workers_and_the_pool_starts_new_ones():
+    with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        assert all(c.run(_forked).values())
+        parents = set(c.run(_ppid).values())
+        assert len(parents) == 1 and os.getpid() not in parents
+        (template,) = parents
+        before = list(c.scheduler_info()["workers"])
+        os.kill(template, signal.SIGKILL)
+        assert wait_for_exit([template], 10) == []
+        c.wait_for_workers(2, timeout=30, without=before)
+        assert set(c.run(_ppid).values()) == {os.getpid()}, "new processes of the pool's own"
+        assert c.gather(c.map(abs, [-1, -2], pure=False)) == [1, 2]
+        assert c.cluster.restarts == 2
 
 
 def test_a_worker_started_on_its_own_imports_what_the_client_imported(import_log):
