@@ -1,7 +1,8 @@
 """A graph of about N tasks (a wide map, then a pairwise tree reduction) on a
-stand-alone scheduler process, reporting time and the scheduler's memory per
-task (its peak resident memory during the run, less its resident memory
-before).
+stand-alone scheduler process, reporting time and memory per task: the
+scheduler's (its peak resident memory during the run, less its resident
+memory before) and the client process's, measured the same way (the
+user's graph of ``Delayed`` objects included).
 
     python benches/big_graph.py [N]      # default 1,000,000
 
@@ -62,6 +63,7 @@ def run(n_tasks: int, page=None) -> dict:
             if page is not None:
                 viewer = page(dashboard)
             base = _status(sched.pid)["VmRSS"]
+            own_base = _status(os.getpid())["VmRSS"]
             t0 = time.perf_counter()
             vals = [delayed(noop)(i) for i in range(leaves_n)]
             while len(vals) > 1:
@@ -74,6 +76,7 @@ def run(n_tasks: int, page=None) -> dict:
             t2 = time.perf_counter()
             assert result == leaves_n * (leaves_n - 1) // 2
             peak = _status(sched.pid)["VmHWM"]
+            own_peak = _status(os.getpid())["VmHWM"]
             tasks = 2 * leaves_n - 1
             return {
                 "tasks": tasks,
@@ -82,6 +85,8 @@ def run(n_tasks: int, page=None) -> dict:
                 "total_s": t2 - t0,
                 "tasks_per_s": tasks / (t2 - t0),
                 "scheduler_bytes_per_task": (peak - base) / tasks,
+                # The whole client process, the user's graph of Delayed included.
+                "client_bytes_per_task": (own_peak - own_base) / tasks,
             }
     finally:
         if viewer is not None:

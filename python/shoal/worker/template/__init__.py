@@ -83,9 +83,12 @@ def share(modules: list[str]) -> bool:
     return True
 
 
-def arguments(worker_argv: list[str], imports: Iterable[str]) -> list[str]:
+def arguments(worker_argv: list[str], imports: Iterable[str]) -> list[str] | None:
     """The interpreter's arguments that run a template importing
-    ``imports`` and forking workers with ``worker_argv``.
+    ``imports`` and forking workers with ``worker_argv``; None where
+    workers are better started as new processes (outside Linux: macOS's
+    system libraries are not safe to use in a child forked after they
+    started).
 
     Parameters
     ----------
@@ -96,10 +99,12 @@ def arguments(worker_argv: list[str], imports: Iterable[str]) -> list[str]:
 
     Returns
     -------
-    list of str
+    list of str or None
         Arguments for ``python`` (``-m shoal.worker.template ...``).
 
     """
+    if not sys.platform.startswith("linux"):
+        return None
     modules = ",".join(sorted(imports))
     return ["-m", "shoal.worker.template", "--imports", modules, "--", *worker_argv]
 
