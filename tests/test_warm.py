@@ -28,7 +28,7 @@ def import_log(tmp_path, monkeypatch):
     test (later clusters would ship them to their workers)."""
     log = str(tmp_path / "imports")
     monkeypatch.setenv("SHOAL_TEST_IMPORT_LOG", log)
-    names = ("warm_before", "warm_after", "warmable", "threaded_import")
+    names = ("warm_before", "warm_after", "warmable", "threaded_import", "hanging_import")
     for name in names:
         sys.modules.pop(name, None)
     yield log
@@ -147,6 +147,33 @@ def test_a_template_that_dies_takes_its_workers_and_the_pool_starts_new_ones():
         assert set(c.run(_ppid).values()) == {os.getpid()}, "new processes of the pool's own"
         assert c.gather(c.map(abs, [-1, -2], pure=False)) == [1, 2]
         assert c.cluster.restarts == 2
+
+
+def _templates_of(pid):
+    """Live templates started by process ``pid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"shoal.worker.template" in cmd:
+            out.append(int(entry))
+    return out
+
+
+def test_a_template_stuck_importing_fails_the_start_in_time_and_is_killed(import_log):
+    from shoal import LocalCluster
+
+    importlib.import_module("hanging_import")
+    with pytest.raises(TimeoutError, match="did not start within"):
+        LocalCluster(n_workers=1, dashboard_address=None, start_timeout=3)
+    until(lambda: not _templates_of(os.getpid()), what="the stuck template being killed")
 
 
 def test_a_worker_started_on_its_own_imports_what_the_client_imported(import_log):

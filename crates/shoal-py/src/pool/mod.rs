@@ -93,12 +93,25 @@ enum Running {
 }
 
 /// Starts slot `index`'s worker: a fork of the template while it serves,
-/// a new process otherwise.
-fn launch(shared: &Shared, index: usize, spec: &Spec) -> std::io::Result<(u32, Running)> {
-    if let Some(forked) = spec.template.as_ref().and_then(|t| t.fork(index)) {
-        return Ok((forked.pid, Running::Forked(forked)));
+/// a new process otherwise. `asked` is called once the worker is on its
+/// way (a template may take a while: it imports first).
+fn launch(
+    shared: &Shared,
+    index: usize,
+    spec: &Spec,
+    asked: &mut dyn FnMut(),
+) -> std::io::Result<(u32, Running)> {
+    if let Some(requested) = spec.template.as_ref().and_then(|t| t.request(index)) {
+        asked();
+        if let Some(forked) = requested.started() {
+            return Ok((forked.pid, Running::Forked(forked)));
+        }
+        if shared.closing.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("the pool is closing"));
+        }
     }
     let mut child = spawn(&spec.program, &spec.args, &spec.env)?;
+    asked();
     // `Child::wait` would close stdin first, cutting the lifeline: hold it
     // separately for as long as the child lives, or until the pool closes.
     let mut lifeline = child.stdin.take();
@@ -140,11 +153,19 @@ fn monitor(
     let mut quick_failures = 0u32;
     while !shared.closing.load(Ordering::SeqCst) && !shared.retired.lock()[index] {
         let started = Instant::now();
-        let (pid, running) = match launch(&shared, index, &spec) {
+        let mut asked = || {
+            if let Some(f) = first.take() {
+                let _ = f.send(Ok(()));
+            }
+        };
+        let (pid, running) = match launch(&shared, index, &spec, &mut asked) {
             Ok(r) => r,
             Err(e) => {
                 if let Some(f) = first.take() {
                     let _ = f.send(Err(e));
+                    break;
+                }
+                if shared.closing.load(Ordering::SeqCst) {
                     break;
                 }
                 tracing::error!("could not restart worker {index}: {e}");
@@ -153,9 +174,6 @@ fn monitor(
             }
         };
         shared.pids.lock()[index] = Some(pid);
-        if let Some(f) = first.take() {
-            let _ = f.send(Ok(()));
-        }
         let status = wait(running);
         shared.pids.lock()[index] = None;
         shared.lifelines.lock()[index] = None;
@@ -281,7 +299,8 @@ impl WorkerPool {
 
 impl WorkerPool {
     /// Starts `n` more monitor threads, each starting one worker; returns
-    /// once every worker was spawned (or one could not be).
+    /// once every worker was spawned or asked of the template (or one could
+    /// not be).
     fn start(&self, n: usize) -> PyResult<()> {
         let first = {
             let mut pids = self.shared.pids.lock();
@@ -361,6 +380,9 @@ impl WorkerPool {
             }
         }
         if left > 0 {
+            if let Some(t) = &self.spec.template {
+                t.kill();
+            }
             for pid in self.pids() {
                 // SAFETY: kill takes a pid and a signal number; the pid is a
                 // worker this pool started whose exit it has not heard of.

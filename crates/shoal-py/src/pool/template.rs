@@ -21,7 +21,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
@@ -41,6 +41,35 @@ enum Event {
     Started(u32),
     Refused(String),
     Exited(Exit),
+}
+
+/// A worker asked for: the template has not said yet whether it forked it.
+pub struct Requested {
+    events: Receiver<Event>,
+    template: Arc<Template>,
+}
+
+impl Requested {
+    /// Blocks until the template has forked the worker (`None`: it refused,
+    /// or is gone; the caller starts the worker itself).
+    pub fn started(self) -> Option<Forked> {
+        loop {
+            match self.events.recv() {
+                Ok(Event::Started(pid)) => {
+                    return Some(Forked {
+                        pid,
+                        events: self.events,
+                    })
+                }
+                Ok(Event::Refused(why)) => {
+                    self.template.give_up(&why);
+                    return None;
+                }
+                Ok(Event::Exited(_)) => continue, // an earlier worker of this slot
+                Err(_) => return None,
+            }
+        }
+    }
 }
 
 /// A forked worker: its pid, and where its exit is reported.
@@ -68,6 +97,8 @@ pub struct Template {
     waiting: Mutex<HashMap<usize, Sender<Event>>>,
     /// Cleared when the template is gone or refused once.
     usable: AtomicBool,
+    /// The template's process id (0 once it has been reaped).
+    pid: AtomicU32,
 }
 
 /// The longest line the template sends (a refusal's reason included).
@@ -89,6 +120,7 @@ impl Template {
             writer: Mutex::new(ours),
             waiting: Mutex::new(HashMap::new()),
             usable: AtomicBool::new(true),
+            pid: AtomicU32::new(0),
         });
         if let Some(line) = credentials {
             template.send(&format!("credentials {line}\n"))?;
@@ -114,9 +146,11 @@ impl Template {
                     }
                 };
                 drop(cmd); // our copy of the template's end of the socket
+                link.pid.store(child.id(), Ordering::SeqCst);
                 let _ = spawned_tx.send(Ok(()));
                 link.read_events(reader);
                 let _ = child.wait();
+                link.pid.store(0, Ordering::SeqCst);
             })?;
         match spawned_rx.recv() {
             Ok(Ok(())) => Ok(template),
@@ -125,9 +159,9 @@ impl Template {
         }
     }
 
-    /// Asks for a worker in `slot`; `None` if the template is gone or
-    /// refuses (the caller starts the worker itself).
-    pub fn fork(&self, slot: usize) -> Option<Forked> {
+    /// Asks for a worker in `slot`; `None` if the template is gone or has
+    /// refused before (the caller starts the worker itself).
+    pub fn request(self: &Arc<Self>, slot: usize) -> Option<Requested> {
         if !self.usable.load(Ordering::SeqCst) {
             return None;
         }
@@ -138,17 +172,10 @@ impl Template {
             self.give_up("its link is closed");
             return None;
         }
-        loop {
-            match rx.recv() {
-                Ok(Event::Started(pid)) => return Some(Forked { pid, events: rx }),
-                Ok(Event::Refused(why)) => {
-                    self.give_up(&why);
-                    return None;
-                }
-                Ok(Event::Exited(_)) => continue, // an earlier worker of this slot
-                Err(_) => return None,
-            }
-        }
+        Some(Requested {
+            events: rx,
+            template: self.clone(),
+        })
     }
 
     /// Ends the link: the template cuts its workers' lifelines and exits
@@ -156,6 +183,17 @@ impl Template {
     pub fn close(&self) {
         self.usable.store(false, Ordering::SeqCst);
         let _ = self.writer.lock().shutdown(Shutdown::Write);
+    }
+
+    /// Kills the template (its forks die with it): one that did not go
+    /// when closed, say stuck importing a module.
+    pub fn kill(&self) {
+        let pid = self.pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            // SAFETY: kill takes a pid and a signal number; the pid is our
+            // child's, not reaped yet (it is cleared before the reap's end).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
     }
 
     fn give_up(&self, why: &str) {
@@ -223,7 +261,10 @@ mod tests {
 
     #[test]
     fn events_parse_and_nonsense_is_refused() {
-        assert!(matches!(parse_event("started 3 4242"), Some((3, Event::Started(4242)))));
+        assert!(matches!(
+            parse_event("started 3 4242"),
+            Some((3, Event::Started(4242)))
+        ));
         assert!(matches!(
             parse_event("exited 0 -9"),
             Some((0, Event::Exited(Exit::Signal(9))))
@@ -236,7 +277,14 @@ mod tests {
             Some((2, Event::Refused(why))) => assert_eq!(why, "a package started a thread"),
             _ => panic!("a refusal keeps its reason"),
         }
-        for bad in ["", "started", "started x 1", "started 1 -", "exited 1", "hello 1 2"] {
+        for bad in [
+            "",
+            "started",
+            "started x 1",
+            "started 1 -",
+            "exited 1",
+            "hello 1 2",
+        ] {
             assert!(parse_event(bad).is_none(), "{bad:?}");
         }
     }
