@@ -169,7 +169,7 @@ class _Importer:
             if self._thread is not None or not self._queue:
                 return
             self._stop = False
-            thread = threading.Thread(target=self._run, name="shoal-template-import")
+            thread = threading.Thread(target=self._run, name="shoal-template-import", daemon=True)
             self._thread = thread
         thread.start()
 
@@ -254,10 +254,12 @@ class _Template:
                     for _, life_w in self.children.values():
                         os.close(life_w)
                     self.children = {pid: (slot, -1) for pid, (slot, _) in self.children.items()}
-        self.importer.pause()
 
     def read_requests(self) -> bool:
-        data = self.link.recv(65536)
+        try:
+            data = self.link.recv(65536)
+        except OSError:  # the pool is gone
+            return False
         if not data:
             return False
         self._buffer += data
@@ -304,7 +306,13 @@ class _Template:
         life_r, life_w = os.pipe()
         if self.credentials is not None:
             os.write(life_w, f"{self.credentials}\n".encode())
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # out of processes or memory: the pool starts one
+            os.close(life_r)
+            os.close(life_w)
+            self.say(f"refused {slot} fork failed: {e}")
+            return
         if pid == 0:
             self.become_worker(life_r)
         os.close(life_r)
@@ -390,3 +398,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in sorted(filter(None, options.imports.split(",")), key=lambda m: m.count(".")):
         _import(name)
     _Template(link, worker_argv).serve()
+    # Its workers are gone: exit now, without waiting for an import that
+    # may still run (nothing here needs finalising).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
