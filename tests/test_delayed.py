@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import threading
 
 import pytest
 
@@ -233,3 +234,29 @@ def test_a_graph_larger_than_one_submission_part(client):
         level = [delayed(add)(*level[i : i + 2]) for i in range(0, len(level), 2)]
     (total,) = level
     assert total.compute() == sum(range(1, 12_001))
+
+
+def test_submissions_from_another_thread_do_not_end_a_graph_sent_in_parts(client):
+    # A graph of 40,000 tasks goes in four parts; submissions made meanwhile
+    # by another thread of the same client wait for its last part (one in
+    # between would end the graph, and the scheduler would free the first
+    # parts' results before their dependents came).
+    level = [delayed(inc)(i) for i in range(20_000)]
+    while len(level) > 1:
+        level = [delayed(add)(*level[i : i + 2]) for i in range(0, len(level), 2)]
+    (total,) = level
+    stop = threading.Event()
+    results = []
+
+    def submit_meanwhile():
+        while not stop.is_set():
+            results.append(client.submit(inc, len(results), pure=False).result())
+
+    other = threading.Thread(target=submit_meanwhile)
+    other.start()
+    try:
+        assert total.compute() == sum(range(1, 20_001))
+    finally:
+        stop.set()
+        other.join(timeout=60)
+    assert results == list(range(1, len(results) + 1))

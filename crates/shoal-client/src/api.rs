@@ -200,6 +200,21 @@ impl ClientCore {
         options: Vec<TaskOptions>,
         tasks: Vec<TaskSpec>,
     ) -> Result<(), ClientError> {
+        self.submit_part(functions, options, tasks, true)
+    }
+
+    /// [`submit`](Self::submit) for one part of a graph: with `last` false,
+    /// its last part comes in a later call (the scheduler keeps the parts
+    /// until then), so a caller never holds a large graph's specs all at
+    /// once. Submissions between the first part and the last would end the
+    /// graph early: the caller keeps them out.
+    pub fn submit_part(
+        &self,
+        functions: Vec<FunctionDef>,
+        options: Vec<TaskOptions>,
+        tasks: Vec<TaskSpec>,
+        last: bool,
+    ) -> Result<(), ClientError> {
         let mut st = self.lock();
         st.check()?;
         let new_funcs: Vec<FunctionDef> = functions
@@ -233,6 +248,10 @@ impl ClientCore {
                 }
             }
         }
+        // The last part goes even if empty when parts went before it: it
+        // ends the graph the scheduler is keeping.
+        let parts_before = std::mem::replace(&mut st.parts_open, !last);
+        let send_last = last && (!fresh.is_empty() || parts_before);
         drop(st);
         if !new_funcs.is_empty() {
             self.send(ClientToScheduler::Functions(new_funcs));
@@ -240,17 +259,21 @@ impl ClientCore {
         // A large graph goes in parts, so neither side ever holds all of it
         // encoded at once; the scheduler keeps the parts until the last one.
         // Each part carries the options (a few per submission).
-        while fresh.len() > SUBMIT_CHUNK {
-            let rest = fresh.split_off(SUBMIT_CHUNK);
+        // Each task moves once (a part taken off the front of what is left
+        // would move the rest each time).
+        let mut parts = fresh.len().div_ceil(SUBMIT_CHUNK);
+        let mut tasks = fresh.into_iter();
+        while parts > 1 || (parts == 1 && !last) {
+            parts -= 1;
             self.send(ClientToScheduler::SubmitPart(Submission {
                 options: options.clone(),
-                tasks: std::mem::replace(&mut fresh, rest),
+                tasks: tasks.by_ref().take(SUBMIT_CHUNK).collect(),
             }));
         }
-        if !fresh.is_empty() {
+        if send_last {
             self.send(ClientToScheduler::Submit(Submission {
                 options,
-                tasks: fresh,
+                tasks: tasks.collect(),
             }));
         }
         Ok(())

@@ -115,6 +115,8 @@ pub(crate) struct State {
     pub keys: HashMap<String, KeyEntry>,
     pub workers: BTreeMap<String, WorkerInfo>,
     pub sent_functions: HashSet<FuncHash>,
+    /// Parts of a graph were sent (`SubmitPart`) and its last part was not.
+    pub parts_open: bool,
     /// Set once the connection is gone, with the reason.
     pub broken: Option<ClientError>,
     pub shutting_down: bool,
@@ -144,6 +146,7 @@ impl State {
             keys: HashMap::new(),
             workers: BTreeMap::new(),
             sent_functions: HashSet::new(),
+            parts_open: false,
             broken: None,
             shutting_down: false,
             errors: 0,

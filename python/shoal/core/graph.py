@@ -6,7 +6,8 @@ futures its arguments refer to. ``shoal.Delayed`` is the user-facing kind
 of node; dask graphs are converted into plain nodes.
 
 The graph is materialised on the client: every node becomes one task spec,
-dependencies first, and the whole graph goes to the scheduler at once. Only
+dependencies first, sent a part of 10,000 at a time (the scheduler keeps
+the parts until the last, so the graph counts as sent at once). Only
 the outputs are *wanted*, so the scheduler frees each intermediate as soon
 as its dependents are done. The submission order is the order the
 scheduler's queue follows among tasks of equal priority: for a dask graph,
@@ -22,7 +23,7 @@ from typing import Any, Callable
 
 from . import keys, serialize
 from .options import DEFAULT, Options, OptionsTable, parse
-from .session import Session
+from .session import Session, warn_if_large
 from .spec import LITERAL_FUNC, function_def, task_spec
 
 
@@ -155,36 +156,80 @@ def graph_specs(
     specs = []
     common = table.index(base)
     for node in submission_order(roots):
-        if node._func is None:
-            func, deps = LITERAL_FUNC, []
-        else:
-            func = node._func[0]
-            functions.setdefault(func, node._func)
-            deps = [d._key for d in node._deps]
-        index = common if node._options is None else table.index(parse(base, **node._options))
-        specs.append(
-            task_spec(
-                node._key,
-                func,
-                node._spec_frames(),
-                deps,
-                wanted=node._key in wanted,
-                options=index,
-            )
-        )
+        specs.append(_spec_of(node, wanted, table, base, common, functions))
     return [function_def(*f) for f in functions.values()], specs
+
+
+def _spec_of(
+    node: Node,
+    wanted: set[str],
+    table: OptionsTable,
+    base: Options,
+    common: int,
+    functions: dict[int, tuple[int, str, bytes]],
+) -> Any:
+    """``node``'s task spec; its function goes into ``functions``."""
+    if node._func is None:
+        func, deps = LITERAL_FUNC, []
+    else:
+        func = node._func[0]
+        functions.setdefault(func, node._func)
+        deps = [d._key for d in node._deps]
+    index = common if node._options is None else table.index(parse(base, **node._options))
+    return task_spec(
+        node._key,
+        func,
+        node._spec_frames(),
+        deps,
+        wanted=node._key in wanted,
+        options=index,
+    )
+
+
+#: Tasks per part of a graph sent in parts (as many as the engine puts in
+#: one message): the specs of a large graph never all exist at once.
+PART = 10_000
 
 
 def submit_graph(session: Session, roots: list[Node], options: Options = DEFAULT) -> list[str]:
     """Send the graph behind ``roots``, its tasks with ``options`` (under
     their own annotations); returns the roots' keys, each holding one new
     reference the caller hands to a future.
+
+    The specs are made and sent a part at a time, so the client holds the
+    user's graph and one part of specs, not every spec at once.
     """
     wanted = {n._key for n in roots}
     table = OptionsTable()
-    functions, specs = graph_specs(roots, wanted, table, options)
-    functions = [f for f in functions if not session.has_function(f.hash)]
-    session.submit(functions, table, specs)
+    common = table.index(options)
+    order = submission_order(roots)
+    size = 0
+    with session.submitting:
+        functions: dict[int, tuple[int, str, bytes]] = {}
+        sent_functions: set[int] = set()
+        sent_wanted: list[str] = []
+        last = False
+        try:
+            for start in range(0, max(len(order), 1), PART):
+                part = order[start : start + PART]
+                specs = [_spec_of(n, wanted, table, options, common, functions) for n in part]
+                defs = [
+                    function_def(*f)
+                    for h, f in functions.items()
+                    if h not in sent_functions and not session.has_function(h)
+                ]
+                sent_functions.update(functions)
+                last = start + PART >= len(order)
+                size += session.submit_part(defs, table, specs, last)
+                sent_wanted.extend(n._key for n in part if n._key in wanted)
+        finally:
+            if not last:
+                # A part could not be made: end the graph (the scheduler
+                # drops what no one wants) and let go of the outputs sent.
+                session.submit_part([], table, [], True)
+                for key in sent_wanted:
+                    session.drop_ref(key)
+    warn_if_large(size)
     # Outputs already held (persisted, or computed earlier), and outputs
     # named twice, get a reference of their own.
     seen: set[str] = set()

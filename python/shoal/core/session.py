@@ -66,6 +66,9 @@ class Session:
         self._callbacks: Callbacks | None = None
         self._callbacks_lock = threading.Lock()
         self._modules_seen = 0
+        #: Held while submitting: a graph sent in parts holds it from its
+        #: first part to its last.
+        self.submitting = threading.RLock()
         self._preloaded: set[str] = set()
         self._cancel_reasons: dict[str, str] = {}
         self.direct = direct
@@ -105,7 +108,9 @@ class Session:
         """Send functions, the options the specs refer to and the task
         specs (see :mod:`.spec` and :mod:`.options`).
         """
-        _warn_if_large(self._core.submit(functions, options.to_engine(), specs))
+        with self.submitting:
+            size = self._core.submit(functions, options.to_engine(), specs)
+        warn_if_large(size)
 
     def submit_specs(
         self, functions: list[Any], options: list[_engine.TaskOptions], specs: list[Any]
@@ -113,7 +118,19 @@ class Session:
         """:meth:`submit` with the options already as the engine sends them
         (one task's, on ``submit``'s quick path).
         """
-        _warn_if_large(self._core.submit(functions, options, specs))
+        with self.submitting:
+            size = self._core.submit(functions, options, specs)
+        warn_if_large(size)
+
+    def submit_part(
+        self, functions: list[Any], options: OptionsTable, specs: list[Any], last: bool
+    ) -> int:
+        """Send one part of a graph sent in parts (hold :attr:`submitting`
+        from the first part to the last: another submission in between
+        would end the graph early); returns its bytes of functions and
+        arguments, for :func:`warn_if_large` once the graph is sent.
+        """
+        return self._core.submit(functions, options.to_engine(), specs, last)
 
     # ----- keys: their state and this client's references ---------------
 
@@ -352,7 +369,7 @@ def _nobody() -> Any:
 LARGE_GRAPH_KEY = "distributed.admin.large-graph-warning-threshold"
 
 
-def _warn_if_large(size: int) -> None:
+def warn_if_large(size: int) -> None:
     """Warn (``UserWarning``, as Dask) when a submission's pickled tasks and
     functions are larger than Dask's ``large-graph-warning-threshold``
     (10 MB by default). Submissions under 64 kB are not checked (the
