@@ -10,6 +10,7 @@ graph to the scheduler at once.
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -183,13 +184,22 @@ class DelayedLeaf(Delayed):
     Calling it records a task instead of running the function.
     """
 
-    __slots__ = ("_obj", "_pure", "_nout")
+    __slots__ = ("_obj", "_pure", "_nout", "_pickled")
 
-    def __init__(self, obj: Callable[..., Any], key: str, pure: bool, nout: int | None):
+    def __init__(
+        self,
+        obj: Callable[..., Any],
+        key: str,
+        pure: bool,
+        nout: int | None,
+        pickled: tuple[int, str, bytes],
+    ):
         super().__init__(key, None, None)
         object.__setattr__(self, "_obj", obj)
         object.__setattr__(self, "_pure", pure)
         object.__setattr__(self, "_nout", nout)
+        # ``obj`` as serialize.dumps_function gives it, for every call.
+        object.__setattr__(self, "_pickled", pickled)
 
     def _spec_frames(self) -> list[bytes]:
         if self._frames is None:
@@ -208,6 +218,7 @@ class DelayedLeaf(Delayed):
             key=dask_key_name,
             length=self._nout,
             cls=Delayed,
+            pickled=self._pickled,
         )
 
     @property
@@ -301,8 +312,7 @@ def delayed(
     if is_dask_collection(obj):
         return _as_delayed(collection_node(obj))
     if callable(obj):
-        h, fname, _ = serialize.dumps_function(obj)
-        return DelayedLeaf(obj, name or keys.leaf_key(fname, h), bool(pure), nout)
+        return _leaf(obj, name, pure, nout)
     # Dask collections inside lists, tuples, sets and dicts are computed,
     # as dask's delayed does: each becomes the node computing it.
     inner = {
@@ -313,6 +323,30 @@ def delayed(
     if inner:
         obj = _substitute(obj, inner, True)
     return value_node(obj, name, nout, cls=Delayed)
+
+
+#: The latest DelayedLeaf of each function and options (``delayed(fn)(x)``
+#: in a loop makes one), at most :data:`_LEAVES_KEPT` of them.
+_leaves: dict[tuple[int, Any, Any, Any], DelayedLeaf] = {}
+_leaves_lock = threading.Lock()
+_LEAVES_KEPT = 1024
+
+
+def _leaf(obj: Callable[..., Any], name: str | None, pure: bool | None, nout: int | None) -> Any:
+    """``delayed(obj)`` for a callable: its leaf, made once (it is immutable)."""
+    cache_key = (id(obj), name, pure, nout)
+    leaf = _leaves.get(cache_key)
+    if leaf is not None and leaf._obj is obj:
+        return leaf
+    pickled = serialize.dumps_function(obj)
+    leaf = DelayedLeaf(
+        obj, name or keys.leaf_key(pickled[1], pickled[0]), bool(pure), nout, pickled
+    )
+    with _leaves_lock:
+        if len(_leaves) >= _LEAVES_KEPT:
+            del _leaves[next(iter(_leaves))]
+        _leaves[cache_key] = leaf
+    return leaf
 
 
 def _binary(

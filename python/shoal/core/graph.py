@@ -50,16 +50,18 @@ class Node:
         deps: tuple = (),
         length: int | None = None,
     ):
-        object.__setattr__(self, "_key", key)
-        object.__setattr__(self, "_func", func)
-        object.__setattr__(self, "_frames", frames)
-        object.__setattr__(self, "_deps", deps)
-        object.__setattr__(self, "_length", length)
-        object.__setattr__(self, "_future", None)
+        # Through the slots' own setters: subclasses refuse __setattr__, and
+        # a graph of a million tasks makes a million nodes.
+        _set_key(self, key)
+        _set_func(self, func)
+        _set_frames(self, frames)
+        _set_deps(self, deps)
+        _set_length(self, length)
+        _set_future(self, None)
         # This task's own options (from ``dask.annotate``), over the graph's.
-        object.__setattr__(self, "_options", None)
+        _set_options(self, None)
         # Where ``dask.order`` puts this task (dask graphs only).
-        object.__setattr__(self, "_rank", None)
+        _set_rank(self, None)
 
     @property
     def key(self) -> str:
@@ -72,6 +74,16 @@ class Node:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._key!r})"
+
+
+_set_key = Node._key.__set__  # type: ignore[attr-defined]
+_set_func = Node._func.__set__  # type: ignore[attr-defined]
+_set_frames = Node._frames.__set__  # type: ignore[attr-defined]
+_set_deps = Node._deps.__set__  # type: ignore[attr-defined]
+_set_length = Node._length.__set__  # type: ignore[attr-defined]
+_set_future = Node._future.__set__  # type: ignore[attr-defined]
+_set_options = Node._options.__set__  # type: ignore[attr-defined]
+_set_rank = Node._rank.__set__  # type: ignore[attr-defined]
 
 
 def is_dask_collection(x: Any) -> bool:
@@ -250,11 +262,14 @@ def call_node(
     name: str | None = None,
     length: int | None = None,
     cls: type[Node] = Node,
+    pickled: tuple[int, str, bytes] | None = None,
 ) -> Any:
     """A node (of class ``cls``) for ``func(*args, **kwargs)``; nodes and
-    futures anywhere in the arguments become dependencies.
+    futures anywhere in the arguments become dependencies. ``pickled`` is
+    ``func`` as :func:`.serialize.dumps_function` gives it, if the caller
+    has it already.
     """
-    fn = serialize.dumps_function(func)
+    fn = pickled or serialize.dumps_function(func)
     label = name or fn[1]
     frames, deps = serialize.dumps_args(args, kwargs, label)
     if key is None:

@@ -238,8 +238,12 @@ def record_dependency(obj: Any) -> None:
     Delayed), whose result the task needs.
     """
     deps = getattr(_local, "deps", None)
-    if deps is not None and not any(d is obj for d in deps):
-        deps.append(obj)
+    if deps is None:
+        return
+    for d in deps:  # a loop, not any(...): this runs per argument of a task
+        if d is obj:
+            return
+    deps.append(obj)
 
 
 def set_dependency_values(values: dict[str, Any] | None) -> None:

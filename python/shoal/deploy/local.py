@@ -111,9 +111,12 @@ def scheduler_options(kwargs: dict[str, Any] | None) -> dict[str, Any]:
 class LocalCluster(HostedScheduler):
     """A scheduler (on threads of this process) and worker processes.
 
-    Workers are separate Python processes started with spawn+exec. They exit
-    when the cluster closes, when this process dies (even by SIGKILL), or
-    when they lose the scheduler; a worker that crashes is started again.
+    Workers are separate Python processes, forks of a template process that
+    first imports the third-party packages this process has imported (new
+    interpreters outside Linux, or where such a package started a thread).
+    They exit when the cluster closes, when this process dies (even by
+    SIGKILL), or when they lose the scheduler; a worker that crashes is
+    started again.
 
     Parameters
     ----------
