@@ -194,26 +194,38 @@ impl ClientCore {
     /// Sends functions the scheduler has not seen from this client, then the
     /// tasks whose keys this client does not already hold. Every wanted spec
     /// adds one reference to its key (one per future handed to the user).
+    /// While a graph is being sent in parts (below), these tasks join it:
+    /// the scheduler keeps them with it until its last part.
     pub fn submit(
         &self,
         functions: Vec<FunctionDef>,
         options: Vec<TaskOptions>,
         tasks: Vec<TaskSpec>,
     ) -> Result<(), ClientError> {
-        self.submit_part(functions, options, tasks, true)
+        self.submit_any(functions, options, tasks, None)
     }
 
     /// [`submit`](Self::submit) for one part of a graph: with `last` false,
     /// its last part comes in a later call (the scheduler keeps the parts
     /// until then), so a caller never holds a large graph's specs all at
-    /// once. Submissions between the first part and the last would end the
-    /// graph early: the caller keeps them out.
+    /// once. One graph at a time: the caller keeps a second graph's parts
+    /// out until the first one's last part.
     pub fn submit_part(
         &self,
         functions: Vec<FunctionDef>,
         options: Vec<TaskOptions>,
         tasks: Vec<TaskSpec>,
         last: bool,
+    ) -> Result<(), ClientError> {
+        self.submit_any(functions, options, tasks, Some(last))
+    }
+
+    fn submit_any(
+        &self,
+        functions: Vec<FunctionDef>,
+        options: Vec<TaskOptions>,
+        tasks: Vec<TaskSpec>,
+        part: Option<bool>,
     ) -> Result<(), ClientError> {
         let mut st = self.lock();
         st.check()?;
@@ -248,22 +260,32 @@ impl ClientCore {
                 }
             }
         }
-        // The last part goes even if empty when parts went before it: it
-        // ends the graph the scheduler is keeping.
-        let parts_before = std::mem::replace(&mut st.parts_open, !last);
-        let send_last = last && (!fresh.is_empty() || parts_before);
-        drop(st);
+        // Whether these tasks end with a `Submit`: not while a graph is
+        // open, unless this is its last part, which goes even if empty (it
+        // ends the graph the scheduler is keeping).
+        let open = st.parts_open;
+        let ends = match part {
+            None => !open,
+            Some(last) => {
+                st.parts_open = !last;
+                last
+            }
+        };
+        let send_last = ends && (!fresh.is_empty() || open);
+        // Sent under the lock (the queue is unbounded: this never waits),
+        // so no other thread's part or `Submit` goes between the decision
+        // above and these messages.
         if !new_funcs.is_empty() {
             self.send(ClientToScheduler::Functions(new_funcs));
         }
         // A large graph goes in parts, so neither side ever holds all of it
         // encoded at once; the scheduler keeps the parts until the last one.
-        // Each part carries the options (a few per submission).
-        // Each task moves once (a part taken off the front of what is left
-        // would move the rest each time).
+        // Each part carries the options (a few per submission). Each task
+        // moves once (a part taken off the front of what is left would move
+        // the rest each time).
         let mut parts = fresh.len().div_ceil(SUBMIT_CHUNK);
         let mut tasks = fresh.into_iter();
-        while parts > 1 || (parts == 1 && !last) {
+        while parts > 1 || (parts == 1 && !ends) {
             parts -= 1;
             self.send(ClientToScheduler::SubmitPart(Submission {
                 options: options.clone(),
@@ -276,6 +298,7 @@ impl ClientCore {
                 tasks: tasks.collect(),
             }));
         }
+        drop(st);
         Ok(())
     }
 

@@ -191,24 +191,26 @@ impl ClientCore {
 
     /// Sends functions, the options the tasks refer to by index, and the
     /// task specs; every wanted spec adds a reference to its key. With
-    /// `last` false they are one part of a graph whose last part comes in a
-    /// later call; returns the bytes of functions and arguments sent.
-    #[pyo3(signature = (functions, options, tasks, last=true))]
+    /// `last` given they are one part of a graph sent in parts, the last
+    /// one or not; returns the bytes of functions and arguments sent.
+    #[pyo3(signature = (functions, options, tasks, last=None))]
     fn submit(
         &self,
         functions: Vec<PyRef<'_, FunctionDef>>,
         options: Vec<PyRef<'_, TaskOptions>>,
         tasks: Vec<PyRef<'_, TaskSpec>>,
-        last: bool,
+        last: Option<bool>,
     ) -> PyResult<u64> {
         let functions: Vec<_> = functions.iter().map(|f| f.to_core()).collect();
         let options = options.iter().map(|o| o.0.clone()).collect();
         let tasks: Vec<_> = tasks.iter().map(|t| t.to_core()).collect();
         let size = functions.iter().map(|f| f.bytes.len() as u64).sum::<u64>()
             + tasks.iter().map(|t| t.args.nbytes()).sum::<u64>();
-        self.inner
-            .submit_part(functions, options, tasks, last)
-            .map_err(to_py_err)?;
+        match last {
+            None => self.inner.submit(functions, options, tasks),
+            Some(last) => self.inner.submit_part(functions, options, tasks, last),
+        }
+        .map_err(to_py_err)?;
         Ok(size)
     }
 

@@ -66,8 +66,8 @@ class Session:
         self._callbacks: Callbacks | None = None
         self._callbacks_lock = threading.Lock()
         self._modules_seen = 0
-        #: Held while submitting: a graph sent in parts holds it from its
-        #: first part to its last.
+        #: Held by a graph sent in parts from its first part to its last
+        #: (one such graph at a time).
         self.submitting = threading.RLock()
         self._preloaded: set[str] = set()
         self._cancel_reasons: dict[str, str] = {}
@@ -108,9 +108,7 @@ class Session:
         """Send functions, the options the specs refer to and the task
         specs (see :mod:`.spec` and :mod:`.options`).
         """
-        with self.submitting:
-            size = self._core.submit(functions, options.to_engine(), specs)
-        warn_if_large(size)
+        warn_if_large(self._core.submit(functions, options.to_engine(), specs))
 
     def submit_specs(
         self, functions: list[Any], options: list[_engine.TaskOptions], specs: list[Any]
@@ -118,17 +116,16 @@ class Session:
         """:meth:`submit` with the options already as the engine sends them
         (one task's, on ``submit``'s quick path).
         """
-        with self.submitting:
-            size = self._core.submit(functions, options, specs)
-        warn_if_large(size)
+        warn_if_large(self._core.submit(functions, options, specs))
 
     def submit_part(
         self, functions: list[Any], options: OptionsTable, specs: list[Any], last: bool
     ) -> int:
         """Send one part of a graph sent in parts (hold :attr:`submitting`
-        from the first part to the last: another submission in between
-        would end the graph early); returns its bytes of functions and
-        arguments, for :func:`warn_if_large` once the graph is sent.
+        from the first part to the last: the engine sends one graph in parts
+        at a time, and other submissions meanwhile join it); returns its
+        bytes of functions and arguments, for :func:`warn_if_large` once the
+        graph is sent.
         """
         return self._core.submit(functions, options.to_engine(), specs, last)
 
