@@ -238,9 +238,9 @@ def test_a_graph_larger_than_one_submission_part(client):
 
 def test_submissions_from_another_thread_do_not_end_a_graph_sent_in_parts(client):
     # A graph of 40,000 tasks goes in four parts; submissions made meanwhile
-    # by another thread of the same client wait for its last part (one in
-    # between would end the graph, and the scheduler would free the first
-    # parts' results before their dependents came).
+    # by another thread of the same client join it rather than end it (a
+    # graph ended early would have the scheduler free the first parts'
+    # results before their dependents came).
     level = [delayed(inc)(i) for i in range(20_000)]
     while len(level) > 1:
         level = [delayed(add)(*level[i : i + 2]) for i in range(0, len(level), 2)]
