@@ -133,3 +133,22 @@ def print_table(title: str, steps: list[str], results: dict[str, dict], unit: st
         ours, theirs = nums.get("shoal"), nums.get("dask")
         ratio = f"{ours / theirs:.2f}x" if ours and theirs else ""
         print(f"| {step} | " + " | ".join(cells) + f" | {ratio} |")
+
+
+def steps_main(script: str, title: str, steps: list[str], run: Callable[[str], dict]) -> None:
+    """The command line of a benchmark of timed steps: ``--child NAME``
+    runs ``run(NAME)`` and reports it; otherwise ``[NAME...] [--rounds N]``
+    runs each framework ``N`` times (3 by default) in turn and prints the
+    table titled ``title``, a row per step."""
+    argv = sys.argv[1:]
+    if len(argv) >= 2 and argv[0] == "--child":
+        report(run(argv[1]))
+        return
+    rounds, names, it = 3, [], iter(argv)
+    for arg in it:
+        if arg == "--rounds":
+            rounds = int(next(it))
+        else:
+            names.append(arg)
+    results = run_each(script, names, [], 300.0, rounds=rounds)
+    print_table(title, steps, results, " s")

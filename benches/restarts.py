@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from child import print_table, report, run_each  # noqa: E402
+from child import report, steps_main  # noqa: E402
 
 STEPS = ["restart()", "first pandas task after restart()", "killed worker"]
 
@@ -85,19 +85,5 @@ def run(framework: str) -> dict:
     return out
 
 
-def main(argv: list[str]) -> None:
-    rounds, names, it = 3, [], iter(argv)
-    for arg in it:
-        if arg == "--rounds":
-            rounds = int(next(it))
-        else:
-            names.append(arg)
-    results = run_each(__file__, names, [], 300.0, rounds=rounds)
-    print_table("worker restarts (s)", STEPS, results, " s")
-
-
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "--child":
-        report(run(sys.argv[2]))
-    else:
-        main(sys.argv[1:])
+    steps_main(__file__, "worker restarts (s)", STEPS, run)

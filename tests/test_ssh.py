@@ -14,7 +14,7 @@ import pytest
 
 from shoal import Client
 
-from conftest import until
+from conftest import processes, until
 
 asyncssh = pytest.importorskip("asyncssh")
 pytestmark = pytest.mark.timeout(180)
@@ -81,17 +81,10 @@ def shoal_processes() -> set[int]:
     ``ssh-N``, started with --credentials-stdin (a Slurm job's worker,
     which reads its credentials the same way, is not one)."""
     pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+    for pid, _, argv in processes():
         ours = b"scheduler" in argv or any(a.startswith(b"ssh-") for a in argv)
         if b"--credentials-stdin" in argv and ours:
-            pids.add(int(entry))
+            pids.add(pid)
     return pids
 
 

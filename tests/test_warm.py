@@ -17,7 +17,7 @@ import pytest
 
 from shoal import Client
 
-from conftest import until, wait_for_exit
+from conftest import processes, until, wait_for_exit
 from costly_import import COST, importers
 from tasks import wait_for_module
 
@@ -151,20 +151,7 @@ def test_a_template_that_dies_takes_its_workers_and_the_pool_starts_new_ones():
 
 def _templates_of(pid):
     """Live templates started by process ``pid``."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and b"shoal.worker.template" in cmd:
-            out.append(int(entry))
-    return out
+    return [p for p, ppid, argv in processes() if ppid == pid and b"shoal.worker.template" in argv]
 
 
 def test_a_template_stuck_importing_fails_the_start_in_time_and_is_killed(import_log):
