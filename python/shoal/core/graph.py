@@ -217,20 +217,16 @@ def submit_graph(session: Session, roots: list[Node], options: Options = DEFAULT
     order = submission_order(roots)
     size = 0
     with session.submitting:
-        functions: dict[int, tuple[int, str, bytes]] = {}
-        sent_functions: set[int] = set()
         sent_wanted: list[str] = []
         last = False
         try:
             for start in range(0, max(len(order), 1), PART):
                 part = order[start : start + PART]
+                functions: dict[int, tuple[int, str, bytes]] = {}
                 specs = [_spec_of(n, wanted, table, options, common, functions) for n in part]
-                defs = [
-                    function_def(*f)
-                    for h, f in functions.items()
-                    if h not in sent_functions and not session.has_function(h)
-                ]
-                sent_functions.update(functions)
+                # The engine knows which functions went with earlier parts.
+                fresh = [f for h, f in functions.items() if not session.has_function(h)]
+                defs = [function_def(*f) for f in fresh]
                 last = start + PART >= len(order)
                 size += session.submit_part(defs, table, specs, last)
                 sent_wanted.extend(n._key for n in part if n._key in wanted)

@@ -97,7 +97,7 @@ pub struct Template {
     waiting: Mutex<HashMap<usize, Sender<Event>>>,
     /// Cleared when the template is gone or refused once.
     usable: AtomicBool,
-    /// The template's process id (0 once it has been reaped).
+    /// The template's process id (0 once it closed its end of the link).
     pid: AtomicU32,
 }
 
@@ -149,8 +149,10 @@ impl Template {
                 link.pid.store(child.id(), Ordering::SeqCst);
                 let _ = spawned_tx.send(Ok(()));
                 link.read_events(reader);
-                let _ = child.wait();
+                // Its end of the socket closed: it is exiting, nothing to
+                // kill any more (and its pid must not outlive the reap).
                 link.pid.store(0, Ordering::SeqCst);
+                let _ = child.wait();
             })?;
         match spawned_rx.recv() {
             Ok(Ok(())) => Ok(template),
@@ -191,7 +193,7 @@ impl Template {
         let pid = self.pid.load(Ordering::SeqCst);
         if pid != 0 {
             // SAFETY: kill takes a pid and a signal number; the pid is our
-            // child's, not reaped yet (it is cleared before the reap's end).
+            // child's, not reaped yet (it is cleared before the reap).
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
     }

@@ -166,7 +166,7 @@ class _Importer:
 
     def resume(self) -> None:
         with self._lock:
-            if self._thread is not None or not self._queue:
+            if not self._queue or (self._thread is not None and self._thread.is_alive()):
                 return
             self._stop = False
             thread = threading.Thread(target=self._run, name="shoal-template-import", daemon=True)
@@ -174,20 +174,12 @@ class _Importer:
         thread.start()
 
     def pause(self) -> None:
-        """Return once no import runs and the thread is gone."""
+        """Return once no import runs (the thread has returned)."""
         with self._lock:
-            thread = self._thread
+            thread, self._thread = self._thread, None
             self._stop = True
         if thread is not None:
             thread.join()
-            with self._lock:
-                self._thread = None
-        # The thread's last steps in C follow join(): wait for the kernel to
-        # see it gone (a few microseconds; bounded).
-        for _ in range(1000):
-            if not _other_threads():
-                return
-            os.sched_yield()
 
     def _run(self) -> None:
         try:
@@ -197,13 +189,25 @@ class _Importer:
         while True:
             with self._lock:
                 if self._stop or not self._queue:
-                    if not self._stop:
-                        self._thread = None  # done: the next names start another
                     return
                 # Top-level packages first: they are what tasks need most.
                 self._queue.sort(key=lambda m: m.count("."))
                 name = self._queue.pop(0)
             _import(name)
+
+
+def _settled_threads() -> list[str]:
+    """:func:`_other_threads`, once an importer thread that has returned
+    is gone from the kernel too (its last steps in C follow ``join()``:
+    microseconds; bounded).
+    """
+    others = _other_threads()
+    for _ in range(1000):
+        if not others:
+            break
+        os.sched_yield()
+        others = _other_threads()
+    return others
 
 
 class _Template:
@@ -295,7 +299,7 @@ class _Template:
 
     def start(self, slot: int) -> None:
         self.importer.pause()
-        others = _other_threads()
+        others = _settled_threads()
         if others:
             self.say(f"refused {slot} a package it imported started threads ({', '.join(others)})")
             return
