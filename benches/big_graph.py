@@ -40,6 +40,13 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(n_tasks: int, page=None) -> dict:
     leaves_n = (n_tasks + 1) // 2
     sched = subprocess.Popen(
@@ -64,6 +71,8 @@ def run(n_tasks: int, page=None) -> dict:
                 viewer = page(dashboard)
             base = _status(sched.pid)["VmRSS"]
             own_base = _status(os.getpid())["VmRSS"]
+            pids = {"scheduler": [sched.pid], "workers": [w.pid for w in workers]}
+            pids["client"] = [os.getpid()]
             t0 = time.perf_counter()
             vals = [delayed(noop)(i) for i in range(leaves_n)]
             while len(vals) > 1:
@@ -72,8 +81,10 @@ def run(n_tasks: int, page=None) -> dict:
                     for i in range(0, len(vals), 2)
                 ]
             t1 = time.perf_counter()
+            cpu0 = {k: sum(map(_cpu, v)) for k, v in pids.items()}
             result = vals[0].compute()
             t2 = time.perf_counter()
+            cpu = {f"compute_cpu_s_{k}": sum(map(_cpu, v)) - cpu0[k] for k, v in pids.items()}
             assert result == leaves_n * (leaves_n - 1) // 2
             peak = _status(sched.pid)["VmHWM"]
             own_peak = _status(os.getpid())["VmHWM"]
@@ -87,6 +98,8 @@ def run(n_tasks: int, page=None) -> dict:
                 "scheduler_bytes_per_task": (peak - base) / tasks,
                 # The whole client process, the user's graph of Delayed included.
                 "client_bytes_per_task": (own_peak - own_base) / tasks,
+                # Where the compute step's CPU went, by process.
+                **cpu,
             }
     finally:
         if viewer is not None:

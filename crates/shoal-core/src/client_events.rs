@@ -307,8 +307,7 @@ impl Core {
             self.activate(id, out);
             return id;
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.tasks.reserve();
 
         let mut deps = Vec::with_capacity(spec.deps.len());
         let mut missing = None;
@@ -324,7 +323,9 @@ impl Core {
                 dt.dependents.push(id);
             }
         }
-        self.keys.insert(&spec.key, id);
+        let tasks = &self.tasks;
+        self.keys
+            .insert(&spec.key, id, |id| tasks.get(&id).map_or("", |t| t.key()));
         // The client checked these; a client breaking the protocol gets
         // what can be kept, and the log says so.
         if opts.limits.len() > MAX_LIMITS_PER_TASK
@@ -351,18 +352,19 @@ impl Core {
             .take(MAX_LIMITS_PER_TASK)
             .map(|n| self.limit_name(n))
             .collect();
-        let (blob, key_len) = Task::blob(&spec.key, &spec.args.frames);
+        let (blob, deps_len, key_len) = Task::blob(&deps, &spec.key, &spec.args.frames);
         self.functions.task_added(spec.func);
         let no_type = self.intern("");
         let prefix = self.stats.prefix_of(&spec.key);
         self.stats.added(prefix, crate::stats::Bucket::Released);
-        self.tasks.insert(
+        self.tasks.fill(
             id,
-            Box::new(Task {
+            Task {
                 blob,
+                deps_len,
                 key_len,
+                seq: 0,
                 func: spec.func,
-                deps: deps.into_boxed_slice(),
                 dependents: Dependents::None,
                 state: TaskState::Released,
                 waiting_on: 0,
@@ -403,7 +405,7 @@ impl Core {
                 nbytes: 0,
                 type_name: no_type,
                 prefix,
-            }),
+            },
         );
         if spec.wanted {
             self.want(c, id);

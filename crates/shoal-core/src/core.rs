@@ -17,7 +17,7 @@ use shoal_proto::{ClientId, FuncHash, TaskId, WorkerId};
 use crate::events::{Command, Event};
 use crate::keys::KeyIndex;
 use crate::placement::ReadyEntry;
-use crate::task::{Task, TaskState};
+use crate::task::TaskState;
 use crate::worker::Worker;
 
 /// Tunables of the scheduler.
@@ -99,10 +99,8 @@ pub(crate) struct ClientState {
 /// The scheduler state machine.
 pub struct Core {
     pub(crate) config: CoreConfig,
-    /// Boxed so the table stays small: it grows in powers of two.
-    pub(crate) tasks: FxHashMap<TaskId, Box<Task>>,
+    pub(crate) tasks: crate::table::TaskTable,
     pub(crate) keys: KeyIndex,
-    pub(crate) next_id: TaskId,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     pub(crate) clients: BTreeMap<ClientId, ClientState>,
     pub(crate) functions: crate::functions::FunctionTable,
@@ -178,9 +176,8 @@ impl Core {
         Core {
             stats: crate::stats::Stats::new(config.task_stream_len),
             config,
-            tasks: FxHashMap::default(),
+            tasks: crate::table::TaskTable::default(),
             keys: KeyIndex::default(),
-            next_id: 1,
             workers: BTreeMap::new(),
             clients: BTreeMap::new(),
             functions: Default::default(),

@@ -146,12 +146,12 @@ impl Core {
 
     fn check_tasks(&self) -> Result<(), InvariantViolation> {
         let queued: FxHashSet<TaskId> = self.ready.iter().map(|e| e.id()).collect();
-        for (&id, t) in &self.tasks {
+        for (id, t) in self.tasks.iter() {
             let key = t.key();
             ensure!(self.id_of(key) == Some(id), "{key} is not found by its key");
             // Graph edges are symmetric.
-            for d in t.deps.iter() {
-                let Some(dt) = self.tasks.get(d) else {
+            for d in t.deps() {
+                let Some(dt) = self.tasks.get(&d) else {
                     return Err(InvariantViolation(format!(
                         "{key} depends on forgotten task {d}"
                     )));
@@ -169,7 +169,7 @@ impl Core {
                     )));
                 };
                 ensure!(
-                    dt.deps.contains(&id),
+                    dt.deps().any(|x| x == id),
                     "{} is listed as a dependent of {key} but does not depend on it",
                     dt.key()
                 );
@@ -215,8 +215,8 @@ impl Core {
                     );
                     // Each missing input is being computed or will be:
                     // otherwise nothing ever wakes this task.
-                    for d in t.deps.iter() {
-                        let dt = &self.tasks[d];
+                    for d in t.deps() {
+                        let dt = &self.tasks[&d];
                         ensure!(
                             matches!(
                                 dt.state,
@@ -273,8 +273,7 @@ impl Core {
     /// Inputs of `id` not in memory.
     fn missing_inputs(&self, id: TaskId) -> u32 {
         self.tasks[&id]
-            .deps
-            .iter()
+            .deps()
             .filter(|d| !matches!(self.tasks[d].state, TaskState::Memory { .. }))
             .count() as u32
     }
@@ -394,7 +393,7 @@ impl Core {
                 ensure!(ok, "client {c} wants task {id}, which does not list it");
             }
         }
-        for (&id, t) in &self.tasks {
+        for (id, t) in self.tasks.iter() {
             for c in t.wanted_by.iter() {
                 let ok = self.clients.get(c).is_some_and(|cs| cs.wants.contains(&id));
                 ensure!(

@@ -1,13 +1,11 @@
-//! Finding tasks by key without storing every key twice.
+//! Finding tasks by key without storing any key twice.
 //!
-//! The index maps a 64-bit hash of the key to the task; the key itself lives
-//! only in the task. A lookup checks the task's key, so a hash collision can
-//! never return the wrong task: the rare colliding key is kept whole in an
-//! overflow map instead.
+//! The index is a hash table of task ids alone: a key's hash finds the
+//! bucket and the task's own key (the caller's `key_of`) confirms the match,
+//! so colliding hashes never return the wrong task, and the table stores
+//! neither keys nor hashes. Growing the table hashes each key again.
 
-use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
 use shoal_proto::TaskId;
 
 pub(crate) fn hash(key: &str) -> u64 {
@@ -16,46 +14,32 @@ pub(crate) fn hash(key: &str) -> u64 {
 
 #[derive(Default)]
 pub(crate) struct KeyIndex {
-    primary: FxHashMap<u64, TaskId>,
-    overflow: HashMap<Box<str>, TaskId>,
+    ids: HashTable<TaskId>,
 }
 
 impl KeyIndex {
     /// The task named `key`; `key_of` gives a task's key.
     pub fn get<'a>(&self, key: &str, key_of: impl Fn(TaskId) -> &'a str) -> Option<TaskId> {
-        if let Some(&id) = self.primary.get(&hash(key)) {
-            if key_of(id) == key {
-                return Some(id);
-            }
-        }
-        self.overflow.get(key).copied()
+        self.ids.find(hash(key), |&id| key_of(id) == key).copied()
     }
 
-    /// Indexes a key that is not indexed yet.
-    pub fn insert(&mut self, key: &str, id: TaskId) {
-        match self.primary.entry(hash(key)) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(id);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.overflow.insert(key.into(), id);
-            }
-        }
+    /// Indexes task `id` under `key`, which is not indexed yet; `key_of`
+    /// gives the key of every task indexed before.
+    pub fn insert<'a>(&mut self, key: &str, id: TaskId, key_of: impl Fn(TaskId) -> &'a str) {
+        self.ids
+            .insert_unique(hash(key), id, |&other| hash(key_of(other)));
     }
 
-    /// Forgets the key of task `id`.
+    /// Forgets task `id`, indexed under `key`.
     pub fn remove(&mut self, key: &str, id: TaskId) {
-        let h = hash(key);
-        if self.primary.get(&h) == Some(&id) {
-            self.primary.remove(&h);
-        } else {
-            self.overflow.remove(key);
+        if let Ok(entry) = self.ids.find_entry(hash(key), |&x| x == id) {
+            entry.remove();
         }
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.primary.len() + self.overflow.len()
+        self.ids.len()
     }
 }
 
@@ -64,34 +48,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn colliding_hashes_still_find_the_right_task() {
-        // Force a collision by indexing two keys under one primary slot.
-        let names = ["a", "b"];
+    fn keys_find_their_tasks_through_growth_and_removal() {
+        let names: Vec<String> = (0..5000).map(|i| format!("k-{i}")).collect();
+        let key_of = |id: TaskId| names[id as usize].as_str();
         let mut idx = KeyIndex::default();
-        idx.insert("a", 1);
-        // Pretend "b" hashed like "a": put it where a collision would go.
-        idx.overflow.insert("b".into(), 2);
-        let key_of = |id: TaskId| names[(id - 1) as usize];
-        assert_eq!(idx.get("a", key_of), Some(1));
-        assert_eq!(idx.get("b", key_of), Some(2));
-        assert_eq!(idx.get("c", key_of), None);
-        idx.remove("a", 1);
-        assert_eq!(idx.get("a", key_of), None);
-        assert_eq!(idx.get("b", key_of), Some(2));
-        idx.remove("b", 2);
-        assert_eq!(idx.len(), 0);
+        for (i, k) in names.iter().enumerate() {
+            idx.insert(k, i as TaskId, key_of);
+        }
+        assert!(names
+            .iter()
+            .enumerate()
+            .all(|(i, k)| idx.get(k, key_of) == Some(i as TaskId)));
+        assert_eq!(idx.get("k-5000", key_of), None);
+        for (i, k) in names.iter().enumerate().step_by(2) {
+            idx.remove(k, i as TaskId);
+        }
+        assert_eq!(idx.len(), 2500);
+        for (i, k) in names.iter().enumerate() {
+            let found = idx.get(k, key_of);
+            assert_eq!(found, (i % 2 == 1).then_some(i as TaskId), "{k}");
+        }
     }
 
     #[test]
-    fn a_key_whose_slot_is_taken_goes_to_overflow() {
+    fn a_hash_collision_is_told_apart_by_the_key() {
+        // Two different keys in one bucket chain: each lookup confirms the
+        // key, so neither finds the other's task.
+        let names = ["a", "b"];
+        let key_of = |id: TaskId| names[id as usize];
         let mut idx = KeyIndex::default();
-        idx.insert("x", 1);
-        // Same key text for a second task can only happen after a removal,
-        // but a different key with a taken slot lands in overflow.
-        idx.primary.insert(hash("y"), 1);
-        idx.insert("y", 2);
-        let key_of = |id: TaskId| if id == 1 { "x" } else { "y" };
-        assert_eq!(idx.get("y", key_of), Some(2));
-        assert_eq!(idx.get("x", key_of), Some(1));
+        let h = hash("a");
+        idx.ids.insert_unique(h, 0, |&o| hash(key_of(o)));
+        idx.ids.insert_unique(h, 1, |&o| hash(key_of(o)));
+        assert_eq!(idx.ids.find(h, |&id| key_of(id) == "b").copied(), Some(1));
+        assert_eq!(idx.get("a", key_of), Some(0));
+        idx.remove("a", 0);
+        assert_eq!(idx.get("a", key_of), None);
+        assert_eq!(idx.ids.find(h, |&id| key_of(id) == "b").copied(), Some(1));
     }
 }

@@ -26,6 +26,7 @@ mod snapshots;
 mod stats;
 mod steal;
 mod story;
+mod table;
 mod task;
 mod worker;
 mod worker_events;

@@ -130,12 +130,12 @@ impl Core {
     /// Counts dependencies not in memory, pushing released ones on `stack`.
     fn count_missing_deps(&self, id: TaskId, stack: &mut Vec<TaskId>) -> u32 {
         let mut waiting = 0;
-        for d in &self.tasks[&id].deps {
-            match self.tasks[d].state {
+        for d in self.tasks[&id].deps() {
+            match self.tasks[&d].state {
                 TaskState::Memory { .. } => {}
                 TaskState::Released => {
                     waiting += 1;
-                    stack.push(*d);
+                    stack.push(d);
                 }
                 _ => waiting += 1,
             }
@@ -144,8 +144,8 @@ impl Core {
     }
 
     fn first_erred_dep(&self, id: TaskId) -> Option<TaskError> {
-        self.tasks[&id].deps.iter().find_map(|d| {
-            let dt = &self.tasks[d];
+        self.tasks[&id].deps().find_map(|d| {
+            let dt = &self.tasks[&d];
             (dt.state == TaskState::Erred).then(|| dt.error().cloned())?
         })
     }
@@ -184,8 +184,8 @@ impl Core {
             return;
         }
         t.counted_pending = on;
-        for i in 0..self.tasks[&id].deps.len() {
-            let d = self.tasks[&id].deps[i];
+        for i in 0..self.tasks[&id].deps_len as usize {
+            let d = self.tasks[&id].dep(i);
             let dt = self.tasks.get_mut(&d).expect("dependency exists");
             if on {
                 dt.pending_dependents += 1;
@@ -211,7 +211,7 @@ impl Core {
                 continue;
             }
             match self.tasks.get(&id) {
-                Some(t) if t.state == TaskState::Erred => stack.extend(t.deps.iter().copied()),
+                Some(t) if t.state == TaskState::Erred => stack.extend(t.deps()),
                 _ => continue,
             }
             released.push(id);
@@ -389,7 +389,7 @@ impl Core {
         if self.functions.task_forgotten(t.func) {
             self.function_dropped(t.func);
         }
-        for d in t.deps {
+        for d in t.deps() {
             if let Some(dt) = self.tasks.get_mut(&d) {
                 dt.dependents.remove(id);
                 if dt.dependents.is_empty() {

@@ -28,7 +28,8 @@ pub(crate) struct ReadyEntry {
     priority: i32,
     /// Whether the task reads results (has inputs): before roots.
     consumes: bool,
-    /// Task ids grow in submission order, so they double as the sequence.
+    /// Task ids grow in submission order (see [`crate::table`]), so they
+    /// double as the sequence.
     id: TaskId,
 }
 
@@ -36,7 +37,7 @@ impl ReadyEntry {
     pub fn of(t: &Task, id: TaskId) -> Self {
         ReadyEntry {
             priority: t.priority,
-            consumes: !t.deps.is_empty(),
+            consumes: t.has_deps(),
             id,
         }
     }
@@ -51,7 +52,7 @@ impl Ord for ReadyEntry {
         self.priority
             .cmp(&other.priority)
             .then_with(|| self.consumes.cmp(&other.consumes))
-            .then_with(|| other.id.cmp(&self.id))
+            .then_with(|| crate::table::submitted_before(other.id, self.id))
     }
 }
 
@@ -155,10 +156,9 @@ impl Core {
                 continue;
             }
             let local: u64 = t
-                .deps
-                .iter()
+                .deps()
                 .filter(|d| w.holds.contains(d))
-                .map(|d| self.tasks[d].nbytes.max(1))
+                .map(|d| self.tasks[&d].nbytes.max(1))
                 .sum();
             if holder.is_none_or(|(_, most)| local > most) {
                 holder = Some((wid, local));
@@ -234,18 +234,17 @@ impl Core {
         let here = &self.workers[&w].holds;
         let mut inlined = Vec::new();
         let deps = t
-            .deps
-            .iter()
+            .deps()
             .map(|d| {
-                let dt = &self.tasks[d];
+                let dt = &self.tasks[&d];
                 // A kept copy travels with the task unless the worker has one.
-                let inline = if here.contains(d) {
+                let inline = if here.contains(&d) {
                     None
                 } else {
-                    self.kept.get(*d).cloned()
+                    self.kept.get(d).cloned()
                 };
                 if inline.is_some() {
-                    inlined.push(*d);
+                    inlined.push(d);
                 }
                 DepLocation {
                     key: dt.key().to_string(),

@@ -21,20 +21,23 @@ pub(crate) enum TaskState {
     Erred,
 }
 
-/// The tasks depending on one task: most have exactly one, stored inline.
+/// The tasks depending on one task: most have exactly one, stored inline
+/// (and the rare list is boxed, so this takes 16 bytes, not 24).
 #[derive(Debug, Default)]
 pub(crate) enum Dependents {
     #[default]
     None,
     One(TaskId),
-    Many(Vec<TaskId>),
+    // Boxed on purpose: a thin pointer keeps every task's record small.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<TaskId>>),
 }
 
 impl Dependents {
     pub fn push(&mut self, id: TaskId) {
         *self = match std::mem::take(self) {
             Dependents::None => Dependents::One(id),
-            Dependents::One(a) => Dependents::Many(vec![a, id]),
+            Dependents::One(a) => Dependents::Many(Box::new(vec![a, id])),
             Dependents::Many(mut v) => {
                 v.push(id);
                 Dependents::Many(v)
@@ -107,12 +110,15 @@ pub(crate) struct Extra {
 }
 
 pub(crate) struct Task {
-    /// The key's bytes, then the pickled arguments packed (see [`pack`]):
-    /// one allocation for both.
+    /// The ids of its dependencies (`u64`s, little-endian), the key's
+    /// bytes, then the pickled arguments packed (see [`pack`]): one
+    /// allocation for all three.
     pub blob: Box<[u8]>,
+    pub deps_len: u32,
     pub key_len: u32,
+    /// The sequence number in the task's id (see [`crate::table`]).
+    pub seq: u32,
     pub func: FuncHash,
-    pub deps: Box<[TaskId]>,
     /// Tasks that depend on this one and are not forgotten.
     pub dependents: Dependents,
     pub state: TaskState,
@@ -152,22 +158,47 @@ impl Task {
         !self.wanted_by.is_empty() || self.pending_dependents > 0 || self.pinned
     }
 
-    /// The blob of a task named `key` with these argument frames.
-    pub fn blob(key: &str, frames: &[Bytes]) -> (Box<[u8]>, u32) {
-        let mut blob = Vec::with_capacity(key.len() + packed_len(frames));
+    /// The blob of a task named `key` with these dependencies and argument
+    /// frames, with the `deps_len` and `key_len` to store beside it.
+    pub fn blob(deps: &[TaskId], key: &str, frames: &[Bytes]) -> (Box<[u8]>, u32, u32) {
+        let mut blob = Vec::with_capacity(8 * deps.len() + key.len() + packed_len(frames));
+        for d in deps {
+            blob.extend_from_slice(&d.to_le_bytes());
+        }
         blob.extend_from_slice(key.as_bytes());
         pack_into(frames, &mut blob);
-        (blob.into_boxed_slice(), key.len() as u32)
+        (blob.into_boxed_slice(), deps.len() as u32, key.len() as u32)
+    }
+
+    fn key_start(&self) -> usize {
+        8 * self.deps_len as usize
     }
 
     pub fn key(&self) -> &str {
-        // The prefix was copied from a `String`, so it is valid UTF-8.
-        std::str::from_utf8(&self.blob[..self.key_len as usize]).unwrap_or_default()
+        let start = self.key_start();
+        // Copied from a `String`, so it is valid UTF-8.
+        std::str::from_utf8(&self.blob[start..start + self.key_len as usize]).unwrap_or_default()
     }
 
     /// The arguments as a payload to send.
     pub fn payload(&self) -> Payload {
-        unpack(&self.blob[self.key_len as usize..])
+        unpack(&self.blob[self.key_start() + self.key_len as usize..])
+    }
+
+    /// The tasks whose results it needs, in the order the client named them.
+    pub fn deps(&self) -> Deps<'_> {
+        Deps(self.blob[..self.key_start()].chunks_exact(8))
+    }
+
+    /// The `i`th dependency; `i < deps().len()`.
+    pub fn dep(&self, i: usize) -> TaskId {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.blob[8 * i..8 * i + 8]);
+        TaskId::from_le_bytes(word)
+    }
+
+    pub fn has_deps(&self) -> bool {
+        self.deps_len > 0
     }
 
     pub fn restrictions(&self) -> &[String] {
@@ -205,6 +236,26 @@ impl Task {
         }
     }
 }
+
+/// A task's dependencies (see [`Task::deps`]).
+#[derive(Clone)]
+pub(crate) struct Deps<'a>(std::slice::ChunksExact<'a, u8>);
+
+impl Iterator for Deps<'_> {
+    type Item = TaskId;
+
+    fn next(&mut self) -> Option<TaskId> {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(self.0.next()?);
+        Some(TaskId::from_le_bytes(word))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Deps<'_> {}
 
 fn packed_len(frames: &[Bytes]) -> usize {
     4 + 4 * frames.len() + frames.iter().map(|f| f.len()).sum::<usize>()
@@ -265,6 +316,33 @@ mod tests {
                 frames: frames.clone(),
             };
             assert_eq!(unpack(&pack(&frames)), p);
+        }
+    }
+
+    #[test]
+    fn a_task_record_stays_small() {
+        // A million of them are held at once: every field added here costs
+        // a megabyte per byte (see tests/memory.rs for the whole task).
+        assert!(std::mem::size_of::<Task>() <= 144, "{}", std::mem::size_of::<Task>());
+        assert_eq!(std::mem::size_of::<Dependents>(), 16);
+    }
+
+    #[test]
+    fn the_blob_holds_deps_key_and_arguments() {
+        let frames = vec![Bytes::from_static(b"args"), Bytes::from_static(b"")];
+        for deps in [vec![], vec![7u64, u64::MAX, 1 << 40]] {
+            let (blob, deps_len, key_len) = Task::blob(&deps, "k-1", &frames);
+            let t = Task {
+                blob,
+                deps_len,
+                key_len,
+                ..crate::table::tests::task(0)
+            };
+            assert_eq!(t.deps().collect::<Vec<_>>(), deps);
+            assert_eq!(t.deps().len(), deps.len());
+            assert_eq!(t.has_deps(), !deps.is_empty());
+            assert_eq!(t.key(), "k-1");
+            assert_eq!(t.payload().frames, frames);
         }
     }
 

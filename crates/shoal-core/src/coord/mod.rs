@@ -615,9 +615,8 @@ impl Core {
             keys: Vec::new(),
         };
         let deps = t
-            .deps
-            .iter()
-            .map(|d| bytes::Bytes::from(self.tasks[d].key().to_string()))
+            .deps()
+            .map(|d| bytes::Bytes::from(self.tasks[&d].key().to_string()))
             .collect();
         CoordReply::Items(vec![
             frame(def.bytes.clone()),
