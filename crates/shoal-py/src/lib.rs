@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+mod alloc;
 mod client;
 mod conversion;
 mod logs;
@@ -14,6 +15,9 @@ mod scheduler;
 mod worker;
 
 pub(crate) use conversion::{cluster, coord, frames, held, types};
+
+#[global_allocator]
+static ALLOCATOR: alloc::EngineAlloc = alloc::EngineAlloc;
 
 /// `host:port` from `tcp://host:port`, `tls://host:port` or `host:port`.
 #[pyfunction]
