@@ -39,6 +39,7 @@ __all__ = [
     "RESTART_EXIT_CODE",
     "FunctionDef",
     "TaskSpec",
+    "GraphPart",
     "TaskOptions",
     "ClosedClientError",
     "ExecutorTask",
@@ -110,6 +111,28 @@ class TaskSpec:
     def wanted(self) -> bool: ...
     @property
     def options(self) -> int: ...
+
+@final
+class GraphPart:
+    """Task specs read from a part of a graph's nodes
+    (``shoal.core.graph.Node``, dependencies first), for
+    :meth:`ClientCore.submit_graph_part`; a node's options are at index
+    ``options`` unless it has its own (``_options``), whose index
+    ``options_of(node)`` gives.
+    """
+
+    def __new__(
+        cls,
+        nodes: list[Any],
+        wanted: set[str],
+        options: int,
+        options_of: Callable[[Any], int],
+    ) -> GraphPart: ...
+    def __len__(self) -> int: ...
+    @property
+    def wanted_keys(self) -> list[str]: ...
+    @property
+    def nbytes(self) -> int: ...
 
 class ClosedClientError(RuntimeError):
     """A call needed a client that is closed (or closing)."""
@@ -812,6 +835,9 @@ class ClientCore:
         options: Sequence[TaskOptions],
         tasks: Sequence[TaskSpec],
         last: bool | None = None,
+    ) -> int: ...
+    def submit_graph_part(
+        self, part: GraphPart, options: Sequence[TaskOptions], last: bool
     ) -> int: ...
     def preload(self, modules: Sequence[str]) -> None: ...
     def has_function(self, hash: int) -> bool: ...

@@ -21,6 +21,10 @@ use crate::table::{Collected, KeyEntry, KeyStatus, State};
 /// Most tasks in one `Submit` message.
 const SUBMIT_CHUNK: usize = 10_000;
 
+/// Submissions queued for the network thread at most before a graph's next
+/// part waits for it (a part is up to [`SUBMIT_CHUNK`] tasks).
+pub(crate) const QUEUED_SUBMISSIONS: usize = 2;
+
 /// How to reach the scheduler.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -98,6 +102,7 @@ impl ClientCore {
             state: Mutex::new(State::new()),
             changed: Condvar::new(),
             published: Condvar::new(),
+            room: Condvar::new(),
             out: out_tx,
             runtime: rt.handle().clone(),
             stop: tokio::sync::Notify::new(),
@@ -228,6 +233,14 @@ impl ClientCore {
         part: Option<bool>,
     ) -> Result<(), ClientError> {
         let mut st = self.lock();
+        if part.is_some() {
+            // A graph's parts are made faster than they are sent: wait for
+            // the network thread, so queued parts never hold the graph's
+            // specs all at once.
+            while st.submissions_queued >= QUEUED_SUBMISSIONS && st.broken.is_none() {
+                self.shared.room.wait(&mut st);
+            }
+        }
         st.check()?;
         let new_funcs: Vec<FunctionDef> = functions
             .into_iter()
@@ -287,12 +300,14 @@ impl ClientCore {
         let mut tasks = fresh.into_iter();
         while parts > 1 || (parts == 1 && !ends) {
             parts -= 1;
+            st.submissions_queued += 1;
             self.send(ClientToScheduler::SubmitPart(Submission {
                 options: options.clone(),
                 tasks: tasks.by_ref().take(SUBMIT_CHUNK).collect(),
             }));
         }
         if send_last {
+            st.submissions_queued += 1;
             self.send(ClientToScheduler::Submit(Submission {
                 options,
                 tasks: tasks.collect(),

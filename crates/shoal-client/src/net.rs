@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     /// ends, or the connection ends: only the threads waiting on
     /// subscriptions wait on it, so a task finishing does not wake them.
     pub published: Condvar,
+    /// Signalled when the network thread takes a submission off a full
+    /// queue, or the connection ends: a graph's next part waits on it.
+    pub room: Condvar,
     pub out: UnboundedSender<ClientToScheduler>,
     pub runtime: tokio::runtime::Handle,
     pub stop: tokio::sync::Notify,
@@ -86,9 +89,26 @@ pub(crate) async fn run(
     out_rx: UnboundedReceiver<ClientToScheduler>,
 ) {
     let (mut r, w) = stream.into_split();
-    let mut writer = tokio::spawn(shoal_proto::writer(w, out_rx, |m| {
-        matches!(m, ClientToScheduler::Shutdown)
-    }));
+    let counted = shared.clone();
+    let mut writer = tokio::spawn(shoal_proto::counted_writer(
+        w,
+        out_rx,
+        |m| matches!(m, ClientToScheduler::Shutdown),
+        move |m| {
+            if matches!(
+                m,
+                ClientToScheduler::Submit(_) | ClientToScheduler::SubmitPart(_)
+            ) {
+                let mut st = counted.state.lock();
+                let was_full = st.submissions_queued >= crate::api::QUEUED_SUBMISSIONS;
+                st.submissions_queued = st.submissions_queued.saturating_sub(1);
+                drop(st);
+                if was_full {
+                    counted.room.notify_all();
+                }
+            }
+        },
+    ));
     let mut buf = Vec::new();
     let mut heartbeat = tokio::time::interval(shoal_proto::CLIENT_HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -135,6 +155,7 @@ pub(crate) async fn run(
     drop(st);
     shared.changed.notify_all();
     shared.published.notify_all();
+    shared.room.notify_all();
 }
 
 /// Fetches remote results into `outcomes`, one request per holder, all at

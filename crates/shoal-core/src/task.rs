@@ -323,7 +323,11 @@ mod tests {
     fn a_task_record_stays_small() {
         // A million of them are held at once: every field added here costs
         // a megabyte per byte (see tests/memory.rs for the whole task).
-        assert!(std::mem::size_of::<Task>() <= 144, "{}", std::mem::size_of::<Task>());
+        assert!(
+            std::mem::size_of::<Task>() <= 144,
+            "{}",
+            std::mem::size_of::<Task>()
+        );
         assert_eq!(std::mem::size_of::<Dependents>(), 16);
     }
 

@@ -52,21 +52,28 @@ fn work_is_spread_over_workers_by_load() {
     assert_eq!(env.core.assigned_to(w2), 2);
 }
 
+/// Tasks a one-thread worker holds at most: the running one and the
+/// largest queue.
+fn full_window() -> usize {
+    1 + shoal_core::CoreConfig::default().max_queued_per_thread as usize
+}
+
 #[test]
 fn short_tasks_widen_the_window_and_long_ones_narrow_it() {
     let mut env = Env::new();
     let w = env.worker(1);
-    env.submit((0..500).map(|i| task(&format!("t{i}"))).collect());
+    let full = full_window();
+    env.submit((0..2 * full).map(|i| task(&format!("t{i}"))).collect());
     assert_eq!(env.core.assigned_to(w), 2, "unknown durations: one queued");
     env.finish_with(w, "t0", 8, 0.000_01);
-    assert_eq!(env.core.assigned_to(w), 65, "tiny tasks: the full window");
+    assert_eq!(env.core.assigned_to(w), full, "tiny tasks: the full window");
     for i in 1..60 {
         env.finish_with(w, &format!("t{i}"), 8, 10.0);
     }
     assert_eq!(
         env.core.assigned_to(w),
-        6,
-        "window never drops below one queued"
+        full - 59,
+        "long tasks: none added until the queue is below one queued"
     );
 }
 
@@ -240,8 +247,9 @@ fn a_queue_of_slow_tasks_is_weighed_by_their_own_durations() {
         env.submit(vec![task(&key)]);
         env.finish_with(w1, &key, 10, 0.000_01);
     }
-    env.submit((1..=65).map(|i| task(&format!("sort-{i}"))).collect());
-    assert_eq!(env.core.assigned_to(w1), 65, "the full window, all sorts");
+    let full = full_window();
+    env.submit((1..=full).map(|i| task(&format!("sort-{i}"))).collect());
+    assert_eq!(env.core.assigned_to(w1), full, "the full window, all sorts");
     let w2 = env.worker(1);
     env.submit(vec![task("sort-x").deps(&["part"])]);
     assert_eq!(env.state("sort-x"), Some(Assigned(w2)));

@@ -30,7 +30,9 @@ pub use frame::{
     read_frame, read_frame_limited, write_frame, FrameError, MAX_FRAME_LEN, MAX_HELLO_LEN,
 };
 pub use handshake::{admit, prove, HandshakeError, Unadmitted};
-pub use io::{get_data, introduce, put_data, reader, run_on_worker, writer, FetchError, Route};
+pub use io::{
+    counted_writer, get_data, introduce, put_data, reader, run_on_worker, writer, FetchError, Route,
+};
 pub use messages::*;
 pub use security::Security;
 pub use stream::Stream;

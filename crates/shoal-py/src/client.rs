@@ -214,6 +214,25 @@ impl ClientCore {
         Ok(size)
     }
 
+    /// Sends one part of a graph (see `submit`'s `last`), read from its
+    /// nodes by `GraphPart`; returns its bytes of functions and arguments.
+    fn submit_graph_part(
+        &self,
+        mut part: PyRefMut<'_, crate::graph::GraphPart>,
+        options: Vec<PyRef<'_, TaskOptions>>,
+        last: bool,
+    ) -> PyResult<u64> {
+        let size = part.nbytes;
+        let (functions, tasks) = part.take()?;
+        let options = options.iter().map(|o| o.0.clone()).collect();
+        // It may wait for the network thread to send earlier parts.
+        let inner = &self.inner;
+        part.py()
+            .detach(|| inner.submit_part(functions, options, tasks, last))
+            .map_err(to_py_err)?;
+        Ok(size)
+    }
+
     /// Asks every worker, now and later, to import these modules in the
     /// background.
     fn preload(&self, modules: Vec<String>) {

@@ -14,7 +14,7 @@ mod pool;
 mod scheduler;
 mod worker;
 
-pub(crate) use conversion::{cluster, coord, frames, held, types};
+pub(crate) use conversion::{cluster, coord, frames, graph, held, types};
 
 #[global_allocator]
 static ALLOCATOR: alloc::EngineAlloc = alloc::EngineAlloc;
@@ -91,6 +91,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RESTART_EXIT_CODE", pool::RESTART_EXIT_CODE)?;
     m.add_class::<types::FunctionDef>()?;
     m.add_class::<types::TaskSpec>()?;
+    m.add_class::<graph::GraphPart>()?;
     m.add_class::<types::TaskOptions>()?;
     m.add(
         "ClosedClientError",

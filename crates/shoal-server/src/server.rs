@@ -10,7 +10,7 @@ use std::time::Duration;
 use shoal_core::{Core, Event};
 use shoal_proto::{
     read_frame_limited, write_frame, ClientToScheduler, Hello, Role, SchedulerToClient,
-    SchedulerToWorker, Welcome, WorkerToScheduler, MAX_HELLO_LEN,
+    SchedulerToWorker, Submission, Welcome, WorkerToScheduler, MAX_HELLO_LEN,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -25,6 +25,10 @@ use shoal_proto::{reader, writer};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most events applied before the core schedules and flushes.
 const MAX_EVENTS_PER_TURN: usize = 10_000;
+/// Tasks of a submission taken in at once: a larger one is taken in slices,
+/// with ready tasks handed to workers after each, so workers are not left
+/// idle while a graph of many parts arrives.
+const SUBMIT_SLICE: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -536,18 +540,25 @@ async fn core_loop(
         let mut next = first;
         let mut n = 0;
         while let Some(input) = next.take() {
-            stop |= apply(&mut core, &mut conns, input, &mut out);
+            match sliced(input) {
+                Err(input) => stop |= apply(&mut core, &mut conns, input, &mut out),
+                Ok(slices) => {
+                    for (i, input) in slices.into_iter().enumerate() {
+                        if i > 0 {
+                            stop |= schedule_and_route(&mut core, &mut conns, &mut out);
+                            // Let the writers send what was routed.
+                            tokio::task::yield_now().await;
+                        }
+                        stop |= apply(&mut core, &mut conns, input, &mut out);
+                    }
+                }
+            }
             n += 1;
             if n < MAX_EVENTS_PER_TURN {
                 next = rx.try_recv().ok();
             }
         }
-        core.schedule(&mut out);
-        #[cfg(debug_assertions)]
-        if let Err(e) = core.check_invariants() {
-            panic!("{e}");
-        }
-        stop |= conns.route(&mut out);
+        stop |= schedule_and_route(&mut core, &mut conns, &mut out);
         let slow = conns.take_slow();
         if !slow.is_empty() {
             // Removed for reading too slowly: gone, as if disconnected.
@@ -566,6 +577,59 @@ async fn core_loop(
     }
     tracing::debug!("scheduler shutting down");
     conns.say_goodbye()
+}
+
+/// Hands ready tasks to workers and sends what the core said; true if the
+/// scheduler is to stop.
+fn schedule_and_route(
+    core: &mut Core,
+    conns: &mut Connections,
+    out: &mut Vec<shoal_core::Command>,
+) -> bool {
+    core.schedule(out);
+    #[cfg(debug_assertions)]
+    if let Err(e) = core.check_invariants() {
+        panic!("{e}");
+    }
+    conns.route(out)
+}
+
+/// A submission of more than [`SUBMIT_SLICE`] tasks as the core is to
+/// take it in: parts of that many (a `Submit` ends with a `Submit` of its
+/// last slice, as if the client had sent it in parts). Anything else comes
+/// back as the error, to be applied as it is.
+#[allow(clippy::result_large_err)] // the input goes back as it came: no copy
+fn sliced(input: Input) -> Result<Vec<Input>, Input> {
+    let (client, sub, ends) = match input {
+        Input::Event(Event::FromClient(c, ClientToScheduler::Submit(sub)))
+            if sub.tasks.len() > SUBMIT_SLICE =>
+        {
+            (c, sub, true)
+        }
+        Input::Event(Event::FromClient(c, ClientToScheduler::SubmitPart(sub)))
+            if sub.tasks.len() > SUBMIT_SLICE =>
+        {
+            (c, sub, false)
+        }
+        other => return Err(other),
+    };
+    let n = sub.tasks.len().div_ceil(SUBMIT_SLICE);
+    let mut tasks = sub.tasks.into_iter();
+    let options = sub.options;
+    Ok((0..n)
+        .map(|i| {
+            let part = Submission {
+                options: options.clone(),
+                tasks: tasks.by_ref().take(SUBMIT_SLICE).collect(),
+            };
+            let msg = if ends && i + 1 == n {
+                ClientToScheduler::Submit(part)
+            } else {
+                ClientToScheduler::SubmitPart(part)
+            };
+            Input::Event(Event::FromClient(client, msg))
+        })
+        .collect())
 }
 
 /// The core's configuration: the options, this scheduler's id and start

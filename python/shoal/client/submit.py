@@ -12,7 +12,7 @@ from ..cfexecutor import ClientExecutor
 from ..core import aio, arguments, families, keys, lift, options, serialize
 from ..core.arguments import UNSET
 from ..core.errors import FutureCancelledError
-from ..core.graph import graph_specs
+from ..core.graph import send_graph
 from ..core.options import OptionsTable
 from ..core.retry import retry_filter
 from ..core.scatter import scatter as scatter_items
@@ -132,9 +132,8 @@ class Submitting:
             return Future._adopt(key, self)
         _refuse_cancelled(deps)
         table = OptionsTable()
-        specs = self._graphs_of(deps, functions, table)
-        specs.append(task_spec(key, h, frames, [d._key for d in deps], options=table.index(opts)))
-        self._session.submit(functions, table, specs)
+        spec = task_spec(key, h, frames, [d._key for d in deps], options=table.index(opts))
+        self._submit_with_graphs(deps, functions, table, [spec])
         return Future._adopt(key, self)
 
     def _task_function(
@@ -151,18 +150,23 @@ class Submitting:
         h, name, functions = self._session.function(retry_filter(func, retry_on))
         return h, name, functions, pure
 
-    def _graphs_of(self, deps: list[Any], functions: list[Any], table: OptionsTable) -> list[Any]:
-        """Specs for the graphs behind Delayed arguments (sent along, with
-        default options under their annotations); adds their functions to
-        ``functions``.
+    def _submit_with_graphs(
+        self, deps: list[Any], functions: list[Any], table: OptionsTable, specs: list[Any]
+    ) -> None:
+        """Send ``specs`` after the graphs behind the Delayed objects among
+        ``deps`` (with default options under their annotations), as one
+        graph: the scheduler keeps those graphs until the specs that need
+        them arrive (a task nobody wants and nothing depends on yet would be
+        dropped).
         """
         lazy = [d for d in deps if isinstance(d, Delayed)]
         if not lazy:
-            return []
-        more, specs = graph_specs(lazy, set(), table)
-        known = {f.hash for f in functions}
-        functions.extend(f for f in more if f.hash not in known)
-        return specs
+            self._session.submit(functions, table, specs)
+            return
+        session = self._session
+        with session.submitting:
+            send_graph(session, lazy, set(), table, ends=False)
+            session.submit_part(functions, table, specs, True)
 
     def map(
         self,
@@ -294,14 +298,11 @@ class Submitting:
             all_deps.append(deps)
         if explicit is not None and len(explicit) != len(all_keys):
             raise ValueError(f"map was given {len(explicit)} keys for {len(all_keys)} elements")
-        # The graphs behind Delayed arguments go in the same message as the
-        # tasks that need them: a task nobody wants and nothing in its
-        # message depends on is dropped by the scheduler.
+        # The graphs behind Delayed arguments go in one graph with the tasks
+        # that need them (see _submit_with_graphs).
         table = OptionsTable()
-        specs = self._graphs_of(lazy, functions, table) if lazy else []
-        index = table.index(opts)
-        specs.extend(task_specs(all_keys, h, all_frames, all_deps, index))
-        self._session.submit(functions, table, specs)
+        specs = task_specs(all_keys, h, all_frames, all_deps, table.index(opts))
+        self._submit_with_graphs(lazy, functions, table, specs)
         return [Future._adopt(k, self) for k in all_keys]
 
     @aio.maybe_async

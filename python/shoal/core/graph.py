@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .. import _engine
 from . import keys, serialize
 from .options import DEFAULT, Options, OptionsTable, parse
 from .session import Session, warn_if_large
-from .spec import LITERAL_FUNC, function_def, task_spec
 
 
 class Node:
@@ -152,55 +152,58 @@ def submission_order(roots: list[Node]) -> list[Node]:
     return post_order(ranked, lambda n: n.key, _children)
 
 
-def graph_specs(
-    roots: list[Node],
-    wanted: set[str],
-    table: OptionsTable,
-    base: Options = DEFAULT,
-) -> tuple[list[Any], list[Any]]:
-    """Function definitions and task specs for every node reachable from
-    ``roots``, dependencies first. Keys in ``wanted`` are the ones the
-    client will hold futures for. Every task has the options ``base``,
-    under the ``dask.annotate`` options of its own node; each distinct set
-    goes into ``table``.
-    """
-    functions: dict[int, tuple[int, str, bytes]] = {}
-    specs = []
-    common = table.index(base)
-    for node in submission_order(roots):
-        specs.append(_spec_of(node, wanted, table, base, common, functions))
-    return [function_def(*f) for f in functions.values()], specs
-
-
-def _spec_of(
-    node: Node,
-    wanted: set[str],
-    table: OptionsTable,
-    base: Options,
-    common: int,
-    functions: dict[int, tuple[int, str, bytes]],
-) -> Any:
-    """``node``'s task spec; its function goes into ``functions``."""
-    if node._func is None:
-        func, deps = LITERAL_FUNC, []
-    else:
-        func = node._func[0]
-        functions.setdefault(func, node._func)
-        deps = [d._key for d in node._deps]
-    index = common if node._options is None else table.index(parse(base, **node._options))
-    return task_spec(
-        node._key,
-        func,
-        node._spec_frames(),
-        deps,
-        wanted=node._key in wanted,
-        options=index,
-    )
-
-
 #: Tasks per part of a graph sent in parts (as many as the engine puts in
 #: one message): the specs of a large graph never all exist at once.
 PART = 10_000
+
+
+def send_graph(
+    session: Session,
+    roots: list[Node],
+    wanted: set[str],
+    table: OptionsTable,
+    options: Options = DEFAULT,
+    *,
+    ends: bool = True,
+    sent_wanted: list[str] | None = None,
+) -> int:
+    """Send every node reachable from ``roots`` that the cluster does not
+    hold, dependencies first, a part at a time; returns the bytes of
+    functions and arguments sent. Keys in ``wanted`` are the ones the
+    client will hold futures for. Every task has ``options``, under the
+    ``dask.annotate`` options of its own node; each distinct set goes into
+    ``table``.
+
+    The caller holds ``session.submitting``. With ``ends`` the last part
+    ends the graph; without, the graph stays open for the caller's own
+    ``session.submit_part(..., last=True)``, which the graph waits for in
+    the scheduler. If a part cannot be made, the graph is ended (the
+    scheduler drops what no one wants) and the error raised; the wanted
+    keys sent before it are in ``sent_wanted``, each with a reference the
+    caller lets go of.
+    """
+    common = table.index(options)
+
+    def options_of(node: Node) -> int:
+        """The options of a node with annotations of its own."""
+        return table.index(parse(options, **node._options))  # type: ignore[arg-type]
+
+    order = submission_order(roots)
+    size = 0
+    ended = False
+    try:
+        for start in range(0, max(len(order), 1), PART):
+            # The engine reads each node's slots into its spec.
+            part = _engine.GraphPart(order[start : start + PART], wanted, common, options_of)
+            last = ends and start + PART >= len(order)
+            size += session.submit_graph_part(part, table, last)
+            if sent_wanted is not None:
+                sent_wanted.extend(part.wanted_keys)
+        ended = True
+    finally:
+        if not ended:
+            session.submit_part([], table, [], True)
+    return size
 
 
 def submit_graph(session: Session, roots: list[Node], options: Options = DEFAULT) -> list[str]:
@@ -212,31 +215,14 @@ def submit_graph(session: Session, roots: list[Node], options: Options = DEFAULT
     user's graph and one part of specs, not every spec at once.
     """
     wanted = {n._key for n in roots}
-    table = OptionsTable()
-    common = table.index(options)
-    order = submission_order(roots)
-    size = 0
+    sent: list[str] = []
     with session.submitting:
-        sent_wanted: list[str] = []
-        last = False
         try:
-            for start in range(0, max(len(order), 1), PART):
-                part = order[start : start + PART]
-                functions: dict[int, tuple[int, str, bytes]] = {}
-                specs = [_spec_of(n, wanted, table, options, common, functions) for n in part]
-                # The engine knows which functions went with earlier parts.
-                fresh = [f for h, f in functions.items() if not session.has_function(h)]
-                defs = [function_def(*f) for f in fresh]
-                last = start + PART >= len(order)
-                size += session.submit_part(defs, table, specs, last)
-                sent_wanted.extend(n._key for n in part if n._key in wanted)
-        finally:
-            if not last:
-                # A part could not be made: end the graph (the scheduler
-                # drops what no one wants) and let go of the outputs sent.
-                session.submit_part([], table, [], True)
-                for key in sent_wanted:
-                    session.drop_ref(key)
+            size = send_graph(session, roots, wanted, OptionsTable(), options, sent_wanted=sent)
+        except BaseException:
+            for key in sent:  # the outputs sent before the failure
+                session.drop_ref(key)
+            raise
     warn_if_large(size)
     # Outputs already held (persisted, or computed earlier), and outputs
     # named twice, get a reference of their own.

@@ -129,6 +129,13 @@ class Session:
         """
         return self._core.submit(functions, options.to_engine(), specs, last)
 
+    def submit_graph_part(self, part: Any, options: OptionsTable, last: bool) -> int:
+        """:meth:`submit_part` for a :class:`shoal._engine.GraphPart` (the
+        specs of a part of a graph, read from its nodes by the engine);
+        returns its bytes of functions and arguments.
+        """
+        return self._core.submit_graph_part(part, options.to_engine(), last)
+
     # ----- keys: their state and this client's references ---------------
 
     def status(self, key: str) -> str | None:

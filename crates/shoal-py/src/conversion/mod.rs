@@ -1,5 +1,6 @@
 //! Every conversion between Python and the engine's types, in one place:
-//! pickle frames (`frames`, uncopied both ways), results kept as objects
+//! pickle frames (`frames`, uncopied both ways), a graph's nodes read into
+//! task specs (`graph`), results kept as objects
 //! (`held`), the values of tasks and
 //! their failures (`types`), coordination requests and answers (`coord`),
 //! and the cluster as a client sees it (`cluster`). The classes the rest
@@ -9,5 +10,6 @@
 pub mod cluster;
 pub mod coord;
 pub mod frames;
+pub mod graph;
 pub mod held;
 pub mod types;

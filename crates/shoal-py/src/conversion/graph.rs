@@ -1,0 +1,139 @@
+//! A part of a lazy graph read into task specs in one pass.
+//!
+//! `shoal.core.graph.submit_graph` sends a graph's nodes a part at a time;
+//! this is the step it takes once per task (the key, the function, the
+//! pickled arguments, the dependencies' keys, whether the client wants the
+//! result), read straight from each node's slots into the wire's
+//! `TaskSpec`, with no Python object made per task.
+
+use std::collections::HashSet;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PySet, PyTuple};
+use shoal_proto::{FunctionDef, Payload, TaskSpec, LITERAL_FUNC};
+
+use crate::frames::Frames;
+
+/// Task specs for some nodes of a graph, with the functions they call; made
+/// from the nodes, then handed whole to `ClientCore.submit_graph_part`.
+#[pyclass(module = "shoal._engine")]
+pub struct GraphPart {
+    pub functions: Vec<FunctionDef>,
+    pub tasks: Vec<TaskSpec>,
+    /// Keys of the tasks the client wants (holds futures for), in order.
+    #[pyo3(get)]
+    pub wanted_keys: Vec<String>,
+    /// Bytes of functions and pickled arguments.
+    #[pyo3(get)]
+    pub nbytes: u64,
+    sent: bool,
+}
+
+#[pymethods]
+impl GraphPart {
+    /// Reads `nodes` (`shoal.core.graph.Node`s, dependencies first). A node
+    /// whose key is in `wanted` is wanted by the client. Every task takes
+    /// the options at index `options`, except a node with options of its
+    /// own (`_options`), whose index `options_of(node)` gives.
+    #[new]
+    fn new(
+        nodes: &Bound<'_, PyList>,
+        wanted: &Bound<'_, PySet>,
+        options: u32,
+        options_of: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let py = nodes.py();
+        let mut part = GraphPart {
+            functions: Vec::new(),
+            tasks: Vec::with_capacity(nodes.len()),
+            wanted_keys: Vec::new(),
+            nbytes: 0,
+            sent: false,
+        };
+        let mut seen: HashSet<u64> = HashSet::new();
+        for node in nodes.iter() {
+            let key_obj = node.getattr(intern!(py, "_key"))?;
+            let key: String = key_obj.extract()?;
+            let func_obj = node.getattr(intern!(py, "_func"))?;
+            let (func, frames, deps) = if func_obj.is_none() {
+                let frames = node.call_method0(intern!(py, "_spec_frames"))?;
+                (LITERAL_FUNC, frames.extract::<Frames>()?, Vec::new())
+            } else {
+                let func = func_obj.cast::<PyTuple>()?;
+                let hash: u64 = func.get_item(0)?.extract()?;
+                if seen.insert(hash) {
+                    let data = func.get_item(2)?;
+                    let data = data.cast::<PyBytes>()?;
+                    part.functions.push(FunctionDef {
+                        hash,
+                        name: func.get_item(1)?.extract()?,
+                        bytes: bytes::Bytes::copy_from_slice(data.as_bytes()),
+                    });
+                }
+                let frames = node.getattr(intern!(py, "_frames"))?.extract::<Frames>()?;
+                let dep_nodes = node.getattr(intern!(py, "_deps"))?;
+                let dep_nodes = dep_nodes.cast::<PyTuple>()?;
+                let deps = dep_nodes
+                    .iter()
+                    .map(|d| d.getattr(intern!(py, "_key"))?.extract::<String>())
+                    .collect::<PyResult<Vec<_>>>()?;
+                (hash, frames, deps)
+            };
+            let frames = frames.for_spec(&key)?;
+            let own = node.getattr(intern!(py, "_options"))?;
+            let options = if own.is_none() {
+                options
+            } else {
+                options_of.call1((&node,))?.extract()?
+            };
+            let is_wanted = wanted.contains(&key_obj)?;
+            if is_wanted {
+                part.wanted_keys.push(key.clone());
+            }
+            let args = Payload { frames: frames.0 };
+            part.nbytes += args.nbytes();
+            part.tasks.push(TaskSpec {
+                key,
+                func,
+                args,
+                deps,
+                wanted: is_wanted,
+                options,
+            });
+        }
+        part.nbytes += part
+            .functions
+            .iter()
+            .map(|f| f.bytes.len() as u64)
+            .sum::<u64>();
+        Ok(part)
+    }
+
+    fn __len__(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "GraphPart({} tasks, {} functions)",
+            self.tasks.len(),
+            self.functions.len()
+        )
+    }
+}
+
+impl GraphPart {
+    /// The functions and tasks, taken out (a part is sent once).
+    pub fn take(&mut self) -> PyResult<(Vec<FunctionDef>, Vec<TaskSpec>)> {
+        if self.sent {
+            return Err(PyTypeError::new_err("this graph part was already sent"));
+        }
+        self.sent = true;
+        Ok((
+            std::mem::take(&mut self.functions),
+            std::mem::take(&mut self.tasks),
+        ))
+    }
+}
