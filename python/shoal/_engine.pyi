@@ -40,6 +40,7 @@ __all__ = [
     "FunctionDef",
     "TaskSpec",
     "GraphPart",
+    "node_order",
     "TaskOptions",
     "ClosedClientError",
     "ExecutorTask",
@@ -111,6 +112,11 @@ class TaskSpec:
     def wanted(self) -> bool: ...
     @property
     def options(self) -> int: ...
+
+def node_order(roots: list[Any], node_type: type) -> list[Any]:
+    """Nodes reachable from ``roots`` (``node_type``s holding no result
+    yet), each key once, dependencies first.
+    """
 
 @final
 class GraphPart:

@@ -71,6 +71,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(logs::recent_logs, m)?)?;
     m.add_function(wrap_pyfunction!(logs::log_line, m)?)?;
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(graph::node_order, m)?)?;
     m.add_function(wrap_pyfunction!(strip_scheme, m)?)?;
     m.add_function(wrap_pyfunction!(in_scheme, m)?)?;
     m.add_function(wrap_pyfunction!(scheme, m)?)?;

@@ -131,25 +131,19 @@ def post_order(
     return order
 
 
-def _children(node: Any) -> Any:
-    if not isinstance(node, Node) or node._future is not None:
-        return None  # a future, or persisted: its data is already in the cluster
-    return [d for d in node._deps if isinstance(d, Node)]
-
-
 def submission_order(roots: list[Node]) -> list[Node]:
     """Every node reachable from ``roots`` that the cluster does not hold yet,
     dependencies first: in ``_rank`` order where nodes have one (a dask
     graph's ``dask.order``), else in depth-first post-order from ``roots``.
     """
-    found = post_order(roots, lambda n: n.key, _children)
+    found = _engine.node_order(roots, Node)
     if not any(n._rank is not None for n in found):
         return found
     # Nodes by rank (those without one last), each preceded by whatever of
     # its dependencies has not come yet: dependencies first whatever the
     # ranks say.
     ranked = sorted(found, key=lambda n: (n._rank is None, n._rank or 0))
-    return post_order(ranked, lambda n: n.key, _children)
+    return _engine.node_order(ranked, Node)
 
 
 #: Tasks per part of a graph sent in parts (as many as the engine puts in
@@ -258,7 +252,10 @@ def call_node(
         key = keys.task_key(label, fn[0], frames, pure)
     else:
         key = keys.check_key(key, "dask_key_name")
-    return cls(key, fn, frames, tuple(deps), length)
+    # Kept as tuples: the garbage collector stops visiting a tuple of bytes
+    # once it has seen it, and a graph of a million nodes is collected
+    # many times while it is built.
+    return cls(key, fn, tuple(frames), tuple(deps), length)
 
 
 def _identity(x: Any) -> Any:

@@ -11,10 +11,50 @@ use std::collections::HashSet;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PySet, PyTuple};
+use pyo3::types::{PyBytes, PyList, PySet, PyTuple, PyType};
 use shoal_proto::{FunctionDef, Payload, TaskSpec, LITERAL_FUNC};
 
 use crate::frames::Frames;
+
+/// The nodes reachable from `roots`, each key once, dependencies first
+/// (depth-first post-order, iterative: a deep graph never recurses). Only
+/// `node_type`s that hold no result yet (`_future` is None) are part of the
+/// graph; anything else (a future, a persisted node) is left out, with what
+/// is behind it.
+#[pyfunction]
+pub fn node_order<'py>(
+    roots: &Bound<'py, PyList>,
+    node_type: &Bound<'py, PyType>,
+) -> PyResult<Bound<'py, PyList>> {
+    let py = roots.py();
+    let order = PyList::empty(py);
+    let seen = PySet::empty(py)?;
+    let mut stack: Vec<(Bound<'py, PyAny>, bool)> =
+        roots.iter().rev().map(|r| (r, false)).collect();
+    while let Some((node, expanded)) = stack.pop() {
+        if expanded {
+            order.append(&node)?;
+            continue;
+        }
+        let key = node.getattr(intern!(py, "key"))?;
+        if seen.contains(&key)? {
+            continue;
+        }
+        seen.add(&key)?;
+        if !node.is_instance(node_type)? || !node.getattr(intern!(py, "_future"))?.is_none() {
+            continue;
+        }
+        let deps = node.getattr(intern!(py, "_deps"))?;
+        let deps = deps.cast::<PyTuple>()?;
+        stack.push((node, true));
+        for d in deps.iter().rev() {
+            if d.is_instance(node_type)? {
+                stack.push((d, false));
+            }
+        }
+    }
+    Ok(order)
+}
 
 /// Task specs for some nodes of a graph, with the functions they call; made
 /// from the nodes, then handed whole to `ClientCore.submit_graph_part`.
