@@ -356,3 +356,20 @@ def sleep_or_meet(how, seconds=0.2, timeout=20.0):
         _MET.set()
         return True
     return _MET.wait(timeout)
+
+
+class PicklesOnce:
+    """A callable that can be pickled once only (as a value holding a
+    resource that closes would be): the second pickling raises TypeError."""
+
+    def __init__(self):
+        self.pickled = 0
+
+    def __call__(self, x):
+        return x
+
+    def __reduce__(self):
+        self.pickled += 1
+        if self.pickled > 1:
+            raise TypeError("this value can be pickled once only")
+        return (PicklesOnce, ())

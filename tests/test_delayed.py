@@ -12,8 +12,18 @@ import pytest
 import shoal
 from shoal import Client, Delayed, compute, delayed, persist
 
-from conftest import wait_for_exit
-from tasks import Box, add, append_line, big_bytes, inc, pair, tree_sum, wait_for_file
+from conftest import until, wait_for_exit
+from tasks import (
+    Box,
+    PicklesOnce,
+    add,
+    append_line,
+    big_bytes,
+    inc,
+    pair,
+    tree_sum,
+    wait_for_file,
+)
 
 
 def test_the_tutorials_toy_example(client):
@@ -234,6 +244,23 @@ def test_a_graph_larger_than_one_submission_part(client):
         level = [delayed(add)(*level[i : i + 2]) for i in range(0, len(level), 2)]
     (total,) = level
     assert total.compute() == sum(range(1, 12_001))
+
+
+def test_a_graph_that_fails_midway_is_ended_and_its_parts_dropped(fresh_client):
+    # 25,000 tasks reach the scheduler in parts before a node that cannot be
+    # pickled when its part is made stops the graph (a wrapped callable used
+    # as a value, pickled as a function once already): the error reaches
+    # the caller, the graph is ended, the scheduler drops the parts it holds
+    # (no one wants them), and the client goes on working.
+    client = fresh_client
+    leaves = [delayed(inc)(i) for i in range(25_000)]
+    unpicklable = delayed(PicklesOnce())
+    total = delayed(len)([*leaves, unpicklable])
+    with pytest.raises(TypeError, match="pickled once only"):
+        total.compute()
+    until(lambda: client.scheduler_info()["tasks"] == 0, what="the parts sent being dropped")
+    assert client.submit(inc, 1).result() == 2
+    assert delayed(inc)(41).compute() == 42
 
 
 def test_submissions_from_another_thread_do_not_end_a_graph_sent_in_parts(client):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -305,6 +306,8 @@ def delayed(
     """
     if traverse is not True:
         arguments.reject("traverse", traverse, unused=(True,))
+    if type(obj) in _PLAIN_FUNCTIONS:
+        return _leaf(obj, name, pure, nout)  # the common case, kept cheap
     if obj is _NO_OBJECT:
         return lambda o: delayed(o, name=name, pure=pure, nout=nout, traverse=traverse)
     if isinstance(obj, Delayed):
@@ -324,6 +327,9 @@ def delayed(
         obj = _substitute(obj, inner, True)
     return value_node(obj, name, nout, cls=Delayed)
 
+
+#: Types of callables that are neither Delayed nor dask collections.
+_PLAIN_FUNCTIONS = frozenset({types.FunctionType, types.BuiltinFunctionType})
 
 #: The latest DelayedLeaf of each function and options (``delayed(fn)(x)``
 #: in a loop makes one), at most :data:`_LEAVES_KEPT` of them.
