@@ -21,6 +21,31 @@ def test_a_task_spec_has_named_fields_and_a_readable_repr():
         spec.key = "other"  # frozen
 
 
+def test_a_graph_part_reads_its_nodes_in_order_and_is_sent_once(client):
+    from shoal import delayed
+    from shoal.core.graph import Node, submission_order
+    from shoal.core.options import OptionsTable
+
+    x = delayed(inc)(1)
+    y = delayed(inc)(x)
+    both = delayed(div)(y, x)
+    order = submission_order([both])
+    # Dependencies first, each node once (x is reached twice).
+    assert [n.key for n in order] == [x.key, y.key, both.key]
+    assert _engine.node_order([both], Node) == order
+    part = _engine.GraphPart(order, {both.key}, 0, lambda node: 0)
+    assert len(part) == 3 and part.wanted_keys == [both.key]
+    assert part.nbytes > 0 and "3 tasks" in repr(part)
+    table = OptionsTable()
+    table.index(options.DEFAULT)
+    session = client._session
+    with session.submitting:
+        session.submit_graph_part(part, table, True)
+        with pytest.raises(RuntimeError, match="already sent"):
+            session.submit_graph_part(part, table, True)
+    session.drop_ref(both.key)
+
+
 def test_task_options_are_parsed_once_and_shared_by_equal_tasks():
     opts = options.parse(priority=2, retries=1, workers="w1", allow_other_workers=True)
     sent = opts.engine.fields()

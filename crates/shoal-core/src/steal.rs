@@ -76,7 +76,7 @@ impl Core {
             }
             let n = surplus.div_ceil(2).min(budget);
             // The ones the victim would run last (ids follow submission order).
-            queued.sort_unstable_by(|a, b| b.cmp(a));
+            queued.sort_unstable_by(|a, b| crate::table::submitted_before(*b, *a));
             let ids: Vec<TaskId> = queued.into_iter().take(n).collect();
             let w = self.workers.get_mut(&wid).expect("victim exists");
             w.stealing.extend(ids.iter().copied());

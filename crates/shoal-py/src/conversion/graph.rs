@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PySet, PyTuple, PyType};
@@ -36,7 +36,8 @@ pub fn node_order<'py>(
             order.append(&node)?;
             continue;
         }
-        let key = node.getattr(intern!(py, "key"))?;
+        // Nodes and futures both keep their key in `_key`.
+        let key = node.getattr(intern!(py, "_key"))?;
         if seen.contains(&key)? {
             continue;
         }
@@ -168,7 +169,7 @@ impl GraphPart {
     /// The functions and tasks, taken out (a part is sent once).
     pub fn take(&mut self) -> PyResult<(Vec<FunctionDef>, Vec<TaskSpec>)> {
         if self.sent {
-            return Err(PyTypeError::new_err("this graph part was already sent"));
+            return Err(PyRuntimeError::new_err("this graph part was already sent"));
         }
         self.sent = true;
         Ok((
