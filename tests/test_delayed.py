@@ -263,6 +263,23 @@ def test_a_graph_that_fails_midway_is_ended_and_its_parts_dropped(fresh_client):
     assert delayed(inc)(41).compute() == 42
 
 
+def test_a_function_counts_once_towards_the_large_graph_warning(client):
+    # A 4 MB function called by 25,000 tasks (three parts): 4 MB sent, under
+    # Dask's 10 MB threshold, so no warning (counting it per part would
+    # make 12 MB).
+    import warnings
+
+    payload = b"x" * 4_000_000
+
+    def sized(i):
+        return len(payload) + i
+
+    leaves = [delayed(sized)(i) for i in range(25_000)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert delayed(len)(leaves).compute() == 25_000
+
+
 def test_submissions_from_another_thread_do_not_end_a_graph_sent_in_parts(client):
     # A graph of 40,000 tasks goes in four parts; submissions made meanwhile
     # by another thread of the same client join it rather than end it (a

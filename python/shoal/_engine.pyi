@@ -124,7 +124,8 @@ class GraphPart:
     (``shoal.core.graph.Node``, dependencies first), for
     :meth:`ClientCore.submit_graph_part`; a node's options are at index
     ``options`` unless it has its own (``_options``), whose index
-    ``options_of(node)`` gives.
+    ``options_of(node)`` gives. ``nbytes`` counts the pickled arguments;
+    the functions' bytes count when they are sent.
     """
 
     def __new__(

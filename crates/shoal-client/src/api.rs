@@ -3,6 +3,7 @@
 //! Callers block on the shared condition variable without holding any lock
 //! the network thread needs. Nothing here reads the socket.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,7 @@ impl ClientCore {
             state: Mutex::new(State::new()),
             changed: Condvar::new(),
             published: Condvar::new(),
+            submissions_queued: AtomicUsize::new(0),
             room: Condvar::new(),
             out: out_tx,
             runtime: rt.handle().clone(),
@@ -237,7 +239,9 @@ impl ClientCore {
             // A graph's parts are made faster than they are sent: wait for
             // the network thread, so queued parts never hold the graph's
             // specs all at once.
-            while st.submissions_queued >= QUEUED_SUBMISSIONS && st.broken.is_none() {
+            while self.shared.submissions_queued.load(Ordering::Acquire) >= QUEUED_SUBMISSIONS
+                && st.broken.is_none()
+            {
                 self.shared.room.wait(&mut st);
             }
         }
@@ -300,14 +304,18 @@ impl ClientCore {
         let mut tasks = fresh.into_iter();
         while parts > 1 || (parts == 1 && !ends) {
             parts -= 1;
-            st.submissions_queued += 1;
+            self.shared
+                .submissions_queued
+                .fetch_add(1, Ordering::AcqRel);
             self.send(ClientToScheduler::SubmitPart(Submission {
                 options: options.clone(),
                 tasks: tasks.by_ref().take(SUBMIT_CHUNK).collect(),
             }));
         }
         if send_last {
-            st.submissions_queued += 1;
+            self.shared
+                .submissions_queued
+                .fetch_add(1, Ordering::AcqRel);
             self.send(ClientToScheduler::Submit(Submission {
                 options,
                 tasks: tasks.collect(),

@@ -3,6 +3,7 @@
 //! the workers that hold them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +30,13 @@ pub(crate) struct Shared {
     /// ends, or the connection ends: only the threads waiting on
     /// subscriptions wait on it, so a task finishing does not wake them.
     pub published: Condvar,
-    /// Signalled when the network thread takes a submission off a full
-    /// queue, or the connection ends: a graph's next part waits on it.
+    /// `Submit` and `SubmitPart` messages queued for the network thread and
+    /// not yet taken by it (counted without the lock: every submission
+    /// passes here). A graph's next part waits while there are
+    /// [`crate::api::QUEUED_SUBMISSIONS`].
+    pub submissions_queued: AtomicUsize,
+    /// Signalled (under `state`'s lock) when the network thread takes a
+    /// submission off a full queue, or the connection ends.
     pub room: Condvar,
     pub out: UnboundedSender<ClientToScheduler>,
     pub runtime: tokio::runtime::Handle,
@@ -99,11 +105,12 @@ pub(crate) async fn run(
                 m,
                 ClientToScheduler::Submit(_) | ClientToScheduler::SubmitPart(_)
             ) {
-                let mut st = counted.state.lock();
-                let was_full = st.submissions_queued >= crate::api::QUEUED_SUBMISSIONS;
-                st.submissions_queued = st.submissions_queued.saturating_sub(1);
-                drop(st);
-                if was_full {
+                let before = counted.submissions_queued.fetch_sub(1, Ordering::AcqRel);
+                if before >= crate::api::QUEUED_SUBMISSIONS {
+                    // A part may be waiting: it checks the count under the
+                    // lock, so taking the lock here means it is already
+                    // waiting (and is woken) or has not checked yet.
+                    drop(counted.state.lock());
                     counted.room.notify_all();
                 }
             }

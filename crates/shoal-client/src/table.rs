@@ -117,10 +117,6 @@ pub(crate) struct State {
     pub sent_functions: HashSet<FuncHash>,
     /// Parts of a graph were sent (`SubmitPart`) and its last part was not.
     pub parts_open: bool,
-    /// `Submit` and `SubmitPart` messages queued for the network thread and
-    /// not yet taken by it: a graph's next part waits while there are
-    /// [`crate::api::QUEUED_SUBMISSIONS`] (see `submit_part`).
-    pub submissions_queued: usize,
     /// Set once the connection is gone, with the reason.
     pub broken: Option<ClientError>,
     pub shutting_down: bool,
@@ -151,7 +147,6 @@ impl State {
             workers: BTreeMap::new(),
             sent_functions: HashSet::new(),
             parts_open: false,
-            submissions_queued: 0,
             broken: None,
             shutting_down: false,
             errors: 0,

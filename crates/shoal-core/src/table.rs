@@ -50,7 +50,8 @@ impl Chunk {
 #[derive(Default)]
 pub(crate) struct TaskTable {
     chunks: Vec<Option<Box<Chunk>>>,
-    /// Chunks with a free slot, each listed once; new tasks go to the last.
+    /// The chunks with a free slot (every one of them, each once); new
+    /// tasks go to the last.
     open: Vec<u32>,
     /// Indexes of freed chunks, for the next chunk made.
     vacant: Vec<u32>,
@@ -78,44 +79,44 @@ impl TaskTable {
     /// The id the next task gets, with its slot held for it: pass both to
     /// [`TaskTable::fill`] before anything else is added.
     pub fn reserve(&mut self) -> TaskId {
-        let c = loop {
-            match self.open.last() {
-                Some(&c) if self.chunk(c as usize).is_some_and(|ch| !ch.free.is_empty()) => {
-                    break c;
-                }
-                Some(_) => {
-                    if let Some(c) = self.open.pop() {
-                        if let Some(ch) = self.chunk_mut(c as usize) {
-                            ch.open = false;
-                        }
-                    }
-                }
-                None => {
-                    let mut chunk = self.spare.take().unwrap_or_else(Chunk::new);
-                    chunk.open = true;
-                    let c = match self.vacant.pop() {
-                        Some(c) => {
-                            self.chunks[c as usize] = Some(chunk);
-                            c
-                        }
-                        None => {
-                            self.chunks.push(Some(chunk));
-                            (self.chunks.len() - 1) as u32
-                        }
-                    };
-                    self.open.push(c);
-                }
-            }
+        let c = match self.open.last() {
+            Some(&c) => c as usize,
+            None => self.new_chunk(),
         };
-        let Some(i) = self.chunk_mut(c as usize).and_then(|ch| ch.free.pop()) else {
+        let Some(ch) = self.chunk_mut(c) else {
+            unreachable!("an open chunk exists");
+        };
+        let Some(i) = ch.free.pop() else {
             unreachable!("an open chunk has a free slot");
         };
+        if ch.free.is_empty() {
+            ch.open = false;
+            self.open.pop();
+        }
         self.seq = self.seq.wrapping_add(1);
         if self.seq == 0 {
             self.seq = 1; // id 0 is never a task's
         }
         self.len += 1;
-        (u64::from(self.seq) << 32) | ((c as u64) << CHUNK_BITS) | i as u64
+        (u64::from(self.seq) << 32) | ((c as u64) << CHUNK_BITS) | u64::from(i)
+    }
+
+    /// A chunk of free slots (the spare, or a new one), listed as open.
+    fn new_chunk(&mut self) -> usize {
+        let mut chunk = self.spare.take().unwrap_or_else(Chunk::new);
+        chunk.open = true;
+        let c = match self.vacant.pop() {
+            Some(c) => {
+                self.chunks[c as usize] = Some(chunk);
+                c as usize
+            }
+            None => {
+                self.chunks.push(Some(chunk));
+                self.chunks.len() - 1
+            }
+        };
+        self.open.push(c as u32);
+        c
     }
 
     /// Puts `task` in the slot reserved for `id`.

@@ -215,20 +215,21 @@ impl ClientCore {
     }
 
     /// Sends one part of a graph (see `submit`'s `last`), read from its
-    /// nodes by `GraphPart`; returns its bytes of functions and arguments.
+    /// nodes by `GraphPart`, with the functions this client has not sent
+    /// yet; returns its bytes of those functions and of arguments.
     fn submit_graph_part(
         &self,
         mut part: PyRefMut<'_, crate::graph::GraphPart>,
         options: Vec<PyRef<'_, TaskOptions>>,
         last: bool,
     ) -> PyResult<u64> {
-        let size = part.nbytes;
-        let (functions, tasks) = part.take()?;
+        let py = part.py();
+        let (functions, tasks) = part.take(py, |hash| !self.inner.has_function(hash))?;
+        let size = part.nbytes + functions.iter().map(|f| f.bytes.len() as u64).sum::<u64>();
         let options = options.iter().map(|o| o.0.clone()).collect();
         // It may wait for the network thread to send earlier parts.
         let inner = &self.inner;
-        part.py()
-            .detach(|| inner.submit_part(functions, options, tasks, last))
+        py.detach(|| inner.submit_part(functions, options, tasks, last))
             .map_err(to_py_err)?;
         Ok(size)
     }

@@ -199,10 +199,6 @@ class Session:
         """Push each of ``keys`` onto ``queue`` once it is done."""
         self._core.watch(keys, queue)
 
-    def has_function(self, func_hash: int) -> bool:
-        """Whether this connection has sent the function already."""
-        return self._core.has_function(func_hash)
-
     # ----- the cluster ---------------------------------------------------
 
     @property

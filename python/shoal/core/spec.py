@@ -58,11 +58,6 @@ def task_specs(
     return [make(k, func, f, d, True, options) for k, f, d in zip(keys, frames, deps)]
 
 
-def function_def(func_hash: int, name: str, data: bytes) -> _engine.FunctionDef:
-    """A pickled function for the scheduler (see :func:`.serialize.dumps_function`)."""
-    return _engine.FunctionDef(func_hash, name, data)
-
-
 def parse_resources(text: str) -> list[tuple[str, float]]:
     """``"GPU=2,MEM=10e9"`` (commas or spaces between pairs) as pairs.
 

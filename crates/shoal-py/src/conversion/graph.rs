@@ -61,12 +61,15 @@ pub fn node_order<'py>(
 /// from the nodes, then handed whole to `ClientCore.submit_graph_part`.
 #[pyclass(module = "shoal._engine")]
 pub struct GraphPart {
-    pub functions: Vec<FunctionDef>,
-    pub tasks: Vec<TaskSpec>,
+    /// Each function the tasks call, once: its hash and the node's pickled
+    /// `(hash, name, bytes)`, copied only if it is sent (see
+    /// [`GraphPart::take`]).
+    functions: Vec<(u64, Py<PyTuple>)>,
+    tasks: Vec<TaskSpec>,
     /// Keys of the tasks the client wants (holds futures for), in order.
     #[pyo3(get)]
     pub wanted_keys: Vec<String>,
-    /// Bytes of functions and pickled arguments.
+    /// Bytes of the tasks' pickled arguments.
     #[pyo3(get)]
     pub nbytes: u64,
     sent: bool,
@@ -105,13 +108,7 @@ impl GraphPart {
                 let func = func_obj.cast::<PyTuple>()?;
                 let hash: u64 = func.get_item(0)?.extract()?;
                 if seen.insert(hash) {
-                    let data = func.get_item(2)?;
-                    let data = data.cast::<PyBytes>()?;
-                    part.functions.push(FunctionDef {
-                        hash,
-                        name: func.get_item(1)?.extract()?,
-                        bytes: bytes::Bytes::copy_from_slice(data.as_bytes()),
-                    });
+                    part.functions.push((hash, func.clone().unbind()));
                 }
                 let frames = node.getattr(intern!(py, "_frames"))?.extract::<Frames>()?;
                 let dep_nodes = node.getattr(intern!(py, "_deps"))?;
@@ -144,11 +141,6 @@ impl GraphPart {
                 options,
             });
         }
-        part.nbytes += part
-            .functions
-            .iter()
-            .map(|f| f.bytes.len() as u64)
-            .sum::<u64>();
         Ok(part)
     }
 
@@ -166,15 +158,31 @@ impl GraphPart {
 }
 
 impl GraphPart {
-    /// The functions and tasks, taken out (a part is sent once).
-    pub fn take(&mut self) -> PyResult<(Vec<FunctionDef>, Vec<TaskSpec>)> {
+    /// The tasks, taken out (a part is sent once), with the definitions of
+    /// the functions they call for which `unsent(hash)` holds.
+    pub fn take(
+        &mut self,
+        py: Python<'_>,
+        unsent: impl Fn(u64) -> bool,
+    ) -> PyResult<(Vec<FunctionDef>, Vec<TaskSpec>)> {
         if self.sent {
             return Err(PyRuntimeError::new_err("this graph part was already sent"));
         }
         self.sent = true;
-        Ok((
-            std::mem::take(&mut self.functions),
-            std::mem::take(&mut self.tasks),
-        ))
+        let functions = self
+            .functions
+            .drain(..)
+            .filter(|(hash, _)| unsent(*hash))
+            .map(|(hash, func)| {
+                let func = func.bind(py);
+                let data = func.get_item(2)?;
+                Ok(FunctionDef {
+                    hash,
+                    name: func.get_item(1)?.extract()?,
+                    bytes: bytes::Bytes::copy_from_slice(data.cast::<PyBytes>()?.as_bytes()),
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((functions, std::mem::take(&mut self.tasks)))
     }
 }
