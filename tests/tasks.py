@@ -107,6 +107,19 @@ def pair(x):
     return x, x * 10
 
 
+def zeros(n):
+    """A float array of ``n`` zeros (large ones stay on their worker as
+    objects)."""
+    import numpy
+
+    return numpy.zeros(n)
+
+
+def kinds(*args, **kwargs):
+    """The type names of the arguments, as they reached the task."""
+    return [type(a).__name__ for a in args], {k: type(v).__name__ for k, v in kwargs.items()}
+
+
 def tree_sum(values):
     """Pairwise reduction of a list of delayed values (a balanced tree)."""
     from shoal import delayed

@@ -128,6 +128,16 @@ def test_delayed_values_nested_in_arguments_are_dependencies(client):
     assert whole.compute() == [2, 3]
 
 
+def test_arguments_name_their_inputs_by_position_not_by_key(client):
+    # The scheduler holds every waiting task's pickled arguments: an input
+    # costs them a few bytes, not its key, however often it appears.
+    a, b = delayed(inc)(1), delayed(inc)(2)
+    total = delayed(add)(a, delayed(add)(b, a))
+    pickled = b"".join(bytes(f) for f in total._frames)
+    assert a.key.encode() not in pickled and len(pickled) < 60
+    assert total.compute() == 2 + 3 + 2
+
+
 def test_pure_tasks_in_one_graph_run_once(client, tmp_path):
     log = tmp_path / "log"
     x = delayed(append_line, pure=True)(str(log), "once")

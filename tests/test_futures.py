@@ -18,9 +18,11 @@ from tasks import (
     getpid,
     identity,
     inc,
+    kinds,
     nested_sum,
     start_then_wait,
     wait_for_file,
+    zeros,
 )
 
 
@@ -115,6 +117,37 @@ def test_plain_values_take_a_short_path_to_the_same_bytes():
 def test_plain_values_round_trip_with_their_types(client):
     for v, out in zip(PLAIN_VALUES, client.gather(client.map(identity, PLAIN_VALUES))):
         assert type(out) is type(v) and out == v
+
+
+def test_pure_calls_on_different_inputs_get_different_keys(client):
+    # A task's pickled arguments name its inputs by position, not by key,
+    # so the inputs' keys must be part of a pure call's key.
+    from shoal import delayed
+
+    a, b = client.submit(inc, 1), client.submit(inc, 2)
+    fa, fb = client.submit(inc, a), client.submit(inc, b)
+    assert fa.key != fb.key
+    assert client.submit(inc, a).key == fa.key
+    ma, mb = client.map(inc, [a, b])
+    assert ma.key != mb.key
+    assert client.gather([fa, fb, ma, mb]) == [3, 4, 3, 4]
+    x, y = delayed(inc, pure=True)(1), delayed(inc, pure=True)(2)
+    assert delayed(inc, pure=True)(x).key != delayed(inc, pure=True)(y).key
+    assert delayed(inc, pure=True)(x).key == delayed(inc, pure=True)(x).key
+
+
+def test_inputs_reach_their_places_whatever_form_the_worker_keeps_them_in(client):
+    # On one worker, a large array stays the object it is and a number is
+    # kept pickled: each input still lands in the argument it was passed
+    # as, in any order and more than once.
+    w = [next(iter(client.scheduler_info()["workers"]))]
+    big = client.submit(zeros, 100_000, workers=w)
+    small = client.submit(inc, 1, workers=w)
+    out = client.submit(kinds, small, big, small, 3, workers=w, x=big, y=small)
+    expected = ["int", "ndarray", "int", "int"], {"x": "ndarray", "y": "int"}
+    assert out.result(timeout=60) == expected
+    out = client.submit(kinds, big, small, workers=w)
+    assert out.result(timeout=60) == (["ndarray", "int"], {})
 
 
 def test_impure_calls_run_each_time(client, tmp_path):

@@ -108,8 +108,7 @@ class Delayed(Node):
     # ----- building more graph ------------------------------------------
 
     def __reduce__(self) -> Any:
-        serialize.record_dependency(self)
-        return (serialize.resolve_dependency, (self._key,))
+        return serialize.reduce_dependency(self, self._key)
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):

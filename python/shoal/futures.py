@@ -217,8 +217,7 @@ class Future:
     # ----- protocol --------------------------------------------------------
 
     def __reduce__(self) -> Any:
-        serialize.record_dependency(self)
-        return (serialize.resolve_dependency, (self._key,))
+        return serialize.reduce_dependency(self, self._key)
 
     def __repr__(self) -> str:
         status = self.status

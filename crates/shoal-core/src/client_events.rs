@@ -181,7 +181,11 @@ impl Core {
         for id in staged {
             if let Some(t) = self.tasks.get_mut(&id) {
                 t.pinned = false;
-                self.to_check.push(id);
+                // Only those needed by nobody now: a graph of a million
+                // tasks lists none of its needed ones twice.
+                if !t.is_needed() {
+                    self.to_check.push(id);
+                }
             }
         }
     }

@@ -223,7 +223,7 @@ impl Core {
     /// back). Retries whose wait is over join the ready queue; call
     /// [`Core::schedule`] after.
     pub fn advance(&mut self, now: f64) {
-        self.story.stimulus = "timer";
+        self.story.stimulus = crate::story::Stimulus::Timer;
         if now > self.now {
             self.now = now;
         }

@@ -12,7 +12,7 @@ use crate::core::Core;
 use crate::events::Command;
 use crate::placement::ReadyEntry;
 use crate::stats::Bucket;
-use crate::story::state_name;
+use crate::story::Phase;
 use crate::task::TaskState;
 
 /// Whether a task may move from `from` to `to`.
@@ -74,7 +74,7 @@ impl Core {
         self.stats
             .moved(t.prefix, Bucket::of(&t.state), Bucket::of(&to));
         self.story
-            .record(t.key(), state_name(&t.state), state_name(&to), self.now);
+            .record(t.key(), Phase::of(&t.state), Phase::of(&to), self.now);
         t.state = to;
         if let Some(w) = leaves {
             self.release_limits(id);
@@ -383,7 +383,7 @@ impl Core {
         };
         self.stats.removed(t.prefix, Bucket::of(&t.state));
         self.story
-            .record(t.key(), state_name(&t.state), "forgotten", self.now);
+            .record(t.key(), Phase::of(&t.state), Phase::Forgotten, self.now);
         self.held.remove(&id);
         self.keys.remove(t.key(), id);
         if self.functions.task_forgotten(t.func) {

@@ -91,7 +91,7 @@ impl Core {
     /// Hands ready tasks to workers with free slots. Call after every batch
     /// of events.
     pub fn schedule(&mut self, out: &mut Vec<Command>) {
-        self.story.stimulus = "schedule";
+        self.story.stimulus = crate::story::Stimulus::Schedule;
         self.expire_waits(out);
         self.check_silence(out);
         if !self.retirements.is_empty() {

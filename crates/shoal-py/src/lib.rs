@@ -43,15 +43,24 @@ fn hash_bytes(data: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(data)
 }
 
-/// A 128-bit hex token of a function hash and its pickled arguments, used
+/// A 128-bit hex token of a function hash, its pickled arguments and the
+/// keys of its inputs (which the arguments name by position only), used
 /// for the keys of pure tasks.
 #[pyfunction]
-fn token(func: u64, frames: frames::Frames) -> String {
+#[pyo3(signature = (func, frames, deps = Vec::new()))]
+fn token(func: u64, frames: frames::Frames, deps: Vec<String>) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(&func.to_le_bytes());
     for f in &frames.0 {
         h.update(&(f.len() as u64).to_le_bytes());
         h.update(f);
+    }
+    // Each part is preceded by its length, and the inputs by a count a
+    // frame's length never takes: no two calls hash the same bytes.
+    h.update(&u64::MAX.to_le_bytes());
+    for d in &deps {
+        h.update(&(d.len() as u64).to_le_bytes());
+        h.update(d.as_bytes());
     }
     format!("{:032x}", h.digest128())
 }

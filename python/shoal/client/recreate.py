@@ -34,12 +34,8 @@ class Recreating:
 
         function, frames, deps = parts
         func = pickle.loads(function)
-        values = dict(zip(deps, self.gather([Future(k, self) for k in deps]))) if deps else {}
-        serialize.set_dependency_values(values)
-        try:
-            args, kwargs = serialize.loads(frames)
-        finally:
-            serialize.set_dependency_values(None)
+        inputs = self.gather([Future(k, self) for k in deps]) if deps else []
+        args, kwargs = serialize.loads_args(frames, inputs)
         return func, args, kwargs
 
     def recreate_task_locally(self, future: Future) -> Any:

@@ -122,7 +122,7 @@ class Submitting:
             if lifted:
                 frames, deps = serialize.dumps_args(args, kwargs, name)
         if key is None:
-            key = keys.task_key(name, h, frames, pure)
+            key = keys.task_key(name, h, frames, pure, [d._key for d in deps])
         else:
             key = keys.check_key(key)
         if not deps:
@@ -292,7 +292,7 @@ class Submitting:
                     raise ValueError("map was given fewer keys than elements")
                 k = keys.check_key(explicit[i])
             else:
-                k = keys.task_key(prefix, h, frames, pure)
+                k = keys.task_key(prefix, h, frames, pure, deps)
             all_keys.append(k)
             all_frames.append(frames)
             all_deps.append(deps)

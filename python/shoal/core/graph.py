@@ -249,7 +249,7 @@ def call_node(
     label = name or fn[1]
     frames, deps = serialize.dumps_args(args, kwargs, label)
     if key is None:
-        key = keys.task_key(label, fn[0], frames, pure)
+        key = keys.task_key(label, fn[0], frames, pure, [d._key for d in deps] if pure else ())
     else:
         key = keys.check_key(key, "dask_key_name")
     # Kept as tuples: the garbage collector stops visiting a tuple of bytes

@@ -11,6 +11,7 @@ import ast
 import functools
 import itertools
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from .. import _engine
@@ -26,7 +27,9 @@ def unique_token() -> str:
     return f"{_UNIQUE_PREFIX}-{next(_unique_counter):x}"
 
 
-def task_key(name: str, func_hash: int, frames: list[bytes], pure: bool) -> str:
+def task_key(
+    name: str, func_hash: int, frames: list[bytes], pure: bool, deps: Sequence[str] = ()
+) -> str:
     """The key of a task calling a function (by hash) on pickled arguments.
 
     Parameters
@@ -39,9 +42,12 @@ def task_key(name: str, func_hash: int, frames: list[bytes], pure: bool) -> str:
         The pickled arguments (or value).
     pure
         Name by content (equal calls share the key) or uniquely.
+    deps
+        The keys of the task's inputs, in order: the arguments name them by
+        position only, so they are part of the content.
 
     """
-    token = _engine.token(func_hash, frames) if pure else unique_token()
+    token = _engine.token(func_hash, frames, deps) if pure else unique_token()
     return f"{name}-{token}"
 
 

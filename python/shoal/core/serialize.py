@@ -6,8 +6,11 @@ pickle stream. Plain ``pickle`` is tried first because it is fast; cloudpickle
 takes over for what plain pickle cannot ship by reference (lambdas, closures,
 anything defined in ``__main__`` or a notebook).
 
-Futures inside arguments are recorded as dependencies while pickling (see
-``Future.__reduce__``) and replaced by their results on the worker.
+Futures and Delayed objects inside a task's arguments are recorded as its
+dependencies while pickling (:func:`reduce_dependency`) and pickle as the
+task's i-th input (:mod:`shoal.core.refs`); the worker puts its inputs' values
+in their place. Anywhere else (a result, a queue item) they pickle by key
+and unpickle as futures.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from .. import _engine
-from . import families
+from . import families, refs
 
 _local = threading.local()
 _FUNC_CACHE_SIZE = 256
@@ -71,6 +74,21 @@ def _pickle(obj: Any, buffers: list[pickle.PickleBuffer]) -> bytes:
     return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
 
 
+#: Pickle's FRAME opcode and the size of the header it starts.
+_FRAME, _FRAME_HEADER = 0x95, 9
+
+
+def _unframed(data: bytes) -> bytes:
+    """A small pickle without its frame header, which the unpickler does not
+    need: 9 bytes of the 20 that a task's arguments ``((1,), {})`` take
+    (the scheduler holds every waiting task's arguments and every small
+    result).
+    """
+    if len(data) < 4096 and data[2] == _FRAME:
+        return data[:2] + data[2 + _FRAME_HEADER :]
+    return data
+
+
 def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[Any]:
     buffers: list[pickle.PickleBuffer] = []
     data = None
@@ -86,7 +104,7 @@ def _dumps(obj: Any, force_cloudpickle: bool = False) -> list[Any]:
     if data is None:
         buffers.clear()
         data = _cloudpickle().dumps(obj, protocol=5, buffer_callback=buffers.append)
-    return [data, *(_frame(b) for b in buffers)]
+    return [_unframed(data), *(_frame(b) for b in buffers)]
 
 
 def _loads(frames: Sequence[Any], allowed: frozenset[str] | None = None) -> Any:
@@ -183,7 +201,7 @@ def _plain_frames(value: Any) -> list[bytes] | None:
     ``__main__`` looks like a reference to it).
     """
     data = pickle.dumps(value, protocol=5)
-    return None if b"__main__" in data else [data]
+    return None if b"__main__" in data else [_unframed(data)]
 
 
 def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[Any]]:
@@ -200,7 +218,21 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
             frames = _plain_frames((args, kwargs))
             if frames is not None:
                 return frames, []
-    return dumps_args_like((args, kwargs), f"the arguments of {what}")
+    return dumps_args_like((args, kwargs), f"the arguments of {what}", positional=True)
+
+
+def loads_args(frames: Sequence[Any], inputs: Sequence[Any]) -> tuple[tuple, dict]:
+    """A task's ``(args, kwargs)`` from the frames :func:`dumps_args` made,
+    with ``inputs``, the values of its dependencies in their order, in
+    their places.
+    """
+    if not inputs:
+        return _loads(frames)
+    refs.set_inputs(inputs)
+    try:
+        return _loads(frames)
+    finally:
+        refs.set_inputs(None)
 
 
 def dumps_held(value: Any, what: str) -> tuple[list[bytes], list[str]]:
@@ -219,36 +251,44 @@ def dumps_held(value: Any, what: str) -> tuple[list[bytes], list[str]]:
     return frames, [d._key for d in deps]
 
 
-def dumps_args_like(value: Any, what: str) -> tuple[list[bytes], list[Any]]:
-    """Pickle one value, recording the futures and delayed objects inside."""
+def dumps_args_like(
+    value: Any, what: str, positional: bool = False
+) -> tuple[list[bytes], list[Any]]:
+    """Pickle one value, recording the futures and delayed objects inside
+    (each once, in the order met). With ``positional`` (a task's
+    arguments) they pickle as the task's inputs by position, else by key.
+    """
     deps: list[Any] = []
-    previous = getattr(_local, "deps", None)
-    _local.deps = deps
+    previous = getattr(_local, "deps", None), getattr(_local, "positional", False)
+    _local.deps, _local.positional = deps, positional
     try:
         frames = _dumps(value)
     except Exception as e:
         raise TypeError(f"Could not serialize {what}: {e}") from e
     finally:
-        _local.deps = previous
+        _local.deps, _local.positional = previous
     return frames, deps
 
 
-def record_dependency(obj: Any) -> None:
-    """Note that the arguments being pickled refer to ``obj`` (a Future or a
-    Delayed), whose result the task needs.
+def reduce_dependency(obj: Any, key: str) -> tuple[Callable[..., Any], tuple]:
+    """What a Future or a Delayed (``obj``, standing for ``key``) pickles
+    as: in a task's arguments, the task's input at its position among the
+    dependencies recorded so far (recording it if new); anywhere else, a
+    reference by key (see :func:`resolve_dependency`).
     """
     deps = getattr(_local, "deps", None)
     if deps is None:
-        return
-    for d in deps:  # a loop, not any(...): this runs per argument of a task
+        return (resolve_dependency, (key,))
+    i = 0
+    for d in deps:  # a loop, not index(): identity, not equality
         if d is obj:
-            return
-    deps.append(obj)
-
-
-def set_dependency_values(values: dict[str, Any] | None) -> None:
-    """On a worker: the values futures resolve to while unpickling arguments."""
-    _local.values = values
+            break
+        i += 1
+    else:
+        deps.append(obj)
+    if _local.positional:
+        return (refs.ref, (i,))
+    return (resolve_dependency, (key,))
 
 
 _future_factory: Callable[[str, Any], Any] | None = None
@@ -290,14 +330,10 @@ def unpickling_client() -> Any:
 
 
 def resolve_dependency(key: str) -> Any:
-    """Unpickling side of a future: in a task's arguments, its result (sent
-    along with the task); anywhere else — a result, a queue item, a
-    variable — a future for the key, of the client unpickling it (or the
-    default client).
+    """Unpickling side of a future outside a task's arguments (a result, a
+    queue item, a variable): a future for the key, of the client unpickling
+    it (or the default client).
     """
-    values = getattr(_local, "values", None)
-    if values is not None and key in values:
-        return values[key]
     if _future_factory is None:
         raise RuntimeError("import shoal to unpickle futures")
     return _future_factory(key, getattr(_local, "client", None))

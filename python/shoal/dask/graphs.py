@@ -52,15 +52,18 @@ def stringify(key: Any) -> str:
 
 
 class _Ref:
-    """Pickles as a reference to the value of ``key`` on the worker."""
+    """In a task's arguments, pickles as the task's input ``target`` (a
+    node of the graph, or an :class:`_External` key), which it records as
+    a dependency.
+    """
 
-    __slots__ = ("key",)
+    __slots__ = ("target",)
 
-    def __init__(self, key: str):
-        self.key = key
+    def __init__(self, target: Any):
+        self.target = target
 
     def __reduce__(self) -> Any:
-        return (serialize.resolve_dependency, (self.key,))
+        return serialize.reduce_dependency(self.target, self.target._key)
 
 
 class _External:
@@ -177,10 +180,13 @@ def graph_to_nodes(dsk: Any, outputs: list[Any]) -> dict[Any, Node]:
             # makes those dependencies.
             nodes[key] = value_node(node.value, name)
         else:
-            refs = {d: _Ref(stringify(d)) for d in node.dependencies}
-            frames, found = serialize.dumps_args((node, refs), {}, f"dask task {name}")
-            deps = [nodes[d] if d in nodes else _External(stringify(d)) for d in node.dependencies]
-            deps.extend(found)
+            refs = {
+                d: _Ref(nodes[d] if d in nodes else _External(stringify(d)))
+                for d in node.dependencies
+            }
+            # The inputs, in the order the arguments name them: the
+            # dependencies and any future inside the task.
+            frames, deps = serialize.dumps_args((node, refs), {}, f"dask task {name}")
             nodes[key] = Node(name, run_node, frames, tuple(deps))
         if active or by_key:
             object.__setattr__(nodes[key], "_options", _node_options(key, active, by_key))

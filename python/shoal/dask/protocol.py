@@ -12,14 +12,12 @@ from ..core.graph import Node
 from ..futures import Future
 
 
-def _run_shoal_call(function: bytes, frames: list[bytes], values: dict) -> Any:
-    """Run a shoal node's call under a dask scheduler."""
+def _run_shoal_call(function: bytes, frames: list[bytes], inputs: list) -> Any:
+    """Run a shoal node's call under a dask scheduler (``inputs``: the
+    values of its dependencies, in order).
+    """
     fn = pickle.loads(function)
-    serialize.set_dependency_values(values)
-    try:
-        args, kwargs = serialize.loads(frames)
-    finally:
-        serialize.set_dependency_values(None)
+    args, kwargs = serialize.loads_args(frames, inputs)
     return fn(*args, **kwargs)
 
 
@@ -29,7 +27,7 @@ def _result_of(x: Any) -> Any:
 
 def node_graph(roots: list[Node]) -> dict[str, Any]:
     """The graph behind shoal nodes as dask task-spec nodes."""
-    from dask._task_spec import DataNode, Dict, Task, TaskRef
+    from dask._task_spec import DataNode, List, Task, TaskRef
 
     graph: dict[str, Any] = {}
     stack = list(roots)
@@ -42,7 +40,7 @@ def node_graph(roots: list[Node]) -> dict[str, Any]:
         elif d._func is None:
             graph[d._key] = DataNode(d._key, serialize.loads(d._spec_frames()))
         else:
-            refs = Dict({dep._key: TaskRef(dep._key) for dep in d._deps})
-            graph[d._key] = Task(d._key, _run_shoal_call, d._func[2], d._frames, refs)
+            inputs = List(*(TaskRef(dep._key) for dep in d._deps))
+            graph[d._key] = Task(d._key, _run_shoal_call, d._func[2], d._frames, inputs)
         stack.extend(x for x in d._deps if isinstance(x, Node))
     return graph

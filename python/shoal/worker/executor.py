@@ -354,7 +354,7 @@ class Executors:
         loads = serialize.loads
         inputs = self.inputs
         perf_counter = time.perf_counter
-        set_deps = serialize.set_dependency_values
+        loads_args = serialize.loads_args
         holding = self.holding
         started, ended = task_context.task_started, task_context.task_done
         installed = self.worker.installed
@@ -384,17 +384,17 @@ class Executors:
                         raise RuntimeError(f"the function of task {key} never reached this worker")
                     fn = functions[task.func] = pickle.loads(data)
                 deps = task.deps
-                held = task.held
-                if deps or held:
-                    values = {k: inputs.load(k, f) for k, f in deps}
+                if deps:
+                    # The inputs in the order the arguments name them.
+                    held = task.held
                     if held:
-                        values.update(held)
-                    set_deps(values)
-                try:
+                        held = dict(held)
+                        values = [held[k] if f is None else inputs.load(k, f) for k, f in deps]
+                    else:
+                        values = [inputs.load(k, f) for k, f in deps]
+                    args, kwargs = loads_args(task.args, values)
+                else:
                     args, kwargs = loads(task.args)
-                finally:
-                    if deps or held:
-                        set_deps(None)
                 rt.begin(tid)
                 start = perf_counter()
                 result = fn(*args, **kwargs)

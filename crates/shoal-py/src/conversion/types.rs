@@ -156,23 +156,19 @@ pub struct ExecutorTask {
     pub function: Option<Bytes>,
     /// The pickled `(args, kwargs)`.
     pub args: Frames,
-    /// The results of the task's dependencies as frames: `(key, frames)`.
-    pub deps: Vec<(String, Frames)>,
-    /// The results of its dependencies kept here as objects: `(key, value)`
-    /// pairs; None if there are none (the common case stays cheap: no
-    /// list is made for it).
+    /// The task's inputs in the order of its dependencies (the order its
+    /// arguments name them by): `(key, frames)`, with None for frames
+    /// where the value is kept here as an object (see `held`).
+    pub deps: Vec<(String, Option<Frames>)>,
+    /// The inputs kept here as objects: `(key, value)` pairs; None if
+    /// there are none (the common case stays cheap: no list is made).
     pub held: Option<Vec<(String, Py<PyAny>)>>,
 }
 
 #[pymethods]
 impl ExecutorTask {
     fn __repr__(&self) -> String {
-        let deps: Vec<&str> = self
-            .deps
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .chain(self.held.iter().flatten().map(|(k, _)| k.as_str()))
-            .collect();
+        let deps: Vec<&str> = self.deps.iter().map(|(k, _)| k.as_str()).collect();
         format!(
             "ExecutorTask(id={}, key={:?}, func={:#018x}, deps={:?})",
             self.id, self.key, self.func, deps
@@ -183,12 +179,15 @@ impl ExecutorTask {
 impl ExecutorTask {
     /// The task an executor runs for `a`.
     pub fn new(py: Python<'_>, a: shoal_worker::Assignment) -> Self {
-        let mut deps = Vec::new();
+        let mut deps = Vec::with_capacity(a.deps.len());
         let mut held = Vec::new();
         for (k, v) in a.deps {
             match v {
-                shoal_worker::Value::Frames(p) => deps.push((k, Frames(p.frames))),
-                shoal_worker::Value::Held(h) => held.push((k, crate::held::held_object(py, &h))),
+                shoal_worker::Value::Frames(p) => deps.push((k, Some(Frames(p.frames)))),
+                shoal_worker::Value::Held(h) => {
+                    held.push((k.clone(), crate::held::held_object(py, &h)));
+                    deps.push((k, None));
+                }
             }
         }
         ExecutorTask {
