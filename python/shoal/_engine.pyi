@@ -16,6 +16,7 @@ _FramesOut: TypeAlias = list[bytes | Frame]
 _TlsArg: TypeAlias = tuple[bytes, bytes | None, bytes | None, bool] | None
 
 __all__ = [
+    "CallPickler",
     "recent_logs",
     "log_line",
     "hash_bytes",
@@ -140,6 +141,20 @@ class GraphPart:
     def wanted_keys(self) -> list[str]: ...
     @property
     def nbytes(self) -> int: ...
+
+@final
+class CallPickler:
+    """Pickles a call's positional arguments in one pass, to the bytes
+    ``shoal.core.serialize.dumps_args`` makes: numbers, texts, bytes,
+    None, booleans, and instances of ``input_types`` (each reduced to
+    ``reference(i)``, its place among the call's inputs).
+    """
+
+    def __new__(cls, reference: Callable[[int], Any], input_types: list[type]) -> CallPickler: ...
+    def dumps(self, args: tuple[Any, ...]) -> tuple[bytes, list[Any]] | None:
+        """The pickle of ``(args, {})`` and the inputs in it (each once, in
+        the order met), or None for arguments of any other form.
+        """
 
 class ClosedClientError(RuntimeError):
     """A call needed a client that is closed (or closing)."""

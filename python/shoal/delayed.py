@@ -327,6 +327,9 @@ def delayed(
     return value_node(obj, name, nout, cls=Delayed)
 
 
+for _cls in (Delayed, DelayedLeaf, DelayedAttr):
+    serialize.register_input_type(_cls)
+
 #: Types of callables that are neither Delayed nor dask collections.
 _PLAIN_FUNCTIONS = frozenset({types.FunctionType, types.BuiltinFunctionType})
 

@@ -243,6 +243,7 @@ def _unpickled_future(key: str, client: Any) -> Future:
 
 
 serialize.set_future_factory(_unpickled_future)
+serialize.register_input_type(Future)
 
 
 class _ReleasedEngine:

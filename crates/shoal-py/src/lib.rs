@@ -14,7 +14,7 @@ mod pool;
 mod scheduler;
 mod worker;
 
-pub(crate) use conversion::{cluster, coord, frames, graph, held, types};
+pub(crate) use conversion::{cluster, coord, frames, graph, held, pickle, types};
 
 #[global_allocator]
 static ALLOCATOR: alloc::EngineAlloc = alloc::EngineAlloc;
@@ -102,6 +102,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::FunctionDef>()?;
     m.add_class::<types::TaskSpec>()?;
     m.add_class::<graph::GraphPart>()?;
+    m.add_class::<pickle::CallPickler>()?;
     m.add_class::<types::TaskOptions>()?;
     m.add(
         "ClosedClientError",

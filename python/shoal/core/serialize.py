@@ -211,6 +211,9 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
     Raises ``TypeError`` naming ``what`` if the arguments cannot be pickled.
     """
     if not kwargs:
+        done = _call_pickler.dumps(args)
+        if done is not None:  # numbers, texts and inputs: the common call
+            return [done[0]], done[1]
         for a in args:  # a loop, not all(...): this runs per task of a map
             if type(a) not in PLAIN_TYPES:
                 break
@@ -219,6 +222,21 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
             if frames is not None:
                 return frames, []
     return dumps_args_like((args, kwargs), f"the arguments of {what}", positional=True)
+
+
+#: The classes whose instances are task inputs (see register_input_type).
+_input_types: list[type] = []
+_call_pickler = _engine.CallPickler(refs.ref, [])
+
+
+def register_input_type(cls: type) -> None:
+    """Make instances of ``cls`` (exactly that class) task inputs that the
+    engine's one-pass pickler of calls writes itself. Their ``__reduce__``
+    must be ``reduce_dependency(self, self._key)``, which it reproduces.
+    """
+    global _call_pickler
+    _input_types.append(cls)
+    _call_pickler = _engine.CallPickler(refs.ref, _input_types)
 
 
 def loads_args(frames: Sequence[Any], inputs: Sequence[Any]) -> tuple[tuple, dict]:
