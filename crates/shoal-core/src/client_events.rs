@@ -328,8 +328,9 @@ impl Core {
             }
         }
         let tasks = &self.tasks;
-        self.keys
-            .insert(&spec.key, id, |id| tasks.get(&id).map_or("", |t| t.key()));
+        self.keys.insert(&spec.key, id, |slot| {
+            tasks.at_slot(slot).map_or("", |(_, t)| t.key())
+        });
         // The client checked these; a client breaking the protocol gets
         // what can be kept, and the log says so.
         if opts.limits.len() > MAX_LIMITS_PER_TASK

@@ -298,8 +298,9 @@ impl Core {
 
     /// The scheduler's id for the task named `key`.
     pub fn id_of(&self, key: &str) -> Option<TaskId> {
-        self.keys
-            .get(key, |id| self.tasks.get(&id).map_or("", |t| t.key()))
+        self.keys.get(key, |slot| {
+            self.tasks.at_slot(slot).map(|(id, t)| (id, t.key()))
+        })
     }
 
     /// The state of the task named `key`, if the scheduler knows it.

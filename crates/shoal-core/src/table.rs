@@ -149,6 +149,13 @@ impl TaskTable {
             .filter(|t| t.seq == seq)
     }
 
+    /// The task in `slot` (the low 32 bits of its id), with its id.
+    pub fn at_slot(&self, slot: u32) -> Option<(TaskId, &Task)> {
+        let (_, c, i) = split(u64::from(slot));
+        let t = self.chunk(c)?.slots[i].as_ref()?;
+        Some(((u64::from(t.seq) << 32) | u64::from(slot), t))
+    }
+
     pub fn contains_key(&self, id: &TaskId) -> bool {
         self.get(id).is_some()
     }

@@ -45,7 +45,7 @@ fn spec(key: String, deps: Vec<String>, wanted: bool) -> TaskSpec {
 }
 
 #[test]
-fn a_held_graph_costs_under_320_bytes_per_task() {
+fn a_held_graph_costs_under_280_bytes_per_task() {
     let mut core = Core::default();
     let mut out: Vec<Command> = Vec::new();
     core.handle(Event::ClientConnected(1), &mut out);
@@ -107,5 +107,5 @@ fn a_held_graph_costs_under_320_bytes_per_task() {
     let per_task = (LIVE.load(Ordering::Relaxed) - before) as f64 / tasks as f64;
     println!("core memory: {per_task:.0} bytes per task ({tasks} tasks)");
     assert_eq!(core.task_count(), tasks);
-    assert!(per_task < 320.0, "{per_task:.0} bytes per task");
+    assert!(per_task < 280.0, "{per_task:.0} bytes per task");
 }

@@ -73,8 +73,12 @@ impl CallPickler {
     #[new]
     fn new(reference: Bound<'_, PyAny>, input_types: Vec<Bound<'_, PyType>>) -> PyResult<Self> {
         let py = reference.py();
-        let module = reference.getattr(intern!(py, "__module__"))?.cast_into::<PyString>()?;
-        let name = reference.getattr(intern!(py, "__qualname__"))?.cast_into::<PyString>()?;
+        let module = reference
+            .getattr(intern!(py, "__module__"))?
+            .cast_into::<PyString>()?;
+        let name = reference
+            .getattr(intern!(py, "__qualname__"))?
+            .cast_into::<PyString>()?;
         Ok(CallPickler {
             reference: reference.unbind(),
             module: module.unbind(),
@@ -280,7 +284,8 @@ impl Writer {
             Ok(n) => self.out.extend_from_slice(&[SHORT_BINUNICODE, n]),
             Err(_) => {
                 self.out.push(BINUNICODE);
-                self.out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                self.out
+                    .extend_from_slice(&(data.len() as u32).to_le_bytes());
             }
         }
         self.out.extend_from_slice(data);
