@@ -15,7 +15,7 @@ use shoal_proto::{
 };
 use tokio::sync::mpsc::unbounded_channel;
 
-use crate::net::{self, Shared};
+use crate::net::{self, Outgoing, Shared};
 use crate::queue::CompletionQueue;
 use crate::table::{Collected, KeyEntry, KeyStatus, State};
 
@@ -178,7 +178,7 @@ impl ClientCore {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         let seen = st.task_streams;
-        self.send(ClientToScheduler::GetTaskStream { since, limit });
+        self.send_locked(&mut st, ClientToScheduler::GetTaskStream { since, limit });
         while st.task_streams == seen {
             st.check()?;
             if !self.wait_changed(&mut st, Some(deadline)) {
@@ -190,8 +190,22 @@ impl ClientCore {
         Ok(std::mem::take(&mut st.task_stream))
     }
 
+    /// Queues `msg` for the network thread.
     fn send(&self, msg: ClientToScheduler) {
-        let _ = self.shared.out.send(msg);
+        let mut st = self.lock();
+        self.send_locked(&mut st, msg);
+    }
+
+    /// [`send`](Self::send) with the state locked by the caller: the keys
+    /// disowned so far go first, so no message overtakes the `Disown` of a
+    /// key dropped before it (a `Submit` naming the key again, say). Every
+    /// message goes this way, and while the lock is held: the order of
+    /// the queue is the order of the changes to the state.
+    fn send_locked(&self, st: &mut State, msg: ClientToScheduler) {
+        if let Some(disown) = st.flush_disowned() {
+            let _ = self.shared.out.send(Outgoing::Message(disown));
+        }
+        let _ = self.shared.out.send(Outgoing::Message(msg));
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -293,7 +307,7 @@ impl ClientCore {
         // so no other thread's part or `Submit` goes between the decision
         // above and these messages.
         if !new_funcs.is_empty() {
-            self.send(ClientToScheduler::Functions(new_funcs));
+            self.send_locked(&mut st, ClientToScheduler::Functions(new_funcs));
         }
         // A large graph goes in parts, so neither side ever holds all of it
         // encoded at once; the scheduler keeps the parts until the last one.
@@ -307,19 +321,25 @@ impl ClientCore {
             self.shared
                 .submissions_queued
                 .fetch_add(1, Ordering::AcqRel);
-            self.send(ClientToScheduler::SubmitPart(Submission {
-                options: options.clone(),
-                tasks: tasks.by_ref().take(SUBMIT_CHUNK).collect(),
-            }));
+            self.send_locked(
+                &mut st,
+                ClientToScheduler::SubmitPart(Submission {
+                    options: options.clone(),
+                    tasks: tasks.by_ref().take(SUBMIT_CHUNK).collect(),
+                }),
+            );
         }
         if send_last {
             self.shared
                 .submissions_queued
                 .fetch_add(1, Ordering::AcqRel);
-            self.send(ClientToScheduler::Submit(Submission {
-                options,
-                tasks: tasks.collect(),
-            }));
+            self.send_locked(
+                &mut st,
+                ClientToScheduler::Submit(Submission {
+                    options,
+                    tasks: tasks.collect(),
+                }),
+            );
         }
         drop(st);
         Ok(())
@@ -352,8 +372,7 @@ impl ClientCore {
         let mut e = KeyEntry::new();
         e.refs = 1;
         st.keys.insert(key.to_string(), e);
-        drop(st);
-        self.send(ClientToScheduler::Want(vec![key.to_string()]));
+        self.send_locked(&mut st, ClientToScheduler::Want(vec![key.to_string()]));
         Ok(())
     }
 
@@ -370,9 +389,14 @@ impl ClientCore {
         }
         let wanted = e.wanted;
         st.keys.remove(key);
-        drop(st);
-        if wanted {
-            self.send(ClientToScheduler::Disown(vec![key.to_string()]));
+        // Disowns go in batches (a list of futures let go of at once is one
+        // message): the first since the last flush queues a marker that
+        // sends them all when the network thread reaches it. Noted under
+        // the lock, so a later message naming the key again cannot go
+        // before its `Disown` (see `send_locked`).
+        if wanted && st.disown(key.to_string()) {
+            let epoch = st.disown_epoch;
+            let _ = self.shared.out.send(Outgoing::Disowned { epoch });
         }
     }
 
@@ -392,11 +416,11 @@ impl ClientCore {
                 }
             }
         }
+        if !disown.is_empty() {
+            self.send_locked(&mut st, ClientToScheduler::Cancel(disown));
+        }
         drop(st);
         self.shared.changed.notify_all();
-        if !disown.is_empty() {
-            self.send(ClientToScheduler::Cancel(disown));
-        }
     }
 
     /// Computes these erred keys again, with the erred tasks upstream of
@@ -414,9 +438,8 @@ impl ClientCore {
             .cloned()
             .collect();
         st.lost(&erred);
-        drop(st);
         if !erred.is_empty() {
-            self.send(ClientToScheduler::Retry(erred));
+            self.send_locked(&mut st, ClientToScheduler::Retry(erred));
         }
     }
 
@@ -610,9 +633,10 @@ impl ClientCore {
             // when none is left, ask the scheduler where the key is now (a
             // copy elsewhere), or wait for it to be computed again (it
             // tells us with KeyLost, then KeyMemory).
-            let ask = self.lock().unreachable(&missing);
+            let mut st = self.lock();
+            let ask = st.unreachable(&missing);
             if !ask.is_empty() {
-                self.send(ClientToScheduler::Want(ask));
+                self.send_locked(&mut st, ClientToScheduler::Want(ask));
             }
         }
     }
@@ -634,7 +658,7 @@ impl ClientCore {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         let seen = st.identities;
-        self.send(ClientToScheduler::Identify);
+        self.send_locked(&mut st, ClientToScheduler::Identify);
         while st.identities == seen {
             st.check()?;
             if !self.wait_changed(&mut st, Some(deadline)) {
@@ -697,12 +721,12 @@ impl ClientCore {
         if let CoordOp::Unsubscribe { sub } = &op {
             st.published.remove(sub);
         }
+        self.send_locked(&mut st, ClientToScheduler::Coord { req, op, timeout });
         drop(st);
         if ended {
             // A thread waiting on that subscription returns now.
             self.shared.published.notify_all();
         }
-        self.send(ClientToScheduler::Coord { req, op, timeout });
         Ok(req)
     }
 

@@ -38,11 +38,21 @@ pub(crate) struct Shared {
     /// Signalled (under `state`'s lock) when the network thread takes a
     /// submission off a full queue, or the connection ends.
     pub room: Condvar,
-    pub out: UnboundedSender<ClientToScheduler>,
+    pub out: UnboundedSender<Outgoing>,
     pub runtime: tokio::runtime::Handle,
     pub stop: tokio::sync::Notify,
     /// The cluster's secret and TLS, for fetches from workers.
     pub security: shoal_proto::Security,
+}
+
+/// What the API queues for the network thread to send.
+pub(crate) enum Outgoing {
+    /// A message, as it is.
+    Message(ClientToScheduler),
+    /// The keys disowned since flush number `epoch` of `State::disowned`:
+    /// sent as one `Disown` when this leaves the queue, unless a flush
+    /// sent them already (see `ClientCore::drop_ref`).
+    Disowned { epoch: u64 },
 }
 
 /// Connects to the scheduler and introduces this client; returns the
@@ -89,18 +99,20 @@ pub(crate) async fn handshake(
 
 /// Applies the scheduler's messages until the connection ends or the
 /// client closes; then errs every pending key.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    stream: Stream,
-    out_rx: UnboundedReceiver<ClientToScheduler>,
-) {
+pub(crate) async fn run(shared: Arc<Shared>, stream: Stream, out_rx: UnboundedReceiver<Outgoing>) {
     let (mut r, w) = stream.into_split();
     let counted = shared.clone();
     let mut writer = tokio::spawn(shoal_proto::counted_writer(
         w,
         out_rx,
         |m| matches!(m, ClientToScheduler::Shutdown),
-        move |m| {
+        move |item| {
+            let m = match item {
+                Outgoing::Message(m) => m,
+                Outgoing::Disowned { epoch } => {
+                    return counted.state.lock().take_disowned(epoch);
+                }
+            };
             if matches!(
                 m,
                 ClientToScheduler::Submit(_) | ClientToScheduler::SubmitPart(_)
@@ -114,6 +126,7 @@ pub(crate) async fn run(
                     counted.room.notify_all();
                 }
             }
+            Some(m)
         },
     ));
     let mut buf = Vec::new();
@@ -124,7 +137,9 @@ pub(crate) async fn run(
             f = read_frame::<_, Vec<SchedulerToClient>>(&mut r, &mut buf) => f,
             _ = shared.stop.notified() => break "the client was closed".to_string(),
             _ = heartbeat.tick() => {
-                let _ = shared.out.send(ClientToScheduler::Heartbeat);
+                let _ = shared
+                    .out
+                    .send(Outgoing::Message(ClientToScheduler::Heartbeat));
                 continue;
             }
         };

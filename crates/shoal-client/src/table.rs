@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use shoal_proto::{
-    CoordReply, FuncHash, LimitStatus, Payload, SchedulerToClient, TaskError, TaskRecord,
-    WorkerInfo, WorkerStatus,
+    ClientToScheduler, CoordReply, FuncHash, LimitStatus, Payload, SchedulerToClient, TaskError,
+    TaskRecord, WorkerInfo, WorkerStatus,
 };
 
 use crate::api::{ClientError, Outcome};
@@ -138,6 +138,13 @@ pub(crate) struct State {
     pub replies: HashMap<u64, CoordReply>,
     /// Messages received for each subscription, not yet taken.
     pub published: HashMap<u64, VecDeque<Payload>>,
+    /// Keys whose last reference went, not sent yet: they go as one
+    /// `Disown`, before any other message (`ClientCore::send_locked`) or
+    /// when the queue reaches the marker queued with the first of them.
+    pub disowned: Vec<String>,
+    /// How many times `disowned` was emptied: a marker of an older flush
+    /// finds nothing to send.
+    pub disown_epoch: u64,
 }
 
 impl State {
@@ -159,7 +166,39 @@ impl State {
             next_request: 1,
             replies: HashMap::new(),
             published: HashMap::new(),
+            disowned: Vec::new(),
+            disown_epoch: 0,
         }
+    }
+
+    /// Notes that the last reference to `key`, which the scheduler keeps
+    /// for this client, went; true if it is the first since the last
+    /// flush, when the caller queues the marker that sends them.
+    pub fn disown(&mut self, key: String) -> bool {
+        self.disowned.push(key);
+        self.disowned.len() == 1
+    }
+
+    /// The `Disown` of every key noted since the last flush, emptying the
+    /// list; None if there is none.
+    pub fn flush_disowned(&mut self) -> Option<ClientToScheduler> {
+        if self.disowned.is_empty() {
+            return None;
+        }
+        self.disown_epoch += 1;
+        Some(ClientToScheduler::Disown(std::mem::take(
+            &mut self.disowned,
+        )))
+    }
+
+    /// What the marker queued at flush number `epoch` sends: the keys
+    /// disowned since, unless another flush sent them (then a later marker
+    /// is queued for any disowned after).
+    pub fn take_disowned(&mut self, epoch: u64) -> Option<ClientToScheduler> {
+        if epoch != self.disown_epoch {
+            return None;
+        }
+        self.flush_disowned()
     }
 
     /// Errs if the connection is gone.
@@ -342,6 +381,36 @@ fn lost_error(key: &str) -> TaskError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn disowned(msg: Option<ClientToScheduler>) -> Vec<String> {
+        match msg {
+            Some(ClientToScheduler::Disown(keys)) => keys,
+            None => Vec::new(),
+            Some(other) => panic!("not a Disown: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn disowns_go_once_in_order_whatever_flushes_them() {
+        let mut st = State::new();
+        // The first key asks for a marker; the next ride along with it.
+        assert!(st.disown("a".into()));
+        let marker = st.disown_epoch;
+        assert!(!st.disown("b".into()));
+        assert_eq!(disowned(st.take_disowned(marker)), ["a", "b"]);
+        assert_eq!(disowned(st.take_disowned(marker)), Vec::<String>::new());
+        // A message sent meanwhile flushed them first: the marker queued
+        // before it sends nothing, and the key disowned after that message
+        // waits for its own marker, which comes after the message.
+        assert!(st.disown("c".into()));
+        let stale = st.disown_epoch;
+        assert_eq!(disowned(st.flush_disowned()), ["c"]);
+        assert!(st.disown("d".into()));
+        let fresh = st.disown_epoch;
+        assert_eq!(disowned(st.take_disowned(stale)), Vec::<String>::new());
+        assert_eq!(disowned(st.take_disowned(fresh)), ["d"]);
+        assert!(st.flush_disowned().is_none());
+    }
 
     fn finished_remotely(st: &mut State, key: &str) {
         st.keys.insert(key.into(), KeyEntry::new());

@@ -31,16 +31,18 @@ where
     W: AsyncWrite + Unpin,
     M: Serialize,
 {
-    counted_writer(w, rx, last, |_| {}).await;
+    counted_writer(w, rx, last, Some).await;
 }
 
-/// [`writer`], calling `taken` with each message as it leaves the queue
-/// (for a queue whose size is counted where messages are queued).
-pub async fn counted_writer<W, M>(
+/// [`writer`] of a queue of items that `take` turns into messages as each
+/// leaves the queue (for a queue whose size is counted where items are
+/// queued, or whose items are filled in when sent); an item it turns into
+/// None is dropped.
+pub async fn counted_writer<W, I, M>(
     mut w: W,
-    mut rx: UnboundedReceiver<M>,
+    mut rx: UnboundedReceiver<I>,
     last: fn(&M) -> bool,
-    mut taken: impl FnMut(&M),
+    mut take: impl FnMut(I) -> Option<M>,
 ) where
     W: AsyncWrite + Unpin,
     M: Serialize,
@@ -49,18 +51,25 @@ pub async fn counted_writer<W, M>(
     let mut next = rx.recv().await;
     while let Some(first) = next.take() {
         let mut frame = FrameBuilder::new(&mut buf);
-        let mut done = last(&first);
-        taken(&first);
-        frame.push(&first);
+        let mut done = false;
+        if let Some(m) = take(first) {
+            done = last(&m);
+            frame.push(&m);
+        }
         while !done && frame.len() < FRAME_SOFT_LIMIT {
             match rx.try_recv() {
-                Ok(m) => {
-                    done = last(&m);
-                    taken(&m);
-                    frame.push(&m);
+                Ok(item) => {
+                    if let Some(m) = take(item) {
+                        done = last(&m);
+                        frame.push(&m);
+                    }
                 }
                 Err(_) => break,
             }
+        }
+        if frame.is_empty() {
+            next = rx.recv().await;
+            continue;
         }
         frame.finish();
         if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
@@ -106,6 +115,10 @@ impl<'a> FrameBuilder<'a> {
 
     fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
     }
 
     fn finish(self) {

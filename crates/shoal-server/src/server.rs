@@ -402,8 +402,9 @@ async fn handshake(
                         SchedulerToClient::ShuttingDown | SchedulerToClient::Removed(_)
                     )
                 },
-                move |m: &SchedulerToClient| {
+                move |m: SchedulerToClient| {
                     taken.fetch_sub(m.weight(), Ordering::Relaxed);
+                    Some(m)
                 },
             ));
             let closer = Arc::new(tokio::sync::Notify::new());
