@@ -114,6 +114,37 @@ def test_plain_values_take_a_short_path_to_the_same_bytes():
         assert plain is None or plain == [bytes(f) for f in serialize.dumps(v)], v
 
 
+def test_the_engine_pickles_calls_to_the_bytes_pythons_pickler_makes(client):
+    # The engine writes the commonest calls' pickles itself (numbers,
+    # texts, bytes and inputs); a pure call's key hashes those bytes, so
+    # they must be exactly what pickle makes: memo, integer widths, inputs
+    # met twice, the interned name "ref" that the reference to an input
+    # also pickles.
+    from shoal import delayed
+    from shoal.core import serialize
+
+    f, g = client.submit(inc, 1), client.submit(inc, 2)
+    a, b = delayed(inc)(1), delayed(inc)(2)
+    text, name = "é" * 300, "ref"
+    calls = [(), (f,), (a, b), (a, a, f), (b, a, b, a, g, f), (1, 2, 3, 4, 5)]
+    calls += [(0, 255, 256, 65535, 65536, -1, -(2**31), 2**31 - 1), (1.5, -0.0, float("inf"))]
+    calls += [("", text, text), (name, a, name), (b"", b"x" * 300, b"y"), (None, True, False)]
+    calls += [(a, "x", a, 1.0, None, b, delayed(inc), f, f)]
+    calls += [tuple(range(64)), tuple([a] * 64)]
+    for args in calls:
+        made = serialize._call_pickler.dumps(args)
+        assert made is not None, args
+        general, deps = serialize.dumps_args_like((args, {}), "t", positional=True)
+        assert (made[0], made[1]) == (general[0], deps), args
+    for v in [*PLAIN_VALUES, 2**31 - 1, -(2**31), "ref", b"y" * 300]:
+        made = serialize._call_pickler.dumps_value(v)
+        assert made is None or made == bytes(serialize.dumps(v)[0]), v
+    # What it leaves to the pickler.
+    for args in [(2**31,), ("__main__",), ("\ud800",), ("z" * 5000,), tuple(range(65)), ([1],)]:
+        assert serialize._call_pickler.dumps(args) is None, args
+    assert client.submit(add, f, 1).result(timeout=30) == 3
+
+
 def test_plain_values_round_trip_with_their_types(client):
     for v, out in zip(PLAIN_VALUES, client.gather(client.map(identity, PLAIN_VALUES))):
         assert type(out) is type(v) and out == v

@@ -155,6 +155,10 @@ class CallPickler:
         """The pickle of ``(args, {})`` and the inputs in it (each once, in
         the order met), or None for arguments of any other form.
         """
+    def dumps_value(self, value: Any) -> bytes | None:
+        """The pickle of one number, text, bytes value, None or boolean, or
+        None for a value of any other kind.
+        """
 
 class ClosedClientError(RuntimeError):
     """A call needed a client that is closed (or closing)."""

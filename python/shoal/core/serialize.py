@@ -186,6 +186,21 @@ def dumps_function(fn: Callable[..., Any]) -> tuple[int, str, bytes]:
 PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
 
 
+#: The classes whose instances are task inputs (see register_input_type).
+_input_types: list[type] = []
+_call_pickler = _engine.CallPickler(refs.ref, [])
+
+
+def register_input_type(cls: type) -> None:
+    """Make instances of ``cls`` (exactly that class) task inputs that the
+    engine's one-pass pickler of calls writes itself. Their ``__reduce__``
+    must be ``reduce_dependency(self, self._key)``, which it reproduces.
+    """
+    global _call_pickler
+    _input_types.append(cls)
+    _call_pickler = _engine.CallPickler(refs.ref, _input_types)
+
+
 def dumps_plain(value: Any) -> list[bytes] | None:
     """The frames of ``value`` if it is a value of :data:`PLAIN_TYPES`
     (the same frames :func:`dumps` makes), else None.
@@ -200,6 +215,9 @@ def _plain_frames(value: Any) -> list[bytes] | None:
     it, or None where that path would use cloudpickle (a text naming
     ``__main__`` looks like a reference to it).
     """
+    data = _call_pickler.dumps_value(value)
+    if data is not None:  # a scalar, pickled by the engine to the same bytes
+        return [data]
     data = pickle.dumps(value, protocol=5)
     return None if b"__main__" in data else [_unframed(data)]
 
@@ -222,21 +240,6 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
             if frames is not None:
                 return frames, []
     return dumps_args_like((args, kwargs), f"the arguments of {what}", positional=True)
-
-
-#: The classes whose instances are task inputs (see register_input_type).
-_input_types: list[type] = []
-_call_pickler = _engine.CallPickler(refs.ref, [])
-
-
-def register_input_type(cls: type) -> None:
-    """Make instances of ``cls`` (exactly that class) task inputs that the
-    engine's one-pass pickler of calls writes itself. Their ``__reduce__``
-    must be ``reduce_dependency(self, self._key)``, which it reproduces.
-    """
-    global _call_pickler
-    _input_types.append(cls)
-    _call_pickler = _engine.CallPickler(refs.ref, _input_types)
 
 
 def loads_args(frames: Sequence[Any], inputs: Sequence[Any]) -> tuple[tuple, dict]:

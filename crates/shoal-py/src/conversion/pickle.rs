@@ -108,7 +108,7 @@ impl CallPickler {
                 w.out.push(MARK);
             }
             for a in args.iter() {
-                if !self.save(&mut w, &a, &inputs)? {
+                if !self.save(&mut w, &a, Some(&inputs))? {
                     return Ok(None);
                 }
             }
@@ -125,12 +125,19 @@ impl CallPickler {
         w.out.push(TUPLE2);
         w.memoize(None);
         w.out.push(STOP);
-        // The general path keeps the frame header of a longer pickle, and
-        // ships by value anything that names `__main__`.
-        if w.out.len() + FRAME_HEADER >= UNFRAMED_BELOW || contains(&w.out, b"__main__") {
+        Ok(w.finish(py).map(|data| (data, inputs)))
+    }
+
+    /// The pickle of one number, text, bytes value, None or boolean (a
+    /// task's result, most often), or None for a value of any other kind.
+    fn dumps_value<'py>(&self, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let mut w = Writer::default();
+        w.out.extend_from_slice(&[PROTO, 5]);
+        if !self.save(&mut w, value, None)? {
             return Ok(None);
         }
-        Ok(Some((PyBytes::new(py, &w.out), inputs)))
+        w.out.push(STOP);
+        Ok(w.finish(value.py()))
     }
 }
 
@@ -141,7 +148,7 @@ impl CallPickler {
         &self,
         w: &mut Writer,
         a: &Bound<'_, PyAny>,
-        inputs: &Bound<'_, PyList>,
+        inputs: Option<&Bound<'_, PyList>>,
     ) -> PyResult<bool> {
         let py = a.py();
         if a.is_none() {
@@ -186,7 +193,7 @@ impl CallPickler {
                 w.out.extend_from_slice(data);
                 w.memoize(Some(a.as_ptr()));
             }
-        } else if self.is_input(a) {
+        } else if let Some(inputs) = inputs.filter(|_| self.is_input(a)) {
             // An input met before is a memo get; a new one is the next.
             if !w.get(a.as_ptr()) {
                 inputs.append(a)?;
@@ -241,6 +248,16 @@ struct Writer {
 }
 
 impl Writer {
+    /// The pickle written, unless the general path would make other bytes:
+    /// it keeps the frame header of a longer pickle, and ships by value
+    /// anything that names `__main__`.
+    fn finish<'py>(self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        if self.out.len() + FRAME_HEADER >= UNFRAMED_BELOW || contains(&self.out, b"__main__") {
+            return None;
+        }
+        Some(PyBytes::new(py, &self.out))
+    }
+
     fn memoize(&mut self, obj: Option<*mut ffi::PyObject>) {
         self.out.push(MEMOIZE);
         if let Some(p) = obj {
