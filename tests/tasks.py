@@ -41,6 +41,18 @@ def wait_for_file(path, value=None, timeout=120.0):
     return value
 
 
+def spin_until_file(path, value=None, timeout=120.0):
+    """Compute (spin, never sleep) until ``path`` exists: a worker sees a
+    task that computes, so it starts nothing queued beside it, as it may
+    beside a task that sleeps. ``TimeoutError`` if it never does."""
+    p = Path(path)
+    deadline = time.monotonic() + timeout
+    while not p.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} was never created")
+    return value
+
+
 def start_then_wait(started, release, value=None):
     """Create ``started``, then block until ``release`` exists; return
     ``value``."""

@@ -20,6 +20,7 @@ from tasks import (
     inc,
     kinds,
     nested_sum,
+    spin_until_file,
     start_then_wait,
     wait_for_file,
     zeros,
@@ -291,7 +292,10 @@ def test_cancel_a_pending_future(fresh_client, tmp_path):
     client = fresh_client
     gate = tmp_path / "gate"
     log = tmp_path / "log"
-    blockers = [client.submit(wait_for_file, str(gate), i, pure=False) for i in range(2)]
+    # The blockers compute until the gate opens: a worker may start a queued
+    # task beside one that sleeps (it overlaps blocking calls), never
+    # beside one that computes.
+    blockers = [client.submit(spin_until_file, str(gate), i, pure=False) for i in range(2)]
     # Queued behind the blockers on one of the two workers.
     victim = client.submit(append_line, str(log), "victim", pure=False)
     victim.cancel()
