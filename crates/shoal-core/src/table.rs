@@ -62,6 +62,12 @@ pub(crate) struct TaskTable {
     len: usize,
 }
 
+/// The id of the task added under sequence number `seq` in slot `i` of
+/// chunk `c` (the inverse of [`split`]).
+fn join(seq: u32, c: usize, i: usize) -> TaskId {
+    (u64::from(seq) << 32) | ((c as u64) << CHUNK_BITS) | i as u64
+}
+
 fn split(id: TaskId) -> (u32, usize, usize) {
     let slot = id as u32 as usize;
     ((id >> 32) as u32, slot >> CHUNK_BITS, slot & (CHUNK - 1))
@@ -98,7 +104,7 @@ impl TaskTable {
             self.seq = 1; // id 0 is never a task's
         }
         self.len += 1;
-        (u64::from(self.seq) << 32) | ((c as u64) << CHUNK_BITS) | u64::from(i)
+        join(self.seq, c, usize::from(i))
     }
 
     /// A chunk of free slots (the spare, or a new one), listed as open.
@@ -153,7 +159,7 @@ impl TaskTable {
     pub fn at_slot(&self, slot: u32) -> Option<(TaskId, &Task)> {
         let (_, c, i) = split(u64::from(slot));
         let t = self.chunk(c)?.slots[i].as_ref()?;
-        Some(((u64::from(t.seq) << 32) | u64::from(slot), t))
+        Some((join(t.seq, c, i), t))
     }
 
     pub fn contains_key(&self, id: &TaskId) -> bool {
@@ -199,8 +205,7 @@ impl TaskTable {
             ch.iter().flat_map(move |ch| {
                 ch.slots.iter().enumerate().filter_map(move |(i, t)| {
                     let t = t.as_ref()?;
-                    let slot = ((c as u64) << CHUNK_BITS) | i as u64;
-                    Some(((u64::from(t.seq) << 32) | slot, t))
+                    Some((join(t.seq, c, i), t))
                 })
             })
         })

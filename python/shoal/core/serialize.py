@@ -180,9 +180,8 @@ def dumps_function(fn: Callable[..., Any]) -> tuple[int, str, bytes]:
 
 
 #: Types whose values hold nothing else (no future, no buffer, no class of
-#: ``__main__``): pickled by plain ``pickle`` to the same bytes as the
-#: general path makes, without its bookkeeping (most of ``map``'s arguments
-#: and of the results of small tasks).
+#: ``__main__``): a result of these is pickled without the general path's
+#: bookkeeping, to the same bytes (see :func:`dumps_plain`).
 PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
 
 
@@ -203,22 +202,16 @@ def register_input_type(cls: type) -> None:
 
 def dumps_plain(value: Any) -> list[bytes] | None:
     """The frames of ``value`` if it is a value of :data:`PLAIN_TYPES`
-    (the same frames :func:`dumps` makes), else None.
+    (the same frames :func:`dumps` makes), else None; None too where the
+    general path would use cloudpickle (a text naming ``__main__`` looks
+    like a reference to it).
     """
     if type(value) not in PLAIN_TYPES or (type(value) is bytes and len(value) >= BIG_BYTES):
         return None
-    return _plain_frames(value)
-
-
-def _plain_frames(value: Any) -> list[bytes] | None:
-    """``value`` (of plain types only) pickled as the general path pickles
-    it, or None where that path would use cloudpickle (a text naming
-    ``__main__`` looks like a reference to it).
-    """
     data = _call_pickler.dumps_value(value)
-    if data is not None:  # a scalar, pickled by the engine to the same bytes
+    if data is not None:  # the engine wrote the same bytes
         return [data]
-    data = pickle.dumps(value, protocol=5)
+    data = pickle.dumps(value, protocol=5)  # a long text, a wide integer
     return None if b"__main__" in data else [_unframed(data)]
 
 
@@ -232,13 +225,6 @@ def dumps_args(args: tuple, kwargs: dict, what: str) -> tuple[list[bytes], list[
         done = _call_pickler.dumps(args)
         if done is not None:  # numbers, texts and inputs: the common call
             return [done[0]], done[1]
-        for a in args:  # a loop, not all(...): this runs per task of a map
-            if type(a) not in PLAIN_TYPES:
-                break
-        else:
-            frames = _plain_frames((args, kwargs))
-            if frames is not None:
-                return frames, []
     return dumps_args_like((args, kwargs), f"the arguments of {what}", positional=True)
 
 

@@ -93,14 +93,14 @@ impl CallPickler {
         &self,
         args: &Bound<'py, PyTuple>,
     ) -> PyResult<Option<(Bound<'py, PyBytes>, Bound<'py, PyList>)>> {
-        let py = args.py();
-        let mut w = Writer::default();
-        let inputs = PyList::empty(py);
-        w.out.extend_from_slice(&[PROTO, 5]);
         let n = args.len();
         if n > MAX_ARGS {
             return Ok(None);
         }
+        let py = args.py();
+        let mut w = Writer::default();
+        let inputs = PyList::empty(py);
+        w.out.extend_from_slice(&[PROTO, 5]);
         if n == 0 {
             w.out.push(EMPTY_TUPLE);
         } else {
@@ -156,11 +156,8 @@ impl CallPickler {
         } else if let Ok(b) = a.cast_exact::<PyBool>() {
             w.out.push(if b.is_true() { NEWTRUE } else { NEWFALSE });
         } else if a.is_exact_instance_of::<PyInt>() {
-            let Ok(v) = a.extract::<i64>() else {
-                return Ok(false);
-            };
-            let Ok(v) = i32::try_from(v) else {
-                return Ok(false); // LONG1: left to the pickler
+            let Ok(v) = a.extract::<i32>() else {
+                return Ok(false); // wider: LONG1, left to the pickler
             };
             w.int(v);
         } else if let Ok(f) = a.cast_exact::<PyFloat>() {
@@ -174,7 +171,7 @@ impl CallPickler {
                 if text.len() >= UNFRAMED_BELOW {
                     return Ok(false);
                 }
-                w.text(text);
+                w.sized(SHORT_BINUNICODE, BINUNICODE, text.as_bytes());
                 w.memoize(Some(a.as_ptr()));
             }
         } else if let Ok(b) = a.cast_exact::<PyBytes>() {
@@ -183,14 +180,7 @@ impl CallPickler {
                 if data.len() >= UNFRAMED_BELOW {
                     return Ok(false);
                 }
-                match u8::try_from(data.len()) {
-                    Ok(n) => w.out.extend_from_slice(&[SHORT_BINBYTES, n]),
-                    Err(_) => {
-                        w.out.push(BINBYTES);
-                        w.out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-                    }
-                }
-                w.out.extend_from_slice(data);
+                w.sized(SHORT_BINBYTES, BINBYTES, data);
                 w.memoize(Some(a.as_ptr()));
             }
         } else if let Some(inputs) = inputs.filter(|_| self.is_input(a)) {
@@ -222,7 +212,11 @@ impl CallPickler {
         }
         for s in [&self.module, &self.name] {
             if !w.get(s.as_ptr()) {
-                w.text(s.bind(py).to_str()?);
+                w.sized(
+                    SHORT_BINUNICODE,
+                    BINUNICODE,
+                    s.bind(py).to_str()?.as_bytes(),
+                );
                 w.memoize(Some(s.as_ptr()));
             }
         }
@@ -294,13 +288,14 @@ impl Writer {
         }
     }
 
-    /// A text of under 4 KiB (longer ones are left to the pickler).
-    fn text(&mut self, s: &str) {
-        let data = s.as_bytes();
+    /// A text's or bytes' data of under 4 KiB (longer ones are left to
+    /// the pickler) after its opcode and length: `short` with one byte of
+    /// length up to 255, else `long` with four.
+    fn sized(&mut self, short: u8, long: u8, data: &[u8]) {
         match u8::try_from(data.len()) {
-            Ok(n) => self.out.extend_from_slice(&[SHORT_BINUNICODE, n]),
+            Ok(n) => self.out.extend_from_slice(&[short, n]),
             Err(_) => {
-                self.out.push(BINUNICODE);
+                self.out.push(long);
                 self.out
                     .extend_from_slice(&(data.len() as u32).to_le_bytes());
             }
